@@ -1,0 +1,60 @@
+// Client: the connection of one process to shmbusd. It opens topics, creates subscriptions and
+// keeps the control connection open for as long as any Publisher or Subscriber lives, which is
+// how the daemon knows this process is alive.
+//
+//   auto client = shmbus::Client::connect();   // $SHMBUS_DIR or the per-user default
+//   if (!client) { std::cerr << client.error().message << "\n"; return 1; }
+//   auto pub = client->publisher("prices");
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "shmbus/publisher.h"
+#include "shmbus/result.h"
+#include "shmbus/subscriber.h"
+#include "shmbus/topic.h"
+
+namespace shmbus {
+
+namespace detail {
+class ControlChannel;
+}
+
+struct ClientOptions {
+    std::string dir;           // empty: default_bus_dir()
+    std::string name;          // shown by the daemon in its logs
+    std::chrono::milliseconds timeout{5000};  // per control request
+};
+
+// $SHMBUS_DIR, else $XDG_RUNTIME_DIR/shmbus, else /run/shmbus for root, else /tmp/shmbus-<uid>.
+[[nodiscard]] std::string default_bus_dir();
+[[nodiscard]] std::string socket_path(const std::string& dir);
+
+class Client {
+public:
+    [[nodiscard]] static Result<Client> connect(ClientOptions options = {}) noexcept;
+
+    [[nodiscard]] Result<Publisher> publisher(std::string_view topic,
+                                              PublisherOptions options = {}) noexcept;
+    [[nodiscard]] Result<Subscriber> subscribe(std::string_view topic,
+                                               SubscribeOptions options = {}) noexcept;
+
+    [[nodiscard]] Status create_topic(std::string_view topic, const TopicConfig& config) noexcept;
+    [[nodiscard]] Status delete_topic(std::string_view topic) noexcept;
+    [[nodiscard]] Result<std::vector<std::string>> list_topics() noexcept;
+    [[nodiscard]] Result<TopicStats> topic_stats(std::string_view topic) noexcept;
+    // Removes a durable subscription's cursor (it stops gating publishers).
+    [[nodiscard]] Status delete_subscription(std::string_view topic, std::string_view name) noexcept;
+
+    [[nodiscard]] const std::string& dir() const noexcept;
+
+private:
+    explicit Client(std::shared_ptr<detail::ControlChannel> channel) noexcept;
+    std::shared_ptr<detail::ControlChannel> channel_;
+};
+
+}  // namespace shmbus

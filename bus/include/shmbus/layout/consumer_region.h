@@ -1,0 +1,58 @@
+// Layout of the consumer region of a topic segment: bytes written by subscribers (cursors,
+// acks, sleep counters) and by the daemon (slot ownership). Producers only read it, except
+// for the space-wait words they use to sleep on a full ring.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#include "shmbus/layout/segment_header.h"
+
+namespace shmbus::layout {
+
+inline constexpr std::size_t kMaxSubscriptionName = 47;
+
+enum class SlotState : uint32_t { free = 0, reserved = 1, attached = 2, detached = 3 };
+enum class SlotKind : uint32_t { ephemeral = 1, durable = 2 };
+
+// One subscription. Line 0 is written by its owner on every batch; lines 1-2 by the daemon when
+// the slot changes hands, so the two writers never share a cache line.
+struct alignas(kCacheLine) ConsumerSlot {
+    // --- line 0: the owner's cursor, read by producers only when they refresh their gate ---
+    std::atomic<uint64_t> ack_position;  // log position up to which everything is acked
+    std::atomic<uint64_t> ack_id;        // id of the next message not yet acked
+    std::atomic<uint64_t> read_id;       // id of the next message to deliver (approximate)
+    std::atomic<uint64_t> delivered;     // messages handed to the application
+    std::atomic<uint64_t> lost;          // messages skipped because the ring overran them
+    uint8_t pad0[kCacheLine - 40];
+    // --- lines 1-2: ownership, written by the daemon ---
+    std::atomic<uint32_t> state;         // SlotState; stored last with release
+    uint32_t kind;                       // SlotKind
+    int32_t pid;                         // attached owner, 0 when detached
+    uint32_t reserved0;
+    uint64_t start_time;                 // owner's process start time, for pid-reuse safety
+    uint64_t detached_ns;                // CLOCK_REALTIME when the owner went away
+    char name[kMaxSubscriptionName + 1]; // durable name; empty for ephemeral
+    uint8_t pad1[3 * kCacheLine - 144];
+};
+static_assert(std::is_standard_layout_v<ConsumerSlot>);
+static_assert(offsetof(ConsumerSlot, ack_position) == 0);
+static_assert(offsetof(ConsumerSlot, lost) == 32);
+static_assert(offsetof(ConsumerSlot, state) == 64);
+static_assert(offsetof(ConsumerSlot, name) == 96);
+static_assert(sizeof(ConsumerSlot) == 3 * kCacheLine);
+
+struct ConsumerRegionHead {
+    alignas(kCacheLine) std::atomic<uint32_t> data_waiters;  // subscribers asleep on data_futex
+    uint32_t pad0;
+    alignas(kCacheLine) std::atomic<uint32_t> space_futex;   // bumped after acks when producers sleep
+    std::atomic<uint32_t> space_waiters;                     // producers asleep on a full ring
+};
+static_assert(std::is_standard_layout_v<ConsumerRegionHead>);
+static_assert(offsetof(ConsumerRegionHead, space_futex) == 64);
+static_assert(sizeof(ConsumerRegionHead) == 128);
+// Consumer slots follow the head.
+
+}  // namespace shmbus::layout

@@ -1,0 +1,64 @@
+// Layout of the producer region of a topic segment: bytes written only by publishers (and the
+// daemon on their behalf). A subscribe-only client can map this region read-only.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#include "shmbus/layout/segment_header.h"
+
+namespace shmbus::layout {
+
+// The tail: the next free byte position of the log and the id the next message gets. Both are
+// claimed together with one 16-byte compare-and-swap, so ids are increasing in log order even with
+// many producers. Positions and ids only grow: at 100 GB/s a 64-bit byte position lasts 5.8
+// years of uninterrupted publishing, and an id would need 2^64 messages; neither ever wraps
+// in practice, so comparisons never need modular arithmetic.
+struct alignas(kCacheLine) TailWord {
+    alignas(16) uint64_t position;  // accessed with 16-byte __sync CAS and 8-byte __atomic loads
+    uint64_t next_id;
+    uint8_t pad[kCacheLine - 16];
+};
+static_assert(sizeof(TailWord) == kCacheLine);
+static_assert(offsetof(TailWord, next_id) == 8);
+
+// One per producer registration, filled by the daemon (owner) and the producer (claim).
+struct alignas(kCacheLine) ProducerSlot {
+    std::atomic<uint32_t> state;        // 0 free, 1 active; daemon writes, release
+    int32_t pid;                        // owner process
+    uint64_t start_time;                // owner's start time (clock ticks since boot, /proc)
+    std::atomic<uint64_t> claim_position;  // position of an open claim + 1, 0 when none
+    uint8_t pad[kCacheLine - 24];
+};
+static_assert(sizeof(ProducerSlot) == kCacheLine);
+static_assert(offsetof(ProducerSlot, claim_position) == 16);
+
+// Record-boundary index: entry (p / block) % entries holds a record boundary p that lies in
+// block p / block, with the id of the first message at or after it. A lapped reader uses it to
+// find the oldest record that is still whole. The entry is a tiny seqlock: `tagged` is zeroed,
+// `first_id` written, then `tagged` = p + 1 stored with release.
+struct IndexEntry {
+    std::atomic<uint64_t> tagged;   // boundary position + 1; 0 while being rewritten
+    std::atomic<uint64_t> first_id; // id of the first message at or after that boundary
+};
+static_assert(sizeof(IndexEntry) == 16);
+
+struct ProducerRegionHead {
+    TailWord tail;                          // line 0: the claim word, contended by producers
+    alignas(kCacheLine) std::atomic<uint32_t> data_futex;  // line 1: bumped to wake sleepers
+    uint32_t pad0;
+    alignas(kCacheLine) std::atomic<uint64_t> skip_records;   // line 2: rare producer counters
+    std::atomic<uint64_t> aborted_loans;
+    std::atomic<uint64_t> full_refusals;    // publishes refused or timed out on a full ring
+    uint8_t pad1[kCacheLine - 24];
+};
+static_assert(std::is_standard_layout_v<ProducerRegionHead>);
+static_assert(offsetof(ProducerRegionHead, tail) == 0);
+static_assert(offsetof(ProducerRegionHead, data_futex) == 64);
+static_assert(offsetof(ProducerRegionHead, skip_records) == 128);
+static_assert(sizeof(ProducerRegionHead) == 192);
+// Producer slots follow the head, then the index entries.
+
+}  // namespace shmbus::layout

@@ -1,0 +1,44 @@
+// Layout of one record in the ring. A record is committed by storing `commit` = ~position last,
+// with release ordering; a reader accepts it only if it loads exactly ~position (acquire), so a
+// record left over from an earlier lap (its commit encodes a position one or more laps lower)
+// and zeroed memory (~0 only matches position 2^64-1, which is never reached) are never taken
+// for a new record.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+namespace shmbus::layout {
+
+enum class RecordType : uint16_t {
+    data = 1,     // a message
+    padding = 2,  // fills the ring's end before a wrap; carries no message
+    skip = 3,     // a claimed message that was abandoned (loan dropped or producer died)
+};
+
+inline constexpr std::size_t kRecordAlignment = 32;
+
+struct RecordHeader {
+    std::atomic<uint64_t> commit;  // ~position of this record; stored last, release
+    uint32_t length;               // payload bytes (for padding: bytes after the header)
+    uint16_t type;                 // RecordType
+    uint16_t flags;                // reserved, 0
+    uint64_t id;                   // message id (padding: id of the next message)
+    uint64_t timestamp_ns;         // CLOCK_REALTIME at claim
+};
+static_assert(std::is_standard_layout_v<RecordHeader>);
+static_assert(offsetof(RecordHeader, commit) == 0);
+static_assert(offsetof(RecordHeader, length) == 8);
+static_assert(offsetof(RecordHeader, type) == 12);
+static_assert(offsetof(RecordHeader, id) == 16);
+static_assert(offsetof(RecordHeader, timestamp_ns) == 24);
+static_assert(sizeof(RecordHeader) == kRecordAlignment);
+
+constexpr uint64_t commit_word(uint64_t position) noexcept { return ~position; }
+constexpr uint64_t record_size(uint64_t payload) noexcept {
+    return (sizeof(RecordHeader) + payload + kRecordAlignment - 1) & ~uint64_t{kRecordAlignment - 1};
+}
+
+}  // namespace shmbus::layout

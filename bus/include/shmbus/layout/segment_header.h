@@ -1,0 +1,69 @@
+// Layout of page 0 of a topic segment: the versioned, read-only description of the topic.
+// Written once by shmbusd at creation; `ready` is stored last (release) so a reader that sees
+// ready == kReadyMagic also sees every other field.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+namespace shmbus::layout {
+
+inline constexpr uint64_t kSegmentMagic = 0x31'53'55'42'4D'48'53'00ULL;  // "\0SHMBUS1" little-endian
+inline constexpr uint16_t kVersionMajor = 1;  // a reader refuses any other major version
+inline constexpr uint16_t kVersionMinor = 0;  // minor bumps only add fields in reserved space
+inline constexpr uint32_t kReadyMagic = 0x52454459;  // "READY"
+inline constexpr std::size_t kPageSize = 4096;
+inline constexpr std::size_t kCacheLine = 64;
+inline constexpr std::size_t kMaxTopicName = 63;
+
+static_assert(std::atomic<uint64_t>::is_always_lock_free, "shared-memory atomics must be lock free");
+static_assert(std::atomic<uint32_t>::is_always_lock_free, "shared-memory atomics must be lock free");
+
+enum class OnFull : uint32_t { block = 0, fail = 1, overwrite = 2 };
+
+struct SegmentHeader {
+    uint64_t magic;              // kSegmentMagic
+    uint16_t version_major;      // kVersionMajor
+    uint16_t version_minor;      // kVersionMinor
+    uint32_t header_size;        // sizeof(SegmentHeader)
+    uint64_t segment_size;       // bytes of the whole mapping
+    uint64_t bus_id;             // random id of the bus directory that created it
+    uint64_t created_ns;         // CLOCK_REALTIME at creation
+    // Regions, as offsets from the mapping base (never pointers), each page aligned.
+    uint64_t producer_offset;    // ProducerRegion: written by publishers only
+    uint64_t producer_size;
+    uint64_t consumer_offset;    // ConsumerRegion: written by subscribers (and the daemon) only
+    uint64_t consumer_size;
+    uint64_t ring_offset;        // the record ring: written by publishers only
+    uint64_t ring_capacity;      // power of two, >= kMinCapacity
+    uint32_t max_message;        // largest payload accepted
+    uint32_t on_full;            // OnFull
+    uint32_t max_producers;      // entries in ProducerRegion::producers
+    uint32_t max_consumers;      // entries in ConsumerRegion::slots
+    uint32_t index_entries;      // entries in ProducerRegion::index
+    uint32_t reserved0;
+    char topic[kMaxTopicName + 1];  // NUL terminated
+    uint8_t reserved[256];       // room for minor-version additions
+    std::atomic<uint32_t> ready; // kReadyMagic once every field above is written; stored last
+    uint32_t reserved1;
+};
+
+static_assert(std::is_standard_layout_v<SegmentHeader>);
+static_assert(offsetof(SegmentHeader, magic) == 0);
+static_assert(offsetof(SegmentHeader, version_major) == 8);
+static_assert(offsetof(SegmentHeader, version_minor) == 10);
+static_assert(offsetof(SegmentHeader, header_size) == 12);
+static_assert(offsetof(SegmentHeader, segment_size) == 16);
+static_assert(offsetof(SegmentHeader, producer_offset) == 40);
+static_assert(offsetof(SegmentHeader, consumer_offset) == 56);
+static_assert(offsetof(SegmentHeader, ring_offset) == 72);
+static_assert(offsetof(SegmentHeader, ring_capacity) == 80);
+static_assert(offsetof(SegmentHeader, max_message) == 88);
+static_assert(offsetof(SegmentHeader, topic) == 112);
+static_assert(offsetof(SegmentHeader, ready) == 432);
+static_assert(sizeof(SegmentHeader) == 440);
+static_assert(sizeof(SegmentHeader) <= kPageSize);
+
+}  // namespace shmbus::layout

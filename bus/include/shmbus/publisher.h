@@ -1,0 +1,103 @@
+// Publisher: writes messages into a topic's ring. Lock-free with any number of publishers per
+// topic; nothing on the publish path allocates or makes a system call unless a subscriber sleeps.
+//
+//   auto pub = client.publisher("prices");
+//   if (!pub) { /* pub.error().message says why */ }
+//   if (pub->publish("EURUSD 1.0841") != shmbus::PublishStatus::ok) { /* full or too large */ }
+//
+//   shmbus::Loan loan;                       // zero copy: write straight into the ring
+//   if (pub->loan(sizeof(Quote), loan) == shmbus::PublishStatus::ok) {
+//       new (loan.data().data()) Quote{...};
+//       loan.commit();
+//   }
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+
+#include "shmbus/topic.h"
+
+namespace shmbus {
+
+namespace detail {
+class Segment;
+class ControlChannel;
+struct PublisherCore;
+}  // namespace detail
+
+enum class PublishStatus : uint8_t {
+    ok,           // committed (or, for loan(), claimed)
+    would_block,  // on-full `fail`: the ring is full of unacked data
+    timed_out,    // on-full `block`: still full when the deadline passed
+    too_large,    // payload above the topic's max_message
+    aborted,      // the loan was already committed or abandoned
+};
+[[nodiscard]] const char* to_string(PublishStatus status) noexcept;
+
+struct PublisherOptions {
+    TopicConfig create_config{};  // used only if the topic does not exist yet
+    // How long publish() waits on a full `block` topic before returning timed_out.
+    std::chrono::nanoseconds block_timeout = std::chrono::seconds(30);
+};
+
+// Space claimed in the ring. Write the payload into data(), then commit(). A Loan destroyed
+// without commit() is published as a skip record: subscribers step over it, nothing is stuck.
+class Loan {
+public:
+    Loan() noexcept = default;
+    Loan(Loan&& other) noexcept;
+    Loan& operator=(Loan&& other) noexcept;
+    Loan(const Loan&) = delete;
+    Loan& operator=(const Loan&) = delete;
+    ~Loan();
+
+    [[nodiscard]] std::span<std::byte> data() const noexcept { return data_; }
+    [[nodiscard]] uint64_t id() const noexcept { return id_; }
+    [[nodiscard]] bool active() const noexcept { return core_ != nullptr; }
+    // Makes the message visible to subscribers (release store of the commit word).
+    PublishStatus commit() noexcept;
+    // Gives the space back as a skip record; subscribers never see it.
+    void abandon() noexcept;
+
+private:
+    friend class Publisher;
+    detail::PublisherCore* core_ = nullptr;
+    uint64_t position_ = 0;
+    uint64_t id_ = 0;
+    std::span<std::byte> data_{};
+};
+
+class Publisher {
+public:
+    Publisher(Publisher&&) noexcept;
+    Publisher& operator=(Publisher&&) noexcept;
+    ~Publisher();
+
+    // Copies `payload` into the ring and commits it. Waits on a full `block` topic up to
+    // options.block_timeout (or `timeout`).
+    [[nodiscard]] PublishStatus publish(std::span<const std::byte> payload) noexcept;
+    [[nodiscard]] PublishStatus publish(std::string_view payload) noexcept;
+    [[nodiscard]] PublishStatus publish(std::span<const std::byte> payload,
+                                        std::chrono::nanoseconds timeout) noexcept;
+    // Claims `size` bytes for zero-copy writing; commit through the Loan.
+    [[nodiscard]] PublishStatus loan(std::size_t size, Loan& out) noexcept;
+    [[nodiscard]] PublishStatus loan(std::size_t size, Loan& out,
+                                     std::chrono::nanoseconds timeout) noexcept;
+
+    // Id of the last message this publisher claimed (ids grow in log order across publishers).
+    [[nodiscard]] uint64_t last_id() const noexcept;
+    [[nodiscard]] uint32_t max_message() const noexcept;
+    [[nodiscard]] OnFull on_full() const noexcept;
+    [[nodiscard]] const std::string& topic() const noexcept;
+
+private:
+    friend class Client;
+    explicit Publisher(std::unique_ptr<detail::PublisherCore> core) noexcept;
+    std::unique_ptr<detail::PublisherCore> core_;
+};
+
+}  // namespace shmbus

@@ -1,0 +1,67 @@
+// Error codes and the expected-style result type of every setup call. The library never throws
+// across its API: a failure comes back as an Error with a code and a sentence for humans.
+#pragma once
+
+#include <cstdint>
+#include <new>
+#include <string>
+#include <utility>
+#include <variant>
+
+namespace shmbus {
+
+enum class Errc : uint32_t {
+    ok = 0,
+    invalid_name,         // a topic or subscription name breaks the naming rules
+    invalid_argument,     // a size, policy or option out of range
+    message_too_large,    // payload larger than the topic's max_message
+    topic_not_found,
+    topic_exists,
+    bad_magic,            // a segment that is not a shmbus segment
+    bad_version,          // a segment of another major layout version
+    corrupt_segment,      // a segment whose header or ring fails a bounds check
+    no_space,             // /dev/shm (or the memory limit) cannot hold the segment
+    io_error,             // an unexpected system call failure
+    daemon_not_running,   // nobody listens on the bus socket
+    daemon_running,       // another shmbusd already serves this directory
+    protocol_error,       // a malformed or unexpected control frame
+    permission_denied,
+    no_free_slot,         // every subscription or producer slot of the topic is taken
+    busy,                 // a durable subscription already attached elsewhere
+    disconnected,         // the control connection to shmbusd was lost
+    timed_out,
+};
+
+[[nodiscard]] const char* to_string(Errc code) noexcept;
+
+struct Error {
+    Errc code = Errc::ok;
+    std::string message;
+};
+
+// A value or an Error. Deliberately small: has_value(), value(), error(), operator bool.
+template <class T>
+class [[nodiscard]] Result {
+public:
+    Result(T value) : v_(std::move(value)) {}             // NOLINT: implicit by design
+    Result(Error error) : v_(std::move(error)) {}         // NOLINT: implicit by design
+    [[nodiscard]] bool has_value() const noexcept { return v_.index() == 0; }
+    explicit operator bool() const noexcept { return has_value(); }
+    [[nodiscard]] T& value() & noexcept { return *std::get_if<0>(&v_); }
+    [[nodiscard]] T&& value() && noexcept { return std::move(*std::get_if<0>(&v_)); }
+    [[nodiscard]] const T& value() const& noexcept { return *std::get_if<0>(&v_); }
+    T* operator->() noexcept { return std::get_if<0>(&v_); }
+    T& operator*() & noexcept { return value(); }
+    [[nodiscard]] const Error& error() const noexcept { return *std::get_if<1>(&v_); }
+
+private:
+    std::variant<T, Error> v_;
+};
+
+struct Unit {};
+using Status = Result<Unit>;
+inline Status ok_status() { return Unit{}; }
+
+inline Error make_error(Errc code, std::string message) { return Error{code, std::move(message)}; }
+
+}  // namespace shmbus

@@ -1,0 +1,8 @@
+// Umbrella header of libshmbus.
+#pragma once
+#include "shmbus/client.h"
+#include "shmbus/names.h"
+#include "shmbus/publisher.h"
+#include "shmbus/result.h"
+#include "shmbus/subscriber.h"
+#include "shmbus/topic.h"

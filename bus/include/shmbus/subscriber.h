@@ -1,0 +1,103 @@
+// Subscriber: reads a topic from its own cursor.
+//
+// Ephemeral (at most once): never slows publishers; if overrun it skips to the oldest record
+// still whole and tells how many messages it lost (Message::lost_before, lost()).
+// Durable (at least once, by name): its ack cursor lives in the segment and survives the
+// process; on reattach delivery resumes after the last ack. On a `block` or `fail` topic it
+// gates publishers, so nothing unacked is ever overwritten.
+//
+//   shmbus::SubscribeOptions opts;
+//   opts.durable_name = "basket";            // omit for an ephemeral subscription
+//   auto sub = client.subscribe("prices", opts);
+//   sub->receive([](const shmbus::Message& m) { apply(m.text()); },
+//                std::chrono::seconds(1));   // auto-ack after the handler returns
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "shmbus/function_ref.h"
+#include "shmbus/topic.h"
+
+namespace shmbus {
+
+namespace detail {
+struct SubscriberCore;
+}
+
+enum class StartFrom : uint8_t { earliest, latest, id };
+enum class WaitStrategy : uint8_t { busy_spin, spin_then_sleep };
+
+struct SubscribeOptions {
+    std::string durable_name;          // empty: ephemeral
+    StartFrom from = StartFrom::latest;  // for a new subscription only; durable ones resume
+    uint64_t from_id = 0;              // with StartFrom::id
+    WaitStrategy wait = WaitStrategy::spin_then_sleep;
+    bool auto_ack = true;              // ack each poll's messages after the handler returns
+    TopicConfig create_config{};       // used only if the topic does not exist yet
+};
+
+struct Message {
+    uint64_t id = 0;
+    uint64_t timestamp_ns = 0;          // publisher's CLOCK_REALTIME at claim
+    uint64_t lost_before = 0;           // messages lost to an overrun just before this one
+    std::span<const std::byte> payload; // valid until the handler returns
+    [[nodiscard]] std::string_view text() const noexcept {
+        return {reinterpret_cast<const char*>(payload.data()), payload.size()};
+    }
+    uint64_t end_position = 0;          // where the next record starts; used by ack()
+};
+
+enum class ReceiveStatus : uint8_t {
+    ok,         // at least one message delivered
+    empty,      // nothing new (poll) or nothing before the deadline (receive)
+    corrupt,    // the ring failed a bounds check: the segment is damaged or hostile
+};
+
+struct PollResult {
+    ReceiveStatus status;
+    uint32_t count;
+};
+
+using Handler = FunctionRef<void(const Message&)>;
+
+class Subscriber {
+public:
+    Subscriber(Subscriber&&) noexcept;
+    Subscriber& operator=(Subscriber&&) noexcept;
+    ~Subscriber();  // ephemeral: frees its slot; durable: detaches, cursor kept
+
+    // Delivers up to `max` ready messages without waiting.
+    [[nodiscard]] PollResult poll(Handler handler, std::size_t max = 256) noexcept;
+    // Like poll, but waits up to `timeout` for the first message (busy-spin or futex sleep).
+    [[nodiscard]] PollResult receive(Handler handler, std::chrono::nanoseconds timeout,
+                                     std::size_t max = 256) noexcept;
+
+    // Cumulative acks (durable; harmless on ephemeral): everything up to and including `m`.
+    void ack(const Message& m) noexcept;
+    // Everything delivered so far.
+    void ack_delivered() noexcept;
+
+    // Re-positions the read cursor within what the ring still holds.
+    [[nodiscard]] Status seek(StartFrom from, uint64_t id = 0) noexcept;
+
+    [[nodiscard]] uint64_t next_id() const noexcept;   // id of the next message to deliver
+    [[nodiscard]] uint64_t lost() const noexcept;      // total messages lost to overruns
+    [[nodiscard]] uint64_t delivered() const noexcept;
+    [[nodiscard]] bool durable() const noexcept;
+    [[nodiscard]] bool resumed() const noexcept;       // durable: reattached to an existing cursor
+    [[nodiscard]] uint32_t max_message() const noexcept;
+    [[nodiscard]] const std::string& topic() const noexcept;
+
+private:
+    friend class Client;
+    explicit Subscriber(std::unique_ptr<detail::SubscriberCore> core) noexcept;
+    std::unique_ptr<detail::SubscriberCore> core_;
+};
+
+}  // namespace shmbus

@@ -1,0 +1,67 @@
+// Topic configuration and the read-only statistics view of a topic.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "shmbus/layout/segment_header.h"
+#include "shmbus/result.h"
+
+namespace shmbus {
+
+using OnFull = layout::OnFull;
+
+[[nodiscard]] const char* to_string(OnFull policy) noexcept;
+[[nodiscard]] bool parse_on_full(std::string_view text, OnFull& out) noexcept;
+
+// Fixed at creation. Memory for a topic is allocated once; nothing grows later.
+struct TopicConfig {
+    uint64_t capacity = 4u << 20;      // ring bytes, rounded up to a power of two
+    uint32_t max_message = 0;          // largest payload; 0: min(64 KiB, max_message_for(capacity))
+    OnFull on_full = OnFull::block;
+    uint32_t max_producers = 64;
+    uint32_t max_consumers = 64;
+};
+
+inline constexpr uint64_t kMinCapacity = 4096;
+inline constexpr uint64_t kMaxCapacity = 1ull << 36;  // 64 GiB
+// Largest max_message a ring of `capacity` bytes accepts: a claim (padding plus record) then
+// stays under a quarter of the ring, which is what lets a new durable subscription join safely
+// (docs/architecture.md, "Gating").
+[[nodiscard]] constexpr uint64_t max_message_for(uint64_t capacity) noexcept {
+    return capacity / 8 - 32;
+}
+inline constexpr uint32_t kDefaultMaxMessage = 64u << 10;
+[[nodiscard]] Status validate_config(const TopicConfig& config);
+// Fills the fields left at 0 ("use the default").
+[[nodiscard]] TopicConfig with_defaults(TopicConfig config) noexcept;
+
+struct SubscriptionStats {
+    uint32_t slot = 0;
+    std::string name;        // empty for an ephemeral subscription
+    bool durable = false;
+    bool attached = false;   // false: a durable subscription whose owner is gone
+    int32_t pid = 0;
+    uint64_t next_id = 0;    // durable: first unacked id; ephemeral: next id to read
+    uint64_t lag = 0;        // messages published but not yet acked (durable) or read
+    uint64_t delivered = 0;
+    uint64_t lost = 0;
+};
+
+// A racy snapshot: every figure is read without stopping producers or subscribers.
+struct TopicStats {
+    std::string name;
+    TopicConfig config;
+    uint64_t segment_bytes = 0;
+    uint64_t published = 0;      // ids handed out so far (next message id)
+    uint64_t tail_position = 0;  // bytes ever claimed
+    uint32_t producers = 0;
+    uint64_t skip_records = 0;
+    uint64_t aborted_loans = 0;
+    uint64_t full_refusals = 0;
+    std::vector<SubscriptionStats> subscriptions;
+};
+
+}  // namespace shmbus

@@ -1,0 +1,187 @@
+#include "shmbus/client.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "cores.h"
+#include "stats.h"
+#include "shmbus/names.h"
+
+namespace shmbus {
+
+using detail::ControlChannel;
+using detail::copy_name;
+using detail::Reply;
+using detail::Segment;
+
+std::string default_bus_dir() {
+    if (const char* d = std::getenv("SHMBUS_DIR"); d != nullptr && *d != '\0') return d;
+    if (const char* x = std::getenv("XDG_RUNTIME_DIR"); x != nullptr && *x != '\0') return std::string(x) + "/shmbus";
+    if (geteuid() == 0) return "/run/shmbus";
+    return "/tmp/shmbus-" + std::to_string(geteuid());
+}
+
+std::string socket_path(const std::string& dir) { return dir + "/shmbusd.sock"; }
+
+namespace {
+
+protocol::WireConfig to_wire(const TopicConfig& c) {
+    const TopicConfig d = with_defaults(c);
+    return {d.capacity, d.max_message, uint32_t(d.on_full), d.max_producers, d.max_consumers};
+}
+
+template <class T>
+Result<T> body_as(const Reply& r, protocol::Type expected) {
+    if (r.type != expected || r.body.size() < sizeof(T))
+        return make_error(Errc::protocol_error, "unexpected reply from shmbusd");
+    T t{};
+    std::memcpy(&t, r.body.data(), sizeof t);
+    return t;
+}
+
+// Maps the segment fd of a reply and closes the fd: the mapping keeps the memory alive.
+Result<Segment> map_reply_segment(Reply& r) {
+    if (r.fd < 0) return make_error(Errc::protocol_error, "shmbusd sent no segment descriptor");
+    auto seg = Segment::attach(r.fd);
+    close(r.fd);
+    r.fd = -1;
+    return seg;
+}
+
+struct ReplyFdGuard {
+    Reply& r;
+    ~ReplyFdGuard() {
+        if (r.fd >= 0) close(r.fd);
+    }
+};
+
+}  // namespace
+
+Client::Client(std::shared_ptr<ControlChannel> channel) noexcept : channel_(std::move(channel)) {}
+
+Result<Client> Client::connect(ClientOptions options) noexcept {
+    if (options.dir.empty()) options.dir = default_bus_dir();
+    auto ch = ControlChannel::connect(options.dir, options.name, options.timeout);
+    if (!ch) return ch.error();
+    return Client(std::move(ch.value()));
+}
+
+const std::string& Client::dir() const noexcept { return channel_->dir(); }
+
+Result<Publisher> Client::publisher(std::string_view topic, PublisherOptions options) noexcept {
+    if (auto st = validate_topic_name(topic); !st) return st.error();
+    protocol::OpenTopic req{};
+    copy_name(req.topic, topic);
+    req.config = to_wire(options.create_config);
+    req.flags = protocol::kCreateIfMissing | protocol::kAsPublisher;
+    auto reply = channel_->request(protocol::Type::open_topic, &req, sizeof req);
+    if (!reply) return reply.error();
+    ReplyFdGuard guard{reply.value()};
+    auto ok = body_as<protocol::TopicOk>(*reply, protocol::Type::topic_ok);
+    if (!ok) return ok.error();
+    auto seg = map_reply_segment(*reply);
+    if (!seg) return seg.error();
+    auto core = std::unique_ptr<detail::PublisherCore>(new (std::nothrow) detail::PublisherCore(
+        channel_, std::move(seg.value()), ok->producer_slot, options));
+    if (!core) return make_error(Errc::io_error, "out of memory");
+    return Publisher(std::move(core));
+}
+
+Result<Subscriber> Client::subscribe(std::string_view topic, SubscribeOptions options) noexcept {
+    if (auto st = validate_topic_name(topic); !st) return st.error();
+    const bool durable = !options.durable_name.empty();
+    if (durable)
+        if (auto st = validate_subscription_name(options.durable_name); !st) return st.error();
+    protocol::Subscribe req{};
+    copy_name(req.topic, topic);
+    copy_name(req.durable_name, options.durable_name);
+    req.config = to_wire(options.create_config);
+    req.from = uint32_t(options.from == StartFrom::earliest ? protocol::From::earliest
+                        : options.from == StartFrom::latest ? protocol::From::latest
+                                                            : protocol::From::id);
+    req.from_id = options.from_id;
+    auto reply = channel_->request(protocol::Type::subscribe, &req, sizeof req);
+    if (!reply) return reply.error();
+    ReplyFdGuard guard{reply.value()};
+    auto ok = body_as<protocol::SubscribeOk>(*reply, protocol::Type::subscribe_ok);
+    if (!ok) return ok.error();
+    auto seg = map_reply_segment(*reply);
+    if (!seg) return seg.error();
+    if (ok->slot >= seg->max_consumers()) return make_error(Errc::protocol_error, "shmbusd sent an invalid slot");
+    const bool from_id = options.from == StartFrom::id && !ok->resumed;
+    const uint64_t lost = from_id && ok->next_id > options.from_id ? ok->next_id - options.from_id : 0;
+    auto core = std::unique_ptr<detail::SubscriberCore>(new (std::nothrow) detail::SubscriberCore(
+        channel_, std::move(seg.value()), ok->slot, durable, std::move(options)));
+    if (!core) return make_error(Errc::io_error, "out of memory");
+    core->resumed = ok->resumed != 0;
+    core->start_at(ok->position, ok->next_id, from_id ? core->options.from_id : 0, lost);
+    if (!core->gated) core->copy.resize(core->seg.max_message());  // allocated once, here
+    return Subscriber(std::move(core));
+}
+
+Status Client::create_topic(std::string_view topic, const TopicConfig& config) noexcept {
+    if (auto st = validate_topic_name(topic); !st) return st.error();
+    if (auto st = validate_config(with_defaults(config)); !st) return st.error();
+    protocol::OpenTopic req{};
+    copy_name(req.topic, topic);
+    req.config = to_wire(config);
+    req.flags = protocol::kCreateIfMissing | protocol::kExclusive;
+    auto reply = channel_->request(protocol::Type::open_topic, &req, sizeof req);
+    if (!reply) return reply.error();
+    ReplyFdGuard guard{reply.value()};
+    return ok_status();
+}
+
+Status Client::delete_topic(std::string_view topic) noexcept {
+    if (auto st = validate_topic_name(topic); !st) return st.error();
+    protocol::TopicName req{};
+    copy_name(req.topic, topic);
+    auto reply = channel_->request(protocol::Type::delete_topic, &req, sizeof req);
+    if (!reply) return reply.error();
+    return ok_status();
+}
+
+Status Client::delete_subscription(std::string_view topic, std::string_view name) noexcept {
+    if (auto st = validate_topic_name(topic); !st) return st.error();
+    if (auto st = validate_subscription_name(name); !st) return st.error();
+    protocol::SubscriptionName req{};
+    copy_name(req.topic, topic);
+    copy_name(req.name, name);
+    auto reply = channel_->request(protocol::Type::delete_subscription, &req, sizeof req);
+    if (!reply) return reply.error();
+    return ok_status();
+}
+
+Result<std::vector<std::string>> Client::list_topics() noexcept {
+    std::vector<std::string> names;
+    for (;;) {
+        protocol::ListTopics req{uint32_t(names.size()), 0};
+        auto reply = channel_->request(protocol::Type::list_topics, &req, sizeof req);
+        if (!reply) return reply.error();
+        auto head = body_as<protocol::TopicList>(*reply, protocol::Type::topic_list);
+        if (!head) return head.error();
+        if (reply->body.size() != sizeof(protocol::TopicList) + std::size_t(head->count) * protocol::kNameField)
+            return make_error(Errc::protocol_error, "malformed topic list from shmbusd");
+        const char* p = reinterpret_cast<const char*>(reply->body.data() + sizeof(protocol::TopicList));
+        for (uint32_t i = 0; i < head->count; ++i, p += protocol::kNameField)
+            names.emplace_back(p, strnlen(p, protocol::kNameField));
+        if (head->count == 0 || names.size() >= head->total) return names;
+    }
+}
+
+Result<TopicStats> Client::topic_stats(std::string_view topic) noexcept {
+    if (auto st = validate_topic_name(topic); !st) return st.error();
+    protocol::OpenTopic req{};
+    copy_name(req.topic, topic);
+    auto reply = channel_->request(protocol::Type::open_topic, &req, sizeof req);
+    if (!reply) return reply.error();
+    ReplyFdGuard guard{reply.value()};
+    auto seg = map_reply_segment(*reply);
+    if (!seg) return seg.error();
+    return detail::collect_stats(*seg);
+}
+
+}  // namespace shmbus

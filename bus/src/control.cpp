@@ -1,0 +1,184 @@
+#include "control.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "shmbus/client.h"
+
+namespace shmbus::detail {
+
+using protocol::FrameHeader;
+
+bool send_frame(int sock, protocol::Type type, uint32_t request_id, const void* body, std::size_t body_size,
+                int fd) noexcept {
+    FrameHeader h{protocol::kFrameMagic, protocol::kProtocolVersion, uint16_t(type),
+                  uint32_t(sizeof(FrameHeader) + body_size), request_id};
+    iovec iov[2] = {{&h, sizeof h}, {const_cast<void*>(body), body_size}};
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = body_size > 0 ? 2 : 1;
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    if (fd >= 0) {
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof control;
+        cmsghdr* c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    }
+    for (;;) {
+        ssize_t n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+        if (n >= 0) return std::size_t(n) == h.length;
+        if (errno != EINTR) return false;
+    }
+}
+
+bool recv_frame(int sock, std::vector<std::byte>& buf, int& fd, std::string& why) noexcept {
+    fd = -1;
+    buf.resize(protocol::kMaxFrame);
+    iovec iov{buf.data(), buf.size()};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)] = {};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t n;
+    do n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+    while (n < 0 && errno == EINTR);
+    // Close every passed descriptor but the first: a hostile peer may send several.
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (std::size_t i = 0; i < count; ++i) {
+            int received;
+            std::memcpy(&received, CMSG_DATA(c) + i * sizeof(int), sizeof received);
+            if (fd < 0) fd = received;
+            else close(received);
+        }
+    }
+    if (n <= 0) {
+        why = n == 0 ? "connection closed" : strerror(errno);
+        if (fd >= 0) close(fd), fd = -1;
+        return false;
+    }
+    if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+        why = "oversized frame";
+        if (fd >= 0) close(fd), fd = -1;
+        buf.clear();
+        return true;  // the caller's parse_frame rejects the empty buffer
+    }
+    buf.resize(std::size_t(n));
+    return true;
+}
+
+bool parse_frame(const std::vector<std::byte>& buf, FrameHeader& header, const std::byte*& body,
+                 std::size_t& body_size) noexcept {
+    if (buf.size() < sizeof(FrameHeader)) return false;
+    std::memcpy(&header, buf.data(), sizeof header);
+    if (header.magic != protocol::kFrameMagic || header.version != protocol::kProtocolVersion) return false;
+    if (header.length != buf.size()) return false;
+    body = buf.data() + sizeof(FrameHeader);
+    body_size = buf.size() - sizeof(FrameHeader);
+    return true;
+}
+
+namespace {
+
+Error not_running(const std::string& dir, const char* why) {
+    return make_error(Errc::daemon_not_running,
+                      "shmbusd is not running for bus directory " + dir + " (" + why +
+                          "); start it with: shmbusd --dir " + dir);
+}
+
+bool wait_readable(int sock, std::chrono::milliseconds timeout) {
+    pollfd p{sock, POLLIN, 0};
+    int rc;
+    do rc = ::poll(&p, 1, int(timeout.count()));
+    while (rc < 0 && errno == EINTR);
+    return rc > 0;
+}
+
+}  // namespace
+
+Result<std::shared_ptr<ControlChannel>> ControlChannel::connect(const std::string& dir, const std::string& name,
+                                                                std::chrono::milliseconds timeout) noexcept {
+    const std::string path = socket_path(dir);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (path.size() >= sizeof addr.sun_path)
+        return make_error(Errc::invalid_argument, "bus directory path too long for a Unix socket: " + dir);
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    int sock = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (sock < 0) return make_error(Errc::io_error, std::string("socket: ") + strerror(errno));
+    if (::connect(sock, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+        const int err = errno;
+        close(sock);
+        if (err == ENOENT || err == ECONNREFUSED) return not_running(dir, strerror(err));
+        if (err == EACCES) return make_error(Errc::permission_denied, "no permission to connect to " + path);
+        return make_error(Errc::io_error, "connect " + path + ": " + strerror(err));
+    }
+    std::shared_ptr<ControlChannel> ch(new (std::nothrow) ControlChannel(sock, dir, timeout));
+    if (!ch) {
+        close(sock);
+        return make_error(Errc::io_error, "out of memory");
+    }
+    protocol::Hello hello{};
+    hello.protocol_version = protocol::kProtocolVersion;
+    hello.pid = getpid();
+    copy_name(hello.client_name, name);
+    auto reply = ch->request(protocol::Type::hello, &hello, sizeof hello);
+    if (!reply) return reply.error();
+    if (reply->type != protocol::Type::hello_ok || reply->body.size() != sizeof(protocol::HelloOk))
+        return make_error(Errc::protocol_error, "unexpected reply to hello");
+    protocol::HelloOk ok{};
+    std::memcpy(&ok, reply->body.data(), sizeof ok);
+    ch->bus_id_ = ok.bus_id;
+    return ch;
+}
+
+ControlChannel::~ControlChannel() { close(sock_); }
+
+Result<Reply> ControlChannel::request(protocol::Type type, const void* body, std::size_t size) noexcept {
+    std::lock_guard lock(mutex_);
+    const uint32_t id = next_request_++;
+    if (!send_frame(sock_, type, id, body, size))
+        return make_error(Errc::disconnected, "lost the connection to shmbusd (" + std::string(strerror(errno)) + ")");
+    std::vector<std::byte> buf;
+    for (;;) {
+        if (!wait_readable(sock_, timeout_))
+            return make_error(Errc::timed_out, "shmbusd did not answer within " + std::to_string(timeout_.count()) + " ms");
+        int fd = -1;
+        std::string why;
+        if (!recv_frame(sock_, buf, fd, why)) return make_error(Errc::disconnected, "lost the connection to shmbusd (" + why + ")");
+        FrameHeader h{};
+        const std::byte* b = nullptr;
+        std::size_t n = 0;
+        if (!parse_frame(buf, h, b, n)) {
+            if (fd >= 0) close(fd);
+            return make_error(Errc::protocol_error, "malformed reply from shmbusd");
+        }
+        if (h.request_id != id) {  // a stale reply to a request that timed out earlier
+            if (fd >= 0) close(fd);
+            continue;
+        }
+        if (protocol::Type(h.type) == protocol::Type::error) {
+            if (fd >= 0) close(fd);
+            protocol::ErrorReply e{};
+            if (n != sizeof e) return make_error(Errc::protocol_error, "malformed error reply from shmbusd");
+            std::memcpy(&e, b, sizeof e);
+            e.message[sizeof e.message - 1] = '\0';
+            const Errc code = e.code <= uint32_t(Errc::timed_out) ? Errc(e.code) : Errc::protocol_error;
+            return make_error(code, e.message);
+        }
+        Reply r{protocol::Type(h.type), std::vector<std::byte>(b, b + n), fd};
+        return r;
+    }
+}
+
+}  // namespace shmbus::detail

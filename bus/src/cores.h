@@ -1,0 +1,87 @@
+// The state behind Publisher and Subscriber. Internal: the public classes hold a unique_ptr.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "control.h"
+#include "ring.h"
+#include "segment.h"
+#include "shmbus/publisher.h"
+#include "shmbus/subscriber.h"
+
+namespace shmbus::detail {
+
+struct PublisherCore {
+    PublisherCore(std::shared_ptr<ControlChannel> ch, Segment s, uint32_t slot, PublisherOptions o) noexcept
+        : channel(std::move(ch)), seg(std::move(s)), ring(seg), topic(seg.topic()), producer_slot(slot),
+          options(o), gated(seg.on_full() != OnFull::overwrite) {}
+
+    // Claims room for a `length`-byte payload: on success `position` is the record's position
+    // and `id` its message id; the caller writes the payload and calls commit_record().
+    [[nodiscard]] PublishStatus claim(uint64_t length, uint64_t deadline_ns, uint64_t& position, uint64_t& id) noexcept;
+    void commit_record(uint64_t position, layout::RecordType type) noexcept;
+    [[nodiscard]] uint64_t deadline_after(std::chrono::nanoseconds timeout) const noexcept;
+
+    std::shared_ptr<ControlChannel> channel;  // keeps the daemon's view of us alive
+    Segment seg;
+    Ring ring;
+    std::string topic;
+    uint32_t producer_slot;
+    PublisherOptions options;
+    bool gated;               // block/fail: durable cursors hold producers back
+    uint64_t gate_limit = 0;  // claims may end at or below this without re-reading the cursors
+    uint64_t last_id = 0;
+
+private:
+    void refresh_gate(uint64_t tail) noexcept;
+    [[nodiscard]] uint64_t min_gating_ack() const noexcept;
+    void wait_for_space(uint64_t needed_end, uint64_t deadline_ns) noexcept;
+    void write_padding(uint64_t position, uint64_t bytes, uint64_t next_id) noexcept;
+};
+
+struct SubscriberCore {
+    SubscriberCore(std::shared_ptr<ControlChannel> ch, Segment s, uint32_t slot_index, bool is_durable,
+                   SubscribeOptions o) noexcept
+        : channel(std::move(ch)), seg(std::move(s)), ring(seg), topic(seg.topic()), slot_index(slot_index),
+          slot(&seg.consumer_slot(slot_index)), durable(is_durable),
+          gated(is_durable && seg.on_full() != OnFull::overwrite), options(std::move(o)) {}
+    ~SubscriberCore();
+
+    [[nodiscard]] PollResult poll(Handler& handler, std::size_t max) noexcept;
+    [[nodiscard]] PollResult receive(Handler& handler, std::chrono::nanoseconds timeout, std::size_t max) noexcept;
+    void store_ack(uint64_t position, uint64_t next_id) noexcept;
+    [[nodiscard]] Status seek(StartFrom from, uint64_t id) noexcept;
+    void start_at(uint64_t pos, uint64_t id, uint64_t deliver_from_id, uint64_t lost_now) noexcept;
+
+    std::shared_ptr<ControlChannel> channel;
+    Segment seg;
+    Ring ring;
+    std::string topic;
+    uint32_t slot_index;
+    layout::ConsumerSlot* slot;
+    bool durable;
+    bool gated;  // durable on a block/fail topic: producers never overwrite what it has not acked
+    bool resumed = false;
+    bool corrupt = false;
+    SubscribeOptions options;
+    uint64_t position = 0;        // next record to read
+    uint64_t next_id = 0;         // id expected there
+    uint64_t deliver_from = 0;    // ids below are stepped over (seek to an id mid-walk)
+    uint64_t lost_pending = 0;    // reported on the next delivered message
+    uint64_t lost_total = 0;
+    uint64_t delivered_total = 0;
+    uint64_t acked_position = 0;  // last ack stored in the slot
+    uint32_t empty_polls = 0;
+    std::vector<std::byte> copy;  // max_message bytes, for readers that producers may overrun
+
+private:
+    [[nodiscard]] bool overrun() const noexcept;
+    void resync() noexcept;
+    void publish_progress() noexcept;
+};
+
+}  // namespace shmbus::detail

@@ -1,0 +1,133 @@
+#include "shmbus/names.h"
+
+#include <cctype>
+#include <string>
+
+#include "shmbus/layout/consumer_region.h"
+#include "shmbus/layout/segment_header.h"
+#include "shmbus/topic.h"
+
+namespace shmbus {
+namespace {
+
+bool name_char(char c) noexcept {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+}
+
+Status validate_name(std::string_view kind, std::string_view name, std::size_t max) {
+    auto bad = [&](const std::string& why) {
+        return make_error(Errc::invalid_name, "invalid " + std::string(kind) + " name '" + std::string(name) + "': " + why);
+    };
+    if (name.empty()) return make_error(Errc::invalid_name, "invalid " + std::string(kind) + " name: empty");
+    if (name.size() > max) return bad("longer than " + std::to_string(max) + " characters");
+    if (!std::isalnum(static_cast<unsigned char>(name.front()))) return bad("must start with a letter or digit");
+    for (char c : name)
+        if (!name_char(c)) return bad("only letters, digits, '.', '_' and '-' are allowed");
+    if (name.find("..") != std::string_view::npos) return bad("'..' is not allowed");
+    return ok_status();
+}
+
+}  // namespace
+
+Status validate_topic_name(std::string_view name) { return validate_name("topic", name, layout::kMaxTopicName); }
+
+Status validate_subscription_name(std::string_view name) {
+    return validate_name("subscription", name, layout::kMaxSubscriptionName);
+}
+
+std::optional<uint64_t> parse_size(std::string_view text) {
+    if (text.empty()) return std::nullopt;
+    uint64_t value = 0;
+    std::size_t i = 0;
+    for (; i < text.size() && std::isdigit(static_cast<unsigned char>(text[i])); ++i) {
+        const uint64_t digit = uint64_t(text[i] - '0');
+        if (value > (UINT64_MAX - digit) / 10) return std::nullopt;
+        value = value * 10 + digit;
+    }
+    if (i == 0) return std::nullopt;
+    std::string_view unit = text.substr(i);
+    unsigned shift = 0;
+    if (!unit.empty()) {
+        switch (std::toupper(static_cast<unsigned char>(unit.front()))) {
+            case 'K': shift = 10; break;
+            case 'M': shift = 20; break;
+            case 'G': shift = 30; break;
+            case 'B': shift = 0; break;
+            default: return std::nullopt;
+        }
+        unit.remove_prefix(1);
+        if (shift != 0 && (unit == "iB" || unit == "ib" || unit == "B" || unit == "b")) unit = {};
+        if (!unit.empty()) return std::nullopt;
+    }
+    if (shift != 0 && value > (UINT64_MAX >> shift)) return std::nullopt;
+    return value << shift;
+}
+
+const char* to_string(OnFull policy) noexcept {
+    switch (policy) {
+        case OnFull::block: return "block";
+        case OnFull::fail: return "fail";
+        case OnFull::overwrite: return "overwrite";
+    }
+    return "unknown";
+}
+
+bool parse_on_full(std::string_view text, OnFull& out) noexcept {
+    if (text == "block") out = OnFull::block;
+    else if (text == "fail") out = OnFull::fail;
+    else if (text == "overwrite") out = OnFull::overwrite;
+    else return false;
+    return true;
+}
+
+Status validate_config(const TopicConfig& c) {
+    auto bad = [](const std::string& why) { return make_error(Errc::invalid_argument, why); };
+    if (c.capacity < kMinCapacity || c.capacity > kMaxCapacity)
+        return bad("capacity " + std::to_string(c.capacity) + " is outside " + std::to_string(kMinCapacity) + " .. " +
+                   std::to_string(kMaxCapacity) + " bytes");
+    uint64_t cap = kMinCapacity;
+    while (cap < c.capacity) cap <<= 1;
+    if (c.max_message == 0 || c.max_message > max_message_for(cap))
+        return bad("max message " + std::to_string(c.max_message) + " must be 1 .. " + std::to_string(max_message_for(cap)) +
+                   " bytes for a " + std::to_string(cap) + "-byte ring (an eighth of it, minus a record header)");
+    if (uint32_t(c.on_full) > uint32_t(OnFull::overwrite)) return bad("unknown on-full policy");
+    if (c.max_producers == 0 || c.max_producers > 4096) return bad("max producers must be 1 .. 4096");
+    if (c.max_consumers == 0 || c.max_consumers > 4096) return bad("max consumers must be 1 .. 4096");
+    return ok_status();
+}
+
+TopicConfig with_defaults(TopicConfig c) noexcept {
+    if (c.max_message == 0 && c.capacity >= kMinCapacity && c.capacity <= kMaxCapacity) {
+        uint64_t cap = kMinCapacity;
+        while (cap < c.capacity) cap <<= 1;
+        c.max_message = uint32_t(std::min<uint64_t>(kDefaultMaxMessage, max_message_for(cap)));
+    }
+    return c;
+}
+
+const char* to_string(Errc code) noexcept {
+    switch (code) {
+        case Errc::ok: return "ok";
+        case Errc::invalid_name: return "invalid_name";
+        case Errc::invalid_argument: return "invalid_argument";
+        case Errc::message_too_large: return "message_too_large";
+        case Errc::topic_not_found: return "topic_not_found";
+        case Errc::topic_exists: return "topic_exists";
+        case Errc::bad_magic: return "bad_magic";
+        case Errc::bad_version: return "bad_version";
+        case Errc::corrupt_segment: return "corrupt_segment";
+        case Errc::no_space: return "no_space";
+        case Errc::io_error: return "io_error";
+        case Errc::daemon_not_running: return "daemon_not_running";
+        case Errc::daemon_running: return "daemon_running";
+        case Errc::protocol_error: return "protocol_error";
+        case Errc::permission_denied: return "permission_denied";
+        case Errc::no_free_slot: return "no_free_slot";
+        case Errc::busy: return "busy";
+        case Errc::disconnected: return "disconnected";
+        case Errc::timed_out: return "timed_out";
+    }
+    return "unknown";
+}
+
+}  // namespace shmbus

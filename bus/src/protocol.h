@@ -1,0 +1,135 @@
+// The control protocol between clients and shmbusd (docs/protocol.md). One frame per
+// SOCK_SEQPACKET message: a FrameHeader then a fixed-size body whose size is checked exactly
+// against the type, so a short, long or unknown frame is rejected before any field is read.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#include "shmbus/layout/consumer_region.h"
+#include "shmbus/layout/segment_header.h"
+
+namespace shmbus::protocol {
+
+inline constexpr uint32_t kFrameMagic = 0x53425553;  // "SUBS"
+inline constexpr uint16_t kProtocolVersion = 1;
+inline constexpr std::size_t kMaxFrame = 64 * 1024;
+inline constexpr std::size_t kNameField = layout::kMaxTopicName + 1;
+inline constexpr std::size_t kSubNameField = layout::kMaxSubscriptionName + 1;
+inline constexpr uint32_t kNoSlot = 0xFFFFFFFFu;
+
+enum class Type : uint16_t {
+    hello = 1,          hello_ok = 2,
+    open_topic = 3,     topic_ok = 4,        // reply carries the segment fd (SCM_RIGHTS)
+    delete_topic = 5,   ok = 6,
+    list_topics = 7,    topic_list = 8,
+    subscribe = 9,      subscribe_ok = 10,   // reply carries the segment fd (SCM_RIGHTS)
+    unsubscribe = 11,
+    delete_subscription = 12,
+    error = 100,
+};
+
+struct FrameHeader {
+    uint32_t magic;       // kFrameMagic
+    uint16_t version;     // kProtocolVersion
+    uint16_t type;        // Type
+    uint32_t length;      // whole frame, header included
+    uint32_t request_id;  // echoed in the reply
+};
+static_assert(sizeof(FrameHeader) == 16);
+
+struct Hello {
+    uint32_t protocol_version;
+    int32_t pid;
+    char client_name[32];
+};
+struct HelloOk {
+    uint32_t protocol_version;
+    int32_t daemon_pid;
+    uint64_t bus_id;
+};
+
+enum OpenFlags : uint32_t {
+    kCreateIfMissing = 1,  // create with `config` when absent
+    kExclusive = 2,        // fail with topic_exists when present
+    kAsPublisher = 4,      // register a producer slot for the caller
+};
+
+struct WireConfig {
+    uint64_t capacity;
+    uint32_t max_message;
+    uint32_t on_full;
+    uint32_t max_producers;
+    uint32_t max_consumers;
+};
+
+struct OpenTopic {
+    char topic[kNameField];
+    WireConfig config;
+    uint32_t flags;  // OpenFlags
+    uint32_t reserved;
+};
+struct TopicOk {
+    uint64_t segment_size;
+    uint32_t producer_slot;  // kNoSlot unless kAsPublisher
+    uint32_t created;        // 1 if this request created the topic
+};
+
+struct TopicName {  // delete_topic
+    char topic[kNameField];
+};
+
+struct ListTopics {
+    uint32_t offset;  // first name to return
+    uint32_t reserved;
+};
+inline constexpr uint32_t kNamesPerList = 256;
+struct TopicList {
+    uint32_t total;
+    uint32_t count;  // names that follow, each kNameField bytes
+};
+
+enum class From : uint32_t { earliest = 0, latest = 1, id = 2 };
+
+struct Subscribe {
+    char topic[kNameField];
+    char durable_name[kSubNameField];  // empty: ephemeral
+    WireConfig config;                  // used if the topic must be created
+    uint32_t from;                      // From
+    uint32_t reserved;
+    uint64_t from_id;
+};
+struct SubscribeOk {
+    uint64_t segment_size;
+    uint32_t slot;
+    uint32_t resumed;       // 1: reattached to an existing durable cursor
+    uint64_t position;      // where reading starts
+    uint64_t next_id;       // id of the first message at `position`
+};
+
+struct Unsubscribe {
+    char topic[kNameField];
+    uint32_t slot;
+    uint32_t reserved;
+};
+
+struct SubscriptionName {  // delete_subscription
+    char topic[kNameField];
+    char name[kSubNameField];
+};
+
+struct ErrorReply {
+    uint32_t code;  // shmbus::Errc
+    char message[220];
+};
+
+template <class T>
+constexpr bool kWireSafe = std::is_standard_layout_v<T> && std::is_trivially_copyable_v<T>;
+static_assert(kWireSafe<Hello> && kWireSafe<OpenTopic> && kWireSafe<Subscribe> &&
+              kWireSafe<SubscribeOk> && kWireSafe<ErrorReply> && kWireSafe<TopicList>);
+static_assert(sizeof(OpenTopic) == 64 + 24 + 8);
+static_assert(sizeof(Subscribe) == 64 + 48 + 24 + 16);
+static_assert(sizeof(ErrorReply) == 224);
+
+}  // namespace shmbus::protocol

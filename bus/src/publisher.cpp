@@ -1,0 +1,229 @@
+#include <cstring>
+
+#include "cores.h"
+#include "futex.h"
+
+namespace shmbus {
+namespace detail {
+
+using layout::RecordHeader;
+using layout::RecordType;
+using layout::SlotKind;
+using layout::SlotState;
+
+namespace {
+constexpr int kSpaceSpins = 256;
+constexpr std::chrono::milliseconds kMaxSpaceSleep{10};  // re-check even if nobody wakes us
+}  // namespace
+
+uint64_t PublisherCore::deadline_after(std::chrono::nanoseconds timeout) const noexcept {
+    if (timeout.count() <= 0) return 0;
+    const uint64_t now = monotonic_ns();
+    return uint64_t(timeout.count()) > UINT64_MAX - now ? UINT64_MAX : now + uint64_t(timeout.count());
+}
+
+uint64_t PublisherCore::min_gating_ack() const noexcept {
+    uint64_t min_ack = UINT64_MAX;
+    for (uint32_t i = 0; i < seg.max_consumers(); ++i) {
+        auto& s = seg.consumer_slot(i);
+        // SYNC: seq_cst pairs with the seq_cst slot publication in place_gating_cursor(): either
+        // we see the new cursor here, or its owner saw our claim on the tail and joined above it.
+        const auto state = SlotState(s.state.load(std::memory_order_seq_cst));
+        if ((state != SlotState::attached && state != SlotState::detached) || s.kind != uint32_t(SlotKind::durable))
+            continue;
+        // SYNC: pairs with the release store of ack_position in SubscriberCore::store_ack: the
+        // subscriber's reads of the acked records happen before we overwrite them.
+        min_ack = std::min(min_ack, s.ack_position.load(std::memory_order_seq_cst));
+    }
+    return min_ack;
+}
+
+// The gate: a claim may end at most one ring past the slowest durable ack, and at most a
+// quarter ring past the tail seen now, so a subscription that joins later is seen in time
+// (docs/architecture.md, "Gating").
+void PublisherCore::refresh_gate(uint64_t tail) noexcept {
+    if (!gated) {
+        gate_limit = UINT64_MAX;
+        return;
+    }
+    const uint64_t min_ack = min_gating_ack();
+    const uint64_t by_ack = min_ack == UINT64_MAX ? UINT64_MAX : min_ack + ring.capacity();
+    gate_limit = std::min(by_ack, tail + ring.capacity() / 4);
+}
+
+void PublisherCore::wait_for_space(uint64_t needed_end, uint64_t deadline_ns) noexcept {
+    auto& consumers = seg.consumers();
+    for (int i = 0; i < kSpaceSpins; ++i) cpu_relax();
+    consumers.space_waiters.fetch_add(1, std::memory_order_seq_cst);
+    // SYNC: seq_cst pairs with the fence in SubscriberCore::store_ack: either the subscriber sees
+    // space_waiters > 0 and bumps space_futex, or we see its new ack in the refresh below.
+    const uint32_t seen = consumers.space_futex.load(std::memory_order_seq_cst);
+    refresh_gate(ring.tail_position());
+    const uint64_t now = monotonic_ns();
+    if (needed_end > gate_limit && now < deadline_ns) {
+        const auto left = std::chrono::nanoseconds(deadline_ns - now);
+        futex_wait(consumers.space_futex, seen, std::min<std::chrono::nanoseconds>(left, kMaxSpaceSleep));
+    }
+    consumers.space_waiters.fetch_sub(1, std::memory_order_relaxed);  // relaxed: only a hint for wakers
+}
+
+PublishStatus PublisherCore::claim(uint64_t length, uint64_t deadline_ns, uint64_t& position, uint64_t& id) noexcept {
+    if (length > seg.max_message()) return PublishStatus::too_large;
+    const uint64_t size = layout::record_size(length);
+    auto& tail = seg.producers().tail;
+    TailSnapshot seen{};
+    uint64_t pad = 0;
+    uint64_t end = 0;
+    for (;;) {
+        // relaxed: a torn or stale pair only makes the CAS below fail and retry.
+        seen.position = __atomic_load_n(&tail.position, __ATOMIC_RELAXED);
+        seen.next_id = __atomic_load_n(&tail.next_id, __ATOMIC_RELAXED);
+        const uint64_t offset = seen.position & seg.mask();
+        pad = offset + size > ring.capacity() ? ring.capacity() - offset : 0;
+        end = seen.position + pad + size;
+        if (end > gate_limit) {
+            refresh_gate(seen.position);
+            if (end > gate_limit) {
+                if (seg.on_full() == OnFull::fail || monotonic_ns() >= deadline_ns) {
+                    seg.producers().full_refusals.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
+                    return seg.on_full() == OnFull::fail ? PublishStatus::would_block : PublishStatus::timed_out;
+                }
+                wait_for_space(end, deadline_ns);
+                continue;
+            }
+        }
+        if (ring.cas_tail(seen, {end, seen.next_id + 1})) break;
+    }
+    if (pad != 0) {
+        write_padding(seen.position, pad, seen.next_id);
+        ring.note_boundary(seen.position, seen.position + pad, seen.next_id);
+    }
+    ring.note_boundary(seen.position + pad, end, seen.next_id + 1);
+    position = seen.position + pad;
+    id = seen.next_id;
+    last_id = id;
+    RecordHeader* h = ring.header_at(position);
+    h->length = uint32_t(length);
+    h->type = uint16_t(RecordType::data);
+    h->flags = 0;
+    h->id = id;
+    h->timestamp_ns = realtime_ns();
+    return PublishStatus::ok;
+}
+
+void PublisherCore::write_padding(uint64_t position, uint64_t bytes, uint64_t next_id) noexcept {
+    RecordHeader* h = ring.header_at(position);
+    h->length = uint32_t(bytes - sizeof(RecordHeader));
+    h->type = uint16_t(RecordType::padding);
+    h->flags = 0;
+    h->id = next_id;
+    h->timestamp_ns = 0;
+    // SYNC: pairs with the acquire load of `commit` in Ring::inspect.
+    h->commit.store(layout::commit_word(position), std::memory_order_release);
+}
+
+void PublisherCore::commit_record(uint64_t position, RecordType type) noexcept {
+    RecordHeader* h = ring.header_at(position);
+    if (type != RecordType::data) h->type = uint16_t(type);
+    // SYNC: pairs with the acquire load of `commit` in Ring::inspect: the header and payload
+    // written above are visible to any reader that sees this commit word.
+    h->commit.store(layout::commit_word(position), std::memory_order_release);
+    // SYNC: StoreLoad fence, pairs with the seq_cst increment of data_waiters in
+    // SubscriberCore::receive: either the sleeper's re-check sees our commit, or we see it waiting.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    // relaxed: ordered by the fence above; a reader that announces itself later re-checks the ring.
+    if (seg.consumers().data_waiters.load(std::memory_order_relaxed) != 0) {
+        seg.producers().data_futex.fetch_add(1, std::memory_order_release);
+        futex_wake_all(seg.producers().data_futex);
+    }
+}
+
+}  // namespace detail
+
+const char* to_string(PublishStatus status) noexcept {
+    switch (status) {
+        case PublishStatus::ok: return "ok";
+        case PublishStatus::would_block: return "would_block";
+        case PublishStatus::timed_out: return "timed_out";
+        case PublishStatus::too_large: return "too_large";
+        case PublishStatus::aborted: return "aborted";
+    }
+    return "unknown";
+}
+
+// ---- Loan ----
+
+Loan::Loan(Loan&& other) noexcept { *this = std::move(other); }
+
+Loan& Loan::operator=(Loan&& other) noexcept {
+    if (this != &other) {
+        abandon();
+        core_ = std::exchange(other.core_, nullptr);
+        position_ = other.position_;
+        id_ = other.id_;
+        data_ = other.data_;
+    }
+    return *this;
+}
+
+Loan::~Loan() { abandon(); }
+
+PublishStatus Loan::commit() noexcept {
+    if (core_ == nullptr) return PublishStatus::aborted;
+    std::exchange(core_, nullptr)->commit_record(position_, layout::RecordType::data);
+    return PublishStatus::ok;
+}
+
+void Loan::abandon() noexcept {
+    if (core_ == nullptr) return;
+    auto* core = std::exchange(core_, nullptr);
+    core->seg.producers().aborted_loans.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
+    core->commit_record(position_, layout::RecordType::skip);
+}
+
+// ---- Publisher ----
+
+Publisher::Publisher(std::unique_ptr<detail::PublisherCore> core) noexcept : core_(std::move(core)) {}
+Publisher::Publisher(Publisher&&) noexcept = default;
+Publisher& Publisher::operator=(Publisher&&) noexcept = default;
+Publisher::~Publisher() = default;
+
+PublishStatus Publisher::publish(std::span<const std::byte> payload) noexcept {
+    return publish(payload, core_->options.block_timeout);
+}
+
+PublishStatus Publisher::publish(std::string_view payload) noexcept {
+    return publish(std::as_bytes(std::span<const char>(payload.data(), payload.size())));
+}
+
+PublishStatus Publisher::publish(std::span<const std::byte> payload, std::chrono::nanoseconds timeout) noexcept {
+    uint64_t position = 0;
+    uint64_t id = 0;
+    const PublishStatus st = core_->claim(payload.size(), core_->deadline_after(timeout), position, id);
+    if (st != PublishStatus::ok) return st;
+    if (!payload.empty()) std::memcpy(core_->ring.payload_at(position), payload.data(), payload.size());
+    core_->commit_record(position, layout::RecordType::data);
+    return PublishStatus::ok;
+}
+
+PublishStatus Publisher::loan(std::size_t size, Loan& out) noexcept { return loan(size, out, core_->options.block_timeout); }
+
+PublishStatus Publisher::loan(std::size_t size, Loan& out, std::chrono::nanoseconds timeout) noexcept {
+    out.abandon();
+    uint64_t position = 0;
+    uint64_t id = 0;
+    const PublishStatus st = core_->claim(size, core_->deadline_after(timeout), position, id);
+    if (st != PublishStatus::ok) return st;
+    out.core_ = core_.get();
+    out.position_ = position;
+    out.id_ = id;
+    out.data_ = std::span<std::byte>(core_->ring.payload_at(position), size);
+    return PublishStatus::ok;
+}
+
+uint64_t Publisher::last_id() const noexcept { return core_->last_id; }
+uint32_t Publisher::max_message() const noexcept { return core_->seg.max_message(); }
+OnFull Publisher::on_full() const noexcept { return core_->seg.on_full(); }
+const std::string& Publisher::topic() const noexcept { return core_->topic; }
+
+}  // namespace shmbus

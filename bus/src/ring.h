@@ -1,0 +1,165 @@
+// The ring protocol shared by publishers, subscribers and the daemon: the tail word, record
+// validation, the boundary index and start-position resolution. docs/architecture.md explains
+// the protocol; each acquire/release below names its partner.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <optional>
+
+#include "segment.h"
+#include "shmbus/layout/record.h"
+
+#if defined(__x86_64__) && !defined(__GCC_HAVE_SYNC_COMPARE_AND_SWAP_16)
+#error "shmbus needs a 16-byte compare-and-swap: build with -mcx16"
+#endif
+
+namespace shmbus::detail {
+
+struct TailSnapshot {
+    uint64_t position;
+    uint64_t next_id;
+};
+
+struct Boundary {
+    uint64_t position;  // a record boundary
+    uint64_t id;        // id of the first message at or after it
+};
+
+enum class RecordCheck : uint8_t { ready, not_ready, corrupt };
+
+struct RecordInfo {
+    uint64_t size;    // bytes the record occupies in the ring (padding: up to the ring's end)
+    uint32_t length;  // payload bytes
+    uint16_t type;
+    uint64_t id;
+    uint64_t timestamp_ns;
+};
+
+class Ring {
+public:
+    explicit Ring(const Segment& s) noexcept
+        : seg_(&s), ring_(s.ring()), mask_(s.mask()), cap_(s.capacity()), max_message_(s.max_message()) {}
+
+    [[nodiscard]] uint64_t capacity() const noexcept { return cap_; }
+    [[nodiscard]] layout::RecordHeader* header_at(uint64_t position) const noexcept {
+        return reinterpret_cast<layout::RecordHeader*>(ring_ + (position & mask_));
+    }
+    [[nodiscard]] std::byte* payload_at(uint64_t position) const noexcept {
+        return ring_ + (position & mask_) + sizeof(layout::RecordHeader);
+    }
+
+    // The tail position alone: producers only ever raise it (16-byte CAS), so an 8-byte
+    // load of its low half sees some value it really had.
+    [[nodiscard]] uint64_t tail_position(std::memory_order order = std::memory_order_acquire) const noexcept {
+        return __atomic_load_n(&seg_->producers().tail.position, int(order));
+    }
+    // A consistent (position, next_id) pair without writing: the position strictly grows with
+    // every claim, so if it reads the same before and after next_id, next_id belongs to it.
+    [[nodiscard]] TailSnapshot read_tail() const noexcept {
+        auto& t = seg_->producers().tail;
+        for (;;) {
+            const uint64_t p1 = __atomic_load_n(&t.position, __ATOMIC_ACQUIRE);
+            const uint64_t id = __atomic_load_n(&t.next_id, __ATOMIC_ACQUIRE);
+            const uint64_t p2 = __atomic_load_n(&t.position, __ATOMIC_ACQUIRE);
+            if (p1 == p2) return {p1, id};
+        }
+    }
+    // The claim: one 16-byte CAS (a full barrier) moves position and id together, so ids follow
+    // log order whatever the number of producers.
+    [[nodiscard]] bool cas_tail(TailSnapshot expected, TailSnapshot desired) const noexcept {
+        __extension__ typedef unsigned __int128 u128;
+        auto* word = reinterpret_cast<u128*>(&seg_->producers().tail.position);
+        const u128 e = (u128(expected.next_id) << 64) | expected.position;
+        const u128 d = (u128(desired.next_id) << 64) | desired.position;
+        return __sync_bool_compare_and_swap(word, e, d);
+    }
+
+    // Validates the record at `position` (bounds, type, length) without trusting any field.
+    [[nodiscard]] RecordCheck inspect(uint64_t position, RecordInfo& out) const noexcept {
+        const uint64_t offset = position & mask_;
+        if (offset % layout::kRecordAlignment != 0) return RecordCheck::corrupt;
+        const auto* h = header_at(position);
+        // SYNC: pairs with the release store of `commit` in PublisherCore::commit_record and
+        // write_padding: everything the producer wrote before it is visible after this load.
+        if (h->commit.load(std::memory_order_acquire) != layout::commit_word(position)) return RecordCheck::not_ready;
+        out.length = h->length;
+        out.type = h->type;
+        out.id = h->id;
+        out.timestamp_ns = h->timestamp_ns;
+        if (out.type == uint16_t(layout::RecordType::padding)) {
+            out.size = cap_ - offset;
+            return out.length == out.size - sizeof(layout::RecordHeader) ? RecordCheck::ready : RecordCheck::corrupt;
+        }
+        if (out.type != uint16_t(layout::RecordType::data) && out.type != uint16_t(layout::RecordType::skip))
+            return RecordCheck::corrupt;
+        if (out.length > max_message_) return RecordCheck::corrupt;
+        out.size = layout::record_size(out.length);
+        if (offset + out.size > cap_) return RecordCheck::corrupt;
+        return RecordCheck::ready;
+    }
+
+    // After a claim [start, end) whose next message id is `next_id`: if `end` is the first
+    // record boundary of its index block, publish it there (a two-word seqlock).
+    void note_boundary(uint64_t start, uint64_t end, uint64_t next_id) const noexcept {
+        const uint64_t block = seg_->index_block();
+        // `end` is the first boundary of block end/block exactly when the claim began in an
+        // earlier block (a claim that begins on a block start was indexed by its predecessor).
+        if (start / block == end / block) return;
+        auto& e = seg_->index_entry(uint32_t((end / block) & (seg_->index_entries() - 1)));
+        e.tagged.store(0, std::memory_order_relaxed);
+        // SYNC: release fence orders the zero before the id store; pairs with the acquire
+        // fence in read_boundary(), which then sees 0 or a mismatching tag.
+        std::atomic_thread_fence(std::memory_order_release);
+        e.first_id.store(next_id, std::memory_order_relaxed);
+        // SYNC: pairs with the acquire load of `tagged` in read_boundary().
+        e.tagged.store(end + 1, std::memory_order_release);
+    }
+
+    [[nodiscard]] std::optional<Boundary> read_boundary(uint32_t i) const noexcept {
+        auto& e = seg_->index_entry(i);
+        const uint64_t t1 = e.tagged.load(std::memory_order_acquire);  // SYNC: pairs with note_boundary's release store
+        const uint64_t id = e.first_id.load(std::memory_order_relaxed);  // relaxed: validated by the re-read below
+        std::atomic_thread_fence(std::memory_order_acquire);           // SYNC: pairs with note_boundary's release fence
+        const uint64_t t2 = e.tagged.load(std::memory_order_relaxed);
+        if (t1 == 0 || t1 != t2) return std::nullopt;
+        const uint64_t pos = t1 - 1;
+        if (pos % layout::kRecordAlignment != 0) return std::nullopt;
+        return Boundary{pos, id};
+    }
+
+    // The oldest indexed boundary at or above `floor` and at or below the tail, checked against the
+    // tail afterwards so the bytes behind it were still whole when it was chosen.
+    [[nodiscard]] std::optional<Boundary> oldest_boundary(uint64_t floor) const noexcept;
+    // The indexed boundary with the highest id not above `id`, at or above `floor`.
+    [[nodiscard]] std::optional<Boundary> boundary_before(uint64_t floor, uint64_t id) const noexcept;
+
+    // Where a new reader starts. `floor` is the lowest position it may use (a gating reader
+    // joins at most 3/4 of a ring back, see docs/architecture.md). For StartFrom::id the result
+    // may start later than asked if `id` is no longer retained; `lost` then counts the gap.
+    struct Start {
+        uint64_t position;
+        uint64_t id;          // id of the first message at `position`
+        uint64_t lost;        // asked-for messages that are no longer retained
+        uint64_t deliver_from;  // messages below this id are stepped over, not delivered
+    };
+    enum class From : uint8_t { earliest, latest, id };
+    [[nodiscard]] Result<Start> resolve_start(From from, uint64_t id, bool gating) const noexcept;
+
+private:
+    const Segment* seg_;
+    std::byte* ring_;
+    uint64_t mask_;
+    uint64_t cap_;
+    uint64_t max_message_;
+};
+
+// The lowest position a new gating reader may take: producers may claim up to a quarter ring past
+// the tail they saw at their last gate refresh without looking again (PublisherCore).
+[[nodiscard]] inline uint64_t gating_join_floor(uint64_t tail, uint64_t capacity) noexcept {
+    const uint64_t back = capacity - capacity / 4;
+    return tail > back ? tail - back : 0;
+}
+
+}  // namespace shmbus::detail

@@ -1,0 +1,229 @@
+#include <cstring>
+
+#include "cores.h"
+#include "futex.h"
+
+namespace shmbus {
+namespace detail {
+
+using layout::RecordType;
+
+namespace {
+constexpr uint32_t kOverrunCheckEvery = 64;  // empty polls between looks at the tail
+constexpr int kSpinPolls = 2000;             // spin-then-sleep: polls before sleeping
+constexpr std::chrono::milliseconds kMaxSleep{100};  // re-check even if nobody wakes us
+}  // namespace
+
+SubscriberCore::~SubscriberCore() {
+    if (!channel) return;
+    publish_progress();
+    protocol::Unsubscribe req{};
+    copy_name(req.topic, topic);
+    req.slot = slot_index;
+    (void)channel->request(protocol::Type::unsubscribe, &req, sizeof req);
+}
+
+void SubscriberCore::start_at(uint64_t pos, uint64_t id, uint64_t deliver_from_id, uint64_t lost_now) noexcept {
+    position = pos;
+    next_id = id;
+    deliver_from = deliver_from_id;
+    lost_pending += lost_now;
+    lost_total += lost_now;
+    acked_position = pos;
+}
+
+// Only a reader that does not gate can be overrun: the bytes at `position` are gone once some
+// claim ended more than one ring past it.
+bool SubscriberCore::overrun() const noexcept {
+    return ring.tail_position(std::memory_order_relaxed) > position + ring.capacity();
+}
+
+void SubscriberCore::resync() noexcept {
+    auto b = ring.oldest_boundary(0);
+    if (!b) {
+        const TailSnapshot t = ring.read_tail();
+        b = Boundary{t.position, t.next_id};
+    }
+    if (b->id > next_id) {
+        lost_pending += b->id - next_id;
+        lost_total += b->id - next_id;
+    }
+    position = b->position;
+    next_id = b->id;  // the ids at the boundary rule: a record whose id disagrees is corrupt
+}
+
+void SubscriberCore::publish_progress() noexcept {
+    // relaxed: statistics for `topic info`, read racily by design.
+    slot->read_id.store(next_id, std::memory_order_relaxed);
+    slot->delivered.store(delivered_total, std::memory_order_relaxed);
+    slot->lost.store(lost_total, std::memory_order_relaxed);
+}
+
+void SubscriberCore::store_ack(uint64_t pos, uint64_t id) noexcept {
+    if (pos <= acked_position) return;
+    acked_position = pos;
+    slot->ack_id.store(id, std::memory_order_relaxed);  // relaxed: read with ack_position below
+    // SYNC: pairs with the seq_cst load in PublisherCore::min_gating_ack: our reads of every
+    // acked record happen before a producer overwrites it.
+    slot->ack_position.store(pos, std::memory_order_release);
+    if (!gated) return;
+    // SYNC: StoreLoad fence, pairs with the seq_cst increment of space_waiters in
+    // PublisherCore::wait_for_space.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    auto& c = seg.consumers();
+    if (c.space_waiters.load(std::memory_order_relaxed) != 0) {  // relaxed: ordered by the fence
+        c.space_futex.fetch_add(1, std::memory_order_release);
+        futex_wake_all(c.space_futex);
+    }
+}
+
+PollResult SubscriberCore::poll(Handler& handler, std::size_t max) noexcept {
+    if (corrupt) return {ReceiveStatus::corrupt, 0};
+    uint32_t count = 0;
+    while (count < max) {
+        RecordInfo r{};
+        const RecordCheck check = ring.inspect(position, r);
+        if (check == RecordCheck::not_ready) {
+            if (++empty_polls % kOverrunCheckEvery == 0 && overrun()) {
+                resync();
+                continue;
+            }
+            break;
+        }
+        // A non-gating reader validates everything it read against the tail afterwards: if the
+        // producers lapped it meanwhile, what it read may be torn and is thrown away.
+        auto lapped = [&] {
+            if (gated) return false;
+            // SYNC: acquire fence orders our reads of the record before the tail load; pairs with
+            // the 16-byte CAS (a full barrier) by which a producer claims the bytes it overwrites.
+            std::atomic_thread_fence(std::memory_order_acquire);
+            return overrun();
+        };
+        if (check == RecordCheck::corrupt || (r.type != uint16_t(RecordType::padding) && r.id != next_id)) {
+            if (lapped()) {
+                resync();
+                continue;
+            }
+            corrupt = true;
+            break;
+        }
+        if (r.type == uint16_t(RecordType::padding)) {
+            if (lapped()) resync();
+            else position += r.size;
+            continue;
+        }
+        if (r.type == uint16_t(RecordType::skip)) {
+            if (lapped()) {
+                resync();
+                continue;
+            }
+            position += r.size;
+            next_id = r.id + 1;
+            continue;
+        }
+        const std::byte* payload = ring.payload_at(position);
+        if (!gated) {
+            std::memcpy(copy.data(), payload, r.length);
+            if (lapped()) {
+                resync();
+                continue;
+            }
+            payload = copy.data();
+        }
+        const uint64_t end = position + r.size;
+        position = end;
+        next_id = r.id + 1;
+        if (r.id < deliver_from) continue;
+        Message m;
+        m.id = r.id;
+        m.timestamp_ns = r.timestamp_ns;
+        m.lost_before = std::exchange(lost_pending, 0);
+        m.payload = std::span<const std::byte>(payload, r.length);
+        m.end_position = end;
+        handler(m);
+        ++delivered_total;
+        ++count;
+    }
+    if (count > 0 || empty_polls % kOverrunCheckEvery == 0) publish_progress();
+    if (count > 0) empty_polls = 0;
+    if (options.auto_ack && durable) store_ack(position, next_id);
+    if (corrupt && count == 0) return {ReceiveStatus::corrupt, 0};
+    return {count > 0 ? ReceiveStatus::ok : ReceiveStatus::empty, count};
+}
+
+PollResult SubscriberCore::receive(Handler& handler, std::chrono::nanoseconds timeout, std::size_t max) noexcept {
+    PollResult r = poll(handler, max);
+    if (r.status != ReceiveStatus::empty) return r;
+    const uint64_t start = monotonic_ns();
+    const uint64_t deadline = start + uint64_t(std::max<int64_t>(timeout.count(), 0));
+    const bool sleep_ok = options.wait == WaitStrategy::spin_then_sleep;
+    for (int i = 0; !sleep_ok || i < kSpinPolls; ++i) {
+        cpu_relax();
+        r = poll(handler, max);
+        if (r.status != ReceiveStatus::empty) return r;
+        if (i % 256 == 255 && monotonic_ns() >= deadline) return r;
+    }
+    auto& waiters = seg.consumers().data_waiters;
+    auto& futex = seg.producers().data_futex;
+    for (;;) {
+        waiters.fetch_add(1, std::memory_order_seq_cst);
+        // SYNC: seq_cst increment pairs with the fence in PublisherCore::commit_record: either the
+        // poll below sees the commit, or the producer sees us waiting and bumps data_futex.
+        const uint32_t seen = futex.load(std::memory_order_seq_cst);
+        r = poll(handler, max);
+        const uint64_t now = monotonic_ns();
+        if (r.status == ReceiveStatus::empty && now < deadline) {
+            const auto left = std::chrono::nanoseconds(deadline - now);
+            futex_wait(futex, seen, std::min<std::chrono::nanoseconds>(left, kMaxSleep));
+        }
+        waiters.fetch_sub(1, std::memory_order_relaxed);  // relaxed: only a hint for producers
+        if (r.status != ReceiveStatus::empty) return r;
+        r = poll(handler, max);
+        if (r.status != ReceiveStatus::empty || monotonic_ns() >= deadline) return r;
+    }
+}
+
+Status SubscriberCore::seek(StartFrom from, uint64_t id) noexcept {
+    const auto f = from == StartFrom::earliest ? Ring::From::earliest
+                   : from == StartFrom::latest ? Ring::From::latest
+                                               : Ring::From::id;
+    for (int attempt = 0; attempt < 64; ++attempt) {
+        auto start = ring.resolve_start(f, id, gated);
+        if (!start) return start.error();
+        if (gated) {
+            // Moving a gating cursor back is a join: publish it, then make sure no producer
+            // can have passed it without seeing it (docs/architecture.md, "Gating").
+            slot->ack_id.store(start->id, std::memory_order_relaxed);
+            slot->ack_position.store(start->position, std::memory_order_seq_cst);
+            if (start->position < gating_join_floor(ring.tail_position(std::memory_order_seq_cst), ring.capacity()))
+                continue;
+        }
+        start_at(start->position, start->id, start->deliver_from, start->lost);
+        return ok_status();
+    }
+    return make_error(Errc::timed_out, "producers kept lapping the seek target");
+}
+
+}  // namespace detail
+
+Subscriber::Subscriber(std::unique_ptr<detail::SubscriberCore> core) noexcept : core_(std::move(core)) {}
+Subscriber::Subscriber(Subscriber&&) noexcept = default;
+Subscriber& Subscriber::operator=(Subscriber&&) noexcept = default;
+Subscriber::~Subscriber() = default;
+
+PollResult Subscriber::poll(Handler handler, std::size_t max) noexcept { return core_->poll(handler, max); }
+PollResult Subscriber::receive(Handler handler, std::chrono::nanoseconds timeout, std::size_t max) noexcept {
+    return core_->receive(handler, timeout, max);
+}
+void Subscriber::ack(const Message& m) noexcept { core_->store_ack(m.end_position, m.id + 1); }
+void Subscriber::ack_delivered() noexcept { core_->store_ack(core_->position, core_->next_id); }
+Status Subscriber::seek(StartFrom from, uint64_t id) noexcept { return core_->seek(from, id); }
+uint64_t Subscriber::next_id() const noexcept { return core_->next_id; }
+uint64_t Subscriber::lost() const noexcept { return core_->lost_total; }
+uint64_t Subscriber::delivered() const noexcept { return core_->delivered_total; }
+bool Subscriber::durable() const noexcept { return core_->durable; }
+bool Subscriber::resumed() const noexcept { return core_->resumed; }
+uint32_t Subscriber::max_message() const noexcept { return core_->seg.max_message(); }
+const std::string& Subscriber::topic() const noexcept { return core_->topic; }
+
+}  // namespace shmbus
