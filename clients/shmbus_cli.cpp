@@ -1,0 +1,289 @@
+// shmbus: command-line client of a shmbus bus. See `shmbus --help` and README.md.
+// Exit status: 0 success, 1 the bus reported an error (message on stderr), 2 invalid usage.
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <optional>
+#include <string>
+
+#include "shmbus/shmbus.h"
+
+namespace {
+
+constexpr int kExitError = 1;
+constexpr int kExitUsage = 2;
+
+std::atomic<bool> g_stop{false};
+extern "C" void on_signal(int) { g_stop.store(true, std::memory_order_relaxed); }
+
+void install_stop_handlers() {
+    struct sigaction sa{};
+    sa.sa_handler = on_signal;  // no SA_RESTART: blocking calls return and the loop sees g_stop
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, nullptr);
+    sigaction(SIGHUP, &sa, nullptr);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+int fail(const shmbus::Error& e) {
+    std::cerr << "shmbus: " << e.message << "\n";
+    return kExitError;
+}
+
+struct SizeOption {
+    std::string text;
+    std::optional<uint64_t> parse(const char* what, int& rc) const {
+        if (text.empty()) return std::nullopt;
+        auto v = shmbus::parse_size(text);
+        if (!v) {
+            std::cerr << "shmbus: invalid " << what << " '" << text << "' (use bytes or a suffix: 64K, 16M, 1G)\n";
+            rc = kExitUsage;
+        }
+        return v;
+    }
+};
+
+nlohmann::json stats_json(const shmbus::TopicStats& t) {
+    nlohmann::json subs = nlohmann::json::array();
+    for (const auto& s : t.subscriptions) {
+        subs.push_back({{"name", s.name},
+                        {"kind", s.durable ? "durable" : "ephemeral"},
+                        {"state", s.attached ? "attached" : "detached"},
+                        {"pid", s.pid},
+                        {"slot", s.slot},
+                        {"next_id", s.next_id},
+                        {"lag", s.lag},
+                        {"delivered", s.delivered},
+                        {"lost", s.lost}});
+    }
+    return {{"name", t.name},
+            {"capacity", t.config.capacity},
+            {"max_message", t.config.max_message},
+            {"on_full", shmbus::to_string(t.config.on_full)},
+            {"segment_bytes", t.segment_bytes},
+            {"published", t.published},
+            {"next_id", t.published},
+            {"producers", t.producers},
+            {"aborted_loans", t.aborted_loans},
+            {"skip_records", t.skip_records},
+            {"full_refusals", t.full_refusals},
+            {"subscriptions", subs}};
+}
+
+void print_stats_text(const shmbus::TopicStats& t) {
+    std::printf("topic %s\n", t.name.c_str());
+    std::printf("  capacity %llu B, max message %u B, on-full %s\n", (unsigned long long)t.config.capacity,
+                t.config.max_message, shmbus::to_string(t.config.on_full));
+    std::printf("  published %llu, producers %u, full refusals %llu\n", (unsigned long long)t.published, t.producers,
+                (unsigned long long)t.full_refusals);
+    for (const auto& s : t.subscriptions)
+        std::printf("  %-9s %-20s %-8s pid %-7d next id %-10llu lag %-10llu lost %llu\n", s.durable ? "durable" : "ephemeral",
+                    s.durable ? s.name.c_str() : "-", s.attached ? "attached" : "detached", s.pid,
+                    (unsigned long long)s.next_id, (unsigned long long)s.lag, (unsigned long long)s.lost);
+}
+
+int topic_create(shmbus::Client& client, const std::string& name, const SizeOption& capacity,
+                 const SizeOption& max_message, const std::string& on_full) {
+    int rc = 0;
+    shmbus::TopicConfig config;
+    if (auto v = capacity.parse("capacity", rc)) config.capacity = *v;
+    if (auto v = max_message.parse("max message", rc)) {
+        if (*v > UINT32_MAX) {
+            std::cerr << "shmbus: max message too large\n";
+            return kExitUsage;
+        }
+        config.max_message = uint32_t(*v);
+    }
+    if (rc != 0) return rc;
+    if (!on_full.empty()) (void)shmbus::parse_on_full(on_full, config.on_full);
+    if (auto st = client.create_topic(name, config); !st) return fail(st.error());
+    return 0;
+}
+
+int topic_list(shmbus::Client& client, bool json) {
+    auto names = client.list_topics();
+    if (!names) return fail(names.error());
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& n : *names) {
+        auto stats = client.topic_stats(n);
+        if (!stats) {
+            if (stats.error().code == shmbus::Errc::topic_not_found) continue;  // deleted meanwhile
+            return fail(stats.error());
+        }
+        if (json) out.push_back(stats_json(*stats));
+        else print_stats_text(*stats);
+    }
+    if (json) std::cout << out.dump(2) << "\n";
+    return 0;
+}
+
+int topic_info(shmbus::Client& client, const std::string& name, bool json) {
+    auto stats = client.topic_stats(name);
+    if (!stats) return fail(stats.error());
+    if (json) std::cout << stats_json(*stats).dump(2) << "\n";
+    else print_stats_text(*stats);
+    return 0;
+}
+
+int publish_one(shmbus::Publisher& pub, std::string_view message) {
+    const auto st = pub.publish(message);
+    if (st == shmbus::PublishStatus::ok) return 0;
+    if (st == shmbus::PublishStatus::too_large)
+        std::cerr << "shmbus: message of " << message.size() << " bytes exceeds the topic's max message of "
+                  << pub.max_message() << " bytes\n";
+    else
+        std::cerr << "shmbus: publish to '" << pub.topic() << "' failed: " << shmbus::to_string(st)
+                  << (st == shmbus::PublishStatus::would_block ? " (topic is full and its on-full policy is fail)"
+                                                               : " (topic stayed full)")
+                  << "\n";
+    return kExitError;
+}
+
+int pub(shmbus::Client& client, const std::string& topic, const std::vector<std::string>& messages) {
+    auto pub = client.publisher(topic);
+    if (!pub) return fail(pub.error());
+    if (!messages.empty()) {
+        for (const auto& m : messages)
+            if (int rc = publish_one(*pub, m); rc != 0) return rc;
+        return 0;
+    }
+    std::string line;
+    while (std::getline(std::cin, line))
+        if (int rc = publish_one(*pub, line); rc != 0) return rc;
+    return 0;
+}
+
+int sub(shmbus::Client& client, const std::string& topic, const std::string& durable, const std::string& from,
+        std::optional<uint64_t> count, const std::string& format) {
+    shmbus::SubscribeOptions options;
+    options.durable_name = durable;
+    options.auto_ack = false;  // acked only after the output is flushed
+    if (from == "earliest") options.from = shmbus::StartFrom::earliest;
+    else if (from == "latest") options.from = shmbus::StartFrom::latest;
+    else {
+        options.from = shmbus::StartFrom::id;
+        try {
+            std::size_t used = 0;
+            options.from_id = std::stoull(from, &used);
+            if (used != from.size()) throw std::invalid_argument(from);
+        } catch (const std::exception&) {
+            std::cerr << "shmbus: --from takes earliest, latest or a message id, not '" << from << "'\n";
+            return kExitUsage;
+        }
+    }
+    install_stop_handlers();
+    auto s = client.subscribe(topic, options);
+    if (!s) return fail(s.error());
+    const bool json = format == "json";
+    uint64_t received = 0;
+    uint64_t lost_reported = 0;
+    auto handler = [&](const shmbus::Message& m) {
+        if (json) {
+            nlohmann::json j = {{"topic", topic},
+                                {"id", m.id},
+                                {"timestamp_ns", m.timestamp_ns},
+                                {"lost_before", m.lost_before},
+                                {"payload", std::string(m.text())}};
+            const std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+            std::fwrite(line.data(), 1, line.size(), stdout);
+        } else {
+            std::fwrite(m.payload.data(), 1, m.payload.size(), stdout);
+        }
+        std::fputc('\n', stdout);
+        ++received;
+    };
+    while (!g_stop.load(std::memory_order_relaxed) && (!count || received < *count)) {
+        const std::size_t want = count ? std::size_t(std::min<uint64_t>(*count - received, 256)) : 256;
+        const auto r = s->receive(handler, std::chrono::milliseconds(100), want);
+        if (r.status == shmbus::ReceiveStatus::corrupt) {
+            std::fflush(stdout);
+            std::cerr << "shmbus: topic '" << topic << "' is corrupt; stopping\n";
+            return kExitError;
+        }
+        if (r.count == 0) continue;
+        if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
+            std::cerr << "shmbus: cannot write output; messages left unacked\n";
+            return kExitError;
+        }
+        s->ack_delivered();  // only after the output is flushed: a killed sub redelivers, never loses
+        if (s->lost() != lost_reported) {
+            std::cerr << "shmbus: lost " << s->lost() - lost_reported << " message(s): the subscription was overrun\n";
+            lost_reported = s->lost();
+        }
+    }
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"shmbus: publish, subscribe and manage topics on a shmbus bus"};
+    app.require_subcommand(1);
+    app.fallthrough();  // --dir may also follow the subcommand
+    std::string dir;
+    app.add_option("--dir", dir, "bus directory (default: $SHMBUS_DIR, then a per-user runtime directory)");
+
+    auto* topic = app.add_subcommand("topic", "manage topics");
+    topic->require_subcommand(1);
+    std::string name, on_full;
+    SizeOption capacity, max_message;
+    bool json = false;
+    auto* create = topic->add_subcommand("create", "create a topic");
+    create->add_option("NAME", name, "topic name")->required();
+    create->add_option("--capacity", capacity.text, "ring size, e.g. 4M (rounded up to a power of two)");
+    create->add_option("--max-message", max_message.text, "largest payload, e.g. 64K");
+    create->add_option("--on-full", on_full, "block, fail or overwrite")->check(CLI::IsMember({"block", "fail", "overwrite"}));
+    auto* list = topic->add_subcommand("list", "list topics");
+    list->add_flag("--json", json, "JSON output");
+    auto* info = topic->add_subcommand("info", "show a topic");
+    info->add_option("NAME", name, "topic name")->required();
+    info->add_flag("--json", json, "JSON output");
+    auto* del = topic->add_subcommand("delete", "delete a topic");
+    del->add_option("NAME", name, "topic name")->required();
+
+    std::vector<std::string> messages;
+    auto* pub_cmd = app.add_subcommand("pub", "publish each MESSAGE, or each line of stdin");
+    pub_cmd->add_option("TOPIC", name, "topic")->required();
+    pub_cmd->add_option("MESSAGE", messages, "messages");
+
+    std::string durable, from = "latest", format = "payload";
+    std::optional<uint64_t> count;
+    auto* sub_cmd = app.add_subcommand("sub", "print messages, one per line");
+    sub_cmd->add_option("TOPIC", name, "topic")->required();
+    sub_cmd->add_option("--durable", durable, "durable subscription name (at least once, resumes after its last ack)");
+    sub_cmd->add_option("--from", from, "earliest, latest or a message id (new subscriptions only)");
+    sub_cmd->add_option("--count", count, "exit after N messages");
+    sub_cmd->add_option("--format", format, "payload or json")->check(CLI::IsMember({"payload", "json"}));
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForAllHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        app.exit(e);
+        return kExitUsage;
+    }
+
+    shmbus::ClientOptions options;
+    options.dir = dir;
+    options.name = "shmbus-cli";
+    auto client = shmbus::Client::connect(options);
+    if (!client) return fail(client.error());
+
+    if (*create) return topic_create(*client, name, capacity, max_message, on_full);
+    if (*list) return topic_list(*client, json);
+    if (*info) return topic_info(*client, name, json);
+    if (*del) {
+        if (auto st = client->delete_topic(name); !st) return fail(st.error());
+        return 0;
+    }
+    if (*pub_cmd) return pub(*client, name, messages);
+    if (*sub_cmd) return sub(*client, name, durable, from, count, format);
+    return kExitUsage;
+}

@@ -1,0 +1,571 @@
+#include "daemon.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/epoll.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cinttypes>
+#include <cstring>
+#include <filesystem>
+
+#include "control.h"
+#include "futex.h"
+#include "proc.h"
+#include "ring.h"
+#include "shmbus/client.h"
+#include "shmbus/names.h"
+
+namespace shmbus::daemon {
+
+using detail::copy_name;
+using detail::field_name;
+using layout::ConsumerSlot;
+using layout::SlotKind;
+using layout::SlotState;
+
+namespace {
+
+Error sys_error(Errc code, const std::string& what) { return make_error(code, what + ": " + strerror(errno)); }
+
+// The body of a frame, accepted only if its size is exactly that of T.
+template <class T>
+bool read_body(const std::byte* body, std::size_t size, T& out) {
+    if (size != sizeof(T)) return false;
+    std::memcpy(&out, body, sizeof(T));
+    return true;
+}
+
+// A fixed-size name field must hold a NUL; anything else is a malformed frame.
+template <std::size_t N>
+bool terminated(const char (&field)[N]) {
+    return std::memchr(field, '\0', N) != nullptr;
+}
+
+TopicConfig from_wire(const protocol::WireConfig& w) {
+    TopicConfig c;
+    c.capacity = w.capacity;
+    c.max_message = w.max_message;
+    c.on_full = OnFull(w.on_full);
+    c.max_producers = w.max_producers;
+    c.max_consumers = w.max_consumers;
+    return c;
+}
+
+void wake_producers(const detail::Segment& seg) {
+    seg.consumers().space_futex.fetch_add(1, std::memory_order_release);
+    detail::futex_wake_all(seg.consumers().space_futex);
+}
+
+std::optional<uint32_t> reserve_consumer_slot(const detail::Segment& seg) {
+    for (uint32_t i = 0; i < seg.max_consumers(); ++i) {
+        auto& s = seg.consumer_slot(i);
+        if (s.state.load(std::memory_order_acquire) == uint32_t(SlotState::free)) {
+            s.state.store(uint32_t(SlotState::reserved), std::memory_order_relaxed);  // only we allocate
+            return i;
+        }
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
+Daemon::Daemon(Options options) : options_(std::move(options)) {}
+
+Daemon::~Daemon() {
+    for (auto& [fd, c] : conns_) close(fd);
+    if (listen_fd_ >= 0) {
+        close(listen_fd_);
+        unlink(socket_path_.c_str());
+    }
+    if (epoll_fd_ >= 0) close(epoll_fd_);
+    if (signal_fd_ >= 0) close(signal_fd_);
+    if (lock_fd_ >= 0) close(lock_fd_);  // releases the flock
+}
+
+Status Daemon::prepare_dir() {
+    std::error_code ec;
+    std::filesystem::create_directories(options_.dir, ec);
+    if (ec) return make_error(Errc::permission_denied, "cannot create bus directory " + options_.dir + ": " + ec.message());
+    if (access(options_.dir.c_str(), W_OK | X_OK) != 0)
+        return sys_error(Errc::permission_denied, "bus directory " + options_.dir + " is not writable");
+    return ok_status();
+}
+
+Status Daemon::take_lock() {
+    const std::string path = options_.dir + "/shmbusd.lock";
+    lock_fd_ = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock_fd_ < 0) return sys_error(Errc::permission_denied, "cannot open " + path);
+    if (flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+        char buf[32] = {};
+        ssize_t n = pread(lock_fd_, buf, sizeof buf - 1, 0);
+        const std::string pid = n > 0 ? std::string(buf, size_t(n)) : "unknown";
+        return make_error(Errc::daemon_running, "another shmbusd (pid " + pid.substr(0, pid.find('\n')) +
+                                                    ") already serves " + options_.dir);
+    }
+    const std::string pid = std::to_string(getpid()) + "\n";
+    if (ftruncate(lock_fd_, 0) != 0 || pwrite(lock_fd_, pid.data(), pid.size(), 0) < 0)
+        return sys_error(Errc::io_error, "cannot write " + path);
+    return ok_status();
+}
+
+Status Daemon::load_bus_id() {
+    const std::string path = options_.dir + "/bus.id";
+    if (FILE* f = std::fopen(path.c_str(), "r")) {
+        const int n = std::fscanf(f, "%" SCNx64, &bus_id_);
+        std::fclose(f);
+        if (n == 1 && bus_id_ != 0) return ok_status();
+    }
+    while (bus_id_ == 0)
+        if (getrandom(&bus_id_, sizeof bus_id_, 0) != sizeof bus_id_) return sys_error(Errc::io_error, "getrandom");
+    FILE* f = std::fopen(path.c_str(), "w");
+    if (f == nullptr) return sys_error(Errc::permission_denied, "cannot write " + path);
+    std::fprintf(f, "%016" PRIx64 "\n", bus_id_);
+    std::fclose(f);
+    return ok_status();
+}
+
+Status Daemon::listen_socket() {
+    socket_path_ = socket_path(options_.dir);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (socket_path_.size() >= sizeof addr.sun_path)
+        return make_error(Errc::invalid_argument, "bus directory path too long for a Unix socket: " + options_.dir);
+    std::memcpy(addr.sun_path, socket_path_.c_str(), socket_path_.size() + 1);
+    unlink(socket_path_.c_str());  // we hold the directory lock: any socket file here is stale
+    listen_fd_ = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (listen_fd_ < 0) return sys_error(Errc::io_error, "socket");
+    if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+        return sys_error(Errc::io_error, "bind " + socket_path_);
+    chmod(socket_path_.c_str(), 0600);
+    if (listen(listen_fd_, 128) != 0) return sys_error(Errc::io_error, "listen");
+    return ok_status();
+}
+
+Status Daemon::start() {
+    if (options_.dir.empty()) options_.dir = default_bus_dir();
+    if (auto st = prepare_dir(); !st) return st;
+    if (auto st = take_lock(); !st) return st;
+    if (auto st = load_bus_id(); !st) return st;
+    registry_ = std::make_unique<Registry>(bus_id_);
+    const uint64_t t0 = detail::monotonic_ns();
+    auto report = registry_->adopt_existing();
+    for (const auto& r : report.removed) spdlog::warn("removed invalid segment {}", r);
+    registry_->for_each([&](TopicEntry& t) { reconcile(t); });
+    if (!report.adopted.empty())
+        spdlog::info("re-adopted {} topic(s) in {:.1f} ms", report.adopted.size(), double(detail::monotonic_ns() - t0) / 1e6);
+    if (auto st = listen_socket(); !st) return st;
+
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigprocmask(SIG_BLOCK, &mask, nullptr);
+    signal(SIGPIPE, SIG_IGN);
+    signal_fd_ = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+    if (signal_fd_ < 0 || epoll_fd_ < 0) return sys_error(Errc::io_error, "epoll/signalfd");
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = listen_fd_;
+    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev);
+    ev.data.fd = signal_fd_;
+    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, signal_fd_, &ev);
+    return ok_status();
+}
+
+// Slots whose owner died while no daemon watched: ephemeral ones are freed, durable ones
+// detached; slots of owners that still run are left for them.
+void Daemon::reconcile(TopicEntry& t) {
+    auto& seg = t.segment;
+    for (uint32_t i = 0; i < seg.max_consumers(); ++i) {
+        auto& s = seg.consumer_slot(i);
+        const auto state = SlotState(s.state.load(std::memory_order_acquire));
+        if (state == SlotState::reserved) s.state.store(uint32_t(SlotState::free), std::memory_order_release);
+        if (state == SlotState::attached && !detail::process_alive(s.pid, s.start_time))
+            release_consumer(t, i, "owner died while shmbusd was down");
+    }
+    for (uint32_t i = 0; i < seg.max_producers(); ++i) {
+        auto& p = seg.producer_slot(i);
+        if (p.state.load(std::memory_order_acquire) != 0 && !detail::process_alive(p.pid, p.start_time))
+            release_producer(t, i);
+    }
+}
+
+int Daemon::run() {
+    spdlog::info("shmbusd ready: bus {} (id {:016x}), socket {}", options_.dir, bus_id_, socket_path_);
+    epoll_event events[64];
+    for (;;) {
+        int n = epoll_wait(epoll_fd_, events, 64, -1);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            spdlog::critical("epoll_wait: {}", strerror(errno));
+            return 1;
+        }
+        for (int i = 0; i < n; ++i) {
+            const int fd = events[i].data.fd;
+            if (fd == signal_fd_) {
+                signalfd_siginfo si{};
+                if (read(signal_fd_, &si, sizeof si) == sizeof si) {
+                    spdlog::info("shmbusd stopping on signal {}", si.ssi_signo);
+                    return 0;
+                }
+            } else if (fd == listen_fd_) {
+                accept_clients();
+            } else if (auto it = conns_.find(fd); it != conns_.end()) {
+                if (events[i].events & (EPOLLIN)) serve(it->second);
+                else disconnect(fd);
+            }
+        }
+    }
+}
+
+void Daemon::accept_clients() {
+    for (;;) {
+        int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) spdlog::warn("accept: {}", strerror(errno));
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            return;
+        }
+        Conn c;
+        c.fd = fd;
+        ucred cred{};
+        socklen_t len = sizeof cred;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+            close(fd);
+            continue;
+        }
+        c.pid = cred.pid;
+        c.uid = cred.uid;
+        c.gid = cred.gid;
+        c.start_time = detail::process_start_time(cred.pid);
+        epoll_event ev{};
+        ev.events = EPOLLIN | EPOLLRDHUP;
+        ev.data.fd = fd;
+        epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
+        conns_.emplace(fd, std::move(c));
+    }
+}
+
+void Daemon::serve(Conn& c) {
+    std::vector<std::byte> buf;
+    int passed_fd = -1;
+    std::string why;
+    if (!detail::recv_frame(c.fd, buf, passed_fd, why)) {
+        disconnect(c.fd);
+        return;
+    }
+    if (passed_fd >= 0) close(passed_fd);  // clients never send descriptors
+    protocol::FrameHeader h{};
+    const std::byte* body = nullptr;
+    std::size_t size = 0;
+    bool keep = false;
+    if (!detail::parse_frame(buf, h, body, size)) {
+        spdlog::warn("pid {}: malformed frame ({} bytes), closing", c.pid, buf.size());
+        reply_error(c, 0, make_error(Errc::protocol_error, "malformed frame"));
+    } else {
+        keep = dispatch(c, h, body, size);
+    }
+    if (!keep) disconnect(c.fd);
+}
+
+bool Daemon::dispatch(Conn& c, const protocol::FrameHeader& h, const std::byte* body, std::size_t size) {
+    using protocol::Type;
+    const auto malformed = [&] {
+        spdlog::warn("pid {}: malformed {} frame ({} bytes), closing", c.pid, h.type, size);
+        reply_error(c, h.request_id, make_error(Errc::protocol_error, "malformed frame of type " + std::to_string(h.type)));
+        return false;
+    };
+    if (!c.said_hello && Type(h.type) != Type::hello) {
+        reply_error(c, h.request_id, make_error(Errc::protocol_error, "hello expected first"));
+        return false;
+    }
+    switch (Type(h.type)) {
+        case Type::hello: {
+            protocol::Hello r{};
+            if (!read_body(body, size, r) || !terminated(r.client_name)) return malformed();
+            return on_hello(c, h.request_id, r);
+        }
+        case Type::open_topic: {
+            protocol::OpenTopic r{};
+            if (!read_body(body, size, r) || !terminated(r.topic)) return malformed();
+            return on_open_topic(c, h.request_id, r);
+        }
+        case Type::delete_topic: {
+            protocol::TopicName r{};
+            if (!read_body(body, size, r) || !terminated(r.topic)) return malformed();
+            return on_delete_topic(c, h.request_id, r);
+        }
+        case Type::list_topics: {
+            protocol::ListTopics r{};
+            if (!read_body(body, size, r)) return malformed();
+            return on_list_topics(c, h.request_id, r);
+        }
+        case Type::subscribe: {
+            protocol::Subscribe r{};
+            if (!read_body(body, size, r) || !terminated(r.topic) || !terminated(r.durable_name)) return malformed();
+            return on_subscribe(c, h.request_id, r);
+        }
+        case Type::unsubscribe: {
+            protocol::Unsubscribe r{};
+            if (!read_body(body, size, r) || !terminated(r.topic)) return malformed();
+            return on_unsubscribe(c, h.request_id, r);
+        }
+        case Type::delete_subscription: {
+            protocol::SubscriptionName r{};
+            if (!read_body(body, size, r) || !terminated(r.topic) || !terminated(r.name)) return malformed();
+            return on_delete_subscription(c, h.request_id, r);
+        }
+        default:
+            return malformed();
+    }
+}
+
+bool Daemon::reply(Conn& c, protocol::Type type, uint32_t id, const void* body, std::size_t size, int fd) {
+    return detail::send_frame(c.fd, type, id, body, size, fd);
+}
+
+bool Daemon::reply_error(Conn& c, uint32_t id, const Error& e) {
+    protocol::ErrorReply r{};
+    r.code = uint32_t(e.code);
+    copy_name(r.message, e.message);
+    return reply(c, protocol::Type::error, id, &r, sizeof r);
+}
+
+bool Daemon::on_hello(Conn& c, uint32_t id, const protocol::Hello& req) {
+    if (req.protocol_version != protocol::kProtocolVersion) {
+        reply_error(c, id, make_error(Errc::protocol_error, "protocol version " + std::to_string(req.protocol_version) +
+                                                                " is not supported (shmbusd speaks " +
+                                                                std::to_string(protocol::kProtocolVersion) + ")"));
+        return false;
+    }
+    c.said_hello = true;
+    c.name = std::string(field_name(req.client_name));
+    spdlog::debug("client pid {} uid {} '{}' connected", c.pid, c.uid, c.name);
+    protocol::HelloOk ok{protocol::kProtocolVersion, getpid(), bus_id_};
+    return reply(c, protocol::Type::hello_ok, id, &ok, sizeof ok);
+}
+
+Result<TopicEntry*> Daemon::find_or_create(const std::string& name, const protocol::WireConfig& wire, bool create) {
+    if (auto st = validate_topic_name(name); !st) return st.error();
+    if (TopicEntry* t = registry_->find(name)) return t;
+    if (!create)
+        return make_error(Errc::topic_not_found, "no topic named '" + name + "' (create it with: shmbus topic create " + name + ")");
+    auto t = registry_->create(name, from_wire(wire));
+    if (!t) return t.error();
+    const auto c = t.value()->segment.config();
+    spdlog::info("created topic '{}': capacity {} B, max message {} B, on-full {}", name, c.capacity, c.max_message,
+                 to_string(c.on_full));
+    return t;
+}
+
+bool Daemon::on_open_topic(Conn& c, uint32_t id, const protocol::OpenTopic& req) {
+    const std::string name(field_name(req.topic));
+    const bool existed = registry_->find(name) != nullptr;
+    if (existed && (req.flags & protocol::kExclusive))
+        return reply_error(c, id, make_error(Errc::topic_exists, "topic '" + name + "' already exists"));
+    auto t = find_or_create(name, req.config, req.flags & protocol::kCreateIfMissing);
+    if (!t) return reply_error(c, id, t.error());
+    auto& seg = t.value()->segment;
+    protocol::TopicOk ok{seg.size(), protocol::kNoSlot, existed ? 0u : 1u};
+    if (req.flags & protocol::kAsPublisher) {
+        for (uint32_t i = 0; i < seg.max_producers() && ok.producer_slot == protocol::kNoSlot; ++i) {
+            auto& p = seg.producer_slot(i);
+            if (p.state.load(std::memory_order_acquire) != 0) continue;
+            p.pid = c.pid;
+            p.start_time = c.start_time;
+            p.claim_position.store(0, std::memory_order_relaxed);
+            p.state.store(1, std::memory_order_release);  // SYNC: pairs with collect_stats' acquire load
+            ok.producer_slot = i;
+        }
+        if (ok.producer_slot == protocol::kNoSlot)
+            return reply_error(c, id, make_error(Errc::no_free_slot, "topic '" + name + "' has no free producer slot (max " +
+                                                                         std::to_string(seg.max_producers()) + ")"));
+        c.owned.push_back({name, ok.producer_slot, false});
+    }
+    return reply(c, protocol::Type::topic_ok, id, &ok, sizeof ok, t.value()->fd);
+}
+
+bool Daemon::on_delete_topic(Conn& c, uint32_t id, const protocol::TopicName& req) {
+    const std::string name(field_name(req.topic));
+    if (auto st = validate_topic_name(name); !st) return reply_error(c, id, st.error());
+    if (auto st = registry_->remove(name); !st) return reply_error(c, id, st.error());
+    for (auto& [fd, conn] : conns_)
+        std::erase_if(conn.owned, [&](const Owned& o) { return o.topic == name; });
+    spdlog::info("deleted topic '{}'", name);
+    return reply(c, protocol::Type::ok, id, nullptr, 0);
+}
+
+bool Daemon::on_list_topics(Conn& c, uint32_t id, const protocol::ListTopics& req) {
+    const auto names = registry_->names();
+    const uint32_t total = uint32_t(names.size());
+    const uint32_t first = std::min(req.offset, total);
+    const uint32_t count = std::min(protocol::kNamesPerList, total - first);
+    std::vector<std::byte> body(sizeof(protocol::TopicList) + std::size_t(count) * protocol::kNameField);
+    protocol::TopicList head{total, count};
+    std::memcpy(body.data(), &head, sizeof head);
+    for (uint32_t i = 0; i < count; ++i) {
+        const auto& n = names[first + i];
+        std::memcpy(body.data() + sizeof head + std::size_t(i) * protocol::kNameField, n.data(),
+                    std::min(n.size(), protocol::kNameField - 1));
+    }
+    return reply(c, protocol::Type::topic_list, id, body.data(), body.size());
+}
+
+bool Daemon::on_subscribe(Conn& c, uint32_t id, const protocol::Subscribe& req) {
+    const std::string topic(field_name(req.topic));
+    const std::string durable_name(field_name(req.durable_name));
+    const bool durable = !durable_name.empty();
+    if (durable)
+        if (auto st = validate_subscription_name(durable_name); !st) return reply_error(c, id, st.error());
+    if (req.from > uint32_t(protocol::From::id))
+        return reply_error(c, id, make_error(Errc::invalid_argument, "unknown start position"));
+    auto t = find_or_create(topic, req.config, true);
+    if (!t) return reply_error(c, id, t.error());
+    auto& seg = t.value()->segment;
+    const detail::Ring ring(seg);
+    const bool gating = durable && seg.on_full() != OnFull::overwrite;
+    protocol::SubscribeOk ok{seg.size(), protocol::kNoSlot, 0, 0, 0};
+
+    if (durable) {  // reattach to an existing cursor by name
+        for (uint32_t i = 0; i < seg.max_consumers(); ++i) {
+            auto& s = seg.consumer_slot(i);
+            const auto state = SlotState(s.state.load(std::memory_order_acquire));
+            if ((state != SlotState::attached && state != SlotState::detached) || s.kind != uint32_t(SlotKind::durable) ||
+                field_name(s.name) != durable_name)
+                continue;
+            if (state == SlotState::attached && detail::process_alive(s.pid, s.start_time))
+                return reply_error(c, id, make_error(Errc::busy, "durable subscription '" + durable_name + "' on '" + topic +
+                                                                     "' is attached by pid " + std::to_string(s.pid)));
+            s.pid = c.pid;
+            s.start_time = c.start_time;
+            s.state.store(uint32_t(SlotState::attached), std::memory_order_release);
+            ok.slot = i;
+            ok.resumed = 1;
+            ok.position = s.ack_position.load(std::memory_order_acquire);
+            ok.next_id = s.ack_id.load(std::memory_order_acquire);
+            break;
+        }
+    }
+    if (ok.slot == protocol::kNoSlot) {
+        auto slot = reserve_consumer_slot(seg);
+        if (!slot)
+            return reply_error(c, id, make_error(Errc::no_free_slot, "topic '" + topic + "' has no free subscription slot (max " +
+                                                                         std::to_string(seg.max_consumers()) + ")"));
+        auto& s = seg.consumer_slot(*slot);
+        s.kind = uint32_t(durable ? SlotKind::durable : SlotKind::ephemeral);
+        s.pid = c.pid;
+        s.start_time = c.start_time;
+        s.detached_ns = 0;
+        copy_name(s.name, durable_name);
+        s.delivered.store(0, std::memory_order_relaxed);
+        s.lost.store(0, std::memory_order_relaxed);
+        const auto from = req.from == uint32_t(protocol::From::earliest) ? detail::Ring::From::earliest
+                          : req.from == uint32_t(protocol::From::latest) ? detail::Ring::From::latest
+                                                                         : detail::Ring::From::id;
+        for (int attempt = 0;; ++attempt) {
+            auto start = ring.resolve_start(from, req.from_id, gating);
+            if (!start || attempt == 64) {
+                s.state.store(uint32_t(SlotState::free), std::memory_order_release);
+                return reply_error(c, id, start ? make_error(Errc::timed_out, "publishers kept lapping the start position")
+                                                : start.error());
+            }
+            s.ack_id.store(start->id, std::memory_order_relaxed);
+            s.read_id.store(start->id, std::memory_order_relaxed);
+            // SYNC: seq_cst store and the seq_cst tail load below pair with the seq_cst loads in
+            // PublisherCore::min_gating_ack: a producer that did not see this cursor claimed
+            // before our tail load, and then the join-floor check below catches it.
+            s.ack_position.store(start->position, std::memory_order_seq_cst);
+            s.state.store(uint32_t(SlotState::attached), std::memory_order_seq_cst);
+            ok.position = start->position;
+            ok.next_id = start->id;
+            if (!gating || start->position >= detail::gating_join_floor(ring.tail_position(std::memory_order_seq_cst),
+                                                                        ring.capacity()))
+                break;
+        }
+        ok.slot = *slot;
+    }
+    c.owned.push_back({topic, ok.slot, true});
+    spdlog::info("pid {} subscribed to '{}' ({}{}{}) slot {} at id {}", c.pid, topic, durable ? "durable " : "ephemeral",
+                 durable_name, ok.resumed ? ", resumed" : "", ok.slot, ok.next_id);
+    return reply(c, protocol::Type::subscribe_ok, id, &ok, sizeof ok, t.value()->fd);
+}
+
+bool Daemon::on_unsubscribe(Conn& c, uint32_t id, const protocol::Unsubscribe& req) {
+    const std::string topic(field_name(req.topic));
+    auto it = std::find_if(c.owned.begin(), c.owned.end(),
+                           [&](const Owned& o) { return o.consumer && o.topic == topic && o.slot == req.slot; });
+    if (it == c.owned.end())
+        return reply_error(c, id, make_error(Errc::invalid_argument, "slot " + std::to_string(req.slot) + " of '" + topic +
+                                                                         "' is not yours"));
+    c.owned.erase(it);
+    if (TopicEntry* t = registry_->find(topic)) release_consumer(*t, req.slot, "unsubscribed");
+    return reply(c, protocol::Type::ok, id, nullptr, 0);
+}
+
+bool Daemon::on_delete_subscription(Conn& c, uint32_t id, const protocol::SubscriptionName& req) {
+    const std::string topic(field_name(req.topic));
+    const std::string name(field_name(req.name));
+    TopicEntry* t = registry_->find(topic);
+    if (t == nullptr) return reply_error(c, id, make_error(Errc::topic_not_found, "no topic named '" + topic + "'"));
+    auto& seg = t->segment;
+    for (uint32_t i = 0; i < seg.max_consumers(); ++i) {
+        auto& s = seg.consumer_slot(i);
+        const auto state = SlotState(s.state.load(std::memory_order_acquire));
+        if (s.kind != uint32_t(SlotKind::durable) || field_name(s.name) != name) continue;
+        if (state == SlotState::attached && detail::process_alive(s.pid, s.start_time))
+            return reply_error(c, id, make_error(Errc::busy, "durable subscription '" + name + "' is attached by pid " +
+                                                                 std::to_string(s.pid)));
+        if (state != SlotState::detached && state != SlotState::attached) continue;
+        s.state.store(uint32_t(SlotState::free), std::memory_order_release);
+        wake_producers(seg);
+        spdlog::info("deleted durable subscription '{}' of '{}'", name, topic);
+        return reply(c, protocol::Type::ok, id, nullptr, 0);
+    }
+    return reply_error(c, id, make_error(Errc::invalid_argument, "no durable subscription '" + name + "' on '" + topic + "'"));
+}
+
+void Daemon::release_consumer(TopicEntry& t, uint32_t slot, const char* why) {
+    auto& s = t.segment.consumer_slot(slot);
+    if (s.kind == uint32_t(SlotKind::durable)) {
+        s.pid = 0;
+        s.detached_ns = detail::realtime_ns();
+        s.state.store(uint32_t(SlotState::detached), std::memory_order_release);
+        spdlog::info("durable subscription '{}' of '{}' detached ({}); cursor kept at id {}", field_name(s.name), t.name,
+                     why, s.ack_id.load(std::memory_order_relaxed));
+    } else {
+        s.state.store(uint32_t(SlotState::free), std::memory_order_release);
+        spdlog::debug("ephemeral slot {} of '{}' freed ({})", slot, t.name, why);
+    }
+}
+
+void Daemon::release_producer(TopicEntry& t, uint32_t slot) {
+    t.segment.producer_slot(slot).state.store(0, std::memory_order_release);
+}
+
+void Daemon::disconnect(int fd) {
+    auto it = conns_.find(fd);
+    if (it == conns_.end()) return;
+    Conn& c = it->second;
+    for (const Owned& o : c.owned) {
+        TopicEntry* t = registry_->find(o.topic);
+        if (t == nullptr) continue;
+        if (o.consumer) release_consumer(*t, o.slot, "client gone");
+        else release_producer(*t, o.slot);
+    }
+    if (!c.owned.empty()) spdlog::info("client pid {} '{}' disconnected; released {} slot(s)", c.pid, c.name, c.owned.size());
+    epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+    close(fd);
+    conns_.erase(it);
+}
+
+}  // namespace shmbus::daemon

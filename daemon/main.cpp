@@ -1,0 +1,28 @@
+// shmbusd [--dir DIR] [--log-level LEVEL]: the shmbus supervisor, in the foreground.
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include "daemon.h"
+#include "shmbus/client.h"
+
+int main(int argc, char** argv) {
+    CLI::App app{"shmbusd: supervisor of a shmbus bus directory"};
+    shmbus::daemon::Options options;
+    std::string level = "info";
+    app.add_option("--dir", options.dir, "bus directory (default: $SHMBUS_DIR, then a per-user runtime directory)");
+    app.add_option("--log-level", level, "trace, debug, info, warn, error, critical or off")
+        ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+    CLI11_PARSE(app, argc, argv);
+
+    spdlog::set_level(spdlog::level::from_str(level));
+    spdlog::flush_on(spdlog::level::trace);
+    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e [%l] %v");
+    if (options.dir.empty()) options.dir = shmbus::default_bus_dir();
+
+    shmbus::daemon::Daemon daemon(options);
+    if (auto st = daemon.start(); !st) {
+        spdlog::error("{}", st.error().message);
+        return st.error().code == shmbus::Errc::daemon_running ? 3 : 2;
+    }
+    return daemon.run();
+}
