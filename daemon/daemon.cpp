@@ -18,6 +18,7 @@
 #include <filesystem>
 
 #include "control.h"
+#include "cursor.h"
 #include "futex.h"
 #include "proc.h"
 #include "ring.h"
@@ -63,17 +64,6 @@ TopicConfig from_wire(const protocol::WireConfig& w) {
 void wake_producers(const detail::Segment& seg) {
     seg.consumers().space_futex.fetch_add(1, std::memory_order_release);
     detail::futex_wake_all(seg.consumers().space_futex);
-}
-
-std::optional<uint32_t> reserve_consumer_slot(const detail::Segment& seg) {
-    for (uint32_t i = 0; i < seg.max_consumers(); ++i) {
-        auto& s = seg.consumer_slot(i);
-        if (s.state.load(std::memory_order_acquire) == uint32_t(SlotState::free)) {
-            s.state.store(uint32_t(SlotState::reserved), std::memory_order_relaxed);  // only we allocate
-            return i;
-        }
-    }
-    return std::nullopt;
 }
 
 }  // namespace
@@ -432,8 +422,6 @@ bool Daemon::on_subscribe(Conn& c, uint32_t id, const protocol::Subscribe& req) 
     auto t = find_or_create(topic, req.config, true);
     if (!t) return reply_error(c, id, t.error());
     auto& seg = t.value()->segment;
-    const detail::Ring ring(seg);
-    const bool gating = durable && seg.on_full() != OnFull::overwrite;
     protocol::SubscribeOk ok{seg.size(), protocol::kNoSlot, 0, 0, 0};
 
     if (durable) {  // reattach to an existing cursor by name
@@ -457,41 +445,18 @@ bool Daemon::on_subscribe(Conn& c, uint32_t id, const protocol::Subscribe& req) 
         }
     }
     if (ok.slot == protocol::kNoSlot) {
-        auto slot = reserve_consumer_slot(seg);
+        auto slot = detail::reserve_consumer_slot(seg);
         if (!slot)
             return reply_error(c, id, make_error(Errc::no_free_slot, "topic '" + topic + "' has no free subscription slot (max " +
                                                                          std::to_string(seg.max_consumers()) + ")"));
-        auto& s = seg.consumer_slot(*slot);
-        s.kind = uint32_t(durable ? SlotKind::durable : SlotKind::ephemeral);
-        s.pid = c.pid;
-        s.start_time = c.start_time;
-        s.detached_ns = 0;
-        copy_name(s.name, durable_name);
-        s.delivered.store(0, std::memory_order_relaxed);
-        s.lost.store(0, std::memory_order_relaxed);
         const auto from = req.from == uint32_t(protocol::From::earliest) ? detail::Ring::From::earliest
                           : req.from == uint32_t(protocol::From::latest) ? detail::Ring::From::latest
                                                                          : detail::Ring::From::id;
-        for (int attempt = 0;; ++attempt) {
-            auto start = ring.resolve_start(from, req.from_id, gating);
-            if (!start || attempt == 64) {
-                s.state.store(uint32_t(SlotState::free), std::memory_order_release);
-                return reply_error(c, id, start ? make_error(Errc::timed_out, "publishers kept lapping the start position")
-                                                : start.error());
-            }
-            s.ack_id.store(start->id, std::memory_order_relaxed);
-            s.read_id.store(start->id, std::memory_order_relaxed);
-            // SYNC: seq_cst store and the seq_cst tail load below pair with the seq_cst loads in
-            // PublisherCore::min_gating_ack: a producer that did not see this cursor claimed
-            // before our tail load, and then the join-floor check below catches it.
-            s.ack_position.store(start->position, std::memory_order_seq_cst);
-            s.state.store(uint32_t(SlotState::attached), std::memory_order_seq_cst);
-            ok.position = start->position;
-            ok.next_id = start->id;
-            if (!gating || start->position >= detail::gating_join_floor(ring.tail_position(std::memory_order_seq_cst),
-                                                                        ring.capacity()))
-                break;
-        }
+        auto start = detail::attach_new_cursor(seg, *slot, durable ? SlotKind::durable : SlotKind::ephemeral, durable_name,
+                                               {c.pid, c.start_time}, from, req.from_id);
+        if (!start) return reply_error(c, id, start.error());
+        ok.position = start->position;
+        ok.next_id = start->id;
         ok.slot = *slot;
     }
     c.owned.push_back({topic, ok.slot, true});

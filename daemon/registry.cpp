@@ -24,12 +24,7 @@ std::string Registry::shm_prefix() const {
     return buf;
 }
 
-std::string Registry::shm_name_for(const std::string& topic) const {
-    std::string name(1, '/');  // built by appends: GCC 12 warns falsely on "/" + string (PR 105329)
-    name += shm_prefix();
-    name += topic;
-    return name;
-}
+std::string Registry::shm_name_for(const std::string& topic) const { return "/" + shm_prefix() + topic; }
 
 TopicEntry* Registry::find(const std::string& name) noexcept {
     auto it = topics_.find(name);
@@ -87,8 +82,7 @@ Registry::AdoptReport Registry::adopt_existing() {
         const std::string file = e->d_name;
         if (file.rfind(prefix, 0) != 0) continue;
         const std::string topic = file.substr(prefix.size());
-        std::string shm(1, '/');
-        shm += file;
+        const std::string shm = "/" + file;
         auto drop = [&](const std::string& why) {
             shm_unlink(shm.c_str());
             report.removed.push_back(file + ": " + why);

@@ -100,6 +100,14 @@ public:
         return RecordCheck::ready;
     }
 
+    // True if the record header at `position`'s offset belongs to a later lap: proof that a reader
+    // at `position` was overrun, found without touching the producers' tail line.
+    [[nodiscard]] bool newer_lap_at(uint64_t position) const noexcept {
+        // relaxed: a hint only; the caller confirms against the tail.
+        const uint64_t there = ~header_at(position)->commit.load(std::memory_order_relaxed);
+        return there > position && ((there - position) & mask_) == 0;
+    }
+
     // After a claim [start, end) whose next message id is `next_id`: if `end` is the first
     // record boundary of its index block, publish it there (a two-word seqlock).
     void note_boundary(uint64_t start, uint64_t end, uint64_t next_id) const noexcept {

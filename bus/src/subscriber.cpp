@@ -1,6 +1,7 @@
 #include <cstring>
 
 #include "cores.h"
+#include "cursor.h"
 #include "futex.h"
 
 namespace shmbus {
@@ -84,7 +85,9 @@ PollResult SubscriberCore::poll(Handler& handler, std::size_t max) noexcept {
         RecordInfo r{};
         const RecordCheck check = ring.inspect(position, r);
         if (check == RecordCheck::not_ready) {
-            if (++empty_polls % kOverrunCheckEvery == 0 && overrun()) {
+            // Nothing here yet, or the producers lapped us. The tail is a contended producer line,
+            // so look at it only on the first empty poll after progress and then every 64th.
+            if ((++empty_polls % kOverrunCheckEvery == 1 || ring.newer_lap_at(position)) && overrun()) {
                 resync();
                 continue;
             }
@@ -145,7 +148,7 @@ PollResult SubscriberCore::poll(Handler& handler, std::size_t max) noexcept {
         ++count;
     }
     if (count > 0 || empty_polls % kOverrunCheckEvery == 0) publish_progress();
-    if (count > 0) empty_polls = 0;
+    if (count > 0) empty_polls = 0;  // the next empty poll checks for an overrun
     if (options.auto_ack && durable) store_ack(position, next_id);
     if (corrupt && count == 0) return {ReceiveStatus::corrupt, 0};
     return {count > 0 ? ReceiveStatus::ok : ReceiveStatus::empty, count};
@@ -187,21 +190,10 @@ Status SubscriberCore::seek(StartFrom from, uint64_t id) noexcept {
     const auto f = from == StartFrom::earliest ? Ring::From::earliest
                    : from == StartFrom::latest ? Ring::From::latest
                                                : Ring::From::id;
-    for (int attempt = 0; attempt < 64; ++attempt) {
-        auto start = ring.resolve_start(f, id, gated);
-        if (!start) return start.error();
-        if (gated) {
-            // Moving a gating cursor back is a join: publish it, then make sure no producer
-            // can have passed it without seeing it (docs/architecture.md, "Gating").
-            slot->ack_id.store(start->id, std::memory_order_relaxed);
-            slot->ack_position.store(start->position, std::memory_order_seq_cst);
-            if (start->position < gating_join_floor(ring.tail_position(std::memory_order_seq_cst), ring.capacity()))
-                continue;
-        }
-        start_at(start->position, start->id, start->deliver_from, start->lost);
-        return ok_status();
-    }
-    return make_error(Errc::timed_out, "producers kept lapping the seek target");
+    auto start = gated ? place_cursor(seg, *slot, f, id, true, false) : ring.resolve_start(f, id, false);
+    if (!start) return start.error();
+    start_at(start->position, start->id, start->deliver_from, start->lost);
+    return ok_status();
 }
 
 }  // namespace detail

@@ -27,6 +27,7 @@ namespace detail {
 class Segment;
 class ControlChannel;
 struct PublisherCore;
+struct Access;
 }  // namespace detail
 
 enum class PublishStatus : uint8_t {
@@ -96,6 +97,7 @@ public:
 
 private:
     friend class Client;
+    friend struct detail::Access;  // tests build one over a segment without a daemon
     explicit Publisher(std::unique_ptr<detail::PublisherCore> core) noexcept;
     std::unique_ptr<detail::PublisherCore> core_;
 };

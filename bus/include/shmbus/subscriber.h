@@ -28,6 +28,7 @@ namespace shmbus {
 
 namespace detail {
 struct SubscriberCore;
+struct Access;
 }
 
 enum class StartFrom : uint8_t { earliest, latest, id };
@@ -96,6 +97,7 @@ public:
 
 private:
     friend class Client;
+    friend struct detail::Access;  // tests build one over a segment without a daemon
     explicit Subscriber(std::unique_ptr<detail::SubscriberCore> core) noexcept;
     std::unique_ptr<detail::SubscriberCore> core_;
 };

@@ -1,0 +1,62 @@
+#include "cursor.h"
+
+#include <cstring>
+
+namespace shmbus::detail {
+
+using layout::SlotKind;
+using layout::SlotState;
+
+namespace {
+constexpr int kJoinAttempts = 64;  // each retry means producers went a quarter ring meanwhile
+}
+
+std::optional<uint32_t> reserve_consumer_slot(const Segment& seg) noexcept {
+    for (uint32_t i = 0; i < seg.max_consumers(); ++i) {
+        auto& s = seg.consumer_slot(i);
+        // relaxed store: only the daemon allocates; producers ignore reserved slots.
+        if (s.state.load(std::memory_order_acquire) == uint32_t(SlotState::free)) {
+            s.state.store(uint32_t(SlotState::reserved), std::memory_order_relaxed);
+            return i;
+        }
+    }
+    return std::nullopt;
+}
+
+Result<Ring::Start> place_cursor(const Segment& seg, layout::ConsumerSlot& slot, Ring::From from, uint64_t id,
+                                 bool gating, bool attach) noexcept {
+    const Ring ring(seg);
+    for (int attempt = 0; attempt < kJoinAttempts; ++attempt) {
+        auto start = ring.resolve_start(from, id, gating);
+        if (!start) return start.error();
+        slot.ack_id.store(start->id, std::memory_order_relaxed);   // relaxed: published by the seq_cst stores below
+        slot.read_id.store(start->id, std::memory_order_relaxed);  // relaxed: statistics
+        // SYNC: these seq_cst stores and the seq_cst tail load pair with the seq_cst loads in
+        // PublisherCore::min_gating_ack: a producer that did not see this cursor claimed before
+        // our tail load, which the join floor then accounts for.
+        slot.ack_position.store(start->position, std::memory_order_seq_cst);
+        if (attach) slot.state.store(uint32_t(SlotState::attached), std::memory_order_seq_cst);
+        if (!gating || start->position >= gating_join_floor(ring.tail_position(std::memory_order_seq_cst), ring.capacity()))
+            return start;
+    }
+    return make_error(Errc::timed_out, "publishers kept lapping the start position");
+}
+
+Result<Ring::Start> attach_new_cursor(const Segment& seg, uint32_t index, SlotKind kind, std::string_view name,
+                                      SlotOwner owner, Ring::From from, uint64_t id) noexcept {
+    auto& s = seg.consumer_slot(index);
+    s.kind = uint32_t(kind);
+    s.pid = owner.pid;
+    s.start_time = owner.start_time;
+    s.detached_ns = 0;
+    std::memset(s.name, 0, sizeof s.name);
+    std::memcpy(s.name, name.data(), std::min(name.size(), sizeof s.name - 1));
+    s.delivered.store(0, std::memory_order_relaxed);  // relaxed: statistics
+    s.lost.store(0, std::memory_order_relaxed);
+    const bool gating = kind == SlotKind::durable && seg.on_full() != OnFull::overwrite;
+    auto start = place_cursor(seg, s, from, id, gating, true);
+    if (!start) s.state.store(uint32_t(SlotState::free), std::memory_order_release);
+    return start;
+}
+
+}  // namespace shmbus::detail

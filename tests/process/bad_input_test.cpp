@@ -1,0 +1,256 @@
+// Bad input from every side: each gets a clear error and damages nothing.
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "bus_fixture.h"
+#include "protocol.h"
+
+namespace shmbus::test {
+namespace {
+
+using BadInput = BusTest;
+
+TEST_F(BadInput, AnOversizeMessageIsRefusedAndNothingIsPublished) {
+    ASSERT_EQ(cli({"topic", "create", "small", "--capacity", "64K", "--max-message", "100"}).code, 0);
+    auto r = cli({"pub", "small", std::string(101, 'x')});
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("exceeds the topic's max message of 100 bytes"), std::string::npos) << r.err;
+    EXPECT_EQ(cli({"pub", "small", std::string(100, 'y')}).code, 0);
+    auto c = connect();
+    EXPECT_EQ(c->topic_stats("small")->published, 1u);
+    auto pub = c->publisher("small");
+    EXPECT_EQ(pub->publish(std::string(101, 'x')), PublishStatus::too_large);
+}
+
+TEST_F(BadInput, AnInvalidTopicNameIsAClearError) {
+    for (const char* name : {"a/b", "..", "-x", "has space"}) {
+        auto r = cli({"pub", name, "m"});
+        EXPECT_EQ(r.code, 1) << name;
+        EXPECT_NE(r.err.find("invalid topic name"), std::string::npos) << r.err;
+    }
+    auto c = connect();
+    auto s = c->subscribe(std::string(64, 'n'));
+    ASSERT_FALSE(s.has_value());
+    EXPECT_EQ(s.error().code, Errc::invalid_name);
+    SubscribeOptions o;
+    o.durable_name = "bad name";
+    EXPECT_EQ(c->subscribe("ok", o).error().code, Errc::invalid_name);
+}
+
+TEST_F(BadInput, ADaemonThatIsNotRunningIsExplained) {
+    stop_daemon();
+    auto r = cli({"pub", "t", "m"});
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("shmbusd is not running"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("shmbusd --dir " + dir), std::string::npos) << r.err;
+    auto c = connect();
+    ASSERT_FALSE(c.has_value());
+    EXPECT_EQ(c.error().code, Errc::daemon_not_running);
+    start_daemon();
+}
+
+TEST_F(BadInput, ASecondDaemonOnTheSameDirectoryRefusesToStart) {
+    auto r = run({SHMBUSD_PATH, "--dir", dir});
+    EXPECT_EQ(r.code, 3);
+    EXPECT_NE((r.out + r.err).find("already serves " + dir), std::string::npos) << r.out << r.err;
+    EXPECT_TRUE(connect().has_value());  // the first one is unharmed
+}
+
+TEST_F(BadInput, ABusDirectoryThatCannotBeCreatedOrWrittenIsAClearError) {
+    {
+        std::ofstream f(path("plainfile"));
+        f << "x";
+    }
+    auto r = run({SHMBUSD_PATH, "--dir", path("plainfile") + "/bus"});
+    EXPECT_EQ(r.code, 2);
+    EXPECT_NE((r.out + r.err).find("cannot create bus directory"), std::string::npos) << r.out << r.err;
+
+    if (geteuid() == 0 && access("/usr/bin/setpriv", X_OK) == 0) {  // root writes anywhere: drop to nobody
+        const std::string ro = path("readonly");
+        std::filesystem::create_directory(ro);
+        chmod(dir.c_str(), 0755);
+        chmod(ro.c_str(), 0755);
+        auto n = run({"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", SHMBUSD_PATH, "--dir", ro});
+        EXPECT_EQ(n.code, 2);
+        EXPECT_NE((n.out + n.err).find("is not writable"), std::string::npos) << n.out << n.err;
+    } else if (geteuid() != 0) {
+        const std::string ro = path("readonly");
+        std::filesystem::create_directory(ro);
+        chmod(ro.c_str(), 0555);
+        auto n = run({SHMBUSD_PATH, "--dir", ro});
+        EXPECT_EQ(n.code, 2);
+        EXPECT_NE((n.out + n.err).find("is not writable"), std::string::npos) << n.out << n.err;
+    }
+}
+
+TEST_F(BadInput, SharedMemoryTooSmallForTheCapacityIsAClearErrorNotASigbus) {
+    stop_daemon();
+    // RLIMIT_FSIZE caps how large the daemon may make a segment: posix_fallocate fails the way
+    // it does on a full /dev/shm, and the daemon must survive it.
+    daemon = spawn({SHMBUSD_PATH, "--dir", dir}, {path("d2.log"), path("d2.err"), "", rlim_t(2 << 20)});
+    ASSERT_TRUE(eventually([&] { return connect().has_value(); }));
+    auto r = cli({"topic", "create", "huge", "--capacity", "16M"});
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("not enough shared memory"), std::string::npos) << r.err;
+    EXPECT_EQ(cli({"topic", "create", "fits", "--capacity", "64K"}).code, 0);  // the daemon lives on
+    auto names = connect()->list_topics();
+    EXPECT_EQ(*names, std::vector<std::string>{"fits"});
+}
+
+TEST_F(BadInput, ASegmentWithAWrongMagicOrVersionIsRemovedAtStartAndOthersAdopted) {
+    ASSERT_EQ(cli({"pub", "good", "m"}).code, 0);
+    ASSERT_EQ(cli({"pub", "badmagic", "m"}).code, 0);
+    ASSERT_EQ(cli({"pub", "badversion", "m"}).code, 0);
+    stop_daemon();
+    const std::string prefix = "/shmbus-" + read_file(path("bus.id")).substr(0, 16) + "-";
+    auto poke = [&](const std::string& topic, std::size_t offset, uint64_t value, std::size_t bytes) {
+        int fd = shm_open((prefix + topic).c_str(), O_RDWR, 0);
+        ASSERT_GE(fd, 0);
+        void* p = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        std::memcpy(static_cast<char*>(p) + offset, &value, bytes);
+        munmap(p, 4096);
+        close(fd);
+    };
+    poke("badmagic", 0, 0xDEADBEEF, 8);
+    poke("badversion", 8, 99, 2);
+    start_daemon();
+    auto names = connect()->list_topics();
+    EXPECT_EQ(*names, std::vector<std::string>{"good"});
+    const std::string log = read_file(path("daemon.log"));
+    EXPECT_NE(log.find("badmagic: not a shmbus segment"), std::string::npos) << log;
+    EXPECT_NE(log.find("badversion: segment layout version 99.0 is not supported"), std::string::npos) << log;
+    EXPECT_NE(shm_open((prefix + "badmagic").c_str(), O_RDONLY, 0), 0);
+    EXPECT_EQ(errno, ENOENT);
+}
+
+class RawSocket {
+public:
+    explicit RawSocket(const std::string& dir) {
+        fd_ = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        sockaddr_un a{};
+        a.sun_family = AF_UNIX;
+        const std::string p = socket_path(dir);
+        std::memcpy(a.sun_path, p.c_str(), p.size() + 1);
+        ok_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    }
+    ~RawSocket() { close(fd_); }
+    bool ok() const { return ok_; }
+    void send_raw(const void* p, std::size_t n) { (void)::send(fd_, p, n, MSG_NOSIGNAL); }
+    void send_frame(uint16_t type, const void* body, std::size_t n, uint32_t length_override = 0) {
+        std::vector<char> buf(sizeof(protocol::FrameHeader) + n);
+        protocol::FrameHeader h{protocol::kFrameMagic, protocol::kProtocolVersion, type,
+                                length_override ? length_override : uint32_t(buf.size()), 7};
+        std::memcpy(buf.data(), &h, sizeof h);
+        if (n) std::memcpy(buf.data() + sizeof h, body, n);
+        send_raw(buf.data(), buf.size());
+    }
+    // The reply's type, or 0 on a closed connection, or -1 on silence.
+    int reply_type() {
+        pollfd p{fd_, POLLIN, 0};
+        if (::poll(&p, 1, 2000) <= 0) return -1;
+        char buf[70000];
+        ssize_t n = recv(fd_, buf, sizeof buf, 0);
+        if (n <= 0) return 0;
+        if (std::size_t(n) < sizeof(protocol::FrameHeader)) return -2;
+        protocol::FrameHeader h{};
+        std::memcpy(&h, buf, sizeof h);
+        return h.type;
+    }
+    void hello() {
+        protocol::Hello h{protocol::kProtocolVersion, getpid(), "raw"};
+        send_frame(uint16_t(protocol::Type::hello), &h, sizeof h);
+        EXPECT_EQ(reply_type(), int(protocol::Type::hello_ok));
+    }
+
+private:
+    int fd_;
+    bool ok_;
+};
+
+TEST_F(BadInput, MalformedControlFramesGetAnErrorOrAClosedConnectionAndTheDaemonLivesOn) {
+    const int error = int(protocol::Type::error);
+    auto answered = [&](int t) { return t == error || t == 0; };
+    {
+        RawSocket s(dir);
+        ASSERT_TRUE(s.ok());
+        s.send_raw("junk", 4);  // shorter than a header
+        EXPECT_PRED1(answered, s.reply_type());
+    }
+    {
+        RawSocket s(dir);
+        std::vector<char> zeros(100, 0);  // wrong magic
+        s.send_raw(zeros.data(), zeros.size());
+        EXPECT_PRED1(answered, s.reply_type());
+    }
+    {
+        RawSocket s(dir);
+        std::vector<char> big(100000, 'A');  // larger than any frame
+        s.send_raw(big.data(), big.size());
+        EXPECT_PRED1(answered, s.reply_type());
+    }
+    {
+        RawSocket s(dir);
+        protocol::OpenTopic o{};
+        std::memcpy(o.topic, "t", 1);
+        s.send_frame(uint16_t(protocol::Type::open_topic), &o, sizeof o);  // before hello
+        EXPECT_PRED1(answered, s.reply_type());
+    }
+    {
+        RawSocket s(dir);
+        s.hello();
+        s.send_frame(uint16_t(protocol::Type::open_topic), "short", 5);  // wrong body size
+        EXPECT_PRED1(answered, s.reply_type());
+    }
+    {
+        RawSocket s(dir);
+        s.hello();
+        protocol::Subscribe sub{};
+        std::memset(sub.topic, 'x', sizeof sub.topic);  // no terminating NUL
+        s.send_frame(uint16_t(protocol::Type::subscribe), &sub, sizeof sub);
+        EXPECT_PRED1(answered, s.reply_type());
+    }
+    {
+        RawSocket s(dir);
+        s.hello();
+        protocol::OpenTopic o{};
+        s.send_frame(uint16_t(protocol::Type::open_topic), &o, sizeof o, 9999);  // lying length
+        EXPECT_PRED1(answered, s.reply_type());
+    }
+    {
+        RawSocket s(dir);
+        s.hello();
+        s.send_frame(4242, nullptr, 0);  // unknown type
+        EXPECT_PRED1(answered, s.reply_type());
+    }
+    {
+        RawSocket s(dir);
+        s.hello();
+        protocol::Subscribe sub{};
+        std::memcpy(sub.topic, "hostile", 7);
+        sub.from = 77;  // unknown start
+        s.send_frame(uint16_t(protocol::Type::subscribe), &sub, sizeof sub);
+        EXPECT_EQ(s.reply_type(), error);
+        protocol::OpenTopic o{};
+        std::memcpy(o.topic, "hostile", 7);
+        o.flags = protocol::kCreateIfMissing;
+        o.config = {1ull << 60, 0, 9, 0, 0};  // absurd config
+        s.send_frame(uint16_t(protocol::Type::open_topic), &o, sizeof o);
+        EXPECT_EQ(s.reply_type(), error);
+        protocol::Unsubscribe u{};
+        std::memcpy(u.topic, "hostile", 7);
+        u.slot = 3;  // not ours
+        s.send_frame(uint16_t(protocol::Type::unsubscribe), &u, sizeof u);
+        EXPECT_EQ(s.reply_type(), error);
+    }
+    auto c = connect();
+    ASSERT_TRUE(c.has_value());
+    auto pub = c->publisher("after");
+    ASSERT_TRUE(pub.has_value());
+    EXPECT_EQ(pub->publish("still alive"), PublishStatus::ok);
+}
+
+}  // namespace
+}  // namespace shmbus::test

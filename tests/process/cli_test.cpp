@@ -1,0 +1,134 @@
+// The shmbus CLI from outside: commands, output formats and exit codes.
+#include <nlohmann/json.hpp>
+
+#include "bus_fixture.h"
+
+namespace shmbus::test {
+namespace {
+
+using Cli = BusTest;
+
+TEST_F(Cli, HundredThousandMessagesRoundTripThroughPubAndSub) {
+    const int total = 100000;
+    {
+        std::ofstream in(path("in.txt"));
+        for (int i = 0; i < total; ++i) in << "message-" << i << "\n";
+    }
+    ASSERT_EQ(cli({"topic", "create", "rt", "--capacity", "16M"}).code, 0);
+    const std::string ready = path("sub.ready");
+    pid_t sub = spawn({SHMBUS_CLI_PATH, "--dir", dir, "sub", "rt", "--count", std::to_string(total)},
+                      {path("sub.out"), path("sub.err")});
+    ASSERT_TRUE(eventually([&] {
+        auto c = connect();
+        auto st = c ? c->topic_stats("rt") : Result<TopicStats>(Error{});
+        return st && st->subscriptions.size() == 1;
+    }));
+    auto pub = cli({"pub", "rt"}, path("in.txt"));
+    EXPECT_EQ(pub.code, 0) << pub.err;
+    EXPECT_EQ(wait_exit(sub), 0) << read_file(path("sub.err"));
+    EXPECT_EQ(read_file(path("sub.out")), read_file(path("in.txt")));
+}
+
+TEST_F(Cli, PubArgumentsAreMessagesAndSubFromEarliestPrintsThem) {
+    EXPECT_EQ(cli({"pub", "news", "one", "two words", "three"}).code, 0);
+    auto r = cli({"sub", "news", "--from", "earliest", "--count", "3"});
+    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(r.out, "one\ntwo words\nthree\n");
+}
+
+TEST_F(Cli, SubJsonFormatHasIdTimestampAndPayload) {
+    EXPECT_EQ(cli({"pub", "j", "hello", "wörld \"quoted\""}).code, 0);
+    auto r = cli({"sub", "j", "--from", "0", "--count", "2", "--format", "json"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    std::istringstream lines(r.out);
+    std::string line;
+    std::vector<nlohmann::json> objs;
+    while (std::getline(lines, line)) objs.push_back(nlohmann::json::parse(line));
+    ASSERT_EQ(objs.size(), 2u);
+    EXPECT_EQ(objs[0]["id"], 0);
+    EXPECT_EQ(objs[0]["payload"], "hello");
+    EXPECT_EQ(objs[1]["id"], 1);
+    EXPECT_EQ(objs[1]["payload"], "wörld \"quoted\"");
+    EXPECT_GT(objs[1]["timestamp_ns"].get<uint64_t>(), 0u);
+}
+
+TEST_F(Cli, SubFromAnIdStartsThere) {
+    EXPECT_EQ(cli({"pub", "ids", "a", "b", "c", "d"}).code, 0);
+    auto r = cli({"sub", "ids", "--from", "2", "--count", "2"});
+    EXPECT_EQ(r.out, "c\nd\n");
+    EXPECT_EQ(cli({"sub", "ids", "--from", "nope", "--count", "1"}).code, 2);
+}
+
+TEST_F(Cli, ADurableSubResumesAfterItsLastAckAcrossRuns) {
+    EXPECT_EQ(cli({"pub", "q", "1", "2", "3", "4", "5"}).code, 0);
+    auto a = cli({"sub", "q", "--durable", "w", "--from", "earliest", "--count", "2"});
+    EXPECT_EQ(a.out, "1\n2\n");
+    auto b = cli({"sub", "q", "--durable", "w", "--from", "earliest", "--count", "3"});  // --from ignored
+    EXPECT_EQ(b.out, "3\n4\n5\n");
+}
+
+TEST_F(Cli, TopicCreateListInfoDelete) {
+    EXPECT_EQ(cli({"topic", "create", "orders", "--capacity", "1M", "--max-message", "16K", "--on-full", "fail"}).code, 0);
+    auto again = cli({"topic", "create", "orders"});
+    EXPECT_EQ(again.code, 1);
+    EXPECT_NE(again.err.find("already exists"), std::string::npos);
+    ASSERT_EQ(cli({"sub", "orders", "--durable", "audit", "--count", "0"}).code, 0);
+    EXPECT_EQ(cli({"pub", "orders", "x", "y"}).code, 0);
+
+    auto info = cli({"topic", "info", "orders", "--json"});
+    ASSERT_EQ(info.code, 0) << info.err;
+    auto j = nlohmann::json::parse(info.out);
+    EXPECT_EQ(j["name"], "orders");
+    EXPECT_EQ(j["capacity"], 1 << 20);
+    EXPECT_EQ(j["max_message"], 16 << 10);
+    EXPECT_EQ(j["on_full"], "fail");
+    EXPECT_EQ(j["producers"], 0);
+    EXPECT_EQ(j["published"], 2);
+    ASSERT_EQ(j["subscriptions"].size(), 1u);
+    EXPECT_EQ(j["subscriptions"][0]["name"], "audit");
+    EXPECT_EQ(j["subscriptions"][0]["kind"], "durable");
+    EXPECT_EQ(j["subscriptions"][0]["state"], "detached");
+    EXPECT_EQ(j["subscriptions"][0]["lag"], 2);
+    EXPECT_EQ(j["subscriptions"][0]["lost"], 0);
+
+    EXPECT_EQ(cli({"topic", "create", "alpha"}).code, 0);
+    auto list = cli({"topic", "list", "--json"});
+    ASSERT_EQ(list.code, 0);
+    auto l = nlohmann::json::parse(list.out);
+    ASSERT_EQ(l.size(), 2u);
+    EXPECT_EQ(l[0]["name"], "alpha");
+    EXPECT_EQ(l[1]["name"], "orders");
+    EXPECT_EQ(l[0]["on_full"], "block");
+    auto text = cli({"topic", "list"});
+    EXPECT_NE(text.out.find("orders"), std::string::npos);
+
+    EXPECT_EQ(cli({"topic", "delete", "orders"}).code, 0);
+    auto gone = cli({"topic", "info", "orders"});
+    EXPECT_EQ(gone.code, 1);
+    EXPECT_NE(gone.err.find("no topic named 'orders'"), std::string::npos);
+    EXPECT_EQ(cli({"topic", "delete", "orders"}).code, 1);
+}
+
+TEST_F(Cli, SizesAcceptSuffixesAndRejectNonsense) {
+    EXPECT_EQ(cli({"topic", "create", "s", "--capacity", "64K"}).code, 0);
+    auto j = nlohmann::json::parse(cli({"topic", "info", "s", "--json"}).out);
+    EXPECT_EQ(j["capacity"], 65536);
+    EXPECT_EQ(j["max_message"], 8160);
+    auto bad = cli({"topic", "create", "s2", "--capacity", "12Q"});
+    EXPECT_EQ(bad.code, 2);
+    EXPECT_NE(bad.err.find("invalid capacity"), std::string::npos);
+    EXPECT_EQ(cli({"topic", "create", "s3", "--on-full", "drop"}).code, 2);
+    auto toobig = cli({"topic", "create", "s4", "--capacity", "64K", "--max-message", "64K"});
+    EXPECT_EQ(toobig.code, 1);
+    EXPECT_NE(toobig.err.find("max message"), std::string::npos);
+}
+
+TEST_F(Cli, UsageErrorsExitTwo) {
+    EXPECT_EQ(cli({}).code, 2);
+    EXPECT_EQ(cli({"frobnicate"}).code, 2);
+    EXPECT_EQ(cli({"pub"}).code, 2);
+    EXPECT_EQ(cli({"--help"}).code, 0);
+}
+
+}  // namespace
+}  // namespace shmbus::test

@@ -1,0 +1,162 @@
+// A test peer process: publishes or receives checked messages through a real shmbusd.
+//   peer pub DIR TOPIC COUNT PRODUCER [--size N] [--timeout-ms T] [--capacity C] [--on-full P]
+//   peer sub DIR TOPIC [--count N | --until-id ID] [--durable NAME] [--from earliest|latest]
+//            [--log FILE] [--ready FILE] [--slow-us N] [--capacity C] [--on-full P]
+// Payload: producer, seq, checksum, then filler. `sub` checks every message (checksum, per-producer
+// order, increasing ids) and prints one summary line:
+//   received=N lost=L bad=B last_id=X
+// With --log, each message is appended as "id producer seq" and flushed before it is acked.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <string>
+#include <thread>
+
+#include "shmbus/shmbus.h"
+
+namespace {
+
+struct Payload {
+    uint32_t producer;
+    uint32_t filler;
+    uint64_t seq;
+    uint64_t checksum;
+};
+
+uint64_t checksum_of(uint32_t producer, uint64_t seq) {
+    uint64_t x = (uint64_t(producer) << 40) ^ seq ^ 0x9E3779B97F4A7C15ull;
+    x ^= x >> 31;
+    x *= 0xBF58476D1CE4E5B9ull;
+    return x ^ (x >> 29);
+}
+
+std::string flag(int argc, char** argv, const char* name, const char* fallback = "") {
+    for (int i = 0; i + 1 < argc; ++i)
+        if (std::strcmp(argv[i], name) == 0) return argv[i + 1];
+    return fallback;
+}
+
+shmbus::TopicConfig topic_config(int argc, char** argv) {
+    shmbus::TopicConfig c;
+    if (auto cap = flag(argc, argv, "--capacity"); !cap.empty()) c.capacity = *shmbus::parse_size(cap);
+    if (auto p = flag(argc, argv, "--on-full"); !p.empty()) (void)shmbus::parse_on_full(p, c.on_full);
+    return c;
+}
+
+int run_pub(int argc, char** argv, shmbus::Client& client) {
+    const std::string topic = argv[3];
+    const uint64_t count = std::strtoull(argv[4], nullptr, 10);
+    const uint32_t producer = uint32_t(std::strtoul(argv[5], nullptr, 10));
+    const uint32_t size = uint32_t(std::stoul(flag(argc, argv, "--size", "32")));
+    shmbus::PublisherOptions po;
+    po.create_config = topic_config(argc, argv);
+    po.block_timeout = std::chrono::milliseconds(std::stoll(flag(argc, argv, "--timeout-ms", "60000")));
+    auto pub = client.publisher(topic, po);
+    if (!pub) {
+        std::fprintf(stderr, "peer: %s\n", pub.error().message.c_str());
+        return 1;
+    }
+    std::string buf(std::max<std::size_t>(size, sizeof(Payload)), '\0');
+    std::map<std::string, uint64_t> outcomes;
+    for (uint64_t seq = 0; seq < count; ++seq) {
+        Payload p{producer, uint32_t(buf.size() - sizeof(Payload)), seq, checksum_of(producer, seq)};
+        std::memcpy(buf.data(), &p, sizeof p);
+        ++outcomes[shmbus::to_string(pub->publish(buf))];
+    }
+    for (auto& [k, v] : outcomes) std::printf("%s=%llu\n", k.c_str(), (unsigned long long)v);
+    return outcomes.size() == 1 && outcomes.count("ok") ? 0 : 4;
+}
+
+int run_sub(int argc, char** argv, shmbus::Client& client) {
+    const std::string topic = argv[3];
+    const std::string count_s = flag(argc, argv, "--count");
+    const std::string until_s = flag(argc, argv, "--until-id");
+    const uint64_t count = count_s.empty() ? UINT64_MAX : std::strtoull(count_s.c_str(), nullptr, 10);
+    const uint64_t until = until_s.empty() ? UINT64_MAX : std::strtoull(until_s.c_str(), nullptr, 10);
+    const long slow_us = std::strtol(flag(argc, argv, "--slow-us", "0").c_str(), nullptr, 10);
+    shmbus::SubscribeOptions o;
+    o.durable_name = flag(argc, argv, "--durable");
+    o.from = flag(argc, argv, "--from", "latest") == "earliest" ? shmbus::StartFrom::earliest : shmbus::StartFrom::latest;
+    o.create_config = topic_config(argc, argv);
+    o.auto_ack = false;
+    auto sub = client.subscribe(topic, o);
+    if (!sub) {
+        std::fprintf(stderr, "peer: %s\n", sub.error().message.c_str());
+        return 1;
+    }
+    if (auto ready = flag(argc, argv, "--ready"); !ready.empty()) {
+        int fd = open(ready.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+        if (fd >= 0) close(fd);
+    }
+    FILE* log = nullptr;
+    if (auto path = flag(argc, argv, "--log"); !path.empty()) log = std::fopen(path.c_str(), "a");
+    std::map<uint32_t, uint64_t> next_seq;
+    uint64_t received = 0, bad = 0, last_id = 0;
+    bool first = true;
+    auto check = [&](const shmbus::Message& m) {
+        Payload p{};
+        if (m.payload.size() < sizeof p) {
+            ++bad;
+            return;
+        }
+        std::memcpy(&p, m.payload.data(), sizeof p);
+        if (p.checksum != checksum_of(p.producer, p.seq) || m.payload.size() != sizeof p + p.filler) ++bad;
+        // Per-producer order: each producer's seq follows the last one seen, unless messages were
+        // lost just before (ephemeral overrun).
+        auto it = next_seq.find(p.producer);
+        if (it != next_seq.end() && p.seq != it->second && m.lost_before == 0) ++bad;
+        next_seq[p.producer] = p.seq + 1;
+        if (!first && m.id <= last_id) ++bad;
+        last_id = m.id;
+        first = false;
+        ++received;
+        if (log) std::fprintf(log, "%llu %u %llu\n", (unsigned long long)m.id, p.producer, (unsigned long long)p.seq);
+        if (slow_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(slow_us));
+    };
+    const auto idle_limit = std::chrono::seconds(30);
+    auto last_progress = std::chrono::steady_clock::now();
+    while (received < count && (first || last_id < until)) {
+        const std::size_t want = std::size_t(std::min<uint64_t>(count - received, 64));
+        auto r = sub->receive(check, std::chrono::milliseconds(100), want);
+        if (r.status == shmbus::ReceiveStatus::corrupt) {
+            std::fprintf(stderr, "peer: corrupt ring\n");
+            return 2;
+        }
+        if (r.count > 0) {
+            if (log) std::fflush(log);
+            sub->ack_delivered();  // only after the log is flushed
+            last_progress = std::chrono::steady_clock::now();
+        } else if (std::chrono::steady_clock::now() - last_progress > idle_limit) {
+            std::fprintf(stderr, "peer: no message for 30 s\n");
+            break;
+        }
+    }
+    if (log) std::fclose(log);
+    std::printf("received=%llu lost=%llu bad=%llu last_id=%llu\n", (unsigned long long)received,
+                (unsigned long long)sub->lost(), (unsigned long long)bad, (unsigned long long)last_id);
+    return bad == 0 ? 0 : 3;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc < 4) {
+        std::fprintf(stderr, "usage: peer pub|sub DIR TOPIC ...\n");
+        return 64;
+    }
+    shmbus::ClientOptions co;
+    co.dir = argv[2];
+    co.name = "peer";
+    auto client = shmbus::Client::connect(co);
+    if (!client) {
+        std::fprintf(stderr, "peer: %s\n", client.error().message.c_str());
+        return 1;
+    }
+    if (std::strcmp(argv[1], "pub") == 0 && argc >= 6) return run_pub(argc, argv, *client);
+    if (std::strcmp(argv[1], "sub") == 0) return run_sub(argc, argv, *client);
+    return 64;
+}

@@ -1,0 +1,344 @@
+// Ring protocol edge cases, set up directly on a segment without a daemon.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "local_topic.h"
+#include "ring.h"
+
+namespace shmbus::detail {
+namespace {
+
+using layout::RecordHeader;
+using layout::RecordType;
+
+std::vector<std::string> drain(Subscriber& s, std::size_t max = 1 << 20, std::vector<uint64_t>* ids = nullptr,
+                               uint64_t* lost_before = nullptr) {
+    std::vector<std::string> out;
+    for (;;) {
+        auto r = s.poll([&](const Message& m) {
+            out.emplace_back(m.text());
+            if (ids) ids->push_back(m.id);
+            if (lost_before) *lost_before += m.lost_before;
+        }, max);
+        if (r.status != ReceiveStatus::ok) break;
+    }
+    return out;
+}
+
+TopicConfig config(uint64_t capacity, OnFull on_full = OnFull::block) {
+    TopicConfig c;
+    c.capacity = capacity;
+    c.on_full = on_full;
+    return c;
+}
+
+SubscribeOptions durable(const char* name, StartFrom from = StartFrom::latest) {
+    SubscribeOptions o;
+    o.durable_name = name;
+    o.from = from;
+    return o;
+}
+
+// ---- typed over capacities ----
+
+template <class T>
+class RingByCapacity : public ::testing::Test {};
+template <uint64_t N>
+using Cap = std::integral_constant<uint64_t, N>;
+using Capacities = ::testing::Types<Cap<4096>, Cap<65536>, Cap<(1u << 20)>>;
+TYPED_TEST_SUITE(RingByCapacity, Capacities);
+
+TYPED_TEST(RingByCapacity, IdsIncreaseAndPayloadsRoundTripAcrossManyWraps) {
+    LocalTopic t(config(TypeParam::value, OnFull::overwrite));
+    ASSERT_TRUE(t.ok()) << t.error().message;
+    auto pub = t.publisher();
+    auto sub = t.subscriber();
+    ASSERT_TRUE(sub.has_value());
+    const uint64_t laps = 5;
+    uint64_t next = 0;
+    uint64_t published = 0;
+    for (uint64_t i = 0; published < laps * TypeParam::value; ++i) {
+        const std::string msg = "m" + std::to_string(i) + std::string(i % 97, 'x');
+        ASSERT_EQ(pub.publish(msg), PublishStatus::ok);
+        published += layout::record_size(msg.size());
+        std::vector<uint64_t> ids;
+        auto got = drain(*sub, 1 << 20, &ids);
+        ASSERT_EQ(got.size(), 1u);
+        EXPECT_EQ(got[0], msg);
+        EXPECT_EQ(ids[0], next++);
+    }
+    EXPECT_EQ(sub->lost(), 0u);
+}
+
+TYPED_TEST(RingByCapacity, WrapWritesPaddingAndTheReaderStepsOverIt) {
+    LocalTopic t(config(TypeParam::value, OnFull::overwrite));
+    auto pub = t.publisher();
+    auto sub = t.subscriber();
+    const Ring ring(t.segment());
+    // Fill so that exactly 64 bytes remain before the end, then publish a record of 96 bytes.
+    const uint64_t cap = TypeParam::value;
+    const std::string filler(32, 'f');  // 64-byte records
+    while (ring.tail_position() < cap - 64) ASSERT_EQ(pub.publish(filler), PublishStatus::ok);
+    ASSERT_EQ(ring.tail_position(), cap - 64);
+    const uint64_t before = drain(*sub).size();
+    EXPECT_GT(before, 0u);
+    const std::string big(64, 'B');  // record of 96 bytes: does not fit in the last 64
+    ASSERT_EQ(pub.publish(big), PublishStatus::ok);
+    EXPECT_EQ(ring.tail_position(), cap + 96);
+    const auto* pad = ring.header_at(cap - 64);
+    EXPECT_EQ(pad->type, uint16_t(RecordType::padding));
+    EXPECT_EQ(pad->length, 64u - sizeof(RecordHeader));
+    auto got = drain(*sub);
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got[0], big);
+}
+
+TYPED_TEST(RingByCapacity, MaxSizeMessageFitsAndOneByteMoreIsRefused) {
+    LocalTopic t(config(TypeParam::value, OnFull::overwrite));
+    auto pub = t.publisher();
+    auto sub = t.subscriber();
+    const std::string max(pub.max_message(), 'M');
+    EXPECT_EQ(pub.max_message(), std::min<uint64_t>(kDefaultMaxMessage, max_message_for(TypeParam::value)));
+    for (int i = 0; i < 20; ++i) {  // many laps of maximal records, padding included
+        ASSERT_EQ(pub.publish(max), PublishStatus::ok);
+        auto got = drain(*sub);
+        ASSERT_EQ(got.size(), 1u);
+        ASSERT_EQ(got[0], max);
+    }
+    EXPECT_EQ(pub.publish(std::string(pub.max_message() + 1, 'X')), PublishStatus::too_large);
+    EXPECT_TRUE(drain(*sub).empty());
+}
+
+TYPED_TEST(RingByCapacity, DurableGatesAFailTopicAtExactlyFull) {
+    LocalTopic t(config(TypeParam::value, OnFull::fail));
+    auto pub = t.publisher();
+    auto sub = t.subscriber(durable("d"));
+    ASSERT_TRUE(sub.has_value());
+    const std::string msg(32, 'a');  // 64-byte records: the ring holds exactly capacity / 64
+    const uint64_t fits = TypeParam::value / 64;
+    for (uint64_t i = 0; i < fits; ++i) ASSERT_EQ(pub.publish(msg), PublishStatus::ok) << i;
+    EXPECT_EQ(pub.publish(msg), PublishStatus::would_block);
+    EXPECT_EQ(t.segment().producers().full_refusals.load(), 1u);
+    // Reading without acking frees nothing.
+    auto& core = Access::core(*sub);
+    core.options.auto_ack = false;
+    EXPECT_EQ(drain(*sub).size(), fits);
+    EXPECT_EQ(pub.publish(msg), PublishStatus::would_block);
+    sub->ack_delivered();
+    EXPECT_EQ(pub.publish(msg), PublishStatus::ok);
+}
+
+// ---- single-capacity cases ----
+
+TEST(Ring, AHalfWrittenRecordIsInvisibleUntilCommitted) {
+    LocalTopic t(config(65536));
+    auto pub = t.publisher();
+    auto sub = t.subscriber();
+    Loan loan;
+    ASSERT_EQ(pub.loan(5, loan), PublishStatus::ok);
+    std::memcpy(loan.data().data(), "hello", 5);
+    EXPECT_TRUE(drain(*sub).empty());  // claimed, payload written, not committed
+    ASSERT_EQ(pub.publish("after"), PublishStatus::ok);
+    EXPECT_TRUE(drain(*sub).empty());  // a later commit does not expose the open claim
+    EXPECT_EQ(loan.commit(), PublishStatus::ok);
+    EXPECT_EQ(drain(*sub), (std::vector<std::string>{"hello", "after"}));
+    EXPECT_EQ(loan.commit(), PublishStatus::aborted);
+}
+
+TEST(Ring, ARecordWithEveryFieldButTheCommitWordIsInvisible) {
+    LocalTopic t(config(65536));
+    auto sub = t.subscriber();
+    const Ring ring(t.segment());
+    // Forge a complete record at position 0 and a tail past it, with the commit word wrong.
+    auto* h = ring.header_at(0);
+    h->length = 4;
+    h->type = uint16_t(RecordType::data);
+    h->id = 0;
+    std::memcpy(ring.payload_at(0), "fake", 4);
+    ASSERT_TRUE(ring.cas_tail({0, 0}, {64, 1}));
+    h->commit.store(layout::commit_word(0) ^ 1);
+    EXPECT_TRUE(drain(*sub).empty());
+    h->commit.store(layout::commit_word(0));
+    EXPECT_EQ(drain(*sub), std::vector<std::string>{"fake"});
+}
+
+TEST(Ring, ARecordFromAnEarlierLapIsNotMistakenForANewOne) {
+    const uint64_t cap = 65536;
+    LocalTopic t(config(cap, OnFull::overwrite));
+    auto pub = t.publisher();
+    const Ring ring(t.segment());
+    ASSERT_EQ(pub.publish("lap0"), PublishStatus::ok);  // a whole, committed record at offset 0
+    // Move the tail a whole lap on without writing: position cap now maps to offset 0, where the
+    // committed record of position 0 still sits.
+    ASSERT_TRUE(ring.cas_tail(ring.read_tail(), {cap, 1}));
+    auto sub = t.subscriber();  // starts at latest: position cap
+    EXPECT_TRUE(drain(*sub).empty());
+    ASSERT_EQ(pub.publish("lap1"), PublishStatus::ok);
+    EXPECT_EQ(drain(*sub), std::vector<std::string>{"lap1"});
+}
+
+TEST(Ring, AnAbandonedLoanBecomesASkipRecord) {
+    LocalTopic t(config(65536));
+    auto pub = t.publisher();
+    auto sub = t.subscriber();
+    {
+        Loan loan;
+        ASSERT_EQ(pub.loan(16, loan), PublishStatus::ok);
+        EXPECT_EQ(loan.id(), 0u);
+    }  // dropped without commit
+    ASSERT_EQ(pub.publish("next"), PublishStatus::ok);
+    std::vector<uint64_t> ids;
+    EXPECT_EQ(drain(*sub, 100, &ids), std::vector<std::string>{"next"});
+    EXPECT_EQ(ids, std::vector<uint64_t>{1});
+    EXPECT_EQ(t.segment().producers().aborted_loans.load(), 1u);
+    EXPECT_EQ(sub->lost(), 0u);
+}
+
+TEST(Ring, AnOverrunEphemeralSubscriberReportsExactlyWhatItLost) {
+    const uint64_t cap = 65536;
+    LocalTopic t(config(cap, OnFull::block));  // ephemeral readers never gate, even on block
+    auto pub = t.publisher();
+    auto sub = t.subscriber();
+    const uint64_t total = 5000;  // 64-byte records: 320000 bytes, about five laps
+    for (uint64_t i = 0; i < total; ++i) ASSERT_EQ(pub.publish(std::to_string(i)), PublishStatus::ok);
+    std::vector<uint64_t> ids;
+    uint64_t lost_before = 0;
+    auto got = drain(*sub, 1 << 20, &ids, &lost_before);
+    ASSERT_FALSE(got.empty());
+    EXPECT_GT(sub->lost(), 0u);
+    EXPECT_EQ(sub->lost(), lost_before);
+    EXPECT_EQ(sub->lost() + got.size(), total);
+    EXPECT_EQ(ids.front(), sub->lost());
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        EXPECT_EQ(ids[i], ids.front() + i);
+        EXPECT_EQ(got[i], std::to_string(ids[i]));
+    }
+    // What it kept is the newest data: at least three quarters of a ring.
+    EXPECT_GE(got.size() * 64, cap * 3 / 4 - cap / 256);
+}
+
+TEST(Ring, ACorruptLengthIsReportedNotFollowed) {
+    LocalTopic t(config(65536));
+    auto pub = t.publisher();
+    SubscribeOptions o = durable("d");
+    auto sub = t.subscriber(o);
+    ASSERT_EQ(pub.publish("ok"), PublishStatus::ok);
+    const Ring ring(t.segment());
+    ring.header_at(0)->length = 0xFFFFFFF0u;  // hostile: points far outside the ring
+    auto r = sub->poll([](const Message&) { FAIL() << "corrupt record delivered"; });
+    EXPECT_EQ(r.status, ReceiveStatus::corrupt);
+    EXPECT_EQ(sub->poll([](const Message&) {}).status, ReceiveStatus::corrupt);  // stays stopped
+}
+
+TEST(Ring, ACorruptTypeOrIdIsReported) {
+    LocalTopic t(config(65536));
+    auto pub = t.publisher();
+    auto sub = t.subscriber(durable("d"));
+    ASSERT_EQ(pub.publish("a"), PublishStatus::ok);
+    const Ring ring(t.segment());
+    ring.header_at(0)->id = 77;
+    EXPECT_EQ(sub->poll([](const Message&) {}).status, ReceiveStatus::corrupt);
+    auto sub2 = t.subscriber(durable("e", StartFrom::earliest));
+    ring.header_at(0)->id = 0;
+    ring.header_at(0)->type = 9;
+    EXPECT_EQ(sub2->poll([](const Message&) {}).status, ReceiveStatus::corrupt);
+}
+
+TEST(Ring, BlockWaitsUntilItsDeadlineThenTimesOut) {
+    LocalTopic t(config(4096, OnFull::block));
+    PublisherOptions po;
+    po.block_timeout = std::chrono::milliseconds(30);
+    auto pub = t.publisher(po);
+    auto sub = t.subscriber(durable("d"));
+    for (int i = 0; i < 4096 / 64; ++i) ASSERT_EQ(pub.publish(std::string(32, 'x')), PublishStatus::ok);
+    const auto t0 = std::chrono::steady_clock::now();
+    EXPECT_EQ(pub.publish(std::string(32, 'x')), PublishStatus::timed_out);
+    EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(30));
+}
+
+TEST(Ring, SeekEarliestLatestAndId) {
+    LocalTopic t(config(65536));
+    auto pub = t.publisher();
+    for (int i = 0; i < 100; ++i) ASSERT_EQ(pub.publish(std::to_string(i)), PublishStatus::ok);
+    SubscribeOptions o;
+    o.from = StartFrom::earliest;
+    auto sub = t.subscriber(o);
+    EXPECT_EQ(drain(*sub).size(), 100u);
+    ASSERT_TRUE(sub->seek(StartFrom::id, 42).has_value());
+    std::vector<uint64_t> ids;
+    auto got = drain(*sub, 1 << 20, &ids);
+    ASSERT_EQ(got.size(), 58u);
+    EXPECT_EQ(ids.front(), 42u);
+    EXPECT_EQ(got.front(), "42");
+    ASSERT_TRUE(sub->seek(StartFrom::earliest).has_value());
+    EXPECT_EQ(drain(*sub).size(), 100u);
+    ASSERT_TRUE(sub->seek(StartFrom::latest).has_value());
+    EXPECT_TRUE(drain(*sub).empty());
+    auto bad = sub->seek(StartFrom::id, 1000);
+    ASSERT_FALSE(bad.has_value());
+    EXPECT_EQ(bad.error().code, Errc::invalid_argument);
+    SubscribeOptions from_id;
+    from_id.from = StartFrom::id;
+    from_id.from_id = 99;
+    auto sub2 = t.subscriber(from_id);
+    EXPECT_EQ(drain(*sub2), std::vector<std::string>{"99"});
+}
+
+TEST(Ring, SeekToAnIdNoLongerRetainedStartsAtTheOldestAndCountsTheGap) {
+    LocalTopic t(config(65536, OnFull::overwrite));
+    auto pub = t.publisher();
+    for (int i = 0; i < 5000; ++i) ASSERT_EQ(pub.publish(std::to_string(i)), PublishStatus::ok);
+    SubscribeOptions o;
+    o.from = StartFrom::id;
+    o.from_id = 10;
+    auto sub = t.subscriber(o);
+    std::vector<uint64_t> ids;
+    uint64_t lost_before = 0;
+    auto got = drain(*sub, 1 << 20, &ids, &lost_before);
+    ASSERT_FALSE(ids.empty());
+    EXPECT_EQ(ids.back(), 4999u);
+    EXPECT_EQ(lost_before, ids.front() - 10);
+    EXPECT_EQ(sub->lost(), ids.front() - 10);
+}
+
+TEST(Ring, ANewDurableSubscriptionFromEarliestNeverReachesBelowTheJoinFloor) {
+    const uint64_t cap = 65536;
+    LocalTopic t(config(cap, OnFull::block));
+    auto pub = t.publisher();
+    for (int i = 0; i < 5000; ++i) ASSERT_EQ(pub.publish(std::to_string(i)), PublishStatus::ok);
+    const Ring ring(t.segment());
+    auto sub = t.subscriber(durable("late", StartFrom::earliest));
+    ASSERT_TRUE(sub.has_value());
+    const auto& core = Access::core(*sub);
+    EXPECT_GE(core.position, gating_join_floor(ring.tail_position(), cap));
+    // The oldest indexed boundary above the floor: within one index block (plus a record) of it.
+    EXPECT_LE(core.position, gating_join_floor(ring.tail_position(), cap) + t.segment().index_block() + 64);
+    std::vector<uint64_t> ids;
+    drain(*sub, 1 << 20, &ids);
+    ASSERT_FALSE(ids.empty());
+    EXPECT_EQ(ids.back(), 4999u);
+}
+
+TEST(Ring, AckedDurableCursorPersistsInTheSlot) {
+    LocalTopic t(config(65536));
+    auto pub = t.publisher();
+    auto sub = t.subscriber(durable("d"));
+    for (int i = 0; i < 10; ++i) ASSERT_EQ(pub.publish(std::to_string(i)), PublishStatus::ok);
+    int n = 0;
+    Message third;
+    auto& core = Access::core(*sub);
+    core.options.auto_ack = false;
+    (void)sub->poll([&](const Message& m) {
+        if (++n == 3) third = m;
+    });
+    sub->ack(third);
+    const auto& slot = t.segment().consumer_slot(core.slot_index);
+    EXPECT_EQ(slot.ack_id.load(), 3u);
+    EXPECT_EQ(slot.ack_position.load(), third.end_position);
+}
+
+}  // namespace
+}  // namespace shmbus::detail
