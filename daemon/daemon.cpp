@@ -160,6 +160,7 @@ Status Daemon::start() {
     sigaddset(&mask, SIGINT);
     sigprocmask(SIG_BLOCK, &mask, nullptr);
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN);  // a segment over RLIMIT_FSIZE must fail with EFBIG, not kill us
     signal_fd_ = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
     epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
     if (signal_fd_ < 0 || epoll_fd_ < 0) return sys_error(Errc::io_error, "epoll/signalfd");
