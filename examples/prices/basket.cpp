@@ -1,0 +1,63 @@
+// basket: keeps shopping carts priced. A durable subscription ("basket"): if this service is
+// down while prices change, it catches up on restart from its last ack.
+//   basket [--dir DIR] [--count N]
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "price_event.h"
+#include "shmbus/shmbus.h"
+
+int main(int argc, char** argv) {
+    shmbus::ClientOptions options;
+    int count = 1 << 30;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (std::strcmp(argv[i], "--dir") == 0) options.dir = argv[i + 1];
+        if (std::strcmp(argv[i], "--count") == 0) count = std::atoi(argv[i + 1]);
+    }
+    options.name = "basket";
+    auto client = shmbus::Client::connect(options);
+    if (!client) {
+        std::fprintf(stderr, "basket: %s\n", client.error().message.c_str());
+        return 1;
+    }
+    shmbus::SubscribeOptions so;
+    so.durable_name = "basket";
+    so.from = shmbus::StartFrom::earliest;  // first start only; later starts resume after the last ack
+    auto sub = client->subscribe("prices", so);
+    if (!sub) {
+        std::fprintf(stderr, "basket: %s\n", sub.error().message.c_str());
+        return 1;
+    }
+    std::printf("basket:    %s durable subscription, next message id %llu\n", sub->resumed() ? "resumed" : "new",
+                (unsigned long long)sub->next_id());
+    const std::map<std::string, std::vector<std::string>> carts = {{"alice", {"apple", "coffee"}},
+                                                                   {"bob", {"bread", "milk", "apple"}}};
+    std::map<std::string, int64_t> price;
+    int seen = 0;
+    while (seen < count) {
+        const auto r = sub->receive(
+            [&](const shmbus::Message& m) {
+                prices::PriceChanged e{};
+                std::memcpy(&e, m.payload.data(), std::min(sizeof e, m.payload.size()));
+                price[std::string(e.product())] = e.new_cents;
+                for (const auto& [cart, items] : carts) {
+                    for (const auto& item : items) {
+                        if (item != e.product()) continue;
+                        int64_t total = 0;
+                        for (const auto& i : items) total += price.count(i) ? price[i] : 0;
+                        std::printf("basket:    id %-3llu %-6s in %s's cart -> known total %lld cents\n",
+                                    (unsigned long long)m.id, item.c_str(), cart.c_str(), (long long)total);
+                    }
+                }
+                ++seen;
+            },
+            std::chrono::seconds(5), std::size_t(count - seen));
+        if (r.status != shmbus::ReceiveStatus::ok) break;  // acked automatically after the handler
+    }
+    std::printf("basket:    processed %d price change(s)\n", seen);
+    return 0;
+}

@@ -1,0 +1,51 @@
+// catalog: the owner of prices. Publishes a PriceChanged event on topic `prices` for every
+// change, written straight into the ring with loan()/commit() (zero copy).
+//   catalog [--dir DIR] [--changes N]
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <string>
+
+#include "price_event.h"
+#include "shmbus/shmbus.h"
+
+int main(int argc, char** argv) {
+    shmbus::ClientOptions options;
+    int changes = 12;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (std::strcmp(argv[i], "--dir") == 0) options.dir = argv[i + 1];
+        if (std::strcmp(argv[i], "--changes") == 0) changes = std::atoi(argv[i + 1]);
+    }
+    options.name = "catalog";
+    auto client = shmbus::Client::connect(options);
+    if (!client) {
+        std::fprintf(stderr, "catalog: %s\n", client.error().message.c_str());
+        return 1;
+    }
+    auto pub = client->publisher("prices");
+    if (!pub) {
+        std::fprintf(stderr, "catalog: %s\n", pub.error().message.c_str());
+        return 1;
+    }
+    std::map<std::string, int64_t> price = {{"apple", 120}, {"bread", 250}, {"coffee", 899}, {"milk", 109}};
+    for (int i = 0; i < changes; ++i) {
+        auto it = std::next(price.begin(), i % int(price.size()));
+        const int64_t old_cents = it->second;
+        it->second += (i % 3 == 0 ? -7 : 11);
+        shmbus::Loan loan;
+        if (const auto st = pub->loan(sizeof(prices::PriceChanged), loan); st != shmbus::PublishStatus::ok) {
+            std::fprintf(stderr, "catalog: publish failed: %s\n", shmbus::to_string(st));
+            return 1;
+        }
+        auto* event = new (loan.data().data()) prices::PriceChanged{};
+        std::strncpy(event->sku, it->first.c_str(), sizeof event->sku - 1);
+        event->old_cents = old_cents;
+        event->new_cents = it->second;
+        event->catalog_version = uint64_t(i + 1);
+        loan.commit();
+        std::printf("catalog:   %-7s %4lld -> %4lld cents (message id %llu)\n", it->first.c_str(), (long long)old_cents,
+                    (long long)it->second, (unsigned long long)loan.id());
+    }
+    return 0;
+}

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The main job on the embedded defaults: the price-update example of a decoupled architecture.
+# A catalog publishes price-changed events on topic `prices`; a basket service holds a durable
+# subscription and reprices carts (it is stopped halfway and catches up after a restart); an
+# analytics process subscribes ephemerally. Everything runs on a fresh bus that is removed after.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh release
+
+bus=$(mktemp -d /tmp/shmbus-demo.XXXXXX)
+shmbus() { build/clients/shmbus --dir "$bus" "$@"; }
+daemon_pid=""
+cleanup() {
+  set +e
+  if [[ -n "$daemon_pid" ]] && kill -0 "$daemon_pid" 2>/dev/null; then
+    shmbus topic delete prices >/dev/null 2>&1
+    kill -TERM "$daemon_pid"
+    wait "$daemon_pid"
+  fi
+  rm -rf "$bus"
+}
+trap cleanup EXIT
+
+echo "== starting shmbusd on $bus"
+build/daemon/shmbusd --dir "$bus" >"$bus/shmbusd.log" 2>&1 &
+daemon_pid=$!
+for _ in $(seq 100); do grep -q ready "$bus/shmbusd.log" 2>/dev/null && break; sleep 0.05; done
+grep -q ready "$bus/shmbusd.log" || { cat "$bus/shmbusd.log"; exit 1; }
+
+wait_for_subscriptions() {
+  for _ in $(seq 200); do
+    [[ $(shmbus topic info prices --json 2>/dev/null | grep -c '"state": "attached"') -ge "$1" ]] && return 0
+    sleep 0.05
+  done
+  echo "demo: subscribers did not attach" >&2
+  return 1
+}
+
+echo "== basket (durable) and analytics (ephemeral) subscribe; the catalog publishes 6 changes"
+shmbus topic create prices --capacity 1M
+build/examples/analytics --dir "$bus" --count 12 >"$bus/analytics.out" &
+analytics_pid=$!
+build/examples/basket --dir "$bus" --count 6 &
+basket_pid=$!
+wait_for_subscriptions 2
+build/examples/catalog --dir "$bus" --changes 6
+wait "$basket_pid"
+
+echo "== basket is down; the catalog publishes 6 more changes"
+build/examples/catalog --dir "$bus" --changes 6 | sed 's/^/(basket down) /'
+shmbus topic info prices; grep -E "freed|subscribed|detached|disconnected" "$bus/shmbusd.log" || true
+
+echo "== basket restarts and catches up from its last ack"
+build/examples/basket --dir "$bus" --count 6
+
+echo "== the topic at the end"
+shmbus topic info prices; grep -E "freed|subscribed|detached|disconnected" "$bus/shmbusd.log" || true
+echo "== stopping; removing the bus"
