@@ -48,11 +48,11 @@ wait "$basket_pid"
 
 echo "== basket is down; the catalog publishes 6 more changes"
 build/examples/catalog --dir "$bus" --changes 6 | sed 's/^/(basket down) /'
-shmbus topic info prices; grep -E "freed|subscribed|detached|disconnected" "$bus/shmbusd.log" || true
+shmbus topic info prices
 
 echo "== basket restarts and catches up from its last ack"
 build/examples/basket --dir "$bus" --count 6
 
 echo "== the topic at the end"
-shmbus topic info prices; grep -E "freed|subscribed|detached|disconnected" "$bus/shmbusd.log" || true
+shmbus topic info prices
 echo "== stopping; removing the bus"
