@@ -48,6 +48,8 @@ wait "$basket_pid"
 
 echo "== basket is down; the catalog publishes 6 more changes"
 build/examples/catalog --dir "$bus" --changes 6 | sed 's/^/(basket down) /'
+wait "$analytics_pid"
+cat "$bus/analytics.out"
 shmbus topic info prices
 
 echo "== basket restarts and catches up from its last ack"
