@@ -37,7 +37,7 @@ struct PublisherCore {
     uint64_t last_id = 0;
 
 private:
-    void refresh_gate(uint64_t tail) noexcept;
+    void refresh_gate() noexcept;
     [[nodiscard]] uint64_t min_gating_ack() const noexcept;
     void wait_for_space(uint64_t needed_end, uint64_t deadline_ns) noexcept;
     void write_padding(uint64_t position, uint64_t bytes, uint64_t next_id) noexcept;

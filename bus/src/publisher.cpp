@@ -41,11 +41,14 @@ uint64_t PublisherCore::min_gating_ack() const noexcept {
 // The gate: a claim may end at most one ring past the slowest durable ack, and at most a
 // quarter ring past the tail seen now, so a subscription that joins later is seen in time
 // (docs/architecture.md, "Gating").
-void PublisherCore::refresh_gate(uint64_t tail) noexcept {
+void PublisherCore::refresh_gate() noexcept {
     if (!gated) {
         gate_limit = UINT64_MAX;
         return;
     }
+    // SYNC: seq_cst, and before the cursor loads: a joiner that we miss stored its cursor after
+    // those loads and read the tail after that, so it saw a tail at least this high.
+    const uint64_t tail = ring.tail_position(std::memory_order_seq_cst);
     const uint64_t min_ack = min_gating_ack();
     const uint64_t by_ack = min_ack == UINT64_MAX ? UINT64_MAX : min_ack + ring.capacity();
     gate_limit = std::min(by_ack, tail + ring.capacity() / 4);
@@ -58,7 +61,7 @@ void PublisherCore::wait_for_space(uint64_t needed_end, uint64_t deadline_ns) no
     // SYNC: seq_cst pairs with the fence in SubscriberCore::store_ack: either the subscriber sees
     // space_waiters > 0 and bumps space_futex, or we see its new ack in the refresh below.
     const uint32_t seen = consumers.space_futex.load(std::memory_order_seq_cst);
-    refresh_gate(ring.tail_position());
+    refresh_gate();
     const uint64_t now = monotonic_ns();
     if (needed_end > gate_limit && now < deadline_ns) {
         const auto left = std::chrono::nanoseconds(deadline_ns - now);
@@ -82,7 +85,7 @@ PublishStatus PublisherCore::claim(uint64_t length, uint64_t deadline_ns, uint64
         pad = offset + size > ring.capacity() ? ring.capacity() - offset : 0;
         end = seen.position + pad + size;
         if (end > gate_limit) {
-            refresh_gate(seen.position);
+            refresh_gate();
             if (end > gate_limit) {
                 if (seg.on_full() == OnFull::fail || monotonic_ns() >= deadline_ns) {
                     seg.producers().full_refusals.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
