@@ -106,28 +106,20 @@ PublishStatus PublisherCore::claim(uint64_t length, uint64_t deadline_ns, uint64
     id = seen.next_id;
     last_id = id;
     RecordHeader* h = ring.header_at(position);
-    h->length = uint32_t(length);
-    h->type = uint16_t(RecordType::data);
-    h->flags = 0;
-    h->id = id;
-    h->timestamp_ns = realtime_ns();
+    layout::write_header(*h, uint32_t(length), RecordType::data, id, realtime_ns());
     return PublishStatus::ok;
 }
 
 void PublisherCore::write_padding(uint64_t position, uint64_t bytes, uint64_t next_id) noexcept {
     RecordHeader* h = ring.header_at(position);
-    h->length = uint32_t(bytes - sizeof(RecordHeader));
-    h->type = uint16_t(RecordType::padding);
-    h->flags = 0;
-    h->id = next_id;
-    h->timestamp_ns = 0;
+    layout::write_header(*h, uint32_t(bytes - sizeof(RecordHeader)), RecordType::padding, next_id, 0);
     // SYNC: pairs with the acquire load of `commit` in Ring::inspect.
     h->commit.store(layout::commit_word(position), std::memory_order_release);
 }
 
 void PublisherCore::commit_record(uint64_t position, RecordType type) noexcept {
     RecordHeader* h = ring.header_at(position);
-    if (type != RecordType::data) h->type = uint16_t(type);
+    if (type != RecordType::data) layout::put_field(h->type, uint16_t(type));
     // SYNC: pairs with the acquire load of `commit` in Ring::inspect: the header and payload
     // written above are visible to any reader that sees this commit word.
     h->commit.store(layout::commit_word(position), std::memory_order_release);

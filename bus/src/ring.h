@@ -80,14 +80,14 @@ public:
     [[nodiscard]] RecordCheck inspect(uint64_t position, RecordInfo& out) const noexcept {
         const uint64_t offset = position & mask_;
         if (offset % layout::kRecordAlignment != 0) return RecordCheck::corrupt;
-        const auto* h = header_at(position);
+        auto* h = header_at(position);
         // SYNC: pairs with the release store of `commit` in PublisherCore::commit_record and
         // write_padding: everything the producer wrote before it is visible after this load.
         if (h->commit.load(std::memory_order_acquire) != layout::commit_word(position)) return RecordCheck::not_ready;
-        out.length = h->length;
-        out.type = h->type;
-        out.id = h->id;
-        out.timestamp_ns = h->timestamp_ns;
+        out.length = layout::get_field(h->length);
+        out.type = layout::get_field(h->type);
+        out.id = layout::get_field(h->id);
+        out.timestamp_ns = layout::get_field(h->timestamp_ns);
         if (out.type == uint16_t(layout::RecordType::padding)) {
             out.size = cap_ - offset;
             return out.length == out.size - sizeof(layout::RecordHeader) ? RecordCheck::ready : RecordCheck::corrupt;
@@ -107,6 +107,18 @@ public:
         const uint64_t there = ~header_at(position)->commit.load(std::memory_order_relaxed);
         return there > position && ((there - position) & mask_) == 0;
     }
+
+    // Copies a payload that producers may be overwriting (a seqlock read): the caller validates
+    // against the tail afterwards and discards the copy if it was lapped. Not instrumented by
+    // TSan, which cannot know about that validation.
+#if defined(__SANITIZE_THREAD__)
+    __attribute__((no_sanitize_thread, optimize("no-tree-loop-distribute-patterns"))) static void copy_unstable(
+        std::byte* dst, const std::byte* src, std::size_t n) noexcept {
+        for (std::size_t i = 0; i < n; ++i) dst[i] = src[i];  // not turned into an intercepted memcpy
+    }
+#else
+    static void copy_unstable(std::byte* dst, const std::byte* src, std::size_t n) noexcept { std::memcpy(dst, src, n); }
+#endif
 
     // After a claim [start, end) whose next message id is `next_id`: if `end` is the first
     // record boundary of its index block, publish it there (a two-word seqlock).

@@ -11,7 +11,6 @@ using layout::RecordType;
 
 namespace {
 constexpr uint32_t kOverrunCheckEvery = 64;  // empty polls between looks at the tail
-constexpr int kSpinPolls = 2000;             // spin-then-sleep: polls before sleeping
 constexpr std::chrono::milliseconds kMaxSleep{100};  // re-check even if nobody wakes us
 }  // namespace
 
@@ -126,7 +125,7 @@ PollResult SubscriberCore::poll(Handler& handler, std::size_t max) noexcept {
         }
         const std::byte* payload = ring.payload_at(position);
         if (!gated) {
-            std::memcpy(copy.data(), payload, r.length);
+            Ring::copy_unstable(copy.data(), payload, r.length);
             if (lapped()) {
                 resync();
                 continue;
@@ -160,7 +159,7 @@ PollResult SubscriberCore::receive(Handler& handler, std::chrono::nanoseconds ti
     const uint64_t start = monotonic_ns();
     const uint64_t deadline = start + uint64_t(std::max<int64_t>(timeout.count(), 0));
     const bool sleep_ok = options.wait == WaitStrategy::spin_then_sleep;
-    for (int i = 0; !sleep_ok || i < kSpinPolls; ++i) {
+    for (uint32_t i = 0; !sleep_ok || i < options.spin_polls; ++i) {
         cpu_relax();
         r = poll(handler, max);
         if (r.status != ReceiveStatus::empty) return r;

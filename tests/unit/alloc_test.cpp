@@ -11,6 +11,9 @@ namespace {
 std::atomic<uint64_t> g_allocations{0};
 }
 
+// These replace the global forms on purpose: malloc/free underneath is correct, GCC's
+// -Wmismatched-new-delete cannot see that the pair is replaced together.
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 void* operator new(std::size_t n) {
     g_allocations.fetch_add(1, std::memory_order_relaxed);
     if (void* p = std::malloc(n ? n : 1)) return p;

@@ -39,6 +39,7 @@ struct SubscribeOptions {
     StartFrom from = StartFrom::latest;  // for a new subscription only; durable ones resume
     uint64_t from_id = 0;              // with StartFrom::id
     WaitStrategy wait = WaitStrategy::spin_then_sleep;
+    uint32_t spin_polls = 2000;        // spin_then_sleep: empty polls before sleeping (0: sleep at once)
     bool auto_ack = true;              // ack each poll's messages after the handler returns
     TopicConfig create_config{};       // used only if the topic does not exist yet
 };

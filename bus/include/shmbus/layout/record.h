@@ -37,6 +37,26 @@ static_assert(offsetof(RecordHeader, timestamp_ns) == 24);
 static_assert(sizeof(RecordHeader) == kRecordAlignment);
 
 constexpr uint64_t commit_word(uint64_t position) noexcept { return ~position; }
+
+// Header fields other than `commit` are published by the commit store, so relaxed accesses are
+// enough; they are atomic (not plain) because a reader that producers may lap reads them while
+// they are rewritten, and validates afterwards (docs/architecture.md, "Subscriptions").
+template <class T>
+inline void put_field(T& field, T value) noexcept {
+    std::atomic_ref<T>(field).store(value, std::memory_order_relaxed);
+}
+template <class T>
+[[nodiscard]] inline T get_field(T& field) noexcept {
+    return std::atomic_ref<T>(field).load(std::memory_order_relaxed);
+}
+
+inline void write_header(RecordHeader& h, uint32_t length, RecordType type, uint64_t id, uint64_t timestamp_ns) noexcept {
+    put_field(h.length, length);
+    put_field(h.type, uint16_t(type));
+    put_field(h.flags, uint16_t{0});
+    put_field(h.id, id);
+    put_field(h.timestamp_ns, timestamp_ns);
+}
 constexpr uint64_t record_size(uint64_t payload) noexcept {
     return (sizeof(RecordHeader) + payload + kRecordAlignment - 1) & ~uint64_t{kRecordAlignment - 1};
 }
