@@ -274,7 +274,7 @@ public:
     }
     ~FdLink() override {
         for (int fd : {a_in_, a_out_, b_in_, b_out_})
-            if (fd >= 0) close(fd);
+            if (fd >= 0) ::close(fd);
     }
     bool open(bool first, std::size_t size) override {
         in_ = first ? a_in_ : b_in_;
@@ -359,12 +359,15 @@ class ZmqLink final : public Link {
 public:
     ZmqLink() : endpoint_("ipc:///tmp/" + unique_name("zmq") + ".ipc") {}
     ~ZmqLink() override {
-        if (sock_) zmq_close(sock_);
-        if (ctx_) zmq_ctx_term(ctx_);
-        if (first_) std::filesystem::remove(endpoint_.substr(6));
+        close();
+        std::error_code ec;
+        std::filesystem::remove(endpoint_.substr(6), ec);
+    }
+    void close() override {  // the default infinite linger makes these wait until sent
+        if (sock_) zmq_close(std::exchange(sock_, nullptr));
+        if (ctx_) zmq_ctx_term(std::exchange(ctx_, nullptr));
     }
     bool open(bool first, std::size_t size) override {
-        first_ = first;
         ctx_ = zmq_ctx_new();
         sock_ = zmq_socket(ctx_, ZMQ_PAIR);
         buf_.resize(size);
@@ -379,7 +382,6 @@ public:
 
 private:
     std::string endpoint_;
-    bool first_ = false;
     void* ctx_ = nullptr;
     void* sock_ = nullptr;
     std::vector<std::byte> buf_;

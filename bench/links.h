@@ -20,6 +20,8 @@ public:
     // Blocks (spinning or sleeping, per transport) for one message; the view stays valid until
     // the next recv(). An empty span means the transport failed.
     [[nodiscard]] virtual std::span<const std::byte> recv() = 0;
+    // Flushes what an asynchronous transport still queues; called before a partner exits.
+    virtual void close() {}
 };
 
 // Creates the link for `transport`, or nullptr with `why` set if it is not available here.

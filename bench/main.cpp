@@ -1,0 +1,471 @@
+// shmbus-bench: latency and throughput of shmbus beside the physical floors and the peers a user
+// would pick instead, all in one run with real separate processes (docs/benchmarks.md).
+//
+//   Latency/<transport>/<bytes>                 ping-pong; one-way = round trip / 2
+//   Throughput/<transport>/<bytes>/<P>x<S>       one-way stream, every message checked
+//   LatencyTopics/shmbus_spin/64/<topics alive>  scaling with the number of topics
+//   Publish/shmbus/64/<topics>                   publish cost alone, round-robin over topics
+//   Memory/topic/<capacity>                      shared memory per topic
+#include <benchmark/benchmark.h>
+#include <sys/utsname.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "harness.h"
+#include "links.h"
+#include "shmbus/shmbus.h"
+
+#ifndef SHMBUS_BENCH_COMMIT
+#define SHMBUS_BENCH_COMMIT "unknown"
+#endif
+#ifndef SHMBUS_BENCH_BUILD_TYPE
+#define SHMBUS_BENCH_BUILD_TYPE "unknown"
+#endif
+
+namespace bench {
+namespace {
+
+constexpr auto kRunTimeout = std::chrono::seconds(120);
+
+template <class T>
+class SharedArray {
+public:
+    explicit SharedArray(std::size_t n) : n_(std::max<std::size_t>(n, 1)) {
+        void* p = mmap(nullptr, n_ * sizeof(T), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        data_ = p == MAP_FAILED ? nullptr : static_cast<T*>(p);
+    }
+    ~SharedArray() {
+        if (data_) munmap(data_, n_ * sizeof(T));
+    }
+    T& operator[](std::size_t i) { return data_[i]; }
+    T* data() { return data_; }
+    explicit operator bool() const { return data_ != nullptr; }
+
+private:
+    std::size_t n_;
+    T* data_;
+};
+
+void report_latency(benchmark::State& state, std::vector<uint64_t>& samples) {
+    for (std::size_t i = 0; state.KeepRunning(); ++i)
+        state.SetIterationTime(double(samples[std::min(i, samples.size() - 1)]) * Clock::ns_per_tick() / 2e9);
+    const Percentiles p = percentiles(samples, 0.5);  // one-way = round trip / 2
+    state.counters["p50_ns"] = p.p50;
+    state.counters["p99_ns"] = p.p99;
+    state.counters["p999_ns"] = p.p999;
+    state.counters["max_ns"] = p.max;
+}
+
+// ---- latency: a pinger and an echoer, both forked and pinned, samples in shared memory ----
+
+int ping_side(Link& link, std::size_t size, uint64_t warmup, uint64_t n, uint64_t* samples) {
+    if (!link.open(true, size)) return 2;
+    std::vector<std::byte> msg(size);
+    uint64_t bad = 0;
+    for (uint64_t i = 0; i < warmup + n; ++i) {
+        stamp(msg, i);
+        const uint64_t t0 = Clock::ticks();
+        if (!link.send(msg)) return 3;
+        const auto reply = link.recv();
+        const uint64_t t1 = Clock::ticks();
+        if (!verify(reply, i, size)) ++bad;  // checked inside the timed loop, outside the sample
+        if (i >= warmup) samples[i - warmup] = t1 - t0;
+    }
+    stamp(msg, kStop);  // the echo returns it, so an asynchronous transport has flushed everything
+    if (!link.send(msg) || seq_of(link.recv()) != kStop) return 6;
+    link.close();
+    return bad == 0 ? 0 : 5;
+}
+
+int echo_side(Link& link, std::size_t size) {
+    if (!link.open(false, size)) return 2;
+    for (;;) {
+        const auto m = link.recv();
+        if (m.empty()) return 3;
+        if (!link.send(m)) return 4;
+        if (seq_of(m) == kStop) {
+            link.close();
+            return 0;
+        }
+    }
+}
+
+void latency(benchmark::State& state, const std::string& transport, std::size_t size) {
+    std::string why;
+    auto link = make_link(transport, size, why);
+    if (!link) return state.SkipWithError(why.c_str());
+    const uint64_t n = uint64_t(state.max_iterations);
+    const uint64_t warmup = std::min<uint64_t>(n / 10 + 10, 2000);
+    SharedArray<uint64_t> samples(n);
+    Partner echo(1, [&] { return echo_side(*link, size); });
+    Partner ping(0, [&] { return ping_side(*link, size, warmup, n, samples.data()); });
+    const int rc_ping = ping.join(kRunTimeout);
+    const int rc_echo = echo.join(std::chrono::seconds(5));
+    if (rc_ping != 0 || rc_echo != 0) {
+        const std::string e = "partner failed (ping " + std::to_string(rc_ping) + ", echo " + std::to_string(rc_echo) +
+                              "; 5 = a reply failed its checksum)";
+        return state.SkipWithError(e.c_str());
+    }
+    std::vector<uint64_t> v(samples.data(), samples.data() + n);
+    report_latency(state, v);
+}
+
+// ---- throughput through a generic link, 1x1 ----
+
+struct StreamResult {
+    std::atomic<uint64_t> start_ticks;
+    std::atomic<uint64_t> end_ticks;
+    std::atomic<uint64_t> received;
+    std::atomic<uint64_t> lost;
+    std::atomic<uint64_t> bad;
+};
+
+void finish_stream(benchmark::State& state, StreamResult& r, uint64_t expected_per_consumer, std::size_t size,
+                   int consumers) {
+    const double secs = double(r.end_ticks - r.start_ticks) * Clock::ns_per_tick() / 1e9;
+    if (r.bad != 0) return state.SkipWithError("a consumer saw a message out of order or with a bad checksum");
+    for (auto _ : state) state.SetIterationTime(secs);
+    const double per_consumer = double(r.received) / consumers;
+    state.counters["msgs_per_s"] = per_consumer / secs;
+    state.counters["bytes_per_s"] = per_consumer * double(size) / secs;
+    state.counters["lost"] = double(r.lost);
+    state.counters["expected"] = double(expected_per_consumer);
+}
+
+void throughput_link(benchmark::State& state, const std::string& transport, std::size_t size, uint64_t count) {
+    std::string why;
+    auto link = make_link(transport, size, why);
+    if (!link) return state.SkipWithError(why.c_str());
+    auto* r = shared_object<StreamResult>();
+    Signal ready, go;
+    Partner consumer(1, [&] {
+        if (!link->open(false, size)) return 2;
+        ready.post();
+        for (uint64_t i = 0; i < count; ++i) {
+            const auto m = link->recv();
+            if (!verify(m, i, size)) r->bad++;
+        }
+        r->end_ticks = Clock::ticks();
+        r->received = count;
+        return 0;
+    });
+    Partner producer(0, [&] {
+        if (!link->open(true, size)) return 2;
+        std::vector<std::byte> msg(size);
+        go.wait();
+        r->start_ticks = Clock::ticks();
+        for (uint64_t i = 0; i < count; ++i) {
+            stamp(msg, i);
+            if (!link->send(msg)) return 3;
+        }
+        link->close();
+        return 0;
+    });
+    ready.wait();
+    go.post();
+    const int rc_p = producer.join(kRunTimeout), rc_c = consumer.join(kRunTimeout);
+    if (rc_p != 0 || rc_c != 0) state.SkipWithError("a partner failed");
+    else finish_stream(state, *r, count, size, 1);
+    release_shared(r);
+}
+
+// ---- throughput through shmbus, P producers x S subscribers ----
+
+shmbus::Result<shmbus::Client> connect_bus() {
+    shmbus::ClientOptions o;
+    o.dir = shmbus_dir();
+    o.name = "bench";
+    return shmbus::Client::connect(o);
+}
+
+std::atomic<int> g_topic_counter{0};
+
+void throughput_shmbus(benchmark::State& state, const std::string& mode, std::size_t size, int producers,
+                       int consumers, uint64_t per_producer) {
+    std::string why;
+    if (!ensure_shmbusd(why)) return state.SkipWithError(why.c_str());
+    const std::string topic = "tp" + std::to_string(getpid()) + "-" + std::to_string(g_topic_counter++);
+    {
+        auto c = connect_bus();
+        shmbus::TopicConfig config;
+        config.capacity = 8u << 20;
+        if (!c || !c->create_topic(topic, config)) return state.SkipWithError("cannot create the topic");
+    }
+    const bool oversubscribed = producers + consumers > cpu_count();
+    auto* r = shared_object<StreamResult>();
+    r->start_ticks = ~0ull;
+    const uint64_t total = per_producer * uint64_t(producers);
+    Signal ready, go;
+    std::vector<Partner> parts;
+    for (int c = 0; c < consumers; ++c) {
+        parts.emplace_back(1 + c, [&, c] {
+            auto client = connect_bus();
+            if (!client) return 2;
+            shmbus::SubscribeOptions o;
+            o.from = shmbus::StartFrom::earliest;
+            // Busy-spinning only where every process has a core of its own.
+            o.wait = mode == "shmbus_spin" && !oversubscribed ? shmbus::WaitStrategy::busy_spin
+                                                               : shmbus::WaitStrategy::spin_then_sleep;
+            if (mode == "shmbus_durable") o.durable_name = "c" + std::to_string(c);
+            auto sub = client->subscribe(topic, o);
+            if (!sub) return 3;
+            ready.post();
+            std::vector<uint64_t> next(producers, 0);
+            uint64_t got = 0, bad = 0;
+            auto check = [&](const shmbus::Message& m) {
+                const uint64_t s = seq_of(m.payload);
+                const uint64_t p = s >> 40;
+                if (p >= uint64_t(producers) || !verify(m.payload, s, size) || (m.lost_before == 0 && (s & ((1ull << 40) - 1)) != next[p]))
+                    ++bad;
+                if (p < uint64_t(producers)) next[p] = (s & ((1ull << 40) - 1)) + 1;
+                ++got;
+            };
+            while (got + sub->lost() < total) {
+                const auto res = sub->receive(check, std::chrono::seconds(10), 256);
+                if (res.status != shmbus::ReceiveStatus::ok) return 4;
+            }
+            const uint64_t end = Clock::ticks();
+            uint64_t prev = r->end_ticks.load();
+            while (end > prev && !r->end_ticks.compare_exchange_weak(prev, end)) {}
+            r->received += got;
+            r->lost += sub->lost();
+            r->bad += bad;
+            return 0;
+        });
+    }
+    for (int p = 0; p < producers; ++p) {
+        parts.emplace_back(consumers + 1 + p, [&, p] {
+            auto client = connect_bus();
+            if (!client) return 2;
+            auto pub = client->publisher(topic);
+            if (!pub) return 3;
+            std::vector<std::byte> msg(size);
+            go.wait();
+            const uint64_t start = Clock::ticks();
+            uint64_t prev = r->start_ticks.load();
+            while (start < prev && !r->start_ticks.compare_exchange_weak(prev, start)) {}
+            for (uint64_t i = 0; i < per_producer; ++i) {
+                stamp(msg, (uint64_t(p) << 40) | i);
+                if (pub->publish(msg) != shmbus::PublishStatus::ok) return 4;
+            }
+            return 0;
+        });
+    }
+    for (int c = 0; c < consumers; ++c) ready.wait();
+    for (int p = 0; p < producers; ++p) go.post();
+    bool ok = true;
+    for (auto& part : parts) ok &= part.join(kRunTimeout) == 0;
+    if (auto c = connect_bus()) (void)c->delete_topic(topic);
+    if (!ok) state.SkipWithError("a partner failed");
+    else {
+        finish_stream(state, *r, total, size, consumers);
+        state.counters["oversubscribed"] = oversubscribed ? 1 : 0;
+    }
+    release_shared(r);
+}
+
+// ---- scaling ----
+
+void latency_with_topics(benchmark::State& state, int topics) {
+    std::string why;
+    if (!ensure_shmbusd(why)) return state.SkipWithError(why.c_str());
+    std::vector<std::string> extra;
+    {
+        auto c = connect_bus();
+        shmbus::TopicConfig small;
+        small.capacity = 64 * 1024;
+        for (int i = 1; i < topics; ++i) {
+            extra.push_back("idle" + std::to_string(getpid()) + "-" + std::to_string(i));
+            if (!c->create_topic(extra.back(), small)) return state.SkipWithError("cannot create topics");
+        }
+    }
+    // Both partners keep a publisher and a subscriber on every idle topic: all of them mapped.
+    struct Holder {
+        std::unique_ptr<shmbus::Client> client;
+        std::vector<shmbus::Publisher> pubs;
+        std::vector<shmbus::Subscriber> subs;
+        void hold(const std::vector<std::string>& names) {
+            auto c = connect_bus();
+            if (!c) return;
+            client = std::make_unique<shmbus::Client>(std::move(c.value()));
+            for (const auto& n : names) {
+                if (auto p = client->publisher(n)) pubs.push_back(std::move(p.value()));
+                if (auto s = client->subscribe(n)) subs.push_back(std::move(s.value()));
+            }
+        }
+    };
+    auto link = make_link("shmbus_spin", 64, why);
+    if (!link) return state.SkipWithError(why.c_str());
+    const uint64_t n = uint64_t(state.max_iterations);
+    SharedArray<uint64_t> samples(n);
+    Partner echo(1, [&] {
+        Holder h;
+        h.hold(extra);
+        return echo_side(*link, 64);
+    });
+    Partner ping(0, [&] {
+        Holder h;
+        h.hold(extra);
+        return ping_side(*link, 64, 2000, n, samples.data());
+    });
+    const bool ok = ping.join(kRunTimeout) == 0 && echo.join(std::chrono::seconds(5)) == 0;
+    if (auto c = connect_bus())
+        for (const auto& e : extra) (void)c->delete_topic(e);
+    if (!ok) return state.SkipWithError("a partner failed");
+    std::vector<uint64_t> v(samples.data(), samples.data() + n);
+    report_latency(state, v);
+    state.counters["topics"] = topics;
+}
+
+void publish_cost(benchmark::State& state, int topics) {
+    std::string why;
+    if (!ensure_shmbusd(why)) return state.SkipWithError(why.c_str());
+    auto c = connect_bus();
+    if (!c) return state.SkipWithError("cannot connect");
+    shmbus::TopicConfig small;
+    small.capacity = 64 * 1024;
+    std::vector<std::string> names;
+    std::vector<shmbus::Publisher> pubs;
+    for (int i = 0; i < topics; ++i) {
+        names.push_back("pc" + std::to_string(getpid()) + "-" + std::to_string(g_topic_counter++));
+        auto p = c->publisher(names.back(), {small, std::chrono::seconds(1)});
+        if (!p) return state.SkipWithError("cannot create topics");
+        pubs.push_back(std::move(p.value()));
+    }
+    pin_to_cpu(0);
+    std::byte msg[64] = {};
+    std::size_t i = 0;
+    uint64_t failures = 0;
+    for (auto _ : state) {
+        stamp(msg, i);
+        failures += pubs[i % pubs.size()].publish(msg) != shmbus::PublishStatus::ok;
+        ++i;
+    }
+    pubs.clear();
+    for (const auto& n : names) (void)c->delete_topic(n);
+    if (failures) state.SkipWithError("publish failed");
+    state.counters["topics"] = topics;
+}
+
+void memory_per_topic(benchmark::State& state, uint64_t capacity) {
+    std::string why;
+    if (!ensure_shmbusd(why)) return state.SkipWithError(why.c_str());
+    auto c = connect_bus();
+    const std::string name = "mem" + std::to_string(getpid()) + "-" + std::to_string(capacity);
+    shmbus::TopicConfig config;
+    config.capacity = capacity;
+    if (!c || !c->create_topic(name, config)) return state.SkipWithError("cannot create the topic");
+    auto stats = c->topic_stats(name);
+    (void)c->delete_topic(name);
+    for (auto _ : state) benchmark::DoNotOptimize(stats);
+    state.counters["bytes_per_topic"] = double(stats->segment_bytes);
+    state.counters["overhead_bytes"] = double(stats->segment_bytes - capacity);
+}
+
+// ---- registration ----
+
+uint64_t latency_rounds(std::size_t size) {
+    if (size <= 1024) return 100000;
+    if (size <= 64 * 1024) return 20000;
+    return 1000;
+}
+
+bool floor_only_small(const std::string& t) { return t == "cacheline" || t == "futex"; }
+
+void register_all() {
+    const std::vector<std::size_t> sizes = {8, 64, 1024, 64 * 1024, 1024 * 1024};
+    for (const auto& t : available_transports())
+        for (std::size_t s : sizes) {
+            if (floor_only_small(t) && s > 64) continue;
+            benchmark::RegisterBenchmark(("Latency/" + t + "/" + std::to_string(s)).c_str(),
+                                         [t, s](benchmark::State& st) { latency(st, t, s); })
+                ->Iterations(int64_t(latency_rounds(s)))
+                ->UseManualTime()
+                ->Unit(benchmark::kNanosecond);
+        }
+    for (std::size_t s : {std::size_t(64), std::size_t(1024)}) {
+        const uint64_t count = s == 64 ? 2'000'000 : 500'000;
+        for (const char* t : {"shmbus_spin", "shmbus_block", "shmbus_durable"})
+            for (auto [p, c] : {std::pair{1, 1}, std::pair{4, 1}, std::pair{1, 4}}) {
+                if (std::string(t) == "shmbus_durable" && (p != 1 || c != 1)) continue;
+                benchmark::RegisterBenchmark(
+                    ("Throughput/" + std::string(t) + "/" + std::to_string(s) + "/" + std::to_string(p) + "x" + std::to_string(c)).c_str(),
+                    [=](benchmark::State& st) { throughput_shmbus(st, t, s, p, c, count / uint64_t(p)); })
+                    ->Iterations(1)
+                    ->UseManualTime()
+                    ->Unit(benchmark::kMillisecond);
+            }
+        for (const auto& t : available_transports()) {
+            if (t.rfind("shmbus_", 0) == 0 || floor_only_small(t)) continue;
+            const uint64_t n = t == "raw_ring" ? count : count / 4;
+            benchmark::RegisterBenchmark(("Throughput/" + t + "/" + std::to_string(s) + "/1x1").c_str(),
+                                         [=](benchmark::State& st) { throughput_link(st, t, s, n); })
+                ->Iterations(1)
+                ->UseManualTime()
+                ->Unit(benchmark::kMillisecond);
+        }
+    }
+    for (int subs : {1, 4, 16, 64})
+        for (const char* t : {"shmbus_block", "shmbus_durable"})
+            benchmark::RegisterBenchmark(("Fanout/" + std::string(t) + "/64/1x" + std::to_string(subs)).c_str(),
+                                         [=](benchmark::State& st) { throughput_shmbus(st, t, 64, 1, subs, 200000); })
+                ->Iterations(1)
+                ->UseManualTime()
+                ->Unit(benchmark::kMillisecond);
+    for (int topics : {1, 100, 1000}) {
+        benchmark::RegisterBenchmark(("LatencyTopics/shmbus_spin/64/" + std::to_string(topics)).c_str(),
+                                     [=](benchmark::State& st) { latency_with_topics(st, topics); })
+            ->Iterations(100000)
+            ->UseManualTime()
+            ->Unit(benchmark::kNanosecond);
+        benchmark::RegisterBenchmark(("Publish/shmbus/64/" + std::to_string(topics)).c_str(),
+                                     [=](benchmark::State& st) { publish_cost(st, topics); })
+            ->Iterations(2'000'000)
+            ->Unit(benchmark::kNanosecond);
+    }
+    for (uint64_t cap : {uint64_t(64) << 10, uint64_t(4) << 20, uint64_t(64) << 20})
+        benchmark::RegisterBenchmark(("Memory/topic/" + std::to_string(cap)).c_str(),
+                                     [=](benchmark::State& st) { memory_per_topic(st, cap); })
+            ->Iterations(1);
+}
+
+std::string cpu_model() {
+    std::ifstream in("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(in, line))
+        if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+    return "unknown";
+}
+
+void add_context() {
+    utsname u{};
+    uname(&u);
+    benchmark::AddCustomContext("machine", std::string(u.nodename) + " " + u.sysname + " " + u.release + " " + u.machine);
+    benchmark::AddCustomContext("cpu_model", cpu_model());
+    benchmark::AddCustomContext("cpus_online", std::to_string(cpu_count()));
+    benchmark::AddCustomContext("compiler", std::string("g++ ") + __VERSION__);
+    benchmark::AddCustomContext("shmbus_build_type", SHMBUS_BENCH_BUILD_TYPE);
+    benchmark::AddCustomContext("shmbus_commit", SHMBUS_BENCH_COMMIT);
+    std::string missing;
+    for (const auto& m : missing_transports()) missing += (missing.empty() ? "" : "; ") + m;
+    benchmark::AddCustomContext("transports_left_out", missing.empty() ? "none" : missing);
+}
+
+}  // namespace
+}  // namespace bench
+
+int main(int argc, char** argv) {
+    (void)bench::Clock::ns_per_tick();  // calibrate before any fork
+    bench::add_context();
+    bench::register_all();
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}
