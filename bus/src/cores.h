@@ -22,7 +22,8 @@ struct PublisherCore {
 
     // Claims room for a `length`-byte payload: on success `position` is the record's position
     // and `id` its message id; the caller writes the payload and calls commit_record().
-    [[nodiscard]] PublishStatus claim(uint64_t length, uint64_t deadline_ns, uint64_t& position, uint64_t& id) noexcept;
+    [[nodiscard]] PublishStatus claim(uint64_t length, std::chrono::nanoseconds timeout, uint64_t& position,
+                                      uint64_t& id) noexcept;
     void commit_record(uint64_t position, layout::RecordType type) noexcept;
     [[nodiscard]] uint64_t deadline_after(std::chrono::nanoseconds timeout) const noexcept;
 
@@ -34,6 +35,7 @@ struct PublisherCore {
     PublisherOptions options;
     bool gated;               // block/fail: durable cursors hold producers back
     uint64_t gate_limit = 0;  // claims may end at or below this without re-reading the cursors
+    uint64_t horizon = 0;     // claims may end at or below this without raising the horizon
     uint64_t last_id = 0;
 
 private:

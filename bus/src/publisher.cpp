@@ -17,7 +17,7 @@ constexpr std::chrono::milliseconds kMaxSpaceSleep{10};  // re-check even if nob
 }  // namespace
 
 uint64_t PublisherCore::deadline_after(std::chrono::nanoseconds timeout) const noexcept {
-    if (timeout.count() <= 0) return 0;
+    if (timeout.count() <= 0) return 1;  // already passed, and distinct from "not computed yet"
     const uint64_t now = monotonic_ns();
     return uint64_t(timeout.count()) > UINT64_MAX - now ? UINT64_MAX : now + uint64_t(timeout.count());
 }
@@ -70,13 +70,15 @@ void PublisherCore::wait_for_space(uint64_t needed_end, uint64_t deadline_ns) no
     consumers.space_waiters.fetch_sub(1, std::memory_order_relaxed);  // relaxed: only a hint for wakers
 }
 
-PublishStatus PublisherCore::claim(uint64_t length, uint64_t deadline_ns, uint64_t& position, uint64_t& id) noexcept {
+PublishStatus PublisherCore::claim(uint64_t length, std::chrono::nanoseconds timeout, uint64_t& position,
+                                   uint64_t& id) noexcept {
     if (length > seg.max_message()) return PublishStatus::too_large;
     const uint64_t size = layout::record_size(length);
     auto& tail = seg.producers().tail;
     TailSnapshot seen{};
     uint64_t pad = 0;
     uint64_t end = 0;
+    uint64_t deadline_ns = 0;  // the clock is read only once the ring is found full
     for (;;) {
         // relaxed: a torn or stale pair only makes the CAS below fail and retry.
         seen.position = __atomic_load_n(&tail.position, __ATOMIC_RELAXED);
@@ -87,6 +89,7 @@ PublishStatus PublisherCore::claim(uint64_t length, uint64_t deadline_ns, uint64
         if (end > gate_limit) {
             refresh_gate();
             if (end > gate_limit) {
+                if (deadline_ns == 0) deadline_ns = deadline_after(timeout);
                 if (seg.on_full() == OnFull::fail || monotonic_ns() >= deadline_ns) {
                     seg.producers().full_refusals.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
                     return seg.on_full() == OnFull::fail ? PublishStatus::would_block : PublishStatus::timed_out;
@@ -95,6 +98,7 @@ PublishStatus PublisherCore::claim(uint64_t length, uint64_t deadline_ns, uint64
                 continue;
             }
         }
+        if (end > horizon) horizon = ring.raise_horizon(end);
         if (ring.cas_tail(seen, {end, seen.next_id + 1})) break;
     }
     if (pad != 0) {
@@ -194,7 +198,7 @@ PublishStatus Publisher::publish(std::string_view payload) noexcept {
 PublishStatus Publisher::publish(std::span<const std::byte> payload, std::chrono::nanoseconds timeout) noexcept {
     uint64_t position = 0;
     uint64_t id = 0;
-    const PublishStatus st = core_->claim(payload.size(), core_->deadline_after(timeout), position, id);
+    const PublishStatus st = core_->claim(payload.size(), timeout, position, id);
     if (st != PublishStatus::ok) return st;
     if (!payload.empty()) std::memcpy(core_->ring.payload_at(position), payload.data(), payload.size());
     core_->commit_record(position, layout::RecordType::data);
@@ -207,7 +211,7 @@ PublishStatus Publisher::loan(std::size_t size, Loan& out, std::chrono::nanoseco
     out.abandon();
     uint64_t position = 0;
     uint64_t id = 0;
-    const PublishStatus st = core_->claim(size, core_->deadline_after(timeout), position, id);
+    const PublishStatus st = core_->claim(size, timeout, position, id);
     if (st != PublishStatus::ok) return st;
     out.core_ = core_.get();
     out.position_ = position;

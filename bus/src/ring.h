@@ -76,6 +76,31 @@ public:
         return __sync_bool_compare_and_swap(word, e, d);
     }
 
+    // True if the bytes at `position` may have been overwritten: a claim has ended more than a
+    // ring past it. Checks the horizon first (a line producers write once per index block) and
+    // the tail, which every claim writes, only when the horizon says it might be so.
+    [[nodiscard]] bool lapped(uint64_t position) const noexcept {
+        // relaxed: callers order their reads before this with an acquire fence; the horizon and
+        // the tail are raised by producers before they write any byte they claimed.
+        if (seg_->producers().horizon.load(std::memory_order_relaxed) <= position + cap_) return false;
+        return tail_position(std::memory_order_relaxed) > position + cap_;
+    }
+
+    // Raises the horizon to cover a claim ending at `end` (rounded up to an index block), before
+    // the claim is made. Returns the horizon now known.
+    uint64_t raise_horizon(uint64_t end) const noexcept {
+        auto& h = seg_->producers().horizon;
+        const uint64_t block = seg_->index_block();
+        const uint64_t target = (end + block - 1) / block * block;
+        uint64_t seen = h.load(std::memory_order_relaxed);  // relaxed: the CAS below decides
+        while (seen < end) {
+            // SYNC: seq_cst CAS, before the tail CAS and before any byte of the claim is written;
+            // pairs with the acquire fence a lapped reader executes before lapped().
+            if (h.compare_exchange_weak(seen, target, std::memory_order_seq_cst)) return target;
+        }
+        return seen;
+    }
+
     // Validates the record at `position` (bounds, type, length) without trusting any field.
     [[nodiscard]] RecordCheck inspect(uint64_t position, RecordInfo& out) const noexcept {
         const uint64_t offset = position & mask_;

@@ -34,9 +34,7 @@ void SubscriberCore::start_at(uint64_t pos, uint64_t id, uint64_t deliver_from_i
 
 // Only a reader that does not gate can be overrun: the bytes at `position` are gone once some
 // claim ended more than one ring past it.
-bool SubscriberCore::overrun() const noexcept {
-    return ring.tail_position(std::memory_order_relaxed) > position + ring.capacity();
-}
+bool SubscriberCore::overrun() const noexcept { return ring.lapped(position); }
 
 void SubscriberCore::resync() noexcept {
     auto b = ring.oldest_boundary(0);
@@ -155,15 +153,20 @@ PollResult SubscriberCore::poll(Handler& handler, std::size_t max) noexcept {
 
 PollResult SubscriberCore::receive(Handler& handler, std::chrono::nanoseconds timeout, std::size_t max) noexcept {
     PollResult r = poll(handler, max);
-    if (r.status != ReceiveStatus::empty) return r;
-    const uint64_t start = monotonic_ns();
-    const uint64_t deadline = start + uint64_t(std::max<int64_t>(timeout.count(), 0));
+    if (r.status != ReceiveStatus::empty || timeout.count() <= 0) return r;
+    // The clock is read only every 256 spins: on the fast path a message arrives before that.
+    uint64_t deadline = 0;
+    auto expired = [&] {
+        const uint64_t now = monotonic_ns();
+        if (deadline == 0) deadline = now + uint64_t(timeout.count());
+        return now >= deadline;
+    };
     const bool sleep_ok = options.wait == WaitStrategy::spin_then_sleep;
     for (uint32_t i = 0; !sleep_ok || i < options.spin_polls; ++i) {
         cpu_relax();
         r = poll(handler, max);
         if (r.status != ReceiveStatus::empty) return r;
-        if (i % 256 == 255 && monotonic_ns() >= deadline) return r;
+        if (i % 256 == 255 && expired()) return r;
     }
     auto& waiters = seg.consumers().data_waiters;
     auto& futex = seg.producers().data_futex;
@@ -173,15 +176,14 @@ PollResult SubscriberCore::receive(Handler& handler, std::chrono::nanoseconds ti
         // poll below sees the commit, or the producer sees us waiting and bumps data_futex.
         const uint32_t seen = futex.load(std::memory_order_seq_cst);
         r = poll(handler, max);
-        const uint64_t now = monotonic_ns();
-        if (r.status == ReceiveStatus::empty && now < deadline) {
-            const auto left = std::chrono::nanoseconds(deadline - now);
+        if (r.status == ReceiveStatus::empty && !expired()) {
+            const auto left = std::chrono::nanoseconds(deadline - monotonic_ns());
             futex_wait(futex, seen, std::min<std::chrono::nanoseconds>(left, kMaxSleep));
         }
         waiters.fetch_sub(1, std::memory_order_relaxed);  // relaxed: only a hint for producers
         if (r.status != ReceiveStatus::empty) return r;
         r = poll(handler, max);
-        if (r.status != ReceiveStatus::empty || monotonic_ns() >= deadline) return r;
+        if (r.status != ReceiveStatus::empty || expired()) return r;
     }
 }
 

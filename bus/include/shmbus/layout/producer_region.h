@@ -53,12 +53,18 @@ struct ProducerRegionHead {
     std::atomic<uint64_t> aborted_loans;
     std::atomic<uint64_t> full_refusals;    // publishes refused or timed out on a full ring
     uint8_t pad1[kCacheLine - 24];
+    // line 3: an upper bound of the tail, raised one index block at a time before any claim
+    // passes it. A reader that producers may lap validates what it read against this mostly
+    // unchanging line instead of the tail, which every claim writes.
+    alignas(kCacheLine) std::atomic<uint64_t> horizon;
+    uint8_t pad2[kCacheLine - 8];
 };
 static_assert(std::is_standard_layout_v<ProducerRegionHead>);
 static_assert(offsetof(ProducerRegionHead, tail) == 0);
 static_assert(offsetof(ProducerRegionHead, data_futex) == 64);
 static_assert(offsetof(ProducerRegionHead, skip_records) == 128);
-static_assert(sizeof(ProducerRegionHead) == 192);
+static_assert(offsetof(ProducerRegionHead, horizon) == 192);
+static_assert(sizeof(ProducerRegionHead) == 256);
 // Producer slots follow the head, then the index entries.
 
 }  // namespace shmbus::layout
