@@ -41,7 +41,7 @@ using Shapes = ::testing::Types<Shape<1, 1, 1, true>, Shape<1, 1, 64, true>, Sha
 TYPED_TEST_SUITE(Stress, Shapes);
 
 TYPED_TEST(Stress, EveryMessageArrivesOnceInOrderWithItsChecksum) {
-    constexpr uint64_t per_producer = 20000;
+    constexpr uint64_t per_producer = 100000;
     TopicConfig config;
     // Durable readers gate a small ring (much wrapping, much blocking); ephemeral readers get a
     // ring big enough that they are never overrun, so loss would be a bug.
