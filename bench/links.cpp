@@ -416,7 +416,11 @@ public:
         iox::popo::SubscriberOptions so;
         so.queueCapacity = 16;
         so.historyRequest = 0;
-        pub_ = std::make_unique<iox::popo::UntypedPublisher>(id(first ? "ping" : "pong"));
+        // Lossless, like every other transport here: a full queue holds the publisher back.
+        so.queueFullPolicy = iox::popo::QueueFullPolicy::BLOCK_PRODUCER;
+        iox::popo::PublisherOptions po;
+        po.subscriberTooSlowPolicy = iox::popo::ConsumerTooSlowPolicy::WAIT_FOR_CONSUMER;
+        pub_ = std::make_unique<iox::popo::UntypedPublisher>(id(first ? "ping" : "pong"), po);
         sub_ = std::make_unique<iox::popo::UntypedSubscriber>(id(first ? "pong" : "ping"), so);
         size_ = size;
         // Both directions must be connected before the first message.
@@ -428,13 +432,17 @@ public:
         return true;
     }
     bool send(std::span<const std::byte> m) override {
-        bool ok = false;
-        pub_->loan(uint32_t(m.size())).and_then([&](void* chunk) {
-            std::memcpy(chunk, m.data(), m.size());
-            pub_->publish(chunk);
-            ok = true;
-        });
-        return ok;
+        for (int attempt = 0; attempt < 1000000; ++attempt) {  // a loan fails while the pool is drained
+            bool ok = false;
+            pub_->loan(uint32_t(m.size())).and_then([&](void* chunk) {
+                std::memcpy(chunk, m.data(), m.size());
+                pub_->publish(chunk);
+                ok = true;
+            });
+            if (ok) return true;
+            relax();
+        }
+        return false;
     }
     std::span<const std::byte> recv() override {
         if (pending_) {
