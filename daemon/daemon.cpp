@@ -22,6 +22,7 @@
 #include "futex.h"
 #include "proc.h"
 #include "ring.h"
+#include "wall_clock.h"
 #include "shmbus/client.h"
 #include "shmbus/names.h"
 
@@ -504,7 +505,7 @@ void Daemon::release_consumer(TopicEntry& t, uint32_t slot, const char* why) {
     auto& s = t.segment.consumer_slot(slot);
     if (s.kind == uint32_t(SlotKind::durable)) {
         s.pid = 0;
-        s.detached_ns = detail::realtime_ns();
+        s.detached_ns = detail::WallClock::system_ns();
         s.state.store(uint32_t(SlotState::detached), std::memory_order_release);
         spdlog::info("durable subscription '{}' of '{}' detached ({}); cursor kept at id {}", field_name(s.name), t.name,
                      why, s.ack_id.load(std::memory_order_relaxed));

@@ -17,5 +17,4 @@ fi
 mkdir -p docs/bench
 build/bench/shmbus-bench --benchmark_out=docs/bench/results.json --benchmark_out_format=json "$@" \
   2> >(grep -v 'Application registered' >&2)
-PY=python3; [[ -x /usr/bin/python3 ]] && PY=/usr/bin/python3
 "$PY" bench/report docs/bench/results.json --out docs/benchmarks.md --plots docs/bench

@@ -10,6 +10,7 @@
 #include "control.h"
 #include "ring.h"
 #include "segment.h"
+#include "wall_clock.h"
 #include "shmbus/publisher.h"
 #include "shmbus/subscriber.h"
 
@@ -37,6 +38,7 @@ struct PublisherCore {
     uint64_t gate_limit = 0;  // claims may end at or below this without re-reading the cursors
     uint64_t horizon = 0;     // claims may end at or below this without raising the horizon
     uint64_t last_id = 0;
+    WallClock clock;          // publish timestamps
 
 private:
     void refresh_gate() noexcept;

@@ -110,7 +110,7 @@ PublishStatus PublisherCore::claim(uint64_t length, std::chrono::nanoseconds tim
     id = seen.next_id;
     last_id = id;
     RecordHeader* h = ring.header_at(position);
-    layout::write_header(*h, uint32_t(length), RecordType::data, id, realtime_ns());
+    layout::write_header(*h, uint32_t(length), RecordType::data, id, clock.now_ns());
     return PublishStatus::ok;
 }
 

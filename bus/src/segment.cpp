@@ -1,4 +1,5 @@
 #include "segment.h"
+#include "wall_clock.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -7,7 +8,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <ctime>
 #include <new>
 #include <utility>
 
@@ -18,12 +18,6 @@ using namespace shmbus::layout;
 
 constexpr uint64_t page_align(uint64_t n) noexcept { return (n + kPageSize - 1) & ~uint64_t{kPageSize - 1}; }
 constexpr bool is_pow2(uint64_t n) noexcept { return n != 0 && (n & (n - 1)) == 0; }
-
-uint64_t now_realtime_ns() noexcept {
-    timespec ts{};
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return uint64_t(ts.tv_sec) * 1'000'000'000u + uint64_t(ts.tv_nsec);
-}
 
 // One index entry per 1/256 of the ring, but never blocks smaller than 1 KiB.
 uint32_t index_entries_for(uint64_t capacity) noexcept {
@@ -124,7 +118,7 @@ Result<Segment> Segment::format(int fd, std::string_view topic, const TopicConfi
     h->header_size = sizeof(SegmentHeader);
     h->segment_size = g.total;
     h->bus_id = bus_id;
-    h->created_ns = now_realtime_ns();
+    h->created_ns = WallClock::system_ns();
     h->producer_offset = g.producer_offset;
     h->producer_size = g.producer_size;
     h->consumer_offset = g.consumer_offset;

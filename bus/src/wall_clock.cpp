@@ -1,0 +1,81 @@
+#include "wall_clock.h"
+
+#include <ctime>
+#include <fstream>
+#include <mutex>
+#include <string>
+
+namespace shmbus::detail {
+namespace {
+
+constexpr uint64_t kReanchorNs = 2'000'000;     // extrapolate at most 2 ms of ticks
+constexpr uint64_t kRefineAfterNs = 50'000'000;  // refine the rate once the baseline is 50 ms
+
+struct TscRate {
+    bool ok = false;
+    double ns_per_tick = 1.0;
+};
+
+bool invariant_tsc() {
+    std::ifstream in("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(in, line))
+        if (line.rfind("flags", 0) == 0)
+            return line.find(" constant_tsc") != std::string::npos && line.find(" nonstop_tsc") != std::string::npos;
+    return false;
+}
+
+// Once per process, about 1 ms: the TSC rate against CLOCK_REALTIME.
+TscRate calibrate() {
+    TscRate r;
+#if defined(__x86_64__)
+    if (!invariant_tsc()) return r;
+    const uint64_t n0 = WallClock::system_ns();
+    const uint64_t t0 = __builtin_ia32_rdtsc();
+    uint64_t n1, t1;
+    do {
+        n1 = WallClock::system_ns();
+        t1 = __builtin_ia32_rdtsc();
+    } while (n1 - n0 < 1'000'000 && n1 >= n0);
+    if (t1 <= t0 || n1 <= n0) return r;
+    r.ns_per_tick = double(n1 - n0) / double(t1 - t0);
+    r.ok = r.ns_per_tick > 0.01 && r.ns_per_tick < 100.0;
+#endif
+    return r;
+}
+
+const TscRate& process_rate() {
+    static std::once_flag once;
+    static TscRate rate;
+    std::call_once(once, [] { rate = calibrate(); });
+    return rate;
+}
+
+}  // namespace
+
+uint64_t WallClock::system_ns() noexcept {
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return uint64_t(ts.tv_sec) * 1'000'000'000u + uint64_t(ts.tv_nsec);
+}
+
+WallClock::WallClock() noexcept {
+    const TscRate& r = process_rate();
+    tsc_ok_ = r.ok;
+    ns_per_tick_ = r.ns_per_tick;
+    reanchor_ticks_ = uint64_t(double(kReanchorNs) / ns_per_tick_);
+}
+
+uint64_t WallClock::reanchor(uint64_t tsc) noexcept {
+    anchor_ns_ = system_ns();
+    anchor_tsc_ = tsc;
+    if (first_ns_ == 0 || anchor_tsc_ < first_tsc_ || anchor_ns_ < first_ns_) {
+        first_ns_ = anchor_ns_;
+        first_tsc_ = anchor_tsc_;
+    } else if (anchor_ns_ - first_ns_ > kRefineAfterNs) {
+        ns_per_tick_ = double(anchor_ns_ - first_ns_) / double(anchor_tsc_ - first_tsc_);  // a longer baseline
+    }
+    return anchor_ns_;
+}
+
+}  // namespace shmbus::detail
