@@ -117,6 +117,10 @@ public:
     Partner(int cpu, const std::function<int()>& body) {
         pid_ = fork();
         if (pid_ == 0) {
+            sigset_t chld;  // a partner's own children (none today) would want SIGCHLD as usual
+            sigemptyset(&chld);
+            sigaddset(&chld, SIGCHLD);
+            sigprocmask(SIG_UNBLOCK, &chld, nullptr);
             pin_to_cpu(cpu);
             int rc = 1;
             try {
@@ -133,18 +137,26 @@ public:
             waitpid(pid_, nullptr, 0);
         }
     }
-    // Exit code, or -1 if it had to be killed after `timeout`.
+    // Exit code, or -1 if it had to be killed after `timeout`. Sleeps in sigtimedwait until a
+    // child exits (SIGCHLD is blocked by block_sigchld()), so the waiting parent never wakes up
+    // on a core where a partner spins.
     int join(std::chrono::milliseconds timeout = std::chrono::seconds(60)) {
         const auto deadline = std::chrono::steady_clock::now() + timeout;
         int status = 0;
+        sigset_t chld;
+        sigemptyset(&chld);
+        sigaddset(&chld, SIGCHLD);
         while (waitpid(pid_, &status, WNOHANG) == 0) {
-            if (std::chrono::steady_clock::now() > deadline) {
+            const auto left = deadline - std::chrono::steady_clock::now();
+            if (left <= std::chrono::nanoseconds::zero()) {
                 kill(pid_, SIGKILL);
                 waitpid(pid_, &status, 0);
                 pid_ = -1;
                 return -1;
             }
-            std::this_thread::sleep_for(std::chrono::microseconds(200));
+            const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+            timespec ts{time_t(ns / 1'000'000'000), long(ns % 1'000'000'000)};
+            sigtimedwait(&chld, nullptr, &ts);
         }
         pid_ = -1;
         return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -153,6 +165,14 @@ public:
 private:
     pid_t pid_ = -1;
 };
+
+// Called once at start: SIGCHLD stays pending for Partner::join's sigtimedwait.
+inline void block_sigchld() {
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &chld, nullptr);
+}
 
 // Anonymous shared memory that survives fork: the floors' and raw ring's shared state.
 template <class T>

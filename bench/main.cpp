@@ -31,6 +31,8 @@ namespace bench {
 namespace {
 
 constexpr auto kRunTimeout = std::chrono::seconds(120);
+// Each latency and throughput benchmark runs this many times; the report quotes the medians.
+constexpr int kRepetitions = 3;
 
 template <class T>
 class SharedArray {
@@ -398,6 +400,7 @@ void register_all() {
             benchmark::RegisterBenchmark(("Latency/" + t + "/" + std::to_string(s)).c_str(),
                                          [t, s](benchmark::State& st) { latency(st, t, s); })
                 ->Iterations(int64_t(latency_rounds(s)))
+                ->Repetitions(kRepetitions)
                 ->UseManualTime()
                 ->Unit(benchmark::kNanosecond);
         }
@@ -410,6 +413,7 @@ void register_all() {
                     ("Throughput/" + std::string(t) + "/" + std::to_string(s) + "/" + std::to_string(p) + "x" + std::to_string(c)).c_str(),
                     [=](benchmark::State& st) { throughput_shmbus(st, t, s, p, c, count / uint64_t(p)); })
                     ->Iterations(1)
+                    ->Repetitions(kRepetitions)
                     ->UseManualTime()
                     ->Unit(benchmark::kMillisecond);
             }
@@ -419,6 +423,7 @@ void register_all() {
             benchmark::RegisterBenchmark(("Throughput/" + t + "/" + std::to_string(s) + "/1x1").c_str(),
                                          [=](benchmark::State& st) { throughput_link(st, t, s, n); })
                 ->Iterations(1)
+                ->Repetitions(kRepetitions)
                 ->UseManualTime()
                 ->Unit(benchmark::kMillisecond);
         }
@@ -434,6 +439,7 @@ void register_all() {
         benchmark::RegisterBenchmark(("LatencyTopics/shmbus_spin/64/" + std::to_string(topics)).c_str(),
                                      [=](benchmark::State& st) { latency_with_topics(st, topics); })
             ->Iterations(100000)
+            ->Repetitions(kRepetitions)
             ->UseManualTime()
             ->Unit(benchmark::kNanosecond);
         benchmark::RegisterBenchmark(("Publish/shmbus/64/" + std::to_string(topics)).c_str(),
@@ -474,6 +480,7 @@ void add_context() {
 
 int main(int argc, char** argv) {
     (void)bench::Clock::ns_per_tick();  // calibrate before any fork
+    bench::block_sigchld();
     bench::add_context();
     bench::register_all();
     benchmark::Initialize(&argc, argv);
