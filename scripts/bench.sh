@@ -15,6 +15,7 @@ if ! "$PY" -c 'import matplotlib' 2>/dev/null; then
   fi
 fi
 mkdir -p docs/bench
-build/bench/shmbus-bench --benchmark_out=docs/bench/results.json --benchmark_out_format=json "$@" \
+build/bench/shmbus-bench --benchmark_enable_random_interleaving=true \
+  --benchmark_out=docs/bench/results.json --benchmark_out_format=json "$@" \
   2> >(grep -v 'Application registered' >&2)
 "$PY" bench/report docs/bench/results.json --out docs/benchmarks.md --plots docs/bench
