@@ -222,7 +222,9 @@ int Daemon::run() {
 
 void Daemon::accept_clients() {
     for (;;) {
-        int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+        // Non-blocking: a client that stops reading its replies fills its socket and is dropped
+        // (send fails with EAGAIN) instead of stalling the daemon.
+        int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (fd < 0) {
             if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) spdlog::warn("accept: {}", strerror(errno));
             if (errno == EINTR || errno == ECONNABORTED) continue;
@@ -323,7 +325,9 @@ bool Daemon::dispatch(Conn& c, const protocol::FrameHeader& h, const std::byte* 
 }
 
 bool Daemon::reply(Conn& c, protocol::Type type, uint32_t id, const void* body, std::size_t size, int fd) {
-    return detail::send_frame(c.fd, type, id, body, size, fd);
+    if (detail::send_frame(c.fd, type, id, body, size, fd)) return true;
+    spdlog::warn("pid {}: cannot send a reply ({}), closing", c.pid, errno == EAGAIN ? "client does not read" : strerror(errno));
+    return false;  // the caller's false closes the connection
 }
 
 bool Daemon::reply_error(Conn& c, uint32_t id, const Error& e) {

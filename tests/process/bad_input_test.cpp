@@ -138,14 +138,14 @@ public:
     }
     ~RawSocket() { close(fd_); }
     bool ok() const { return ok_; }
-    void send_raw(const void* p, std::size_t n) { (void)::send(fd_, p, n, MSG_NOSIGNAL); }
-    void send_frame(uint16_t type, const void* body, std::size_t n, uint32_t length_override = 0) {
+    void send_raw(const void* p, std::size_t n, int flags = 0) { (void)::send(fd_, p, n, MSG_NOSIGNAL | flags); }
+    void send_frame(uint16_t type, const void* body, std::size_t n, uint32_t length_override = 0, int flags = 0) {
         std::vector<char> buf(sizeof(protocol::FrameHeader) + n);
         protocol::FrameHeader h{protocol::kFrameMagic, protocol::kProtocolVersion, type,
                                 length_override ? length_override : uint32_t(buf.size()), 7};
         std::memcpy(buf.data(), &h, sizeof h);
         if (n) std::memcpy(buf.data() + sizeof h, body, n);
-        send_raw(buf.data(), buf.size());
+        send_raw(buf.data(), buf.size(), flags);
     }
     // The reply's type, or 0 on a closed connection, or -1 on silence.
     int reply_type() {
@@ -244,6 +244,12 @@ TEST_F(BadInput, MalformedControlFramesGetAnErrorOrAClosedConnectionAndTheDaemon
         u.slot = 3;  // not ours
         s.send_frame(uint16_t(protocol::Type::unsubscribe), &u, sizeof u);
         EXPECT_EQ(s.reply_type(), error);
+    }
+    {
+        RawSocket s(dir);  // floods requests and never reads a reply: dropped, never waited on
+        s.hello();
+        protocol::ListTopics l{};
+        for (int i = 0; i < 20000; ++i) s.send_frame(uint16_t(protocol::Type::list_topics), &l, sizeof l, 0, MSG_DONTWAIT);
     }
     auto c = connect();
     ASSERT_TRUE(c.has_value());
