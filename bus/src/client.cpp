@@ -71,21 +71,34 @@ Result<Client> Client::connect(ClientOptions options) noexcept {
 
 const std::string& Client::dir() const noexcept { return channel_->dir(); }
 
+namespace {
+
+// Sends a request whose reply carries a segment fd; maps the segment and returns it with the body.
+template <class Ok, class Req>
+Result<std::pair<Ok, Segment>> request_segment(ControlChannel& channel, protocol::Type type, const Req& req,
+                                               protocol::Type expected) {
+    auto reply = channel.request(type, &req, sizeof req);
+    if (!reply) return reply.error();
+    ReplyFdGuard guard{reply.value()};
+    auto ok = body_as<Ok>(*reply, expected);
+    if (!ok) return ok.error();
+    auto seg = map_reply_segment(*reply);
+    if (!seg) return seg.error();
+    return std::pair<Ok, Segment>(ok.value(), std::move(seg.value()));
+}
+
+}  // namespace
+
 Result<Publisher> Client::publisher(std::string_view topic, PublisherOptions options) noexcept {
     if (auto st = validate_topic_name(topic); !st) return st.error();
     protocol::OpenTopic req{};
     copy_name(req.topic, topic);
     req.config = to_wire(options.create_config);
     req.flags = protocol::kCreateIfMissing | protocol::kAsPublisher;
-    auto reply = channel_->request(protocol::Type::open_topic, &req, sizeof req);
-    if (!reply) return reply.error();
-    ReplyFdGuard guard{reply.value()};
-    auto ok = body_as<protocol::TopicOk>(*reply, protocol::Type::topic_ok);
-    if (!ok) return ok.error();
-    auto seg = map_reply_segment(*reply);
-    if (!seg) return seg.error();
+    auto r = request_segment<protocol::TopicOk>(*channel_, protocol::Type::open_topic, req, protocol::Type::topic_ok);
+    if (!r) return r.error();
     auto core = std::unique_ptr<detail::PublisherCore>(new (std::nothrow) detail::PublisherCore(
-        channel_, std::move(seg.value()), ok->producer_slot, options));
+        channel_, std::move(r->second), r->first.producer_slot, options));
     if (!core) return make_error(Errc::io_error, "out of memory");
     return Publisher(std::move(core));
 }
@@ -103,22 +116,14 @@ Result<Subscriber> Client::subscribe(std::string_view topic, SubscribeOptions op
                         : options.from == StartFrom::latest ? protocol::From::latest
                                                             : protocol::From::id);
     req.from_id = options.from_id;
-    auto reply = channel_->request(protocol::Type::subscribe, &req, sizeof req);
-    if (!reply) return reply.error();
-    ReplyFdGuard guard{reply.value()};
-    auto ok = body_as<protocol::SubscribeOk>(*reply, protocol::Type::subscribe_ok);
-    if (!ok) return ok.error();
-    auto seg = map_reply_segment(*reply);
-    if (!seg) return seg.error();
-    if (ok->slot >= seg->max_consumers()) return make_error(Errc::protocol_error, "shmbusd sent an invalid slot");
-    const bool from_id = options.from == StartFrom::id && !ok->resumed;
-    const uint64_t lost = from_id && ok->next_id > options.from_id ? ok->next_id - options.from_id : 0;
+    auto r = request_segment<protocol::SubscribeOk>(*channel_, protocol::Type::subscribe, req, protocol::Type::subscribe_ok);
+    if (!r) return r.error();
+    const protocol::SubscribeOk& ok = r->first;
+    if (ok.slot >= r->second.max_consumers()) return make_error(Errc::protocol_error, "shmbusd sent an invalid slot");
     auto core = std::unique_ptr<detail::SubscriberCore>(new (std::nothrow) detail::SubscriberCore(
-        channel_, std::move(seg.value()), ok->slot, durable, std::move(options)));
+        channel_, std::move(r->second), ok.slot, durable, std::move(options)));
     if (!core) return make_error(Errc::io_error, "out of memory");
-    core->resumed = ok->resumed != 0;
-    core->start_at(ok->position, ok->next_id, from_id ? core->options.from_id : 0, lost);
-    if (!core->gated) core->copy.resize(core->seg.max_message());  // allocated once, here
+    core->begin(ok.position, ok.next_id, ok.resumed != 0);
     return Subscriber(std::move(core));
 }
 
@@ -176,12 +181,9 @@ Result<TopicStats> Client::topic_stats(std::string_view topic) noexcept {
     if (auto st = validate_topic_name(topic); !st) return st.error();
     protocol::OpenTopic req{};
     copy_name(req.topic, topic);
-    auto reply = channel_->request(protocol::Type::open_topic, &req, sizeof req);
-    if (!reply) return reply.error();
-    ReplyFdGuard guard{reply.value()};
-    auto seg = map_reply_segment(*reply);
-    if (!seg) return seg.error();
-    return detail::collect_stats(*seg);
+    auto r = request_segment<protocol::TopicOk>(*channel_, protocol::Type::open_topic, req, protocol::Type::topic_ok);
+    if (!r) return r.error();
+    return detail::collect_stats(r->second);
 }
 
 }  // namespace shmbus

@@ -60,6 +60,10 @@ struct SubscriberCore {
     void store_ack(uint64_t position, uint64_t next_id) noexcept;
     [[nodiscard]] Status seek(StartFrom from, uint64_t id) noexcept;
     void start_at(uint64_t pos, uint64_t id, uint64_t deliver_from_id, uint64_t lost_now) noexcept;
+    // Starts a new subscriber where the daemon placed it. A new subscription from an id that is no
+    // longer retained starts later and counts the gap as lost. Allocates the copy buffer of a
+    // reader that producers may lap, once, here.
+    void begin(uint64_t pos, uint64_t id, bool was_resumed);
 
     std::shared_ptr<ControlChannel> channel;
     Segment seg;

@@ -32,6 +32,14 @@ void SubscriberCore::start_at(uint64_t pos, uint64_t id, uint64_t deliver_from_i
     acked_position = pos;
 }
 
+void SubscriberCore::begin(uint64_t pos, uint64_t id, bool was_resumed) {
+    resumed = was_resumed;
+    const bool from_id = options.from == StartFrom::id && !resumed;
+    const uint64_t lost_now = from_id && id > options.from_id ? id - options.from_id : 0;
+    start_at(pos, id, from_id ? options.from_id : 0, lost_now);
+    if (!gated) copy.resize(seg.max_message());
+}
+
 // Only a reader that does not gate can be overrun: the bytes at `position` are gone once some
 // claim ended more than one ring past it.
 bool SubscriberCore::overrun() const noexcept { return ring.lapped(position); }

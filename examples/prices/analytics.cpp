@@ -9,18 +9,9 @@
 #include "shmbus/shmbus.h"
 
 int main(int argc, char** argv) {
-    shmbus::ClientOptions options;
-    int count = 1 << 30;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (std::strcmp(argv[i], "--dir") == 0) options.dir = argv[i + 1];
-        if (std::strcmp(argv[i], "--count") == 0) count = std::atoi(argv[i + 1]);
-    }
-    options.name = "analytics";
-    auto client = shmbus::Client::connect(options);
-    if (!client) {
-        std::fprintf(stderr, "analytics: %s\n", client.error().message.c_str());
-        return 1;
-    }
+    const prices::Args args = prices::parse_args(argc, argv, "--count", 1 << 30);
+    auto client = prices::connect("analytics", args.dir);
+    if (!client) return 1;
     auto sub = client->subscribe("prices");  // ephemeral, from the latest message on
     if (!sub) {
         std::fprintf(stderr, "analytics: %s\n", sub.error().message.c_str());
@@ -29,7 +20,7 @@ int main(int argc, char** argv) {
     int seen = 0, ups = 0, downs = 0;
     int64_t moved = 0;
     uint64_t latency_ns = 0;
-    while (seen < count) {
+    while (seen < args.count) {
         const auto r = sub->receive(
             [&](const shmbus::Message& m) {
                 prices::PriceChanged e{};
@@ -41,7 +32,7 @@ int main(int argc, char** argv) {
                 latency_ns += uint64_t(now.tv_sec) * 1'000'000'000u + uint64_t(now.tv_nsec) - m.timestamp_ns;
                 ++seen;
             },
-            std::chrono::seconds(5), std::size_t(count - seen));
+            std::chrono::seconds(5), std::size_t(args.count - seen));
         if (r.status != shmbus::ReceiveStatus::ok) break;
     }
     std::printf("analytics: %d change(s): %d up, %d down, net %+lld cents, %llu lost, mean age on arrival %.1f us\n", seen,

@@ -12,18 +12,9 @@
 #include "shmbus/shmbus.h"
 
 int main(int argc, char** argv) {
-    shmbus::ClientOptions options;
-    int count = 1 << 30;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (std::strcmp(argv[i], "--dir") == 0) options.dir = argv[i + 1];
-        if (std::strcmp(argv[i], "--count") == 0) count = std::atoi(argv[i + 1]);
-    }
-    options.name = "basket";
-    auto client = shmbus::Client::connect(options);
-    if (!client) {
-        std::fprintf(stderr, "basket: %s\n", client.error().message.c_str());
-        return 1;
-    }
+    const prices::Args args = prices::parse_args(argc, argv, "--count", 1 << 30);
+    auto client = prices::connect("basket", args.dir);
+    if (!client) return 1;
     shmbus::SubscribeOptions so;
     so.durable_name = "basket";
     so.from = shmbus::StartFrom::earliest;  // first start only; later starts resume after the last ack
@@ -38,7 +29,7 @@ int main(int argc, char** argv) {
                                                                    {"bob", {"bread", "milk", "apple"}}};
     std::map<std::string, int64_t> price;
     int seen = 0;
-    while (seen < count) {
+    while (seen < args.count) {
         const auto r = sub->receive(
             [&](const shmbus::Message& m) {
                 prices::PriceChanged e{};
@@ -55,7 +46,7 @@ int main(int argc, char** argv) {
                 }
                 ++seen;
             },
-            std::chrono::seconds(5), std::size_t(count - seen));
+            std::chrono::seconds(5), std::size_t(args.count - seen));
         if (r.status != shmbus::ReceiveStatus::ok) break;  // acked automatically after the handler
     }
     std::printf("basket:    processed %d price change(s)\n", seen);

@@ -11,25 +11,16 @@
 #include "shmbus/shmbus.h"
 
 int main(int argc, char** argv) {
-    shmbus::ClientOptions options;
-    int changes = 12;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (std::strcmp(argv[i], "--dir") == 0) options.dir = argv[i + 1];
-        if (std::strcmp(argv[i], "--changes") == 0) changes = std::atoi(argv[i + 1]);
-    }
-    options.name = "catalog";
-    auto client = shmbus::Client::connect(options);
-    if (!client) {
-        std::fprintf(stderr, "catalog: %s\n", client.error().message.c_str());
-        return 1;
-    }
+    const prices::Args args = prices::parse_args(argc, argv, "--changes", 12);
+    auto client = prices::connect("catalog", args.dir);
+    if (!client) return 1;
     auto pub = client->publisher("prices");
     if (!pub) {
         std::fprintf(stderr, "catalog: %s\n", pub.error().message.c_str());
         return 1;
     }
     std::map<std::string, int64_t> price = {{"apple", 120}, {"bread", 250}, {"coffee", 899}, {"milk", 109}};
-    for (int i = 0; i < changes; ++i) {
+    for (int i = 0; i < args.count; ++i) {
         auto it = std::next(price.begin(), i % int(price.size()));
         const int64_t old_cents = it->second;
         it->second += (i % 3 == 0 ? -7 : 11);

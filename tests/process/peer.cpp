@@ -17,22 +17,12 @@
 #include <thread>
 
 #include "shmbus/shmbus.h"
+#include "test_payload.h"
 
 namespace {
 
-struct Payload {
-    uint32_t producer;
-    uint32_t filler;
-    uint64_t seq;
-    uint64_t checksum;
-};
-
-uint64_t checksum_of(uint32_t producer, uint64_t seq) {
-    uint64_t x = (uint64_t(producer) << 40) ^ seq ^ 0x9E3779B97F4A7C15ull;
-    x ^= x >> 31;
-    x *= 0xBF58476D1CE4E5B9ull;
-    return x ^ (x >> 29);
-}
+using shmbus::test::checksum_of;
+using shmbus::test::Payload;
 
 std::string flag(int argc, char** argv, const char* name, const char* fallback = "") {
     for (int i = 0; i + 1 < argc; ++i)

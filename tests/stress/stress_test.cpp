@@ -8,23 +8,13 @@
 #include <vector>
 
 #include "local_topic.h"
+#include "test_payload.h"
 
 namespace shmbus::detail {
 namespace {
 
-struct Payload {
-    uint32_t producer;
-    uint32_t filler_bytes;
-    uint64_t seq;
-    uint64_t checksum;
-};
-
-uint64_t checksum_of(uint32_t producer, uint64_t seq) {
-    uint64_t x = (uint64_t(producer) << 40) ^ seq ^ 0x9E3779B97F4A7C15ull;
-    x ^= x >> 31;
-    x *= 0xBF58476D1CE4E5B9ull;
-    return x ^ (x >> 29);
-}
+using test::checksum_of;
+using test::Payload;
 
 template <int P, int C, int Batch, bool Durable>
 struct Shape {
@@ -73,7 +63,7 @@ TYPED_TEST(Stress, EveryMessageArrivesOnceInOrderWithItsChecksum) {
                 std::memcpy(&p, m.payload.data(), sizeof p);
                 const bool ok = p.producer < uint32_t(TypeParam::producers) && p.seq == next_seq[p.producer] &&
                                 p.checksum == checksum_of(p.producer, p.seq) &&
-                                m.payload.size() == sizeof p + p.filler_bytes && (first || m.id == last_id + 1) &&
+                                m.payload.size() == sizeof p + p.filler && (first || m.id == last_id + 1) &&
                                 m.lost_before == 0;
                 if (!ok) failures++;
                 if (p.producer < uint32_t(TypeParam::producers)) next_seq[p.producer] = p.seq + 1;
@@ -97,16 +87,16 @@ TYPED_TEST(Stress, EveryMessageArrivesOnceInOrderWithItsChecksum) {
             for (uint64_t seq = 0; seq < per_producer; ++seq) {
                 Payload payload{uint32_t(p), uint32_t((seq * 7 + p) % 200), seq, checksum_of(uint32_t(p), seq)};
                 std::memcpy(buf, &payload, sizeof payload);
-                std::memset(buf + sizeof payload, int(seq & 0xFF), payload.filler_bytes);
+                std::memset(buf + sizeof payload, int(seq & 0xFF), payload.filler);
                 const auto st = seq % 3 == 0
                                     ? [&] {
                                           Loan loan;  // every third message zero-copy
-                                          auto s = pub.loan(sizeof payload + payload.filler_bytes, loan);
+                                          auto s = pub.loan(sizeof payload + payload.filler, loan);
                                           if (s != PublishStatus::ok) return s;
                                           std::memcpy(loan.data().data(), buf, loan.data().size());
                                           return loan.commit();
                                       }()
-                                    : pub.publish(std::span<const std::byte>(buf, sizeof payload + payload.filler_bytes));
+                                    : pub.publish(std::span<const std::byte>(buf, sizeof payload + payload.filler));
                 if (st != PublishStatus::ok) {
                     failures++;
                     return;

@@ -58,12 +58,8 @@ public:
         auto start = attach_new_cursor(*seg, *slot, durable ? layout::SlotKind::durable : layout::SlotKind::ephemeral,
                                        options.durable_name, {getpid(), 0}, from, options.from_id);
         if (!start) return start.error();
-        const bool from_id = options.from == StartFrom::id;
-        const uint64_t want = options.from_id;
         auto core = std::make_unique<SubscriberCore>(nullptr, std::move(seg.value()), *slot, durable, std::move(options));
-        core->start_at(start->position, start->id, from_id ? want : 0,
-                       from_id && start->id > want ? start->id - want : 0);
-        if (!core->gated) core->copy.resize(core->seg.max_message());
+        core->begin(start->position, start->id, false);
         return Access::subscriber(std::move(core));
     }
 
