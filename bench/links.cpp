@@ -43,75 +43,35 @@ std::string unique_name(const char* what) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// cacheline: the floor. One 64-byte line: an 8-byte turn word and up to 56 bytes of payload.
-struct alignas(64) Line {
-    std::atomic<uint64_t> turn;  // odd: the first side wrote last; even: the second side
+// cacheline and futex: the floors. Two processes take turns on one 64-byte line holding a turn
+// word and the first 56 bytes of the message. `cacheline` spins on the word; `futex` sleeps on it
+// in the kernel and every send wakes (the floor for blocking waits).
+struct alignas(64) TurnLine {
+    std::atomic<uint32_t> turn;  // odd: the first side wrote last; even: the second side
+    uint32_t pad;
     std::byte data[56];
 };
-static_assert(sizeof(Line) == 64);
+static_assert(sizeof(TurnLine) == 64);
 
-class CachelineLink final : public Link {
+template <bool Sleep>
+class TurnLink final : public Link {
 public:
-    CachelineLink() : line_(shared_object<Line>()) {}
-    ~CachelineLink() override { release_shared(line_); }
+    TurnLink() : line_(shared_object<TurnLine>()) {}
+    ~TurnLink() override { release_shared(line_); }
     bool open(bool first, std::size_t size) override {
         first_ = first;
-        size_ = size;
-        buf_.resize(size);
+        buf_.assign(size, std::byte{0});
         return line_ != nullptr && size <= 64;
     }
     bool send(std::span<const std::byte> m) override {
-        std::memcpy(line_->data, m.data(), std::min<std::size_t>(m.size(), sizeof line_->data));
+        std::memcpy(line_->data, m.data(), std::min(m.size(), sizeof line_->data));
         sent_ = line_->turn.load(std::memory_order_relaxed) + 1;  // relaxed: we own the turn
-        line_->turn.store(sent_, std::memory_order_release);
+        line_->turn.store(sent_, std::memory_order_release);     // pairs with recv's acquire
+        if (Sleep) syscall(SYS_futex, reinterpret_cast<uint32_t*>(&line_->turn), FUTEX_WAKE, 1, nullptr, nullptr, 0);
         return true;
     }
     std::span<const std::byte> recv() override {
         // The first side waits for an even turn above its own, the second for an odd one.
-        const uint64_t want_parity = first_ ? 0 : 1;
-        uint64_t t;
-        while (((t = line_->turn.load(std::memory_order_acquire)) & 1) != want_parity || t <= sent_) relax();
-        sent_ = t;
-        std::memcpy(buf_.data(), line_->data, std::min<std::size_t>(size_, sizeof line_->data));
-        if (size_ > sizeof line_->data) std::memcpy(buf_.data() + 48, line_->data + 48, 8);
-        return buf_;
-    }
-
-private:
-    Line* line_;
-    bool first_ = false;
-    std::size_t size_ = 0;
-    uint64_t sent_ = 0;
-    std::vector<std::byte> buf_;
-};
-
-// ---------------------------------------------------------------------------------------------
-// futex: the floor for blocking waits: the same turn word, but every wait sleeps in the kernel
-// and every send wakes.
-struct alignas(64) FutexLine {
-    std::atomic<uint32_t> turn;
-    uint32_t pad;
-    std::byte data[56];
-};
-
-class FutexLink final : public Link {
-public:
-    FutexLink() : line_(shared_object<FutexLine>()) {}
-    ~FutexLink() override { release_shared(line_); }
-    bool open(bool first, std::size_t size) override {
-        first_ = first;
-        size_ = size;
-        buf_.resize(size);
-        return line_ != nullptr && size <= 64;
-    }
-    bool send(std::span<const std::byte> m) override {
-        std::memcpy(line_->data, m.data(), std::min<std::size_t>(m.size(), sizeof line_->data));
-        sent_ = line_->turn.load(std::memory_order_relaxed) + 1;
-        line_->turn.store(sent_, std::memory_order_release);
-        syscall(SYS_futex, reinterpret_cast<uint32_t*>(&line_->turn), FUTEX_WAKE, 1, nullptr, nullptr, 0);
-        return true;
-    }
-    std::span<const std::byte> recv() override {
         const uint32_t want_parity = first_ ? 0 : 1;
         for (;;) {
             const uint32_t t = line_->turn.load(std::memory_order_acquire);
@@ -119,16 +79,16 @@ public:
                 sent_ = t;
                 break;
             }
-            syscall(SYS_futex, reinterpret_cast<uint32_t*>(&line_->turn), FUTEX_WAIT, t, nullptr, nullptr, 0);
+            if (Sleep) syscall(SYS_futex, reinterpret_cast<uint32_t*>(&line_->turn), FUTEX_WAIT, t, nullptr, nullptr, 0);
+            else relax();
         }
-        std::memcpy(buf_.data(), line_->data, std::min<std::size_t>(size_, sizeof line_->data));
+        std::memcpy(buf_.data(), line_->data, std::min(buf_.size(), sizeof line_->data));
         return buf_;
     }
 
 private:
-    FutexLine* line_;
+    TurnLine* line_;
     bool first_ = false;
-    std::size_t size_ = 0;
     uint32_t sent_ = 0;
     std::vector<std::byte> buf_;
 };
@@ -571,8 +531,8 @@ std::unique_ptr<Link> make_link(const std::string& t, std::size_t size, std::str
         if (!ensure_shmbusd(why)) return nullptr;
         return std::make_unique<ShmbusLink>(t, size);
     }
-    if (t == "cacheline") return std::make_unique<CachelineLink>();
-    if (t == "futex") return std::make_unique<FutexLink>();
+    if (t == "cacheline") return std::make_unique<TurnLink<false>>();
+    if (t == "futex") return std::make_unique<TurnLink<true>>();
     if (t == "raw_ring") return std::make_unique<RawRingLink>(size);
     if (t == "uds") return std::make_unique<FdLink>(true);
     if (t == "pipe") return std::make_unique<FdLink>(false);

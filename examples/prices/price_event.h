@@ -1,5 +1,6 @@
 // The price-update example: its event, written in place with loan(), and the helpers its three
 // programs share (command line, connecting).
+#pragma once
 
 #include <cstdint>
 #include <cstdio>
