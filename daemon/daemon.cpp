@@ -21,6 +21,7 @@
 #include "cursor.h"
 #include "futex.h"
 #include "proc.h"
+#include "recovery.h"
 #include "ring.h"
 #include "wall_clock.h"
 #include "shmbus/client.h"
@@ -379,7 +380,7 @@ bool Daemon::on_open_topic(Conn& c, uint32_t id, const protocol::OpenTopic& req)
             if (p.state.load(std::memory_order_acquire) != 0) continue;
             p.pid = c.pid;
             p.start_time = c.start_time;
-            p.claim_position.store(0, std::memory_order_relaxed);
+            p.claim_start.store(0, std::memory_order_relaxed);
             p.state.store(1, std::memory_order_release);  // SYNC: pairs with collect_stats' acquire load
             ok.producer_slot = i;
         }
@@ -519,8 +520,12 @@ void Daemon::release_consumer(TopicEntry& t, uint32_t slot, const char* why) {
     }
 }
 
+// The owner is gone: seal a claim it left open, so readers move past it at once.
 void Daemon::release_producer(TopicEntry& t, uint32_t slot) {
-    t.segment.producer_slot(slot).state.store(0, std::memory_order_release);
+    auto& p = t.segment.producer_slot(slot);
+    if (detail::seal_abandoned_claim(t.segment, p))
+        spdlog::warn("topic '{}': pid {} died holding an uncommitted message; sealed it as a skip record", t.name, p.pid);
+    p.state.store(0, std::memory_order_release);
 }
 
 void Daemon::disconnect(int fd) {

@@ -18,8 +18,9 @@ namespace shmbus::detail {
 
 struct PublisherCore {
     PublisherCore(std::shared_ptr<ControlChannel> ch, Segment s, uint32_t slot, PublisherOptions o) noexcept
-        : channel(std::move(ch)), seg(std::move(s)), ring(seg), topic(seg.topic()), producer_slot(slot),
-          options(o), gated(seg.on_full() != OnFull::overwrite) {}
+        : channel(std::move(ch)), seg(std::move(s)), ring(seg), topic(seg.topic()),
+          slot(slot < seg.max_producers() ? &seg.producer_slot(slot) : nullptr), options(o),
+          gated(seg.on_full() != OnFull::overwrite), crash_after_claims(crash_point_from_env()) {}
 
     // Claims room for a `length`-byte payload: on success `position` is the record's position
     // and `id` its message id; the caller writes the payload and calls commit_record().
@@ -32,13 +33,18 @@ struct PublisherCore {
     Segment seg;
     Ring ring;
     std::string topic;
-    uint32_t producer_slot;
+    layout::ProducerSlot* slot;  // where the open claim is recorded for recovery
     PublisherOptions options;
     bool gated;               // block/fail: durable cursors hold producers back
     uint64_t gate_limit = 0;  // claims may end at or below this without re-reading the cursors
     uint64_t horizon = 0;     // claims may end at or below this without raising the horizon
     uint64_t last_id = 0;
     WallClock clock;          // publish timestamps
+    // Fault injection for the recovery tests: SHMBUS_CRASH_POINT=after_claim:N makes the process
+    // SIGKILL itself right after its Nth claim is recorded, before the commit. Read once, here.
+    uint64_t crash_after_claims;
+    uint64_t claims = 0;
+    [[nodiscard]] static uint64_t crash_point_from_env() noexcept;
 
 private:
     void refresh_gate() noexcept;

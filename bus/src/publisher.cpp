@@ -1,3 +1,5 @@
+#include <csignal>
+#include <cstdlib>
 #include <cstring>
 
 #include "cores.h"
@@ -15,6 +17,12 @@ namespace {
 constexpr int kSpaceSpins = 256;
 constexpr std::chrono::milliseconds kMaxSpaceSleep{10};  // re-check even if nobody wakes us
 }  // namespace
+
+uint64_t PublisherCore::crash_point_from_env() noexcept {
+    const char* v = std::getenv("SHMBUS_CRASH_POINT");
+    if (v == nullptr || std::strncmp(v, "after_claim:", 12) != 0) return 0;
+    return std::strtoull(v + 12, nullptr, 10);
+}
 
 uint64_t PublisherCore::deadline_after(std::chrono::nanoseconds timeout) const noexcept {
     if (timeout.count() <= 0) return 1;  // already passed, and distinct from "not computed yet"
@@ -101,6 +109,13 @@ PublishStatus PublisherCore::claim(uint64_t length, std::chrono::nanoseconds tim
         if (end > horizon) horizon = ring.raise_horizon(end);
         if (ring.cas_tail(seen, {end, seen.next_id + 1})) break;
     }
+    if (slot != nullptr) {  // own line; start last, so a non-zero start means end and id are valid
+        slot->claim_end.store(end, std::memory_order_relaxed);
+        slot->claim_id.store(seen.next_id, std::memory_order_relaxed);
+        // SYNC: pairs with the acquire load of claim_start in seal_abandoned_claim.
+        slot->claim_start.store(seen.position + 1, std::memory_order_release);
+    }
+    if (crash_after_claims != 0 && ++claims == crash_after_claims) raise(SIGKILL);
     if (pad != 0) {
         write_padding(seen.position, pad, seen.next_id);
         ring.note_boundary(seen.position, seen.position + pad, seen.next_id);
@@ -127,6 +142,7 @@ void PublisherCore::commit_record(uint64_t position, RecordType type) noexcept {
     // SYNC: pairs with the acquire load of `commit` in Ring::inspect: the header and payload
     // written above are visible to any reader that sees this commit word.
     h->commit.store(layout::commit_word(position), std::memory_order_release);
+    if (slot != nullptr) slot->claim_start.store(0, std::memory_order_relaxed);  // relaxed: the daemon re-checks the commit word
     // SYNC: StoreLoad fence, pairs with the seq_cst increment of data_waiters in
     // SubscriberCore::receive: either the sleeper's re-check sees our commit, or we see it waiting.
     std::atomic_thread_fence(std::memory_order_seq_cst);

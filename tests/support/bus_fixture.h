@@ -33,12 +33,14 @@ inline std::string read_file(const std::string& path) {
 
 struct SpawnOptions {
     SpawnOptions(std::string out_file = "", std::string err_file = "", std::string in_file = "",
-                 std::optional<rlim_t> fsize = std::nullopt)
-        : out(std::move(out_file)), err(std::move(err_file)), in(std::move(in_file)), fsize_limit(fsize) {}
+                 std::optional<rlim_t> fsize = std::nullopt, std::vector<std::string> environment = {})
+        : out(std::move(out_file)), err(std::move(err_file)), in(std::move(in_file)), fsize_limit(fsize),
+          env(std::move(environment)) {}
     std::string out;                 // stdout file ("" = /dev/null)
     std::string err;                 // stderr file ("" = /dev/null)
     std::string in;                  // stdin file ("" = /dev/null)
     std::optional<rlim_t> fsize_limit;
+    std::vector<std::string> env;    // NAME=VALUE entries added to the child's environment
 };
 
 inline pid_t spawn(const std::vector<std::string>& args, const SpawnOptions& o = {}) {
@@ -55,6 +57,7 @@ inline pid_t spawn(const std::vector<std::string>& args, const SpawnOptions& o =
         rlimit r{*o.fsize_limit, *o.fsize_limit};
         setrlimit(RLIMIT_FSIZE, &r);
     }
+    for (const auto& e : o.env) putenv(const_cast<char*>(e.c_str()));
     std::vector<char*> argv;
     for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);

@@ -1,11 +1,13 @@
 // Ring protocol edge cases, set up directly on a segment without a daemon.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include "local_topic.h"
+#include "recovery.h"
 #include "ring.h"
 
 namespace shmbus::detail {
@@ -338,6 +340,77 @@ TEST(Ring, AckedDurableCursorPersistsInTheSlot) {
     const auto& slot = t.segment().consumer_slot(core.slot_index);
     EXPECT_EQ(slot.ack_id.load(), 3u);
     EXPECT_EQ(slot.ack_position.load(), third.end_position);
+}
+
+}  // namespace
+}  // namespace shmbus::detail
+
+namespace shmbus::detail {
+namespace {
+
+// A dead producer's open claim, sealed as the daemon does it: readers step over it.
+TEST(Recovery, AnAbandonedClaimIsSealedAsASkipRecord) {
+    LocalTopic t(config(4096, OnFull::overwrite));
+    auto pub = t.publisher();
+    auto sub = t.subscriber();
+    auto& slot = t.segment().producer_slot(0);
+    ASSERT_EQ(pub.publish("before"), PublishStatus::ok);  // a 64-byte record at 0
+    EXPECT_EQ(slot.claim_start.load(), 0u);               // committed claims leave nothing open
+    Loan open;
+    ASSERT_EQ(pub.loan(100, open), PublishStatus::ok);   // the claim its owner dies holding
+    EXPECT_EQ(slot.claim_start.load(), 64u + 1);
+    EXPECT_EQ(slot.claim_end.load(), 64u + layout::record_size(100));
+    EXPECT_EQ(slot.claim_id.load(), 1u);
+    const auto left_open = std::array{slot.claim_start.load(), slot.claim_end.load(), slot.claim_id.load()};
+    ASSERT_EQ(pub.publish("after"), PublishStatus::ok);  // another producer's message behind it
+    EXPECT_EQ(drain(*sub), std::vector<std::string>{"before"});  // readers wait at the open claim
+    // One Publisher records only its latest claim; put back the state the dead owner left.
+    slot.claim_end.store(left_open[1]);
+    slot.claim_id.store(left_open[2]);
+    slot.claim_start.store(left_open[0]);
+    EXPECT_TRUE(seal_abandoned_claim(t.segment(), slot));
+    std::vector<uint64_t> ids;
+    EXPECT_EQ(drain(*sub, 100, &ids), std::vector<std::string>{"after"});
+    EXPECT_EQ(ids, std::vector<uint64_t>{2});
+    EXPECT_EQ(sub->lost(), 0u);
+    EXPECT_EQ(t.segment().producers().skip_records.load(), 1u);
+    EXPECT_FALSE(seal_abandoned_claim(t.segment(), slot));  // once only
+    open.abandon();  // rewrites the sealed record as a skip: still a skip, nothing changes
+    EXPECT_TRUE(drain(*sub).empty());
+}
+
+TEST(Recovery, AnAbandonedClaimAcrossTheWrapSealsItsPaddingToo) {
+    LocalTopic t(config(4096, OnFull::overwrite));
+    auto pub = t.publisher();
+    auto sub = t.subscriber();
+    const Ring ring(t.segment());
+    while (ring.tail_position() < 4096 - 64) ASSERT_EQ(pub.publish(std::string(32, 'f')), PublishStatus::ok);
+    (void)drain(*sub);
+    auto& slot = t.segment().producer_slot(0);
+    // A claim of padding [4032, 4096) plus a 128-byte record at 4096, id 63, never written.
+    const uint64_t start = 4096 - 64;
+    const uint64_t end = 4096 + 128;
+    ASSERT_TRUE(ring.cas_tail(ring.read_tail(), {end, 64}));
+    slot.claim_end.store(end);
+    slot.claim_id.store(63);
+    slot.claim_start.store(start + 1);
+    EXPECT_TRUE(seal_abandoned_claim(t.segment(), slot));
+    ASSERT_EQ(pub.publish("next"), PublishStatus::ok);
+    std::vector<uint64_t> ids;
+    EXPECT_EQ(drain(*sub, 100, &ids), std::vector<std::string>{"next"});
+    EXPECT_EQ(ids, std::vector<uint64_t>{64});
+}
+
+TEST(Recovery, AHostileClaimDescriptionIsIgnored) {
+    LocalTopic t(config(4096));
+    auto& slot = t.segment().producer_slot(0);
+    slot.claim_end.store(1ull << 40);
+    slot.claim_id.store(0);
+    slot.claim_start.store(1);
+    EXPECT_FALSE(seal_abandoned_claim(t.segment(), slot));
+    slot.claim_end.store(33);
+    slot.claim_start.store(1);
+    EXPECT_FALSE(seal_abandoned_claim(t.segment(), slot));
 }
 
 }  // namespace

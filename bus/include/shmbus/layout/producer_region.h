@@ -24,16 +24,23 @@ struct alignas(kCacheLine) TailWord {
 static_assert(sizeof(TailWord) == kCacheLine);
 static_assert(offsetof(TailWord, next_id) == 8);
 
-// One per producer registration, filled by the daemon (owner) and the producer (claim).
+// One per producer registration, filled by the daemon (owner) and the producer (its open claim).
+// The claim words let the daemon seal a claim whose owner died before committing it: the producer
+// stores end and id, then start with release, right after its claim CAS, and clears start after
+// the commit. Only the producer's own line: the stores cost nothing measurable.
 struct alignas(kCacheLine) ProducerSlot {
-    std::atomic<uint32_t> state;        // 0 free, 1 active; daemon writes, release
-    int32_t pid;                        // owner process
-    uint64_t start_time;                // owner's start time (clock ticks since boot, /proc)
-    std::atomic<uint64_t> claim_position;  // position of an open claim + 1, 0 when none
-    uint8_t pad[kCacheLine - 24];
+    std::atomic<uint32_t> state;         // 0 free, 1 active; daemon writes, release
+    int32_t pid;                         // owner process
+    uint64_t start_time;                 // owner's start time (clock ticks since boot, /proc)
+    std::atomic<uint64_t> claim_start;   // first byte of the open claim + 1 (padding included); 0: none
+    std::atomic<uint64_t> claim_end;     // end of the open claim
+    std::atomic<uint64_t> claim_id;      // message id of the open claim
+    uint8_t pad[kCacheLine - 40];
 };
 static_assert(sizeof(ProducerSlot) == kCacheLine);
-static_assert(offsetof(ProducerSlot, claim_position) == 16);
+static_assert(offsetof(ProducerSlot, claim_start) == 16);
+static_assert(offsetof(ProducerSlot, claim_end) == 24);
+static_assert(offsetof(ProducerSlot, claim_id) == 32);
 
 // Record-boundary index: entry (p / block) % entries holds a record boundary p that lies in
 // block p / block, with the id of the first message at or after it. A lapped reader uses it to
