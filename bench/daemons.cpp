@@ -64,7 +64,14 @@ void stop_all() {
                 for (const auto& n : *names) (void)c->delete_topic(n);
     }
     stop(g_shmbusd, SIGTERM);
+    const bool ran_roudi = g_roudi.pid > 0 && g_roudi.owner == getpid();
     stop(g_roudi, SIGINT);
+    if (ran_roudi) {
+        // iceoryx partners leave their runtime's socket files behind when they _exit.
+        std::error_code ec;
+        for (const auto& e : std::filesystem::directory_iterator("/dev/shm", ec))
+            if (e.path().filename().string().rfind("shmbus-bench-", 0) == 0) std::filesystem::remove(e.path(), ec);
+    }
 }
 
 bool wait_for(const std::function<bool()>& ready, std::chrono::seconds limit) {

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -46,6 +47,7 @@ struct SpawnOptions {
 inline pid_t spawn(const std::vector<std::string>& args, const SpawnOptions& o = {}) {
     pid_t pid = fork();
     if (pid != 0) return pid;
+    prctl(PR_SET_PDEATHSIG, SIGTERM);  // a test process that dies takes its daemon and peers along
     auto redirect = [](const std::string& path, int target, int flags) {
         int fd = open(path.empty() ? "/dev/null" : path.c_str(), flags, 0644);
         if (fd >= 0) dup2(fd, target), close(fd);
