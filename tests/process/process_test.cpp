@@ -39,6 +39,20 @@ protected:
         return parse_summary(read_file(path(name + ".out")));
     }
 
+    // A 4 KiB topic with the given policy and a durable subscription that attached once and left:
+    // detached, its cursor stays at id 0.
+    Client topic_with_detached_durable(OnFull on_full, const std::string& name) {
+        auto c = connect();
+        TopicConfig config;
+        config.capacity = 4096;
+        config.on_full = on_full;
+        EXPECT_TRUE(c->create_topic("t", config).has_value());
+        SubscribeOptions o;
+        o.durable_name = name;
+        EXPECT_TRUE(c->subscribe("t", o).has_value());
+        return std::move(c.value());
+    }
+
     void fan(int producers, int consumers, uint64_t per_producer, bool durable) {
         std::vector<pid_t> subs;
         for (int c = 0; c < consumers; ++c) {
@@ -130,14 +144,7 @@ TEST_F(Process, AnOverrunEphemeralSubscriberReportsTheExactNumberLost) {
 }
 
 TEST_F(Process, FailRefusesAtOnceWhenADurableCursorIsBehind) {
-    auto c = connect();
-    TopicConfig config;
-    config.capacity = 4096;
-    config.on_full = OnFull::fail;
-    ASSERT_TRUE(c->create_topic("t", config).has_value());
-    SubscribeOptions o;
-    o.durable_name = "slow";
-    { auto s = c->subscribe("t", o); ASSERT_TRUE(s.has_value()); }  // detached, still gating
+    auto c = topic_with_detached_durable(OnFull::fail, "slow");  // detached, still gating
     pid_t pub = start_pub("p", {"t", "100", "0"});
     EXPECT_EQ(wait_exit(pub), 4);
     const std::string out = read_file(path("p.out"));
@@ -146,13 +153,7 @@ TEST_F(Process, FailRefusesAtOnceWhenADurableCursorIsBehind) {
 }
 
 TEST_F(Process, BlockWaitsForTheAckAndTimesOutAtItsDeadline) {
-    auto c = connect();
-    TopicConfig config;
-    config.capacity = 4096;
-    ASSERT_TRUE(c->create_topic("t", config).has_value());
-    SubscribeOptions o;
-    o.durable_name = "slow";
-    { auto s = c->subscribe("t", o); ASSERT_TRUE(s.has_value()); }
+    auto c = topic_with_detached_durable(OnFull::block, "slow");
     pid_t pub = start_pub("p", {"t", "70", "0", "--timeout-ms", "50"});
     EXPECT_EQ(wait_exit(pub), 4);
     EXPECT_NE(read_file(path("p.out")).find("timed_out=6"), std::string::npos) << read_file(path("p.out"));
@@ -166,18 +167,13 @@ TEST_F(Process, BlockWaitsForTheAckAndTimesOutAtItsDeadline) {
 }
 
 TEST_F(Process, OverwriteNeverBlocksEvenWithADurableSubscriptionBehind) {
-    auto c = connect();
-    TopicConfig config;
-    config.capacity = 4096;
-    config.on_full = OnFull::overwrite;
-    ASSERT_TRUE(c->create_topic("t", config).has_value());
+    auto c = topic_with_detached_durable(OnFull::overwrite, "behind");
     SubscribeOptions o;
     o.durable_name = "behind";
-    { auto s = c->subscribe("t", o); ASSERT_TRUE(s.has_value()); }
     pid_t pub = start_pub("p", {"t", "10000", "0"});
     EXPECT_EQ(wait_exit(pub), 0);
     EXPECT_EQ(read_file(path("p.out")), "ok=10000\n");
-    auto s = c->subscribe("t", o);  // resumes, finds its data overwritten, counts the loss
+    auto s = c.subscribe("t", o);  // resumes, finds its data overwritten, counts the loss
     ASSERT_TRUE(s.has_value());
     uint64_t got = 0, lost_before = 0;
     while (s->poll([&](const Message& m) { ++got; lost_before += m.lost_before; }).status == ReceiveStatus::ok) {}
