@@ -1,5 +1,6 @@
 #include "wall_clock.h"
 
+#include <cstdint>
 #include <ctime>
 #include <fstream>
 #include <mutex>
@@ -25,20 +26,39 @@ bool invariant_tsc() {
     return false;
 }
 
+#if defined(__x86_64__)
+// One (tsc, CLOCK_REALTIME) pair, taken with the TSC read on both sides of clock_gettime so a
+// preemption in between cannot skew it: the tightest of a few attempts wins.
+struct Pair {
+    uint64_t tsc, ns;
+};
+Pair read_pair() {
+    Pair best{0, 0};
+    uint64_t best_width = UINT64_MAX;
+    for (int i = 0; i < 5; ++i) {
+        const uint64_t t0 = __builtin_ia32_rdtsc();
+        const uint64_t ns = WallClock::system_ns();
+        const uint64_t t1 = __builtin_ia32_rdtsc();
+        if (t1 >= t0 && t1 - t0 < best_width) {
+            best_width = t1 - t0;
+            best = {t0 + (t1 - t0) / 2, ns};
+        }
+    }
+    return best;
+}
+#endif
+
 // Once per process, about 1 ms: the TSC rate against CLOCK_REALTIME.
 TscRate calibrate() {
     TscRate r;
 #if defined(__x86_64__)
     if (!invariant_tsc()) return r;
-    const uint64_t n0 = WallClock::system_ns();
-    const uint64_t t0 = __builtin_ia32_rdtsc();
-    uint64_t n1, t1;
-    do {
-        n1 = WallClock::system_ns();
-        t1 = __builtin_ia32_rdtsc();
-    } while (n1 - n0 < 1'000'000 && n1 >= n0);
-    if (t1 <= t0 || n1 <= n0) return r;
-    r.ns_per_tick = double(n1 - n0) / double(t1 - t0);
+    const Pair a = read_pair();
+    Pair b;
+    do b = read_pair();
+    while (b.ns >= a.ns && b.ns - a.ns < 1'000'000);
+    if (b.tsc <= a.tsc || b.ns <= a.ns) return r;
+    r.ns_per_tick = double(b.ns - a.ns) / double(b.tsc - a.tsc);
     r.ok = r.ns_per_tick > 0.01 && r.ns_per_tick < 100.0;
 #endif
     return r;
@@ -66,16 +86,21 @@ WallClock::WallClock() noexcept {
     reanchor_ticks_ = uint64_t(double(kReanchorNs) / ns_per_tick_);
 }
 
-uint64_t WallClock::reanchor(uint64_t tsc) noexcept {
-    anchor_ns_ = system_ns();
-    anchor_tsc_ = tsc;
+uint64_t WallClock::reanchor() noexcept {
+#if defined(__x86_64__)
+    const Pair p = read_pair();
+    anchor_ns_ = p.ns;
+    anchor_tsc_ = p.tsc;
     if (first_ns_ == 0 || anchor_tsc_ < first_tsc_ || anchor_ns_ < first_ns_) {
         first_ns_ = anchor_ns_;
         first_tsc_ = anchor_tsc_;
     } else if (anchor_ns_ - first_ns_ > kRefineAfterNs) {
         ns_per_tick_ = double(anchor_ns_ - first_ns_) / double(anchor_tsc_ - first_tsc_);  // a longer baseline
     }
-    return anchor_ns_;
+    return anchor_ns_ + uint64_t(double(__builtin_ia32_rdtsc() - anchor_tsc_) * ns_per_tick_);
+#else
+    return system_ns();
+#endif
 }
 
 }  // namespace shmbus::detail

@@ -20,7 +20,7 @@ public:
         if (tsc_ok_) {
             const uint64_t t = __builtin_ia32_rdtsc();
             const uint64_t since = t - anchor_tsc_;  // huge if the TSC read went backwards: re-anchor
-            if (since > reanchor_ticks_) return reanchor(t);
+            if (since > reanchor_ticks_) return reanchor();
             return anchor_ns_ + uint64_t(double(since) * ns_per_tick_);
         }
 #endif
@@ -29,7 +29,7 @@ public:
     [[nodiscard]] static uint64_t system_ns() noexcept;  // clock_gettime(CLOCK_REALTIME)
 
 private:
-    uint64_t reanchor(uint64_t tsc) noexcept;
+    uint64_t reanchor() noexcept;  // a fresh (tsc, realtime) pair; returns the time now
     bool tsc_ok_ = false;
     double ns_per_tick_ = 1.0;
     uint64_t reanchor_ticks_ = 0;
