@@ -56,6 +56,7 @@ nlohmann::json stats_json(const shmbus::TopicStats& t) {
                         {"pid", s.pid},
                         {"slot", s.slot},
                         {"next_id", s.next_id},
+                        {"position", s.next_id},  // the cursor, as the id of the next message
                         {"lag", s.lag},
                         {"delivered", s.delivered},
                         {"lost", s.lost}});
