@@ -469,7 +469,9 @@ void add_context() {
     benchmark::AddCustomContext("cpus_online", std::to_string(cpu_count()));
     benchmark::AddCustomContext("compiler", std::string("g++ ") + __VERSION__);
     benchmark::AddCustomContext("shmbus_build_type", SHMBUS_BENCH_BUILD_TYPE);
-    benchmark::AddCustomContext("shmbus_commit", SHMBUS_BENCH_COMMIT);
+    // scripts/bench.sh passes the commit it runs at; the configure-time value can be stale.
+    const char* commit = std::getenv("SHMBUS_BENCH_COMMIT");
+    benchmark::AddCustomContext("shmbus_commit", commit != nullptr && *commit != '\0' ? commit : SHMBUS_BENCH_COMMIT);
     std::string missing;
     for (const auto& m : missing_transports()) missing += (missing.empty() ? "" : "; ") + m;
     benchmark::AddCustomContext("transports_left_out", missing.empty() ? "none" : missing);

@@ -15,6 +15,8 @@ if ! "$PY" -c 'import matplotlib' 2>/dev/null; then
   fi
 fi
 mkdir -p docs/bench
+SHMBUS_BENCH_COMMIT="$(git describe --always --dirty 2>/dev/null || echo unknown)"
+export SHMBUS_BENCH_COMMIT
 build/bench/shmbus-bench --benchmark_enable_random_interleaving=true \
   --benchmark_out=docs/bench/results.json --benchmark_out_format=json "$@" \
   2> >(grep -v 'Application registered' >&2)
