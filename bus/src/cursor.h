@@ -7,8 +7,16 @@
 
 #include "ring.h"
 #include "segment.h"
+#include "shmbus/subscriber.h"
 
 namespace shmbus::detail {
+
+// The ring's view of a subscriber's start option.
+[[nodiscard]] constexpr Ring::From ring_from(StartFrom from) noexcept {
+    return from == StartFrom::earliest ? Ring::From::earliest
+           : from == StartFrom::latest ? Ring::From::latest
+                                       : Ring::From::id;
+}
 
 // Finds a free consumer slot and marks it reserved (only the daemon allocates).
 [[nodiscard]] std::optional<uint32_t> reserve_consumer_slot(const Segment& seg) noexcept;

@@ -196,9 +196,7 @@ PollResult SubscriberCore::receive(Handler& handler, std::chrono::nanoseconds ti
 }
 
 Status SubscriberCore::seek(StartFrom from, uint64_t id) noexcept {
-    const auto f = from == StartFrom::earliest ? Ring::From::earliest
-                   : from == StartFrom::latest ? Ring::From::latest
-                                               : Ring::From::id;
+    const Ring::From f = ring_from(from);
     auto start = gated ? place_cursor(seg, *slot, f, id, true, false) : ring.resolve_start(f, id, false);
     if (!start) return start.error();
     start_at(start->position, start->id, start->deliver_from, start->lost);

@@ -52,11 +52,8 @@ public:
         auto slot = reserve_consumer_slot(*seg);
         if (!slot) return make_error(Errc::no_free_slot, "no slot");
         const bool durable = !options.durable_name.empty();
-        const auto from = options.from == StartFrom::earliest ? Ring::From::earliest
-                          : options.from == StartFrom::latest ? Ring::From::latest
-                                                              : Ring::From::id;
         auto start = attach_new_cursor(*seg, *slot, durable ? layout::SlotKind::durable : layout::SlotKind::ephemeral,
-                                       options.durable_name, {getpid(), 0}, from, options.from_id);
+                                       options.durable_name, {getpid(), 0}, ring_from(options.from), options.from_id);
         if (!start) return start.error();
         auto core = std::make_unique<SubscriberCore>(nullptr, std::move(seg.value()), *slot, durable, std::move(options));
         core->begin(start->position, start->id, false);
