@@ -7,6 +7,7 @@
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/signalfd.h>
+#include <sys/timerfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -60,6 +61,9 @@ TopicConfig from_wire(const protocol::WireConfig& w) {
     c.on_full = OnFull(w.on_full);
     c.max_producers = w.max_producers;
     c.max_consumers = w.max_consumers;
+    // Above INT64_MAX would turn negative and be refused by validate_config; cap it instead.
+    c.unblock_timeout = std::chrono::nanoseconds(int64_t(std::min<uint64_t>(w.unblock_timeout_ns, INT64_MAX)));
+    c.expire_detached = std::chrono::nanoseconds(int64_t(std::min<uint64_t>(w.expire_detached_ns, INT64_MAX)));
     return c;
 }
 
@@ -80,6 +84,8 @@ Daemon::~Daemon() {
     }
     if (epoll_fd_ >= 0) close(epoll_fd_);
     if (signal_fd_ >= 0) close(signal_fd_);
+    if (timer_fd_ >= 0) close(timer_fd_);
+    for (const auto& [pidfd, owner] : watched_) close(pidfd);
     if (lock_fd_ >= 0) close(lock_fd_);  // releases the flock
 }
 
@@ -147,7 +153,8 @@ Status Daemon::start() {
     if (auto st = prepare_dir(); !st) return st;
     if (auto st = take_lock(); !st) return st;
     if (auto st = load_bus_id(); !st) return st;
-    registry_ = std::make_unique<Registry>(bus_id_);
+    for (const auto& r : collect_stale(bus_id_)) spdlog::warn("gc: removed {} ({})", r.what, r.why);
+    registry_ = std::make_unique<Registry>(bus_id_, options_.dir);
     const uint64_t t0 = detail::monotonic_ns();
     auto report = registry_->adopt_existing();
     for (const auto& r : report.removed) spdlog::warn("removed invalid segment {}", r);
@@ -165,32 +172,22 @@ Status Daemon::start() {
     signal(SIGXFSZ, SIG_IGN);  // a segment over RLIMIT_FSIZE must fail with EFBIG, not kill us
     signal_fd_ = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
     epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
-    if (signal_fd_ < 0 || epoll_fd_ < 0) return sys_error(Errc::io_error, "epoll/signalfd");
+    timer_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+    if (signal_fd_ < 0 || epoll_fd_ < 0 || timer_fd_ < 0) return sys_error(Errc::io_error, "epoll/signalfd/timerfd");
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.fd = listen_fd_;
     epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev);
     ev.data.fd = signal_fd_;
     epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, signal_fd_, &ev);
+    ev.data.fd = timer_fd_;
+    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, timer_fd_, &ev);
+    for (const auto& [pidfd, owner] : watched_) {
+        ev.data.fd = pidfd;
+        epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, pidfd, &ev);
+    }
+    rearm_timer();
     return ok_status();
-}
-
-// Slots whose owner died while no daemon watched: ephemeral ones are freed, durable ones
-// detached; slots of owners that still run are left for them.
-void Daemon::reconcile(TopicEntry& t) {
-    auto& seg = t.segment;
-    for (uint32_t i = 0; i < seg.max_consumers(); ++i) {
-        auto& s = seg.consumer_slot(i);
-        const auto state = SlotState(s.state.load(std::memory_order_acquire));
-        if (state == SlotState::reserved) s.state.store(uint32_t(SlotState::free), std::memory_order_release);
-        if (state == SlotState::attached && !detail::process_alive(s.pid, s.start_time))
-            release_consumer(t, i, "owner died while shmbusd was down");
-    }
-    for (uint32_t i = 0; i < seg.max_producers(); ++i) {
-        auto& p = seg.producer_slot(i);
-        if (p.state.load(std::memory_order_acquire) != 0 && !detail::process_alive(p.pid, p.start_time))
-            release_producer(t, i);
-    }
 }
 
 int Daemon::run() {
@@ -213,6 +210,11 @@ int Daemon::run() {
                 }
             } else if (fd == listen_fd_) {
                 accept_clients();
+            } else if (fd == timer_fd_) {
+                uint64_t expirations = 0;
+                if (read(timer_fd_, &expirations, sizeof expirations) == sizeof expirations) on_tick();
+            } else if (watched_.count(fd) != 0) {
+                owner_died(fd);
             } else if (auto it = conns_.find(fd); it != conns_.end()) {
                 if (events[i].events & (EPOLLIN)) serve(it->second);
                 else disconnect(fd);
@@ -315,6 +317,9 @@ bool Daemon::dispatch(Conn& c, const protocol::FrameHeader& h, const std::byte* 
             if (!read_body(body, size, r) || !terminated(r.topic)) return malformed();
             return on_unsubscribe(c, h.request_id, r);
         }
+        case Type::gc:
+            if (size != 0) return malformed();
+            return on_gc(c, h.request_id);
         case Type::delete_subscription: {
             protocol::SubscriptionName r{};
             if (!read_body(body, size, r) || !terminated(r.topic) || !terminated(r.name)) return malformed();
@@ -360,8 +365,11 @@ Result<TopicEntry*> Daemon::find_or_create(const std::string& name, const protoc
     auto t = registry_->create(name, from_wire(wire));
     if (!t) return t.error();
     const auto c = t.value()->segment.config();
-    spdlog::info("created topic '{}': capacity {} B, max message {} B, on-full {}", name, c.capacity, c.max_message,
-                 to_string(c.on_full));
+    spdlog::info("created topic '{}': capacity {} B, max message {} B, on-full {}, unblock-timeout {} ms, "
+                 "expire-detached {} s",
+                 name, c.capacity, c.max_message, to_string(c.on_full), c.unblock_timeout.count() / 1'000'000,
+                 c.expire_detached.count() / 1'000'000'000);
+    rearm_timer();
     return t;
 }
 
@@ -399,6 +407,7 @@ bool Daemon::on_delete_topic(Conn& c, uint32_t id, const protocol::TopicName& re
     for (auto& [fd, conn] : conns_)
         std::erase_if(conn.owned, [&](const Owned& o) { return o.topic == name; });
     spdlog::info("deleted topic '{}'", name);
+    rearm_timer();
     return reply(c, protocol::Type::ok, id, nullptr, 0);
 }
 
@@ -476,12 +485,34 @@ bool Daemon::on_unsubscribe(Conn& c, uint32_t id, const protocol::Unsubscribe& r
     const std::string topic(field_name(req.topic));
     auto it = std::find_if(c.owned.begin(), c.owned.end(),
                            [&](const Owned& o) { return o.consumer && o.topic == topic && o.slot == req.slot; });
-    if (it == c.owned.end())
+    TopicEntry* t = registry_->find(topic);
+    const Owner owner{c.pid, c.start_time};
+    // A slot this process registered before shmbusd restarted is not in c.owned, but the slot
+    // itself names us as its owner.
+    const bool ours = it != c.owned.end() || (t != nullptr && req.slot < t->segment.max_consumers() &&
+                                              owned_by(t->segment.consumer_slot(req.slot), owner));
+    if (!ours)
         return reply_error(c, id, make_error(Errc::invalid_argument, "slot " + std::to_string(req.slot) + " of '" + topic +
                                                                          "' is not yours"));
-    c.owned.erase(it);
-    if (TopicEntry* t = registry_->find(topic)) release_consumer(*t, req.slot, "unsubscribed");
+    if (it != c.owned.end()) c.owned.erase(it);
+    if (t != nullptr) release_consumer(*t, req.slot, owner, "unsubscribed");
     return reply(c, protocol::Type::ok, id, nullptr, 0);
+}
+
+bool Daemon::on_gc(Conn& c, uint32_t id) {
+    const auto removed = collect_stale(bus_id_, 60);
+    for (const auto& r : removed) spdlog::warn("gc: removed {} ({})", r.what, r.why);
+    const uint32_t count = uint32_t(std::min<std::size_t>(removed.size(), protocol::kGcEntriesPerReply));
+    std::vector<std::byte> body(sizeof(protocol::GcReport) + count * sizeof(protocol::GcEntry));
+    const protocol::GcReport head{uint32_t(removed.size()), count};
+    std::memcpy(body.data(), &head, sizeof head);
+    for (uint32_t i = 0; i < count; ++i) {
+        protocol::GcEntry e{};
+        copy_name(e.what, removed[i].what);
+        copy_name(e.why, removed[i].why);
+        std::memcpy(body.data() + sizeof head + i * sizeof e, &e, sizeof e);
+    }
+    return reply(c, protocol::Type::gc_report, id, body.data(), body.size());
 }
 
 bool Daemon::on_delete_subscription(Conn& c, uint32_t id, const protocol::SubscriptionName& req) {
@@ -506,28 +537,6 @@ bool Daemon::on_delete_subscription(Conn& c, uint32_t id, const protocol::Subscr
     return reply_error(c, id, make_error(Errc::invalid_argument, "no durable subscription '" + name + "' on '" + topic + "'"));
 }
 
-void Daemon::release_consumer(TopicEntry& t, uint32_t slot, const char* why) {
-    auto& s = t.segment.consumer_slot(slot);
-    if (s.kind == uint32_t(SlotKind::durable)) {
-        s.pid = 0;
-        s.detached_ns = detail::WallClock::system_ns();
-        s.state.store(uint32_t(SlotState::detached), std::memory_order_release);
-        spdlog::info("durable subscription '{}' of '{}' detached ({}); cursor kept at id {}", field_name(s.name), t.name,
-                     why, s.ack_id.load(std::memory_order_relaxed));
-    } else {
-        s.state.store(uint32_t(SlotState::free), std::memory_order_release);
-        spdlog::debug("ephemeral slot {} of '{}' freed ({})", slot, t.name, why);
-    }
-}
-
-// The owner is gone: seal a claim it left open, so readers move past it at once.
-void Daemon::release_producer(TopicEntry& t, uint32_t slot) {
-    auto& p = t.segment.producer_slot(slot);
-    if (detail::seal_abandoned_claim(t.segment, p))
-        spdlog::warn("topic '{}': pid {} died holding an uncommitted message; sealed it as a skip record", t.name, p.pid);
-    p.state.store(0, std::memory_order_release);
-}
-
 void Daemon::disconnect(int fd) {
     auto it = conns_.find(fd);
     if (it == conns_.end()) return;
@@ -535,8 +544,8 @@ void Daemon::disconnect(int fd) {
     for (const Owned& o : c.owned) {
         TopicEntry* t = registry_->find(o.topic);
         if (t == nullptr) continue;
-        if (o.consumer) release_consumer(*t, o.slot, "client gone");
-        else release_producer(*t, o.slot);
+        if (o.consumer) release_consumer(*t, o.slot, {c.pid, c.start_time}, "client gone");
+        else release_producer(*t, o.slot, {c.pid, c.start_time}, "client gone");
     }
     if (!c.owned.empty()) spdlog::info("client pid {} '{}' disconnected; released {} slot(s)", c.pid, c.name, c.owned.size());
     epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);

@@ -10,6 +10,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "gc.h"
 #include "protocol.h"
 #include "registry.h"
 #include "shmbus/result.h"
@@ -38,6 +39,10 @@ private:
         uint32_t slot;
         bool consumer;  // false: a producer slot
     };
+    struct Owner {
+        pid_t pid = 0;
+        uint64_t start_time = 0;
+    };
     struct Conn {
         int fd = -1;
         pid_t pid = 0;
@@ -53,7 +58,16 @@ private:
     [[nodiscard]] Status take_lock();
     [[nodiscard]] Status load_bus_id();
     [[nodiscard]] Status listen_socket();
+    // --- recovery (daemon/supervise.cpp) ---
     void reconcile(TopicEntry& topic);
+    void watch_owner(pid_t pid, uint64_t start_time);  // a live owner with no connection
+    void owner_died(int pidfd);
+    void on_tick();
+    void rearm_timer();
+    void unblock_stalled_claims(TopicEntry& t, uint64_t now_ns);
+    void expire_detached(TopicEntry& t, uint64_t now_wall_ns);
+    void retry_orphans(TopicEntry& t);
+    [[nodiscard]] bool owned_by(const layout::ConsumerSlot& s, const Owner& o) const noexcept;
 
     void accept_clients();
     void serve(Conn& c);  // one readable event
@@ -67,10 +81,13 @@ private:
     bool on_subscribe(Conn& c, uint32_t id, const protocol::Subscribe& req);
     bool on_unsubscribe(Conn& c, uint32_t id, const protocol::Unsubscribe& req);
     bool on_delete_subscription(Conn& c, uint32_t id, const protocol::SubscriptionName& req);
+    bool on_gc(Conn& c, uint32_t id);
 
     [[nodiscard]] Result<TopicEntry*> find_or_create(const std::string& name, const protocol::WireConfig& wire, bool create);
-    void release_consumer(TopicEntry& t, uint32_t slot, const char* why);
-    void release_producer(TopicEntry& t, uint32_t slot);
+    // Each acts only if the slot still belongs to `owner`: the same death may be seen twice
+    // (connection closed, pidfd readable), and a slot may have changed hands in between.
+    void release_consumer(TopicEntry& t, uint32_t slot, const Owner& owner, const char* why);
+    void release_producer(TopicEntry& t, uint32_t slot, const Owner& owner, const char* why);
     bool reply(Conn& c, protocol::Type type, uint32_t id, const void* body, std::size_t size, int fd = -1);
     bool reply_error(Conn& c, uint32_t id, const Error& e);
 
@@ -80,6 +97,9 @@ private:
     int listen_fd_ = -1;
     int epoll_fd_ = -1;
     int signal_fd_ = -1;
+    int timer_fd_ = -1;
+    uint64_t tick_ns_ = 0;  // current timer period; 0: disarmed
+    std::unordered_map<int, Owner> watched_;  // pidfd -> live owner of slots, without a connection
     std::string socket_path_;
     std::unique_ptr<Registry> registry_;
     std::unordered_map<int, Conn> conns_;

@@ -47,12 +47,13 @@ Result<TopicEntry*> Registry::create(const std::string& name, const TopicConfig&
     if (entry->fd < 0)
         return make_error(errno == EACCES ? Errc::permission_denied : Errc::io_error,
                           "shm_open " + entry->shm_name + ": " + strerror(errno));
-    auto seg = detail::Segment::format(entry->fd, name, c, bus_id_);
+    auto seg = detail::Segment::format(entry->fd, name, c, bus_id_, bus_dir_);
     if (!seg) {
         shm_unlink(entry->shm_name.c_str());
         return seg.error();
     }
     entry->segment = std::move(seg.value());
+    entry->claim_watch.resize(entry->segment.max_producers());
     TopicEntry* raw = entry.get();
     topics_[name] = std::move(entry);
     return raw;
@@ -109,6 +110,7 @@ Registry::AdoptReport Registry::adopt_existing() {
         entry->shm_name = shm;
         entry->fd = fd;
         entry->segment = std::move(seg.value());
+        entry->claim_watch.resize(entry->segment.max_producers());
         topics_[topic] = std::move(entry);
         report.adopted.push_back(topic);
     }

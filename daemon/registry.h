@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "recovery.h"
 #include "segment.h"
 #include "shmbus/result.h"
 #include "shmbus/topic.h"
@@ -19,12 +20,20 @@ struct TopicEntry {
     std::string shm_name;
     int fd = -1;  // kept open to hand to clients with SCM_RIGHTS
     detail::Segment segment;
+    // Recovery state: the open claim seen in each producer slot and since when (unblock-timeout),
+    // and announced claims of dead producers that a live producer might still own.
+    struct ClaimWatch {
+        uint64_t tag = 0;
+        uint64_t since_ns = 0;
+    };
+    std::vector<ClaimWatch> claim_watch;
+    std::vector<detail::Claim> orphans;
     ~TopicEntry();
 };
 
 class Registry {
 public:
-    explicit Registry(uint64_t bus_id) : bus_id_(bus_id) {}
+    Registry(uint64_t bus_id, std::string bus_dir) : bus_id_(bus_id), bus_dir_(std::move(bus_dir)) {}
 
     [[nodiscard]] TopicEntry* find(const std::string& name) noexcept;
     [[nodiscard]] Result<TopicEntry*> create(const std::string& name, const TopicConfig& config) noexcept;
@@ -48,6 +57,7 @@ public:
 
 private:
     uint64_t bus_id_;
+    std::string bus_dir_;  // recorded in each segment, so `gc` can tell when its bus is gone
     std::map<std::string, std::unique_ptr<TopicEntry>> topics_;
 };
 

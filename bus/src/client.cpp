@@ -30,7 +30,13 @@ namespace {
 
 protocol::WireConfig to_wire(const TopicConfig& c) {
     const TopicConfig d = with_defaults(c);
-    return {d.capacity, d.max_message, uint32_t(d.on_full), d.max_producers, d.max_consumers};
+    return {d.capacity,
+            d.max_message,
+            uint32_t(d.on_full),
+            d.max_producers,
+            d.max_consumers,
+            uint64_t(std::max<int64_t>(0, d.unblock_timeout.count())),
+            uint64_t(std::max<int64_t>(0, d.expire_detached.count()))};
 }
 
 template <class T>
@@ -117,6 +123,8 @@ Result<Subscriber> Client::subscribe(std::string_view topic, SubscribeOptions op
                                                             : protocol::From::id);
     req.from_id = options.from_id;
     auto r = request_segment<protocol::SubscribeOk>(*channel_, protocol::Type::subscribe, req, protocol::Type::subscribe_ok);
+    static detail::CrashPoint mid_subscribe("mid_subscribe");  // fault injection: attached, reply unseen
+    mid_subscribe.pass();
     if (!r) return r.error();
     const protocol::SubscribeOk& ok = r->first;
     if (ok.slot >= r->second.max_consumers()) return make_error(Errc::protocol_error, "shmbusd sent an invalid slot");

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "control.h"
+#include "crash_point.h"
 #include "ring.h"
 #include "segment.h"
 #include "wall_clock.h"
@@ -20,13 +21,15 @@ struct PublisherCore {
     PublisherCore(std::shared_ptr<ControlChannel> ch, Segment s, uint32_t slot, PublisherOptions o) noexcept
         : channel(std::move(ch)), seg(std::move(s)), ring(seg), topic(seg.topic()),
           slot(slot < seg.max_producers() ? &seg.producer_slot(slot) : nullptr), options(o),
-          gated(seg.on_full() != OnFull::overwrite), crash_after_claims(crash_point_from_env()) {}
+          gated(seg.on_full() != OnFull::overwrite), revocable(seg.unblock_timeout_ns() != 0),
+          crash_after_claim("after_claim") {}
 
     // Claims room for a `length`-byte payload: on success `position` is the record's position
     // and `id` its message id; the caller writes the payload and calls commit_record().
     [[nodiscard]] PublishStatus claim(uint64_t length, std::chrono::nanoseconds timeout, uint64_t& position,
                                       uint64_t& id) noexcept;
-    void commit_record(uint64_t position, layout::RecordType type) noexcept;
+    // Commits (or, with type skip, abandons) a claimed record; `revoked` if the daemon took it back.
+    [[nodiscard]] PublishStatus commit_record(uint64_t position, layout::RecordType type) noexcept;
     [[nodiscard]] uint64_t deadline_after(std::chrono::nanoseconds timeout) const noexcept;
 
     std::shared_ptr<ControlChannel> channel;  // keeps the daemon's view of us alive
@@ -36,17 +39,20 @@ struct PublisherCore {
     layout::ProducerSlot* slot;  // where the open claim is recorded for recovery
     PublisherOptions options;
     bool gated;               // block/fail: durable cursors hold producers back
+    bool revocable;           // the topic has an unblock-timeout: the daemon may take claims back
+    struct OpenClaim {
+        uint64_t tag = 0;     // claim_start as recorded in the slot
+        uint64_t record = 0;  // position of its record (after any wrap padding)
+    } open_claim;
     uint64_t gate_limit = 0;  // claims may end at or below this without re-reading the cursors
     uint64_t horizon = 0;     // claims may end at or below this without raising the horizon
     uint64_t last_id = 0;
     WallClock clock;          // publish timestamps
-    // Fault injection for the recovery tests: SHMBUS_CRASH_POINT=after_claim:N makes the process
-    // SIGKILL itself right after its Nth claim is recorded, before the commit. Read once, here.
-    uint64_t crash_after_claims;
-    uint64_t claims = 0;
-    [[nodiscard]] static uint64_t crash_point_from_env() noexcept;
+    CrashPoint crash_after_claim;  // fault injection (crash_point.h)
 
 private:
+    void announce(uint64_t start, uint64_t end, uint64_t id) noexcept;
+    [[nodiscard]] bool release_claim(uint64_t position) noexcept;
     void refresh_gate() noexcept;
     [[nodiscard]] uint64_t min_gating_ack() const noexcept;
     void wait_for_space(uint64_t needed_end, uint64_t deadline_ns) noexcept;
@@ -58,7 +64,7 @@ struct SubscriberCore {
                    SubscribeOptions o) noexcept
         : channel(std::move(ch)), seg(std::move(s)), ring(seg), topic(seg.topic()), slot_index(slot_index),
           slot(&seg.consumer_slot(slot_index)), durable(is_durable),
-          gated(is_durable && seg.on_full() != OnFull::overwrite), options(std::move(o)) {}
+          gated(is_durable && seg.on_full() != OnFull::overwrite), options(std::move(o)), crash_before_ack("before_ack") {}
     ~SubscriberCore();
 
     [[nodiscard]] PollResult poll(Handler& handler, std::size_t max) noexcept;
@@ -91,6 +97,7 @@ struct SubscriberCore {
     uint64_t acked_position = 0;  // last ack stored in the slot
     uint32_t empty_polls = 0;
     std::vector<std::byte> copy;  // max_message bytes, for readers that producers may overrun
+    CrashPoint crash_before_ack;  // fault injection (crash_point.h)
 
 private:
     [[nodiscard]] bool overrun() const noexcept;

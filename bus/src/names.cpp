@@ -63,6 +63,28 @@ std::optional<uint64_t> parse_size(std::string_view text) {
     return value << shift;
 }
 
+std::optional<std::chrono::nanoseconds> parse_duration(std::string_view text) {
+    uint64_t value = 0;
+    std::size_t i = 0;
+    for (; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i) {
+        if (value > (UINT64_MAX - 9) / 10) return std::nullopt;
+        value = value * 10 + uint64_t(text[i] - '0');
+    }
+    if (i == 0) return std::nullopt;
+    const std::string_view unit = text.substr(i);
+    uint64_t scale = 0;
+    if (unit == "ns") scale = 1;
+    else if (unit == "us") scale = 1'000;
+    else if (unit == "ms") scale = 1'000'000;
+    else if (unit == "s" || (unit.empty() && value == 0)) scale = 1'000'000'000;
+    else if (unit == "m") scale = 60'000'000'000;
+    else if (unit == "h") scale = 3'600'000'000'000;
+    else if (unit == "d") scale = 86'400'000'000'000;
+    else return std::nullopt;
+    if (value > uint64_t(INT64_MAX) / scale) return std::nullopt;
+    return std::chrono::nanoseconds(int64_t(value * scale));
+}
+
 const char* to_string(OnFull policy) noexcept {
     switch (policy) {
         case OnFull::block: return "block";
@@ -93,6 +115,9 @@ Status validate_config(const TopicConfig& c) {
     if (uint32_t(c.on_full) > uint32_t(OnFull::overwrite)) return bad("unknown on-full policy");
     if (c.max_producers == 0 || c.max_producers > 4096) return bad("max producers must be 1 .. 4096");
     if (c.max_consumers == 0 || c.max_consumers > 4096) return bad("max consumers must be 1 .. 4096");
+    if (c.unblock_timeout.count() < 0 || (c.unblock_timeout.count() > 0 && c.unblock_timeout < kMinUnblockTimeout))
+        return bad("unblock timeout must be 0 (off) or at least " + std::to_string(kMinUnblockTimeout.count()) + " ms");
+    if (c.expire_detached.count() < 0) return bad("expire-detached must be 0 (never) or positive");
     return ok_status();
 }
 

@@ -13,7 +13,7 @@
 namespace shmbus::protocol {
 
 inline constexpr uint32_t kFrameMagic = 0x53425553;  // "SUBS"
-inline constexpr uint16_t kProtocolVersion = 1;
+inline constexpr uint16_t kProtocolVersion = 2;  // 2: recovery fields in WireConfig, gc
 inline constexpr std::size_t kMaxFrame = 64 * 1024;
 inline constexpr std::size_t kNameField = layout::kMaxTopicName + 1;
 inline constexpr std::size_t kSubNameField = layout::kMaxSubscriptionName + 1;
@@ -27,6 +27,7 @@ enum class Type : uint16_t {
     subscribe = 9,      subscribe_ok = 10,   // reply carries the segment fd (SCM_RIGHTS)
     unsubscribe = 11,
     delete_subscription = 12,
+    gc = 13,            gc_report = 14,      // remove stale state; the reply lists what went
     error = 100,
 };
 
@@ -62,6 +63,8 @@ struct WireConfig {
     uint32_t on_full;
     uint32_t max_producers;
     uint32_t max_consumers;
+    uint64_t unblock_timeout_ns;  // 0: off
+    uint64_t expire_detached_ns;  // 0: never
 };
 
 struct OpenTopic {
@@ -119,6 +122,18 @@ struct SubscriptionName {  // delete_subscription
     char name[kSubNameField];
 };
 
+// gc has no body. Its reply: a GcReport then `count` GcEntry records.
+struct GcReport {
+    uint32_t total;  // items removed (may exceed count)
+    uint32_t count;  // entries that follow
+};
+struct GcEntry {
+    char what[160];  // "segment /dev/shm/..." or "socket /path"
+    char why[96];
+};
+inline constexpr uint32_t kGcEntriesPerReply = 240;
+static_assert(sizeof(GcReport) + kGcEntriesPerReply * sizeof(GcEntry) <= kMaxFrame - sizeof(FrameHeader));
+
 struct ErrorReply {
     uint32_t code;  // shmbus::Errc
     char message[220];
@@ -128,8 +143,9 @@ template <class T>
 constexpr bool kWireSafe = std::is_standard_layout_v<T> && std::is_trivially_copyable_v<T>;
 static_assert(kWireSafe<Hello> && kWireSafe<OpenTopic> && kWireSafe<Subscribe> &&
               kWireSafe<SubscribeOk> && kWireSafe<ErrorReply> && kWireSafe<TopicList>);
-static_assert(sizeof(OpenTopic) == 64 + 24 + 8);
-static_assert(sizeof(Subscribe) == 64 + 48 + 24 + 16);
+static_assert(sizeof(WireConfig) == 40);
+static_assert(sizeof(OpenTopic) == 64 + 40 + 8);
+static_assert(sizeof(Subscribe) == 64 + 48 + 40 + 16);
 static_assert(sizeof(ErrorReply) == 224);
 
 }  // namespace shmbus::protocol

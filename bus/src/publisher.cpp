@@ -18,12 +18,6 @@ constexpr int kSpaceSpins = 256;
 constexpr std::chrono::milliseconds kMaxSpaceSleep{10};  // re-check even if nobody wakes us
 }  // namespace
 
-uint64_t PublisherCore::crash_point_from_env() noexcept {
-    const char* v = std::getenv("SHMBUS_CRASH_POINT");
-    if (v == nullptr || std::strncmp(v, "after_claim:", 12) != 0) return 0;
-    return std::strtoull(v + 12, nullptr, 10);
-}
-
 uint64_t PublisherCore::deadline_after(std::chrono::nanoseconds timeout) const noexcept {
     if (timeout.count() <= 0) return 1;  // already passed, and distinct from "not computed yet"
     const uint64_t now = monotonic_ns();
@@ -43,6 +37,13 @@ uint64_t PublisherCore::min_gating_ack() const noexcept {
         // subscriber's reads of the acked records happen before we overwrite them.
         min_ack = std::min(min_ack, s.ack_position.load(std::memory_order_seq_cst));
     }
+    if (!revocable) return min_ack;
+    // A claim the daemon took back may still be written by its stalled owner: keep its bytes
+    // until the owner notices (release_claim) or dies. After the acks: see take_back_stalled_claim.
+    for (uint32_t i = 0; i < seg.max_producers(); ++i)
+        // SYNC: acquire pairs with the release stores of revoked in recovery.cpp and release_claim.
+        if (const uint64_t r = seg.producer_slot(i).revoked.load(std::memory_order_acquire); r != 0)
+            min_ack = std::min(min_ack, r - 1);
     return min_ack;
 }
 
@@ -107,15 +108,15 @@ PublishStatus PublisherCore::claim(uint64_t length, std::chrono::nanoseconds tim
             }
         }
         if (end > horizon) horizon = ring.raise_horizon(end);
+        if (slot != nullptr) announce(seen.position, end, seen.next_id);
         if (ring.cas_tail(seen, {end, seen.next_id + 1})) break;
     }
-    if (slot != nullptr) {  // own line; start last, so a non-zero start means end and id are valid
-        slot->claim_end.store(end, std::memory_order_relaxed);
-        slot->claim_id.store(seen.next_id, std::memory_order_relaxed);
-        // SYNC: pairs with the acquire load of claim_start in seal_abandoned_claim.
-        slot->claim_start.store(seen.position + 1, std::memory_order_release);
+    if (slot != nullptr) {
+        open_claim = {seen.position + 1, seen.position + pad};
+        // SYNC: pairs with the acquire load (or CAS) of claim_start in recovery.cpp.
+        slot->claim_start.store(open_claim.tag, std::memory_order_release);
     }
-    if (crash_after_claims != 0 && ++claims == crash_after_claims) raise(SIGKILL);
+    crash_after_claim.pass();
     if (pad != 0) {
         write_padding(seen.position, pad, seen.next_id);
         ring.note_boundary(seen.position, seen.position + pad, seen.next_id);
@@ -129,6 +130,34 @@ PublishStatus PublisherCore::claim(uint64_t length, std::chrono::nanoseconds tim
     return PublishStatus::ok;
 }
 
+// Names the claim about to be attempted, before the CAS: a producer killed right after winning
+// it has still said which bytes were its own (recovery.cpp, seal_abandoned_claim).
+void PublisherCore::announce(uint64_t start, uint64_t end, uint64_t id) noexcept {
+    slot->claim_end.store(end, std::memory_order_relaxed);  // relaxed: published by the release below
+    slot->claim_id.store(id, std::memory_order_relaxed);
+    // SYNC: pairs with the acquire loads of intent in recovery.cpp.
+    slot->intent.store(start + 1, std::memory_order_release);
+}
+
+// Gives up the recorded claim before committing it. On a topic with an unblock-timeout the
+// daemon may have taken it back: one CAS decides, and the loser must not write the commit word.
+bool PublisherCore::release_claim(uint64_t position) noexcept {
+    if (slot == nullptr || position != open_claim.record) return true;  // an older loan: not recorded
+    const uint64_t tag = std::exchange(open_claim, {}).tag;
+    if (!revocable) {
+        slot->claim_start.store(0, std::memory_order_relaxed);  // relaxed: nobody takes claims back here
+        return true;
+    }
+    uint64_t expected = tag;
+    // SYNC: pairs with the CAS in take_back_stalled_claim: exactly one of us clears claim_start.
+    if (slot->claim_start.compare_exchange_strong(expected, 0, std::memory_order_acq_rel)) return true;
+    // Taken back and sealed as a skip record. We are done writing, so the bytes may be reused.
+    // SYNC: release pairs with the acquire load of revoked in min_gating_ack.
+    slot->revoked.store(0, std::memory_order_release);
+    seg.producers().late_commits.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
+    return false;
+}
+
 void PublisherCore::write_padding(uint64_t position, uint64_t bytes, uint64_t next_id) noexcept {
     RecordHeader* h = ring.header_at(position);
     layout::write_header(*h, uint32_t(bytes - sizeof(RecordHeader)), RecordType::padding, next_id, 0);
@@ -136,13 +165,13 @@ void PublisherCore::write_padding(uint64_t position, uint64_t bytes, uint64_t ne
     h->commit.store(layout::commit_word(position), std::memory_order_release);
 }
 
-void PublisherCore::commit_record(uint64_t position, RecordType type) noexcept {
+PublishStatus PublisherCore::commit_record(uint64_t position, RecordType type) noexcept {
+    if (!release_claim(position)) return PublishStatus::revoked;
     RecordHeader* h = ring.header_at(position);
     if (type != RecordType::data) layout::put_field(h->type, uint16_t(type));
     // SYNC: pairs with the acquire load of `commit` in Ring::inspect: the header and payload
     // written above are visible to any reader that sees this commit word.
     h->commit.store(layout::commit_word(position), std::memory_order_release);
-    if (slot != nullptr) slot->claim_start.store(0, std::memory_order_relaxed);  // relaxed: the daemon re-checks the commit word
     // SYNC: StoreLoad fence, pairs with the seq_cst increment of data_waiters in
     // SubscriberCore::receive: either the sleeper's re-check sees our commit, or we see it waiting.
     std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -151,6 +180,7 @@ void PublisherCore::commit_record(uint64_t position, RecordType type) noexcept {
         seg.producers().data_futex.fetch_add(1, std::memory_order_release);
         futex_wake_all(seg.producers().data_futex);
     }
+    return PublishStatus::ok;
 }
 
 }  // namespace detail
@@ -162,6 +192,7 @@ const char* to_string(PublishStatus status) noexcept {
         case PublishStatus::timed_out: return "timed_out";
         case PublishStatus::too_large: return "too_large";
         case PublishStatus::aborted: return "aborted";
+        case PublishStatus::revoked: return "revoked";
     }
     return "unknown";
 }
@@ -185,15 +216,14 @@ Loan::~Loan() { abandon(); }
 
 PublishStatus Loan::commit() noexcept {
     if (core_ == nullptr) return PublishStatus::aborted;
-    std::exchange(core_, nullptr)->commit_record(position_, layout::RecordType::data);
-    return PublishStatus::ok;
+    return std::exchange(core_, nullptr)->commit_record(position_, layout::RecordType::data);
 }
 
 void Loan::abandon() noexcept {
     if (core_ == nullptr) return;
     auto* core = std::exchange(core_, nullptr);
     core->seg.producers().aborted_loans.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
-    core->commit_record(position_, layout::RecordType::skip);
+    (void)core->commit_record(position_, layout::RecordType::skip);  // revoked: already a skip record
 }
 
 // ---- Publisher ----
@@ -217,8 +247,7 @@ PublishStatus Publisher::publish(std::span<const std::byte> payload, std::chrono
     const PublishStatus st = core_->claim(payload.size(), timeout, position, id);
     if (st != PublishStatus::ok) return st;
     if (!payload.empty()) std::memcpy(core_->ring.payload_at(position), payload.data(), payload.size());
-    core_->commit_record(position, layout::RecordType::data);
-    return PublishStatus::ok;
+    return core_->commit_record(position, layout::RecordType::data);
 }
 
 PublishStatus Publisher::loan(std::size_t size, Loan& out) noexcept { return loan(size, out, core_->options.block_timeout); }

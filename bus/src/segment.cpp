@@ -69,6 +69,9 @@ Segment& Segment::operator=(Segment&& other) noexcept {
         max_consumers_ = other.max_consumers_;
         index_entries_ = other.index_entries_;
         on_full_ = other.on_full_;
+        unblock_timeout_ns_ = other.unblock_timeout_ns_;
+        expire_detached_ns_ = other.expire_detached_ns_;
+        recovery_ = other.recovery_;
     }
     return *this;
 }
@@ -84,6 +87,10 @@ std::string Segment::topic() const {
     return std::string(header_->topic, strnlen(header_->topic, sizeof(header_->topic)));
 }
 
+std::string Segment::bus_dir() const {
+    return std::string(header_->bus_dir, strnlen(header_->bus_dir, sizeof(header_->bus_dir)));
+}
+
 TopicConfig Segment::config() const noexcept {
     TopicConfig c;
     c.capacity = capacity_;
@@ -91,11 +98,13 @@ TopicConfig Segment::config() const noexcept {
     c.on_full = on_full_;
     c.max_producers = max_producers_;
     c.max_consumers = max_consumers_;
+    c.unblock_timeout = std::chrono::nanoseconds(int64_t(std::min<uint64_t>(unblock_timeout_ns_, INT64_MAX)));
+    c.expire_detached = std::chrono::nanoseconds(int64_t(std::min<uint64_t>(expire_detached_ns_, INT64_MAX)));
     return c;
 }
 
-Result<Segment> Segment::format(int fd, std::string_view topic, const TopicConfig& config,
-                                uint64_t bus_id) noexcept {
+Result<Segment> Segment::format(int fd, std::string_view topic, const TopicConfig& config, uint64_t bus_id,
+                                std::string_view bus_dir) noexcept {
     if (auto st = validate_config(config); !st) return st.error();
     const Geometry g = compute_geometry(config);
     // posix_fallocate reserves the pages now: tmpfs answers ENOSPC here instead of raising
@@ -131,6 +140,9 @@ Result<Segment> Segment::format(int fd, std::string_view topic, const TopicConfi
     h->max_consumers = config.max_consumers;
     h->index_entries = g.index_entries;
     std::memcpy(h->topic, topic.data(), std::min(topic.size(), kMaxTopicName));
+    h->unblock_timeout_ns = uint64_t(config.unblock_timeout.count());
+    h->expire_detached_ns = uint64_t(config.expire_detached.count());
+    std::memcpy(h->bus_dir, bus_dir.data(), std::min(bus_dir.size(), sizeof h->bus_dir - 1));
     // SYNC: pairs with the acquire load of `ready` in bind_regions(); every field above is
     // visible to whoever sees kReadyMagic.
     h->ready.store(kReadyMagic, std::memory_order_release);
@@ -188,6 +200,7 @@ Status Segment::bind_regions() noexcept {
         return corrupt("consumer region bounds");
     if (!region_ok(h->ring_offset, cap, cap)) return corrupt("ring bounds");
     if (h->topic[kMaxTopicName] != '\0') return corrupt("topic name");
+    if (h->bus_dir[sizeof h->bus_dir - 1] != '\0') return corrupt("bus directory");
 
     header_ = h;
     producers_ = reinterpret_cast<ProducerRegionHead*>(base_ + h->producer_offset);
@@ -202,6 +215,9 @@ Status Segment::bind_regions() noexcept {
     max_consumers_ = h->max_consumers;
     index_entries_ = h->index_entries;
     on_full_ = OnFull(h->on_full);
+    unblock_timeout_ns_ = h->unblock_timeout_ns;
+    expire_detached_ns_ = h->expire_detached_ns;
+    recovery_ = reinterpret_cast<RecoveryCounters*>(base_ + kRecoveryCountersOffset);
     return ok_status();
 }
 

@@ -11,6 +11,7 @@
 #include "shmbus/layout/consumer_region.h"
 #include "shmbus/layout/producer_region.h"
 #include "shmbus/layout/record.h"
+#include "shmbus/layout/recovery_counters.h"
 #include "shmbus/layout/segment_header.h"
 #include "shmbus/result.h"
 #include "shmbus/topic.h"
@@ -38,8 +39,8 @@ public:
 
     // Sizes the fd (posix_fallocate, so a full /dev/shm fails here and never with SIGBUS later),
     // maps it and writes a fresh layout; `ready` is stored last.
-    [[nodiscard]] static Result<Segment> format(int fd, std::string_view topic,
-                                                const TopicConfig& config, uint64_t bus_id) noexcept;
+    [[nodiscard]] static Result<Segment> format(int fd, std::string_view topic, const TopicConfig& config,
+                                                uint64_t bus_id, std::string_view bus_dir = {}) noexcept;
     // Maps an existing segment and validates its header and every region bound.
     // Takes ownership of nothing: the caller keeps `fd`.
     [[nodiscard]] static Result<Segment> attach(int fd) noexcept;
@@ -51,6 +52,7 @@ public:
     [[nodiscard]] layout::IndexEntry& index_entry(uint32_t i) const noexcept { return index_[i]; }
     [[nodiscard]] layout::ConsumerRegionHead& consumers() const noexcept { return *consumers_; }
     [[nodiscard]] layout::ConsumerSlot& consumer_slot(uint32_t i) const noexcept { return consumer_slots_[i]; }
+    [[nodiscard]] layout::RecoveryCounters& recovery() const noexcept { return *recovery_; }
     [[nodiscard]] std::byte* ring() const noexcept { return ring_; }
     [[nodiscard]] uint64_t capacity() const noexcept { return capacity_; }
     [[nodiscard]] uint64_t mask() const noexcept { return capacity_ - 1; }
@@ -60,6 +62,9 @@ public:
     [[nodiscard]] uint32_t index_entries() const noexcept { return index_entries_; }
     [[nodiscard]] uint64_t index_block() const noexcept { return capacity_ / index_entries_; }
     [[nodiscard]] OnFull on_full() const noexcept { return on_full_; }
+    [[nodiscard]] uint64_t unblock_timeout_ns() const noexcept { return unblock_timeout_ns_; }
+    [[nodiscard]] uint64_t expire_detached_ns() const noexcept { return expire_detached_ns_; }
+    [[nodiscard]] std::string bus_dir() const;
     [[nodiscard]] std::string topic() const;
     [[nodiscard]] uint64_t size() const noexcept { return size_; }
     [[nodiscard]] TopicConfig config() const noexcept;
@@ -82,6 +87,8 @@ private:
     uint64_t capacity_ = 0;
     uint32_t max_message_ = 0, max_producers_ = 0, max_consumers_ = 0, index_entries_ = 0;
     OnFull on_full_ = OnFull::block;
+    uint64_t unblock_timeout_ns_ = 0, expire_detached_ns_ = 0;
+    layout::RecoveryCounters* recovery_ = nullptr;
 };
 
 }  // namespace shmbus::detail

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "ring.h"
+#include "wall_clock.h"
 
 namespace shmbus::detail {
 
@@ -22,6 +23,17 @@ TopicStats collect_stats(const Segment& seg) {
     t.skip_records = p.skip_records.load(std::memory_order_relaxed);
     t.aborted_loans = p.aborted_loans.load(std::memory_order_relaxed);
     t.full_refusals = p.full_refusals.load(std::memory_order_relaxed);
+    const auto& r = seg.recovery();
+    t.recovery.dead_claims_sealed = r.dead_claims_sealed.load(std::memory_order_relaxed);
+    t.recovery.stalled_claims_unblocked = r.stalled_claims_unblocked.load(std::memory_order_relaxed);
+    t.recovery.late_commits_refused = p.late_commits.load(std::memory_order_relaxed);
+    t.recovery.producers_released = r.producers_released.load(std::memory_order_relaxed);
+    t.recovery.subscribers_freed = r.subscribers_freed.load(std::memory_order_relaxed);
+    t.recovery.subscribers_detached = r.subscribers_detached.load(std::memory_order_relaxed);
+    t.recovery.cursors_expired = r.cursors_expired.load(std::memory_order_relaxed);
+    t.recovery.owners_dead_at_restart = r.owners_dead_at_restart.load(std::memory_order_relaxed);
+    const uint64_t now_ns = WallClock::system_ns();
+    const uint64_t expire_ns = seg.expire_detached_ns();
     for (uint32_t i = 0; i < seg.max_producers(); ++i)
         if (seg.producer_slot(i).state.load(std::memory_order_acquire) != 0) ++t.producers;
     for (uint32_t i = 0; i < seg.max_consumers(); ++i) {
@@ -38,6 +50,14 @@ TopicStats collect_stats(const Segment& seg) {
         sub.lag = t.published > sub.next_id ? t.published - sub.next_id : 0;
         sub.delivered = s.delivered.load(std::memory_order_relaxed);
         sub.lost = s.lost.load(std::memory_order_relaxed);
+        if (!sub.attached) {
+            sub.detached_ns = s.detached_ns;
+            if (sub.durable && expire_ns != 0) {
+                const uint64_t gone = now_ns > sub.detached_ns ? now_ns - sub.detached_ns : 0;
+                sub.expires_in = std::chrono::nanoseconds(int64_t(std::min<uint64_t>(
+                    gone >= expire_ns ? 0 : expire_ns - gone, INT64_MAX)));
+            }
+        }
         t.subscriptions.push_back(std::move(sub));
     }
     return t;

@@ -67,6 +67,7 @@ void SubscriberCore::publish_progress() noexcept {
 
 void SubscriberCore::store_ack(uint64_t pos, uint64_t id) noexcept {
     if (pos <= acked_position) return;
+    crash_before_ack.pass();
     acked_position = pos;
     slot->ack_id.store(id, std::memory_order_relaxed);  // relaxed: read with ack_position below
     // SYNC: pairs with the seq_cst load in PublisherCore::min_gating_ack: our reads of every

@@ -40,9 +40,11 @@ public:
     [[nodiscard]] const Segment& segment() const { return segment_; }
     [[nodiscard]] int fd() const { return fd_; }
 
-    [[nodiscard]] Publisher publisher(PublisherOptions options = {}) const {
+    // Records its claims in producer slot `slot`, as one registered by the daemon would.
+    [[nodiscard]] Publisher publisher(PublisherOptions options = {}, uint32_t slot = 0) const {
         auto seg = Segment::attach(fd_);
-        return Access::publisher(std::make_unique<PublisherCore>(nullptr, std::move(seg.value()), 0, options));
+        seg->producer_slot(slot).state.store(1);
+        return Access::publisher(std::make_unique<PublisherCore>(nullptr, std::move(seg.value()), slot, options));
     }
 
     // Emulates the daemon's subscribe: reserve a slot, place the cursor, build the subscriber.

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "local_topic.h"
-#include "recovery.h"
+#include "ring_helpers.h"
 #include "ring.h"
 
 namespace shmbus::detail {
@@ -15,34 +15,6 @@ namespace {
 
 using layout::RecordHeader;
 using layout::RecordType;
-
-std::vector<std::string> drain(Subscriber& s, std::size_t max = 1 << 20, std::vector<uint64_t>* ids = nullptr,
-                               uint64_t* lost_before = nullptr) {
-    std::vector<std::string> out;
-    for (;;) {
-        auto r = s.poll([&](const Message& m) {
-            out.emplace_back(m.text());
-            if (ids) ids->push_back(m.id);
-            if (lost_before) *lost_before += m.lost_before;
-        }, max);
-        if (r.status != ReceiveStatus::ok) break;
-    }
-    return out;
-}
-
-TopicConfig config(uint64_t capacity, OnFull on_full = OnFull::block) {
-    TopicConfig c;
-    c.capacity = capacity;
-    c.on_full = on_full;
-    return c;
-}
-
-SubscribeOptions durable(const char* name, StartFrom from = StartFrom::latest) {
-    SubscribeOptions o;
-    o.durable_name = name;
-    o.from = from;
-    return o;
-}
 
 // ---- typed over capacities ----
 
@@ -345,73 +317,3 @@ TEST(Ring, AckedDurableCursorPersistsInTheSlot) {
 }  // namespace
 }  // namespace shmbus::detail
 
-namespace shmbus::detail {
-namespace {
-
-// A dead producer's open claim, sealed as the daemon does it: readers step over it.
-TEST(Recovery, AnAbandonedClaimIsSealedAsASkipRecord) {
-    LocalTopic t(config(4096, OnFull::overwrite));
-    auto pub = t.publisher();
-    auto sub = t.subscriber();
-    auto& slot = t.segment().producer_slot(0);
-    ASSERT_EQ(pub.publish("before"), PublishStatus::ok);  // a 64-byte record at 0
-    EXPECT_EQ(slot.claim_start.load(), 0u);               // committed claims leave nothing open
-    Loan open;
-    ASSERT_EQ(pub.loan(100, open), PublishStatus::ok);   // the claim its owner dies holding
-    EXPECT_EQ(slot.claim_start.load(), 64u + 1);
-    EXPECT_EQ(slot.claim_end.load(), 64u + layout::record_size(100));
-    EXPECT_EQ(slot.claim_id.load(), 1u);
-    const auto left_open = std::array{slot.claim_start.load(), slot.claim_end.load(), slot.claim_id.load()};
-    ASSERT_EQ(pub.publish("after"), PublishStatus::ok);  // another producer's message behind it
-    EXPECT_EQ(drain(*sub), std::vector<std::string>{"before"});  // readers wait at the open claim
-    // One Publisher records only its latest claim; put back the state the dead owner left.
-    slot.claim_end.store(left_open[1]);
-    slot.claim_id.store(left_open[2]);
-    slot.claim_start.store(left_open[0]);
-    EXPECT_TRUE(seal_abandoned_claim(t.segment(), slot));
-    std::vector<uint64_t> ids;
-    EXPECT_EQ(drain(*sub, 100, &ids), std::vector<std::string>{"after"});
-    EXPECT_EQ(ids, std::vector<uint64_t>{2});
-    EXPECT_EQ(sub->lost(), 0u);
-    EXPECT_EQ(t.segment().producers().skip_records.load(), 1u);
-    EXPECT_FALSE(seal_abandoned_claim(t.segment(), slot));  // once only
-    open.abandon();  // rewrites the sealed record as a skip: still a skip, nothing changes
-    EXPECT_TRUE(drain(*sub).empty());
-}
-
-TEST(Recovery, AnAbandonedClaimAcrossTheWrapSealsItsPaddingToo) {
-    LocalTopic t(config(4096, OnFull::overwrite));
-    auto pub = t.publisher();
-    auto sub = t.subscriber();
-    const Ring ring(t.segment());
-    while (ring.tail_position() < 4096 - 64) ASSERT_EQ(pub.publish(std::string(32, 'f')), PublishStatus::ok);
-    (void)drain(*sub);
-    auto& slot = t.segment().producer_slot(0);
-    // A claim of padding [4032, 4096) plus a 128-byte record at 4096, id 63, never written.
-    const uint64_t start = 4096 - 64;
-    const uint64_t end = 4096 + 128;
-    ASSERT_TRUE(ring.cas_tail(ring.read_tail(), {end, 64}));
-    slot.claim_end.store(end);
-    slot.claim_id.store(63);
-    slot.claim_start.store(start + 1);
-    EXPECT_TRUE(seal_abandoned_claim(t.segment(), slot));
-    ASSERT_EQ(pub.publish("next"), PublishStatus::ok);
-    std::vector<uint64_t> ids;
-    EXPECT_EQ(drain(*sub, 100, &ids), std::vector<std::string>{"next"});
-    EXPECT_EQ(ids, std::vector<uint64_t>{64});
-}
-
-TEST(Recovery, AHostileClaimDescriptionIsIgnored) {
-    LocalTopic t(config(4096));
-    auto& slot = t.segment().producer_slot(0);
-    slot.claim_end.store(1ull << 40);
-    slot.claim_id.store(0);
-    slot.claim_start.store(1);
-    EXPECT_FALSE(seal_abandoned_claim(t.segment(), slot));
-    slot.claim_end.store(33);
-    slot.claim_start.store(1);
-    EXPECT_FALSE(seal_abandoned_claim(t.segment(), slot));
-}
-
-}  // namespace
-}  // namespace shmbus::detail

@@ -1,6 +1,7 @@
 // Naming rules and size parsing shared by the library, the daemon and the CLI.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string_view>
@@ -16,5 +17,7 @@ namespace shmbus {
 [[nodiscard]] Status validate_subscription_name(std::string_view name);
 // "4096", "64K", "16M", "1G" (binary multiples; an optional trailing "B" or "iB").
 [[nodiscard]] std::optional<uint64_t> parse_size(std::string_view text);
+// "250ms", "30s", "15m", "2h", "7d" (also "ns", "us"); "0" alone means zero.
+[[nodiscard]] std::optional<std::chrono::nanoseconds> parse_duration(std::string_view text);
 
 }  // namespace shmbus

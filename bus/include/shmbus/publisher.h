@@ -36,6 +36,8 @@ enum class PublishStatus : uint8_t {
     timed_out,    // on-full `block`: still full when the deadline passed
     too_large,    // payload above the topic's max_message
     aborted,      // the loan was already committed or abandoned
+    revoked,      // not published: the claim stayed open past the topic's unblock-timeout and
+                  // shmbusd turned it into a skip record so subscribers could move on
 };
 [[nodiscard]] const char* to_string(PublishStatus status) noexcept;
 

@@ -1,7 +1,9 @@
 // Topic configuration and the read-only statistics view of a topic.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,6 +25,13 @@ struct TopicConfig {
     OnFull on_full = OnFull::block;
     uint32_t max_producers = 64;
     uint32_t max_consumers = 64;
+    // Recovery (docs/architecture.md, "Crash recovery"). A producer that is alive but keeps a
+    // claimed message uncommitted this long loses it: shmbusd turns it into a skip record so
+    // subscribers move on, and the late commit returns PublishStatus::revoked. 0: never.
+    std::chrono::nanoseconds unblock_timeout{0};
+    // A durable subscription whose owner is gone is released after this long, so a forgotten
+    // subscription cannot hold producers back forever. 0: kept until deleted.
+    std::chrono::nanoseconds expire_detached{0};
 };
 
 inline constexpr uint64_t kMinCapacity = 4096;
@@ -34,6 +43,8 @@ inline constexpr uint64_t kMaxCapacity = 1ull << 36;  // 64 GiB
     return capacity / 8 - 32;
 }
 inline constexpr uint32_t kDefaultMaxMessage = 64u << 10;
+// Shorter unblock timeouts would take claims from producers that were merely descheduled.
+inline constexpr std::chrono::milliseconds kMinUnblockTimeout{10};
 [[nodiscard]] Status validate_config(const TopicConfig& config);
 // Fills the fields left at 0 ("use the default").
 [[nodiscard]] TopicConfig with_defaults(TopicConfig config) noexcept;
@@ -48,6 +59,22 @@ struct SubscriptionStats {
     uint64_t lag = 0;        // messages published but not yet acked (durable) or read
     uint64_t delivered = 0;
     uint64_t lost = 0;
+    uint64_t detached_ns = 0;  // CLOCK_REALTIME when the owner went away; 0 while attached
+    // Time left before shmbusd releases this detached cursor; empty when it never expires.
+    std::optional<std::chrono::nanoseconds> expires_in;
+};
+
+// What shmbusd repaired on this topic (layout::RecoveryCounters, plus the producers' own count
+// of late commits it refused).
+struct RecoveryStats {
+    uint64_t dead_claims_sealed = 0;
+    uint64_t stalled_claims_unblocked = 0;
+    uint64_t late_commits_refused = 0;
+    uint64_t producers_released = 0;
+    uint64_t subscribers_freed = 0;
+    uint64_t subscribers_detached = 0;
+    uint64_t cursors_expired = 0;
+    uint64_t owners_dead_at_restart = 0;
 };
 
 // A racy snapshot: every figure is read without stopping producers or subscribers.
@@ -61,6 +88,7 @@ struct TopicStats {
     uint64_t skip_records = 0;
     uint64_t aborted_loans = 0;
     uint64_t full_refusals = 0;
+    RecoveryStats recovery;
     std::vector<SubscriptionStats> subscriptions;
 };
 

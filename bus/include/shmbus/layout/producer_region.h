@@ -25,22 +25,32 @@ static_assert(sizeof(TailWord) == kCacheLine);
 static_assert(offsetof(TailWord, next_id) == 8);
 
 // One per producer registration, filled by the daemon (owner) and the producer (its open claim).
-// The claim words let the daemon seal a claim whose owner died before committing it: the producer
-// stores end and id, then start with release, right after its claim CAS, and clears start after
-// the commit. Only the producer's own line: the stores cost nothing measurable.
+// The claim words let the daemon seal a claim whose owner died before committing it:
+//  - before its claim CAS the producer stores claim_end, claim_id, then `intent` (its expected
+//    start + 1, release); so even a producer killed right after a winning CAS has named its claim;
+//  - after the CAS it stores claim_start (start + 1, release), and clears it when it commits.
+// On a topic with an unblock-timeout the producer clears claim_start with a CAS instead, and the
+// daemon takes a stalled claim back by the same CAS: exactly one of them wins, so a claim is
+// either committed by its owner or sealed by the daemon, never both. A claim taken back stays in
+// `revoked` until its owner notices, and gates producers meanwhile: a late writer can never
+// scribble over a newer record. Only the producer's own line: the stores cost nothing measurable.
 struct alignas(kCacheLine) ProducerSlot {
     std::atomic<uint32_t> state;         // 0 free, 1 active; daemon writes, release
     int32_t pid;                         // owner process
     uint64_t start_time;                 // owner's start time (clock ticks since boot, /proc)
     std::atomic<uint64_t> claim_start;   // first byte of the open claim + 1 (padding included); 0: none
-    std::atomic<uint64_t> claim_end;     // end of the open claim
-    std::atomic<uint64_t> claim_id;      // message id of the open claim
-    uint8_t pad[kCacheLine - 40];
+    std::atomic<uint64_t> claim_end;     // end of the open (or intended) claim
+    std::atomic<uint64_t> claim_id;      // message id of the open (or intended) claim
+    std::atomic<uint64_t> intent;        // 1.1: start + 1 of the claim being attempted; 0: none
+    std::atomic<uint64_t> revoked;       // 1.1: start + 1 of a claim the daemon took back; 0: none
+    uint8_t pad[kCacheLine - 56];
 };
 static_assert(sizeof(ProducerSlot) == kCacheLine);
 static_assert(offsetof(ProducerSlot, claim_start) == 16);
 static_assert(offsetof(ProducerSlot, claim_end) == 24);
 static_assert(offsetof(ProducerSlot, claim_id) == 32);
+static_assert(offsetof(ProducerSlot, intent) == 40);
+static_assert(offsetof(ProducerSlot, revoked) == 48);
 
 // Record-boundary index: entry (p / block) % entries holds a record boundary p that lies in
 // block p / block, with the id of the first message at or after it. A lapped reader uses it to
@@ -59,7 +69,8 @@ struct ProducerRegionHead {
     alignas(kCacheLine) std::atomic<uint64_t> skip_records;   // line 2: rare producer counters
     std::atomic<uint64_t> aborted_loans;
     std::atomic<uint64_t> full_refusals;    // publishes refused or timed out on a full ring
-    uint8_t pad1[kCacheLine - 24];
+    std::atomic<uint64_t> late_commits;     // 1.1: commits refused because the daemon took the claim back
+    uint8_t pad1[kCacheLine - 32];
     // line 3: an upper bound of the tail, raised one index block at a time before any claim
     // passes it. A reader that producers may lap validates what it read against this mostly
     // unchanging line instead of the tail, which every claim writes.
@@ -70,6 +81,7 @@ static_assert(std::is_standard_layout_v<ProducerRegionHead>);
 static_assert(offsetof(ProducerRegionHead, tail) == 0);
 static_assert(offsetof(ProducerRegionHead, data_futex) == 64);
 static_assert(offsetof(ProducerRegionHead, skip_records) == 128);
+static_assert(offsetof(ProducerRegionHead, late_commits) == 152);
 static_assert(offsetof(ProducerRegionHead, horizon) == 192);
 static_assert(sizeof(ProducerRegionHead) == 256);
 // Producer slots follow the head, then the index entries.

@@ -12,7 +12,9 @@ namespace shmbus::layout {
 
 inline constexpr uint64_t kSegmentMagic = 0x31'53'55'42'4D'48'53'00ULL;  // "\0SHMBUS1" little-endian
 inline constexpr uint16_t kVersionMajor = 1;  // a reader refuses any other major version
-inline constexpr uint16_t kVersionMinor = 0;  // minor bumps only add fields in reserved space
+// Minor versions only add fields in reserved space, which older segments hold as zeros; every
+// field added must read "off" or "unknown" as zero. 1.1 added the recovery fields below.
+inline constexpr uint16_t kVersionMinor = 1;
 inline constexpr uint32_t kReadyMagic = 0x52454459;  // "READY"
 inline constexpr std::size_t kPageSize = 4096;
 inline constexpr std::size_t kCacheLine = 64;
@@ -45,7 +47,11 @@ struct SegmentHeader {
     uint32_t index_entries;      // entries in ProducerRegion::index
     uint32_t reserved0;
     char topic[kMaxTopicName + 1];  // NUL terminated
-    uint8_t reserved[256];       // room for minor-version additions
+    // --- 1.1 ---
+    uint64_t unblock_timeout_ns; // a live producer's claim open this long is taken back; 0: never
+    uint64_t expire_detached_ns; // a detached durable cursor is released after this long; 0: never
+    char bus_dir[128];           // directory of the bus that created it, for `gc`; NUL terminated
+    uint8_t reserved[112];       // room for minor-version additions
     std::atomic<uint32_t> ready; // kReadyMagic once every field above is written; stored last
     uint32_t reserved1;
 };
@@ -62,6 +68,10 @@ static_assert(offsetof(SegmentHeader, ring_offset) == 72);
 static_assert(offsetof(SegmentHeader, ring_capacity) == 80);
 static_assert(offsetof(SegmentHeader, max_message) == 88);
 static_assert(offsetof(SegmentHeader, topic) == 112);
+static_assert(offsetof(SegmentHeader, unblock_timeout_ns) == 176);
+static_assert(offsetof(SegmentHeader, expire_detached_ns) == 184);
+static_assert(offsetof(SegmentHeader, bus_dir) == 192);
+static_assert(offsetof(SegmentHeader, reserved) == 320);
 static_assert(offsetof(SegmentHeader, ready) == 432);
 static_assert(sizeof(SegmentHeader) == 440);
 static_assert(sizeof(SegmentHeader) <= kPageSize);

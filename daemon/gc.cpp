@@ -1,0 +1,122 @@
+#include "gc.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <set>
+
+#include "shmbus/client.h"
+#include "shmbus/layout/segment_header.h"
+
+namespace shmbus::daemon {
+
+namespace {
+
+using layout::SegmentHeader;
+
+// "shmbus-<16 hex>-<topic>" → the bus id; 0 if the name has another shape.
+uint64_t bus_id_of(const std::string& file) {
+    constexpr std::size_t kPrefix = 7;  // "shmbus-"
+    if (file.size() < kPrefix + 18 || file.compare(0, kPrefix, "shmbus-") != 0 || file[kPrefix + 16] != '-') return 0;
+    uint64_t id = 0;
+    for (std::size_t i = kPrefix; i < kPrefix + 16; ++i) {
+        const char c = file[i];
+        const int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (v < 0) return 0;
+        id = id << 4 | uint64_t(v);
+    }
+    return id;
+}
+
+enum class HeaderState { valid, bad, unreadable };
+
+// Reads page 0 without mapping the segment: a hostile or truncated object cannot fault us.
+HeaderState read_header(const std::string& shm, SegmentHeader& out, std::time_t& changed) {
+    const int fd = shm_open(shm.c_str(), O_RDONLY | O_CLOEXEC, 0);
+    if (fd < 0) return HeaderState::unreadable;  // another user's bus, or gone meanwhile
+    struct stat st{};
+    const bool stat_ok = fstat(fd, &st) == 0;
+    changed = st.st_ctime;
+    const ssize_t n = stat_ok ? pread(fd, &out, sizeof out, 0) : -1;
+    close(fd);
+    if (!stat_ok) return HeaderState::unreadable;
+    if (n != ssize_t(sizeof out) || out.magic != layout::kSegmentMagic || out.version_major != layout::kVersionMajor ||
+        out.ready.load(std::memory_order_relaxed) != layout::kReadyMagic || out.bus_dir[sizeof out.bus_dir - 1] != '\0')
+        return HeaderState::bad;
+    return HeaderState::valid;
+}
+
+// Why the bus that created a segment no longer runs, or empty if it may still run.
+std::string bus_gone(const std::string& dir, uint64_t id) {
+    if (dir.empty()) return {};  // a 1.0 segment names no directory: we cannot tell, keep it
+    struct stat st{};
+    if (stat(dir.c_str(), &st) != 0) return "its bus directory " + dir + " no longer exists";
+    const uint64_t now = read_bus_id(dir);
+    if (now == 0) return "its bus directory " + dir + " holds no bus any more";
+    if (now != id) return "its bus directory " + dir + " now holds another bus";
+    return {};
+}
+
+// The socket of a bus whose daemon is not running (nobody holds its lock).
+void collect_stopped_socket(const std::string& dir, std::vector<Removed>& out) {
+    const std::string sock = socket_path(dir);
+    struct stat st{};
+    if (lstat(sock.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) return;
+    const int lock = open((dir + "/shmbusd.lock").c_str(), O_RDONLY | O_CLOEXEC);
+    if (lock < 0) return;
+    const bool free = flock(lock, LOCK_SH | LOCK_NB) == 0;
+    close(lock);
+    if (free && unlink(sock.c_str()) == 0) out.push_back({"socket " + sock, "no shmbusd serves " + dir});
+}
+
+}  // namespace
+
+uint64_t read_bus_id(const std::string& dir) {
+    uint64_t id = 0;
+    if (FILE* f = std::fopen((dir + "/bus.id").c_str(), "r")) {
+        if (std::fscanf(f, "%" SCNx64, &id) != 1) id = 0;
+        std::fclose(f);
+    }
+    return id;
+}
+
+std::vector<Removed> collect_stale(uint64_t own_bus_id, unsigned min_age_s) {
+    std::vector<Removed> out;
+    std::set<std::string> live_dirs;  // directories of buses that may still run
+    DIR* shm_dir = opendir("/dev/shm");
+    if (shm_dir == nullptr) return out;
+    const std::time_t now = std::time(nullptr);
+    while (dirent* e = readdir(shm_dir)) {
+        const std::string file = e->d_name;
+        const uint64_t id = bus_id_of(file);
+        if (id == 0 || id == own_bus_id) continue;
+        const std::string shm = "/" + file;
+        SegmentHeader h{};
+        std::time_t changed = now;
+        const HeaderState state = read_header(shm, h, changed);
+        std::string why;
+        if (state == HeaderState::bad && now - changed >= std::time_t(min_age_s)) {
+            why = "not a valid shmbus segment";
+        } else if (state == HeaderState::valid) {
+            const std::string dir(h.bus_dir);
+            why = h.bus_id == id ? bus_gone(dir, id) : "its header names another bus";
+            if (why.empty() && !dir.empty()) live_dirs.insert(dir);
+        }
+        if (!why.empty() && shm_unlink(shm.c_str()) == 0) out.push_back({"segment /dev/shm/" + file, why});
+    }
+    closedir(shm_dir);
+    for (const auto& dir : live_dirs) collect_stopped_socket(dir, out);
+    return out;
+}
+
+}  // namespace shmbus::daemon
