@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -47,6 +48,33 @@ struct SizeOption {
     }
 };
 
+// 0 → "off"; otherwise the largest unit that divides it exactly: "250ms", "30s", "2h".
+std::string duration_text(std::chrono::nanoseconds d, const char* zero) {
+    if (d.count() <= 0) return zero;
+    struct Unit {
+        int64_t ns;
+        const char* name;
+    };
+    static constexpr Unit kUnits[] = {{86'400'000'000'000, "d"}, {3'600'000'000'000, "h"}, {60'000'000'000, "m"},
+                                      {1'000'000'000, "s"},      {1'000'000, "ms"},         {1'000, "us"}};
+    for (const auto& u : kUnits)
+        if (d.count() % u.ns == 0) return std::to_string(d.count() / u.ns) + u.name;
+    return std::to_string(d.count()) + "ns";
+}
+
+int64_t to_ms(std::chrono::nanoseconds d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
+
+nlohmann::json recovery_json(const shmbus::RecoveryStats& r) {
+    return {{"dead_claims_sealed", r.dead_claims_sealed},
+            {"stalled_claims_unblocked", r.stalled_claims_unblocked},
+            {"late_commits_refused", r.late_commits_refused},
+            {"producers_released", r.producers_released},
+            {"subscribers_freed", r.subscribers_freed},
+            {"subscribers_detached", r.subscribers_detached},
+            {"cursors_expired", r.cursors_expired},
+            {"owners_dead_at_restart", r.owners_dead_at_restart}};
+}
+
 nlohmann::json stats_json(const shmbus::TopicStats& t) {
     nlohmann::json subs = nlohmann::json::array();
     for (const auto& s : t.subscriptions) {
@@ -59,7 +87,8 @@ nlohmann::json stats_json(const shmbus::TopicStats& t) {
                         {"position", s.next_id},  // the cursor, as the id of the next message
                         {"lag", s.lag},
                         {"delivered", s.delivered},
-                        {"lost", s.lost}});
+                        {"lost", s.lost},
+                        {"expires_in_ms", s.expires_in ? nlohmann::json(to_ms(*s.expires_in)) : nlohmann::json(nullptr)}});
     }
     return {{"name", t.name},
             {"capacity", t.config.capacity},
@@ -72,6 +101,9 @@ nlohmann::json stats_json(const shmbus::TopicStats& t) {
             {"aborted_loans", t.aborted_loans},
             {"skip_records", t.skip_records},
             {"full_refusals", t.full_refusals},
+            {"unblock_timeout_ms", to_ms(t.config.unblock_timeout)},
+            {"expire_detached_ms", to_ms(t.config.expire_detached)},
+            {"recovery", recovery_json(t.recovery)},
             {"subscriptions", subs}};
 }
 
@@ -79,18 +111,47 @@ void print_stats_text(const shmbus::TopicStats& t) {
     std::printf("topic %s\n", t.name.c_str());
     std::printf("  capacity %llu B, max message %u B, on-full %s\n", (unsigned long long)t.config.capacity,
                 t.config.max_message, shmbus::to_string(t.config.on_full));
+    std::printf("  unblock-timeout %s, expire-detached %s\n", duration_text(t.config.unblock_timeout, "off").c_str(),
+                duration_text(t.config.expire_detached, "never").c_str());
     std::printf("  published %llu, producers %u, full refusals %llu\n", (unsigned long long)t.published, t.producers,
                 (unsigned long long)t.full_refusals);
-    for (const auto& s : t.subscriptions)
-        std::printf("  %-9s %-20s %-8s pid %-7d next id %-10llu lag %-10llu lost %llu\n", s.durable ? "durable" : "ephemeral",
+    const auto& r = t.recovery;
+    std::printf("  recovery: %llu dead claims sealed, %llu stalled claims unblocked (%llu late commits refused), "
+                "%llu producers released, %llu subscribers freed, %llu detached, %llu cursors expired, "
+                "%llu owners found dead at restart\n",
+                (unsigned long long)r.dead_claims_sealed, (unsigned long long)r.stalled_claims_unblocked,
+                (unsigned long long)r.late_commits_refused, (unsigned long long)r.producers_released,
+                (unsigned long long)r.subscribers_freed, (unsigned long long)r.subscribers_detached,
+                (unsigned long long)r.cursors_expired, (unsigned long long)r.owners_dead_at_restart);
+    for (const auto& s : t.subscriptions) {
+        std::printf("  %-9s %-20s %-8s pid %-7d next id %-10llu lag %-10llu lost %llu", s.durable ? "durable" : "ephemeral",
                     s.durable ? s.name.c_str() : "-", s.attached ? "attached" : "detached", s.pid,
                     (unsigned long long)s.next_id, (unsigned long long)s.lag, (unsigned long long)s.lost);
+        if (s.expires_in) std::printf("  expires in %.1f s", double(s.expires_in->count()) / 1e9);
+        std::printf("\n");
+    }
 }
 
+struct DurationOption {
+    std::string text;
+    std::optional<std::chrono::nanoseconds> parse(const char* what, int& rc) const {
+        if (text.empty()) return std::nullopt;
+        auto v = shmbus::parse_duration(text);
+        if (!v) {
+            std::cerr << "shmbus: invalid " << what << " '" << text << "' (use a number and a unit: 500ms, 30s, 15m, 2h, 7d)\n";
+            rc = kExitUsage;
+        }
+        return v;
+    }
+};
+
 int topic_create(shmbus::Client& client, const std::string& name, const SizeOption& capacity,
-                 const SizeOption& max_message, const std::string& on_full) {
+                 const SizeOption& max_message, const std::string& on_full, const DurationOption& unblock_timeout,
+                 const DurationOption& expire_detached) {
     int rc = 0;
     shmbus::TopicConfig config;
+    if (auto v = unblock_timeout.parse("unblock timeout", rc)) config.unblock_timeout = *v;
+    if (auto v = expire_detached.parse("expire-detached duration", rc)) config.expire_detached = *v;
     if (auto v = capacity.parse("capacity", rc)) config.capacity = *v;
     if (auto v = max_message.parse("max message", rc)) {
         if (*v > UINT32_MAX) {
@@ -119,6 +180,20 @@ int topic_list(shmbus::Client& client, bool json) {
         else print_stats_text(*stats);
     }
     if (json) std::cout << out.dump(2) << "\n";
+    return 0;
+}
+
+int gc(shmbus::Client& client, bool json) {
+    auto removed = client.collect_garbage();
+    if (!removed) return fail(removed.error());
+    if (json) {
+        nlohmann::json items = nlohmann::json::array();
+        for (const auto& r : *removed) items.push_back({{"what", r.what}, {"why", r.why}});
+        std::cout << nlohmann::json{{"removed", items}, {"count", removed->size()}}.dump(2) << "\n";
+        return 0;
+    }
+    for (const auto& r : *removed) std::printf("removed %s: %s\n", r.what.c_str(), r.why.c_str());
+    std::printf("%zu stale item(s) removed\n", removed->size());
     return 0;
 }
 
@@ -238,6 +313,11 @@ int main(int argc, char** argv) {
     create->add_option("--capacity", capacity.text, "ring size, e.g. 4M (rounded up to a power of two)");
     create->add_option("--max-message", max_message.text, "largest payload, e.g. 64K");
     create->add_option("--on-full", on_full, "block, fail or overwrite")->check(CLI::IsMember({"block", "fail", "overwrite"}));
+    DurationOption unblock_timeout, expire_detached;
+    create->add_option("--unblock-timeout", unblock_timeout.text,
+                       "take back a message a live publisher leaves uncommitted this long, e.g. 500ms (default: off)");
+    create->add_option("--expire-detached", expire_detached.text,
+                       "release a durable subscription whose owner has been gone this long, e.g. 1h (default: never)");
     auto* list = topic->add_subcommand("list", "list topics");
     list->add_flag("--json", json, "JSON output");
     auto* info = topic->add_subcommand("info", "show a topic");
@@ -245,6 +325,9 @@ int main(int argc, char** argv) {
     info->add_flag("--json", json, "JSON output");
     auto* del = topic->add_subcommand("delete", "delete a topic");
     del->add_option("NAME", name, "topic name")->required();
+
+    auto* gc_cmd = app.add_subcommand("gc", "remove segments and sockets of buses that no longer run");
+    gc_cmd->add_flag("--json", json, "JSON output");
 
     std::vector<std::string> messages;
     auto* pub_cmd = app.add_subcommand("pub", "publish each MESSAGE, or each line of stdin");
@@ -277,7 +360,8 @@ int main(int argc, char** argv) {
     auto client = shmbus::Client::connect(options);
     if (!client) return fail(client.error());
 
-    if (*create) return topic_create(*client, name, capacity, max_message, on_full);
+    if (*create) return topic_create(*client, name, capacity, max_message, on_full, unblock_timeout, expire_detached);
+    if (*gc_cmd) return gc(*client, json);
     if (*list) return topic_list(*client, json);
     if (*info) return topic_info(*client, name, json);
     if (*del) {

@@ -317,6 +317,11 @@ bool Daemon::dispatch(Conn& c, const protocol::FrameHeader& h, const std::byte* 
             if (!read_body(body, size, r) || !terminated(r.topic)) return malformed();
             return on_unsubscribe(c, h.request_id, r);
         }
+        case Type::close_producer: {
+            protocol::Unsubscribe r{};
+            if (!read_body(body, size, r) || !terminated(r.topic)) return malformed();
+            return on_close_producer(c, h.request_id, r);
+        }
         case Type::gc:
             if (size != 0) return malformed();
             return on_gc(c, h.request_id);
@@ -496,6 +501,19 @@ bool Daemon::on_unsubscribe(Conn& c, uint32_t id, const protocol::Unsubscribe& r
                                                                          "' is not yours"));
     if (it != c.owned.end()) c.owned.erase(it);
     if (t != nullptr) release_consumer(*t, req.slot, owner, "unsubscribed");
+    return reply(c, protocol::Type::ok, id, nullptr, 0);
+}
+
+bool Daemon::on_close_producer(Conn& c, uint32_t id, const protocol::Unsubscribe& req) {
+    const std::string topic(field_name(req.topic));
+    TopicEntry* t = registry_->find(topic);
+    const Owner owner{c.pid, c.start_time};
+    if (t == nullptr || req.slot >= t->segment.max_producers() || t->segment.producer_slot(req.slot).pid != owner.pid ||
+        t->segment.producer_slot(req.slot).start_time != owner.start_time)
+        return reply_error(c, id, make_error(Errc::invalid_argument, "producer slot " + std::to_string(req.slot) + " of '" +
+                                                                         topic + "' is not yours"));
+    std::erase_if(c.owned, [&](const Owned& o) { return !o.consumer && o.topic == topic && o.slot == req.slot; });
+    release_producer(*t, req.slot, owner, "closed");
     return reply(c, protocol::Type::ok, id, nullptr, 0);
 }
 

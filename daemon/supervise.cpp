@@ -87,8 +87,10 @@ void Daemon::release_producer(TopicEntry& t, uint32_t slot, const Owner& owner, 
     }
     t.claim_watch[slot] = {};
     p.state.store(0, std::memory_order_release);
-    count(t.segment.recovery().producers_released);
-    spdlog::info("topic '{}': producer slot {} released (pid {}: {})", t.name, slot, owner.pid, why);
+    const bool died = std::strcmp(why, "closed") != 0;
+    if (died) count(t.segment.recovery().producers_released);
+    spdlog::log(died ? spdlog::level::info : spdlog::level::debug, "topic '{}': producer slot {} released (pid {}: {})",
+                t.name, slot, owner.pid, why);
 }
 
 // Slots whose owner died while no daemon watched get the same recovery as a death seen live;

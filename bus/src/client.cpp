@@ -76,6 +76,26 @@ Result<Client> Client::connect(ClientOptions options) noexcept {
 }
 
 const std::string& Client::dir() const noexcept { return channel_->dir(); }
+uint64_t Client::reconnects() const noexcept { return channel_->reconnects(); }
+
+Result<std::vector<RemovedItem>> Client::collect_garbage() noexcept {
+    auto reply = channel_->request(protocol::Type::gc, nullptr, 0);
+    if (!reply) return reply.error();
+    auto head = body_as<protocol::GcReport>(*reply, protocol::Type::gc_report);
+    if (!head) return head.error();
+    if (head->count > protocol::kGcEntriesPerReply ||
+        reply->body.size() != sizeof(protocol::GcReport) + head->count * sizeof(protocol::GcEntry))
+        return make_error(Errc::protocol_error, "malformed gc report from shmbusd");
+    std::vector<RemovedItem> out;
+    for (uint32_t i = 0; i < head->count; ++i) {
+        protocol::GcEntry e{};
+        std::memcpy(&e, reply->body.data() + sizeof(protocol::GcReport) + i * sizeof e, sizeof e);
+        out.push_back({std::string(detail::field_name(e.what)), std::string(detail::field_name(e.why))});
+    }
+    if (head->total > head->count)
+        out.push_back({"(" + std::to_string(head->total - head->count) + " more)", "see the shmbusd log"});
+    return out;
+}
 
 namespace {
 

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <thread>
 
 #include "shmbus/client.h"
 
@@ -106,56 +107,113 @@ bool wait_readable(int sock, std::chrono::milliseconds timeout) {
 
 }  // namespace
 
-Result<std::shared_ptr<ControlChannel>> ControlChannel::connect(const std::string& dir, const std::string& name,
-                                                                std::chrono::milliseconds timeout) noexcept {
-    const std::string path = socket_path(dir);
+Status ControlChannel::dial() noexcept {
+    const std::string path = socket_path(dir_);
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
     if (path.size() >= sizeof addr.sun_path)
-        return make_error(Errc::invalid_argument, "bus directory path too long for a Unix socket: " + dir);
+        return make_error(Errc::invalid_argument, "bus directory path too long for a Unix socket: " + dir_);
     std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-    int sock = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    const int sock = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
     if (sock < 0) return make_error(Errc::io_error, std::string("socket: ") + strerror(errno));
     if (::connect(sock, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
         const int err = errno;
         close(sock);
-        if (err == ENOENT || err == ECONNREFUSED) return not_running(dir, strerror(err));
+        if (err == ENOENT || err == ECONNREFUSED) return not_running(dir_, strerror(err));
         if (err == EACCES) return make_error(Errc::permission_denied, "no permission to connect to " + path);
         return make_error(Errc::io_error, "connect " + path + ": " + strerror(err));
     }
-    std::shared_ptr<ControlChannel> ch(new (std::nothrow) ControlChannel(sock, dir, timeout));
-    if (!ch) {
-        close(sock);
-        return make_error(Errc::io_error, "out of memory");
-    }
+    sock_ = sock;
     protocol::Hello hello{};
     hello.protocol_version = protocol::kProtocolVersion;
     hello.pid = getpid();
-    copy_name(hello.client_name, name);
-    auto reply = ch->request(protocol::Type::hello, &hello, sizeof hello);
-    if (!reply) return reply.error();
-    if (reply->type != protocol::Type::hello_ok || reply->body.size() != sizeof(protocol::HelloOk))
-        return make_error(Errc::protocol_error, "unexpected reply to hello");
+    copy_name(hello.client_name, name_);
+    bool sent = false;
+    auto reply = exchange(protocol::Type::hello, &hello, sizeof hello, sent);
+    if (reply && (reply->type != protocol::Type::hello_ok || reply->body.size() != sizeof(protocol::HelloOk)))
+        reply = make_error(Errc::protocol_error, "unexpected reply to hello");
+    if (!reply) {
+        drop();
+        return reply.error();
+    }
     protocol::HelloOk ok{};
     std::memcpy(&ok, reply->body.data(), sizeof ok);
-    ch->bus_id_ = ok.bus_id;
+    bus_id_ = ok.bus_id;
+    return ok_status();
+}
+
+Status ControlChannel::redial_with_backoff() noexcept {
+    const auto deadline = std::chrono::steady_clock::now() + timeout_;
+    auto delay = std::chrono::milliseconds(1);
+    for (;;) {
+        auto st = dial();
+        if (st) {
+            ++reconnects_;
+            return st;
+        }
+        // Only "nobody listens" is worth waiting out: shmbusd is restarting. Anything else
+        // (permissions, a protocol mismatch) will not change by itself.
+        if (st.error().code != Errc::daemon_not_running || std::chrono::steady_clock::now() + delay > deadline)
+            return st.error().code != Errc::daemon_not_running
+                       ? st.error()
+                       : not_running(dir_, ("lost the connection and it did not come back within " +
+                                            std::to_string(timeout_.count()) + " ms").c_str());
+        std::this_thread::sleep_for(delay);
+        delay = std::min(delay * 2, std::chrono::milliseconds(250));
+    }
+}
+
+void ControlChannel::drop() noexcept {
+    if (sock_ >= 0) close(sock_);
+    sock_ = -1;
+}
+
+Result<std::shared_ptr<ControlChannel>> ControlChannel::connect(const std::string& dir, const std::string& name,
+                                                                std::chrono::milliseconds timeout) noexcept {
+    std::shared_ptr<ControlChannel> ch(new (std::nothrow) ControlChannel(dir, name, timeout));
+    if (!ch) return make_error(Errc::io_error, "out of memory");
+    if (auto st = ch->dial(); !st) return st.error();  // the first connection does not wait
     return ch;
 }
 
-ControlChannel::~ControlChannel() { close(sock_); }
+ControlChannel::~ControlChannel() { drop(); }
+
+uint64_t ControlChannel::reconnects() const noexcept {
+    std::lock_guard lock(mutex_);
+    return reconnects_;
+}
 
 Result<Reply> ControlChannel::request(protocol::Type type, const void* body, std::size_t size) noexcept {
     std::lock_guard lock(mutex_);
+    if (sock_ < 0)
+        if (auto st = redial_with_backoff(); !st) return st.error();
+    bool sent = false;
+    auto reply = exchange(type, body, size, sent);
+    if (!reply && reply.error().code == Errc::disconnected) {
+        drop();
+        if (sent) return reply;  // it may have been carried out: not ours to repeat
+        if (auto st = redial_with_backoff(); !st) return st.error();
+        reply = exchange(type, body, size, sent);
+        if (!reply && reply.error().code == Errc::disconnected) drop();
+    }
+    return reply;
+}
+
+Result<Reply> ControlChannel::exchange(protocol::Type type, const void* body, std::size_t size, bool& sent) noexcept {
     const uint32_t id = next_request_++;
+    sent = false;
     if (!send_frame(sock_, type, id, body, size))
         return make_error(Errc::disconnected, "lost the connection to shmbusd (" + std::string(strerror(errno)) + ")");
+    sent = true;
     std::vector<std::byte> buf;
     for (;;) {
         if (!wait_readable(sock_, timeout_))
             return make_error(Errc::timed_out, "shmbusd did not answer within " + std::to_string(timeout_.count()) + " ms");
         int fd = -1;
         std::string why;
-        if (!recv_frame(sock_, buf, fd, why)) return make_error(Errc::disconnected, "lost the connection to shmbusd (" + why + ")");
+        if (!recv_frame(sock_, buf, fd, why))
+            return make_error(Errc::disconnected, "lost the connection to shmbusd before it answered (" + why +
+                                                      "); the request may or may not have taken effect");
         FrameHeader h{};
         const std::byte* b = nullptr;
         std::size_t n = 0;

@@ -42,6 +42,11 @@ struct Reply {
     int fd = -1;  // owned by the receiver of the Reply
 };
 
+// One connection to shmbusd. If shmbusd goes away, publishing and receiving carry on (they never
+// use this channel); the next request reconnects, retrying with exponential backoff (1 ms
+// doubling to 250 ms) until the request timeout, then fails with daemon_not_running. A request
+// whose connection broke after it was sent is not repeated: it fails with `disconnected`, since
+// shmbusd may or may not have carried it out.
 class ControlChannel {
 public:
     static Result<std::shared_ptr<ControlChannel>> connect(const std::string& dir, const std::string& name,
@@ -51,16 +56,26 @@ public:
     [[nodiscard]] Result<Reply> request(protocol::Type type, const void* body, std::size_t size) noexcept;
     [[nodiscard]] const std::string& dir() const noexcept { return dir_; }
     [[nodiscard]] uint64_t bus_id() const noexcept { return bus_id_; }
+    [[nodiscard]] uint64_t reconnects() const noexcept;
 
 private:
-    ControlChannel(int sock, std::string dir, std::chrono::milliseconds timeout) noexcept
-        : sock_(sock), dir_(std::move(dir)), timeout_(timeout) {}
-    std::mutex mutex_;
-    int sock_;
+    ControlChannel(std::string dir, std::string name, std::chrono::milliseconds timeout) noexcept
+        : dir_(std::move(dir)), name_(std::move(name)), timeout_(timeout) {}
+    // Connects and says hello, once. Unlocked: callers hold mutex_ (or own the channel alone).
+    [[nodiscard]] Status dial() noexcept;
+    [[nodiscard]] Status redial_with_backoff() noexcept;
+    // One request and its reply on the current socket; `sent` tells whether it left us.
+    [[nodiscard]] Result<Reply> exchange(protocol::Type type, const void* body, std::size_t size, bool& sent) noexcept;
+    void drop() noexcept;
+
+    mutable std::mutex mutex_;
+    int sock_ = -1;  // -1 while disconnected
     std::string dir_;
+    std::string name_;
     std::chrono::milliseconds timeout_;
     uint32_t next_request_ = 1;
     uint64_t bus_id_ = 0;
+    uint64_t reconnects_ = 0;
 };
 
 }  // namespace shmbus::detail

@@ -19,10 +19,11 @@ namespace shmbus::detail {
 
 struct PublisherCore {
     PublisherCore(std::shared_ptr<ControlChannel> ch, Segment s, uint32_t slot, PublisherOptions o) noexcept
-        : channel(std::move(ch)), seg(std::move(s)), ring(seg), topic(seg.topic()),
+        : channel(std::move(ch)), seg(std::move(s)), ring(seg), topic(seg.topic()), slot_index(slot),
           slot(slot < seg.max_producers() ? &seg.producer_slot(slot) : nullptr), options(o),
           gated(seg.on_full() != OnFull::overwrite), revocable(seg.unblock_timeout_ns() != 0),
           crash_after_claim("after_claim") {}
+    ~PublisherCore();  // gives the producer slot back
 
     // Claims room for a `length`-byte payload: on success `position` is the record's position
     // and `id` its message id; the caller writes the payload and calls commit_record().
@@ -36,6 +37,7 @@ struct PublisherCore {
     Segment seg;
     Ring ring;
     std::string topic;
+    uint32_t slot_index;
     layout::ProducerSlot* slot;  // where the open claim is recorded for recovery
     PublisherOptions options;
     bool gated;               // block/fail: durable cursors hold producers back

@@ -28,6 +28,7 @@ enum class Type : uint16_t {
     unsubscribe = 11,
     delete_subscription = 12,
     gc = 13,            gc_report = 14,      // remove stale state; the reply lists what went
+    close_producer = 15,                     // body: Unsubscribe (topic, producer slot)
     error = 100,
 };
 

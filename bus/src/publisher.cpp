@@ -18,6 +18,14 @@ constexpr int kSpaceSpins = 256;
 constexpr std::chrono::milliseconds kMaxSpaceSleep{10};  // re-check even if nobody wakes us
 }  // namespace
 
+PublisherCore::~PublisherCore() {
+    if (!channel || slot == nullptr) return;
+    protocol::Unsubscribe req{};
+    copy_name(req.topic, topic);
+    req.slot = slot_index;
+    (void)channel->request(protocol::Type::close_producer, &req, sizeof req);  // best effort: death frees it too
+}
+
 uint64_t PublisherCore::deadline_after(std::chrono::nanoseconds timeout) const noexcept {
     if (timeout.count() <= 0) return 1;  // already passed, and distinct from "not computed yet"
     const uint64_t now = monotonic_ns();

@@ -27,7 +27,15 @@ class ControlChannel;
 struct ClientOptions {
     std::string dir;           // empty: default_bus_dir()
     std::string name;          // shown by the daemon in its logs
-    std::chrono::milliseconds timeout{5000};  // per control request
+    // Deadline of each control request (open, subscribe, list...), including the time spent
+    // reconnecting when shmbusd went away: it is retried with exponential backoff until then.
+    std::chrono::milliseconds timeout{5000};
+};
+
+// One thing `collect_garbage` removed.
+struct RemovedItem {
+    std::string what;  // "segment /dev/shm/..." or "socket /path"
+    std::string why;
 };
 
 // $SHMBUS_DIR, else $XDG_RUNTIME_DIR/shmbus, else /run/shmbus for root, else /tmp/shmbus-<uid>.
@@ -50,7 +58,13 @@ public:
     // Removes a durable subscription's cursor (it stops gating publishers).
     [[nodiscard]] Status delete_subscription(std::string_view topic, std::string_view name) noexcept;
 
+    // Asks shmbusd to remove the segments and sockets of buses that no longer run (it also does
+    // so when it starts); returns what it removed.
+    [[nodiscard]] Result<std::vector<RemovedItem>> collect_garbage() noexcept;
+
     [[nodiscard]] const std::string& dir() const noexcept;
+    // Times the control connection was re-established after shmbusd went away.
+    [[nodiscard]] uint64_t reconnects() const noexcept;
 
 private:
     explicit Client(std::shared_ptr<detail::ControlChannel> channel) noexcept;
