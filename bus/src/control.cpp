@@ -153,12 +153,13 @@ Status ControlChannel::redial_with_backoff() noexcept {
         }
         // Only "nobody listens" is worth waiting out: shmbusd is restarting. Anything else
         // (permissions, a protocol mismatch) will not change by itself.
-        if (st.error().code != Errc::daemon_not_running || std::chrono::steady_clock::now() + delay > deadline)
-            return st.error().code != Errc::daemon_not_running
-                       ? st.error()
-                       : not_running(dir_, ("lost the connection and it did not come back within " +
-                                            std::to_string(timeout_.count()) + " ms").c_str());
-        std::this_thread::sleep_for(delay);
+        if (st.error().code != Errc::daemon_not_running) return st.error();
+        const auto now = std::chrono::steady_clock::now();
+        if (now >= deadline)
+            return not_running(dir_, ("lost the connection and it did not come back within " +
+                                      std::to_string(timeout_.count()) + " ms").c_str());
+        // The last try lands on the deadline itself.
+        std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(delay, deadline - now));
         delay = std::min(delay * 2, std::chrono::milliseconds(250));
     }
 }

@@ -22,7 +22,7 @@ struct PublisherCore {
         : channel(std::move(ch)), seg(std::move(s)), ring(seg), topic(seg.topic()), slot_index(slot),
           slot(slot < seg.max_producers() ? &seg.producer_slot(slot) : nullptr), options(o),
           gated(seg.on_full() != OnFull::overwrite), revocable(seg.unblock_timeout_ns() != 0),
-          crash_after_claim("after_claim") {}
+          crash_in_claim("in_claim"), crash_after_claim("after_claim") {}
     ~PublisherCore();  // gives the producer slot back
 
     // Claims room for a `length`-byte payload: on success `position` is the record's position
@@ -50,7 +50,8 @@ struct PublisherCore {
     uint64_t horizon = 0;     // claims may end at or below this without raising the horizon
     uint64_t last_id = 0;
     WallClock clock;          // publish timestamps
-    CrashPoint crash_after_claim;  // fault injection (crash_point.h)
+    CrashPoint crash_in_claim;     // fault injection (crash_point.h)
+    CrashPoint crash_after_claim;
 
 private:
     void announce(uint64_t start, uint64_t end, uint64_t id) noexcept;

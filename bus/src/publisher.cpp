@@ -119,6 +119,7 @@ PublishStatus PublisherCore::claim(uint64_t length, std::chrono::nanoseconds tim
         if (slot != nullptr) announce(seen.position, end, seen.next_id);
         if (ring.cas_tail(seen, {end, seen.next_id + 1})) break;
     }
+    crash_in_claim.pass();
     if (slot != nullptr) {
         open_claim = {seen.position + 1, seen.position + pad};
         // SYNC: pairs with the acquire load (or CAS) of claim_start in recovery.cpp.
@@ -246,7 +247,11 @@ PublishStatus Publisher::publish(std::span<const std::byte> payload) noexcept {
 }
 
 PublishStatus Publisher::publish(std::string_view payload) noexcept {
-    return publish(std::as_bytes(std::span<const char>(payload.data(), payload.size())));
+    return publish(payload, core_->options.block_timeout);
+}
+
+PublishStatus Publisher::publish(std::string_view payload, std::chrono::nanoseconds timeout) noexcept {
+    return publish(std::as_bytes(std::span<const char>(payload.data(), payload.size())), timeout);
 }
 
 PublishStatus Publisher::publish(std::span<const std::byte> payload, std::chrono::nanoseconds timeout) noexcept {

@@ -1,14 +1,22 @@
 // A test peer process: publishes or receives checked messages through a real shmbusd.
-//   peer pub DIR TOPIC COUNT PRODUCER [--size N] [--timeout-ms T] [--capacity C] [--on-full P]
+//   peer pub DIR TOPIC COUNT PRODUCER [--size N] [--timeout-ms T] [--pace-us N] [--log FILE]
+//            [--stall-after N --stall-ms M]
 //   peer sub DIR TOPIC [--count N | --until-id ID] [--durable NAME] [--from earliest|latest]
-//            [--log FILE] [--ready FILE] [--slow-us N] [--capacity C] [--on-full P]
+//            [--log FILE] [--ready FILE] [--slow-us N]
+//   topic options for both: [--capacity C] [--on-full P] [--unblock-timeout D] [--expire-detached D]
+//   both: [--wait-for-daemon] (retry the first connection for 30 s: the daemon may be restarting)
 // Payload: producer, seq, checksum, then filler. `sub` checks every message (checksum, per-producer
 // order, increasing ids) and prints one summary line:
 //   received=N lost=L bad=B last_id=X
-// With --log, each message is appended as "id producer seq" and flushed before it is acked.
+// With --log, `sub` appends "attach ID" (where it starts), then each message as "id producer seq",
+// flushes, acks, then appends "ack ID" (the next unacked id); `pub` appends "id seq" once each
+// publish returned ok.
+// --stall-after N makes `pub` loan its Nth message and hold it --stall-ms before committing;
+// it prints "stalled_commit=STATUS".
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -34,6 +42,8 @@ shmbus::TopicConfig topic_config(int argc, char** argv) {
     shmbus::TopicConfig c;
     if (auto cap = flag(argc, argv, "--capacity"); !cap.empty()) c.capacity = *shmbus::parse_size(cap);
     if (auto p = flag(argc, argv, "--on-full"); !p.empty()) (void)shmbus::parse_on_full(p, c.on_full);
+    if (auto d = flag(argc, argv, "--unblock-timeout"); !d.empty()) c.unblock_timeout = *shmbus::parse_duration(d);
+    if (auto d = flag(argc, argv, "--expire-detached"); !d.empty()) c.expire_detached = *shmbus::parse_duration(d);
     return c;
 }
 
@@ -52,11 +62,35 @@ int run_pub(int argc, char** argv, shmbus::Client& client) {
     }
     std::string buf(std::max<std::size_t>(size, sizeof(Payload)), '\0');
     std::map<std::string, uint64_t> outcomes;
+    const uint64_t stall_after = std::strtoull(flag(argc, argv, "--stall-after", "0").c_str(), nullptr, 10);
+    const auto stall = std::chrono::milliseconds(std::stoll(flag(argc, argv, "--stall-ms", "0")));
+    const auto pace = std::chrono::microseconds(std::stoll(flag(argc, argv, "--pace-us", "0")));
+    FILE* log = nullptr;
+    if (auto path = flag(argc, argv, "--log"); !path.empty()) log = std::fopen(path.c_str(), "a");
     for (uint64_t seq = 0; seq < count; ++seq) {
         Payload p{producer, uint32_t(buf.size() - sizeof(Payload)), seq, checksum_of(producer, seq)};
         std::memcpy(buf.data(), &p, sizeof p);
-        ++outcomes[shmbus::to_string(pub->publish(buf))];
+        if (stall_after != 0 && seq + 1 == stall_after) {  // hold a claimed message, then commit late
+            shmbus::Loan loan;
+            if (pub->loan(buf.size(), loan) == shmbus::PublishStatus::ok) {
+                std::memcpy(loan.data().data(), buf.data(), buf.size());
+                std::printf("stalling id=%llu\n", (unsigned long long)loan.id());
+                std::fflush(stdout);
+                std::this_thread::sleep_for(stall);
+                std::printf("stalled_commit=%s\n", shmbus::to_string(loan.commit()));
+                std::fflush(stdout);
+            }
+            continue;  // the stalled message does not count in the outcomes
+        }
+        const auto st = pub->publish(buf);
+        ++outcomes[shmbus::to_string(st)];
+        if (log && st == shmbus::PublishStatus::ok) {
+            std::fprintf(log, "%llu %llu\n", (unsigned long long)pub->last_id(), (unsigned long long)seq);
+            std::fflush(log);
+        }
+        if (pace.count() > 0) std::this_thread::sleep_for(pace);
     }
+    if (log) std::fclose(log);
     for (auto& [k, v] : outcomes) std::printf("%s=%llu\n", k.c_str(), (unsigned long long)v);
     return outcomes.size() == 1 && outcomes.count("ok") ? 0 : 4;
 }
@@ -84,6 +118,10 @@ int run_sub(int argc, char** argv, shmbus::Client& client) {
     }
     FILE* log = nullptr;
     if (auto path = flag(argc, argv, "--log"); !path.empty()) log = std::fopen(path.c_str(), "a");
+    if (log) {
+        std::fprintf(log, "attach %llu\n", (unsigned long long)sub->next_id());
+        std::fflush(log);
+    }
     std::map<uint32_t, uint64_t> next_seq;
     uint64_t received = 0, bad = 0, last_id = 0;
     bool first = true;
@@ -119,6 +157,10 @@ int run_sub(int argc, char** argv, shmbus::Client& client) {
         if (r.count > 0) {
             if (log) std::fflush(log);
             sub->ack_delivered();  // only after the log is flushed
+            if (log) {
+                std::fprintf(log, "ack %llu\n", (unsigned long long)sub->next_id());
+                std::fflush(log);
+            }
             last_progress = std::chrono::steady_clock::now();
         } else if (std::chrono::steady_clock::now() - last_progress > idle_limit) {
             std::fprintf(stderr, "peer: no message for 30 s\n");
@@ -142,6 +184,11 @@ int main(int argc, char** argv) {
     co.dir = argv[2];
     co.name = "peer";
     auto client = shmbus::Client::connect(co);
+    const bool wait = std::find(argv, argv + argc, std::string("--wait-for-daemon")) != argv + argc;
+    for (int i = 0; wait && !client && client.error().code == shmbus::Errc::daemon_not_running && i < 3000; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        client = shmbus::Client::connect(co);
+    }
     if (!client) {
         std::fprintf(stderr, "peer: %s\n", client.error().message.c_str());
         return 1;

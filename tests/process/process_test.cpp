@@ -2,43 +2,13 @@
 // overrun accounting, on-full policies and slot release on death.
 #include <set>
 
-#include "bus_fixture.h"
+#include "peer_fixture.h"
 
 namespace shmbus::test {
 namespace {
 
-struct Summary {
-    uint64_t received = 0, lost = 0, bad = 0, last_id = 0;
-};
-
-Summary parse_summary(const std::string& out) {
-    Summary s;
-    std::sscanf(out.c_str(), "received=%lu lost=%lu bad=%lu last_id=%lu", &s.received, &s.lost, &s.bad, &s.last_id);
-    return s;
-}
-
-class Process : public BusTest {
+class Process : public PeerTest {
 protected:
-    // Starts a subscriber peer and waits until it has subscribed.
-    pid_t start_sub(const std::string& name, std::vector<std::string> extra) {
-        const std::string ready = path(name + ".ready");
-        std::vector<std::string> args{SHMBUS_PEER_PATH, "sub", dir};
-        args.insert(args.end(), extra.begin(), extra.end());
-        args.insert(args.end(), {"--ready", ready});
-        pid_t pid = spawn(args, {path(name + ".out"), path(name + ".err")});
-        EXPECT_TRUE(eventually([&] { return std::filesystem::exists(ready); })) << read_file(path(name + ".err"));
-        return pid;
-    }
-    pid_t start_pub(const std::string& name, std::vector<std::string> extra, std::vector<std::string> env = {}) {
-        std::vector<std::string> args{SHMBUS_PEER_PATH, "pub", dir};
-        args.insert(args.end(), extra.begin(), extra.end());
-        return spawn(args, {path(name + ".out"), path(name + ".err"), "", std::nullopt, std::move(env)});
-    }
-    Summary finish_sub(const std::string& name, pid_t pid) {
-        EXPECT_EQ(wait_exit(pid), 0) << read_file(path(name + ".err"));
-        return parse_summary(read_file(path(name + ".out")));
-    }
-
     // A 4 KiB topic with the given policy and a durable subscription that attached once and left:
     // detached, its cursor stays at id 0.
     Client topic_with_detached_durable(OnFull on_full, const std::string& name) {

@@ -86,6 +86,7 @@ public:
     [[nodiscard]] PublishStatus publish(std::string_view payload) noexcept;
     [[nodiscard]] PublishStatus publish(std::span<const std::byte> payload,
                                         std::chrono::nanoseconds timeout) noexcept;
+    [[nodiscard]] PublishStatus publish(std::string_view payload, std::chrono::nanoseconds timeout) noexcept;
     // Claims `size` bytes for zero-copy writing; commit through the Loan.
     [[nodiscard]] PublishStatus loan(std::size_t size, Loan& out) noexcept;
     [[nodiscard]] PublishStatus loan(std::size_t size, Loan& out,
