@@ -71,17 +71,11 @@ TEST_F(Process, ADurableSubscriberKilledMidStreamSeesEveryMessageAtLeastOnce) {
     const Summary s = finish_sub("s2", sub2);
     EXPECT_EQ(s.bad, 0u);
     EXPECT_EQ(s.last_id, total - 1);
-    std::set<uint64_t> ids;
-    std::istringstream in(read_file(log));
-    uint64_t id, seq, duplicates = 0;
-    unsigned producer;
-    while (in >> id >> producer >> seq) {
-        EXPECT_EQ(id, seq);  // one producer: ids and seqs match
-        if (!ids.insert(id).second) ++duplicates;
-    }
-    EXPECT_EQ(ids.size(), total);
-    EXPECT_EQ(*ids.rbegin(), total - 1);
-    EXPECT_LE(duplicates, 64u);  // at most the batch that was logged but not yet acked
+    const DurableLog d = check_durable_log(log);
+    EXPECT_EQ(d.problem, "");
+    EXPECT_EQ(d.ids.size(), total);
+    EXPECT_EQ(d.ids.empty() ? 0 : *d.ids.rbegin(), total - 1);
+    EXPECT_LE(d.duplicates, 64u);  // at most the batch that was logged but not yet acked
 }
 
 TEST_F(Process, APublisherKilledBetweenClaimAndCommitDoesNotStallReaders) {
