@@ -132,6 +132,7 @@ int run_sub(int argc, char** argv, shmbus::Client& client) {
             return;
         }
         std::memcpy(&p, m.payload.data(), sizeof p);
+        const uint64_t bad_before = bad;
         if (p.checksum != checksum_of(p.producer, p.seq) || m.payload.size() != sizeof p + p.filler) ++bad;
         // Per-producer order: each producer's seq follows the last one seen, unless messages were
         // lost just before (ephemeral overrun).
@@ -139,6 +140,7 @@ int run_sub(int argc, char** argv, shmbus::Client& client) {
         if (it != next_seq.end() && p.seq != it->second && m.lost_before == 0) ++bad;
         next_seq[p.producer] = p.seq + 1;
         if (!first && m.id <= last_id) ++bad;
+        if (log && bad != bad_before) std::fprintf(log, "bad %llu\n", (unsigned long long)m.id);
         last_id = m.id;
         first = false;
         ++received;

@@ -20,11 +20,6 @@ protected:
         return std::move(s.value());
     }
     bool log_has(const std::string& text) { return read_file(path("daemon.log")).find(text) != std::string::npos; }
-    void kill_daemon() {
-        kill(daemon, SIGKILL);
-        EXPECT_EQ(wait_exit(daemon), 128 + SIGKILL);
-        daemon = -1;
-    }
     uint64_t ms_since(std::chrono::steady_clock::time_point t0) {
         return uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count());
     }

@@ -127,6 +127,12 @@ protected:
         ASSERT_TRUE(eventually([&] { return connect().has_value(); })) << read_file(path("daemon.log"));
     }
 
+    void kill_daemon() {
+        kill(daemon, SIGKILL);
+        EXPECT_EQ(wait_exit(daemon), 128 + SIGKILL);
+        daemon = -1;
+    }
+
     void stop_daemon() {
         kill(daemon, SIGTERM);
         EXPECT_EQ(wait_exit(daemon, std::chrono::seconds(10)), 0);

@@ -83,6 +83,8 @@ inline DurableLog check_durable_log(const std::string& path) {
             if (any && a > std::max(last_logged + 1, last_ack)) out.problem += "incarnation resumed at " + std::to_string(a) + " after " + std::to_string(last_logged) + "; ";
             if (a < last_ack) out.problem += "incarnation resumed at " + std::to_string(a) + " before ack " + std::to_string(last_ack) + "; ";
             fresh = true;
+        } else if (std::sscanf(line.c_str(), "bad %llu", &a) == 1) {
+            out.problem += "bad message " + std::to_string(a) + "; ";
         } else if (std::sscanf(line.c_str(), "ack %llu", &a) == 1) {
             last_ack = a;
         } else if (std::sscanf(line.c_str(), "%llu %llu %llu", &a, &b, &c) == 3) {

@@ -1,0 +1,146 @@
+// Randomized chaos: publishers, durable subscribers and shmbusd run under load while a driver
+// SIGKILLs and restarts random processes. Afterwards every durable subscriber must have seen
+// every committed message at least once, in id order, with duplicates only of unacked ones;
+// the final drain must finish within a bound (nobody waits on a dead process); and a clean
+// shutdown must leave no segment and no socket behind.
+//
+//   SHMBUS_CHAOS_SECONDS  how long the killing goes on (default 5: CI-sized)
+//   SHMBUS_CHAOS_SEED     replay a run; the seed of every run is printed
+#include <random>
+
+#include "peer_fixture.h"
+
+namespace shmbus::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+uint64_t env_or(const char* name, uint64_t fallback) {
+    const char* v = std::getenv(name);
+    return v != nullptr && *v != '\0' ? std::strtoull(v, nullptr, 10) : fallback;
+}
+
+class Chaos : public PeerTest {
+protected:
+    static constexpr int kPublishers = 3;
+    static constexpr int kSubscribers = 3;
+
+    pid_t start_publisher(int slot) {
+        const int producer = next_producer_++;
+        pub_logs_.push_back(path("pub" + std::to_string(producer) + ".log"));
+        return start_pub("pub" + std::to_string(producer),
+                         {"chaos", "100000000", std::to_string(producer), "--pace-us", "100", "--size",
+                          std::to_string(24 + slot * 40), "--log", pub_logs_.back(), "--wait-for-daemon"});
+    }
+    pid_t start_subscriber(int k, std::vector<std::string> extra = {}) {
+        std::vector<std::string> args{"chaos", "--durable", "c" + std::to_string(k), "--log", sub_log(k), "--wait-for-daemon"};
+        args.insert(args.end(), extra.begin(), extra.end());
+        return spawn_sub("sub" + std::to_string(k) + "-" + std::to_string(++sub_runs_), args);
+    }
+    std::string sub_log(int k) const { return path("sub" + std::to_string(k) + ".log"); }
+
+    // Ids that publishers logged as committed (a publisher killed between commit and log may
+    // have committed a few more: subscribers may see those too).
+    std::set<uint64_t> committed_ids() const {
+        std::set<uint64_t> ids;
+        for (const auto& log : pub_logs_) {
+            std::istringstream in(read_file(log));
+            uint64_t id = 0, seq = 0;
+            while (in >> id >> seq) ids.insert(id);
+        }
+        return ids;
+    }
+
+    int next_producer_ = 0;
+    int sub_runs_ = 0;
+    std::vector<std::string> pub_logs_;
+};
+
+TEST_F(Chaos, EveryDurableSubscriberSeesEveryCommittedMessageWhateverIsKilled) {
+    const uint64_t seconds = env_or("SHMBUS_CHAOS_SECONDS", 5);
+    const uint64_t seed = env_or("SHMBUS_CHAOS_SEED", std::random_device{}());
+    std::printf("chaos: seed %llu, %llu s (replay with SHMBUS_CHAOS_SEED=%llu)\n", (unsigned long long)seed,
+                (unsigned long long)seconds, (unsigned long long)seed);
+    RecordProperty("seed", std::to_string(seed));
+    std::mt19937_64 rng(seed);
+
+    auto c = connect();
+    TopicConfig config;
+    config.capacity = 256 << 10;
+    ASSERT_TRUE(c->create_topic("chaos", config).has_value());
+    // Every durable subscription exists before the first message, so all must see all.
+    for (int k = 0; k < kSubscribers; ++k) {
+        SubscribeOptions o;
+        o.durable_name = "c" + std::to_string(k);
+        ASSERT_TRUE(c->subscribe("chaos", o).has_value());
+    }
+    c = make_error(Errc::ok, "");  // our own client goes: only peers from here on
+
+    std::vector<pid_t> pubs, subs;
+    for (int p = 0; p < kPublishers; ++p) pubs.push_back(start_publisher(p));
+    for (int k = 0; k < kSubscribers; ++k) subs.push_back(start_subscriber(k));
+
+    std::map<std::string, int> kills;
+    const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+    while (std::chrono::steady_clock::now() < end) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(20, 200)(rng)));
+        const int action = std::uniform_int_distribution<int>(0, 9)(rng);
+        if (action < 4) {  // a publisher, at whatever instruction it is at
+            const int p = std::uniform_int_distribution<int>(0, kPublishers - 1)(rng);
+            kill(pubs[p], SIGKILL);
+            EXPECT_EQ(wait_exit(pubs[p]), 128 + SIGKILL) << "publisher exited by itself";
+            pubs[p] = start_publisher(p);
+            ++kills["publisher"];
+        } else if (action < 8) {  // a durable subscriber
+            const int k = std::uniform_int_distribution<int>(0, kSubscribers - 1)(rng);
+            kill(subs[k], SIGKILL);
+            EXPECT_EQ(wait_exit(subs[k]), 128 + SIGKILL) << "subscriber exited by itself";
+            subs[k] = start_subscriber(k);
+            ++kills["subscriber"];
+        } else {  // the supervisor; back after a pause
+            kill_daemon();
+            std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(0, 150)(rng)));
+            start_daemon();
+            ++kills["shmbusd"];
+        }
+    }
+    for (auto& [who, n] : kills) std::printf("chaos: killed %s %d times\n", who.c_str(), n);
+
+    // Stop the load; one last publisher marks the end, then every subscriber must drain to it.
+    for (pid_t p : pubs) kill(p, SIGKILL), wait_exit(p);
+    for (pid_t s : subs) kill(s, SIGKILL), wait_exit(s);
+    pid_t last = start_pub("last", {"chaos", "100", "999", "--log", path("last.log")});
+    pub_logs_.push_back(path("last.log"));
+    ASSERT_EQ(wait_exit(last, 30s), 0) << read_file(path("last.err"));
+    const std::set<uint64_t> committed = committed_ids();
+    ASSERT_FALSE(committed.empty());
+    const uint64_t final_id = *committed.rbegin();
+    const auto drain_start = std::chrono::steady_clock::now();
+    for (int k = 0; k < kSubscribers; ++k) subs[k] = start_subscriber(k, {"--until-id", std::to_string(final_id)});
+    for (int k = 0; k < kSubscribers; ++k) EXPECT_EQ(wait_exit(subs[k], 60s), 0) << "subscriber c" << k << " did not drain";
+    const double drain_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - drain_start).count();
+    std::printf("chaos: %zu messages committed and logged; final drain took %.2f s\n", committed.size(), drain_s);
+    EXPECT_LT(drain_s, 20.0) << "someone waited on a dead process";
+
+    for (int k = 0; k < kSubscribers; ++k) {
+        const DurableLog d = check_durable_log(sub_log(k));
+        EXPECT_EQ(d.problem, "") << "subscriber c" << k;
+        std::vector<uint64_t> missing;
+        std::set_difference(committed.begin(), committed.end(), d.ids.begin(), d.ids.end(), std::back_inserter(missing));
+        EXPECT_TRUE(missing.empty()) << "subscriber c" << k << " never saw " << missing.size() << " committed message(s), first "
+                                     << missing.front();
+        std::printf("chaos: c%d saw %zu distinct ids in %llu incarnations, %llu duplicates\n", k, d.ids.size(),
+                    (unsigned long long)d.incarnations, (unsigned long long)d.duplicates);
+    }
+
+    // A clean shutdown leaves nothing behind.
+    const std::string prefix = "shmbus-" + read_file(path("bus.id")).substr(0, 16) + "-";
+    ASSERT_EQ(cli({"topic", "delete", "chaos"}).code, 0);
+    stop_daemon();
+    for (const auto& e : std::filesystem::directory_iterator("/dev/shm"))
+        EXPECT_NE(e.path().filename().string().rfind(prefix, 0), 0u) << "left behind: " << e.path();
+    EXPECT_FALSE(std::filesystem::exists(socket_path(dir)));
+}
+
+}  // namespace
+}  // namespace shmbus::test
