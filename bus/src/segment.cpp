@@ -142,7 +142,8 @@ Result<Segment> Segment::format(int fd, std::string_view topic, const TopicConfi
     std::memcpy(h->topic, topic.data(), std::min(topic.size(), kMaxTopicName));
     h->unblock_timeout_ns = uint64_t(config.unblock_timeout.count());
     h->expire_detached_ns = uint64_t(config.expire_detached.count());
-    std::memcpy(h->bus_dir, bus_dir.data(), std::min(bus_dir.size(), sizeof h->bus_dir - 1));
+    // A directory that does not fit is not recorded: gc then never takes this segment for a dead bus's.
+    if (!bus_dir.empty() && bus_dir.size() < sizeof h->bus_dir) std::memcpy(h->bus_dir, bus_dir.data(), bus_dir.size());
     // SYNC: pairs with the acquire load of `ready` in bind_regions(); every field above is
     // visible to whoever sees kReadyMagic.
     h->ready.store(kReadyMagic, std::memory_order_release);
