@@ -18,6 +18,7 @@
 
 #include "harness.h"
 #include "links.h"
+#include "recovery.h"
 #include "shmbus/shmbus.h"
 
 #ifndef SHMBUS_BENCH_COMMIT
@@ -451,6 +452,7 @@ void register_all() {
         benchmark::RegisterBenchmark(("Memory/topic/" + std::to_string(cap)).c_str(),
                                      [=](benchmark::State& st) { memory_per_topic(st, cap); })
             ->Iterations(1);
+    register_recovery_benchmarks();
 }
 
 std::string cpu_model() {
