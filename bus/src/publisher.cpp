@@ -120,12 +120,6 @@ PublishStatus PublisherCore::claim(uint64_t length, std::chrono::nanoseconds tim
         if (ring.cas_tail(seen, {end, seen.next_id + 1})) break;
     }
     crash_in_claim.pass();
-    if (slot != nullptr) {
-        open_claim = {seen.position + 1, seen.position + pad};
-        // SYNC: pairs with the acquire load (or CAS) of claim_start in recovery.cpp.
-        slot->claim_start.store(open_claim.tag, std::memory_order_release);
-    }
-    crash_after_claim.pass();
     if (pad != 0) {
         write_padding(seen.position, pad, seen.next_id);
         ring.note_boundary(seen.position, seen.position + pad, seen.next_id);
@@ -134,8 +128,15 @@ PublishStatus PublisherCore::claim(uint64_t length, std::chrono::nanoseconds tim
     position = seen.position + pad;
     id = seen.next_id;
     last_id = id;
-    RecordHeader* h = ring.header_at(position);
-    layout::write_header(*h, uint32_t(length), RecordType::data, id, clock.now_ns());
+    // The header before the claim is recorded: once recorded, the daemon may seal the claim (its
+    // owner stalled), and a header written after that would turn the skip record back into data.
+    layout::write_header(*ring.header_at(position), uint32_t(length), RecordType::data, id, clock.now_ns());
+    if (slot != nullptr) {
+        open_claim = {seen.position + 1, position};
+        // SYNC: pairs with the acquire load (or CAS) of claim_start in recovery.cpp.
+        slot->claim_start.store(open_claim.tag, std::memory_order_release);
+    }
+    crash_after_claim.pass();
     return PublishStatus::ok;
 }
 
@@ -151,15 +152,19 @@ void PublisherCore::announce(uint64_t start, uint64_t end, uint64_t id) noexcept
 // Gives up the recorded claim before committing it. On a topic with an unblock-timeout the
 // daemon may have taken it back: one CAS decides, and the loser must not write the commit word.
 bool PublisherCore::release_claim(uint64_t position) noexcept {
-    if (slot == nullptr || position != open_claim.record) return true;  // an older loan: not recorded
-    const uint64_t tag = std::exchange(open_claim, {}).tag;
+    if (slot == nullptr) return true;
+    const bool recorded = open_claim.tag != 0 && position == open_claim.record;
+    const uint64_t tag = recorded ? std::exchange(open_claim, {}).tag : 0;
     if (!revocable) {
-        slot->claim_start.store(0, std::memory_order_relaxed);  // relaxed: nobody takes claims back here
+        if (recorded) slot->claim_start.store(0, std::memory_order_relaxed);  // relaxed: nobody takes claims back here
         return true;
     }
     uint64_t expected = tag;
     // SYNC: pairs with the CAS in take_back_stalled_claim: exactly one of us clears claim_start.
-    if (slot->claim_start.compare_exchange_strong(expected, 0, std::memory_order_acq_rel)) return true;
+    if (recorded && slot->claim_start.compare_exchange_strong(expected, 0, std::memory_order_acq_rel)) return true;
+    // An older loan is never recorded, but may have been taken back while it still was.
+    // SYNC: acquire pairs with the release store of revoked in take_back_stalled_claim.
+    if (!recorded && slot->revoked.load(std::memory_order_acquire) != position + 1) return true;
     // Taken back and sealed as a skip record. We are done writing, so the bytes may be reused.
     // SYNC: release pairs with the acquire load of revoked in min_gating_ack.
     slot->revoked.store(0, std::memory_order_release);

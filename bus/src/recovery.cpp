@@ -116,17 +116,21 @@ SealOutcome seal_orphan_claim(const Segment& seg, const Claim& claim, const std:
 
 bool take_back_stalled_claim(const Segment& seg, uint32_t index, uint64_t tagged) noexcept {
     auto& slot = seg.producer_slot(index);
-    const uint64_t end = slot.claim_end.load(std::memory_order_relaxed);
-    const uint64_t id = slot.claim_id.load(std::memory_order_relaxed);
+    // One taken-back claim per producer at a time: `revoked` holds it until the owner notices.
+    if (slot.revoked.load(std::memory_order_acquire) != 0) return false;
+    const Claim claim{tagged - 1, slot.claim_end.load(std::memory_order_relaxed), slot.claim_id.load(std::memory_order_relaxed)};
+    const Ring ring(seg);
+    if (!plausible(ring, claim)) return false;
     uint64_t expected = tagged;
-    // SYNC: pairs with the producer's CAS of claim_start in PublisherCore::commit_record: exactly
-    // one of the two clears it, and only the winner writes the commit word.
+    // SYNC: pairs with the producer's CAS of claim_start in PublisherCore::release_claim: exactly
+    // one of the two clears it, and only the winner writes the commit word. end and id were read
+    // before (the release half keeps them there) while claim_start still held `tagged`.
     if (!slot.claim_start.compare_exchange_strong(expected, 0, std::memory_order_acq_rel)) return false;
+    // The bytes a late writer may still touch start at the record (the padding is committed).
     // SYNC: release, before the seal below: a producer that sees readers' acks past the sealed
-    // record (which they make after seeing its commit) also sees this, in refresh_gate.
-    slot.revoked.store(tagged, std::memory_order_release);
-    // end and id were stored before claim_start (release) and claim_start still held `tagged`.
-    return seal_claim(seg, {tagged - 1, end, id});
+    // record (which they make after seeing its commit) also sees this, in min_gating_ack.
+    slot.revoked.store(record_start(ring, claim) + 1, std::memory_order_release);
+    return seal_claim(seg, claim);
 }
 
 }  // namespace shmbus::detail

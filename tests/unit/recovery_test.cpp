@@ -190,6 +190,25 @@ TEST(Recovery, AStalledClaimIsTakenBackAndItsLateCommitRefused) {
     EXPECT_EQ(drain(*sub), std::vector<std::string>{"again"});
 }
 
+// A second loan on the same Publisher replaces the first in the slot; the first, taken back
+// while it was the recorded one, is still refused. One claim per producer is taken back at a time.
+TEST(Recovery, AnOlderLoanTakenBackIsRefusedAndOnlyOneClaimIsTakenBackAtATime) {
+    LocalTopic t(revocable(4096));
+    auto pub = t.publisher();
+    auto sub = t.subscriber();
+    auto& slot = t.segment().producer_slot(0);
+    Loan first, second;
+    ASSERT_EQ(pub.loan(8, first), PublishStatus::ok);
+    ASSERT_TRUE(take_back_stalled_claim(t.segment(), 0, slot.claim_start.load()));
+    ASSERT_EQ(pub.loan(8, second), PublishStatus::ok);
+    EXPECT_FALSE(take_back_stalled_claim(t.segment(), 0, slot.claim_start.load()));  // the first is unnoticed yet
+    std::memcpy(second.data().data(), "second!!", 8);
+    EXPECT_EQ(second.commit(), PublishStatus::ok);
+    EXPECT_EQ(first.commit(), PublishStatus::revoked);
+    EXPECT_EQ(slot.revoked.load(), 0u);
+    EXPECT_EQ(drain(*sub), std::vector<std::string>{"second!!"});
+}
+
 TEST(Recovery, ACommitThatComesFirstWinsOverTheTakeBack) {
     LocalTopic t(revocable(4096));
     auto pub = t.publisher();

@@ -33,7 +33,8 @@ static_assert(offsetof(TailWord, next_id) == 8);
 // daemon takes a stalled claim back by the same CAS: exactly one of them wins, so a claim is
 // either committed by its owner or sealed by the daemon, never both. A claim taken back stays in
 // `revoked` until its owner notices, and gates producers meanwhile: a late writer can never
-// scribble over a newer record. Only the producer's own line: the stores cost nothing measurable.
+// scribble over a newer record. The producer writes the record header before recording the
+// claim, so after a take-back it writes only payload bytes, which the skip record hides. Only the producer's own line: the stores cost nothing measurable.
 struct alignas(kCacheLine) ProducerSlot {
     std::atomic<uint32_t> state;         // 0 free, 1 active; daemon writes, release
     int32_t pid;                         // owner process
@@ -42,7 +43,7 @@ struct alignas(kCacheLine) ProducerSlot {
     std::atomic<uint64_t> claim_end;     // end of the open (or intended) claim
     std::atomic<uint64_t> claim_id;      // message id of the open (or intended) claim
     std::atomic<uint64_t> intent;        // 1.1: start + 1 of the claim being attempted; 0: none
-    std::atomic<uint64_t> revoked;       // 1.1: start + 1 of a claim the daemon took back; 0: none
+    std::atomic<uint64_t> revoked;       // 1.1: record position + 1 of a claim the daemon took back; 0: none
     uint8_t pad[kCacheLine - 56];
 };
 static_assert(sizeof(ProducerSlot) == kCacheLine);
