@@ -70,7 +70,7 @@ Client::Client(std::shared_ptr<ControlChannel> channel) noexcept : channel_(std:
 
 Result<Client> Client::connect(ClientOptions options) noexcept {
     if (options.dir.empty()) options.dir = default_bus_dir();
-    auto ch = ControlChannel::connect(options.dir, options.name, options.timeout);
+    auto ch = ControlChannel::connect(options.dir, options.name, options.timeout, options.connect_wait);
     if (!ch) return ch.error();
     return Client(std::move(ch.value()));
 }

@@ -142,22 +142,18 @@ Status ControlChannel::dial() noexcept {
     return ok_status();
 }
 
-Status ControlChannel::redial_with_backoff() noexcept {
-    const auto deadline = std::chrono::steady_clock::now() + timeout_;
+Status ControlChannel::redial_with_backoff(std::chrono::milliseconds wait, const char* why) noexcept {
+    const auto deadline = std::chrono::steady_clock::now() + wait;
     auto delay = std::chrono::milliseconds(1);
     for (;;) {
         auto st = dial();
-        if (st) {
-            ++reconnects_;
-            return st;
-        }
+        if (st) return st;
         // Only "nobody listens" is worth waiting out: shmbusd is restarting. Anything else
         // (permissions, a protocol mismatch) will not change by itself.
         if (st.error().code != Errc::daemon_not_running) return st.error();
         const auto now = std::chrono::steady_clock::now();
         if (now >= deadline)
-            return not_running(dir_, ("lost the connection and it did not come back within " +
-                                      std::to_string(timeout_.count()) + " ms").c_str());
+            return not_running(dir_, (std::string(why) + " within " + std::to_string(wait.count()) + " ms").c_str());
         // The last try lands on the deadline itself.
         std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(delay, deadline - now));
         delay = std::min(delay * 2, std::chrono::milliseconds(250));
@@ -170,10 +166,12 @@ void ControlChannel::drop() noexcept {
 }
 
 Result<std::shared_ptr<ControlChannel>> ControlChannel::connect(const std::string& dir, const std::string& name,
-                                                                std::chrono::milliseconds timeout) noexcept {
+                                                                std::chrono::milliseconds timeout,
+                                                                std::chrono::milliseconds wait) noexcept {
     std::shared_ptr<ControlChannel> ch(new (std::nothrow) ControlChannel(dir, name, timeout));
     if (!ch) return make_error(Errc::io_error, "out of memory");
-    if (auto st = ch->dial(); !st) return st.error();  // the first connection does not wait
+    auto st = wait.count() > 0 ? ch->redial_with_backoff(wait, "it did not start") : ch->dial();
+    if (!st) return st.error();
     return ch;
 }
 
@@ -186,14 +184,18 @@ uint64_t ControlChannel::reconnects() const noexcept {
 
 Result<Reply> ControlChannel::request(protocol::Type type, const void* body, std::size_t size) noexcept {
     std::lock_guard lock(mutex_);
-    if (sock_ < 0)
-        if (auto st = redial_with_backoff(); !st) return st.error();
+    const char* why = "lost the connection and it did not come back";
+    if (sock_ < 0) {
+        if (auto st = redial_with_backoff(timeout_, why); !st) return st.error();
+        ++reconnects_;
+    }
     bool sent = false;
     auto reply = exchange(type, body, size, sent);
     if (!reply && reply.error().code == Errc::disconnected) {
         drop();
         if (sent) return reply;  // it may have been carried out: not ours to repeat
-        if (auto st = redial_with_backoff(); !st) return st.error();
+        if (auto st = redial_with_backoff(timeout_, why); !st) return st.error();
+        ++reconnects_;
         reply = exchange(type, body, size, sent);
         if (!reply && reply.error().code == Errc::disconnected) drop();
     }

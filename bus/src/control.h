@@ -49,8 +49,10 @@ struct Reply {
 // shmbusd may or may not have carried it out.
 class ControlChannel {
 public:
+    // Waits up to `wait` for shmbusd to answer (0: one try).
     static Result<std::shared_ptr<ControlChannel>> connect(const std::string& dir, const std::string& name,
-                                                           std::chrono::milliseconds timeout) noexcept;
+                                                           std::chrono::milliseconds timeout,
+                                                           std::chrono::milliseconds wait) noexcept;
     ~ControlChannel();
     // Sends a request and waits for its reply. An error reply becomes an Error.
     [[nodiscard]] Result<Reply> request(protocol::Type type, const void* body, std::size_t size) noexcept;
@@ -63,7 +65,7 @@ private:
         : dir_(std::move(dir)), name_(std::move(name)), timeout_(timeout) {}
     // Connects and says hello, once. Unlocked: callers hold mutex_ (or own the channel alone).
     [[nodiscard]] Status dial() noexcept;
-    [[nodiscard]] Status redial_with_backoff() noexcept;
+    [[nodiscard]] Status redial_with_backoff(std::chrono::milliseconds wait, const char* why) noexcept;
     // One request and its reply on the current socket; `sent` tells whether it left us.
     [[nodiscard]] Result<Reply> exchange(protocol::Type type, const void* body, std::size_t size, bool& sent) noexcept;
     void drop() noexcept;

@@ -33,7 +33,10 @@ protected:
                           std::to_string(24 + slot * 40), "--log", pub_logs_.back(), "--wait-for-daemon"});
     }
     pid_t start_subscriber(int k, std::vector<std::string> extra = {}) {
-        std::vector<std::string> args{"chaos", "--durable", "c" + std::to_string(k), "--log", sub_log(k), "--wait-for-daemon"};
+        // Messages flow all the time (publishers are restarted at once), so a subscriber that waits
+        // 3 s for the next one is stuck on something dead: it exits with status 5 and fails the test.
+        std::vector<std::string> args{"chaos", "--durable", "c" + std::to_string(k), "--log", sub_log(k), "--wait-for-daemon",
+                                      "--stall-limit-ms", "3000"};
         args.insert(args.end(), extra.begin(), extra.end());
         return spawn_sub("sub" + std::to_string(k) + "-" + std::to_string(++sub_runs_), args);
     }
@@ -94,7 +97,8 @@ TEST_F(Chaos, EveryDurableSubscriberSeesEveryCommittedMessageWhateverIsKilled) {
         } else if (action < 8) {  // a durable subscriber
             const int k = std::uniform_int_distribution<int>(0, kSubscribers - 1)(rng);
             kill(subs[k], SIGKILL);
-            EXPECT_EQ(wait_exit(subs[k]), 128 + SIGKILL) << "subscriber exited by itself";
+            EXPECT_EQ(wait_exit(subs[k]), 128 + SIGKILL) << "subscriber c" << k << " exited by itself: "
+                                                          << read_file(path("sub" + std::to_string(k) + "-" + std::to_string(sub_runs_) + ".err"));
             subs[k] = start_subscriber(k);
             ++kills["subscriber"];
         } else {  // the supervisor; back after a pause
@@ -107,8 +111,14 @@ TEST_F(Chaos, EveryDurableSubscriberSeesEveryCommittedMessageWhateverIsKilled) {
     for (auto& [who, n] : kills) std::printf("chaos: killed %s %d times\n", who.c_str(), n);
 
     // Stop the load; one last publisher marks the end, then every subscriber must drain to it.
-    for (pid_t p : pubs) kill(p, SIGKILL), wait_exit(p);
-    for (pid_t s : subs) kill(s, SIGKILL), wait_exit(s);
+    for (pid_t p : pubs) {
+        kill(p, SIGKILL);
+        EXPECT_EQ(wait_exit(p), 128 + SIGKILL) << "a publisher exited by itself";
+    }
+    for (pid_t s : subs) {
+        kill(s, SIGKILL);
+        EXPECT_EQ(wait_exit(s), 128 + SIGKILL) << "a subscriber exited by itself (stuck, or bad messages)";
+    }
     pid_t last = start_pub("last", {"chaos", "100", "999", "--log", path("last.log")});
     pub_logs_.push_back(path("last.log"));
     ASSERT_EQ(wait_exit(last, 30s), 0) << read_file(path("last.err"));

@@ -2,7 +2,7 @@
 //   peer pub DIR TOPIC COUNT PRODUCER [--size N] [--timeout-ms T] [--pace-us N] [--log FILE]
 //            [--stall-after N --stall-ms M]
 //   peer sub DIR TOPIC [--count N | --until-id ID] [--durable NAME] [--from earliest|latest]
-//            [--log FILE] [--ready FILE] [--slow-us N]
+//            [--log FILE] [--ready FILE] [--slow-us N] [--stall-limit-ms N (exit 5 when exceeded)]
 //   topic options for both: [--capacity C] [--on-full P] [--unblock-timeout D] [--expire-detached D]
 //   both: [--wait-for-daemon] (retry the first connection for 30 s: the daemon may be restarting)
 // Payload: producer, seq, checksum, then filler. `sub` checks every message (checksum, per-producer
@@ -147,7 +147,8 @@ int run_sub(int argc, char** argv, shmbus::Client& client) {
         if (log) std::fprintf(log, "%llu %u %llu\n", (unsigned long long)m.id, p.producer, (unsigned long long)p.seq);
         if (slow_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(slow_us));
     };
-    const auto idle_limit = std::chrono::seconds(30);
+    // Waiting longer than this for the next message means someone is stuck: exit with status 5.
+    const auto idle_limit = std::chrono::milliseconds(std::stoll(flag(argc, argv, "--stall-limit-ms", "30000")));
     auto last_progress = std::chrono::steady_clock::now();
     while (received < count && (first || last_id < until)) {
         const std::size_t want = std::size_t(std::min<uint64_t>(count - received, 64));
@@ -165,8 +166,10 @@ int run_sub(int argc, char** argv, shmbus::Client& client) {
             }
             last_progress = std::chrono::steady_clock::now();
         } else if (std::chrono::steady_clock::now() - last_progress > idle_limit) {
-            std::fprintf(stderr, "peer: no message for 30 s\n");
-            break;
+            std::fprintf(stderr, "peer: no message for %lld ms (last id %llu)\n", (long long)idle_limit.count(),
+                         (unsigned long long)last_id);
+            if (log) std::fclose(log);
+            return 5;
         }
     }
     if (log) std::fclose(log);
@@ -185,12 +188,8 @@ int main(int argc, char** argv) {
     shmbus::ClientOptions co;
     co.dir = argv[2];
     co.name = "peer";
+    if (std::find(argv, argv + argc, std::string("--wait-for-daemon")) != argv + argc) co.connect_wait = std::chrono::seconds(30);
     auto client = shmbus::Client::connect(co);
-    const bool wait = std::find(argv, argv + argc, std::string("--wait-for-daemon")) != argv + argc;
-    for (int i = 0; wait && !client && client.error().code == shmbus::Errc::daemon_not_running && i < 3000; ++i) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-        client = shmbus::Client::connect(co);
-    }
     if (!client) {
         std::fprintf(stderr, "peer: %s\n", client.error().message.c_str());
         return 1;

@@ -30,6 +30,9 @@ struct ClientOptions {
     // Deadline of each control request (open, subscribe, list...), including the time spent
     // reconnecting when shmbusd went away: it is retried with exponential backoff until then.
     std::chrono::milliseconds timeout{5000};
+    // How long connect() waits for shmbusd to appear (it may be starting or restarting), retrying
+    // with the same backoff. 0: fail at once with daemon_not_running.
+    std::chrono::milliseconds connect_wait{0};
 };
 
 // One thing `collect_garbage` removed.
