@@ -388,12 +388,16 @@ bool Daemon::on_open_topic(Conn& c, uint32_t id, const protocol::OpenTopic& req)
     auto& seg = t.value()->segment;
     protocol::TopicOk ok{seg.size(), protocol::kNoSlot, existed ? 0u : 1u};
     if (req.flags & protocol::kAsPublisher) {
+        ok.producer_slot = retried_producer(seg, c, req.token);
         for (uint32_t i = 0; i < seg.max_producers() && ok.producer_slot == protocol::kNoSlot; ++i) {
             auto& p = seg.producer_slot(i);
             if (p.state.load(std::memory_order_acquire) != 0) continue;
             p.pid = c.pid;
             p.start_time = c.start_time;
+            p.owner_token = req.token;
             p.claim_start.store(0, std::memory_order_relaxed);
+            p.intent.store(0, std::memory_order_relaxed);
+            p.revoked.store(0, std::memory_order_relaxed);
             p.state.store(1, std::memory_order_release);  // SYNC: pairs with collect_stats' acquire load
             ok.producer_slot = i;
         }
@@ -445,7 +449,14 @@ bool Daemon::on_subscribe(Conn& c, uint32_t id, const protocol::Subscribe& req) 
     auto& seg = t.value()->segment;
     protocol::SubscribeOk ok{seg.size(), protocol::kNoSlot, 0, 0, 0};
 
-    if (durable) {  // reattach to an existing cursor by name
+    if (const uint32_t again = retried_consumer(seg, c, req.token); again != protocol::kNoSlot) {
+        // The same request, repeated after the connection broke before its reply: same slot.
+        auto& s = seg.consumer_slot(again);
+        ok.slot = again;
+        ok.resumed = 1;
+        ok.position = s.ack_position.load(std::memory_order_acquire);
+        ok.next_id = s.ack_id.load(std::memory_order_acquire);
+    } else if (durable) {  // reattach to an existing cursor by name
         for (uint32_t i = 0; i < seg.max_consumers(); ++i) {
             auto& s = seg.consumer_slot(i);
             const auto state = SlotState(s.state.load(std::memory_order_acquire));
@@ -457,6 +468,7 @@ bool Daemon::on_subscribe(Conn& c, uint32_t id, const protocol::Subscribe& req) 
                                                                      "' is attached by pid " + std::to_string(s.pid)));
             s.pid = c.pid;
             s.start_time = c.start_time;
+            s.owner_token = req.token;
             s.state.store(uint32_t(SlotState::attached), std::memory_order_release);
             ok.slot = i;
             ok.resumed = 1;
@@ -474,7 +486,7 @@ bool Daemon::on_subscribe(Conn& c, uint32_t id, const protocol::Subscribe& req) 
                           : req.from == uint32_t(protocol::From::latest) ? detail::Ring::From::latest
                                                                          : detail::Ring::From::id;
         auto start = detail::attach_new_cursor(seg, *slot, durable ? SlotKind::durable : SlotKind::ephemeral, durable_name,
-                                               {c.pid, c.start_time}, from, req.from_id);
+                                               {c.pid, c.start_time, req.token}, from, req.from_id);
         if (!start) return reply_error(c, id, start.error());
         ok.position = start->position;
         ok.next_id = start->id;
@@ -484,6 +496,28 @@ bool Daemon::on_subscribe(Conn& c, uint32_t id, const protocol::Subscribe& req) 
     spdlog::info("pid {} subscribed to '{}' ({}{}{}) slot {} at id {}", c.pid, topic, durable ? "durable " : "ephemeral",
                  durable_name, ok.resumed ? ", resumed" : "", ok.slot, ok.next_id);
     return reply(c, protocol::Type::subscribe_ok, id, &ok, sizeof ok, t.value()->fd);
+}
+
+// A registration request carries a random token that the slot keeps. A slot of this process with
+// the same token means the request is a repeat (its first reply was lost with the connection).
+uint32_t Daemon::retried_consumer(const detail::Segment& seg, const Conn& c, uint64_t token) const {
+    if (token == 0) return protocol::kNoSlot;
+    for (uint32_t i = 0; i < seg.max_consumers(); ++i) {
+        const auto& s = seg.consumer_slot(i);
+        if (owned_by(s, {c.pid, c.start_time}) && s.owner_token == token) return i;
+    }
+    return protocol::kNoSlot;
+}
+
+uint32_t Daemon::retried_producer(const detail::Segment& seg, const Conn& c, uint64_t token) const {
+    if (token == 0) return protocol::kNoSlot;
+    for (uint32_t i = 0; i < seg.max_producers(); ++i) {
+        const auto& p = seg.producer_slot(i);
+        if (p.state.load(std::memory_order_acquire) != 0 && p.pid == c.pid && p.start_time == c.start_time &&
+            p.owner_token == token)
+            return i;
+    }
+    return protocol::kNoSlot;
 }
 
 bool Daemon::on_unsubscribe(Conn& c, uint32_t id, const protocol::Unsubscribe& req) {

@@ -83,6 +83,8 @@ private:
     bool on_delete_subscription(Conn& c, uint32_t id, const protocol::SubscriptionName& req);
     bool on_gc(Conn& c, uint32_t id);
     bool on_close_producer(Conn& c, uint32_t id, const protocol::Unsubscribe& req);
+    [[nodiscard]] uint32_t retried_consumer(const detail::Segment& seg, const Conn& c, uint64_t token) const;
+    [[nodiscard]] uint32_t retried_producer(const detail::Segment& seg, const Conn& c, uint64_t token) const;
 
     [[nodiscard]] Result<TopicEntry*> find_or_create(const std::string& name, const protocol::WireConfig& wire, bool create);
     // Each acts only if the slot still belongs to `owner`: the same death may be seen twice

@@ -3,10 +3,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
 #include "cores.h"
+#include "futex.h"
 #include "stats.h"
 #include "shmbus/names.h"
 
@@ -99,11 +101,25 @@ Result<std::vector<RemovedItem>> Client::collect_garbage() noexcept {
 
 namespace {
 
+// A registration token: unique per request in practice (splitmix64 of a counter, the pid and
+// the clock), never 0.
+uint64_t new_token() noexcept {
+    static std::atomic<uint64_t> counter{0};
+    uint64_t z = counter.fetch_add(1, std::memory_order_relaxed) + (uint64_t(getpid()) << 40) + detail::monotonic_ns();
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+    return z == 0 ? 1 : z;
+}
+
 // Sends a request whose reply carries a segment fd; maps the segment and returns it with the body.
+// If the connection broke after the request left, it is sent once more: it carries a token, so
+// shmbusd answers a repeat with the slot the first one registered (protocol.h).
 template <class Ok, class Req>
 Result<std::pair<Ok, Segment>> request_segment(ControlChannel& channel, protocol::Type type, const Req& req,
                                                protocol::Type expected) {
     auto reply = channel.request(type, &req, sizeof req);
+    if (!reply && reply.error().code == Errc::disconnected) reply = channel.request(type, &req, sizeof req);
     if (!reply) return reply.error();
     ReplyFdGuard guard{reply.value()};
     auto ok = body_as<Ok>(*reply, expected);
@@ -121,6 +137,7 @@ Result<Publisher> Client::publisher(std::string_view topic, PublisherOptions opt
     copy_name(req.topic, topic);
     req.config = to_wire(options.create_config);
     req.flags = protocol::kCreateIfMissing | protocol::kAsPublisher;
+    req.token = new_token();
     auto r = request_segment<protocol::TopicOk>(*channel_, protocol::Type::open_topic, req, protocol::Type::topic_ok);
     if (!r) return r.error();
     auto core = std::unique_ptr<detail::PublisherCore>(new (std::nothrow) detail::PublisherCore(
@@ -142,6 +159,7 @@ Result<Subscriber> Client::subscribe(std::string_view topic, SubscribeOptions op
                         : options.from == StartFrom::latest ? protocol::From::latest
                                                             : protocol::From::id);
     req.from_id = options.from_id;
+    req.token = new_token();
     auto r = request_segment<protocol::SubscribeOk>(*channel_, protocol::Type::subscribe, req, protocol::Type::subscribe_ok);
     static detail::CrashPoint mid_subscribe("mid_subscribe");  // fault injection: attached, reply unseen
     mid_subscribe.pass();

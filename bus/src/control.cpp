@@ -184,9 +184,19 @@ uint64_t ControlChannel::reconnects() const noexcept {
 
 Result<Reply> ControlChannel::request(protocol::Type type, const void* body, std::size_t size) noexcept {
     std::lock_guard lock(mutex_);
+    return request_locked(type, body, size, timeout_);
+}
+
+Result<Reply> ControlChannel::request_if_connected(protocol::Type type, const void* body, std::size_t size) noexcept {
+    std::lock_guard lock(mutex_);
+    return request_locked(type, body, size, std::chrono::milliseconds(0));
+}
+
+Result<Reply> ControlChannel::request_locked(protocol::Type type, const void* body, std::size_t size,
+                                             std::chrono::milliseconds wait) noexcept {
     const char* why = "lost the connection and it did not come back";
     if (sock_ < 0) {
-        if (auto st = redial_with_backoff(timeout_, why); !st) return st.error();
+        if (auto st = redial_with_backoff(wait, why); !st) return st.error();
         ++reconnects_;
     }
     bool sent = false;
@@ -194,7 +204,7 @@ Result<Reply> ControlChannel::request(protocol::Type type, const void* body, std
     if (!reply && reply.error().code == Errc::disconnected) {
         drop();
         if (sent) return reply;  // it may have been carried out: not ours to repeat
-        if (auto st = redial_with_backoff(timeout_, why); !st) return st.error();
+        if (auto st = redial_with_backoff(wait, why); !st) return st.error();
         ++reconnects_;
         reply = exchange(type, body, size, sent);
         if (!reply && reply.error().code == Errc::disconnected) drop();

@@ -56,6 +56,9 @@ public:
     ~ControlChannel();
     // Sends a request and waits for its reply. An error reply becomes an Error.
     [[nodiscard]] Result<Reply> request(protocol::Type type, const void* body, std::size_t size) noexcept;
+    // For best-effort teardown (unsubscribe, close_producer from destructors): if shmbusd is gone,
+    // one reconnection attempt, no waiting. A slot left behind is released when its process exits.
+    [[nodiscard]] Result<Reply> request_if_connected(protocol::Type type, const void* body, std::size_t size) noexcept;
     [[nodiscard]] const std::string& dir() const noexcept { return dir_; }
     [[nodiscard]] uint64_t bus_id() const noexcept { return bus_id_; }
     [[nodiscard]] uint64_t reconnects() const noexcept;
@@ -66,6 +69,8 @@ private:
     // Connects and says hello, once. Unlocked: callers hold mutex_ (or own the channel alone).
     [[nodiscard]] Status dial() noexcept;
     [[nodiscard]] Status redial_with_backoff(std::chrono::milliseconds wait, const char* why) noexcept;
+    [[nodiscard]] Result<Reply> request_locked(protocol::Type type, const void* body, std::size_t size,
+                                               std::chrono::milliseconds wait) noexcept;
     // One request and its reply on the current socket; `sent` tells whether it left us.
     [[nodiscard]] Result<Reply> exchange(protocol::Type type, const void* body, std::size_t size, bool& sent) noexcept;
     void drop() noexcept;

@@ -48,6 +48,7 @@ Result<Ring::Start> attach_new_cursor(const Segment& seg, uint32_t index, SlotKi
     s.kind = uint32_t(kind);
     s.pid = owner.pid;
     s.start_time = owner.start_time;
+    s.owner_token = owner.token;
     s.detached_ns = 0;
     std::memset(s.name, 0, sizeof s.name);
     std::memcpy(s.name, name.data(), std::min(name.size(), sizeof s.name - 1));

@@ -24,6 +24,7 @@ namespace shmbus::detail {
 struct SlotOwner {
     int32_t pid;
     uint64_t start_time;
+    uint64_t token;  // the request's token (protocol.h)
 };
 // Fills a reserved slot and publishes it attached, with its cursor at the resolved start.
 // On failure the slot is freed again.

@@ -68,11 +68,15 @@ struct WireConfig {
     uint64_t expire_detached_ns;  // 0: never
 };
 
+// `token`: random per request, kept in the slot the request registers. If the connection breaks
+// before the reply, the client repeats the request with the same token and gets the same slot
+// instead of a second one (shmbusd may have died after registering it).
 struct OpenTopic {
     char topic[kNameField];
     WireConfig config;
     uint32_t flags;  // OpenFlags
     uint32_t reserved;
+    uint64_t token;
 };
 struct TopicOk {
     uint64_t segment_size;
@@ -103,6 +107,7 @@ struct Subscribe {
     uint32_t from;                      // From
     uint32_t reserved;
     uint64_t from_id;
+    uint64_t token;                     // as in OpenTopic
 };
 struct SubscribeOk {
     uint64_t segment_size;
@@ -145,8 +150,8 @@ constexpr bool kWireSafe = std::is_standard_layout_v<T> && std::is_trivially_cop
 static_assert(kWireSafe<Hello> && kWireSafe<OpenTopic> && kWireSafe<Subscribe> &&
               kWireSafe<SubscribeOk> && kWireSafe<ErrorReply> && kWireSafe<TopicList>);
 static_assert(sizeof(WireConfig) == 40);
-static_assert(sizeof(OpenTopic) == 64 + 40 + 8);
-static_assert(sizeof(Subscribe) == 64 + 48 + 40 + 16);
+static_assert(sizeof(OpenTopic) == 64 + 40 + 8 + 8);
+static_assert(sizeof(Subscribe) == 64 + 48 + 40 + 16 + 8);
 static_assert(sizeof(ErrorReply) == 224);
 
 }  // namespace shmbus::protocol

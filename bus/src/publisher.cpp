@@ -23,7 +23,7 @@ PublisherCore::~PublisherCore() {
     protocol::Unsubscribe req{};
     copy_name(req.topic, topic);
     req.slot = slot_index;
-    (void)channel->request(protocol::Type::close_producer, &req, sizeof req);  // best effort: death frees it too
+    (void)channel->request_if_connected(protocol::Type::close_producer, &req, sizeof req);  // death frees it too
 }
 
 uint64_t PublisherCore::deadline_after(std::chrono::nanoseconds timeout) const noexcept {

@@ -20,7 +20,7 @@ SubscriberCore::~SubscriberCore() {
     protocol::Unsubscribe req{};
     copy_name(req.topic, topic);
     req.slot = slot_index;
-    (void)channel->request(protocol::Type::unsubscribe, &req, sizeof req);
+    (void)channel->request_if_connected(protocol::Type::unsubscribe, &req, sizeof req);
 }
 
 void SubscriberCore::start_at(uint64_t pos, uint64_t id, uint64_t deliver_from_id, uint64_t lost_now) noexcept {

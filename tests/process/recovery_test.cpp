@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 
 #include "peer_fixture.h"
+#include "raw_socket.h"
 
 namespace shmbus::test {
 namespace {
@@ -191,6 +192,42 @@ TEST_F(CrashRecovery, APublisherThatDiedWhileTheSupervisorWasDownIsRecoveredAtRe
     EXPECT_EQ(st->recovery.dead_claims_sealed, 1u);
     EXPECT_EQ(st->recovery.owners_dead_at_restart, 1u);  // the publisher; the subscriber was alive
     EXPECT_TRUE(log_has("died while shmbusd was down"));
+}
+
+// shmbusd dies after registering a slot but before its reply arrives: the client repeats the
+// request with the same token and gets the same slot, not a second one (nor "busy").
+TEST_F(CrashRecovery, ARequestRepeatedAfterTheSupervisorDiedGetsTheSlotItRegistered) {
+    ASSERT_EQ(cli({"topic", "create", "t"}).code, 0);
+    protocol::Subscribe sub{};
+    std::memcpy(sub.topic, "t", 1);
+    std::memcpy(sub.durable_name, "r", 1);
+    sub.from = uint32_t(protocol::From::latest);
+    sub.token = 0x5eed;
+    protocol::OpenTopic open{};
+    std::memcpy(open.topic, "t", 1);
+    open.flags = protocol::kAsPublisher;
+    open.token = 0xfeed;
+    uint32_t consumer_slot = 0, producer_slot = 0;
+    RawSocket first(dir);  // stays open: the registrations stay ours
+    first.hello();
+    first.send_frame(uint16_t(protocol::Type::subscribe), &sub, sizeof sub);
+    consumer_slot = first.reply_as<protocol::SubscribeOk>(int(protocol::Type::subscribe_ok)).slot;
+    first.send_frame(uint16_t(protocol::Type::open_topic), &open, sizeof open);
+    producer_slot = first.reply_as<protocol::TopicOk>(int(protocol::Type::topic_ok)).producer_slot;
+    kill_daemon();
+    start_daemon();
+    RawSocket again(dir);
+    again.hello();
+    again.send_frame(uint16_t(protocol::Type::subscribe), &sub, sizeof sub);
+    EXPECT_EQ(again.reply_as<protocol::SubscribeOk>(int(protocol::Type::subscribe_ok)).slot, consumer_slot);
+    again.send_frame(uint16_t(protocol::Type::open_topic), &open, sizeof open);
+    EXPECT_EQ(again.reply_as<protocol::TopicOk>(int(protocol::Type::topic_ok)).producer_slot, producer_slot);
+    sub.token = 0x07e5;
+    again.send_frame(uint16_t(protocol::Type::subscribe), &sub, sizeof sub);
+    EXPECT_EQ(again.reply_type(), int(protocol::Type::error));  // another request for the name: busy
+    auto s = stats("t");
+    EXPECT_EQ(s->subscriptions.size(), 1u);
+    EXPECT_EQ(s->producers, 1u);
 }
 
 // Killed between winning its claim and recording it: only its announcement names the claim.

@@ -44,7 +44,7 @@ struct alignas(kCacheLine) ProducerSlot {
     std::atomic<uint64_t> claim_id;      // message id of the open (or intended) claim
     std::atomic<uint64_t> intent;        // 1.1: start + 1 of the claim being attempted; 0: none
     std::atomic<uint64_t> revoked;       // 1.1: record position + 1 of a claim the daemon took back; 0: none
-    uint8_t pad[kCacheLine - 56];
+    uint64_t owner_token;                // 1.1: the owner's request token, so a retried request finds it
 };
 static_assert(sizeof(ProducerSlot) == kCacheLine);
 static_assert(offsetof(ProducerSlot, claim_start) == 16);
@@ -52,6 +52,7 @@ static_assert(offsetof(ProducerSlot, claim_end) == 24);
 static_assert(offsetof(ProducerSlot, claim_id) == 32);
 static_assert(offsetof(ProducerSlot, intent) == 40);
 static_assert(offsetof(ProducerSlot, revoked) == 48);
+static_assert(offsetof(ProducerSlot, owner_token) == 56);
 
 // Record-boundary index: entry (p / block) % entries holds a record boundary p that lies in
 // block p / block, with the id of the first message at or after it. A lapped reader uses it to
