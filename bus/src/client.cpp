@@ -113,13 +113,14 @@ uint64_t new_token() noexcept {
 }
 
 // Sends a request whose reply carries a segment fd; maps the segment and returns it with the body.
-// If the connection broke after the request left, it is sent once more: it carries a token, so
+// If the connection broke after the request left, it is sent again (up to 3 times): it carries a token, so
 // shmbusd answers a repeat with the slot the first one registered (protocol.h).
 template <class Ok, class Req>
 Result<std::pair<Ok, Segment>> request_segment(ControlChannel& channel, protocol::Type type, const Req& req,
                                                protocol::Type expected) {
     auto reply = channel.request(type, &req, sizeof req);
-    if (!reply && reply.error().code == Errc::disconnected) reply = channel.request(type, &req, sizeof req);
+    for (int again = 0; again < 3 && !reply && reply.error().code == Errc::disconnected; ++again)
+        reply = channel.request(type, &req, sizeof req);
     if (!reply) return reply.error();
     ReplyFdGuard guard{reply.value()};
     auto ok = body_as<Ok>(*reply, expected);

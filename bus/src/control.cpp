@@ -148,9 +148,9 @@ Status ControlChannel::redial_with_backoff(std::chrono::milliseconds wait, const
     for (;;) {
         auto st = dial();
         if (st) return st;
-        // Only "nobody listens" is worth waiting out: shmbusd is restarting. Anything else
-        // (permissions, a protocol mismatch) will not change by itself.
-        if (st.error().code != Errc::daemon_not_running) return st.error();
+        // Only "nobody listens" and "it went away during hello" are worth waiting out: shmbusd is
+        // restarting. Anything else (permissions, a protocol mismatch) will not change by itself.
+        if (st.error().code != Errc::daemon_not_running && st.error().code != Errc::disconnected) return st.error();
         const auto now = std::chrono::steady_clock::now();
         if (now >= deadline)
             return not_running(dir_, (std::string(why) + " within " + std::to_string(wait.count()) + " ms").c_str());

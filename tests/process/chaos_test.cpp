@@ -27,6 +27,7 @@ protected:
 
     pid_t start_publisher(int slot) {
         const int producer = next_producer_++;
+        pub_names_[slot] = "pub" + std::to_string(producer);
         pub_logs_.push_back(path("pub" + std::to_string(producer) + ".log"));
         return start_pub("pub" + std::to_string(producer),
                          {"chaos", "100000000", std::to_string(producer), "--pace-us", "100", "--size",
@@ -38,7 +39,8 @@ protected:
         std::vector<std::string> args{"chaos", "--durable", "c" + std::to_string(k), "--log", sub_log(k), "--wait-for-daemon",
                                       "--stall-limit-ms", "3000"};
         args.insert(args.end(), extra.begin(), extra.end());
-        return spawn_sub("sub" + std::to_string(k) + "-" + std::to_string(++sub_runs_), args);
+        sub_names_[k] = "sub" + std::to_string(k) + "-" + std::to_string(++sub_runs_);
+        return spawn_sub(sub_names_[k], args);
     }
     std::string sub_log(int k) const { return path("sub" + std::to_string(k) + ".log"); }
 
@@ -54,6 +56,7 @@ protected:
         return ids;
     }
 
+    std::string pub_names_[kPublishers], sub_names_[kSubscribers];  // of the running incarnations
     int next_producer_ = 0;
     int sub_runs_ = 0;
     std::vector<std::string> pub_logs_;
@@ -91,14 +94,14 @@ TEST_F(Chaos, EveryDurableSubscriberSeesEveryCommittedMessageWhateverIsKilled) {
         if (action < 4) {  // a publisher, at whatever instruction it is at
             const int p = std::uniform_int_distribution<int>(0, kPublishers - 1)(rng);
             kill(pubs[p], SIGKILL);
-            EXPECT_EQ(wait_exit(pubs[p]), 128 + SIGKILL) << "publisher exited by itself";
+            EXPECT_EQ(wait_exit(pubs[p]), 128 + SIGKILL) << "publisher exited by itself: " << read_file(path(pub_names_[p] + ".err"));
             pubs[p] = start_publisher(p);
             ++kills["publisher"];
         } else if (action < 8) {  // a durable subscriber
             const int k = std::uniform_int_distribution<int>(0, kSubscribers - 1)(rng);
             kill(subs[k], SIGKILL);
             EXPECT_EQ(wait_exit(subs[k]), 128 + SIGKILL) << "subscriber c" << k << " exited by itself: "
-                                                          << read_file(path("sub" + std::to_string(k) + "-" + std::to_string(sub_runs_) + ".err"));
+                                                          << read_file(path(sub_names_[k] + ".err"));
             subs[k] = start_subscriber(k);
             ++kills["subscriber"];
         } else {  // the supervisor; back after a pause
