@@ -66,7 +66,8 @@ private:
     void rearm_timer();
     void unblock_stalled_claims(TopicEntry& t, uint64_t now_ns);
     void expire_detached(TopicEntry& t, uint64_t now_wall_ns);
-    void retry_orphans(TopicEntry& t);
+    void retry_dying(TopicEntry& t);
+    void free_producer_slot(TopicEntry& t, uint32_t slot, detail::SealOutcome outcome, const char* why);
     [[nodiscard]] bool owned_by(const layout::ConsumerSlot& s, const Owner& o) const noexcept;
 
     void accept_clients();

@@ -21,13 +21,14 @@ struct TopicEntry {
     int fd = -1;  // kept open to hand to clients with SCM_RIGHTS
     detail::Segment segment;
     // Recovery state: the open claim seen in each producer slot and since when (unblock-timeout),
-    // and announced claims of dead producers that a live producer might still own.
+    // and the producer slots of dead owners kept until their claim is settled (a live producer
+    // might still own what they announced).
     struct ClaimWatch {
         uint64_t tag = 0;
         uint64_t since_ns = 0;
     };
     std::vector<ClaimWatch> claim_watch;
-    std::vector<detail::Claim> orphans;
+    std::vector<uint32_t> dying;
     ~TopicEntry();
 };
 

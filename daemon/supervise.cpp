@@ -7,6 +7,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -66,31 +67,36 @@ void Daemon::release_consumer(TopicEntry& t, uint32_t slot, const Owner& owner, 
     }
 }
 
-// The owner is gone: seal a claim it left open, so readers move past it at once.
+// The owner is gone: seal a claim it left open, so readers move past it at once. A claim it only
+// announced may still be a live producer's: then the slot stays taken (still naming the claim,
+// so a successor daemon finds it too) and is looked at again every tick.
 void Daemon::release_producer(TopicEntry& t, uint32_t slot, const Owner& owner, const char* why) {
     auto& p = t.segment.producer_slot(slot);
     if (p.state.load(std::memory_order_acquire) == 0 || p.pid != owner.pid || p.start_time != owner.start_time) return;
-    detail::Claim pending{};
-    switch (detail::seal_abandoned_claim(t.segment, slot, pending)) {
-        case SealOutcome::sealed:
-            count(t.segment.recovery().dead_claims_sealed);
-            spdlog::warn("topic '{}': pid {} died holding an uncommitted message; sealed it as a skip record", t.name, owner.pid);
-            break;
-        case SealOutcome::retry_later:
-            t.orphans.push_back(pending);
-            spdlog::info("topic '{}': pid {} died around a claim at {} that a live producer may own; re-checking", t.name,
-                         owner.pid, pending.start);
-            rearm_timer();
-            break;
-        case SealOutcome::nothing:
-            break;
+    if (std::find(t.dying.begin(), t.dying.end(), slot) != t.dying.end()) return;
+    t.dying.push_back(slot);
+    const auto outcome = detail::seal_abandoned_claim(t.segment, slot, t.dying);
+    if (outcome != SealOutcome::retry_later) {
+        free_producer_slot(t, slot, outcome, why);
+        return;
+    }
+    spdlog::info("topic '{}': pid {} died around a claim that a live producer may own; re-checking", t.name, owner.pid);
+    rearm_timer();
+}
+
+void Daemon::free_producer_slot(TopicEntry& t, uint32_t slot, SealOutcome outcome, const char* why) {
+    auto& p = t.segment.producer_slot(slot);
+    std::erase(t.dying, slot);
+    if (outcome == SealOutcome::sealed) {
+        count(t.segment.recovery().dead_claims_sealed);
+        spdlog::warn("topic '{}': pid {} died holding an uncommitted message; sealed it as a skip record", t.name, p.pid);
     }
     t.claim_watch[slot] = {};
-    p.state.store(0, std::memory_order_release);
     const bool died = std::strcmp(why, "closed") != 0;
     if (died) count(t.segment.recovery().producers_released);
     spdlog::log(died ? spdlog::level::info : spdlog::level::debug, "topic '{}': producer slot {} released (pid {}: {})",
-                t.name, slot, owner.pid, why);
+                t.name, slot, p.pid, why);
+    p.state.store(0, std::memory_order_release);
 }
 
 // Slots whose owner died while no daemon watched get the same recovery as a death seen live;
@@ -114,6 +120,7 @@ void Daemon::reconcile(TopicEntry& t) {
         auto& p = seg.producer_slot(i);
         if (p.state.load(std::memory_order_acquire) == 0) continue;
         if (detail::process_alive(p.pid, p.start_time)) {
+            detail::settle_take_back(seg, i);  // one the previous daemon may have left halfway
             watch_owner(p.pid, p.start_time);
         } else {
             count(r.owners_dead_at_restart);
@@ -162,7 +169,7 @@ void Daemon::rearm_timer() {
     if (timer_fd_ < 0) return;
     uint64_t period = 0;
     registry_->for_each([&](TopicEntry& t) {
-        if (t.segment.unblock_timeout_ns() != 0 || !t.orphans.empty()) period = kClaimTick;
+        if (t.segment.unblock_timeout_ns() != 0 || !t.dying.empty()) period = kClaimTick;
         else if (t.segment.expire_detached_ns() != 0 && period == 0) period = kExpiryTick;
     });
     if (period == tick_ns_) return;
@@ -177,7 +184,7 @@ void Daemon::on_tick() {
     const uint64_t now = detail::monotonic_ns();
     const uint64_t wall = detail::WallClock::system_ns();
     registry_->for_each([&](TopicEntry& t) {
-        if (!t.orphans.empty()) retry_orphans(t);
+        if (!t.dying.empty()) retry_dying(t);
         if (t.segment.unblock_timeout_ns() != 0) unblock_stalled_claims(t, now);
         if (t.segment.expire_detached_ns() != 0) expire_detached(t, wall);
     });
@@ -225,20 +232,11 @@ void Daemon::expire_detached(TopicEntry& t, uint64_t wall) {
     }
 }
 
-void Daemon::retry_orphans(TopicEntry& t) {
-    std::vector<detail::Claim> still;
-    for (const auto& c : t.orphans) {
-        switch (detail::seal_orphan_claim(t.segment, c, t.orphans)) {
-            case SealOutcome::sealed:
-                count(t.segment.recovery().dead_claims_sealed);
-                spdlog::warn("topic '{}': sealed the claim at {} of a producer that died right after making it", t.name,
-                             c.start);
-                break;
-            case SealOutcome::retry_later: still.push_back(c); break;
-            case SealOutcome::nothing: break;
-        }
+void Daemon::retry_dying(TopicEntry& t) {
+    for (const uint32_t slot : std::vector<uint32_t>(t.dying)) {
+        const auto outcome = detail::seal_abandoned_claim(t.segment, slot, t.dying);
+        if (outcome != SealOutcome::retry_later) free_producer_slot(t, slot, outcome, "process exited");
     }
-    t.orphans = std::move(still);
 }
 
 }  // namespace shmbus::daemon

@@ -161,15 +161,17 @@ bool PublisherCore::release_claim(uint64_t position) noexcept {
     }
     uint64_t expected = tag;
     // SYNC: pairs with the CAS in take_back_stalled_claim: exactly one of us clears claim_start.
-    if (recorded && slot->claim_start.compare_exchange_strong(expected, 0, std::memory_order_acq_rel)) return true;
+    if (recorded && slot->claim_start.compare_exchange_strong(expected, 0, std::memory_order_acq_rel)) {
+        // A daemon that died between marking this claim and its CAS left the mark: lift it.
+        uint64_t mark = position + 1;
+        if (slot->revoked.load(std::memory_order_relaxed) == mark)  // relaxed: a rare leftover, re-checked by the CAS
+            slot->revoked.compare_exchange_strong(mark, 0, std::memory_order_acq_rel);
+        return true;
+    }
     // An older loan is never recorded, but may have been taken back while it still was.
     // SYNC: acquire pairs with the release store of revoked in take_back_stalled_claim.
     if (!recorded && slot->revoked.load(std::memory_order_acquire) != position + 1) return true;
-    // Taken back and sealed as a skip record. We are done writing, so the bytes may be reused.
-    // SYNC: release pairs with the acquire load of revoked in min_gating_ack.
-    slot->revoked.store(0, std::memory_order_release);
-    seg.producers().late_commits.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
-    return false;
+    return false;  // taken back: commit_record seals it as a skip record, then lifts `revoked`
 }
 
 void PublisherCore::write_padding(uint64_t position, uint64_t bytes, uint64_t next_id) noexcept {
@@ -180,12 +182,20 @@ void PublisherCore::write_padding(uint64_t position, uint64_t bytes, uint64_t ne
 }
 
 PublishStatus PublisherCore::commit_record(uint64_t position, RecordType type) noexcept {
-    if (!release_claim(position)) return PublishStatus::revoked;
+    // Taken back: the daemon seals it as a skip record, and so do we, the same way, so the record
+    // ends committed even if the daemon died between taking it and sealing it.
+    const bool ours = release_claim(position);
+    if (!ours) type = RecordType::skip;
     RecordHeader* h = ring.header_at(position);
     if (type != RecordType::data) layout::put_field(h->type, uint16_t(type));
     // SYNC: pairs with the acquire load of `commit` in Ring::inspect: the header and payload
     // written above are visible to any reader that sees this commit word.
     h->commit.store(layout::commit_word(position), std::memory_order_release);
+    if (!ours) {  // done writing: the bytes may be reused now
+        // SYNC: release pairs with the acquire load of revoked in min_gating_ack.
+        slot->revoked.store(0, std::memory_order_release);
+        seg.producers().late_commits.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
+    }
     // SYNC: StoreLoad fence, pairs with the seq_cst increment of data_waiters in
     // SubscriberCore::receive: either the sleeper's re-check sees our commit, or we see it waiting.
     std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -194,7 +204,7 @@ PublishStatus PublisherCore::commit_record(uint64_t position, RecordType type) n
         seg.producers().data_futex.fetch_add(1, std::memory_order_release);
         futex_wake_all(seg.producers().data_futex);
     }
-    return PublishStatus::ok;
+    return ours ? PublishStatus::ok : PublishStatus::revoked;
 }
 
 }  // namespace detail

@@ -63,10 +63,11 @@ bool seal_claim(const Segment& seg, const Claim& c) {
     return sealed;
 }
 
-// Does some producer slot other than `except` record or announce a claim starting at `start`?
-bool claimed_by_another(const Segment& seg, uint64_t start, uint32_t except) {
+// Does a producer slot whose owner may be alive (not in `dead`) record or announce a claim
+// starting at `start`?
+bool claimed_by_live(const Segment& seg, uint64_t start, const std::vector<uint32_t>& dead) {
     for (uint32_t i = 0; i < seg.max_producers(); ++i) {
-        if (i == except) continue;
+        if (std::find(dead.begin(), dead.end(), i) != dead.end()) continue;
         auto& p = seg.producer_slot(i);
         if (p.state.load(std::memory_order_acquire) == 0) continue;
         // acquire: pairs with the producer's release stores of intent and claim_start.
@@ -76,7 +77,15 @@ bool claimed_by_another(const Segment& seg, uint64_t start, uint32_t except) {
     return false;
 }
 
-SealOutcome check_orphan(const Segment& seg, const Claim& c, uint32_t except, const std::vector<Claim>& others) {
+// Does a dead producer (in `dead`) announce a claim starting at `start`?
+bool announced_by_dead(const Segment& seg, uint64_t start, const std::vector<uint32_t>& dead) {
+    return std::any_of(dead.begin(), dead.end(), [&](uint32_t i) {
+        return seg.producer_slot(i).intent.load(std::memory_order_acquire) == start + 1;
+    });
+}
+
+// A claim only announced by a dead producer: seal it once it is certain to be its own.
+SealOutcome check_orphan(const Segment& seg, const Claim& c, const std::vector<uint32_t>& dead) {
     const Ring ring(seg);
     const TailSnapshot tail = ring.read_tail();
     if (c.start >= tail.position) return SealOutcome::nothing;  // its CAS never won: nothing claimed there
@@ -84,34 +93,63 @@ SealOutcome check_orphan(const Segment& seg, const Claim& c, uint32_t except, co
     if (committed(ring, record_start(ring, c))) return SealOutcome::nothing;  // finished, by whoever won
     // Someone won `start` and has not committed. A live winner names it in its slot, before its
     // CAS (intent) and after it (claim_start), until it commits: then it is theirs to finish.
-    if (claimed_by_another(seg, c.start, except)) return SealOutcome::retry_later;
-    // Nobody alive owns it, so the dead announcer won it, and its claim ends where the next one
+    if (claimed_by_live(seg, c.start, dead)) return SealOutcome::retry_later;
+    // Nobody alive owns it, so a dead announcer won it, and its claim ends where the next one
     // starts: at the tail, at a committed record, or at a claim somebody announced.
-    const bool followed = c.end == tail.position || committed(ring, c.end) || claimed_by_another(seg, c.end, except) ||
-                          std::any_of(others.begin(), others.end(), [&](const Claim& o) { return o.start == c.end; });
+    const bool followed = c.end == tail.position || committed(ring, c.end) || claimed_by_live(seg, c.end, dead) ||
+                          announced_by_dead(seg, c.end, dead);
     if (!followed) return SealOutcome::retry_later;
     return seal_claim(seg, c) ? SealOutcome::sealed : SealOutcome::nothing;
 }
 
-}  // namespace
+// The claim a slot describes: recorded (claim_start), taken back (revoked: the record's position;
+// its header, written before the claim was recorded, gives its size and id), or only announced
+// (intent).
+struct SlotClaim {
+    Claim claim{};
+    enum Kind { none, recorded, taken_back, announced } kind = none;
+};
 
-SealOutcome seal_abandoned_claim(const Segment& seg, uint32_t index, Claim& pending) noexcept {
-    auto& slot = seg.producer_slot(index);
-    // SYNC: pairs with the release stores of claim_start and intent in PublisherCore::claim; the
-    // owner is dead, so these are its last words.
-    const uint64_t recorded = slot.claim_start.exchange(0, std::memory_order_acq_rel);
-    const uint64_t announced = slot.intent.exchange(0, std::memory_order_acq_rel);
-    const uint64_t end = slot.claim_end.load(std::memory_order_relaxed);
-    const uint64_t id = slot.claim_id.load(std::memory_order_relaxed);
-    slot.revoked.store(0, std::memory_order_release);  // a late writer that is dead writes no more
-    if (recorded != 0) return seal_claim(seg, {recorded - 1, end, id}) ? SealOutcome::sealed : SealOutcome::nothing;
-    if (announced == 0) return SealOutcome::nothing;
-    pending = {announced - 1, end, id};
-    return check_orphan(seg, pending, index, {});
+// A claim taken back, from its record header (written before the claim was recorded).
+SlotClaim taken_back_claim(const Segment& seg, uint64_t revoked) {
+    const auto* h = Ring(seg).header_at(revoked - 1);
+    const uint64_t length = layout::get_field(h->length);
+    if (length > seg.max_message()) return {};  // not a header a producer wrote: leave it
+    return {{revoked - 1, revoked - 1 + layout::record_size(length), layout::get_field(h->id)}, SlotClaim::taken_back};
 }
 
-SealOutcome seal_orphan_claim(const Segment& seg, const Claim& claim, const std::vector<Claim>& others) noexcept {
-    return check_orphan(seg, claim, UINT32_MAX, others);
+SlotClaim claim_of(const Segment& seg, const layout::ProducerSlot& slot) {
+    // SYNC: acquire pairs with the release stores of claim_start, intent and revoked.
+    const uint64_t recorded = slot.claim_start.load(std::memory_order_acquire);
+    const uint64_t announced = slot.intent.load(std::memory_order_acquire);
+    const uint64_t revoked = slot.revoked.load(std::memory_order_acquire);
+    const uint64_t end = slot.claim_end.load(std::memory_order_relaxed);  // relaxed: published with intent
+    const uint64_t id = slot.claim_id.load(std::memory_order_relaxed);
+    if (recorded != 0) return {{recorded - 1, end, id}, SlotClaim::recorded};
+    if (revoked != 0) return taken_back_claim(seg, revoked);
+    if (announced == 0) return {};
+    return {{announced - 1, end, id}, SlotClaim::announced};
+}
+
+void clear_claim(layout::ProducerSlot& slot) {
+    slot.claim_start.store(0, std::memory_order_relaxed);  // relaxed: the owner is dead, only we write
+    slot.intent.store(0, std::memory_order_relaxed);
+    slot.revoked.store(0, std::memory_order_release);     // SYNC: pairs with min_gating_ack: bytes free again
+}
+
+}  // namespace
+
+SealOutcome seal_abandoned_claim(const Segment& seg, uint32_t index, const std::vector<uint32_t>& dead) noexcept {
+    auto& slot = seg.producer_slot(index);
+    const SlotClaim c = claim_of(seg, slot);
+    SealOutcome outcome = SealOutcome::nothing;
+    if (c.kind == SlotClaim::recorded || c.kind == SlotClaim::taken_back)
+        outcome = seal_claim(seg, c.claim) ? SealOutcome::sealed : SealOutcome::nothing;
+    else if (c.kind == SlotClaim::announced)
+        outcome = check_orphan(seg, c.claim, dead);
+    // Cleared only once settled: if this daemon dies meanwhile, the next one finds the claim again.
+    if (outcome != SealOutcome::retry_later) clear_claim(slot);
+    return outcome;
 }
 
 bool take_back_stalled_claim(const Segment& seg, uint32_t index, uint64_t tagged) noexcept {
@@ -121,16 +159,38 @@ bool take_back_stalled_claim(const Segment& seg, uint32_t index, uint64_t tagged
     const Claim claim{tagged - 1, slot.claim_end.load(std::memory_order_relaxed), slot.claim_id.load(std::memory_order_relaxed)};
     const Ring ring(seg);
     if (!plausible(ring, claim)) return false;
+    // Marked before the CAS: a daemon that dies between the two leaves a mark the next one settles
+    // (settle_take_back), never a claim taken back without a mark. The bytes a late writer may
+    // still touch start at the record (its padding is committed).
+    // SYNC: release pairs with the acquire load of revoked in min_gating_ack and claim_of.
+    slot.revoked.store(record_start(ring, claim) + 1, std::memory_order_seq_cst);
     uint64_t expected = tagged;
     // SYNC: pairs with the producer's CAS of claim_start in PublisherCore::release_claim: exactly
-    // one of the two clears it, and only the winner writes the commit word. end and id were read
-    // before (the release half keeps them there) while claim_start still held `tagged`.
-    if (!slot.claim_start.compare_exchange_strong(expected, 0, std::memory_order_acq_rel)) return false;
-    // The bytes a late writer may still touch start at the record (the padding is committed).
-    // SYNC: release, before the seal below: a producer that sees readers' acks past the sealed
-    // record (which they make after seeing its commit) also sees this, in min_gating_ack.
-    slot.revoked.store(record_start(ring, claim) + 1, std::memory_order_release);
-    return seal_claim(seg, claim);
+    // one of the two clears it; the producer's commit word then says data, ours says skip. end and
+    // id were read before (the release half keeps them there) while claim_start still held `tagged`.
+    if (!slot.claim_start.compare_exchange_strong(expected, 0, std::memory_order_acq_rel)) {
+        uint64_t mark = record_start(ring, claim) + 1;
+        slot.revoked.compare_exchange_strong(mark, 0, std::memory_order_acq_rel);  // the owner may have cleared it
+        return false;
+    }
+    seal_claim(seg, claim);
+    return true;
+}
+
+void settle_take_back(const Segment& seg, uint32_t index) noexcept {
+    auto& slot = seg.producer_slot(index);
+    uint64_t revoked = slot.revoked.load(std::memory_order_seq_cst);
+    if (revoked == 0) return;
+    const Ring ring(seg);
+    if (const uint64_t recorded = slot.claim_start.load(std::memory_order_seq_cst); recorded != 0) {
+        const Claim open{recorded - 1, slot.claim_end.load(std::memory_order_relaxed), 0};
+        if (record_start(ring, open) == revoked - 1) {  // marked, never taken: the claim stays the owner's
+            slot.revoked.compare_exchange_strong(revoked, 0, std::memory_order_acq_rel);
+            return;
+        }
+    }
+    const SlotClaim c = taken_back_claim(seg, revoked);  // taken, maybe never sealed
+    if (c.kind == SlotClaim::taken_back) seal_claim(seg, c.claim);
 }
 
 }  // namespace shmbus::detail

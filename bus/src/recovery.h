@@ -24,21 +24,23 @@ enum class SealOutcome : uint8_t {
 };
 
 // Seals the open claim of a dead producer (call only once the owner is gone: a live owner may
-// still commit). Covers a claim the producer recorded (claim_start) and one it only announced
-// (`intent`, when it died between its winning CAS and recording the claim). On retry_later,
-// `pending` describes the claim to pass to seal_orphan_claim() later; the slot may be reused.
-[[nodiscard]] SealOutcome seal_abandoned_claim(const Segment& seg, uint32_t slot, Claim& pending) noexcept;
-
-// Looks again at an announced claim of a dead producer: seals it once no live producer can own
-// it. `others` are further announced claims of dead producers still pending (a claim may be
-// followed by one of them).
-[[nodiscard]] SealOutcome seal_orphan_claim(const Segment& seg, const Claim& claim,
-                                            const std::vector<Claim>& others) noexcept;
+// still commit). Covers a claim the producer recorded (claim_start), one taken back from it
+// (revoked), and one it only announced (intent: it died between its winning CAS and recording
+// the claim). `dead` lists the producer slots whose owners are known dead (this one included):
+// their announcements do not count as a live producer's. On retry_later the claim may still be
+// a live producer's: keep the slot and call again later. The slot's claim words are cleared once
+// the outcome is settled, never before, so a daemon that dies halfway leaves them to its successor.
+[[nodiscard]] SealOutcome seal_abandoned_claim(const Segment& seg, uint32_t slot,
+                                               const std::vector<uint32_t>& dead) noexcept;
 
 // Takes back the claim `tagged` (claim_start as read earlier) of a live producer that kept it
-// open too long: wins it from the producer with a CAS on claim_start, marks it revoked (so
-// producers do not overwrite its bytes while the late writer may still write), then seals it.
-// Returns false if the producer committed first.
+// open too long: marks it revoked (so producers do not overwrite its bytes while the late writer
+// may still write), wins it from the producer with a CAS on claim_start, then seals it.
+// Returns false if the producer committed first, or if an earlier take-back is not yet noticed.
 [[nodiscard]] bool take_back_stalled_claim(const Segment& seg, uint32_t slot, uint64_t tagged) noexcept;
+
+// For a live producer found at start: finishes or undoes a take-back the previous daemon began
+// and did not finish (it died between marking, taking and sealing).
+void settle_take_back(const Segment& seg, uint32_t slot) noexcept;
 
 }  // namespace shmbus::detail

@@ -25,10 +25,7 @@ TopicConfig revocable(uint64_t capacity, OnFull on_full = OnFull::block) {
     return c;
 }
 
-SealOutcome seal_dead(const Segment& seg, uint32_t slot) {
-    Claim pending{};
-    return seal_abandoned_claim(seg, slot, pending);
-}
+SealOutcome seal_dead(const Segment& seg, uint32_t slot) { return seal_abandoned_claim(seg, slot, {slot}); }
 
 // Claims [start, end) by hand, as a producer in slot `slot` that announces it and wins the CAS,
 // then dies before recording it.
@@ -133,12 +130,12 @@ TEST(Recovery, AnAnnouncedClaimThatALiveProducerAlsoAnnouncedWaits) {
     auto& live = t.segment().producer_slot(2);  // a live producer in its window, same position
     live.state.store(1);
     live.intent.store(start + 1);
-    Claim pending{};
-    EXPECT_EQ(seal_abandoned_claim(t.segment(), 1, pending), SealOutcome::retry_later);
-    EXPECT_EQ(pending.start, start);
-    EXPECT_EQ(seal_orphan_claim(t.segment(), pending, {pending}), SealOutcome::retry_later);
+    EXPECT_EQ(seal_dead(t.segment(), 1), SealOutcome::retry_later);
+    EXPECT_EQ(t.segment().producer_slot(1).intent.load(), start + 1);  // kept until settled
+    EXPECT_EQ(seal_dead(t.segment(), 1), SealOutcome::retry_later);
     live.intent.store(start + 128 + 1);  // it lost that CAS and moved on: the claim was the dead one's
-    EXPECT_EQ(seal_orphan_claim(t.segment(), pending, {pending}), SealOutcome::sealed);
+    EXPECT_EQ(seal_dead(t.segment(), 1), SealOutcome::sealed);
+    EXPECT_EQ(t.segment().producer_slot(1).intent.load(), 0u);
     live.intent.store(0);
     ASSERT_EQ(pub.publish("after"), PublishStatus::ok);
     EXPECT_EQ(drain(*sub), std::vector<std::string>{"after"});
@@ -207,6 +204,45 @@ TEST(Recovery, AnOlderLoanTakenBackIsRefusedAndOnlyOneClaimIsTakenBackAtATime) {
     EXPECT_EQ(first.commit(), PublishStatus::revoked);
     EXPECT_EQ(slot.revoked.load(), 0u);
     EXPECT_EQ(drain(*sub), std::vector<std::string>{"second!!"});
+}
+
+// shmbusd died between taking a claim back and sealing it: the late commit seals it itself, and
+// a successor daemon finishes (or undoes) what it finds half done.
+TEST(Recovery, ATakeBackLeftHalfDoneIsFinishedByTheLateCommitOrTheNextDaemon) {
+    LocalTopic t(revocable(4096));
+    auto pub = t.publisher();
+    auto sub = t.subscriber();
+    auto& slot = t.segment().producer_slot(0);
+    auto take_without_sealing = [&] {
+        const uint64_t tag = slot.claim_start.load();
+        slot.revoked.store(tag);
+        uint64_t expected = tag;
+        ASSERT_TRUE(slot.claim_start.compare_exchange_strong(expected, 0));
+    };
+    Loan a;
+    ASSERT_EQ(pub.loan(8, a), PublishStatus::ok);
+    take_without_sealing();
+    ASSERT_EQ(pub.publish("after a"), PublishStatus::ok);
+    EXPECT_TRUE(drain(*sub).empty());               // nobody sealed it yet
+    EXPECT_EQ(a.commit(), PublishStatus::revoked);  // the late commit seals it as a skip record
+    EXPECT_EQ(drain(*sub), std::vector<std::string>{"after a"});
+
+    Loan b;
+    ASSERT_EQ(pub.loan(8, b), PublishStatus::ok);
+    take_without_sealing();
+    ASSERT_EQ(pub.publish("after b"), PublishStatus::ok);
+    settle_take_back(t.segment(), 0);  // the next daemon, at start
+    EXPECT_EQ(drain(*sub), std::vector<std::string>{"after b"});
+    EXPECT_EQ(b.commit(), PublishStatus::revoked);
+
+    Loan c;  // marked, but the daemon died before its CAS: the claim stays the owner's
+    ASSERT_EQ(pub.loan(7, c), PublishStatus::ok);
+    slot.revoked.store(slot.claim_start.load());
+    settle_take_back(t.segment(), 0);
+    EXPECT_EQ(slot.revoked.load(), 0u);
+    std::memcpy(c.data().data(), "still c", 7);
+    EXPECT_EQ(c.commit(), PublishStatus::ok);
+    EXPECT_EQ(drain(*sub), std::vector<std::string>{"still c"});
 }
 
 TEST(Recovery, ACommitThatComesFirstWinsOverTheTakeBack) {
