@@ -35,18 +35,26 @@ int fail(const shmbus::Error& e) {
     return kExitError;
 }
 
-struct SizeOption {
+// An option given as text and parsed after the command line: empty means "not given"; text that
+// does not parse sets rc to the usage exit status and says what would have.
+template <class T, std::optional<T> (*Parse)(std::string_view)>
+struct ParsedOption {
     std::string text;
-    std::optional<uint64_t> parse(const char* what, int& rc) const {
+    const char* examples;
+    std::optional<T> parse(const char* what, int& rc) const {
         if (text.empty()) return std::nullopt;
-        auto v = shmbus::parse_size(text);
+        auto v = Parse(text);
         if (!v) {
-            std::cerr << "shmbus: invalid " << what << " '" << text << "' (use bytes or a suffix: 64K, 16M, 1G)\n";
+            std::cerr << "shmbus: invalid " << what << " '" << text << "' (" << examples << ")\n";
             rc = kExitUsage;
         }
         return v;
     }
 };
+using SizeOption = ParsedOption<uint64_t, shmbus::parse_size>;
+using DurationOption = ParsedOption<std::chrono::nanoseconds, shmbus::parse_duration>;
+constexpr const char* kSizeExamples = "use bytes or a suffix: 64K, 16M, 1G";
+constexpr const char* kDurationExamples = "use a number and a unit: 500ms, 30s, 15m, 2h, 7d";
 
 // 0 → "off"; otherwise the largest unit that divides it exactly: "250ms", "30s", "2h".
 std::string duration_text(std::chrono::nanoseconds d, const char* zero) {
@@ -131,19 +139,6 @@ void print_stats_text(const shmbus::TopicStats& t) {
         std::printf("\n");
     }
 }
-
-struct DurationOption {
-    std::string text;
-    std::optional<std::chrono::nanoseconds> parse(const char* what, int& rc) const {
-        if (text.empty()) return std::nullopt;
-        auto v = shmbus::parse_duration(text);
-        if (!v) {
-            std::cerr << "shmbus: invalid " << what << " '" << text << "' (use a number and a unit: 500ms, 30s, 15m, 2h, 7d)\n";
-            rc = kExitUsage;
-        }
-        return v;
-    }
-};
 
 int topic_create(shmbus::Client& client, const std::string& name, const SizeOption& capacity,
                  const SizeOption& max_message, const std::string& on_full, const DurationOption& unblock_timeout,
@@ -306,14 +301,14 @@ int main(int argc, char** argv) {
     auto* topic = app.add_subcommand("topic", "manage topics");
     topic->require_subcommand(1);
     std::string name, on_full;
-    SizeOption capacity, max_message;
+    SizeOption capacity{{}, kSizeExamples}, max_message{{}, kSizeExamples};
     bool json = false;
     auto* create = topic->add_subcommand("create", "create a topic");
     create->add_option("NAME", name, "topic name")->required();
     create->add_option("--capacity", capacity.text, "ring size, e.g. 4M (rounded up to a power of two)");
     create->add_option("--max-message", max_message.text, "largest payload, e.g. 64K");
     create->add_option("--on-full", on_full, "block, fail or overwrite")->check(CLI::IsMember({"block", "fail", "overwrite"}));
-    DurationOption unblock_timeout, expire_detached;
+    DurationOption unblock_timeout{{}, kDurationExamples}, expire_detached{{}, kDurationExamples};
     create->add_option("--unblock-timeout", unblock_timeout.text,
                        "take back a message a live publisher leaves uncommitted this long, e.g. 500ms (default: off)");
     create->add_option("--expire-detached", expire_detached.text,

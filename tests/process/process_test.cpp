@@ -78,22 +78,6 @@ TEST_F(Process, ADurableSubscriberKilledMidStreamSeesEveryMessageAtLeastOnce) {
     EXPECT_LE(d.duplicates, 64u);  // at most the batch that was logged but not yet acked
 }
 
-TEST_F(Process, APublisherKilledBetweenClaimAndCommitDoesNotStallReaders) {
-    // The first publisher SIGKILLs itself right after its 101st claim, before the commit.
-    pid_t sub = start_sub("s", {"t", "--durable", "d", "--until-id", "150", "--capacity", "64K"});
-    pid_t dead = start_pub("dead", {"t", "1000", "0"}, {"SHMBUS_CRASH_POINT=after_claim:101"});
-    EXPECT_EQ(wait_exit(dead), 128 + SIGKILL);
-    pid_t alive = start_pub("alive", {"t", "50", "1"});
-    EXPECT_EQ(wait_exit(alive), 0) << read_file(path("alive.err"));
-    const Summary s = finish_sub("s", sub);
-    EXPECT_EQ(s.bad, 0u);
-    EXPECT_EQ(s.received, 150u);  // 100 from the dead one, its claim skipped (id 100), then 50
-    EXPECT_EQ(s.last_id, 150u);
-    auto st = connect()->topic_stats("t");
-    EXPECT_EQ(st->skip_records, 1u);
-    EXPECT_NE(read_file(path("daemon.log")).find("sealed it as a skip record"), std::string::npos);
-}
-
 TEST_F(Process, AnOverrunEphemeralSubscriberReportsTheExactNumberLost) {
     const uint64_t total = 40000;
     pid_t sub = start_sub("s", {"t", "--until-id", std::to_string(total - 1), "--capacity", "64K", "--on-full",

@@ -230,18 +230,28 @@ TEST_F(CrashRecovery, ARequestRepeatedAfterTheSupervisorDiedGetsTheSlotItRegiste
     EXPECT_EQ(s->producers, 1u);
 }
 
-// Killed between winning its claim and recording it: only its announcement names the claim.
-TEST_F(CrashRecovery, APublisherKilledInsideItsClaimDoesNotStallReaders) {
+// A publisher SIGKILLs itself inside its 101st claim: right after winning the CAS (only its
+// announcement names the claim), or once the claim is recorded. Either way readers move on.
+class DeadPublisher : public CrashRecovery, public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(DeadPublisher, ReadersMoveOnPastTheClaimItLeft) {
     pid_t sub = start_sub("s", {"t", "--durable", "d", "--until-id", "150", "--capacity", "64K"});
-    pid_t dead = start_pub("dead", {"t", "1000", "0"}, {"SHMBUS_CRASH_POINT=in_claim:101"});
+    pid_t dead = start_pub("dead", {"t", "1000", "0"}, {std::string("SHMBUS_CRASH_POINT=") + GetParam() + ":101"});
     EXPECT_EQ(wait_exit(dead), 128 + SIGKILL);
     pid_t alive = start_pub("alive", {"t", "50", "1"});
     EXPECT_EQ(wait_exit(alive), 0) << read_file(path("alive.err"));
     const Summary s = finish_sub("s", sub);
     EXPECT_EQ(s.bad, 0u);
-    EXPECT_EQ(s.received, 150u);
-    EXPECT_EQ(stats("t")->recovery.dead_claims_sealed, 1u);
+    EXPECT_EQ(s.received, 150u);  // 100 from the dead one, its claim skipped (id 100), then 50
+    EXPECT_EQ(s.last_id, 150u);
+    auto st = stats("t");
+    EXPECT_EQ(st->skip_records, 1u);
+    EXPECT_EQ(st->recovery.dead_claims_sealed, 1u);
+    EXPECT_EQ(st->recovery.producers_released, 1u);  // the dead one; the live one closed its slot itself
+    EXPECT_TRUE(log_has("sealed it as a skip record"));
 }
+
+INSTANTIATE_TEST_SUITE_P(CrashPoints, DeadPublisher, ::testing::Values("in_claim", "after_claim"));
 
 class Gc : public CrashRecovery {
 protected:
