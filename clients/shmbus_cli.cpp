@@ -140,25 +140,31 @@ void print_stats_text(const shmbus::TopicStats& t) {
     }
 }
 
-int topic_create(shmbus::Client& client, const std::string& name, const SizeOption& capacity,
-                 const SizeOption& max_message, const std::string& on_full, const DurationOption& unblock_timeout,
-                 const DurationOption& expire_detached) {
-    int rc = 0;
+// `topic create` options, parsed before anything talks to shmbusd: text that does not parse is
+// exit status 2 whether or not a daemon runs (values out of range are the bus's to refuse: 1).
+struct CreateOptions {
+    SizeOption capacity{{}, kSizeExamples}, max_message{{}, kSizeExamples};
+    DurationOption unblock_timeout{{}, kDurationExamples}, expire_detached{{}, kDurationExamples};
+    std::string on_full;
+};
+
+// The topic configuration the options ask for, checked before anything talks to shmbusd: bad
+// usage is exit status 2 whether or not a daemon runs. rc is set on failure.
+shmbus::TopicConfig create_config(const CreateOptions& o, int& rc) {
     shmbus::TopicConfig config;
-    if (auto v = unblock_timeout.parse("unblock timeout", rc)) config.unblock_timeout = *v;
-    if (auto v = expire_detached.parse("expire-detached duration", rc)) config.expire_detached = *v;
-    if (auto v = capacity.parse("capacity", rc)) config.capacity = *v;
-    if (auto v = max_message.parse("max message", rc)) {
+
+    if (auto v = o.unblock_timeout.parse("unblock timeout", rc)) config.unblock_timeout = *v;
+    if (auto v = o.expire_detached.parse("expire-detached duration", rc)) config.expire_detached = *v;
+    if (auto v = o.capacity.parse("capacity", rc)) config.capacity = *v;
+    if (auto v = o.max_message.parse("max message", rc)) {
         if (*v > UINT32_MAX) {
             std::cerr << "shmbus: max message too large\n";
-            return kExitUsage;
+            rc = kExitUsage;
         }
-        config.max_message = uint32_t(*v);
+        config.max_message = uint32_t(std::min<uint64_t>(*v, UINT32_MAX));
     }
-    if (rc != 0) return rc;
-    if (!on_full.empty()) (void)shmbus::parse_on_full(on_full, config.on_full);
-    if (auto st = client.create_topic(name, config); !st) return fail(st.error());
-    return 0;
+    if (!o.on_full.empty()) (void)shmbus::parse_on_full(o.on_full, config.on_full);
+    return config;
 }
 
 int topic_list(shmbus::Client& client, bool json) {
@@ -300,18 +306,18 @@ int main(int argc, char** argv) {
 
     auto* topic = app.add_subcommand("topic", "manage topics");
     topic->require_subcommand(1);
-    std::string name, on_full;
-    SizeOption capacity{{}, kSizeExamples}, max_message{{}, kSizeExamples};
+    std::string name;
+    CreateOptions create_options;
+    auto& o = create_options;
     bool json = false;
     auto* create = topic->add_subcommand("create", "create a topic");
     create->add_option("NAME", name, "topic name")->required();
-    create->add_option("--capacity", capacity.text, "ring size, e.g. 4M (rounded up to a power of two)");
-    create->add_option("--max-message", max_message.text, "largest payload, e.g. 64K");
-    create->add_option("--on-full", on_full, "block, fail or overwrite")->check(CLI::IsMember({"block", "fail", "overwrite"}));
-    DurationOption unblock_timeout{{}, kDurationExamples}, expire_detached{{}, kDurationExamples};
-    create->add_option("--unblock-timeout", unblock_timeout.text,
+    create->add_option("--capacity", o.capacity.text, "ring size, e.g. 4M (rounded up to a power of two)");
+    create->add_option("--max-message", o.max_message.text, "largest payload, e.g. 64K");
+    create->add_option("--on-full", o.on_full, "block, fail or overwrite")->check(CLI::IsMember({"block", "fail", "overwrite"}));
+    create->add_option("--unblock-timeout", o.unblock_timeout.text,
                        "take back a message a live publisher leaves uncommitted this long, e.g. 500ms (default: off)");
-    create->add_option("--expire-detached", expire_detached.text,
+    create->add_option("--expire-detached", o.expire_detached.text,
                        "release a durable subscription whose owner has been gone this long, e.g. 1h (default: never)");
     auto* list = topic->add_subcommand("list", "list topics");
     list->add_flag("--json", json, "JSON output");
@@ -349,13 +355,23 @@ int main(int argc, char** argv) {
         return kExitUsage;
     }
 
+    shmbus::TopicConfig config;
+    if (*create) {
+        int rc = 0;
+        config = create_config(create_options, rc);
+        if (rc != 0) return rc;
+    }
+
     shmbus::ClientOptions options;
     options.dir = dir;
     options.name = "shmbus-cli";
     auto client = shmbus::Client::connect(options);
     if (!client) return fail(client.error());
 
-    if (*create) return topic_create(*client, name, capacity, max_message, on_full, unblock_timeout, expire_detached);
+    if (*create) {
+        if (auto st = client->create_topic(name, config); !st) return fail(st.error());
+        return 0;
+    }
     if (*gc_cmd) return gc(*client, json);
     if (*list) return topic_list(*client, json);
     if (*info) return topic_info(*client, name, json);

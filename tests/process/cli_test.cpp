@@ -123,6 +123,48 @@ TEST_F(Cli, SizesAcceptSuffixesAndRejectNonsense) {
     EXPECT_NE(toobig.err.find("max message"), std::string::npos);
 }
 
+TEST_F(Cli, RecoverySettingsAndCountsShowInTopicInfo) {
+    EXPECT_EQ(cli({"topic", "create", "r", "--unblock-timeout", "250ms", "--expire-detached", "2h"}).code, 0);
+    auto j = nlohmann::json::parse(cli({"topic", "info", "r", "--json"}).out);
+    EXPECT_EQ(j["unblock_timeout_ms"], 250);
+    EXPECT_EQ(j["expire_detached_ms"], 2 * 3600 * 1000);
+    for (const char* counter : {"dead_claims_sealed", "stalled_claims_unblocked", "late_commits_refused", "producers_released",
+                                "subscribers_freed", "subscribers_detached", "cursors_expired", "owners_dead_at_restart"})
+        EXPECT_EQ(j["recovery"][counter], 0) << counter;
+    const std::string text = cli({"topic", "info", "r"}).out;
+    EXPECT_NE(text.find("unblock-timeout 250ms, expire-detached 2h"), std::string::npos) << text;
+    EXPECT_NE(text.find("recovery: 0 dead claims sealed"), std::string::npos) << text;
+    // A detached durable subscription shows how long it has left.
+    EXPECT_EQ(cli({"sub", "r", "--durable", "gone", "--count", "0"}).code, 0);
+    j = nlohmann::json::parse(cli({"topic", "info", "r", "--json"}).out);
+    ASSERT_EQ(j["subscriptions"].size(), 1u);
+    EXPECT_EQ(j["subscriptions"][0]["state"], "detached");
+    EXPECT_GT(j["subscriptions"][0]["expires_in_ms"].get<int64_t>(), 7000 * 1000);
+    // Defaults: off and never.
+    EXPECT_EQ(cli({"topic", "create", "d"}).code, 0);
+    j = nlohmann::json::parse(cli({"topic", "info", "d", "--json"}).out);
+    EXPECT_EQ(j["unblock_timeout_ms"], 0);
+    EXPECT_EQ(j["expire_detached_ms"], 0);
+    EXPECT_NE(cli({"topic", "info", "d"}).out.find("unblock-timeout off, expire-detached never"), std::string::npos);
+    // Nonsense is a usage error before anything is asked of shmbusd; a value the bus refuses is its error.
+    auto bad = cli({"topic", "create", "x", "--unblock-timeout", "soon"});
+    EXPECT_EQ(bad.code, 2);
+    EXPECT_NE(bad.err.find("invalid unblock timeout 'soon'"), std::string::npos) << bad.err;
+    EXPECT_EQ(cli({"topic", "create", "x", "--expire-detached", "5"}).code, 2);  // a unit is required
+    auto tiny = cli({"topic", "create", "x", "--unblock-timeout", "1ms"});
+    EXPECT_EQ(tiny.code, 1);
+    EXPECT_NE(tiny.err.find("at least 10 ms"), std::string::npos) << tiny.err;
+}
+
+TEST_F(Cli, GcReportsWhatItRemoved) {
+    auto r = cli({"gc"});
+    EXPECT_EQ(r.code, 0);
+    EXPECT_NE(r.out.find("stale item(s) removed"), std::string::npos) << r.out;
+    auto j = nlohmann::json::parse(cli({"gc", "--json"}).out);
+    EXPECT_TRUE(j["removed"].is_array());
+    EXPECT_EQ(j["count"], j["removed"].size());
+}
+
 TEST_F(Cli, UsageErrorsExitTwo) {
     EXPECT_EQ(cli({}).code, 2);
     EXPECT_EQ(cli({"frobnicate"}).code, 2);
