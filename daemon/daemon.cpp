@@ -138,7 +138,8 @@ Status Daemon::listen_socket() {
     if (socket_path_.size() >= sizeof addr.sun_path)
         return make_error(Errc::invalid_argument, "bus directory path too long for a Unix socket: " + options_.dir);
     std::memcpy(addr.sun_path, socket_path_.c_str(), socket_path_.size() + 1);
-    unlink(socket_path_.c_str());  // we hold the directory lock: any socket file here is stale
+    if (unlink(socket_path_.c_str()) == 0)  // we hold the directory lock: any socket file here is stale
+        spdlog::warn("gc: removed socket {} (left by a shmbusd that did not stop cleanly)", socket_path_);
     listen_fd_ = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (listen_fd_ < 0) return sys_error(Errc::io_error, "socket");
     if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
@@ -151,6 +152,10 @@ Status Daemon::listen_socket() {
 Status Daemon::start() {
     if (options_.dir.empty()) options_.dir = default_bus_dir();
     if (auto st = prepare_dir(); !st) return st;
+    // Absolute and canonical: segments record it, and another bus's gc judges from its own
+    // working directory whether it still exists.
+    std::error_code ec;
+    if (auto canonical = std::filesystem::canonical(options_.dir, ec); !ec) options_.dir = canonical.string();
     if (auto st = take_lock(); !st) return st;
     if (auto st = load_bus_id(); !st) return st;
     for (const auto& r : collect_stale(bus_id_)) spdlog::warn("gc: removed {} ({})", r.what, r.why);

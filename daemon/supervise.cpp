@@ -107,7 +107,11 @@ void Daemon::reconcile(TopicEntry& t) {
     for (uint32_t i = 0; i < seg.max_consumers(); ++i) {
         auto& s = seg.consumer_slot(i);
         const auto state = SlotState(s.state.load(std::memory_order_acquire));
-        if (state == SlotState::reserved) s.state.store(uint32_t(SlotState::free), std::memory_order_release);
+        if (state == SlotState::reserved) {  // a subscribe the previous daemon never finished
+            s.state.store(uint32_t(SlotState::free), std::memory_order_release);
+            count(r.subscribers_freed);
+            spdlog::info("topic '{}': subscription slot {} was half set up when shmbusd stopped; freed", t.name, i);
+        }
         if (state != SlotState::attached) continue;
         if (detail::process_alive(s.pid, s.start_time)) {
             watch_owner(s.pid, s.start_time);

@@ -308,6 +308,26 @@ TEST_F(Gc, RemovesWhatBusesThatNoLongerRunLeftAndKeepsWhatMayRunAgain) {
     std::filesystem::remove_all(down);
 }
 
+// Segments record their bus directory as an absolute path, whatever --dir said: another bus's gc
+// judges from its own working directory whether that directory still exists.
+TEST_F(Gc, ASegmentNamesItsBusDirectoryAbsolutely) {
+    const std::string parent = dir + "-rel";
+    std::filesystem::create_directories(parent);
+    pid_t d = spawn({"/bin/sh", "-c", "cd " + parent + " && exec " + SHMBUSD_PATH + " --dir ./bus"}, {parent + ".log", parent + ".err"});
+    ASSERT_TRUE(eventually([&] { return run({SHMBUS_CLI_PATH, "--dir", parent + "/bus", "topic", "create", "x"}).code == 0; }));
+    const std::string shm = segment_of(parent + "/bus");
+    const int fd = shm_open(shm.c_str(), O_RDONLY, 0);
+    ASSERT_GE(fd, 0);
+    layout::SegmentHeader h{};
+    ASSERT_EQ(pread(fd, &h, sizeof h, 0), ssize_t(sizeof h));
+    close(fd);
+    EXPECT_EQ(std::string(h.bus_dir), std::filesystem::canonical(parent + "/bus").string());
+    EXPECT_EQ(run({SHMBUS_CLI_PATH, "--dir", parent + "/bus", "topic", "delete", "x"}).code, 0);
+    kill(d, SIGTERM);
+    EXPECT_EQ(wait_exit(d), 0);
+    std::filesystem::remove_all(parent);
+}
+
 TEST_F(Gc, TheSupervisorCollectsAtStart) {
     pid_t gone_pid = 0;
     const std::string gone = other_bus("gone", gone_pid);
