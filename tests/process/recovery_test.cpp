@@ -259,7 +259,7 @@ protected:
     std::string other_bus(const std::string& name, pid_t& pid) {
         const std::string d = dir + "-" + name;
         std::filesystem::create_directories(d);
-        pid = spawn({SHMBUSD_PATH, "--dir", d}, {d + ".log", d + ".err"});
+        pid = spawn({SHMBUSD_PATH, "--dir", d}, {path(name + ".log"), path(name + ".err")});
         EXPECT_TRUE(eventually([&] { return run({SHMBUS_CLI_PATH, "--dir", d, "topic", "create", "x"}).code == 0; }));
         return d;
     }
@@ -299,7 +299,7 @@ TEST_F(Gc, RemovesWhatBusesThatNoLongerRunLeftAndKeepsWhatMayRunAgain) {
     EXPECT_NE(again.out.find("\"count\": 0"), std::string::npos) << again.out;
 
     // The crashed bus comes back, re-adopts its topic, and leaves nothing once it is cleaned up.
-    pid_t back = spawn({SHMBUSD_PATH, "--dir", down}, {down + ".log", down + ".err"});
+    pid_t back = spawn({SHMBUSD_PATH, "--dir", down}, {path("back.log"), path("back.err")});
     ASSERT_TRUE(eventually([&] { return run({SHMBUS_CLI_PATH, "--dir", down, "topic", "delete", "x"}).code == 0; }));
     kill(back, SIGTERM);
     EXPECT_EQ(wait_exit(back), 0);
@@ -313,7 +313,7 @@ TEST_F(Gc, RemovesWhatBusesThatNoLongerRunLeftAndKeepsWhatMayRunAgain) {
 TEST_F(Gc, ASegmentNamesItsBusDirectoryAbsolutely) {
     const std::string parent = dir + "-rel";
     std::filesystem::create_directories(parent);
-    pid_t d = spawn({"/bin/sh", "-c", "cd " + parent + " && exec " + SHMBUSD_PATH + " --dir ./bus"}, {parent + ".log", parent + ".err"});
+    pid_t d = spawn({"/bin/sh", "-c", "cd " + parent + " && exec " + SHMBUSD_PATH + " --dir ./bus"}, {path("rel.log"), path("rel.err")});
     ASSERT_TRUE(eventually([&] { return run({SHMBUS_CLI_PATH, "--dir", parent + "/bus", "topic", "create", "x"}).code == 0; }));
     const std::string shm = segment_of(parent + "/bus");
     const int fd = shm_open(shm.c_str(), O_RDONLY, 0);
