@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job on the embedded defaults: the price-update example of a decoupled architecture.
 # A catalog publishes price-changed events on topic `prices`; a basket service holds a durable
-# subscription and reprices carts (it is stopped halfway and catches up after a restart); an
-# analytics process subscribes ephemerally. Everything runs on a fresh bus that is removed after.
+# subscription and reprices carts (it is stopped halfway, shmbusd itself is killed and restarted
+# meanwhile, and basket catches up after its restart); an analytics process subscribes
+# ephemerally. Everything runs on a fresh bus that is removed after.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh release
@@ -51,6 +52,14 @@ build/examples/catalog --dir "$bus" --changes 6 | sed 's/^/(basket down) /'
 wait "$analytics_pid"
 cat "$bus/analytics.out"
 shmbus topic info prices
+
+echo "== shmbusd is killed with SIGKILL and started again: it re-adopts the topic and basket's cursor"
+kill -KILL "$daemon_pid"
+wait "$daemon_pid" 2>/dev/null || true
+build/daemon/shmbusd --dir "$bus" >>"$bus/shmbusd.log" 2>&1 &
+daemon_pid=$!
+for _ in $(seq 100); do [[ $(grep -c ready "$bus/shmbusd.log") -ge 2 ]] && break; sleep 0.05; done
+grep -E "re-adopted|gc:" "$bus/shmbusd.log" | sed 's/^.*\] /shmbusd: /'
 
 echo "== basket restarts and catches up from its last ack"
 build/examples/basket --dir "$bus" --count 6
