@@ -400,6 +400,7 @@ bool Daemon::on_open_topic(Conn& c, uint32_t id, const protocol::OpenTopic& req)
             p.pid = c.pid;
             p.start_time = c.start_time;
             p.owner_token = req.token;
+            // relaxed: published to the new owner by the release store of state below.
             p.claim_start.store(0, std::memory_order_relaxed);
             p.intent.store(0, std::memory_order_relaxed);
             p.revoked.store(0, std::memory_order_relaxed);

@@ -36,7 +36,9 @@ int open_pidfd(pid_t pid) { return int(syscall(SYS_pidfd_open, pid, 0)); }
 
 void count(std::atomic<uint64_t>& counter) { counter.fetch_add(1, std::memory_order_relaxed); }  // relaxed: a statistic
 
+// A cursor stopped gating: producers asleep on a full ring must look again.
 void wake_producers(const detail::Segment& seg) {
+    // SYNC: release pairs with the seq_cst load of space_futex in PublisherCore::wait_for_space.
     seg.consumers().space_futex.fetch_add(1, std::memory_order_release);
     detail::futex_wake_all(seg.consumers().space_futex);
 }
@@ -44,6 +46,7 @@ void wake_producers(const detail::Segment& seg) {
 }  // namespace
 
 bool Daemon::owned_by(const ConsumerSlot& s, const Owner& o) const noexcept {
+    // acquire: pairs with the release store that attached the slot (ours, or an earlier daemon's).
     return SlotState(s.state.load(std::memory_order_acquire)) == SlotState::attached && s.pid == o.pid &&
            s.start_time == o.start_time;
 }
@@ -55,6 +58,7 @@ void Daemon::release_consumer(TopicEntry& t, uint32_t slot, const Owner& owner, 
     if (s.kind == uint32_t(SlotKind::durable)) {
         s.pid = 0;
         s.detached_ns = detail::WallClock::system_ns();
+        // SYNC: release publishes pid and detached_ns with the state; pairs with collect_stats' acquire.
         s.state.store(uint32_t(SlotState::detached), std::memory_order_release);
         if (died) count(t.segment.recovery().subscribers_detached);
         spdlog::info("durable subscription '{}' of '{}' detached (pid {}: {}); cursor kept at id {}", field_name(s.name),
@@ -96,6 +100,8 @@ void Daemon::free_producer_slot(TopicEntry& t, uint32_t slot, SealOutcome outcom
     if (died) count(t.segment.recovery().producers_released);
     spdlog::log(died ? spdlog::level::info : spdlog::level::debug, "topic '{}': producer slot {} released (pid {}: {})",
                 t.name, slot, p.pid, why);
+    // SYNC: release, after the claim words were cleared: a daemon that hands the slot out again
+    // (acquire load in on_open_topic) starts from a clean slot.
     p.state.store(0, std::memory_order_release);
 }
 
