@@ -1,5 +1,6 @@
 // Randomized chaos: publishers, durable subscribers and shmbusd run under load while a driver
-// SIGKILLs and restarts random processes. Afterwards every durable subscriber must have seen
+// SIGKILLs and restarts random processes, and SIGSTOPs publishers (the topic has an
+// unblock-timeout, so one stopped inside a claim loses it and publishes the message again). Afterwards every durable subscriber must have seen
 // every committed message at least once, in id order, with duplicates only of unacked ones;
 // the final drain must finish within a bound (nobody waits on a dead process); and a clean
 // shutdown must leave no segment and no socket behind.
@@ -30,7 +31,7 @@ protected:
         pub_names_[slot] = "pub" + std::to_string(producer);
         pub_logs_.push_back(path("pub" + std::to_string(producer) + ".log"));
         return start_pub("pub" + std::to_string(producer),
-                         {"chaos", "100000000", std::to_string(producer), "--pace-us", "100", "--size",
+                         {"chaos", "100000000", std::to_string(producer), "--pace-us", "50", "--hold-us", "50", "--size",
                           std::to_string(24 + slot * 40), "--log", pub_logs_.back(), "--wait-for-daemon"});
     }
     pid_t start_subscriber(int k, std::vector<std::string> extra = {}) {
@@ -73,6 +74,7 @@ TEST_F(Chaos, EveryDurableSubscriberSeesEveryCommittedMessageWhateverIsKilled) {
     auto c = connect();
     TopicConfig config;
     config.capacity = 256 << 10;
+    config.unblock_timeout = 20ms;  // publishers SIGSTOPped inside a claim lose it
     ASSERT_TRUE(c->create_topic("chaos", config).has_value());
     // Every durable subscription exists before the first message, so all must see all.
     for (int k = 0; k < kSubscribers; ++k) {
@@ -96,22 +98,28 @@ TEST_F(Chaos, EveryDurableSubscriberSeesEveryCommittedMessageWhateverIsKilled) {
             kill(pubs[p], SIGKILL);
             EXPECT_EQ(wait_exit(pubs[p]), 128 + SIGKILL) << "publisher exited by itself: " << read_file(path(pub_names_[p] + ".err"));
             pubs[p] = start_publisher(p);
-            ++kills["publisher"];
-        } else if (action < 8) {  // a durable subscriber
+            ++kills["killed a publisher"];
+        } else if (action < 7) {  // a durable subscriber
             const int k = std::uniform_int_distribution<int>(0, kSubscribers - 1)(rng);
             kill(subs[k], SIGKILL);
             EXPECT_EQ(wait_exit(subs[k]), 128 + SIGKILL) << "subscriber c" << k << " exited by itself: "
                                                           << read_file(path(sub_names_[k] + ".err"));
             subs[k] = start_subscriber(k);
-            ++kills["subscriber"];
+            ++kills["killed a subscriber"];
+        } else if (action < 8) {  // a publisher stopped (likely inside a claim) and continued
+            const int p = std::uniform_int_distribution<int>(0, kPublishers - 1)(rng);
+            kill(pubs[p], SIGSTOP);
+            std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(30, 200)(rng)));
+            kill(pubs[p], SIGCONT);
+            ++kills["stopped a publisher"];
         } else {  // the supervisor; back after a pause
             kill_daemon();
             std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(0, 150)(rng)));
             start_daemon();
-            ++kills["shmbusd"];
+            ++kills["killed shmbusd"];
         }
     }
-    for (auto& [who, n] : kills) std::printf("chaos: killed %s %d times\n", who.c_str(), n);
+    for (auto& [what, n] : kills) std::printf("chaos: %s %d times\n", what.c_str(), n);
 
     // Stop the load; one last publisher marks the end, then every subscriber must drain to it.
     for (pid_t p : pubs) {
@@ -144,6 +152,15 @@ TEST_F(Chaos, EveryDurableSubscriberSeesEveryCommittedMessageWhateverIsKilled) {
                                      << missing.front();
         std::printf("chaos: c%d saw %zu distinct ids in %llu incarnations, %llu duplicates\n", k, d.ids.size(),
                     (unsigned long long)d.incarnations, (unsigned long long)d.duplicates);
+    }
+
+    if (auto st = connect()->topic_stats("chaos")) {
+        const auto& r = st->recovery;
+        std::printf("chaos: shmbusd sealed %llu dead claims, took back %llu stalled ones (%llu late commits refused), "
+                    "released %llu producer slots, detached %llu durable cursors\n",
+                    (unsigned long long)r.dead_claims_sealed, (unsigned long long)r.stalled_claims_unblocked,
+                    (unsigned long long)r.late_commits_refused, (unsigned long long)r.producers_released,
+                    (unsigned long long)r.subscribers_detached);
     }
 
     // A clean shutdown leaves nothing behind.

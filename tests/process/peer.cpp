@@ -1,6 +1,6 @@
 // A test peer process: publishes or receives checked messages through a real shmbusd.
 //   peer pub DIR TOPIC COUNT PRODUCER [--size N] [--timeout-ms T] [--pace-us N] [--log FILE]
-//            [--stall-after N --stall-ms M]
+//            [--stall-after N --stall-ms M] [--hold-us N]
 //   peer sub DIR TOPIC [--count N | --until-id ID] [--durable NAME] [--from earliest|latest]
 //            [--log FILE] [--ready FILE] [--slow-us N] [--stall-limit-ms N (exit 5 when exceeded)]
 //   topic options for both: [--capacity C] [--on-full P] [--unblock-timeout D] [--expire-detached D]
@@ -67,6 +67,17 @@ int run_pub(int argc, char** argv, shmbus::Client& client) {
     const auto pace = std::chrono::microseconds(std::stoll(flag(argc, argv, "--pace-us", "0")));
     FILE* log = nullptr;
     if (auto path = flag(argc, argv, "--log"); !path.empty()) log = std::fopen(path.c_str(), "a");
+    // --hold-us: write through a loan and hold it that long before committing, so that a SIGSTOP
+    // is likely to land inside a claim.
+    const auto hold = std::chrono::microseconds(std::stoll(flag(argc, argv, "--hold-us", "0")));
+    auto send = [&](const std::string& bytes) {
+        if (hold.count() == 0) return pub->publish(bytes);
+        shmbus::Loan loan;
+        if (const auto st = pub->loan(bytes.size(), loan); st != shmbus::PublishStatus::ok) return st;
+        std::memcpy(loan.data().data(), bytes.data(), bytes.size());
+        std::this_thread::sleep_for(hold);
+        return loan.commit();
+    };
     for (uint64_t seq = 0; seq < count; ++seq) {
         Payload p{producer, uint32_t(buf.size() - sizeof(Payload)), seq, checksum_of(producer, seq)};
         std::memcpy(buf.data(), &p, sizeof p);
@@ -82,7 +93,12 @@ int run_pub(int argc, char** argv, shmbus::Client& client) {
             }
             continue;  // the stalled message does not count in the outcomes
         }
-        const auto st = pub->publish(buf);
+        auto st = send(buf);
+        // Taken back by the supervisor (unblock-timeout): not published, so publish it again.
+        while (st == shmbus::PublishStatus::revoked) {
+            ++outcomes["revoked_then_retried"];
+            st = send(buf);
+        }
         ++outcomes[shmbus::to_string(st)];
         if (log && st == shmbus::PublishStatus::ok) {
             std::fprintf(log, "%llu %llu\n", (unsigned long long)pub->last_id(), (unsigned long long)seq);
