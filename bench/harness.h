@@ -2,6 +2,7 @@
 // and a small message format whose checksum each receiver verifies inside the timed loop.
 #pragma once
 
+#include <benchmark/benchmark.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -23,6 +24,14 @@
 #endif
 
 namespace bench {
+
+// Marks a run failed. Google Benchmark 1.7 aborts the whole program when one repetition reports
+// fewer iterations than the others, which a SkipWithError before the timing loop does: so the
+// loop is drained first (a failed run is left out of the aggregates anyway).
+inline void fail_run(benchmark::State& state, const std::string& why) {
+    for (auto _ : state) state.SetIterationTime(0);
+    state.SkipWithError(why.c_str());
+}
 
 inline int cpu_count() { return int(std::thread::hardware_concurrency()); }
 

@@ -101,7 +101,7 @@ int echo_side(Link& link, std::size_t size) {
 void latency(benchmark::State& state, const std::string& transport, std::size_t size) {
     std::string why;
     auto link = make_link(transport, size, why);
-    if (!link) return state.SkipWithError(why.c_str());
+    if (!link) return fail_run(state, why);
     const uint64_t n = uint64_t(state.max_iterations);
     const uint64_t warmup = std::min<uint64_t>(n / 10 + 10, 2000);
     SharedArray<uint64_t> samples(n);
@@ -112,7 +112,7 @@ void latency(benchmark::State& state, const std::string& transport, std::size_t 
     if (rc_ping != 0 || rc_echo != 0) {
         const std::string e = "partner failed (ping " + std::to_string(rc_ping) + ", echo " + std::to_string(rc_echo) +
                               "; 5 = a reply failed its checksum)";
-        return state.SkipWithError(e.c_str());
+        return fail_run(state, e);
     }
     std::vector<uint64_t> v(samples.data(), samples.data() + n);
     report_latency(state, v);
@@ -131,7 +131,7 @@ struct StreamResult {
 void finish_stream(benchmark::State& state, StreamResult& r, uint64_t expected_per_consumer, std::size_t size,
                    int consumers) {
     const double secs = double(r.end_ticks - r.start_ticks) * Clock::ns_per_tick() / 1e9;
-    if (r.bad != 0) return state.SkipWithError("a consumer saw a message out of order or with a bad checksum");
+    if (r.bad != 0) return fail_run(state, "a consumer saw a message out of order or with a bad checksum");
     for (auto _ : state) state.SetIterationTime(secs);
     const double per_consumer = double(r.received) / consumers;
     state.counters["msgs_per_s"] = per_consumer / secs;
@@ -143,7 +143,7 @@ void finish_stream(benchmark::State& state, StreamResult& r, uint64_t expected_p
 void throughput_link(benchmark::State& state, const std::string& transport, std::size_t size, uint64_t count) {
     std::string why;
     auto link = make_link(transport, size, why);
-    if (!link) return state.SkipWithError(why.c_str());
+    if (!link) return fail_run(state, why);
     auto* r = shared_object<StreamResult>();
     Signal ready, go;
     Partner consumer(1, [&] {
@@ -172,7 +172,7 @@ void throughput_link(benchmark::State& state, const std::string& transport, std:
     ready.wait();
     go.post();
     const int rc_p = producer.join(kRunTimeout), rc_c = consumer.join(kRunTimeout);
-    if (rc_p != 0 || rc_c != 0) state.SkipWithError("a partner failed");
+    if (rc_p != 0 || rc_c != 0) fail_run(state, "a partner failed");
     else finish_stream(state, *r, count, size, 1);
     release_shared(r);
 }
@@ -191,13 +191,13 @@ std::atomic<int> g_topic_counter{0};
 void throughput_shmbus(benchmark::State& state, const std::string& mode, std::size_t size, int producers,
                        int consumers, uint64_t per_producer) {
     std::string why;
-    if (!ensure_shmbusd(why)) return state.SkipWithError(why.c_str());
+    if (!ensure_shmbusd(why)) return fail_run(state, why);
     const std::string topic = "tp" + std::to_string(getpid()) + "-" + std::to_string(g_topic_counter++);
     {
         auto c = connect_bus();
         shmbus::TopicConfig config;
         config.capacity = 8u << 20;
-        if (!c || !c->create_topic(topic, config)) return state.SkipWithError("cannot create the topic");
+        if (!c || !c->create_topic(topic, config)) return fail_run(state, "cannot create the topic");
     }
     const bool oversubscribed = producers + consumers > cpu_count();
     auto* r = shared_object<StreamResult>();
@@ -272,7 +272,7 @@ void throughput_shmbus(benchmark::State& state, const std::string& mode, std::si
     bool ok = true;
     for (auto& part : parts) ok &= part.join(kRunTimeout) == 0;
     if (auto c = connect_bus()) (void)c->delete_topic(topic);
-    if (!ok) state.SkipWithError("a partner failed");
+    if (!ok) fail_run(state, "a partner failed");
     else {
         finish_stream(state, *r, total, size, consumers);
         state.counters["oversubscribed"] = oversubscribed ? 1 : 0;
@@ -284,7 +284,7 @@ void throughput_shmbus(benchmark::State& state, const std::string& mode, std::si
 
 void latency_with_topics(benchmark::State& state, int topics) {
     std::string why;
-    if (!ensure_shmbusd(why)) return state.SkipWithError(why.c_str());
+    if (!ensure_shmbusd(why)) return fail_run(state, why);
     std::vector<std::string> extra;
     {
         auto c = connect_bus();
@@ -292,7 +292,7 @@ void latency_with_topics(benchmark::State& state, int topics) {
         small.capacity = 64 * 1024;
         for (int i = 1; i < topics; ++i) {
             extra.push_back("idle" + std::to_string(getpid()) + "-" + std::to_string(i));
-            if (!c->create_topic(extra.back(), small)) return state.SkipWithError("cannot create topics");
+            if (!c->create_topic(extra.back(), small)) return fail_run(state, "cannot create topics");
         }
     }
     // Both partners keep a publisher and a subscriber on every idle topic: all of them mapped.
@@ -311,7 +311,7 @@ void latency_with_topics(benchmark::State& state, int topics) {
         }
     };
     auto link = make_link("shmbus_spin", 64, why);
-    if (!link) return state.SkipWithError(why.c_str());
+    if (!link) return fail_run(state, why);
     const uint64_t n = uint64_t(state.max_iterations);
     SharedArray<uint64_t> samples(n);
     Partner echo(1, [&] {
@@ -327,7 +327,7 @@ void latency_with_topics(benchmark::State& state, int topics) {
     const bool ok = ping.join(kRunTimeout) == 0 && echo.join(std::chrono::seconds(5)) == 0;
     if (auto c = connect_bus())
         for (const auto& e : extra) (void)c->delete_topic(e);
-    if (!ok) return state.SkipWithError("a partner failed");
+    if (!ok) return fail_run(state, "a partner failed");
     std::vector<uint64_t> v(samples.data(), samples.data() + n);
     report_latency(state, v);
     state.counters["topics"] = topics;
@@ -335,9 +335,9 @@ void latency_with_topics(benchmark::State& state, int topics) {
 
 void publish_cost(benchmark::State& state, int topics) {
     std::string why;
-    if (!ensure_shmbusd(why)) return state.SkipWithError(why.c_str());
+    if (!ensure_shmbusd(why)) return fail_run(state, why);
     auto c = connect_bus();
-    if (!c) return state.SkipWithError("cannot connect");
+    if (!c) return fail_run(state, "cannot connect");
     shmbus::TopicConfig small;
     small.capacity = 64 * 1024;
     std::vector<std::string> names;
@@ -345,7 +345,7 @@ void publish_cost(benchmark::State& state, int topics) {
     for (int i = 0; i < topics; ++i) {
         names.push_back("pc" + std::to_string(getpid()) + "-" + std::to_string(g_topic_counter++));
         auto p = c->publisher(names.back(), {small, std::chrono::seconds(1)});
-        if (!p) return state.SkipWithError("cannot create topics");
+        if (!p) return fail_run(state, "cannot create topics");
         pubs.push_back(std::move(p.value()));
     }
     pin_to_cpu(0);
@@ -359,18 +359,18 @@ void publish_cost(benchmark::State& state, int topics) {
     }
     pubs.clear();
     for (const auto& n : names) (void)c->delete_topic(n);
-    if (failures) state.SkipWithError("publish failed");
+    if (failures) fail_run(state, "publish failed");
     state.counters["topics"] = topics;
 }
 
 void memory_per_topic(benchmark::State& state, uint64_t capacity) {
     std::string why;
-    if (!ensure_shmbusd(why)) return state.SkipWithError(why.c_str());
+    if (!ensure_shmbusd(why)) return fail_run(state, why);
     auto c = connect_bus();
     const std::string name = "mem" + std::to_string(getpid()) + "-" + std::to_string(capacity);
     shmbus::TopicConfig config;
     config.capacity = capacity;
-    if (!c || !c->create_topic(name, config)) return state.SkipWithError("cannot create the topic");
+    if (!c || !c->create_topic(name, config)) return fail_run(state, "cannot create the topic");
     auto stats = c->topic_stats(name);
     (void)c->delete_topic(name);
     for (auto _ : state) benchmark::DoNotOptimize(stats);

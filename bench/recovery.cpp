@@ -1,5 +1,7 @@
 #include "recovery.h"
 
+#include "harness.h"
+
 #include <benchmark/benchmark.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -131,11 +133,11 @@ pid_t start_victim(const PrivateBus& bus, Hold hold) {
 // skip record and wakes the reader.
 void publisher_death_to_readers(benchmark::State& state) {
     PrivateBus bus;
-    if (!bus.start()) return state.SkipWithError("shmbusd did not start");
+    if (!bus.start()) return fail_run(state, "shmbusd did not start");
     auto client = bus.connect();
     auto pub = client->publisher("t");
     auto sub = client->subscribe("t");
-    if (!pub || !sub) return state.SkipWithError("cannot open the topic");
+    if (!pub || !sub) return fail_run(state, "cannot open the topic");
     std::vector<double> samples;
     for (int i = 0; i < 20; ++i) {
         auto held = std::make_shared<shmbus::Loan>();
@@ -143,8 +145,8 @@ void publisher_death_to_readers(benchmark::State& state) {
             static auto p = c.publisher("t");  // outlives the lambda: the child never returns
             return p && p->loan(64, *held) == shmbus::PublishStatus::ok;
         });
-        if (victim < 0) return state.SkipWithError("victim did not start");
-        if (pub->publish("behind the dead claim") != shmbus::PublishStatus::ok) return state.SkipWithError("publish");
+        if (victim < 0) return fail_run(state, "victim did not start");
+        if (pub->publish("behind the dead claim") != shmbus::PublishStatus::ok) return fail_run(state, "publish");
         const auto t0 = Clock::now();
         kill(victim, SIGKILL);
         bool got = false;
@@ -152,7 +154,7 @@ void publisher_death_to_readers(benchmark::State& state) {
             (void)sub->poll([&](const shmbus::Message& m) { got = m.text() == "behind the dead claim"; });
         const auto t1 = Clock::now();
         waitpid(victim, nullptr, 0);
-        if (!got) return state.SkipWithError("the reader never moved past the dead claim");
+        if (!got) return fail_run(state, "the reader never moved past the dead claim");
         samples.push_back(ms_between(t0, t1));
     }
     report_ms(state, samples);
@@ -161,16 +163,16 @@ void publisher_death_to_readers(benchmark::State& state) {
 // SIGKILL to a subscriber → its slot is released (as topic info sees it).
 void subscriber_death_to_release(benchmark::State& state) {
     PrivateBus bus;
-    if (!bus.start()) return state.SkipWithError("shmbusd did not start");
+    if (!bus.start()) return fail_run(state, "shmbusd did not start");
     auto client = bus.connect();
-    if (!client || !client->create_topic("t", {})) return state.SkipWithError("cannot create the topic");
+    if (!client || !client->create_topic("t", {})) return fail_run(state, "cannot create the topic");
     std::vector<double> samples;
     for (int i = 0; i < 20; ++i) {
         const pid_t victim = start_victim(bus, [](shmbus::Client& c) {
             static auto s = c.subscribe("t");
             return s.has_value();
         });
-        if (victim < 0) return state.SkipWithError("victim did not start");
+        if (victim < 0) return fail_run(state, "victim did not start");
         const auto t0 = Clock::now();
         kill(victim, SIGKILL);
         bool released = false;
@@ -180,7 +182,7 @@ void subscriber_death_to_release(benchmark::State& state) {
         }
         const auto t1 = Clock::now();
         waitpid(victim, nullptr, 0);
-        if (!released) return state.SkipWithError("the slot was never released");
+        if (!released) return fail_run(state, "the slot was never released");
         samples.push_back(ms_between(t0, t1));
     }
     report_ms(state, samples);
@@ -190,26 +192,26 @@ void subscriber_death_to_release(benchmark::State& state) {
 // behind it has the next message. Expect the timeout plus at most one 5 ms daemon tick.
 void stalled_claim_to_readers(benchmark::State& state) {
     PrivateBus bus;
-    if (!bus.start()) return state.SkipWithError("shmbusd did not start");
+    if (!bus.start()) return fail_run(state, "shmbusd did not start");
     auto client = bus.connect();
     shmbus::TopicConfig config;
     config.unblock_timeout = 10ms;
-    if (!client || !client->create_topic("t", config)) return state.SkipWithError("cannot create the topic");
+    if (!client || !client->create_topic("t", config)) return fail_run(state, "cannot create the topic");
     auto stalled = client->publisher("t");
     auto other = client->publisher("t");
     auto sub = client->subscribe("t");
-    if (!stalled || !other || !sub) return state.SkipWithError("cannot open the topic");
+    if (!stalled || !other || !sub) return fail_run(state, "cannot open the topic");
     std::vector<double> samples;
     for (int i = 0; i < 10; ++i) {
         shmbus::Loan loan;
-        if (stalled->loan(64, loan) != shmbus::PublishStatus::ok) return state.SkipWithError("loan");
+        if (stalled->loan(64, loan) != shmbus::PublishStatus::ok) return fail_run(state, "loan");
         const auto t0 = Clock::now();
-        if (other->publish("behind the stalled claim") != shmbus::PublishStatus::ok) return state.SkipWithError("publish");
+        if (other->publish("behind the stalled claim") != shmbus::PublishStatus::ok) return fail_run(state, "publish");
         bool got = false;
         while (!got && Clock::now() - t0 < 10s)
             (void)sub->poll([&](const shmbus::Message& m) { got = m.text() == "behind the stalled claim"; });
         const auto t1 = Clock::now();
-        if (!got || loan.commit() != shmbus::PublishStatus::revoked) return state.SkipWithError("the claim was not taken back");
+        if (!got || loan.commit() != shmbus::PublishStatus::revoked) return fail_run(state, "the claim was not taken back");
         samples.push_back(ms_between(t0, t1));
     }
     report_ms(state, samples);
@@ -219,7 +221,7 @@ void stalled_claim_to_readers(benchmark::State& state) {
 // until it answers, which includes re-adopting every segment and reconciling every slot.
 void restart_readopt(benchmark::State& state, int topics) {
     PrivateBus bus;
-    if (!bus.start()) return state.SkipWithError("shmbusd did not start");
+    if (!bus.start()) return fail_run(state, "shmbusd did not start");
     {
         auto client = bus.connect();
         shmbus::TopicConfig config;
@@ -231,19 +233,19 @@ void restart_readopt(benchmark::State& state, int topics) {
             shmbus::SubscribeOptions o;
             o.durable_name = "keeper";
             o.create_config = config;
-            if (!client->subscribe(name, o)) return state.SkipWithError("cannot create the topics");
+            if (!client->subscribe(name, o)) return fail_run(state, "cannot create the topics");
         }
     }
     std::vector<double> samples, logged;
     for (int i = 0; i < 5; ++i) {
         bus.stop();
         const auto t0 = Clock::now();
-        if (!bus.start()) return state.SkipWithError("shmbusd did not restart");
+        if (!bus.start()) return fail_run(state, "shmbusd did not restart");
         samples.push_back(ms_between(t0, Clock::now()));
         logged.push_back(bus.logged_readopt_ms());
     }
     if (auto client = bus.connect(); !client || client->list_topics()->size() != std::size_t(topics))
-        return state.SkipWithError("topics were lost across the restart");
+        return fail_run(state, "topics were lost across the restart");
     report_ms(state, samples);
     std::sort(logged.begin(), logged.end());
     state.counters["readopt_logged_p50_ms"] = logged[logged.size() / 2];
