@@ -72,7 +72,8 @@ Client::Client(std::shared_ptr<ControlChannel> channel) noexcept : channel_(std:
 
 Result<Client> Client::connect(ClientOptions options) noexcept {
     if (options.dir.empty()) options.dir = default_bus_dir();
-    auto ch = ControlChannel::connect(options.dir, options.name, options.timeout, options.connect_wait);
+    auto ch = ControlChannel::connect(options.dir, options.name, options.timeout, options.connect_wait,
+                                      options.reconnect_in_background);
     if (!ch) return ch.error();
     return Client(std::move(ch.value()));
 }

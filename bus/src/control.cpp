@@ -1,6 +1,7 @@
 #include "control.h"
 
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -124,6 +125,7 @@ Status ControlChannel::dial() noexcept {
         return make_error(Errc::io_error, "connect " + path + ": " + strerror(err));
     }
     sock_ = sock;
+    ++generation_;
     protocol::Hello hello{};
     hello.protocol_version = protocol::kProtocolVersion;
     hello.pid = getpid();
@@ -167,15 +169,69 @@ void ControlChannel::drop() noexcept {
 
 Result<std::shared_ptr<ControlChannel>> ControlChannel::connect(const std::string& dir, const std::string& name,
                                                                 std::chrono::milliseconds timeout,
-                                                                std::chrono::milliseconds wait) noexcept {
+                                                                std::chrono::milliseconds wait, bool watch) noexcept {
     std::shared_ptr<ControlChannel> ch(new (std::nothrow) ControlChannel(dir, name, timeout));
     if (!ch) return make_error(Errc::io_error, "out of memory");
     auto st = wait.count() > 0 ? ch->redial_with_backoff(wait, "it did not start") : ch->dial();
     if (!st) return st.error();
+    if (watch) {
+        ch->wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (ch->wake_fd_ < 0) return make_error(Errc::io_error, std::string("eventfd: ") + strerror(errno));
+        try {
+            ch->watcher_owner_ = getpid();
+            ch->watcher_ = std::thread([raw = ch.get()] { raw->watch(); });
+        } catch (...) {  // no thread: requests still reconnect by themselves
+            close(ch->wake_fd_);
+            ch->wake_fd_ = -1;
+        }
+    }
     return ch;
 }
 
-ControlChannel::~ControlChannel() { drop(); }
+ControlChannel::~ControlChannel() {
+    if (watcher_.joinable()) {
+        if (getpid() != watcher_owner_) {
+            watcher_.detach();  // a forked child has no watcher thread to join
+        } else {
+            const uint64_t one = 1;
+            (void)!write(wake_fd_, &one, sizeof one);
+            watcher_.join();
+        }
+    }
+    if (wake_fd_ >= 0) close(wake_fd_);
+    drop();
+}
+
+// Waits for shmbusd to hang up (it died or stopped), then reconnects with backoff until it is
+// back or the channel is destroyed. Only hang-ups wake it: replies are the requester's to read.
+void ControlChannel::watch() noexcept {
+    auto delay = std::chrono::milliseconds(1);
+    for (;;) {
+        int sock;
+        uint64_t generation;
+        {
+            std::lock_guard lock(mutex_);
+            sock = sock_;
+            generation = generation_;
+        }
+        pollfd fds[2] = {{sock, POLLRDHUP, 0}, {wake_fd_, POLLIN, 0}};  // a negative fd is skipped
+        const int rc = ::poll(fds, 2, sock < 0 ? int(delay.count()) : -1);
+        if (fds[1].revents != 0) return;
+        if (rc < 0 && errno != EINTR) return;
+        std::lock_guard lock(mutex_);
+        if (sock >= 0) {
+            if ((fds[0].revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0 && generation_ == generation) drop();
+            delay = std::chrono::milliseconds(1);
+            continue;
+        }
+        if (sock_ >= 0) continue;  // a request reconnected meanwhile
+        if (dial()) {
+            ++reconnects_;
+        } else {
+            delay = std::min(delay * 2, std::chrono::milliseconds(250));
+        }
+    }
+}
 
 uint64_t ControlChannel::reconnects() const noexcept {
     std::lock_guard lock(mutex_);

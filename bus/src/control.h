@@ -3,12 +3,15 @@
 // only, never on the data path).
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "protocol.h"
@@ -43,16 +46,17 @@ struct Reply {
 };
 
 // One connection to shmbusd. If shmbusd goes away, publishing and receiving carry on (they never
-// use this channel); the next request reconnects, retrying with exponential backoff (1 ms
-// doubling to 250 ms) until the request timeout, then fails with daemon_not_running. A request
-// whose connection broke after it was sent is not repeated: it fails with `disconnected`, since
-// shmbusd may or may not have carried it out.
+// use this channel). A watcher thread (optional) notices the hang-up at once and reconnects in
+// the background with exponential backoff (1 ms doubling to 250 ms); without it, or while shmbusd
+// is still away, a request reconnects itself with the same backoff until the request timeout, then
+// fails with daemon_not_running. A request whose connection broke after it was sent is not
+// repeated here: it fails with `disconnected`, since shmbusd may or may not have carried it out.
 class ControlChannel {
 public:
     // Waits up to `wait` for shmbusd to answer (0: one try).
     static Result<std::shared_ptr<ControlChannel>> connect(const std::string& dir, const std::string& name,
                                                            std::chrono::milliseconds timeout,
-                                                           std::chrono::milliseconds wait) noexcept;
+                                                           std::chrono::milliseconds wait, bool watch) noexcept;
     ~ControlChannel();
     // Sends a request and waits for its reply. An error reply becomes an Error.
     [[nodiscard]] Result<Reply> request(protocol::Type type, const void* body, std::size_t size) noexcept;
@@ -74,6 +78,12 @@ private:
     // One request and its reply on the current socket; `sent` tells whether it left us.
     [[nodiscard]] Result<Reply> exchange(protocol::Type type, const void* body, std::size_t size, bool& sent) noexcept;
     void drop() noexcept;
+    void watch() noexcept;  // the watcher thread's loop
+
+    std::thread watcher_;
+    int wake_fd_ = -1;      // eventfd: tells the watcher to stop
+    pid_t watcher_owner_ = 0;  // the process that runs the watcher (not a forked child)
+    uint64_t generation_ = 0;  // connections made so far: the watcher's hang-up is for this one
 
     mutable std::mutex mutex_;
     int sock_ = -1;  // -1 while disconnected

@@ -153,6 +153,8 @@ TEST_F(CrashRecovery, ClientsCarryOnWithoutTheSupervisorAndReconnectWhenItReturn
     EXPECT_LT(ms_since(t0), 3000u);
 
     start_daemon();
+    // The client notices by itself and reconnects in the background, before anything needs it.
+    EXPECT_TRUE(eventually([&] { return c->reconnects() == 1; }, 3s));
     EXPECT_TRUE(c->create_topic("new", {}).has_value());
     EXPECT_EQ(c->reconnects(), 1u);
     auto s = stats("t");
@@ -174,6 +176,20 @@ TEST_F(CrashRecovery, ClientsCarryOnWithoutTheSupervisorAndReconnectWhenItReturn
     pub = make_error(Errc::ok, "");
     EXPECT_TRUE(eventually([&] { return stats("t")->producers == 0; }, 2s));
     EXPECT_FALSE(log_has("is not yours"));
+}
+
+TEST_F(CrashRecovery, WithoutTheWatcherTheNextRequestReconnects) {
+    ClientOptions co;
+    co.dir = dir;
+    co.reconnect_in_background = false;
+    auto c = Client::connect(co);
+    ASSERT_TRUE(c.has_value());
+    kill_daemon();
+    start_daemon();
+    std::this_thread::sleep_for(100ms);
+    EXPECT_EQ(c->reconnects(), 0u);  // nobody looked yet
+    EXPECT_TRUE(c->list_topics().has_value());
+    EXPECT_EQ(c->reconnects(), 1u);
 }
 
 TEST_F(CrashRecovery, APublisherThatDiedWhileTheSupervisorWasDownIsRecoveredAtRestart) {

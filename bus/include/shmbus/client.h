@@ -33,6 +33,9 @@ struct ClientOptions {
     // How long connect() waits for shmbusd to appear (it may be starting or restarting), retrying
     // with the same backoff. 0: fail at once with daemon_not_running.
     std::chrono::milliseconds connect_wait{0};
+    // A background thread that notices at once when shmbusd goes away and reconnects (with
+    // exponential backoff) before anything needs it. Off: the next request reconnects instead.
+    bool reconnect_in_background = true;
 };
 
 // One thing `collect_garbage` removed.
