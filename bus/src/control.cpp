@@ -1,6 +1,8 @@
 #include "control.h"
 
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -177,6 +179,11 @@ Result<std::shared_ptr<ControlChannel>> ControlChannel::connect(const std::strin
     if (watch) {
         ch->wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (ch->wake_fd_ < 0) return make_error(Errc::io_error, std::string("eventfd: ") + strerror(errno));
+        // The watcher starts with every signal blocked, so signals meant for the application (a
+        // SIGINT that should interrupt its blocking read) are never delivered to our thread.
+        sigset_t all, previous;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &previous);
         try {
             ch->watcher_owner_ = getpid();
             ch->watcher_ = std::thread([raw = ch.get()] { raw->watch(); });
@@ -184,6 +191,7 @@ Result<std::shared_ptr<ControlChannel>> ControlChannel::connect(const std::strin
             close(ch->wake_fd_);
             ch->wake_fd_ = -1;
         }
+        pthread_sigmask(SIG_SETMASK, &previous, nullptr);
     }
     return ch;
 }
