@@ -67,11 +67,6 @@ TopicConfig from_wire(const protocol::WireConfig& w) {
     return c;
 }
 
-void wake_producers(const detail::Segment& seg) {
-    seg.consumers().space_futex.fetch_add(1, std::memory_order_release);
-    detail::futex_wake_all(seg.consumers().space_futex);
-}
-
 }  // namespace
 
 Daemon::Daemon(Options options) : options_(std::move(options)) {}
@@ -588,7 +583,7 @@ bool Daemon::on_delete_subscription(Conn& c, uint32_t id, const protocol::Subscr
                                                                  std::to_string(s.pid)));
         if (state != SlotState::detached && state != SlotState::attached) continue;
         s.state.store(uint32_t(SlotState::free), std::memory_order_release);
-        wake_producers(seg);
+        detail::futex_signal(seg.consumers().space_futex);  // it no longer holds producers back
         spdlog::info("deleted durable subscription '{}' of '{}'", name, topic);
         return reply(c, protocol::Type::ok, id, nullptr, 0);
     }

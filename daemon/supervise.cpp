@@ -36,13 +36,6 @@ int open_pidfd(pid_t pid) { return int(syscall(SYS_pidfd_open, pid, 0)); }
 
 void count(std::atomic<uint64_t>& counter) { counter.fetch_add(1, std::memory_order_relaxed); }  // relaxed: a statistic
 
-// A cursor stopped gating: producers asleep on a full ring must look again.
-void wake_producers(const detail::Segment& seg) {
-    // SYNC: release pairs with the seq_cst load of space_futex in PublisherCore::wait_for_space.
-    seg.consumers().space_futex.fetch_add(1, std::memory_order_release);
-    detail::futex_wake_all(seg.consumers().space_futex);
-}
-
 }  // namespace
 
 bool Daemon::owned_by(const ConsumerSlot& s, const Owner& o) const noexcept {
@@ -235,7 +228,7 @@ void Daemon::expire_detached(TopicEntry& t, uint64_t wall) {
         // A CAS: only shmbusd writes slot states, but clients map the segment writable; never free
         // a slot whose state changed under us.
         if (!s.state.compare_exchange_strong(expected, uint32_t(SlotState::free), std::memory_order_acq_rel)) continue;
-        wake_producers(seg);
+        detail::futex_signal(seg.consumers().space_futex);  // it no longer holds producers back
         count(seg.recovery().cursors_expired);
         spdlog::warn("topic '{}': durable subscription '{}' detached for over {} s; released its cursor (was at id {})",
                      t.name, field_name(s.name), expire / 1'000'000'000, s.ack_id.load(std::memory_order_relaxed));

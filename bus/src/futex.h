@@ -26,6 +26,14 @@ inline void futex_wake_all(std::atomic<uint32_t>& word) noexcept {
     syscall(SYS_futex, reinterpret_cast<uint32_t*>(&word), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
 }
 
+// Bumps a futex word and wakes everyone asleep on it. A sleeper reads the word before its last
+// look at the condition and sleeps only while the word is unchanged, so it cannot miss this.
+inline void futex_signal(std::atomic<uint32_t>& word) noexcept {
+    // SYNC: release pairs with the sleeper's (seq_cst) load of the word before futex_wait.
+    word.fetch_add(1, std::memory_order_release);
+    futex_wake_all(word);
+}
+
 inline void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();

@@ -201,8 +201,7 @@ PublishStatus PublisherCore::commit_record(uint64_t position, RecordType type) n
     std::atomic_thread_fence(std::memory_order_seq_cst);
     // relaxed: ordered by the fence above; a reader that announces itself later re-checks the ring.
     if (seg.consumers().data_waiters.load(std::memory_order_relaxed) != 0) {
-        seg.producers().data_futex.fetch_add(1, std::memory_order_release);
-        futex_wake_all(seg.producers().data_futex);
+        futex_signal(seg.producers().data_futex);
     }
     return ours ? PublishStatus::ok : PublishStatus::revoked;
 }

@@ -39,11 +39,6 @@ uint64_t record_start(const Ring& ring, const Claim& c) {
     return offset + (c.end - c.start) > ring.capacity() ? c.start + (ring.capacity() - offset) : c.start;
 }
 
-void wake_readers(const Segment& seg) {
-    seg.producers().data_futex.fetch_add(1, std::memory_order_release);
-    futex_wake_all(seg.producers().data_futex);
-}
-
 // Commits whatever part of the claim is still uncommitted: padding as padding, the record as skip.
 bool seal_claim(const Segment& seg, const Claim& c) {
     const Ring ring(seg);
@@ -59,7 +54,7 @@ bool seal_claim(const Segment& seg, const Claim& c) {
         seg.producers().skip_records.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
         sealed = true;
     }
-    if (sealed) wake_readers(seg);  // readers asleep on this record must look again
+    if (sealed) futex_signal(seg.producers().data_futex);  // readers asleep on this record must look again
     return sealed;
 }
 

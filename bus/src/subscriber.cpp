@@ -79,8 +79,7 @@ void SubscriberCore::store_ack(uint64_t pos, uint64_t id) noexcept {
     std::atomic_thread_fence(std::memory_order_seq_cst);
     auto& c = seg.consumers();
     if (c.space_waiters.load(std::memory_order_relaxed) != 0) {  // relaxed: ordered by the fence
-        c.space_futex.fetch_add(1, std::memory_order_release);
-        futex_wake_all(c.space_futex);
+        futex_signal(c.space_futex);
     }
 }
 
