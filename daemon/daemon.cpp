@@ -514,9 +514,7 @@ uint32_t Daemon::retried_producer(const detail::Segment& seg, const Conn& c, uin
     if (token == 0) return protocol::kNoSlot;
     for (uint32_t i = 0; i < seg.max_producers(); ++i) {
         const auto& p = seg.producer_slot(i);
-        if (p.state.load(std::memory_order_acquire) != 0 && p.pid == c.pid && p.start_time == c.start_time &&
-            p.owner_token == token)
-            return i;
+        if (owned_by(p, {c.pid, c.start_time}) && p.owner_token == token) return i;
     }
     return protocol::kNoSlot;
 }
@@ -535,7 +533,7 @@ bool Daemon::on_unsubscribe(Conn& c, uint32_t id, const protocol::Unsubscribe& r
         return reply_error(c, id, make_error(Errc::invalid_argument, "slot " + std::to_string(req.slot) + " of '" + topic +
                                                                          "' is not yours"));
     if (it != c.owned.end()) c.owned.erase(it);
-    if (t != nullptr) release_consumer(*t, req.slot, owner, "unsubscribed");
+    if (t != nullptr) release_consumer(*t, req.slot, owner, kUnsubscribed);
     return reply(c, protocol::Type::ok, id, nullptr, 0);
 }
 
@@ -548,7 +546,7 @@ bool Daemon::on_close_producer(Conn& c, uint32_t id, const protocol::Unsubscribe
         return reply_error(c, id, make_error(Errc::invalid_argument, "producer slot " + std::to_string(req.slot) + " of '" +
                                                                          topic + "' is not yours"));
     std::erase_if(c.owned, [&](const Owned& o) { return !o.consumer && o.topic == topic && o.slot == req.slot; });
-    release_producer(*t, req.slot, owner, "closed");
+    release_producer(*t, req.slot, owner, kClosed);
     return reply(c, protocol::Type::ok, id, nullptr, 0);
 }
 
@@ -597,8 +595,8 @@ void Daemon::disconnect(int fd) {
     for (const Owned& o : c.owned) {
         TopicEntry* t = registry_->find(o.topic);
         if (t == nullptr) continue;
-        if (o.consumer) release_consumer(*t, o.slot, {c.pid, c.start_time}, "client gone");
-        else release_producer(*t, o.slot, {c.pid, c.start_time}, "client gone");
+        if (o.consumer) release_consumer(*t, o.slot, {c.pid, c.start_time}, kClientGone);
+        else release_producer(*t, o.slot, {c.pid, c.start_time}, kClientGone);
     }
     if (!c.owned.empty()) spdlog::info("client pid {} '{}' disconnected; released {} slot(s)", c.pid, c.name, c.owned.size());
     epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);

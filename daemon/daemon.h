@@ -43,6 +43,16 @@ private:
         pid_t pid = 0;
         uint64_t start_time = 0;
     };
+    // Why a slot is released: the text is for the log; only a death counts as a recovery.
+    struct Release {
+        const char* text;
+        bool death;
+    };
+    static constexpr Release kUnsubscribed{"unsubscribed", false};
+    static constexpr Release kClosed{"closed", false};
+    static constexpr Release kClientGone{"client gone", true};
+    static constexpr Release kExited{"process exited", true};
+    static constexpr Release kDiedWhileDown{"died while shmbusd was down", true};
     struct Conn {
         int fd = -1;
         pid_t pid = 0;
@@ -67,8 +77,9 @@ private:
     void unblock_stalled_claims(TopicEntry& t, uint64_t now_ns);
     void expire_detached(TopicEntry& t, uint64_t now_wall_ns);
     void retry_dying(TopicEntry& t);
-    void free_producer_slot(TopicEntry& t, uint32_t slot, detail::SealOutcome outcome, const char* why);
+    void free_producer_slot(TopicEntry& t, uint32_t slot, detail::SealOutcome outcome, Release why);
     [[nodiscard]] bool owned_by(const layout::ConsumerSlot& s, const Owner& o) const noexcept;
+    [[nodiscard]] bool owned_by(const layout::ProducerSlot& p, const Owner& o) const noexcept;
 
     void accept_clients();
     void serve(Conn& c);  // one readable event
@@ -90,8 +101,8 @@ private:
     [[nodiscard]] Result<TopicEntry*> find_or_create(const std::string& name, const protocol::WireConfig& wire, bool create);
     // Each acts only if the slot still belongs to `owner`: the same death may be seen twice
     // (connection closed, pidfd readable), and a slot may have changed hands in between.
-    void release_consumer(TopicEntry& t, uint32_t slot, const Owner& owner, const char* why);
-    void release_producer(TopicEntry& t, uint32_t slot, const Owner& owner, const char* why);
+    void release_consumer(TopicEntry& t, uint32_t slot, const Owner& owner, Release why);
+    void release_producer(TopicEntry& t, uint32_t slot, const Owner& owner, Release why);
     bool reply(Conn& c, protocol::Type type, uint32_t id, const void* body, std::size_t size, int fd = -1);
     bool reply_error(Conn& c, uint32_t id, const Error& e);
 

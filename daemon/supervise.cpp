@@ -44,32 +44,35 @@ bool Daemon::owned_by(const ConsumerSlot& s, const Owner& o) const noexcept {
            s.start_time == o.start_time;
 }
 
-void Daemon::release_consumer(TopicEntry& t, uint32_t slot, const Owner& owner, const char* why) {
+bool Daemon::owned_by(const layout::ProducerSlot& p, const Owner& o) const noexcept {
+    // acquire: pairs with the release store that registered the slot (ours, or an earlier daemon's).
+    return p.state.load(std::memory_order_acquire) != 0 && p.pid == o.pid && p.start_time == o.start_time;
+}
+
+void Daemon::release_consumer(TopicEntry& t, uint32_t slot, const Owner& owner, Release why) {
     auto& s = t.segment.consumer_slot(slot);
     if (!owned_by(s, owner)) return;  // released already, or since given to someone else
-    const bool died = std::strcmp(why, "unsubscribed") != 0;
     if (s.kind == uint32_t(SlotKind::durable)) {
         s.pid = 0;
         s.detached_ns = detail::WallClock::system_ns();
         // SYNC: release publishes pid and detached_ns with the state; pairs with collect_stats' acquire.
         s.state.store(uint32_t(SlotState::detached), std::memory_order_release);
-        if (died) count(t.segment.recovery().subscribers_detached);
+        if (why.death) count(t.segment.recovery().subscribers_detached);
         spdlog::info("durable subscription '{}' of '{}' detached (pid {}: {}); cursor kept at id {}", field_name(s.name),
-                     t.name, owner.pid, why, s.ack_id.load(std::memory_order_relaxed));
+                     t.name, owner.pid, why.text, s.ack_id.load(std::memory_order_relaxed));
     } else {
         s.state.store(uint32_t(SlotState::free), std::memory_order_release);
-        if (died) count(t.segment.recovery().subscribers_freed);
-        spdlog::log(died ? spdlog::level::info : spdlog::level::debug, "ephemeral subscription slot {} of '{}' freed (pid {}: {})",
-                    slot, t.name, owner.pid, why);
+        if (why.death) count(t.segment.recovery().subscribers_freed);
+        spdlog::log(why.death ? spdlog::level::info : spdlog::level::debug, "ephemeral subscription slot {} of '{}' freed (pid {}: {})",
+                    slot, t.name, owner.pid, why.text);
     }
 }
 
 // The owner is gone: seal a claim it left open, so readers move past it at once. A claim it only
 // announced may still be a live producer's: then the slot stays taken (still naming the claim,
 // so a successor daemon finds it too) and is looked at again every tick.
-void Daemon::release_producer(TopicEntry& t, uint32_t slot, const Owner& owner, const char* why) {
-    auto& p = t.segment.producer_slot(slot);
-    if (p.state.load(std::memory_order_acquire) == 0 || p.pid != owner.pid || p.start_time != owner.start_time) return;
+void Daemon::release_producer(TopicEntry& t, uint32_t slot, const Owner& owner, Release why) {
+    if (!owned_by(t.segment.producer_slot(slot), owner)) return;  // released already, or given to someone else
     if (std::find(t.dying.begin(), t.dying.end(), slot) != t.dying.end()) return;
     t.dying.push_back(slot);
     const auto outcome = detail::seal_abandoned_claim(t.segment, slot, t.dying);
@@ -81,7 +84,7 @@ void Daemon::release_producer(TopicEntry& t, uint32_t slot, const Owner& owner, 
     rearm_timer();
 }
 
-void Daemon::free_producer_slot(TopicEntry& t, uint32_t slot, SealOutcome outcome, const char* why) {
+void Daemon::free_producer_slot(TopicEntry& t, uint32_t slot, SealOutcome outcome, Release why) {
     auto& p = t.segment.producer_slot(slot);
     std::erase(t.dying, slot);
     if (outcome == SealOutcome::sealed) {
@@ -89,10 +92,9 @@ void Daemon::free_producer_slot(TopicEntry& t, uint32_t slot, SealOutcome outcom
         spdlog::warn("topic '{}': pid {} died holding an uncommitted message; sealed it as a skip record", t.name, p.pid);
     }
     t.claim_watch[slot] = {};
-    const bool died = std::strcmp(why, "closed") != 0;
-    if (died) count(t.segment.recovery().producers_released);
-    spdlog::log(died ? spdlog::level::info : spdlog::level::debug, "topic '{}': producer slot {} released (pid {}: {})",
-                t.name, slot, p.pid, why);
+    if (why.death) count(t.segment.recovery().producers_released);
+    spdlog::log(why.death ? spdlog::level::info : spdlog::level::debug, "topic '{}': producer slot {} released (pid {}: {})",
+                t.name, slot, p.pid, why.text);
     // SYNC: release, after the claim words were cleared: a daemon that hands the slot out again
     // (acquire load in on_open_topic) starts from a clean slot.
     p.state.store(0, std::memory_order_release);
@@ -116,7 +118,7 @@ void Daemon::reconcile(TopicEntry& t) {
             watch_owner(s.pid, s.start_time);
         } else {
             count(r.owners_dead_at_restart);
-            release_consumer(t, i, {s.pid, s.start_time}, "died while shmbusd was down");
+            release_consumer(t, i, {s.pid, s.start_time}, kDiedWhileDown);
         }
     }
     for (uint32_t i = 0; i < seg.max_producers(); ++i) {
@@ -127,7 +129,7 @@ void Daemon::reconcile(TopicEntry& t) {
             watch_owner(p.pid, p.start_time);
         } else {
             count(r.owners_dead_at_restart);
-            release_producer(t, i, {p.pid, p.start_time}, "died while shmbusd was down");
+            release_producer(t, i, {p.pid, p.start_time}, kDiedWhileDown);
         }
     }
 }
@@ -163,8 +165,8 @@ void Daemon::owner_died(int pidfd) {
     epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, pidfd, nullptr);
     close(pidfd);
     registry_->for_each([&](TopicEntry& t) {
-        for (uint32_t i = 0; i < t.segment.max_consumers(); ++i) release_consumer(t, i, owner, "process exited");
-        for (uint32_t i = 0; i < t.segment.max_producers(); ++i) release_producer(t, i, owner, "process exited");
+        for (uint32_t i = 0; i < t.segment.max_consumers(); ++i) release_consumer(t, i, owner, kExited);
+        for (uint32_t i = 0; i < t.segment.max_producers(); ++i) release_producer(t, i, owner, kExited);
     });
 }
 
@@ -238,7 +240,7 @@ void Daemon::expire_detached(TopicEntry& t, uint64_t wall) {
 void Daemon::retry_dying(TopicEntry& t) {
     for (const uint32_t slot : std::vector<uint32_t>(t.dying)) {
         const auto outcome = detail::seal_abandoned_claim(t.segment, slot, t.dying);
-        if (outcome != SealOutcome::retry_later) free_producer_slot(t, slot, outcome, "process exited");
+        if (outcome != SealOutcome::retry_later) free_producer_slot(t, slot, outcome, kExited);
     }
 }
 
