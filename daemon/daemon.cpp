@@ -61,9 +61,8 @@ TopicConfig from_wire(const protocol::WireConfig& w) {
     c.on_full = OnFull(w.on_full);
     c.max_producers = w.max_producers;
     c.max_consumers = w.max_consumers;
-    // Above INT64_MAX would turn negative and be refused by validate_config; cap it instead.
-    c.unblock_timeout = std::chrono::nanoseconds(int64_t(std::min<uint64_t>(w.unblock_timeout_ns, INT64_MAX)));
-    c.expire_detached = std::chrono::nanoseconds(int64_t(std::min<uint64_t>(w.expire_detached_ns, INT64_MAX)));
+    c.unblock_timeout = detail::duration_from_ns(w.unblock_timeout_ns);
+    c.expire_detached = detail::duration_from_ns(w.expire_detached_ns);
     return c;
 }
 

@@ -98,8 +98,8 @@ TopicConfig Segment::config() const noexcept {
     c.on_full = on_full_;
     c.max_producers = max_producers_;
     c.max_consumers = max_consumers_;
-    c.unblock_timeout = std::chrono::nanoseconds(int64_t(std::min<uint64_t>(unblock_timeout_ns_, INT64_MAX)));
-    c.expire_detached = std::chrono::nanoseconds(int64_t(std::min<uint64_t>(expire_detached_ns_, INT64_MAX)));
+    c.unblock_timeout = duration_from_ns(unblock_timeout_ns_);
+    c.expire_detached = duration_from_ns(expire_detached_ns_);
     return c;
 }
 

@@ -3,6 +3,8 @@
 // at attach time; the ring code then only checks record-level fields.
 #pragma once
 
+#include <algorithm>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -17,6 +19,12 @@
 #include "shmbus/topic.h"
 
 namespace shmbus::detail {
+
+// A duration kept as unsigned nanoseconds (in a header or a frame), as std::chrono; what does not
+// fit saturates rather than turning negative.
+[[nodiscard]] inline std::chrono::nanoseconds duration_from_ns(uint64_t ns) noexcept {
+    return std::chrono::nanoseconds(int64_t(std::min<uint64_t>(ns, INT64_MAX)));
+}
 
 struct Geometry {
     uint64_t producer_offset, producer_size;

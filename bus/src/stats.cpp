@@ -54,8 +54,7 @@ TopicStats collect_stats(const Segment& seg) {
             sub.detached_ns = s.detached_ns;
             if (sub.durable && expire_ns != 0) {
                 const uint64_t gone = now_ns > sub.detached_ns ? now_ns - sub.detached_ns : 0;
-                sub.expires_in = std::chrono::nanoseconds(int64_t(std::min<uint64_t>(
-                    gone >= expire_ns ? 0 : expire_ns - gone, INT64_MAX)));
+                sub.expires_in = duration_from_ns(gone >= expire_ns ? 0 : expire_ns - gone);
             }
         }
         t.subscriptions.push_back(std::move(sub));
