@@ -100,6 +100,13 @@ Error not_running(const std::string& dir, const char* why) {
                           "); start it with: shmbusd --dir " + dir);
 }
 
+// How long to wait before the next attempt to reach a shmbusd that went away: 1 ms, doubling
+// to 250 ms. Shared by requests that wait for it and by the watcher thread.
+struct Backoff {
+    std::chrono::milliseconds delay{1};
+    void grow() noexcept { delay = std::min(delay * 2, std::chrono::milliseconds(250)); }
+};
+
 bool wait_readable(int sock, std::chrono::milliseconds timeout) {
     pollfd p{sock, POLLIN, 0};
     int rc;
@@ -148,7 +155,7 @@ Status ControlChannel::dial() noexcept {
 
 Status ControlChannel::redial_with_backoff(std::chrono::milliseconds wait, const char* why) noexcept {
     const auto deadline = std::chrono::steady_clock::now() + wait;
-    auto delay = std::chrono::milliseconds(1);
+    Backoff backoff;
     for (;;) {
         auto st = dial();
         if (st) return st;
@@ -159,9 +166,15 @@ Status ControlChannel::redial_with_backoff(std::chrono::milliseconds wait, const
         if (now >= deadline)
             return not_running(dir_, (std::string(why) + " within " + std::to_string(wait.count()) + " ms").c_str());
         // The last try lands on the deadline itself.
-        std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(delay, deadline - now));
-        delay = std::min(delay * 2, std::chrono::milliseconds(250));
+        std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(backoff.delay, deadline - now));
+        backoff.grow();
     }
+}
+
+Status ControlChannel::reconnect(std::chrono::milliseconds wait) noexcept {
+    auto st = redial_with_backoff(wait, "lost the connection and it did not come back");
+    if (st) ++reconnects_;
+    return st;
 }
 
 void ControlChannel::drop() noexcept {
@@ -213,7 +226,7 @@ ControlChannel::~ControlChannel() {
 // Waits for shmbusd to hang up (it died or stopped), then reconnects with backoff until it is
 // back or the channel is destroyed. Only hang-ups wake it: replies are the requester's to read.
 void ControlChannel::watch() noexcept {
-    auto delay = std::chrono::milliseconds(1);
+    Backoff backoff;
     for (;;) {
         int sock;
         uint64_t generation;
@@ -223,21 +236,18 @@ void ControlChannel::watch() noexcept {
             generation = generation_;
         }
         pollfd fds[2] = {{sock, POLLRDHUP, 0}, {wake_fd_, POLLIN, 0}};  // a negative fd is skipped
-        const int rc = ::poll(fds, 2, sock < 0 ? int(delay.count()) : -1);
+        const int rc = ::poll(fds, 2, sock < 0 ? int(backoff.delay.count()) : -1);
         if (fds[1].revents != 0) return;
         if (rc < 0 && errno != EINTR) return;
         std::lock_guard lock(mutex_);
         if (sock >= 0) {
             if ((fds[0].revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0 && generation_ == generation) drop();
-            delay = std::chrono::milliseconds(1);
+            backoff = {};
             continue;
         }
         if (sock_ >= 0) continue;  // a request reconnected meanwhile
-        if (dial()) {
-            ++reconnects_;
-        } else {
-            delay = std::min(delay * 2, std::chrono::milliseconds(250));
-        }
+        if (dial()) ++reconnects_;
+        else backoff.grow();
     }
 }
 
@@ -258,18 +268,14 @@ Result<Reply> ControlChannel::request_if_connected(protocol::Type type, const vo
 
 Result<Reply> ControlChannel::request_locked(protocol::Type type, const void* body, std::size_t size,
                                              std::chrono::milliseconds wait) noexcept {
-    const char* why = "lost the connection and it did not come back";
-    if (sock_ < 0) {
-        if (auto st = redial_with_backoff(wait, why); !st) return st.error();
-        ++reconnects_;
-    }
+    if (sock_ < 0)
+        if (auto st = reconnect(wait); !st) return st.error();
     bool sent = false;
     auto reply = exchange(type, body, size, sent);
     if (!reply && reply.error().code == Errc::disconnected) {
         drop();
         if (sent) return reply;  // it may have been carried out: not ours to repeat
-        if (auto st = redial_with_backoff(wait, why); !st) return st.error();
-        ++reconnects_;
+        if (auto st = reconnect(wait); !st) return st.error();
         reply = exchange(type, body, size, sent);
         if (!reply && reply.error().code == Errc::disconnected) drop();
     }

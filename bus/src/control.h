@@ -73,6 +73,7 @@ private:
     // Connects and says hello, once. Unlocked: callers hold mutex_ (or own the channel alone).
     [[nodiscard]] Status dial() noexcept;
     [[nodiscard]] Status redial_with_backoff(std::chrono::milliseconds wait, const char* why) noexcept;
+    [[nodiscard]] Status reconnect(std::chrono::milliseconds wait) noexcept;  // redial, counted
     [[nodiscard]] Result<Reply> request_locked(protocol::Type type, const void* body, std::size_t size,
                                                std::chrono::milliseconds wait) noexcept;
     // One request and its reply on the current socket; `sent` tells whether it left us.
