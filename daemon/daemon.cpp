@@ -448,14 +448,16 @@ bool Daemon::on_subscribe(Conn& c, uint32_t id, const protocol::Subscribe& req) 
     if (!t) return reply_error(c, id, t.error());
     auto& seg = t.value()->segment;
     protocol::SubscribeOk ok{seg.size(), protocol::kNoSlot, 0, 0, 0};
-
-    if (const uint32_t again = retried_consumer(seg, c, req.token); again != protocol::kNoSlot) {
-        // The same request, repeated after the connection broke before its reply: same slot.
-        auto& s = seg.consumer_slot(again);
-        ok.slot = again;
+    const auto resume = [&](uint32_t i) {  // an existing cursor: reading goes on from its last ack
+        auto& s = seg.consumer_slot(i);
+        ok.slot = i;
         ok.resumed = 1;
         ok.position = s.ack_position.load(std::memory_order_acquire);
         ok.next_id = s.ack_id.load(std::memory_order_acquire);
+    };
+
+    if (const uint32_t again = retried_consumer(seg, c, req.token); again != protocol::kNoSlot) {
+        resume(again);  // the same request, repeated after the connection broke before its reply
     } else if (durable) {  // reattach to an existing cursor by name
         for (uint32_t i = 0; i < seg.max_consumers(); ++i) {
             auto& s = seg.consumer_slot(i);
@@ -470,10 +472,7 @@ bool Daemon::on_subscribe(Conn& c, uint32_t id, const protocol::Subscribe& req) 
             s.start_time = c.start_time;
             s.owner_token = req.token;
             s.state.store(uint32_t(SlotState::attached), std::memory_order_release);
-            ok.slot = i;
-            ok.resumed = 1;
-            ok.position = s.ack_position.load(std::memory_order_acquire);
-            ok.next_id = s.ack_id.load(std::memory_order_acquire);
+            resume(i);
             break;
         }
     }

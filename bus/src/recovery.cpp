@@ -157,15 +157,16 @@ bool take_back_stalled_claim(const Segment& seg, uint32_t index, uint64_t tagged
     // Marked before the CAS: a daemon that dies between the two leaves a mark the next one settles
     // (settle_take_back), never a claim taken back without a mark. The bytes a late writer may
     // still touch start at the record (its padding is committed).
+    const uint64_t mark = record_start(ring, claim) + 1;
     // SYNC: release pairs with the acquire load of revoked in min_gating_ack and claim_of.
-    slot.revoked.store(record_start(ring, claim) + 1, std::memory_order_seq_cst);
+    slot.revoked.store(mark, std::memory_order_seq_cst);
     uint64_t expected = tagged;
     // SYNC: pairs with the producer's CAS of claim_start in PublisherCore::release_claim: exactly
     // one of the two clears it; the producer's commit word then says data, ours says skip. end and
     // id were read before (the release half keeps them there) while claim_start still held `tagged`.
     if (!slot.claim_start.compare_exchange_strong(expected, 0, std::memory_order_acq_rel)) {
-        uint64_t mark = record_start(ring, claim) + 1;
-        slot.revoked.compare_exchange_strong(mark, 0, std::memory_order_acq_rel);  // the owner may have cleared it
+        uint64_t expected_mark = mark;  // the owner may have cleared it already
+        slot.revoked.compare_exchange_strong(expected_mark, 0, std::memory_order_acq_rel);
         return false;
     }
     seal_claim(seg, claim);
