@@ -110,12 +110,9 @@ Status Daemon::take_lock() {
 }
 
 Status Daemon::load_bus_id() {
+    bus_id_ = read_bus_id(options_.dir);
+    if (bus_id_ != 0) return ok_status();
     const std::string path = options_.dir + "/bus.id";
-    if (FILE* f = std::fopen(path.c_str(), "r")) {
-        const int n = std::fscanf(f, "%" SCNx64, &bus_id_);
-        std::fclose(f);
-        if (n == 1 && bus_id_ != 0) return ok_status();
-    }
     while (bus_id_ == 0)
         if (getrandom(&bus_id_, sizeof bus_id_, 0) != sizeof bus_id_) return sys_error(Errc::io_error, "getrandom");
     FILE* f = std::fopen(path.c_str(), "w");
