@@ -439,7 +439,8 @@ bool Daemon::on_subscribe(Conn& c, uint32_t id, const protocol::Subscribe& req) 
     const bool durable = !durable_name.empty();
     if (durable)
         if (auto st = validate_subscription_name(durable_name); !st) return reply_error(c, id, st.error());
-    if (req.from > uint32_t(protocol::From::id))
+    StartFrom from{};
+    if (!protocol::start_from_wire(req.from, from))
         return reply_error(c, id, make_error(Errc::invalid_argument, "unknown start position"));
     auto t = find_or_create(topic, req.config, true);
     if (!t) return reply_error(c, id, t.error());
@@ -478,9 +479,6 @@ bool Daemon::on_subscribe(Conn& c, uint32_t id, const protocol::Subscribe& req) 
         if (!slot)
             return reply_error(c, id, make_error(Errc::no_free_slot, "topic '" + topic + "' has no free subscription slot (max " +
                                                                          std::to_string(seg.max_consumers()) + ")"));
-        const auto from = req.from == uint32_t(protocol::From::earliest) ? detail::Ring::From::earliest
-                          : req.from == uint32_t(protocol::From::latest) ? detail::Ring::From::latest
-                                                                         : detail::Ring::From::id;
         auto start = detail::attach_new_cursor(seg, *slot, durable ? SlotKind::durable : SlotKind::ephemeral, durable_name,
                                                {c.pid, c.start_time, req.token}, from, req.from_id);
         if (!start) return reply_error(c, id, start.error());

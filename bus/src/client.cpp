@@ -157,9 +157,7 @@ Result<Subscriber> Client::subscribe(std::string_view topic, SubscribeOptions op
     copy_name(req.topic, topic);
     copy_name(req.durable_name, options.durable_name);
     req.config = to_wire(options.create_config);
-    req.from = uint32_t(options.from == StartFrom::earliest ? protocol::From::earliest
-                        : options.from == StartFrom::latest ? protocol::From::latest
-                                                            : protocol::From::id);
+    req.from = uint32_t(options.from);
     req.from_id = options.from_id;
     req.token = new_token();
     auto r = request_segment<protocol::SubscribeOk>(*channel_, protocol::Type::subscribe, req, protocol::Type::subscribe_ok);

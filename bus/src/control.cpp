@@ -314,7 +314,7 @@ Result<Reply> ControlChannel::exchange(protocol::Type type, const void* body, st
             if (n != sizeof e) return make_error(Errc::protocol_error, "malformed error reply from shmbusd");
             std::memcpy(&e, b, sizeof e);
             e.message[sizeof e.message - 1] = '\0';
-            const Errc code = e.code <= uint32_t(Errc::timed_out) ? Errc(e.code) : Errc::protocol_error;
+            const Errc code = errc_from_code(e.code).value_or(Errc::protocol_error);
             return make_error(code, e.message);
         }
         Reply r{protocol::Type(h.type), std::vector<std::byte>(b, b + n), fd};

@@ -23,7 +23,7 @@ std::optional<uint32_t> reserve_consumer_slot(const Segment& seg) noexcept {
     return std::nullopt;
 }
 
-Result<Ring::Start> place_cursor(const Segment& seg, layout::ConsumerSlot& slot, Ring::From from, uint64_t id,
+Result<Ring::Start> place_cursor(const Segment& seg, layout::ConsumerSlot& slot, StartFrom from, uint64_t id,
                                  bool gating, bool attach) noexcept {
     const Ring ring(seg);
     for (int attempt = 0; attempt < kJoinAttempts; ++attempt) {
@@ -43,7 +43,7 @@ Result<Ring::Start> place_cursor(const Segment& seg, layout::ConsumerSlot& slot,
 }
 
 Result<Ring::Start> attach_new_cursor(const Segment& seg, uint32_t index, SlotKind kind, std::string_view name,
-                                      SlotOwner owner, Ring::From from, uint64_t id) noexcept {
+                                      SlotOwner owner, StartFrom from, uint64_t id) noexcept {
     auto& s = seg.consumer_slot(index);
     s.kind = uint32_t(kind);
     s.pid = owner.pid;

@@ -11,13 +11,6 @@
 
 namespace shmbus::detail {
 
-// The ring's view of a subscriber's start option.
-[[nodiscard]] constexpr Ring::From ring_from(StartFrom from) noexcept {
-    return from == StartFrom::earliest ? Ring::From::earliest
-           : from == StartFrom::latest ? Ring::From::latest
-                                       : Ring::From::id;
-}
-
 // Finds a free consumer slot and marks it reserved (only the daemon allocates).
 [[nodiscard]] std::optional<uint32_t> reserve_consumer_slot(const Segment& seg) noexcept;
 
@@ -29,13 +22,13 @@ struct SlotOwner {
 // Fills a reserved slot and publishes it attached, with its cursor at the resolved start.
 // On failure the slot is freed again.
 [[nodiscard]] Result<Ring::Start> attach_new_cursor(const Segment& seg, uint32_t slot, layout::SlotKind kind,
-                                                    std::string_view name, SlotOwner owner, Ring::From from,
+                                                    std::string_view name, SlotOwner owner, StartFrom from,
                                                     uint64_t id) noexcept;
 // Moves the ack cursor of `slot` to a resolved start. For a gating cursor this is a join:
 // the cursor is published (seq_cst), then checked against the tail, so no producer that missed
 // it can overwrite what it needs (docs/architecture.md, "Gating"). `attach` also publishes the
 // slot's state as attached.
-[[nodiscard]] Result<Ring::Start> place_cursor(const Segment& seg, layout::ConsumerSlot& slot, Ring::From from,
+[[nodiscard]] Result<Ring::Start> place_cursor(const Segment& seg, layout::ConsumerSlot& slot, StartFrom from,
                                                uint64_t id, bool gating, bool attach) noexcept;
 
 }  // namespace shmbus::detail

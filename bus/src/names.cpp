@@ -1,6 +1,9 @@
 #include "shmbus/names.h"
 
 #include <cctype>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "shmbus/layout/consumer_region.h"
@@ -154,5 +157,18 @@ const char* to_string(Errc code) noexcept {
     }
     return "unknown";
 }
+
+std::optional<Errc> errc_from_code(uint32_t code) noexcept {
+    if (std::strcmp(to_string(Errc(code)), "unknown") == 0) return std::nullopt;
+    return Errc(code);
+}
+
+namespace detail {
+void bad_result_access(const Error& error) noexcept {
+    // A bug in the caller, never a runtime condition: say so where a person will see it.
+    std::fprintf(stderr, "shmbus: value of a failed Result used (%s: %s)\n", to_string(error.code), error.message.c_str());
+    std::abort();
+}
+}  // namespace detail
 
 }  // namespace shmbus

@@ -9,6 +9,7 @@
 
 #include "shmbus/layout/consumer_region.h"
 #include "shmbus/layout/segment_header.h"
+#include "shmbus/subscriber.h"
 
 namespace shmbus::protocol {
 
@@ -98,13 +99,20 @@ struct TopicList {
     uint32_t count;  // names that follow, each kNameField bytes
 };
 
-enum class From : uint32_t { earliest = 0, latest = 1, id = 2 };
+// Subscribe::from carries a StartFrom as its number; anything else is refused.
+static_assert(uint32_t(StartFrom::earliest) == 0 && uint32_t(StartFrom::latest) == 1 && uint32_t(StartFrom::id) == 2,
+              "StartFrom values are part of the wire format");
+[[nodiscard]] constexpr bool start_from_wire(uint32_t from, StartFrom& out) noexcept {
+    if (from > uint32_t(StartFrom::id)) return false;
+    out = StartFrom(from);
+    return true;
+}
 
 struct Subscribe {
     char topic[kNameField];
     char durable_name[kSubNameField];  // empty: ephemeral
     WireConfig config;                  // used if the topic must be created
-    uint32_t from;                      // From
+    uint32_t from;                      // StartFrom
     uint32_t reserved;
     uint64_t from_id;
     uint64_t token;                     // as in OpenTopic

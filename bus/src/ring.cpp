@@ -37,19 +37,19 @@ std::optional<Boundary> Ring::boundary_before(uint64_t floor, uint64_t id) const
     return best;
 }
 
-Result<Ring::Start> Ring::resolve_start(From from, uint64_t id, bool gating) const noexcept {
+Result<Ring::Start> Ring::resolve_start(StartFrom from, uint64_t id, bool gating) const noexcept {
     const TailSnapshot tail = read_tail();
     const uint64_t floor = gating ? gating_join_floor(tail.position, cap_) : 0;
     const Start latest{tail.position, tail.next_id, 0, tail.next_id};
-    if (from == From::latest) return latest;
-    if (from == From::id && id > tail.next_id)
+    if (from == StartFrom::latest) return latest;
+    if (from == StartFrom::id && id > tail.next_id)
         return make_error(Errc::invalid_argument, "message id " + std::to_string(id) +
                                                       " has not been published yet (next id is " +
                                                       std::to_string(tail.next_id) + ")");
     for (int attempt = 0; attempt < kResolveAttempts; ++attempt) {
-        auto b = from == From::id ? boundary_before(floor, id) : oldest_boundary(floor);
+        auto b = from == StartFrom::id ? boundary_before(floor, id) : oldest_boundary(floor);
         if (!b) return latest;  // nothing indexed is still whole: only new messages remain
-        if (from == From::earliest) return Start{b->position, b->id, 0, b->id};
+        if (from == StartFrom::earliest) return Start{b->position, b->id, 0, b->id};
         if (b->id >= id) return Start{b->position, b->id, b->id - id, b->id};
         // Walk from the boundary to the asked-for id; a record not yet committed ends the walk
         // early, and the subscriber steps over the ids below `id` as they arrive.

@@ -10,6 +10,7 @@
 
 #include "segment.h"
 #include "shmbus/layout/record.h"
+#include "shmbus/subscriber.h"
 
 #if defined(__x86_64__) && !defined(__GCC_HAVE_SYNC_COMPARE_AND_SWAP_16)
 #error "shmbus needs a 16-byte compare-and-swap: build with -mcx16"
@@ -189,8 +190,7 @@ public:
         uint64_t lost;        // asked-for messages that are no longer retained
         uint64_t deliver_from;  // messages below this id are stepped over, not delivered
     };
-    enum class From : uint8_t { earliest, latest, id };
-    [[nodiscard]] Result<Start> resolve_start(From from, uint64_t id, bool gating) const noexcept;
+    [[nodiscard]] Result<Start> resolve_start(StartFrom from, uint64_t id, bool gating) const noexcept;
 
 private:
     const Segment* seg_;

@@ -196,8 +196,7 @@ PollResult SubscriberCore::receive(Handler& handler, std::chrono::nanoseconds ti
 }
 
 Status SubscriberCore::seek(StartFrom from, uint64_t id) noexcept {
-    const Ring::From f = ring_from(from);
-    auto start = gated ? place_cursor(seg, *slot, f, id, true, false) : ring.resolve_start(f, id, false);
+    auto start = gated ? place_cursor(seg, *slot, from, id, true, false) : ring.resolve_start(from, id, false);
     if (!start) return start.error();
     start_at(start->position, start->id, start->deliver_from, start->lost);
     return ok_status();

@@ -217,7 +217,7 @@ TEST_F(CrashRecovery, ARequestRepeatedAfterTheSupervisorDiedGetsTheSlotItRegiste
     protocol::Subscribe sub{};
     std::memcpy(sub.topic, "t", 1);
     std::memcpy(sub.durable_name, "r", 1);
-    sub.from = uint32_t(protocol::From::latest);
+    sub.from = uint32_t(StartFrom::latest);
     sub.token = 0x5eed;
     protocol::OpenTopic open{};
     std::memcpy(open.topic, "t", 1);

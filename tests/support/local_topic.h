@@ -55,7 +55,7 @@ public:
         if (!slot) return make_error(Errc::no_free_slot, "no slot");
         const bool durable = !options.durable_name.empty();
         auto start = attach_new_cursor(*seg, *slot, durable ? layout::SlotKind::durable : layout::SlotKind::ephemeral,
-                                       options.durable_name, {getpid(), 0, 0}, ring_from(options.from), options.from_id);
+                                       options.durable_name, {getpid(), 0, 0}, options.from, options.from_id);
         if (!start) return start.error();
         auto core = std::make_unique<SubscriberCore>(nullptr, std::move(seg.value()), *slot, durable, std::move(options));
         core->begin(start->position, start->id, false);

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <new>
+#include <optional>
 #include <string>
 #include <utility>
 #include <variant>
@@ -33,13 +34,24 @@ enum class Errc : uint32_t {
 };
 
 [[nodiscard]] const char* to_string(Errc code) noexcept;
+// The Errc a number names (as sent on the wire), or nullopt for a number no Errc has: a code added
+// later is known here as soon as to_string() names it, with no range to keep up to date.
+[[nodiscard]] std::optional<Errc> errc_from_code(uint32_t code) noexcept;
 
 struct Error {
     Errc code = Errc::ok;
     std::string message;
 };
 
+namespace detail {
+// value() or operator-> on a Result that holds an error is a bug in the caller, as with
+// std::expected: it ends the process with the error's text on stderr instead of reading
+// through a null pointer (the library itself never calls it on an error).
+[[noreturn]] void bad_result_access(const Error& error) noexcept;
+}  // namespace detail
+
 // A value or an Error. Deliberately small: has_value(), value(), error(), operator bool.
+// value(), * and -> on an error, and error() on a value, abort with a clear message.
 template <class T>
 class [[nodiscard]] Result {
 public:
@@ -47,14 +59,27 @@ public:
     Result(Error error) : v_(std::move(error)) {}         // NOLINT: implicit by design
     [[nodiscard]] bool has_value() const noexcept { return v_.index() == 0; }
     explicit operator bool() const noexcept { return has_value(); }
-    [[nodiscard]] T& value() & noexcept { return *std::get_if<0>(&v_); }
-    [[nodiscard]] T&& value() && noexcept { return std::move(*std::get_if<0>(&v_)); }
-    [[nodiscard]] const T& value() const& noexcept { return *std::get_if<0>(&v_); }
-    T* operator->() noexcept { return std::get_if<0>(&v_); }
+    [[nodiscard]] T& value() & noexcept { return *checked(); }
+    [[nodiscard]] T&& value() && noexcept { return std::move(*checked()); }
+    [[nodiscard]] const T& value() const& noexcept { return *checked(); }
+    T* operator->() noexcept { return checked(); }
+    const T* operator->() const noexcept { return checked(); }
     T& operator*() & noexcept { return value(); }
-    [[nodiscard]] const Error& error() const noexcept { return *std::get_if<1>(&v_); }
+    const T& operator*() const& noexcept { return value(); }
+    [[nodiscard]] const Error& error() const noexcept {
+        if (const Error* e = std::get_if<1>(&v_)) return *e;
+        detail::bad_result_access(Error{Errc::invalid_argument, "Result::error() called on a value"});
+    }
 
 private:
+    T* checked() noexcept {
+        if (T* v = std::get_if<0>(&v_)) return v;
+        detail::bad_result_access(*std::get_if<1>(&v_));
+    }
+    const T* checked() const noexcept {
+        if (const T* v = std::get_if<0>(&v_)) return v;
+        detail::bad_result_access(*std::get_if<1>(&v_));
+    }
     std::variant<T, Error> v_;
 };
 
