@@ -15,7 +15,9 @@
 #include <ctime>
 #include <set>
 
+#include "bus_files.h"
 #include "shmbus/client.h"
+#include "segment.h"
 #include "shmbus/layout/segment_header.h"
 
 namespace shmbus::daemon {
@@ -23,20 +25,11 @@ namespace shmbus::daemon {
 namespace {
 
 using layout::SegmentHeader;
-
-// "shmbus-<16 hex>-<topic>" → the bus id; 0 if the name has another shape.
-uint64_t bus_id_of(const std::string& file) {
-    constexpr std::size_t kPrefix = 7;  // "shmbus-"
-    if (file.size() < kPrefix + 18 || file.compare(0, kPrefix, "shmbus-") != 0 || file[kPrefix + 16] != '-') return 0;
-    uint64_t id = 0;
-    for (std::size_t i = kPrefix; i < kPrefix + 16; ++i) {
-        const char c = file[i];
-        const int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-        if (v < 0) return 0;
-        id = id << 4 | uint64_t(v);
-    }
-    return id;
-}
+using detail::bus_file;
+using detail::bus_id_of_shm;
+using detail::kLockFile;
+using detail::kShmDir;
+using detail::read_bus_id;
 
 enum class HeaderState { valid, bad, unreadable };
 
@@ -50,9 +43,7 @@ HeaderState read_header(const std::string& shm, SegmentHeader& out, std::time_t&
     const ssize_t n = stat_ok ? pread(fd, &out, sizeof out, 0) : -1;
     close(fd);
     if (!stat_ok) return HeaderState::unreadable;
-    if (n != ssize_t(sizeof out) || out.magic != layout::kSegmentMagic || out.version_major != layout::kVersionMajor ||
-        out.ready.load(std::memory_order_relaxed) != layout::kReadyMagic || out.bus_dir[sizeof out.bus_dir - 1] != '\0')
-        return HeaderState::bad;
+    if (n != ssize_t(sizeof out) || !detail::check_header(out, uint64_t(st.st_size))) return HeaderState::bad;
     return HeaderState::valid;
 }
 
@@ -72,7 +63,7 @@ void collect_stopped_socket(const std::string& dir, std::vector<Removed>& out) {
     const std::string sock = socket_path(dir);
     struct stat st{};
     if (lstat(sock.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) return;
-    const int lock = open((dir + "/shmbusd.lock").c_str(), O_RDONLY | O_CLOEXEC);
+    const int lock = open(bus_file(dir, kLockFile).c_str(), O_RDONLY | O_CLOEXEC);
     if (lock < 0) return;
     const bool free = flock(lock, LOCK_SH | LOCK_NB) == 0;
     close(lock);
@@ -81,24 +72,15 @@ void collect_stopped_socket(const std::string& dir, std::vector<Removed>& out) {
 
 }  // namespace
 
-uint64_t read_bus_id(const std::string& dir) {
-    uint64_t id = 0;
-    if (FILE* f = std::fopen((dir + "/bus.id").c_str(), "r")) {
-        if (std::fscanf(f, "%" SCNx64, &id) != 1) id = 0;
-        std::fclose(f);
-    }
-    return id;
-}
-
 std::vector<Removed> collect_stale(uint64_t own_bus_id, unsigned min_age_s) {
     std::vector<Removed> out;
     std::set<std::string> live_dirs;  // directories of buses that may still run
-    DIR* shm_dir = opendir("/dev/shm");
+    DIR* shm_dir = opendir(std::string(kShmDir).c_str());
     if (shm_dir == nullptr) return out;
     const std::time_t now = std::time(nullptr);
     while (dirent* e = readdir(shm_dir)) {
         const std::string file = e->d_name;
-        const uint64_t id = bus_id_of(file);
+        const uint64_t id = bus_id_of_shm(file);
         if (id == 0 || id == own_bus_id) continue;
         const std::string shm = "/" + file;
         SegmentHeader h{};

@@ -20,7 +20,4 @@ struct Removed {
 // stopped buses that still exist. Segments of `own_bus_id` are left to the registry.
 [[nodiscard]] std::vector<Removed> collect_stale(uint64_t own_bus_id, unsigned min_age_s = 60);
 
-// Reads the id in DIR/bus.id; 0 if missing or unreadable.
-[[nodiscard]] uint64_t read_bus_id(const std::string& dir);
-
 }  // namespace shmbus::daemon

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "bus_files.h"
 #include "shmbus/names.h"
 
 namespace shmbus::daemon {
@@ -18,13 +19,7 @@ TopicEntry::~TopicEntry() {
     if (fd >= 0) close(fd);
 }
 
-std::string Registry::shm_prefix() const {
-    char buf[48];
-    std::snprintf(buf, sizeof buf, "shmbus-%016" PRIx64 "-", bus_id_);
-    return buf;
-}
-
-std::string Registry::shm_name_for(const std::string& topic) const { return "/" + shm_prefix() + topic; }
+std::string Registry::shm_name_for(const std::string& topic) const { return detail::shm_name(bus_id_, topic); }
 
 TopicEntry* Registry::find(const std::string& name) noexcept {
     auto it = topics_.find(name);
@@ -35,25 +30,22 @@ Result<TopicEntry*> Registry::create(const std::string& name, const TopicConfig&
     if (auto st = validate_topic_name(name); !st) return st.error();
     const TopicConfig c = with_defaults(config);
     if (auto st = validate_config(c); !st) return st.error();
-    auto entry = std::make_unique<TopicEntry>();
-    entry->name = name;
-    entry->shm_name = shm_name_for(name);
+    const std::string shm = shm_name_for(name);
     // 0600: segments are never world-accessible; clients receive the fd from us.
-    entry->fd = shm_open(entry->shm_name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (entry->fd < 0 && errno == EEXIST) {  // a leftover nobody adopted (invalid): replace it
-        shm_unlink(entry->shm_name.c_str());
-        entry->fd = shm_open(entry->shm_name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    int fd = shm_open(shm.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 && errno == EEXIST) {  // a leftover nobody adopted (invalid): replace it
+        shm_unlink(shm.c_str());
+        fd = shm_open(shm.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     }
-    if (entry->fd < 0)
-        return make_error(errno == EACCES ? Errc::permission_denied : Errc::io_error,
-                          "shm_open " + entry->shm_name + ": " + strerror(errno));
-    auto seg = detail::Segment::format(entry->fd, name, c, bus_id_, bus_dir_);
+    if (fd < 0)
+        return make_error(errno == EACCES ? Errc::permission_denied : Errc::io_error, "shm_open " + shm + ": " + strerror(errno));
+    auto seg = detail::Segment::format(fd, name, c, bus_id_, bus_dir_);
     if (!seg) {
-        shm_unlink(entry->shm_name.c_str());
+        close(fd);
+        shm_unlink(shm.c_str());
         return seg.error();
     }
-    entry->segment = std::move(seg.value());
-    entry->claim_watch.resize(entry->segment.max_producers());
+    auto entry = std::make_unique<TopicEntry>(shm, fd, TopicSupervisor(name, std::move(seg.value())));
     TopicEntry* raw = entry.get();
     topics_[name] = std::move(entry);
     return raw;
@@ -76,8 +68,8 @@ std::vector<std::string> Registry::names() const {
 
 Registry::AdoptReport Registry::adopt_existing() {
     AdoptReport report;
-    const std::string prefix = shm_prefix();
-    DIR* dir = opendir("/dev/shm");
+    const std::string prefix = detail::shm_prefix(bus_id_);
+    DIR* dir = opendir(std::string(detail::kShmDir).c_str());
     if (dir == nullptr) return report;
     while (dirent* e = readdir(dir)) {
         const std::string file = e->d_name;
@@ -105,13 +97,7 @@ Registry::AdoptReport Registry::adopt_existing() {
             drop("header names another topic or bus");
             continue;
         }
-        auto entry = std::make_unique<TopicEntry>();
-        entry->name = topic;
-        entry->shm_name = shm;
-        entry->fd = fd;
-        entry->segment = std::move(seg.value());
-        entry->claim_watch.resize(entry->segment.max_producers());
-        topics_[topic] = std::move(entry);
+        topics_[topic] = std::make_unique<TopicEntry>(shm, fd, TopicSupervisor(topic, std::move(seg.value())));
         report.adopted.push_back(topic);
     }
     closedir(dir);

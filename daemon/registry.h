@@ -1,5 +1,5 @@
 // shmbusd's topic registry: the segments of one bus directory, by topic name. Creates, adopts
-// and removes POSIX shared-memory objects named /shmbus-<bus id>-<topic>.
+// and removes POSIX shared-memory objects named by bus_files.h.
 #pragma once
 
 #include <cstdint>
@@ -8,28 +8,28 @@
 #include <string>
 #include <vector>
 
-#include "recovery.h"
 #include "segment.h"
+#include "topic_supervisor.h"
 #include "shmbus/result.h"
 #include "shmbus/topic.h"
 
 namespace shmbus::daemon {
 
+// A topic as shmbusd holds it: the shared-memory object, its descriptor (handed to clients with
+// SCM_RIGHTS) and the supervisor of its segment.
 struct TopicEntry {
-    std::string name;
-    std::string shm_name;
-    int fd = -1;  // kept open to hand to clients with SCM_RIGHTS
-    detail::Segment segment;
-    // Recovery state: the open claim seen in each producer slot and since when (unblock-timeout),
-    // and the producer slots of dead owners kept until their claim is settled (a live producer
-    // might still own what they announced).
-    struct ClaimWatch {
-        uint64_t tag = 0;
-        uint64_t since_ns = 0;
-    };
-    std::vector<ClaimWatch> claim_watch;
-    std::vector<uint32_t> dying;
+    TopicEntry(std::string shm, int descriptor, TopicSupervisor sup)
+        : shm_name(std::move(shm)), fd(descriptor), supervisor(std::move(sup)) {}
+    TopicEntry(const TopicEntry&) = delete;
+    TopicEntry& operator=(const TopicEntry&) = delete;
     ~TopicEntry();
+
+    [[nodiscard]] const std::string& name() const noexcept { return supervisor.name(); }
+    [[nodiscard]] const detail::Segment& segment() const noexcept { return supervisor.segment(); }
+
+    std::string shm_name;
+    int fd = -1;
+    TopicSupervisor supervisor;
 };
 
 class Registry {
@@ -49,7 +49,6 @@ public:
     // Re-adopts every valid segment of this bus found in /dev/shm; unlinks invalid ones.
     AdoptReport adopt_existing();
     [[nodiscard]] std::string shm_name_for(const std::string& topic) const;
-    [[nodiscard]] std::string shm_prefix() const;
 
     template <class F>
     void for_each(F&& f) {

@@ -26,8 +26,6 @@ std::string default_bus_dir() {
     return "/tmp/shmbus-" + std::to_string(geteuid());
 }
 
-std::string socket_path(const std::string& dir) { return dir + "/shmbusd.sock"; }
-
 namespace {
 
 protocol::WireConfig to_wire(const TopicConfig& c) {

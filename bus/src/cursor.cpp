@@ -11,18 +11,6 @@ namespace {
 constexpr int kJoinAttempts = 64;  // each retry means producers went a quarter ring meanwhile
 }
 
-std::optional<uint32_t> reserve_consumer_slot(const Segment& seg) noexcept {
-    for (uint32_t i = 0; i < seg.max_consumers(); ++i) {
-        auto& s = seg.consumer_slot(i);
-        // relaxed store: only the daemon allocates; producers ignore reserved slots.
-        if (s.state.load(std::memory_order_acquire) == uint32_t(SlotState::free)) {
-            s.state.store(uint32_t(SlotState::reserved), std::memory_order_relaxed);
-            return i;
-        }
-    }
-    return std::nullopt;
-}
-
 Result<Ring::Start> place_cursor(const Segment& seg, layout::ConsumerSlot& slot, StartFrom from, uint64_t id,
                                  bool gating, bool attach) noexcept {
     const Ring ring(seg);
@@ -43,20 +31,17 @@ Result<Ring::Start> place_cursor(const Segment& seg, layout::ConsumerSlot& slot,
 }
 
 Result<Ring::Start> attach_new_cursor(const Segment& seg, uint32_t index, SlotKind kind, std::string_view name,
-                                      SlotOwner owner, StartFrom from, uint64_t id) noexcept {
+                                      const Registration& owner, StartFrom from, uint64_t id) noexcept {
     auto& s = seg.consumer_slot(index);
     s.kind = uint32_t(kind);
-    s.pid = owner.pid;
-    s.start_time = owner.start_time;
-    s.owner_token = owner.token;
-    s.detached_ns = 0;
+    stamp_consumer(seg, index, owner);
     std::memset(s.name, 0, sizeof s.name);
     std::memcpy(s.name, name.data(), std::min(name.size(), sizeof s.name - 1));
     s.delivered.store(0, std::memory_order_relaxed);  // relaxed: statistics
     s.lost.store(0, std::memory_order_relaxed);
     const bool gating = kind == SlotKind::durable && seg.on_full() != OnFull::overwrite;
     auto start = place_cursor(seg, s, from, id, gating, true);
-    if (!start) s.state.store(uint32_t(SlotState::free), std::memory_order_release);
+    if (!start) (void)free_consumer(seg, index, SlotState::attached);
     return start;
 }
 

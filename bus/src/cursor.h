@@ -7,22 +7,15 @@
 
 #include "ring.h"
 #include "segment.h"
+#include "slots.h"
 #include "shmbus/subscriber.h"
 
 namespace shmbus::detail {
 
-// Finds a free consumer slot and marks it reserved (only the daemon allocates).
-[[nodiscard]] std::optional<uint32_t> reserve_consumer_slot(const Segment& seg) noexcept;
-
-struct SlotOwner {
-    int32_t pid;
-    uint64_t start_time;
-    uint64_t token;  // the request's token (protocol.h)
-};
-// Fills a reserved slot and publishes it attached, with its cursor at the resolved start.
-// On failure the slot is freed again.
+// Fills a slot reserved with reserve_consumer_slot (slots.h) and publishes it attached, with its
+// cursor at the resolved start. On failure the slot is freed again.
 [[nodiscard]] Result<Ring::Start> attach_new_cursor(const Segment& seg, uint32_t slot, layout::SlotKind kind,
-                                                    std::string_view name, SlotOwner owner, StartFrom from,
+                                                    std::string_view name, const Registration& owner, StartFrom from,
                                                     uint64_t id) noexcept;
 // Moves the ack cursor of `slot` to a resolved start. For a gating cursor this is a join:
 // the cursor is published (seq_cst), then checked against the tail, so no producer that missed

@@ -110,14 +110,14 @@ Status validate_config(const TopicConfig& c) {
     if (c.capacity < kMinCapacity || c.capacity > kMaxCapacity)
         return bad("capacity " + std::to_string(c.capacity) + " is outside " + std::to_string(kMinCapacity) + " .. " +
                    std::to_string(kMaxCapacity) + " bytes");
-    uint64_t cap = kMinCapacity;
-    while (cap < c.capacity) cap <<= 1;
+    const uint64_t cap = round_capacity(c.capacity);
     if (c.max_message == 0 || c.max_message > max_message_for(cap))
         return bad("max message " + std::to_string(c.max_message) + " must be 1 .. " + std::to_string(max_message_for(cap)) +
                    " bytes for a " + std::to_string(cap) + "-byte ring (an eighth of it, minus a record header)");
     if (uint32_t(c.on_full) > uint32_t(OnFull::overwrite)) return bad("unknown on-full policy");
-    if (c.max_producers == 0 || c.max_producers > 4096) return bad("max producers must be 1 .. 4096");
-    if (c.max_consumers == 0 || c.max_consumers > 4096) return bad("max consumers must be 1 .. 4096");
+    const std::string slots = std::to_string(kMaxSlots);
+    if (c.max_producers == 0 || c.max_producers > kMaxSlots) return bad("max producers must be 1 .. " + slots);
+    if (c.max_consumers == 0 || c.max_consumers > kMaxSlots) return bad("max consumers must be 1 .. " + slots);
     if (c.unblock_timeout.count() < 0 || (c.unblock_timeout.count() > 0 && c.unblock_timeout < kMinUnblockTimeout))
         return bad("unblock timeout must be 0 (off) or at least " + std::to_string(kMinUnblockTimeout.count()) + " ms");
     if (c.expire_detached.count() < 0) return bad("expire-detached must be 0 (never) or positive");
@@ -126,9 +126,7 @@ Status validate_config(const TopicConfig& c) {
 
 TopicConfig with_defaults(TopicConfig c) noexcept {
     if (c.max_message == 0 && c.capacity >= kMinCapacity && c.capacity <= kMaxCapacity) {
-        uint64_t cap = kMinCapacity;
-        while (cap < c.capacity) cap <<= 1;
-        c.max_message = uint32_t(std::min<uint64_t>(kDefaultMaxMessage, max_message_for(cap)));
+        c.max_message = uint32_t(std::min<uint64_t>(kDefaultMaxMessage, max_message_for(round_capacity(c.capacity))));
     }
     return c;
 }

@@ -136,6 +136,9 @@ struct SubscriptionName {  // delete_subscription
     char name[kSubNameField];
 };
 
+// The body of a request that carries none (gc): the frame holds the header alone.
+struct NoBody {};
+
 // gc has no body. Its reply: a GcReport then `count` GcEntry records.
 struct GcReport {
     uint32_t total;  // items removed (may exceed count)

@@ -4,14 +4,13 @@
 
 #include "cores.h"
 #include "futex.h"
+#include "slots.h"
 
 namespace shmbus {
 namespace detail {
 
 using layout::RecordHeader;
 using layout::RecordType;
-using layout::SlotKind;
-using layout::SlotState;
 
 namespace {
 constexpr int kSpaceSpins = 256;
@@ -36,11 +35,9 @@ uint64_t PublisherCore::min_gating_ack() const noexcept {
     uint64_t min_ack = UINT64_MAX;
     for (uint32_t i = 0; i < seg.max_consumers(); ++i) {
         auto& s = seg.consumer_slot(i);
-        // SYNC: seq_cst pairs with the seq_cst slot publication in place_gating_cursor(): either
+        // SYNC: seq_cst pairs with the seq_cst stores of a joining cursor in place_cursor(): either
         // we see the new cursor here, or its owner saw our claim on the tail and joined above it.
-        const auto state = SlotState(s.state.load(std::memory_order_seq_cst));
-        if ((state != SlotState::attached && state != SlotState::detached) || s.kind != uint32_t(SlotKind::durable))
-            continue;
+        if (!holds_durable_cursor(s, std::memory_order_seq_cst)) continue;
         // SYNC: pairs with the release store of ack_position in SubscriberCore::store_ack: the
         // subscriber's reads of the acked records happen before we overwrite them.
         min_ack = std::min(min_ack, s.ack_position.load(std::memory_order_seq_cst));

@@ -4,6 +4,7 @@
 
 #include "futex.h"
 #include "ring.h"
+#include "slots.h"
 
 namespace shmbus::detail {
 
@@ -64,7 +65,7 @@ bool claimed_by_live(const Segment& seg, uint64_t start, const std::vector<uint3
     for (uint32_t i = 0; i < seg.max_producers(); ++i) {
         if (std::find(dead.begin(), dead.end(), i) != dead.end()) continue;
         auto& p = seg.producer_slot(i);
-        if (p.state.load(std::memory_order_acquire) == 0) continue;
+        if (!producer_active(p)) continue;
         // acquire: pairs with the producer's release stores of intent and claim_start.
         if (p.claim_start.load(std::memory_order_acquire) == start + 1 || p.intent.load(std::memory_order_acquire) == start + 1)
             return true;

@@ -29,12 +29,6 @@ uint32_t index_entries_for(uint64_t capacity) noexcept {
 
 }  // namespace
 
-uint64_t round_capacity(uint64_t capacity) noexcept {
-    uint64_t c = kMinCapacity;
-    while (c < capacity && c < kMaxCapacity) c <<= 1;
-    return c;
-}
-
 Geometry compute_geometry(const TopicConfig& config) noexcept {
     Geometry g{};
     g.ring_capacity = round_capacity(config.capacity);
@@ -49,29 +43,12 @@ Geometry compute_geometry(const TopicConfig& config) noexcept {
     return g;
 }
 
-Segment::Segment(Segment&& other) noexcept { *this = std::move(other); }
+Segment::Segment(Segment&& other) noexcept : m_(std::exchange(other.m_, {})) {}
 
 Segment& Segment::operator=(Segment&& other) noexcept {
     if (this != &other) {
         unmap();
-        base_ = std::exchange(other.base_, nullptr);
-        size_ = other.size_;
-        header_ = other.header_;
-        producers_ = other.producers_;
-        producer_slots_ = other.producer_slots_;
-        index_ = other.index_;
-        consumers_ = other.consumers_;
-        consumer_slots_ = other.consumer_slots_;
-        ring_ = other.ring_;
-        capacity_ = other.capacity_;
-        max_message_ = other.max_message_;
-        max_producers_ = other.max_producers_;
-        max_consumers_ = other.max_consumers_;
-        index_entries_ = other.index_entries_;
-        on_full_ = other.on_full_;
-        unblock_timeout_ns_ = other.unblock_timeout_ns_;
-        expire_detached_ns_ = other.expire_detached_ns_;
-        recovery_ = other.recovery_;
+        m_ = std::exchange(other.m_, {});
     }
     return *this;
 }
@@ -79,27 +56,28 @@ Segment& Segment::operator=(Segment&& other) noexcept {
 Segment::~Segment() { unmap(); }
 
 void Segment::unmap() noexcept {
-    if (base_ != nullptr) munmap(base_, size_);
-    base_ = nullptr;
+    if (m_.base != nullptr) munmap(m_.base, m_.size);
+    m_ = {};
 }
 
 std::string Segment::topic() const {
-    return std::string(header_->topic, strnlen(header_->topic, sizeof(header_->topic)));
+    return std::string(m_.header->topic, strnlen(m_.header->topic, sizeof(m_.header->topic)));
 }
 
 std::string Segment::bus_dir() const {
-    return std::string(header_->bus_dir, strnlen(header_->bus_dir, sizeof(header_->bus_dir)));
+    return std::string(m_.header->bus_dir, strnlen(m_.header->bus_dir, sizeof(m_.header->bus_dir)));
 }
 
 TopicConfig Segment::config() const noexcept {
+    const HeaderFacts& f = m_.facts;
     TopicConfig c;
-    c.capacity = capacity_;
-    c.max_message = max_message_;
-    c.on_full = on_full_;
-    c.max_producers = max_producers_;
-    c.max_consumers = max_consumers_;
-    c.unblock_timeout = duration_from_ns(unblock_timeout_ns_);
-    c.expire_detached = duration_from_ns(expire_detached_ns_);
+    c.capacity = f.capacity;
+    c.max_message = f.max_message;
+    c.on_full = f.on_full;
+    c.max_producers = f.max_producers;
+    c.max_consumers = f.max_consumers;
+    c.unblock_timeout = duration_from_ns(f.unblock_timeout_ns);
+    c.expire_detached = duration_from_ns(f.expire_detached_ns);
     return c;
 }
 
@@ -142,6 +120,8 @@ Result<Segment> Segment::format(int fd, std::string_view topic, const TopicConfi
     std::memcpy(h->topic, topic.data(), std::min(topic.size(), kMaxTopicName));
     h->unblock_timeout_ns = uint64_t(config.unblock_timeout.count());
     h->expire_detached_ns = uint64_t(config.expire_detached.count());
+    h->producer_slot_stride = sizeof(ProducerSlot);
+    h->consumer_slot_stride = sizeof(ConsumerSlot);
     // A directory that does not fit is not recorded: gc then never takes this segment for a dead bus's.
     if (!bus_dir.empty() && bus_dir.size() < sizeof h->bus_dir) std::memcpy(h->bus_dir, bus_dir.data(), bus_dir.size());
     // SYNC: pairs with the acquire load of `ready` in bind_regions(); every field above is
@@ -149,8 +129,8 @@ Result<Segment> Segment::format(int fd, std::string_view topic, const TopicConfi
     h->ready.store(kReadyMagic, std::memory_order_release);
 
     Segment s;
-    s.base_ = static_cast<std::byte*>(base);
-    s.size_ = g.total;
+    s.m_.base = static_cast<std::byte*>(base);
+    s.m_.size = g.total;
     if (auto st = s.bind_regions(); !st) return st.error();
     return s;
 }
@@ -164,61 +144,84 @@ Result<Segment> Segment::attach(int fd) noexcept {
     void* base = mmap(nullptr, size_t(st.st_size), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
     if (base == MAP_FAILED) return make_error(Errc::io_error, std::string("mmap: ") + strerror(errno));
     Segment s;
-    s.base_ = static_cast<std::byte*>(base);
-    s.size_ = uint64_t(st.st_size);
+    s.m_.base = static_cast<std::byte*>(base);
+    s.m_.size = uint64_t(st.st_size);
     if (auto r = s.bind_regions(); !r) return r.error();
     return s;
 }
 
-Status Segment::bind_regions() noexcept {
-    auto* h = reinterpret_cast<SegmentHeader*>(base_);
-    if (h->magic != kSegmentMagic) return make_error(Errc::bad_magic, "not a shmbus segment (wrong magic)");
-    if (h->version_major != kVersionMajor)
-        return make_error(Errc::bad_version, "segment layout version " + std::to_string(h->version_major) + "." +
-                                                 std::to_string(h->version_minor) + " is not supported (this library reads " +
+namespace {
+
+// A slot stride from the header: 0 means a 1.0/1.1 segment; otherwise whole cache lines, at least
+// what 1.1 had (every reader may touch those fields) and at most a page.
+uint32_t stride_or_legacy(uint32_t stride, uint32_t legacy) noexcept { return stride == 0 ? legacy : stride; }
+bool stride_ok(uint32_t stride, uint32_t legacy) noexcept {
+    return stride % kCacheLine == 0 && stride >= legacy && stride <= kPageSize;
+}
+
+}  // namespace
+
+Result<HeaderFacts> check_header(const SegmentHeader& h, uint64_t size) noexcept {
+    if (size < kPageSize) return make_error(Errc::bad_magic, "not a shmbus segment: only " + std::to_string(size) + " bytes");
+    if (h.magic != kSegmentMagic) return make_error(Errc::bad_magic, "not a shmbus segment (wrong magic)");
+    if (h.version_major != kVersionMajor)
+        return make_error(Errc::bad_version, "segment layout version " + std::to_string(h.version_major) + "." +
+                                                 std::to_string(h.version_minor) + " is not supported (this library reads " +
                                                  std::to_string(kVersionMajor) + ".x)");
-    // SYNC: pairs with the release store of `ready` in format().
-    if (h->ready.load(std::memory_order_acquire) != kReadyMagic)
+    // SYNC: pairs with the release store of `ready` in Segment::format().
+    if (h.ready.load(std::memory_order_acquire) != kReadyMagic)
         return make_error(Errc::corrupt_segment, "segment is not ready (creation never finished)");
     auto corrupt = [](const char* what) { return make_error(Errc::corrupt_segment, std::string("corrupt segment: ") + what); };
-    if (h->header_size != sizeof(SegmentHeader)) return corrupt("header size");
-    if (h->segment_size != size_) return corrupt("segment size does not match the mapping");
-    const uint64_t cap = h->ring_capacity;
-    if (!is_pow2(cap) || cap < kMinCapacity || cap > kMaxCapacity) return corrupt("ring capacity");
-    if (h->max_message == 0 || h->max_message > max_message_for(cap)) return corrupt("max_message");
-    if (h->on_full > uint32_t(OnFull::overwrite)) return corrupt("on-full policy");
-    if (h->max_producers == 0 || h->max_producers > 4096 || h->max_consumers == 0 || h->max_consumers > 4096)
+    if (h.header_size != sizeof(SegmentHeader)) return corrupt("header size");
+    if (h.segment_size != size) return corrupt("segment size does not match the mapping");
+    HeaderFacts f{};
+    f.capacity = h.ring_capacity;
+    if (!is_pow2(f.capacity) || f.capacity < kMinCapacity || f.capacity > kMaxCapacity) return corrupt("ring capacity");
+    if (h.max_message == 0 || h.max_message > max_message_for(f.capacity)) return corrupt("max_message");
+    if (h.on_full > uint32_t(OnFull::overwrite)) return corrupt("on-full policy");
+    if (h.max_producers == 0 || h.max_producers > kMaxSlots || h.max_consumers == 0 || h.max_consumers > kMaxSlots)
         return corrupt("slot counts");
-    if (h->index_entries == 0 || !is_pow2(h->index_entries) || h->index_entries > cap / kRecordAlignment)
+    if (h.index_entries == 0 || !is_pow2(h.index_entries) || h.index_entries > f.capacity / kRecordAlignment)
         return corrupt("index entries");
+    f.producer_stride = stride_or_legacy(h.producer_slot_stride, kLegacyProducerSlotStride);
+    f.consumer_stride = stride_or_legacy(h.consumer_slot_stride, kLegacyConsumerSlotStride);
+    if (!stride_ok(f.producer_stride, kLegacyProducerSlotStride) || !stride_ok(f.consumer_stride, kLegacyConsumerSlotStride))
+        return corrupt("slot strides");
     auto region_ok = [&](uint64_t off, uint64_t len, uint64_t need) {
-        return off % kPageSize == 0 && off >= kPageSize && len >= need && off <= size_ && len <= size_ - off;
+        return off % kPageSize == 0 && off >= kPageSize && len >= need && off <= size && len <= size - off;
     };
-    if (!region_ok(h->producer_offset, h->producer_size,
-                   sizeof(ProducerRegionHead) + sizeof(ProducerSlot) * h->max_producers + sizeof(IndexEntry) * h->index_entries))
+    if (!region_ok(h.producer_offset, h.producer_size,
+                   sizeof(ProducerRegionHead) + uint64_t(f.producer_stride) * h.max_producers +
+                       sizeof(IndexEntry) * h.index_entries))
         return corrupt("producer region bounds");
-    if (!region_ok(h->consumer_offset, h->consumer_size, sizeof(ConsumerRegionHead) + sizeof(ConsumerSlot) * h->max_consumers))
+    if (!region_ok(h.consumer_offset, h.consumer_size, sizeof(ConsumerRegionHead) + uint64_t(f.consumer_stride) * h.max_consumers))
         return corrupt("consumer region bounds");
-    if (!region_ok(h->ring_offset, cap, cap)) return corrupt("ring bounds");
-    if (h->topic[kMaxTopicName] != '\0') return corrupt("topic name");
-    if (h->bus_dir[sizeof h->bus_dir - 1] != '\0') return corrupt("bus directory");
+    if (!region_ok(h.ring_offset, f.capacity, f.capacity)) return corrupt("ring bounds");
+    if (h.topic[kMaxTopicName] != '\0') return corrupt("topic name");
+    if (h.bus_dir[sizeof h.bus_dir - 1] != '\0') return corrupt("bus directory");
+    f.max_message = h.max_message;
+    f.max_producers = h.max_producers;
+    f.max_consumers = h.max_consumers;
+    f.index_entries = h.index_entries;
+    f.on_full = OnFull(h.on_full);
+    f.unblock_timeout_ns = h.unblock_timeout_ns;
+    f.expire_detached_ns = h.expire_detached_ns;
+    return f;
+}
 
-    header_ = h;
-    producers_ = reinterpret_cast<ProducerRegionHead*>(base_ + h->producer_offset);
-    producer_slots_ = reinterpret_cast<ProducerSlot*>(base_ + h->producer_offset + sizeof(ProducerRegionHead));
-    index_ = reinterpret_cast<IndexEntry*>(reinterpret_cast<std::byte*>(producer_slots_) + sizeof(ProducerSlot) * h->max_producers);
-    consumers_ = reinterpret_cast<ConsumerRegionHead*>(base_ + h->consumer_offset);
-    consumer_slots_ = reinterpret_cast<ConsumerSlot*>(base_ + h->consumer_offset + sizeof(ConsumerRegionHead));
-    ring_ = base_ + h->ring_offset;
-    capacity_ = cap;
-    max_message_ = h->max_message;
-    max_producers_ = h->max_producers;
-    max_consumers_ = h->max_consumers;
-    index_entries_ = h->index_entries;
-    on_full_ = OnFull(h->on_full);
-    unblock_timeout_ns_ = h->unblock_timeout_ns;
-    expire_detached_ns_ = h->expire_detached_ns;
-    recovery_ = reinterpret_cast<RecoveryCounters*>(base_ + kRecoveryCountersOffset);
+Status Segment::bind_regions() noexcept {
+    auto* h = reinterpret_cast<SegmentHeader*>(m_.base);
+    auto facts = check_header(*h, m_.size);
+    if (!facts) return facts.error();
+    m_.facts = facts.value();
+    m_.header = h;
+    m_.producers = reinterpret_cast<ProducerRegionHead*>(m_.base + h->producer_offset);
+    m_.producer_slots = m_.base + h->producer_offset + sizeof(ProducerRegionHead);
+    m_.index = reinterpret_cast<IndexEntry*>(m_.producer_slots + std::size_t(m_.facts.producer_stride) * m_.facts.max_producers);
+    m_.consumers = reinterpret_cast<ConsumerRegionHead*>(m_.base + h->consumer_offset);
+    m_.consumer_slots = m_.base + h->consumer_offset + sizeof(ConsumerRegionHead);
+    m_.ring = m_.base + h->ring_offset;
+    m_.recovery = reinterpret_cast<RecoveryCounters*>(m_.base + kRecoveryCountersOffset);
     return ok_status();
 }
 

@@ -34,7 +34,19 @@ struct Geometry {
     uint64_t total;
 };
 [[nodiscard]] Geometry compute_geometry(const TopicConfig& config) noexcept;
-[[nodiscard]] uint64_t round_capacity(uint64_t capacity) noexcept;
+
+// What a reader takes from a header once it has checked it: the bounds it keeps its own copy of.
+struct HeaderFacts {
+    uint64_t capacity;
+    uint32_t max_message, max_producers, max_consumers, index_entries;
+    uint32_t producer_stride, consumer_stride;  // 1.1 segments: the 1.1 slot sizes
+    OnFull on_full;
+    uint64_t unblock_timeout_ns, expire_detached_ns;
+};
+// Checks a header against the size of the file or mapping it came from: magic, major version,
+// `ready`, every region inside `size`, capacity, slot counts and strides. The one validation
+// shared by attach() and by `gc`, which reads page 0 without mapping.
+[[nodiscard]] Result<HeaderFacts> check_header(const layout::SegmentHeader& h, uint64_t size) noexcept;
 
 class Segment {
 public:
@@ -53,50 +65,60 @@ public:
     // Takes ownership of nothing: the caller keeps `fd`.
     [[nodiscard]] static Result<Segment> attach(int fd) noexcept;
 
-    [[nodiscard]] bool valid() const noexcept { return base_ != nullptr; }
-    [[nodiscard]] const layout::SegmentHeader& header() const noexcept { return *header_; }
-    [[nodiscard]] layout::ProducerRegionHead& producers() const noexcept { return *producers_; }
-    [[nodiscard]] layout::ProducerSlot& producer_slot(uint32_t i) const noexcept { return producer_slots_[i]; }
-    [[nodiscard]] layout::IndexEntry& index_entry(uint32_t i) const noexcept { return index_[i]; }
-    [[nodiscard]] layout::ConsumerRegionHead& consumers() const noexcept { return *consumers_; }
-    [[nodiscard]] layout::ConsumerSlot& consumer_slot(uint32_t i) const noexcept { return consumer_slots_[i]; }
-    [[nodiscard]] layout::RecoveryCounters& recovery() const noexcept { return *recovery_; }
-    [[nodiscard]] std::byte* ring() const noexcept { return ring_; }
-    [[nodiscard]] uint64_t capacity() const noexcept { return capacity_; }
-    [[nodiscard]] uint64_t mask() const noexcept { return capacity_ - 1; }
-    [[nodiscard]] uint32_t max_message() const noexcept { return max_message_; }
-    [[nodiscard]] uint32_t max_producers() const noexcept { return max_producers_; }
-    [[nodiscard]] uint32_t max_consumers() const noexcept { return max_consumers_; }
-    [[nodiscard]] uint32_t index_entries() const noexcept { return index_entries_; }
-    [[nodiscard]] uint64_t index_block() const noexcept { return capacity_ / index_entries_; }
-    [[nodiscard]] OnFull on_full() const noexcept { return on_full_; }
-    [[nodiscard]] uint64_t unblock_timeout_ns() const noexcept { return unblock_timeout_ns_; }
-    [[nodiscard]] uint64_t expire_detached_ns() const noexcept { return expire_detached_ns_; }
+    [[nodiscard]] bool valid() const noexcept { return m_.base != nullptr; }
+    [[nodiscard]] const layout::SegmentHeader& header() const noexcept { return *m_.header; }
+    [[nodiscard]] layout::ProducerRegionHead& producers() const noexcept { return *m_.producers; }
+    // Slot i, found by the segment's stride. Fields past the stride do not exist in this segment:
+    // ask producer_slot_has / consumer_slot_has before touching one added by a later minor version.
+    [[nodiscard]] layout::ProducerSlot& producer_slot(uint32_t i) const noexcept {
+        return *reinterpret_cast<layout::ProducerSlot*>(m_.producer_slots + std::size_t(i) * m_.facts.producer_stride);
+    }
+    [[nodiscard]] layout::ConsumerSlot& consumer_slot(uint32_t i) const noexcept {
+        return *reinterpret_cast<layout::ConsumerSlot*>(m_.consumer_slots + std::size_t(i) * m_.facts.consumer_stride);
+    }
+    // True if a slot field ending `field_end` bytes into the slot lies inside this segment's stride.
+    [[nodiscard]] bool producer_slot_has(std::size_t field_end) const noexcept { return field_end <= m_.facts.producer_stride; }
+    [[nodiscard]] bool consumer_slot_has(std::size_t field_end) const noexcept { return field_end <= m_.facts.consumer_stride; }
+    [[nodiscard]] layout::IndexEntry& index_entry(uint32_t i) const noexcept { return m_.index[i]; }
+    [[nodiscard]] layout::ConsumerRegionHead& consumers() const noexcept { return *m_.consumers; }
+    [[nodiscard]] layout::RecoveryCounters& recovery() const noexcept { return *m_.recovery; }
+    [[nodiscard]] std::byte* ring() const noexcept { return m_.ring; }
+    [[nodiscard]] uint64_t capacity() const noexcept { return m_.facts.capacity; }
+    [[nodiscard]] uint64_t mask() const noexcept { return m_.facts.capacity - 1; }
+    [[nodiscard]] uint32_t max_message() const noexcept { return m_.facts.max_message; }
+    [[nodiscard]] uint32_t max_producers() const noexcept { return m_.facts.max_producers; }
+    [[nodiscard]] uint32_t max_consumers() const noexcept { return m_.facts.max_consumers; }
+    [[nodiscard]] uint32_t index_entries() const noexcept { return m_.facts.index_entries; }
+    [[nodiscard]] uint64_t index_block() const noexcept { return m_.facts.capacity / m_.facts.index_entries; }
+    [[nodiscard]] OnFull on_full() const noexcept { return m_.facts.on_full; }
+    [[nodiscard]] uint64_t unblock_timeout_ns() const noexcept { return m_.facts.unblock_timeout_ns; }
+    [[nodiscard]] uint64_t expire_detached_ns() const noexcept { return m_.facts.expire_detached_ns; }
     [[nodiscard]] std::string bus_dir() const;
     [[nodiscard]] std::string topic() const;
-    [[nodiscard]] uint64_t size() const noexcept { return size_; }
+    [[nodiscard]] uint64_t size() const noexcept { return m_.size; }
     [[nodiscard]] TopicConfig config() const noexcept;
 
 private:
     [[nodiscard]] Status bind_regions() noexcept;
     void unmap() noexcept;
 
-    std::byte* base_ = nullptr;
-    uint64_t size_ = 0;
-    layout::SegmentHeader* header_ = nullptr;
-    layout::ProducerRegionHead* producers_ = nullptr;
-    layout::ProducerSlot* producer_slots_ = nullptr;
-    layout::IndexEntry* index_ = nullptr;
-    layout::ConsumerRegionHead* consumers_ = nullptr;
-    layout::ConsumerSlot* consumer_slots_ = nullptr;
-    std::byte* ring_ = nullptr;
-    // Copies of header fields, taken once after validation: a hostile peer rewriting the
-    // header later cannot change the bounds this process checks against.
-    uint64_t capacity_ = 0;
-    uint32_t max_message_ = 0, max_producers_ = 0, max_consumers_ = 0, index_entries_ = 0;
-    OnFull on_full_ = OnFull::block;
-    uint64_t unblock_timeout_ns_ = 0, expire_detached_ns_ = 0;
-    layout::RecoveryCounters* recovery_ = nullptr;
+    // Everything a Segment holds, in one value, so that a move takes all of it and leaves the
+    // source empty. The facts are copies taken once after validation: a hostile peer rewriting
+    // the header later cannot change the bounds this process checks against.
+    struct Mapping {
+        std::byte* base = nullptr;
+        uint64_t size = 0;
+        layout::SegmentHeader* header = nullptr;
+        layout::ProducerRegionHead* producers = nullptr;
+        std::byte* producer_slots = nullptr;
+        layout::IndexEntry* index = nullptr;
+        layout::ConsumerRegionHead* consumers = nullptr;
+        std::byte* consumer_slots = nullptr;
+        std::byte* ring = nullptr;
+        layout::RecoveryCounters* recovery = nullptr;
+        HeaderFacts facts{};
+    };
+    Mapping m_;
 };
 
 }  // namespace shmbus::detail

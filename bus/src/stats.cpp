@@ -3,12 +3,11 @@
 #include <cstring>
 
 #include "ring.h"
+#include "slots.h"
 #include "wall_clock.h"
 
 namespace shmbus::detail {
 
-using layout::SlotKind;
-using layout::SlotState;
 
 TopicStats collect_stats(const Segment& seg) {
     TopicStats t;
@@ -35,14 +34,16 @@ TopicStats collect_stats(const Segment& seg) {
     const uint64_t now_ns = WallClock::system_ns();
     const uint64_t expire_ns = seg.expire_detached_ns();
     for (uint32_t i = 0; i < seg.max_producers(); ++i)
-        if (seg.producer_slot(i).state.load(std::memory_order_acquire) != 0) ++t.producers;
+        if (producer_active(seg.producer_slot(i))) ++t.producers;
     for (uint32_t i = 0; i < seg.max_consumers(); ++i) {
         auto& s = seg.consumer_slot(i);
-        const auto state = SlotState(s.state.load(std::memory_order_acquire));
-        if (state != SlotState::attached && state != SlotState::detached) continue;
+        // SYNC: acquire pairs with the release (or seq_cst) stores of state in slots.cpp and
+        // place_cursor(): the owner fields read below are the ones published with it.
+        const SlotState state = state_of(s);
+        if (!holds_cursor(state)) continue;
         SubscriptionStats sub;
         sub.slot = i;
-        sub.durable = s.kind == uint32_t(SlotKind::durable);
+        sub.durable = is_durable(s);
         sub.name = sub.durable ? std::string(s.name, strnlen(s.name, sizeof s.name)) : std::string();
         sub.attached = state == SlotState::attached;
         sub.pid = s.pid;

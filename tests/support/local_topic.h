@@ -43,7 +43,7 @@ public:
     // Records its claims in producer slot `slot`, as one registered by the daemon would.
     [[nodiscard]] Publisher publisher(PublisherOptions options = {}, uint32_t slot = 0) const {
         auto seg = Segment::attach(fd_);
-        seg->producer_slot(slot).state.store(1);
+        seg->producer_slot(slot).state.store(uint32_t(layout::ProducerState::active));
         return Access::publisher(std::make_unique<PublisherCore>(nullptr, std::move(seg.value()), slot, options));
     }
 
@@ -55,7 +55,7 @@ public:
         if (!slot) return make_error(Errc::no_free_slot, "no slot");
         const bool durable = !options.durable_name.empty();
         auto start = attach_new_cursor(*seg, *slot, durable ? layout::SlotKind::durable : layout::SlotKind::ephemeral,
-                                       options.durable_name, {getpid(), 0, 0}, options.from, options.from_id);
+                                       options.durable_name, Registration{{getpid(), 0}}, options.from, options.from_id);
         if (!start) return start.error();
         auto core = std::make_unique<SubscriberCore>(nullptr, std::move(seg.value()), *slot, durable, std::move(options));
         core->begin(start->position, start->id, false);

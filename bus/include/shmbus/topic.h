@@ -36,6 +36,14 @@ struct TopicConfig {
 
 inline constexpr uint64_t kMinCapacity = 4096;
 inline constexpr uint64_t kMaxCapacity = 1ull << 36;  // 64 GiB
+inline constexpr uint32_t kMaxSlots = 4096;           // most producers, and most subscriptions, of a topic
+// The ring a requested capacity gets: the next power of two, at least kMinCapacity and at most
+// kMaxCapacity.
+[[nodiscard]] constexpr uint64_t round_capacity(uint64_t capacity) noexcept {
+    uint64_t c = kMinCapacity;
+    while (c < capacity && c < kMaxCapacity) c <<= 1;
+    return c;
+}
 // Largest max_message a ring of `capacity` bytes accepts: a claim (padding plus record) then
 // stays under a quarter of the ring, which is what lets a new durable subscription join safely
 // (docs/architecture.md, "Gating").

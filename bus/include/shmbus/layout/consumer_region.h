@@ -36,14 +36,17 @@ struct alignas(kCacheLine) ConsumerSlot {
     uint64_t detached_ns;                // CLOCK_REALTIME when the owner went away
     char name[kMaxSubscriptionName + 1]; // durable name; empty for ephemeral
     uint64_t owner_token;                // 1.1: the owner's request token, so a retried request finds it
-    uint8_t pad1[3 * kCacheLine - 152];
+    uint64_t owner_session;              // 1.2: the shmbusd connection that attached it; 0: unknown
+    uint8_t pad1[3 * kCacheLine - 160];
 };
+inline constexpr uint32_t kLegacyConsumerSlotStride = 3 * kCacheLine;  // 1.0/1.1
 static_assert(std::is_standard_layout_v<ConsumerSlot>);
 static_assert(offsetof(ConsumerSlot, ack_position) == 0);
 static_assert(offsetof(ConsumerSlot, lost) == 32);
 static_assert(offsetof(ConsumerSlot, state) == 64);
 static_assert(offsetof(ConsumerSlot, name) == 96);
 static_assert(offsetof(ConsumerSlot, owner_token) == 144);
+static_assert(offsetof(ConsumerSlot, owner_session) == 152);
 static_assert(sizeof(ConsumerSlot) == 3 * kCacheLine);
 
 struct ConsumerRegionHead {

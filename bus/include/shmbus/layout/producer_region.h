@@ -34,9 +34,13 @@ static_assert(offsetof(TailWord, next_id) == 8);
 // either committed by its owner or sealed by the daemon, never both. A claim taken back stays in
 // `revoked` until its owner notices, and gates producers meanwhile: a late writer can never
 // scribble over a newer record. The producer writes the record header before recording the
-// claim, so after a take-back it writes only payload bytes, which the skip record hides. Only the producer's own line: the stores cost nothing measurable.
+// claim, so after a take-back it writes only payload bytes, which the skip record hides. Line 0
+// is the producer's own line: the stores cost nothing measurable. Line 1 (1.2) is the daemon's.
+enum class ProducerState : uint32_t { free = 0, active = 1 };
+
 struct alignas(kCacheLine) ProducerSlot {
-    std::atomic<uint32_t> state;         // 0 free, 1 active; daemon writes, release
+    // --- line 0 (1.0, 1.1) ---
+    std::atomic<uint32_t> state;         // ProducerState; daemon writes, release
     int32_t pid;                         // owner process
     uint64_t start_time;                 // owner's start time (clock ticks since boot, /proc)
     std::atomic<uint64_t> claim_start;   // first byte of the open claim + 1 (padding included); 0: none
@@ -45,14 +49,21 @@ struct alignas(kCacheLine) ProducerSlot {
     std::atomic<uint64_t> intent;        // 1.1: start + 1 of the claim being attempted; 0: none
     std::atomic<uint64_t> revoked;       // 1.1: record position + 1 of a claim the daemon took back; 0: none
     uint64_t owner_token;                // 1.1: the owner's request token, so a retried request finds it
+    // --- line 1 (1.2): read only where Segment::producer_slot_has() says it exists ---
+    uint64_t owner_session;              // the shmbusd connection that registered it; 0: unknown
+    uint8_t pad1[kCacheLine - 8];
 };
-static_assert(sizeof(ProducerSlot) == kCacheLine);
+inline constexpr uint32_t kLegacyProducerSlotStride = kCacheLine;  // 1.0/1.1: line 0 only
+static_assert(std::is_standard_layout_v<ProducerSlot>);
+static_assert(sizeof(ProducerSlot) == 2 * kCacheLine);
+static_assert(offsetof(ProducerSlot, owner_session) == kLegacyProducerSlotStride);
 static_assert(offsetof(ProducerSlot, claim_start) == 16);
 static_assert(offsetof(ProducerSlot, claim_end) == 24);
 static_assert(offsetof(ProducerSlot, claim_id) == 32);
 static_assert(offsetof(ProducerSlot, intent) == 40);
 static_assert(offsetof(ProducerSlot, revoked) == 48);
 static_assert(offsetof(ProducerSlot, owner_token) == 56);
+static_assert(offsetof(ProducerSlot, owner_token) + 8 == kLegacyProducerSlotStride);
 
 // Record-boundary index: entry (p / block) % entries holds a record boundary p that lies in
 // block p / block, with the id of the first message at or after it. A lapped reader uses it to

@@ -13,8 +13,16 @@ namespace shmbus::layout {
 inline constexpr uint64_t kSegmentMagic = 0x31'53'55'42'4D'48'53'00ULL;  // "\0SHMBUS1" little-endian
 inline constexpr uint16_t kVersionMajor = 1;  // a reader refuses any other major version
 // Minor versions only add fields in reserved space, which older segments hold as zeros; every
-// field added must read "off" or "unknown" as zero. 1.1 added the recovery fields below.
-inline constexpr uint16_t kVersionMinor = 1;
+// field added must read "off" or "unknown" as zero. 1.1 added the recovery fields below; 1.2 the
+// slot strides.
+//
+// How a slot grows (1.2): readers step through the producer and consumer slot tables by the
+// strides in the header, never by sizeof. A minor version may make a slot longer by adding fields
+// at its end and raising its stride; a reader touches a field only if the field lies inside the
+// segment's stride (Segment::producer_slot_has / consumer_slot_has), so it reads an older
+// segment, whose slots are shorter, without ever reaching into the next slot. A stride of 0 is a
+// 1.0/1.1 segment: the slot sizes of that version (kLegacy*SlotStride).
+inline constexpr uint16_t kVersionMinor = 2;
 inline constexpr uint32_t kReadyMagic = 0x52454459;  // "READY"
 inline constexpr std::size_t kPageSize = 4096;
 inline constexpr std::size_t kCacheLine = 64;
@@ -51,7 +59,10 @@ struct SegmentHeader {
     uint64_t unblock_timeout_ns; // a live producer's claim open this long is taken back; 0: never
     uint64_t expire_detached_ns; // a detached durable cursor is released after this long; 0: never
     char bus_dir[128];           // directory of the bus that created it, for `gc`; NUL terminated
-    uint8_t reserved[112];       // room for minor-version additions
+    // --- 1.2 ---
+    uint32_t producer_slot_stride;  // bytes from one ProducerSlot to the next; 0: 1.1 (64)
+    uint32_t consumer_slot_stride;  // bytes from one ConsumerSlot to the next; 0: 1.1 (192)
+    uint8_t reserved[104];       // room for minor-version additions
     std::atomic<uint32_t> ready; // kReadyMagic once every field above is written; stored last
     uint32_t reserved1;
 };
@@ -71,7 +82,9 @@ static_assert(offsetof(SegmentHeader, topic) == 112);
 static_assert(offsetof(SegmentHeader, unblock_timeout_ns) == 176);
 static_assert(offsetof(SegmentHeader, expire_detached_ns) == 184);
 static_assert(offsetof(SegmentHeader, bus_dir) == 192);
-static_assert(offsetof(SegmentHeader, reserved) == 320);
+static_assert(offsetof(SegmentHeader, producer_slot_stride) == 320);
+static_assert(offsetof(SegmentHeader, consumer_slot_stride) == 324);
+static_assert(offsetof(SegmentHeader, reserved) == 328);
 static_assert(offsetof(SegmentHeader, ready) == 432);
 static_assert(sizeof(SegmentHeader) == 440);
 static_assert(sizeof(SegmentHeader) <= kPageSize);

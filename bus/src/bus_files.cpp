@@ -1,0 +1,56 @@
+#include "bus_files.h"
+
+#include <cinttypes>
+#include <cstdio>
+
+#include "shmbus/client.h"
+
+namespace shmbus {
+namespace detail {
+namespace {
+constexpr std::string_view kShmPrefix = "shmbus-";
+constexpr std::size_t kIdDigits = 16;
+}  // namespace
+
+std::string bus_file(std::string_view dir, std::string_view file) {
+    std::string path(dir);
+    path += '/';
+    path += file;
+    return path;
+}
+
+uint64_t read_bus_id(const std::string& dir) {
+    uint64_t id = 0;
+    if (FILE* f = std::fopen(bus_file(dir, kBusIdFile).c_str(), "r")) {
+        if (std::fscanf(f, "%" SCNx64, &id) != 1) id = 0;
+        std::fclose(f);
+    }
+    return id;
+}
+
+std::string shm_prefix(uint64_t bus_id) {
+    char id[kIdDigits + 1];
+    std::snprintf(id, sizeof id, "%016" PRIx64, bus_id);
+    return std::string(kShmPrefix) + id + "-";
+}
+
+std::string shm_name(uint64_t bus_id, std::string_view topic) { return "/" + shm_prefix(bus_id) + std::string(topic); }
+
+uint64_t bus_id_of_shm(std::string_view file) noexcept {
+    const std::size_t dash = kShmPrefix.size() + kIdDigits;
+    if (file.size() <= dash + 1 || file.substr(0, kShmPrefix.size()) != kShmPrefix || file[dash] != '-') return 0;
+    uint64_t id = 0;
+    for (std::size_t i = kShmPrefix.size(); i < dash; ++i) {
+        const char c = file[i];
+        const int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (v < 0) return 0;
+        id = id << 4 | uint64_t(v);
+    }
+    return id;
+}
+
+}  // namespace detail
+
+std::string socket_path(const std::string& dir) { return detail::bus_file(dir, detail::kSocketFile); }
+
+}  // namespace shmbus

@@ -1,0 +1,28 @@
+// The names shmbus gives things on disk and in /dev/shm: the files of a bus directory and the
+// POSIX shared-memory objects of its topics. shmbusd, `gc` and the client library all use these.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace shmbus::detail {
+
+// Files in a bus directory.
+inline constexpr std::string_view kSocketFile = "shmbusd.sock";  // the control socket
+inline constexpr std::string_view kLockFile = "shmbusd.lock";    // flocked by the serving shmbusd, holds its pid
+inline constexpr std::string_view kBusIdFile = "bus.id";         // the bus id, 16 hex digits
+
+[[nodiscard]] std::string bus_file(std::string_view dir, std::string_view file);
+
+// Reads the id in DIR/bus.id; 0 if missing or unreadable.
+[[nodiscard]] uint64_t read_bus_id(const std::string& dir);
+
+// Segments are /dev/shm/shmbus-<bus id as 16 hex digits>-<topic>.
+inline constexpr std::string_view kShmDir = "/dev/shm";
+[[nodiscard]] std::string shm_prefix(uint64_t bus_id);                       // "shmbus-<id>-"
+[[nodiscard]] std::string shm_name(uint64_t bus_id, std::string_view topic);  // "/shmbus-<id>-<topic>", for shm_open
+// The bus id in a /dev/shm file name of that shape; 0 for any other name.
+[[nodiscard]] uint64_t bus_id_of_shm(std::string_view file) noexcept;
+
+}  // namespace shmbus::detail

@@ -1,0 +1,34 @@
+// One client connection to shmbusd, as the request handlers see it, and the replies they send.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "proc.h"
+#include "protocol.h"
+#include "shmbus/result.h"
+
+namespace shmbus::daemon {
+
+struct Conn {
+    int fd = -1;
+    detail::Process process;  // from SO_PEERCRED, with its start time
+    uid_t uid = 0;
+    gid_t gid = 0;
+    // Names this connection in the slots it registers (layout 1.2), so that its closing releases
+    // exactly its own slots: the slots are the one record of who owns what. Unique per daemon run
+    // and, being random-based, across runs.
+    uint64_t session = 0;
+    bool said_hello = false;
+    std::string name;
+};
+
+// False if the reply could not be sent (the client stopped reading, or is gone): the caller then
+// closes the connection. `fd` >= 0 is passed along with SCM_RIGHTS.
+[[nodiscard]] bool reply(Conn& c, protocol::Type type, uint32_t id, const void* body, std::size_t size, int fd = -1);
+[[nodiscard]] bool reply_error(Conn& c, uint32_t id, const Error& e);
+
+}  // namespace shmbus::daemon

@@ -1,0 +1,246 @@
+#include "handlers.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "control.h"
+#include "cursor.h"
+#include "gc.h"
+#include "slots.h"
+#include "watchers.h"
+#include "shmbus/names.h"
+
+namespace shmbus::daemon {
+
+using detail::copy_name;
+using detail::field_name;
+using detail::Registration;
+using detail::SlotKind;
+using detail::SlotState;
+
+namespace {
+
+TopicConfig from_wire(const protocol::WireConfig& w) {
+    TopicConfig c;
+    c.capacity = w.capacity;
+    c.max_message = w.max_message;
+    c.on_full = OnFull(w.on_full);
+    c.max_producers = w.max_producers;
+    c.max_consumers = w.max_consumers;
+    c.unblock_timeout = detail::duration_from_ns(w.unblock_timeout_ns);
+    c.expire_detached = detail::duration_from_ns(w.expire_detached_ns);
+    return c;
+}
+
+Registration registration(const Conn& c, uint64_t token) { return {c.process, token, c.session}; }
+
+Error not_yours(const char* what, uint32_t slot, const std::string& topic) {
+    return make_error(Errc::invalid_argument, std::string(what) + " " + std::to_string(slot) + " of '" + topic + "' is not yours");
+}
+
+}  // namespace
+
+bool RequestHandlers::on_hello(Conn& c, uint32_t id, const protocol::Hello& req) {
+    if (req.protocol_version != protocol::kProtocolVersion) {
+        (void)reply_error(c, id, make_error(Errc::protocol_error, "protocol version " + std::to_string(req.protocol_version) +
+                                                                      " is not supported (shmbusd speaks " +
+                                                                      std::to_string(protocol::kProtocolVersion) + ")"));
+        return false;
+    }
+    c.said_hello = true;
+    c.name = std::string(field_name(req.client_name));
+    spdlog::debug("client pid {} uid {} '{}' connected", c.process.pid, c.uid, c.name);
+    protocol::HelloOk ok{protocol::kProtocolVersion, getpid(), bus_id_};
+    return reply(c, protocol::Type::hello_ok, id, &ok, sizeof ok);
+}
+
+Result<TopicEntry*> RequestHandlers::find_or_create(const std::string& name, const protocol::WireConfig& wire, bool create) {
+    if (auto st = validate_topic_name(name); !st) return st.error();
+    if (TopicEntry* t = registry_.find(name)) return t;
+    if (!create)
+        return make_error(Errc::topic_not_found, "no topic named '" + name + "' (create it with: shmbus topic create " + name + ")");
+    auto t = registry_.create(name, from_wire(wire));
+    if (!t) return t.error();
+    const auto c = t.value()->segment().config();
+    spdlog::info("created topic '{}': capacity {} B, max message {} B, on-full {}, unblock-timeout {} ms, "
+                 "expire-detached {} s",
+                 name, c.capacity, c.max_message, to_string(c.on_full), c.unblock_timeout.count() / 1'000'000,
+                 c.expire_detached.count() / 1'000'000'000);
+    watchers_.rearm_timer();
+    return t;
+}
+
+bool RequestHandlers::on_open_topic(Conn& c, uint32_t id, const protocol::OpenTopic& req) {
+    const std::string name(field_name(req.topic));
+    const bool existed = registry_.find(name) != nullptr;
+    if (existed && (req.flags & protocol::kExclusive))
+        return reply_error(c, id, make_error(Errc::topic_exists, "topic '" + name + "' already exists"));
+    auto t = find_or_create(name, req.config, req.flags & protocol::kCreateIfMissing);
+    if (!t) return reply_error(c, id, t.error());
+    const auto& seg = t.value()->segment();
+    protocol::TopicOk ok{seg.size(), protocol::kNoSlot, existed ? 0u : 1u};
+    if (req.flags & protocol::kAsPublisher) {
+        auto slot = detail::producer_by_token(seg, c.process, req.token);
+        if (slot) detail::restamp_session(seg, false, *slot, c.session);  // a repeat: the first reply was lost
+        else slot = detail::register_producer(seg, registration(c, req.token));
+        if (!slot)
+            return reply_error(c, id, make_error(Errc::no_free_slot, "topic '" + name + "' has no free producer slot (max " +
+                                                                         std::to_string(seg.max_producers()) + ")"));
+        ok.producer_slot = *slot;
+    }
+    return reply(c, protocol::Type::topic_ok, id, &ok, sizeof ok, t.value()->fd);
+}
+
+bool RequestHandlers::on_delete_topic(Conn& c, uint32_t id, const protocol::TopicName& req) {
+    const std::string name(field_name(req.topic));
+    if (auto st = validate_topic_name(name); !st) return reply_error(c, id, st.error());
+    if (auto st = registry_.remove(name); !st) return reply_error(c, id, st.error());
+    spdlog::info("deleted topic '{}'", name);
+    watchers_.rearm_timer();
+    return reply(c, protocol::Type::ok, id, nullptr, 0);
+}
+
+bool RequestHandlers::on_list_topics(Conn& c, uint32_t id, const protocol::ListTopics& req) {
+    const auto names = registry_.names();
+    const uint32_t total = uint32_t(names.size());
+    const uint32_t first = std::min(req.offset, total);
+    const uint32_t count = std::min(protocol::kNamesPerList, total - first);
+    std::vector<std::byte> body(sizeof(protocol::TopicList) + std::size_t(count) * protocol::kNameField);
+    protocol::TopicList head{total, count};
+    std::memcpy(body.data(), &head, sizeof head);
+    for (uint32_t i = 0; i < count; ++i) {
+        const auto& n = names[first + i];
+        std::memcpy(body.data() + sizeof head + std::size_t(i) * protocol::kNameField, n.data(),
+                    std::min(n.size(), protocol::kNameField - 1));
+    }
+    return reply(c, protocol::Type::topic_list, id, body.data(), body.size());
+}
+
+protocol::SubscribeOk RequestHandlers::resume(const detail::Segment& seg, uint32_t slot) const {
+    const auto& s = seg.consumer_slot(slot);
+    // acquire: pairs with the subscriber's release store of ack_position in store_ack.
+    return {seg.size(), slot, 1, s.ack_position.load(std::memory_order_acquire), s.ack_id.load(std::memory_order_acquire)};
+}
+
+Result<protocol::SubscribeOk> RequestHandlers::place_new(TopicEntry& t, const Conn& c, const protocol::Subscribe& req,
+                                                         StartFrom from) {
+    const auto& seg = t.segment();
+    const std::string durable_name(field_name(req.durable_name));
+    auto slot = detail::reserve_consumer_slot(seg);
+    if (!slot)
+        return make_error(Errc::no_free_slot, "topic '" + t.name() + "' has no free subscription slot (max " +
+                                                  std::to_string(seg.max_consumers()) + ")");
+    const SlotKind kind = durable_name.empty() ? SlotKind::ephemeral : SlotKind::durable;
+    auto start = detail::attach_new_cursor(seg, *slot, kind, durable_name, registration(c, req.token), from, req.from_id);
+    if (!start) return start.error();
+    return protocol::SubscribeOk{seg.size(), *slot, 0, start->position, start->id};
+}
+
+bool RequestHandlers::on_subscribe(Conn& c, uint32_t id, const protocol::Subscribe& req) {
+    const std::string topic(field_name(req.topic));
+    const std::string durable_name(field_name(req.durable_name));
+    const bool durable = !durable_name.empty();
+    if (durable)
+        if (auto st = validate_subscription_name(durable_name); !st) return reply_error(c, id, st.error());
+    StartFrom from{};
+    if (!protocol::start_from_wire(req.from, from))
+        return reply_error(c, id, make_error(Errc::invalid_argument, "unknown start position"));
+    auto t = find_or_create(topic, req.config, true);
+    if (!t) return reply_error(c, id, t.error());
+    const auto& seg = t.value()->segment();
+
+    std::optional<protocol::SubscribeOk> ok;
+    if (auto again = detail::consumer_by_token(seg, c.process, req.token)) {
+        detail::restamp_session(seg, true, *again, c.session);  // a repeat: the first reply was lost
+        ok = resume(seg, *again);
+    } else if (auto existing = durable ? detail::find_durable(seg, durable_name) : std::nullopt) {
+        const auto& s = seg.consumer_slot(*existing);
+        const SlotState state = detail::state_of(s);
+        if (state == SlotState::attached && detail::process_alive(Process{s.pid, s.start_time}))
+            return reply_error(c, id, make_error(Errc::busy, "durable subscription '" + durable_name + "' on '" + topic +
+                                                                 "' is attached by pid " + std::to_string(s.pid)));
+        if (!detail::reattach_durable(seg, *existing, state, registration(c, req.token)))
+            return reply_error(c, id, make_error(Errc::busy, "durable subscription '" + durable_name + "' on '" + topic +
+                                                                 "' changed hands; try again"));
+        ok = resume(seg, *existing);
+    } else {
+        auto placed = place_new(*t.value(), c, req, from);
+        if (!placed) return reply_error(c, id, placed.error());
+        ok = placed.value();
+    }
+    spdlog::info("pid {} subscribed to '{}' ({}{}{}) slot {} at id {}", c.process.pid, topic,
+                 durable ? "durable " : "ephemeral", durable_name, ok->resumed ? ", resumed" : "", ok->slot, ok->next_id);
+    return reply(c, protocol::Type::subscribe_ok, id, &*ok, sizeof *ok, t.value()->fd);
+}
+
+// Unsubscribe and close: the slot must be this process's, through any of its connections (one
+// registered before shmbusd restarted names an earlier connection).
+bool RequestHandlers::on_unsubscribe(Conn& c, uint32_t id, const protocol::Unsubscribe& req) {
+    const std::string topic(field_name(req.topic));
+    TopicEntry* t = registry_.find(topic);
+    if (t == nullptr || req.slot >= t->segment().max_consumers() ||
+        !detail::owned_by(t->segment().consumer_slot(req.slot), c.process))
+        return reply_error(c, id, not_yours("slot", req.slot, topic));
+    t->supervisor.release_consumer(req.slot, c.process, kUnsubscribed);
+    return reply(c, protocol::Type::ok, id, nullptr, 0);
+}
+
+bool RequestHandlers::on_close_producer(Conn& c, uint32_t id, const protocol::Unsubscribe& req) {
+    const std::string topic(field_name(req.topic));
+    TopicEntry* t = registry_.find(topic);
+    if (t == nullptr || req.slot >= t->segment().max_producers() ||
+        !detail::owned_by(t->segment().producer_slot(req.slot), c.process))
+        return reply_error(c, id, not_yours("producer slot", req.slot, topic));
+    t->supervisor.release_producer(req.slot, c.process, kClosed);
+    watchers_.rearm_timer();  // a claim left to settle is re-checked on the timer
+    return reply(c, protocol::Type::ok, id, nullptr, 0);
+}
+
+bool RequestHandlers::on_gc(Conn& c, uint32_t id, const protocol::NoBody&) {
+    const auto removed = collect_stale(bus_id_, 60);
+    for (const auto& r : removed) spdlog::warn("gc: removed {} ({})", r.what, r.why);
+    const uint32_t count = uint32_t(std::min<std::size_t>(removed.size(), protocol::kGcEntriesPerReply));
+    std::vector<std::byte> body(sizeof(protocol::GcReport) + count * sizeof(protocol::GcEntry));
+    const protocol::GcReport head{uint32_t(removed.size()), count};
+    std::memcpy(body.data(), &head, sizeof head);
+    for (uint32_t i = 0; i < count; ++i) {
+        protocol::GcEntry e{};
+        copy_name(e.what, removed[i].what);
+        copy_name(e.why, removed[i].why);
+        std::memcpy(body.data() + sizeof head + i * sizeof e, &e, sizeof e);
+    }
+    return reply(c, protocol::Type::gc_report, id, body.data(), body.size());
+}
+
+bool RequestHandlers::on_delete_subscription(Conn& c, uint32_t id, const protocol::SubscriptionName& req) {
+    const std::string topic(field_name(req.topic));
+    const std::string name(field_name(req.name));
+    TopicEntry* t = registry_.find(topic);
+    if (t == nullptr) return reply_error(c, id, make_error(Errc::topic_not_found, "no topic named '" + topic + "'"));
+    const auto& seg = t->segment();
+    const auto slot = detail::find_durable(seg, name);
+    if (!slot) return reply_error(c, id, make_error(Errc::invalid_argument, "no durable subscription '" + name + "' on '" + topic + "'"));
+    const auto& s = seg.consumer_slot(*slot);
+    const SlotState state = detail::state_of(s);
+    if (state == SlotState::attached && detail::process_alive(Process{s.pid, s.start_time}))
+        return reply_error(c, id, make_error(Errc::busy, "durable subscription '" + name + "' is attached by pid " +
+                                                             std::to_string(s.pid)));
+    if (!detail::free_consumer(seg, *slot, state))
+        return reply_error(c, id, make_error(Errc::busy, "durable subscription '" + name + "' changed hands; try again"));
+    spdlog::info("deleted durable subscription '{}' of '{}'", name, topic);
+    return reply(c, protocol::Type::ok, id, nullptr, 0);
+}
+
+void RequestHandlers::on_disconnect(const Conn& c) {
+    std::size_t released = 0;
+    registry_.for_each([&](TopicEntry& t) { released += t.supervisor.release_connection(c.process, c.session, kClientGone); });
+    if (released != 0) {
+        spdlog::info("client pid {} '{}' disconnected; released {} slot(s)", c.process.pid, c.name, released);
+        watchers_.rearm_timer();
+    }
+}
+
+}  // namespace shmbus::daemon

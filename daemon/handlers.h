@@ -1,0 +1,46 @@
+// shmbusd's request handlers: one function per request type, each given a decoded, size-checked
+// body (the server's routing table does that) and answering with one reply. A false return
+// closes the connection.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "connection.h"
+#include "protocol.h"
+#include "registry.h"
+
+namespace shmbus::daemon {
+
+class Watchers;
+
+class RequestHandlers {
+public:
+    RequestHandlers(Registry& registry, Watchers& watchers, uint64_t bus_id)
+        : registry_(registry), watchers_(watchers), bus_id_(bus_id) {}
+
+    bool on_hello(Conn& c, uint32_t id, const protocol::Hello& req);
+    bool on_open_topic(Conn& c, uint32_t id, const protocol::OpenTopic& req);
+    bool on_delete_topic(Conn& c, uint32_t id, const protocol::TopicName& req);
+    bool on_list_topics(Conn& c, uint32_t id, const protocol::ListTopics& req);
+    bool on_subscribe(Conn& c, uint32_t id, const protocol::Subscribe& req);
+    bool on_unsubscribe(Conn& c, uint32_t id, const protocol::Unsubscribe& req);
+    bool on_close_producer(Conn& c, uint32_t id, const protocol::Unsubscribe& req);
+    bool on_delete_subscription(Conn& c, uint32_t id, const protocol::SubscriptionName& req);
+    bool on_gc(Conn& c, uint32_t id, const protocol::NoBody& req);
+    // The connection closed: what it registered is released (its slots say which).
+    void on_disconnect(const Conn& c);
+
+private:
+    [[nodiscard]] Result<TopicEntry*> find_or_create(const std::string& name, const protocol::WireConfig& wire, bool create);
+    // Resumes an existing cursor (a reattach, or a repeated request): reading goes on from its last ack.
+    [[nodiscard]] protocol::SubscribeOk resume(const detail::Segment& seg, uint32_t slot) const;
+    [[nodiscard]] Result<protocol::SubscribeOk> place_new(TopicEntry& t, const Conn& c, const protocol::Subscribe& req,
+                                                         StartFrom from);
+
+    Registry& registry_;
+    Watchers& watchers_;
+    uint64_t bus_id_;
+};
+
+}  // namespace shmbus::daemon

@@ -1,0 +1,216 @@
+#include "server.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <type_traits>
+
+#include "control.h"
+#include "shmbus/client.h"
+
+namespace shmbus::daemon {
+
+using protocol::Type;
+
+namespace {
+
+Error sys_error(Errc code, const std::string& what) { return make_error(code, what + ": " + strerror(errno)); }
+
+// The body of a frame, accepted only if its size is exactly that of T (none for NoBody).
+template <class T>
+bool read_body(const std::byte* body, std::size_t size, T& out) {
+    if constexpr (std::is_empty_v<T>) {
+        return size == 0;
+    } else {
+        if (size != sizeof(T)) return false;
+        std::memcpy(&out, body, sizeof(T));
+        return true;
+    }
+}
+
+// A fixed-size name field must hold a NUL; anything else is a malformed frame.
+template <std::size_t N>
+bool terminated(const char (&field)[N]) {
+    return std::memchr(field, '\0', N) != nullptr;
+}
+
+enum class Outcome : uint8_t { keep, close, malformed };
+
+// One row of the routing table: decodes the body of `Req`, checks that each of its `Names` is
+// terminated, and calls the handler.
+using RouteFn = Outcome (*)(RequestHandlers&, Conn&, uint32_t id, const std::byte* body, std::size_t size);
+struct Route {
+    Type type;
+    RouteFn handle;
+};
+
+template <class Req, bool (RequestHandlers::*Handler)(Conn&, uint32_t, const Req&), auto... Names>
+Outcome decode(RequestHandlers& h, Conn& c, uint32_t id, const std::byte* body, std::size_t size) {
+    Req req{};
+    if (!read_body(body, size, req) || !(terminated(req.*Names) && ...)) return Outcome::malformed;
+    return (h.*Handler)(c, id, req) ? Outcome::keep : Outcome::close;
+}
+
+using namespace protocol;
+using H = RequestHandlers;
+constexpr std::array kRoutes{
+    Route{Type::hello, decode<Hello, &H::on_hello, &Hello::client_name>},
+    Route{Type::open_topic, decode<OpenTopic, &H::on_open_topic, &OpenTopic::topic>},
+    Route{Type::delete_topic, decode<TopicName, &H::on_delete_topic, &TopicName::topic>},
+    Route{Type::list_topics, decode<ListTopics, &H::on_list_topics>},
+    Route{Type::subscribe, decode<Subscribe, &H::on_subscribe, &Subscribe::topic, &Subscribe::durable_name>},
+    Route{Type::unsubscribe, decode<Unsubscribe, &H::on_unsubscribe, &Unsubscribe::topic>},
+    Route{Type::close_producer, decode<Unsubscribe, &H::on_close_producer, &Unsubscribe::topic>},
+    Route{Type::gc, decode<NoBody, &H::on_gc>},
+    Route{Type::delete_subscription,
+          decode<SubscriptionName, &H::on_delete_subscription, &SubscriptionName::topic, &SubscriptionName::name>},
+};
+
+const Route* route_for(uint16_t type) {
+    const auto it = std::find_if(kRoutes.begin(), kRoutes.end(), [&](const Route& r) { return uint16_t(r.type) == type; });
+    return it == kRoutes.end() ? nullptr : &*it;
+}
+
+}  // namespace
+
+bool reply(Conn& c, protocol::Type type, uint32_t id, const void* body, std::size_t size, int fd) {
+    if (detail::send_frame(c.fd, type, id, body, size, fd)) return true;
+    spdlog::warn("pid {}: cannot send a reply ({}), closing", c.process.pid,
+                 errno == EAGAIN ? "client does not read" : strerror(errno));
+    return false;
+}
+
+bool reply_error(Conn& c, uint32_t id, const Error& e) {
+    protocol::ErrorReply r{};
+    r.code = uint32_t(e.code);
+    detail::copy_name(r.message, e.message);
+    return reply(c, protocol::Type::error, id, &r, sizeof r);
+}
+
+Server::Server(EventLoop& loop, RequestHandlers& handlers) : loop_(loop), handlers_(handlers) {
+    while (next_session_ == 0 && getrandom(&next_session_, sizeof next_session_, 0) != sizeof next_session_) {
+    }
+    next_session_ >>= 1;  // room to count up without reaching 0
+}
+
+Server::~Server() {
+    for (auto& [fd, c] : conns_) {
+        loop_.remove(fd);
+        close(fd);
+    }
+    if (listen_fd_ >= 0) {
+        loop_.remove(listen_fd_);
+        close(listen_fd_);
+        unlink(socket_path_.c_str());
+    }
+}
+
+Status Server::listen(const std::string& dir) {
+    socket_path_ = shmbus::socket_path(dir);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (socket_path_.size() >= sizeof addr.sun_path)
+        return make_error(Errc::invalid_argument, "bus directory path too long for a Unix socket: " + dir);
+    std::memcpy(addr.sun_path, socket_path_.c_str(), socket_path_.size() + 1);
+    if (unlink(socket_path_.c_str()) == 0)  // we hold the directory lock: any socket file here is stale
+        spdlog::warn("gc: removed socket {} (left by a shmbusd that did not stop cleanly)", socket_path_);
+    listen_fd_ = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (listen_fd_ < 0) return sys_error(Errc::io_error, "socket");
+    if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+        return sys_error(Errc::io_error, "bind " + socket_path_);
+    chmod(socket_path_.c_str(), 0600);
+    if (::listen(listen_fd_, 128) != 0) return sys_error(Errc::io_error, "listen");
+    if (!loop_.add(listen_fd_, EPOLLIN, [this](uint32_t) { accept_clients(); }))
+        return make_error(Errc::io_error, "cannot watch the listening socket");
+    return ok_status();
+}
+
+void Server::accept_clients() {
+    for (;;) {
+        // Non-blocking: a client that stops reading its replies fills its socket and is dropped
+        // (send fails with EAGAIN) instead of stalling the daemon.
+        const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if (errno != EAGAIN) spdlog::warn("accept: {}", strerror(errno));
+            return;
+        }
+        ucred cred{};
+        socklen_t len = sizeof cred;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+            close(fd);
+            continue;
+        }
+        Conn c;
+        c.fd = fd;
+        c.process = {cred.pid, detail::process_start_time(cred.pid)};
+        c.uid = cred.uid;
+        c.gid = cred.gid;
+        c.session = ++next_session_;
+        if (!loop_.add(fd, EPOLLIN | EPOLLRDHUP, [this, fd](uint32_t events) {
+                auto it = conns_.find(fd);
+                if (it == conns_.end()) return;
+                if (events & EPOLLIN) serve(it->second);
+                else disconnect(fd);
+            })) {
+            close(fd);
+            continue;
+        }
+        conns_.emplace(fd, std::move(c));
+    }
+}
+
+void Server::serve(Conn& c) {
+    std::vector<std::byte> buf;
+    int passed_fd = -1;
+    std::string why;
+    if (!detail::recv_frame(c.fd, buf, passed_fd, why)) {
+        disconnect(c.fd);
+        return;
+    }
+    if (passed_fd >= 0) close(passed_fd);  // clients never send descriptors
+    protocol::FrameHeader h{};
+    const std::byte* body = nullptr;
+    std::size_t size = 0;
+    bool keep = false;
+    if (!detail::parse_frame(buf, h, body, size)) {
+        spdlog::warn("pid {}: malformed frame ({} bytes), closing", c.process.pid, buf.size());
+        (void)reply_error(c, 0, make_error(Errc::protocol_error, "malformed frame"));
+    } else {
+        keep = dispatch(c, h, body, size);
+    }
+    if (!keep) disconnect(c.fd);
+}
+
+bool Server::dispatch(Conn& c, const protocol::FrameHeader& h, const std::byte* body, std::size_t size) {
+    if (!c.said_hello && Type(h.type) != Type::hello) {
+        (void)reply_error(c, h.request_id, make_error(Errc::protocol_error, "hello expected first"));
+        return false;
+    }
+    const Route* route = route_for(h.type);
+    const Outcome outcome = route == nullptr ? Outcome::malformed : route->handle(handlers_, c, h.request_id, body, size);
+    if (outcome != Outcome::malformed) return outcome == Outcome::keep;
+    spdlog::warn("pid {}: malformed {} frame ({} bytes), closing", c.process.pid, h.type, size);
+    (void)reply_error(c, h.request_id, make_error(Errc::protocol_error, "malformed frame of type " + std::to_string(h.type)));
+    return false;
+}
+
+void Server::disconnect(int fd) {
+    auto it = conns_.find(fd);
+    if (it == conns_.end()) return;
+    handlers_.on_disconnect(it->second);
+    loop_.remove(fd);
+    close(fd);
+    conns_.erase(it);
+}
+
+}  // namespace shmbus::daemon

@@ -1,0 +1,42 @@
+// shmbusd's connection server: the listening socket, one Conn per client, frame decoding and
+// routing. Every frame is checked against a table of routes (type, exact body size, names that
+// must be terminated) before a handler sees it; a malformed or unexpected frame gets an error
+// reply and the connection is closed.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+
+#include "connection.h"
+#include "event_loop.h"
+#include "handlers.h"
+
+namespace shmbus::daemon {
+
+class Server {
+public:
+    Server(EventLoop& loop, RequestHandlers& handlers);
+    Server(const Server&) = delete;
+    Server& operator=(const Server&) = delete;
+    ~Server();
+
+    // Binds the bus socket (mode 0600) and starts accepting.
+    [[nodiscard]] Status listen(const std::string& dir);
+    [[nodiscard]] const std::string& socket_path() const noexcept { return socket_path_; }
+
+private:
+    void accept_clients();
+    void serve(Conn& c);  // one readable event
+    [[nodiscard]] bool dispatch(Conn& c, const protocol::FrameHeader& h, const std::byte* body, std::size_t size);
+    void disconnect(int fd);
+
+    EventLoop& loop_;
+    RequestHandlers& handlers_;
+    int listen_fd_ = -1;
+    std::string socket_path_;
+    std::unordered_map<int, Conn> conns_;
+    uint64_t next_session_ = 0;  // random start, then counts up: unique across daemon runs in practice
+};
+
+}  // namespace shmbus::daemon

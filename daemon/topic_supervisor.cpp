@@ -1,0 +1,187 @@
+#include "topic_supervisor.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "control.h"
+#include "slots.h"
+#include "wall_clock.h"
+
+namespace shmbus::daemon {
+
+using detail::field_name;
+using detail::Released;
+using detail::SealOutcome;
+using detail::SlotState;
+
+namespace {
+void count(std::atomic<uint64_t>& counter) { counter.fetch_add(1, std::memory_order_relaxed); }  // relaxed: a statistic
+}  // namespace
+
+TopicSupervisor::TopicSupervisor(std::string name, detail::Segment segment)
+    : name_(std::move(name)), seg_(std::move(segment)), claim_watch_(seg_.max_producers()) {}
+
+void TopicSupervisor::release_consumer(uint32_t slot, const Process& owner, ReleaseReason why) {
+    auto& s = seg_.consumer_slot(slot);
+    switch (detail::release_consumer(seg_, slot, owner, detail::WallClock::system_ns())) {
+        case Released::not_owned:
+            return;
+        case Released::detached:
+            if (why.death) count(seg_.recovery().subscribers_detached);
+            spdlog::info("durable subscription '{}' of '{}' detached (pid {}: {}); cursor kept at id {}", field_name(s.name),
+                         name_, owner.pid, why.text, s.ack_id.load(std::memory_order_relaxed));
+            return;
+        case Released::freed:
+            if (why.death) count(seg_.recovery().subscribers_freed);
+            spdlog::log(why.death ? spdlog::level::info : spdlog::level::debug,
+                        "ephemeral subscription slot {} of '{}' freed (pid {}: {})", slot, name_, owner.pid, why.text);
+            return;
+    }
+}
+
+void TopicSupervisor::release_producer(uint32_t slot, const Process& owner, ReleaseReason why) {
+    if (!detail::owned_by(seg_.producer_slot(slot), owner)) return;  // released already, or given to someone else
+    if (std::find(dying_.begin(), dying_.end(), slot) != dying_.end()) return;
+    dying_.push_back(slot);
+    const auto outcome = detail::seal_abandoned_claim(seg_, slot, dying_);
+    if (outcome != SealOutcome::retry_later) {
+        free_producer_slot(slot, outcome, why);
+        return;
+    }
+    spdlog::info("topic '{}': pid {} died around a claim that a live producer may own; re-checking", name_, owner.pid);
+}
+
+void TopicSupervisor::free_producer_slot(uint32_t slot, SealOutcome outcome, ReleaseReason why) {
+    const auto& p = seg_.producer_slot(slot);
+    std::erase(dying_, slot);
+    if (outcome == SealOutcome::sealed) {
+        count(seg_.recovery().dead_claims_sealed);
+        spdlog::warn("topic '{}': pid {} died holding an uncommitted message; sealed it as a skip record", name_, p.pid);
+    }
+    claim_watch_[slot] = {};
+    if (why.death) count(seg_.recovery().producers_released);
+    spdlog::log(why.death ? spdlog::level::info : spdlog::level::debug, "topic '{}': producer slot {} released (pid {}: {})",
+                name_, slot, p.pid, why.text);
+    detail::free_producer(seg_, slot);
+}
+
+std::size_t TopicSupervisor::release_connection(const Process& owner, uint64_t session, ReleaseReason why) {
+    std::size_t released = 0;
+    for (uint32_t i = 0; i < seg_.max_consumers(); ++i)
+        if (detail::consumer_registered_through(seg_, i, owner, session)) {
+            release_consumer(i, owner, why);
+            ++released;
+        }
+    for (uint32_t i = 0; i < seg_.max_producers(); ++i)
+        if (detail::producer_registered_through(seg_, i, owner, session)) {
+            release_producer(i, owner, why);
+            ++released;
+        }
+    return released;
+}
+
+std::size_t TopicSupervisor::release_process(const Process& owner, ReleaseReason why) {
+    std::size_t released = 0;
+    for (uint32_t i = 0; i < seg_.max_consumers(); ++i)
+        if (detail::owned_by(seg_.consumer_slot(i), owner)) {
+            release_consumer(i, owner, why);
+            ++released;
+        }
+    for (uint32_t i = 0; i < seg_.max_producers(); ++i)
+        if (detail::owned_by(seg_.producer_slot(i), owner)) {
+            release_producer(i, owner, why);
+            ++released;
+        }
+    return released;
+}
+
+std::vector<Process> TopicSupervisor::reconcile(const Liveness& alive) {
+    std::vector<Process> live;
+    auto& r = seg_.recovery();
+    for (uint32_t i = 0; i < seg_.max_consumers(); ++i) {
+        auto& s = seg_.consumer_slot(i);
+        const SlotState state = detail::state_of(s);
+        if (state == SlotState::reserved && detail::free_consumer(seg_, i, SlotState::reserved)) {
+            count(r.subscribers_freed);  // a subscribe the previous daemon never finished
+            spdlog::info("topic '{}': subscription slot {} was half set up when shmbusd stopped; freed", name_, i);
+        }
+        if (state != SlotState::attached) continue;
+        const Process owner{s.pid, s.start_time};
+        if (alive(owner)) {
+            live.push_back(owner);
+        } else {
+            count(r.owners_dead_at_restart);
+            release_consumer(i, owner, kDiedWhileDown);
+        }
+    }
+    for (uint32_t i = 0; i < seg_.max_producers(); ++i) {
+        auto& p = seg_.producer_slot(i);
+        if (!detail::producer_active(p)) continue;
+        const Process owner{p.pid, p.start_time};
+        if (alive(owner)) {
+            detail::settle_take_back(seg_, i);  // one the previous daemon may have left halfway
+            live.push_back(owner);
+        } else {
+            count(r.owners_dead_at_restart);
+            release_producer(i, owner, kDiedWhileDown);
+        }
+    }
+    return live;
+}
+
+uint64_t TopicSupervisor::tick_period() const noexcept {
+    if (seg_.unblock_timeout_ns() != 0 || !dying_.empty()) return kClaimTickNs;
+    if (seg_.expire_detached_ns() != 0) return kExpiryTickNs;
+    return 0;
+}
+
+void TopicSupervisor::tick(uint64_t now_ns, uint64_t wall_ns) {
+    if (!dying_.empty()) retry_dying();
+    if (seg_.unblock_timeout_ns() != 0) unblock_stalled_claims(now_ns);
+    if (seg_.expire_detached_ns() != 0) expire_detached(wall_ns);
+}
+
+void TopicSupervisor::retry_dying() {
+    for (const uint32_t slot : std::vector<uint32_t>(dying_)) {
+        const auto outcome = detail::seal_abandoned_claim(seg_, slot, dying_);
+        if (outcome != SealOutcome::retry_later) free_producer_slot(slot, outcome, kExited);
+    }
+}
+
+// A claim is timed from the first tick that sees it, so it is taken back between one timeout
+// and one timeout plus a tick (5 ms) after it was made.
+void TopicSupervisor::unblock_stalled_claims(uint64_t now) {
+    for (uint32_t i = 0; i < seg_.max_producers(); ++i) {
+        auto& p = seg_.producer_slot(i);
+        auto& watch = claim_watch_[i];
+        // acquire: pairs with the producer's release store of claim_start (end and id with it).
+        const uint64_t tag = detail::producer_active(p) ? p.claim_start.load(std::memory_order_acquire) : 0;
+        if (tag != watch.tag) {
+            watch = {tag, now};
+            continue;
+        }
+        if (tag == 0 || now - watch.since_ns < seg_.unblock_timeout_ns()) continue;
+        watch = {};
+        if (!detail::take_back_stalled_claim(seg_, i, tag)) continue;  // committed just in time
+        count(seg_.recovery().stalled_claims_unblocked);
+        spdlog::warn("topic '{}': pid {} kept message at position {} uncommitted for over {} ms; sealed it as a skip "
+                     "record, its late commit will be refused",
+                     name_, p.pid, tag - 1, seg_.unblock_timeout_ns() / 1'000'000);
+    }
+}
+
+void TopicSupervisor::expire_detached(uint64_t wall) {
+    const uint64_t expire = seg_.expire_detached_ns();
+    for (uint32_t i = 0; i < seg_.max_consumers(); ++i) {
+        auto& s = seg_.consumer_slot(i);
+        if (detail::state_of(s) != SlotState::detached) continue;
+        if (wall < s.detached_ns || wall - s.detached_ns < expire) continue;
+        if (!detail::free_consumer(seg_, i, SlotState::detached)) continue;
+        count(seg_.recovery().cursors_expired);
+        spdlog::warn("topic '{}': durable subscription '{}' detached for over {} s; released its cursor (was at id {})",
+                     name_, field_name(s.name), expire / 1'000'000'000, s.ack_id.load(std::memory_order_relaxed));
+    }
+}
+
+}  // namespace shmbus::daemon

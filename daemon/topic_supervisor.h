@@ -1,0 +1,86 @@
+// The recovery policy of one topic (docs/architecture.md, "Crash recovery"): releasing the slots
+// of owners that left or died, sealing claims dead publishers left open, taking back claims
+// live publishers stalled in, expiring forgotten durable cursors. It works on the topic's
+// segment alone (no sockets, no descriptors, no clock of its own), so every rule is unit-tested
+// without processes; shmbusd's event loop tells it what happened and when.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "proc.h"
+#include "recovery.h"
+#include "segment.h"
+
+namespace shmbus::daemon {
+
+using detail::Process;
+
+// Why a slot is released: the text is for the log; only a death counts as a recovery.
+struct ReleaseReason {
+    const char* text;
+    bool death;
+};
+inline constexpr ReleaseReason kUnsubscribed{"unsubscribed", false};
+inline constexpr ReleaseReason kClosed{"closed", false};
+inline constexpr ReleaseReason kClientGone{"client gone", true};
+inline constexpr ReleaseReason kExited{"process exited", true};
+inline constexpr ReleaseReason kDiedWhileDown{"died while shmbusd was down", true};
+
+// Ticks: while claims may need taking back, and while only cursors may expire.
+inline constexpr uint64_t kClaimTickNs = 5'000'000;
+inline constexpr uint64_t kExpiryTickNs = 250'000'000;
+
+using Liveness = std::function<bool(const Process&)>;
+
+class TopicSupervisor {
+public:
+    TopicSupervisor(std::string name, detail::Segment segment);
+
+    [[nodiscard]] const std::string& name() const noexcept { return name_; }
+    [[nodiscard]] const detail::Segment& segment() const noexcept { return seg_; }
+
+    // Each acts only if the slot still belongs to `owner`: the same death may be seen twice
+    // (connection closed, pidfd readable), and a slot may have changed hands in between.
+    void release_consumer(uint32_t slot, const Process& owner, ReleaseReason why);
+    // Seals a claim the owner left open, so readers move past it at once. A claim it only
+    // announced may still be a live producer's: then the slot stays taken (still naming the
+    // claim, so a successor daemon finds it too) and is looked at again every tick.
+    void release_producer(uint32_t slot, const Process& owner, ReleaseReason why);
+    // Every slot `owner` registered through connection `session` (it closed). Returns how many.
+    std::size_t release_connection(const Process& owner, uint64_t session, ReleaseReason why);
+    // Every slot of `owner`, whatever connection registered it (the process exited).
+    std::size_t release_process(const Process& owner, ReleaseReason why);
+
+    // At start, over a segment an earlier shmbusd served: slots whose owners died meanwhile get the
+    // recovery a death seen live gets, half-made reservations are freed, take-backs left halfway
+    // are settled. Returns the owners still alive, which the caller watches from now on.
+    [[nodiscard]] std::vector<Process> reconcile(const Liveness& alive);
+
+    // The periodic work; `now_ns` is CLOCK_MONOTONIC, `wall_ns` CLOCK_REALTIME.
+    void tick(uint64_t now_ns, uint64_t wall_ns);
+    // How often tick() must run for this topic: kClaimTickNs, kExpiryTickNs, or 0 (never).
+    [[nodiscard]] uint64_t tick_period() const noexcept;
+
+private:
+    void free_producer_slot(uint32_t slot, detail::SealOutcome outcome, ReleaseReason why);
+    void retry_dying();
+    void unblock_stalled_claims(uint64_t now_ns);
+    void expire_detached(uint64_t wall_ns);
+
+    std::string name_;
+    detail::Segment seg_;
+    // The open claim seen in each producer slot and since when (unblock-timeout).
+    struct ClaimWatch {
+        uint64_t tag = 0;
+        uint64_t since_ns = 0;
+    };
+    std::vector<ClaimWatch> claim_watch_;
+    // Producer slots of dead owners, kept until their claim is settled (a live producer might
+    // still own what they announced).
+    std::vector<uint32_t> dying_;
+};
+
+}  // namespace shmbus::daemon
