@@ -128,5 +128,54 @@ TEST(Layout, FormatRefusesABadConfig) {
     close(fd);
 }
 
+TEST_F(Corrupted, SlotStridesThatAreNotWholeLinesShorterThan11OrOverAPageAreRefused) {
+    const uint32_t saved = header->producer_slot_stride;
+    for (uint32_t bad : {uint32_t(kLegacyProducerSlotStride / 2), kLegacyProducerSlotStride + 8, uint32_t(2 * kPageSize)}) {
+        header->producer_slot_stride = bad;
+        EXPECT_EQ(attach_error(), Errc::corrupt_segment) << bad;
+    }
+    header->producer_slot_stride = saved;
+    header->consumer_slot_stride = uint32_t(kLegacyConsumerSlotStride - kCacheLine);
+    EXPECT_EQ(attach_error(), Errc::corrupt_segment);
+}
+
+TEST_F(Corrupted, SlotTablesThatOverrunTheirRegionAreRefused) {
+    header->producer_slot_stride = kPageSize;  // 64 producers of a page each: past the region
+    EXPECT_EQ(attach_error(), Errc::corrupt_segment);
+}
+
+// A 1.1 segment: no strides in the header (zeros), slots of the 1.1 sizes. Made by rewriting a
+// fresh segment's header as a 1.1 daemon would have written it; nothing else is set yet.
+TEST_F(Corrupted, ALayout11SegmentIsReadWithThe11SlotSizes) {
+    header->version_minor = 1;
+    header->producer_slot_stride = 0;
+    header->consumer_slot_stride = 0;
+    auto seg = Segment::attach(fd);
+    ASSERT_TRUE(seg.has_value()) << seg.error().message;
+    const auto* producers = reinterpret_cast<std::byte*>(&seg->producers());
+    EXPECT_EQ(reinterpret_cast<std::byte*>(&seg->producer_slot(2)), producers + sizeof(ProducerRegionHead) + 2 * 64);
+    EXPECT_EQ(reinterpret_cast<std::byte*>(&seg->index_entry(0)),
+              producers + sizeof(ProducerRegionHead) + seg->max_producers() * 64);
+    EXPECT_FALSE(seg->producer_slot_has(offsetof(ProducerSlot, owner_session) + 8));  // 1.2's line is absent
+    EXPECT_TRUE(seg->producer_slot_has(offsetof(ProducerSlot, owner_token) + 8));
+    EXPECT_TRUE(seg->consumer_slot_has(sizeof(ConsumerSlot)));
+    // Publishing works through the 1.1 geometry.
+    auto pub_seg = Segment::attach(fd);
+    seg->producer_slot(1).state.store(uint32_t(ProducerState::active));
+    auto pub = Access::publisher(std::make_unique<PublisherCore>(nullptr, std::move(pub_seg.value()), 1, PublisherOptions{}));
+    ASSERT_EQ(pub.publish("old layout"), PublishStatus::ok);
+    EXPECT_EQ(seg->producer_slot(1).claim_start.load(), 0u);  // its claim was recorded, then cleared, in 1.1's slot 1
+    EXPECT_EQ(seg->producer_slot(1).claim_end.load(), layout::record_size(10));
+}
+
+TEST(Layout, ANewSegmentRecordsItsSlotStrides) {
+    LocalTopic t(TopicConfig{});
+    ASSERT_TRUE(t.ok());
+    EXPECT_EQ(t.segment().header().version_minor, kVersionMinor);
+    EXPECT_EQ(t.segment().header().producer_slot_stride, sizeof(ProducerSlot));
+    EXPECT_EQ(t.segment().header().consumer_slot_stride, sizeof(ConsumerSlot));
+    EXPECT_TRUE(t.segment().producer_slot_has(sizeof(ProducerSlot)));
+}
+
 }  // namespace
 }  // namespace shmbus::detail
