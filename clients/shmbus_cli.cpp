@@ -72,47 +72,53 @@ std::string duration_text(std::chrono::nanoseconds d, const char* zero) {
 
 int64_t to_ms(std::chrono::nanoseconds d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
 
-nlohmann::json recovery_json(const shmbus::RecoveryStats& r) {
-    return {{"dead_claims_sealed", r.dead_claims_sealed},
-            {"stalled_claims_unblocked", r.stalled_claims_unblocked},
-            {"late_commits_refused", r.late_commits_refused},
-            {"producers_released", r.producers_released},
-            {"subscribers_freed", r.subscribers_freed},
-            {"subscribers_detached", r.subscribers_detached},
-            {"cursors_expired", r.cursors_expired},
-            {"owners_dead_at_restart", r.owners_dead_at_restart}};
+// Every statistic of a table as JSON members of `out`, under its key.
+template <class Stats>
+void add_statistics(nlohmann::json& out, std::span<const shmbus::Statistic<Stats>> table, const Stats& stats) {
+    for (const auto& s : table) out[s.key] = s.get(stats);
 }
+
+// "label value, label value" (or "value label, ..." for event counts) from a table.
+template <class Stats>
+std::string statistics_text(std::span<const shmbus::Statistic<Stats>> table, const Stats& stats, bool value_first) {
+    std::string out;
+    for (const auto& s : table) {
+        if (!out.empty()) out += ", ";
+        const std::string value = std::to_string(s.get(stats));
+        out += value_first ? value + " " + s.label : std::string(s.label) + " " + value;
+    }
+    return out;
+}
+
+nlohmann::json optional_json(const std::optional<uint64_t>& v) { return v ? nlohmann::json(*v) : nlohmann::json(nullptr); }
 
 nlohmann::json stats_json(const shmbus::TopicStats& t) {
     nlohmann::json subs = nlohmann::json::array();
     for (const auto& s : t.subscriptions) {
-        subs.push_back({{"name", s.name},
-                        {"kind", s.durable ? "durable" : "ephemeral"},
-                        {"state", s.attached ? "attached" : "detached"},
-                        {"pid", s.pid},
-                        {"slot", s.slot},
-                        {"next_id", s.next_id},
-                        {"position", s.next_id},  // the cursor, as the id of the next message
-                        {"lag", s.lag},
-                        {"delivered", s.delivered},
-                        {"lost", s.lost},
-                        {"expires_in_ms", s.expires_in ? nlohmann::json(to_ms(*s.expires_in)) : nlohmann::json(nullptr)}});
+        nlohmann::json j = {{"name", s.name},
+                            {"kind", s.durable ? "durable" : "ephemeral"},
+                            {"state", s.attached ? "attached" : "detached"},
+                            {"pid", s.pid},
+                            {"slot", s.slot},
+                            {"ack_position", optional_json(s.ack_position)},
+                            {"lag_bytes", optional_json(s.lag_bytes)},
+                            {"expires_in_ms", s.expires_in ? nlohmann::json(to_ms(*s.expires_in)) : nlohmann::json(nullptr)}};
+        add_statistics(j, shmbus::subscription_statistics(), s);
+        subs.push_back(std::move(j));
     }
-    return {{"name", t.name},
-            {"capacity", t.config.capacity},
-            {"max_message", t.config.max_message},
-            {"on_full", shmbus::to_string(t.config.on_full)},
-            {"segment_bytes", t.segment_bytes},
-            {"published", t.published},
-            {"next_id", t.published},
-            {"producers", t.producers},
-            {"aborted_loans", t.aborted_loans},
-            {"skip_records", t.skip_records},
-            {"full_refusals", t.full_refusals},
-            {"unblock_timeout_ms", to_ms(t.config.unblock_timeout)},
-            {"expire_detached_ms", to_ms(t.config.expire_detached)},
-            {"recovery", recovery_json(t.recovery)},
-            {"subscriptions", subs}};
+    nlohmann::json recovery = nlohmann::json::object();
+    add_statistics(recovery, shmbus::recovery_statistics(), t);
+    nlohmann::json j = {{"name", t.name},
+                        {"capacity", t.config.capacity},
+                        {"max_message", t.config.max_message},
+                        {"on_full", shmbus::to_string(t.config.on_full)},
+                        {"segment_bytes", t.segment_bytes},
+                        {"unblock_timeout_ms", to_ms(t.config.unblock_timeout)},
+                        {"expire_detached_ms", to_ms(t.config.expire_detached)},
+                        {"recovery", std::move(recovery)},
+                        {"subscriptions", std::move(subs)}};
+    add_statistics(j, shmbus::topic_statistics(), t);
+    return j;
 }
 
 void print_stats_text(const shmbus::TopicStats& t) {
@@ -121,21 +127,13 @@ void print_stats_text(const shmbus::TopicStats& t) {
                 t.config.max_message, shmbus::to_string(t.config.on_full));
     std::printf("  unblock-timeout %s, expire-detached %s\n", duration_text(t.config.unblock_timeout, "off").c_str(),
                 duration_text(t.config.expire_detached, "never").c_str());
-    std::printf("  published %llu, producers %u, full refusals %llu\n", (unsigned long long)t.published, t.producers,
-                (unsigned long long)t.full_refusals);
-    const auto& r = t.recovery;
-    std::printf("  recovery: %llu dead claims sealed, %llu stalled claims unblocked (%llu late commits refused), "
-                "%llu producers released, %llu subscribers freed, %llu detached, %llu cursors expired, "
-                "%llu owners found dead at restart\n",
-                (unsigned long long)r.dead_claims_sealed, (unsigned long long)r.stalled_claims_unblocked,
-                (unsigned long long)r.late_commits_refused, (unsigned long long)r.producers_released,
-                (unsigned long long)r.subscribers_freed, (unsigned long long)r.subscribers_detached,
-                (unsigned long long)r.cursors_expired, (unsigned long long)r.owners_dead_at_restart);
+    std::printf("  %s\n", statistics_text(shmbus::topic_statistics(), t, false).c_str());
+    std::printf("  recovery: %s\n", statistics_text(shmbus::recovery_statistics(), t, true).c_str());
     for (const auto& s : t.subscriptions) {
-        std::printf("  %-9s %-20s %-8s pid %-7d next id %-10llu lag %-10llu lost %llu", s.durable ? "durable" : "ephemeral",
-                    s.durable ? s.name.c_str() : "-", s.attached ? "attached" : "detached", s.pid,
-                    (unsigned long long)s.next_id, (unsigned long long)s.lag, (unsigned long long)s.lost);
-        if (s.expires_in) std::printf("  expires in %.1f s", double(s.expires_in->count()) / 1e9);
+        std::printf("  %-9s %-20s %-8s pid %-7d %s", s.durable ? "durable" : "ephemeral", s.durable ? s.name.c_str() : "-",
+                    s.attached ? "attached" : "detached", s.pid,
+                    statistics_text(shmbus::subscription_statistics(), s, false).c_str());
+        if (s.expires_in) std::printf(", expires in %.1f s", double(s.expires_in->count()) / 1e9);
         std::printf("\n");
     }
 }

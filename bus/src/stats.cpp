@@ -1,5 +1,7 @@
 #include "stats.h"
 
+#include "shmbus/statistics.h"
+
 #include <cstring>
 
 #include "ring.h"
@@ -49,6 +51,10 @@ TopicStats collect_stats(const Segment& seg) {
         sub.pid = s.pid;
         sub.next_id = sub.durable ? s.ack_id.load(std::memory_order_relaxed) : s.read_id.load(std::memory_order_relaxed);
         sub.lag = t.published > sub.next_id ? t.published - sub.next_id : 0;
+        if (sub.durable) {
+            sub.ack_position = s.ack_position.load(std::memory_order_relaxed);
+            sub.lag_bytes = t.tail_position > *sub.ack_position ? t.tail_position - *sub.ack_position : 0;
+        }
         sub.delivered = s.delivered.load(std::memory_order_relaxed);
         sub.lost = s.lost.load(std::memory_order_relaxed);
         if (!sub.attached) {
@@ -64,3 +70,64 @@ TopicStats collect_stats(const Segment& seg) {
 }
 
 }  // namespace shmbus::detail
+
+namespace shmbus {
+namespace {
+
+using T = TopicStats;
+using S = SubscriptionStats;
+constexpr auto kCounter = StatKind::counter;
+constexpr auto kGauge = StatKind::gauge;
+
+constexpr Statistic<T> kTopic[] = {
+    {"published", "published", "Messages published to the topic (the id the next message gets).", kCounter,
+     [](const T& t) noexcept { return t.published; }},
+    {"tail_position", "log bytes", "Bytes ever claimed in the topic's log, padding included.", kCounter,
+     [](const T& t) noexcept { return t.tail_position; }},
+    {"producers", "producers", "Publishers registered on the topic now.", kGauge,
+     [](const T& t) noexcept { return uint64_t(t.producers); }},
+    {"skip_records", "skip records", "Claimed messages that were given up and skipped by readers.", kCounter,
+     [](const T& t) noexcept { return t.skip_records; }},
+    {"aborted_loans", "aborted loans", "Loans dropped without a commit.", kCounter,
+     [](const T& t) noexcept { return t.aborted_loans; }},
+    {"full_refusals", "full refusals", "Publishes refused (fail) or timed out (block) on a full ring.", kCounter,
+     [](const T& t) noexcept { return t.full_refusals; }},
+};
+
+constexpr Statistic<T> kRecovery[] = {
+    {"dead_claims_sealed", "dead claims sealed", "Claims of dead publishers turned into skip records.", kCounter,
+     [](const T& t) noexcept { return t.recovery.dead_claims_sealed; }},
+    {"stalled_claims_unblocked", "stalled claims unblocked",
+     "Claims of live publishers taken back after the topic's unblock-timeout.", kCounter,
+     [](const T& t) noexcept { return t.recovery.stalled_claims_unblocked; }},
+    {"late_commits_refused", "late commits refused", "Commits refused because their claim had been taken back.", kCounter,
+     [](const T& t) noexcept { return t.recovery.late_commits_refused; }},
+    {"producers_released", "producers released", "Producer slots of dead publishers freed.", kCounter,
+     [](const T& t) noexcept { return t.recovery.producers_released; }},
+    {"subscribers_freed", "subscribers freed", "Ephemeral subscription slots of dead subscribers freed.", kCounter,
+     [](const T& t) noexcept { return t.recovery.subscribers_freed; }},
+    {"subscribers_detached", "subscribers detached", "Durable subscriptions whose owner died, cursor kept.", kCounter,
+     [](const T& t) noexcept { return t.recovery.subscribers_detached; }},
+    {"cursors_expired", "cursors expired", "Detached durable cursors released after the topic's expire-detached.",
+     kCounter, [](const T& t) noexcept { return t.recovery.cursors_expired; }},
+    {"owners_dead_at_restart", "owners found dead at restart", "Slots whose owner died while no shmbusd ran.", kCounter,
+     [](const T& t) noexcept { return t.recovery.owners_dead_at_restart; }},
+};
+
+constexpr Statistic<S> kSubscription[] = {
+    {"next_id", "next id", "Durable: the first unacked message id; ephemeral: the next id to read.", kGauge,
+     [](const S& s) noexcept { return s.next_id; }},
+    {"lag", "lag", "Messages published and not yet acked (durable) or read (ephemeral).", kGauge,
+     [](const S& s) noexcept { return s.lag; }},
+    {"delivered", "delivered", "Messages handed to the subscriber's handler.", kCounter,
+     [](const S& s) noexcept { return s.delivered; }},
+    {"lost", "lost", "Messages the subscription lost to overruns.", kCounter, [](const S& s) noexcept { return s.lost; }},
+};
+
+}  // namespace
+
+std::span<const Statistic<TopicStats>> topic_statistics() noexcept { return kTopic; }
+std::span<const Statistic<TopicStats>> recovery_statistics() noexcept { return kRecovery; }
+std::span<const Statistic<SubscriptionStats>> subscription_statistics() noexcept { return kSubscription; }
+
+}  // namespace shmbus

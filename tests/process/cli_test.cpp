@@ -90,6 +90,17 @@ TEST_F(Cli, TopicCreateListInfoDelete) {
     EXPECT_EQ(j["subscriptions"][0]["state"], "detached");
     EXPECT_EQ(j["subscriptions"][0]["lag"], 2);
     EXPECT_EQ(j["subscriptions"][0]["lost"], 0);
+    // Keys say what they hold: ids are ids, positions are log bytes.
+    EXPECT_EQ(j["subscriptions"][0]["next_id"], 0);
+    EXPECT_EQ(j["subscriptions"][0]["ack_position"], 0);
+    EXPECT_EQ(j["tail_position"], 2 * 64);  // two records of 64 bytes
+    EXPECT_EQ(j["subscriptions"][0]["lag_bytes"], 2 * 64);
+    EXPECT_FALSE(j.contains("next_id"));
+    EXPECT_FALSE(j["subscriptions"][0].contains("position"));
+    // Every statistic of the tables is reported, under its key.
+    for (const auto& s : topic_statistics()) EXPECT_TRUE(j.contains(s.key)) << s.key;
+    for (const auto& s : recovery_statistics()) EXPECT_TRUE(j["recovery"].contains(s.key)) << s.key;
+    for (const auto& s : subscription_statistics()) EXPECT_TRUE(j["subscriptions"][0].contains(s.key)) << s.key;
 
     EXPECT_EQ(cli({"topic", "create", "alpha"}).code, 0);
     auto list = cli({"topic", "list", "--json"});

@@ -4,5 +4,6 @@
 #include "shmbus/names.h"
 #include "shmbus/publisher.h"
 #include "shmbus/result.h"
+#include "shmbus/statistics.h"
 #include "shmbus/subscriber.h"
 #include "shmbus/topic.h"

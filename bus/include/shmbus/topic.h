@@ -65,6 +65,10 @@ struct SubscriptionStats {
     int32_t pid = 0;
     uint64_t next_id = 0;    // durable: first unacked id; ephemeral: next id to read
     uint64_t lag = 0;        // messages published but not yet acked (durable) or read
+    // Durable only (an ephemeral reader keeps its position to itself): the log position up to
+    // which everything is acked, and the bytes published past it.
+    std::optional<uint64_t> ack_position;
+    std::optional<uint64_t> lag_bytes;
     uint64_t delivered = 0;
     uint64_t lost = 0;
     uint64_t detached_ns = 0;  // CLOCK_REALTIME when the owner went away; 0 while attached
