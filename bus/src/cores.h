@@ -73,6 +73,7 @@ struct SubscriberCore {
     [[nodiscard]] PollResult poll(Handler& handler, std::size_t max) noexcept;
     [[nodiscard]] PollResult receive(Handler& handler, std::chrono::nanoseconds timeout, std::size_t max) noexcept;
     void store_ack(uint64_t position, uint64_t next_id) noexcept;
+    [[nodiscard]] AckStatus ack(const Message& m) noexcept;
     [[nodiscard]] Status seek(StartFrom from, uint64_t id) noexcept;
     void start_at(uint64_t pos, uint64_t id, uint64_t deliver_from_id, uint64_t lost_now) noexcept;
     // Starts a new subscriber where the daemon placed it. A new subscription from an id that is no
@@ -98,6 +99,7 @@ struct SubscriberCore {
     uint64_t lost_total = 0;
     uint64_t delivered_total = 0;
     uint64_t acked_position = 0;  // last ack stored in the slot
+    uint64_t epoch = 0;           // seeks so far: a message delivered before the last one is stale
     uint32_t empty_polls = 0;
     std::vector<std::byte> copy;  // max_message bytes, for readers that producers may overrun
     CrashPoint crash_before_ack;  // fault injection (crash_point.h)

@@ -24,6 +24,7 @@ SubscriberCore::~SubscriberCore() {
 }
 
 void SubscriberCore::start_at(uint64_t pos, uint64_t id, uint64_t deliver_from_id, uint64_t lost_now) noexcept {
+    ++epoch;
     position = pos;
     next_id = id;
     deliver_from = deliver_from_id;
@@ -147,7 +148,9 @@ PollResult SubscriberCore::poll(Handler& handler, std::size_t max) noexcept {
         m.timestamp_ns = r.timestamp_ns;
         m.lost_before = std::exchange(lost_pending, 0);
         m.payload = std::span<const std::byte>(payload, r.length);
-        m.end_position = end;
+        m.delivered_by_ = this;
+        m.epoch_ = epoch;
+        m.end_position_ = end;
         handler(m);
         ++delivered_total;
         ++count;
@@ -157,6 +160,13 @@ PollResult SubscriberCore::poll(Handler& handler, std::size_t max) noexcept {
     if (options.auto_ack && durable) store_ack(position, next_id);
     if (corrupt && count == 0) return {ReceiveStatus::corrupt, 0};
     return {count > 0 ? ReceiveStatus::ok : ReceiveStatus::empty, count};
+}
+
+AckStatus SubscriberCore::ack(const Message& m) noexcept {
+    if (m.delivered_by_ != this) return AckStatus::not_delivered;
+    if (m.epoch_ != epoch) return AckStatus::stale;
+    if (durable) store_ack(m.end_position_, m.id + 1);  // at or behind `position`: we delivered it
+    return AckStatus::ok;
 }
 
 PollResult SubscriberCore::receive(Handler& handler, std::chrono::nanoseconds timeout, std::size_t max) noexcept {
@@ -213,7 +223,7 @@ PollResult Subscriber::poll(Handler handler, std::size_t max) noexcept { return 
 PollResult Subscriber::receive(Handler handler, std::chrono::nanoseconds timeout, std::size_t max) noexcept {
     return core_->receive(handler, timeout, max);
 }
-void Subscriber::ack(const Message& m) noexcept { core_->store_ack(m.end_position, m.id + 1); }
+AckStatus Subscriber::ack(const Message& m) noexcept { return core_->ack(m); }
 void Subscriber::ack_delivered() noexcept { core_->store_ack(core_->position, core_->next_id); }
 Status Subscriber::seek(StartFrom from, uint64_t id) noexcept { return core_->seek(from, id); }
 uint64_t Subscriber::next_id() const noexcept { return core_->next_id; }
@@ -223,5 +233,14 @@ bool Subscriber::durable() const noexcept { return core_->durable; }
 bool Subscriber::resumed() const noexcept { return core_->resumed; }
 uint32_t Subscriber::max_message() const noexcept { return core_->seg.max_message(); }
 const std::string& Subscriber::topic() const noexcept { return core_->topic; }
+
+const char* to_string(AckStatus status) noexcept {
+    switch (status) {
+        case AckStatus::ok: return "ok";
+        case AckStatus::not_delivered: return "not_delivered";
+        case AckStatus::stale: return "stale";
+    }
+    return "unknown";
+}
 
 }  // namespace shmbus

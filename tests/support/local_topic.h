@@ -21,6 +21,7 @@ struct Access {
     static Subscriber subscriber(std::unique_ptr<SubscriberCore> core) { return Subscriber(std::move(core)); }
     static SubscriberCore& core(Subscriber& s) { return *s.core_; }
     static PublisherCore& core(Publisher& p) { return *p.core_; }
+    static uint64_t end_position(const Message& m) { return m.end_position_; }
 };
 
 class LocalTopic {

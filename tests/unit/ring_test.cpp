@@ -308,10 +308,42 @@ TEST(Ring, AckedDurableCursorPersistsInTheSlot) {
     (void)sub->poll([&](const Message& m) {
         if (++n == 3) third = m;
     });
-    sub->ack(third);
+    ASSERT_EQ(sub->ack(third), AckStatus::ok);
     const auto& slot = t.segment().consumer_slot(core.slot_index);
     EXPECT_EQ(slot.ack_id.load(), 3u);
-    EXPECT_EQ(slot.ack_position.load(), third.end_position);
+    EXPECT_EQ(slot.ack_position.load(), Access::end_position(third));
+}
+
+// An ack moves only the cursor of the subscriber that delivered the message, and only for
+// messages of its current stream.
+TEST(Ring, AnAckIsRefusedForAMessageThisSubscriberDidNotDeliver) {
+    LocalTopic t(config(65536));
+    auto pub = t.publisher();
+    auto mine = t.subscriber(durable("mine"));
+    auto other = t.subscriber(durable("other"));
+    for (int i = 0; i < 10; ++i) ASSERT_EQ(pub.publish(std::to_string(i)), PublishStatus::ok);
+    Access::core(*mine).options.auto_ack = false;
+    Access::core(*other).options.auto_ack = false;
+    Message last_of_other;
+    (void)other->poll([&](const Message& m) { last_of_other = m; });
+    const auto& slot = t.segment().consumer_slot(Access::core(*mine).slot_index);
+    EXPECT_EQ(mine->ack(last_of_other), AckStatus::not_delivered);
+    EXPECT_EQ(mine->ack(Message{}), AckStatus::not_delivered);  // made by hand
+    EXPECT_EQ(slot.ack_id.load(), 0u);
+
+    Message fifth;
+    (void)mine->poll([&](const Message& m) {
+        if (m.id == 5) fifth = m;
+    });
+    ASSERT_TRUE(mine->seek(StartFrom::earliest).has_value());
+    EXPECT_EQ(mine->ack(fifth), AckStatus::stale);  // delivered before the seek
+    EXPECT_EQ(slot.ack_id.load(), 0u);
+    Message again;
+    (void)mine->poll([&](const Message& m) {
+        if (m.id == 5) again = m;
+    });
+    EXPECT_EQ(mine->ack(again), AckStatus::ok);
+    EXPECT_EQ(slot.ack_id.load(), 6u);
 }
 
 }  // namespace

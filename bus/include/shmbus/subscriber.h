@@ -52,8 +52,23 @@ struct Message {
     [[nodiscard]] std::string_view text() const noexcept {
         return {reinterpret_cast<const char*>(payload.data()), payload.size()};
     }
-    uint64_t end_position = 0;          // where the next record starts; used by ack()
+
+private:
+    // Which delivery this was, so that ack() takes only messages its own subscriber delivered
+    // since its last seek. Copies keep it; the application cannot edit it.
+    friend struct detail::SubscriberCore;
+    friend struct detail::Access;
+    const void* delivered_by_ = nullptr;  // the subscriber's state
+    uint64_t epoch_ = 0;                  // its seek count at delivery
+    uint64_t end_position_ = 0;           // where the next record starts
 };
+
+enum class AckStatus : uint8_t {
+    ok,             // acked (or acked already by a later ack; an ephemeral subscription acks nothing)
+    not_delivered,  // not a message this subscriber delivered: another subscriber's, or made by hand
+    stale,          // delivered before the subscriber's last seek(): no longer in its stream
+};
+[[nodiscard]] const char* to_string(AckStatus status) noexcept;
 
 enum class ReceiveStatus : uint8_t {
     ok,         // at least one message delivered
@@ -80,8 +95,9 @@ public:
     [[nodiscard]] PollResult receive(Handler handler, std::chrono::nanoseconds timeout,
                                      std::size_t max = 256) noexcept;
 
-    // Cumulative acks (durable; harmless on ephemeral): everything up to and including `m`.
-    void ack(const Message& m) noexcept;
+    // Cumulative acks (durable; harmless on ephemeral): everything up to and including `m`,
+    // which must be a message this subscriber delivered since its last seek.
+    [[nodiscard]] AckStatus ack(const Message& m) noexcept;
     // Everything delivered so far.
     void ack_delivered() noexcept;
 
