@@ -178,22 +178,25 @@ bool RequestHandlers::on_subscribe(Conn& c, uint32_t id, const protocol::Subscri
 
 // Unsubscribe and close: the slot must be this process's, through any of its connections (one
 // registered before shmbusd restarted names an earlier connection).
+TopicEntry* RequestHandlers::topic_of_own_slot(const protocol::Unsubscribe& req, const Process& p, bool consumer) {
+    TopicEntry* t = registry_.find(std::string(field_name(req.topic)));
+    if (t == nullptr) return nullptr;
+    const auto& seg = t->segment();
+    const bool ours = consumer ? req.slot < seg.max_consumers() && detail::owned_by(seg.consumer_slot(req.slot), p)
+                               : req.slot < seg.max_producers() && detail::owned_by(seg.producer_slot(req.slot), p);
+    return ours ? t : nullptr;
+}
+
 bool RequestHandlers::on_unsubscribe(Conn& c, uint32_t id, const protocol::Unsubscribe& req) {
-    const std::string topic(field_name(req.topic));
-    TopicEntry* t = registry_.find(topic);
-    if (t == nullptr || req.slot >= t->segment().max_consumers() ||
-        !detail::owned_by(t->segment().consumer_slot(req.slot), c.process))
-        return reply_error(c, id, not_yours("slot", req.slot, topic));
+    TopicEntry* t = topic_of_own_slot(req, c.process, true);
+    if (t == nullptr) return reply_error(c, id, not_yours("slot", req.slot, std::string(field_name(req.topic))));
     t->supervisor.release_consumer(req.slot, c.process, kUnsubscribed);
     return reply(c, protocol::Type::ok, id, nullptr, 0);
 }
 
 bool RequestHandlers::on_close_producer(Conn& c, uint32_t id, const protocol::Unsubscribe& req) {
-    const std::string topic(field_name(req.topic));
-    TopicEntry* t = registry_.find(topic);
-    if (t == nullptr || req.slot >= t->segment().max_producers() ||
-        !detail::owned_by(t->segment().producer_slot(req.slot), c.process))
-        return reply_error(c, id, not_yours("producer slot", req.slot, topic));
+    TopicEntry* t = topic_of_own_slot(req, c.process, false);
+    if (t == nullptr) return reply_error(c, id, not_yours("producer slot", req.slot, std::string(field_name(req.topic))));
     t->supervisor.release_producer(req.slot, c.process, kClosed);
     watchers_.rearm_timer();  // a claim left to settle is re-checked on the timer
     return reply(c, protocol::Type::ok, id, nullptr, 0);

@@ -32,6 +32,8 @@ public:
     void on_disconnect(const Conn& c);
 
 private:
+    // The topic of the slot a request names, if that slot exists and is `p`'s; else nullptr.
+    [[nodiscard]] TopicEntry* topic_of_own_slot(const protocol::Unsubscribe& req, const Process& p, bool consumer);
     [[nodiscard]] Result<TopicEntry*> find_or_create(const std::string& name, const protocol::WireConfig& wire, bool create);
     // Resumes an existing cursor (a reattach, or a repeated request): reading goes on from its last ack.
     [[nodiscard]] protocol::SubscribeOk resume(const detail::Segment& seg, uint32_t slot) const;

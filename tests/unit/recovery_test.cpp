@@ -33,7 +33,7 @@ void claim_unrecorded(const Segment& seg, uint32_t slot, uint64_t size) {
     const Ring ring(seg);
     const TailSnapshot tail = ring.read_tail();
     auto& p = seg.producer_slot(slot);
-    p.state.store(1);
+    p.state.store(uint32_t(layout::ProducerState::active));
     p.claim_end.store(tail.position + size);
     p.claim_id.store(tail.next_id);
     p.intent.store(tail.position + 1);
@@ -128,7 +128,7 @@ TEST(Recovery, AnAnnouncedClaimThatALiveProducerAlsoAnnouncedWaits) {
     const uint64_t start = Ring(t.segment()).tail_position();
     claim_unrecorded(t.segment(), 1, 128);
     auto& live = t.segment().producer_slot(2);  // a live producer in its window, same position
-    live.state.store(1);
+    live.state.store(uint32_t(layout::ProducerState::active));
     live.intent.store(start + 1);
     EXPECT_EQ(seal_dead(t.segment(), 1), SealOutcome::retry_later);
     EXPECT_EQ(t.segment().producer_slot(1).intent.load(), start + 1);  // kept until settled
