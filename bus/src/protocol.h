@@ -14,7 +14,9 @@
 namespace shmbus::protocol {
 
 inline constexpr uint32_t kFrameMagic = 0x53425553;  // "SUBS"
-inline constexpr uint16_t kProtocolVersion = 2;  // 2: recovery fields in WireConfig, gc
+// 2: recovery fields in WireConfig, gc. 3: segments of layout 1.2 (longer producer slots), which a
+// client of protocol 2 would misread: it is refused at hello instead.
+inline constexpr uint16_t kProtocolVersion = 3;
 inline constexpr std::size_t kMaxFrame = 64 * 1024;
 inline constexpr std::size_t kNameField = layout::kMaxTopicName + 1;
 inline constexpr std::size_t kSubNameField = layout::kMaxSubscriptionName + 1;
