@@ -6,7 +6,6 @@
 #include <cctype>
 #include <filesystem>
 #include <fstream>
-#include <regex>
 #include <set>
 #include <sstream>
 #include <string>
@@ -48,21 +47,41 @@ std::vector<std::string> sync_comments(const std::string& source) {
     return out;
 }
 
+bool ident_start(char c) { return std::isalpha(static_cast<unsigned char>(c)) || c == '_'; }
+bool ident_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }
+
+// Calls f(name, called) for each name in `text`: identifiers joined by "::", and whether "()" follows.
+template <class F>
+void for_each_name(const std::string& text, F&& f) {
+    std::size_t i = 0;
+    while (i < text.size()) {
+        if (!ident_start(text[i]) || (i > 0 && ident_char(text[i - 1]))) {
+            ++i;
+            continue;
+        }
+        std::size_t end = i;
+        for (;;) {
+            while (end < text.size() && ident_char(text[end])) ++end;
+            if (text.compare(end, 2, "::") == 0 && end + 2 < text.size() && ident_start(text[end + 2])) end += 2;
+            else break;
+        }
+        f(text.substr(i, end - i), text.compare(end, 2, "()") == 0);
+        i = end;
+    }
+}
+
 // The names a comment gives: qualified names (A::b), calls (f()), and snake_case words.
 std::set<std::string> named_identifiers(const std::string& comment) {
     std::set<std::string> out;
-    static const std::regex word(R"(([A-Za-z_][A-Za-z0-9_]*(?:::[A-Za-z_][A-Za-z0-9_]*)*)(\(\))?)");
-    for (auto it = std::sregex_iterator(comment.begin(), comment.end(), word); it != std::sregex_iterator(); ++it) {
-        const std::string name = (*it)[1];
-        const bool call = (*it)[2].matched;
+    for_each_name(comment, [&](const std::string& name, bool call) {
         const bool qualified = name.find("::") != std::string::npos;
         const bool snake = name.find('_') != std::string::npos && name.front() != '_' && name.back() != '_';
-        if (!(call || qualified || snake)) continue;
+        if (!(call || qualified || snake)) return;
         std::size_t start = 0;
         for (std::size_t sep; (sep = name.find("::", start)) != std::string::npos; start = sep + 2)
             out.insert(name.substr(start, sep - start));
         out.insert(name.substr(start));
-    }
+    });
     for (const auto& v : kVocabulary) out.erase(v);
     return out;
 }
@@ -102,9 +121,17 @@ std::string without_comments(const std::string& src) {
 }
 
 void add_identifiers(const std::string& code, std::set<std::string>& out) {
-    static const std::regex ident(R"([A-Za-z_][A-Za-z0-9_]*)");
-    for (auto it = std::sregex_iterator(code.begin(), code.end(), ident); it != std::sregex_iterator(); ++it)
-        out.insert(it->str());
+    std::size_t i = 0;
+    while (i < code.size()) {
+        if (!ident_start(code[i])) {
+            ++i;
+            continue;
+        }
+        std::size_t end = i;
+        while (end < code.size() && ident_char(code[end])) ++end;
+        out.insert(code.substr(i, end - i));
+        i = end;
+    }
 }
 
 std::vector<std::string> missing(const std::vector<std::string>& comments, const std::set<std::string>& code_identifiers) {
