@@ -41,7 +41,8 @@ Result<Ring::Start> attach_new_cursor(const Segment& seg, uint32_t index, SlotKi
     s.lost.store(0, std::memory_order_relaxed);
     const bool gating = kind == SlotKind::durable && seg.on_full() != OnFull::overwrite;
     auto start = place_cursor(seg, s, from, id, gating, true);
-    if (!start) (void)free_consumer(seg, index, SlotState::attached);
+    // Failed before attaching (a bad start) or after (lapped every time): free it either way.
+    if (!start && !free_consumer(seg, index, SlotState::attached)) (void)free_consumer(seg, index, SlotState::reserved);
     return start;
 }
 

@@ -314,6 +314,19 @@ TEST(Ring, AckedDurableCursorPersistsInTheSlot) {
     EXPECT_EQ(slot.ack_position.load(), Access::end_position(third));
 }
 
+TEST(Ring, ASubscriptionThatCannotStartGivesItsSlotBack) {
+    LocalTopic t(config(65536));
+    SubscribeOptions ahead = durable("ahead", StartFrom::id);
+    ahead.from_id = 1000;  // never published
+    for (int i = 0; i < 3; ++i) {
+        auto sub = t.subscriber(ahead);
+        ASSERT_FALSE(sub.has_value());
+        EXPECT_EQ(sub.error().code, Errc::invalid_argument);
+    }
+    for (uint32_t i = 0; i < t.segment().max_consumers(); ++i)
+        EXPECT_EQ(SlotState(t.segment().consumer_slot(i).state.load()), SlotState::free) << "slot " << i;
+}
+
 // An ack moves only the cursor of the subscriber that delivered the message, and only for
 // messages of its current stream.
 TEST(Ring, AnAckIsRefusedForAMessageThisSubscriberDidNotDeliver) {
