@@ -3,6 +3,9 @@
 // that nothing acknowledged-delivery is lost.
 #include <sys/mman.h>
 
+#include <map>
+#include <memory>
+
 #include "peer_fixture.h"
 #include "raw_socket.h"
 
@@ -244,6 +247,46 @@ TEST_F(CrashRecovery, ARequestRepeatedAfterTheSupervisorDiedGetsTheSlotItRegiste
     auto s = stats("t");
     EXPECT_EQ(s->subscriptions.size(), 1u);
     EXPECT_EQ(s->producers, 1u);
+}
+
+// One process, two connections (two Clients): the slots say which connection registered them, so
+// the one that closes takes its own slots along and leaves the other's alone.
+TEST_F(CrashRecovery, AClosedConnectionReleasesItsOwnSlotsAndNotThoseOfTheProcesssOtherConnection) {
+    ASSERT_EQ(cli({"topic", "create", "t"}).code, 0);
+    auto subscribe = [](RawSocket& s, const char* durable_name, uint64_t token) {
+        protocol::Subscribe sub{};
+        std::memcpy(sub.topic, "t", 1);
+        std::memcpy(sub.durable_name, durable_name, std::strlen(durable_name));
+        sub.from = uint32_t(StartFrom::latest);
+        sub.token = token;
+        s.send_frame(uint16_t(protocol::Type::subscribe), &sub, sizeof sub);
+        (void)s.reply_as<protocol::SubscribeOk>(int(protocol::Type::subscribe_ok));
+    };
+    auto publish = [](RawSocket& s, uint64_t token) {
+        protocol::OpenTopic open{};
+        std::memcpy(open.topic, "t", 1);
+        open.flags = protocol::kAsPublisher;
+        open.token = token;
+        s.send_frame(uint16_t(protocol::Type::open_topic), &open, sizeof open);
+        (void)s.reply_as<protocol::TopicOk>(int(protocol::Type::topic_ok));
+    };
+    auto closing = std::make_unique<RawSocket>(dir);
+    RawSocket staying(dir);
+    closing->hello();
+    staying.hello();
+    subscribe(*closing, "", 1);
+    subscribe(*closing, "left", 2);
+    publish(*closing, 3);
+    subscribe(staying, "", 4);
+    subscribe(staying, "kept", 5);
+    publish(staying, 6);
+    ASSERT_EQ(stats("t")->producers, 2u);
+    closing.reset();  // the connection closes; the process lives on
+    ASSERT_TRUE(eventually([&] { return stats("t")->producers == 1; }));
+    const auto st = stats("t");
+    std::map<std::string, std::string> subs;  // name ("" for the ephemeral one) -> state
+    for (const auto& sub : st->subscriptions) subs[sub.name] = sub.attached ? "attached" : "detached";
+    EXPECT_EQ(subs, (std::map<std::string, std::string>{{"", "attached"}, {"kept", "attached"}, {"left", "detached"}}));
 }
 
 // A publisher SIGKILLs itself inside its 101st claim: right after winning the CAS (only its
