@@ -84,7 +84,7 @@ bool RequestHandlers::on_open_topic(Conn& c, uint32_t id, const protocol::OpenTo
     protocol::TopicOk ok{seg.size(), protocol::kNoSlot, existed ? 0u : 1u};
     if (req.flags & protocol::kAsPublisher) {
         auto slot = detail::producer_by_token(seg, c.process, req.token);
-        if (slot) detail::restamp_session(seg, false, *slot, c.session);  // a repeat: the first reply was lost
+        if (slot) detail::restamp_producer_session(seg, *slot, c.session);  // a repeat: the first reply was lost
         else slot = detail::register_producer(seg, registration(c, req.token));
         if (!slot)
             return reply_error(c, id, make_error(Errc::no_free_slot, "topic '" + name + "' has no free producer slot (max " +
@@ -154,7 +154,7 @@ bool RequestHandlers::on_subscribe(Conn& c, uint32_t id, const protocol::Subscri
 
     std::optional<protocol::SubscribeOk> ok;
     if (auto again = detail::consumer_by_token(seg, c.process, req.token)) {
-        detail::restamp_session(seg, true, *again, c.session);  // a repeat: the first reply was lost
+        detail::restamp_consumer_session(seg, *again, c.session);  // a repeat: the first reply was lost
         ok = resume(seg, *again);
     } else if (auto existing = durable ? detail::find_durable(seg, durable_name) : std::nullopt) {
         const auto& s = seg.consumer_slot(*existing);

@@ -155,9 +155,12 @@ std::optional<uint32_t> producer_by_token(const Segment& seg, const Process& p, 
     return std::nullopt;
 }
 
-void restamp_session(const Segment& seg, bool consumer, uint32_t slot, uint64_t session) noexcept {
-    if (consumer && seg.consumer_slot_has(kConsumerSessionEnd)) seg.consumer_slot(slot).owner_session = session;
-    if (!consumer && seg.producer_slot_has(kProducerSessionEnd)) seg.producer_slot(slot).owner_session = session;
+void restamp_consumer_session(const Segment& seg, uint32_t slot, uint64_t session) noexcept {
+    if (seg.consumer_slot_has(kConsumerSessionEnd)) seg.consumer_slot(slot).owner_session = session;
+}
+
+void restamp_producer_session(const Segment& seg, uint32_t slot, uint64_t session) noexcept {
+    if (seg.producer_slot_has(kProducerSessionEnd)) seg.producer_slot(slot).owner_session = session;
 }
 
 }  // namespace shmbus::detail

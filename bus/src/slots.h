@@ -95,6 +95,7 @@ void free_producer(const Segment& seg, uint32_t slot) noexcept;
 [[nodiscard]] std::optional<uint32_t> consumer_by_token(const Segment& seg, const Process& p, uint64_t token) noexcept;
 [[nodiscard]] std::optional<uint32_t> producer_by_token(const Segment& seg, const Process& p, uint64_t token) noexcept;
 // Re-stamps a slot found by its token with the connection the repeated request came through.
-void restamp_session(const Segment& seg, bool consumer, uint32_t slot, uint64_t session) noexcept;
+void restamp_consumer_session(const Segment& seg, uint32_t slot, uint64_t session) noexcept;
+void restamp_producer_session(const Segment& seg, uint32_t slot, uint64_t session) noexcept;
 
 }  // namespace shmbus::detail
