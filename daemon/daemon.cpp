@@ -81,6 +81,7 @@ void Daemon::adopt_topics() {
     const uint64_t t0 = detail::monotonic_ns();
     auto report = registry_->adopt_existing();
     for (const auto& r : report.removed) spdlog::warn("removed invalid segment {}", r);
+    for (const auto& r : report.ignored) spdlog::warn("ignored /dev/shm/{} (left in place, not adopted)", r);
     const Liveness alive = [](const Process& p) { return detail::process_alive(p); };
     registry_->for_each([&](TopicEntry& t) {
         for (const Process& owner : t.supervisor.reconcile(alive)) watchers_->watch(owner);

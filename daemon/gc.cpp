@@ -31,18 +31,22 @@ using detail::kLockFile;
 using detail::kShmDir;
 using detail::read_bus_id;
 
-enum class HeaderState { valid, bad, unreadable };
+enum class HeaderState { valid, bad, not_ours };
 
-// Reads page 0 without mapping the segment: a hostile or truncated object cannot fault us.
-HeaderState read_header(const std::string& shm, SegmentHeader& out, std::time_t& changed) {
-    const int fd = shm_open(shm.c_str(), O_RDONLY | O_CLOEXEC, 0);
-    if (fd < 0) return HeaderState::unreadable;  // another user's bus, or gone meanwhile
+// Reads page 0 without mapping the segment: a hostile or truncated object cannot fault us, and a
+// FIFO or a link under a segment's name cannot block or redirect us. Only files shmbusd itself
+// would have made are judged at all: another user's file is theirs to keep.
+HeaderState read_header(const std::string& file, SegmentHeader& out, std::time_t& changed) {
     struct stat st{};
-    const bool stat_ok = fstat(fd, &st) == 0;
+    const int fd = detail::open_shm_file(file, O_RDONLY, st);
+    if (fd < 0) return HeaderState::not_ours;  // another user's bus, or gone meanwhile
+    if (!detail::not_made_by_us(st).empty()) {
+        close(fd);
+        return HeaderState::not_ours;
+    }
     changed = st.st_ctime;
-    const ssize_t n = stat_ok ? pread(fd, &out, sizeof out, 0) : -1;
+    const ssize_t n = pread(fd, &out, sizeof out, 0);
     close(fd);
-    if (!stat_ok) return HeaderState::unreadable;
     if (n != ssize_t(sizeof out) || !detail::check_header(out, uint64_t(st.st_size))) return HeaderState::bad;
     return HeaderState::valid;
 }
@@ -85,7 +89,7 @@ std::vector<Removed> collect_stale(uint64_t own_bus_id, unsigned min_age_s) {
         const std::string shm = "/" + file;
         SegmentHeader h{};
         std::time_t changed = now;
-        const HeaderState state = read_header(shm, h, changed);
+        const HeaderState state = read_header(file, h, changed);
         std::string why;
         if (state == HeaderState::bad && now - changed >= std::time_t(min_age_s)) {
             why = "not a valid shmbus segment";

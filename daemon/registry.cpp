@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -33,7 +34,14 @@ Result<TopicEntry*> Registry::create(const std::string& name, const TopicConfig&
     const std::string shm = shm_name_for(name);
     // 0600: segments are never world-accessible; clients receive the fd from us.
     int fd = shm_open(shm.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0 && errno == EEXIST) {  // a leftover nobody adopted (invalid): replace it
+    if (fd < 0 && errno == EEXIST) {  // a leftover nobody adopted: replace it, if it is ours to replace
+        struct stat st{};
+        const int old = detail::open_shm_file(shm.substr(1), O_RDONLY, st);
+        const std::string why = old < 0 ? std::string(strerror(errno)) : detail::not_made_by_us(st);
+        if (old >= 0) close(old);
+        if (!why.empty())
+            return make_error(Errc::permission_denied, "cannot create topic '" + name + "': /dev/shm" + shm +
+                                                           " already exists and is not shmbusd's (" + why + ")");
         shm_unlink(shm.c_str());
         fd = shm_open(shm.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     }
@@ -76,24 +84,34 @@ Registry::AdoptReport Registry::adopt_existing() {
         if (file.rfind(prefix, 0) != 0) continue;
         const std::string topic = file.substr(prefix.size());
         const std::string shm = "/" + file;
+        struct stat st{};
+        const int fd = detail::open_shm_file(file, O_RDWR, st);
+        if (fd < 0) {
+            report.ignored.push_back(file + ": cannot open it: " + strerror(errno));
+            continue;
+        }
+        // Someone else's file under our name is neither adopted nor removed (we could not remove
+        // it from a sticky /dev/shm anyway, unless root): it is reported and left alone.
+        if (const std::string why = detail::not_made_by_us(st); !why.empty()) {
+            close(fd);
+            report.ignored.push_back(file + ": " + why);
+            continue;
+        }
         auto drop = [&](const std::string& why) {
-            shm_unlink(shm.c_str());
-            report.removed.push_back(file + ": " + why);
+            close(fd);
+            if (shm_unlink(shm.c_str()) == 0) report.removed.push_back(file + ": " + why);
+            else report.ignored.push_back(file + ": " + why + "; cannot remove it: " + strerror(errno));
         };
         if (!validate_topic_name(topic)) {
             drop("invalid topic name");
             continue;
         }
-        int fd = shm_open(shm.c_str(), O_RDWR | O_CLOEXEC, 0);
-        if (fd < 0) continue;
         auto seg = detail::Segment::attach(fd);
         if (!seg) {
-            close(fd);
             drop(seg.error().message);
             continue;
         }
         if (seg->topic() != topic || seg->header().bus_id != bus_id_) {
-            close(fd);
             drop("header names another topic or bus");
             continue;
         }

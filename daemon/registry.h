@@ -45,6 +45,7 @@ public:
     struct AdoptReport {
         std::vector<std::string> adopted;
         std::vector<std::string> removed;  // "name: why"
+        std::vector<std::string> ignored;  // not made by shmbusd, or not removable: "name: why"
     };
     // Re-adopts every valid segment of this bus found in /dev/shm; unlinks invalid ones.
     AdoptReport adopt_existing();

@@ -1,5 +1,9 @@
 #include "bus_files.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cinttypes>
 #include <cstdio>
 
@@ -26,6 +30,28 @@ uint64_t read_bus_id(const std::string& dir) {
         std::fclose(f);
     }
     return id;
+}
+
+int open_shm_file(std::string_view file, int flags, struct stat& st) noexcept {
+    const std::string path = bus_file(kShmDir, file);
+    const int fd = open(path.c_str(), flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return -1;
+    if (fstat(fd, &st) != 0) {
+        const int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+std::string not_made_by_us(const struct stat& st) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", unsigned(st.st_mode & 07777));
+    if (!S_ISREG(st.st_mode)) return "not a regular file";
+    if (st.st_uid != geteuid()) return "owned by uid " + std::to_string(st.st_uid) + ", not by shmbusd's uid " + std::to_string(geteuid());
+    if ((st.st_mode & 077) != 0) return std::string("mode ") + mode + " lets others in (shmbusd makes 0600)";
+    return {};
 }
 
 std::string shm_prefix(uint64_t bus_id) {

@@ -2,6 +2,8 @@
 // POSIX shared-memory objects of its topics. shmbusd, `gc` and the client library all use these.
 #pragma once
 
+#include <sys/stat.h>
+
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -24,5 +26,13 @@ inline constexpr std::string_view kShmDir = "/dev/shm";
 [[nodiscard]] std::string shm_name(uint64_t bus_id, std::string_view topic);  // "/shmbus-<id>-<topic>", for shm_open
 // The bus id in a /dev/shm file name of that shape; 0 for any other name.
 [[nodiscard]] uint64_t bus_id_of_shm(std::string_view file) noexcept;
+
+// Opens /dev/shm/<file> without following a link and without blocking (a FIFO planted under a
+// segment's name must not hang anyone). -1 with errno on failure; `st` gets its fstat.
+[[nodiscard]] int open_shm_file(std::string_view file, int flags, struct stat& st) noexcept;
+// Why a file found under a segment's name is not one shmbusd would have made (a regular file of
+// our own uid that nobody else may read or write), or empty if it is. Such a file is neither
+// adopted nor removed: another user may have planted it.
+[[nodiscard]] std::string not_made_by_us(const struct stat& st);
 
 }  // namespace shmbus::detail

@@ -138,8 +138,15 @@ Result<Segment> Segment::format(int fd, std::string_view topic, const TopicConfi
 Result<Segment> Segment::attach(int fd) noexcept {
     struct stat st{};
     if (fstat(fd, &st) != 0) return make_error(Errc::io_error, std::string("fstat: ") + strerror(errno));
+    if (!S_ISREG(st.st_mode)) return make_error(Errc::bad_magic, "not a shmbus segment: not a regular file");
     if (uint64_t(st.st_size) < kPageSize)
         return make_error(Errc::bad_magic, "not a shmbus segment: only " + std::to_string(st.st_size) + " bytes");
+    // The header is checked before anything is mapped: a huge sparse file with a bad header is
+    // refused here, not after MAP_POPULATE has filled /dev/shm with its pages.
+    SegmentHeader copy;
+    if (pread(fd, &copy, sizeof copy, 0) != ssize_t(sizeof copy))
+        return make_error(Errc::bad_magic, "not a shmbus segment: its header cannot be read");
+    if (auto facts = check_header(copy, uint64_t(st.st_size)); !facts) return facts.error();
     // MAP_POPULATE: the page tables are filled now, so no publish or receive ever takes a page fault.
     void* base = mmap(nullptr, size_t(st.st_size), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
     if (base == MAP_FAILED) return make_error(Errc::io_error, std::string("mmap: ") + strerror(errno));
@@ -174,6 +181,7 @@ Result<HeaderFacts> check_header(const SegmentHeader& h, uint64_t size) noexcept
     auto corrupt = [](const char* what) { return make_error(Errc::corrupt_segment, std::string("corrupt segment: ") + what); };
     if (h.header_size != sizeof(SegmentHeader)) return corrupt("header size");
     if (h.segment_size != size) return corrupt("segment size does not match the mapping");
+    if (h.ring_offset > size || size - h.ring_offset != h.ring_capacity) return corrupt("the ring does not end the segment");
     HeaderFacts f{};
     f.capacity = h.ring_capacity;
     if (!is_pow2(f.capacity) || f.capacity < kMinCapacity || f.capacity > kMaxCapacity) return corrupt("ring capacity");

@@ -14,6 +14,14 @@ namespace {
 
 using BadInput = BusTest;
 
+constexpr uid_t kNobody = 65534;
+
+// /dev/shm/<name> of this bus's topic `topic`.
+std::string segment_file(const BusTest& t, const std::string& bus_id, const std::string& topic) {
+    (void)t;
+    return "/dev/shm/shmbus-" + bus_id + "-" + topic;
+}
+
 TEST_F(BadInput, AnOversizeMessageIsRefusedAndNothingIsPublished) {
     ASSERT_EQ(cli({"topic", "create", "small", "--capacity", "64K", "--max-message", "100"}).code, 0);
     auto r = cli({"pub", "small", std::string(101, 'x')});
@@ -129,6 +137,51 @@ TEST_F(BadInput, ASegmentWithAWrongMagicOrVersionIsRemovedAtStartAndOthersAdopte
     EXPECT_EQ(errno, ENOENT);
 }
 
+// A file under a topic's name that shmbusd did not make (another user's, or open to others) is
+// neither adopted nor removed, and creating that topic says why instead of "File exists".
+TEST_F(BadInput, AFileAnotherUserPlantedUnderATopicsNameIsNeitherAdoptedNorRemoved) {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root to hand a file to another uid";
+    ASSERT_EQ(cli({"pub", "good", "m"}).code, 0);
+    ASSERT_EQ(cli({"pub", "planted", "m"}).code, 0);
+    ASSERT_EQ(cli({"pub", "open", "m"}).code, 0);
+    stop_daemon();
+    const std::string id = read_file(path("bus.id")).substr(0, 16);
+    const std::string planted = segment_file(*this, id, "planted"), open = segment_file(*this, id, "open");
+    // A valid segment, as another user could copy one: owned by nobody, mode 0666.
+    ASSERT_EQ(chown(planted.c_str(), kNobody, kNobody), 0);
+    ASSERT_EQ(chmod(planted.c_str(), 0666), 0);
+    ASSERT_EQ(chmod(open.c_str(), 0666), 0);  // ours, but open to everyone
+    start_daemon();
+    EXPECT_EQ(*connect()->list_topics(), std::vector<std::string>{"good"});
+    const std::string log = read_file(path("daemon.log"));
+    EXPECT_NE(log.find("ignored /dev/shm/shmbus-" + id + "-planted: owned by uid 65534"), std::string::npos) << log;
+    EXPECT_NE(log.find("-open: mode 0666 lets others in"), std::string::npos) << log;
+    struct stat st{};
+    EXPECT_EQ(stat(planted.c_str(), &st), 0);  // left in place
+    auto r = cli({"pub", "planted", "x"});
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("already exists and is not shmbusd's (owned by uid 65534"), std::string::npos) << r.err;
+    unlink(planted.c_str());
+    unlink(open.c_str());
+}
+
+// A FIFO under a segment's name, of this bus or another, must not hang shmbusd's start or gc.
+TEST_F(BadInput, AFifoUnderASegmentsNameHangsNeitherTheStartNorGc) {
+    stop_daemon();
+    const std::string id = read_file(path("bus.id")).substr(0, 16);
+    const std::string ours = segment_file(*this, id, "fifo");
+    const std::string other = "/dev/shm/shmbus-00000000000000a1-fifo";
+    ASSERT_EQ(mkfifo(ours.c_str(), 0600), 0);
+    ASSERT_EQ(mkfifo(other.c_str(), 0600), 0);
+    start_daemon();  // ready, not blocked in open()
+    const auto r = run({SHMBUS_CLI_PATH, "--dir", dir, "gc"}, "", std::chrono::seconds(10));
+    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(read_file(path("daemon.log")).find("-fifo: not a regular file"), std::string::npos);
+    struct stat st{};
+    EXPECT_EQ(stat(other.c_str(), &st), 0);  // another bus's odd file: not ours to judge
+    unlink(ours.c_str());
+    unlink(other.c_str());
+}
 
 TEST_F(BadInput, MalformedControlFramesGetAnErrorOrAClosedConnectionAndTheDaemonLivesOn) {
     const int error = int(protocol::Type::error);

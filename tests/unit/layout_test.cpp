@@ -1,6 +1,7 @@
 // Segment layout: geometry, formatting and the refusal of foreign, corrupt or newer segments.
 #include <gtest/gtest.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "local_topic.h"
@@ -166,6 +167,20 @@ TEST_F(Corrupted, ALayout11SegmentIsReadWithThe11SlotSizes) {
     ASSERT_EQ(pub.publish("old layout"), PublishStatus::ok);
     EXPECT_EQ(seg->producer_slot(1).claim_start.load(), 0u);  // its claim was recorded, then cleared, in 1.1's slot 1
     EXPECT_EQ(seg->producer_slot(1).claim_end.load(), layout::record_size(10));
+}
+
+// The header is checked before the file is mapped: a huge sparse file with a bad header costs no
+// memory (MAP_POPULATE would have filled its pages before the magic was looked at).
+TEST(Layout, AHugeSparseFileWithABadHeaderIsRefusedBeforeAnyPageIsFilled) {
+    const int fd = memfd_create("huge", MFD_CLOEXEC);
+    ASSERT_EQ(ftruncate(fd, off_t(4) << 30), 0);
+    auto r = Segment::attach(fd);
+    ASSERT_FALSE(r.has_value());
+    EXPECT_EQ(r.error().code, Errc::bad_magic);
+    struct stat st{};
+    ASSERT_EQ(fstat(fd, &st), 0);
+    EXPECT_LT(uint64_t(st.st_blocks) * 512, 1u << 20);
+    close(fd);
 }
 
 TEST(Layout, ANewSegmentRecordsItsSlotStrides) {
