@@ -7,6 +7,7 @@
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -36,18 +37,36 @@ Daemon::~Daemon() {
     if (lock_fd_ >= 0) close(lock_fd_);  // releases the flock
 }
 
+// The bus directory must be ours alone to write: whoever else could write it could swap the lock,
+// the bus id or the socket under us (a default directory in /tmp can be made first by anyone).
 Status Daemon::prepare_dir() {
     std::error_code ec;
-    std::filesystem::create_directories(options_.dir, ec);
+    if (std::filesystem::create_directories(options_.dir, ec)) chmod(options_.dir.c_str(), 0700);
     if (ec) return make_error(Errc::permission_denied, "cannot create bus directory " + options_.dir + ": " + ec.message());
     if (access(options_.dir.c_str(), W_OK | X_OK) != 0)
         return sys_error(Errc::permission_denied, "bus directory " + options_.dir + " is not writable");
+    // Absolute and canonical: segments record it, and another bus's gc judges from its own
+    // working directory whether it still exists.
+    if (auto canonical = std::filesystem::canonical(options_.dir, ec); !ec) options_.dir = canonical.string();
+    struct stat st{};
+    if (lstat(options_.dir.c_str(), &st) != 0) return sys_error(Errc::permission_denied, "cannot stat " + options_.dir);
+    if (!S_ISDIR(st.st_mode)) return make_error(Errc::permission_denied, "bus directory " + options_.dir + " is not a directory");
+    if (st.st_uid != geteuid())
+        return make_error(Errc::permission_denied, "bus directory " + options_.dir + " belongs to uid " + std::to_string(st.st_uid) +
+                                                       ", not to shmbusd's uid " + std::to_string(geteuid()) +
+                                                       ": another user may have made it; use a directory of your own");
+    if ((st.st_mode & 022) != 0) {
+        char mode[8];
+        std::snprintf(mode, sizeof mode, "%04o", unsigned(st.st_mode & 07777));
+        return make_error(Errc::permission_denied, "bus directory " + options_.dir + " is writable by others (mode " + mode +
+                                                       "); make it private first: chmod go-w " + options_.dir);
+    }
     return ok_status();
 }
 
 Status Daemon::take_lock() {
     const std::string path = detail::bus_file(options_.dir, detail::kLockFile);
-    lock_fd_ = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    lock_fd_ = open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (lock_fd_ < 0) return sys_error(Errc::permission_denied, "cannot open " + path);
     if (flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
         char buf[32] = {};
@@ -113,10 +132,6 @@ Status Daemon::watch_signals() {
 Status Daemon::start() {
     if (options_.dir.empty()) options_.dir = default_bus_dir();
     if (auto st = prepare_dir(); !st) return st;
-    // Absolute and canonical: segments record it, and another bus's gc judges from its own
-    // working directory whether it still exists.
-    std::error_code ec;
-    if (auto canonical = std::filesystem::canonical(options_.dir, ec); !ec) options_.dir = canonical.string();
     if (auto st = take_lock(); !st) return st;
     if (auto st = load_bus_id(); !st) return st;
     if (auto st = loop_.open(); !st) return st;

@@ -133,6 +133,16 @@ Status ControlChannel::dial() noexcept {
         if (err == EACCES) return make_error(Errc::permission_denied, "no permission to connect to " + path);
         return make_error(Errc::io_error, "connect " + path + ": " + strerror(err));
     }
+    // Only a shmbusd of our own uid, or root's, is trusted with our messages: a socket another user
+    // put in the way (a squatted default directory) is refused before a byte is sent.
+    ucred peer{};
+    socklen_t len = sizeof peer;
+    if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0 || (peer.uid != geteuid() && peer.uid != 0)) {
+        close(sock);
+        return make_error(Errc::permission_denied, "refusing the shmbusd at " + path + ": it runs as uid " +
+                                                       std::to_string(peer.uid) + ", neither yours (" +
+                                                       std::to_string(geteuid()) + ") nor root");
+    }
     sock_ = sock;
     ++generation_;
     protocol::Hello hello{};

@@ -165,6 +165,52 @@ TEST_F(BadInput, AFileAnotherUserPlantedUnderATopicsNameIsNeitherAdoptedNorRemov
     unlink(open.c_str());
 }
 
+// A bus directory another user could have made, or could write, is refused: its lock, bus id
+// and socket could be swapped under the daemon (a default /tmp/shmbus-<uid> can be made by anyone).
+TEST_F(BadInput, ABusDirectoryOthersOwnOrCanWriteIsRefused) {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root to hand a directory to another uid";
+    const std::string squatted = path("squatted"), open = path("open");
+    std::filesystem::create_directory(squatted);
+    std::filesystem::create_directory(open);
+    ASSERT_EQ(chown(squatted.c_str(), kNobody, kNobody), 0);
+    ASSERT_EQ(chmod(squatted.c_str(), 0777), 0);
+    ASSERT_EQ(chmod(open.c_str(), 0777), 0);
+    auto r = run({SHMBUSD_PATH, "--dir", squatted}, "", std::chrono::seconds(10));
+    EXPECT_EQ(r.code, 2);
+    EXPECT_NE((r.out + r.err).find("belongs to uid 65534, not to shmbusd's uid 0"), std::string::npos) << r.out << r.err;
+    r = run({SHMBUSD_PATH, "--dir", open}, "", std::chrono::seconds(10));
+    EXPECT_EQ(r.code, 2);
+    EXPECT_NE((r.out + r.err).find("is writable by others (mode 0777)"), std::string::npos) << r.out << r.err;
+    struct stat st{};
+    EXPECT_NE(lstat((squatted + "/shmbusd.lock").c_str(), &st), 0);  // nothing written there
+}
+
+// A client talks only to a shmbusd of its own uid or root's: a socket of another user's daemon
+// (say, in a squatted directory) is refused before anything is published into it.
+TEST_F(BadInput, AClientRefusesAShmbusdOfAnotherUser) {
+    if (geteuid() != 0 || access("/usr/bin/setpriv", X_OK) != 0) GTEST_SKIP() << "needs root and setpriv";
+    ASSERT_EQ(chmod(dir.c_str(), 0755), 0);
+    const std::string theirs = path("theirs");
+    std::filesystem::create_directory(theirs);
+    ASSERT_EQ(chown(theirs.c_str(), kNobody, kNobody), 0);
+    ASSERT_EQ(chmod(theirs.c_str(), 0700), 0);
+    const pid_t other = spawn({"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", SHMBUSD_PATH, "--dir",
+                               theirs},
+                              {path("theirs.log"), path("theirs.log")});
+    struct stat st{};
+    ASSERT_TRUE(eventually([&] { return stat(socket_path(theirs).c_str(), &st) == 0; })) << read_file(path("theirs.log"));
+    ClientOptions o;
+    o.dir = theirs;
+    auto c = Client::connect(o);
+    ASSERT_FALSE(c.has_value());
+    EXPECT_EQ(c.error().code, Errc::permission_denied);
+    EXPECT_NE(c.error().message.find("runs as uid 65534, neither yours (0) nor root"), std::string::npos) << c.error().message;
+    auto r = run({SHMBUS_CLI_PATH, "--dir", theirs, "pub", "t", "secret"}, "", std::chrono::seconds(10));
+    EXPECT_EQ(r.code, 1);
+    kill(other, SIGTERM);
+    EXPECT_EQ(wait_exit(other, std::chrono::seconds(10)), 0);
+}
+
 // A FIFO under a segment's name, of this bus or another, must not hang shmbusd's start or gc.
 TEST_F(BadInput, AFifoUnderASegmentsNameHangsNeitherTheStartNorGc) {
     stop_daemon();
