@@ -213,6 +213,8 @@ int publish_one(shmbus::Publisher& pub, std::string_view message) {
     else
         std::cerr << "shmbus: publish to '" << pub.topic() << "' failed: " << shmbus::to_string(st)
                   << (st == shmbus::PublishStatus::would_block ? " (topic is full and its on-full policy is fail)"
+                      : st == shmbus::PublishStatus::corrupt   ? " (the topic's shared memory is damaged)"
+                      : st == shmbus::PublishStatus::revoked   ? " (the message was taken back)"
                                                                : " (topic stayed full)")
                   << "\n";
     return kExitError;

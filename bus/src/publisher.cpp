@@ -97,6 +97,9 @@ PublishStatus PublisherCore::claim(uint64_t length, std::chrono::nanoseconds tim
         // relaxed: a torn or stale pair only makes the CAS below fail and retry.
         seen.position = __atomic_load_n(&tail.position, __ATOMIC_RELAXED);
         seen.next_id = __atomic_load_n(&tail.next_id, __ATOMIC_RELAXED);
+        // Every claim ends on a record boundary: a tail that does not was written by someone
+        // else, and writing a header there could land past the ring's end.
+        if (seen.position % layout::kRecordAlignment != 0) return PublishStatus::corrupt;
         const uint64_t offset = seen.position & seg.mask();
         pad = offset + size > ring.capacity() ? ring.capacity() - offset : 0;
         end = seen.position + pad + size;
@@ -213,6 +216,7 @@ const char* to_string(PublishStatus status) noexcept {
         case PublishStatus::too_large: return "too_large";
         case PublishStatus::aborted: return "aborted";
         case PublishStatus::revoked: return "revoked";
+        case PublishStatus::corrupt: return "corrupt";
     }
     return "unknown";
 }

@@ -108,6 +108,8 @@ struct SlotClaim {
 
 // A claim taken back, from its record header (written before the claim was recorded).
 SlotClaim taken_back_claim(const Segment& seg, uint64_t revoked) {
+    // The slot is written by a process we do not trust: only a record boundary can be a record.
+    if ((revoked - 1) % layout::kRecordAlignment != 0) return {};
     const auto* h = Ring(seg).header_at(revoked - 1);
     const uint64_t length = layout::get_field(h->length);
     if (length > seg.max_message()) return {};  // not a header a producer wrote: leave it

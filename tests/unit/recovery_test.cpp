@@ -317,5 +317,22 @@ TEST(Recovery, CommitAndTakeBackRaceToExactlyOneOutcome) {
     EXPECT_EQ(committed + revoked, 3000u);
 }
 
+// A producer slot is written by a process shmbusd does not trust: a `revoked` word that is no
+// record boundary (here 8 bytes before the ring's end, where a header would overrun it) is not
+// taken for a record. Caught by ASan as a read past the mapping before the check existed.
+TEST(Recovery, AGarbageRevokedWordInADeadProducersSlotIsIgnored) {
+    LocalTopic t(config(4096));
+    auto& p = t.segment().producer_slot(0);
+    p.state.store(uint32_t(layout::ProducerState::active));
+    for (const uint64_t garbage : {uint64_t(4096 - 8 + 1), uint64_t(7), ~uint64_t{0}}) {
+        p.revoked.store(garbage);
+        EXPECT_EQ(seal_dead(t.segment(), 0), SealOutcome::nothing) << garbage;
+        EXPECT_EQ(p.revoked.load(), 0u);  // settled: cleared
+        p.revoked.store(garbage);
+        settle_take_back(t.segment(), 0);  // what a restarted daemon does for a live owner
+        p.revoked.store(0);
+    }
+}
+
 }  // namespace
 }  // namespace shmbus::detail

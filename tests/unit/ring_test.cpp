@@ -314,6 +314,21 @@ TEST(Ring, AckedDurableCursorPersistsInTheSlot) {
     EXPECT_EQ(slot.ack_position.load(), Access::end_position(third));
 }
 
+// Publishers check the tail they read: one that is no record boundary (written by someone else)
+// makes the publish fail as corrupt instead of writing a padding header past the ring's end.
+TEST(Ring, AMisalignedTailIsReportedNotWrittenThrough) {
+    LocalTopic t(config(4096, OnFull::overwrite));
+    auto pub = t.publisher();
+    ASSERT_EQ(pub.publish("fine"), PublishStatus::ok);
+    auto& tail = t.segment().producers().tail;
+    tail.position = 4096 - 8;  // a padding header here would end 24 bytes past the ring
+    EXPECT_EQ(pub.publish("x"), PublishStatus::corrupt);
+    Loan loan;
+    EXPECT_EQ(pub.loan(8, loan), PublishStatus::corrupt);
+    tail.position = 64;  // repaired: publishing goes on
+    EXPECT_EQ(pub.publish("again"), PublishStatus::ok);
+}
+
 TEST(Ring, ASubscriptionThatCannotStartGivesItsSlotBack) {
     LocalTopic t(config(65536));
     SubscribeOptions ahead = durable("ahead", StartFrom::id);

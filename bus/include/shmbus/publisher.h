@@ -38,6 +38,7 @@ enum class PublishStatus : uint8_t {
     aborted,      // the loan was already committed or abandoned
     revoked,      // not published: the claim stayed open past the topic's unblock-timeout and
                   // shmbusd turned it into a skip record so subscribers could move on
+    corrupt,      // not published: the topic's shared state failed a check (damaged or hostile segment)
 };
 [[nodiscard]] const char* to_string(PublishStatus status) noexcept;
 
