@@ -81,17 +81,47 @@ Status Daemon::take_lock() {
     return ok_status();
 }
 
+// The bus id names every segment of the bus: a new one would orphan the topics (and the next gc
+// would delete them as another bus's). So a damaged bus.id stops the start, and a missing one is
+// recovered from the segments that name this directory before a new id is made.
 Status Daemon::load_bus_id() {
-    bus_id_ = detail::read_bus_id(options_.dir);
-    if (bus_id_ != 0) return ok_status();
     const std::string path = detail::bus_file(options_.dir, detail::kBusIdFile);
+    std::string why;
+    switch (detail::read_bus_id_file(options_.dir, bus_id_, why)) {
+        case detail::BusIdFile::valid:
+            return ok_status();
+        case detail::BusIdFile::damaged:
+            return make_error(Errc::corrupt_segment, path + " is damaged (" + why +
+                                                         "); refusing to start, since a new bus id would orphan this "
+                                                         "bus's topics. Restore it, or remove it to recover the id from them");
+        case detail::BusIdFile::missing:
+            break;
+    }
+    const auto found = bus_ids_naming(options_.dir);
+    if (found.size() > 1)
+        return make_error(Errc::corrupt_segment, path + " is missing and segments of " + std::to_string(found.size()) +
+                                                     " bus ids name this directory; refusing to guess which is this bus");
+    if (found.size() == 1) {
+        bus_id_ = found[0];
+        spdlog::warn("{} was missing; recovered bus id {:016x} from the segments that name this directory", path, bus_id_);
+    }
     while (bus_id_ == 0)
         if (getrandom(&bus_id_, sizeof bus_id_, 0) != sizeof bus_id_) return sys_error(Errc::io_error, "getrandom");
-    FILE* f = std::fopen(path.c_str(), "w");
-    if (f == nullptr) return sys_error(Errc::permission_denied, "cannot write " + path);
-    std::fprintf(f, "%016" PRIx64 "\n", bus_id_);
-    std::fclose(f);
-    return ok_status();
+    return write_bus_id(path);
+}
+
+Status Daemon::write_bus_id(const std::string& path) {
+    char text[24];
+    const int n = std::snprintf(text, sizeof text, "%016" PRIx64 "\n", bus_id_);
+    const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0) return sys_error(Errc::io_error, "cannot create " + path);
+    const bool written = write(fd, text, size_t(n)) == n && fsync(fd) == 0;
+    const int err = errno;
+    close(fd);
+    if (written) return ok_status();
+    unlink(path.c_str());  // never leave a partial id for the next start to misread
+    errno = err;
+    return sys_error(Errc::io_error, "cannot write " + path + " (the bus id)");
 }
 
 // Re-adopts the segments an earlier shmbusd left, and reconciles their slots with the processes
@@ -130,6 +160,7 @@ Status Daemon::watch_signals() {
 }
 
 Status Daemon::start() {
+    signal(SIGXFSZ, SIG_IGN);  // a file over RLIMIT_FSIZE must fail with EFBIG, not kill us
     if (options_.dir.empty()) options_.dir = default_bus_dir();
     if (auto st = prepare_dir(); !st) return st;
     if (auto st = take_lock(); !st) return st;

@@ -42,6 +42,7 @@ private:
     [[nodiscard]] Status prepare_dir();
     [[nodiscard]] Status take_lock();
     [[nodiscard]] Status load_bus_id();
+    [[nodiscard]] Status write_bus_id(const std::string& path);
     void adopt_topics();
     [[nodiscard]] Status watch_signals();
 

@@ -29,7 +29,6 @@ using detail::bus_file;
 using detail::bus_id_of_shm;
 using detail::kLockFile;
 using detail::kShmDir;
-using detail::read_bus_id;
 
 enum class HeaderState { valid, bad, not_ours };
 
@@ -56,8 +55,11 @@ std::string bus_gone(const std::string& dir, uint64_t id) {
     if (dir.empty()) return {};  // a 1.0 segment names no directory: we cannot tell, keep it
     struct stat st{};
     if (stat(dir.c_str(), &st) != 0) return "its bus directory " + dir + " no longer exists";
-    const uint64_t now = read_bus_id(dir);
-    if (now == 0) return "its bus directory " + dir + " holds no bus any more";
+    // A missing or damaged bus.id may be that bus's own lost id: its shmbusd recovers the id
+    // from these very segments (or refuses to start), so they are kept.
+    uint64_t now = 0;
+    std::string why;
+    if (detail::read_bus_id_file(dir, now, why) != detail::BusIdFile::valid) return {};
     if (now != id) return "its bus directory " + dir + " now holds another bus";
     return {};
 }
@@ -75,6 +77,22 @@ void collect_stopped_socket(const std::string& dir, std::vector<Removed>& out) {
 }
 
 }  // namespace
+
+std::vector<uint64_t> bus_ids_naming(const std::string& dir) {
+    std::set<uint64_t> ids;
+    DIR* shm_dir = opendir(std::string(kShmDir).c_str());
+    if (shm_dir == nullptr) return {};
+    while (dirent* e = readdir(shm_dir)) {
+        const std::string file = e->d_name;
+        const uint64_t id = bus_id_of_shm(file);
+        SegmentHeader h{};
+        std::time_t changed = 0;
+        if (id != 0 && read_header(file, h, changed) == HeaderState::valid && h.bus_id == id && dir == h.bus_dir)
+            ids.insert(id);
+    }
+    closedir(shm_dir);
+    return {ids.begin(), ids.end()};
+}
 
 std::vector<Removed> collect_stale(uint64_t own_bus_id, unsigned min_age_s) {
     std::vector<Removed> out;

@@ -20,4 +20,8 @@ struct Removed {
 // stopped buses that still exist. Segments of `own_bus_id` are left to the registry.
 [[nodiscard]] std::vector<Removed> collect_stale(uint64_t own_bus_id, unsigned min_age_s = 60);
 
+// The bus ids of the valid segments (of our uid) that name `dir` as their bus directory: what a
+// bus whose bus.id went missing was called.
+[[nodiscard]] std::vector<uint64_t> bus_ids_naming(const std::string& dir);
+
 }  // namespace shmbus::daemon

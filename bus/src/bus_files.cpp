@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cinttypes>
+#include <cstring>
 #include <cstdio>
 
 #include "shmbus/client.h"
@@ -23,13 +24,30 @@ std::string bus_file(std::string_view dir, std::string_view file) {
     return path;
 }
 
-uint64_t read_bus_id(const std::string& dir) {
-    uint64_t id = 0;
-    if (FILE* f = std::fopen(bus_file(dir, kBusIdFile).c_str(), "r")) {
-        if (std::fscanf(f, "%" SCNx64, &id) != 1) id = 0;
-        std::fclose(f);
+BusIdFile read_bus_id_file(const std::string& dir, uint64_t& id, std::string& why) {
+    const std::string path = bus_file(dir, kBusIdFile);
+    const int fd = open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) return BusIdFile::missing;
+        why = std::string("cannot open it: ") + strerror(errno);
+        return BusIdFile::damaged;
     }
-    return id;
+    struct stat st{};
+    char text[kIdDigits + 2] = {};
+    const bool regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+    const ssize_t n = regular ? read(fd, text, sizeof text) : -1;
+    close(fd);
+    id = 0;
+    bool digits = n == ssize_t(kIdDigits + 1) && text[kIdDigits] == '\n';
+    for (std::size_t i = 0; digits && i < kIdDigits; ++i) {
+        const char c = text[i];
+        const int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        digits = v >= 0;
+        id = id << 4 | uint64_t(v < 0 ? 0 : v);
+    }
+    if (!regular) why = "not a regular file";
+    else if (!digits || id == 0) why = "it does not hold 16 hex digits and a newline";
+    return why.empty() ? BusIdFile::valid : BusIdFile::damaged;
 }
 
 int open_shm_file(std::string_view file, int flags, struct stat& st) noexcept {

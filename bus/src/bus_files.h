@@ -17,8 +17,10 @@ inline constexpr std::string_view kBusIdFile = "bus.id";         // the bus id, 
 
 [[nodiscard]] std::string bus_file(std::string_view dir, std::string_view file);
 
-// Reads the id in DIR/bus.id; 0 if missing or unreadable.
-[[nodiscard]] uint64_t read_bus_id(const std::string& dir);
+// DIR/bus.id, strictly: missing, or exactly 16 hex digits (not all zero) and a newline in a
+// regular file, or damaged (`why` says how).
+enum class BusIdFile : uint8_t { missing, valid, damaged };
+[[nodiscard]] BusIdFile read_bus_id_file(const std::string& dir, uint64_t& id, std::string& why);
 
 // Segments are /dev/shm/shmbus-<bus id as 16 hex digits>-<topic>.
 inline constexpr std::string_view kShmDir = "/dev/shm";

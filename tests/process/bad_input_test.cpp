@@ -1,5 +1,6 @@
 // Bad input from every side: each gets a clear error and damages nothing.
 #include <poll.h>
+#include <fstream>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/socket.h>
@@ -209,6 +210,49 @@ TEST_F(BadInput, AClientRefusesAShmbusdOfAnotherUser) {
     EXPECT_EQ(r.code, 1);
     kill(other, SIGTERM);
     EXPECT_EQ(wait_exit(other, std::chrono::seconds(10)), 0);
+}
+
+// The bus id names every segment: losing it must never lose the bus. A damaged bus.id stops the
+// start (a new id would orphan the topics, and the next gc would delete them)...
+TEST_F(BadInput, ADamagedBusIdStopsTheStartAndLosesNothing) {
+    ASSERT_EQ(cli({"pub", "kept", "m"}).code, 0);
+    stop_daemon();
+    const std::string good = read_file(path("bus.id"));
+    {
+        std::ofstream f(path("bus.id"));
+        f << "not an id\n";
+    }
+    auto r = run({SHMBUSD_PATH, "--dir", dir}, "", std::chrono::seconds(10));
+    EXPECT_EQ(r.code, 2);
+    EXPECT_NE((r.out + r.err).find("bus.id is damaged"), std::string::npos) << r.out << r.err;
+    {
+        std::ofstream f(path("bus.id"));
+        f << good;
+    }
+    start_daemon();
+    EXPECT_EQ(*connect()->list_topics(), std::vector<std::string>{"kept"});
+}
+
+// ...a missing one is recovered from the segments that name the directory...
+TEST_F(BadInput, AMissingBusIdIsRecoveredFromTheBussSegments) {
+    ASSERT_EQ(cli({"pub", "kept", "m"}).code, 0);
+    stop_daemon();
+    const std::string id = read_file(path("bus.id"));
+    ASSERT_EQ(unlink(path("bus.id").c_str()), 0);
+    start_daemon();
+    EXPECT_EQ(read_file(path("bus.id")), id);
+    EXPECT_EQ(*connect()->list_topics(), std::vector<std::string>{"kept"});
+    EXPECT_NE(read_file(path("daemon.log")).find("recovered bus id " + id.substr(0, 16)), std::string::npos);
+}
+
+// ...and one that cannot be written stops the start instead of leaving an empty file behind.
+TEST_F(BadInput, ABusIdThatCannotBeWrittenStopsTheStart) {
+    const std::string fresh = path("fresh");
+    const pid_t pid = spawn({SHMBUSD_PATH, "--dir", fresh}, {path("fresh.out"), path("fresh.out"), "", rlim_t(12)});
+    // The pid fits in 12 bytes, the id line does not (nor does the log: the limit is the process's).
+    EXPECT_EQ(wait_exit(pid, std::chrono::seconds(10)), 2);
+    struct stat st{};
+    EXPECT_NE(stat((fresh + "/bus.id").c_str(), &st), 0);
 }
 
 // A FIFO under a segment's name, of this bus or another, must not hang shmbusd's start or gc.
