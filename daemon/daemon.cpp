@@ -6,6 +6,7 @@
 #include <sys/epoll.h>
 #include <sys/file.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -139,6 +140,20 @@ void Daemon::adopt_topics() {
         spdlog::info("re-adopted {} topic(s) in {:.1f} ms", report.adopted.size(), double(detail::monotonic_ns() - t0) / 1e6);
 }
 
+// Each topic costs a descriptor for as long as it exists: take all the kernel allows us.
+uint64_t Daemon::raise_descriptor_limit() {
+    rlimit lim{};
+    if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return 1024;
+    if (lim.rlim_cur < lim.rlim_max) {
+        const rlim_t was = lim.rlim_cur;
+        lim.rlim_cur = lim.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &lim) == 0) spdlog::debug("descriptor limit raised from {} to {}", was, lim.rlim_cur);
+        else getrlimit(RLIMIT_NOFILE, &lim);
+    }
+    spdlog::debug("descriptor limit {}: room for {} topics", lim.rlim_cur, topic_limit(lim.rlim_cur));
+    return lim.rlim_cur;
+}
+
 Status Daemon::watch_signals() {
     sigset_t mask;
     sigemptyset(&mask);
@@ -167,7 +182,7 @@ Status Daemon::start() {
     if (auto st = load_bus_id(); !st) return st;
     if (auto st = loop_.open(); !st) return st;
     for (const auto& r : collect_stale(bus_id_)) spdlog::warn("gc: removed {} ({})", r.what, r.why);
-    registry_ = std::make_unique<Registry>(bus_id_, options_.dir);
+    registry_ = std::make_unique<Registry>(bus_id_, options_.dir, topic_limit(raise_descriptor_limit()));
     watchers_ = std::make_unique<Watchers>(loop_, *registry_);
     adopt_topics();
     handlers_ = std::make_unique<RequestHandlers>(*registry_, *watchers_, bus_id_);

@@ -45,6 +45,7 @@ private:
     [[nodiscard]] Status write_bus_id(const std::string& path);
     void adopt_topics();
     [[nodiscard]] Status watch_signals();
+    [[nodiscard]] static uint64_t raise_descriptor_limit();
 
     Options options_;
     uint64_t bus_id_ = 0;

@@ -31,6 +31,11 @@ Result<TopicEntry*> Registry::create(const std::string& name, const TopicConfig&
     if (auto st = validate_topic_name(name); !st) return st.error();
     const TopicConfig c = with_defaults(config);
     if (auto st = validate_config(c); !st) return st.error();
+    if (topics_.size() >= max_topics_)
+        return make_error(Errc::no_space, "cannot create topic '" + name + "': this bus already has " +
+                                              std::to_string(topics_.size()) + " topics, as many as shmbusd's descriptor "
+                                              "limit lets it open again after a restart (raise RLIMIT_NOFILE, e.g. "
+                                              "LimitNOFILE in its service)");
     const std::string shm = shm_name_for(name);
     // 0600: segments are never world-accessible; clients receive the fd from us.
     int fd = shm_open(shm.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);

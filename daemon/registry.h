@@ -2,6 +2,7 @@
 // and removes POSIX shared-memory objects named by bus_files.h.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -32,9 +33,19 @@ struct TopicEntry {
     TopicSupervisor supervisor;
 };
 
+// The topics a descriptor limit allows: one descriptor per topic, and the rest kept for clients,
+// watched owners and shmbusd's own (64, plus an eighth of the limit).
+[[nodiscard]] constexpr std::size_t topic_limit(uint64_t descriptor_limit) noexcept {
+    const uint64_t reserved = 64 + descriptor_limit / 8;
+    return descriptor_limit > reserved ? std::size_t(descriptor_limit - reserved) : 0;
+}
+
 class Registry {
 public:
-    Registry(uint64_t bus_id, std::string bus_dir) : bus_id_(bus_id), bus_dir_(std::move(bus_dir)) {}
+    // `max_topics`: each topic holds one descriptor for as long as it exists, so a bus may have
+    // only as many as a restarted shmbusd could open again (see topic_limit()).
+    Registry(uint64_t bus_id, std::string bus_dir, std::size_t max_topics = SIZE_MAX)
+        : bus_id_(bus_id), bus_dir_(std::move(bus_dir)), max_topics_(max_topics) {}
 
     [[nodiscard]] TopicEntry* find(const std::string& name) noexcept;
     [[nodiscard]] Result<TopicEntry*> create(const std::string& name, const TopicConfig& config) noexcept;
@@ -59,6 +70,7 @@ public:
 private:
     uint64_t bus_id_;
     std::string bus_dir_;  // recorded in each segment, so `gc` can tell when its bus is gone
+    std::size_t max_topics_;
     std::map<std::string, std::unique_ptr<TopicEntry>> topics_;
 };
 

@@ -1,5 +1,6 @@
 #include "server.h"
 
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
 #include <sys/random.h>
@@ -10,6 +11,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cerrno>
 #include <cstring>
 #include <type_traits>
@@ -107,6 +109,7 @@ Server::~Server() {
         loop_.remove(fd);
         close(fd);
     }
+    if (spare_fd_ >= 0) close(spare_fd_);
     if (listen_fd_ >= 0) {
         loop_.remove(listen_fd_);
         close(listen_fd_);
@@ -131,6 +134,7 @@ Status Server::listen(const std::string& dir) {
     if (::listen(listen_fd_, 128) != 0) return sys_error(Errc::io_error, "listen");
     if (!loop_.add(listen_fd_, EPOLLIN, [this](uint32_t) { accept_clients(); }))
         return make_error(Errc::io_error, "cannot watch the listening socket");
+    spare_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
     return ok_status();
 }
 
@@ -141,6 +145,9 @@ void Server::accept_clients() {
         const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
+            // Linux reserves the descriptor before it looks for a client: EMFILE says nothing
+            // about whether one is waiting, and refuse_one_client finds out.
+            if ((errno == EMFILE || errno == ENFILE) && refuse_one_client()) continue;
             if (errno != EAGAIN) spdlog::warn("accept: {}", strerror(errno));
             return;
         }
@@ -167,6 +174,37 @@ void Server::accept_clients() {
         }
         conns_.emplace(fd, std::move(c));
     }
+}
+
+// Out of descriptors: a waiting client would stay in the backlog and keep the socket readable, so
+// the loop would spin on it. The spare descriptor is given up to accept it and close it at once
+// (it sees its connection closed); without a spare, listening pauses until a client leaves.
+// True if a client was refused (look for another), false once none is waiting.
+bool Server::refuse_one_client() {
+    const int why = errno;
+    if (spare_fd_ >= 0) {
+        close(spare_fd_);
+        const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd >= 0) close(fd);
+        spare_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (fd < 0) return false;  // nobody was waiting
+    } else {
+        loop_.remove(listen_fd_);
+        listening_paused_ = true;
+    }
+    ++refused_;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_refusal_log_ >= std::chrono::seconds(1)) {
+        spdlog::warn("out of file descriptors ({}): refused {} client(s) so far", strerror(why), refused_);
+        last_refusal_log_ = now;
+    }
+    return !listening_paused_;
+}
+
+void Server::resume_listening() {
+    if (!listening_paused_) return;
+    if (spare_fd_ < 0) spare_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    listening_paused_ = !loop_.add(listen_fd_, EPOLLIN, [this](uint32_t) { accept_clients(); });
 }
 
 void Server::serve(Conn& c) {
@@ -211,6 +249,7 @@ void Server::disconnect(int fd) {
     loop_.remove(fd);
     close(fd);
     conns_.erase(it);
+    resume_listening();  // a descriptor is free again
 }
 
 }  // namespace shmbus::daemon

@@ -4,6 +4,7 @@
 // reply and the connection is closed.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <unordered_map>
@@ -30,6 +31,8 @@ private:
     void serve(Conn& c);  // one readable event
     [[nodiscard]] bool dispatch(Conn& c, const protocol::FrameHeader& h, const std::byte* body, std::size_t size);
     void disconnect(int fd);
+    [[nodiscard]] bool refuse_one_client();
+    void resume_listening();
 
     EventLoop& loop_;
     RequestHandlers& handlers_;
@@ -37,6 +40,10 @@ private:
     std::string socket_path_;
     std::unordered_map<int, Conn> conns_;
     uint64_t next_session_ = 0;  // random start, then counts up: unique across daemon runs in practice
+    int spare_fd_ = -1;          // given up to accept (and close) a client when descriptors run out
+    bool listening_paused_ = false;
+    uint64_t refused_ = 0;
+    std::chrono::steady_clock::time_point last_refusal_log_{};
 };
 
 }  // namespace shmbus::daemon

@@ -1,5 +1,9 @@
 // Bad input from every side: each gets a clear error and damages nothing.
 #include <poll.h>
+#include <thread>
+#include <sstream>
+#include <memory>
+#include <algorithm>
 #include <fstream>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -253,6 +257,64 @@ TEST_F(BadInput, ABusIdThatCannotBeWrittenStopsTheStart) {
     EXPECT_EQ(wait_exit(pid, std::chrono::seconds(10)), 2);
     struct stat st{};
     EXPECT_NE(stat((fresh + "/bus.id").c_str(), &st), 0);
+}
+
+// CPU seconds a process has used (user + system), from /proc.
+double cpu_seconds(pid_t pid) {
+    std::istringstream in(read_file("/proc/" + std::to_string(pid) + "/stat"));
+    std::string field;
+    for (int i = 1; i <= 13; ++i) in >> field;  // up to utime (14), past the "(comm)" that has no spaces here
+    unsigned long long utime = 0, stime = 0;
+    in >> utime >> stime;
+    return double(utime + stime) / double(sysconf(_SC_CLK_TCK));
+}
+
+// Out of descriptors, shmbusd refuses the clients it cannot take, says so at most once a second,
+// and neither spins nor stops answering once descriptors are free again.
+TEST_F(BadInput, RunningOutOfDescriptorsNeitherSpinsNorFloodsTheLog) {
+    if (access("/usr/bin/prlimit", X_OK) != 0) GTEST_SKIP() << "needs prlimit";
+    stop_daemon();
+    daemon = spawn({"/usr/bin/prlimit", "--nofile=32:32", SHMBUSD_PATH, "--dir", dir},
+                   {path("daemon.log"), path("daemon.log.err")});
+    ASSERT_TRUE(eventually([&] { return connect().has_value(); }));
+    std::vector<std::unique_ptr<RawSocket>> idle;
+    for (int i = 0; i < 60; ++i) idle.push_back(std::make_unique<RawSocket>(dir));  // more than it can hold
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    const double before = cpu_seconds(daemon);
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    EXPECT_LT(cpu_seconds(daemon) - before, 0.2);  // a spinning loop would use the whole second
+    const std::string log = read_file(path("daemon.log"));
+    EXPECT_NE(log.find("out of file descriptors"), std::string::npos) << log.substr(0, 2000);
+    EXPECT_LT(std::count(log.begin(), log.end(), '\n'), 50);
+    idle.clear();
+    ASSERT_TRUE(eventually([&] { return connect().has_value(); }));  // answering again
+    EXPECT_EQ(cli({"pub", "t", "after"}).code, 0);
+}
+
+// Each topic holds a descriptor: a bus may have only as many topics as a restarted shmbusd can
+// open again, so a create past that is refused with a clear error, and a restart adopts them all.
+TEST_F(BadInput, TopicsBeyondWhatARestartCouldReopenAreRefused) {
+    if (access("/usr/bin/prlimit", X_OK) != 0) GTEST_SKIP() << "needs prlimit";
+    auto start_limited = [&] {
+        daemon = spawn({"/usr/bin/prlimit", "--nofile=120:120", SHMBUSD_PATH, "--dir", dir},
+                       {path("daemon.log"), path("daemon.log.err")});
+        ASSERT_TRUE(eventually([&] { return connect().has_value(); }));
+    };
+    stop_daemon();
+    start_limited();
+    TopicConfig small;
+    small.capacity = 4096;
+    auto c = connect();
+    const std::size_t limit = 120 - (64 + 120 / 8);  // daemon/registry.h, topic_limit
+    for (std::size_t i = 0; i < limit; ++i) ASSERT_TRUE(c->create_topic("t" + std::to_string(i), small).has_value()) << i;
+    auto refused = c->create_topic("one-too-many", small);
+    ASSERT_FALSE(refused.has_value());
+    EXPECT_EQ(refused.error().code, Errc::no_space);
+    EXPECT_NE(refused.error().message.find("descriptor limit"), std::string::npos) << refused.error().message;
+    c = make_error(Errc::disconnected, "closed");
+    stop_daemon();
+    start_limited();
+    EXPECT_EQ(connect()->list_topics()->size(), limit);
 }
 
 // A FIFO under a segment's name, of this bus or another, must not hang shmbusd's start or gc.
