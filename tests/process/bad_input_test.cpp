@@ -274,11 +274,11 @@ double cpu_seconds(pid_t pid) {
 TEST_F(BadInput, RunningOutOfDescriptorsNeitherSpinsNorFloodsTheLog) {
     if (access("/usr/bin/prlimit", X_OK) != 0) GTEST_SKIP() << "needs prlimit";
     stop_daemon();
-    daemon = spawn({"/usr/bin/prlimit", "--nofile=32:32", SHMBUSD_PATH, "--dir", dir},
+    daemon = spawn({"/usr/bin/prlimit", "--nofile=128:128", SHMBUSD_PATH, "--dir", dir},
                    {path("daemon.log"), path("daemon.log.err")});
     ASSERT_TRUE(eventually([&] { return connect().has_value(); }));
     std::vector<std::unique_ptr<RawSocket>> idle;
-    for (int i = 0; i < 60; ++i) idle.push_back(std::make_unique<RawSocket>(dir));  // more than it can hold
+    for (int i = 0; i < 200; ++i) idle.push_back(std::make_unique<RawSocket>(dir));  // more than it can hold
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
     const double before = cpu_seconds(daemon);
     std::this_thread::sleep_for(std::chrono::seconds(1));
