@@ -3,7 +3,10 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cstdlib>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -165,21 +168,27 @@ shmbus::TopicConfig create_config(const CreateOptions& o, int& rc) {
     return config;
 }
 
+// Every topic; one that cannot be read (a damaged segment) is reported as such, the others still
+// listed, and the exit status says something was wrong.
 int topic_list(shmbus::Client& client, bool json) {
     auto names = client.list_topics();
     if (!names) return fail(names.error());
     nlohmann::json out = nlohmann::json::array();
+    int rc = 0;
     for (const auto& n : *names) {
         auto stats = client.topic_stats(n);
         if (!stats) {
             if (stats.error().code == shmbus::Errc::topic_not_found) continue;  // deleted meanwhile
-            return fail(stats.error());
+            std::cerr << "shmbus: topic '" << n << "': " << stats.error().message << "\n";
+            if (json) out.push_back({{"name", n}, {"error", stats.error().message}});
+            rc = kExitError;
+            continue;
         }
         if (json) out.push_back(stats_json(*stats));
         else print_stats_text(*stats);
     }
     if (json) std::cout << out.dump(2) << "\n";
-    return 0;
+    return rc;
 }
 
 int gc(shmbus::Client& client, bool json) {
@@ -234,24 +243,26 @@ int pub(shmbus::Client& client, const std::string& topic, const std::vector<std:
     return 0;
 }
 
-int sub(shmbus::Client& client, const std::string& topic, const std::string& durable, const std::string& from,
-        std::optional<uint64_t> count, const std::string& format) {
-    shmbus::SubscribeOptions options;
-    options.durable_name = durable;
-    options.auto_ack = false;  // acked only after the output is flushed
+// `--from`: earliest, latest or a message id (decimal digits only: "-1" is no id). rc is set on failure.
+void parse_from(const std::string& from, shmbus::SubscribeOptions& options, int& rc) {
     if (from == "earliest") options.from = shmbus::StartFrom::earliest;
     else if (from == "latest") options.from = shmbus::StartFrom::latest;
     else {
         options.from = shmbus::StartFrom::id;
-        try {
-            std::size_t used = 0;
-            options.from_id = std::stoull(from, &used);
-            if (used != from.size()) throw std::invalid_argument(from);
-        } catch (const std::exception&) {
+        const bool digits = !from.empty() && from.size() <= 20 &&
+                            std::all_of(from.begin(), from.end(), [](char c) { return c >= '0' && c <= '9'; });
+        errno = 0;
+        options.from_id = digits ? std::strtoull(from.c_str(), nullptr, 10) : 0;
+        if (!digits || errno == ERANGE) {
             std::cerr << "shmbus: --from takes earliest, latest or a message id, not '" << from << "'\n";
-            return kExitUsage;
+            rc = kExitUsage;
         }
     }
+}
+
+int sub(shmbus::Client& client, const std::string& topic, shmbus::SubscribeOptions options, std::optional<uint64_t> count,
+        const std::string& format) {
+    options.auto_ack = false;  // acked only after the output is flushed
     install_stop_handlers();
     auto s = client.subscribe(topic, options);
     if (!s) return fail(s.error());
@@ -341,7 +352,14 @@ int main(int argc, char** argv) {
     sub_cmd->add_option("TOPIC", name, "topic")->required();
     sub_cmd->add_option("--durable", durable, "durable subscription name (at least once, resumes after its last ack)");
     sub_cmd->add_option("--from", from, "earliest, latest or a message id (new subscriptions only)");
-    sub_cmd->add_option("--count", count, "exit after N messages");
+    const CLI::Validator whole_number(  // CLI11 alone would read "-1" as 2^64-1
+        [](std::string& text) -> std::string {
+            const bool digits = !text.empty() && text.size() <= 19 &&
+                                std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+            return digits ? std::string() : "takes a whole number (0 or more), not '" + text + "'";
+        },
+        "N");
+    sub_cmd->add_option("--count", count, "exit after N messages (0: set up the subscription and exit)")->check(whole_number);
     sub_cmd->add_option("--format", format, "payload or json")->check(CLI::IsMember({"payload", "json"}));
 
     try {
@@ -359,6 +377,13 @@ int main(int argc, char** argv) {
     if (*create) {
         int rc = 0;
         config = create_config(create_options, rc);
+        if (rc != 0) return rc;
+    }
+    shmbus::SubscribeOptions sub_options;
+    if (*sub_cmd) {
+        int rc = 0;
+        sub_options.durable_name = durable;
+        parse_from(from, sub_options, rc);
         if (rc != 0) return rc;
     }
 
@@ -380,6 +405,6 @@ int main(int argc, char** argv) {
         return 0;
     }
     if (*pub_cmd) return pub(*client, name, messages);
-    if (*sub_cmd) return sub(*client, name, durable, from, count, format);
+    if (*sub_cmd) return sub(*client, name, std::move(sub_options), count, format);
     return kExitUsage;
 }

@@ -159,6 +159,7 @@ Status Daemon::watch_signals() {
     sigemptyset(&mask);
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);  // a closed terminal or a reload request must not kill the bus
     sigprocmask(SIG_BLOCK, &mask, nullptr);
     signal(SIGPIPE, SIG_IGN);
     signal(SIGXFSZ, SIG_IGN);  // a segment over RLIMIT_FSIZE must fail with EFBIG, not kill us
@@ -167,6 +168,10 @@ Status Daemon::watch_signals() {
     if (!loop_.add(signal_fd_, EPOLLIN, [this](uint32_t) {
             signalfd_siginfo si{};
             if (read(signal_fd_, &si, sizeof si) != sizeof si) return;
+            if (si.ssi_signo == SIGHUP) {
+                spdlog::info("SIGHUP: nothing to reload (no configuration file); still serving");
+                return;
+            }
             spdlog::info("shmbusd stopping on signal {}", si.ssi_signo);
             loop_.stop(0);
         }))

@@ -148,6 +148,7 @@ bool RequestHandlers::on_subscribe(Conn& c, uint32_t id, const protocol::Subscri
     StartFrom from{};
     if (!protocol::start_from_wire(req.from, from))
         return reply_error(c, id, make_error(Errc::invalid_argument, "unknown start position"));
+    const bool existed = registry_.find(topic) != nullptr;
     auto t = find_or_create(topic, req.config, true);
     if (!t) return reply_error(c, id, t.error());
     const auto& seg = t.value()->segment();
@@ -168,7 +169,14 @@ bool RequestHandlers::on_subscribe(Conn& c, uint32_t id, const protocol::Subscri
         ok = resume(seg, *existing);
     } else {
         auto placed = place_new(*t.value(), c, req, from);
-        if (!placed) return reply_error(c, id, placed.error());
+        if (!placed) {
+            // A subscription that cannot start does not leave behind the topic it created.
+            if (!existed && registry_.remove(topic)) {
+                spdlog::info("removed topic '{}' again: its first subscription failed", topic);
+                watchers_.rearm_timer();
+            }
+            return reply_error(c, id, placed.error());
+        }
         ok = placed.value();
     }
     spdlog::info("pid {} subscribed to '{}' ({}{}{}) slot {} at id {}", c.process.pid, topic,

@@ -29,7 +29,7 @@ void TopicSupervisor::release_consumer(uint32_t slot, const Process& owner, Rele
             return;
         case Released::detached:
             if (why.death) count(seg_.recovery().subscribers_detached);
-            spdlog::info("durable subscription '{}' of '{}' detached (pid {}: {}); cursor kept at id {}", field_name(s.name),
+            spdlog::info("durable subscription '{}' of '{}' detached (pid {}: {}); cursor kept at id {}", detail::printable(field_name(s.name)),
                          name_, owner.pid, why.text, s.ack_id.load(std::memory_order_relaxed));
             return;
         case Released::freed:
@@ -180,7 +180,7 @@ void TopicSupervisor::expire_detached(uint64_t wall) {
         if (!detail::free_consumer(seg_, i, SlotState::detached)) continue;
         count(seg_.recovery().cursors_expired);
         spdlog::warn("topic '{}': durable subscription '{}' detached for over {} s; released its cursor (was at id {})",
-                     name_, field_name(s.name), expire / 1'000'000'000, s.ack_id.load(std::memory_order_relaxed));
+                     name_, detail::printable(field_name(s.name)), expire / 1'000'000'000, s.ack_id.load(std::memory_order_relaxed));
     }
 }
 

@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -34,6 +35,10 @@ void copy_name(char (&dst)[N], std::string_view src) noexcept {
     std::memset(dst, 0, N);
     std::memcpy(dst, src.data(), std::min(src.size(), N - 1));
 }
+// A name read from shared memory or the wire, safe to log or print: bytes outside printable ASCII
+// (a hostile peer's control characters) become \xNN.
+[[nodiscard]] std::string printable(std::string_view text);
+
 template <std::size_t N>
 std::string_view field_name(const char (&src)[N]) noexcept {
     return {src, strnlen(src, N)};

@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "control.h"
 #include "ring.h"
 #include "slots.h"
 #include "wall_clock.h"
@@ -46,7 +47,8 @@ TopicStats collect_stats(const Segment& seg) {
         SubscriptionStats sub;
         sub.slot = i;
         sub.durable = is_durable(s);
-        sub.name = sub.durable ? std::string(s.name, strnlen(s.name, sizeof s.name)) : std::string();
+        // Printable: any process with write access to the segment could have put anything there.
+        sub.name = sub.durable ? printable(std::string_view(s.name, strnlen(s.name, sizeof s.name))) : std::string();
         sub.attached = state == SlotState::attached;
         sub.pid = s.pid;
         sub.next_id = sub.durable ? s.ack_id.load(std::memory_order_relaxed) : s.read_id.load(std::memory_order_relaxed);

@@ -317,6 +317,48 @@ TEST_F(BadInput, TopicsBeyondWhatARestartCouldReopenAreRefused) {
     EXPECT_EQ(connect()->list_topics()->size(), limit);
 }
 
+TEST_F(BadInput, NegativeCountsAndIdsAreUsageErrorsNotHugeNumbers) {
+    for (const auto& args : std::vector<std::vector<std::string>>{{"sub", "t", "--count", "-1"}, {"sub", "t", "--from", "-1"},
+                                                                  {"sub", "t", "--from", "+5"}, {"sub", "t", "--count", "x"}}) {
+        const auto r = cli(args);
+        EXPECT_EQ(r.code, 2) << args[2] << " " << args[3];
+    }
+    EXPECT_TRUE(connect()->list_topics()->empty());  // nothing was created on the way
+}
+
+TEST_F(BadInput, ASubscriptionThatCannotStartLeavesNoTopicBehind) {
+    const auto r = cli({"sub", "fresh", "--from", "5"});  // id 5 was never published: refused
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("has not been published yet"), std::string::npos) << r.err;
+    EXPECT_TRUE(connect()->list_topics()->empty());
+}
+
+TEST_F(BadInput, SighupNeitherKillsNorStopsTheSupervisor) {
+    ASSERT_EQ(cli({"pub", "t", "before"}).code, 0);
+    ASSERT_EQ(kill(daemon, SIGHUP), 0);
+    ASSERT_TRUE(eventually([&] { return read_file(path("daemon.log")).find("SIGHUP") != std::string::npos; }));
+    EXPECT_EQ(cli({"pub", "t", "after"}).code, 0);
+    EXPECT_EQ(connect()->topic_stats("t")->published, 2u);
+}
+
+// One damaged segment is reported as such; the other topics are still listed.
+TEST_F(BadInput, OneDamagedTopicDoesNotHideTheOthersFromTopicList) {
+    ASSERT_EQ(cli({"pub", "fine", "m"}).code, 0);
+    ASSERT_EQ(cli({"pub", "damaged", "m"}).code, 0);
+    const std::string id = read_file(path("bus.id")).substr(0, 16);
+    const int fd = open(segment_file(*this, id, "damaged").c_str(), O_RDWR);
+    ASSERT_GE(fd, 0);
+    const uint64_t junk = 0xDEADBEEF;
+    ASSERT_EQ(pwrite(fd, &junk, sizeof junk, 0), ssize_t(sizeof junk));  // the magic
+    close(fd);
+    const auto r = cli({"topic", "list"});
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.out.find("topic fine"), std::string::npos) << r.out;
+    EXPECT_NE(r.err.find("topic 'damaged': not a shmbus segment"), std::string::npos) << r.err;
+    const auto j = cli({"topic", "list", "--json"});
+    EXPECT_NE(j.out.find("\"error\""), std::string::npos) << j.out;
+}
+
 // A FIFO under a segment's name, of this bus or another, must not hang shmbusd's start or gc.
 TEST_F(BadInput, AFifoUnderASegmentsNameHangsNeitherTheStartNorGc) {
     stop_daemon();

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include "control.h"
 #include "shmbus/names.h"
 #include "shmbus/topic.h"
 
@@ -53,6 +54,12 @@ TEST(Names, ConfigValidation) {
     c = TopicConfig{};
     c.capacity = 1;
     EXPECT_FALSE(validate_config(with_defaults(c)).has_value());
+}
+
+TEST(Printable, ControlCharactersFromSharedMemoryAreEscapedForLogsAndTerminals) {
+    EXPECT_EQ(detail::printable("orders-1.eu"), "orders-1.eu");
+    EXPECT_EQ(detail::printable(std::string_view("\x1b[31mred\n\\", 10)), "\\x1b[31mred\\x0a\\x5c");
+    EXPECT_EQ(detail::printable(std::string_view("a\0b", 3)), "a\\x00b");
 }
 
 }  // namespace
