@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -143,9 +144,16 @@ Status ControlChannel::dial() noexcept {
     std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
     const int sock = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
     if (sock < 0) return make_error(Errc::io_error, std::string("socket: ") + strerror(errno));
+    // A Unix connect() waits while the listener's backlog is full, up to the send timeout: a hung
+    // shmbusd then costs the request's deadline, not forever. Cleared once connected.
+    const timeval limit{time_t(timeout_.count() / 1000), suseconds_t(timeout_.count() % 1000 * 1000)};
+    setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
     if (::connect(sock, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
         const int err = errno;
         close(sock);
+        if (err == EAGAIN || err == EWOULDBLOCK || err == EINPROGRESS)
+            return make_error(Errc::timed_out, "shmbusd at " + path + " did not accept the connection within " +
+                                                   std::to_string(timeout_.count()) + " ms (is it hung?)");
         if (err == ENOENT || err == ECONNREFUSED) return not_running(dir_, strerror(err));
         if (err == EACCES) return make_error(Errc::permission_denied, "no permission to connect to " + path);
         return make_error(Errc::io_error, "connect " + path + ": " + strerror(err));
@@ -160,6 +168,8 @@ Status ControlChannel::dial() noexcept {
                                                        std::to_string(peer.uid) + ", neither yours (" +
                                                        std::to_string(geteuid()) + ") nor root");
     }
+    const timeval none{};
+    setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof none);
     sock_ = sock;
     ++generation_;
     protocol::Hello hello{};

@@ -359,6 +359,40 @@ TEST_F(BadInput, OneDamagedTopicDoesNotHideTheOthersFromTopicList) {
     EXPECT_NE(j.out.find("\"error\""), std::string::npos) << j.out;
 }
 
+// A supervisor that stopped accepting (hung, its backlog full) costs a client its timeout, not forever.
+TEST_F(BadInput, AHungSupervisorWithAFullBacklogCostsTheTimeoutNotForever) {
+    const std::string hung = path("hung");
+    ASSERT_EQ(mkdir(hung.c_str(), 0700), 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    const std::string sock = socket_path(hung);
+    std::memcpy(addr.sun_path, sock.c_str(), sock.size() + 1);
+    const int listener = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    ASSERT_EQ(listen(listener, 0), 0);  // and never accepts
+    std::vector<int> queued;
+    for (int i = 0; i < 8; ++i) {  // fill its backlog
+        const int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (::connect(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+            close(s);
+            break;
+        }
+        queued.push_back(s);
+    }
+    ClientOptions o;
+    o.dir = hung;
+    o.timeout = std::chrono::milliseconds(300);
+    const auto t0 = std::chrono::steady_clock::now();
+    auto c = Client::connect(o);
+    const auto took = std::chrono::steady_clock::now() - t0;
+    ASSERT_FALSE(c.has_value());
+    EXPECT_EQ(c.error().code, Errc::timed_out) << c.error().message;
+    EXPECT_NE(c.error().message.find("did not accept the connection within 300 ms"), std::string::npos) << c.error().message;
+    EXPECT_LT(took, std::chrono::seconds(3));
+    for (int s : queued) close(s);
+    close(listener);
+}
+
 // A FIFO under a segment's name, of this bus or another, must not hang shmbusd's start or gc.
 TEST_F(BadInput, AFifoUnderASegmentsNameHangsNeitherTheStartNorGc) {
     stop_daemon();
