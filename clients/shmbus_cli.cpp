@@ -15,6 +15,7 @@
 #include <string>
 
 #include "shmbus/shmbus.h"
+#include "shmbus/version.h"
 
 namespace {
 
@@ -312,6 +313,7 @@ int main(int argc, char** argv) {
     CLI::App app{"shmbus: publish, subscribe and manage topics on a shmbus bus"};
     app.require_subcommand(1);
     app.fallthrough();  // --dir may also follow the subcommand
+    app.set_version_flag("--version", std::string("shmbus ") + shmbus::kVersion);
     std::string dir;
     app.add_option("--dir", dir, "bus directory (default: $SHMBUS_DIR, then a per-user runtime directory)");
 
@@ -364,9 +366,7 @@ int main(int argc, char** argv) {
 
     try {
         app.parse(argc, argv);
-    } catch (const CLI::CallForHelp& e) {
-        return app.exit(e);
-    } catch (const CLI::CallForAllHelp& e) {
+    } catch (const CLI::Success& e) {  // --help, --help-all, --version
         return app.exit(e);
     } catch (const CLI::ParseError& e) {
         app.exit(e);

@@ -1,9 +1,12 @@
-// shmbusd [--dir DIR] [--log-level LEVEL]: the shmbus supervisor, in the foreground.
+// shmbusd [--dir DIR] [--log-level LEVEL] [--version]: the shmbus supervisor, in the foreground.
+// Exit status: 0 stopped by SIGTERM/SIGINT, 2 bad usage or cannot start, 3 another shmbusd serves
+// the directory.
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
 #include "daemon.h"
 #include "shmbus/client.h"
+#include "shmbus/version.h"
 
 int main(int argc, char** argv) {
     CLI::App app{"shmbusd: supervisor of a shmbus bus directory"};
@@ -12,7 +15,15 @@ int main(int argc, char** argv) {
     app.add_option("--dir", options.dir, "bus directory (default: $SHMBUS_DIR, then a per-user runtime directory)");
     app.add_option("--log-level", level, "trace, debug, info, warn, error, critical or off")
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
-    CLI11_PARSE(app, argc, argv);
+    app.set_version_flag("--version", std::string("shmbusd ") + shmbus::kVersion);
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::Success& e) {  // --help, --version
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        (void)app.exit(e);
+        return 2;  // bad usage, like every other refusal to start (3: another shmbusd serves the directory)
+    }
 
     spdlog::set_level(spdlog::level::from_str(level));
     spdlog::flush_on(spdlog::level::trace);

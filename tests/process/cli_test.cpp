@@ -2,6 +2,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bus_fixture.h"
+#include "shmbus/version.h"
 
 namespace shmbus::test {
 namespace {
@@ -181,6 +182,18 @@ TEST_F(Cli, UsageErrorsExitTwo) {
     EXPECT_EQ(cli({"frobnicate"}).code, 2);
     EXPECT_EQ(cli({"pub"}).code, 2);
     EXPECT_EQ(cli({"--help"}).code, 0);
+}
+
+TEST_F(Cli, EveryToolSaysItsVersionAndShmbusdRefusesBadArgumentsWithTwo) {
+    const auto cli_version = run({SHMBUS_CLI_PATH, "--version"});
+    EXPECT_EQ(cli_version.code, 0);
+    EXPECT_EQ(cli_version.out, std::string("shmbus ") + kVersion + "\n");
+    const auto daemon_version = run({SHMBUSD_PATH, "--version"});
+    EXPECT_EQ(daemon_version.code, 0);
+    EXPECT_EQ(daemon_version.out, std::string("shmbusd ") + kVersion + "\n");
+    const auto bad = run({SHMBUSD_PATH, "--no-such-option"});
+    EXPECT_EQ(bad.code, 2);
+    EXPECT_NE((bad.out + bad.err).find("--no-such-option"), std::string::npos);
 }
 
 }  // namespace
