@@ -214,33 +214,56 @@ int topic_info(shmbus::Client& client, const std::string& name, bool json) {
     return 0;
 }
 
-int publish_one(shmbus::Publisher& pub, std::string_view message) {
-    const auto st = pub.publish(message);
+// On a full ring: the durable subscriptions whose unacked messages hold the publishers back,
+// slowest first, e.g. " held back by durable subscription 'audit' (detached, 812 unacked)".
+std::string held_back_by(shmbus::Client& client, const std::string& topic) {
+    auto stats = client.topic_stats(topic);
+    if (!stats) return {};
+    std::vector<const shmbus::SubscriptionStats*> durable;
+    for (const auto& s : stats->subscriptions)
+        if (s.durable && s.lag > 0) durable.push_back(&s);
+    if (durable.empty()) return {};
+    std::sort(durable.begin(), durable.end(), [](auto* a, auto* b) { return a->lag > b->lag; });
+    std::string out = durable.size() == 1 ? "; held back by durable subscription " : "; held back by durable subscriptions ";
+    for (std::size_t i = 0; i < durable.size() && i < 3; ++i) {
+        if (i > 0) out += ", ";
+        out += "'" + durable[i]->name + "' (" + (durable[i]->attached ? "attached" : "detached") + ", " +
+               std::to_string(durable[i]->lag) + " unacked)";
+    }
+    if (durable.size() > 3) out += " and " + std::to_string(durable.size() - 3) + " more";
+    return out;
+}
+
+int publish_one(shmbus::Client& client, shmbus::Publisher& pub, std::string_view message, std::chrono::nanoseconds timeout) {
+    const auto st = pub.publish(message, timeout);
     if (st == shmbus::PublishStatus::ok) return 0;
-    if (st == shmbus::PublishStatus::too_large)
+    if (st == shmbus::PublishStatus::too_large) {
         std::cerr << "shmbus: message of " << message.size() << " bytes exceeds the topic's max message of "
                   << pub.max_message() << " bytes\n";
-    else
-        std::cerr << "shmbus: publish to '" << pub.topic() << "' failed: " << shmbus::to_string(st)
-                  << (st == shmbus::PublishStatus::would_block ? " (topic is full and its on-full policy is fail)"
-                      : st == shmbus::PublishStatus::corrupt   ? " (the topic's shared memory is damaged)"
-                      : st == shmbus::PublishStatus::revoked   ? " (the message was taken back)"
-                                                               : " (topic stayed full)")
-                  << "\n";
+        return kExitError;
+    }
+    const bool full = st == shmbus::PublishStatus::would_block || st == shmbus::PublishStatus::timed_out;
+    std::cerr << "shmbus: publish to '" << pub.topic() << "' failed: " << shmbus::to_string(st)
+              << (st == shmbus::PublishStatus::would_block ? " (topic is full and its on-full policy is fail)"
+                  : st == shmbus::PublishStatus::corrupt   ? " (the topic's shared memory is damaged)"
+                  : st == shmbus::PublishStatus::revoked   ? " (the message was taken back)"
+                                                           : " (topic stayed full for " + duration_text(timeout, "0s") + ")")
+              << (full ? held_back_by(client, pub.topic()) : std::string()) << "\n";
     return kExitError;
 }
 
-int pub(shmbus::Client& client, const std::string& topic, const std::vector<std::string>& messages) {
+int pub(shmbus::Client& client, const std::string& topic, const std::vector<std::string>& messages,
+        std::chrono::nanoseconds timeout) {
     auto pub = client.publisher(topic);
     if (!pub) return fail(pub.error());
     if (!messages.empty()) {
         for (const auto& m : messages)
-            if (int rc = publish_one(*pub, m); rc != 0) return rc;
+            if (int rc = publish_one(client, *pub, m, timeout); rc != 0) return rc;
         return 0;
     }
     std::string line;
     while (std::getline(std::cin, line))
-        if (int rc = publish_one(*pub, line); rc != 0) return rc;
+        if (int rc = publish_one(client, *pub, line, timeout); rc != 0) return rc;
     return 0;
 }
 
@@ -347,6 +370,8 @@ int main(int argc, char** argv) {
     auto* pub_cmd = app.add_subcommand("pub", "publish each MESSAGE, or each line of stdin");
     pub_cmd->add_option("TOPIC", name, "topic")->required();
     pub_cmd->add_option("MESSAGE", messages, "messages");
+    DurationOption pub_timeout{{}, kDurationExamples};
+    pub_cmd->add_option("--timeout", pub_timeout.text, "on a full block topic, wait this long before failing (default 30s)");
 
     std::string durable, from = "latest", format = "payload";
     std::optional<uint64_t> count;
@@ -379,6 +404,12 @@ int main(int argc, char** argv) {
         config = create_config(create_options, rc);
         if (rc != 0) return rc;
     }
+    std::chrono::nanoseconds publish_timeout = std::chrono::seconds(30);
+    if (*pub_cmd) {
+        int rc = 0;
+        if (auto t = pub_timeout.parse("timeout", rc)) publish_timeout = *t;
+        if (rc != 0) return rc;
+    }
     shmbus::SubscribeOptions sub_options;
     if (*sub_cmd) {
         int rc = 0;
@@ -404,7 +435,7 @@ int main(int argc, char** argv) {
         if (auto st = client->delete_topic(name); !st) return fail(st.error());
         return 0;
     }
-    if (*pub_cmd) return pub(*client, name, messages);
+    if (*pub_cmd) return pub(*client, name, messages, publish_timeout);
     if (*sub_cmd) return sub(*client, name, std::move(sub_options), count, format);
     return kExitUsage;
 }

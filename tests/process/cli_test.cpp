@@ -196,5 +196,21 @@ TEST_F(Cli, EveryToolSaysItsVersionAndShmbusdRefusesBadArgumentsWithTwo) {
     EXPECT_NE((bad.out + bad.err).find("--no-such-option"), std::string::npos);
 }
 
+// A full block topic: pub waits --timeout, then names the durable subscription holding it back.
+TEST_F(Cli, APublishThatStaysBlockedNamesWhatHoldsItBack) {
+    ASSERT_EQ(cli({"topic", "create", "small", "--capacity", "4K"}).code, 0);
+    ASSERT_EQ(cli({"sub", "small", "--durable", "audit", "--count", "0"}).code, 0);  // never reads
+    std::vector<std::string> args{"pub", "small", "--timeout", "200ms"};
+    for (int i = 0; i < 100; ++i) args.push_back("message " + std::to_string(i));
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto r = cli(args);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("timed_out (topic stayed full for 200ms); held back by durable subscription 'audit' (detached, "),
+              std::string::npos)
+        << r.err;
+    EXPECT_EQ(cli({"pub", "small", "--timeout", "soon", "x"}).code, 2);
+}
+
 }  // namespace
 }  // namespace shmbus::test
