@@ -17,6 +17,7 @@
 #include <filesystem>
 
 #include "bus_files.h"
+#include "errno_error.h"
 #include "futex.h"
 #include "gc.h"
 #include "wall_clock.h"
@@ -24,9 +25,7 @@
 
 namespace shmbus::daemon {
 
-namespace {
-Error sys_error(Errc code, const std::string& what) { return make_error(code, what + ": " + strerror(errno)); }
-}  // namespace
+using detail::errno_error;
 
 Daemon::Daemon(Options options) : options_(std::move(options)) {}
 
@@ -45,30 +44,28 @@ Status Daemon::prepare_dir() {
     if (std::filesystem::create_directories(options_.dir, ec)) chmod(options_.dir.c_str(), 0700);
     if (ec) return make_error(Errc::permission_denied, "cannot create bus directory " + options_.dir + ": " + ec.message());
     if (access(options_.dir.c_str(), W_OK | X_OK) != 0)
-        return sys_error(Errc::permission_denied, "bus directory " + options_.dir + " is not writable");
+        return errno_error(Errc::permission_denied, "bus directory " + options_.dir + " is not writable");
     // Absolute and canonical: segments record it, and another bus's gc judges from its own
     // working directory whether it still exists.
     if (auto canonical = std::filesystem::canonical(options_.dir, ec); !ec) options_.dir = canonical.string();
     struct stat st{};
-    if (lstat(options_.dir.c_str(), &st) != 0) return sys_error(Errc::permission_denied, "cannot stat " + options_.dir);
+    if (lstat(options_.dir.c_str(), &st) != 0) return errno_error(Errc::permission_denied, "cannot stat " + options_.dir);
     if (!S_ISDIR(st.st_mode)) return make_error(Errc::permission_denied, "bus directory " + options_.dir + " is not a directory");
     if (st.st_uid != geteuid())
         return make_error(Errc::permission_denied, "bus directory " + options_.dir + " belongs to uid " + std::to_string(st.st_uid) +
                                                        ", not to shmbusd's uid " + std::to_string(geteuid()) +
                                                        ": another user may have made it; use a directory of your own");
-    if ((st.st_mode & 022) != 0) {
-        char mode[8];
-        std::snprintf(mode, sizeof mode, "%04o", unsigned(st.st_mode & 07777));
-        return make_error(Errc::permission_denied, "bus directory " + options_.dir + " is writable by others (mode " + mode +
-                                                       "); make it private first: chmod go-w " + options_.dir);
-    }
+    if ((st.st_mode & 022) != 0)
+        return make_error(Errc::permission_denied, "bus directory " + options_.dir + " is writable by others (mode " +
+                                                       detail::mode_text(st.st_mode) + "); make it private first: chmod go-w " +
+                                                       options_.dir);
     return ok_status();
 }
 
 Status Daemon::take_lock() {
     const std::string path = detail::bus_file(options_.dir, detail::kLockFile);
     lock_fd_ = open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (lock_fd_ < 0) return sys_error(Errc::permission_denied, "cannot open " + path);
+    if (lock_fd_ < 0) return errno_error(Errc::permission_denied, "cannot open " + path);
     if (flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
         char buf[32] = {};
         ssize_t n = pread(lock_fd_, buf, sizeof buf - 1, 0);
@@ -78,7 +75,7 @@ Status Daemon::take_lock() {
     }
     const std::string pid = std::to_string(getpid()) + "\n";
     if (ftruncate(lock_fd_, 0) != 0 || pwrite(lock_fd_, pid.data(), pid.size(), 0) < 0)
-        return sys_error(Errc::io_error, "cannot write " + path);
+        return errno_error(Errc::io_error, "cannot write " + path);
     return ok_status();
 }
 
@@ -107,7 +104,7 @@ Status Daemon::load_bus_id() {
         spdlog::warn("{} was missing; recovered bus id {:016x} from the segments that name this directory", path, bus_id_);
     }
     while (bus_id_ == 0)
-        if (getrandom(&bus_id_, sizeof bus_id_, 0) != sizeof bus_id_) return sys_error(Errc::io_error, "getrandom");
+        if (getrandom(&bus_id_, sizeof bus_id_, 0) != sizeof bus_id_) return errno_error(Errc::io_error, "getrandom");
     return write_bus_id(path);
 }
 
@@ -115,14 +112,14 @@ Status Daemon::write_bus_id(const std::string& path) {
     char text[24];
     const int n = std::snprintf(text, sizeof text, "%016" PRIx64 "\n", bus_id_);
     const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-    if (fd < 0) return sys_error(Errc::io_error, "cannot create " + path);
+    if (fd < 0) return errno_error(Errc::io_error, "cannot create " + path);
     const bool written = write(fd, text, size_t(n)) == n && fsync(fd) == 0;
     const int err = errno;
     close(fd);
     if (written) return ok_status();
     unlink(path.c_str());  // never leave a partial id for the next start to misread
     errno = err;
-    return sys_error(Errc::io_error, "cannot write " + path + " (the bus id)");
+    return errno_error(Errc::io_error, "cannot write " + path + " (the bus id)");
 }
 
 // Re-adopts the segments an earlier shmbusd left, and reconciles their slots with the processes
@@ -164,7 +161,7 @@ Status Daemon::watch_signals() {
     signal(SIGPIPE, SIG_IGN);
     signal(SIGXFSZ, SIG_IGN);  // a segment over RLIMIT_FSIZE must fail with EFBIG, not kill us
     signal_fd_ = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-    if (signal_fd_ < 0) return sys_error(Errc::io_error, "signalfd");
+    if (signal_fd_ < 0) return errno_error(Errc::io_error, "signalfd");
     if (!loop_.add(signal_fd_, EPOLLIN, [this](uint32_t) {
             signalfd_siginfo si{};
             if (read(signal_fd_, &si, sizeof si) != sizeof si) return;

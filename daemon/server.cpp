@@ -17,15 +17,15 @@
 #include <type_traits>
 
 #include "control.h"
+#include "errno_error.h"
 #include "shmbus/client.h"
 
 namespace shmbus::daemon {
 
+using detail::errno_error;
 using protocol::Type;
 
 namespace {
-
-Error sys_error(Errc code, const std::string& what) { return make_error(code, what + ": " + strerror(errno)); }
 
 // The body of a frame, accepted only if its size is exactly that of T (none for NoBody).
 template <class T>
@@ -127,11 +127,11 @@ Status Server::listen(const std::string& dir) {
     if (unlink(socket_path_.c_str()) == 0)  // we hold the directory lock: any socket file here is stale
         spdlog::warn("gc: removed socket {} (left by a shmbusd that did not stop cleanly)", socket_path_);
     listen_fd_ = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (listen_fd_ < 0) return sys_error(Errc::io_error, "socket");
+    if (listen_fd_ < 0) return errno_error(Errc::io_error, "socket");
     if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
-        return sys_error(Errc::io_error, "bind " + socket_path_);
+        return errno_error(Errc::io_error, "bind " + socket_path_);
     chmod(socket_path_.c_str(), 0600);
-    if (::listen(listen_fd_, 128) != 0) return sys_error(Errc::io_error, "listen");
+    if (::listen(listen_fd_, 128) != 0) return errno_error(Errc::io_error, "listen");
     if (!loop_.add(listen_fd_, EPOLLIN, [this](uint32_t) { accept_clients(); }))
         return make_error(Errc::io_error, "cannot watch the listening socket");
     spare_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);

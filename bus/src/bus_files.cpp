@@ -15,7 +15,25 @@ namespace detail {
 namespace {
 constexpr std::string_view kShmPrefix = "shmbus-";
 constexpr std::size_t kIdDigits = 16;
+
+// A bus id as written in bus.id and in segment names: exactly 16 lowercase hex digits.
+bool parse_bus_id(std::string_view text, uint64_t& id) noexcept {
+    if (text.size() != kIdDigits) return false;
+    id = 0;
+    for (const char c : text) {
+        const int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (v < 0) return false;
+        id = id << 4 | uint64_t(v);
+    }
+    return true;
+}
 }  // namespace
+
+std::string mode_text(mode_t mode) {
+    char text[8];
+    std::snprintf(text, sizeof text, "%04o", unsigned(mode & 07777));
+    return text;
+}
 
 std::string bus_file(std::string_view dir, std::string_view file) {
     std::string path(dir);
@@ -38,13 +56,8 @@ BusIdFile read_bus_id_file(const std::string& dir, uint64_t& id, std::string& wh
     const ssize_t n = regular ? read(fd, text, sizeof text) : -1;
     close(fd);
     id = 0;
-    bool digits = n == ssize_t(kIdDigits + 1) && text[kIdDigits] == '\n';
-    for (std::size_t i = 0; digits && i < kIdDigits; ++i) {
-        const char c = text[i];
-        const int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-        digits = v >= 0;
-        id = id << 4 | uint64_t(v < 0 ? 0 : v);
-    }
+    const bool digits = n == ssize_t(kIdDigits + 1) && text[kIdDigits] == '\n' &&
+                        parse_bus_id(std::string_view(text, kIdDigits), id);
     if (!regular) why = "not a regular file";
     else if (!digits || id == 0) why = "it does not hold 16 hex digits and a newline";
     return why.empty() ? BusIdFile::valid : BusIdFile::damaged;
@@ -64,11 +77,9 @@ int open_shm_file(std::string_view file, int flags, struct stat& st) noexcept {
 }
 
 std::string not_made_by_us(const struct stat& st) {
-    char mode[8];
-    std::snprintf(mode, sizeof mode, "%04o", unsigned(st.st_mode & 07777));
     if (!S_ISREG(st.st_mode)) return "not a regular file";
     if (st.st_uid != geteuid()) return "owned by uid " + std::to_string(st.st_uid) + ", not by shmbusd's uid " + std::to_string(geteuid());
-    if ((st.st_mode & 077) != 0) return std::string("mode ") + mode + " lets others in (shmbusd makes 0600)";
+    if ((st.st_mode & 077) != 0) return "mode " + mode_text(st.st_mode) + " lets others in (shmbusd makes 0600)";
     return {};
 }
 
@@ -84,13 +95,7 @@ uint64_t bus_id_of_shm(std::string_view file) noexcept {
     const std::size_t dash = kShmPrefix.size() + kIdDigits;
     if (file.size() <= dash + 1 || file.substr(0, kShmPrefix.size()) != kShmPrefix || file[dash] != '-') return 0;
     uint64_t id = 0;
-    for (std::size_t i = kShmPrefix.size(); i < dash; ++i) {
-        const char c = file[i];
-        const int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-        if (v < 0) return 0;
-        id = id << 4 | uint64_t(v);
-    }
-    return id;
+    return parse_bus_id(file.substr(kShmPrefix.size(), kIdDigits), id) ? id : 0;
 }
 
 }  // namespace detail

@@ -36,5 +36,7 @@ inline constexpr std::string_view kShmDir = "/dev/shm";
 // our own uid that nobody else may read or write), or empty if it is. Such a file is neither
 // adopted nor removed: another user may have planted it.
 [[nodiscard]] std::string not_made_by_us(const struct stat& st);
+// Permission bits as chmod takes them: "0600".
+[[nodiscard]] std::string mode_text(mode_t mode);
 
 }  // namespace shmbus::detail
