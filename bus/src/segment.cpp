@@ -124,14 +124,16 @@ Result<Segment> Segment::format(int fd, std::string_view topic, const TopicConfi
     h->consumer_slot_stride = sizeof(ConsumerSlot);
     // A directory that does not fit is not recorded: gc then never takes this segment for a dead bus's.
     if (!bus_dir.empty() && bus_dir.size() < sizeof h->bus_dir) std::memcpy(h->bus_dir, bus_dir.data(), bus_dir.size());
-    // SYNC: pairs with the acquire load of `ready` in bind_regions(); every field above is
+    // SYNC: pairs with the acquire load of `ready` in check_header(); every field above is
     // visible to whoever sees kReadyMagic.
     h->ready.store(kReadyMagic, std::memory_order_release);
 
     Segment s;
     s.m_.base = static_cast<std::byte*>(base);
     s.m_.size = g.total;
-    if (auto st = s.bind_regions(); !st) return st.error();
+    auto facts = check_header(*h, g.total);
+    if (!facts) return facts.error();
+    s.bind_regions(*h, facts.value());
     return s;
 }
 
@@ -143,17 +145,20 @@ Result<Segment> Segment::attach(int fd) noexcept {
         return make_error(Errc::bad_magic, "not a shmbus segment: only " + std::to_string(st.st_size) + " bytes");
     // The header is checked before anything is mapped: a huge sparse file with a bad header is
     // refused here, not after MAP_POPULATE has filled /dev/shm with its pages.
+    // The regions are then bound from this checked copy, so a peer rewriting the mapped header
+    // afterwards cannot move them.
     SegmentHeader copy;
     if (pread(fd, &copy, sizeof copy, 0) != ssize_t(sizeof copy))
         return make_error(Errc::bad_magic, "not a shmbus segment: its header cannot be read");
-    if (auto facts = check_header(copy, uint64_t(st.st_size)); !facts) return facts.error();
+    auto facts = check_header(copy, uint64_t(st.st_size));
+    if (!facts) return facts.error();
     // MAP_POPULATE: the page tables are filled now, so no publish or receive ever takes a page fault.
     void* base = mmap(nullptr, size_t(st.st_size), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
     if (base == MAP_FAILED) return make_error(Errc::io_error, std::string("mmap: ") + strerror(errno));
     Segment s;
     s.m_.base = static_cast<std::byte*>(base);
     s.m_.size = uint64_t(st.st_size);
-    if (auto r = s.bind_regions(); !r) return r.error();
+    s.bind_regions(copy, facts.value());
     return s;
 }
 
@@ -217,20 +222,16 @@ Result<HeaderFacts> check_header(const SegmentHeader& h, uint64_t size) noexcept
     return f;
 }
 
-Status Segment::bind_regions() noexcept {
-    auto* h = reinterpret_cast<SegmentHeader*>(m_.base);
-    auto facts = check_header(*h, m_.size);
-    if (!facts) return facts.error();
-    m_.facts = facts.value();
-    m_.header = h;
-    m_.producers = reinterpret_cast<ProducerRegionHead*>(m_.base + h->producer_offset);
-    m_.producer_slots = m_.base + h->producer_offset + sizeof(ProducerRegionHead);
-    m_.index = reinterpret_cast<IndexEntry*>(m_.producer_slots + std::size_t(m_.facts.producer_stride) * m_.facts.max_producers);
-    m_.consumers = reinterpret_cast<ConsumerRegionHead*>(m_.base + h->consumer_offset);
-    m_.consumer_slots = m_.base + h->consumer_offset + sizeof(ConsumerRegionHead);
-    m_.ring = m_.base + h->ring_offset;
+void Segment::bind_regions(const SegmentHeader& h, const HeaderFacts& facts) noexcept {
+    m_.facts = facts;
+    m_.header = reinterpret_cast<SegmentHeader*>(m_.base);
+    m_.producers = reinterpret_cast<ProducerRegionHead*>(m_.base + h.producer_offset);
+    m_.producer_slots = m_.base + h.producer_offset + sizeof(ProducerRegionHead);
+    m_.index = reinterpret_cast<IndexEntry*>(m_.producer_slots + std::size_t(facts.producer_stride) * facts.max_producers);
+    m_.consumers = reinterpret_cast<ConsumerRegionHead*>(m_.base + h.consumer_offset);
+    m_.consumer_slots = m_.base + h.consumer_offset + sizeof(ConsumerRegionHead);
+    m_.ring = m_.base + h.ring_offset;
     m_.recovery = reinterpret_cast<RecoveryCounters*>(m_.base + kRecoveryCountersOffset);
-    return ok_status();
 }
 
 }  // namespace shmbus::detail

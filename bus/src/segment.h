@@ -99,7 +99,8 @@ public:
     [[nodiscard]] TopicConfig config() const noexcept;
 
 private:
-    [[nodiscard]] Status bind_regions() noexcept;
+    // Points at the regions `h` describes; `h` and `facts` passed check_header for this mapping.
+    void bind_regions(const layout::SegmentHeader& h, const HeaderFacts& facts) noexcept;
     void unmap() noexcept;
 
     // Everything a Segment holds, in one value, so that a move takes all of it and leaves the
