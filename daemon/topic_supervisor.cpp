@@ -67,29 +67,22 @@ void TopicSupervisor::free_producer_slot(uint32_t slot, SealOutcome outcome, Rel
 }
 
 std::size_t TopicSupervisor::release_connection(const Process& owner, uint64_t session, ReleaseReason why) {
-    std::size_t released = 0;
-    for (uint32_t i = 0; i < seg_.max_consumers(); ++i)
-        if (detail::consumer_registered_through(seg_, i, owner, session)) {
-            release_consumer(i, owner, why);
-            ++released;
-        }
-    for (uint32_t i = 0; i < seg_.max_producers(); ++i)
-        if (detail::producer_registered_through(seg_, i, owner, session)) {
-            release_producer(i, owner, why);
-            ++released;
-        }
-    return released;
+    return release_owned(owner, session, why);
 }
 
 std::size_t TopicSupervisor::release_process(const Process& owner, ReleaseReason why) {
+    return release_owned(owner, std::nullopt, why);
+}
+
+std::size_t TopicSupervisor::release_owned(const Process& owner, std::optional<uint64_t> session, ReleaseReason why) {
     std::size_t released = 0;
     for (uint32_t i = 0; i < seg_.max_consumers(); ++i)
-        if (detail::owned_by(seg_.consumer_slot(i), owner)) {
+        if (session ? detail::consumer_registered_through(seg_, i, owner, *session) : detail::owned_by(seg_.consumer_slot(i), owner)) {
             release_consumer(i, owner, why);
             ++released;
         }
     for (uint32_t i = 0; i < seg_.max_producers(); ++i)
-        if (detail::owned_by(seg_.producer_slot(i), owner)) {
+        if (session ? detail::producer_registered_through(seg_, i, owner, *session) : detail::owned_by(seg_.producer_slot(i), owner)) {
             release_producer(i, owner, why);
             ++released;
         }

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,8 @@ public:
     [[nodiscard]] uint64_t tick_period() const noexcept;
 
 private:
+    // The slots of `owner`: those registered through `session`, or all of them (nullopt).
+    std::size_t release_owned(const Process& owner, std::optional<uint64_t> session, ReleaseReason why);
     void free_producer_slot(uint32_t slot, detail::SealOutcome outcome, ReleaseReason why);
     void retry_dying();
     void unblock_stalled_claims(uint64_t now_ns);
