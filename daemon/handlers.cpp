@@ -37,6 +37,11 @@ TopicConfig from_wire(const protocol::WireConfig& w) {
 
 Registration registration(const Conn& c, uint64_t token) { return {c.process, token, c.session}; }
 
+// A durable cursor in use: attached, and its owner still runs (a dead one's is free to take over).
+bool held_by_live_owner(const layout::ConsumerSlot& s, SlotState state) {
+    return state == SlotState::attached && detail::process_alive(Process{s.pid, s.start_time});
+}
+
 Error not_yours(const char* what, uint32_t slot, const std::string& topic) {
     return make_error(Errc::invalid_argument, std::string(what) + " " + std::to_string(slot) + " of '" + topic + "' is not yours");
 }
@@ -160,7 +165,7 @@ bool RequestHandlers::on_subscribe(Conn& c, uint32_t id, const protocol::Subscri
     } else if (auto existing = durable ? detail::find_durable(seg, durable_name) : std::nullopt) {
         const auto& s = seg.consumer_slot(*existing);
         const SlotState state = detail::state_of(s);
-        if (state == SlotState::attached && detail::process_alive(Process{s.pid, s.start_time}))
+        if (held_by_live_owner(s, state))
             return reply_error(c, id, make_error(Errc::busy, "durable subscription '" + durable_name + "' on '" + topic +
                                                                  "' is attached by pid " + std::to_string(s.pid)));
         if (!detail::reattach_durable(seg, *existing, state, registration(c, req.token)))
@@ -236,7 +241,7 @@ bool RequestHandlers::on_delete_subscription(Conn& c, uint32_t id, const protoco
     if (!slot) return reply_error(c, id, make_error(Errc::invalid_argument, "no durable subscription '" + name + "' on '" + topic + "'"));
     const auto& s = seg.consumer_slot(*slot);
     const SlotState state = detail::state_of(s);
-    if (state == SlotState::attached && detail::process_alive(Process{s.pid, s.start_time}))
+    if (held_by_live_owner(s, state))
         return reply_error(c, id, make_error(Errc::busy, "durable subscription '" + name + "' is attached by pid " +
                                                              std::to_string(s.pid)));
     if (!detail::free_consumer(seg, *slot, state))
