@@ -267,17 +267,26 @@ int pub(shmbus::Client& client, const std::string& topic, const std::vector<std:
     return 0;
 }
 
-// `--from`: earliest, latest or a message id (decimal digits only: "-1" is no id). rc is set on failure.
+// Decimal digits only, within 64 bits: what CLI11 or strtoull alone would also take ("-1" as
+// 2^64-1, "+5", " 5") is refused.
+std::optional<uint64_t> parse_whole_number(const std::string& text) {
+    if (text.empty() || text.size() > 20 || !std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; }))
+        return std::nullopt;
+    errno = 0;
+    const uint64_t value = std::strtoull(text.c_str(), nullptr, 10);
+    if (errno == ERANGE) return std::nullopt;
+    return value;
+}
+
+// `--from`: earliest, latest or a message id. rc is set on failure.
 void parse_from(const std::string& from, shmbus::SubscribeOptions& options, int& rc) {
     if (from == "earliest") options.from = shmbus::StartFrom::earliest;
     else if (from == "latest") options.from = shmbus::StartFrom::latest;
     else {
         options.from = shmbus::StartFrom::id;
-        const bool digits = !from.empty() && from.size() <= 20 &&
-                            std::all_of(from.begin(), from.end(), [](char c) { return c >= '0' && c <= '9'; });
-        errno = 0;
-        options.from_id = digits ? std::strtoull(from.c_str(), nullptr, 10) : 0;
-        if (!digits || errno == ERANGE) {
+        const auto id = parse_whole_number(from);
+        options.from_id = id.value_or(0);
+        if (!id) {
             std::cerr << "shmbus: --from takes earliest, latest or a message id, not '" << from << "'\n";
             rc = kExitUsage;
         }
@@ -381,9 +390,8 @@ int main(int argc, char** argv) {
     sub_cmd->add_option("--from", from, "earliest, latest or a message id (new subscriptions only)");
     const CLI::Validator whole_number(  // CLI11 alone would read "-1" as 2^64-1
         [](std::string& text) -> std::string {
-            const bool digits = !text.empty() && text.size() <= 19 &&
-                                std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
-            return digits ? std::string() : "takes a whole number (0 or more), not '" + text + "'";
+            const bool ok = text.size() <= 19 && parse_whole_number(text).has_value();
+            return ok ? std::string() : "takes a whole number (0 or more), not '" + text + "'";
         },
         "N");
     sub_cmd->add_option("--count", count, "exit after N messages (0: set up the subscription and exit)")->check(whole_number);
