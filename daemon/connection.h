@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 
+#include "control.h"
 #include "proc.h"
 #include "protocol.h"
 #include "shmbus/result.h"
@@ -28,7 +29,8 @@ struct Conn {
 
 // False if the reply could not be sent (the client stopped reading, or is gone): the caller then
 // closes the connection. `fd` >= 0 is passed along with SCM_RIGHTS.
-[[nodiscard]] bool reply(Conn& c, protocol::Type type, uint32_t id, const void* body, std::size_t size, int fd = -1);
+[[nodiscard]] bool reply(Conn& c, protocol::Type type, uint32_t id, const void* body, std::size_t size,
+                         detail::PassedFds fds = {});
 [[nodiscard]] bool reply_error(Conn& c, uint32_t id, const Error& e);
 
 }  // namespace shmbus::daemon

@@ -9,6 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
@@ -76,6 +77,29 @@ void collect_stopped_socket(const std::string& dir, std::vector<Removed>& out) {
     if (free && unlink(sock.c_str()) == 0) out.push_back({"socket " + sock, "no shmbusd serves " + dir});
 }
 
+// The cursor object of a segment just removed, if it is one shmbusd made.
+void remove_cursor_object_of(const std::string& shm) {
+    const std::string cursors = detail::cursor_object_name(shm);
+    struct stat st{};
+    const int fd = detail::open_shm_file(cursors.substr(1), O_RDONLY, st);
+    if (fd < 0) return;
+    close(fd);
+    if (detail::not_made_by_us(st).empty()) shm_unlink(cursors.c_str());
+}
+
+// A cursor object whose segment is gone (removed above, or long ago) belongs to no topic. shmbusd
+// creates a topic's segment before its cursor object, so a live topic never looks like this.
+void collect_orphan_cursor_object(const std::string& file, std::vector<Removed>& out) {
+    const std::string segment(detail::segment_of_cursor_object(file));
+    struct stat st{};
+    if (lstat((std::string(kShmDir) + "/" + segment).c_str(), &st) == 0 || errno != ENOENT) return;
+    const int fd = detail::open_shm_file(file, O_RDONLY, st);
+    if (fd < 0) return;
+    close(fd);
+    if (detail::not_made_by_us(st).empty() && shm_unlink(("/" + file).c_str()) == 0)
+        out.push_back({"cursor object /dev/shm/" + file, "its segment is gone"});
+}
+
 }  // namespace
 
 std::vector<uint64_t> bus_ids_naming(const std::string& dir) {
@@ -100,10 +124,15 @@ std::vector<Removed> collect_stale(uint64_t own_bus_id, unsigned min_age_s) {
     DIR* shm_dir = opendir(std::string(kShmDir).c_str());
     if (shm_dir == nullptr) return out;
     const std::time_t now = std::time(nullptr);
+    std::vector<std::string> cursor_objects;
     while (dirent* e = readdir(shm_dir)) {
         const std::string file = e->d_name;
         const uint64_t id = bus_id_of_shm(file);
         if (id == 0 || id == own_bus_id) continue;
+        if (!detail::segment_of_cursor_object(file).empty()) {  // goes with its segment, below
+            cursor_objects.push_back(file);
+            continue;
+        }
         const std::string shm = "/" + file;
         SegmentHeader h{};
         std::time_t changed = now;
@@ -116,9 +145,13 @@ std::vector<Removed> collect_stale(uint64_t own_bus_id, unsigned min_age_s) {
             why = h.bus_id == id ? bus_gone(dir, id) : "its header names another bus";
             if (why.empty() && !dir.empty()) live_dirs.insert(dir);
         }
-        if (!why.empty() && shm_unlink(shm.c_str()) == 0) out.push_back({"segment /dev/shm/" + file, why});
+        if (!why.empty() && shm_unlink(shm.c_str()) == 0) {
+            out.push_back({"segment /dev/shm/" + file, why});
+            remove_cursor_object_of(shm);  // one topic, one item: its cursor object goes with it
+        }
     }
     closedir(shm_dir);
+    for (const auto& file : cursor_objects) collect_orphan_cursor_object(file, out);
     for (const auto& dir : live_dirs) collect_stopped_socket(dir, out);
     return out;
 }

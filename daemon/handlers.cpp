@@ -96,7 +96,9 @@ bool RequestHandlers::on_open_topic(Conn& c, uint32_t id, const protocol::OpenTo
                                                                          std::to_string(seg.max_producers()) + ")"));
         ok.producer_slot = *slot;
     }
-    return reply(c, protocol::Type::topic_ok, id, &ok, sizeof ok, t.value()->fd);
+    auto fds = t.value()->hand_out(req.flags & protocol::kAsPublisher ? Role::publish : Role::observe);
+    if (!fds) return reply_error(c, id, fds.error());
+    return reply(c, protocol::Type::topic_ok, id, &ok, sizeof ok, fds->fds);
 }
 
 bool RequestHandlers::on_delete_topic(Conn& c, uint32_t id, const protocol::TopicName& req) {
@@ -186,7 +188,9 @@ bool RequestHandlers::on_subscribe(Conn& c, uint32_t id, const protocol::Subscri
     }
     spdlog::info("pid {} subscribed to '{}' ({}{}{}) slot {} at id {}", c.process.pid, topic,
                  durable ? "durable " : "ephemeral", durable_name, ok->resumed ? ", resumed" : "", ok->slot, ok->next_id);
-    return reply(c, protocol::Type::subscribe_ok, id, &*ok, sizeof *ok, t.value()->fd);
+    auto fds = t.value()->hand_out(Role::subscribe);
+    if (!fds) return reply_error(c, id, fds.error());
+    return reply(c, protocol::Type::subscribe_ok, id, &*ok, sizeof *ok, fds->fds);
 }
 
 // Unsubscribe and close: the slot must be this process's, through any of its connections (one

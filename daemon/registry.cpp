@@ -18,6 +18,42 @@ namespace shmbus::daemon {
 
 TopicEntry::~TopicEntry() {
     if (fd >= 0) close(fd);
+    if (cursor_fd >= 0) close(cursor_fd);
+}
+
+const char* role_name(Role role) noexcept {
+    switch (role) {
+        case Role::publish: return "publish";
+        case Role::subscribe: return "subscribe";
+        case Role::observe: return "observe";
+    }
+    return "?";
+}
+
+namespace {
+
+// A descriptor for the object `rw` refers to: a duplicate if writing is allowed, else a new
+// read-only open of the same file (its permission is checked again, against shmbusd's own uid).
+int descriptor_for(int rw, bool writable) noexcept {
+    if (rw < 0) return -1;
+    if (writable) return fcntl(rw, F_DUPFD_CLOEXEC, 0);
+    const std::string path = "/proc/self/fd/" + std::to_string(rw);
+    return open(path.c_str(), O_RDONLY | O_CLOEXEC);
+}
+
+}  // namespace
+
+Result<HandedFds> TopicEntry::hand_out(Role role) const noexcept {
+    // A segment without a cursor object holds the cursors too: a subscriber must write it.
+    const bool legacy = cursor_fd < 0;
+    const bool segment_rw = role == Role::publish || (legacy && role == Role::subscribe);
+    const bool cursors_rw = role == Role::subscribe;
+    HandedFds out;
+    out.fds.segment = descriptor_for(fd, segment_rw);
+    out.fds.cursors = descriptor_for(cursor_fd, cursors_rw);
+    if (out.fds.segment < 0 || (!legacy && out.fds.cursors < 0))
+        return make_error(Errc::io_error, "cannot open a descriptor for topic '" + name() + "': " + strerror(errno));
+    return out;
 }
 
 std::string Registry::shm_name_for(const std::string& topic) const { return detail::shm_name(bus_id_, topic); }
@@ -37,7 +73,32 @@ Result<TopicEntry*> Registry::create(const std::string& name, const TopicConfig&
                                               "limit lets it open again after a restart (raise RLIMIT_NOFILE, e.g. "
                                               "LimitNOFILE in its service)");
     const std::string shm = shm_name_for(name);
-    // 0600: segments are never world-accessible; clients receive the fd from us.
+    const std::string cursors = detail::cursor_object_name(shm);
+    auto fd = create_object(name, shm);
+    if (!fd) return fd.error();
+    auto cursor_fd = create_object(name, cursors);
+    if (!cursor_fd) {
+        close(*fd);
+        shm_unlink(shm.c_str());
+        return cursor_fd.error();
+    }
+    auto seg = detail::Segment::format(*fd, name, c, bus_id_, bus_dir_, *cursor_fd);
+    if (!seg) {
+        close(*fd);
+        close(*cursor_fd);
+        shm_unlink(shm.c_str());
+        shm_unlink(cursors.c_str());
+        return seg.error();
+    }
+    auto entry = std::make_unique<TopicEntry>(shm, *fd, *cursor_fd, TopicSupervisor(name, std::move(seg.value())));
+    TopicEntry* raw = entry.get();
+    topics_[name] = std::move(entry);
+    return raw;
+}
+
+// Creates the shared-memory object `shm` for topic `name`, mode 0600: objects are never
+// world-accessible; clients receive descriptors from us.
+Result<int> Registry::create_object(const std::string& name, const std::string& shm) noexcept {
     int fd = shm_open(shm.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0 && errno == EEXIST) {  // a leftover nobody adopted: replace it, if it is ours to replace
         struct stat st{};
@@ -52,22 +113,14 @@ Result<TopicEntry*> Registry::create(const std::string& name, const TopicConfig&
     }
     if (fd < 0)
         return make_error(errno == EACCES ? Errc::permission_denied : Errc::io_error, "shm_open " + shm + ": " + strerror(errno));
-    auto seg = detail::Segment::format(fd, name, c, bus_id_, bus_dir_);
-    if (!seg) {
-        close(fd);
-        shm_unlink(shm.c_str());
-        return seg.error();
-    }
-    auto entry = std::make_unique<TopicEntry>(shm, fd, TopicSupervisor(name, std::move(seg.value())));
-    TopicEntry* raw = entry.get();
-    topics_[name] = std::move(entry);
-    return raw;
+    return fd;
 }
 
 Status Registry::remove(const std::string& name) noexcept {
     auto it = topics_.find(name);
     if (it == topics_.end()) return make_error(Errc::topic_not_found, "no topic named '" + name + "'");
     shm_unlink(it->second->shm_name.c_str());
+    shm_unlink(detail::cursor_object_name(it->second->shm_name).c_str());
     topics_.erase(it);
     return ok_status();
 }
@@ -82,49 +135,64 @@ std::vector<std::string> Registry::names() const {
 Registry::AdoptReport Registry::adopt_existing() {
     AdoptReport report;
     const std::string prefix = detail::shm_prefix(bus_id_);
-    DIR* dir = opendir(std::string(detail::kShmDir).c_str());
-    if (dir == nullptr) return report;
-    while (dirent* e = readdir(dir)) {
-        const std::string file = e->d_name;
-        if (file.rfind(prefix, 0) != 0) continue;
-        const std::string topic = file.substr(prefix.size());
-        const std::string shm = "/" + file;
-        struct stat st{};
-        const int fd = detail::open_shm_file(file, O_RDWR, st);
-        if (fd < 0) {
-            report.ignored.push_back(file + ": cannot open it: " + strerror(errno));
-            continue;
-        }
-        // Someone else's file under our name is neither adopted nor removed (we could not remove
-        // it from a sticky /dev/shm anyway, unless root): it is reported and left alone.
-        if (const std::string why = detail::not_made_by_us(st); !why.empty()) {
-            close(fd);
-            report.ignored.push_back(file + ": " + why);
-            continue;
-        }
-        auto drop = [&](const std::string& why) {
-            close(fd);
-            if (shm_unlink(shm.c_str()) == 0) report.removed.push_back(file + ": " + why);
-            else report.ignored.push_back(file + ": " + why + "; cannot remove it: " + strerror(errno));
-        };
-        if (!validate_topic_name(topic)) {
-            drop("invalid topic name");
-            continue;
-        }
-        auto seg = detail::Segment::attach(fd);
-        if (!seg) {
-            drop(seg.error().message);
-            continue;
-        }
-        if (seg->topic() != topic || seg->header().bus_id != bus_id_) {
-            drop("header names another topic or bus");
-            continue;
-        }
-        topics_[topic] = std::make_unique<TopicEntry>(shm, fd, TopicSupervisor(topic, std::move(seg.value())));
-        report.adopted.push_back(topic);
+    std::vector<std::string> files;
+    if (DIR* dir = opendir(std::string(detail::kShmDir).c_str())) {
+        while (dirent* e = readdir(dir))
+            if (std::string_view(e->d_name).rfind(prefix, 0) == 0) files.emplace_back(e->d_name);
+        closedir(dir);
     }
-    closedir(dir);
+    for (const auto& file : files)
+        if (detail::segment_of_cursor_object(file).empty()) adopt(file, file.substr(prefix.size()), report);
+    // Cursor objects are adopted with their segment; one whose segment is not adopted is left
+    // over from a topic that is gone.
+    for (const auto& file : files) {
+        const std::string_view segment = detail::segment_of_cursor_object(file);
+        if (segment.empty() || topics_.count(std::string(segment.substr(prefix.size()))) != 0) continue;
+        struct stat st{};
+        const int fd = detail::open_shm_file(file, O_RDONLY, st);
+        const std::string why = fd < 0 ? std::string(strerror(errno)) : detail::not_made_by_us(st);
+        if (fd >= 0) close(fd);
+        if (!why.empty()) report.ignored.push_back(file + ": " + why);
+        else if (shm_unlink(("/" + file).c_str()) == 0) report.removed.push_back(file + ": its topic is gone");
+    }
     return report;
+}
+
+void Registry::adopt(const std::string& file, const std::string& topic, AdoptReport& report) {
+    const std::string shm = "/" + file;
+    const std::string cursors = detail::cursor_object_name(shm);
+    struct stat st{};
+    const int fd = detail::open_shm_file(file, O_RDWR, st);
+    if (fd < 0) {
+        report.ignored.push_back(file + ": cannot open it: " + strerror(errno));
+        return;
+    }
+    // Someone else's file under our name is neither adopted nor removed (we could not remove
+    // it from a sticky /dev/shm anyway, unless root): it is reported and left alone.
+    if (const std::string why = detail::not_made_by_us(st); !why.empty()) {
+        close(fd);
+        report.ignored.push_back(file + ": " + why);
+        return;
+    }
+    struct stat cst{};
+    int cursor_fd = detail::open_shm_file(cursors.substr(1), O_RDWR, cst);
+    if (cursor_fd >= 0 && !detail::not_made_by_us(cst).empty()) {  // not ours: never mapped, never removed
+        close(cursor_fd);
+        cursor_fd = -1;
+    }
+    auto drop = [&](const std::string& why) {
+        close(fd);
+        if (cursor_fd >= 0) close(cursor_fd), shm_unlink(cursors.c_str());
+        if (shm_unlink(shm.c_str()) == 0) report.removed.push_back(file + ": " + why);
+        else report.ignored.push_back(file + ": " + why + "; cannot remove it: " + strerror(errno));
+    };
+    if (!validate_topic_name(topic)) return drop("invalid topic name");
+    auto seg = detail::Segment::attach(fd, cursor_fd);
+    if (!seg) return drop(seg.error().message);
+    if (seg->topic() != topic || seg->header().bus_id != bus_id_) return drop("header names another topic or bus");
+    if (!seg->has_cursor_object() && cursor_fd >= 0) close(cursor_fd), cursor_fd = -1;
+    topics_[topic] = std::make_unique<TopicEntry>(shm, fd, cursor_fd, TopicSupervisor(topic, std::move(seg.value())));
+    report.adopted.push_back(topic);
 }
 
 }  // namespace shmbus::daemon

@@ -7,8 +7,10 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "control.h"
 #include "segment.h"
 #include "topic_supervisor.h"
 #include "shmbus/result.h"
@@ -16,28 +18,51 @@
 
 namespace shmbus::daemon {
 
-// A topic as shmbusd holds it: the shared-memory object, its descriptor (handed to clients with
-// SCM_RIGHTS) and the supervisor of its segment.
+// What a client does with a topic, which decides the access of the descriptors it is handed:
+//   publish:   segment read-write, cursor object read-only (it reads the cursors that gate it);
+//   subscribe: segment read-only, cursor object read-write (it writes its own cursor);
+//   observe:   both read-only (statistics, `topic info`).
+enum class Role : uint8_t { publish, subscribe, observe };
+[[nodiscard]] const char* role_name(Role role) noexcept;
+
+// Descriptors opened for one reply, closed when it has gone.
+struct HandedFds {
+    HandedFds() = default;
+    HandedFds(HandedFds&& o) noexcept : fds(std::exchange(o.fds, {})) {}
+    HandedFds& operator=(HandedFds&&) = delete;
+    HandedFds(const HandedFds&) = delete;
+    ~HandedFds() { fds.close_all(); }
+    detail::PassedFds fds;
+};
+
+// A topic as shmbusd holds it: the shared-memory objects (segment and cursor object), their
+// read-write descriptors, and the supervisor of its segment. A segment of an older shmbusd has
+// no cursor object (cursor_fd -1).
 struct TopicEntry {
-    TopicEntry(std::string shm, int descriptor, TopicSupervisor sup)
-        : shm_name(std::move(shm)), fd(descriptor), supervisor(std::move(sup)) {}
+    TopicEntry(std::string shm, int descriptor, int cursor_descriptor, TopicSupervisor sup)
+        : shm_name(std::move(shm)), fd(descriptor), cursor_fd(cursor_descriptor), supervisor(std::move(sup)) {}
     TopicEntry(const TopicEntry&) = delete;
     TopicEntry& operator=(const TopicEntry&) = delete;
     ~TopicEntry();
 
     [[nodiscard]] const std::string& name() const noexcept { return supervisor.name(); }
     [[nodiscard]] const detail::Segment& segment() const noexcept { return supervisor.segment(); }
+    // Descriptors for a client of `role`: fresh read-only ones (reopened through /proc/self/fd,
+    // so the kernel will refuse a write mapping) where the role must not write.
+    [[nodiscard]] Result<HandedFds> hand_out(Role role) const noexcept;
 
     std::string shm_name;
     int fd = -1;
+    int cursor_fd = -1;
     TopicSupervisor supervisor;
 };
 
-// The topics a descriptor limit allows: one descriptor per topic, and the rest kept for clients,
-// watched owners and shmbusd's own (64, plus an eighth of the limit).
+// The topics a descriptor limit allows: two descriptors per topic (segment and cursor object),
+// and the rest kept for clients, watched owners and shmbusd's own (64, plus an eighth of the limit).
+inline constexpr uint64_t kDescriptorsPerTopic = 2;
 [[nodiscard]] constexpr std::size_t topic_limit(uint64_t descriptor_limit) noexcept {
     const uint64_t reserved = 64 + descriptor_limit / 8;
-    return descriptor_limit > reserved ? std::size_t(descriptor_limit - reserved) : 0;
+    return descriptor_limit > reserved ? std::size_t((descriptor_limit - reserved) / kDescriptorsPerTopic) : 0;
 }
 
 class Registry {
@@ -68,6 +93,9 @@ public:
     }
 
 private:
+    [[nodiscard]] static Result<int> create_object(const std::string& name, const std::string& shm) noexcept;
+    void adopt(const std::string& file, const std::string& topic, AdoptReport& report);
+
     uint64_t bus_id_;
     std::string bus_dir_;  // recorded in each segment, so `gc` can tell when its bus is gone
     std::size_t max_topics_;

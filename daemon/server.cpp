@@ -84,8 +84,8 @@ const Route* route_for(uint16_t type) {
 
 }  // namespace
 
-bool reply(Conn& c, protocol::Type type, uint32_t id, const void* body, std::size_t size, int fd) {
-    if (detail::send_frame(c.fd, type, id, body, size, fd)) return true;
+bool reply(Conn& c, protocol::Type type, uint32_t id, const void* body, std::size_t size, detail::PassedFds fds) {
+    if (detail::send_frame(c.fd, type, id, body, size, fds)) return true;
     spdlog::warn("pid {}: cannot send a reply ({}), closing", c.process.pid,
                  errno == EAGAIN ? "client does not read" : strerror(errno));
     return false;
@@ -209,13 +209,13 @@ void Server::resume_listening() {
 
 void Server::serve(Conn& c) {
     std::vector<std::byte> buf;
-    int passed_fd = -1;
+    detail::PassedFds passed;
     std::string why;
-    if (!detail::recv_frame(c.fd, buf, passed_fd, why)) {
+    if (!detail::recv_frame(c.fd, buf, passed, why)) {
         disconnect(c.fd);
         return;
     }
-    if (passed_fd >= 0) close(passed_fd);  // clients never send descriptors
+    passed.close_all();  // clients never send descriptors
     protocol::FrameHeader h{};
     const std::byte* body = nullptr;
     std::size_t size = 0;

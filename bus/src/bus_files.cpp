@@ -91,6 +91,13 @@ std::string shm_prefix(uint64_t bus_id) {
 
 std::string shm_name(uint64_t bus_id, std::string_view topic) { return "/" + shm_prefix(bus_id) + std::string(topic); }
 
+std::string cursor_object_name(std::string_view segment_name) { return std::string(segment_name) + std::string(kCursorSuffix); }
+
+std::string_view segment_of_cursor_object(std::string_view file) noexcept {
+    if (file.size() <= kCursorSuffix.size() || file.substr(file.size() - kCursorSuffix.size()) != kCursorSuffix) return {};
+    return file.substr(0, file.size() - kCursorSuffix.size());
+}
+
 uint64_t bus_id_of_shm(std::string_view file) noexcept {
     const std::size_t dash = kShmPrefix.size() + kIdDigits;
     if (file.size() <= dash + 1 || file.substr(0, kShmPrefix.size()) != kShmPrefix || file[dash] != '-') return 0;

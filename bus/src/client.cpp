@@ -48,20 +48,18 @@ Result<T> body_as(const Reply& r, protocol::Type expected) {
     return t;
 }
 
-// Maps the segment fd of a reply and closes the fd: the mapping keeps the memory alive.
+// Maps the segment and cursor object a reply carries, with the access their descriptors give,
+// and closes the descriptors: the mappings keep the memory alive.
 Result<Segment> map_reply_segment(Reply& r) {
-    if (r.fd < 0) return make_error(Errc::protocol_error, "shmbusd sent no segment descriptor");
-    auto seg = Segment::attach(r.fd);
-    close(r.fd);
-    r.fd = -1;
+    if (r.fds.segment < 0) return make_error(Errc::protocol_error, "shmbusd sent no segment descriptor");
+    auto seg = Segment::attach(r.fds.segment, r.fds.cursors);
+    r.fds.close_all();
     return seg;
 }
 
 struct ReplyFdGuard {
     Reply& r;
-    ~ReplyFdGuard() {
-        if (r.fd >= 0) close(r.fd);
-    }
+    ~ReplyFdGuard() { r.fds.close_all(); }
 };
 
 }  // namespace

@@ -19,23 +19,32 @@ namespace shmbus::detail {
 
 using protocol::FrameHeader;
 
+void PassedFds::close_all() noexcept {
+    for (int* fd : {&segment, &cursors})
+        if (*fd >= 0) close(*fd), *fd = -1;
+}
+
 bool send_frame(int sock, protocol::Type type, uint32_t request_id, const void* body, std::size_t body_size,
-                int fd) noexcept {
+                PassedFds fds) noexcept {
     FrameHeader h{protocol::kFrameMagic, protocol::kProtocolVersion, uint16_t(type),
                   uint32_t(sizeof(FrameHeader) + body_size), request_id};
     iovec iov[2] = {{&h, sizeof h}, {const_cast<void*>(body), body_size}};
     msghdr msg{};
     msg.msg_iov = iov;
     msg.msg_iovlen = body_size > 0 ? 2 : 1;
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-    if (fd >= 0) {
+    int passed[2];
+    std::size_t count = 0;
+    for (int fd : {fds.segment, fds.cursors})
+        if (fd >= 0) passed[count++] = fd;
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof passed)] = {};
+    if (count > 0) {
         msg.msg_control = control;
-        msg.msg_controllen = sizeof control;
+        msg.msg_controllen = CMSG_SPACE(count * sizeof(int));
         cmsghdr* c = CMSG_FIRSTHDR(&msg);
         c->cmsg_level = SOL_SOCKET;
         c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+        c->cmsg_len = CMSG_LEN(count * sizeof(int));
+        std::memcpy(CMSG_DATA(c), passed, count * sizeof(int));
     }
     for (;;) {
         ssize_t n = sendmsg(sock, &msg, MSG_NOSIGNAL);
@@ -44,8 +53,8 @@ bool send_frame(int sock, protocol::Type type, uint32_t request_id, const void* 
     }
 }
 
-bool recv_frame(int sock, std::vector<std::byte>& buf, int& fd, std::string& why) noexcept {
-    fd = -1;
+bool recv_frame(int sock, std::vector<std::byte>& buf, PassedFds& fds, std::string& why) noexcept {
+    fds = {};
     buf.resize(protocol::kMaxFrame);
     iovec iov{buf.data(), buf.size()};
     alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)] = {};
@@ -57,25 +66,26 @@ bool recv_frame(int sock, std::vector<std::byte>& buf, int& fd, std::string& why
     ssize_t n;
     do n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
     while (n < 0 && errno == EINTR);
-    // Close every passed descriptor but the first: a hostile peer may send several.
+    // Keep the first two passed descriptors, close the rest: a hostile peer may send more.
     for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
         if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
         const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
         for (std::size_t i = 0; i < count; ++i) {
             int received;
             std::memcpy(&received, CMSG_DATA(c) + i * sizeof(int), sizeof received);
-            if (fd < 0) fd = received;
+            if (fds.segment < 0) fds.segment = received;
+            else if (fds.cursors < 0) fds.cursors = received;
             else close(received);
         }
     }
     if (n <= 0) {
         why = n == 0 ? "connection closed" : strerror(errno);
-        if (fd >= 0) close(fd), fd = -1;
+        fds.close_all();
         return false;
     }
     if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
         why = "oversized frame";
-        if (fd >= 0) close(fd), fd = -1;
+        fds.close_all();
         buf.clear();
         return true;  // the caller's parse_frame rejects the empty buffer
     }
@@ -329,24 +339,24 @@ Result<Reply> ControlChannel::exchange(protocol::Type type, const void* body, st
     for (;;) {
         if (!wait_readable(sock_, timeout_))
             return make_error(Errc::timed_out, "shmbusd did not answer within " + std::to_string(timeout_.count()) + " ms");
-        int fd = -1;
+        PassedFds fds;
         std::string why;
-        if (!recv_frame(sock_, buf, fd, why))
+        if (!recv_frame(sock_, buf, fds, why))
             return make_error(Errc::disconnected, "lost the connection to shmbusd before it answered (" + why +
                                                       "); the request may or may not have taken effect");
         FrameHeader h{};
         const std::byte* b = nullptr;
         std::size_t n = 0;
         if (!parse_frame(buf, h, b, n)) {
-            if (fd >= 0) close(fd);
+            fds.close_all();
             return make_error(Errc::protocol_error, "malformed reply from shmbusd");
         }
         if (h.request_id != id) {  // a stale reply to a request that timed out earlier
-            if (fd >= 0) close(fd);
+            fds.close_all();
             continue;
         }
         if (protocol::Type(h.type) == protocol::Type::error) {
-            if (fd >= 0) close(fd);
+            fds.close_all();
             protocol::ErrorReply e{};
             if (n != sizeof e) return make_error(Errc::protocol_error, "malformed error reply from shmbusd");
             std::memcpy(&e, b, sizeof e);
@@ -354,7 +364,7 @@ Result<Reply> ControlChannel::exchange(protocol::Type type, const void* body, st
             const Errc code = errc_from_code(e.code).value_or(Errc::protocol_error);
             return make_error(code, e.message);
         }
-        Reply r{protocol::Type(h.type), std::vector<std::byte>(b, b + n), fd};
+        Reply r{protocol::Type(h.type), std::vector<std::byte>(b, b + n), fds};
         return r;
     }
 }

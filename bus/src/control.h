@@ -20,12 +20,21 @@
 
 namespace shmbus::detail {
 
-// Frame I/O used by both ends. send_frame attaches `fd` (if >= 0) with SCM_RIGHTS.
+// The descriptors a frame may carry (SCM_RIGHTS): a topic's segment and its cursor object; -1
+// where absent. Whoever receives them owns them.
+struct PassedFds {
+    int segment = -1;
+    int cursors = -1;
+    void close_all() noexcept;
+};
+
+// Frame I/O used by both ends. send_frame attaches the descriptors of `fds` that are >= 0.
 [[nodiscard]] bool send_frame(int sock, protocol::Type type, uint32_t request_id, const void* body,
-                              std::size_t body_size, int fd = -1) noexcept;
-// Receives one frame into `buf` (resized to the frame). Returns the received fd or -1 in `fd`.
-// Returns false on EOF or error; errno-style text in `why`.
-[[nodiscard]] bool recv_frame(int sock, std::vector<std::byte>& buf, int& fd, std::string& why) noexcept;
+                              std::size_t body_size, PassedFds fds = {}) noexcept;
+// Receives one frame into `buf` (resized to the frame), and the descriptors it carried into
+// `fds` (any past the two a frame may carry are closed). Returns false on EOF or error;
+// errno-style text in `why`.
+[[nodiscard]] bool recv_frame(int sock, std::vector<std::byte>& buf, PassedFds& fds, std::string& why) noexcept;
 // Checks magic, version and length; on success `header` and `body`/`body_size` describe it.
 [[nodiscard]] bool parse_frame(const std::vector<std::byte>& buf, protocol::FrameHeader& header,
                                const std::byte*& body, std::size_t& body_size) noexcept;
@@ -47,7 +56,7 @@ std::string_view field_name(const char (&src)[N]) noexcept {
 struct Reply {
     protocol::Type type;
     std::vector<std::byte> body;
-    int fd = -1;  // owned by the receiver of the Reply
+    PassedFds fds;  // owned by the receiver of the Reply
 };
 
 // One connection to shmbusd. If shmbusd goes away, publishing and receiving carry on (they never

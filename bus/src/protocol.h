@@ -15,8 +15,10 @@ namespace shmbus::protocol {
 
 inline constexpr uint32_t kFrameMagic = 0x53425553;  // "SUBS"
 // 2: recovery fields in WireConfig, gc. 3: segments of layout 1.2 (longer producer slots), which a
-// client of protocol 2 would misread: it is refused at hello instead.
-inline constexpr uint16_t kProtocolVersion = 3;
+// client of protocol 2 would misread: it is refused at hello instead. 4: layout 1.3, replies carry
+// two descriptors (segment and cursor object), and a protocol-3 client would neither map the
+// cursor object nor find the space-waiter count where 1.3 keeps it.
+inline constexpr uint16_t kProtocolVersion = 4;
 inline constexpr std::size_t kMaxFrame = 64 * 1024;
 inline constexpr std::size_t kNameField = layout::kMaxTopicName + 1;
 inline constexpr std::size_t kSubNameField = layout::kMaxSubscriptionName + 1;
@@ -24,10 +26,10 @@ inline constexpr uint32_t kNoSlot = 0xFFFFFFFFu;
 
 enum class Type : uint16_t {
     hello = 1,          hello_ok = 2,
-    open_topic = 3,     topic_ok = 4,        // reply carries the segment fd (SCM_RIGHTS)
+    open_topic = 3,     topic_ok = 4,        // reply carries the topic's descriptors (SCM_RIGHTS)
     delete_topic = 5,   ok = 6,
     list_topics = 7,    topic_list = 8,
-    subscribe = 9,      subscribe_ok = 10,   // reply carries the segment fd (SCM_RIGHTS)
+    subscribe = 9,      subscribe_ok = 10,   // reply carries the topic's descriptors (SCM_RIGHTS)
     unsubscribe = 11,
     delete_subscription = 12,
     gc = 13,            gc_report = 14,      // remove stale state; the reply lists what went

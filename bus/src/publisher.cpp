@@ -70,8 +70,9 @@ void PublisherCore::refresh_gate() noexcept {
 
 void PublisherCore::wait_for_space(uint64_t needed_end, uint64_t deadline_ns) noexcept {
     auto& consumers = seg.consumers();
+    auto& waiters = seg.space_waiters();
     for (int i = 0; i < kSpaceSpins; ++i) cpu_relax();
-    consumers.space_waiters.fetch_add(1, std::memory_order_seq_cst);
+    waiters.fetch_add(1, std::memory_order_seq_cst);
     // SYNC: seq_cst pairs with the fence in SubscriberCore::store_ack: either the subscriber sees
     // space_waiters > 0 and bumps space_futex, or we see its new ack in the refresh below.
     const uint32_t seen = consumers.space_futex.load(std::memory_order_seq_cst);
@@ -81,7 +82,7 @@ void PublisherCore::wait_for_space(uint64_t needed_end, uint64_t deadline_ns) no
         const auto left = std::chrono::nanoseconds(deadline_ns - now);
         futex_wait(consumers.space_futex, seen, std::min<std::chrono::nanoseconds>(left, kMaxSpaceSleep));
     }
-    consumers.space_waiters.fetch_sub(1, std::memory_order_relaxed);  // relaxed: only a hint for wakers
+    waiters.fetch_sub(1, std::memory_order_relaxed);  // relaxed: only a hint for wakers
 }
 
 PublishStatus PublisherCore::claim(uint64_t length, std::chrono::nanoseconds timeout, uint64_t& position,

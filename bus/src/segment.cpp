@@ -1,4 +1,5 @@
 #include "segment.h"
+#include "shmbus/layout/cursor_object.h"
 #include "wall_clock.h"
 
 #include <fcntl.h>
@@ -29,16 +30,22 @@ uint32_t index_entries_for(uint64_t capacity) noexcept {
 
 }  // namespace
 
-Geometry compute_geometry(const TopicConfig& config) noexcept {
+Geometry compute_geometry(const TopicConfig& config, bool cursor_object) noexcept {
     Geometry g{};
     g.ring_capacity = round_capacity(config.capacity);
     g.index_entries = index_entries_for(g.ring_capacity);
     g.producer_offset = kPageSize;  // page 0: SegmentHeader
     g.producer_size = page_align(sizeof(ProducerRegionHead) + sizeof(ProducerSlot) * config.max_producers +
                                  sizeof(IndexEntry) * g.index_entries);
-    g.consumer_offset = g.producer_offset + g.producer_size;
     g.consumer_size = page_align(sizeof(ConsumerRegionHead) + sizeof(ConsumerSlot) * config.max_consumers);
-    g.ring_offset = g.consumer_offset + g.consumer_size;
+    if (cursor_object) {
+        g.consumer_offset = kPageSize;  // page 0 of the cursor object: CursorObjectHeader
+        g.cursor_object_size = g.consumer_offset + g.consumer_size;
+        g.ring_offset = g.producer_offset + g.producer_size;
+    } else {
+        g.consumer_offset = g.producer_offset + g.producer_size;
+        g.ring_offset = g.consumer_offset + g.consumer_size;
+    }
     g.total = g.ring_offset + g.ring_capacity;
     return g;
 }
@@ -57,6 +64,7 @@ Segment::~Segment() { unmap(); }
 
 void Segment::unmap() noexcept {
     if (m_.base != nullptr) munmap(m_.base, m_.size);
+    if (m_.cursor_base != nullptr) munmap(m_.cursor_base, m_.cursor_size);
     m_ = {};
 }
 
@@ -81,24 +89,66 @@ TopicConfig Segment::config() const noexcept {
     return c;
 }
 
-Result<Segment> Segment::format(int fd, std::string_view topic, const TopicConfig& config, uint64_t bus_id,
-                                std::string_view bus_dir) noexcept {
-    if (auto st = validate_config(config); !st) return st.error();
-    const Geometry g = compute_geometry(config);
-    // posix_fallocate reserves the pages now: tmpfs answers ENOSPC here instead of raising
-    // SIGBUS in some publisher the first time it touches a page that cannot be backed.
-    if (int rc = posix_fallocate(fd, 0, off_t(g.total)); rc != 0) {
-        if (rc == ENOSPC || rc == ENOMEM || rc == EFBIG)
-            return make_error(Errc::no_space, "not enough shared memory for topic '" + std::string(topic) +
-                                                  "' (" + std::to_string(g.total) +
-                                                  " bytes): /dev/shm is full or too small");
-        return make_error(Errc::io_error, std::string("posix_fallocate: ") + strerror(rc));
-    }
-    void* base = mmap(nullptr, g.total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (base == MAP_FAILED) return make_error(Errc::io_error, std::string("mmap: ") + strerror(errno));
-    std::memset(base, 0, g.total);  // fresh pages are zero already; this also faults them in
+namespace {
 
-    auto* h = new (base) SegmentHeader{};
+// Reserves `size` bytes of `fd` now: tmpfs answers ENOSPC here instead of raising SIGBUS in some
+// publisher the first time it touches a page that cannot be backed.
+Status reserve(int fd, uint64_t size, std::string_view topic, uint64_t total) noexcept {
+    const int rc = posix_fallocate(fd, 0, off_t(size));
+    if (rc == 0) return ok_status();
+    if (rc == ENOSPC || rc == ENOMEM || rc == EFBIG)
+        return make_error(Errc::no_space, "not enough shared memory for topic '" + std::string(topic) + "' (" +
+                                              std::to_string(total) + " bytes): /dev/shm is full or too small");
+    return make_error(Errc::io_error, std::string("posix_fallocate: ") + strerror(rc));
+}
+
+// Maps `size` bytes of `fd` with the access its descriptor allows (a read-only descriptor gives a
+// read-only mapping). MAP_POPULATE: the page tables are filled now, so no publish or receive ever
+// takes a page fault.
+Result<std::byte*> map_object(int fd, uint64_t size, bool& writable) noexcept {
+    const int flags = fcntl(fd, F_GETFL);
+    if (flags < 0) return make_error(Errc::io_error, std::string("fcntl: ") + strerror(errno));
+    writable = (flags & O_ACCMODE) == O_RDWR;
+    void* base = mmap(nullptr, size, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
+    if (base == MAP_FAILED) return make_error(Errc::io_error, std::string("mmap: ") + strerror(errno));
+    return static_cast<std::byte*>(base);
+}
+
+Result<uint64_t> file_size(int fd) noexcept {
+    struct stat st{};
+    if (fstat(fd, &st) != 0) return make_error(Errc::io_error, std::string("fstat: ") + strerror(errno));
+    if (!S_ISREG(st.st_mode)) return make_error(Errc::bad_magic, "not a shmbus segment: not a regular file");
+    return uint64_t(st.st_size);
+}
+
+}  // namespace
+
+Result<Segment> Segment::format(int fd, std::string_view topic, const TopicConfig& config, uint64_t bus_id,
+                                std::string_view bus_dir, int cursor_fd) noexcept {
+    if (auto st = validate_config(config); !st) return st.error();
+    const Geometry g = compute_geometry(config, cursor_fd >= 0);
+    const uint64_t total = g.total + g.cursor_object_size;
+    if (auto st = reserve(fd, g.total, topic, total); !st) return st.error();
+    if (cursor_fd >= 0)
+        if (auto st = reserve(cursor_fd, g.cursor_object_size, topic, total); !st) return st.error();
+    Segment s;
+    auto base = map_object(fd, g.total, s.m_.segment_writable);
+    if (!base) return base.error();
+    s.m_.base = base.value();
+    s.m_.size = g.total;
+    if (cursor_fd >= 0) {
+        auto cursors = map_object(cursor_fd, g.cursor_object_size, s.m_.cursors_writable);
+        if (!cursors) return cursors.error();
+        s.m_.cursor_base = cursors.value();
+        s.m_.cursor_size = g.cursor_object_size;
+    } else {
+        s.m_.cursors_writable = s.m_.segment_writable;
+    }
+    if (!s.m_.segment_writable || !s.m_.cursors_writable)
+        return make_error(Errc::permission_denied, "formatting a segment needs writable descriptors");
+    // Fresh pages are zero already; this keeps a reused descriptor honest too.
+    std::memset(s.m_.base, 0, g.total);
+    auto* h = new (s.m_.base) SegmentHeader{};
     h->magic = kSegmentMagic;
     h->version_major = kVersionMajor;
     h->version_minor = kVersionMinor;
@@ -122,27 +172,32 @@ Result<Segment> Segment::format(int fd, std::string_view topic, const TopicConfi
     h->expire_detached_ns = uint64_t(config.expire_detached.count());
     h->producer_slot_stride = sizeof(ProducerSlot);
     h->consumer_slot_stride = sizeof(ConsumerSlot);
+    h->cursor_object_size = g.cursor_object_size;
     // A directory that does not fit is not recorded: gc then never takes this segment for a dead bus's.
     if (!bus_dir.empty() && bus_dir.size() < sizeof h->bus_dir) std::memcpy(h->bus_dir, bus_dir.data(), bus_dir.size());
-    // SYNC: pairs with the acquire load of `ready` in check_header(); every field above is
-    // visible to whoever sees kReadyMagic.
+    if (s.m_.cursor_base != nullptr) {
+        std::memset(s.m_.cursor_base, 0, g.cursor_object_size);
+        auto* c = new (s.m_.cursor_base) CursorObjectHeader{};
+        c->magic = kCursorObjectMagic;
+        c->bus_id = h->bus_id;
+        c->created_ns = h->created_ns;
+        std::memcpy(c->topic, h->topic, sizeof c->topic);
+    }
+    // SYNC: pairs with the acquire load of `ready` in check_header(); every field above, the
+    // cursor object's header included, is visible to whoever sees kReadyMagic.
     h->ready.store(kReadyMagic, std::memory_order_release);
 
-    Segment s;
-    s.m_.base = static_cast<std::byte*>(base);
-    s.m_.size = g.total;
     auto facts = check_header(*h, g.total);
     if (!facts) return facts.error();
     s.bind_regions(*h, facts.value());
     return s;
 }
 
-Result<Segment> Segment::attach(int fd) noexcept {
-    struct stat st{};
-    if (fstat(fd, &st) != 0) return make_error(Errc::io_error, std::string("fstat: ") + strerror(errno));
-    if (!S_ISREG(st.st_mode)) return make_error(Errc::bad_magic, "not a shmbus segment: not a regular file");
-    if (uint64_t(st.st_size) < kPageSize)
-        return make_error(Errc::bad_magic, "not a shmbus segment: only " + std::to_string(st.st_size) + " bytes");
+Result<Segment> Segment::attach(int fd, int cursor_fd) noexcept {
+    auto size = file_size(fd);
+    if (!size) return size.error();
+    if (*size < kPageSize)
+        return make_error(Errc::bad_magic, "not a shmbus segment: only " + std::to_string(*size) + " bytes");
     // The header is checked before anything is mapped: a huge sparse file with a bad header is
     // refused here, not after MAP_POPULATE has filled /dev/shm with its pages.
     // The regions are then bound from this checked copy, so a peer rewriting the mapped header
@@ -150,16 +205,38 @@ Result<Segment> Segment::attach(int fd) noexcept {
     SegmentHeader copy;
     if (pread(fd, &copy, sizeof copy, 0) != ssize_t(sizeof copy))
         return make_error(Errc::bad_magic, "not a shmbus segment: its header cannot be read");
-    auto facts = check_header(copy, uint64_t(st.st_size));
+    auto facts = check_header(copy, *size);
     if (!facts) return facts.error();
-    // MAP_POPULATE: the page tables are filled now, so no publish or receive ever takes a page fault.
-    void* base = mmap(nullptr, size_t(st.st_size), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
-    if (base == MAP_FAILED) return make_error(Errc::io_error, std::string("mmap: ") + strerror(errno));
     Segment s;
-    s.m_.base = static_cast<std::byte*>(base);
-    s.m_.size = uint64_t(st.st_size);
+    auto base = map_object(fd, *size, s.m_.segment_writable);
+    if (!base) return base.error();
+    s.m_.base = base.value();
+    s.m_.size = *size;
+    if (copy.cursor_object_size != 0) {
+        if (auto st = s.attach_cursor_object(copy, cursor_fd); !st) return st.error();
+    } else {
+        s.m_.cursors_writable = s.m_.segment_writable;
+    }
     s.bind_regions(copy, facts.value());
     return s;
+}
+
+Status Segment::attach_cursor_object(const SegmentHeader& h, int cursor_fd) noexcept {
+    auto corrupt = [](const std::string& what) { return make_error(Errc::corrupt_segment, "corrupt segment: " + what); };
+    if (cursor_fd < 0) return corrupt("its cursor object is missing");
+    auto size = file_size(cursor_fd);
+    if (!size) return size.error();
+    if (*size != h.cursor_object_size) return corrupt("the cursor object's size does not match the header");
+    CursorObjectHeader c;
+    if (pread(cursor_fd, &c, sizeof c, 0) != ssize_t(sizeof c)) return corrupt("the cursor object's header cannot be read");
+    if (c.magic != kCursorObjectMagic || c.bus_id != h.bus_id || c.created_ns != h.created_ns ||
+        std::memcmp(c.topic, h.topic, sizeof c.topic) != 0)
+        return corrupt("the cursor object belongs to another topic");
+    auto base = map_object(cursor_fd, *size, m_.cursors_writable);
+    if (!base) return base.error();
+    m_.cursor_base = base.value();
+    m_.cursor_size = *size;
+    return ok_status();
 }
 
 namespace {
@@ -200,16 +277,21 @@ Result<HeaderFacts> check_header(const SegmentHeader& h, uint64_t size) noexcept
     f.consumer_stride = stride_or_legacy(h.consumer_slot_stride, kLegacyConsumerSlotStride);
     if (!stride_ok(f.producer_stride, kLegacyProducerSlotStride) || !stride_ok(f.consumer_stride, kLegacyConsumerSlotStride))
         return corrupt("slot strides");
-    auto region_ok = [&](uint64_t off, uint64_t len, uint64_t need) {
-        return off % kPageSize == 0 && off >= kPageSize && len >= need && off <= size && len <= size - off;
+    auto region_ok = [&](uint64_t off, uint64_t len, uint64_t need, uint64_t space) {
+        return off % kPageSize == 0 && off >= kPageSize && len >= need && off <= space && len <= space - off;
     };
     if (!region_ok(h.producer_offset, h.producer_size,
                    sizeof(ProducerRegionHead) + uint64_t(f.producer_stride) * h.max_producers +
-                       sizeof(IndexEntry) * h.index_entries))
+                       sizeof(IndexEntry) * h.index_entries, size))
         return corrupt("producer region bounds");
-    if (!region_ok(h.consumer_offset, h.consumer_size, sizeof(ConsumerRegionHead) + uint64_t(f.consumer_stride) * h.max_consumers))
+    // The consumer region lies in the cursor object when there is one (whose size attach() checks
+    // against this header), in the segment otherwise.
+    const uint64_t consumer_space = h.cursor_object_size != 0 ? h.cursor_object_size : size;
+    if (consumer_space > kMaxCapacity) return corrupt("cursor object size");
+    if (!region_ok(h.consumer_offset, h.consumer_size, sizeof(ConsumerRegionHead) + uint64_t(f.consumer_stride) * h.max_consumers,
+                   consumer_space))
         return corrupt("consumer region bounds");
-    if (!region_ok(h.ring_offset, f.capacity, f.capacity)) return corrupt("ring bounds");
+    if (!region_ok(h.ring_offset, f.capacity, f.capacity, size)) return corrupt("ring bounds");
     if (h.topic[kMaxTopicName] != '\0') return corrupt("topic name");
     if (h.bus_dir[sizeof h.bus_dir - 1] != '\0') return corrupt("bus directory");
     f.max_message = h.max_message;
@@ -228,8 +310,9 @@ void Segment::bind_regions(const SegmentHeader& h, const HeaderFacts& facts) noe
     m_.producers = reinterpret_cast<ProducerRegionHead*>(m_.base + h.producer_offset);
     m_.producer_slots = m_.base + h.producer_offset + sizeof(ProducerRegionHead);
     m_.index = reinterpret_cast<IndexEntry*>(m_.producer_slots + std::size_t(facts.producer_stride) * facts.max_producers);
-    m_.consumers = reinterpret_cast<ConsumerRegionHead*>(m_.base + h.consumer_offset);
-    m_.consumer_slots = m_.base + h.consumer_offset + sizeof(ConsumerRegionHead);
+    std::byte* consumer_base = m_.cursor_base != nullptr ? m_.cursor_base : m_.base;
+    m_.consumers = reinterpret_cast<ConsumerRegionHead*>(consumer_base + h.consumer_offset);
+    m_.consumer_slots = consumer_base + h.consumer_offset + sizeof(ConsumerRegionHead);
     m_.ring = m_.base + h.ring_offset;
     m_.recovery = reinterpret_cast<RecoveryCounters*>(m_.base + kRecoveryCountersOffset);
 }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -28,12 +29,14 @@ namespace shmbus::detail {
 
 struct Geometry {
     uint64_t producer_offset, producer_size;
-    uint64_t consumer_offset, consumer_size;
+    uint64_t consumer_offset, consumer_size;  // in the cursor object when it has one
     uint64_t ring_offset, ring_capacity;
     uint32_t index_entries;
-    uint64_t total;
+    uint64_t total;               // bytes of the segment
+    uint64_t cursor_object_size;  // bytes of the cursor object; 0: the consumer region is in the segment
 };
-[[nodiscard]] Geometry compute_geometry(const TopicConfig& config) noexcept;
+// `cursor_object`: place the consumer region in a cursor object of its own (what shmbusd does).
+[[nodiscard]] Geometry compute_geometry(const TopicConfig& config, bool cursor_object = true) noexcept;
 
 // What a reader takes from a header once it has checked it: the bounds it keeps its own copy of.
 struct HeaderFacts {
@@ -57,15 +60,31 @@ public:
     Segment& operator=(const Segment&) = delete;
     ~Segment();
 
-    // Sizes the fd (posix_fallocate, so a full /dev/shm fails here and never with SIGBUS later),
-    // maps it and writes a fresh layout; `ready` is stored last.
+    // Sizes the fds (posix_fallocate, so a full /dev/shm fails here and never with SIGBUS later),
+    // maps them and writes a fresh layout; the segment's `ready` is stored last. With
+    // `cursor_fd` >= 0 the consumer region goes into that cursor object (layout/cursor_object.h);
+    // with -1 it stays inside the segment.
     [[nodiscard]] static Result<Segment> format(int fd, std::string_view topic, const TopicConfig& config,
-                                                uint64_t bus_id, std::string_view bus_dir = {}) noexcept;
-    // Maps an existing segment and validates its header and every region bound.
-    // Takes ownership of nothing: the caller keeps `fd`.
-    [[nodiscard]] static Result<Segment> attach(int fd) noexcept;
+                                                uint64_t bus_id, std::string_view bus_dir = {},
+                                                int cursor_fd = -1) noexcept;
+    // Maps an existing segment (and its cursor object, which a 1.3 segment made with one
+    // requires) and validates both headers and every region bound. Each object is mapped with
+    // the access its descriptor was opened with: a read-only descriptor gives a read-only
+    // mapping, which the kernel enforces. Takes ownership of nothing: the caller keeps the fds.
+    [[nodiscard]] static Result<Segment> attach(int fd, int cursor_fd = -1) noexcept;
 
     [[nodiscard]] bool valid() const noexcept { return m_.base != nullptr; }
+    // True if the consumer region lives in a cursor object of its own (layout 1.3).
+    [[nodiscard]] bool has_cursor_object() const noexcept { return m_.cursor_base != nullptr; }
+    // Whether this process may write the segment (header, producer region, ring) and the consumer
+    // region: what the descriptors it attached allowed.
+    [[nodiscard]] bool segment_writable() const noexcept { return m_.segment_writable; }
+    [[nodiscard]] bool cursors_writable() const noexcept { return m_.cursors_writable; }
+    // The count of producers asleep on a full ring: in the producer region (1.3 with a cursor
+    // object), where only producers write; in the consumer region head otherwise.
+    [[nodiscard]] std::atomic<uint32_t>& space_waiters() const noexcept {
+        return has_cursor_object() ? m_.producers->space_waiters : m_.consumers->space_waiters;
+    }
     [[nodiscard]] const layout::SegmentHeader& header() const noexcept { return *m_.header; }
     [[nodiscard]] layout::ProducerRegionHead& producers() const noexcept { return *m_.producers; }
     // Slot i, found by the segment's stride. Fields past the stride do not exist in this segment:
@@ -96,11 +115,14 @@ public:
     [[nodiscard]] std::string bus_dir() const;
     [[nodiscard]] std::string topic() const;
     [[nodiscard]] uint64_t size() const noexcept { return m_.size; }
+    [[nodiscard]] uint64_t cursor_object_size() const noexcept { return m_.cursor_size; }
     [[nodiscard]] TopicConfig config() const noexcept;
 
 private:
     // Points at the regions `h` describes; `h` and `facts` passed check_header for this mapping.
     void bind_regions(const layout::SegmentHeader& h, const HeaderFacts& facts) noexcept;
+    // Checks `cursor_fd` is the cursor object `h` names and maps it.
+    [[nodiscard]] Status attach_cursor_object(const layout::SegmentHeader& h, int cursor_fd) noexcept;
     void unmap() noexcept;
 
     // Everything a Segment holds, in one value, so that a move takes all of it and leaves the
@@ -109,6 +131,10 @@ private:
     struct Mapping {
         std::byte* base = nullptr;
         uint64_t size = 0;
+        std::byte* cursor_base = nullptr;  // the cursor object, if the segment has one
+        uint64_t cursor_size = 0;
+        bool segment_writable = false;
+        bool cursors_writable = false;
         layout::SegmentHeader* header = nullptr;
         layout::ProducerRegionHead* producers = nullptr;
         std::byte* producer_slots = nullptr;

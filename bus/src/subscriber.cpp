@@ -78,9 +78,8 @@ void SubscriberCore::store_ack(uint64_t pos, uint64_t id) noexcept {
     // SYNC: StoreLoad fence, pairs with the seq_cst increment of space_waiters in
     // PublisherCore::wait_for_space.
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    auto& c = seg.consumers();
-    if (c.space_waiters.load(std::memory_order_relaxed) != 0) {  // relaxed: ordered by the fence
-        futex_signal(c.space_futex);
+    if (seg.space_waiters().load(std::memory_order_relaxed) != 0) {  // relaxed: ordered by the fence
+        futex_signal(seg.consumers().space_futex);
     }
 }
 

@@ -45,27 +45,39 @@ void seed_state(const LocalTopic& t) {
     if (durable) (void)durable->poll([](const Message&) {}, 2);
 }
 
+// A patch: region byte (header, producer region, cursor object, ring), 16-bit offset into the
+// region, length byte, bytes.
 void apply_patches(const LocalTopic& t, const uint8_t* data, size_t size) {
-    const auto& h = t.segment().header();
-    const uint64_t starts[4] = {0, h.producer_offset, h.consumer_offset, h.ring_offset};
-    const uint64_t ends[4] = {h.producer_offset, h.consumer_offset, h.ring_offset, h.segment_size};
-    auto* base = static_cast<uint8_t*>(mmap(nullptr, h.segment_size, PROT_READ | PROT_WRITE, MAP_SHARED, t.fd(), 0));
-    if (base == MAP_FAILED) return;
-    const uint64_t total = h.segment_size;
+    // Copied before patching: the patches may rewrite the header itself.
+    const layout::SegmentHeader& live = t.segment().header();
+    const uint64_t producer_offset = live.producer_offset, ring_offset = live.ring_offset, segment_size = live.segment_size;
+    const uint64_t cursor_size = t.segment().cursor_object_size();
+    auto* base = static_cast<uint8_t*>(mmap(nullptr, segment_size, PROT_READ | PROT_WRITE, MAP_SHARED, t.fd(), 0));
+    auto* cursors = static_cast<uint8_t*>(mmap(nullptr, cursor_size, PROT_READ | PROT_WRITE, MAP_SHARED, t.cursor_fd(), 0));
+    if (base == MAP_FAILED || cursors == MAP_FAILED) return;
+    struct Region {
+        uint8_t* base;
+        uint64_t start, end;
+    };
+    const Region regions[4] = {{base, 0, producer_offset},
+                               {base, producer_offset, ring_offset},
+                               {cursors, 0, cursor_size},
+                               {base, ring_offset, segment_size}};
     for (size_t i = 0; i + 4 <= size;) {
-        const unsigned region = data[i] % 4;
-        const uint64_t offset = starts[region] + (uint64_t(data[i + 1]) | uint64_t(data[i + 2]) << 8);
+        const Region& r = regions[data[i] % 4];
+        const uint64_t offset = r.start + (uint64_t(data[i + 1]) | uint64_t(data[i + 2]) << 8);
         size_t length = data[i + 3];
         i += 4;
         length = std::min(length, size - i);
-        if (offset < ends[region] && offset + length <= total) std::memcpy(base + offset, data + i, length);
+        if (offset < r.end && length <= r.end - offset) std::memcpy(r.base + offset, data + i, length);
         i += length;
     }
-    munmap(base, total);
+    munmap(base, segment_size);
+    munmap(cursors, cursor_size);
 }
 
 void exercise(const LocalTopic& t) {
-    auto seg = Segment::attach(t.fd());
+    auto seg = t.attach();
     if (!seg) return;  // refused: that is a fine answer to a scribbled header
     for (const StartFrom from : {StartFrom::earliest, StartFrom::latest, StartFrom::id}) {
         SubscribeOptions o;
@@ -85,7 +97,7 @@ void exercise(const LocalTopic& t) {
         settle_take_back(*seg, i);
         (void)take_back_stalled_claim(*seg, i, seg->producer_slot(i).claim_start.load() | 1);
     }
-    auto again = Segment::attach(t.fd());
+    auto again = t.attach();
     if (!again) return;
     shmbus::daemon::TopicSupervisor sup("f", std::move(again.value()));
     (void)sup.reconcile([](const Process&) { return false; });

@@ -51,18 +51,28 @@ void scribble_while_running(OnFull on_full) {
     std::mt19937_64 rng(on_full == OnFull::block ? 1 : 2);
     auto* base = static_cast<uint8_t*>(mmap(nullptr, h.segment_size, PROT_READ | PROT_WRITE, MAP_SHARED, t.fd(), 0));
     ASSERT_NE(base, MAP_FAILED);
+    const uint64_t cursor_size = t.segment().cursor_object_size();
+    auto* cursors = static_cast<uint8_t*>(mmap(nullptr, cursor_size, PROT_READ | PROT_WRITE, MAP_SHARED, t.cursor_fd(), 0));
+    ASSERT_NE(cursors, MAP_FAILED);
     std::this_thread::sleep_for(50ms);  // let traffic start
     const auto end = std::chrono::steady_clock::now() + 1s;
     while (std::chrono::steady_clock::now() < end) {
-        // Anywhere after page 0: the header is checked once at attach, the rest all the time.
-        const uint64_t offset = h.producer_offset + rng() % (h.segment_size - h.producer_offset - 8);
+        // Anywhere after page 0 of either object: the headers are checked once at attach, the
+        // rest all the time. One write in eight goes to the cursor object.
         const uint64_t value = rng() % 4 == 0 ? 0 : rng();
-        std::memcpy(base + offset, &value, rng() % 8 + 1);
+        if (rng() % 8 == 0) {
+            const uint64_t offset = h.consumer_offset + rng() % (cursor_size - h.consumer_offset - 8);
+            std::memcpy(cursors + offset, &value, rng() % 8 + 1);
+        } else {
+            const uint64_t offset = h.producer_offset + rng() % (h.segment_size - h.producer_offset - 8);
+            std::memcpy(base + offset, &value, rng() % 8 + 1);
+        }
         if (rng() % 64 == 0) std::this_thread::sleep_for(100us);
     }
     stop = true;
     for (auto& th : threads) th.join();
     munmap(base, h.segment_size);
+    munmap(cursors, cursor_size);
     EXPECT_GT(published.load(), 0u);
 }
 

@@ -26,31 +26,37 @@ struct Access {
 
 class LocalTopic {
 public:
+    // With a cursor object, as shmbusd makes topics (layout 1.3).
     explicit LocalTopic(TopicConfig config, std::string name = "local") {
         fd_ = memfd_create(name.c_str(), MFD_CLOEXEC);
-        auto seg = Segment::format(fd_, name, with_defaults(config), 42);
+        cursor_fd_ = memfd_create((name + "@cursors").c_str(), MFD_CLOEXEC);
+        auto seg = Segment::format(fd_, name, with_defaults(config), 42, {}, cursor_fd_);
         ok_ = seg.has_value();
         if (!ok_) error_ = seg.error();
         else segment_ = std::move(seg.value());
     }
     ~LocalTopic() {
         if (fd_ >= 0) close(fd_);
+        if (cursor_fd_ >= 0) close(cursor_fd_);
     }
     [[nodiscard]] bool ok() const { return ok_; }
     [[nodiscard]] const Error& error() const { return error_; }
     [[nodiscard]] const Segment& segment() const { return segment_; }
     [[nodiscard]] int fd() const { return fd_; }
+    [[nodiscard]] int cursor_fd() const { return cursor_fd_; }
+    // A fresh mapping of both objects, as a client gets one.
+    [[nodiscard]] Result<Segment> attach() const { return Segment::attach(fd_, cursor_fd_); }
 
     // Records its claims in producer slot `slot`, as one registered by the daemon would.
     [[nodiscard]] Publisher publisher(PublisherOptions options = {}, uint32_t slot = 0) const {
-        auto seg = Segment::attach(fd_);
+        auto seg = attach();
         seg->producer_slot(slot).state.store(uint32_t(layout::ProducerState::active));
         return Access::publisher(std::make_unique<PublisherCore>(nullptr, std::move(seg.value()), slot, options));
     }
 
     // Emulates the daemon's subscribe: reserve a slot, place the cursor, build the subscriber.
     [[nodiscard]] Result<Subscriber> subscriber(SubscribeOptions options = {}) const {
-        auto seg = Segment::attach(fd_);
+        auto seg = attach();
         if (!seg) return seg.error();
         auto slot = reserve_consumer_slot(*seg);
         if (!slot) return make_error(Errc::no_free_slot, "no slot");
@@ -65,6 +71,7 @@ public:
 
 private:
     int fd_ = -1;
+    int cursor_fd_ = -1;
     bool ok_ = false;
     Error error_;
     Segment segment_;

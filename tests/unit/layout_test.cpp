@@ -6,6 +6,7 @@
 
 #include "local_topic.h"
 #include "segment.h"
+#include "shmbus/layout/cursor_object.h"
 
 namespace shmbus::detail {
 namespace {
@@ -16,7 +17,7 @@ TEST(Layout, RegionsArePageAlignedAndDisjoint) {
     for (uint64_t cap : {4096ull, 65536ull, 1ull << 20, 1ull << 24}) {
         TopicConfig c;
         c.capacity = cap;
-        const Geometry g = compute_geometry(c);
+        const Geometry g = compute_geometry(c, /*cursor_object=*/false);
         EXPECT_EQ(g.producer_offset % kPageSize, 0u);
         EXPECT_EQ(g.consumer_offset % kPageSize, 0u);
         EXPECT_EQ(g.ring_offset % kPageSize, 0u);
@@ -24,6 +25,22 @@ TEST(Layout, RegionsArePageAlignedAndDisjoint) {
         EXPECT_GE(g.consumer_offset, g.producer_offset + g.producer_size);
         EXPECT_GE(g.ring_offset, g.consumer_offset + g.consumer_size);
         EXPECT_EQ(g.total, g.ring_offset + cap);
+        EXPECT_EQ(g.cursor_object_size, 0u);
+    }
+}
+
+// With a cursor object (what shmbusd makes): the segment holds header, producer region and ring;
+// the cursor object a header page and the consumer region.
+TEST(Layout, TheCursorObjectHoldsTheConsumerRegionAlone) {
+    for (uint64_t cap : {4096ull, 1ull << 20}) {
+        TopicConfig c;
+        c.capacity = cap;
+        const Geometry g = compute_geometry(c);
+        EXPECT_EQ(g.ring_offset, g.producer_offset + g.producer_size);
+        EXPECT_EQ(g.total, g.ring_offset + cap);
+        EXPECT_EQ(g.consumer_offset, kPageSize);
+        EXPECT_GE(kPageSize, sizeof(CursorObjectHeader));
+        EXPECT_EQ(g.cursor_object_size, g.consumer_offset + g.consumer_size);
     }
 }
 

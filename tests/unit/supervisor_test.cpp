@@ -25,7 +25,7 @@ protected:
     explicit Supervised(TopicConfig config = detail::config(65536)) : topic_(config) {}
     void SetUp() override {
         ASSERT_TRUE(topic_.ok()) << topic_.error().message;
-        auto seg = detail::Segment::attach(topic_.fd());
+        auto seg = topic_.attach();
         ASSERT_TRUE(seg.has_value());
         sup_.emplace("t", std::move(seg.value()));
     }

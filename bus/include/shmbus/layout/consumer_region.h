@@ -1,6 +1,6 @@
-// Layout of the consumer region of a topic segment: bytes written by subscribers (cursors,
-// acks, sleep counters) and by the daemon (slot ownership). Producers only read it, except
-// for the space-wait words they use to sleep on a full ring.
+// Layout of the consumer region of a topic: bytes written by subscribers (cursors, acks, sleep
+// counters) and by the daemon (slot ownership). Producers only read it. Since layout 1.3 it lives
+// in the topic's cursor object (cursor_object.h), so a publisher's descriptor for it is read-only.
 #pragma once
 
 #include <atomic>
@@ -53,7 +53,8 @@ struct ConsumerRegionHead {
     alignas(kCacheLine) std::atomic<uint32_t> data_waiters;  // subscribers asleep on data_futex
     uint32_t pad0;
     alignas(kCacheLine) std::atomic<uint32_t> space_futex;   // bumped after acks when producers sleep
-    std::atomic<uint32_t> space_waiters;                     // producers asleep on a full ring
+    std::atomic<uint32_t> space_waiters;                     // 1.2 and older only: producers asleep on a
+                                                             // full ring (1.3: in ProducerRegionHead)
 };
 static_assert(std::is_standard_layout_v<ConsumerRegionHead>);
 static_assert(offsetof(ConsumerRegionHead, space_futex) == 64);

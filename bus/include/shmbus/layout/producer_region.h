@@ -78,7 +78,9 @@ static_assert(sizeof(IndexEntry) == 16);
 struct ProducerRegionHead {
     TailWord tail;                          // line 0: the claim word, contended by producers
     alignas(kCacheLine) std::atomic<uint32_t> data_futex;  // line 1: bumped to wake sleepers
-    uint32_t pad0;
+    // 1.3: producers asleep on a full ring, kept here so that only producers write this region
+    // (a 1.2 segment, with no cursor object, keeps it in the consumer region head instead).
+    std::atomic<uint32_t> space_waiters;
     alignas(kCacheLine) std::atomic<uint64_t> skip_records;   // line 2: rare producer counters
     std::atomic<uint64_t> aborted_loans;
     std::atomic<uint64_t> full_refusals;    // publishes refused or timed out on a full ring
@@ -93,6 +95,7 @@ struct ProducerRegionHead {
 static_assert(std::is_standard_layout_v<ProducerRegionHead>);
 static_assert(offsetof(ProducerRegionHead, tail) == 0);
 static_assert(offsetof(ProducerRegionHead, data_futex) == 64);
+static_assert(offsetof(ProducerRegionHead, space_waiters) == 68);
 static_assert(offsetof(ProducerRegionHead, skip_records) == 128);
 static_assert(offsetof(ProducerRegionHead, late_commits) == 152);
 static_assert(offsetof(ProducerRegionHead, horizon) == 192);

@@ -14,7 +14,7 @@ inline constexpr uint64_t kSegmentMagic = 0x31'53'55'42'4D'48'53'00ULL;  // "\0S
 inline constexpr uint16_t kVersionMajor = 1;  // a reader refuses any other major version
 // Minor versions only add fields in reserved space, which older segments hold as zeros; every
 // field added must read "off" or "unknown" as zero. 1.1 added the recovery fields below; 1.2 the
-// slot strides.
+// slot strides; 1.3 the cursor object.
 //
 // How a slot grows (1.2): readers step through the producer and consumer slot tables by the
 // strides in the header, never by sizeof. A minor version may make a slot longer by adding fields
@@ -22,7 +22,14 @@ inline constexpr uint16_t kVersionMajor = 1;  // a reader refuses any other majo
 // segment's stride (Segment::producer_slot_has / consumer_slot_has), so it reads an older
 // segment, whose slots are shorter, without ever reaching into the next slot. A stride of 0 is a
 // 1.0/1.1 segment: the slot sizes of that version (kLegacy*SlotStride).
-inline constexpr uint16_t kVersionMinor = 2;
+//
+// Where the consumer region lives (1.3): in a second shared-memory object, the topic's cursor
+// object (layout/cursor_object.h), whose size `cursor_object_size` gives; consumer_offset and
+// consumer_size then describe the region inside that object. Publishers write only this segment
+// and subscribers only the cursor object, so shmbusd hands each role the other object as a
+// read-only descriptor and the kernel enforces the split. A size of 0 (1.2 and older, and segments
+// made without a cursor object) keeps the consumer region inside this segment.
+inline constexpr uint16_t kVersionMinor = 3;
 inline constexpr uint32_t kReadyMagic = 0x52454459;  // "READY"
 inline constexpr std::size_t kPageSize = 4096;
 inline constexpr std::size_t kCacheLine = 64;
@@ -62,7 +69,9 @@ struct SegmentHeader {
     // --- 1.2 ---
     uint32_t producer_slot_stride;  // bytes from one ProducerSlot to the next; 0: 1.1 (64)
     uint32_t consumer_slot_stride;  // bytes from one ConsumerSlot to the next; 0: 1.1 (192)
-    uint8_t reserved[104];       // room for minor-version additions
+    // --- 1.3 ---
+    uint64_t cursor_object_size; // bytes of the cursor object holding the consumer region; 0: none
+    uint8_t reserved[96];        // room for minor-version additions
     std::atomic<uint32_t> ready; // kReadyMagic once every field above is written; stored last
     uint32_t reserved1;
 };
@@ -84,7 +93,8 @@ static_assert(offsetof(SegmentHeader, expire_detached_ns) == 184);
 static_assert(offsetof(SegmentHeader, bus_dir) == 192);
 static_assert(offsetof(SegmentHeader, producer_slot_stride) == 320);
 static_assert(offsetof(SegmentHeader, consumer_slot_stride) == 324);
-static_assert(offsetof(SegmentHeader, reserved) == 328);
+static_assert(offsetof(SegmentHeader, cursor_object_size) == 328);
+static_assert(offsetof(SegmentHeader, reserved) == 336);
 static_assert(offsetof(SegmentHeader, ready) == 432);
 static_assert(sizeof(SegmentHeader) == 440);
 static_assert(sizeof(SegmentHeader) <= kPageSize);
