@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 
+#include "access_control.h"
 #include "control.h"
 #include "proc.h"
 #include "protocol.h"
@@ -17,8 +18,7 @@ namespace shmbus::daemon {
 struct Conn {
     int fd = -1;
     detail::Process process;  // from SO_PEERCRED, with its start time
-    uid_t uid = 0;
-    gid_t gid = 0;
+    Identity who;             // from SO_PEERCRED and SO_PEERGROUPS: what access control judges
     // Names this connection in the slots it registers (layout 1.2), so that its closing releases
     // exactly its own slots: the slots are the one record of who owns what. Unique per daemon run
     // and, being random-based, across runs.

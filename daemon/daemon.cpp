@@ -27,7 +27,7 @@ namespace shmbus::daemon {
 
 using detail::errno_error;
 
-Daemon::Daemon(Options options) : options_(std::move(options)) {}
+Daemon::Daemon(Options options) : options_(std::move(options)), access_(geteuid(), options_.config.acl) {}
 
 Daemon::~Daemon() {
     server_.reset();  // closes connections and the socket while the loop still exists
@@ -165,10 +165,7 @@ Status Daemon::watch_signals() {
     if (!loop_.add(signal_fd_, EPOLLIN, [this](uint32_t) {
             signalfd_siginfo si{};
             if (read(signal_fd_, &si, sizeof si) != sizeof si) return;
-            if (si.ssi_signo == SIGHUP) {
-                spdlog::info("SIGHUP: nothing to reload (no configuration file); still serving");
-                return;
-            }
+            if (si.ssi_signo == SIGHUP) return reload_config();
             spdlog::info("shmbusd stopping on signal {}", si.ssi_signo);
             loop_.stop(0);
         }))
@@ -176,10 +173,40 @@ Status Daemon::watch_signals() {
     return ok_status();
 }
 
+// SIGHUP rereads the access rules (and the log level); a file that no longer parses changes
+// nothing. Access already handed out stays: a client keeps the mappings it holds until it closes them.
+void Daemon::reload_config() {
+    if (options_.config_path.empty()) {
+        spdlog::info("SIGHUP: nothing to reload (no configuration file); still serving");
+        return;
+    }
+    auto config = load_config(options_.config_path);
+    if (!config) {
+        spdlog::error("SIGHUP: configuration not reloaded, the old one stays: {}", config.error().message);
+        return;
+    }
+    if (config->access_group != options_.config.access_group || (!config->dir.empty() && config->dir != options_.config.dir))
+        spdlog::warn("SIGHUP: [bus] dir and access_group take effect at the next start only");
+    if (!config->log_level.empty()) spdlog::set_level(spdlog::level::from_str(config->log_level));
+    access_ = AccessControl(geteuid(), config->acl);
+    spdlog::info("SIGHUP: reloaded {}: {} acl entr{}", options_.config_path, access_.entries(), access_.entries() == 1 ? "y" : "ies");
+    options_.config.acl = std::move(config->acl);
+}
+
+Status Daemon::open_dir_to_group() {
+    if (!options_.config.access_group) return ok_status();
+    const gid_t group = *options_.config.access_group;
+    // 0710: the group may pass through to the socket, never list or write the directory.
+    if (chown(options_.dir.c_str(), uid_t(-1), group) != 0 || chmod(options_.dir.c_str(), 0710) != 0)
+        return errno_error(Errc::permission_denied, "cannot give group '" + options_.config.access_group_name + "' access to " + options_.dir);
+    return ok_status();
+}
+
 Status Daemon::start() {
     signal(SIGXFSZ, SIG_IGN);  // a file over RLIMIT_FSIZE must fail with EFBIG, not kill us
     if (options_.dir.empty()) options_.dir = default_bus_dir();
     if (auto st = prepare_dir(); !st) return st;
+    if (auto st = open_dir_to_group(); !st) return st;
     if (auto st = take_lock(); !st) return st;
     if (auto st = load_bus_id(); !st) return st;
     if (auto st = loop_.open(); !st) return st;
@@ -187,9 +214,9 @@ Status Daemon::start() {
     registry_ = std::make_unique<Registry>(bus_id_, options_.dir, topic_limit(raise_descriptor_limit()));
     watchers_ = std::make_unique<Watchers>(loop_, *registry_);
     adopt_topics();
-    handlers_ = std::make_unique<RequestHandlers>(*registry_, *watchers_, bus_id_);
+    handlers_ = std::make_unique<RequestHandlers>(*registry_, *watchers_, access_, bus_id_);
     server_ = std::make_unique<Server>(loop_, *handlers_);
-    if (auto st = server_->listen(options_.dir); !st) return st;
+    if (auto st = server_->listen(options_.dir, options_.config.access_group); !st) return st;
     if (auto st = watch_signals(); !st) return st;
     return watchers_->open_timer();
 }

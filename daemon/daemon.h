@@ -13,6 +13,8 @@
 #include <memory>
 #include <string>
 
+#include "access_control.h"
+#include "config.h"
 #include "event_loop.h"
 #include "handlers.h"
 #include "registry.h"
@@ -24,6 +26,8 @@ namespace shmbus::daemon {
 
 struct Options {
     std::string dir;
+    Config config;             // from --config, if given (empty: the bus owner alone, as without rules)
+    std::string config_path;   // reread on SIGHUP; empty: none
 };
 
 class Daemon {
@@ -45,6 +49,9 @@ private:
     [[nodiscard]] Status write_bus_id(const std::string& path);
     void adopt_topics();
     [[nodiscard]] Status watch_signals();
+    void reload_config();
+    // Lets the access group reach the directory (to connect to the socket, nothing more).
+    [[nodiscard]] Status open_dir_to_group();
     [[nodiscard]] static uint64_t raise_descriptor_limit();
 
     Options options_;
@@ -53,6 +60,7 @@ private:
     int signal_fd_ = -1;
     // Declared in the order they depend on each other; destroyed in reverse.
     EventLoop loop_;
+    AccessControl access_;
     std::unique_ptr<Registry> registry_;
     std::unique_ptr<Watchers> watchers_;
     std::unique_ptr<RequestHandlers> handlers_;

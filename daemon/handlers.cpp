@@ -42,11 +42,45 @@ bool held_by_live_owner(const layout::ConsumerSlot& s, SlotState state) {
     return state == SlotState::attached && detail::process_alive(Process{s.pid, s.start_time});
 }
 
+const char* doing(Operation op) {
+    switch (op) {
+        case Operation::publish: return "publish to";
+        case Operation::subscribe: return "subscribe to";
+        case Operation::admin: return "administer (create, delete, settings)";
+        case Operation::observe: return "see";
+    }
+    return "use";
+}
+
 Error not_yours(const char* what, uint32_t slot, const std::string& topic) {
     return make_error(Errc::invalid_argument, std::string(what) + " " + std::to_string(slot) + " of '" + topic + "' is not yours");
 }
 
 }  // namespace
+
+std::optional<Error> RequestHandlers::refused(const Conn& c, const std::string& topic, Operation op) const {
+    const Decision d = access_.check(c.who, topic, op);
+    if (d.allowed) {
+        // A topic of an older shmbusd keeps its cursors in its segment: no descriptor could give
+        // a subscriber its cursor without the ring, so it is not shared beyond the bus owner.
+        const TopicEntry* t = registry_.find(topic);
+        if (t == nullptr || t->cursor_fd >= 0 || d.privileged) return std::nullopt;
+        spdlog::warn("denied: uid {} pid {} may not {} topic '{}': it was made by an older shmbusd (no cursor object)",
+                     c.who.uid, c.process.pid, operation_name(op), topic);
+        return make_error(Errc::permission_denied, "topic '" + topic + "' was made by an older shmbusd and is served to "
+                                                   "the bus owner alone; delete and create it again to share it");
+    }
+    spdlog::warn("denied: uid {} pid {} may not {} topic '{}' ({})", c.who.uid, c.process.pid, operation_name(op), topic, d.rule);
+    return make_error(Errc::permission_denied, "permission denied: uid " + std::to_string(c.who.uid) + " may not " + doing(op) +
+                                                   " topic '" + topic + "'");
+}
+
+std::optional<Error> RequestHandlers::refused_unless(const Conn& c, const std::string& topic, Operation op,
+                                                     bool would_create) const {
+    if (would_create && registry_.find(topic) == nullptr)
+        if (auto e = refused(c, topic, Operation::admin)) return e;
+    return refused(c, topic, op);
+}
 
 bool RequestHandlers::on_hello(Conn& c, uint32_t id, const protocol::Hello& req) {
     if (req.protocol_version != protocol::kProtocolVersion) {
@@ -57,7 +91,7 @@ bool RequestHandlers::on_hello(Conn& c, uint32_t id, const protocol::Hello& req)
     }
     c.said_hello = true;
     c.name = std::string(field_name(req.client_name));
-    spdlog::debug("client pid {} uid {} '{}' connected", c.process.pid, c.uid, c.name);
+    spdlog::debug("client pid {} uid {} '{}' connected", c.process.pid, c.who.uid, c.name);
     protocol::HelloOk ok{protocol::kProtocolVersion, getpid(), bus_id_};
     return reply(c, protocol::Type::hello_ok, id, &ok, sizeof ok);
 }
@@ -80,6 +114,11 @@ Result<TopicEntry*> RequestHandlers::find_or_create(const std::string& name, con
 
 bool RequestHandlers::on_open_topic(Conn& c, uint32_t id, const protocol::OpenTopic& req) {
     const std::string name(field_name(req.topic));
+    const bool as_publisher = req.flags & protocol::kAsPublisher;
+    if (auto st = validate_topic_name(name); !st) return reply_error(c, id, st.error());
+    if (auto e = refused_unless(c, name, as_publisher ? Operation::publish : Operation::observe,
+                                req.flags & protocol::kCreateIfMissing))
+        return reply_error(c, id, *e);
     const bool existed = registry_.find(name) != nullptr;
     if (existed && (req.flags & protocol::kExclusive))
         return reply_error(c, id, make_error(Errc::topic_exists, "topic '" + name + "' already exists"));
@@ -87,7 +126,7 @@ bool RequestHandlers::on_open_topic(Conn& c, uint32_t id, const protocol::OpenTo
     if (!t) return reply_error(c, id, t.error());
     const auto& seg = t.value()->segment();
     protocol::TopicOk ok{seg.size(), protocol::kNoSlot, existed ? 0u : 1u};
-    if (req.flags & protocol::kAsPublisher) {
+    if (as_publisher) {
         auto slot = detail::producer_by_token(seg, c.process, req.token);
         if (slot) detail::restamp_producer_session(seg, *slot, c.session);  // a repeat: the first reply was lost
         else slot = detail::register_producer(seg, registration(c, req.token));
@@ -96,7 +135,7 @@ bool RequestHandlers::on_open_topic(Conn& c, uint32_t id, const protocol::OpenTo
                                                                          std::to_string(seg.max_producers()) + ")"));
         ok.producer_slot = *slot;
     }
-    auto fds = t.value()->hand_out(req.flags & protocol::kAsPublisher ? Role::publish : Role::observe);
+    auto fds = t.value()->hand_out(as_publisher ? Role::publish : Role::observe);
     if (!fds) return reply_error(c, id, fds.error());
     return reply(c, protocol::Type::topic_ok, id, &ok, sizeof ok, fds->fds);
 }
@@ -104,6 +143,7 @@ bool RequestHandlers::on_open_topic(Conn& c, uint32_t id, const protocol::OpenTo
 bool RequestHandlers::on_delete_topic(Conn& c, uint32_t id, const protocol::TopicName& req) {
     const std::string name(field_name(req.topic));
     if (auto st = validate_topic_name(name); !st) return reply_error(c, id, st.error());
+    if (auto e = refused(c, name, Operation::admin)) return reply_error(c, id, *e);
     if (auto st = registry_.remove(name); !st) return reply_error(c, id, st.error());
     spdlog::info("deleted topic '{}'", name);
     watchers_.rearm_timer();
@@ -111,7 +151,9 @@ bool RequestHandlers::on_delete_topic(Conn& c, uint32_t id, const protocol::Topi
 }
 
 bool RequestHandlers::on_list_topics(Conn& c, uint32_t id, const protocol::ListTopics& req) {
-    const auto names = registry_.names();
+    // Only the topics this client may see: names are not public beyond the access they come with.
+    auto names = registry_.names();
+    std::erase_if(names, [&](const std::string& n) { return !access_.check(c.who, n, Operation::observe).allowed; });
     const uint32_t total = uint32_t(names.size());
     const uint32_t first = std::min(req.offset, total);
     const uint32_t count = std::min(protocol::kNamesPerList, total - first);
@@ -150,8 +192,10 @@ bool RequestHandlers::on_subscribe(Conn& c, uint32_t id, const protocol::Subscri
     const std::string topic(field_name(req.topic));
     const std::string durable_name(field_name(req.durable_name));
     const bool durable = !durable_name.empty();
+    if (auto st = validate_topic_name(topic); !st) return reply_error(c, id, st.error());
     if (durable)
         if (auto st = validate_subscription_name(durable_name); !st) return reply_error(c, id, st.error());
+    if (auto e = refused_unless(c, topic, Operation::subscribe, true)) return reply_error(c, id, *e);
     StartFrom from{};
     if (!protocol::start_from_wire(req.from, from))
         return reply_error(c, id, make_error(Errc::invalid_argument, "unknown start position"));
@@ -220,6 +264,12 @@ bool RequestHandlers::on_close_producer(Conn& c, uint32_t id, const protocol::Un
 }
 
 bool RequestHandlers::on_gc(Conn& c, uint32_t id, const protocol::NoBody&) {
+    // gc touches no topic of this bus, only what dead buses left: any admin may run it.
+    if (!access_.holds_anywhere(c.who, Operation::admin)) {
+        spdlog::warn("denied: uid {} pid {} may not run gc (no admin rights)", c.who.uid, c.process.pid);
+        return reply_error(c, id, make_error(Errc::permission_denied, "permission denied: uid " + std::to_string(c.who.uid) +
+                                                                          " may not run gc (it needs admin rights)"));
+    }
     const auto removed = collect_stale(bus_id_, 60);
     for (const auto& r : removed) spdlog::warn("gc: removed {} ({})", r.what, r.why);
     const uint32_t count = uint32_t(std::min<std::size_t>(removed.size(), protocol::kGcEntriesPerReply));
@@ -238,6 +288,7 @@ bool RequestHandlers::on_gc(Conn& c, uint32_t id, const protocol::NoBody&) {
 bool RequestHandlers::on_delete_subscription(Conn& c, uint32_t id, const protocol::SubscriptionName& req) {
     const std::string topic(field_name(req.topic));
     const std::string name(field_name(req.name));
+    if (auto e = refused(c, topic, Operation::admin)) return reply_error(c, id, *e);
     TopicEntry* t = registry_.find(topic);
     if (t == nullptr) return reply_error(c, id, make_error(Errc::topic_not_found, "no topic named '" + topic + "'"));
     const auto& seg = t->segment();

@@ -4,8 +4,10 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
+#include "access_control.h"
 #include "connection.h"
 #include "protocol.h"
 #include "registry.h"
@@ -16,8 +18,9 @@ class Watchers;
 
 class RequestHandlers {
 public:
-    RequestHandlers(Registry& registry, Watchers& watchers, uint64_t bus_id)
-        : registry_(registry), watchers_(watchers), bus_id_(bus_id) {}
+    // `access` may be replaced while serving (a configuration reload): it is read per request.
+    RequestHandlers(Registry& registry, Watchers& watchers, const AccessControl& access, uint64_t bus_id)
+        : registry_(registry), watchers_(watchers), access_(access), bus_id_(bus_id) {}
 
     bool on_hello(Conn& c, uint32_t id, const protocol::Hello& req);
     bool on_open_topic(Conn& c, uint32_t id, const protocol::OpenTopic& req);
@@ -32,6 +35,11 @@ public:
     void on_disconnect(const Conn& c);
 
 private:
+    // An error, logged once with the rule that decided, unless `c` may do `op` to `topic`.
+    [[nodiscard]] std::optional<Error> refused(const Conn& c, const std::string& topic, Operation op) const;
+    // The access a request needs for `topic`, checked: `op`, and admin too if it would create it.
+    [[nodiscard]] std::optional<Error> refused_unless(const Conn& c, const std::string& topic, Operation op,
+                                                      bool would_create) const;
     // The topic of the slot a request names, if that slot exists and is `p`'s; else nullptr.
     [[nodiscard]] TopicEntry* topic_of_own_slot(const protocol::Unsubscribe& req, const Process& p, bool consumer);
     [[nodiscard]] Result<TopicEntry*> find_or_create(const std::string& name, const protocol::WireConfig& wire, bool create);
@@ -42,6 +50,7 @@ private:
 
     Registry& registry_;
     Watchers& watchers_;
+    const AccessControl& access_;
     uint64_t bus_id_;
 };
 

@@ -1,4 +1,5 @@
-// shmbusd [--dir DIR] [--log-level LEVEL] [--version]: the shmbus supervisor, in the foreground.
+// shmbusd [--dir DIR] [--config FILE] [--log-level LEVEL] [--version]: the shmbus supervisor, in
+// the foreground. Command-line options override the configuration file.
 // Exit status: 0 stopped by SIGTERM/SIGINT, 2 bad usage or cannot start, 3 another shmbusd serves
 // the directory.
 #include <CLI/CLI.hpp>
@@ -12,7 +13,9 @@ int main(int argc, char** argv) {
     CLI::App app{"shmbusd: supervisor of a shmbus bus directory"};
     shmbus::daemon::Options options;
     std::string level = "info";
-    app.add_option("--dir", options.dir, "bus directory (default: $SHMBUS_DIR, then a per-user runtime directory)");
+    app.add_option("--dir", options.dir, "bus directory (default: [bus] dir, $SHMBUS_DIR, then a per-user runtime directory)");
+    app.add_option("--config", options.config_path, "configuration file (TOML): bus settings and access rules; "
+                                                     "reread on SIGHUP");
     app.add_option("--log-level", level, "trace, debug, info, warn, error, critical or off")
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
     app.set_version_flag("--version", std::string("shmbusd ") + shmbus::kVersion);
@@ -25,9 +28,19 @@ int main(int argc, char** argv) {
         return 2;  // bad usage, like every other refusal to start (3: another shmbusd serves the directory)
     }
 
-    spdlog::set_level(spdlog::level::from_str(level));
     spdlog::flush_on(spdlog::level::trace);
     spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e [%l] %v");
+    if (!options.config_path.empty()) {
+        auto config = shmbus::daemon::load_config(options.config_path);
+        if (!config) {
+            spdlog::error("{}", config.error().message);
+            return 2;
+        }
+        options.config = std::move(config.value());
+        if (options.dir.empty()) options.dir = options.config.dir;
+        if (app.count("--log-level") == 0 && !options.config.log_level.empty()) level = options.config.log_level;
+    }
+    spdlog::set_level(spdlog::level::from_str(level));
     if (options.dir.empty()) options.dir = shmbus::default_bus_dir();
 
     shmbus::daemon::Daemon daemon(options);

@@ -117,7 +117,7 @@ Server::~Server() {
     }
 }
 
-Status Server::listen(const std::string& dir) {
+Status Server::listen(const std::string& dir, std::optional<gid_t> group) {
     socket_path_ = shmbus::socket_path(dir);
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
@@ -128,9 +128,14 @@ Status Server::listen(const std::string& dir) {
         spdlog::warn("gc: removed socket {} (left by a shmbusd that did not stop cleanly)", socket_path_);
     listen_fd_ = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (listen_fd_ < 0) return errno_error(Errc::io_error, "socket");
-    if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
-        return errno_error(Errc::io_error, "bind " + socket_path_);
-    chmod(socket_path_.c_str(), 0600);
+    // Born 0600 (the umask is ours alone: shmbusd has one thread), so nobody else can connect
+    // before the mode below is set.
+    const mode_t umask_was = umask(0177);
+    const int bound = bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    umask(umask_was);
+    if (bound != 0) return errno_error(Errc::io_error, "bind " + socket_path_);
+    if (group && (chown(socket_path_.c_str(), uid_t(-1), *group) != 0 || chmod(socket_path_.c_str(), 0660) != 0))
+        return errno_error(Errc::permission_denied, "cannot give the access group the socket " + socket_path_);
     if (::listen(listen_fd_, 128) != 0) return errno_error(Errc::io_error, "listen");
     if (!loop_.add(listen_fd_, EPOLLIN, [this](uint32_t) { accept_clients(); }))
         return make_error(Errc::io_error, "cannot watch the listening socket");
@@ -160,8 +165,7 @@ void Server::accept_clients() {
         Conn c;
         c.fd = fd;
         c.process = {cred.pid, detail::process_start_time(cred.pid)};
-        c.uid = cred.uid;
-        c.gid = cred.gid;
+        c.who = identity_of_peer(fd);
         c.session = ++next_session_;
         if (!loop_.add(fd, EPOLLIN | EPOLLRDHUP, [this, fd](uint32_t events) {
                 auto it = conns_.find(fd);

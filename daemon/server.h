@@ -4,8 +4,11 @@
 // reply and the connection is closed.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -22,8 +25,8 @@ public:
     Server& operator=(const Server&) = delete;
     ~Server();
 
-    // Binds the bus socket (mode 0600) and starts accepting.
-    [[nodiscard]] Status listen(const std::string& dir);
+    // Binds the bus socket (mode 0600, or 0660 and owned by `group` when given) and starts accepting.
+    [[nodiscard]] Status listen(const std::string& dir, std::optional<gid_t> group = std::nullopt);
     [[nodiscard]] const std::string& socket_path() const noexcept { return socket_path_; }
 
 private:

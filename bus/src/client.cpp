@@ -67,9 +67,11 @@ struct ReplyFdGuard {
 Client::Client(std::shared_ptr<ControlChannel> channel) noexcept : channel_(std::move(channel)) {}
 
 Result<Client> Client::connect(ClientOptions options) noexcept {
+    const char* env_dir = std::getenv("SHMBUS_DIR");
+    const bool named_dir = !options.dir.empty() || (env_dir != nullptr && *env_dir != '\0');
     if (options.dir.empty()) options.dir = default_bus_dir();
     auto ch = ControlChannel::connect(options.dir, options.name, options.timeout, options.connect_wait,
-                                      options.reconnect_in_background);
+                                      options.reconnect_in_background, named_dir);
     if (!ch) return ch.error();
     return Client(std::move(ch.value()));
 }

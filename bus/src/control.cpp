@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
@@ -145,6 +146,14 @@ std::string printable(std::string_view text) {
     return out;
 }
 
+// Our own uid's shmbusd and root's; and, for a directory the user named, its owner's, provided
+// nobody else may write the directory (then nobody else can have put the socket there).
+bool ControlChannel::trusted_daemon(uid_t uid) const noexcept {
+    if (uid == geteuid() || uid == 0) return true;
+    struct stat st{};
+    return named_dir_ && stat(dir_.c_str(), &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == uid && (st.st_mode & 022) == 0;
+}
+
 Status ControlChannel::dial() noexcept {
     const std::string path = socket_path(dir_);
     sockaddr_un addr{};
@@ -168,15 +177,16 @@ Status ControlChannel::dial() noexcept {
         if (err == EACCES) return make_error(Errc::permission_denied, "no permission to connect to " + path);
         return make_error(Errc::io_error, "connect " + path + ": " + strerror(err));
     }
-    // Only a shmbusd of our own uid, or root's, is trusted with our messages: a socket another user
-    // put in the way (a squatted default directory) is refused before a byte is sent.
+    // Only a trusted shmbusd gets our messages (trusted_daemon): a socket another user put in the
+    // way (a squatted default directory) is refused before a byte is sent.
     ucred peer{};
     socklen_t len = sizeof peer;
-    if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0 || (peer.uid != geteuid() && peer.uid != 0)) {
+    if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0 || !trusted_daemon(peer.uid)) {
         close(sock);
         return make_error(Errc::permission_denied, "refusing the shmbusd at " + path + ": it runs as uid " +
                                                        std::to_string(peer.uid) + ", neither yours (" +
-                                                       std::to_string(geteuid()) + ") nor root");
+                                                       std::to_string(geteuid()) + ") nor root" +
+                                                       (named_dir_ ? "'s, nor the owner of a directory only its owner may write" : ""));
     }
     const timeval none{};
     setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof none);
@@ -231,8 +241,9 @@ void ControlChannel::drop() noexcept {
 
 Result<std::shared_ptr<ControlChannel>> ControlChannel::connect(const std::string& dir, const std::string& name,
                                                                 std::chrono::milliseconds timeout,
-                                                                std::chrono::milliseconds wait, bool watch) noexcept {
-    std::shared_ptr<ControlChannel> ch(new (std::nothrow) ControlChannel(dir, name, timeout));
+                                                                std::chrono::milliseconds wait, bool watch,
+                                                                bool named_dir) noexcept {
+    std::shared_ptr<ControlChannel> ch(new (std::nothrow) ControlChannel(dir, name, timeout, named_dir));
     if (!ch) return make_error(Errc::io_error, "out of memory");
     auto st = wait.count() > 0 ? ch->redial_with_backoff(wait, "it did not start") : ch->dial();
     if (!st) return st.error();

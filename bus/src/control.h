@@ -68,9 +68,13 @@ struct Reply {
 class ControlChannel {
 public:
     // Waits up to `wait` for shmbusd to answer (0: one try).
+    // `named_dir`: the directory was named by the user (ClientOptions::dir, SHMBUS_DIR), so a
+    // shmbusd of the directory's owner is trusted too (a bus shared with a group); for a default,
+    // per-user directory only our own uid's or root's is.
     static Result<std::shared_ptr<ControlChannel>> connect(const std::string& dir, const std::string& name,
                                                            std::chrono::milliseconds timeout,
-                                                           std::chrono::milliseconds wait, bool watch) noexcept;
+                                                           std::chrono::milliseconds wait, bool watch,
+                                                           bool named_dir = true) noexcept;
     ~ControlChannel();
     // Sends a request and waits for its reply. An error reply becomes an Error.
     [[nodiscard]] Result<Reply> request(protocol::Type type, const void* body, std::size_t size) noexcept;
@@ -82,8 +86,9 @@ public:
     [[nodiscard]] uint64_t reconnects() const noexcept;
 
 private:
-    ControlChannel(std::string dir, std::string name, std::chrono::milliseconds timeout) noexcept
-        : dir_(std::move(dir)), name_(std::move(name)), timeout_(timeout) {}
+    ControlChannel(std::string dir, std::string name, std::chrono::milliseconds timeout, bool named_dir) noexcept
+        : dir_(std::move(dir)), name_(std::move(name)), timeout_(timeout), named_dir_(named_dir) {}
+    [[nodiscard]] bool trusted_daemon(uid_t uid) const noexcept;
     // Connects and says hello, once. Unlocked: callers hold mutex_ (or own the channel alone).
     [[nodiscard]] Status dial() noexcept;
     [[nodiscard]] Status redial_with_backoff(std::chrono::milliseconds wait, const char* why) noexcept;
@@ -105,6 +110,7 @@ private:
     std::string dir_;
     std::string name_;
     std::chrono::milliseconds timeout_;
+    bool named_dir_;
     uint32_t next_request_ = 1;
     uint64_t bus_id_ = 0;
     uint64_t reconnects_ = 0;

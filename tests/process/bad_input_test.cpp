@@ -192,11 +192,15 @@ TEST_F(BadInput, ABusDirectoryOthersOwnOrCanWriteIsRefused) {
 
 // A client talks only to a shmbusd of its own uid or root's: a socket of another user's daemon
 // (say, in a squatted directory) is refused before anything is published into it.
-TEST_F(BadInput, AClientRefusesAShmbusdOfAnotherUser) {
+// A default bus directory is per user: a shmbusd of another user found there (it made the
+// directory first) is refused before a byte is sent. A directory the user names is trusted to
+// its owner's shmbusd (a bus shared with a group), but only if nobody else may write it.
+TEST_F(BadInput, AClientRefusesAShmbusdOfAnotherUserInItsDefaultDirectory) {
     if (geteuid() != 0 || access("/usr/bin/setpriv", X_OK) != 0) GTEST_SKIP() << "needs root and setpriv";
     ASSERT_EQ(chmod(dir.c_str(), 0755), 0);
-    const std::string theirs = path("theirs");
-    std::filesystem::create_directory(theirs);
+    const std::string runtime = path("runtime");  // plays $XDG_RUNTIME_DIR
+    const std::string theirs = runtime + "/shmbus";
+    std::filesystem::create_directories(theirs);
     ASSERT_EQ(chown(theirs.c_str(), kNobody, kNobody), 0);
     ASSERT_EQ(chmod(theirs.c_str(), 0700), 0);
     const pid_t other = spawn({"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", SHMBUSD_PATH, "--dir",
@@ -204,14 +208,25 @@ TEST_F(BadInput, AClientRefusesAShmbusdOfAnotherUser) {
                               {path("theirs.log"), path("theirs.log")});
     struct stat st{};
     ASSERT_TRUE(eventually([&] { return stat(socket_path(theirs).c_str(), &st) == 0; })) << read_file(path("theirs.log"));
-    ClientOptions o;
-    o.dir = theirs;
-    auto c = Client::connect(o);
+    const std::string saved_dir = std::getenv("SHMBUS_DIR") ? std::getenv("SHMBUS_DIR") : "";
+    unsetenv("SHMBUS_DIR");
+    setenv("XDG_RUNTIME_DIR", runtime.c_str(), 1);
+    auto c = Client::connect({});
+    unsetenv("XDG_RUNTIME_DIR");
+    if (!saved_dir.empty()) setenv("SHMBUS_DIR", saved_dir.c_str(), 1);
     ASSERT_FALSE(c.has_value());
     EXPECT_EQ(c.error().code, Errc::permission_denied);
     EXPECT_NE(c.error().message.find("runs as uid 65534, neither yours (0) nor root"), std::string::npos) << c.error().message;
+    // Named, the directory is nobody's own and only theirs to write: its owner's shmbusd is trusted.
+    ClientOptions named;
+    named.dir = theirs;
+    EXPECT_TRUE(Client::connect(named).has_value());
+    // Once others may write the directory, anyone could have put that socket there.
+    ASSERT_EQ(chmod(theirs.c_str(), 0777), 0);
     auto r = run({SHMBUS_CLI_PATH, "--dir", theirs, "pub", "t", "secret"}, "", std::chrono::seconds(10));
     EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("refusing the shmbusd"), std::string::npos) << r.err;
+    ASSERT_EQ(chmod(theirs.c_str(), 0700), 0);
     kill(other, SIGTERM);
     EXPECT_EQ(wait_exit(other, std::chrono::seconds(10)), 0);
 }

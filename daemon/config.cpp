@@ -1,0 +1,169 @@
+#include "config.h"
+
+#include <grp.h>
+#include <pwd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <fstream>
+#include <sstream>
+
+#define TOML_ENABLE_FORMATTERS 0
+#include <toml++/toml.h>
+
+namespace shmbus::daemon {
+namespace {
+
+// An error at a node of the file: "FILE:LINE: what".
+struct ConfigError {
+    std::string message;
+};
+
+[[noreturn]] void fail(const std::string& source, const toml::source_region& where, const std::string& what) {
+    throw ConfigError{source + ":" + std::to_string(where.begin.line) + ": " + what};
+}
+
+const std::string& string_value(const std::string& source, const toml::node& n, const std::string& key) {
+    const auto* s = n.as_string();
+    if (s == nullptr) fail(source, n.source(), "'" + key + "' must be a string");
+    return s->get();
+}
+
+bool all_digits(std::string_view s) {
+    if (s.empty()) return false;
+    for (char c : s)
+        if (!std::isdigit(static_cast<unsigned char>(c))) return false;
+    return true;
+}
+
+// NAME or a number; resolved now, so a typo is an error at start and not a silent denial later.
+std::optional<uint32_t> resolve_user(const std::string& name) {
+    if (all_digits(name)) return name.size() <= 10 ? std::optional<uint32_t>(std::stoull(name)) : std::nullopt;
+    passwd pw{}, *found = nullptr;
+    char buf[4096];
+    if (getpwnam_r(name.c_str(), &pw, buf, sizeof buf, &found) != 0 || found == nullptr) return std::nullopt;
+    return pw.pw_uid;
+}
+
+std::optional<uint32_t> resolve_group(const std::string& name) {
+    if (all_digits(name)) return name.size() <= 10 ? std::optional<uint32_t>(std::stoull(name)) : std::nullopt;
+    group gr{}, *found = nullptr;
+    char buf[4096];
+    if (getgrnam_r(name.c_str(), &gr, buf, sizeof buf, &found) != 0 || found == nullptr) return std::nullopt;
+    return gr.gr_gid;
+}
+
+Principal parse_principal(const std::string& source, const toml::node& n, const std::string& key) {
+    const std::string& text = string_value(source, n, key);
+    const auto colon = text.find(':');
+    const std::string kind = text.substr(0, colon), name = colon == std::string::npos ? "" : text.substr(colon + 1);
+    if (colon == std::string::npos || name.empty() || (kind != "user" && kind != "group"))
+        fail(source, n.source(), "'" + text + "' in '" + key + "' is not user:NAME|UID or group:NAME|GID");
+    const bool user = kind == "user";
+    const auto id = user ? resolve_user(name) : resolve_group(name);
+    if (!id) fail(source, n.source(), "'" + text + "' in '" + key + "': no such " + kind);
+    return {user ? Principal::Kind::user : Principal::Kind::group, *id, text};
+}
+
+// A topic name or a glob over names: the characters of names plus * ? [ ] and ! inside brackets.
+void check_pattern(const std::string& source, const toml::node& n, const std::string& pattern) {
+    if (pattern.empty() || pattern.size() > 63) fail(source, n.source(), "topic pattern '" + pattern + "' must have 1 to 63 characters");
+    for (char c : pattern)
+        if (!std::isalnum(static_cast<unsigned char>(c)) && std::string_view("._-*?[]!").find(c) == std::string_view::npos)
+            fail(source, n.source(), "topic pattern '" + pattern + "' has a character no topic name has: '" + std::string(1, c) + "'");
+}
+
+const toml::array& array_value(const std::string& source, const toml::node& n, const std::string& key) {
+    const auto* a = n.as_array();
+    if (a == nullptr) fail(source, n.source(), "'" + key + "' must be an array");
+    return *a;
+}
+
+AclEntry parse_acl_entry(const std::string& source, const toml::table& t, std::size_t index) {
+    AclEntry e;
+    e.line = t.source().begin.line;
+    e.index = index;
+    bool has_topics = false;
+    for (auto&& [k, v] : t) {
+        const std::string key(k.str());
+        if (key == "topics") {
+            has_topics = true;
+            for (const auto& item : array_value(source, v, key)) {
+                const std::string& pattern = string_value(source, item, key);
+                check_pattern(source, item, pattern);
+                e.topics.push_back(pattern);
+            }
+            if (e.topics.empty()) fail(source, v.source(), "'topics' is empty: the entry would match nothing");
+        } else if (key == "publish" || key == "subscribe" || key == "admin") {
+            auto& list = key == "publish" ? e.publish : key == "subscribe" ? e.subscribe : e.admin;
+            for (const auto& item : array_value(source, v, key)) list.push_back(parse_principal(source, item, key));
+        } else {
+            fail(source, v.source(), "unknown key '" + key + "' in [[acl]] (known: topics, publish, subscribe, admin)");
+        }
+    }
+    if (!has_topics) fail(source, t.source(), "[[acl]] entry " + std::to_string(index) + " has no 'topics'");
+    return e;
+}
+
+void parse_bus(const std::string& source, const toml::table& t, Config& out) {
+    for (auto&& [k, v] : t) {
+        const std::string key(k.str());
+        if (key == "dir") {
+            out.dir = string_value(source, v, key);
+            if (out.dir.empty() || out.dir.front() != '/') fail(source, v.source(), "'dir' must be an absolute path");
+        } else if (key == "log_level") {
+            out.log_level = string_value(source, v, key);
+            static const char* const levels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
+            if (std::find(std::begin(levels), std::end(levels), out.log_level) == std::end(levels))
+                fail(source, v.source(), "'log_level' must be one of trace, debug, info, warn, error, critical, off");
+        } else if (key == "access_group") {
+            out.access_group_name = string_value(source, v, key);
+            out.access_group = resolve_group(out.access_group_name);
+            if (!out.access_group) fail(source, v.source(), "access_group '" + out.access_group_name + "': no such group");
+        } else {
+            fail(source, v.source(), "unknown key '" + key + "' in [bus] (known: dir, log_level, access_group)");
+        }
+    }
+}
+
+}  // namespace
+
+Result<Config> parse_config(std::string_view text, const std::string& source) noexcept {
+    try {
+        const toml::table root = toml::parse(text, source);
+        Config out;
+        out.source = source;
+        for (auto&& [k, v] : root) {
+            const std::string key(k.str());
+            if (key == "bus") {
+                const auto* t = v.as_table();
+                if (t == nullptr) fail(source, v.source(), "'bus' must be a table: [bus]");
+                parse_bus(source, *t, out);
+            } else if (key == "acl") {
+                const auto* a = v.as_array();
+                if (a == nullptr || !a->is_array_of_tables()) fail(source, v.source(), "'acl' must be an array of tables: [[acl]]");
+                for (const auto& entry : *a) out.acl.push_back(parse_acl_entry(source, *entry.as_table(), out.acl.size() + 1));
+            } else {
+                fail(source, v.source(), "unknown table or key '" + key + "' (known: [bus], [[acl]])");
+            }
+        }
+        return out;
+    } catch (const toml::parse_error& e) {
+        return make_error(Errc::invalid_argument, source + ":" + std::to_string(e.source().begin.line) + ": " +
+                                                      std::string(e.description()));
+    } catch (const ConfigError& e) {
+        return make_error(Errc::invalid_argument, e.message);
+    } catch (const std::exception& e) {
+        return make_error(Errc::invalid_argument, source + ": " + e.what());
+    }
+}
+
+Result<Config> load_config(const std::string& path) noexcept {
+    std::ifstream in(path);
+    if (!in) return make_error(Errc::invalid_argument, "cannot read configuration file " + path);
+    std::stringstream text;
+    text << in.rdbuf();
+    return parse_config(text.str(), path);
+}
+
+}  // namespace shmbus::daemon

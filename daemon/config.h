@@ -1,0 +1,60 @@
+// shmbusd's configuration file (TOML, `shmbusd --config FILE`):
+//
+//   [bus]
+//   dir = "/run/shmbus"            # bus directory; --dir overrides it
+//   log_level = "info"             # --log-level overrides it
+//   access_group = "shmbus"        # the directory and socket become reachable to this group
+//
+//   [[acl]]                        # per-topic rules; the first entry whose topics match decides
+//   topics = ["prices", "public.*"]
+//   publish = ["user:catalog"]     # user:NAME|UID, group:NAME|GID
+//   subscribe = ["group:shmbus"]
+//   admin = []                     # create, delete, delete a subscription, gc
+//
+// Every key is checked: an unknown key or table, a value of the wrong type, an unknown user or
+// group are errors that name the file and line. Users and groups are resolved when the file is read.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "shmbus/result.h"
+
+namespace shmbus::daemon {
+
+// Who a rule names: one uid, or the members of one gid.
+struct Principal {
+    enum class Kind : uint8_t { user, group };
+    Kind kind;
+    uint32_t id;
+    std::string text;  // as written, for logs: "user:catalog"
+};
+
+struct AclEntry {
+    std::vector<std::string> topics;  // names or glob patterns (*, ?, [...])
+    std::vector<Principal> publish, subscribe, admin;
+    std::size_t line = 0;   // where the entry starts in the file
+    std::size_t index = 0;  // 1-based position among the entries
+};
+
+struct Config {
+    std::string source;  // the file it came from
+    std::string dir;
+    std::string log_level;
+    std::optional<gid_t> access_group;
+    std::string access_group_name;
+    std::vector<AclEntry> acl;
+};
+
+// Reads and checks a configuration file; the error names the file and line of the first problem.
+[[nodiscard]] Result<Config> load_config(const std::string& path) noexcept;
+// The same, from text (`source` names it in errors).
+[[nodiscard]] Result<Config> parse_config(std::string_view text, const std::string& source) noexcept;
+
+}  // namespace shmbus::daemon
