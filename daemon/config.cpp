@@ -36,9 +36,16 @@ bool all_digits(std::string_view s) {
     return true;
 }
 
+// A uid or gid written as a number: below (uid_t)-1, which means "no id" to the kernel.
+std::optional<uint32_t> numeric_id(const std::string& text) {
+    if (text.size() > 10) return std::nullopt;
+    const uint64_t v = std::stoull(text);
+    return v < UINT32_MAX ? std::optional<uint32_t>(uint32_t(v)) : std::nullopt;
+}
+
 // NAME or a number; resolved now, so a typo is an error at start and not a silent denial later.
 std::optional<uint32_t> resolve_user(const std::string& name) {
-    if (all_digits(name)) return name.size() <= 10 ? std::optional<uint32_t>(std::stoull(name)) : std::nullopt;
+    if (all_digits(name)) return numeric_id(name);
     passwd pw{}, *found = nullptr;
     char buf[4096];
     if (getpwnam_r(name.c_str(), &pw, buf, sizeof buf, &found) != 0 || found == nullptr) return std::nullopt;
@@ -46,7 +53,7 @@ std::optional<uint32_t> resolve_user(const std::string& name) {
 }
 
 std::optional<uint32_t> resolve_group(const std::string& name) {
-    if (all_digits(name)) return name.size() <= 10 ? std::optional<uint32_t>(std::stoull(name)) : std::nullopt;
+    if (all_digits(name)) return numeric_id(name);
     group gr{}, *found = nullptr;
     char buf[4096];
     if (getgrnam_r(name.c_str(), &gr, buf, sizeof buf, &found) != 0 || found == nullptr) return std::nullopt;

@@ -1,0 +1,300 @@
+// Access control from a second uid: shmbusd (root here, the bus owner) runs with a configuration
+// that opens the bus to group 65534 and grants uid 65534 (`nobody`) some rights on some topics.
+// Each claim is tested from a child process that has dropped to uid/gid 65534 with setresuid, as
+// a real other user would be: what it may do works, what it may not is refused with a clear
+// error, and what it holds read-only the kernel keeps read-only.
+#include <fcntl.h>
+#include <grp.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <functional>
+#include <string>
+
+#include "bus_fixture.h"
+#include "bus_files.h"
+#include "local_topic.h"  // detail::Access: the mapping behind a Publisher or Subscriber
+
+namespace shmbus::test {
+namespace {
+
+using namespace std::chrono_literals;
+constexpr uid_t kNobody = 65534;
+
+constexpr const char* kConfig = R"(# the bus of this test
+[bus]
+access_group = "65534"
+
+[[acl]]
+topics = ["prices"]
+publish = ["user:0"]
+subscribe = ["user:65534"]
+
+[[acl]]
+topics = ["public.*", "shared"]
+publish = ["group:65534"]
+subscribe = ["group:65534"]
+admin = ["user:65534"]
+
+[[acl]]
+topics = ["orders"]
+publish = ["user:65534"]
+)";
+
+// What a child reports: empty when every check held, else the first that did not.
+struct Outcome {
+    int status = -1;
+    std::string failure;
+};
+
+class OtherUser : public BusTest {
+protected:
+    void SetUp() override {
+        if (geteuid() != 0) GTEST_SKIP() << "needs root: tests drop to uid 65534";
+        char tmpl[] = "/tmp/shmbus-test-XXXXXX";
+        ASSERT_NE(mkdtemp(tmpl), nullptr);
+        dir = tmpl;
+        {
+            std::ofstream f(path("shmbusd.toml"));
+            f << kConfig;
+        }
+        daemon = spawn({SHMBUSD_PATH, "--dir", dir, "--config", path("shmbusd.toml"), "--log-level", "debug"},
+                       {path("daemon.log"), path("daemon.log.err")});
+        ASSERT_TRUE(eventually([&] { return connect().has_value(); })) << read_file(path("daemon.log"));
+    }
+
+    // Runs `body` in a child that has become uid/gid 65534 with no other groups. `body` returns
+    // an empty string if every check held, else what went wrong.
+    Outcome as_nobody(const std::function<std::string()>& body) { return as_other_user(kNobody, body); }
+
+    Outcome as_other_user(uid_t uid, const std::function<std::string()>& body) {
+        int pipe_fds[2];
+        if (pipe(pipe_fds) != 0) return {};
+        const pid_t pid = fork();
+        if (pid == 0) {
+            close(pipe_fds[0]);
+            std::string failure;
+            if (setgroups(0, nullptr) != 0 || setresgid(uid, uid, uid) != 0 || setresuid(uid, uid, uid) != 0)
+                failure = "cannot become uid " + std::to_string(uid) + ": " + strerror(errno);
+            else
+                failure = body();
+            (void)!write(pipe_fds[1], failure.data(), failure.size());
+            _exit(failure.empty() ? 0 : 1);
+        }
+        close(pipe_fds[1]);
+        Outcome out;
+        char buf[512];
+        ssize_t n;
+        while ((n = read(pipe_fds[0], buf, sizeof buf)) > 0) out.failure.append(buf, size_t(n));
+        close(pipe_fds[0]);
+        int status = 0;
+        waitpid(pid, &status, 0);
+        out.status = status;
+        return out;
+    }
+
+    // In a child of the caller: runs `write` and reports whether the kernel killed it with SIGSEGV.
+    static bool write_faults(const std::function<void()>& write) {
+        const pid_t pid = fork();
+        if (pid == 0) {
+            write();
+            _exit(0);
+        }
+        int status = 0;
+        waitpid(pid, &status, 0);
+        return WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV;
+    }
+
+    // /dev/shm name of a topic's segment on this bus.
+    std::string shm_name(const std::string& topic) const {
+        uint64_t id = 0;
+        std::string why;
+        (void)detail::read_bus_id_file(dir, id, why);
+        return detail::shm_name(id, topic);
+    }
+
+    static ClientOptions options_for(const std::string& dir) {
+        ClientOptions o;
+        o.dir = dir;
+        o.name = "nobody";
+        return o;
+    }
+};
+
+#define CHECK(cond, what)                     \
+    do {                                      \
+        if (!(cond)) return std::string(what); \
+    } while (0)
+
+TEST_F(OtherUser, TheGroupReachesTheSocketAndNothingElseOfTheDirectory) {
+    struct stat st{};
+    ASSERT_EQ(stat(dir.c_str(), &st), 0);
+    EXPECT_EQ(st.st_gid, kNobody);
+    EXPECT_EQ(st.st_mode & 0777, 0710u);
+    ASSERT_EQ(stat(socket_path(dir).c_str(), &st), 0);
+    EXPECT_EQ(st.st_gid, kNobody);
+    EXPECT_EQ(st.st_mode & 0777, 0660u);
+}
+
+TEST_F(OtherUser, ASubscriberReceivesButCannotWriteTheRingOrPublish) {
+    auto root = connect();
+    ASSERT_TRUE(root.has_value());
+    auto pub = root->publisher("prices");
+    ASSERT_TRUE(pub.has_value());
+    ASSERT_EQ(pub->publish("42.17"), PublishStatus::ok);
+    const std::string segment_file = std::string("/dev/shm") + shm_name("prices");
+    const auto out = as_nobody([&]() -> std::string {
+        auto c = Client::connect(options_for(dir));
+        CHECK(c.has_value(), "connect: " + c.error().message);
+        SubscribeOptions so;
+        so.from = StartFrom::earliest;
+        auto sub = c->subscribe("prices", so);
+        CHECK(sub.has_value(), "subscribe: " + sub.error().message);
+        std::string got;
+        for (int i = 0; i < 500 && got.empty(); ++i)
+            if (sub->poll([&](const Message& m) { got = std::string(m.text()); }).count == 0) std::this_thread::sleep_for(10ms);
+        CHECK(got == "42.17", "received '" + got + "'");
+        detail::Segment& seg = detail::Access::core(*sub).seg;
+        CHECK(!seg.segment_writable(), "the segment was mapped writable");
+        CHECK(write_faults([&] { seg.ring()[0] = std::byte{0x55}; }), "a write to the ring did not fault");
+        CHECK(write_faults([&] { seg.producers().tail.next_id = 1; }), "a write to the tail did not fault");
+        CHECK(mprotect(seg.ring(), 4096, PROT_READ | PROT_WRITE) != 0 && errno == EACCES, "mprotect made the ring writable");
+        CHECK(seg.cursors_writable(), "the cursor object was mapped read-only (it must write its own cursor)");
+        // The objects are not its to open by name, for writing or even for reading.
+        CHECK(open(segment_file.c_str(), O_RDWR) < 0 && errno == EACCES, "opened the segment read-write by name");
+        CHECK(open(segment_file.c_str(), O_RDONLY) < 0 && errno == EACCES, "opened the segment by name");
+        auto p = c->publisher("prices");
+        CHECK(!p.has_value() && p.error().code == Errc::permission_denied, "publish was not refused");
+        CHECK(p.error().message.find("may not publish to topic 'prices'") != std::string::npos, p.error().message);
+        auto del = c->delete_topic("prices");
+        CHECK(!del.has_value() && del.error().code == Errc::permission_denied, "delete was not refused");
+        return {};
+    });
+    EXPECT_EQ(out.status, 0) << out.failure;
+    EXPECT_NE(read_file(path("daemon.log")).find("denied: uid 65534 pid"), std::string::npos);
+    EXPECT_TRUE(eventually([&] { return root->topic_stats("prices")->subscriptions.empty(); }));  // its exit freed the slot
+}
+
+TEST_F(OtherUser, APublisherCannotWriteAnyCursor) {
+    auto root = connect();
+    ASSERT_TRUE(root.has_value());
+    SubscribeOptions audit;
+    audit.durable_name = "audit";
+    auto sub = root->subscribe("orders", audit);
+    ASSERT_TRUE(sub.has_value());
+    const auto out = as_nobody([&]() -> std::string {
+        auto c = Client::connect(options_for(dir));
+        CHECK(c.has_value(), "connect: " + c.error().message);
+        auto p = c->publisher("orders");
+        CHECK(p.has_value(), "publisher: " + p.error().message);
+        CHECK(p->publish("o1") == PublishStatus::ok, "publish failed");
+        detail::Segment& seg = detail::Access::core(*p).seg;
+        CHECK(seg.segment_writable(), "the segment was mapped read-only (it must write the ring)");
+        CHECK(!seg.cursors_writable(), "the cursor object was mapped writable");
+        CHECK(write_faults([&] { seg.consumer_slot(0).ack_position.store(1u << 30); }), "a write to a cursor did not fault");
+        CHECK(write_faults([&] { seg.consumers().space_futex.store(7); }), "a write to the consumer region did not fault");
+        auto s = c->subscribe("orders");
+        CHECK(!s.has_value() && s.error().code == Errc::permission_denied, "subscribe was not refused");
+        return {};
+    });
+    EXPECT_EQ(out.status, 0) << out.failure;
+    std::string got;
+    ASSERT_TRUE(eventually([&] {
+        (void)sub->poll([&](const Message& m) { got = std::string(m.text()); });
+        return !got.empty();
+    }));
+    EXPECT_EQ(got, "o1");
+}
+
+TEST_F(OtherUser, AnAdminManagesTheTopicsItsRulesCoverAndNoOthers) {
+    const auto out = as_nobody([&]() -> std::string {
+        auto c = Client::connect(options_for(dir));
+        CHECK(c.has_value(), "connect: " + c.error().message);
+        CHECK(c->create_topic("public.news", {}).has_value(), "create public.news was refused");
+        auto p = c->publisher("public.news");
+        CHECK(p.has_value() && p->publish("hello") == PublishStatus::ok, "publish to public.news failed");
+        p = make_error(Errc::disconnected, "closed");
+        CHECK(c->delete_topic("public.news").has_value(), "delete public.news was refused");
+        auto made = c->create_topic("secret", {});
+        CHECK(!made.has_value() && made.error().code == Errc::permission_denied, "create secret was not refused");
+        // A subscription that would create a topic needs admin on it too: "prices" grants subscribe only.
+        auto s = c->subscribe("prices");
+        CHECK(!s.has_value() && s.error().code == Errc::permission_denied, "subscribing created 'prices'");
+        CHECK(c->collect_garbage().has_value(), "gc was refused to an admin");
+        return {};
+    });
+    EXPECT_EQ(out.status, 0) << out.failure;
+    auto root = connect();
+    EXPECT_TRUE(root->list_topics()->empty());
+}
+
+TEST_F(OtherUser, TopicsNoRuleCoversAreInvisibleAndRefused) {
+    auto root = connect();
+    ASSERT_TRUE(root->create_topic("secret", {}).has_value());
+    ASSERT_TRUE(root->create_topic("prices", {}).has_value());
+    const auto out = as_nobody([&]() -> std::string {
+        auto c = Client::connect(options_for(dir));
+        CHECK(c.has_value(), "connect: " + c.error().message);
+        auto names = c->list_topics();
+        CHECK(names.has_value() && *names == std::vector<std::string>{"prices"}, "list shows more than 'prices'");
+        auto stats = c->topic_stats("secret");
+        CHECK(!stats.has_value() && stats.error().code == Errc::permission_denied, "statistics of 'secret' were shown");
+        auto s = c->subscribe("secret");
+        CHECK(!s.has_value() && s.error().code == Errc::permission_denied, "subscribe to 'secret' was not refused");
+        CHECK(s.error().message.find("may not subscribe to topic 'secret'") != std::string::npos, s.error().message);
+        return {};
+    });
+    EXPECT_EQ(out.status, 0) << out.failure;
+    const std::string log = read_file(path("daemon.log"));
+    EXPECT_NE(log.find("may not subscribe topic 'secret' (no acl entry matches)"), std::string::npos) << log;
+}
+
+TEST_F(OtherUser, AUserOutsideTheGroupCannotConnect) {
+    const auto out = as_other_user(12345, [&]() -> std::string {
+        auto c = Client::connect(options_for(dir));
+        CHECK(!c.has_value() && c.error().code == Errc::permission_denied, "a stranger connected");
+        return {};
+    });
+    EXPECT_EQ(out.status, 0) << out.failure;
+}
+
+// SIGHUP rereads the rules: a grant takes effect for the next request; a file that no longer
+// parses changes nothing.
+TEST_F(OtherUser, SighupReloadsTheRulesAndKeepsThemWhenTheFileIsBroken) {
+    ASSERT_TRUE(connect()->create_topic("prices", {}).has_value());
+    auto publish_as_nobody = [&] {
+        return as_nobody([&]() -> std::string {
+            auto c = Client::connect(options_for(dir));
+            CHECK(c.has_value(), "connect: " + c.error().message);
+            auto p = c->publisher("prices");
+            CHECK(p.has_value(), p.error().message);
+            return {};
+        });
+    };
+    EXPECT_NE(publish_as_nobody().status, 0);
+    {
+        std::ofstream f(path("shmbusd.toml"));
+        f << "[bus]\naccess_group = \"65534\"\n[[acl]]\ntopics = [\"prices\"]\npublish = [\"user:65534\"]\n";
+    }
+    kill(daemon, SIGHUP);
+    ASSERT_TRUE(eventually([&] { return read_file(path("daemon.log")).find("SIGHUP: reloaded") != std::string::npos; }));
+    const auto granted = publish_as_nobody();
+    EXPECT_EQ(granted.status, 0) << granted.failure;
+    {
+        std::ofstream f(path("shmbusd.toml"));
+        f << "[bus]\nacces_group = 1\n";
+    }
+    kill(daemon, SIGHUP);
+    ASSERT_TRUE(eventually([&] { return read_file(path("daemon.log")).find("configuration not reloaded") != std::string::npos; }));
+    EXPECT_NE(read_file(path("daemon.log")).find("shmbusd.toml:2: unknown key 'acces_group' in [bus]"), std::string::npos);
+    const auto kept = publish_as_nobody();
+    EXPECT_EQ(kept.status, 0) << kept.failure;
+}
+
+}  // namespace
+}  // namespace shmbus::test

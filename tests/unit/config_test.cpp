@@ -1,0 +1,132 @@
+// The configuration file and the access rules it carries: what parses, what is refused (with
+// the line), and who the rules let do what.
+#include <gtest/gtest.h>
+
+#include "access_control.h"
+#include "config.h"
+
+namespace shmbus::daemon {
+namespace {
+
+Config parse_ok(const std::string& text) {
+    auto c = parse_config(text, "test.toml");
+    EXPECT_TRUE(c.has_value()) << c.error().message;
+    return c ? c.value() : Config{};
+}
+
+std::string parse_error(const std::string& text) {
+    auto c = parse_config(text, "test.toml");
+    EXPECT_FALSE(c.has_value());
+    return c ? std::string() : c.error().message;
+}
+
+TEST(Config, AFullFileParses) {
+    const Config c = parse_ok(R"(
+[bus]
+dir = "/run/shmbus"
+log_level = "warn"
+access_group = "0"
+
+[[acl]]
+topics = ["prices", "public.*"]
+publish = ["user:root"]
+subscribe = ["group:0", "user:65534"]
+admin = []
+)");
+    EXPECT_EQ(c.dir, "/run/shmbus");
+    EXPECT_EQ(c.log_level, "warn");
+    ASSERT_TRUE(c.access_group.has_value());
+    EXPECT_EQ(*c.access_group, 0u);
+    ASSERT_EQ(c.acl.size(), 1u);
+    EXPECT_EQ(c.acl[0].line, 7u);
+    EXPECT_EQ(c.acl[0].topics, (std::vector<std::string>{"prices", "public.*"}));
+    ASSERT_EQ(c.acl[0].publish.size(), 1u);
+    EXPECT_EQ(c.acl[0].publish[0].id, 0u);  // root, resolved by name
+    EXPECT_EQ(c.acl[0].subscribe[1].kind, Principal::Kind::user);
+    EXPECT_EQ(c.acl[0].subscribe[1].id, 65534u);
+}
+
+TEST(Config, AnEmptyFileIsTheDefault) {
+    const Config c = parse_ok("");
+    EXPECT_TRUE(c.acl.empty());
+    EXPECT_FALSE(c.access_group.has_value());
+}
+
+TEST(Config, EveryMistakeNamesItsLine) {
+    EXPECT_EQ(parse_error("[bus]\n\nacces_group = \"x\"\n"),
+              "test.toml:3: unknown key 'acces_group' in [bus] (known: dir, log_level, access_group)");
+    EXPECT_EQ(parse_error("[busses]\n"), "test.toml:1: unknown table or key 'busses' (known: [bus], [[acl]])");
+    EXPECT_EQ(parse_error("[bus]\ndir = 3\n"), "test.toml:2: 'dir' must be a string");
+    EXPECT_EQ(parse_error("[bus]\ndir = \"relative\"\n"), "test.toml:2: 'dir' must be an absolute path");
+    EXPECT_EQ(parse_error("[bus]\nlog_level = \"loud\"\n"),
+              "test.toml:2: 'log_level' must be one of trace, debug, info, warn, error, critical, off");
+    EXPECT_EQ(parse_error("[[acl]]\ntopics = [\"a\"]\npublish = [\"alice\"]\n"),
+              "test.toml:3: 'alice' in 'publish' is not user:NAME|UID or group:NAME|GID");
+    EXPECT_EQ(parse_error("[[acl]]\ntopics = [\"a\"]\nsubscribe = [\"user:no-such-user-here\"]\n"),
+              "test.toml:3: 'user:no-such-user-here' in 'subscribe': no such user");
+    EXPECT_EQ(parse_error("[[acl]]\npublish = []\n"), "test.toml:1: [[acl]] entry 1 has no 'topics'");
+    EXPECT_EQ(parse_error("[[acl]]\ntopics = []\n"), "test.toml:2: 'topics' is empty: the entry would match nothing");
+    EXPECT_EQ(parse_error("[[acl]]\ntopics = [\"a/b\"]\n"),
+              "test.toml:2: topic pattern 'a/b' has a character no topic name has: '/'");
+    EXPECT_EQ(parse_error("[[acl]]\ntopics = [\"a\"]\nread = []\n"),
+              "test.toml:3: unknown key 'read' in [[acl]] (known: topics, publish, subscribe, admin)");
+    EXPECT_EQ(parse_error("[bus]\naccess_group = \"no-such-group-here\"\n"),
+              "test.toml:2: access_group 'no-such-group-here': no such group");
+    // TOML syntax errors come from the parser, with their line.
+    EXPECT_EQ(parse_error("[bus]\ndir = \n").rfind("test.toml:2: ", 0), 0u);
+}
+
+TEST(Config, AMissingFileIsAClearError) {
+    auto c = load_config("/nonexistent/shmbusd.toml");
+    ASSERT_FALSE(c.has_value());
+    EXPECT_EQ(c.error().message, "cannot read configuration file /nonexistent/shmbusd.toml");
+}
+
+constexpr uid_t kOwner = 1000;
+
+AccessControl rules(const std::string& text) { return AccessControl(kOwner, parse_ok(text).acl); }
+
+Identity user(uid_t uid, gid_t gid = 5000, std::vector<gid_t> groups = {}) { return {uid, gid, std::move(groups)}; }
+
+TEST(AccessRules, TheOwnerAndRootMayDoEverythingAndNobodyElseWithoutARule) {
+    const AccessControl none(kOwner);
+    for (Operation op : {Operation::publish, Operation::subscribe, Operation::admin, Operation::observe}) {
+        EXPECT_TRUE(none.check(user(kOwner), "t", op).allowed);
+        EXPECT_TRUE(none.check(user(0), "t", op).allowed);
+        const Decision d = none.check(user(2000), "t", op);
+        EXPECT_FALSE(d.allowed);
+        EXPECT_EQ(d.rule, "no acl entry matches");
+    }
+}
+
+TEST(AccessRules, TheFirstMatchingEntryDecides) {
+    const AccessControl acl = rules(R"(
+[[acl]]
+topics = ["public.secret"]
+subscribe = ["user:2001"]
+[[acl]]
+topics = ["public.*"]
+subscribe = ["user:2000", "user:2001"]
+publish = ["group:300"]
+)");
+    EXPECT_TRUE(acl.check(user(2000), "public.news", Operation::subscribe).allowed);
+    EXPECT_FALSE(acl.check(user(2000), "public.secret", Operation::subscribe).allowed);  // entry 1 matched first
+    EXPECT_EQ(acl.check(user(2000), "public.secret", Operation::subscribe).rule, "acl entry 1 (line 2)");
+    EXPECT_TRUE(acl.check(user(2001), "public.secret", Operation::subscribe).allowed);
+    EXPECT_FALSE(acl.check(user(2000), "public.news", Operation::publish).allowed);
+    EXPECT_FALSE(acl.check(user(2000), "publicnews", Operation::subscribe).allowed);  // the '.' is literal
+    EXPECT_TRUE(acl.check(user(2000), "public.news", Operation::observe).allowed);     // any right lets it see the topic
+    EXPECT_FALSE(acl.check(user(2000), "public.news", Operation::admin).allowed);
+}
+
+TEST(AccessRules, GroupsCountAsPrimaryOrSupplementary) {
+    const AccessControl acl = rules("[[acl]]\ntopics = [\"*\"]\npublish = [\"group:300\"]\nadmin = [\"group:301\"]\n");
+    EXPECT_TRUE(acl.check(user(2000, 300), "t", Operation::publish).allowed);
+    EXPECT_TRUE(acl.check(user(2000, 5000, {7, 300}), "t", Operation::publish).allowed);
+    EXPECT_FALSE(acl.check(user(2000, 5000, {7}), "t", Operation::publish).allowed);
+    EXPECT_TRUE(acl.holds_anywhere(user(2000, 5000, {301}), Operation::admin));
+    EXPECT_FALSE(acl.holds_anywhere(user(2000, 300), Operation::admin));
+}
+
+}  // namespace
+}  // namespace shmbus::daemon
