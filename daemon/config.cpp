@@ -44,21 +44,18 @@ std::optional<uint32_t> numeric_id(const std::string& text) {
 }
 
 // NAME or a number; resolved now, so a typo is an error at start and not a silent denial later.
-std::optional<uint32_t> resolve_user(const std::string& name) {
+// `lookup` is getpwnam_r or getgrnam_r, `id` the field of the entry it fills.
+template <class Entry, class Lookup, class Id>
+std::optional<uint32_t> resolve(const std::string& name, Lookup lookup, Id Entry::*id) {
     if (all_digits(name)) return numeric_id(name);
-    passwd pw{}, *found = nullptr;
+    Entry entry{}, *found = nullptr;
     char buf[4096];
-    if (getpwnam_r(name.c_str(), &pw, buf, sizeof buf, &found) != 0 || found == nullptr) return std::nullopt;
-    return pw.pw_uid;
+    if (lookup(name.c_str(), &entry, buf, sizeof buf, &found) != 0 || found == nullptr) return std::nullopt;
+    return entry.*id;
 }
 
-std::optional<uint32_t> resolve_group(const std::string& name) {
-    if (all_digits(name)) return numeric_id(name);
-    group gr{}, *found = nullptr;
-    char buf[4096];
-    if (getgrnam_r(name.c_str(), &gr, buf, sizeof buf, &found) != 0 || found == nullptr) return std::nullopt;
-    return gr.gr_gid;
-}
+std::optional<uint32_t> resolve_user(const std::string& name) { return resolve(name, getpwnam_r, &passwd::pw_uid); }
+std::optional<uint32_t> resolve_group(const std::string& name) { return resolve(name, getgrnam_r, &group::gr_gid); }
 
 Principal parse_principal(const std::string& source, const toml::node& n, const std::string& key) {
     const std::string& text = string_value(source, n, key);

@@ -126,14 +126,6 @@ public:
         return RecordCheck::ready;
     }
 
-    // True if the record header at `position`'s offset belongs to a later lap: proof that a reader
-    // at `position` was overrun, found without touching the producers' tail line.
-    [[nodiscard]] bool newer_lap_at(uint64_t position) const noexcept {
-        // relaxed: a hint only; the caller confirms against the tail.
-        const uint64_t there = ~header_at(position)->commit.load(std::memory_order_relaxed);
-        return there > position && ((there - position) & mask_) == 0;
-    }
-
     // Copies a payload that producers may be overwriting (a seqlock read): the caller validates
     // against the tail afterwards and discards the copy if it was lapped. Not instrumented by
     // TSan, which cannot know about that validation.

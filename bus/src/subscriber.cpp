@@ -10,7 +10,7 @@ namespace detail {
 using layout::RecordType;
 
 namespace {
-constexpr uint32_t kOverrunCheckEvery = 64;  // empty polls between looks at the tail
+constexpr uint32_t kProgressEvery = 64;  // empty polls between statistics updates
 constexpr std::chrono::milliseconds kMaxSleep{100};  // re-check even if nobody wakes us
 }  // namespace
 
@@ -90,9 +90,12 @@ PollResult SubscriberCore::poll(Handler& handler, std::size_t max) noexcept {
         RecordInfo r{};
         const RecordCheck check = ring.inspect(position, r);
         if (check == RecordCheck::not_ready) {
-            // Nothing here yet, or the producers lapped us. The tail is a contended producer line,
-            // so look at it only on the first empty poll after progress and then every 64th.
-            if ((++empty_polls % kOverrunCheckEvery == 1 || ring.newer_lap_at(position)) && overrun()) {
+            // Nothing here yet, or the producers lapped us. Asked on every empty poll, so that
+            // `empty` never hides messages from a lapped reader: overrun() reads the horizon, a
+            // line producers write once per index block, and the contended tail only when the
+            // horizon has passed us by a ring.
+            ++empty_polls;
+            if (overrun()) {
                 resync();
                 continue;
             }
@@ -154,8 +157,8 @@ PollResult SubscriberCore::poll(Handler& handler, std::size_t max) noexcept {
         ++delivered_total;
         ++count;
     }
-    if (count > 0 || empty_polls % kOverrunCheckEvery == 0) publish_progress();
-    if (count > 0) empty_polls = 0;  // the next empty poll checks for an overrun
+    if (count > 0 || empty_polls % kProgressEvery == 0) publish_progress();
+    if (count > 0) empty_polls = 0;
     if (options.auto_ack && durable) store_ack(position, next_id);
     if (corrupt && count == 0) return {ReceiveStatus::corrupt, 0};
     return {count > 0 ? ReceiveStatus::ok : ReceiveStatus::empty, count};

@@ -102,6 +102,7 @@ protected:
     static bool write_faults(const std::function<void()>& write) {
         const pid_t pid = fork();
         if (pid == 0) {
+            std::signal(SIGSEGV, SIG_DFL);  // the kernel's verdict, not a sanitizer's report of it
             write();
             _exit(0);
         }
@@ -294,6 +295,26 @@ TEST_F(OtherUser, SighupReloadsTheRulesAndKeepsThemWhenTheFileIsBroken) {
     EXPECT_NE(read_file(path("daemon.log")).find("shmbusd.toml:2: unknown key 'acces_group' in [bus]"), std::string::npos);
     const auto kept = publish_as_nobody();
     EXPECT_EQ(kept.status, 0) << kept.failure;
+}
+
+// A configuration shmbusd cannot use stops the start with status 2 and the file and line.
+TEST_F(OtherUser, ABadConfigurationStopsTheStartNamingTheLine) {
+    const std::string bad = path("bad.toml");
+    for (const auto& [text, expected] : std::vector<std::pair<std::string, std::string>>{
+             {"[bus]\naccess_group = \"no-such-group-here\"\n", "bad.toml:2: access_group 'no-such-group-here': no such group"},
+             {"[[acl]]\ntopics = [\"a\"]\npublish = [\"me\"]\n", "bad.toml:3: 'me' in 'publish' is not user:NAME|UID"},
+             {"[bus\n", "bad.toml:1: "}}) {
+        {
+            std::ofstream f(bad);
+            f << text;
+        }
+        const auto r = run({SHMBUSD_PATH, "--dir", path("other-bus"), "--config", bad}, "", std::chrono::seconds(10));
+        EXPECT_EQ(r.code, 2) << text;
+        EXPECT_NE((r.out + r.err).find(expected), std::string::npos) << r.out << r.err;
+    }
+    const auto missing = run({SHMBUSD_PATH, "--dir", path("other-bus"), "--config", path("none.toml")}, "", std::chrono::seconds(10));
+    EXPECT_EQ(missing.code, 2);
+    EXPECT_NE((missing.out + missing.err).find("cannot read configuration file"), std::string::npos) << missing.out;
 }
 
 }  // namespace

@@ -194,6 +194,26 @@ TEST(Ring, AnOverrunEphemeralSubscriberReportsExactlyWhatItLost) {
     EXPECT_GE(got.size() * 64, cap * 3 / 4 - cap / 256);
 }
 
+// `empty` is an honest answer: a reader that producers lapped while it was polling an empty ring
+// says so on its very next poll, however many empty polls came before (a drain loop that stops at
+// the first `empty` must not miss what is there). Records of 160 bytes put no record boundary of
+// the later laps at the reader's position, so only the tail tells.
+TEST(Ring, ALappedReaderIsNeverToldTheRingIsEmpty) {
+    const uint64_t cap = 65536;
+    LocalTopic t(config(cap, OnFull::overwrite));
+    auto pub = t.publisher();
+    auto sub = t.subscriber();
+    ASSERT_EQ(pub.publish("first"), PublishStatus::ok);
+    auto noop = [](const Message&) {};
+    ASSERT_EQ(sub->poll(noop).status, ReceiveStatus::ok);
+    for (int i = 0; i < 5; ++i) ASSERT_EQ(sub->poll(noop).status, ReceiveStatus::empty);
+    const std::string payload(128, 'x');  // a 160-byte record
+    for (uint64_t i = 0; i < 2 * cap / 160; ++i) ASSERT_EQ(pub.publish(payload), PublishStatus::ok);
+    const auto r = sub->poll(noop);
+    EXPECT_EQ(r.status, ReceiveStatus::ok);
+    EXPECT_GT(sub->lost(), 0u);
+}
+
 TEST(Ring, ACorruptLengthIsReportedNotFollowed) {
     LocalTopic t(config(65536));
     auto pub = t.publisher();
