@@ -36,7 +36,7 @@ void install_stop_handlers() {
 
 int fail(const shmbus::Error& e) {
     std::cerr << "shmbus: " << e.message << "\n";
-    return kExitError;
+    return e.code == shmbus::Errc::invalid_name ? kExitUsage : kExitError;
 }
 
 // An option given as text and parsed after the command line: empty means "not given"; text that
@@ -96,20 +96,30 @@ std::string statistics_text(std::span<const shmbus::Statistic<Stats>> table, con
 
 nlohmann::json optional_json(const std::optional<uint64_t>& v) { return v ? nlohmann::json(*v) : nlohmann::json(nullptr); }
 
+nlohmann::json subscription_json(const shmbus::SubscriptionStats& s) {
+    nlohmann::json j = {{"name", s.name},
+                        {"kind", s.durable ? "durable" : "ephemeral"},
+                        {"state", s.attached ? "attached" : "detached"},
+                        {"pid", s.pid},
+                        {"slot", s.slot},
+                        {"ack_position", optional_json(s.ack_position)},
+                        {"lag_bytes", optional_json(s.lag_bytes)},
+                        {"expires_in_ms", s.expires_in ? nlohmann::json(to_ms(*s.expires_in)) : nlohmann::json(nullptr)}};
+    add_statistics(j, shmbus::subscription_statistics(), s);
+    return j;
+}
+
+// One line per subscription: kind, name, state, pid, its statistics.
+void print_subscription_text(const shmbus::SubscriptionStats& s) {
+    std::printf("  %-9s %-20s %-8s pid %-7d %s", s.durable ? "durable" : "ephemeral", s.durable ? s.name.c_str() : "-",
+                s.attached ? "attached" : "detached", s.pid, statistics_text(shmbus::subscription_statistics(), s, false).c_str());
+    if (s.expires_in) std::printf(", expires in %.1f s", double(s.expires_in->count()) / 1e9);
+    std::printf("\n");
+}
+
 nlohmann::json stats_json(const shmbus::TopicStats& t) {
     nlohmann::json subs = nlohmann::json::array();
-    for (const auto& s : t.subscriptions) {
-        nlohmann::json j = {{"name", s.name},
-                            {"kind", s.durable ? "durable" : "ephemeral"},
-                            {"state", s.attached ? "attached" : "detached"},
-                            {"pid", s.pid},
-                            {"slot", s.slot},
-                            {"ack_position", optional_json(s.ack_position)},
-                            {"lag_bytes", optional_json(s.lag_bytes)},
-                            {"expires_in_ms", s.expires_in ? nlohmann::json(to_ms(*s.expires_in)) : nlohmann::json(nullptr)}};
-        add_statistics(j, shmbus::subscription_statistics(), s);
-        subs.push_back(std::move(j));
-    }
+    for (const auto& s : t.subscriptions) subs.push_back(subscription_json(s));
     nlohmann::json recovery = nlohmann::json::object();
     add_statistics(recovery, shmbus::recovery_statistics(), t);
     nlohmann::json j = {{"name", t.name},
@@ -133,13 +143,7 @@ void print_stats_text(const shmbus::TopicStats& t) {
                 duration_text(t.config.expire_detached, "never").c_str());
     std::printf("  %s\n", statistics_text(shmbus::topic_statistics(), t, false).c_str());
     std::printf("  recovery: %s\n", statistics_text(shmbus::recovery_statistics(), t, true).c_str());
-    for (const auto& s : t.subscriptions) {
-        std::printf("  %-9s %-20s %-8s pid %-7d %s", s.durable ? "durable" : "ephemeral", s.durable ? s.name.c_str() : "-",
-                    s.attached ? "attached" : "detached", s.pid,
-                    statistics_text(shmbus::subscription_statistics(), s, false).c_str());
-        if (s.expires_in) std::printf(", expires in %.1f s", double(s.expires_in->count()) / 1e9);
-        std::printf("\n");
-    }
+    for (const auto& s : t.subscriptions) print_subscription_text(s);
 }
 
 // `topic create` options, parsed before anything talks to shmbusd: text that does not parse is
@@ -192,8 +196,9 @@ int topic_list(shmbus::Client& client, bool json) {
     return rc;
 }
 
-int gc(shmbus::Client& client, bool json) {
-    auto removed = client.collect_garbage();
+// Through shmbusd when one serves the directory; without it otherwise (the same collection).
+int gc(shmbus::Result<shmbus::Client>& client, bool json) {
+    auto removed = client ? client->collect_garbage() : shmbus::collect_garbage_without_daemon();
     if (!removed) return fail(removed.error());
     if (json) {
         nlohmann::json items = nlohmann::json::array();
@@ -203,6 +208,21 @@ int gc(shmbus::Client& client, bool json) {
     }
     for (const auto& r : *removed) std::printf("removed %s: %s\n", r.what.c_str(), r.why.c_str());
     std::printf("%zu stale item(s) removed\n", removed->size());
+    return 0;
+}
+
+// `subscription list TOPIC`: every subscription of the topic, as `topic info` shows them.
+int subscription_list(shmbus::Client& client, const std::string& topic, bool json) {
+    auto stats = client.topic_stats(topic);
+    if (!stats) return fail(stats.error());
+    if (json) {
+        nlohmann::json out = nlohmann::json::array();
+        for (const auto& s : stats->subscriptions) out.push_back(subscription_json(s));
+        std::cout << out.dump(2) << "\n";
+        return 0;
+    }
+    if (stats->subscriptions.empty()) std::printf("topic %s has no subscriptions\n", topic.c_str());
+    for (const auto& s : stats->subscriptions) print_subscription_text(s);
     return 0;
 }
 
@@ -348,6 +368,8 @@ int main(int argc, char** argv) {
     app.set_version_flag("--version", std::string("shmbus ") + shmbus::kVersion);
     std::string dir;
     app.add_option("--dir", dir, "bus directory (default: $SHMBUS_DIR, then a per-user runtime directory)");
+    DurationOption wait{{}, kDurationExamples};
+    app.add_option("--wait", wait.text, "wait this long for a shmbusd that is starting (default 2s; 0 fails at once)");
 
     auto* topic = app.add_subcommand("topic", "manage topics");
     topic->require_subcommand(1);
@@ -371,6 +393,16 @@ int main(int argc, char** argv) {
     info->add_flag("--json", json, "JSON output");
     auto* del = topic->add_subcommand("delete", "delete a topic");
     del->add_option("NAME", name, "topic name")->required();
+
+    auto* subscription = app.add_subcommand("subscription", "manage durable subscriptions");
+    subscription->require_subcommand(1);
+    std::string sub_name;
+    auto* sub_list = subscription->add_subcommand("list", "list a topic's subscriptions");
+    sub_list->add_option("TOPIC", name, "topic")->required();
+    sub_list->add_flag("--json", json, "JSON output");
+    auto* sub_delete = subscription->add_subcommand("delete", "delete a durable subscription (its owner must be gone)");
+    sub_delete->add_option("TOPIC", name, "topic")->required();
+    sub_delete->add_option("NAME", sub_name, "durable subscription name")->required();
 
     auto* gc_cmd = app.add_subcommand("gc", "remove segments and sockets of buses that no longer run");
     gc_cmd->add_flag("--json", json, "JSON output");
@@ -426,9 +458,27 @@ int main(int argc, char** argv) {
         if (rc != 0) return rc;
     }
 
+    // Names are checked before anything talks to shmbusd: a bad one is a usage error.
+    if (!name.empty())
+        if (auto st = shmbus::validate_topic_name(name); !st) return fail(st.error());
+    for (const std::string* n : {&sub_name, &durable})
+        if (!n->empty())
+            if (auto st = shmbus::validate_subscription_name(*n); !st) return fail(st.error());
+
     shmbus::ClientOptions options;
     options.dir = dir;
     options.name = "shmbus-cli";
+    options.connect_wait = std::chrono::seconds(2);  // a shmbusd started a moment ago is given time to listen
+    {
+        int rc = 0;
+        if (auto w = wait.parse("wait", rc)) options.connect_wait = std::chrono::duration_cast<std::chrono::milliseconds>(*w);
+        if (rc != 0) return rc;
+    }
+    if (*gc_cmd) {
+        auto client = shmbus::Client::connect(options);
+        if (!client && client.error().code != shmbus::Errc::daemon_not_running) return fail(client.error());
+        return gc(client, json);
+    }
     auto client = shmbus::Client::connect(options);
     if (!client) return fail(client.error());
 
@@ -436,8 +486,12 @@ int main(int argc, char** argv) {
         if (auto st = client->create_topic(name, config); !st) return fail(st.error());
         return 0;
     }
-    if (*gc_cmd) return gc(*client, json);
     if (*list) return topic_list(*client, json);
+    if (*sub_list) return subscription_list(*client, name, json);
+    if (*sub_delete) {
+        if (auto st = client->delete_subscription(name, sub_name); !st) return fail(st.error());
+        return 0;
+    }
     if (*info) return topic_info(*client, name, json);
     if (*del) {
         if (auto st = client->delete_topic(name); !st) return fail(st.error());

@@ -95,7 +95,7 @@ Status Daemon::load_bus_id() {
         case detail::BusIdFile::missing:
             break;
     }
-    const auto found = bus_ids_naming(options_.dir);
+    const auto found = detail::bus_ids_naming(options_.dir);
     if (found.size() > 1)
         return make_error(Errc::corrupt_segment, path + " is missing and segments of " + std::to_string(found.size()) +
                                                      " bus ids name this directory; refusing to guess which is this bus");
@@ -210,7 +210,7 @@ Status Daemon::start() {
     if (auto st = take_lock(); !st) return st;
     if (auto st = load_bus_id(); !st) return st;
     if (auto st = loop_.open(); !st) return st;
-    for (const auto& r : collect_stale(bus_id_)) spdlog::warn("gc: removed {} ({})", r.what, r.why);
+    for (const auto& r : detail::collect_stale(bus_id_)) spdlog::warn("gc: removed {} ({})", r.what, r.why);
     registry_ = std::make_unique<Registry>(bus_id_, options_.dir, topic_limit(raise_descriptor_limit()));
     watchers_ = std::make_unique<Watchers>(loop_, *registry_);
     adopt_topics();

@@ -270,7 +270,7 @@ bool RequestHandlers::on_gc(Conn& c, uint32_t id, const protocol::NoBody&) {
         return reply_error(c, id, make_error(Errc::permission_denied, "permission denied: uid " + std::to_string(c.who.uid) +
                                                                           " may not run gc (it needs admin rights)"));
     }
-    const auto removed = collect_stale(bus_id_, 60);
+    const auto removed = detail::collect_stale(bus_id_, 60);
     for (const auto& r : removed) spdlog::warn("gc: removed {} ({})", r.what, r.why);
     const uint32_t count = uint32_t(std::min<std::size_t>(removed.size(), protocol::kGcEntriesPerReply));
     std::vector<std::byte> body(sizeof(protocol::GcReport) + count * sizeof(protocol::GcEntry));

@@ -9,6 +9,7 @@
 
 #include "cores.h"
 #include "futex.h"
+#include "gc.h"
 #include "stats.h"
 #include "shmbus/names.h"
 
@@ -96,6 +97,14 @@ Result<std::vector<RemovedItem>> Client::collect_garbage() noexcept {
     if (head->total > head->count)
         out.push_back({"(" + std::to_string(head->total - head->count) + " more)", "see the shmbusd log"});
     return out;
+}
+
+Result<std::vector<RemovedItem>> collect_garbage_without_daemon() noexcept {
+    try {
+        return detail::collect_stale(0, 60);  // 0: no bus of ours is exempt; live buses keep theirs anyway
+    } catch (const std::exception& e) {
+        return make_error(Errc::io_error, std::string("gc: ") + e.what());
+    }
 }
 
 namespace {

@@ -39,11 +39,20 @@ TEST_F(BadInput, AnOversizeMessageIsRefusedAndNothingIsPublished) {
     EXPECT_EQ(pub->publish(std::string(101, 'x')), PublishStatus::too_large);
 }
 
+// A bad name is a usage error (exit 2), found before anything talks to shmbusd: it is reported
+// even with no shmbusd running.
 TEST_F(BadInput, AnInvalidTopicNameIsAClearError) {
     for (const char* name : {"a/b", "..", ".hidden", "has space", "x*"}) {
         auto r = cli({"pub", name, "m"});
-        EXPECT_EQ(r.code, 1) << name;
+        EXPECT_EQ(r.code, 2) << name;
         EXPECT_NE(r.err.find("invalid topic name"), std::string::npos) << r.err;
+    }
+    for (const auto& args : std::vector<std::vector<std::string>>{{"sub", "ok", "--durable", "bad name"},
+                                                                  {"subscription", "delete", "ok", "bad/name"},
+                                                                  {"topic", "info", "a b"}}) {
+        auto r = cli(args);
+        EXPECT_EQ(r.code, 2) << args[0];
+        EXPECT_NE(r.err.find("invalid"), std::string::npos) << r.err;
     }
     auto c = connect();
     auto s = c->subscribe(std::string(64, 'n'));

@@ -367,6 +367,29 @@ TEST_F(Gc, RemovesWhatBusesThatNoLongerRunLeftAndKeepsWhatMayRunAgain) {
     std::filesystem::remove_all(down);
 }
 
+// `shmbus gc` works without a shmbusd for its directory: it collects the same way itself, and a
+// stopped bus (its directory and bus id still there) keeps its segment and cursor object.
+TEST_F(Gc, WorksWithoutADaemon) {
+    pid_t gone_pid = 0;
+    const std::string gone = other_bus("gone", gone_pid);
+    const std::string gone_seg = segment_of(gone);
+    kill(gone_pid, SIGTERM);
+    EXPECT_EQ(wait_exit(gone_pid), 0);
+    std::filesystem::remove_all(gone);
+    const std::string own_seg = segment_of(dir);
+    ASSERT_EQ(cli({"topic", "create", "x"}).code, 0);
+    stop_daemon();
+    const RunResult r = cli({"--wait", "0s", "gc"});
+    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.out.find("removed segment /dev/shm" + gone_seg + ": its bus directory " + gone + " no longer exists"),
+              std::string::npos) << r.out;
+    EXPECT_FALSE(segment_exists(gone_seg));
+    EXPECT_FALSE(segment_exists(gone_seg + "@cursors"));
+    EXPECT_TRUE(segment_exists(own_seg));
+    EXPECT_TRUE(segment_exists(own_seg + "@cursors"));
+    start_daemon();
+}
+
 // Segments record their bus directory as an absolute path, whatever --dir said: another bus's gc
 // judges from its own working directory whether that directory still exists.
 TEST_F(Gc, ASegmentNamesItsBusDirectoryAbsolutely) {

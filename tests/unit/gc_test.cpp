@@ -11,7 +11,7 @@
 #include "gc.h"
 #include "segment.h"
 
-namespace shmbus::daemon {
+namespace shmbus::detail {
 namespace {
 
 // A segment name of a bus id no test bus will ever draw.
@@ -23,7 +23,7 @@ bool exists(const std::string& shm) {
     return fd >= 0;
 }
 
-bool removed(const std::vector<Removed>& r, const std::string& shm, const std::string& why_part) {
+bool removed(const std::vector<RemovedItem>& r, const std::string& shm, const std::string& why_part) {
     for (const auto& x : r)
         if (x.what == "segment /dev/shm" + shm && x.why.find(why_part) != std::string::npos) return true;
     return false;
@@ -87,4 +87,4 @@ TEST(Gc, SegmentsOfTheCollectingBusAndOtherNamesAreLeftAlone) {
 }
 
 }  // namespace
-}  // namespace shmbus::daemon
+}  // namespace shmbus::detail

@@ -44,6 +44,11 @@ struct RemovedItem {
     std::string why;
 };
 
+// What `Client::collect_garbage` does, without a shmbusd (for when none runs): removes the
+// segments and sockets of buses that no longer run. A bus whose directory still holds its bus id
+// keeps everything (its shmbusd may start again), and so does every other user's.
+[[nodiscard]] Result<std::vector<RemovedItem>> collect_garbage_without_daemon() noexcept;
+
 // $SHMBUS_DIR, else $XDG_RUNTIME_DIR/shmbus, else /run/shmbus for root, else /tmp/shmbus-<uid>.
 [[nodiscard]] std::string default_bus_dir();
 [[nodiscard]] std::string socket_path(const std::string& dir);

@@ -21,15 +21,11 @@
 #include "segment.h"
 #include "shmbus/layout/segment_header.h"
 
-namespace shmbus::daemon {
+namespace shmbus::detail {
 
 namespace {
 
 using layout::SegmentHeader;
-using detail::bus_file;
-using detail::bus_id_of_shm;
-using detail::kLockFile;
-using detail::kShmDir;
 
 enum class HeaderState { valid, bad, not_ours };
 
@@ -38,16 +34,16 @@ enum class HeaderState { valid, bad, not_ours };
 // would have made are judged at all: another user's file is theirs to keep.
 HeaderState read_header(const std::string& file, SegmentHeader& out, std::time_t& changed) {
     struct stat st{};
-    const int fd = detail::open_shm_file(file, O_RDONLY, st);
+    const int fd = open_shm_file(file, O_RDONLY, st);
     if (fd < 0) return HeaderState::not_ours;  // another user's bus, or gone meanwhile
-    if (!detail::not_made_by_us(st).empty()) {
+    if (!not_made_by_us(st).empty()) {
         close(fd);
         return HeaderState::not_ours;
     }
     changed = st.st_ctime;
     const ssize_t n = pread(fd, &out, sizeof out, 0);
     close(fd);
-    if (n != ssize_t(sizeof out) || !detail::check_header(out, uint64_t(st.st_size))) return HeaderState::bad;
+    if (n != ssize_t(sizeof out) || !check_header(out, uint64_t(st.st_size))) return HeaderState::bad;
     return HeaderState::valid;
 }
 
@@ -60,13 +56,13 @@ std::string bus_gone(const std::string& dir, uint64_t id) {
     // from these very segments (or refuses to start), so they are kept.
     uint64_t now = 0;
     std::string why;
-    if (detail::read_bus_id_file(dir, now, why) != detail::BusIdFile::valid) return {};
+    if (read_bus_id_file(dir, now, why) != BusIdFile::valid) return {};
     if (now != id) return "its bus directory " + dir + " now holds another bus";
     return {};
 }
 
 // The socket of a bus whose daemon is not running (nobody holds its lock).
-void collect_stopped_socket(const std::string& dir, std::vector<Removed>& out) {
+void collect_stopped_socket(const std::string& dir, std::vector<RemovedItem>& out) {
     const std::string sock = socket_path(dir);
     struct stat st{};
     if (lstat(sock.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) return;
@@ -79,24 +75,24 @@ void collect_stopped_socket(const std::string& dir, std::vector<Removed>& out) {
 
 // The cursor object of a segment just removed, if it is one shmbusd made.
 void remove_cursor_object_of(const std::string& shm) {
-    const std::string cursors = detail::cursor_object_name(shm);
+    const std::string cursors = cursor_object_name(shm);
     struct stat st{};
-    const int fd = detail::open_shm_file(cursors.substr(1), O_RDONLY, st);
+    const int fd = open_shm_file(cursors.substr(1), O_RDONLY, st);
     if (fd < 0) return;
     close(fd);
-    if (detail::not_made_by_us(st).empty()) shm_unlink(cursors.c_str());
+    if (not_made_by_us(st).empty()) shm_unlink(cursors.c_str());
 }
 
 // A cursor object whose segment is gone (removed above, or long ago) belongs to no topic. shmbusd
 // creates a topic's segment before its cursor object, so a live topic never looks like this.
-void collect_orphan_cursor_object(const std::string& file, std::vector<Removed>& out) {
-    const std::string segment(detail::segment_of_cursor_object(file));
+void collect_orphan_cursor_object(const std::string& file, std::vector<RemovedItem>& out) {
+    const std::string segment(segment_of_cursor_object(file));
     struct stat st{};
     if (lstat((std::string(kShmDir) + "/" + segment).c_str(), &st) == 0 || errno != ENOENT) return;
-    const int fd = detail::open_shm_file(file, O_RDONLY, st);
+    const int fd = open_shm_file(file, O_RDONLY, st);
     if (fd < 0) return;
     close(fd);
-    if (detail::not_made_by_us(st).empty() && shm_unlink(("/" + file).c_str()) == 0)
+    if (not_made_by_us(st).empty() && shm_unlink(("/" + file).c_str()) == 0)
         out.push_back({"cursor object /dev/shm/" + file, "its segment is gone"});
 }
 
@@ -118,8 +114,8 @@ std::vector<uint64_t> bus_ids_naming(const std::string& dir) {
     return {ids.begin(), ids.end()};
 }
 
-std::vector<Removed> collect_stale(uint64_t own_bus_id, unsigned min_age_s) {
-    std::vector<Removed> out;
+std::vector<RemovedItem> collect_stale(uint64_t own_bus_id, unsigned min_age_s) {
+    std::vector<RemovedItem> out;
     std::set<std::string> live_dirs;  // directories of buses that may still run
     DIR* shm_dir = opendir(std::string(kShmDir).c_str());
     if (shm_dir == nullptr) return out;
@@ -129,7 +125,7 @@ std::vector<Removed> collect_stale(uint64_t own_bus_id, unsigned min_age_s) {
         const std::string file = e->d_name;
         const uint64_t id = bus_id_of_shm(file);
         if (id == 0 || id == own_bus_id) continue;
-        if (!detail::segment_of_cursor_object(file).empty()) {  // goes with its segment, below
+        if (!segment_of_cursor_object(file).empty()) {  // goes with its segment, below
             cursor_objects.push_back(file);
             continue;
         }
@@ -156,4 +152,4 @@ std::vector<Removed> collect_stale(uint64_t own_bus_id, unsigned min_age_s) {
     return out;
 }
 
-}  // namespace shmbus::daemon
+}  // namespace shmbus::detail
