@@ -12,6 +12,7 @@
 #include "slots.h"
 #include "watchers.h"
 #include "shmbus/names.h"
+#include "shmbus/version.h"
 
 namespace shmbus::daemon {
 
@@ -305,7 +306,20 @@ bool RequestHandlers::on_delete_subscription(Conn& c, uint32_t id, const protoco
     return reply(c, protocol::Type::ok, id, nullptr, 0);
 }
 
+bool RequestHandlers::on_bus_info(Conn& c, uint32_t id, const protocol::NoBody&) {
+    protocol::BusInfoOk ok{};
+    ok.daemon_pid = getpid();
+    ok.clients = uint32_t(clients_);
+    ok.started_ns = started_ns_;
+    const auto names = registry_.names();
+    ok.topics = uint32_t(std::count_if(names.begin(), names.end(),
+                                       [&](const std::string& n) { return access_.check(c.who, n, Operation::observe).allowed; }));
+    copy_name(ok.version, kVersion);
+    return reply(c, protocol::Type::bus_info_ok, id, &ok, sizeof ok);
+}
+
 void RequestHandlers::on_disconnect(const Conn& c) {
+    --clients_;
     std::size_t released = 0;
     registry_.for_each([&](TopicEntry& t) { released += t.supervisor.release_connection(c.process, c.session, kClientGone); });
     if (released != 0) {

@@ -11,6 +11,7 @@
 #include "connection.h"
 #include "protocol.h"
 #include "registry.h"
+#include "wall_clock.h"
 
 namespace shmbus::daemon {
 
@@ -31,6 +32,8 @@ public:
     bool on_close_producer(Conn& c, uint32_t id, const protocol::Unsubscribe& req);
     bool on_delete_subscription(Conn& c, uint32_t id, const protocol::SubscriptionName& req);
     bool on_gc(Conn& c, uint32_t id, const protocol::NoBody& req);
+    bool on_bus_info(Conn& c, uint32_t id, const protocol::NoBody& req);
+    void on_connect(const Conn&) { ++clients_; }
     // The connection closed: what it registered is released (its slots say which).
     void on_disconnect(const Conn& c);
 
@@ -51,6 +54,8 @@ private:
     Registry& registry_;
     Watchers& watchers_;
     const AccessControl& access_;
+    uint64_t started_ns_ = detail::WallClock::system_ns();
+    std::size_t clients_ = 0;
     uint64_t bus_id_;
 };
 

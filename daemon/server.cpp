@@ -73,6 +73,7 @@ constexpr std::array kRoutes{
     Route{Type::unsubscribe, decode<Unsubscribe, &H::on_unsubscribe, &Unsubscribe::topic>},
     Route{Type::close_producer, decode<Unsubscribe, &H::on_close_producer, &Unsubscribe::topic>},
     Route{Type::gc, decode<NoBody, &H::on_gc>},
+    Route{Type::bus_info, decode<NoBody, &H::on_bus_info>},
     Route{Type::delete_subscription,
           decode<SubscriptionName, &H::on_delete_subscription, &SubscriptionName::topic, &SubscriptionName::name>},
 };
@@ -176,6 +177,7 @@ void Server::accept_clients() {
             close(fd);
             continue;
         }
+        handlers_.on_connect(c);
         conns_.emplace(fd, std::move(c));
     }
 }

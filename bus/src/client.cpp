@@ -213,6 +213,22 @@ Status Client::delete_subscription(std::string_view topic, std::string_view name
     return ok_status();
 }
 
+Result<BusInfo> Client::bus_info() noexcept {
+    auto reply = channel_->request(protocol::Type::bus_info, nullptr, 0);
+    if (!reply) return reply.error();
+    if (reply->body.size() != sizeof(protocol::BusInfoOk)) return make_error(Errc::protocol_error, "malformed bus info from shmbusd");
+    auto ok = body_as<protocol::BusInfoOk>(*reply, protocol::Type::bus_info_ok);
+    if (!ok) return ok.error();
+    BusInfo info;
+    info.daemon_pid = ok->daemon_pid;
+    info.version = std::string(detail::field_name(ok->version));
+    info.started = std::chrono::system_clock::time_point(
+        std::chrono::duration_cast<std::chrono::system_clock::duration>(detail::duration_from_ns(ok->started_ns)));
+    info.clients = ok->clients;
+    info.topics = ok->topics;
+    return info;
+}
+
 Result<std::vector<std::string>> Client::list_topics() noexcept {
     std::vector<std::string> names;
     for (;;) {

@@ -34,6 +34,7 @@ enum class Type : uint16_t {
     delete_subscription = 12,
     gc = 13,            gc_report = 14,      // remove stale state; the reply lists what went
     close_producer = 15,                     // body: Unsubscribe (topic, producer slot)
+    bus_info = 16,      bus_info_ok = 17,    // the supervisor itself (bus-top's header)
     error = 100,
 };
 
@@ -154,6 +155,16 @@ struct GcEntry {
 };
 inline constexpr uint32_t kGcEntriesPerReply = 240;
 static_assert(sizeof(GcReport) + kGcEntriesPerReply * sizeof(GcEntry) <= kMaxFrame - sizeof(FrameHeader));
+
+struct BusInfoOk {
+    int32_t daemon_pid;
+    uint32_t clients;      // connections open now, this one included
+    uint64_t started_ns;   // CLOCK_REALTIME when this shmbusd started
+    uint32_t topics;       // topics the caller may see
+    uint32_t reserved;
+    char version[32];      // shmbusd's version, NUL terminated
+};
+static_assert(sizeof(BusInfoOk) == 56);
 
 struct ErrorReply {
     uint32_t code;  // shmbus::Errc

@@ -44,6 +44,15 @@ struct RemovedItem {
     std::string why;
 };
 
+// The supervisor a Client talks to.
+struct BusInfo {
+    int32_t daemon_pid = 0;
+    std::string version;
+    std::chrono::system_clock::time_point started;
+    uint32_t clients = 0;  // connections open now, the asking one included
+    uint32_t topics = 0;   // topics the caller may see
+};
+
 // What `Client::collect_garbage` does, without a shmbusd (for when none runs): removes the
 // segments and sockets of buses that no longer run. A bus whose directory still holds its bus id
 // keeps everything (its shmbusd may start again), and so does every other user's.
@@ -72,6 +81,9 @@ public:
     // Asks shmbusd to remove the segments and sockets of buses that no longer run (it also does
     // so when it starts); returns what it removed.
     [[nodiscard]] Result<std::vector<RemovedItem>> collect_garbage() noexcept;
+
+    // The supervisor: pid, version, uptime, clients, topics.
+    [[nodiscard]] Result<BusInfo> bus_info() noexcept;
 
     [[nodiscard]] const std::string& dir() const noexcept;
     // Times the control connection was re-established after shmbusd went away.

@@ -1,0 +1,89 @@
+// bus-top as a person uses it: driven in a real terminal (tmux: send-keys, capture-pane) against
+// a live bus, and its --once and --json snapshots read by a script.
+#include <nlohmann/json.hpp>
+
+#include "bus_fixture.h"
+
+namespace shmbus::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+class BusTop : public BusTest {
+protected:
+    void SetUp() override {
+        BusTest::SetUp();
+        socket_ = "shmbus-test-" + std::to_string(getpid());
+        // A detached durable subscription holding three messages, and a topic with a live reader.
+        ASSERT_EQ(cli({"sub", "orders", "--durable", "audit", "--count", "0"}).code, 0);
+        ASSERT_EQ(cli({"pub", "orders", "a", "b", "c"}).code, 0);
+        ASSERT_EQ(cli({"topic", "create", "prices"}).code, 0);
+    }
+    void TearDown() override {
+        (void)tmux({"kill-server"});
+        BusTest::TearDown();
+    }
+    RunResult tmux(std::vector<std::string> args) {
+        args.insert(args.begin(), {"/usr/bin/tmux", "-L", socket_});
+        return run(std::move(args), "", 10s);
+    }
+    std::string screen() { return tmux({"capture-pane", "-p", "-t", "top"}).out; }
+    bool screen_shows(const std::string& text) {
+        return eventually([&] { return screen().find(text) != std::string::npos; }, 5s);
+    }
+    std::string socket_;
+};
+
+TEST_F(BusTop, ALiveScreenShowsTheBusAndAnswersKeys) {
+    if (access("/usr/bin/tmux", X_OK) != 0) GTEST_SKIP() << "needs tmux";
+    const auto started = tmux({"new-session", "-d", "-s", "top", "-x", "160", "-y", "40",
+                               std::string(BUS_TOP_PATH) + " --dir " + dir + " --interval 200ms"});
+    ASSERT_EQ(started.code, 0) << started.err;
+    ASSERT_TRUE(screen_shows("shmbusd pid " + std::to_string(daemon))) << screen();
+    EXPECT_TRUE(screen_shows("topics 2")) << screen();
+    const std::string s = screen();
+    EXPECT_NE(s.find("orders"), std::string::npos) << s;
+    EXPECT_NE(s.find("prices"), std::string::npos) << s;
+    // The first topic (by name: orders) is selected; its subscriptions show, the ownerless one flagged.
+    EXPECT_NE(s.find("subscriptions of orders"), std::string::npos) << s;
+    EXPECT_NE(s.find("subscription 'audit' has no owner"), std::string::npos) << s;
+    ASSERT_EQ(tmux({"send-keys", "-t", "top", "Down"}).code, 0);
+    EXPECT_TRUE(screen_shows("subscriptions of prices")) << screen();
+    ASSERT_EQ(tmux({"send-keys", "-t", "top", "s"}).code, 0);
+    EXPECT_TRUE(screen_shows("sort: rate")) << screen();
+    ASSERT_EQ(tmux({"send-keys", "-t", "top", "h"}).code, 0);
+    EXPECT_TRUE(screen_shows("q quit  up/down select")) << screen();
+    // Live figures move: publishing shows up in the view.
+    ASSERT_EQ(cli({"pub", "orders", "d"}).code, 0);
+    EXPECT_TRUE(eventually([&] {
+        const std::string now = screen();
+        const auto row = now.find("orders  ");
+        return row != std::string::npos && now.find(" 4 ", row) != std::string::npos;  // its lag is 4 now
+    }, 5s)) << screen();
+    ASSERT_EQ(tmux({"send-keys", "-t", "top", "q"}).code, 0);
+    EXPECT_TRUE(eventually([&] { return tmux({"has-session", "-t", "top"}).code != 0; }, 5s));
+}
+
+TEST_F(BusTop, OnceAndJsonPrintOneSnapshot) {
+    const auto once = run({BUS_TOP_PATH, "--dir", dir, "--once", "--interval", "100ms"}, "", 10s);
+    EXPECT_EQ(once.code, 0) << once.err;
+    EXPECT_NE(once.out.find("shmbusd pid " + std::to_string(daemon)), std::string::npos) << once.out;
+    EXPECT_NE(once.out.find("subscriptions of orders"), std::string::npos) << once.out;
+    const auto r = run({BUS_TOP_PATH, "--dir", dir, "--json", "--interval", "100ms"}, "", 10s);
+    ASSERT_EQ(r.code, 0) << r.err;
+    const auto j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j["supervisor"]["pid"], daemon);
+    EXPECT_EQ(j["supervisor"]["topics"], 2);
+    ASSERT_EQ(j["topics"].size(), 2u);
+    const auto& orders = j["topics"][0];
+    EXPECT_EQ(orders["name"], "orders");
+    EXPECT_EQ(orders["slowest_lag"], 3);
+    EXPECT_EQ(orders["depth_bytes"], 3 * 64);
+    EXPECT_EQ(orders["subscriptions"][0]["name"], "audit");
+    EXPECT_EQ(orders["subscriptions"][0]["alive"], false);
+    EXPECT_EQ(orders["trouble"][0], "subscription 'audit' has no owner");
+    EXPECT_EQ(run({BUS_TOP_PATH, "--dir", dir, "--interval", "soon", "--once"}, "", 10s).code, 2);
+}
+
+}  // namespace
+}  // namespace shmbus::test
