@@ -4,6 +4,7 @@
 //   dir = "/run/shmbus"            # bus directory; --dir overrides it
 //   log_level = "info"             # --log-level overrides it
 //   access_group = "shmbus"        # the directory and socket become reachable to this group
+//   metrics = "127.0.0.1:9464"     # Prometheus endpoint; --metrics overrides it
 //
 //   [[acl]]                        # per-topic rules; the first entry whose topics match decides
 //   topics = ["prices", "public.*"]
@@ -47,6 +48,7 @@ struct Config {
     std::string source;  // the file it came from
     std::string dir;
     std::string log_level;
+    std::string metrics;
     std::optional<gid_t> access_group;
     std::string access_group_name;
     std::vector<AclEntry> acl;

@@ -8,6 +8,7 @@
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/timerfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -30,6 +31,8 @@ using detail::errno_error;
 Daemon::Daemon(Options options) : options_(std::move(options)), access_(geteuid(), options_.config.acl) {}
 
 Daemon::~Daemon() {
+    metrics_.reset();  // stops the exposer's threads first
+    if (metrics_timer_ >= 0) close(metrics_timer_);
     server_.reset();  // closes connections and the socket while the loop still exists
     handlers_.reset();
     watchers_.reset();
@@ -193,6 +196,28 @@ void Daemon::reload_config() {
     options_.config.acl = std::move(config->acl);
 }
 
+// The exposer answers scrapes on its own threads from a snapshot the loop refreshes every second.
+Status Daemon::serve_metrics() {
+    if (options_.metrics.empty()) return ok_status();
+    auto m = Metrics::start(options_.metrics);
+    if (!m) return m.error();
+    metrics_ = std::move(m.value());
+    metrics_timer_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+    if (metrics_timer_ < 0) return errno_error(Errc::io_error, "timerfd_create");
+    const itimerspec every_second{{1, 0}, {1, 0}};
+    timerfd_settime(metrics_timer_, 0, &every_second, nullptr);
+    auto refresh = [this] { metrics_->refresh(*registry_, handlers_->clients(), handlers_->started_ns()); };
+    if (!loop_.add(metrics_timer_, EPOLLIN, [this, refresh](uint32_t) {
+            uint64_t expirations = 0;
+            (void)!read(metrics_timer_, &expirations, sizeof expirations);
+            refresh();
+        }))
+        return make_error(Errc::io_error, "cannot watch the metrics timer");
+    refresh();
+    spdlog::info("metrics on http://{}/metrics", metrics_->address());
+    return ok_status();
+}
+
 Status Daemon::open_dir_to_group() {
     if (!options_.config.access_group) return ok_status();
     const gid_t group = *options_.config.access_group;
@@ -218,6 +243,7 @@ Status Daemon::start() {
     server_ = std::make_unique<Server>(loop_, *handlers_);
     if (auto st = server_->listen(options_.dir, options_.config.access_group); !st) return st;
     if (auto st = watch_signals(); !st) return st;
+    if (auto st = serve_metrics(); !st) return st;
     return watchers_->open_timer();
 }
 

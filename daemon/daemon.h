@@ -17,6 +17,7 @@
 #include "config.h"
 #include "event_loop.h"
 #include "handlers.h"
+#include "metrics.h"
 #include "registry.h"
 #include "server.h"
 #include "watchers.h"
@@ -28,6 +29,7 @@ struct Options {
     std::string dir;
     Config config;             // from --config, if given (empty: the bus owner alone, as without rules)
     std::string config_path;   // reread on SIGHUP; empty: none
+    std::string metrics;       // Prometheus endpoint, "PORT" (loopback) or "HOST:PORT"; empty: none
 };
 
 class Daemon {
@@ -50,6 +52,7 @@ private:
     void adopt_topics();
     [[nodiscard]] Status watch_signals();
     void reload_config();
+    [[nodiscard]] Status serve_metrics();
     // Lets the access group reach the directory (to connect to the socket, nothing more).
     [[nodiscard]] Status open_dir_to_group();
     [[nodiscard]] static uint64_t raise_descriptor_limit();
@@ -65,6 +68,8 @@ private:
     std::unique_ptr<Watchers> watchers_;
     std::unique_ptr<RequestHandlers> handlers_;
     std::unique_ptr<Server> server_;
+    std::unique_ptr<Metrics> metrics_;
+    int metrics_timer_ = -1;
 };
 
 }  // namespace shmbus::daemon

@@ -34,6 +34,8 @@ public:
     bool on_gc(Conn& c, uint32_t id, const protocol::NoBody& req);
     bool on_bus_info(Conn& c, uint32_t id, const protocol::NoBody& req);
     void on_connect(const Conn&) { ++clients_; }
+    [[nodiscard]] std::size_t clients() const noexcept { return clients_; }
+    [[nodiscard]] uint64_t started_ns() const noexcept { return started_ns_; }
     // The connection closed: what it registered is released (its slots say which).
     void on_disconnect(const Conn& c);
 

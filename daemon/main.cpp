@@ -1,4 +1,4 @@
-// shmbusd [--dir DIR] [--config FILE] [--log-level LEVEL] [--version]: the shmbus supervisor, in
+// shmbusd [--dir DIR] [--config FILE] [--metrics [HOST:]PORT] [--log-level LEVEL] [--version]: the shmbus supervisor, in
 // the foreground. Command-line options override the configuration file.
 // Exit status: 0 stopped by SIGTERM/SIGINT, 2 bad usage or cannot start, 3 another shmbusd serves
 // the directory.
@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
     shmbus::daemon::Options options;
     std::string level = "info";
     app.add_option("--dir", options.dir, "bus directory (default: [bus] dir, $SHMBUS_DIR, then a per-user runtime directory)");
+    app.add_option("--metrics", options.metrics, "serve Prometheus metrics on [HOST:]PORT (HOST defaults to 127.0.0.1)");
     app.add_option("--config", options.config_path, "configuration file (TOML): bus settings and access rules; "
                                                      "reread on SIGHUP");
     app.add_option("--log-level", level, "trace, debug, info, warn, error, critical or off")
@@ -38,6 +39,7 @@ int main(int argc, char** argv) {
         }
         options.config = std::move(config.value());
         if (options.dir.empty()) options.dir = options.config.dir;
+        if (options.metrics.empty()) options.metrics = options.config.metrics;
         if (app.count("--log-level") == 0 && !options.config.log_level.empty()) level = options.config.log_level;
     }
     spdlog::set_level(spdlog::level::from_str(level));

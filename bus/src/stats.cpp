@@ -82,48 +82,48 @@ constexpr auto kCounter = StatKind::counter;
 constexpr auto kGauge = StatKind::gauge;
 
 constexpr Statistic<T> kTopic[] = {
-    {"published", "published", "Messages published to the topic (the id the next message gets).", kCounter,
+    {"published", "shmbus_messages_published_total", "published", "Messages published to the topic (the id the next message gets).", kCounter,
      [](const T& t) noexcept { return t.published; }},
-    {"tail_position", "log bytes", "Bytes ever claimed in the topic's log, padding included.", kCounter,
+    {"tail_position", "shmbus_log_bytes_total", "log bytes", "Bytes ever claimed in the topic's log, padding included.", kCounter,
      [](const T& t) noexcept { return t.tail_position; }},
-    {"producers", "producers", "Publishers registered on the topic now.", kGauge,
+    {"producers", "shmbus_publishers", "producers", "Publishers registered on the topic now.", kGauge,
      [](const T& t) noexcept { return uint64_t(t.producers); }},
-    {"skip_records", "skip records", "Claimed messages that were given up and skipped by readers.", kCounter,
+    {"skip_records", "shmbus_skip_records_total", "skip records", "Claimed messages that were given up and skipped by readers.", kCounter,
      [](const T& t) noexcept { return t.skip_records; }},
-    {"aborted_loans", "aborted loans", "Loans dropped without a commit.", kCounter,
+    {"aborted_loans", "shmbus_aborted_loans_total", "aborted loans", "Loans dropped without a commit.", kCounter,
      [](const T& t) noexcept { return t.aborted_loans; }},
-    {"full_refusals", "full refusals", "Publishes refused (fail) or timed out (block) on a full ring.", kCounter,
+    {"full_refusals", "shmbus_full_refusals_total", "full refusals", "Publishes refused (fail) or timed out (block) on a full ring.", kCounter,
      [](const T& t) noexcept { return t.full_refusals; }},
 };
 
 constexpr Statistic<T> kRecovery[] = {
-    {"dead_claims_sealed", "dead claims sealed", "Claims of dead publishers turned into skip records.", kCounter,
+    {"dead_claims_sealed", "shmbus_recovery_dead_claims_sealed_total", "dead claims sealed", "Claims of dead publishers turned into skip records.", kCounter,
      [](const T& t) noexcept { return t.recovery.dead_claims_sealed; }},
-    {"stalled_claims_unblocked", "stalled claims unblocked",
+    {"stalled_claims_unblocked", "shmbus_recovery_stalled_claims_unblocked_total", "stalled claims unblocked",
      "Claims of live publishers taken back after the topic's unblock-timeout.", kCounter,
      [](const T& t) noexcept { return t.recovery.stalled_claims_unblocked; }},
-    {"late_commits_refused", "late commits refused", "Commits refused because their claim had been taken back.", kCounter,
+    {"late_commits_refused", "shmbus_recovery_late_commits_refused_total", "late commits refused", "Commits refused because their claim had been taken back.", kCounter,
      [](const T& t) noexcept { return t.recovery.late_commits_refused; }},
-    {"producers_released", "producers released", "Producer slots of dead publishers freed.", kCounter,
+    {"producers_released", "shmbus_recovery_producers_released_total", "producers released", "Producer slots of dead publishers freed.", kCounter,
      [](const T& t) noexcept { return t.recovery.producers_released; }},
-    {"subscribers_freed", "subscribers freed", "Ephemeral subscription slots of dead subscribers freed.", kCounter,
+    {"subscribers_freed", "shmbus_recovery_subscribers_freed_total", "subscribers freed", "Ephemeral subscription slots of dead subscribers freed.", kCounter,
      [](const T& t) noexcept { return t.recovery.subscribers_freed; }},
-    {"subscribers_detached", "subscribers detached", "Durable subscriptions whose owner died, cursor kept.", kCounter,
+    {"subscribers_detached", "shmbus_recovery_subscribers_detached_total", "subscribers detached", "Durable subscriptions whose owner died, cursor kept.", kCounter,
      [](const T& t) noexcept { return t.recovery.subscribers_detached; }},
-    {"cursors_expired", "cursors expired", "Detached durable cursors released after the topic's expire-detached.",
+    {"cursors_expired", "shmbus_recovery_cursors_expired_total", "cursors expired", "Detached durable cursors released after the topic's expire-detached.",
      kCounter, [](const T& t) noexcept { return t.recovery.cursors_expired; }},
-    {"owners_dead_at_restart", "owners found dead at restart", "Slots whose owner died while no shmbusd ran.", kCounter,
+    {"owners_dead_at_restart", "shmbus_recovery_owners_dead_at_restart_total", "owners found dead at restart", "Slots whose owner died while no shmbusd ran.", kCounter,
      [](const T& t) noexcept { return t.recovery.owners_dead_at_restart; }},
 };
 
 constexpr Statistic<S> kSubscription[] = {
-    {"next_id", "next id", "Durable: the first unacked message id; ephemeral: the next id to read.", kGauge,
+    {"next_id", "shmbus_subscription_next_id", "next id", "Durable: the first unacked message id; ephemeral: the next id to read.", kGauge,
      [](const S& s) noexcept { return s.next_id; }},
-    {"lag", "lag", "Messages published and not yet acked (durable) or read (ephemeral).", kGauge,
+    {"lag", "shmbus_subscription_lag_messages", "lag", "Messages published and not yet acked (durable) or read (ephemeral).", kGauge,
      [](const S& s) noexcept { return s.lag; }},
-    {"delivered", "delivered", "Messages handed to the subscriber's handler.", kCounter,
+    {"delivered", "shmbus_subscription_delivered_total", "delivered", "Messages handed to the subscriber's handler.", kCounter,
      [](const S& s) noexcept { return s.delivered; }},
-    {"lost", "lost", "Messages the subscription lost to overruns.", kCounter, [](const S& s) noexcept { return s.lost; }},
+    {"lost", "shmbus_subscription_lost_total", "lost", "Messages the subscription lost to overruns.", kCounter, [](const S& s) noexcept { return s.lost; }},
 };
 
 }  // namespace

@@ -17,7 +17,8 @@ enum class StatKind : uint8_t {
 
 template <class Stats>
 struct Statistic {
-    const char* key;    // snake_case: the JSON key, and the metric name after a prefix
+    const char* key;    // snake_case: the JSON key
+    const char* metric; // the Prometheus metric name (labelled by topic, and subscription)
     const char* label;  // words for the text view, e.g. "full refusals"
     const char* help;   // one sentence: what is counted, for people and an exporter's HELP line
     StatKind kind;

@@ -1,0 +1,121 @@
+// shmbusd's Prometheus endpoint: read directly, and scraped by a real Prometheus server (Debian's
+// `prometheus`, started on loopback in the test's directory) whose HTTP API answers a query.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <nlohmann/json.hpp>
+
+#include "bus_fixture.h"
+
+namespace shmbus::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A port nobody listens on now (bound to 0, read back, closed).
+int free_port() {
+    const int s = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
+    close(s);
+    return ntohs(a.sin_port);
+}
+
+// The body of GET http://127.0.0.1:PORT/PATH, or empty if nothing answered.
+std::string http_get(int port, const std::string& path) {
+    const int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(uint16_t(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const timeval limit{5, 0};
+    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+    if (::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        close(s);
+        return {};
+    }
+    const std::string req = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    (void)!write(s, req.data(), req.size());
+    std::string out;
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(s, buf, sizeof buf)) > 0) out.append(buf, size_t(n));
+    close(s);
+    const auto body = out.find("\r\n\r\n");
+    return body == std::string::npos ? std::string() : out.substr(body + 4);
+}
+
+class Metrics : public BusTest {
+protected:
+    void SetUp() override {
+        char tmpl[] = "/tmp/shmbus-test-XXXXXX";
+        ASSERT_NE(mkdtemp(tmpl), nullptr);
+        dir = tmpl;
+        port = free_port();
+        daemon = spawn({SHMBUSD_PATH, "--dir", dir, "--metrics", std::to_string(port)}, {path("daemon.log"), path("daemon.log.err")});
+        ASSERT_TRUE(eventually([&] { return connect().has_value(); })) << read_file(path("daemon.log"));
+        ASSERT_EQ(cli({"sub", "prices", "--durable", "audit", "--count", "0"}).code, 0);
+        ASSERT_EQ(cli({"pub", "prices", "a", "b", "c"}).code, 0);
+    }
+    int port = 0;
+};
+
+TEST_F(Metrics, TheEndpointServesEveryTopicAndSubscription) {
+    std::string text;
+    ASSERT_TRUE(eventually([&] {
+        text = http_get(port, "/metrics");
+        return text.find("shmbus_messages_published_total{topic=\"prices\"} 3") != std::string::npos;
+    }, 5s)) << text;
+    EXPECT_NE(text.find("# TYPE shmbus_messages_published_total counter"), std::string::npos);
+    EXPECT_NE(text.find("shmbus_subscription_lag_messages{topic=\"prices\",subscription=\"audit\",kind=\"durable\"} 3"),
+              std::string::npos) << text;
+    EXPECT_NE(text.find("shmbus_subscription_attached{topic=\"prices\",subscription=\"audit\",kind=\"durable\"} 0"),
+              std::string::npos) << text;
+    EXPECT_NE(text.find("shmbus_recovery_dead_claims_sealed_total{topic=\"prices\"} 0"), std::string::npos) << text;
+    EXPECT_NE(text.find("shmbus_topics 1"), std::string::npos) << text;
+    EXPECT_NE(read_file(path("daemon.log")).find("metrics on http://127.0.0.1:" + std::to_string(port) + "/metrics"),
+              std::string::npos);
+}
+
+TEST_F(Metrics, APortInUseStopsTheStart) {
+    const auto r = run({SHMBUSD_PATH, "--dir", path("second"), "--metrics", std::to_string(port)}, "", 10s);
+    EXPECT_EQ(r.code, 2);
+    EXPECT_NE((r.out + r.err).find("cannot serve metrics on 127.0.0.1:" + std::to_string(port)), std::string::npos)
+        << r.out << r.err;
+}
+
+TEST_F(Metrics, APrometheusServerScrapesShmbusd) {
+    if (access("/usr/bin/prometheus", X_OK) != 0) GTEST_SKIP() << "needs Debian's prometheus";
+    const int web = free_port();
+    {
+        std::ofstream f(path("prometheus.yml"));
+        f << "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: shmbus\n    static_configs:\n"
+             "      - targets: ['127.0.0.1:" << port << "']\n";
+    }
+    const pid_t prom = spawn({"/usr/bin/prometheus", "--config.file=" + path("prometheus.yml"), "--storage.tsdb.path=" + path("tsdb"),
+                              "--web.listen-address=127.0.0.1:" + std::to_string(web)},
+                             {path("prometheus.log"), path("prometheus.log")});
+    const std::string query = "/api/v1/query?query=shmbus_messages_published_total%7Btopic%3D%22prices%22%7D";
+    std::string answer;
+    const bool answered = eventually([&] {
+        answer = http_get(web, query);
+        return answer.find("\"result\":[{") != std::string::npos;
+    }, 30s);
+    kill(prom, SIGTERM);
+    EXPECT_EQ(wait_exit(prom, 20s), 0);
+    ASSERT_TRUE(answered) << answer << read_file(path("prometheus.log"));
+    const auto j = nlohmann::json::parse(answer);
+    EXPECT_EQ(j["status"], "success");
+    const auto& sample = j["data"]["result"][0];
+    EXPECT_EQ(sample["metric"]["topic"], "prices");
+    EXPECT_EQ(sample["metric"]["job"], "shmbus");
+    EXPECT_EQ(sample["value"][1], "3");
+}
+
+}  // namespace
+}  // namespace shmbus::test
