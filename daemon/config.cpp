@@ -120,6 +120,10 @@ void parse_bus(const std::string& source, const toml::table& t, Config& out) {
             static const char* const levels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
             if (std::find(std::begin(levels), std::end(levels), out.log_level) == std::end(levels))
                 fail(source, v.source(), "'log_level' must be one of trace, debug, info, warn, error, critical, off");
+        } else if (key == "log") {
+            out.log = string_value(source, v, key);
+            if (out.log != "console" && out.log != "journal" && (out.log.empty() || out.log.front() != '/'))
+                fail(source, v.source(), "'log' must be console, journal or an absolute file path");
         } else if (key == "metrics") {
             out.metrics = string_value(source, v, key);
             if (out.metrics.empty()) fail(source, v.source(), "'metrics' must be [HOST:]PORT");
@@ -128,7 +132,7 @@ void parse_bus(const std::string& source, const toml::table& t, Config& out) {
             out.access_group = resolve_group(out.access_group_name);
             if (!out.access_group) fail(source, v.source(), "access_group '" + out.access_group_name + "': no such group");
         } else {
-            fail(source, v.source(), "unknown key '" + key + "' in [bus] (known: dir, log_level, access_group, metrics)");
+            fail(source, v.source(), "unknown key '" + key + "' in [bus] (known: dir, log_level, log, access_group, metrics)");
         }
     }
 }

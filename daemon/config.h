@@ -3,6 +3,7 @@
 //   [bus]
 //   dir = "/run/shmbus"            # bus directory; --dir overrides it
 //   log_level = "info"             # --log-level overrides it
+//   log = "journal"                # console, journal or a file; default: the journal under systemd
 //   access_group = "shmbus"        # the directory and socket become reachable to this group
 //   metrics = "127.0.0.1:9464"     # Prometheus endpoint; --metrics overrides it
 //
@@ -48,6 +49,7 @@ struct Config {
     std::string source;  // the file it came from
     std::string dir;
     std::string log_level;
+    std::string log;  // console, journal, a file path; empty: automatic
     std::string metrics;
     std::optional<gid_t> access_group;
     std::string access_group_name;

@@ -9,6 +9,7 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
+#include <systemd/sd-daemon.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -168,7 +169,12 @@ Status Daemon::watch_signals() {
     if (!loop_.add(signal_fd_, EPOLLIN, [this](uint32_t) {
             signalfd_siginfo si{};
             if (read(signal_fd_, &si, sizeof si) != sizeof si) return;
-            if (si.ssi_signo == SIGHUP) return reload_config();
+            if (si.ssi_signo == SIGHUP) {
+                sd_notify(0, "RELOADING=1");
+                reload_config();
+                sd_notify(0, "READY=1");
+                return;
+            }
             spdlog::info("shmbusd stopping on signal {}", si.ssi_signo);
             loop_.stop(0);
         }))
@@ -247,9 +253,14 @@ Status Daemon::start() {
     return watchers_->open_timer();
 }
 
+// Readiness for a service manager (systemd's Type=notify; nothing without $NOTIFY_SOCKET), sent
+// once the socket accepts clients.
 int Daemon::run() {
     spdlog::info("shmbusd ready: bus {} (id {:016x}), socket {}", options_.dir, bus_id_, server_->socket_path());
-    return loop_.run();
+    sd_notifyf(0, "READY=1\nSTATUS=serving %s\nMAINPID=%d", options_.dir.c_str(), int(getpid()));
+    const int rc = loop_.run();
+    sd_notify(0, "STOPPING=1");
+    return rc;
 }
 
 }  // namespace shmbus::daemon

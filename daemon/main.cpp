@@ -5,9 +5,49 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/systemd_sink.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <cstdlib>
+
 #include "daemon.h"
 #include "shmbus/client.h"
 #include "shmbus/version.h"
+
+namespace {
+
+// True when systemd connected our stderr to the journal ($JOURNAL_STREAM names that stream).
+bool stderr_is_journal() {
+    const char* stream = std::getenv("JOURNAL_STREAM");
+    struct stat st{};
+    if (stream == nullptr || fstat(2, &st) != 0) return false;
+    unsigned long long dev = 0, ino = 0;
+    return std::sscanf(stream, "%llu:%llu", &dev, &ino) == 2 && dev == st.st_dev && ino == st.st_ino;
+}
+
+// Where the log goes: `destination` is "console" (standard output), "journal", a file path, or
+// empty: the journal when systemd runs us with output to it, else the console.
+bool route_log(const std::string& destination) {
+    try {
+        if (destination == "journal" || (destination.empty() && stderr_is_journal())) {
+            spdlog::set_default_logger(std::make_shared<spdlog::logger>("shmbusd", std::make_shared<spdlog::sinks::systemd_sink_mt>()));
+            spdlog::set_pattern("%v");  // the journal stamps time and priority itself
+            return true;
+        }
+        if (!destination.empty() && destination != "console")
+            spdlog::set_default_logger(std::make_shared<spdlog::logger>(
+                "shmbusd", std::make_shared<spdlog::sinks::basic_file_sink_mt>(destination)));
+        spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e [%l] %v");
+        return true;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "shmbusd: cannot log to %s: %s\n", destination.c_str(), e.what());
+        return false;
+    }
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
     CLI::App app{"shmbusd: supervisor of a shmbus bus directory"};
@@ -42,7 +82,9 @@ int main(int argc, char** argv) {
         if (options.metrics.empty()) options.metrics = options.config.metrics;
         if (app.count("--log-level") == 0 && !options.config.log_level.empty()) level = options.config.log_level;
     }
+    if (!route_log(options.config.log)) return 2;
     spdlog::set_level(spdlog::level::from_str(level));
+    spdlog::flush_on(spdlog::level::trace);
     if (options.dir.empty()) options.dir = shmbus::default_bus_dir();
 
     shmbus::daemon::Daemon daemon(options);

@@ -1,0 +1,109 @@
+// shmbusd as a service: readiness, reload and stopping reported to a service manager through
+// $NOTIFY_SOCKET (systemd's Type=notify), played here by a datagram socket of the test. systemd is
+// not PID 1 where these tests run, so the units themselves are checked for what they must say.
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "bus_fixture.h"
+
+namespace shmbus::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+class Service : public BusTest {
+protected:
+    void SetUp() override {
+        char tmpl[] = "/tmp/shmbus-test-XXXXXX";
+        ASSERT_NE(mkdtemp(tmpl), nullptr);
+        dir = tmpl;
+        notify_ = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        const std::string p = path("notify.sock");
+        std::memcpy(addr.sun_path, p.c_str(), p.size() + 1);
+        ASSERT_EQ(bind(notify_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+        const timeval limit{10, 0};
+        setsockopt(notify_, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+        daemon = spawn({SHMBUSD_PATH, "--dir", dir}, SpawnOptions(path("daemon.log"), path("daemon.log"), "", std::nullopt,
+                                                                    {"NOTIFY_SOCKET=" + p}));
+    }
+    void TearDown() override {
+        close(notify_);
+        BusTest::TearDown();
+    }
+    // The next notification, or empty after 10 s.
+    std::string next_notification() {
+        char buf[512];
+        const ssize_t n = recv(notify_, buf, sizeof buf, 0);
+        return n > 0 ? std::string(buf, size_t(n)) : std::string();
+    }
+    int notify_ = -1;
+};
+
+TEST_F(Service, ReadinessReloadAndStoppingAreReported) {
+    const std::string ready = next_notification();
+    EXPECT_NE(ready.find("READY=1"), std::string::npos) << ready;
+    EXPECT_NE(ready.find("MAINPID=" + std::to_string(daemon)), std::string::npos) << ready;
+    EXPECT_NE(ready.find("STATUS=serving " + dir), std::string::npos) << ready;
+    // Ready means ready: a client connects at once, without waiting.
+    ClientOptions o;
+    o.dir = dir;
+    o.connect_wait = std::chrono::milliseconds(0);
+    EXPECT_TRUE(Client::connect(o).has_value());
+    kill(daemon, SIGHUP);
+    EXPECT_EQ(next_notification(), "RELOADING=1");
+    EXPECT_EQ(next_notification(), "READY=1");
+    kill(daemon, SIGTERM);
+    EXPECT_EQ(next_notification(), "STOPPING=1");
+    EXPECT_EQ(wait_exit(daemon, 10s), 0);
+    daemon = -1;
+}
+
+// What the units must say for the bus to survive the service's own life cycle: readiness by
+// notification, a preserved runtime directory (bus.id names the segments), no IPC cleanup and no
+// private /dev (the segments live in /dev/shm), reload by SIGHUP.
+TEST_F(Service, TheUnitsKeepTheBusAcrossRestarts) {
+    for (const char* unit : {"shmbusd.service", "shmbusd@.service"}) {
+        const std::string text = read_file(std::string(SHMBUS_SOURCE_DIR) + "/packaging/systemd/" + unit);
+        ASSERT_FALSE(text.empty()) << unit;
+        for (const char* line : {"Type=notify", "RuntimeDirectoryPreserve=yes", "RemoveIPC=no", "PrivateDevices=no",
+                                 "ExecReload=/bin/kill -HUP $MAINPID", "ReadWritePaths=", "/dev/shm", "NoNewPrivileges=yes"})
+            EXPECT_NE(text.find(line), std::string::npos) << unit << " lacks " << line;
+    }
+    EXPECT_EQ(next_notification().find("READY=1"), 0u);
+}
+
+// The configuration shipped with the package parses, so the service starts with it as it is.
+TEST_F(Service, TheShippedConfigurationStartsABus) {
+    EXPECT_EQ(next_notification().find("READY=1"), 0u);
+    const auto r = run({SHMBUSD_PATH, "--dir", path("shipped"), "--config", std::string(SHMBUS_SOURCE_DIR) + "/packaging/shmbusd.toml",
+                        "--version"});
+    EXPECT_EQ(r.code, 0);
+    const pid_t d = spawn({SHMBUSD_PATH, "--dir", path("shipped"), "--config",
+                           std::string(SHMBUS_SOURCE_DIR) + "/packaging/shmbusd.toml"},
+                          {path("shipped.log"), path("shipped.log")});
+    ClientOptions o;
+    o.dir = path("shipped");
+    EXPECT_TRUE(eventually([&] { return Client::connect(o).has_value(); })) << read_file(path("shipped.log"));
+    kill(d, SIGTERM);
+    EXPECT_EQ(wait_exit(d, 10s), 0);
+}
+
+// `log` in [bus] sends the log to a file instead of standard output.
+TEST_F(Service, TheLogGoesWhereTheConfigurationSays) {
+    EXPECT_EQ(next_notification().find("READY=1"), 0u);
+    {
+        std::ofstream f(path("file-log.toml"));
+        f << "[bus]\nlog = \"" << path("shmbusd-file.log") << "\"\n";
+    }
+    const pid_t d = spawn({SHMBUSD_PATH, "--dir", path("filelog"), "--config", path("file-log.toml")},
+                          {path("filelog.out"), path("filelog.out")});
+    EXPECT_TRUE(eventually([&] { return read_file(path("shmbusd-file.log")).find("shmbusd ready") != std::string::npos; }));
+    kill(d, SIGTERM);
+    EXPECT_EQ(wait_exit(d, 10s), 0);
+    EXPECT_EQ(read_file(path("filelog.out")).find("shmbusd ready"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace shmbus::test
