@@ -74,6 +74,42 @@ TEST_F(Service, TheUnitsKeepTheBusAcrossRestarts) {
     EXPECT_EQ(next_notification().find("READY=1"), 0u);
 }
 
+// The unit's command line, as systemd would run it ($$ is its escape for $), starts a bus that
+// reports readiness, with the configuration file and without it.
+TEST_F(Service, TheUnitsCommandLineStartsABusWithOrWithoutAConfiguration) {
+    EXPECT_EQ(next_notification().find("READY=1"), 0u);
+    kill(daemon, SIGTERM);
+    EXPECT_EQ(next_notification(), "STOPPING=1");
+    EXPECT_EQ(wait_exit(daemon, 10s), 0);
+    daemon = -1;
+    const std::string unit = read_file(std::string(SHMBUS_SOURCE_DIR) + "/packaging/systemd/shmbusd.service");
+    const auto at = unit.find("ExecStart=/bin/sh -c '");
+    ASSERT_NE(at, std::string::npos);
+    std::string script = unit.substr(at + 22, unit.find("'\n", at) - at - 22);
+    auto replace_all = [&](const std::string& from, const std::string& to) {
+        for (auto p = script.find(from); p != std::string::npos; p = script.find(from, p + to.size())) script.replace(p, from.size(), to);
+    };
+    replace_all("$$", "$");
+    replace_all("/usr/bin/shmbusd", SHMBUSD_PATH);
+    replace_all("/etc/shmbus/shmbusd.toml", path("etc.toml"));
+    replace_all("/run/shmbus", path("run"));
+    for (const bool with_config : {false, true}) {
+        if (with_config) {
+            std::ofstream f(path("etc.toml"));
+            f << "[bus]\nlog_level = \"debug\"\n";
+        }
+        const pid_t d = spawn({"/bin/sh", "-c", script}, SpawnOptions(path("unit.log"), path("unit.log"), "", std::nullopt,
+                                                                      {"NOTIFY_SOCKET=" + path("notify.sock")}));
+        const std::string ready = next_notification();
+        EXPECT_NE(ready.find("READY=1"), std::string::npos) << script << read_file(path("unit.log"));
+        EXPECT_NE(ready.find("MAINPID=" + std::to_string(d)), std::string::npos) << ready;  // exec: shmbusd is the main process
+        kill(d, SIGTERM);
+        EXPECT_EQ(next_notification(), "STOPPING=1");
+        EXPECT_EQ(wait_exit(d, 10s), 0);
+    }
+    EXPECT_NE(read_file(path("unit.log")).find("[debug]"), std::string::npos);  // the second run read the file
+}
+
 // The configuration shipped with the package parses, so the service starts with it as it is.
 TEST_F(Service, TheShippedConfigurationStartsABus) {
     EXPECT_EQ(next_notification().find("READY=1"), 0u);
