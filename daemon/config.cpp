@@ -8,6 +8,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "shmbus/names.h"
+
 #define TOML_ENABLE_FORMATTERS 0
 #include <toml++/toml.h>
 
@@ -109,6 +111,58 @@ AclEntry parse_acl_entry(const std::string& source, const toml::table& t, std::s
     return e;
 }
 
+uint64_t size_value(const std::string& source, const toml::node& n, const std::string& key) {
+    if (const auto* i = n.as_integer()) {
+        if (i->get() <= 0) fail(source, n.source(), "'" + key + "' must be positive");
+        return uint64_t(i->get());
+    }
+    const auto v = parse_size(string_value(source, n, key));
+    if (!v) fail(source, n.source(), "'" + key + "' is not a size (use bytes or a suffix: 64K, 16M, 1G)");
+    return *v;
+}
+
+std::chrono::nanoseconds duration_value(const std::string& source, const toml::node& n, const std::string& key) {
+    const std::string& text = string_value(source, n, key);
+    if (text == "off" || text == "never") return std::chrono::nanoseconds(0);
+    const auto v = parse_duration(text);
+    if (!v) fail(source, n.source(), "'" + key + "' is not a duration (500ms, 30s, 15m, 2h, 7d, or off)");
+    return *v;
+}
+
+// Topic settings over `base`: the keys of `topic create`, in snake_case.
+TopicConfig parse_topic_settings(const std::string& source, const toml::table& t, TopicConfig base, const std::string& where) {
+    for (auto&& [k, v] : t) {
+        const std::string key(k.str());
+        if (key == "capacity") {
+            base.capacity = size_value(source, v, key);
+        } else if (key == "max_message") {
+            const uint64_t m = size_value(source, v, key);
+            if (m > UINT32_MAX) fail(source, v.source(), "'max_message' is too large");
+            base.max_message = uint32_t(m);
+        } else if (key == "on_full") {
+            const std::string& text = string_value(source, v, key);
+            if (text == "block") base.on_full = OnFull::block;
+            else if (text == "fail") base.on_full = OnFull::fail;
+            else if (text == "overwrite") base.on_full = OnFull::overwrite;
+            else fail(source, v.source(), "'on_full' must be block, fail or overwrite");
+        } else if (key == "unblock_timeout") {
+            base.unblock_timeout = duration_value(source, v, key);
+        } else if (key == "expire_detached") {
+            base.expire_detached = duration_value(source, v, key);
+        } else if (key == "max_publishers" || key == "max_subscribers") {
+            const auto* i = v.as_integer();
+            if (i == nullptr || i->get() <= 0 || i->get() > int64_t(UINT32_MAX)) fail(source, v.source(), "'" + key + "' must be a positive whole number");
+            (key == "max_publishers" ? base.max_producers : base.max_consumers) = uint32_t(i->get());
+        } else {
+            fail(source, v.source(), "unknown key '" + key + "' in " + where +
+                                         " (known: capacity, max_message, on_full, unblock_timeout, expire_detached, "
+                                         "max_publishers, max_subscribers)");
+        }
+    }
+    if (auto st = validate_config(with_defaults(base)); !st) fail(source, t.source(), where + ": " + st.error().message);
+    return base;
+}
+
 void parse_bus(const std::string& source, const toml::table& t, Config& out) {
     for (auto&& [k, v] : t) {
         const std::string key(k.str());
@@ -144,20 +198,37 @@ Result<Config> parse_config(std::string_view text, const std::string& source) no
         const toml::table root = toml::parse(text, source);
         Config out;
         out.source = source;
+        std::vector<const toml::table*> topic_tables;  // read after [defaults], wherever it stands
         for (auto&& [k, v] : root) {
             const std::string key(k.str());
             if (key == "bus") {
                 const auto* t = v.as_table();
                 if (t == nullptr) fail(source, v.source(), "'bus' must be a table: [bus]");
                 parse_bus(source, *t, out);
+            } else if (key == "defaults") {
+                const auto* t = v.as_table();
+                if (t == nullptr) fail(source, v.source(), "'defaults' must be a table: [defaults]");
+                out.defaults = parse_topic_settings(source, *t, TopicConfig{}, "[defaults]");
+            } else if (key == "topics") {
+                const auto* t = v.as_table();
+                if (t == nullptr) fail(source, v.source(), "'topics' must hold tables: [topics.NAME]");
+                topic_tables.push_back(t);
             } else if (key == "acl") {
                 const auto* a = v.as_array();
                 if (a == nullptr || !a->is_array_of_tables()) fail(source, v.source(), "'acl' must be an array of tables: [[acl]]");
                 for (const auto& entry : *a) out.acl.push_back(parse_acl_entry(source, *entry.as_table(), out.acl.size() + 1));
             } else {
-                fail(source, v.source(), "unknown table or key '" + key + "' (known: [bus], [[acl]])");
+                fail(source, v.source(), "unknown table or key '" + key + "' (known: [bus], [defaults], [topics.NAME], [[acl]])");
             }
         }
+        for (const toml::table* topics : topic_tables)
+            for (auto&& [k, v] : *topics) {
+                const std::string name(k.str());
+                if (auto st = validate_topic_name(name); !st) fail(source, v.source(), st.error().message);
+                const auto* t = v.as_table();
+                if (t == nullptr) fail(source, v.source(), "[topics." + name + "] must be a table");
+                out.topics[name] = parse_topic_settings(source, *t, out.defaults.value_or(TopicConfig{}), "[topics." + name + "]");
+            }
         return out;
     } catch (const toml::parse_error& e) {
         return make_error(Errc::invalid_argument, source + ":" + std::to_string(e.source().begin.line) + ": " +

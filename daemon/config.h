@@ -13,6 +13,13 @@
 //   subscribe = ["group:shmbus"]
 //   admin = []                     # create, delete, delete a subscription, gc
 //
+//   [defaults]                     # settings of a topic created without settings of its own
+//   capacity = "16M"               # also max_message, on_full, unblock_timeout, expire_detached,
+//                                  # max_publishers, max_subscribers
+//   [topics.prices]                # this topic's settings, whoever creates it; created at start
+//   capacity = "64M"
+//   on_full = "overwrite"
+//
 // Every key is checked: an unknown key or table, a value of the wrong type, an unknown user or
 // group are errors that name the file and line. Users and groups are resolved when the file is read.
 #pragma once
@@ -21,12 +28,14 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "shmbus/result.h"
+#include "shmbus/topic.h"
 
 namespace shmbus::daemon {
 
@@ -54,6 +63,8 @@ struct Config {
     std::optional<gid_t> access_group;
     std::string access_group_name;
     std::vector<AclEntry> acl;
+    std::optional<TopicConfig> defaults;         // [defaults], over the built-in defaults
+    std::map<std::string, TopicConfig> topics;   // [topics.NAME], over [defaults]
 };
 
 // Reads and checks a configuration file; the error names the file and line of the first problem.

@@ -141,6 +141,23 @@ void Daemon::adopt_topics() {
         spdlog::info("re-adopted {} topic(s) in {:.1f} ms", report.adopted.size(), double(detail::monotonic_ns() - t0) / 1e6);
 }
 
+// The topics the configuration names exist from the start, with its settings. One that exists
+// already keeps the settings it was made with (they cannot change under its clients): said once.
+void Daemon::create_configured_topics() {
+    for (const auto& [name, settings] : options_.config.topics) {
+        if (const TopicEntry* t = registry_->find(name)) {
+            TopicConfig wanted = with_defaults(settings);
+            wanted.capacity = round_capacity(wanted.capacity);  // as the segment records it
+            if (t->segment().config() != wanted)
+                spdlog::warn("topic '{}' exists with other settings than the configuration's; it keeps them until it is "
+                             "deleted", name);
+            continue;
+        }
+        if (auto t = registry_->create(name, settings)) spdlog::info("created topic '{}' from the configuration", name);
+        else spdlog::error("cannot create topic '{}' from the configuration: {}", name, t.error().message);
+    }
+}
+
 // Each topic costs a descriptor for as long as it exists: take all the kernel allows us.
 uint64_t Daemon::raise_descriptor_limit() {
     rlimit lim{};
@@ -198,8 +215,11 @@ void Daemon::reload_config() {
         spdlog::warn("SIGHUP: [bus] dir and access_group take effect at the next start only");
     if (!config->log_level.empty()) spdlog::set_level(spdlog::level::from_str(config->log_level));
     access_ = AccessControl(geteuid(), config->acl);
-    spdlog::info("SIGHUP: reloaded {}: {} acl entr{}", options_.config_path, access_.entries(), access_.entries() == 1 ? "y" : "ies");
+    spdlog::info("SIGHUP: reloaded {}: {} acl entr{}; topic settings apply to topics created from now on", options_.config_path,
+                 access_.entries(), access_.entries() == 1 ? "y" : "ies");
     options_.config.acl = std::move(config->acl);
+    options_.config.defaults = config->defaults;
+    options_.config.topics = std::move(config->topics);
 }
 
 // The exposer answers scrapes on its own threads from a snapshot the loop refreshes every second.
@@ -245,7 +265,8 @@ Status Daemon::start() {
     registry_ = std::make_unique<Registry>(bus_id_, options_.dir, topic_limit(raise_descriptor_limit()));
     watchers_ = std::make_unique<Watchers>(loop_, *registry_);
     adopt_topics();
-    handlers_ = std::make_unique<RequestHandlers>(*registry_, *watchers_, access_, bus_id_);
+    create_configured_topics();
+    handlers_ = std::make_unique<RequestHandlers>(*registry_, *watchers_, access_, options_.config, bus_id_);
     server_ = std::make_unique<Server>(loop_, *handlers_);
     if (auto st = server_->listen(options_.dir, options_.config.access_group); !st) return st;
     if (auto st = watch_signals(); !st) return st;

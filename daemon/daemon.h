@@ -50,6 +50,7 @@ private:
     [[nodiscard]] Status load_bus_id();
     [[nodiscard]] Status write_bus_id(const std::string& path);
     void adopt_topics();
+    void create_configured_topics();
     [[nodiscard]] Status watch_signals();
     void reload_config();
     [[nodiscard]] Status serve_metrics();

@@ -97,12 +97,18 @@ bool RequestHandlers::on_hello(Conn& c, uint32_t id, const protocol::Hello& req)
     return reply(c, protocol::Type::hello_ok, id, &ok, sizeof ok);
 }
 
-Result<TopicEntry*> RequestHandlers::find_or_create(const std::string& name, const protocol::WireConfig& wire, bool create) {
+Result<TopicEntry*> RequestHandlers::find_or_create(const std::string& name, const protocol::WireConfig& wire, bool create,
+                                                    uint32_t flags) {
     if (auto st = validate_topic_name(name); !st) return st.error();
     if (TopicEntry* t = registry_.find(name)) return t;
     if (!create)
         return make_error(Errc::topic_not_found, "no topic named '" + name + "' (create it with: shmbus topic create " + name + ")");
-    auto t = registry_.create(name, from_wire(wire));
+    // The configuration file's settings for this topic win; a client that asked for nothing in
+    // particular gets the configured defaults.
+    TopicConfig settings = from_wire(wire);
+    if (auto named = config_.topics.find(name); named != config_.topics.end()) settings = named->second;
+    else if ((flags & protocol::kDefaultConfig) && config_.defaults) settings = *config_.defaults;
+    auto t = registry_.create(name, settings);
     if (!t) return t.error();
     const auto c = t.value()->segment().config();
     spdlog::info("created topic '{}': capacity {} B, max message {} B, on-full {}, unblock-timeout {} ms, "
@@ -123,7 +129,7 @@ bool RequestHandlers::on_open_topic(Conn& c, uint32_t id, const protocol::OpenTo
     const bool existed = registry_.find(name) != nullptr;
     if (existed && (req.flags & protocol::kExclusive))
         return reply_error(c, id, make_error(Errc::topic_exists, "topic '" + name + "' already exists"));
-    auto t = find_or_create(name, req.config, req.flags & protocol::kCreateIfMissing);
+    auto t = find_or_create(name, req.config, req.flags & protocol::kCreateIfMissing, req.flags);
     if (!t) return reply_error(c, id, t.error());
     const auto& seg = t.value()->segment();
     protocol::TopicOk ok{seg.size(), protocol::kNoSlot, existed ? 0u : 1u};
@@ -201,7 +207,7 @@ bool RequestHandlers::on_subscribe(Conn& c, uint32_t id, const protocol::Subscri
     if (!protocol::start_from_wire(req.from, from))
         return reply_error(c, id, make_error(Errc::invalid_argument, "unknown start position"));
     const bool existed = registry_.find(topic) != nullptr;
-    auto t = find_or_create(topic, req.config, true);
+    auto t = find_or_create(topic, req.config, true, req.flags);
     if (!t) return reply_error(c, id, t.error());
     const auto& seg = t.value()->segment();
 

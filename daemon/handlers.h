@@ -8,6 +8,7 @@
 #include <string>
 
 #include "access_control.h"
+#include "config.h"
 #include "connection.h"
 #include "protocol.h"
 #include "registry.h"
@@ -20,8 +21,9 @@ class Watchers;
 class RequestHandlers {
 public:
     // `access` may be replaced while serving (a configuration reload): it is read per request.
-    RequestHandlers(Registry& registry, Watchers& watchers, const AccessControl& access, uint64_t bus_id)
-        : registry_(registry), watchers_(watchers), access_(access), bus_id_(bus_id) {}
+    // `config` supplies the settings of topics it names and the defaults; read per request too.
+    RequestHandlers(Registry& registry, Watchers& watchers, const AccessControl& access, const Config& config, uint64_t bus_id)
+        : registry_(registry), watchers_(watchers), access_(access), config_(config), bus_id_(bus_id) {}
 
     bool on_hello(Conn& c, uint32_t id, const protocol::Hello& req);
     bool on_open_topic(Conn& c, uint32_t id, const protocol::OpenTopic& req);
@@ -47,7 +49,9 @@ private:
                                                       bool would_create) const;
     // The topic of the slot a request names, if that slot exists and is `p`'s; else nullptr.
     [[nodiscard]] TopicEntry* topic_of_own_slot(const protocol::Unsubscribe& req, const Process& p, bool consumer);
-    [[nodiscard]] Result<TopicEntry*> find_or_create(const std::string& name, const protocol::WireConfig& wire, bool create);
+    // `flags`: the request's OpenFlags (kDefaultConfig: the client left its settings as constructed).
+    [[nodiscard]] Result<TopicEntry*> find_or_create(const std::string& name, const protocol::WireConfig& wire, bool create,
+                                                     uint32_t flags);
     // Resumes an existing cursor (a reattach, or a repeated request): reading goes on from its last ack.
     [[nodiscard]] protocol::SubscribeOk resume(const detail::Segment& seg, uint32_t slot) const;
     [[nodiscard]] Result<protocol::SubscribeOk> place_new(TopicEntry& t, const Conn& c, const protocol::Subscribe& req,
@@ -56,6 +60,7 @@ private:
     Registry& registry_;
     Watchers& watchers_;
     const AccessControl& access_;
+    const Config& config_;
     uint64_t started_ns_ = detail::WallClock::system_ns();
     std::size_t clients_ = 0;
     uint64_t bus_id_;

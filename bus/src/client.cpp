@@ -40,6 +40,9 @@ protocol::WireConfig to_wire(const TopicConfig& c) {
             uint64_t(std::max<int64_t>(0, d.expire_detached.count()))};
 }
 
+// A configuration nobody touched lets shmbusd apply the bus's configured defaults.
+uint32_t default_config_flag(const TopicConfig& c) { return c == TopicConfig{} ? protocol::kDefaultConfig : 0; }
+
 template <class T>
 Result<T> body_as(const Reply& r, protocol::Type expected) {
     if (r.type != expected || r.body.size() < sizeof(T))
@@ -145,7 +148,7 @@ Result<Publisher> Client::publisher(std::string_view topic, PublisherOptions opt
     protocol::OpenTopic req{};
     copy_name(req.topic, topic);
     req.config = to_wire(options.create_config);
-    req.flags = protocol::kCreateIfMissing | protocol::kAsPublisher;
+    req.flags = protocol::kCreateIfMissing | protocol::kAsPublisher | default_config_flag(options.create_config);
     req.token = new_token();
     auto r = request_segment<protocol::TopicOk>(*channel_, protocol::Type::open_topic, req, protocol::Type::topic_ok);
     if (!r) return r.error();
@@ -165,6 +168,7 @@ Result<Subscriber> Client::subscribe(std::string_view topic, SubscribeOptions op
     copy_name(req.durable_name, options.durable_name);
     req.config = to_wire(options.create_config);
     req.from = uint32_t(options.from);
+    req.flags = default_config_flag(options.create_config);
     req.from_id = options.from_id;
     req.token = new_token();
     auto r = request_segment<protocol::SubscribeOk>(*channel_, protocol::Type::subscribe, req, protocol::Type::subscribe_ok);
@@ -186,7 +190,7 @@ Status Client::create_topic(std::string_view topic, const TopicConfig& config) n
     protocol::OpenTopic req{};
     copy_name(req.topic, topic);
     req.config = to_wire(config);
-    req.flags = protocol::kCreateIfMissing | protocol::kExclusive;
+    req.flags = protocol::kCreateIfMissing | protocol::kExclusive | default_config_flag(config);
     auto reply = channel_->request(protocol::Type::open_topic, &req, sizeof req);
     if (!reply) return reply.error();
     ReplyFdGuard guard{reply.value()};

@@ -62,6 +62,7 @@ enum OpenFlags : uint32_t {
     kCreateIfMissing = 1,  // create with `config` when absent
     kExclusive = 2,        // fail with topic_exists when present
     kAsPublisher = 4,      // register a producer slot for the caller
+    kDefaultConfig = 8,    // `config` was left as constructed: apply the bus's configured defaults
 };
 
 struct WireConfig {
@@ -118,7 +119,7 @@ struct Subscribe {
     char durable_name[kSubNameField];  // empty: ephemeral
     WireConfig config;                  // used if the topic must be created
     uint32_t from;                      // StartFrom
-    uint32_t reserved;
+    uint32_t flags;                     // OpenFlags: only kDefaultConfig has a meaning here
     uint64_t from_id;
     uint64_t token;                     // as in OpenTopic
 };

@@ -141,5 +141,41 @@ TEST_F(Service, TheLogGoesWhereTheConfigurationSays) {
     EXPECT_EQ(read_file(path("filelog.out")).find("shmbusd ready"), std::string::npos);
 }
 
+// Topic settings from the configuration: [topics.NAME] are created at start and win whoever
+// creates them; [defaults] apply to topics created without settings of their own, and never
+// override a client's explicit ones.
+TEST_F(Service, TopicSettingsComeFromTheConfiguration) {
+    EXPECT_EQ(next_notification().find("READY=1"), 0u);
+    {
+        std::ofstream f(path("topics.toml"));
+        f << "[defaults]\ncapacity = \"64K\"\non_full = \"fail\"\n"
+             "[topics.prices]\ncapacity = \"1M\"\non_full = \"overwrite\"\nexpire_detached = \"1h\"\n";
+    }
+    const pid_t d = spawn({SHMBUSD_PATH, "--dir", path("topics"), "--config", path("topics.toml")}, {path("topics.log"), path("topics.log")});
+    ClientOptions o;
+    o.dir = path("topics");
+    o.connect_wait = 10s;
+    auto c = Client::connect(o);
+    ASSERT_TRUE(c.has_value()) << read_file(path("topics.log"));
+    auto prices = c->topic_stats("prices");  // created at start
+    ASSERT_TRUE(prices.has_value()) << read_file(path("topics.log"));
+    EXPECT_EQ(prices->config.capacity, 1u << 20);
+    EXPECT_EQ(prices->config.on_full, OnFull::overwrite);
+    EXPECT_EQ(prices->config.expire_detached, std::chrono::hours(1));
+    auto pub = c->publisher("orders");  // created on first use, without settings: [defaults]
+    ASSERT_TRUE(pub.has_value());
+    auto orders = c->topic_stats("orders");
+    EXPECT_EQ(orders->config.capacity, 64u << 10);
+    EXPECT_EQ(orders->config.on_full, OnFull::fail);
+    TopicConfig own;
+    own.capacity = 8192;
+    ASSERT_TRUE(c->create_topic("mine", own).has_value());  // explicit settings stay
+    EXPECT_EQ(c->topic_stats("mine")->config.capacity, 8192u);
+    EXPECT_EQ(c->topic_stats("mine")->config.on_full, OnFull::block);
+    for (const char* t : {"prices", "orders", "mine"}) (void)c->delete_topic(t);
+    kill(d, SIGTERM);
+    EXPECT_EQ(wait_exit(d, 10s), 0);
+}
+
 }  // namespace
 }  // namespace shmbus::test

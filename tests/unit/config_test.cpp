@@ -55,7 +55,7 @@ TEST(Config, AnEmptyFileIsTheDefault) {
 TEST(Config, EveryMistakeNamesItsLine) {
     EXPECT_EQ(parse_error("[bus]\n\nacces_group = \"x\"\n"),
               "test.toml:3: unknown key 'acces_group' in [bus] (known: dir, log_level, log, access_group, metrics)");
-    EXPECT_EQ(parse_error("[busses]\n"), "test.toml:1: unknown table or key 'busses' (known: [bus], [[acl]])");
+    EXPECT_EQ(parse_error("[busses]\n"), "test.toml:1: unknown table or key 'busses' (known: [bus], [defaults], [topics.NAME], [[acl]])");
     EXPECT_EQ(parse_error("[bus]\ndir = 3\n"), "test.toml:2: 'dir' must be a string");
     EXPECT_EQ(parse_error("[bus]\ndir = \"relative\"\n"), "test.toml:2: 'dir' must be an absolute path");
     EXPECT_EQ(parse_error("[bus]\nlog_level = \"loud\"\n"),
@@ -74,6 +74,21 @@ TEST(Config, EveryMistakeNamesItsLine) {
               "test.toml:2: access_group 'no-such-group-here': no such group");
     // TOML syntax errors come from the parser, with their line.
     EXPECT_EQ(parse_error("[bus]\ndir = \n").rfind("test.toml:2: ", 0), 0u);
+}
+
+TEST(Config, TopicSettingsAreCheckedLikeTheCli) {
+    const Config c = parse_ok("[topics.big]\ncapacity = \"1G\"\n[defaults]\nmax_message = 1024\nunblock_timeout = \"50ms\"\n");
+    ASSERT_TRUE(c.defaults.has_value());
+    EXPECT_EQ(c.defaults->max_message, 1024u);
+    EXPECT_EQ(c.topics.at("big").capacity, 1u << 30);
+    EXPECT_EQ(c.topics.at("big").max_message, 1024u);  // over [defaults], wherever it stands in the file
+    EXPECT_EQ(c.topics.at("big").unblock_timeout, std::chrono::milliseconds(50));
+    EXPECT_EQ(parse_error("[defaults]\ncapacity = \"lots\"\n"),
+              "test.toml:2: 'capacity' is not a size (use bytes or a suffix: 64K, 16M, 1G)");
+    EXPECT_EQ(parse_error("[topics.\"a b\"]\ncapacity = \"1M\"\n").rfind("test.toml:1: invalid topic name 'a b'", 0), 0u);
+    EXPECT_EQ(parse_error("[topics.t]\nspeed = 1\n").rfind("test.toml:2: unknown key 'speed' in [topics.t]", 0), 0u);
+    EXPECT_EQ(parse_error("[topics.t]\non_full = \"drop\"\n"), "test.toml:2: 'on_full' must be block, fail or overwrite");
+    EXPECT_EQ(parse_error("[topics.t]\nunblock_timeout = \"1ms\"\n").rfind("test.toml:1: [topics.t]: ", 0), 0u);
 }
 
 TEST(Config, AMissingFileIsAClearError) {

@@ -32,6 +32,10 @@ struct TopicConfig {
     // A durable subscription whose owner is gone is released after this long, so a forgotten
     // subscription cannot hold producers back forever. 0: kept until deleted.
     std::chrono::nanoseconds expire_detached{0};
+
+    // A configuration left as constructed asks for the bus's defaults: shmbusd then applies its
+    // configured [defaults] (or these very values when it has none).
+    friend bool operator==(const TopicConfig&, const TopicConfig&) = default;
 };
 
 inline constexpr uint64_t kMinCapacity = 4096;
