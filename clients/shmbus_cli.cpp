@@ -267,6 +267,7 @@ int publish_one(shmbus::Client& client, shmbus::Publisher& pub, std::string_view
               << (st == shmbus::PublishStatus::would_block ? " (topic is full and its on-full policy is fail)"
                   : st == shmbus::PublishStatus::corrupt   ? " (the topic's shared memory is damaged)"
                   : st == shmbus::PublishStatus::revoked   ? " (the message was taken back)"
+                  : st == shmbus::PublishStatus::deleted   ? " (the topic was deleted)"
                                                            : " (topic stayed full for " + duration_text(timeout, "0s") + ")")
               << (full ? held_back_by(client, pub.topic()) : std::string()) << "\n";
     return kExitError;
@@ -345,6 +346,11 @@ int sub(shmbus::Client& client, const std::string& topic, shmbus::SubscribeOptio
             std::cerr << "shmbus: topic '" << topic << "' is corrupt; stopping\n";
             return kExitError;
         }
+        if (r.status == shmbus::ReceiveStatus::deleted) {
+            std::fflush(stdout);
+            std::cerr << "shmbus: topic '" << topic << "' was deleted; stopping\n";
+            return kExitError;
+        }
         if (r.count == 0) continue;
         if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
             std::cerr << "shmbus: cannot write output; messages left unacked\n";
@@ -391,8 +397,10 @@ int main(int argc, char** argv) {
     auto* info = topic->add_subcommand("info", "show a topic");
     info->add_option("NAME", name, "topic name")->required();
     info->add_flag("--json", json, "JSON output");
-    auto* del = topic->add_subcommand("delete", "delete a topic");
+    auto* del = topic->add_subcommand("delete", "delete a topic (refused while clients use it, unless --force)");
     del->add_option("NAME", name, "topic name")->required();
+    bool force = false;
+    del->add_flag("--force", force, "delete it even while publishers or subscribers are attached; they are told");
 
     auto* subscription = app.add_subcommand("subscription", "manage durable subscriptions");
     subscription->require_subcommand(1);
@@ -494,7 +502,7 @@ int main(int argc, char** argv) {
     }
     if (*info) return topic_info(*client, name, json);
     if (*del) {
-        if (auto st = client->delete_topic(name); !st) return fail(st.error());
+        if (auto st = client->delete_topic(name, force); !st) return fail(st.error());
         return 0;
     }
     if (*pub_cmd) return pub(*client, name, messages, publish_timeout);

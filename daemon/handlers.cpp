@@ -8,6 +8,7 @@
 
 #include "control.h"
 #include "cursor.h"
+#include "futex.h"
 #include "gc.h"
 #include "slots.h"
 #include "watchers.h"
@@ -41,6 +42,40 @@ Registration registration(const Conn& c, uint64_t token) { return {c.process, to
 // A durable cursor in use: attached, and its owner still runs (a dead one's is free to take over).
 bool held_by_live_owner(const layout::ConsumerSlot& s, SlotState state) {
     return state == SlotState::attached && detail::process_alive(Process{s.pid, s.start_time});
+}
+
+// The processes that hold a topic now: registered publishers and attached subscribers whose
+// owners still run (a detached durable cursor has no one to tell).
+std::vector<int32_t> live_users(const detail::Segment& seg) {
+    std::vector<int32_t> pids;
+    auto note = [&](int32_t pid, uint64_t start_time) {
+        if (std::find(pids.begin(), pids.end(), pid) == pids.end() && detail::process_alive(Process{pid, start_time}))
+            pids.push_back(pid);
+    };
+    for (uint32_t i = 0; i < seg.max_producers(); ++i) {
+        const auto& p = seg.producer_slot(i);
+        if (detail::producer_active(p)) note(p.pid, p.start_time);
+    }
+    for (uint32_t i = 0; i < seg.max_consumers(); ++i) {
+        const auto& s = seg.consumer_slot(i);
+        if (detail::state_of(s) == SlotState::attached) note(s.pid, s.start_time);
+    }
+    return pids;
+}
+
+std::string pid_list(const std::vector<int32_t>& pids) {
+    std::string out = pids.size() == 1 ? "pid " : "pids ";
+    for (std::size_t i = 0; i < pids.size() && i < 8; ++i) out += (i > 0 ? ", " : "") + std::to_string(pids[i]);
+    if (pids.size() > 8) out += " and " + std::to_string(pids.size() - 8) + " more";
+    return out;
+}
+
+// Marks a topic deleted for the clients that still map it, and wakes those asleep on it: their
+// next publish fails and their subscriptions end once drained.
+void tell_deleted(const detail::Segment& seg) {
+    seg.mark_deleted();
+    detail::futex_signal(seg.producers().data_futex);
+    detail::futex_signal(seg.consumers().space_futex);
 }
 
 const char* doing(Operation op) {
@@ -147,12 +182,20 @@ bool RequestHandlers::on_open_topic(Conn& c, uint32_t id, const protocol::OpenTo
     return reply(c, protocol::Type::topic_ok, id, &ok, sizeof ok, fds->fds);
 }
 
-bool RequestHandlers::on_delete_topic(Conn& c, uint32_t id, const protocol::TopicName& req) {
+bool RequestHandlers::on_delete_topic(Conn& c, uint32_t id, const protocol::DeleteTopic& req) {
     const std::string name(field_name(req.topic));
     if (auto st = validate_topic_name(name); !st) return reply_error(c, id, st.error());
     if (auto e = refused(c, name, Operation::admin)) return reply_error(c, id, *e);
+    TopicEntry* t = registry_.find(name);
+    if (t == nullptr) return reply_error(c, id, make_error(Errc::topic_not_found, "no topic named '" + name + "'"));
+    const std::vector<int32_t> users = live_users(t->segment());
+    if (!users.empty() && !(req.flags & protocol::kForce))
+        return reply_error(c, id, make_error(Errc::busy, "topic '" + name + "' is in use by " + pid_list(users) +
+                                                             "; stop them first, or delete it anyway with --force"));
+    if (!users.empty()) tell_deleted(t->segment());
     if (auto st = registry_.remove(name); !st) return reply_error(c, id, st.error());
-    spdlog::info("deleted topic '{}'", name);
+    if (users.empty()) spdlog::info("deleted topic '{}'", name);
+    else spdlog::warn("deleted topic '{}' under {} (forced; they were told)", name, pid_list(users));
     watchers_.rearm_timer();
     return reply(c, protocol::Type::ok, id, nullptr, 0);
 }

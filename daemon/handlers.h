@@ -27,7 +27,7 @@ public:
 
     bool on_hello(Conn& c, uint32_t id, const protocol::Hello& req);
     bool on_open_topic(Conn& c, uint32_t id, const protocol::OpenTopic& req);
-    bool on_delete_topic(Conn& c, uint32_t id, const protocol::TopicName& req);
+    bool on_delete_topic(Conn& c, uint32_t id, const protocol::DeleteTopic& req);
     bool on_list_topics(Conn& c, uint32_t id, const protocol::ListTopics& req);
     bool on_subscribe(Conn& c, uint32_t id, const protocol::Subscribe& req);
     bool on_unsubscribe(Conn& c, uint32_t id, const protocol::Unsubscribe& req);

@@ -197,10 +197,11 @@ Status Client::create_topic(std::string_view topic, const TopicConfig& config) n
     return ok_status();
 }
 
-Status Client::delete_topic(std::string_view topic) noexcept {
+Status Client::delete_topic(std::string_view topic, bool force) noexcept {
     if (auto st = validate_topic_name(topic); !st) return st.error();
-    protocol::TopicName req{};
+    protocol::DeleteTopic req{};
     copy_name(req.topic, topic);
+    req.flags = force ? protocol::kForce : 0;
     auto reply = channel_->request(protocol::Type::delete_topic, &req, sizeof req);
     if (!reply) return reply.error();
     return ok_status();

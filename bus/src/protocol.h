@@ -27,7 +27,7 @@ inline constexpr uint32_t kNoSlot = 0xFFFFFFFFu;
 enum class Type : uint16_t {
     hello = 1,          hello_ok = 2,
     open_topic = 3,     topic_ok = 4,        // reply carries the topic's descriptors (SCM_RIGHTS)
-    delete_topic = 5,   ok = 6,
+    delete_topic = 5,   ok = 6,              // body: DeleteTopic
     list_topics = 7,    topic_list = 8,
     subscribe = 9,      subscribe_ok = 10,   // reply carries the topic's descriptors (SCM_RIGHTS)
     unsubscribe = 11,
@@ -91,8 +91,13 @@ struct TopicOk {
     uint32_t created;        // 1 if this request created the topic
 };
 
-struct TopicName {  // delete_topic
+enum DeleteFlags : uint32_t {
+    kForce = 1,  // delete even while live clients hold the topic
+};
+struct DeleteTopic {
     char topic[kNameField];
+    uint32_t flags;  // DeleteFlags
+    uint32_t reserved;
 };
 
 struct ListTopics {

@@ -88,6 +88,7 @@ void PublisherCore::wait_for_space(uint64_t needed_end, uint64_t deadline_ns) no
 PublishStatus PublisherCore::claim(uint64_t length, std::chrono::nanoseconds timeout, uint64_t& position,
                                    uint64_t& id) noexcept {
     if (length > seg.max_message()) return PublishStatus::too_large;
+    if (seg.deleted()) return PublishStatus::deleted;
     const uint64_t size = layout::record_size(length);
     auto& tail = seg.producers().tail;
     TailSnapshot seen{};
@@ -218,6 +219,7 @@ const char* to_string(PublishStatus status) noexcept {
         case PublishStatus::aborted: return "aborted";
         case PublishStatus::revoked: return "revoked";
         case PublishStatus::corrupt: return "corrupt";
+        case PublishStatus::deleted: return "deleted";
     }
     return "unknown";
 }

@@ -76,6 +76,16 @@ public:
     [[nodiscard]] bool valid() const noexcept { return m_.base != nullptr; }
     // True if the consumer region lives in a cursor object of its own (layout 1.3).
     [[nodiscard]] bool has_cursor_object() const noexcept { return m_.cursor_base != nullptr; }
+    // shmbusd, deleting the topic under live clients: they see deleted() from now on.
+    void mark_deleted() const noexcept {
+        // relaxed: a one-way flag, ordered for sleepers by the futex bumps that follow it.
+        m_.header->deleted.store(1, std::memory_order_relaxed);
+    }
+    // True once shmbusd deleted the topic while this process still held it (`topic delete --force`).
+    [[nodiscard]] bool deleted() const noexcept {
+        // relaxed: a one-way flag; what a client does on seeing it depends on nothing else it wrote.
+        return m_.header->deleted.load(std::memory_order_relaxed) != 0;
+    }
     // Whether this process may write the segment (header, producer region, ring) and the consumer
     // region: what the descriptors it attached allowed.
     [[nodiscard]] bool segment_writable() const noexcept { return m_.segment_writable; }

@@ -161,6 +161,9 @@ PollResult SubscriberCore::poll(Handler& handler, std::size_t max) noexcept {
     if (count > 0) empty_polls = 0;
     if (options.auto_ack && durable) store_ack(position, next_id);
     if (corrupt && count == 0) return {ReceiveStatus::corrupt, 0};
+    // Checked only when nothing was left to read: what was published before the deletion is
+    // delivered first (publishers refuse to publish once it is set).
+    if (count == 0 && seg.deleted()) return {ReceiveStatus::deleted, 0};
     return {count > 0 ? ReceiveStatus::ok : ReceiveStatus::empty, count};
 }
 

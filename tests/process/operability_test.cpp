@@ -60,5 +60,28 @@ TEST_F(Operability, SubscriptionsAreListedAndADetachedOneIsDeleted) {
     EXPECT_NE(missing.err.find("no durable subscription 'audit'"), std::string::npos) << missing.err;
 }
 
+// A topic in use is not deleted by accident; forced, its clients are told: a subscriber gets
+// what was published, then `deleted`; a publisher's next publish fails with `deleted`.
+TEST_F(Operability, DeletingATopicInUseNeedsForceAndItsClientsAreTold) {
+    auto c = connect();
+    auto pub = c->publisher("orders");
+    ASSERT_TRUE(pub.has_value());
+    const pid_t sub = spawn({SHMBUS_CLI_PATH, "--dir", dir, "sub", "orders", "--from", "earliest"}, {path("sub.out"), path("sub.err")});
+    ASSERT_TRUE(eventually([&] { return c->topic_stats("orders")->subscriptions.size() == 1; }));
+    ASSERT_EQ(pub->publish("last words"), PublishStatus::ok);
+    const auto refused = cli({"topic", "delete", "orders"});
+    EXPECT_EQ(refused.code, 1);
+    EXPECT_NE(refused.err.find("topic 'orders' is in use by pids " + std::to_string(getpid())), std::string::npos) << refused.err;
+    EXPECT_NE(refused.err.find("--force"), std::string::npos) << refused.err;
+    EXPECT_TRUE(c->topic_stats("orders").has_value());  // still there
+    EXPECT_EQ(cli({"topic", "delete", "orders", "--force"}).code, 0);
+    EXPECT_EQ(wait_exit(sub, 10s), 1);
+    EXPECT_EQ(read_file(path("sub.out")), "last words\n");
+    EXPECT_NE(read_file(path("sub.err")).find("topic 'orders' was deleted"), std::string::npos) << read_file(path("sub.err"));
+    EXPECT_EQ(pub->publish("too late"), PublishStatus::deleted);
+    EXPECT_FALSE(c->topic_stats("orders").has_value());
+    EXPECT_NE(read_file(path("daemon.log")).find("deleted topic 'orders' under pid"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace shmbus::test

@@ -72,7 +72,10 @@ public:
                                                SubscribeOptions options = {}) noexcept;
 
     [[nodiscard]] Status create_topic(std::string_view topic, const TopicConfig& config) noexcept;
-    [[nodiscard]] Status delete_topic(std::string_view topic) noexcept;
+    // Refused (busy) while live publishers or subscribers hold the topic, unless `force`: then
+    // their next publish returns PublishStatus::deleted, and their subscriptions deliver what was
+    // published and then return ReceiveStatus::deleted.
+    [[nodiscard]] Status delete_topic(std::string_view topic, bool force = false) noexcept;
     [[nodiscard]] Result<std::vector<std::string>> list_topics() noexcept;
     [[nodiscard]] Result<TopicStats> topic_stats(std::string_view topic) noexcept;
     // Removes a durable subscription's cursor (it stops gating publishers).

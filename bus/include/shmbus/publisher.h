@@ -39,6 +39,7 @@ enum class PublishStatus : uint8_t {
     revoked,      // not published: the claim stayed open past the topic's unblock-timeout and
                   // shmbusd turned it into a skip record so subscribers could move on
     corrupt,      // not published: the topic's shared state failed a check (damaged or hostile segment)
+    deleted,      // not published: the topic was deleted (`topic delete --force`); this publisher is dead
 };
 [[nodiscard]] const char* to_string(PublishStatus status) noexcept;
 

@@ -74,6 +74,7 @@ enum class ReceiveStatus : uint8_t {
     ok,         // at least one message delivered
     empty,      // nothing new (poll) or nothing before the deadline (receive)
     corrupt,    // the ring failed a bounds check: the segment is damaged or hostile
+    deleted,    // every message was delivered and the topic was deleted (`topic delete --force`)
 };
 
 struct PollResult {

@@ -14,7 +14,7 @@ inline constexpr uint64_t kSegmentMagic = 0x31'53'55'42'4D'48'53'00ULL;  // "\0S
 inline constexpr uint16_t kVersionMajor = 1;  // a reader refuses any other major version
 // Minor versions only add fields in reserved space, which older segments hold as zeros; every
 // field added must read "off" or "unknown" as zero. 1.1 added the recovery fields below; 1.2 the
-// slot strides; 1.3 the cursor object.
+// slot strides; 1.3 the cursor object and the deleted flag.
 //
 // How a slot grows (1.2): readers step through the producer and consumer slot tables by the
 // strides in the header, never by sizeof. A minor version may make a slot longer by adding fields
@@ -71,7 +71,8 @@ struct SegmentHeader {
     uint32_t consumer_slot_stride;  // bytes from one ConsumerSlot to the next; 0: 1.1 (192)
     // --- 1.3 ---
     uint64_t cursor_object_size; // bytes of the cursor object holding the consumer region; 0: none
-    uint8_t reserved[96];        // room for minor-version additions
+    std::atomic<uint32_t> deleted;  // 1 once shmbusd deleted the topic under live clients; stored with release
+    uint8_t reserved[92];        // room for minor-version additions
     std::atomic<uint32_t> ready; // kReadyMagic once every field above is written; stored last
     uint32_t reserved1;
 };
@@ -94,7 +95,8 @@ static_assert(offsetof(SegmentHeader, bus_dir) == 192);
 static_assert(offsetof(SegmentHeader, producer_slot_stride) == 320);
 static_assert(offsetof(SegmentHeader, consumer_slot_stride) == 324);
 static_assert(offsetof(SegmentHeader, cursor_object_size) == 328);
-static_assert(offsetof(SegmentHeader, reserved) == 336);
+static_assert(offsetof(SegmentHeader, deleted) == 336);
+static_assert(offsetof(SegmentHeader, reserved) == 340);
 static_assert(offsetof(SegmentHeader, ready) == 432);
 static_assert(sizeof(SegmentHeader) == 440);
 static_assert(sizeof(SegmentHeader) <= kPageSize);
