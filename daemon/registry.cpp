@@ -187,7 +187,7 @@ void Registry::adopt(const std::string& file, const std::string& topic, AdoptRep
         else report.ignored.push_back(file + ": " + why + "; cannot remove it: " + strerror(errno));
     };
     if (!validate_topic_name(topic)) return drop("invalid topic name");
-    auto seg = detail::Segment::attach(fd, cursor_fd);
+    auto seg = detail::Segment::attach(fd, cursor_fd, detail::Segment::Populate::no);  // shmbusd reads few pages
     if (!seg) return drop(seg.error().message);
     if (seg->topic() != topic || seg->header().bus_id != bus_id_) return drop("header names another topic or bus");
     if (!seg->has_cursor_object() && cursor_fd >= 0) close(cursor_fd), cursor_fd = -1;

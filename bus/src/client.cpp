@@ -54,9 +54,9 @@ Result<T> body_as(const Reply& r, protocol::Type expected) {
 
 // Maps the segment and cursor object a reply carries, with the access their descriptors give,
 // and closes the descriptors: the mappings keep the memory alive.
-Result<Segment> map_reply_segment(Reply& r) {
+Result<Segment> map_reply_segment(Reply& r, Segment::Populate populate) {
     if (r.fds.segment < 0) return make_error(Errc::protocol_error, "shmbusd sent no segment descriptor");
-    auto seg = Segment::attach(r.fds.segment, r.fds.cursors);
+    auto seg = Segment::attach(r.fds.segment, r.fds.cursors, populate);
     r.fds.close_all();
     return seg;
 }
@@ -128,7 +128,7 @@ uint64_t new_token() noexcept {
 // shmbusd answers a repeat with the slot the first one registered (protocol.h).
 template <class Ok, class Req>
 Result<std::pair<Ok, Segment>> request_segment(ControlChannel& channel, protocol::Type type, const Req& req,
-                                               protocol::Type expected) {
+                                               protocol::Type expected, Segment::Populate populate = Segment::Populate::yes) {
     auto reply = channel.request(type, &req, sizeof req);
     for (int again = 0; again < 3 && !reply && reply.error().code == Errc::disconnected; ++again)
         reply = channel.request(type, &req, sizeof req);
@@ -136,7 +136,7 @@ Result<std::pair<Ok, Segment>> request_segment(ControlChannel& channel, protocol
     ReplyFdGuard guard{reply.value()};
     auto ok = body_as<Ok>(*reply, expected);
     if (!ok) return ok.error();
-    auto seg = map_reply_segment(*reply);
+    auto seg = map_reply_segment(*reply, populate);
     if (!seg) return seg.error();
     return std::pair<Ok, Segment>(ok.value(), std::move(seg.value()));
 }
@@ -255,7 +255,8 @@ Result<TopicStats> Client::topic_stats(std::string_view topic) noexcept {
     if (auto st = validate_topic_name(topic); !st) return st.error();
     protocol::OpenTopic req{};
     copy_name(req.topic, topic);
-    auto r = request_segment<protocol::TopicOk>(*channel_, protocol::Type::open_topic, req, protocol::Type::topic_ok);
+    auto r = request_segment<protocol::TopicOk>(*channel_, protocol::Type::open_topic, req, protocol::Type::topic_ok,
+                                                Segment::Populate::no);  // a few fields are read, never the ring
     if (!r) return r.error();
     return detail::collect_stats(r->second);
 }

@@ -103,13 +103,14 @@ Status reserve(int fd, uint64_t size, std::string_view topic, uint64_t total) no
 }
 
 // Maps `size` bytes of `fd` with the access its descriptor allows (a read-only descriptor gives a
-// read-only mapping). MAP_POPULATE: the page tables are filled now, so no publish or receive ever
-// takes a page fault.
-Result<std::byte*> map_object(int fd, uint64_t size, bool& writable) noexcept {
+// read-only mapping). `populate` (MAP_POPULATE): the page tables are filled now, so no publish or
+// receive ever takes a page fault; shmbusd and statistics readers, which touch few pages, skip it.
+Result<std::byte*> map_object(int fd, uint64_t size, bool& writable, bool populate) noexcept {
     const int flags = fcntl(fd, F_GETFL);
     if (flags < 0) return make_error(Errc::io_error, std::string("fcntl: ") + strerror(errno));
     writable = (flags & O_ACCMODE) == O_RDWR;
-    void* base = mmap(nullptr, size, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
+    void* base = mmap(nullptr, size, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED | (populate ? MAP_POPULATE : 0),
+                      fd, 0);
     if (base == MAP_FAILED) return make_error(Errc::io_error, std::string("mmap: ") + strerror(errno));
     return static_cast<std::byte*>(base);
 }
@@ -132,12 +133,12 @@ Result<Segment> Segment::format(int fd, std::string_view topic, const TopicConfi
     if (cursor_fd >= 0)
         if (auto st = reserve(cursor_fd, g.cursor_object_size, topic, total); !st) return st.error();
     Segment s;
-    auto base = map_object(fd, g.total, s.m_.segment_writable);
+    auto base = map_object(fd, g.total, s.m_.segment_writable, false);
     if (!base) return base.error();
     s.m_.base = base.value();
     s.m_.size = g.total;
     if (cursor_fd >= 0) {
-        auto cursors = map_object(cursor_fd, g.cursor_object_size, s.m_.cursors_writable);
+        auto cursors = map_object(cursor_fd, g.cursor_object_size, s.m_.cursors_writable, false);
         if (!cursors) return cursors.error();
         s.m_.cursor_base = cursors.value();
         s.m_.cursor_size = g.cursor_object_size;
@@ -146,8 +147,9 @@ Result<Segment> Segment::format(int fd, std::string_view topic, const TopicConfi
     }
     if (!s.m_.segment_writable || !s.m_.cursors_writable)
         return make_error(Errc::permission_denied, "formatting a segment needs writable descriptors");
-    // Fresh pages are zero already; this keeps a reused descriptor honest too.
-    std::memset(s.m_.base, 0, g.total);
+    // Everything before the ring is zeroed (a reused descriptor stays honest); the ring is not
+    // touched: posix_fallocate gave zeroed pages, and writing a 2 GiB ring here would cost seconds.
+    std::memset(s.m_.base, 0, g.ring_offset);
     auto* h = new (s.m_.base) SegmentHeader{};
     h->magic = kSegmentMagic;
     h->version_major = kVersionMajor;
@@ -193,7 +195,7 @@ Result<Segment> Segment::format(int fd, std::string_view topic, const TopicConfi
     return s;
 }
 
-Result<Segment> Segment::attach(int fd, int cursor_fd) noexcept {
+Result<Segment> Segment::attach(int fd, int cursor_fd, Populate populate) noexcept {
     auto size = file_size(fd);
     if (!size) return size.error();
     if (*size < kPageSize)
@@ -208,12 +210,12 @@ Result<Segment> Segment::attach(int fd, int cursor_fd) noexcept {
     auto facts = check_header(copy, *size);
     if (!facts) return facts.error();
     Segment s;
-    auto base = map_object(fd, *size, s.m_.segment_writable);
+    auto base = map_object(fd, *size, s.m_.segment_writable, populate == Populate::yes);
     if (!base) return base.error();
     s.m_.base = base.value();
     s.m_.size = *size;
     if (copy.cursor_object_size != 0) {
-        if (auto st = s.attach_cursor_object(copy, cursor_fd); !st) return st.error();
+        if (auto st = s.attach_cursor_object(copy, cursor_fd, populate); !st) return st.error();
     } else {
         s.m_.cursors_writable = s.m_.segment_writable;
     }
@@ -221,7 +223,7 @@ Result<Segment> Segment::attach(int fd, int cursor_fd) noexcept {
     return s;
 }
 
-Status Segment::attach_cursor_object(const SegmentHeader& h, int cursor_fd) noexcept {
+Status Segment::attach_cursor_object(const SegmentHeader& h, int cursor_fd, Populate populate) noexcept {
     auto corrupt = [](const std::string& what) { return make_error(Errc::corrupt_segment, "corrupt segment: " + what); };
     if (cursor_fd < 0) return corrupt("its cursor object is missing");
     auto size = file_size(cursor_fd);
@@ -232,7 +234,7 @@ Status Segment::attach_cursor_object(const SegmentHeader& h, int cursor_fd) noex
     if (c.magic != kCursorObjectMagic || c.bus_id != h.bus_id || c.created_ns != h.created_ns ||
         std::memcmp(c.topic, h.topic, sizeof c.topic) != 0)
         return corrupt("the cursor object belongs to another topic");
-    auto base = map_object(cursor_fd, *size, m_.cursors_writable);
+    auto base = map_object(cursor_fd, *size, m_.cursors_writable, populate == Populate::yes);
     if (!base) return base.error();
     m_.cursor_base = base.value();
     m_.cursor_size = *size;

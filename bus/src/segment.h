@@ -71,7 +71,10 @@ public:
     // requires) and validates both headers and every region bound. Each object is mapped with
     // the access its descriptor was opened with: a read-only descriptor gives a read-only
     // mapping, which the kernel enforces. Takes ownership of nothing: the caller keeps the fds.
-    [[nodiscard]] static Result<Segment> attach(int fd, int cursor_fd = -1) noexcept;
+    // Populate::yes fills the page tables now (MAP_POPULATE), for publishers and subscribers: no
+    // page fault on the data path. Readers of a few fields (shmbusd, statistics) pass no.
+    enum class Populate : bool { no, yes };
+    [[nodiscard]] static Result<Segment> attach(int fd, int cursor_fd = -1, Populate populate = Populate::yes) noexcept;
 
     [[nodiscard]] bool valid() const noexcept { return m_.base != nullptr; }
     // True if the consumer region lives in a cursor object of its own (layout 1.3).
@@ -132,7 +135,7 @@ private:
     // Points at the regions `h` describes; `h` and `facts` passed check_header for this mapping.
     void bind_regions(const layout::SegmentHeader& h, const HeaderFacts& facts) noexcept;
     // Checks `cursor_fd` is the cursor object `h` names and maps it.
-    [[nodiscard]] Status attach_cursor_object(const layout::SegmentHeader& h, int cursor_fd) noexcept;
+    [[nodiscard]] Status attach_cursor_object(const layout::SegmentHeader& h, int cursor_fd, Populate populate) noexcept;
     void unmap() noexcept;
 
     // Everything a Segment holds, in one value, so that a move takes all of it and leaves the

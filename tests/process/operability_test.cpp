@@ -1,6 +1,7 @@
 // What a new user meets first: the README's sequence typed by hand, a CLI started before its
 // shmbusd, and the commands that show and remove the subscriptions holding a topic back.
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include "bus_fixture.h"
 
@@ -58,6 +59,20 @@ TEST_F(Operability, SubscriptionsAreListedAndADetachedOneIsDeleted) {
     auto missing = cli({"subscription", "delete", "orders", "audit"});
     EXPECT_EQ(missing.code, 1);
     EXPECT_NE(missing.err.find("no durable subscription 'audit'"), std::string::npos) << missing.err;
+}
+
+// A large topic is created within a request's timeout and read at once: shmbusd reserves its
+// pages (posix_fallocate) without writing them, and nobody but its publishers and subscribers
+// populates the whole mapping.
+TEST_F(Operability, ALargeTopicIsCreatedAndShownWithinTheRequestTimeout) {
+    struct statvfs fs{};
+    if (statvfs("/dev/shm", &fs) != 0 || uint64_t(fs.f_bavail) * fs.f_frsize < (4ull << 30)) GTEST_SKIP() << "needs 4 GiB free in /dev/shm";
+    const auto created = cli({"topic", "create", "big", "--capacity", "2G"});
+    EXPECT_EQ(created.code, 0) << created.err;
+    const auto info = cli({"topic", "info", "big"});
+    EXPECT_EQ(info.code, 0) << info.err;
+    EXPECT_NE(info.out.find("capacity 2147483648 B"), std::string::npos) << info.out;
+    EXPECT_EQ(cli({"topic", "delete", "big"}).code, 0);
 }
 
 // A topic in use is not deleted by accident; forced, its clients are told: a subscriber gets
