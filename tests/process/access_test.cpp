@@ -56,16 +56,12 @@ class OtherUser : public BusTest {
 protected:
     void SetUp() override {
         if (geteuid() != 0) GTEST_SKIP() << "needs root: tests drop to uid 65534";
-        char tmpl[] = "/tmp/shmbus-test-XXXXXX";
-        ASSERT_NE(mkdtemp(tmpl), nullptr);
-        dir = tmpl;
+        make_dir();
         {
             std::ofstream f(path("shmbusd.toml"));
             f << kConfig;
         }
-        daemon = spawn({SHMBUSD_PATH, "--dir", dir, "--config", path("shmbusd.toml"), "--log-level", "debug"},
-                       {path("daemon.log"), path("daemon.log.err")});
-        ASSERT_TRUE(eventually([&] { return connect().has_value(); })) << read_file(path("daemon.log"));
+        start_daemon({"--config", path("shmbusd.toml"), "--log-level", "debug"});
     }
 
     // Runs `body` in a child that has become uid/gid 65534 with no other groups. `body` returns

@@ -53,12 +53,9 @@ std::string http_get(int port, const std::string& path) {
 class Metrics : public BusTest {
 protected:
     void SetUp() override {
-        char tmpl[] = "/tmp/shmbus-test-XXXXXX";
-        ASSERT_NE(mkdtemp(tmpl), nullptr);
-        dir = tmpl;
+        make_dir();
         port = free_port();
-        daemon = spawn({SHMBUSD_PATH, "--dir", dir, "--metrics", std::to_string(port)}, {path("daemon.log"), path("daemon.log.err")});
-        ASSERT_TRUE(eventually([&] { return connect().has_value(); })) << read_file(path("daemon.log"));
+        start_daemon({"--metrics", std::to_string(port)});
         ASSERT_EQ(cli({"sub", "prices", "--durable", "audit", "--count", "0"}).code, 0);
         ASSERT_EQ(cli({"pub", "prices", "a", "b", "c"}).code, 0);
     }

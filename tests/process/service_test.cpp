@@ -14,9 +14,7 @@ using namespace std::chrono_literals;
 class Service : public BusTest {
 protected:
     void SetUp() override {
-        char tmpl[] = "/tmp/shmbus-test-XXXXXX";
-        ASSERT_NE(mkdtemp(tmpl), nullptr);
-        dir = tmpl;
+        make_dir();
         notify_ = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         sockaddr_un addr{};
         addr.sun_family = AF_UNIX;
@@ -25,8 +23,7 @@ protected:
         ASSERT_EQ(bind(notify_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
         const timeval limit{10, 0};
         setsockopt(notify_, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
-        daemon = spawn({SHMBUSD_PATH, "--dir", dir}, SpawnOptions(path("daemon.log"), path("daemon.log"), "", std::nullopt,
-                                                                    {"NOTIFY_SOCKET=" + p}));
+        start_daemon({}, {"NOTIFY_SOCKET=" + p});
     }
     void TearDown() override {
         close(notify_);

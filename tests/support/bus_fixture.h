@@ -104,10 +104,15 @@ struct RunResult {
 class BusTest : public ::testing::Test {
 protected:
     void SetUp() override {
+        make_dir();
+        start_daemon();
+    }
+
+    // A fresh bus directory for this test.
+    void make_dir() {
         char tmpl[] = "/tmp/shmbus-test-XXXXXX";
         ASSERT_NE(mkdtemp(tmpl), nullptr);
         dir = tmpl;
-        start_daemon();
     }
 
     void TearDown() override {
@@ -122,8 +127,11 @@ protected:
         std::filesystem::remove_all(dir, ec);
     }
 
-    void start_daemon() {
-        daemon = spawn({SHMBUSD_PATH, "--dir", dir, "--log-level", "debug"}, {path("daemon.log"), path("daemon.log.err")});
+    // shmbusd on `dir`, with `extra` arguments, logging to daemon.log; waits until it answers.
+    void start_daemon(const std::vector<std::string>& extra = {"--log-level", "debug"}, std::vector<std::string> env = {}) {
+        std::vector<std::string> args{SHMBUSD_PATH, "--dir", dir};
+        args.insert(args.end(), extra.begin(), extra.end());
+        daemon = spawn(args, SpawnOptions(path("daemon.log"), path("daemon.log.err"), "", std::nullopt, std::move(env)));
         ASSERT_TRUE(eventually([&] { return connect().has_value(); })) << read_file(path("daemon.log"));
     }
 
