@@ -397,6 +397,14 @@ int main(int argc, char** argv) {
     auto* info = topic->add_subcommand("info", "show a topic");
     info->add_option("NAME", name, "topic name")->required();
     info->add_flag("--json", json, "JSON output");
+    auto* set = topic->add_subcommand("set", "change the settings a live topic may change");
+    set->add_option("NAME", name, "topic name")->required();
+    std::string set_on_full;
+    DurationOption set_unblock{{}, kDurationExamples}, set_expire{{}, kDurationExamples};
+    set->add_option("--on-full", set_on_full, "block or fail (overwrite cannot change on a live topic)")
+        ->check(CLI::IsMember({"block", "fail"}));
+    set->add_option("--unblock-timeout", set_unblock.text, "e.g. 500ms, or off (switching on or off needs no publisher attached)");
+    set->add_option("--expire-detached", set_expire.text, "e.g. 1h, or never");
     auto* del = topic->add_subcommand("delete", "delete a topic (refused while clients use it, unless --force)");
     del->add_option("NAME", name, "topic name")->required();
     bool force = false;
@@ -466,6 +474,22 @@ int main(int argc, char** argv) {
         if (rc != 0) return rc;
     }
 
+    shmbus::Client::LiveSettings live_settings;
+    if (*set) {
+        int rc = 0;
+        auto duration_or_off = [&](const DurationOption& o, const char* what) -> std::optional<std::chrono::nanoseconds> {
+            if (o.text == "off" || o.text == "never") return std::chrono::nanoseconds(0);
+            return o.parse(what, rc);
+        };
+        if (!set_on_full.empty()) live_settings.on_full = set_on_full == "fail" ? shmbus::OnFull::fail : shmbus::OnFull::block;
+        live_settings.unblock_timeout = duration_or_off(set_unblock, "unblock-timeout");
+        live_settings.expire_detached = duration_or_off(set_expire, "expire-detached");
+        if (rc != 0) return rc;
+        if (!live_settings.on_full && !live_settings.unblock_timeout && !live_settings.expire_detached) {
+            std::cerr << "shmbus: topic set: name a setting (--on-full, --unblock-timeout, --expire-detached)\n";
+            return kExitUsage;
+        }
+    }
     // Names are checked before anything talks to shmbusd: a bad one is a usage error.
     if (!name.empty())
         if (auto st = shmbus::validate_topic_name(name); !st) return fail(st.error());
@@ -503,6 +527,10 @@ int main(int argc, char** argv) {
     if (*info) return topic_info(*client, name, json);
     if (*del) {
         if (auto st = client->delete_topic(name, force); !st) return fail(st.error());
+        return 0;
+    }
+    if (*set) {
+        if (auto st = client->set_topic(name, live_settings); !st) return fail(st.error());
         return 0;
     }
     if (*pub_cmd) return pub(*client, name, messages, publish_timeout);

@@ -44,9 +44,9 @@ bool held_by_live_owner(const layout::ConsumerSlot& s, SlotState state) {
     return state == SlotState::attached && detail::process_alive(Process{s.pid, s.start_time});
 }
 
-// The processes that hold a topic now: registered publishers and attached subscribers whose
-// owners still run (a detached durable cursor has no one to tell).
-std::vector<int32_t> live_users(const detail::Segment& seg) {
+// The processes that hold a topic now: registered publishers and (with `subscribers`) attached
+// subscribers whose owners still run (a detached durable cursor has no one to tell).
+std::vector<int32_t> live_users(const detail::Segment& seg, bool subscribers = true) {
     std::vector<int32_t> pids;
     auto note = [&](int32_t pid, uint64_t start_time) {
         if (std::find(pids.begin(), pids.end(), pid) == pids.end() && detail::process_alive(Process{pid, start_time}))
@@ -56,7 +56,7 @@ std::vector<int32_t> live_users(const detail::Segment& seg) {
         const auto& p = seg.producer_slot(i);
         if (detail::producer_active(p)) note(p.pid, p.start_time);
     }
-    for (uint32_t i = 0; i < seg.max_consumers(); ++i) {
+    for (uint32_t i = 0; subscribers && i < seg.max_consumers(); ++i) {
         const auto& s = seg.consumer_slot(i);
         if (detail::state_of(s) == SlotState::attached) note(s.pid, s.start_time);
     }
@@ -352,6 +352,43 @@ bool RequestHandlers::on_delete_subscription(Conn& c, uint32_t id, const protoco
     if (!detail::free_consumer(seg, *slot, state))
         return reply_error(c, id, make_error(Errc::busy, "durable subscription '" + name + "' changed hands; try again"));
     spdlog::info("deleted durable subscription '{}' of '{}'", name, topic);
+    return reply(c, protocol::Type::ok, id, nullptr, 0);
+}
+
+bool RequestHandlers::on_set_topic(Conn& c, uint32_t id, const protocol::SetTopic& req) {
+    const std::string name(field_name(req.topic));
+    if (auto st = validate_topic_name(name); !st) return reply_error(c, id, st.error());
+    if (auto e = refused(c, name, Operation::admin)) return reply_error(c, id, *e);
+    TopicEntry* t = registry_.find(name);
+    if (t == nullptr) return reply_error(c, id, make_error(Errc::topic_not_found, "no topic named '" + name + "'"));
+    const auto& seg = t->segment();
+    OnFull on_full = seg.live_on_full();
+    uint64_t unblock = seg.unblock_timeout_ns(), expire = seg.expire_detached_ns();
+    auto bad = [&](const std::string& why) { return reply_error(c, id, make_error(Errc::invalid_argument, why)); };
+    if (req.which & protocol::kSetOnFull) {
+        const bool switchable = [&](uint32_t v) { return v == uint32_t(OnFull::block) || v == uint32_t(OnFull::fail); }(req.on_full);
+        if (seg.on_full() == OnFull::overwrite || !switchable)
+            return bad("on-full of topic '" + name + "' can change between block and fail only: overwrite changes how "
+                       "subscriptions hold publishers back; delete and create the topic to change it");
+        on_full = OnFull(req.on_full);
+    }
+    if (req.which & protocol::kSetUnblockTimeout) {
+        if (req.unblock_timeout_ns != 0 && req.unblock_timeout_ns < uint64_t(std::chrono::nanoseconds(kMinUnblockTimeout).count()))
+            return bad("unblock-timeout must be off or at least " + std::to_string(kMinUnblockTimeout.count()) + "ms");
+        // Publishers settle their claims one way or the other depending on whether the topic has
+        // an unblock-timeout, chosen when they attach: switching it needs none attached.
+        const auto publishers = live_users(seg, /*subscribers=*/false);
+        if ((req.unblock_timeout_ns == 0) != (unblock == 0) && !publishers.empty())
+            return reply_error(c, id, make_error(Errc::busy, "unblock-timeout of topic '" + name + "' can be switched " +
+                                                                 (unblock == 0 ? "on" : "off") + " only while no publisher is "
+                                                                 "registered (now: " + pid_list(publishers) + ")"));
+        unblock = req.unblock_timeout_ns;
+    }
+    if (req.which & protocol::kSetExpireDetached) expire = req.expire_detached_ns;
+    t->supervisor.set_live_settings(on_full, unblock, expire);
+    spdlog::info("topic '{}' settings changed: on-full {}, unblock-timeout {} ms, expire-detached {} s", name, to_string(on_full),
+                 unblock / 1'000'000, expire / 1'000'000'000);
+    watchers_.rearm_timer();  // the supervisor's tick depends on the timeouts
     return reply(c, protocol::Type::ok, id, nullptr, 0);
 }
 

@@ -74,6 +74,7 @@ constexpr std::array kRoutes{
     Route{Type::close_producer, decode<Unsubscribe, &H::on_close_producer, &Unsubscribe::topic>},
     Route{Type::gc, decode<NoBody, &H::on_gc>},
     Route{Type::bus_info, decode<NoBody, &H::on_bus_info>},
+    Route{Type::set_topic, decode<SetTopic, &H::on_set_topic, &SetTopic::topic>},
     Route{Type::delete_subscription,
           decode<SubscriptionName, &H::on_delete_subscription, &SubscriptionName::topic, &SubscriptionName::name>},
 };

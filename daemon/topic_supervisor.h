@@ -42,6 +42,10 @@ public:
 
     [[nodiscard]] const std::string& name() const noexcept { return name_; }
     [[nodiscard]] const detail::Segment& segment() const noexcept { return seg_; }
+    // `topic set`: the settings that may change under live clients (checked by the caller).
+    void set_live_settings(OnFull on_full, uint64_t unblock_timeout_ns, uint64_t expire_detached_ns) noexcept {
+        seg_.set_live_settings(on_full, unblock_timeout_ns, expire_detached_ns);
+    }
 
     // Each acts only if the slot still belongs to `owner`: the same death may be seen twice
     // (connection closed, pidfd readable), and a slot may have changed hands in between.

@@ -41,7 +41,7 @@ protocol::WireConfig to_wire(const TopicConfig& c) {
 }
 
 // A configuration nobody touched lets shmbusd apply the bus's configured defaults.
-uint32_t default_config_flag(const TopicConfig& c) { return c == TopicConfig{} ? protocol::kDefaultConfig : 0; }
+uint32_t default_config_flag(const TopicConfig& c) { return c == TopicConfig{} ? uint32_t(protocol::kDefaultConfig) : 0u; }
 
 template <class T>
 Result<T> body_as(const Reply& r, protocol::Type expected) {
@@ -201,8 +201,23 @@ Status Client::delete_topic(std::string_view topic, bool force) noexcept {
     if (auto st = validate_topic_name(topic); !st) return st.error();
     protocol::DeleteTopic req{};
     copy_name(req.topic, topic);
-    req.flags = force ? protocol::kForce : 0;
+    req.flags = force ? uint32_t(protocol::kForce) : 0u;
     auto reply = channel_->request(protocol::Type::delete_topic, &req, sizeof req);
+    if (!reply) return reply.error();
+    return ok_status();
+}
+
+Status Client::set_topic(std::string_view topic, const LiveSettings& settings) noexcept {
+    if (auto st = validate_topic_name(topic); !st) return st.error();
+    protocol::SetTopic req{};
+    copy_name(req.topic, topic);
+    if (settings.on_full) req.which |= protocol::kSetOnFull, req.on_full = uint32_t(*settings.on_full);
+    if (settings.unblock_timeout)
+        req.which |= protocol::kSetUnblockTimeout, req.unblock_timeout_ns = uint64_t(std::max<int64_t>(0, settings.unblock_timeout->count()));
+    if (settings.expire_detached)
+        req.which |= protocol::kSetExpireDetached, req.expire_detached_ns = uint64_t(std::max<int64_t>(0, settings.expire_detached->count()));
+    if (req.which == 0) return make_error(Errc::invalid_argument, "nothing to change: name a setting");
+    auto reply = channel_->request(protocol::Type::set_topic, &req, sizeof req);
     if (!reply) return reply.error();
     return ok_status();
 }

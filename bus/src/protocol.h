@@ -35,6 +35,7 @@ enum class Type : uint16_t {
     gc = 13,            gc_report = 14,      // remove stale state; the reply lists what went
     close_producer = 15,                     // body: Unsubscribe (topic, producer slot)
     bus_info = 16,      bus_info_ok = 17,    // the supervisor itself (bus-top's header)
+    set_topic = 18,                          // body: SetTopic; reply ok
     error = 100,
 };
 
@@ -161,6 +162,17 @@ struct GcEntry {
 };
 inline constexpr uint32_t kGcEntriesPerReply = 240;
 static_assert(sizeof(GcReport) + kGcEntriesPerReply * sizeof(GcEntry) <= kMaxFrame - sizeof(FrameHeader));
+
+// `topic set`: the settings a live topic may change. Fields not named in `which` are ignored.
+enum SetFields : uint32_t { kSetOnFull = 1, kSetUnblockTimeout = 2, kSetExpireDetached = 4 };
+struct SetTopic {
+    char topic[kNameField];
+    uint32_t which;               // SetFields
+    uint32_t on_full;             // OnFull: block or fail
+    uint64_t unblock_timeout_ns;  // 0: off
+    uint64_t expire_detached_ns;  // 0: never
+};
+static_assert(sizeof(SetTopic) == 64 + 24);
 
 struct BusInfoOk {
     int32_t daemon_pid;

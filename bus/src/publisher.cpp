@@ -109,9 +109,10 @@ PublishStatus PublisherCore::claim(uint64_t length, std::chrono::nanoseconds tim
             refresh_gate();
             if (end > gate_limit) {
                 if (deadline_ns == 0) deadline_ns = deadline_after(timeout);
-                if (seg.on_full() == OnFull::fail || monotonic_ns() >= deadline_ns) {
+                const bool fail = seg.live_on_full() == OnFull::fail;  // `topic set` may switch block and fail
+                if (fail || monotonic_ns() >= deadline_ns) {
                     seg.producers().full_refusals.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
-                    return seg.on_full() == OnFull::fail ? PublishStatus::would_block : PublishStatus::timed_out;
+                    return fail ? PublishStatus::would_block : PublishStatus::timed_out;
                 }
                 wait_for_space(end, deadline_ns);
                 continue;
@@ -298,7 +299,7 @@ PublishStatus Publisher::loan(std::size_t size, Loan& out, std::chrono::nanoseco
 
 uint64_t Publisher::last_id() const noexcept { return core_->last_id; }
 uint32_t Publisher::max_message() const noexcept { return core_->seg.max_message(); }
-OnFull Publisher::on_full() const noexcept { return core_->seg.on_full(); }
+OnFull Publisher::on_full() const noexcept { return core_->seg.live_on_full(); }
 const std::string& Publisher::topic() const noexcept { return core_->topic; }
 
 }  // namespace shmbus

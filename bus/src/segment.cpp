@@ -81,12 +81,39 @@ TopicConfig Segment::config() const noexcept {
     TopicConfig c;
     c.capacity = f.capacity;
     c.max_message = f.max_message;
-    c.on_full = f.on_full;
+    c.on_full = live_on_full();
     c.max_producers = f.max_producers;
     c.max_consumers = f.max_consumers;
-    c.unblock_timeout = duration_from_ns(f.unblock_timeout_ns);
-    c.expire_detached = duration_from_ns(f.expire_detached_ns);
+    c.unblock_timeout = duration_from_ns(unblock_timeout_ns());
+    c.expire_detached = duration_from_ns(expire_detached_ns());
     return c;
+}
+
+// The live settings are plain header fields written by shmbusd with atomic stores; read with
+// atomic loads. relaxed: each is a value on its own, acted on later (a full ring, a tick), and
+// nothing else is published with it.
+OnFull Segment::live_on_full() const noexcept {
+    const uint32_t v = __atomic_load_n(&m_.header->on_full, __ATOMIC_RELAXED);
+    const bool gated = m_.facts.on_full != OnFull::overwrite;
+    if (gated && (v == uint32_t(OnFull::block) || v == uint32_t(OnFull::fail))) return OnFull(v);
+    return m_.facts.on_full;  // overwrite stays overwrite; anything else is not shmbusd's
+}
+
+uint64_t Segment::unblock_timeout_ns() const noexcept {
+    const uint64_t v = __atomic_load_n(&m_.header->unblock_timeout_ns, __ATOMIC_RELAXED);
+    // Switched on or off only while no publisher is registered (shmbusd checks): a value whose
+    // zeroness differs from what this process attached with is not one it may act on.
+    return (v == 0) == (m_.facts.unblock_timeout_ns == 0) ? v : m_.facts.unblock_timeout_ns;
+}
+
+uint64_t Segment::expire_detached_ns() const noexcept { return __atomic_load_n(&m_.header->expire_detached_ns, __ATOMIC_RELAXED); }
+
+void Segment::set_live_settings(OnFull on_full, uint64_t unblock_timeout_ns, uint64_t expire_detached_ns) noexcept {
+    m_.facts.unblock_timeout_ns = unblock_timeout_ns;
+    m_.facts.expire_detached_ns = expire_detached_ns;
+    __atomic_store_n(&m_.header->on_full, uint32_t(on_full), __ATOMIC_RELAXED);
+    __atomic_store_n(&m_.header->unblock_timeout_ns, unblock_timeout_ns, __ATOMIC_RELAXED);
+    __atomic_store_n(&m_.header->expire_detached_ns, expire_detached_ns, __ATOMIC_RELAXED);
 }
 
 namespace {

@@ -122,9 +122,18 @@ public:
     [[nodiscard]] uint32_t max_consumers() const noexcept { return m_.facts.max_consumers; }
     [[nodiscard]] uint32_t index_entries() const noexcept { return m_.facts.index_entries; }
     [[nodiscard]] uint64_t index_block() const noexcept { return m_.facts.capacity / m_.facts.index_entries; }
+    // The on-full policy the segment was attached with: whether subscriptions gate publishers
+    // (block, fail) or not (overwrite) never changes on a live topic.
     [[nodiscard]] OnFull on_full() const noexcept { return m_.facts.on_full; }
-    [[nodiscard]] uint64_t unblock_timeout_ns() const noexcept { return m_.facts.unblock_timeout_ns; }
-    [[nodiscard]] uint64_t expire_detached_ns() const noexcept { return m_.facts.expire_detached_ns; }
+    // The live settings, which `topic set` may change while clients run (shmbusd stores them in
+    // the header; docs/architecture.md). Read where they act: block or fail on the full path, the
+    // supervisor's timeouts. A value that is not one shmbusd could have set reads as the original.
+    [[nodiscard]] OnFull live_on_full() const noexcept;
+    [[nodiscard]] uint64_t unblock_timeout_ns() const noexcept;
+    [[nodiscard]] uint64_t expire_detached_ns() const noexcept;
+    // shmbusd's side of `topic set`: stores new live settings (the caller checked them) in the
+    // header, and in this mapping's own copy.
+    void set_live_settings(OnFull on_full, uint64_t unblock_timeout_ns, uint64_t expire_detached_ns) noexcept;
     [[nodiscard]] std::string bus_dir() const;
     [[nodiscard]] std::string topic() const;
     [[nodiscard]] uint64_t size() const noexcept { return m_.size; }

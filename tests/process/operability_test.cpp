@@ -61,6 +61,47 @@ TEST_F(Operability, SubscriptionsAreListedAndADetachedOneIsDeleted) {
     EXPECT_NE(missing.err.find("no durable subscription 'audit'"), std::string::npos) << missing.err;
 }
 
+// `topic set` changes what a live topic may change, under its clients: a block topic becomes
+// fail (a full publish is refused at once), a detached cursor's expiry takes the new time; what
+// cannot change live is refused with the reason.
+TEST_F(Operability, TopicSetChangesWhatALiveTopicMayChange) {
+    ASSERT_EQ(cli({"topic", "create", "jobs", "--capacity", "4K"}).code, 0);
+    ASSERT_EQ(cli({"sub", "jobs", "--durable", "slow", "--count", "0"}).code, 0);  // detached: holds the ring
+    auto c = connect();
+    PublisherOptions quick;
+    quick.block_timeout = std::chrono::milliseconds(100);
+    auto pub = c->publisher("jobs", quick);
+    ASSERT_TRUE(pub.has_value());
+    const std::string job(200, 'j');
+    PublishStatus st = PublishStatus::ok;
+    while ((st = pub->publish(job)) == PublishStatus::ok) {}
+    EXPECT_EQ(st, PublishStatus::timed_out);  // block: waited, then gave up
+    ASSERT_EQ(cli({"topic", "set", "jobs", "--on-full", "fail", "--expire-detached", "1h"}).code, 0);
+    EXPECT_EQ(pub->publish(job), PublishStatus::would_block);  // fail: refused at once, same publisher
+    EXPECT_EQ(pub->on_full(), OnFull::fail);
+    auto info = c->topic_stats("jobs");
+    EXPECT_EQ(info->config.on_full, OnFull::fail);
+    EXPECT_EQ(info->config.expire_detached, std::chrono::hours(1));
+    ASSERT_TRUE(info->subscriptions.at(0).expires_in.has_value());
+    EXPECT_GT(*info->subscriptions.at(0).expires_in, std::chrono::minutes(59));
+    // Expiry applies at once: a short one releases the detached cursor, and the ring frees up.
+    ASSERT_EQ(cli({"topic", "set", "jobs", "--expire-detached", "1s"}).code, 0);
+    EXPECT_TRUE(eventually([&] { return c->topic_stats("jobs")->subscriptions.empty(); }, 10s));
+    EXPECT_EQ(pub->publish(job), PublishStatus::ok);
+    // What cannot change live says why.
+    auto overwrite = cli({"topic", "set", "jobs", "--on-full", "overwrite"});
+    EXPECT_EQ(overwrite.code, 2);  // not a choice here
+    auto unblock = cli({"topic", "set", "jobs", "--unblock-timeout", "500ms"});
+    EXPECT_EQ(unblock.code, 1);
+    EXPECT_NE(unblock.err.find("only while no publisher is registered (now: pid " + std::to_string(getpid())), std::string::npos)
+        << unblock.err;
+    EXPECT_EQ(cli({"topic", "set", "jobs"}).code, 2);
+    pub = make_error(Errc::disconnected, "closed");
+    EXPECT_TRUE(eventually([&] { return cli({"topic", "set", "jobs", "--unblock-timeout", "500ms"}).code == 0; }));
+    EXPECT_EQ(c->topic_stats("jobs")->config.unblock_timeout, std::chrono::milliseconds(500));
+    EXPECT_EQ(cli({"topic", "set", "jobs", "--unblock-timeout", "750ms"}).code, 0);  // between non-zero values: any time
+}
+
 // A large topic is created within a request's timeout and read at once: shmbusd reserves its
 // pages (posix_fallocate) without writing them, and nobody but its publishers and subscribers
 // populates the whole mapping.

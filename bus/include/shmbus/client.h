@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -72,6 +73,16 @@ public:
                                                SubscribeOptions options = {}) noexcept;
 
     [[nodiscard]] Status create_topic(std::string_view topic, const TopicConfig& config) noexcept;
+    // Changes the settings a live topic may change; the others stay. on-full switches between
+    // block and fail (overwrite changes how subscriptions gate publishers: not on a live topic);
+    // unblock-timeout changes freely between non-zero values, and on or off only while no
+    // publisher is registered; expire-detached changes freely.
+    struct LiveSettings {
+        std::optional<OnFull> on_full;
+        std::optional<std::chrono::nanoseconds> unblock_timeout;  // 0: off
+        std::optional<std::chrono::nanoseconds> expire_detached;  // 0: never
+    };
+    [[nodiscard]] Status set_topic(std::string_view topic, const LiveSettings& settings) noexcept;
     // Refused (busy) while live publishers or subscribers hold the topic, unless `force`: then
     // their next publish returns PublishStatus::deleted, and their subscriptions deliver what was
     // published and then return ReceiveStatus::deleted.
