@@ -104,7 +104,10 @@ nlohmann::json subscription_json(const shmbus::SubscriptionStats& s) {
                         {"slot", s.slot},
                         {"ack_position", optional_json(s.ack_position)},
                         {"lag_bytes", optional_json(s.lag_bytes)},
-                        {"expires_in_ms", s.expires_in ? nlohmann::json(to_ms(*s.expires_in)) : nlohmann::json(nullptr)}};
+                        {"expires_in_ms", s.expires_in ? nlohmann::json(to_ms(*s.expires_in)) : nlohmann::json(nullptr)},
+                        {"processing_samples", s.processing_samples},
+                        {"processing_p50_ns", optional_json(s.processing_p50_ns)},
+                        {"processing_p99_ns", optional_json(s.processing_p99_ns)}};
     add_statistics(j, shmbus::subscription_statistics(), s);
     return j;
 }
@@ -114,6 +117,9 @@ void print_subscription_text(const shmbus::SubscriptionStats& s) {
     std::printf("  %-9s %-20s %-8s pid %-7d %s", s.durable ? "durable" : "ephemeral", s.durable ? s.name.c_str() : "-",
                 s.attached ? "attached" : "detached", s.pid, statistics_text(shmbus::subscription_statistics(), s, false).c_str());
     if (s.expires_in) std::printf(", expires in %.1f s", double(s.expires_in->count()) / 1e9);
+    if (s.processing_p50_ns)
+        std::printf(", processing p50 <= %s, p99 <= %s", shmbus::short_duration(*s.processing_p50_ns).c_str(),
+                    shmbus::short_duration(*s.processing_p99_ns).c_str());
     std::printf("\n");
 }
 

@@ -4,6 +4,7 @@
 #include <prometheus/exposer.h>
 #include <prometheus/metric_family.h>
 
+#include <limits>
 #include <map>
 #include <mutex>
 #include <vector>
@@ -31,6 +32,23 @@ public:
         if (f.type == MetricType::Counter) m.counter.value = value;
         else m.gauge.value = value;
         f.metric.push_back(std::move(m));
+    }
+    // A histogram from power-of-two nanosecond buckets (bucket i: [2^i, 2^(i+1)) ns), in seconds.
+    void add_histogram(const std::string& name, const std::string& help, std::vector<ClientMetric::Label> labels,
+                       const std::vector<uint64_t>& buckets, uint64_t sum_ns) {
+        auto [it, fresh] = index_.try_emplace(name, families_.size());
+        if (fresh) families_.push_back({name, help, MetricType::Histogram, {}});
+        ClientMetric m;
+        m.label = std::move(labels);
+        uint64_t cumulative = 0;
+        for (std::size_t i = 0; i < buckets.size(); ++i) {
+            cumulative += buckets[i];
+            m.histogram.bucket.push_back({cumulative, double(uint64_t(2) << i) / 1e9});
+        }
+        m.histogram.bucket.push_back({cumulative, std::numeric_limits<double>::infinity()});
+        m.histogram.sample_count = cumulative;
+        m.histogram.sample_sum = double(sum_ns) / 1e9;
+        families_[it->second].metric.push_back(std::move(m));
     }
     std::vector<MetricFamily> take() { return std::move(families_); }
 
@@ -105,6 +123,10 @@ void Metrics::refresh(Registry& registry, std::size_t clients, uint64_t started_
                 add_table(out, subscription_statistics(), s, labels);
                 out.add("shmbus_subscription_attached", "1 while the subscription's owner runs, 0 for a detached durable one.",
                         StatKind::gauge, labels, s.attached ? 1 : 0);
+                if (!s.processing_buckets.empty())
+                    out.add_histogram("shmbus_subscription_processing_seconds",
+                                      "Time from a message's delivery to the ack that covers it (durable subscriptions, sampled).",
+                                      labels, s.processing_buckets, s.processing_sum_ns);
                 if (s.lag_bytes)
                     out.add("shmbus_subscription_lag_bytes", "Bytes published past a durable subscription's ack cursor.",
                             StatKind::gauge, labels, double(*s.lag_bytes));

@@ -67,7 +67,9 @@ struct SubscriberCore {
                    SubscribeOptions o) noexcept
         : channel(std::move(ch)), seg(std::move(s)), ring(seg), topic(seg.topic()), slot_index(slot_index),
           slot(&seg.consumer_slot(slot_index)), durable(is_durable),
-          gated(is_durable && seg.on_full() != OnFull::overwrite), options(std::move(o)), crash_before_ack("before_ack") {}
+          gated(is_durable && seg.on_full() != OnFull::overwrite),
+          timed(is_durable && seg.consumer_slot_has(sizeof(layout::ConsumerSlot))), options(std::move(o)),
+          crash_before_ack("before_ack") {}
     ~SubscriberCore();
 
     [[nodiscard]] PollResult poll(Handler& handler, std::size_t max) noexcept;
@@ -89,6 +91,7 @@ struct SubscriberCore {
     layout::ConsumerSlot* slot;
     bool durable;
     bool gated;  // durable on a block/fail topic: producers never overwrite what it has not acked
+    bool timed;  // durable, and the slot has room for processing times (layout 1.3)
     bool resumed = false;
     bool corrupt = false;
     SubscribeOptions options;
@@ -101,6 +104,13 @@ struct SubscriberCore {
     uint64_t acked_position = 0;  // last ack stored in the slot
     uint64_t epoch = 0;           // seeks so far: a message delivered before the last one is stale
     uint32_t empty_polls = 0;
+    // Processing-time sampling: one delivering poll in kSampleEvery notes when it delivered id
+    // `sample_id`; the ack that first covers it records the time taken.
+    static constexpr uint32_t kSampleEvery = 16;
+    static constexpr uint64_t kNoSample = UINT64_MAX;
+    uint32_t delivering_polls = 0;
+    uint64_t sample_id = kNoSample;
+    uint64_t sample_t0_ns = 0;
     std::vector<std::byte> copy;  // max_message bytes, for readers that producers may overrun
     CrashPoint crash_before_ack;  // fault injection (crash_point.h)
 
@@ -108,6 +118,7 @@ private:
     [[nodiscard]] bool overrun() const noexcept;
     void resync() noexcept;
     void publish_progress() noexcept;
+    void record_processing(uint64_t ns) noexcept;
 };
 
 }  // namespace shmbus::detail

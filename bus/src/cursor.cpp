@@ -39,6 +39,11 @@ Result<Ring::Start> attach_new_cursor(const Segment& seg, uint32_t index, SlotKi
     std::memcpy(s.name, name.data(), std::min(name.size(), sizeof s.name - 1));
     s.delivered.store(0, std::memory_order_relaxed);  // relaxed: statistics
     s.lost.store(0, std::memory_order_relaxed);
+    if (seg.consumer_slot_has(sizeof(layout::ConsumerSlot))) {  // a new subscription's times start empty
+        s.processing_count.store(0, std::memory_order_relaxed);
+        s.processing_sum_ns.store(0, std::memory_order_relaxed);
+        for (auto& b : s.processing) b.store(0, std::memory_order_relaxed);
+    }
     const bool gating = kind == SlotKind::durable && seg.on_full() != OnFull::overwrite;
     auto start = place_cursor(seg, s, from, id, gating, true);
     // Failed before attaching (a bad start) or after (lapped every time): free it either way.

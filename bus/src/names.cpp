@@ -124,6 +124,15 @@ Status validate_config(const TopicConfig& c) {
     return ok_status();
 }
 
+std::string short_duration(uint64_t ns) {
+    char buf[32];
+    if (ns < 1000) std::snprintf(buf, sizeof buf, "%llu ns", (unsigned long long)ns);
+    else if (ns < 1'000'000) std::snprintf(buf, sizeof buf, "%.3g us", double(ns) / 1e3);
+    else if (ns < 1'000'000'000) std::snprintf(buf, sizeof buf, "%.3g ms", double(ns) / 1e6);
+    else std::snprintf(buf, sizeof buf, "%.3g s", double(ns) / 1e9);
+    return buf;
+}
+
 TopicConfig with_defaults(TopicConfig c) noexcept {
     if (c.max_message == 0 && c.capacity >= kMinCapacity && c.capacity <= kMaxCapacity) {
         c.max_message = uint32_t(std::min<uint64_t>(kDefaultMaxMessage, max_message_for(round_capacity(c.capacity))));

@@ -12,6 +12,30 @@
 namespace shmbus::detail {
 
 
+namespace {
+
+// The upper edge of the bucket holding the q-th fraction of the samples.
+std::optional<uint64_t> bucket_percentile(const std::vector<uint64_t>& buckets, uint64_t total, double q) {
+    if (total == 0) return std::nullopt;
+    const uint64_t rank = uint64_t(q * double(total - 1)) + 1;
+    uint64_t seen = 0;
+    for (std::size_t i = 0; i < buckets.size(); ++i)
+        if ((seen += buckets[i]) >= rank) return uint64_t(2) << i;
+    return uint64_t(2) << (buckets.size() - 1);
+}
+
+void read_processing(const layout::ConsumerSlot& s, SubscriptionStats& sub) {
+    // relaxed: statistics; a racy snapshot may be a sample or two behind the buckets.
+    uint64_t total = 0;
+    for (const auto& b : s.processing) total += sub.processing_buckets.emplace_back(b.load(std::memory_order_relaxed));
+    sub.processing_samples = total;
+    sub.processing_sum_ns = s.processing_sum_ns.load(std::memory_order_relaxed);
+    sub.processing_p50_ns = bucket_percentile(sub.processing_buckets, total, 0.50);
+    sub.processing_p99_ns = bucket_percentile(sub.processing_buckets, total, 0.99);
+}
+
+}  // namespace
+
 TopicStats collect_stats(const Segment& seg) {
     TopicStats t;
     t.name = seg.topic();
@@ -59,6 +83,7 @@ TopicStats collect_stats(const Segment& seg) {
         }
         sub.delivered = s.delivered.load(std::memory_order_relaxed);
         sub.lost = s.lost.load(std::memory_order_relaxed);
+        if (sub.durable && seg.consumer_slot_has(sizeof(layout::ConsumerSlot))) read_processing(s, sub);
         if (!sub.attached) {
             sub.detached_ns = s.detached_ns;
             if (sub.durable && expire_ns != 0) {

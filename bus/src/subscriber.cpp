@@ -66,10 +66,22 @@ void SubscriberCore::publish_progress() noexcept {
     slot->lost.store(lost_total, std::memory_order_relaxed);
 }
 
+void SubscriberCore::record_processing(uint64_t ns) noexcept {
+    const std::size_t bucket = std::min<std::size_t>(layout::kProcessingBuckets - 1, ns < 2 ? 0 : 63 - __builtin_clzll(ns));
+    // relaxed: statistics for `topic info`, read racily by design.
+    slot->processing[bucket].fetch_add(1, std::memory_order_relaxed);
+    slot->processing_sum_ns.fetch_add(ns, std::memory_order_relaxed);
+    slot->processing_count.fetch_add(1, std::memory_order_relaxed);
+}
+
 void SubscriberCore::store_ack(uint64_t pos, uint64_t id) noexcept {
     if (pos <= acked_position) return;
     crash_before_ack.pass();
     acked_position = pos;
+    if (sample_id != kNoSample && id > sample_id) {
+        record_processing(monotonic_ns() - sample_t0_ns);
+        sample_id = kNoSample;
+    }
     slot->ack_id.store(id, std::memory_order_relaxed);  // relaxed: read with ack_position below
     // SYNC: pairs with the seq_cst load in PublisherCore::min_gating_ack: our reads of every
     // acked record happen before a producer overwrites it.
@@ -86,6 +98,10 @@ void SubscriberCore::store_ack(uint64_t pos, uint64_t id) noexcept {
 PollResult SubscriberCore::poll(Handler& handler, std::size_t max) noexcept {
     if (corrupt) return {ReceiveStatus::corrupt, 0};
     uint32_t count = 0;
+    // The clock is read on a sampled poll only: the others pay nothing for processing times.
+    const bool sample = timed && sample_id == kNoSample && delivering_polls % kSampleEvery == 0;
+    const uint64_t poll_t0_ns = sample ? monotonic_ns() : 0;
+    const uint64_t first_id = next_id;
     while (count < max) {
         RecordInfo r{};
         const RecordCheck check = ring.inspect(position, r);
@@ -158,7 +174,11 @@ PollResult SubscriberCore::poll(Handler& handler, std::size_t max) noexcept {
         ++count;
     }
     if (count > 0 || empty_polls % kProgressEvery == 0) publish_progress();
-    if (count > 0) empty_polls = 0;
+    if (count > 0) {
+        empty_polls = 0;
+        ++delivering_polls;
+        if (sample) sample_id = first_id, sample_t0_ns = poll_t0_ns;
+    }
     if (options.auto_ack && durable) store_ack(position, next_id);
     if (corrupt && count == 0) return {ReceiveStatus::corrupt, 0};
     // Checked only when nothing was left to read: what was published before the deletion is

@@ -36,6 +36,7 @@ struct SubscriptionView {
     double rate = 0;     // messages delivered per second
     std::optional<double> idle_s;  // since its delivered count last moved, if seen moving
     bool lag_growing = false;
+    std::optional<uint64_t> processing_p50_ns, processing_p99_ns;  // delivery to ack, durable only
 };
 
 struct TopicView {
@@ -128,6 +129,8 @@ private:
         v.alive = s.attached;
         v.lag = s.lag;
         v.lag_bytes = s.lag_bytes;
+        v.processing_p50_ns = s.processing_p50_ns;
+        v.processing_p99_ns = s.processing_p99_ns;
         const std::string key = t.name + "/" + std::to_string(s.slot) + "/" + s.name + "/" + std::to_string(s.pid);
         if (before != nullptr)
             for (const auto& old : before->subscriptions) {
@@ -229,14 +232,16 @@ std::string topic_line(const TopicView& t) {
     return buf;
 }
 
-constexpr const char* kSubscriptionColumns = "  SUBSCRIPTION          KIND        PID      ALIVE      LAG   LAG BYTES    MSG/S   LAST ACTIVITY";
+constexpr const char* kSubscriptionColumns =
+    "  SUBSCRIPTION          KIND        PID      ALIVE      LAG   LAG BYTES    MSG/S   PROC P50   PROC P99   LAST ACTIVITY";
 
 std::string subscription_line(const SubscriptionView& s) {
     char buf[256];
     const std::string idle = s.idle_s ? std::to_string(int64_t(*s.idle_s)) + " s ago" : "-";
-    std::snprintf(buf, sizeof buf, "  %-20.20s %-9s %7d %8s %8llu %11s %8s   %s", s.name.c_str(), s.kind.c_str(), s.pid,
+    auto proc = [](const std::optional<uint64_t>& ns) { return ns ? "<=" + shmbus::short_duration(*ns) : std::string("-"); };
+    std::snprintf(buf, sizeof buf, "  %-20.20s %-9s %7d %8s %8llu %11s %8s %10s %10s   %s", s.name.c_str(), s.kind.c_str(), s.pid,
                   s.alive ? "yes" : "no", (unsigned long long)s.lag, s.lag_bytes ? bytes_text(*s.lag_bytes).c_str() : "-",
-                  human(s.rate, "").c_str(), idle.c_str());
+                  human(s.rate, "").c_str(), proc(s.processing_p50_ns).c_str(), proc(s.processing_p99_ns).c_str(), idle.c_str());
     return buf;
 }
 
@@ -251,7 +256,7 @@ Lines render(const Snapshot& s, const std::string& dir, std::optional<std::size_
     if (selected && *selected < s.topics.size()) {
         const TopicView& t = s.topics[*selected];
         out.add("");
-        out.add("subscriptions of " + t.name + " (processing time: not measured)");
+        out.add("subscriptions of " + t.name + " (processing: delivery to ack, sampled)");
         out.add(kSubscriptionColumns);
         for (const auto& sub : t.subscriptions) out.add(subscription_line(sub), !sub.alive || sub.lag_growing);
         for (const auto& why : t.trouble()) out.add("  ! " + why, true);
@@ -271,7 +276,9 @@ nlohmann::json to_json(const Snapshot& s, const std::string& dir) {
                             {"lag", sub.lag},
                             {"lag_bytes", sub.lag_bytes ? nlohmann::json(*sub.lag_bytes) : nlohmann::json(nullptr)},
                             {"messages_per_s", sub.rate},
-                            {"idle_s", sub.idle_s ? nlohmann::json(*sub.idle_s) : nlohmann::json(nullptr)}});
+                            {"idle_s", sub.idle_s ? nlohmann::json(*sub.idle_s) : nlohmann::json(nullptr)},
+                            {"processing_p50_ns", sub.processing_p50_ns ? nlohmann::json(*sub.processing_p50_ns) : nlohmann::json(nullptr)},
+                            {"processing_p99_ns", sub.processing_p99_ns ? nlohmann::json(*sub.processing_p99_ns) : nlohmann::json(nullptr)}});
         topics.push_back({{"name", t.name},
                           {"messages_per_s", t.messages_per_s},
                           {"bytes_per_s", t.bytes_per_s},

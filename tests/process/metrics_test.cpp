@@ -75,6 +75,9 @@ TEST_F(Metrics, TheEndpointServesEveryTopicAndSubscription) {
               std::string::npos) << text;
     EXPECT_NE(text.find("shmbus_recovery_dead_claims_sealed_total{topic=\"prices\"} 0"), std::string::npos) << text;
     EXPECT_NE(text.find("shmbus_topics 1"), std::string::npos) << text;
+    EXPECT_NE(text.find("# TYPE shmbus_subscription_processing_seconds histogram"), std::string::npos) << text;
+    EXPECT_NE(text.find("shmbus_subscription_processing_seconds_count{topic=\"prices\",subscription=\"audit\",kind=\"durable\"}"),
+              std::string::npos) << text;
     EXPECT_NE(read_file(path("daemon.log")).find("metrics on http://127.0.0.1:" + std::to_string(port) + "/metrics"),
               std::string::npos);
 }

@@ -176,7 +176,8 @@ TEST_F(Corrupted, ALayout11SegmentIsReadWithThe11SlotSizes) {
               producers + sizeof(ProducerRegionHead) + seg->max_producers() * 64);
     EXPECT_FALSE(seg->producer_slot_has(offsetof(ProducerSlot, owner_session) + 8));  // 1.2's line is absent
     EXPECT_TRUE(seg->producer_slot_has(offsetof(ProducerSlot, owner_token) + 8));
-    EXPECT_TRUE(seg->consumer_slot_has(sizeof(ConsumerSlot)));
+    EXPECT_TRUE(seg->consumer_slot_has(offsetof(ConsumerSlot, owner_session) + 8));
+    EXPECT_FALSE(seg->consumer_slot_has(sizeof(ConsumerSlot)));  // 1.3's processing times are absent
     // Publishing works through the 1.1 geometry.
     auto pub_seg = Segment::attach(fd);
     seg->producer_slot(1).state.store(uint32_t(ProducerState::active));

@@ -1,12 +1,15 @@
 // Ring protocol edge cases, set up directly on a segment without a daemon.
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include <array>
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include "local_topic.h"
+#include "stats.h"
 #include "ring_helpers.h"
 #include "ring.h"
 
@@ -212,6 +215,31 @@ TEST(Ring, ALappedReaderIsNeverToldTheRingIsEmpty) {
     const auto r = sub->poll(noop);
     EXPECT_EQ(r.status, ReceiveStatus::ok);
     EXPECT_GT(sub->lost(), 0u);
+}
+
+// Processing time: one delivering poll in 16 notes its delivery, and the ack that covers it
+// records the time taken in the slot, which statistics turn into percentiles.
+TEST(Ring, ProcessingTimeIsSampledFromDeliveryToAck) {
+    LocalTopic t(config(65536, OnFull::block));
+    auto pub = t.publisher();
+    SubscribeOptions o;
+    o.durable_name = "timed";
+    o.auto_ack = false;
+    auto sub = t.subscriber(o);
+    ASSERT_TRUE(sub.has_value());
+    for (int i = 0; i < 64; ++i) {
+        ASSERT_EQ(pub.publish("job"), PublishStatus::ok);
+        ASSERT_EQ(sub->poll([](const Message&) {}, 1).count, 1u);
+        std::this_thread::sleep_for(std::chrono::microseconds(200));  // "processing"
+        sub->ack_delivered();
+    }
+    const TopicStats stats = collect_stats(t.segment());
+    ASSERT_EQ(stats.subscriptions.size(), 1u);
+    const auto& s = stats.subscriptions[0];
+    EXPECT_EQ(s.processing_samples, 64u / SubscriberCore::kSampleEvery);
+    ASSERT_TRUE(s.processing_p50_ns.has_value());
+    EXPECT_GE(*s.processing_p50_ns, 200'000u);  // the upper edge of its bucket: at least the time slept
+    EXPECT_GE(s.processing_sum_ns, s.processing_samples * 200'000);
 }
 
 TEST(Ring, ACorruptLengthIsReportedNotFollowed) {

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 
 #include "shmbus/result.h"
@@ -19,5 +20,7 @@ namespace shmbus {
 [[nodiscard]] std::optional<uint64_t> parse_size(std::string_view text);
 // "250ms", "30s", "15m", "2h", "7d" (also "ns", "us"); "0" alone means zero.
 [[nodiscard]] std::optional<std::chrono::nanoseconds> parse_duration(std::string_view text);
+// A duration for people, three significant figures: "850 ns", "16.4 us", "3.20 ms", "1.25 s".
+[[nodiscard]] std::string short_duration(uint64_t ns);
 
 }  // namespace shmbus

@@ -78,6 +78,14 @@ struct SubscriptionStats {
     uint64_t detached_ns = 0;  // CLOCK_REALTIME when the owner went away; 0 while attached
     // Time left before shmbusd releases this detached cursor; empty when it never expires.
     std::optional<std::chrono::nanoseconds> expires_in;
+    // Processing time of a durable subscription, from a message's delivery to the ack that covers
+    // it, sampled (one delivering poll in 16). Percentiles at power-of-two resolution (the upper
+    // edge of the bucket they fall in); empty before the first sample.
+    uint64_t processing_samples = 0;
+    uint64_t processing_sum_ns = 0;
+    std::vector<uint64_t> processing_buckets;  // bucket i: times in [2^i, 2^(i+1)) ns
+    std::optional<uint64_t> processing_p50_ns;
+    std::optional<uint64_t> processing_p99_ns;
 };
 
 // What shmbusd repaired on this topic (layout::RecoveryCounters, plus the producers' own count

@@ -13,6 +13,10 @@
 namespace shmbus::layout {
 
 inline constexpr std::size_t kMaxSubscriptionName = 47;
+// Processing time, from a message's delivery to the ack that covers it, in power-of-two buckets
+// of nanoseconds: bucket i counts times in [2^i, 2^(i+1)) (bucket 0 also holds 0 and 1 ns, the
+// last everything from 2^31 ns, about 2.1 s, up).
+inline constexpr std::size_t kProcessingBuckets = 32;
 
 enum class SlotState : uint32_t { free = 0, reserved = 1, attached = 2, detached = 3 };
 enum class SlotKind : uint32_t { ephemeral = 1, durable = 2 };
@@ -38,6 +42,12 @@ struct alignas(kCacheLine) ConsumerSlot {
     uint64_t owner_token;                // 1.1: the owner's request token, so a retried request finds it
     uint64_t owner_session;              // 1.2: the shmbusd connection that attached it; 0: unknown
     uint8_t pad1[3 * kCacheLine - 160];
+    // --- lines 3-7 (1.3): processing time, sampled by the owner (one delivering poll in 16);
+    // read only where Segment::consumer_slot_has() says it exists. Statistics: relaxed.
+    std::atomic<uint64_t> processing_count;       // samples taken
+    std::atomic<uint64_t> processing_sum_ns;      // their total
+    std::atomic<uint64_t> processing[kProcessingBuckets];
+    uint8_t pad2[5 * kCacheLine - 16 - 8 * kProcessingBuckets];
 };
 inline constexpr uint32_t kLegacyConsumerSlotStride = 3 * kCacheLine;  // 1.0/1.1
 static_assert(std::is_standard_layout_v<ConsumerSlot>);
@@ -47,7 +57,9 @@ static_assert(offsetof(ConsumerSlot, state) == 64);
 static_assert(offsetof(ConsumerSlot, name) == 96);
 static_assert(offsetof(ConsumerSlot, owner_token) == 144);
 static_assert(offsetof(ConsumerSlot, owner_session) == 152);
-static_assert(sizeof(ConsumerSlot) == 3 * kCacheLine);
+static_assert(offsetof(ConsumerSlot, processing_count) == 3 * kCacheLine);
+static_assert(offsetof(ConsumerSlot, processing) == 3 * kCacheLine + 16);
+static_assert(sizeof(ConsumerSlot) == 8 * kCacheLine);
 
 struct ConsumerRegionHead {
     alignas(kCacheLine) std::atomic<uint32_t> data_waiters;  // subscribers asleep on data_futex
