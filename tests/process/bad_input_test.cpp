@@ -215,6 +215,12 @@ TEST_F(BadInput, AClientRefusesAShmbusdOfAnotherUserInItsDefaultDirectory) {
     const pid_t other = spawn({"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", SHMBUSD_PATH, "--dir",
                                theirs},
                               {path("theirs.log"), path("theirs.log")});
+    struct Reaper {  // a failed assertion below must not leave the other user's shmbusd running
+        pid_t pid;
+        ~Reaper() {
+            if (pid > 0 && kill(pid, SIGKILL) == 0) waitpid(pid, nullptr, 0);
+        }
+    } reaper{other};
     struct stat st{};
     ASSERT_TRUE(eventually([&] { return stat(socket_path(theirs).c_str(), &st) == 0; })) << read_file(path("theirs.log"));
     const std::string saved_dir = std::getenv("SHMBUS_DIR") ? std::getenv("SHMBUS_DIR") : "";
@@ -238,6 +244,7 @@ TEST_F(BadInput, AClientRefusesAShmbusdOfAnotherUserInItsDefaultDirectory) {
     ASSERT_EQ(chmod(theirs.c_str(), 0700), 0);
     kill(other, SIGTERM);
     EXPECT_EQ(wait_exit(other, std::chrono::seconds(10)), 0);
+    reaper.pid = -1;
 }
 
 // The bus id names every segment: losing it must never lose the bus. A damaged bus.id stops the
