@@ -111,6 +111,20 @@ std::optional<Error> RequestHandlers::refused(const Conn& c, const std::string& 
                                                    " topic '" + topic + "'");
 }
 
+Result<TopicEntry*> RequestHandlers::topic_to_administer(const Conn& c, const std::string& name) const {
+    if (auto e = refused(c, name, Operation::admin)) return *e;
+    TopicEntry* t = registry_.find(name);
+    if (t == nullptr) return make_error(Errc::topic_not_found, "no topic named '" + name + "'");
+    return t;
+}
+
+// Only the topics this client may see: names are not public beyond the access they come with.
+std::vector<std::string> RequestHandlers::visible_topics(const Conn& c) const {
+    auto names = registry_.names();
+    std::erase_if(names, [&](const std::string& n) { return !access_.check(c.who, n, Operation::observe).allowed; });
+    return names;
+}
+
 std::optional<Error> RequestHandlers::refused_unless(const Conn& c, const std::string& topic, Operation op,
                                                      bool would_create) const {
     if (would_create && registry_.find(topic) == nullptr)
@@ -185,9 +199,9 @@ bool RequestHandlers::on_open_topic(Conn& c, uint32_t id, const protocol::OpenTo
 bool RequestHandlers::on_delete_topic(Conn& c, uint32_t id, const protocol::DeleteTopic& req) {
     const std::string name(field_name(req.topic));
     if (auto st = validate_topic_name(name); !st) return reply_error(c, id, st.error());
-    if (auto e = refused(c, name, Operation::admin)) return reply_error(c, id, *e);
-    TopicEntry* t = registry_.find(name);
-    if (t == nullptr) return reply_error(c, id, make_error(Errc::topic_not_found, "no topic named '" + name + "'"));
+    auto administered = topic_to_administer(c, name);
+    if (!administered) return reply_error(c, id, administered.error());
+    TopicEntry* t = *administered;
     const std::vector<int32_t> users = live_users(t->segment());
     if (!users.empty() && !(req.flags & protocol::kForce))
         return reply_error(c, id, make_error(Errc::busy, "topic '" + name + "' is in use by " + pid_list(users) +
@@ -201,9 +215,7 @@ bool RequestHandlers::on_delete_topic(Conn& c, uint32_t id, const protocol::Dele
 }
 
 bool RequestHandlers::on_list_topics(Conn& c, uint32_t id, const protocol::ListTopics& req) {
-    // Only the topics this client may see: names are not public beyond the access they come with.
-    auto names = registry_.names();
-    std::erase_if(names, [&](const std::string& n) { return !access_.check(c.who, n, Operation::observe).allowed; });
+    const auto names = visible_topics(c);
     const uint32_t total = uint32_t(names.size());
     const uint32_t first = std::min(req.offset, total);
     const uint32_t count = std::min(protocol::kNamesPerList, total - first);
@@ -338,9 +350,9 @@ bool RequestHandlers::on_gc(Conn& c, uint32_t id, const protocol::NoBody&) {
 bool RequestHandlers::on_delete_subscription(Conn& c, uint32_t id, const protocol::SubscriptionName& req) {
     const std::string topic(field_name(req.topic));
     const std::string name(field_name(req.name));
-    if (auto e = refused(c, topic, Operation::admin)) return reply_error(c, id, *e);
-    TopicEntry* t = registry_.find(topic);
-    if (t == nullptr) return reply_error(c, id, make_error(Errc::topic_not_found, "no topic named '" + topic + "'"));
+    auto administered = topic_to_administer(c, topic);
+    if (!administered) return reply_error(c, id, administered.error());
+    TopicEntry* t = *administered;
     const auto& seg = t->segment();
     const auto slot = detail::find_durable(seg, name);
     if (!slot) return reply_error(c, id, make_error(Errc::invalid_argument, "no durable subscription '" + name + "' on '" + topic + "'"));
@@ -358,15 +370,15 @@ bool RequestHandlers::on_delete_subscription(Conn& c, uint32_t id, const protoco
 bool RequestHandlers::on_set_topic(Conn& c, uint32_t id, const protocol::SetTopic& req) {
     const std::string name(field_name(req.topic));
     if (auto st = validate_topic_name(name); !st) return reply_error(c, id, st.error());
-    if (auto e = refused(c, name, Operation::admin)) return reply_error(c, id, *e);
-    TopicEntry* t = registry_.find(name);
-    if (t == nullptr) return reply_error(c, id, make_error(Errc::topic_not_found, "no topic named '" + name + "'"));
+    auto administered = topic_to_administer(c, name);
+    if (!administered) return reply_error(c, id, administered.error());
+    TopicEntry* t = *administered;
     const auto& seg = t->segment();
     OnFull on_full = seg.live_on_full();
     uint64_t unblock = seg.unblock_timeout_ns(), expire = seg.expire_detached_ns();
     auto bad = [&](const std::string& why) { return reply_error(c, id, make_error(Errc::invalid_argument, why)); };
     if (req.which & protocol::kSetOnFull) {
-        const bool switchable = [&](uint32_t v) { return v == uint32_t(OnFull::block) || v == uint32_t(OnFull::fail); }(req.on_full);
+        const bool switchable = req.on_full == uint32_t(OnFull::block) || req.on_full == uint32_t(OnFull::fail);
         if (seg.on_full() == OnFull::overwrite || !switchable)
             return bad("on-full of topic '" + name + "' can change between block and fail only: overwrite changes how "
                        "subscriptions hold publishers back; delete and create the topic to change it");
@@ -397,9 +409,7 @@ bool RequestHandlers::on_bus_info(Conn& c, uint32_t id, const protocol::NoBody&)
     ok.daemon_pid = getpid();
     ok.clients = uint32_t(clients_);
     ok.started_ns = started_ns_;
-    const auto names = registry_.names();
-    ok.topics = uint32_t(std::count_if(names.begin(), names.end(),
-                                       [&](const std::string& n) { return access_.check(c.who, n, Operation::observe).allowed; }));
+    ok.topics = uint32_t(visible_topics(c).size());
     copy_name(ok.version, kVersion);
     return reply(c, protocol::Type::bus_info_ok, id, &ok, sizeof ok);
 }

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "access_control.h"
 #include "config.h"
@@ -48,6 +49,9 @@ private:
     // The access a request needs for `topic`, checked: `op`, and admin too if it would create it.
     [[nodiscard]] std::optional<Error> refused_unless(const Conn& c, const std::string& topic, Operation op,
                                                       bool would_create) const;
+    // An existing topic `c` may administer (create, delete, settings), or the error saying why not.
+    [[nodiscard]] Result<TopicEntry*> topic_to_administer(const Conn& c, const std::string& name) const;
+    [[nodiscard]] std::vector<std::string> visible_topics(const Conn& c) const;
     // The topic of the slot a request names, if that slot exists and is `p`'s; else nullptr.
     [[nodiscard]] TopicEntry* topic_of_own_slot(const protocol::Unsubscribe& req, const Process& p, bool consumer);
     // `flags`: the request's OpenFlags (kDefaultConfig: the client left its settings as constructed).

@@ -101,11 +101,7 @@ Result<TopicEntry*> Registry::create(const std::string& name, const TopicConfig&
 Result<int> Registry::create_object(const std::string& name, const std::string& shm) noexcept {
     int fd = shm_open(shm.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0 && errno == EEXIST) {  // a leftover nobody adopted: replace it, if it is ours to replace
-        struct stat st{};
-        const int old = detail::open_shm_file(shm.substr(1), O_RDONLY, st);
-        const std::string why = old < 0 ? std::string(strerror(errno)) : detail::not_made_by_us(st);
-        if (old >= 0) close(old);
-        if (!why.empty())
+        if (const std::string why = detail::why_not_ours(shm.substr(1)); !why.empty())
             return make_error(Errc::permission_denied, "cannot create topic '" + name + "': /dev/shm" + shm +
                                                            " already exists and is not shmbusd's (" + why + ")");
         shm_unlink(shm.c_str());
@@ -148,11 +144,7 @@ Registry::AdoptReport Registry::adopt_existing() {
     for (const auto& file : files) {
         const std::string_view segment = detail::segment_of_cursor_object(file);
         if (segment.empty() || topics_.count(std::string(segment.substr(prefix.size()))) != 0) continue;
-        struct stat st{};
-        const int fd = detail::open_shm_file(file, O_RDONLY, st);
-        const std::string why = fd < 0 ? std::string(strerror(errno)) : detail::not_made_by_us(st);
-        if (fd >= 0) close(fd);
-        if (!why.empty()) report.ignored.push_back(file + ": " + why);
+        if (const std::string why = detail::why_not_ours(file); !why.empty()) report.ignored.push_back(file + ": " + why);
         else if (shm_unlink(("/" + file).c_str()) == 0) report.removed.push_back(file + ": its topic is gone");
     }
     return report;

@@ -83,6 +83,14 @@ std::string not_made_by_us(const struct stat& st) {
     return {};
 }
 
+std::string why_not_ours(std::string_view file) {
+    struct stat st{};
+    const int fd = open_shm_file(file, O_RDONLY, st);
+    if (fd < 0) return strerror(errno);
+    close(fd);
+    return not_made_by_us(st);
+}
+
 std::string shm_prefix(uint64_t bus_id) {
     char id[kIdDigits + 1];
     std::snprintf(id, sizeof id, "%016" PRIx64, bus_id);

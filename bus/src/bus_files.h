@@ -41,6 +41,9 @@ inline constexpr std::string_view kCursorSuffix = "@cursors";
 // our own uid that nobody else may read or write), or empty if it is. Such a file is neither
 // adopted nor removed: another user may have planted it.
 [[nodiscard]] std::string not_made_by_us(const struct stat& st);
+// The same judgment by name: why /dev/shm/<file> is not shmbusd's to adopt or remove (including
+// that it cannot be opened: the errno text), or empty if it is.
+[[nodiscard]] std::string why_not_ours(std::string_view file);
 // Permission bits as chmod takes them: "0600".
 [[nodiscard]] std::string mode_text(mode_t mode);
 

@@ -76,11 +76,7 @@ void collect_stopped_socket(const std::string& dir, std::vector<RemovedItem>& ou
 // The cursor object of a segment just removed, if it is one shmbusd made.
 void remove_cursor_object_of(const std::string& shm) {
     const std::string cursors = cursor_object_name(shm);
-    struct stat st{};
-    const int fd = open_shm_file(cursors.substr(1), O_RDONLY, st);
-    if (fd < 0) return;
-    close(fd);
-    if (not_made_by_us(st).empty()) shm_unlink(cursors.c_str());
+    if (why_not_ours(cursors.substr(1)).empty()) shm_unlink(cursors.c_str());
 }
 
 // A cursor object whose segment is gone (removed above, or long ago) belongs to no topic. shmbusd
@@ -89,10 +85,7 @@ void collect_orphan_cursor_object(const std::string& file, std::vector<RemovedIt
     const std::string segment(segment_of_cursor_object(file));
     struct stat st{};
     if (lstat((std::string(kShmDir) + "/" + segment).c_str(), &st) == 0 || errno != ENOENT) return;
-    const int fd = open_shm_file(file, O_RDONLY, st);
-    if (fd < 0) return;
-    close(fd);
-    if (not_made_by_us(st).empty() && shm_unlink(("/" + file).c_str()) == 0)
+    if (why_not_ours(file).empty() && shm_unlink(("/" + file).c_str()) == 0)
         out.push_back({"cursor object /dev/shm/" + file, "its segment is gone"});
 }
 
