@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "access_control.h"
 #include "control.h"
@@ -25,6 +26,11 @@ struct Conn {
     uint64_t session = 0;
     bool said_hello = false;
     std::string name;
+    // Set by a handler that cannot answer yet (its topic is still being created): the server keeps
+    // the request and reads nothing more from this connection until it serves the request again.
+    bool parked = false;
+    std::vector<std::byte> parked_frame;
+    uint64_t parked_order = 0;  // requests parked earlier are served first: a topic's creator before those who wait for it
 };
 
 // False if the reply could not be sent (the client stopped reading, or is gone): the caller then

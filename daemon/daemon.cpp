@@ -269,9 +269,29 @@ Status Daemon::start() {
     handlers_ = std::make_unique<RequestHandlers>(*registry_, *watchers_, access_, options_.config, bus_id_);
     server_ = std::make_unique<Server>(loop_, *handlers_);
     if (auto st = server_->listen(options_.dir, options_.config.access_group); !st) return st;
+    if (auto st = watch_reservations(); !st) return st;
     if (auto st = watch_signals(); !st) return st;
     if (auto st = serve_metrics(); !st) return st;
     return watchers_->open_timer();
+}
+
+// From here on large topics are reserved on worker threads: when one ends, the requests waiting for
+// it are served again, and a topic whose requester left is finished all the same.
+Status Daemon::watch_reservations() {
+    if (!registry_->reserve_in_background()) return detail::errno_error(Errc::io_error, "eventfd");
+    const int fd = registry_->reservation_done_fd();
+    if (!loop_.add(fd, EPOLLIN, [this, fd](uint32_t) {
+            uint64_t count = 0;
+            (void)!read(fd, &count, sizeof count);
+            server_->resume_parked();
+            for (const auto& f : registry_->finish_ended_reservations()) {
+                if (f.error) spdlog::warn("topic '{}' was not created: {}", f.topic, f.error->message);
+                else spdlog::info("created topic '{}' (its requester had left)", f.topic);
+            }
+            watchers_->rearm_timer();
+        }))
+        return make_error(Errc::io_error, "cannot watch topic reservations");
+    return ok_status();
 }
 
 // Readiness for a service manager (systemd's Type=notify; nothing without $NOTIFY_SOCKET), sent

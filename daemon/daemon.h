@@ -52,6 +52,7 @@ private:
     void adopt_topics();
     void create_configured_topics();
     [[nodiscard]] Status watch_signals();
+    [[nodiscard]] Status watch_reservations();
     void reload_config();
     [[nodiscard]] Status serve_metrics();
     // Lets the access group reach the directory (to connect to the socket, nothing more).

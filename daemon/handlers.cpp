@@ -146,6 +146,12 @@ bool RequestHandlers::on_hello(Conn& c, uint32_t id, const protocol::Hello& req)
     return reply(c, protocol::Type::hello_ok, id, &ok, sizeof ok);
 }
 
+bool RequestHandlers::park(Conn& c, const std::string& topic) {
+    spdlog::debug("pid {}: waits for topic '{}', whose pages are being reserved", c.process.pid, topic);
+    c.parked = true;
+    return true;
+}
+
 Result<TopicEntry*> RequestHandlers::find_or_create(const std::string& name, const protocol::WireConfig& wire, bool create,
                                                     uint32_t flags) {
     if (auto st = validate_topic_name(name); !st) return st.error();
@@ -158,7 +164,7 @@ Result<TopicEntry*> RequestHandlers::find_or_create(const std::string& name, con
     if (auto named = config_.topics.find(name); named != config_.topics.end()) settings = named->second;
     else if ((flags & protocol::kDefaultConfig) && config_.defaults) settings = *config_.defaults;
     auto t = registry_.create(name, settings);
-    if (!t) return t.error();
+    if (!t || *t == nullptr) return t;  // nullptr: its pages are being reserved
     const auto c = t.value()->segment().config();
     spdlog::info("created topic '{}': capacity {} B, max message {} B, on-full {}, unblock-timeout {} ms, "
                  "expire-detached {} s",
@@ -180,6 +186,7 @@ bool RequestHandlers::on_open_topic(Conn& c, uint32_t id, const protocol::OpenTo
         return reply_error(c, id, make_error(Errc::topic_exists, "topic '" + name + "' already exists"));
     auto t = find_or_create(name, req.config, req.flags & protocol::kCreateIfMissing, req.flags);
     if (!t) return reply_error(c, id, t.error());
+    if (*t == nullptr) return park(c, name);
     const auto& seg = t.value()->segment();
     protocol::TopicOk ok{seg.size(), protocol::kNoSlot, existed ? 0u : 1u};
     if (as_publisher) {
@@ -264,6 +271,7 @@ bool RequestHandlers::on_subscribe(Conn& c, uint32_t id, const protocol::Subscri
     const bool existed = registry_.find(topic) != nullptr;
     auto t = find_or_create(topic, req.config, true, req.flags);
     if (!t) return reply_error(c, id, t.error());
+    if (*t == nullptr) return park(c, topic);
     const auto& seg = t.value()->segment();
 
     std::optional<protocol::SubscribeOk> ok;

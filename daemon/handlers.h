@@ -54,7 +54,10 @@ private:
     [[nodiscard]] std::vector<std::string> visible_topics(const Conn& c) const;
     // The topic of the slot a request names, if that slot exists and is `p`'s; else nullptr.
     [[nodiscard]] TopicEntry* topic_of_own_slot(const protocol::Unsubscribe& req, const Process& p, bool consumer);
+    // Leaves the request unanswered until the topic it needs has been created (Server::resume_parked).
+    [[nodiscard]] bool park(Conn& c, const std::string& topic);
     // `flags`: the request's OpenFlags (kDefaultConfig: the client left its settings as constructed).
+    // A value of nullptr: the topic is being created (large: its pages are being reserved); park.
     [[nodiscard]] Result<TopicEntry*> find_or_create(const std::string& name, const protocol::WireConfig& wire, bool create,
                                                      uint32_t flags);
     // Resumes an existing cursor (a reattach, or a repeated request): reading goes on from its last ack.

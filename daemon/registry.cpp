@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -10,6 +11,8 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
+#include <system_error>
+#include <tuple>
 
 #include "bus_files.h"
 #include "shmbus/names.h"
@@ -64,36 +67,114 @@ TopicEntry* Registry::find(const std::string& name) noexcept {
 }
 
 Result<TopicEntry*> Registry::create(const std::string& name, const TopicConfig& config) noexcept {
+    if (pending_.count(name) != 0) return finish_reservation(name);
     if (auto st = validate_topic_name(name); !st) return st.error();
     const TopicConfig c = with_defaults(config);
     if (auto st = validate_config(c); !st) return st.error();
-    if (topics_.size() >= max_topics_)
+    if (topics_.size() + pending_.size() >= max_topics_)
         return make_error(Errc::no_space, "cannot create topic '" + name + "': this bus already has " +
                                               std::to_string(topics_.size()) + " topics, as many as shmbusd's descriptor "
                                               "limit lets it open again after a restart (raise RLIMIT_NOFILE, e.g. "
                                               "LimitNOFILE in its service)");
+    const detail::Geometry g = detail::compute_geometry(c);
+    if (done_fd_ >= 0 && g.total + g.cursor_object_size >= kReserveInBackgroundBytes) return start_reservation(name, c);
     const std::string shm = shm_name_for(name);
-    const std::string cursors = detail::cursor_object_name(shm);
+    auto fds = create_objects(name, shm);
+    if (!fds) return fds.error();
+    return finish(name, c, shm, fds->first, fds->second, detail::Segment::Pages::reserve);
+}
+
+Result<std::pair<int, int>> Registry::create_objects(const std::string& name, const std::string& shm) noexcept {
     auto fd = create_object(name, shm);
     if (!fd) return fd.error();
-    auto cursor_fd = create_object(name, cursors);
+    auto cursor_fd = create_object(name, detail::cursor_object_name(shm));
     if (!cursor_fd) {
-        close(*fd);
-        shm_unlink(shm.c_str());
+        discard(shm, *fd, -1);
         return cursor_fd.error();
     }
-    auto seg = detail::Segment::format(*fd, name, c, bus_id_, bus_dir_, *cursor_fd);
+    return std::pair{*fd, *cursor_fd};
+}
+
+void Registry::discard(const std::string& shm, int fd, int cursor_fd) noexcept {
+    if (fd >= 0) close(fd), shm_unlink(shm.c_str());
+    if (cursor_fd >= 0) close(cursor_fd), shm_unlink(detail::cursor_object_name(shm).c_str());
+}
+
+Result<TopicEntry*> Registry::finish(const std::string& name, const TopicConfig& c, const std::string& shm, int fd,
+                                     int cursor_fd, detail::Segment::Pages pages) noexcept {
+    auto seg = detail::Segment::format(fd, name, c, bus_id_, bus_dir_, cursor_fd, pages);
     if (!seg) {
-        close(*fd);
-        close(*cursor_fd);
-        shm_unlink(shm.c_str());
-        shm_unlink(cursors.c_str());
+        discard(shm, fd, cursor_fd);
         return seg.error();
     }
-    auto entry = std::make_unique<TopicEntry>(shm, *fd, *cursor_fd, TopicSupervisor(name, std::move(seg.value())));
+    auto entry = std::make_unique<TopicEntry>(shm, fd, cursor_fd, TopicSupervisor(name, std::move(seg.value())));
     TopicEntry* raw = entry.get();
     topics_[name] = std::move(entry);
     return raw;
+}
+
+bool Registry::reserve_in_background() noexcept {
+    if (done_fd_ < 0) done_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    return done_fd_ >= 0;
+}
+
+Result<TopicEntry*> Registry::start_reservation(const std::string& name, const TopicConfig& c) noexcept {
+    auto p = std::make_unique<Pending>();
+    p->config = c;
+    p->shm = shm_name_for(name);
+    auto fds = create_objects(name, p->shm);
+    if (!fds) return fds.error();
+    std::tie(p->fd, p->cursor_fd) = *fds;
+    Pending* raw = p.get();
+    try {
+        raw->worker = std::thread([raw, name, done_fd = done_fd_] {
+            raw->result = detail::Segment::reserve_pages(raw->fd, raw->cursor_fd, name, raw->config);
+            raw->done.store(true, std::memory_order_release);  // pairs with the acquire in finish_reservation
+            const uint64_t one = 1;
+            (void)!write(done_fd, &one, sizeof one);
+        });
+    } catch (const std::system_error& e) {  // no thread to be had: reserve here instead
+        raw->result = detail::Segment::reserve_pages(raw->fd, raw->cursor_fd, name, raw->config);
+        raw->done.store(true, std::memory_order_relaxed);  // this thread alone reads it
+    }
+    pending_[name] = std::move(p);
+    if (pending_[name]->done.load(std::memory_order_relaxed)) return finish_reservation(name);
+    return static_cast<TopicEntry*>(nullptr);
+}
+
+Result<TopicEntry*> Registry::finish_reservation(const std::string& name) noexcept {
+    auto it = pending_.find(name);
+    Pending& p = *it->second;
+    // acquire: pairs with the worker's release store of `done`, after it wrote `result`.
+    if (!p.done.load(std::memory_order_acquire)) return static_cast<TopicEntry*>(nullptr);
+    if (p.worker.joinable()) p.worker.join();
+    std::unique_ptr<Pending> owned = std::move(it->second);
+    pending_.erase(it);
+    if (!owned->result) {
+        discard(owned->shm, owned->fd, owned->cursor_fd);
+        return owned->result.error();
+    }
+    return finish(name, owned->config, owned->shm, owned->fd, owned->cursor_fd, detail::Segment::Pages::reserved);
+}
+
+std::vector<Registry::Finished> Registry::finish_ended_reservations() noexcept {
+    std::vector<std::string> ended;
+    for (const auto& [name, p] : pending_)
+        if (p->done.load(std::memory_order_relaxed)) ended.push_back(name);  // finish_reservation acquires
+    std::vector<Finished> out;
+    for (const auto& name : ended) {
+        auto t = finish_reservation(name);
+        out.push_back({name, t ? std::nullopt : std::optional<Error>(t.error())});
+    }
+    return out;
+}
+
+Registry::~Registry() {
+    for (auto& [name, p] : pending_) {
+        if (p->worker.joinable()) p->worker.join();
+        discard(p->shm, p->fd, p->cursor_fd);
+    }
+    if (done_fd_ >= 0) close(done_fd_);
 }
 
 // Creates the shared-memory object `shm` for topic `name`, mode 0600: objects are never

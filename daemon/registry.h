@@ -2,10 +2,13 @@
 // and removes POSIX shared-memory objects named by bus_files.h.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <thread>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -65,15 +68,41 @@ inline constexpr uint64_t kDescriptorsPerTopic = 2;
     return descriptor_limit > reserved ? std::size_t((descriptor_limit - reserved) / kDescriptorsPerTopic) : 0;
 }
 
+// Topics at least this large have their pages reserved on a worker thread: tmpfs zeroes every
+// page it reserves (about 80 ms per GiB), and shmbusd must not stop serving everyone else meanwhile.
+inline constexpr uint64_t kReserveInBackgroundBytes = 64ull << 20;
+
 class Registry {
 public:
     // `max_topics`: each topic holds one descriptor for as long as it exists, so a bus may have
     // only as many as a restarted shmbusd could open again (see topic_limit()).
     Registry(uint64_t bus_id, std::string bus_dir, std::size_t max_topics = SIZE_MAX)
         : bus_id_(bus_id), bus_dir_(std::move(bus_dir)), max_topics_(max_topics) {}
+    Registry(const Registry&) = delete;
+    Registry& operator=(const Registry&) = delete;
+    // Waits for reservations still running (a worker cannot be cancelled inside posix_fallocate)
+    // and removes their objects: a topic never finished is not left behind.
+    ~Registry();
 
     [[nodiscard]] TopicEntry* find(const std::string& name) noexcept;
+    // Creates a topic. From reserve_in_background() on, one of kReserveInBackgroundBytes or more
+    // is created in two steps: the first call starts reserving its pages on a worker thread and
+    // answers nullptr (not created yet; reservation_done_fd() becomes readable when it may be
+    // asked again); a call once the reservation is over finishes it (or reports why it failed).
+    // The settings of the first call are the ones the topic gets.
     [[nodiscard]] Result<TopicEntry*> create(const std::string& name, const TopicConfig& config) noexcept;
+    // Large topics from now on are reserved on worker threads. False if the eventfd cannot be made.
+    [[nodiscard]] bool reserve_in_background() noexcept;
+    // Readable (an eventfd; read it to clear) whenever a background reservation has ended.
+    [[nodiscard]] int reservation_done_fd() const noexcept { return done_fd_; }
+    [[nodiscard]] bool being_created(const std::string& name) const noexcept { return pending_.count(name) != 0; }
+    // Finishes every reservation that has ended and that no request finished (its client left):
+    // the topic is created all the same, as a request that timed out may still take effect.
+    struct Finished {
+        std::string topic;
+        std::optional<Error> error;
+    };
+    [[nodiscard]] std::vector<Finished> finish_ended_reservations() noexcept;
     [[nodiscard]] Status remove(const std::string& name) noexcept;
     [[nodiscard]] std::vector<std::string> names() const;
     [[nodiscard]] std::size_t size() const noexcept { return topics_.size(); }
@@ -93,13 +122,31 @@ public:
     }
 
 private:
+    // A large topic whose objects exist, empty, while a worker reserves their pages.
+    struct Pending {
+        TopicConfig config;  // with defaults applied
+        std::string shm;
+        int fd = -1, cursor_fd = -1;
+        std::thread worker;
+        std::atomic<bool> done{false};  // set (release) by the worker once `result` is written
+        Status result = ok_status();
+    };
     [[nodiscard]] static Result<int> create_object(const std::string& name, const std::string& shm) noexcept;
+    // The two objects of a new topic, created empty: {segment fd, cursor fd}.
+    [[nodiscard]] Result<std::pair<int, int>> create_objects(const std::string& name, const std::string& shm) noexcept;
+    [[nodiscard]] Result<TopicEntry*> finish(const std::string& name, const TopicConfig& c, const std::string& shm, int fd,
+                                            int cursor_fd, detail::Segment::Pages pages) noexcept;
+    [[nodiscard]] Result<TopicEntry*> start_reservation(const std::string& name, const TopicConfig& c) noexcept;
+    [[nodiscard]] Result<TopicEntry*> finish_reservation(const std::string& name) noexcept;
+    static void discard(const std::string& shm, int fd, int cursor_fd) noexcept;
     void adopt(const std::string& file, const std::string& topic, AdoptReport& report);
 
     uint64_t bus_id_;
     std::string bus_dir_;  // recorded in each segment, so `gc` can tell when its bus is gone
     std::size_t max_topics_;
     std::map<std::string, std::unique_ptr<TopicEntry>> topics_;
+    std::map<std::string, std::unique_ptr<Pending>> pending_;
+    int done_fd_ = -1;  // eventfd: -1 until reserve_in_background()
 };
 
 }  // namespace shmbus::daemon

@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <cstring>
 #include <type_traits>
+#include <utility>
 
 #include "control.h"
 #include "errno_error.h"
@@ -130,7 +131,7 @@ Status Server::listen(const std::string& dir, std::optional<gid_t> group) {
         spdlog::warn("gc: removed socket {} (left by a shmbusd that did not stop cleanly)", socket_path_);
     listen_fd_ = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (listen_fd_ < 0) return errno_error(Errc::io_error, "socket");
-    // Born 0600 (the umask is ours alone: shmbusd has one thread), so nobody else can connect
+    // Born 0600 (the umask is ours alone: no other thread of shmbusd creates files), so nobody else can connect
     // before the mode below is set.
     const mode_t umask_was = umask(0177);
     const int bound = bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
@@ -169,18 +170,22 @@ void Server::accept_clients() {
         c.process = {cred.pid, detail::process_start_time(cred.pid)};
         c.who = identity_of_peer(fd);
         c.session = ++next_session_;
-        if (!loop_.add(fd, EPOLLIN | EPOLLRDHUP, [this, fd](uint32_t events) {
-                auto it = conns_.find(fd);
-                if (it == conns_.end()) return;
-                if (events & EPOLLIN) serve(it->second);
-                else disconnect(fd);
-            })) {
+        if (!watch(fd)) {
             close(fd);
             continue;
         }
         handlers_.on_connect(c);
         conns_.emplace(fd, std::move(c));
     }
+}
+
+bool Server::watch(int fd) {
+    return loop_.add(fd, EPOLLIN | EPOLLRDHUP, [this, fd](uint32_t events) {
+        auto it = conns_.find(fd);
+        if (it == conns_.end()) return;
+        if (events & EPOLLIN) serve(it->second);
+        else disconnect(fd);
+    });
 }
 
 // Out of descriptors: a waiting client would stay in the backlog and keep the socket readable, so
@@ -223,17 +228,40 @@ void Server::serve(Conn& c) {
         return;
     }
     passed.close_all();  // clients never send descriptors
+    if (!handle_frame(c, buf)) disconnect(c.fd);
+    else if (c.parked) loop_.remove(c.fd);  // its next requests wait in the socket, in order
+}
+
+bool Server::handle_frame(Conn& c, std::vector<std::byte>& frame) {
     protocol::FrameHeader h{};
     const std::byte* body = nullptr;
     std::size_t size = 0;
-    bool keep = false;
-    if (!detail::parse_frame(buf, h, body, size)) {
-        spdlog::warn("pid {}: malformed frame ({} bytes), closing", c.process.pid, buf.size());
+    if (!detail::parse_frame(frame, h, body, size)) {
+        spdlog::warn("pid {}: malformed frame ({} bytes), closing", c.process.pid, frame.size());
         (void)reply_error(c, 0, make_error(Errc::protocol_error, "malformed frame"));
-    } else {
-        keep = dispatch(c, h, body, size);
+        return false;
     }
-    if (!keep) disconnect(c.fd);
+    const bool was_parked = std::exchange(c.parked, false);
+    const bool keep = dispatch(c, h, body, size);
+    if (keep && c.parked) {
+        c.parked_frame = std::move(frame);
+        if (!was_parked) c.parked_order = ++parked_so_far_;
+    }
+    return keep;
+}
+
+void Server::resume_parked() {
+    std::vector<std::pair<uint64_t, int>> parked;  // (order, fd)
+    for (const auto& [fd, c] : conns_)
+        if (c.parked) parked.emplace_back(c.parked_order, fd);
+    std::sort(parked.begin(), parked.end());
+    for (const auto& [order, fd] : parked) {
+        Conn& c = conns_.at(fd);
+        std::vector<std::byte> frame = std::move(c.parked_frame);
+        c.parked_frame.clear();
+        if (!handle_frame(c, frame)) disconnect(fd);
+        else if (!c.parked && !watch(fd)) disconnect(fd);
+    }
 }
 
 bool Server::dispatch(Conn& c, const protocol::FrameHeader& h, const std::byte* body, std::size_t size) {

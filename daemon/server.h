@@ -28,10 +28,16 @@ public:
     // Binds the bus socket (mode 0600, or 0660 and owned by `group` when given) and starts accepting.
     [[nodiscard]] Status listen(const std::string& dir, std::optional<gid_t> group = std::nullopt);
     [[nodiscard]] const std::string& socket_path() const noexcept { return socket_path_; }
+    // Serves again every request a handler parked (a topic being created has made progress);
+    // one still waiting stays parked.
+    void resume_parked();
 
 private:
     void accept_clients();
+    [[nodiscard]] bool watch(int fd);  // reads `fd`'s requests as they come
     void serve(Conn& c);  // one readable event
+    // Decodes and handles one frame; parks it with `c` if the handler did. False: close `c`.
+    [[nodiscard]] bool handle_frame(Conn& c, std::vector<std::byte>& frame);
     [[nodiscard]] bool dispatch(Conn& c, const protocol::FrameHeader& h, const std::byte* body, std::size_t size);
     void disconnect(int fd);
     [[nodiscard]] bool refuse_one_client();
@@ -45,6 +51,7 @@ private:
     uint64_t next_session_ = 0;  // random start, then counts up: unique across daemon runs in practice
     int spare_fd_ = -1;          // given up to accept (and close) a client when descriptors run out
     bool listening_paused_ = false;
+    uint64_t parked_so_far_ = 0;
     uint64_t refused_ = 0;
     std::chrono::steady_clock::time_point last_refusal_log_{};
 };

@@ -129,9 +129,10 @@ uint64_t new_token() noexcept {
 template <class Ok, class Req>
 Result<std::pair<Ok, Segment>> request_segment(ControlChannel& channel, protocol::Type type, const Req& req,
                                                protocol::Type expected, Segment::Populate populate = Segment::Populate::yes) {
-    auto reply = channel.request(type, &req, sizeof req);
+    const auto extra = detail::creation_allowance(req.config.capacity);
+    auto reply = channel.request(type, &req, sizeof req, extra);
     for (int again = 0; again < 3 && !reply && reply.error().code == Errc::disconnected; ++again)
-        reply = channel.request(type, &req, sizeof req);
+        reply = channel.request(type, &req, sizeof req, extra);
     if (!reply) return reply.error();
     ReplyFdGuard guard{reply.value()};
     auto ok = body_as<Ok>(*reply, expected);
@@ -191,7 +192,7 @@ Status Client::create_topic(std::string_view topic, const TopicConfig& config) n
     copy_name(req.topic, topic);
     req.config = to_wire(config);
     req.flags = protocol::kCreateIfMissing | protocol::kExclusive | default_config_flag(config);
-    auto reply = channel_->request(protocol::Type::open_topic, &req, sizeof req);
+    auto reply = channel_->request(protocol::Type::open_topic, &req, sizeof req, detail::creation_allowance(req.config.capacity));
     if (!reply) return reply.error();
     ReplyFdGuard guard{reply.value()};
     return ok_status();

@@ -197,7 +197,7 @@ Status ControlChannel::dial() noexcept {
     hello.pid = getpid();
     copy_name(hello.client_name, name_);
     bool sent = false;
-    auto reply = exchange(protocol::Type::hello, &hello, sizeof hello, sent);
+    auto reply = exchange(protocol::Type::hello, &hello, sizeof hello, sent, timeout_);
     if (reply && (reply->type != protocol::Type::hello_ok || reply->body.size() != sizeof(protocol::HelloOk)))
         reply = make_error(Errc::protocol_error, "unexpected reply to hello");
     if (!reply) {
@@ -314,9 +314,10 @@ uint64_t ControlChannel::reconnects() const noexcept {
     return reconnects_;
 }
 
-Result<Reply> ControlChannel::request(protocol::Type type, const void* body, std::size_t size) noexcept {
+Result<Reply> ControlChannel::request(protocol::Type type, const void* body, std::size_t size,
+                                      std::chrono::milliseconds extra_wait) noexcept {
     std::lock_guard lock(mutex_);
-    return request_locked(type, body, size, timeout_);
+    return request_locked(type, body, size, timeout_, extra_wait);
 }
 
 Result<Reply> ControlChannel::request_if_connected(protocol::Type type, const void* body, std::size_t size) noexcept {
@@ -325,22 +326,23 @@ Result<Reply> ControlChannel::request_if_connected(protocol::Type type, const vo
 }
 
 Result<Reply> ControlChannel::request_locked(protocol::Type type, const void* body, std::size_t size,
-                                             std::chrono::milliseconds wait) noexcept {
+                                             std::chrono::milliseconds wait, std::chrono::milliseconds extra_wait) noexcept {
     if (sock_ < 0)
         if (auto st = reconnect(wait); !st) return st.error();
     bool sent = false;
-    auto reply = exchange(type, body, size, sent);
+    auto reply = exchange(type, body, size, sent, timeout_ + extra_wait);
     if (!reply && reply.error().code == Errc::disconnected) {
         drop();
         if (sent) return reply;  // it may have been carried out: not ours to repeat
         if (auto st = reconnect(wait); !st) return st.error();
-        reply = exchange(type, body, size, sent);
+        reply = exchange(type, body, size, sent, timeout_ + extra_wait);
         if (!reply && reply.error().code == Errc::disconnected) drop();
     }
     return reply;
 }
 
-Result<Reply> ControlChannel::exchange(protocol::Type type, const void* body, std::size_t size, bool& sent) noexcept {
+Result<Reply> ControlChannel::exchange(protocol::Type type, const void* body, std::size_t size, bool& sent,
+                                       std::chrono::milliseconds reply_wait) noexcept {
     const uint32_t id = next_request_++;
     sent = false;
     if (!send_frame(sock_, type, id, body, size))
@@ -348,8 +350,8 @@ Result<Reply> ControlChannel::exchange(protocol::Type type, const void* body, st
     sent = true;
     std::vector<std::byte> buf;
     for (;;) {
-        if (!wait_readable(sock_, timeout_))
-            return make_error(Errc::timed_out, "shmbusd did not answer within " + std::to_string(timeout_.count()) + " ms");
+        if (!wait_readable(sock_, reply_wait))
+            return make_error(Errc::timed_out, "shmbusd did not answer within " + std::to_string(reply_wait.count()) + " ms");
         PassedFds fds;
         std::string why;
         if (!recv_frame(sock_, buf, fds, why))

@@ -76,8 +76,10 @@ public:
                                                            std::chrono::milliseconds wait, bool watch,
                                                            bool named_dir = true) noexcept;
     ~ControlChannel();
-    // Sends a request and waits for its reply. An error reply becomes an Error.
-    [[nodiscard]] Result<Reply> request(protocol::Type type, const void* body, std::size_t size) noexcept;
+    // Sends a request and waits for its reply (up to the timeout plus `extra_wait`: a request that
+    // may create a large topic waits for its pages to be reserved). An error reply becomes an Error.
+    [[nodiscard]] Result<Reply> request(protocol::Type type, const void* body, std::size_t size,
+                                        std::chrono::milliseconds extra_wait = {}) noexcept;
     // For best-effort teardown (unsubscribe, close_producer from destructors): if shmbusd is gone,
     // one reconnection attempt, no waiting. A slot left behind is released when its process exits.
     [[nodiscard]] Result<Reply> request_if_connected(protocol::Type type, const void* body, std::size_t size) noexcept;
@@ -94,9 +96,11 @@ private:
     [[nodiscard]] Status redial_with_backoff(std::chrono::milliseconds wait, const char* why) noexcept;
     [[nodiscard]] Status reconnect(std::chrono::milliseconds wait) noexcept;  // redial, counted
     [[nodiscard]] Result<Reply> request_locked(protocol::Type type, const void* body, std::size_t size,
-                                               std::chrono::milliseconds wait) noexcept;
+                                               std::chrono::milliseconds wait,
+                                               std::chrono::milliseconds extra_wait = {}) noexcept;
     // One request and its reply on the current socket; `sent` tells whether it left us.
-    [[nodiscard]] Result<Reply> exchange(protocol::Type type, const void* body, std::size_t size, bool& sent) noexcept;
+    [[nodiscard]] Result<Reply> exchange(protocol::Type type, const void* body, std::size_t size, bool& sent,
+                                         std::chrono::milliseconds reply_wait) noexcept;
     void drop() noexcept;
     void watch() noexcept;  // the watcher thread's loop
 
@@ -115,5 +119,11 @@ private:
     uint64_t bus_id_ = 0;
     uint64_t reconnects_ = 0;
 };
+
+// The time shmbusd may need, beyond answering, to create a topic of `capacity` bytes: reserving
+// its pages, allowed one second per GiB (a loaded machine reserves several GiB per second).
+[[nodiscard]] constexpr std::chrono::milliseconds creation_allowance(uint64_t capacity) noexcept {
+    return std::chrono::milliseconds(capacity / (1ull << 20) * 1000 / 1024);
+}
 
 }  // namespace shmbus::detail

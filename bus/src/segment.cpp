@@ -151,14 +151,20 @@ Result<uint64_t> file_size(int fd) noexcept {
 
 }  // namespace
 
-Result<Segment> Segment::format(int fd, std::string_view topic, const TopicConfig& config, uint64_t bus_id,
-                                std::string_view bus_dir, int cursor_fd) noexcept {
-    if (auto st = validate_config(config); !st) return st.error();
+Status Segment::reserve_pages(int fd, int cursor_fd, std::string_view topic, const TopicConfig& config) noexcept {
     const Geometry g = compute_geometry(config, cursor_fd >= 0);
     const uint64_t total = g.total + g.cursor_object_size;
-    if (auto st = reserve(fd, g.total, topic, total); !st) return st.error();
-    if (cursor_fd >= 0)
-        if (auto st = reserve(cursor_fd, g.cursor_object_size, topic, total); !st) return st.error();
+    if (auto st = reserve(fd, g.total, topic, total); !st) return st;
+    if (cursor_fd >= 0) return reserve(cursor_fd, g.cursor_object_size, topic, total);
+    return ok_status();
+}
+
+Result<Segment> Segment::format(int fd, std::string_view topic, const TopicConfig& config, uint64_t bus_id,
+                                std::string_view bus_dir, int cursor_fd, Pages pages) noexcept {
+    if (auto st = validate_config(config); !st) return st.error();
+    const Geometry g = compute_geometry(config, cursor_fd >= 0);
+    if (pages == Pages::reserve)
+        if (auto st = reserve_pages(fd, cursor_fd, topic, config); !st) return st.error();
     Segment s;
     auto base = map_object(fd, g.total, s.m_.segment_writable, false);
     if (!base) return base.error();

@@ -63,10 +63,16 @@ public:
     // Sizes the fds (posix_fallocate, so a full /dev/shm fails here and never with SIGBUS later),
     // maps them and writes a fresh layout; the segment's `ready` is stored last. With
     // `cursor_fd` >= 0 the consumer region goes into that cursor object (layout/cursor_object.h);
-    // with -1 it stays inside the segment.
+    // with -1 it stays inside the segment. Pages::reserved: reserve_pages() already sized both
+    // objects for this config (shmbusd does that on a worker thread for large topics).
+    enum class Pages : bool { reserve, reserved };
     [[nodiscard]] static Result<Segment> format(int fd, std::string_view topic, const TopicConfig& config,
                                                 uint64_t bus_id, std::string_view bus_dir = {},
-                                                int cursor_fd = -1) noexcept;
+                                                int cursor_fd = -1, Pages pages = Pages::reserve) noexcept;
+    // Sizes the objects of a topic with `config` (segment `fd`, cursor object `cursor_fd`) and
+    // reserves their pages: the slow part of format() for a large topic (tmpfs zeroes and
+    // accounts every page; about 80 ms per GiB), and the part that may run on any thread.
+    [[nodiscard]] static Status reserve_pages(int fd, int cursor_fd, std::string_view topic, const TopicConfig& config) noexcept;
     // Maps an existing segment (and its cursor object, which a 1.3 segment made with one
     // requires) and validates both headers and every region bound. Each object is mapped with
     // the access its descriptor was opened with: a read-only descriptor gives a read-only

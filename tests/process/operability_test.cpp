@@ -3,6 +3,10 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
+#include <algorithm>
+#include <csignal>
+#include <filesystem>
+
 #include "bus_fixture.h"
 
 namespace shmbus::test {
@@ -114,6 +118,66 @@ TEST_F(Operability, ALargeTopicIsCreatedAndShownWithinTheRequestTimeout) {
     EXPECT_EQ(info.code, 0) << info.err;
     EXPECT_NE(info.out.find("capacity 2147483648 B"), std::string::npos) << info.out;
     EXPECT_EQ(cli({"topic", "delete", "big"}).code, 0);
+}
+
+// The /dev/shm file of `topic` exists (shmbusd creates it empty, then reserves its pages).
+bool shm_file_exists_for(const std::string& topic) {
+    for (const auto& e : std::filesystem::directory_iterator("/dev/shm")) {
+        const std::string n = e.path().filename().string();
+        if (n.rfind("shmbus-", 0) == 0 && n.size() > topic.size() && n.compare(n.size() - topic.size() - 1, std::string::npos, "-" + topic) == 0)
+            return true;
+    }
+    return false;
+}
+
+// Creating a large topic does not stop shmbusd from serving everyone else: its pages are reserved
+// on a worker thread. Another client's request is answered while the topic's file exists but the
+// topic does not yet (a shmbusd busy reserving would answer only once it is listed); a client
+// subscribing to the same topic meanwhile waits for it and gets it; the creator gets its answer.
+TEST_F(Operability, CreatingALargeTopicDoesNotStallOtherClients) {
+    struct statvfs fs{};
+    if (statvfs("/dev/shm", &fs) != 0 || uint64_t(fs.f_bavail) * fs.f_frsize < (4ull << 30)) GTEST_SKIP() << "needs 4 GiB free in /dev/shm";
+    const std::string topic = "stall-probe-" + std::to_string(getpid());
+    auto c = connect();
+    ASSERT_TRUE(c.has_value());
+    const pid_t creator = spawn({SHMBUS_CLI_PATH, "--dir", dir, "topic", "create", topic, "--capacity", "2G"},
+                                {path("create.out"), path("create.err")});
+    bool answered_meanwhile = false;
+    pid_t subscriber = -1;
+    const bool created = eventually([&] {
+        if (!shm_file_exists_for(topic)) return false;
+        if (subscriber < 0)
+            subscriber = spawn({SHMBUS_CLI_PATH, "--dir", dir, "sub", topic, "--count", "0"}, {path("sub.out"), path("sub.err")});
+        auto names = c->list_topics();
+        if (!names) return false;
+        const bool listed = std::find(names->begin(), names->end(), topic) != names->end();
+        answered_meanwhile |= !listed;
+        return listed;
+    }, std::chrono::seconds(30));
+    ASSERT_TRUE(created);
+    EXPECT_TRUE(answered_meanwhile) << "no request was answered while the topic was being created";
+    EXPECT_EQ(wait_exit(creator), 0) << read_file(path("create.err"));
+    ASSERT_GT(subscriber, 0);
+    EXPECT_EQ(wait_exit(subscriber), 0) << read_file(path("sub.err"));
+    const auto info = cli({"topic", "info", topic});
+    EXPECT_NE(info.out.find("capacity 2147483648 B"), std::string::npos) << info.out;
+    EXPECT_EQ(cli({"topic", "delete", topic}).code, 0);
+}
+
+// A creator that leaves before its large topic is ready does not leave a half-made topic: shmbusd
+// finishes it (as any request that took effect), and it can be used and deleted.
+TEST_F(Operability, ALargeTopicWhoseCreatorLeftIsFinished) {
+    struct statvfs fs{};
+    if (statvfs("/dev/shm", &fs) != 0 || uint64_t(fs.f_bavail) * fs.f_frsize < (4ull << 30)) GTEST_SKIP() << "needs 4 GiB free in /dev/shm";
+    const std::string topic = "left-probe-" + std::to_string(getpid());
+    const pid_t creator = spawn({SHMBUS_CLI_PATH, "--dir", dir, "topic", "create", topic, "--capacity", "2G"},
+                                {path("create.out"), path("create.err")});
+    ASSERT_TRUE(eventually([&] { return shm_file_exists_for(topic); }, std::chrono::seconds(30)));
+    kill(creator, SIGKILL);
+    EXPECT_EQ(wait_exit(creator), 128 + SIGKILL);
+    EXPECT_TRUE(eventually([&] { return cli({"topic", "info", topic}).code == 0; }, std::chrono::seconds(30)));
+    EXPECT_EQ(cli({"topic", "delete", topic}).code, 0);
+    EXPECT_FALSE(shm_file_exists_for(topic));
 }
 
 // A topic in use is not deleted by accident; forced, its clients are told: a subscriber gets
