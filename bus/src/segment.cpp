@@ -40,7 +40,9 @@ Geometry compute_geometry(const TopicConfig& config, bool cursor_object) noexcep
     g.consumer_size = page_align(sizeof(ConsumerRegionHead) + sizeof(ConsumerSlot) * config.max_consumers);
     if (cursor_object) {
         g.consumer_offset = kPageSize;  // page 0 of the cursor object: CursorObjectHeader
-        g.cursor_object_size = g.consumer_offset + g.consumer_size;
+        g.max_groups = layout::kDefaultMaxGroups;
+        g.group_offset = g.consumer_offset + g.consumer_size;
+        g.cursor_object_size = g.group_offset + page_align(sizeof(layout::GroupBlock) * g.max_groups);
         g.ring_offset = g.producer_offset + g.producer_size;
     } else {
         g.consumer_offset = g.producer_offset + g.producer_size;
@@ -208,6 +210,8 @@ Result<Segment> Segment::format(int fd, std::string_view topic, const TopicConfi
     h->producer_slot_stride = sizeof(ProducerSlot);
     h->consumer_slot_stride = sizeof(ConsumerSlot);
     h->cursor_object_size = g.cursor_object_size;
+    h->max_groups = g.max_groups;
+    h->group_offset = g.group_offset;
     // A directory that does not fit is not recorded: gc then never takes this segment for a dead bus's.
     if (!bus_dir.empty() && bus_dir.size() < sizeof h->bus_dir) std::memcpy(h->bus_dir, bus_dir.data(), bus_dir.size());
     if (s.m_.cursor_base != nullptr) {
@@ -327,6 +331,15 @@ Result<HeaderFacts> check_header(const SegmentHeader& h, uint64_t size) noexcept
                    consumer_space))
         return corrupt("consumer region bounds");
     if (!region_ok(h.ring_offset, f.capacity, f.capacity, size)) return corrupt("ring bounds");
+    // 1.4: the group region, in the cursor object. Older segments leave these bytes zero.
+    f.max_groups = h.version_minor >= 4 ? h.max_groups : 0;
+    if (f.max_groups != 0) {
+        if (h.cursor_object_size == 0 || f.max_groups > kMaxSlots) return corrupt("group count");
+        if (!region_ok(h.group_offset, uint64_t(f.max_groups) * sizeof(layout::GroupBlock),
+                       uint64_t(f.max_groups) * sizeof(layout::GroupBlock), consumer_space) ||
+            (h.group_offset < h.consumer_offset + h.consumer_size && h.consumer_offset < h.group_offset + uint64_t(f.max_groups) * sizeof(layout::GroupBlock)))
+            return corrupt("group region bounds");
+    }
     if (h.topic[kMaxTopicName] != '\0') return corrupt("topic name");
     if (h.bus_dir[sizeof h.bus_dir - 1] != '\0') return corrupt("bus directory");
     f.max_message = h.max_message;
@@ -348,6 +361,7 @@ void Segment::bind_regions(const SegmentHeader& h, const HeaderFacts& facts) noe
     std::byte* consumer_base = m_.cursor_base != nullptr ? m_.cursor_base : m_.base;
     m_.consumers = reinterpret_cast<ConsumerRegionHead*>(consumer_base + h.consumer_offset);
     m_.consumer_slots = consumer_base + h.consumer_offset + sizeof(ConsumerRegionHead);
+    m_.groups = facts.max_groups != 0 ? reinterpret_cast<layout::GroupBlock*>(consumer_base + h.group_offset) : nullptr;
     m_.ring = m_.base + h.ring_offset;
     m_.recovery = reinterpret_cast<RecoveryCounters*>(m_.base + kRecoveryCountersOffset);
 }

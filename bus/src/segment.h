@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "shmbus/layout/consumer_region.h"
+#include "shmbus/layout/group_region.h"
 #include "shmbus/layout/producer_region.h"
 #include "shmbus/layout/record.h"
 #include "shmbus/layout/recovery_counters.h"
@@ -34,6 +35,8 @@ struct Geometry {
     uint32_t index_entries;
     uint64_t total;               // bytes of the segment
     uint64_t cursor_object_size;  // bytes of the cursor object; 0: the consumer region is in the segment
+    uint64_t group_offset;        // in the cursor object (1.4); 0 with max_groups 0
+    uint32_t max_groups;
 };
 // `cursor_object`: place the consumer region in a cursor object of its own (what shmbusd does).
 [[nodiscard]] Geometry compute_geometry(const TopicConfig& config, bool cursor_object = true) noexcept;
@@ -45,6 +48,7 @@ struct HeaderFacts {
     uint32_t producer_stride, consumer_stride;  // 1.1 segments: the 1.1 slot sizes
     OnFull on_full;
     uint64_t unblock_timeout_ns, expire_detached_ns;
+    uint32_t max_groups;  // 0: a segment without a group region
 };
 // Checks a header against the size of the file or mapping it came from: magic, major version,
 // `ready`, every region inside `size`, capacity, slot counts and strides. The one validation
@@ -118,6 +122,8 @@ public:
     [[nodiscard]] bool producer_slot_has(std::size_t field_end) const noexcept { return field_end <= m_.facts.producer_stride; }
     [[nodiscard]] bool consumer_slot_has(std::size_t field_end) const noexcept { return field_end <= m_.facts.consumer_stride; }
     [[nodiscard]] layout::IndexEntry& index_entry(uint32_t i) const noexcept { return m_.index[i]; }
+    [[nodiscard]] uint32_t max_groups() const noexcept { return m_.facts.max_groups; }
+    [[nodiscard]] layout::GroupBlock& group_block(uint32_t i) const noexcept { return m_.groups[i]; }
     [[nodiscard]] layout::ConsumerRegionHead& consumers() const noexcept { return *m_.consumers; }
     [[nodiscard]] layout::RecoveryCounters& recovery() const noexcept { return *m_.recovery; }
     [[nodiscard]] std::byte* ring() const noexcept { return m_.ring; }
@@ -169,6 +175,7 @@ private:
         layout::IndexEntry* index = nullptr;
         layout::ConsumerRegionHead* consumers = nullptr;
         std::byte* consumer_slots = nullptr;
+        layout::GroupBlock* groups = nullptr;
         std::byte* ring = nullptr;
         layout::RecoveryCounters* recovery = nullptr;
         HeaderFacts facts{};

@@ -30,8 +30,8 @@ TEST(Layout, RegionsArePageAlignedAndDisjoint) {
 }
 
 // With a cursor object (what shmbusd makes): the segment holds header, producer region and ring;
-// the cursor object a header page and the consumer region.
-TEST(Layout, TheCursorObjectHoldsTheConsumerRegionAlone) {
+// the cursor object a header page, the consumer region and then the group region (1.4).
+TEST(Layout, TheCursorObjectHoldsTheConsumerAndGroupRegions) {
     for (uint64_t cap : {4096ull, 1ull << 20}) {
         TopicConfig c;
         c.capacity = cap;
@@ -40,7 +40,11 @@ TEST(Layout, TheCursorObjectHoldsTheConsumerRegionAlone) {
         EXPECT_EQ(g.total, g.ring_offset + cap);
         EXPECT_EQ(g.consumer_offset, kPageSize);
         EXPECT_GE(kPageSize, sizeof(CursorObjectHeader));
-        EXPECT_EQ(g.cursor_object_size, g.consumer_offset + g.consumer_size);
+        EXPECT_EQ(g.group_offset, g.consumer_offset + g.consumer_size);
+        EXPECT_EQ(g.group_offset % kPageSize, 0u);
+        EXPECT_EQ(g.max_groups, layout::kDefaultMaxGroups);
+        EXPECT_GE(g.cursor_object_size, g.group_offset + sizeof(layout::GroupBlock) * g.max_groups);
+        EXPECT_LT(g.cursor_object_size, g.group_offset + sizeof(layout::GroupBlock) * g.max_groups + kPageSize);
     }
 }
 

@@ -19,7 +19,8 @@ inline constexpr std::size_t kMaxSubscriptionName = 47;
 inline constexpr std::size_t kProcessingBuckets = 32;
 
 enum class SlotState : uint32_t { free = 0, reserved = 1, attached = 2, detached = 3 };
-enum class SlotKind : uint32_t { ephemeral = 1, durable = 2 };
+// group (1.4): a consumer group's dispatch word; member: one process of a group (group_region.h).
+enum class SlotKind : uint32_t { ephemeral = 1, durable = 2, group = 3, member = 4 };
 
 // One subscription. Line 0 is written by its owner on every batch; lines 1-2 by the daemon when
 // the slot changes hands, so the two writers never share a cache line.
@@ -35,7 +36,7 @@ struct alignas(kCacheLine) ConsumerSlot {
     std::atomic<uint32_t> state;         // SlotState; stored last with release
     uint32_t kind;                       // SlotKind
     int32_t pid;                         // attached owner, 0 when detached
-    uint32_t reserved0;
+    uint32_t reserved0;                  // group: its GroupBlock; member: its group's slot
     uint64_t start_time;                 // owner's process start time, for pid-reuse safety
     uint64_t detached_ns;                // CLOCK_REALTIME when the owner went away
     char name[kMaxSubscriptionName + 1]; // durable name; empty for ephemeral

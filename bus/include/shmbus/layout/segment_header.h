@@ -29,7 +29,10 @@ inline constexpr uint16_t kVersionMajor = 1;  // a reader refuses any other majo
 // and subscribers only the cursor object, so shmbusd hands each role the other object as a
 // read-only descriptor and the kernel enforces the split. A size of 0 (1.2 and older, and segments
 // made without a cursor object) keeps the consumer region inside this segment.
-inline constexpr uint16_t kVersionMinor = 3;
+//
+// Consumer groups (1.4): `max_groups` GroupBlocks (layout/group_region.h) at `group_offset` in the
+// cursor object. 0 groups (1.3 and older): the topic has no group region and refuses groups.
+inline constexpr uint16_t kVersionMinor = 4;
 inline constexpr uint32_t kReadyMagic = 0x52454459;  // "READY"
 inline constexpr std::size_t kPageSize = 4096;
 inline constexpr std::size_t kCacheLine = 64;
@@ -72,7 +75,10 @@ struct SegmentHeader {
     // --- 1.3 ---
     uint64_t cursor_object_size; // bytes of the cursor object holding the consumer region; 0: none
     std::atomic<uint32_t> deleted;  // 1 once shmbusd deleted the topic under live clients; stored with release
-    uint8_t reserved[92];        // room for minor-version additions
+    // --- 1.4 ---
+    uint32_t max_groups;         // GroupBlocks in the cursor object; 0: none
+    uint64_t group_offset;       // where they start in the cursor object (page aligned)
+    uint8_t reserved[80];        // room for minor-version additions
     std::atomic<uint32_t> ready; // kReadyMagic once every field above is written; stored last
     uint32_t reserved1;
 };
@@ -96,7 +102,9 @@ static_assert(offsetof(SegmentHeader, producer_slot_stride) == 320);
 static_assert(offsetof(SegmentHeader, consumer_slot_stride) == 324);
 static_assert(offsetof(SegmentHeader, cursor_object_size) == 328);
 static_assert(offsetof(SegmentHeader, deleted) == 336);
-static_assert(offsetof(SegmentHeader, reserved) == 340);
+static_assert(offsetof(SegmentHeader, max_groups) == 340);
+static_assert(offsetof(SegmentHeader, group_offset) == 344);
+static_assert(offsetof(SegmentHeader, reserved) == 352);
 static_assert(offsetof(SegmentHeader, ready) == 432);
 static_assert(sizeof(SegmentHeader) == 440);
 static_assert(sizeof(SegmentHeader) <= kPageSize);

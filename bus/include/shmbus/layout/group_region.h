@@ -1,0 +1,113 @@
+// Layout of the group region of a topic (layout 1.4): the state of its consumer groups, in the
+// cursor object after the consumer region, at the segment header's group_offset. Members
+// (subscribers of the group) write it; publishers read it to compute their gate; shmbusd writes a
+// block's settings when it creates the group. docs/architecture.md, "Consumer groups", explains
+// the protocol.
+//
+// A group is three things:
+//   - a consumer slot of kind `group`, whose ack_position/ack_id pair is the group's dispatch
+//     word: the next message no member has taken yet. Members move it with a 16-byte CAS; like a
+//     durable cursor it gates publishers on block/fail topics;
+//   - a GroupBlock here (the slot's `reserved0` names it): settings, counters and a table of
+//     entries, one per message taken and not yet settled (in flight, or waiting out a backoff).
+//     Publishers gate on the lowest position an entry holds, too, so an unsettled message is
+//     never overwritten;
+//   - one consumer slot of kind `member` per member process (its `reserved0` names the group's
+//     slot); shmbusd frees it when the member dies, which is how the others learn of the death.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#include "shmbus/layout/consumer_region.h"
+#include "shmbus/layout/segment_header.h"
+
+namespace shmbus::layout {
+
+inline constexpr uint32_t kDefaultMaxGroups = 4;
+inline constexpr uint32_t kGroupEntries = 256;  // messages a group may hold unsettled at once
+inline constexpr std::size_t kMaxGroupName = kMaxSubscriptionName;
+
+enum class GroupState : uint32_t { free = 0, active = 1 };
+
+// An entry's control word: state (4 bits) | delivery attempt (12) | owner member slot (16) |
+// owner tag (32, the low half of the member slot's owner_token when it took the entry). The pair
+// (control, id) changes only by 16-byte CAS, and every change either changes the id (a new
+// message) or raises the attempt or changes the state, so a CAS never succeeds on a stale view.
+enum class EntryState : uint64_t {
+    free = 0,
+    claiming = 1,  // the owner is taking the message at `position` from the dispatch word
+    held = 2,      // delivered to the owner; redelivered once `deadline_ns` passes or it dies
+    stealing = 3,  // the owner is taking it over from an expired or dead holder
+    nacking = 4,   // the owner is moving it to backoff
+    backoff = 5,   // waiting until `deadline_ns` to be delivered again; no owner
+};
+inline constexpr uint64_t kMaxAttempt = (1u << 12) - 1;
+
+struct EntryControl {
+    EntryState state;
+    uint32_t attempt;  // deliveries so far (saturates at kMaxAttempt)
+    uint32_t owner;    // member consumer slot
+    uint32_t tag;      // that slot's owner tag when taken
+    [[nodiscard]] constexpr uint64_t pack() const noexcept {
+        return uint64_t(state) | uint64_t(attempt & kMaxAttempt) << 4 | uint64_t(owner & 0xffff) << 16 | uint64_t(tag) << 32;
+    }
+    [[nodiscard]] static constexpr EntryControl unpack(uint64_t w) noexcept {
+        return {EntryState(w & 0xf), uint32_t(w >> 4) & uint32_t(kMaxAttempt), uint32_t(w >> 16) & 0xffff, uint32_t(w >> 32)};
+    }
+};
+
+struct alignas(32) GroupEntry {
+    std::atomic<uint64_t> control;      // EntryControl; with `id`, changed by 16-byte CAS only
+    std::atomic<uint64_t> id;           // message id
+    std::atomic<uint64_t> position;     // its record's position: held back from publishers while not free
+    std::atomic<uint64_t> deadline_ns;  // CLOCK_MONOTONIC: visibility deadline (held) or retry time (backoff);
+                                        // written only in a transitional state by its owner
+};
+static_assert(std::is_standard_layout_v<GroupEntry>);
+static_assert(offsetof(GroupEntry, control) == 0);
+static_assert(offsetof(GroupEntry, id) == 8);
+static_assert(offsetof(GroupEntry, position) == 16);
+static_assert(offsetof(GroupEntry, deadline_ns) == 24);
+static_assert(sizeof(GroupEntry) == 32);
+
+// Settings, fixed when the group is created.
+struct GroupSettingsRecord {
+    uint32_t window;              // unsettled messages one member may hold
+    uint32_t max_deliveries;      // attempts before the dead-letter topic; 0: unlimited
+    uint64_t visibility_ns;       // a held message not settled in this long is redelivered
+    uint64_t backoff_initial_ns;  // first retry delay after a nack
+    uint64_t backoff_max_ns;      // cap of the exponential backoff
+    uint32_t backoff_factor_x100; // growth per attempt, in hundredths (200: doubles)
+    uint32_t reserved;
+};
+static_assert(sizeof(GroupSettingsRecord) == 40);
+
+struct alignas(kCacheLine) GroupBlock {
+    // --- line 0-1: identity and settings, written by shmbusd before `state` ---
+    std::atomic<uint32_t> state;   // GroupState; stored last with release
+    uint32_t consumer_slot;        // the group's slot (its dispatch word)
+    char name[kMaxGroupName + 1];
+    GroupSettingsRecord settings;
+    uint8_t pad0[2 * kCacheLine - 96];
+    // --- line 2: counters, written by members (relaxed statistics) ---
+    std::atomic<uint64_t> delivered;      // first deliveries
+    std::atomic<uint64_t> acked;
+    std::atomic<uint64_t> redelivered;    // deliveries after the first
+    std::atomic<uint64_t> nacked;
+    std::atomic<uint64_t> dead_lettered;
+    std::atomic<uint64_t> ack_too_late;   // acks refused: the message had been given to another member
+    uint8_t pad1[kCacheLine - 48];
+    GroupEntry entries[kGroupEntries];
+};
+static_assert(std::is_standard_layout_v<GroupBlock>);
+static_assert(offsetof(GroupBlock, consumer_slot) == 4);
+static_assert(offsetof(GroupBlock, name) == 8);
+static_assert(offsetof(GroupBlock, settings) == 56);
+static_assert(offsetof(GroupBlock, delivered) == 2 * kCacheLine);
+static_assert(offsetof(GroupBlock, entries) == 3 * kCacheLine);
+static_assert(sizeof(GroupBlock) == 3 * kCacheLine + 32 * kGroupEntries);
+
+}  // namespace shmbus::layout
