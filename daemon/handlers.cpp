@@ -10,6 +10,7 @@
 #include "cursor.h"
 #include "futex.h"
 #include "gc.h"
+#include "group.h"
 #include "slots.h"
 #include "watchers.h"
 #include "shmbus/names.h"
@@ -373,6 +374,98 @@ bool RequestHandlers::on_delete_subscription(Conn& c, uint32_t id, const protoco
         return reply_error(c, id, make_error(Errc::busy, "durable subscription '" + name + "' changed hands; try again"));
     spdlog::info("deleted durable subscription '{}' of '{}'", name, topic);
     return reply(c, protocol::Type::ok, id, nullptr, 0);
+}
+
+namespace {
+
+layout::GroupSettingsRecord group_settings_from_wire(const protocol::WireGroupSettings& w) {
+    layout::GroupSettingsRecord r{};
+    r.window = w.window;
+    r.max_deliveries = w.max_deliveries;
+    r.visibility_ns = w.visibility_ns;
+    r.backoff_initial_ns = w.backoff_initial_ns;
+    r.backoff_max_ns = w.backoff_max_ns;
+    r.backoff_factor_x100 = w.backoff_factor_x100;
+    return r;
+}
+
+std::optional<Error> bad_group_settings(const layout::GroupSettingsRecord& s) {
+    auto bad = [](const std::string& why) { return make_error(Errc::invalid_argument, "group settings: " + why); };
+    if (s.window == 0 || s.window > layout::kGroupEntries)
+        return bad("window must be 1.." + std::to_string(layout::kGroupEntries) + " (is " + std::to_string(s.window) + ")");
+    if (s.max_deliveries > layout::kMaxAttempt)
+        return bad("max-deliveries must be at most " + std::to_string(layout::kMaxAttempt) + " (0: unlimited)");
+    if (s.visibility_ns < 1'000'000) return bad("visibility must be at least 1 ms");
+    if (s.backoff_initial_ns == 0 || s.backoff_max_ns < s.backoff_initial_ns) return bad("backoff must be INITIAL..MAX with 0 < INITIAL <= MAX");
+    if (s.backoff_factor_x100 < 100 || s.backoff_factor_x100 > 10000) return bad("backoff factor must be 1..100");
+    return std::nullopt;
+}
+
+}  // namespace
+
+bool RequestHandlers::on_join_group(Conn& c, uint32_t id, const protocol::JoinGroup& req) {
+    const std::string topic(field_name(req.topic));
+    const std::string group(field_name(req.group));
+    if (auto st = validate_topic_name(topic); !st) return reply_error(c, id, st.error());
+    if (auto st = validate_subscription_name(group); !st) return reply_error(c, id, st.error());
+    const bool create_only = req.flags & protocol::kCreateGroupOnly;
+    if (auto e = refused_unless(c, topic, create_only ? Operation::admin : Operation::subscribe, true)) return reply_error(c, id, *e);
+    const layout::GroupSettingsRecord asked = group_settings_from_wire(req.settings);
+    if (auto e = bad_group_settings(asked)) return reply_error(c, id, *e);
+    StartFrom from{};
+    if (!protocol::start_from_wire(req.from, from))
+        return reply_error(c, id, make_error(Errc::invalid_argument, "unknown start position"));
+    auto t = find_or_create(topic, req.config, true, req.flags);
+    if (!t) return reply_error(c, id, t.error());
+    if (*t == nullptr) return park(c, topic);
+    const auto& seg = t.value()->segment();
+    if (seg.max_groups() == 0)
+        return reply_error(c, id, make_error(Errc::invalid_argument, "topic '" + topic + "' was made by an older shmbusd "
+                                                                     "and has no room for groups; delete and create it again"));
+    if (seg.on_full() == OnFull::overwrite)
+        return reply_error(c, id, make_error(Errc::invalid_argument, "topic '" + topic + "' is on-full overwrite: a group "
+                                                                     "needs a block or fail topic, so that no unsettled "
+                                                                     "message is overwritten"));
+    if (auto again = detail::consumer_by_token(seg, c.process, req.token)) {  // a repeat: the first reply was lost
+        detail::restamp_consumer_session(seg, *again, c.session);
+        protocol::SubscribeOk ok{seg.size(), *again, 1, 0, 0};
+        auto fds = t.value()->hand_out(Role::subscribe);
+        if (!fds) return reply_error(c, id, fds.error());
+        return reply(c, protocol::Type::subscribe_ok, id, &ok, sizeof ok, fds->fds);
+    }
+    auto place = detail::find_group(seg, group);
+    const bool created = !place;
+    if (place) {
+        const std::string diff = (req.flags & protocol::kGroupSettingsGiven)
+                                     ? detail::settings_difference(seg.group_block(place->block).settings, asked)
+                                     : std::string();
+        if (!diff.empty())
+            return reply_error(c, id, make_error(Errc::invalid_argument, "group '" + group + "' of '" + topic +
+                                                                             "' exists with other settings: " + diff));
+        if (create_only) return reply_error(c, id, make_error(Errc::topic_exists, "group '" + group + "' of '" + topic + "' already exists"));
+    } else {
+        if (auto st = validate_topic_name(topic + ".dlq"); !st)
+            return reply_error(c, id, make_error(Errc::invalid_name, "topic name '" + topic + "' leaves no room for its "
+                                                                     "dead-letter topic '" + topic + ".dlq': " + st.error().message));
+        auto made = detail::create_group(seg, group, asked, from, req.from_id, registration(c, 0));
+        if (!made) return reply_error(c, id, made.error());
+        place = *made;
+        spdlog::info("created group '{}' of '{}' (window {}, visibility {} ms, max-deliveries {})", group, topic, asked.window,
+                     asked.visibility_ns / 1'000'000, asked.max_deliveries);
+    }
+    if (create_only) return reply(c, protocol::Type::ok, id, nullptr, 0);
+    auto slot = detail::reserve_consumer_slot(seg);
+    if (!slot)
+        return reply_error(c, id, make_error(Errc::no_free_slot, "topic '" + topic + "' has no free subscription slot (max " +
+                                                                     std::to_string(seg.max_consumers()) + ")"));
+    seg.consumer_slot(*slot).reserved0 = place->slot;  // published by the state store in attach_new_cursor
+    auto start = detail::attach_new_cursor(seg, *slot, SlotKind::member, group, registration(c, req.token), StartFrom::latest, 0);
+    if (!start) return reply_error(c, id, start.error());
+    spdlog::info("pid {} joined group '{}' of '{}' (slot {}{})", c.process.pid, group, topic, *slot, created ? ", new group" : "");
+    protocol::SubscribeOk ok{seg.size(), *slot, created ? 0u : 1u, start->position, start->id};
+    auto fds = t.value()->hand_out(Role::subscribe);
+    if (!fds) return reply_error(c, id, fds.error());
+    return reply(c, protocol::Type::subscribe_ok, id, &ok, sizeof ok, fds->fds);
 }
 
 bool RequestHandlers::on_set_topic(Conn& c, uint32_t id, const protocol::SetTopic& req) {

@@ -37,6 +37,7 @@ public:
     bool on_gc(Conn& c, uint32_t id, const protocol::NoBody& req);
     bool on_bus_info(Conn& c, uint32_t id, const protocol::NoBody& req);
     bool on_set_topic(Conn& c, uint32_t id, const protocol::SetTopic& req);
+    bool on_join_group(Conn& c, uint32_t id, const protocol::JoinGroup& req);
     void on_connect(const Conn&) { ++clients_; }
     [[nodiscard]] std::size_t clients() const noexcept { return clients_; }
     [[nodiscard]] uint64_t started_ns() const noexcept { return started_ns_; }

@@ -76,6 +76,7 @@ constexpr std::array kRoutes{
     Route{Type::gc, decode<NoBody, &H::on_gc>},
     Route{Type::bus_info, decode<NoBody, &H::on_bus_info>},
     Route{Type::set_topic, decode<SetTopic, &H::on_set_topic, &SetTopic::topic>},
+    Route{Type::join_group, decode<JoinGroup, &H::on_join_group, &JoinGroup::topic, &JoinGroup::group>},
     Route{Type::delete_subscription,
           decode<SubscriptionName, &H::on_delete_subscription, &SubscriptionName::topic, &SubscriptionName::name>},
 };

@@ -168,7 +168,7 @@ void TopicSupervisor::expire_detached(uint64_t wall) {
     const uint64_t expire = seg_.expire_detached_ns();
     for (uint32_t i = 0; i < seg_.max_consumers(); ++i) {
         auto& s = seg_.consumer_slot(i);
-        if (detail::state_of(s) != SlotState::detached) continue;
+        if (detail::state_of(s) != SlotState::detached || s.kind == uint32_t(detail::SlotKind::group)) continue;  // groups never expire
         if (wall < s.detached_ns || wall - s.detached_ns < expire) continue;
         if (!detail::free_consumer(seg_, i, SlotState::detached)) continue;
         count(seg_.recovery().cursors_expired);

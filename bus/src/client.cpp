@@ -142,9 +142,40 @@ Result<std::pair<Ok, Segment>> request_segment(ControlChannel& channel, protocol
     return std::pair<Ok, Segment>(ok.value(), std::move(seg.value()));
 }
 
+protocol::WireGroupSettings to_wire(const GroupSettings& g) {
+    protocol::WireGroupSettings w{};
+    w.window = g.window;
+    w.max_deliveries = g.max_deliveries;
+    w.visibility_ns = uint64_t(std::max<int64_t>(0, g.visibility.count()));
+    w.backoff_initial_ns = uint64_t(std::max<int64_t>(0, g.backoff_initial.count()));
+    w.backoff_max_ns = uint64_t(std::max<int64_t>(0, g.backoff_max.count()));
+    w.backoff_factor_x100 = uint32_t(std::clamp(g.backoff_factor, 0.0, 1000.0) * 100 + 0.5);
+    return w;
+}
+
 }  // namespace
 
+// Where a member's dead letters go: the topic `<topic>.dlq`, opened on the first one. A letter
+// that cannot be published now (the topic is full) is tried again later by the member.
+std::function<bool(const Message&, std::string_view)> Client::dead_letter_to(const std::shared_ptr<ControlChannel>& channel,
+                                                                             std::string topic) {
+    auto publisher = std::make_shared<std::optional<Publisher>>();
+    return [channel, publisher, dlq = std::move(topic) + ".dlq"](const Message& m, std::string_view) {
+        if (!*publisher) {
+            auto p = open_publisher(channel, dlq, PublisherOptions{});
+            if (!p) return false;
+            publisher->emplace(std::move(p.value()));
+        }
+        return (*publisher)->publish(m.payload, std::chrono::nanoseconds(0)) == PublishStatus::ok;
+    };
+}
+
 Result<Publisher> Client::publisher(std::string_view topic, PublisherOptions options) noexcept {
+    return open_publisher(channel_, topic, options);
+}
+
+Result<Publisher> Client::open_publisher(const std::shared_ptr<ControlChannel>& channel_, std::string_view topic,
+                                         PublisherOptions options) noexcept {
     if (auto st = validate_topic_name(topic); !st) return st.error();
     protocol::OpenTopic req{};
     copy_name(req.topic, topic);
@@ -159,8 +190,39 @@ Result<Publisher> Client::publisher(std::string_view topic, PublisherOptions opt
     return Publisher(std::move(core));
 }
 
+Result<Subscriber> Client::join_group(std::string_view topic, SubscribeOptions options) noexcept {
+    if (auto st = validate_subscription_name(options.group); !st) return st.error();
+    if (!options.durable_name.empty())
+        return make_error(Errc::invalid_argument, "a subscription is either durable or in a group, not both");
+    protocol::JoinGroup req{};
+    copy_name(req.topic, topic);
+    copy_name(req.group, options.group);
+    req.config = to_wire(options.create_config);
+    req.from = uint32_t(options.from);
+    req.from_id = options.from_id;
+    req.flags = default_config_flag(options.create_config) |
+                (options.group_settings != GroupSettings{} ? protocol::kGroupSettingsGiven : 0u);
+    req.token = new_token();
+    req.settings = to_wire(options.group_settings);
+    auto r = request_segment<protocol::SubscribeOk>(*channel_, protocol::Type::join_group, req, protocol::Type::subscribe_ok);
+    if (!r) return r.error();
+    const uint32_t member = r->first.slot;
+    auto core = std::unique_ptr<detail::SubscriberCore>(new (std::nothrow) detail::SubscriberCore(
+        channel_, std::move(r->second), member < r->second.max_consumers() ? member : 0, false, options));
+    if (!core || member >= core->seg.max_consumers()) return make_error(Errc::protocol_error, "shmbusd sent an invalid slot");
+    uint32_t group_slot = 0;
+    layout::GroupBlock* block = detail::group_of_member(core->seg, member, group_slot);
+    if (block == nullptr) return make_error(Errc::protocol_error, "shmbusd's reply names no group in the topic's segment");
+    core->group.reset(new (std::nothrow) detail::GroupMember(core->seg, member, uint32_t(req.token), group_slot, *block,
+                                                             dead_letter_to(channel_, std::string(topic))));
+    if (!core->group) return make_error(Errc::io_error, "out of memory");
+    core->resumed = r->first.resumed != 0;
+    return Subscriber(std::move(core));
+}
+
 Result<Subscriber> Client::subscribe(std::string_view topic, SubscribeOptions options) noexcept {
     if (auto st = validate_topic_name(topic); !st) return st.error();
+    if (!options.group.empty()) return join_group(topic, std::move(options));
     const bool durable = !options.durable_name.empty();
     if (durable)
         if (auto st = validate_subscription_name(options.durable_name); !st) return st.error();

@@ -9,6 +9,7 @@
 
 #include "control.h"
 #include "crash_point.h"
+#include "group.h"
 #include "ring.h"
 #include "segment.h"
 #include "wall_clock.h"
@@ -77,6 +78,9 @@ struct SubscriberCore {
     void store_ack(uint64_t position, uint64_t next_id) noexcept;
     [[nodiscard]] AckStatus ack(const Message& m) noexcept;
     [[nodiscard]] Status seek(StartFrom from, uint64_t id) noexcept;
+    // Group members: settles one message (ack, nack with a delay, reject to the dead-letter topic).
+    [[nodiscard]] AckStatus settle(const Message& m, GroupMember::Settle how, uint64_t delay_ns,
+                                   std::string_view reason) noexcept;
     void start_at(uint64_t pos, uint64_t id, uint64_t deliver_from_id, uint64_t lost_now) noexcept;
     // Starts a new subscriber where the daemon placed it. A new subscription from an id that is no
     // longer retained starts later and counts the gap as lost. Allocates the copy buffer of a
@@ -112,6 +116,7 @@ struct SubscriberCore {
     uint64_t sample_id = kNoSample;
     uint64_t sample_t0_ns = 0;
     std::vector<std::byte> copy;  // max_message bytes, for readers that producers may overrun
+    std::unique_ptr<GroupMember> group;  // a member of a consumer group: it delivers instead
     CrashPoint crash_before_ack;  // fault injection (crash_point.h)
 
 private:

@@ -36,6 +36,8 @@ enum class Type : uint16_t {
     close_producer = 15,                     // body: Unsubscribe (topic, producer slot)
     bus_info = 16,      bus_info_ok = 17,    // the supervisor itself (bus-top's header)
     set_topic = 18,                          // body: SetTopic; reply ok
+    join_group = 19,                         // body: JoinGroup; reply subscribe_ok (+ descriptors), or ok
+                                             // with kCreateGroupOnly
     error = 100,
 };
 
@@ -129,6 +131,30 @@ struct Subscribe {
     uint64_t from_id;
     uint64_t token;                     // as in OpenTopic
 };
+// A consumer group's settings on the wire (layout::GroupSettingsRecord's fields).
+struct WireGroupSettings {
+    uint32_t window;
+    uint32_t max_deliveries;
+    uint64_t visibility_ns;
+    uint64_t backoff_initial_ns;
+    uint64_t backoff_max_ns;
+    uint32_t backoff_factor_x100;
+    uint32_t reserved;
+};
+inline constexpr uint32_t kGroupSettingsGiven = 1u << 8;  // JoinGroup: the client chose settings; an existing
+                                                          // group with others refuses it
+inline constexpr uint32_t kCreateGroupOnly = 1u << 9;     // JoinGroup: create the group, join nobody
+struct JoinGroup {
+    char topic[kNameField];
+    char group[kSubNameField];
+    WireConfig config;           // used if the topic must be created
+    uint32_t from;               // StartFrom, for a new group
+    uint32_t flags;              // kDefaultConfig, kGroupSettingsGiven, kCreateGroupOnly
+    uint64_t from_id;
+    uint64_t token;              // as in OpenTopic
+    WireGroupSettings settings;  // for a new group; compared with an existing one's if given
+};
+
 struct SubscribeOk {
     uint64_t segment_size;
     uint32_t slot;

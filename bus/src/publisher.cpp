@@ -4,6 +4,7 @@
 
 #include "cores.h"
 #include "futex.h"
+#include "group.h"
 #include "slots.h"
 
 namespace shmbus {
@@ -37,10 +38,15 @@ uint64_t PublisherCore::min_gating_ack() const noexcept {
         auto& s = seg.consumer_slot(i);
         // SYNC: seq_cst pairs with the seq_cst stores of a joining cursor in place_cursor(): either
         // we see the new cursor here, or its owner saw our claim on the tail and joined above it.
-        if (!holds_durable_cursor(s, std::memory_order_seq_cst)) continue;
-        // SYNC: pairs with the release store of ack_position in SubscriberCore::store_ack: the
-        // subscriber's reads of the acked records happen before we overwrite them.
+        if (!holds_gating_cursor(s, std::memory_order_seq_cst)) continue;
+        // SYNC: pairs with the release store of ack_position in SubscriberCore::store_ack (and the
+        // dispatch CAS in cas_dispatch): the subscriber's reads of the acked records happen
+        // before we overwrite them.
         min_ack = std::min(min_ack, s.ack_position.load(std::memory_order_seq_cst));
+        // A group's messages taken but not settled lie below its dispatch word: read after it
+        // (see cas_dispatch), so a message taken since is in its entry.
+        if (s.kind == uint32_t(SlotKind::group) && s.reserved0 < seg.max_groups())
+            min_ack = std::min(min_ack, lowest_unsettled(seg.group_block(s.reserved0)));
     }
     if (!revocable) return min_ack;
     // A claim the daemon took back may still be written by its stalled owner: keep its bytes

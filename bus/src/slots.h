@@ -46,6 +46,12 @@ struct Registration {
     return holds_cursor(state_of(s, order)) && is_durable(s);
 }
 
+// A cursor that holds producers back on a block/fail topic: a durable subscription's, or a
+// consumer group's dispatch word (whose unsettled messages gate too: group.h). `order` as above.
+[[nodiscard]] inline bool holds_gating_cursor(const layout::ConsumerSlot& s,
+                                              std::memory_order order = std::memory_order_acquire) noexcept {
+    return holds_cursor(state_of(s, order)) && (is_durable(s) || s.kind == uint32_t(SlotKind::group));
+}
 // The slot of the durable subscription `name`, attached or detached.
 [[nodiscard]] std::optional<uint32_t> find_durable(const Segment& seg, std::string_view name) noexcept;
 // Finds a free consumer slot and marks it reserved; the caller fills it and attaches it

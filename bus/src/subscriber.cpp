@@ -96,6 +96,12 @@ void SubscriberCore::store_ack(uint64_t pos, uint64_t id) noexcept {
 }
 
 PollResult SubscriberCore::poll(Handler& handler, std::size_t max) noexcept {
+    if (group) {
+        const PollResult r = group->poll(handler, max, this, options.auto_ack);
+        delivered_total += r.count;
+        if (r.count > 0) slot->delivered.store(delivered_total, std::memory_order_relaxed);  // relaxed: statistics
+        return r;
+    }
     if (corrupt) return {ReceiveStatus::corrupt, 0};
     uint32_t count = 0;
     // The clock is read on a sampled poll only: the others pay nothing for processing times.
@@ -187,8 +193,16 @@ PollResult SubscriberCore::poll(Handler& handler, std::size_t max) noexcept {
     return {count > 0 ? ReceiveStatus::ok : ReceiveStatus::empty, count};
 }
 
+AckStatus SubscriberCore::settle(const Message& m, GroupMember::Settle how, uint64_t delay_ns,
+                                 std::string_view reason) noexcept {
+    if (m.delivered_by_ != this) return AckStatus::not_delivered;
+    if (!group) return how == GroupMember::Settle::ack ? ack(m) : AckStatus::not_group;
+    return group->settle(m, how, delay_ns, reason);
+}
+
 AckStatus SubscriberCore::ack(const Message& m) noexcept {
     if (m.delivered_by_ != this) return AckStatus::not_delivered;
+    if (group) return group->settle(m, GroupMember::Settle::ack, 0, {});
     if (m.epoch_ != epoch) return AckStatus::stale;
     if (durable) store_ack(m.end_position_, m.id + 1);  // at or behind `position`: we delivered it
     return AckStatus::ok;
@@ -231,6 +245,7 @@ PollResult SubscriberCore::receive(Handler& handler, std::chrono::nanoseconds ti
 }
 
 Status SubscriberCore::seek(StartFrom from, uint64_t id) noexcept {
+    if (group) return make_error(Errc::invalid_argument, "a group member cannot seek: the group has one position for all");
     auto start = gated ? place_cursor(seg, *slot, from, id, true, false) : ring.resolve_start(from, id, false);
     if (!start) return start.error();
     start_at(start->position, start->id, start->deliver_from, start->lost);
@@ -249,7 +264,18 @@ PollResult Subscriber::receive(Handler handler, std::chrono::nanoseconds timeout
     return core_->receive(handler, timeout, max);
 }
 AckStatus Subscriber::ack(const Message& m) noexcept { return core_->ack(m); }
-void Subscriber::ack_delivered() noexcept { core_->store_ack(core_->position, core_->next_id); }
+AckStatus Subscriber::nack(const Message& m) noexcept { return core_->settle(m, detail::GroupMember::Settle::nack, 0, {}); }
+AckStatus Subscriber::nack(const Message& m, std::chrono::nanoseconds delay) noexcept {
+    return core_->settle(m, detail::GroupMember::Settle::nack, uint64_t(std::max<int64_t>(1, delay.count())), {});
+}
+AckStatus Subscriber::reject(const Message& m, std::string_view reason) noexcept {
+    return core_->settle(m, detail::GroupMember::Settle::reject, 0, reason);
+}
+void Subscriber::ack_delivered() noexcept {
+    if (!core_->group) core_->store_ack(core_->position, core_->next_id);
+}
+bool Subscriber::in_group() const noexcept { return core_->group != nullptr; }
+uint32_t Subscriber::in_flight() const noexcept { return core_->group ? core_->group->held() : 0; }
 Status Subscriber::seek(StartFrom from, uint64_t id) noexcept { return core_->seek(from, id); }
 uint64_t Subscriber::next_id() const noexcept { return core_->next_id; }
 uint64_t Subscriber::lost() const noexcept { return core_->lost_total; }
@@ -264,6 +290,7 @@ const char* to_string(AckStatus status) noexcept {
         case AckStatus::ok: return "ok";
         case AckStatus::not_delivered: return "not_delivered";
         case AckStatus::stale: return "stale";
+        case AckStatus::not_group: return "not_group";
     }
     return "unknown";
 }

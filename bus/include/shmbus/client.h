@@ -8,6 +8,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -104,6 +105,13 @@ public:
     [[nodiscard]] uint64_t reconnects() const noexcept;
 
 private:
+    [[nodiscard]] Result<Subscriber> join_group(std::string_view topic, SubscribeOptions options) noexcept;
+    [[nodiscard]] static Result<Publisher> open_publisher(const std::shared_ptr<detail::ControlChannel>& channel,
+                                                          std::string_view topic, PublisherOptions options) noexcept;
+    // Publishes a group member's dead letters to `<topic>.dlq` (opened on the first one); false if
+    // one cannot be published now.
+    [[nodiscard]] static std::function<bool(const Message&, std::string_view)> dead_letter_to(
+        const std::shared_ptr<detail::ControlChannel>& channel, std::string topic);
     explicit Client(std::shared_ptr<detail::ControlChannel> channel) noexcept;
     std::shared_ptr<detail::ControlChannel> channel_;
 };

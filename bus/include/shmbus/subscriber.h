@@ -29,13 +29,32 @@ namespace shmbus {
 namespace detail {
 struct SubscriberCore;
 struct Access;
+class GroupMember;
 }
 
 enum class StartFrom : uint8_t { earliest, latest, id };
 enum class WaitStrategy : uint8_t { busy_spin, spin_then_sleep };
 
+// A consumer group's settings, fixed when the group is created (by its first member or
+// `shmbus group create`); a member asking for others is refused with the difference named.
+struct GroupSettings {
+    uint32_t window = 64;                                  // unsettled messages one member may hold
+    std::chrono::nanoseconds visibility = std::chrono::seconds(30);  // unsettled this long: redelivered
+    uint32_t max_deliveries = 5;                           // then the dead-letter topic; 0: unlimited
+    std::chrono::nanoseconds backoff_initial = std::chrono::milliseconds(100);
+    std::chrono::nanoseconds backoff_max = std::chrono::seconds(30);
+    double backoff_factor = 2.0;
+    bool operator==(const GroupSettings&) const = default;
+};
+
 struct SubscribeOptions {
     std::string durable_name;          // empty: ephemeral
+    // A consumer group (work queue): each message goes to one live member at a time; acks are per
+    // message (auto_ack acks each after its handler); nack() retries after a backoff; after
+    // max_deliveries, or on reject(), the message goes to the topic `<topic>.dlq`. The group is
+    // durable and gates publishers like a durable subscription. Not with durable_name.
+    std::string group;
+    GroupSettings group_settings{};
     StartFrom from = StartFrom::latest;  // for a new subscription only; durable ones resume
     uint64_t from_id = 0;              // with StartFrom::id
     WaitStrategy wait = WaitStrategy::spin_then_sleep;
@@ -48,6 +67,7 @@ struct Message {
     uint64_t id = 0;
     uint64_t timestamp_ns = 0;          // publisher's CLOCK_REALTIME at claim
     uint64_t lost_before = 0;           // messages lost to an overrun just before this one
+    uint32_t attempt = 1;               // group members: which delivery of this message this is
     std::span<const std::byte> payload; // valid until the handler returns
     [[nodiscard]] std::string_view text() const noexcept {
         return {reinterpret_cast<const char*>(payload.data()), payload.size()};
@@ -58,15 +78,18 @@ private:
     // since its last seek. Copies keep it; the application cannot edit it.
     friend struct detail::SubscriberCore;
     friend struct detail::Access;
+    friend class detail::GroupMember;
     const void* delivered_by_ = nullptr;  // the subscriber's state
-    uint64_t epoch_ = 0;                  // its seek count at delivery
-    uint64_t end_position_ = 0;           // where the next record starts
+    uint64_t epoch_ = 0;                  // its seek count at delivery (group: the message's entry)
+    uint64_t end_position_ = 0;           // where the next record starts (group: the entry's control word)
 };
 
 enum class AckStatus : uint8_t {
     ok,             // acked (or acked already by a later ack; an ephemeral subscription acks nothing)
     not_delivered,  // not a message this subscriber delivered: another subscriber's, or made by hand
-    stale,          // delivered before the subscriber's last seek(): no longer in its stream
+    stale,          // delivered before the subscriber's last seek(): no longer in its stream;
+                    // group: past its visibility timeout, given to a member again meanwhile
+    not_group,      // nack and reject need a group subscription
 };
 [[nodiscard]] const char* to_string(AckStatus status) noexcept;
 
@@ -99,8 +122,18 @@ public:
     // Cumulative acks (durable; harmless on ephemeral): everything up to and including `m`,
     // which must be a message this subscriber delivered since its last seek.
     [[nodiscard]] AckStatus ack(const Message& m) noexcept;
-    // Everything delivered so far.
+    // Group members: acks are per message and in any order. A member may hold `window`
+    // unsettled messages; one not settled within the visibility timeout (or held by a member that
+    // died) is delivered again, to any member, with Message::attempt raised.
+    // nack: deliver again after the group's backoff (or `delay`); on the last allowed attempt it
+    // goes to the dead-letter topic instead. reject: to the dead-letter topic now.
+    [[nodiscard]] AckStatus nack(const Message& m) noexcept;
+    [[nodiscard]] AckStatus nack(const Message& m, std::chrono::nanoseconds delay) noexcept;
+    [[nodiscard]] AckStatus reject(const Message& m, std::string_view reason) noexcept;
+    // Everything delivered so far (not groups: their acks are per message).
     void ack_delivered() noexcept;
+    [[nodiscard]] bool in_group() const noexcept;
+    [[nodiscard]] uint32_t in_flight() const noexcept;  // group: unsettled messages this member holds
 
     // Re-positions the read cursor within what the ring still holds.
     [[nodiscard]] Status seek(StartFrom from, uint64_t id = 0) noexcept;

@@ -1,0 +1,389 @@
+#include "group.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "cursor.h"
+#include "futex.h"
+
+namespace shmbus::detail {
+
+using layout::GroupBlock;
+using layout::GroupEntry;
+
+namespace {
+
+__extension__ typedef unsigned __int128 u128;
+
+// Members look for messages due for redelivery at most this often while new messages flow, and
+// on every poll that found nothing new.
+constexpr uint64_t kScanEveryNs = 1'000'000;
+
+uint64_t splitmix(uint64_t& state) noexcept {
+    uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+}  // namespace
+
+Dispatch read_dispatch(const layout::ConsumerSlot& group) noexcept {
+    for (;;) {
+        // SYNC: acquire loads pair with the CAS in cas_dispatch (a full barrier): the entry a
+        // member wrote before moving the word is visible to whoever sees the word moved.
+        const uint64_t p1 = group.ack_position.load(std::memory_order_acquire);
+        const uint64_t id = group.ack_id.load(std::memory_order_acquire);
+        const uint64_t p2 = group.ack_position.load(std::memory_order_acquire);
+        if (p1 == p2) return {p1, id};
+    }
+}
+
+bool cas_dispatch(layout::ConsumerSlot& group, Dispatch expected, Dispatch desired) noexcept {
+    // ack_position and ack_id are the first 16 bytes of a cache-line-aligned slot.
+    auto* word = reinterpret_cast<u128*>(&group.ack_position);
+    const u128 e = (u128(expected.id) << 64) | expected.position;
+    const u128 d = (u128(desired.id) << 64) | desired.position;
+    // SYNC: a full barrier; pairs with the acquire loads in read_dispatch and the seq_cst load of
+    // ack_position in PublisherCore::min_gating_ack.
+    return __sync_bool_compare_and_swap(word, e, d);
+}
+
+bool cas_entry(GroupEntry& e, uint64_t control, uint64_t id, uint64_t new_control, uint64_t new_id) noexcept {
+    auto* word = reinterpret_cast<u128*>(&e.control);
+    const u128 x = (u128(id) << 64) | control;
+    const u128 d = (u128(new_id) << 64) | new_control;
+    // SYNC: a full barrier; pairs with the acquire loads of control in redeliver_due and
+    // lowest_unsettled, which then see the position and deadline written before it.
+    return __sync_bool_compare_and_swap(word, x, d);
+}
+
+uint64_t lowest_unsettled(const GroupBlock& b) noexcept {
+    uint64_t lowest = UINT64_MAX;
+    for (const auto& e : b.entries) {
+        // SYNC: acquire pairs with the CAS or release store that made the entry non-free, after
+        // its position was written.
+        if (EntryControl::unpack(e.control.load(std::memory_order_acquire)).state == EntryState::free) continue;
+        lowest = std::min(lowest, e.position.load(std::memory_order_relaxed));  // relaxed: ordered by the acquire above
+    }
+    return lowest;
+}
+
+GroupBlock* group_of_member(const Segment& seg, uint32_t member, uint32_t& group_slot) noexcept {
+    if (seg.max_groups() == 0 || member >= seg.max_consumers()) return nullptr;
+    const auto& m = seg.consumer_slot(member);
+    if (m.kind != uint32_t(SlotKind::member) || m.reserved0 >= seg.max_consumers()) return nullptr;
+    group_slot = m.reserved0;
+    const auto& g = seg.consumer_slot(group_slot);
+    if (g.kind != uint32_t(SlotKind::group) || g.reserved0 >= seg.max_groups()) return nullptr;
+    GroupBlock& b = seg.group_block(g.reserved0);
+    // acquire: pairs with shmbusd's release store of `state` once the block's settings are written.
+    if (b.state.load(std::memory_order_acquire) != uint32_t(layout::GroupState::active) || b.consumer_slot != group_slot)
+        return nullptr;
+    return &b;
+}
+
+bool owner_gone(const Segment& seg, EntryControl c) noexcept {
+    if (c.owner >= seg.max_consumers()) return true;
+    const auto& s = seg.consumer_slot(c.owner);
+    // acquire: pairs with shmbusd's release store of the slot's state, which published its owner
+    // fields; a slot freed and taken again carries another token.
+    if (state_of(s) != SlotState::attached || s.kind != uint32_t(SlotKind::member)) return true;
+    return uint32_t(__atomic_load_n(&s.owner_token, __ATOMIC_RELAXED)) != c.tag;
+}
+
+uint64_t backoff_ns(const layout::GroupSettingsRecord& s, uint32_t attempt, uint64_t random) noexcept {
+    double delay = double(s.backoff_initial_ns);
+    const double factor = std::max(1.0, s.backoff_factor_x100 / 100.0);
+    for (uint32_t i = 1; i < attempt && delay < double(s.backoff_max_ns); ++i) delay *= factor;
+    const uint64_t capped = uint64_t(std::min(delay, double(s.backoff_max_ns)));
+    const uint64_t half = capped / 2;
+    return half + (half == 0 ? 0 : random % (capped - half + 1));
+}
+
+std::optional<GroupPlace> find_group(const Segment& seg, std::string_view name) noexcept {
+    for (uint32_t i = 0; i < seg.max_groups(); ++i) {
+        const GroupBlock& b = seg.group_block(i);
+        if (b.state.load(std::memory_order_acquire) != uint32_t(layout::GroupState::active)) continue;  // pairs with create_group
+        if (std::string_view(b.name, strnlen(b.name, sizeof b.name)) != name || b.consumer_slot >= seg.max_consumers()) continue;
+        return GroupPlace{i, b.consumer_slot};
+    }
+    return std::nullopt;
+}
+
+Result<GroupPlace> create_group(const Segment& seg, std::string_view name, const layout::GroupSettingsRecord& settings,
+                                StartFrom from, uint64_t from_id, const Registration& creator) noexcept {
+    std::optional<uint32_t> block;
+    for (uint32_t i = 0; i < seg.max_groups() && !block; ++i)
+        if (seg.group_block(i).state.load(std::memory_order_relaxed) == uint32_t(layout::GroupState::free)) block = i;
+    if (!block)
+        return make_error(Errc::no_free_slot, "topic '" + seg.topic() + "' has no room for another group (max " +
+                                                  std::to_string(seg.max_groups()) + ")");
+    auto slot = reserve_consumer_slot(seg);
+    if (!slot)
+        return make_error(Errc::no_free_slot, "topic '" + seg.topic() + "' has no free subscription slot for a group (max " +
+                                                  std::to_string(seg.max_consumers()) + ")");
+    GroupBlock& b = seg.group_block(*block);
+    // Nobody reads a free block: plain writes, published by the release store of `state` below.
+    std::memset(static_cast<void*>(&b.entries), 0, sizeof b.entries);
+    std::memset(b.name, 0, sizeof b.name);
+    std::memcpy(b.name, name.data(), std::min(name.size(), sizeof b.name - 1));
+    b.settings = settings;
+    b.consumer_slot = *slot;
+    for (auto* c : {&b.delivered, &b.acked, &b.redelivered, &b.nacked, &b.dead_lettered, &b.ack_too_late})
+        c->store(0, std::memory_order_relaxed);
+    seg.consumer_slot(*slot).reserved0 = *block;  // published by the slot's state store in attach_new_cursor
+    auto start = attach_new_cursor(seg, *slot, SlotKind::group, name, creator, from, from_id);
+    if (!start) return start.error();
+    // The group belongs to no process: detached, it stays until deleted.
+    auto& s = seg.consumer_slot(*slot);
+    s.pid = 0;
+    uint32_t attached = uint32_t(SlotState::attached);
+    // SYNC: release pairs with the acquire state loads of readers (collect_stats, find_group's users).
+    s.state.compare_exchange_strong(attached, uint32_t(SlotState::detached), std::memory_order_acq_rel);
+    // SYNC: release pairs with the acquire load in find_group and group_of_member.
+    b.state.store(uint32_t(layout::GroupState::active), std::memory_order_release);
+    return GroupPlace{*block, *slot};
+}
+
+void delete_group(const Segment& seg, GroupPlace g) noexcept {
+    // SYNC: release pairs with the acquire loads in find_group and group_of_member.
+    seg.group_block(g.block).state.store(uint32_t(layout::GroupState::free), std::memory_order_release);
+    (void)free_consumer(seg, g.slot, state_of(seg.consumer_slot(g.slot)));
+}
+
+std::string settings_difference(const layout::GroupSettingsRecord& a, const layout::GroupSettingsRecord& b) {
+    std::string out;
+    auto differs = [&](const char* what, uint64_t x, uint64_t y, const char* unit) {
+        if (x == y) return;
+        if (!out.empty()) out += ", ";
+        out += std::string(what) + " " + std::to_string(x) + unit + " (asked: " + std::to_string(y) + unit + ")";
+    };
+    differs("window", a.window, b.window, "");
+    differs("max-deliveries", a.max_deliveries, b.max_deliveries, "");
+    differs("visibility", a.visibility_ns / 1'000'000, b.visibility_ns / 1'000'000, " ms");
+    differs("backoff initial", a.backoff_initial_ns / 1'000'000, b.backoff_initial_ns / 1'000'000, " ms");
+    differs("backoff max", a.backoff_max_ns / 1'000'000, b.backoff_max_ns / 1'000'000, " ms");
+    differs("backoff factor x100", a.backoff_factor_x100, b.backoff_factor_x100, "");
+    if (out.empty() && std::memcmp(&a, &b, sizeof a) != 0) out = "sub-millisecond timings";
+    return out;
+}
+
+std::vector<int32_t> group_member_pids(const Segment& seg, uint32_t group_slot) noexcept {
+    std::vector<int32_t> out;
+    for (uint32_t i = 0; i < seg.max_consumers(); ++i) {
+        const auto& s = seg.consumer_slot(i);
+        if (state_of(s) == SlotState::attached && s.kind == uint32_t(SlotKind::member) && s.reserved0 == group_slot)
+            out.push_back(s.pid);
+    }
+    return out;
+}
+
+GroupMember::GroupMember(const Segment& seg, uint32_t member_slot, uint32_t tag, uint32_t group_slot, GroupBlock& block,
+                         DeadLetter dead_letter) noexcept
+    : seg_(seg), ring_(seg), member_slot_(member_slot), tag_(tag), group_(seg.consumer_slot(group_slot)), block_(block),
+      settings_(block.settings), dead_letter_(std::move(dead_letter)), random_(monotonic_ns() ^ (uint64_t(tag) << 20)) {}
+
+GroupEntry* GroupMember::claim_entry() noexcept {
+    if (claiming_ != nullptr) return claiming_;
+    for (uint32_t n = 0; n < layout::kGroupEntries; ++n) {
+        const uint32_t i = (next_free_hint_ + n) % layout::kGroupEntries;
+        GroupEntry& e = block_.entries[i];
+        // relaxed: the CAS below decides.
+        if (e.control.load(std::memory_order_relaxed) != 0) continue;
+        const uint64_t id = e.id.load(std::memory_order_relaxed);
+        if (!cas_entry(e, 0, id, transitional(EntryState::claiming, 0), id)) continue;
+        next_free_hint_ = i + 1;
+        claiming_ = &e;
+        return claiming_;
+    }
+    return nullptr;
+}
+
+void GroupMember::drop_claim_entry() noexcept {
+    if (claiming_ == nullptr) return;
+    // SYNC: release pairs with the acquire loads of control (lowest_unsettled, claim_entry's CAS).
+    claiming_->control.store(0, std::memory_order_release);
+    claiming_ = nullptr;
+}
+
+void GroupMember::free_entry(GroupEntry& e) noexcept {
+    // Ours (a transitional state): no CAS needed. SYNC: release pairs with the acquire load in
+    // lowest_unsettled: our reads of the record happen before a publisher overwrites it.
+    e.control.store(0, std::memory_order_release);
+    wake_publishers();
+}
+
+void GroupMember::to_backoff(GroupEntry& e, uint32_t attempt, uint64_t delay_ns) noexcept {
+    e.deadline_ns.store(monotonic_ns() + delay_ns, std::memory_order_relaxed);  // relaxed: published by the store below
+    // SYNC: release pairs with the acquire load of control in redeliver_due.
+    e.control.store(EntryControl{EntryState::backoff, attempt, 0, 0}.pack(), std::memory_order_release);
+}
+
+void GroupMember::wake_publishers() noexcept {
+    // SYNC: StoreLoad fence, pairs with the seq_cst increment of space_waiters in
+    // PublisherCore::wait_for_space (as SubscriberCore::store_ack does).
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (seg_.space_waiters().load(std::memory_order_relaxed) != 0) futex_signal(seg_.consumers().space_futex);
+}
+
+void GroupMember::hold_and_deliver(GroupEntry& e, uint64_t id, uint32_t attempt, const RecordInfo& r, Handler& handler,
+                                   const void* owner, bool auto_ack) noexcept {
+    e.deadline_ns.store(monotonic_ns() + settings_.visibility_ns, std::memory_order_relaxed);  // relaxed: published below
+    const uint64_t control = held_control(attempt);
+    // SYNC: release pairs with the acquire load of control in redeliver_due: the deadline is read
+    // with the state it belongs to.
+    e.control.store(control, std::memory_order_release);
+    ++held_;
+    (attempt > 1 ? block_.redelivered : block_.delivered).fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics
+    Message m;
+    m.id = id;
+    m.timestamp_ns = r.timestamp_ns;
+    m.attempt = attempt;
+    m.payload = std::span<const std::byte>(ring_.payload_at(e.position.load(std::memory_order_relaxed)), r.length);
+    m.delivered_by_ = owner;
+    m.epoch_ = uint64_t(&e - block_.entries);
+    m.end_position_ = control;
+    handler(m);
+    if (auto_ack) (void)settle(m, Settle::ack, 0, {});
+}
+
+void GroupMember::dead_letter(GroupEntry& e, uint64_t id, uint32_t attempt, const RecordInfo& r, std::string_view reason) noexcept {
+    Message m;
+    m.id = id;
+    m.timestamp_ns = r.timestamp_ns;
+    m.attempt = attempt;
+    m.payload = std::span<const std::byte>(ring_.payload_at(e.position.load(std::memory_order_relaxed)), r.length);
+    if (dead_letter_ && dead_letter_(m, reason)) {
+        block_.dead_lettered.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics
+        free_entry(e);
+        return;
+    }
+    to_backoff(e, attempt, settings_.backoff_max_ns);  // the dead-letter topic refused it: try again later
+}
+
+void GroupMember::redeliver_due(Handler& handler, std::size_t max, uint32_t& count, const void* owner, bool auto_ack) noexcept {
+    const uint64_t now = monotonic_ns();
+    next_scan_ns_ = now + kScanEveryNs;
+    for (auto& e : block_.entries) {
+        if (count >= max || held_ >= settings_.window) return;
+        // SYNC: acquire pairs with the release store (or CAS) that set this state, after the
+        // deadline and position were written; the CAS below checks nothing changed since.
+        const uint64_t control = e.control.load(std::memory_order_acquire);
+        if (control == 0) continue;
+        const uint64_t id = e.id.load(std::memory_order_relaxed);  // relaxed: the CAS checks the pair
+        const EntryControl c = EntryControl::unpack(control);
+        const uint64_t deadline = e.deadline_ns.load(std::memory_order_relaxed);
+        bool due = false;
+        switch (c.state) {
+            case EntryState::held: due = now >= deadline || owner_gone(seg_, c); break;
+            case EntryState::backoff: due = now >= deadline; break;
+            case EntryState::claiming:
+            case EntryState::stealing:
+            case EntryState::nacking: due = c.owner != member_slot_ && owner_gone(seg_, c); break;
+            case EntryState::free: break;
+        }
+        if (!due || !cas_entry(e, control, id, transitional(EntryState::stealing, c.attempt), id)) continue;
+        // A dead member's claim that never moved the dispatch word was never taken: let it go.
+        if (c.state == EntryState::claiming && id >= read_dispatch(group_).id) {
+            free_entry(e);
+            continue;
+        }
+        RecordInfo r{};
+        const uint64_t position = e.position.load(std::memory_order_relaxed);
+        if (ring_.inspect(position, r) != RecordCheck::ready || r.type != uint16_t(layout::RecordType::data) || r.id != id) {
+            free_entry(e);  // an entry that does not name its record (a member died mid-claim): nothing to redeliver
+            continue;
+        }
+        // A claim whose owner died before delivering (claiming, or stealing from backoff) was not
+        // a delivery; every other state was.
+        const uint32_t attempt = std::min<uint32_t>(c.attempt + 1, uint32_t(layout::kMaxAttempt));
+        if (c.state == EntryState::nacking) {
+            to_backoff(e, c.attempt, 0);  // its owner died moving it to backoff: due now
+            continue;
+        }
+        if (settings_.max_deliveries != 0 && attempt > settings_.max_deliveries) {
+            dead_letter(e, id, c.attempt, r, "delivered " + std::to_string(c.attempt) + " times without an ack");
+            continue;
+        }
+        hold_and_deliver(e, id, attempt, r, handler, owner, auto_ack);
+        ++count;
+    }
+}
+
+PollResult GroupMember::poll(Handler& handler, std::size_t max, const void* owner, bool auto_ack) noexcept {
+    if (corrupt_) return {ReceiveStatus::corrupt, 0};
+    uint32_t count = 0;
+    if (monotonic_ns() >= next_scan_ns_) redeliver_due(handler, max, count, owner, auto_ack);
+    while (count < max && held_ < settings_.window) {
+        const Dispatch d = read_dispatch(group_);
+        RecordInfo r{};
+        const RecordCheck check = ring_.inspect(d.position, r);
+        if (check == RecordCheck::not_ready) break;
+        if (check == RecordCheck::corrupt || (r.type != uint16_t(layout::RecordType::padding) && r.id != d.id)) {
+            // The word may have moved on while we read: only a record at the current word is damage.
+            if (read_dispatch(group_).position != d.position) continue;
+            corrupt_ = true;
+            break;
+        }
+        if (r.type == uint16_t(layout::RecordType::padding)) {
+            (void)cas_dispatch(group_, d, {d.position + r.size, d.id});
+            continue;
+        }
+        if (r.type == uint16_t(layout::RecordType::skip)) {
+            (void)cas_dispatch(group_, d, {d.position + r.size, r.id + 1});
+            continue;
+        }
+        GroupEntry* e = claim_entry();
+        if (e == nullptr) break;  // every entry holds an unsettled message: the group is at its limit
+        // relaxed: published by the dispatch CAS (a full barrier) to publishers and members.
+        e->id.store(d.id, std::memory_order_relaxed);
+        e->position.store(d.position, std::memory_order_relaxed);
+        if (!cas_dispatch(group_, d, {d.position + r.size, d.id + 1})) continue;  // another member took it
+        claiming_ = nullptr;
+        hold_and_deliver(*e, d.id, 1, r, handler, owner, auto_ack);
+        ++count;
+    }
+    drop_claim_entry();
+    if (corrupt_ && count == 0) return {ReceiveStatus::corrupt, 0};
+    if (count == 0 && seg_.deleted()) return {ReceiveStatus::deleted, 0};
+    return {count > 0 ? ReceiveStatus::ok : ReceiveStatus::empty, count};
+}
+
+AckStatus GroupMember::settle(const Message& m, Settle how, uint64_t delay_ns, std::string_view reason) noexcept {
+    if (m.epoch_ >= layout::kGroupEntries) return AckStatus::not_delivered;
+    GroupEntry& e = block_.entries[m.epoch_];
+    const uint64_t control = m.end_position_;
+    const EntryControl c = EntryControl::unpack(control);
+    if (c.state != EntryState::held || c.owner != member_slot_ || c.tag != tag_) return AckStatus::not_delivered;
+    // Past its visibility deadline the message was given to another member (or to us again):
+    // it no longer counts in our window either way.
+    auto too_late = [&] {
+        if (held_ > 0) --held_;
+        block_.ack_too_late.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics
+        return AckStatus::stale;
+    };
+    if (how == Settle::ack) {
+        if (!cas_entry(e, control, m.id, 0, 0)) return too_late();
+        --held_;
+        block_.acked.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics
+        wake_publishers();
+        return AckStatus::ok;
+    }
+    if (!cas_entry(e, control, m.id, transitional(EntryState::nacking, c.attempt), m.id)) return too_late();
+    --held_;
+    const bool exhausted = settings_.max_deliveries != 0 && c.attempt >= settings_.max_deliveries;
+    if (how == Settle::reject || exhausted) {
+        RecordInfo r{};
+        r.timestamp_ns = m.timestamp_ns;
+        r.length = uint32_t(m.payload.size());
+        dead_letter(e, m.id, c.attempt, r,
+                    how == Settle::reject ? reason : std::string_view("nacked on its last allowed delivery"));
+        return AckStatus::ok;
+    }
+    block_.nacked.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics
+    to_backoff(e, c.attempt, delay_ns != 0 ? delay_ns : backoff_ns(settings_, c.attempt, splitmix(random_)));
+    return AckStatus::ok;
+}
+
+}  // namespace shmbus::detail

@@ -1,0 +1,123 @@
+// Consumer groups on the data path: the words members share (layout/group_region.h) and one
+// member's side of the protocol. docs/architecture.md, "Consumer groups", explains it; every
+// acquire/release below names its partner.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+#include <string_view>
+
+#include "ring.h"
+#include "segment.h"
+#include "slots.h"
+#include "shmbus/subscriber.h"
+
+namespace shmbus::detail {
+
+using layout::EntryControl;
+using layout::EntryState;
+
+// The group's dispatch word: the ack_position/ack_id pair of its consumer slot. Its position
+// strictly grows with every CAS (each one steps over a record), so a pair read as position, id,
+// position with both positions equal is one the word really held.
+struct Dispatch {
+    uint64_t position;
+    uint64_t id;
+};
+[[nodiscard]] Dispatch read_dispatch(const layout::ConsumerSlot& group) noexcept;
+[[nodiscard]] bool cas_dispatch(layout::ConsumerSlot& group, Dispatch expected, Dispatch desired) noexcept;
+// The (control, id) pair of an entry, by 16-byte CAS.
+[[nodiscard]] bool cas_entry(layout::GroupEntry& e, uint64_t control, uint64_t id, uint64_t new_control,
+                             uint64_t new_id) noexcept;
+// The lowest position an unsettled message of the group holds, UINT64_MAX if none: what a
+// publisher's gate adds for a group, after it has read the dispatch word (seq_cst).
+[[nodiscard]] uint64_t lowest_unsettled(const layout::GroupBlock& b) noexcept;
+// The group slot and block of member slot `member`, checked; nullptr if the segment says otherwise.
+[[nodiscard]] layout::GroupBlock* group_of_member(const Segment& seg, uint32_t member, uint32_t& group_slot) noexcept;
+// True if the member that took an entry with control `c` no longer holds its slot (it died, or
+// left): shmbusd frees a member's slot when its process ends.
+[[nodiscard]] bool owner_gone(const Segment& seg, EntryControl c) noexcept;
+// The delay before the next attempt after `attempt` failed: initial × factor^(attempt-1), capped,
+// with jitter (a uniform draw in its upper half) so that retries of a burst spread out.
+[[nodiscard]] uint64_t backoff_ns(const layout::GroupSettingsRecord& s, uint32_t attempt, uint64_t random) noexcept;
+
+// ---- shmbusd's side (and the in-process test topic's) ----
+struct GroupPlace {
+    uint32_t block;  // GroupBlock index
+    uint32_t slot;   // the group's consumer slot
+};
+// The active group `name` of the topic, if any.
+[[nodiscard]] std::optional<GroupPlace> find_group(const Segment& seg, std::string_view name) noexcept;
+// Creates group `name` with `settings`, its dispatch word placed at `from` (a join, as for a new
+// durable cursor), owned by no process. Errors: no free group block or consumer slot.
+[[nodiscard]] Result<GroupPlace> create_group(const Segment& seg, std::string_view name,
+                                              const layout::GroupSettingsRecord& settings, StartFrom from,
+                                              uint64_t from_id, const Registration& creator) noexcept;
+// Removes a group: its slot stops gating publishers, its block is free for another.
+void delete_group(const Segment& seg, GroupPlace g) noexcept;
+// "" if `a` and `b` are the same settings, else what differs, for an error message.
+[[nodiscard]] std::string settings_difference(const layout::GroupSettingsRecord& existing,
+                                              const layout::GroupSettingsRecord& asked);
+// Members of the group in slot `group_slot` that hold their slots now.
+[[nodiscard]] std::vector<int32_t> group_member_pids(const Segment& seg, uint32_t group_slot) noexcept;
+
+// One member's state: its window, the entry it is claiming with, when it next looks for
+// messages due for redelivery.
+class GroupMember {
+public:
+    // Publishes a dead letter (payload, origin); false if it could not be published now (the
+    // message then waits out the longest backoff and is tried again).
+    using DeadLetter = std::function<bool(const Message& m, std::string_view reason)>;
+
+    GroupMember(const Segment& seg, uint32_t member_slot, uint32_t tag, uint32_t group_slot, layout::GroupBlock& block,
+                DeadLetter dead_letter) noexcept;
+
+    // Delivers up to `max` messages: those due for redelivery first, then new ones, never holding
+    // more than the window. `owner` and the message's bookkeeping let settle() check it later.
+    [[nodiscard]] PollResult poll(Handler& handler, std::size_t max, const void* owner, bool auto_ack) noexcept;
+    enum class Settle : uint8_t { ack, nack, reject };
+    // `delay_ns` for nack: 0 picks the group's backoff. `reason` for reject.
+    [[nodiscard]] AckStatus settle(const Message& m, Settle how, uint64_t delay_ns, std::string_view reason) noexcept;
+    [[nodiscard]] uint32_t held() const noexcept { return held_; }
+    [[nodiscard]] bool corrupt() const noexcept { return corrupt_; }
+
+private:
+    [[nodiscard]] uint64_t held_control(uint32_t attempt) const noexcept {
+        return EntryControl{EntryState::held, attempt, member_slot_, tag_}.pack();
+    }
+    [[nodiscard]] uint64_t transitional(EntryState s, uint32_t attempt) const noexcept {
+        return EntryControl{s, attempt, member_slot_, tag_}.pack();
+    }
+    // An entry this member claims with (state claiming), or nullptr when the table is full.
+    [[nodiscard]] layout::GroupEntry* claim_entry() noexcept;
+    void drop_claim_entry() noexcept;
+    void redeliver_due(Handler& handler, std::size_t max, uint32_t& count, const void* owner, bool auto_ack) noexcept;
+    // A message of ours, taken (state stealing or claiming), that has used up its deliveries, or
+    // was rejected: to the dead-letter topic, or back to backoff if that fails.
+    void dead_letter(layout::GroupEntry& e, uint64_t id, uint32_t attempt, const RecordInfo& r, std::string_view reason) noexcept;
+    void hold_and_deliver(layout::GroupEntry& e, uint64_t id, uint32_t attempt, const RecordInfo& r, Handler& handler,
+                          const void* owner, bool auto_ack) noexcept;
+    void free_entry(layout::GroupEntry& e) noexcept;
+    void to_backoff(layout::GroupEntry& e, uint32_t attempt, uint64_t delay_ns) noexcept;
+    void wake_publishers() noexcept;
+
+    const Segment& seg_;
+    Ring ring_;
+    uint32_t member_slot_;
+    uint32_t tag_;
+    layout::ConsumerSlot& group_;
+    layout::GroupBlock& block_;
+    layout::GroupSettingsRecord settings_;  // fixed at the group's creation: a copy
+    DeadLetter dead_letter_;
+    layout::GroupEntry* claiming_ = nullptr;
+    uint32_t held_ = 0;
+    uint32_t next_free_hint_ = 0;
+    uint64_t next_scan_ns_ = 0;
+    uint64_t random_;
+    bool corrupt_ = false;
+};
+
+}  // namespace shmbus::detail
