@@ -327,15 +327,19 @@ int sub(shmbus::Client& client, const std::string& topic, shmbus::SubscribeOptio
     auto s = client.subscribe(topic, options);
     if (!s) return fail(s.error());
     const bool json = format == "json";
+    const bool group = s->in_group();
     uint64_t received = 0;
     uint64_t lost_reported = 0;
+    std::vector<shmbus::Message> to_ack;  // a group's acks are per message
     auto handler = [&](const shmbus::Message& m) {
+        if (group) to_ack.push_back(m);
         if (json) {
             nlohmann::json j = {{"topic", topic},
                                 {"id", m.id},
                                 {"timestamp_ns", m.timestamp_ns},
                                 {"lost_before", m.lost_before},
                                 {"payload", std::string(m.text())}};
+            if (group) j["attempt"] = m.attempt;
             const std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
             std::fwrite(line.data(), 1, line.size(), stdout);
         } else {
@@ -362,7 +366,13 @@ int sub(shmbus::Client& client, const std::string& topic, shmbus::SubscribeOptio
             std::cerr << "shmbus: cannot write output; messages left unacked\n";
             return kExitError;
         }
-        s->ack_delivered();  // only after the output is flushed: a killed sub redelivers, never loses
+        // Only after the output is flushed: a killed sub redelivers, never loses.
+        if (group) {
+            for (const auto& m : to_ack) (void)s->ack(m);  // a stale one was given to another member meanwhile
+            to_ack.clear();
+        } else {
+            s->ack_delivered();
+        }
         if (s->lost() != lost_reported) {
             std::cerr << "shmbus: lost " << s->lost() - lost_reported << " message(s): the subscription was overrun\n";
             lost_reported = s->lost();
@@ -450,6 +460,15 @@ int main(int argc, char** argv) {
         "N");
     sub_cmd->add_option("--count", count, "exit after N messages (0: set up the subscription and exit)")->check(whole_number);
     sub_cmd->add_option("--format", format, "payload or json")->check(CLI::IsMember({"payload", "json"}));
+    std::string group, backoff;
+    std::optional<uint32_t> window, max_deliveries;
+    DurationOption visibility{{}, kDurationExamples};
+    sub_cmd->add_option("--group", group, "join consumer group NAME: each message goes to one member (work queue)");
+    sub_cmd->add_option("--window", window, "group: unsettled messages a member may hold (default 64)")->check(whole_number);
+    sub_cmd->add_option("--visibility", visibility.text, "group: redeliver a message not acked within this (default 30s)");
+    sub_cmd->add_option("--max-deliveries", max_deliveries, "group: attempts before <topic>.dlq (default 5, 0: unlimited)")
+        ->check(whole_number);
+    sub_cmd->add_option("--backoff", backoff, "group: retry delays INITIAL..MAX after a nack (default 100ms..30s)");
 
     try {
         app.parse(argc, argv);
@@ -478,6 +497,31 @@ int main(int argc, char** argv) {
         sub_options.durable_name = durable;
         parse_from(from, sub_options, rc);
         if (rc != 0) return rc;
+        if (group.empty() && (window || max_deliveries || !visibility.text.empty() || !backoff.empty())) {
+            std::cerr << "shmbus: sub: --window, --visibility, --max-deliveries and --backoff need --group\n";
+            return kExitUsage;
+        }
+        if (!group.empty() && !durable.empty()) {
+            std::cerr << "shmbus: sub: --durable and --group exclude each other\n";
+            return kExitUsage;
+        }
+        sub_options.group = group;
+        auto& g = sub_options.group_settings;
+        if (window) g.window = *window;
+        if (max_deliveries) g.max_deliveries = *max_deliveries;
+        if (auto v = visibility.parse("visibility", rc)) g.visibility = *v;
+        if (!backoff.empty()) {
+            const auto dots = backoff.find("..");
+            const auto initial = dots == std::string::npos ? std::nullopt : shmbus::parse_duration(backoff.substr(0, dots));
+            const auto max = dots == std::string::npos ? std::nullopt : shmbus::parse_duration(backoff.substr(dots + 2));
+            if (!initial || !max) {
+                std::cerr << "shmbus: invalid backoff '" << backoff << "' (INITIAL..MAX, e.g. 100ms..30s)\n";
+                return kExitUsage;
+            }
+            g.backoff_initial = *initial;
+            g.backoff_max = *max;
+        }
+        if (rc != 0) return rc;
     }
 
     shmbus::Client::LiveSettings live_settings;
@@ -499,7 +543,7 @@ int main(int argc, char** argv) {
     // Names are checked before anything talks to shmbusd: a bad one is a usage error.
     if (!name.empty())
         if (auto st = shmbus::validate_topic_name(name); !st) return fail(st.error());
-    for (const std::string* n : {&sub_name, &durable})
+    for (const std::string* n : {&sub_name, &durable, &group})
         if (!n->empty())
             if (auto st = shmbus::validate_subscription_name(*n); !st) return fail(st.error());
 

@@ -8,7 +8,10 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <sstream>
 #include <thread>
+
+#include <nlohmann/json.hpp>
 
 #include "bus_fixture.h"
 #include "futex.h"
@@ -317,6 +320,42 @@ TEST_F(Groups, TheGroupSurvivesARestartOfShmbusd) {
     }));
     EXPECT_EQ(ids.size(), 60u);
     if (!ids.empty()) EXPECT_EQ(*ids.begin(), 40u);
+}
+
+// The CLI: two `sub --group` members share ten messages; together they print each exactly once,
+// and `--format json` shows the attempt. Group options without --group are usage errors.
+TEST_F(Groups, TwoCliMembersShareTheMessages) {
+    ASSERT_EQ(cli({"sub", "jobs", "--group", "workers", "--from", "earliest", "--count", "0", "--window", "4"}).code, 0);
+    const pid_t a = spawn({SHMBUS_CLI_PATH, "--dir", dir, "sub", "jobs", "--group", "workers", "--format", "json"},
+                          {path("a.out"), path("a.err")});
+    const pid_t b = spawn({SHMBUS_CLI_PATH, "--dir", dir, "sub", "jobs", "--group", "workers", "--format", "json"},
+                          {path("b.out"), path("b.err")});
+    std::vector<std::string> messages = {"pub", "jobs"};
+    for (int i = 0; i < 10; ++i) messages.push_back("job-" + std::to_string(i));
+    ASSERT_EQ(cli(messages).code, 0);
+    auto lines = [&] {
+        std::multiset<std::string> out;
+        for (const char* f : {"a.out", "b.out"}) {
+            std::istringstream in(read_file(path(f)));
+            for (std::string line; std::getline(in, line);)
+                if (!line.empty()) out.insert(nlohmann::json::parse(line)["payload"].get<std::string>());
+        }
+        return out;
+    };
+    EXPECT_TRUE(eventually([&] { return lines().size() >= 10; }));
+    kill(a, SIGTERM);
+    kill(b, SIGTERM);
+    EXPECT_EQ(wait_exit(a), 0) << read_file(path("a.err"));
+    EXPECT_EQ(wait_exit(b), 0) << read_file(path("b.err"));
+    const auto got = lines();
+    EXPECT_EQ(got.size(), 10u);
+    EXPECT_EQ(std::set<std::string>(got.begin(), got.end()).size(), 10u);
+    const std::string first = read_file(path("a.out")).empty() ? read_file(path("b.out")) : read_file(path("a.out"));
+    EXPECT_EQ(nlohmann::json::parse(first.substr(0, first.find('\n')))["attempt"], 1);
+    EXPECT_EQ(cli({"sub", "jobs", "--window", "4"}).code, 2);
+    EXPECT_EQ(cli({"sub", "jobs", "--group", "workers", "--durable", "x"}).code, 2);
+    EXPECT_EQ(cli({"sub", "jobs", "--group", "workers", "--backoff", "soon"}).code, 2);
+    EXPECT_EQ(cli({"sub", "jobs", "--group", "bad name"}).code, 2);
 }
 
 }  // namespace
