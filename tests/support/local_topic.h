@@ -10,6 +10,7 @@
 
 #include "cores.h"
 #include "cursor.h"
+#include "group.h"
 #include "segment.h"
 #include "shmbus/publisher.h"
 #include "shmbus/subscriber.h"
@@ -66,6 +67,38 @@ public:
         if (!start) return start.error();
         auto core = std::make_unique<SubscriberCore>(nullptr, std::move(seg.value()), *slot, durable, std::move(options));
         core->begin(start->position, start->id, false);
+        return Access::subscriber(std::move(core));
+    }
+
+    // Emulates the daemon's join_group: the group made on first use (from the earliest message),
+    // a member slot attached with `token`, the subscriber delivering through the group.
+    [[nodiscard]] Result<Subscriber> member(const std::string& group, SubscribeOptions options, uint64_t token,
+                                            GroupMember::DeadLetter dead_letter = {}) const {
+        auto seg = attach();
+        if (!seg) return seg.error();
+        auto place = find_group(*seg, group);
+        if (!place) {
+            layout::GroupSettingsRecord r{};
+            const auto& g = options.group_settings;
+            r.window = g.window;
+            r.max_deliveries = g.max_deliveries;
+            r.visibility_ns = uint64_t(g.visibility.count());
+            r.backoff_initial_ns = uint64_t(g.backoff_initial.count());
+            r.backoff_max_ns = uint64_t(g.backoff_max.count());
+            r.backoff_factor_x100 = uint32_t(g.backoff_factor * 100);
+            auto made = create_group(*seg, group, r, StartFrom::earliest, 0, Registration{{getpid(), 0}});
+            if (!made) return made.error();
+            place = *made;
+        }
+        auto slot = reserve_consumer_slot(*seg);
+        if (!slot) return make_error(Errc::no_free_slot, "no slot");
+        seg->consumer_slot(*slot).reserved0 = place->slot;
+        auto start = attach_new_cursor(*seg, *slot, layout::SlotKind::member, group, Registration{{getpid(), 0}, token},
+                                       StartFrom::latest, 0);
+        if (!start) return start.error();
+        auto core = std::make_unique<SubscriberCore>(nullptr, std::move(seg.value()), *slot, false, std::move(options));
+        core->group = std::make_unique<GroupMember>(core->seg, *slot, uint32_t(token), place->slot,
+                                                    core->seg.group_block(place->block), std::move(dead_letter));
         return Access::subscriber(std::move(core));
     }
 
