@@ -378,17 +378,6 @@ bool RequestHandlers::on_delete_subscription(Conn& c, uint32_t id, const protoco
 
 namespace {
 
-layout::GroupSettingsRecord group_settings_from_wire(const protocol::WireGroupSettings& w) {
-    layout::GroupSettingsRecord r{};
-    r.window = w.window;
-    r.max_deliveries = w.max_deliveries;
-    r.visibility_ns = w.visibility_ns;
-    r.backoff_initial_ns = w.backoff_initial_ns;
-    r.backoff_max_ns = w.backoff_max_ns;
-    r.backoff_factor_x100 = w.backoff_factor_x100;
-    return r;
-}
-
 std::optional<Error> bad_group_settings(const layout::GroupSettingsRecord& s) {
     auto bad = [](const std::string& why) { return make_error(Errc::invalid_argument, "group settings: " + why); };
     if (s.window == 0 || s.window > layout::kGroupEntries)
@@ -410,7 +399,8 @@ bool RequestHandlers::on_join_group(Conn& c, uint32_t id, const protocol::JoinGr
     if (auto st = validate_subscription_name(group); !st) return reply_error(c, id, st.error());
     const bool create_only = req.flags & protocol::kCreateGroupOnly;
     if (auto e = refused_unless(c, topic, create_only ? Operation::admin : Operation::subscribe, true)) return reply_error(c, id, *e);
-    const layout::GroupSettingsRecord asked = group_settings_from_wire(req.settings);
+    layout::GroupSettingsRecord asked = req.settings;
+    asked.reserved = 0;
     if (auto e = bad_group_settings(asked)) return reply_error(c, id, *e);
     StartFrom from{};
     if (!protocol::start_from_wire(req.from, from))

@@ -142,17 +142,6 @@ Result<std::pair<Ok, Segment>> request_segment(ControlChannel& channel, protocol
     return std::pair<Ok, Segment>(ok.value(), std::move(seg.value()));
 }
 
-protocol::WireGroupSettings to_wire(const GroupSettings& g) {
-    protocol::WireGroupSettings w{};
-    w.window = g.window;
-    w.max_deliveries = g.max_deliveries;
-    w.visibility_ns = uint64_t(std::max<int64_t>(0, g.visibility.count()));
-    w.backoff_initial_ns = uint64_t(std::max<int64_t>(0, g.backoff_initial.count()));
-    w.backoff_max_ns = uint64_t(std::max<int64_t>(0, g.backoff_max.count()));
-    w.backoff_factor_x100 = uint32_t(std::clamp(g.backoff_factor, 0.0, 1000.0) * 100 + 0.5);
-    return w;
-}
-
 }  // namespace
 
 // Where a member's dead letters go: the topic `<topic>.dlq`, opened on the first one. A letter
@@ -203,7 +192,7 @@ Result<Subscriber> Client::join_group(std::string_view topic, SubscribeOptions o
     req.flags = default_config_flag(options.create_config) |
                 (options.group_settings != GroupSettings{} ? protocol::kGroupSettingsGiven : 0u);
     req.token = new_token();
-    req.settings = to_wire(options.group_settings);
+    req.settings = detail::settings_record(options.group_settings);
     auto r = request_segment<protocol::SubscribeOk>(*channel_, protocol::Type::join_group, req, protocol::Type::subscribe_ok);
     if (!r) return r.error();
     const uint32_t member = r->first.slot;

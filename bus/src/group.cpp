@@ -101,6 +101,18 @@ uint64_t backoff_ns(const layout::GroupSettingsRecord& s, uint32_t attempt, uint
     return half + (half == 0 ? 0 : random % (capped - half + 1));
 }
 
+layout::GroupSettingsRecord settings_record(const GroupSettings& g) noexcept {
+    auto ns = [](std::chrono::nanoseconds d) { return uint64_t(std::max<int64_t>(0, d.count())); };
+    layout::GroupSettingsRecord r{};
+    r.window = g.window;
+    r.max_deliveries = g.max_deliveries;
+    r.visibility_ns = ns(g.visibility);
+    r.backoff_initial_ns = ns(g.backoff_initial);
+    r.backoff_max_ns = ns(g.backoff_max);
+    r.backoff_factor_x100 = uint32_t(std::clamp(g.backoff_factor, 0.0, 1000.0) * 100 + 0.5);
+    return r;
+}
+
 std::optional<GroupPlace> find_group(const Segment& seg, std::string_view name) noexcept {
     for (uint32_t i = 0; i < seg.max_groups(); ++i) {
         const GroupBlock& b = seg.group_block(i);

@@ -44,6 +44,9 @@ struct Dispatch {
 // with jitter (a uniform draw in its upper half) so that retries of a burst spread out.
 [[nodiscard]] uint64_t backoff_ns(const layout::GroupSettingsRecord& s, uint32_t attempt, uint64_t random) noexcept;
 
+// The record of `g` a group's block keeps (and the wire carries).
+[[nodiscard]] layout::GroupSettingsRecord settings_record(const GroupSettings& g) noexcept;
+
 // ---- shmbusd's side (and the in-process test topic's) ----
 struct GroupPlace {
     uint32_t block;  // GroupBlock index

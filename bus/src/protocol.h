@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "shmbus/layout/consumer_region.h"
+#include "shmbus/layout/group_region.h"
 #include "shmbus/layout/segment_header.h"
 #include "shmbus/subscriber.h"
 
@@ -131,16 +132,8 @@ struct Subscribe {
     uint64_t from_id;
     uint64_t token;                     // as in OpenTopic
 };
-// A consumer group's settings on the wire (layout::GroupSettingsRecord's fields).
-struct WireGroupSettings {
-    uint32_t window;
-    uint32_t max_deliveries;
-    uint64_t visibility_ns;
-    uint64_t backoff_initial_ns;
-    uint64_t backoff_max_ns;
-    uint32_t backoff_factor_x100;
-    uint32_t reserved;
-};
+// A consumer group's settings on the wire: as the group's block records them.
+using WireGroupSettings = layout::GroupSettingsRecord;
 inline constexpr uint32_t kGroupSettingsGiven = 1u << 8;  // JoinGroup: the client chose settings; an existing
                                                           // group with others refuses it
 inline constexpr uint32_t kCreateGroupOnly = 1u << 9;     // JoinGroup: create the group, join nobody

@@ -261,7 +261,9 @@ TYPED_TEST(GroupStress, EveryMessageIsAckedOnceWithItsChecksum) {
     EXPECT_EQ(block.acked.load(), total);
     EXPECT_EQ(block.nacked.load(), nacked.load());
     EXPECT_EQ(block.redelivered.load(), nacked.load());
-    if (TypeParam::nack_every != 0) EXPECT_GT(nacked.load(), 0u);
+    if (TypeParam::nack_every != 0) {
+        EXPECT_GT(nacked.load(), 0u);
+    }
 }
 
 }  // namespace

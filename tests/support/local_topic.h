@@ -78,15 +78,8 @@ public:
         if (!seg) return seg.error();
         auto place = find_group(*seg, group);
         if (!place) {
-            layout::GroupSettingsRecord r{};
-            const auto& g = options.group_settings;
-            r.window = g.window;
-            r.max_deliveries = g.max_deliveries;
-            r.visibility_ns = uint64_t(g.visibility.count());
-            r.backoff_initial_ns = uint64_t(g.backoff_initial.count());
-            r.backoff_max_ns = uint64_t(g.backoff_max.count());
-            r.backoff_factor_x100 = uint32_t(g.backoff_factor * 100);
-            auto made = create_group(*seg, group, r, StartFrom::earliest, 0, Registration{{getpid(), 0}});
+            auto made = create_group(*seg, group, settings_record(options.group_settings), StartFrom::earliest, 0,
+                                     Registration{{getpid(), 0}});
             if (!made) return made.error();
             place = *made;
         }
