@@ -123,9 +123,30 @@ void print_subscription_text(const shmbus::SubscriptionStats& s) {
     std::printf("\n");
 }
 
+nlohmann::json group_json(const shmbus::GroupStats& g) {
+    return {{"name", g.name},           {"members", g.members},       {"next_id", g.next_id},
+            {"lag", g.lag},             {"in_flight", g.in_flight},   {"waiting_retry", g.waiting_retry},
+            {"delivered", g.delivered}, {"acked", g.acked},           {"redelivered", g.redelivered},
+            {"nacked", g.nacked},       {"dead_lettered", g.dead_lettered}, {"window", g.window},
+            {"max_deliveries", g.max_deliveries}, {"visibility_ms", to_ms(g.visibility)}};
+}
+
+void print_group_text(const shmbus::GroupStats& g) {
+    std::string pids;
+    for (int32_t p : g.members) pids += (pids.empty() ? "" : ",") + std::to_string(p);
+    std::printf("  group     %-20s members %zu%s%s%s, lag %llu, in flight %llu, waiting retry %llu, acked %llu, redelivered %llu, "
+                "nacked %llu, dead-lettered %llu\n",
+                g.name.c_str(), g.members.size(), pids.empty() ? "" : " (pid ", pids.c_str(), pids.empty() ? "" : ")",
+                (unsigned long long)g.lag, (unsigned long long)g.in_flight, (unsigned long long)g.waiting_retry,
+                (unsigned long long)g.acked, (unsigned long long)g.redelivered, (unsigned long long)g.nacked,
+                (unsigned long long)g.dead_lettered);
+}
+
 nlohmann::json stats_json(const shmbus::TopicStats& t) {
     nlohmann::json subs = nlohmann::json::array();
     for (const auto& s : t.subscriptions) subs.push_back(subscription_json(s));
+    nlohmann::json groups = nlohmann::json::array();
+    for (const auto& g : t.groups) groups.push_back(group_json(g));
     nlohmann::json recovery = nlohmann::json::object();
     add_statistics(recovery, shmbus::recovery_statistics(), t);
     nlohmann::json j = {{"name", t.name},
@@ -136,7 +157,8 @@ nlohmann::json stats_json(const shmbus::TopicStats& t) {
                         {"unblock_timeout_ms", to_ms(t.config.unblock_timeout)},
                         {"expire_detached_ms", to_ms(t.config.expire_detached)},
                         {"recovery", std::move(recovery)},
-                        {"subscriptions", std::move(subs)}};
+                        {"subscriptions", std::move(subs)},
+                        {"groups", std::move(groups)}};
     add_statistics(j, shmbus::topic_statistics(), t);
     return j;
 }
@@ -150,6 +172,7 @@ void print_stats_text(const shmbus::TopicStats& t) {
     std::printf("  %s\n", statistics_text(shmbus::topic_statistics(), t, false).c_str());
     std::printf("  recovery: %s\n", statistics_text(shmbus::recovery_statistics(), t, true).c_str());
     for (const auto& s : t.subscriptions) print_subscription_text(s);
+    for (const auto& g : t.groups) print_group_text(g);
 }
 
 // `topic create` options, parsed before anything talks to shmbusd: text that does not parse is

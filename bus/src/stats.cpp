@@ -1,5 +1,7 @@
 #include "stats.h"
 
+#include "group.h"
+
 #include "shmbus/statistics.h"
 
 #include <cstring>
@@ -10,6 +12,39 @@
 #include "wall_clock.h"
 
 namespace shmbus::detail {
+
+namespace {
+
+void collect_groups(const Segment& seg, TopicStats& t) {
+    for (uint32_t i = 0; i < seg.max_groups(); ++i) {
+        const auto& b = seg.group_block(i);
+        // acquire: pairs with shmbusd's release store of `state` once name and settings are written.
+        if (b.state.load(std::memory_order_acquire) != uint32_t(layout::GroupState::active) || b.consumer_slot >= seg.max_consumers())
+            continue;
+        GroupStats g;
+        g.name = printable(std::string_view(b.name, strnlen(b.name, sizeof b.name)));
+        g.members = group_member_pids(seg, b.consumer_slot);
+        g.next_id = read_dispatch(seg.consumer_slot(b.consumer_slot)).id;
+        g.lag = t.published > g.next_id ? t.published - g.next_id : 0;
+        for (const auto& e : b.entries) {
+            const auto state = layout::EntryControl::unpack(e.control.load(std::memory_order_relaxed)).state;  // relaxed: a statistic
+            if (state == layout::EntryState::backoff) ++g.waiting_retry;
+            else if (state != layout::EntryState::free) ++g.in_flight;
+        }
+        // relaxed: statistics, read racily by design.
+        g.delivered = b.delivered.load(std::memory_order_relaxed);
+        g.acked = b.acked.load(std::memory_order_relaxed);
+        g.redelivered = b.redelivered.load(std::memory_order_relaxed);
+        g.nacked = b.nacked.load(std::memory_order_relaxed);
+        g.dead_lettered = b.dead_lettered.load(std::memory_order_relaxed);
+        g.window = b.settings.window;
+        g.max_deliveries = b.settings.max_deliveries;
+        g.visibility = duration_from_ns(b.settings.visibility_ns);
+        t.groups.push_back(std::move(g));
+    }
+}
+
+}  // namespace
 
 
 namespace {
@@ -68,6 +103,7 @@ TopicStats collect_stats(const Segment& seg) {
         // place_cursor(): the owner fields read below are the ones published with it.
         const SlotState state = state_of(s);
         if (!holds_cursor(state)) continue;
+        if (s.kind == uint32_t(SlotKind::group) || s.kind == uint32_t(SlotKind::member)) continue;  // groups: below
         SubscriptionStats sub;
         sub.slot = i;
         sub.durable = is_durable(s);
@@ -93,6 +129,7 @@ TopicStats collect_stats(const Segment& seg) {
         }
         t.subscriptions.push_back(std::move(sub));
     }
+    collect_groups(seg, t);
     return t;
 }
 

@@ -85,7 +85,9 @@ TEST_F(Groups, EveryMessageIsProcessedOnceAcrossFourMembers) {
     }
     EXPECT_EQ(duplicates, 0u);
     EXPECT_EQ(all.size(), kMessages);
-    if (!all.empty()) EXPECT_EQ(*all.rbegin(), kMessages - 1);
+    if (!all.empty()) {
+        EXPECT_EQ(*all.rbegin(), kMessages - 1);
+    }
 }
 
 // A member SIGKILLed while holding messages: every one of them is delivered again, to another
@@ -168,6 +170,21 @@ TEST_F(Groups, AMessageHeldPastItsVisibilityTimeoutGoesToAnotherMember) {
     EXPECT_EQ(attempt, 2u);
     EXPECT_EQ(slow->ack(*held), AckStatus::stale);
     EXPECT_EQ(slow->in_flight(), 0u);
+    auto stats = c1->topic_stats("jobs");
+    ASSERT_TRUE(stats.has_value());
+    ASSERT_EQ(stats->groups.size(), 1u);
+    EXPECT_EQ(stats->groups[0].name, "workers");
+    EXPECT_EQ(stats->groups[0].members.size(), 2u);
+    EXPECT_EQ(stats->groups[0].delivered, 1u);
+    EXPECT_EQ(stats->groups[0].redelivered, 1u);
+    EXPECT_TRUE(stats->subscriptions.empty()) << "a group and its members are not subscriptions";
+    const auto info = cli({"topic", "info", "jobs"});
+    EXPECT_NE(info.out.find("group     workers"), std::string::npos) << info.out;
+    EXPECT_NE(info.out.find("members 2 (pid " + std::to_string(getpid())), std::string::npos) << info.out;
+    EXPECT_NE(info.out.find("redelivered 1"), std::string::npos) << info.out;
+    const auto json = nlohmann::json::parse(cli({"topic", "info", "jobs", "--json"}).out);
+    EXPECT_EQ(json["groups"][0]["name"], "workers");
+    EXPECT_EQ(json["groups"][0]["visibility_ms"], 100);
 }
 
 // A poison message is nacked on every delivery: it reaches `<topic>.dlq` after exactly
@@ -319,7 +336,9 @@ TEST_F(Groups, TheGroupSurvivesARestartOfShmbusd) {
         return ids.size() >= 60;
     }));
     EXPECT_EQ(ids.size(), 60u);
-    if (!ids.empty()) EXPECT_EQ(*ids.begin(), 40u);
+    if (!ids.empty()) {
+        EXPECT_EQ(*ids.begin(), 40u);
+    }
 }
 
 // The CLI: two `sub --group` members share ten messages; together they print each exactly once,

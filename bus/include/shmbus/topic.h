@@ -61,6 +61,19 @@ inline constexpr std::chrono::milliseconds kMinUnblockTimeout{10};
 // Fills the fields left at 0 ("use the default").
 [[nodiscard]] TopicConfig with_defaults(TopicConfig config) noexcept;
 
+// A consumer group, read racily from its block (counters are statistics).
+struct GroupStats {
+    std::string name;
+    std::vector<int32_t> members;  // pids of the members holding a slot now
+    uint64_t next_id = 0;          // the next message no member has taken
+    uint64_t lag = 0;              // published, not yet taken
+    uint64_t in_flight = 0;        // taken and not settled (delivered, or being taken)
+    uint64_t waiting_retry = 0;    // nacked, waiting out their backoff
+    uint64_t delivered = 0, acked = 0, redelivered = 0, nacked = 0, dead_lettered = 0;
+    uint32_t window = 0, max_deliveries = 0;
+    std::chrono::nanoseconds visibility{0};
+};
+
 struct SubscriptionStats {
     uint32_t slot = 0;
     std::string name;        // empty for an ephemeral subscription
@@ -113,7 +126,8 @@ struct TopicStats {
     uint64_t aborted_loans = 0;
     uint64_t full_refusals = 0;
     RecoveryStats recovery;
-    std::vector<SubscriptionStats> subscriptions;
+    std::vector<SubscriptionStats> subscriptions;  // durable and ephemeral (not groups and their members)
+    std::vector<GroupStats> groups;
 };
 
 }  // namespace shmbus
