@@ -15,8 +15,7 @@ namespace {
 
 __extension__ typedef unsigned __int128 u128;
 
-// Members look for messages due for redelivery at most this often while new messages flow, and
-// on every poll that found nothing new.
+// Members look for messages due for redelivery at most this often.
 constexpr uint64_t kScanEveryNs = 1'000'000;
 
 uint64_t splitmix(uint64_t& state) noexcept {
@@ -246,32 +245,34 @@ void GroupMember::hold_and_deliver(GroupEntry& e, uint64_t id, uint32_t attempt,
     // SYNC: release pairs with the acquire load of control in redeliver_due: the deadline is read
     // with the state it belongs to.
     e.control.store(control, std::memory_order_release);
-    ++held_;
+    const std::size_t index = std::size_t(&e - block_.entries);
+    if (given_[index] == 0) ++held_;  // else: ours already, redelivered to us after its deadline
+    given_[index] = control;
     (attempt > 1 ? block_.redelivered : block_.delivered).fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics
-    Message m;
-    m.id = id;
-    m.timestamp_ns = r.timestamp_ns;
-    m.attempt = attempt;
-    m.payload = std::span<const std::byte>(ring_.payload_at(e.position.load(std::memory_order_relaxed)), r.length);
+    Message m = message_of(e, id, attempt, r);
     m.delivered_by_ = owner;
-    m.epoch_ = uint64_t(&e - block_.entries);
+    m.epoch_ = index;
     m.end_position_ = control;
     handler(m);
     if (auto_ack) (void)settle(m, Settle::ack, 0, {});
 }
 
-void GroupMember::dead_letter(GroupEntry& e, uint64_t id, uint32_t attempt, const RecordInfo& r, std::string_view reason) noexcept {
+Message GroupMember::message_of(const GroupEntry& e, uint64_t id, uint32_t attempt, const RecordInfo& r) const noexcept {
     Message m;
     m.id = id;
     m.timestamp_ns = r.timestamp_ns;
     m.attempt = attempt;
     m.payload = std::span<const std::byte>(ring_.payload_at(e.position.load(std::memory_order_relaxed)), r.length);
+    return m;
+}
+
+void GroupMember::dead_letter(GroupEntry& e, const Message& m, std::string_view reason) noexcept {
     if (dead_letter_ && dead_letter_(m, reason)) {
         block_.dead_lettered.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics
         free_entry(e);
         return;
     }
-    to_backoff(e, attempt, settings_.backoff_max_ns);  // the dead-letter topic refused it: try again later
+    to_backoff(e, m.attempt, settings_.backoff_max_ns);  // the dead-letter topic refused it: try again later
 }
 
 void GroupMember::redeliver_due(Handler& handler, std::size_t max, uint32_t& count, const void* owner, bool auto_ack) noexcept {
@@ -307,15 +308,15 @@ void GroupMember::redeliver_due(Handler& handler, std::size_t max, uint32_t& cou
             free_entry(e);  // an entry that does not name its record (a member died mid-claim): nothing to redeliver
             continue;
         }
-        // A claim whose owner died before delivering (claiming, or stealing from backoff) was not
-        // a delivery; every other state was.
-        const uint32_t attempt = std::min<uint32_t>(c.attempt + 1, uint32_t(layout::kMaxAttempt));
         if (c.state == EntryState::nacking) {
             to_backoff(e, c.attempt, 0);  // its owner died moving it to backoff: due now
             continue;
         }
+        // c.attempt counts the deliveries made: the owner of a transitional state had not yet
+        // delivered, so in every case the next delivery is c.attempt + 1.
+        const uint32_t attempt = std::min<uint32_t>(c.attempt + 1, uint32_t(layout::kMaxAttempt));
         if (settings_.max_deliveries != 0 && attempt > settings_.max_deliveries) {
-            dead_letter(e, id, c.attempt, r, "delivered " + std::to_string(c.attempt) + " times without an ack");
+            dead_letter(e, message_of(e, id, c.attempt, r), "delivered " + std::to_string(c.attempt) + " times without an ack");
             continue;
         }
         hold_and_deliver(e, id, attempt, r, handler, owner, auto_ack);
@@ -362,35 +363,33 @@ PollResult GroupMember::poll(Handler& handler, std::size_t max, const void* owne
     return {count > 0 ? ReceiveStatus::ok : ReceiveStatus::empty, count};
 }
 
+AckStatus GroupMember::too_late() noexcept {
+    // Past its visibility deadline the message was given to another member.
+    block_.ack_too_late.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics
+    return AckStatus::stale;
+}
+
 AckStatus GroupMember::settle(const Message& m, Settle how, uint64_t delay_ns, std::string_view reason) noexcept {
     if (m.epoch_ >= layout::kGroupEntries) return AckStatus::not_delivered;
     GroupEntry& e = block_.entries[m.epoch_];
     const uint64_t control = m.end_position_;
     const EntryControl c = EntryControl::unpack(control);
     if (c.state != EntryState::held || c.owner != member_slot_ || c.tag != tag_) return AckStatus::not_delivered;
-    // Past its visibility deadline the message was given to another member (or to us again):
-    // it no longer counts in our window either way.
-    auto too_late = [&] {
-        if (held_ > 0) --held_;
-        block_.ack_too_late.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics
-        return AckStatus::stale;
-    };
+    // Settled already (a second ack of one message), or given to us again since: nothing to do.
+    if (given_[m.epoch_] != control) return AckStatus::stale;
+    // Settled now or taken from us: it leaves our window either way.
+    given_[m.epoch_] = 0;
+    --held_;
     if (how == Settle::ack) {
         if (!cas_entry(e, control, m.id, 0, 0)) return too_late();
-        --held_;
         block_.acked.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics
         wake_publishers();
         return AckStatus::ok;
     }
     if (!cas_entry(e, control, m.id, transitional(EntryState::nacking, c.attempt), m.id)) return too_late();
-    --held_;
     const bool exhausted = settings_.max_deliveries != 0 && c.attempt >= settings_.max_deliveries;
     if (how == Settle::reject || exhausted) {
-        RecordInfo r{};
-        r.timestamp_ns = m.timestamp_ns;
-        r.length = uint32_t(m.payload.size());
-        dead_letter(e, m.id, c.attempt, r,
-                    how == Settle::reject ? reason : std::string_view("nacked on its last allowed delivery"));
+        dead_letter(e, m, how == Settle::reject ? reason : std::string_view("nacked on its last allowed delivery"));
         return AckStatus::ok;
     }
     block_.nacked.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics

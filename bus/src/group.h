@@ -3,6 +3,7 @@
 // acquire/release below names its partner.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -100,10 +101,13 @@ private:
     void redeliver_due(Handler& handler, std::size_t max, uint32_t& count, const void* owner, bool auto_ack) noexcept;
     // A message of ours, taken (state stealing or claiming), that has used up its deliveries, or
     // was rejected: to the dead-letter topic, or back to backoff if that fails.
-    void dead_letter(layout::GroupEntry& e, uint64_t id, uint32_t attempt, const RecordInfo& r, std::string_view reason) noexcept;
+    void dead_letter(layout::GroupEntry& e, const Message& m, std::string_view reason) noexcept;
+    // The message entry `e` holds (its record in place), as handed to a handler or a dead letter.
+    [[nodiscard]] Message message_of(const layout::GroupEntry& e, uint64_t id, uint32_t attempt, const RecordInfo& r) const noexcept;
     void hold_and_deliver(layout::GroupEntry& e, uint64_t id, uint32_t attempt, const RecordInfo& r, Handler& handler,
                           const void* owner, bool auto_ack) noexcept;
     void free_entry(layout::GroupEntry& e) noexcept;
+    [[nodiscard]] AckStatus too_late() noexcept;
     void to_backoff(layout::GroupEntry& e, uint32_t attempt, uint64_t delay_ns) noexcept;
     void wake_publishers() noexcept;
 
@@ -116,6 +120,9 @@ private:
     layout::GroupSettingsRecord settings_;  // fixed at the group's creation: a copy
     DeadLetter dead_letter_;
     layout::GroupEntry* claiming_ = nullptr;
+    // The control word of each entry this member was given and has not settled (0: none): a
+    // second settle of one message finds 0 and changes nothing, and `held_` counts the non-zero.
+    std::array<uint64_t, layout::kGroupEntries> given_{};
     uint32_t held_ = 0;
     uint32_t next_free_hint_ = 0;
     uint64_t next_scan_ns_ = 0;

@@ -187,6 +187,39 @@ TEST_F(Groups, AMessageHeldPastItsVisibilityTimeoutGoesToAnotherMember) {
     EXPECT_EQ(json["groups"][0]["visibility_ms"], 100);
 }
 
+// A second ack of one message is answered `stale` and changes nothing: the member's window still
+// counts what it holds, so it is never handed more than `window` unsettled messages.
+TEST_F(Groups, ASecondAckOfOneMessageDoesNotWidenTheWindow) {
+    auto c = connect();
+    ASSERT_TRUE(c.has_value());
+    GroupSettings s;
+    s.window = 2;
+    SubscribeOptions o = member_options("workers", s);
+    o.auto_ack = false;
+    auto sub = c->subscribe("jobs", o);
+    ASSERT_TRUE(sub.has_value()) << sub.error().message;
+    auto pub = c->publisher("jobs");
+    ASSERT_TRUE(pub.has_value());
+    publish_numbers(*pub, 0, 5);
+    std::vector<Message> held;
+    ASSERT_TRUE(eventually([&] {
+        (void)sub->receive([&](const Message& m) { held.push_back(m); }, 20ms);
+        return held.size() >= 2;
+    }));
+    ASSERT_EQ(held.size(), 2u);
+    EXPECT_EQ(sub->ack(held[0]), AckStatus::ok);
+    EXPECT_EQ(sub->ack(held[0]), AckStatus::stale);
+    EXPECT_EQ(sub->nack(held[0]), AckStatus::stale);
+    EXPECT_EQ(sub->in_flight(), 1u);
+    uint32_t more = 0;
+    for (int i = 0; i < 5; ++i) more += sub->receive([&](const Message& m) { held.push_back(m); }, 20ms).count;
+    EXPECT_EQ(more, 1u) << "one place was free in a window of 2";
+    EXPECT_EQ(sub->in_flight(), 2u);
+    auto stats = c->topic_stats("jobs");
+    ASSERT_TRUE(stats.has_value());
+    EXPECT_EQ(stats->groups[0].acked, 1u);
+}
+
 // A poison message is nacked on every delivery: it reaches `<topic>.dlq` after exactly
 // max-deliveries attempts, with the backoff between them, while the other messages flow.
 TEST_F(Groups, APoisonMessageReachesTheDeadLetterTopicAfterMaxDeliveries) {
