@@ -382,6 +382,12 @@ TEST_F(Groups, TwoCliMembersShareTheMessages) {
                           {path("a.out"), path("a.err")});
     const pid_t b = spawn({SHMBUS_CLI_PATH, "--dir", dir, "sub", "jobs", "--group", "workers", "--format", "json"},
                           {path("b.out"), path("b.err")});
+    auto c = connect();
+    ASSERT_TRUE(c.has_value());
+    ASSERT_TRUE(eventually([&] {  // both have joined (and so handle SIGTERM) before anything is published
+        auto stats = c->topic_stats("jobs");
+        return stats && stats->groups.size() == 1 && stats->groups[0].members.size() == 2;
+    }));
     std::vector<std::string> messages = {"pub", "jobs"};
     for (int i = 0; i < 10; ++i) messages.push_back("job-" + std::to_string(i));
     ASSERT_EQ(cli(messages).code, 0);
