@@ -147,6 +147,13 @@ bool RequestHandlers::on_hello(Conn& c, uint32_t id, const protocol::Hello& req)
     return reply(c, protocol::Type::hello_ok, id, &ok, sizeof ok);
 }
 
+bool RequestHandlers::reply_with_topic(Conn& c, uint32_t id, const TopicEntry& t, Role role, protocol::Type type,
+                                       const void* body, std::size_t size) {
+    auto fds = t.hand_out(role);
+    if (!fds) return reply_error(c, id, fds.error());
+    return reply(c, type, id, body, size, fds->fds);
+}
+
 bool RequestHandlers::park(Conn& c, const std::string& topic) {
     spdlog::debug("pid {}: waits for topic '{}', whose pages are being reserved", c.process.pid, topic);
     c.parked = true;
@@ -199,9 +206,8 @@ bool RequestHandlers::on_open_topic(Conn& c, uint32_t id, const protocol::OpenTo
                                                                          std::to_string(seg.max_producers()) + ")"));
         ok.producer_slot = *slot;
     }
-    auto fds = t.value()->hand_out(as_publisher ? Role::publish : Role::observe);
-    if (!fds) return reply_error(c, id, fds.error());
-    return reply(c, protocol::Type::topic_ok, id, &ok, sizeof ok, fds->fds);
+    return reply_with_topic(c, id, *t.value(), as_publisher ? Role::publish : Role::observe, protocol::Type::topic_ok, &ok,
+                            sizeof ok);
 }
 
 bool RequestHandlers::on_delete_topic(Conn& c, uint32_t id, const protocol::DeleteTopic& req) {
@@ -303,9 +309,7 @@ bool RequestHandlers::on_subscribe(Conn& c, uint32_t id, const protocol::Subscri
     }
     spdlog::info("pid {} subscribed to '{}' ({}{}{}) slot {} at id {}", c.process.pid, topic,
                  durable ? "durable " : "ephemeral", durable_name, ok->resumed ? ", resumed" : "", ok->slot, ok->next_id);
-    auto fds = t.value()->hand_out(Role::subscribe);
-    if (!fds) return reply_error(c, id, fds.error());
-    return reply(c, protocol::Type::subscribe_ok, id, &*ok, sizeof *ok, fds->fds);
+    return reply_with_topic(c, id, *t.value(), Role::subscribe, protocol::Type::subscribe_ok, &*ok, sizeof *ok);
 }
 
 // Unsubscribe and close: the slot must be this process's, through any of its connections (one
@@ -397,8 +401,7 @@ bool RequestHandlers::on_join_group(Conn& c, uint32_t id, const protocol::JoinGr
     const std::string group(field_name(req.group));
     if (auto st = validate_topic_name(topic); !st) return reply_error(c, id, st.error());
     if (auto st = validate_subscription_name(group); !st) return reply_error(c, id, st.error());
-    const bool create_only = req.flags & protocol::kCreateGroupOnly;
-    if (auto e = refused_unless(c, topic, create_only ? Operation::admin : Operation::subscribe, true)) return reply_error(c, id, *e);
+    if (auto e = refused_unless(c, topic, Operation::subscribe, true)) return reply_error(c, id, *e);
     layout::GroupSettingsRecord asked = req.settings;
     asked.reserved = 0;
     if (auto e = bad_group_settings(asked)) return reply_error(c, id, *e);
@@ -418,10 +421,8 @@ bool RequestHandlers::on_join_group(Conn& c, uint32_t id, const protocol::JoinGr
                                                                      "message is overwritten"));
     if (auto again = detail::consumer_by_token(seg, c.process, req.token)) {  // a repeat: the first reply was lost
         detail::restamp_consumer_session(seg, *again, c.session);
-        protocol::SubscribeOk ok{seg.size(), *again, 1, 0, 0};
-        auto fds = t.value()->hand_out(Role::subscribe);
-        if (!fds) return reply_error(c, id, fds.error());
-        return reply(c, protocol::Type::subscribe_ok, id, &ok, sizeof ok, fds->fds);
+        const protocol::SubscribeOk ok{seg.size(), *again, 1, 0, 0};
+        return reply_with_topic(c, id, *t.value(), Role::subscribe, protocol::Type::subscribe_ok, &ok, sizeof ok);
     }
     auto place = detail::find_group(seg, group);
     const bool created = !place;
@@ -432,7 +433,6 @@ bool RequestHandlers::on_join_group(Conn& c, uint32_t id, const protocol::JoinGr
         if (!diff.empty())
             return reply_error(c, id, make_error(Errc::invalid_argument, "group '" + group + "' of '" + topic +
                                                                              "' exists with other settings: " + diff));
-        if (create_only) return reply_error(c, id, make_error(Errc::topic_exists, "group '" + group + "' of '" + topic + "' already exists"));
     } else {
         if (auto st = validate_topic_name(topic + ".dlq"); !st)
             return reply_error(c, id, make_error(Errc::invalid_name, "topic name '" + topic + "' leaves no room for its "
@@ -443,7 +443,6 @@ bool RequestHandlers::on_join_group(Conn& c, uint32_t id, const protocol::JoinGr
         spdlog::info("created group '{}' of '{}' (window {}, visibility {} ms, max-deliveries {})", group, topic, asked.window,
                      asked.visibility_ns / 1'000'000, asked.max_deliveries);
     }
-    if (create_only) return reply(c, protocol::Type::ok, id, nullptr, 0);
     auto slot = detail::reserve_consumer_slot(seg);
     if (!slot)
         return reply_error(c, id, make_error(Errc::no_free_slot, "topic '" + topic + "' has no free subscription slot (max " +
@@ -452,10 +451,8 @@ bool RequestHandlers::on_join_group(Conn& c, uint32_t id, const protocol::JoinGr
     auto start = detail::attach_new_cursor(seg, *slot, SlotKind::member, group, registration(c, req.token), StartFrom::latest, 0);
     if (!start) return reply_error(c, id, start.error());
     spdlog::info("pid {} joined group '{}' of '{}' (slot {}{})", c.process.pid, group, topic, *slot, created ? ", new group" : "");
-    protocol::SubscribeOk ok{seg.size(), *slot, created ? 0u : 1u, start->position, start->id};
-    auto fds = t.value()->hand_out(Role::subscribe);
-    if (!fds) return reply_error(c, id, fds.error());
-    return reply(c, protocol::Type::subscribe_ok, id, &ok, sizeof ok, fds->fds);
+    const protocol::SubscribeOk ok{seg.size(), *slot, created ? 0u : 1u, start->position, start->id};
+    return reply_with_topic(c, id, *t.value(), Role::subscribe, protocol::Type::subscribe_ok, &ok, sizeof ok);
 }
 
 bool RequestHandlers::on_set_topic(Conn& c, uint32_t id, const protocol::SetTopic& req) {

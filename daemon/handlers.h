@@ -55,6 +55,9 @@ private:
     [[nodiscard]] std::vector<std::string> visible_topics(const Conn& c) const;
     // The topic of the slot a request names, if that slot exists and is `p`'s; else nullptr.
     [[nodiscard]] TopicEntry* topic_of_own_slot(const protocol::Unsubscribe& req, const Process& p, bool consumer);
+    // Replies `type` with `body` and the topic's descriptors for `role`.
+    [[nodiscard]] bool reply_with_topic(Conn& c, uint32_t id, const TopicEntry& t, Role role, protocol::Type type,
+                                        const void* body, std::size_t size);
     // Leaves the request unanswered until the topic it needs has been created (Server::resume_parked).
     [[nodiscard]] bool park(Conn& c, const std::string& topic);
     // `flags`: the request's OpenFlags (kDefaultConfig: the client left its settings as constructed).

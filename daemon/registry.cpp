@@ -11,7 +11,6 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
-#include <system_error>
 #include <tuple>
 
 #include "bus_files.h"
@@ -133,12 +132,12 @@ Result<TopicEntry*> Registry::start_reservation(const std::string& name, const T
             const uint64_t one = 1;
             (void)!write(done_fd, &one, sizeof one);
         });
-    } catch (const std::system_error& e) {  // no thread to be had: reserve here instead
+    } catch (...) {  // no thread to be had: reserve here instead
         raw->result = detail::Segment::reserve_pages(raw->fd, raw->cursor_fd, name, raw->config);
         raw->done.store(true, std::memory_order_relaxed);  // this thread alone reads it
     }
     pending_[name] = std::move(p);
-    if (pending_[name]->done.load(std::memory_order_relaxed)) return finish_reservation(name);
+    if (raw->done.load(std::memory_order_relaxed)) return finish_reservation(name);
     return static_cast<TopicEntry*>(nullptr);
 }
 

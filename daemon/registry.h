@@ -95,7 +95,6 @@ public:
     [[nodiscard]] bool reserve_in_background() noexcept;
     // Readable (an eventfd; read it to clear) whenever a background reservation has ended.
     [[nodiscard]] int reservation_done_fd() const noexcept { return done_fd_; }
-    [[nodiscard]] bool being_created(const std::string& name) const noexcept { return pending_.count(name) != 0; }
     // Finishes every reservation that has ended and that no request finished (its client left):
     // the topic is created all the same, as a request that timed out may still take effect.
     struct Finished {

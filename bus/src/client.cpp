@@ -196,9 +196,10 @@ Result<Subscriber> Client::join_group(std::string_view topic, SubscribeOptions o
     auto r = request_segment<protocol::SubscribeOk>(*channel_, protocol::Type::join_group, req, protocol::Type::subscribe_ok);
     if (!r) return r.error();
     const uint32_t member = r->first.slot;
-    auto core = std::unique_ptr<detail::SubscriberCore>(new (std::nothrow) detail::SubscriberCore(
-        channel_, std::move(r->second), member < r->second.max_consumers() ? member : 0, false, options));
-    if (!core || member >= core->seg.max_consumers()) return make_error(Errc::protocol_error, "shmbusd sent an invalid slot");
+    if (member >= r->second.max_consumers()) return make_error(Errc::protocol_error, "shmbusd sent an invalid slot");
+    auto core = std::unique_ptr<detail::SubscriberCore>(
+        new (std::nothrow) detail::SubscriberCore(channel_, std::move(r->second), member, false, options));
+    if (!core) return make_error(Errc::io_error, "out of memory");
     uint32_t group_slot = 0;
     layout::GroupBlock* block = detail::group_of_member(core->seg, member, group_slot);
     if (block == nullptr) return make_error(Errc::protocol_error, "shmbusd's reply names no group in the topic's segment");

@@ -76,9 +76,10 @@ struct SubscriberCore {
     [[nodiscard]] PollResult poll(Handler& handler, std::size_t max) noexcept;
     [[nodiscard]] PollResult receive(Handler& handler, std::chrono::nanoseconds timeout, std::size_t max) noexcept;
     void store_ack(uint64_t position, uint64_t next_id) noexcept;
-    [[nodiscard]] AckStatus ack(const Message& m) noexcept;
+    [[nodiscard]] AckStatus ack(const Message& m) noexcept;  // not a group member's: settle() decides
     [[nodiscard]] Status seek(StartFrom from, uint64_t id) noexcept;
-    // Group members: settles one message (ack, nack with a delay, reject to the dead-letter topic).
+    // Settles one message: ack for any subscriber; for a group member also nack (with a delay) and
+    // reject (to the dead-letter topic).
     [[nodiscard]] AckStatus settle(const Message& m, GroupMember::Settle how, uint64_t delay_ns,
                                    std::string_view reason) noexcept;
     void start_at(uint64_t pos, uint64_t id, uint64_t deliver_from_id, uint64_t lost_now) noexcept;

@@ -157,12 +157,6 @@ Result<GroupPlace> create_group(const Segment& seg, std::string_view name, const
     return GroupPlace{*block, *slot};
 }
 
-void delete_group(const Segment& seg, GroupPlace g) noexcept {
-    // SYNC: release pairs with the acquire loads in find_group and group_of_member.
-    seg.group_block(g.block).state.store(uint32_t(layout::GroupState::free), std::memory_order_release);
-    (void)free_consumer(seg, g.slot, state_of(seg.consumer_slot(g.slot)));
-}
-
 std::string settings_difference(const layout::GroupSettingsRecord& a, const layout::GroupSettingsRecord& b) {
     std::string out;
     auto differs = [&](const char* what, uint64_t x, uint64_t y, const char* unit) {

@@ -60,8 +60,6 @@ struct GroupPlace {
 [[nodiscard]] Result<GroupPlace> create_group(const Segment& seg, std::string_view name,
                                               const layout::GroupSettingsRecord& settings, StartFrom from,
                                               uint64_t from_id, const Registration& creator) noexcept;
-// Removes a group: its slot stops gating publishers, its block is free for another.
-void delete_group(const Segment& seg, GroupPlace g) noexcept;
 // "" if `a` and `b` are the same settings, else what differs, for an error message.
 [[nodiscard]] std::string settings_difference(const layout::GroupSettingsRecord& existing,
                                               const layout::GroupSettingsRecord& asked);

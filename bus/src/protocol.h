@@ -37,8 +37,7 @@ enum class Type : uint16_t {
     close_producer = 15,                     // body: Unsubscribe (topic, producer slot)
     bus_info = 16,      bus_info_ok = 17,    // the supervisor itself (bus-top's header)
     set_topic = 18,                          // body: SetTopic; reply ok
-    join_group = 19,                         // body: JoinGroup; reply subscribe_ok (+ descriptors), or ok
-                                             // with kCreateGroupOnly
+    join_group = 19,                         // body: JoinGroup; reply subscribe_ok (+ descriptors)
     error = 100,
 };
 
@@ -136,13 +135,12 @@ struct Subscribe {
 using WireGroupSettings = layout::GroupSettingsRecord;
 inline constexpr uint32_t kGroupSettingsGiven = 1u << 8;  // JoinGroup: the client chose settings; an existing
                                                           // group with others refuses it
-inline constexpr uint32_t kCreateGroupOnly = 1u << 9;     // JoinGroup: create the group, join nobody
 struct JoinGroup {
     char topic[kNameField];
     char group[kSubNameField];
     WireConfig config;           // used if the topic must be created
     uint32_t from;               // StartFrom, for a new group
-    uint32_t flags;              // kDefaultConfig, kGroupSettingsGiven, kCreateGroupOnly
+    uint32_t flags;              // kDefaultConfig, kGroupSettingsGiven
     uint64_t from_id;
     uint64_t token;              // as in OpenTopic
     WireGroupSettings settings;  // for a new group; compared with an existing one's if given

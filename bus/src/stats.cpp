@@ -44,10 +44,6 @@ void collect_groups(const Segment& seg, TopicStats& t) {
     }
 }
 
-}  // namespace
-
-
-namespace {
 
 // The upper edge of the bucket holding the q-th fraction of the samples.
 std::optional<uint64_t> bucket_percentile(const std::vector<uint64_t>& buckets, uint64_t total, double q) {

@@ -202,7 +202,6 @@ AckStatus SubscriberCore::settle(const Message& m, GroupMember::Settle how, uint
 
 AckStatus SubscriberCore::ack(const Message& m) noexcept {
     if (m.delivered_by_ != this) return AckStatus::not_delivered;
-    if (group) return group->settle(m, GroupMember::Settle::ack, 0, {});
     if (m.epoch_ != epoch) return AckStatus::stale;
     if (durable) store_ack(m.end_position_, m.id + 1);  // at or behind `position`: we delivered it
     return AckStatus::ok;
@@ -263,7 +262,7 @@ PollResult Subscriber::poll(Handler handler, std::size_t max) noexcept { return 
 PollResult Subscriber::receive(Handler handler, std::chrono::nanoseconds timeout, std::size_t max) noexcept {
     return core_->receive(handler, timeout, max);
 }
-AckStatus Subscriber::ack(const Message& m) noexcept { return core_->ack(m); }
+AckStatus Subscriber::ack(const Message& m) noexcept { return core_->settle(m, detail::GroupMember::Settle::ack, 0, {}); }
 AckStatus Subscriber::nack(const Message& m) noexcept { return core_->settle(m, detail::GroupMember::Settle::nack, 0, {}); }
 AckStatus Subscriber::nack(const Message& m, std::chrono::nanoseconds delay) noexcept {
     return core_->settle(m, detail::GroupMember::Settle::nack, uint64_t(std::max<int64_t>(1, delay.count())), {});
