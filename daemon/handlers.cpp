@@ -391,6 +391,7 @@ std::optional<Error> bad_group_settings(const layout::GroupSettingsRecord& s) {
     if (s.visibility_ns < 1'000'000) return bad("visibility must be at least 1 ms");
     if (s.backoff_initial_ns == 0 || s.backoff_max_ns < s.backoff_initial_ns) return bad("backoff must be INITIAL..MAX with 0 < INITIAL <= MAX");
     if (s.backoff_factor_x100 < 100 || s.backoff_factor_x100 > 10000) return bad("backoff factor must be 1..100");
+    if (s.rate_interval_ns != 0 && s.rate_burst == 0) return bad("a rate limit needs a burst of at least 1");
     return std::nullopt;
 }
 
@@ -403,7 +404,7 @@ bool RequestHandlers::on_join_group(Conn& c, uint32_t id, const protocol::JoinGr
     if (auto st = validate_subscription_name(group); !st) return reply_error(c, id, st.error());
     if (auto e = refused_unless(c, topic, Operation::subscribe, true)) return reply_error(c, id, *e);
     layout::GroupSettingsRecord asked = req.settings;
-    asked.reserved = 0;
+    if (asked.rate_interval_ns == 0) asked.rate_burst = 0;  // no limit: the burst means nothing
     if (auto e = bad_group_settings(asked)) return reply_error(c, id, *e);
     StartFrom from{};
     if (!protocol::start_from_wire(req.from, from))

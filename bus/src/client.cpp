@@ -146,16 +146,29 @@ Result<std::pair<Ok, Segment>> request_segment(ControlChannel& channel, protocol
 
 // Where a member's dead letters go: the topic `<topic>.dlq`, opened on the first one. A letter
 // that cannot be published now (the topic is full) is tried again later by the member.
-std::function<bool(const Message&, std::string_view)> Client::dead_letter_to(const std::shared_ptr<ControlChannel>& channel,
-                                                                             std::string topic) {
+std::function<bool(const detail::DeadLetterInfo&)> Client::dead_letter_to(const std::shared_ptr<ControlChannel>& channel,
+                                                                         std::string topic) {
     auto publisher = std::make_shared<std::optional<Publisher>>();
-    return [channel, publisher, dlq = std::move(topic) + ".dlq"](const Message& m, std::string_view) {
+    return [channel, publisher, topic = std::move(topic)](const detail::DeadLetterInfo& letter) {
         if (!*publisher) {
-            auto p = open_publisher(channel, dlq, PublisherOptions{});
+            auto p = open_publisher(channel, topic + ".dlq", PublisherOptions{});
             if (!p) return false;
             publisher->emplace(std::move(p.value()));
         }
-        return (*publisher)->publish(m.payload, std::chrono::nanoseconds(0)) == PublishStatus::ok;
+        const Message& m = letter.message;
+        // Its own headers first (less any origin of an earlier dead-lettering), then where it came from.
+        std::vector<Header> headers;
+        for (const Header& h : m.headers)
+            if (!is_shmbus_header(h.key) && headers.size() + 6 < kMaxHeaders) headers.push_back(h);
+        const std::string id = std::to_string(m.id), attempts = std::to_string(m.attempt);
+        const std::string first = rfc3339_utc(letter.first_delivery_ns), last = rfc3339_utc(letter.last_delivery_ns);
+        headers.push_back({kDeadLetterTopic, topic});
+        headers.push_back({kDeadLetterId, id});
+        headers.push_back({kDeadLetterAttempts, attempts});
+        headers.push_back({kDeadLetterReason, letter.reason.substr(0, kMaxHeaderValue)});
+        headers.push_back({kDeadLetterFirstDelivery, first});
+        headers.push_back({kDeadLetterLastDelivery, last});
+        return (*publisher)->publish(m.payload, headers, std::chrono::nanoseconds(0)) == PublishStatus::ok;
     };
 }
 

@@ -87,6 +87,9 @@ struct SubscriberCore {
     // longer retained starts later and counts the gap as lost. Allocates the copy buffer of a
     // reader that producers may lap, once, here.
     void begin(uint64_t pos, uint64_t id, bool was_resumed);
+    // When the rate limit allows the next delivery (CLOCK_MONOTONIC), if the last poll stopped
+    // for it; 0 otherwise.
+    [[nodiscard]] uint64_t rate_ready() const noexcept { return group ? group->rate_ready_ns() : rate_ready_ns; }
 
     std::shared_ptr<ControlChannel> channel;
     Segment seg;
@@ -116,12 +119,19 @@ struct SubscriberCore {
     uint32_t delivering_polls = 0;
     uint64_t sample_id = kNoSample;
     uint64_t sample_t0_ns = 0;
+    // This subscription's rate limit (a group's lives in its block): the bucket, and a token taken
+    // for a delivery that has not happened yet.
+    uint64_t rate_interval_ns = 0;
+    std::atomic<uint64_t> rate_tat{0};
+    uint64_t rate_ready_ns = 0;
+    bool has_token = false;
     std::vector<std::byte> copy;  // max_message bytes, for readers that producers may overrun
     std::unique_ptr<GroupMember> group;  // a member of a consumer group: it delivers instead
     CrashPoint crash_before_ack;  // fault injection (crash_point.h)
 
 private:
     [[nodiscard]] bool overrun() const noexcept;
+    [[nodiscard]] bool take_token() noexcept;
     void resync() noexcept;
     void publish_progress() noexcept;
     void record_processing(uint64_t ns) noexcept;

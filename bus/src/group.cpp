@@ -109,7 +109,26 @@ layout::GroupSettingsRecord settings_record(const GroupSettings& g) noexcept {
     r.backoff_initial_ns = ns(g.backoff_initial);
     r.backoff_max_ns = ns(g.backoff_max);
     r.backoff_factor_x100 = uint32_t(std::clamp(g.backoff_factor, 0.0, 1000.0) * 100 + 0.5);
+    r.rate_interval_ns = rate_interval_ns(g.rate);
+    r.rate_burst = r.rate_interval_ns == 0 ? 0 : std::max<uint32_t>(1, g.rate.burst);
     return r;
+}
+
+GroupSettings group_settings_of(const layout::GroupSettingsRecord& r) noexcept {
+    GroupSettings g;
+    g.window = r.window;
+    g.max_deliveries = r.max_deliveries;
+    g.visibility = std::chrono::nanoseconds(r.visibility_ns);
+    g.backoff_initial = std::chrono::nanoseconds(r.backoff_initial_ns);
+    g.backoff_max = std::chrono::nanoseconds(r.backoff_max_ns);
+    g.backoff_factor = r.backoff_factor_x100 / 100.0;
+    g.rate = r.rate_interval_ns == 0 ? RateLimit{} : RateLimit{1e9 / double(r.rate_interval_ns), r.rate_burst};
+    return g;
+}
+
+uint64_t rate_interval_ns(const RateLimit& rate) noexcept {
+    if (!(rate.per_second > 0)) return 0;
+    return uint64_t(std::clamp(1e9 / rate.per_second, 1.0, 1e18));
 }
 
 std::optional<GroupPlace> find_group(const Segment& seg, std::string_view name) noexcept {
@@ -141,7 +160,7 @@ Result<GroupPlace> create_group(const Segment& seg, std::string_view name, const
     std::memcpy(b.name, name.data(), std::min(name.size(), sizeof b.name - 1));
     b.settings = settings;
     b.consumer_slot = *slot;
-    for (auto* c : {&b.delivered, &b.acked, &b.redelivered, &b.nacked, &b.dead_lettered, &b.ack_too_late})
+    for (auto* c : {&b.delivered, &b.acked, &b.redelivered, &b.nacked, &b.dead_lettered, &b.ack_too_late, &b.rate_tat_ns})
         c->store(0, std::memory_order_relaxed);
     seg.consumer_slot(*slot).reserved0 = *block;  // published by the slot's state store in attach_new_cursor
     auto start = attach_new_cursor(seg, *slot, SlotKind::group, name, creator, from, from_id);
@@ -170,6 +189,8 @@ std::string settings_difference(const layout::GroupSettingsRecord& a, const layo
     differs("backoff initial", a.backoff_initial_ns / 1'000'000, b.backoff_initial_ns / 1'000'000, " ms");
     differs("backoff max", a.backoff_max_ns / 1'000'000, b.backoff_max_ns / 1'000'000, " ms");
     differs("backoff factor x100", a.backoff_factor_x100, b.backoff_factor_x100, "");
+    differs("rate interval", a.rate_interval_ns / 1000, b.rate_interval_ns / 1000, " us");
+    differs("rate burst", a.rate_burst, b.rate_burst, "");
     if (out.empty() && std::memcmp(&a, &b, sizeof a) != 0) out = "sub-millisecond timings";
     return out;
 }
@@ -235,6 +256,10 @@ void GroupMember::wake_publishers() noexcept {
 void GroupMember::hold_and_deliver(GroupEntry& e, uint64_t id, uint32_t attempt, const RecordInfo& r, Handler& handler,
                                    const void* owner, bool auto_ack) noexcept {
     e.deadline_ns.store(monotonic_ns() + settings_.visibility_ns, std::memory_order_relaxed);  // relaxed: published below
+    const uint64_t now = clock_.now_ns();
+    if (attempt == 1) e.first_delivery_ns.store(now, std::memory_order_relaxed);  // relaxed: likewise
+    e.last_delivery_ns.store(now, std::memory_order_relaxed);
+    has_token_ = false;
     const uint64_t control = held_control(attempt);
     // SYNC: release pairs with the acquire load of control in redeliver_due: the deadline is read
     // with the state it belongs to.
@@ -256,12 +281,15 @@ Message GroupMember::message_of(const GroupEntry& e, uint64_t id, uint32_t attem
     m.id = id;
     m.timestamp_ns = r.timestamp_ns;
     m.attempt = attempt;
-    m.payload = std::span<const std::byte>(ring_.payload_at(e.position.load(std::memory_order_relaxed)), r.length);
+    split_record(ring_.payload_at(e.position.load(std::memory_order_relaxed)), r.length, r.flags, m);
     return m;
 }
 
 void GroupMember::dead_letter(GroupEntry& e, const Message& m, std::string_view reason) noexcept {
-    if (dead_letter_ && dead_letter_(m, reason)) {
+    // relaxed: written by the member that delivered it, before the CAS or store that gave us the entry.
+    const DeadLetterInfo letter{m, reason, e.first_delivery_ns.load(std::memory_order_relaxed),
+                                e.last_delivery_ns.load(std::memory_order_relaxed)};
+    if (dead_letter_ && dead_letter_(letter)) {
         block_.dead_lettered.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics
         free_entry(e);
         return;
@@ -290,7 +318,12 @@ void GroupMember::redeliver_due(Handler& handler, std::size_t max, uint32_t& cou
             case EntryState::nacking: due = c.owner != member_slot_ && owner_gone(seg_, c); break;
             case EntryState::free: break;
         }
-        if (!due || !cas_entry(e, control, id, transitional(EntryState::stealing, c.attempt), id)) continue;
+        if (!due) continue;
+        // A delivery needs a token of the rate limit; a move to the dead-letter topic does not.
+        const bool delivers = c.state != EntryState::nacking &&
+                              !(settings_.max_deliveries != 0 && c.attempt >= settings_.max_deliveries);
+        if (delivers && !take_token()) return;
+        if (!cas_entry(e, control, id, transitional(EntryState::stealing, c.attempt), id)) continue;
         // A dead member's claim that never moved the dispatch word was never taken: let it go.
         if (c.state == EntryState::claiming && id >= read_dispatch(group_).id) {
             free_entry(e);
@@ -318,8 +351,21 @@ void GroupMember::redeliver_due(Handler& handler, std::size_t max, uint32_t& cou
     }
 }
 
+bool GroupMember::take_token() noexcept {
+    if (settings_.rate_interval_ns == 0 || has_token_) return true;
+    const uint64_t now = monotonic_ns();
+    const uint64_t wait = detail::take_token(block_.rate_tat_ns, settings_.rate_interval_ns, settings_.rate_burst, now);
+    if (wait != 0) {
+        rate_ready_ns_ = now + wait;
+        return false;
+    }
+    has_token_ = true;
+    return true;
+}
+
 PollResult GroupMember::poll(Handler& handler, std::size_t max, const void* owner, bool auto_ack) noexcept {
     if (corrupt_) return {ReceiveStatus::corrupt, 0};
+    rate_ready_ns_ = 0;
     uint32_t count = 0;
     if (monotonic_ns() >= next_scan_ns_) redeliver_due(handler, max, count, owner, auto_ack);
     while (count < max && held_ < settings_.window) {
@@ -341,6 +387,7 @@ PollResult GroupMember::poll(Handler& handler, std::size_t max, const void* owne
             (void)cas_dispatch(group_, d, {d.position + r.size, r.id + 1});
             continue;
         }
+        if (!take_token()) break;
         GroupEntry* e = claim_entry();
         if (e == nullptr) break;  // every entry holds an unsettled message: the group is at its limit
         // relaxed: published by the dispatch CAS (a full barrier) to publishers and members.

@@ -11,7 +11,9 @@
 #include <vector>
 #include <string_view>
 
+#include "rate_limit.h"
 #include "ring.h"
+#include "wall_clock.h"
 #include "segment.h"
 #include "slots.h"
 #include "shmbus/subscriber.h"
@@ -47,6 +49,10 @@ struct Dispatch {
 
 // The record of `g` a group's block keeps (and the wire carries).
 [[nodiscard]] layout::GroupSettingsRecord settings_record(const GroupSettings& g) noexcept;
+// And back, for `group info`.
+[[nodiscard]] GroupSettings group_settings_of(const layout::GroupSettingsRecord& r) noexcept;
+// The interval between deliveries a rate limit makes (0: unlimited).
+[[nodiscard]] uint64_t rate_interval_ns(const RateLimit& rate) noexcept;
 
 // ---- shmbusd's side (and the in-process test topic's) ----
 struct GroupPlace {
@@ -66,13 +72,21 @@ struct GroupPlace {
 // Members of the group in slot `group_slot` that hold their slots now.
 [[nodiscard]] std::vector<int32_t> group_member_pids(const Segment& seg, uint32_t group_slot) noexcept;
 
+// A message on its way to the dead-letter topic, with its origin.
+struct DeadLetterInfo {
+    const Message& message;
+    std::string_view reason;
+    uint64_t first_delivery_ns;  // CLOCK_REALTIME
+    uint64_t last_delivery_ns;
+};
+
 // One member's state: its window, the entry it is claiming with, when it next looks for
 // messages due for redelivery.
 class GroupMember {
 public:
-    // Publishes a dead letter (payload, origin); false if it could not be published now (the
-    // message then waits out the longest backoff and is tried again).
-    using DeadLetter = std::function<bool(const Message& m, std::string_view reason)>;
+    // Publishes a dead letter (payload, headers, origin); false if it could not be published now
+    // (the message then waits out the longest backoff and is tried again).
+    using DeadLetter = std::function<bool(const DeadLetterInfo& letter)>;
 
     GroupMember(const Segment& seg, uint32_t member_slot, uint32_t tag, uint32_t group_slot, layout::GroupBlock& block,
                 DeadLetter dead_letter) noexcept;
@@ -84,6 +98,9 @@ public:
     // `delay_ns` for nack: 0 picks the group's backoff. `reason` for reject.
     [[nodiscard]] AckStatus settle(const Message& m, Settle how, uint64_t delay_ns, std::string_view reason) noexcept;
     [[nodiscard]] uint32_t held() const noexcept { return held_; }
+    // When the group's rate limit allows the next delivery (CLOCK_MONOTONIC), if the last poll
+    // stopped for it; 0 otherwise.
+    [[nodiscard]] uint64_t rate_ready_ns() const noexcept { return rate_ready_ns_; }
     [[nodiscard]] bool corrupt() const noexcept { return corrupt_; }
 
 private:
@@ -105,6 +122,8 @@ private:
     void hold_and_deliver(layout::GroupEntry& e, uint64_t id, uint32_t attempt, const RecordInfo& r, Handler& handler,
                           const void* owner, bool auto_ack) noexcept;
     void free_entry(layout::GroupEntry& e) noexcept;
+    // A token of the group's rate limit for the next delivery (kept until that delivery happens).
+    [[nodiscard]] bool take_token() noexcept;
     [[nodiscard]] AckStatus too_late() noexcept;
     void to_backoff(layout::GroupEntry& e, uint32_t attempt, uint64_t delay_ns) noexcept;
     void wake_publishers() noexcept;
@@ -125,7 +144,10 @@ private:
     uint32_t next_free_hint_ = 0;
     uint64_t next_scan_ns_ = 0;
     uint64_t random_;
+    uint64_t rate_ready_ns_ = 0;
+    bool has_token_ = false;
     bool corrupt_ = false;
+    WallClock clock_;
 };
 
 }  // namespace shmbus::detail

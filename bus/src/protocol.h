@@ -18,8 +18,9 @@ inline constexpr uint32_t kFrameMagic = 0x53425553;  // "SUBS"
 // 2: recovery fields in WireConfig, gc. 3: segments of layout 1.2 (longer producer slots), which a
 // client of protocol 2 would misread: it is refused at hello instead. 4: layout 1.3, replies carry
 // two descriptors (segment and cursor object), and a protocol-3 client would neither map the
-// cursor object nor find the space-waiter count where 1.3 keeps it.
-inline constexpr uint16_t kProtocolVersion = 4;
+// cursor object nor find the space-waiter count where 1.3 keeps it. 5: layout 1.5 (records with
+// headers, longer group entries) and JoinGroup's longer settings.
+inline constexpr uint16_t kProtocolVersion = 5;
 inline constexpr std::size_t kMaxFrame = 64 * 1024;
 inline constexpr std::size_t kNameField = layout::kMaxTopicName + 1;
 inline constexpr std::size_t kSubNameField = layout::kMaxSubscriptionName + 1;

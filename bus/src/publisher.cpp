@@ -227,6 +227,7 @@ const char* to_string(PublishStatus status) noexcept {
         case PublishStatus::revoked: return "revoked";
         case PublishStatus::corrupt: return "corrupt";
         case PublishStatus::deleted: return "deleted";
+        case PublishStatus::bad_headers: return "bad_headers";
     }
     return "unknown";
 }
@@ -285,6 +286,33 @@ PublishStatus Publisher::publish(std::span<const std::byte> payload, std::chrono
     const PublishStatus st = core_->claim(payload.size(), timeout, position, id);
     if (st != PublishStatus::ok) return st;
     if (!payload.empty()) std::memcpy(core_->ring.payload_at(position), payload.data(), payload.size());
+    return core_->commit_record(position, layout::RecordType::data);
+}
+
+PublishStatus Publisher::publish(std::span<const std::byte> payload, std::span<const Header> headers) noexcept {
+    return publish(payload, headers, core_->options.block_timeout);
+}
+
+PublishStatus Publisher::publish(std::string_view payload, std::span<const Header> headers) noexcept {
+    return publish(std::as_bytes(std::span<const char>(payload.data(), payload.size())), headers,
+                   core_->options.block_timeout);
+}
+
+PublishStatus Publisher::publish(std::span<const std::byte> payload, std::span<const Header> headers,
+                                 std::chrono::nanoseconds timeout) noexcept {
+    if (headers.empty()) return publish(payload, timeout);
+    if (!detail::headers_ok(headers)) return PublishStatus::bad_headers;
+    const std::size_t block = encoded_headers_size(headers);
+    uint64_t position = 0;
+    uint64_t id = 0;
+    const PublishStatus st = core_->claim(block + payload.size(), timeout, position, id);
+    if (st != PublishStatus::ok) return st;
+    std::byte* data = core_->ring.payload_at(position);
+    encode_headers(headers, data);
+    if (!payload.empty()) std::memcpy(data + block, payload.data(), payload.size());
+    // Published by the commit store, as the header's other fields are. A claim that shmbusd sealed
+    // meanwhile keeps its skip type, which readers step over whatever the flags say.
+    layout::put_field(core_->ring.header_at(position)->flags, uint16_t(layout::kRecordHasHeaders));
     return core_->commit_record(position, layout::RecordType::data);
 }
 

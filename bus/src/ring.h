@@ -34,9 +34,23 @@ struct RecordInfo {
     uint64_t size;    // bytes the record occupies in the ring (padding: up to the ring's end)
     uint32_t length;  // payload bytes
     uint16_t type;
+    uint16_t flags;   // layout::RecordFlags
     uint64_t id;
     uint64_t timestamp_ns;
 };
+
+// Fills m.headers and m.payload from a data record's `length` bytes at `data`, as its flags say.
+// The header block is checked against the record, never trusted (layout/record.h).
+inline void split_record(const std::byte* data, uint32_t length, uint16_t flags, Message& m) noexcept {
+    m.headers = Headers();
+    m.payload = std::span<const std::byte>(data, length);
+    if ((flags & layout::kRecordHasHeaders) == 0 || length < layout::kHeaderBlockPrefix) return;
+    uint32_t block = 0;
+    std::memcpy(&block, data, sizeof block);
+    if (block < layout::kHeaderBlockPrefix || block > length) return;
+    m.headers = Headers(std::span<const std::byte>(data + layout::kHeaderBlockPrefix, block - layout::kHeaderBlockPrefix));
+    m.payload = std::span<const std::byte>(data + block, length - block);
+}
 
 class Ring {
 public:
@@ -112,6 +126,7 @@ public:
         if (h->commit.load(std::memory_order_acquire) != layout::commit_word(position)) return RecordCheck::not_ready;
         out.length = layout::get_field(h->length);
         out.type = layout::get_field(h->type);
+        out.flags = layout::get_field(h->flags);
         out.id = layout::get_field(h->id);
         out.timestamp_ns = layout::get_field(h->timestamp_ns);
         if (out.type == uint16_t(layout::RecordType::padding)) {

@@ -332,7 +332,7 @@ Result<HeaderFacts> check_header(const SegmentHeader& h, uint64_t size) noexcept
         return corrupt("consumer region bounds");
     if (!region_ok(h.ring_offset, f.capacity, f.capacity, size)) return corrupt("ring bounds");
     // 1.4: the group region, in the cursor object. Older segments leave these bytes zero.
-    f.max_groups = h.version_minor >= 4 ? h.max_groups : 0;
+    f.max_groups = h.version_minor >= layout::kGroupsSinceMinor ? h.max_groups : 0;
     if (f.max_groups != 0) {
         if (h.cursor_object_size == 0 || f.max_groups > kMaxSlots) return corrupt("group count");
         if (!region_ok(h.group_offset, uint64_t(f.max_groups) * sizeof(layout::GroupBlock),

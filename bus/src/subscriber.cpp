@@ -39,6 +39,19 @@ void SubscriberCore::begin(uint64_t pos, uint64_t id, bool was_resumed) {
     const uint64_t lost_now = from_id && id > options.from_id ? id - options.from_id : 0;
     start_at(pos, id, from_id ? options.from_id : 0, lost_now);
     if (!gated) copy.resize(seg.max_message());
+    rate_interval_ns = group ? 0 : detail::rate_interval_ns(options.rate);
+}
+
+bool SubscriberCore::take_token() noexcept {
+    if (rate_interval_ns == 0 || has_token) return true;
+    const uint64_t now = monotonic_ns();
+    const uint64_t wait = detail::take_token(rate_tat, rate_interval_ns, options.rate.burst, now);
+    if (wait != 0) {
+        rate_ready_ns = now + wait;
+        return false;
+    }
+    has_token = true;
+    return true;
 }
 
 // Only a reader that does not gate can be overrun: the bytes at `position` are gone once some
@@ -103,6 +116,7 @@ PollResult SubscriberCore::poll(Handler& handler, std::size_t max) noexcept {
         return r;
     }
     if (corrupt) return {ReceiveStatus::corrupt, 0};
+    rate_ready_ns = 0;
     uint32_t count = 0;
     // The clock is read on a sampled poll only: the others pay nothing for processing times.
     const bool sample = timed && sample_id == kNoSample && delivering_polls % kSampleEvery == 0;
@@ -154,6 +168,7 @@ PollResult SubscriberCore::poll(Handler& handler, std::size_t max) noexcept {
             next_id = r.id + 1;
             continue;
         }
+        if (r.id >= deliver_from && !take_token()) break;
         const std::byte* payload = ring.payload_at(position);
         if (!gated) {
             Ring::copy_unstable(copy.data(), payload, r.length);
@@ -171,10 +186,11 @@ PollResult SubscriberCore::poll(Handler& handler, std::size_t max) noexcept {
         m.id = r.id;
         m.timestamp_ns = r.timestamp_ns;
         m.lost_before = std::exchange(lost_pending, 0);
-        m.payload = std::span<const std::byte>(payload, r.length);
+        split_record(payload, r.length, r.flags, m);
         m.delivered_by_ = this;
         m.epoch_ = epoch;
         m.end_position_ = end;
+        has_token = false;
         handler(m);
         ++delivered_total;
         ++count;
@@ -218,7 +234,8 @@ PollResult SubscriberCore::receive(Handler& handler, std::chrono::nanoseconds ti
         return now >= deadline;
     };
     const bool sleep_ok = options.wait == WaitStrategy::spin_then_sleep;
-    for (uint32_t i = 0; !sleep_ok || i < options.spin_polls; ++i) {
+    // Held back by the rate limit rather than by an empty ring: no use spinning.
+    for (uint32_t i = 0; (!sleep_ok || i < options.spin_polls) && (!sleep_ok || rate_ready() == 0); ++i) {
         cpu_relax();
         r = poll(handler, max);
         if (r.status != ReceiveStatus::empty) return r;
@@ -233,8 +250,12 @@ PollResult SubscriberCore::receive(Handler& handler, std::chrono::nanoseconds ti
         const uint32_t seen = futex.load(std::memory_order_seq_cst);
         r = poll(handler, max);
         if (r.status == ReceiveStatus::empty && !expired()) {
-            const auto left = std::chrono::nanoseconds(deadline - monotonic_ns());
-            futex_wait(futex, seen, std::min<std::chrono::nanoseconds>(left, kMaxSleep));
+            const uint64_t now = monotonic_ns();
+            auto left = std::min<std::chrono::nanoseconds>(std::chrono::nanoseconds(deadline - now), kMaxSleep);
+            // The rate limit's next token: messages are waiting, so no publisher will wake us.
+            if (const uint64_t ready = rate_ready(); ready != 0)
+                left = std::min(left, std::chrono::nanoseconds(ready > now ? ready - now : 0));
+            if (left.count() > 0) futex_wait(futex, seen, left);
         }
         waiters.fetch_sub(1, std::memory_order_relaxed);  // relaxed: only a hint for producers
         if (r.status != ReceiveStatus::empty) return r;

@@ -24,6 +24,7 @@ namespace shmbus {
 
 namespace detail {
 class ControlChannel;
+struct DeadLetterInfo;
 }
 
 struct ClientOptions {
@@ -110,7 +111,7 @@ private:
                                                           std::string_view topic, PublisherOptions options) noexcept;
     // Publishes a group member's dead letters to `<topic>.dlq` (opened on the first one); false if
     // one cannot be published now.
-    [[nodiscard]] static std::function<bool(const Message&, std::string_view)> dead_letter_to(
+    [[nodiscard]] static std::function<bool(const detail::DeadLetterInfo&)> dead_letter_to(
         const std::shared_ptr<detail::ControlChannel>& channel, std::string topic);
     explicit Client(std::shared_ptr<detail::ControlChannel> channel) noexcept;
     std::shared_ptr<detail::ControlChannel> channel_;

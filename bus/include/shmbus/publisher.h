@@ -19,6 +19,7 @@
 #include <span>
 #include <string_view>
 
+#include "shmbus/headers.h"
 #include "shmbus/topic.h"
 
 namespace shmbus {
@@ -40,6 +41,7 @@ enum class PublishStatus : uint8_t {
                   // shmbusd turned it into a skip record so subscribers could move on
     corrupt,      // not published: the topic's shared state failed a check (damaged or hostile segment)
     deleted,      // not published: the topic was deleted (`topic delete --force`); this publisher is dead
+    bad_headers,  // not published: a header breaks the rules of validate_headers() (shmbus/headers.h)
 };
 [[nodiscard]] const char* to_string(PublishStatus status) noexcept;
 
@@ -89,6 +91,12 @@ public:
     [[nodiscard]] PublishStatus publish(std::span<const std::byte> payload,
                                         std::chrono::nanoseconds timeout) noexcept;
     [[nodiscard]] PublishStatus publish(std::string_view payload, std::chrono::nanoseconds timeout) noexcept;
+    // With headers: they travel in the record before the payload, and max_message bounds both
+    // together (too_large); headers that break the rules give bad_headers.
+    [[nodiscard]] PublishStatus publish(std::span<const std::byte> payload, std::span<const Header> headers) noexcept;
+    [[nodiscard]] PublishStatus publish(std::string_view payload, std::span<const Header> headers) noexcept;
+    [[nodiscard]] PublishStatus publish(std::span<const std::byte> payload, std::span<const Header> headers,
+                                        std::chrono::nanoseconds timeout) noexcept;
     // Claims `size` bytes for zero-copy writing; commit through the Loan.
     [[nodiscard]] PublishStatus loan(std::size_t size, Loan& out) noexcept;
     [[nodiscard]] PublishStatus loan(std::size_t size, Loan& out,

@@ -1,6 +1,7 @@
 // Umbrella header of libshmbus.
 #pragma once
 #include "shmbus/client.h"
+#include "shmbus/headers.h"
 #include "shmbus/names.h"
 #include "shmbus/publisher.h"
 #include "shmbus/result.h"

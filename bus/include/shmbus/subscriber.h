@@ -22,6 +22,7 @@
 #include <string_view>
 
 #include "shmbus/function_ref.h"
+#include "shmbus/headers.h"
 #include "shmbus/topic.h"
 
 namespace shmbus {
@@ -35,6 +36,15 @@ class GroupMember;
 enum class StartFrom : uint8_t { earliest, latest, id };
 enum class WaitStrategy : uint8_t { busy_spin, spin_then_sleep };
 
+// A token bucket: at most `per_second` deliveries a second on average, `burst` at once after a
+// quiet spell. A subscription's own (SubscribeOptions::rate), or a group's, which all its members
+// share (GroupSettings::rate).
+struct RateLimit {
+    double per_second = 0;  // 0: unlimited
+    uint32_t burst = 1;
+    bool operator==(const RateLimit&) const = default;
+};
+
 // A consumer group's settings, fixed when the group is created (by its first member or
 // `shmbus group create`); a member asking for others is refused with the difference named.
 struct GroupSettings {
@@ -44,6 +54,7 @@ struct GroupSettings {
     std::chrono::nanoseconds backoff_initial = std::chrono::milliseconds(100);
     std::chrono::nanoseconds backoff_max = std::chrono::seconds(30);
     double backoff_factor = 2.0;
+    RateLimit rate{};                                      // shared by all members
     bool operator==(const GroupSettings&) const = default;
 };
 
@@ -60,6 +71,7 @@ struct SubscribeOptions {
     WaitStrategy wait = WaitStrategy::spin_then_sleep;
     uint32_t spin_polls = 2000;        // spin_then_sleep: empty polls before sleeping (0: sleep at once)
     bool auto_ack = true;              // ack each poll's messages after the handler returns
+    RateLimit rate{};                  // this subscription's deliveries (a group's: group_settings.rate)
     TopicConfig create_config{};       // used only if the topic does not exist yet
 };
 
@@ -69,6 +81,7 @@ struct Message {
     uint64_t lost_before = 0;           // messages lost to an overrun just before this one
     uint32_t attempt = 1;               // group members: which delivery of this message this is
     std::span<const std::byte> payload; // valid until the handler returns
+    Headers headers;                    // likewise
     [[nodiscard]] std::string_view text() const noexcept {
         return {reinterpret_cast<const char*>(payload.data()), payload.size()};
     }

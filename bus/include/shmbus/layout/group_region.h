@@ -1,4 +1,4 @@
-// Layout of the group region of a topic (layout 1.4): the state of its consumer groups, in the
+// Layout of the group region of a topic (layout 1.5; 1.4's shorter entries are not read): the state of its consumer groups, in the
 // cursor object after the consumer region, at the segment header's group_offset. Members
 // (subscribers of the group) write it; publishers read it to compute their gate; shmbusd writes a
 // block's settings when it creates the group. docs/architecture.md, "Consumer groups", explains
@@ -59,19 +59,27 @@ struct EntryControl {
     }
 };
 
-struct alignas(32) GroupEntry {
+// One line per entry: members settle entries concurrently, and neighbours must not share a line.
+struct alignas(kCacheLine) GroupEntry {
     std::atomic<uint64_t> control;      // EntryControl; with `id`, changed by 16-byte CAS only
     std::atomic<uint64_t> id;           // message id
     std::atomic<uint64_t> position;     // its record's position: held back from publishers while not free
     std::atomic<uint64_t> deadline_ns;  // CLOCK_MONOTONIC: visibility deadline (held) or retry time (backoff);
                                         // written only in a transitional state by its owner
+    // CLOCK_REALTIME of the first and the latest delivery, for a dead letter's origin and the age
+    // of the oldest unsettled message; written, like deadline_ns, only in a transitional state.
+    std::atomic<uint64_t> first_delivery_ns;
+    std::atomic<uint64_t> last_delivery_ns;
+    uint64_t reserved[2];
 };
 static_assert(std::is_standard_layout_v<GroupEntry>);
 static_assert(offsetof(GroupEntry, control) == 0);
 static_assert(offsetof(GroupEntry, id) == 8);
 static_assert(offsetof(GroupEntry, position) == 16);
 static_assert(offsetof(GroupEntry, deadline_ns) == 24);
-static_assert(sizeof(GroupEntry) == 32);
+static_assert(offsetof(GroupEntry, first_delivery_ns) == 32);
+static_assert(offsetof(GroupEntry, last_delivery_ns) == 40);
+static_assert(sizeof(GroupEntry) == kCacheLine);
 
 // Settings, fixed when the group is created.
 struct GroupSettingsRecord {
@@ -81,9 +89,15 @@ struct GroupSettingsRecord {
     uint64_t backoff_initial_ns;  // first retry delay after a nack
     uint64_t backoff_max_ns;      // cap of the exponential backoff
     uint32_t backoff_factor_x100; // growth per attempt, in hundredths (200: doubles)
-    uint32_t reserved;
+    uint32_t rate_burst;          // deliveries the rate limit allows at once (>= 1 when rate_interval_ns != 0)
+    uint64_t rate_interval_ns;    // the group's rate limit: one delivery per interval; 0: unlimited
 };
-static_assert(sizeof(GroupSettingsRecord) == 40);
+static_assert(std::is_standard_layout_v<GroupSettingsRecord>);
+static_assert(offsetof(GroupSettingsRecord, visibility_ns) == 8);
+static_assert(offsetof(GroupSettingsRecord, backoff_factor_x100) == 32);
+static_assert(offsetof(GroupSettingsRecord, rate_burst) == 36);
+static_assert(offsetof(GroupSettingsRecord, rate_interval_ns) == 40);
+static_assert(sizeof(GroupSettingsRecord) == 48);
 
 struct alignas(kCacheLine) GroupBlock {
     // --- line 0-1: identity and settings, written by shmbusd before `state` ---
@@ -91,7 +105,7 @@ struct alignas(kCacheLine) GroupBlock {
     uint32_t consumer_slot;        // the group's slot (its dispatch word)
     char name[kMaxGroupName + 1];
     GroupSettingsRecord settings;
-    uint8_t pad0[2 * kCacheLine - 96];
+    uint8_t pad0[2 * kCacheLine - 104];
     // --- line 2: counters, written by members (relaxed statistics) ---
     std::atomic<uint64_t> delivered;      // first deliveries
     std::atomic<uint64_t> acked;
@@ -99,7 +113,10 @@ struct alignas(kCacheLine) GroupBlock {
     std::atomic<uint64_t> nacked;
     std::atomic<uint64_t> dead_lettered;
     std::atomic<uint64_t> ack_too_late;   // acks refused: the message had been given to another member
-    uint8_t pad1[kCacheLine - 48];
+    // The rate limit's theoretical arrival time (GCRA, CLOCK_MONOTONIC): a delivery may happen
+    // once now >= rate_tat_ns - burst × interval; each one raises it by the interval. 0: fresh.
+    std::atomic<uint64_t> rate_tat_ns;
+    uint8_t pad1[kCacheLine - 56];
     GroupEntry entries[kGroupEntries];
 };
 static_assert(std::is_standard_layout_v<GroupBlock>);
@@ -107,7 +124,8 @@ static_assert(offsetof(GroupBlock, consumer_slot) == 4);
 static_assert(offsetof(GroupBlock, name) == 8);
 static_assert(offsetof(GroupBlock, settings) == 56);
 static_assert(offsetof(GroupBlock, delivered) == 2 * kCacheLine);
+static_assert(offsetof(GroupBlock, rate_tat_ns) == 2 * kCacheLine + 48);
 static_assert(offsetof(GroupBlock, entries) == 3 * kCacheLine);
-static_assert(sizeof(GroupBlock) == 3 * kCacheLine + 32 * kGroupEntries);
+static_assert(sizeof(GroupBlock) == 3 * kCacheLine + kCacheLine * kGroupEntries);
 
 }  // namespace shmbus::layout

@@ -20,11 +20,23 @@ enum class RecordType : uint16_t {
 
 inline constexpr std::size_t kRecordAlignment = 32;
 
+// A data record's flags (1.5).
+//
+// kRecordHasHeaders: the record's `length` bytes start with a header block, and the payload is
+// what follows it. The block, little-endian and unaligned:
+//     uint32 block_bytes            the whole block, this word included (>= 4, <= length)
+//     then entries until block_bytes: uint16 key_len, uint16 value_len, key bytes, value bytes
+// Readers never trust it: a block_bytes outside [4, length] makes the record headerless, and
+// an entry that would run past the block ends the headers (shmbus/headers.h parses it).
+enum RecordFlags : uint16_t { kRecordHasHeaders = 1 };
+inline constexpr std::size_t kHeaderBlockPrefix = 4;
+inline constexpr std::size_t kHeaderEntryPrefix = 4;
+
 struct RecordHeader {
     std::atomic<uint64_t> commit;  // ~position of this record; stored last, release
     uint32_t length;               // payload bytes (for padding: bytes after the header)
     uint16_t type;                 // RecordType
-    uint16_t flags;                // reserved, 0
+    uint16_t flags;                // RecordFlags (1.5); 0 in older segments
     uint64_t id;                   // message id (padding: id of the next message)
     uint64_t timestamp_ns;         // CLOCK_REALTIME at claim
 };

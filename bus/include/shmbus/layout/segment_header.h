@@ -32,7 +32,12 @@ inline constexpr uint16_t kVersionMajor = 1;  // a reader refuses any other majo
 //
 // Consumer groups (1.4): `max_groups` GroupBlocks (layout/group_region.h) at `group_offset` in the
 // cursor object. 0 groups (1.3 and older): the topic has no group region and refuses groups.
-inline constexpr uint16_t kVersionMinor = 4;
+//
+// 1.5: records may carry headers (RecordHeader::flags, kRecordHasHeaders); group entries grew to a
+// cache line and group settings gained a rate limit. A 1.4 segment's group region is laid out
+// otherwise, so readers treat a 1.4 segment as one without groups.
+inline constexpr uint16_t kVersionMinor = 5;
+inline constexpr uint16_t kGroupsSinceMinor = 5;
 inline constexpr uint32_t kReadyMagic = 0x52454459;  // "READY"
 inline constexpr std::size_t kPageSize = 4096;
 inline constexpr std::size_t kCacheLine = 64;
