@@ -14,67 +14,15 @@
 #include <optional>
 #include <string>
 
+#include "cli_common.h"
+#include "cli_work.h"
 #include "shmbus/shmbus.h"
 #include "shmbus/version.h"
 
 namespace {
 
-constexpr int kExitError = 1;
-constexpr int kExitUsage = 2;
+using namespace cli;
 
-std::atomic<bool> g_stop{false};
-extern "C" void on_signal(int) { g_stop.store(true, std::memory_order_relaxed); }
-
-void install_stop_handlers() {
-    struct sigaction sa{};
-    sa.sa_handler = on_signal;  // no SA_RESTART: blocking calls return and the loop sees g_stop
-    sigaction(SIGINT, &sa, nullptr);
-    sigaction(SIGTERM, &sa, nullptr);
-    sigaction(SIGHUP, &sa, nullptr);
-    signal(SIGPIPE, SIG_IGN);
-}
-
-int fail(const shmbus::Error& e) {
-    std::cerr << "shmbus: " << e.message << "\n";
-    return e.code == shmbus::Errc::invalid_name ? kExitUsage : kExitError;
-}
-
-// An option given as text and parsed after the command line: empty means "not given"; text that
-// does not parse sets rc to the usage exit status and says what would have.
-template <class T, std::optional<T> (*Parse)(std::string_view)>
-struct ParsedOption {
-    std::string text;
-    const char* examples;
-    std::optional<T> parse(const char* what, int& rc) const {
-        if (text.empty()) return std::nullopt;
-        auto v = Parse(text);
-        if (!v) {
-            std::cerr << "shmbus: invalid " << what << " '" << text << "' (" << examples << ")\n";
-            rc = kExitUsage;
-        }
-        return v;
-    }
-};
-using SizeOption = ParsedOption<uint64_t, shmbus::parse_size>;
-using DurationOption = ParsedOption<std::chrono::nanoseconds, shmbus::parse_duration>;
-constexpr const char* kSizeExamples = "use bytes or a suffix: 64K, 16M, 1G";
-constexpr const char* kDurationExamples = "use a number and a unit: 500ms, 30s, 15m, 2h, 7d";
-
-// 0 → "off"; otherwise the largest unit that divides it exactly: "250ms", "30s", "2h".
-std::string duration_text(std::chrono::nanoseconds d, const char* zero) {
-    if (d.count() <= 0) return zero;
-    struct Unit {
-        int64_t ns;
-        const char* name;
-    };
-    static constexpr Unit kUnits[] = {{86'400'000'000'000, "d"}, {3'600'000'000'000, "h"}, {60'000'000'000, "m"},
-                                      {1'000'000'000, "s"},      {1'000'000, "ms"},         {1'000, "us"}};
-    for (const auto& u : kUnits)
-        if (d.count() % u.ns == 0) return std::to_string(d.count() / u.ns) + u.name;
-    return std::to_string(d.count()) + "ns";
-}
-
-int64_t to_ms(std::chrono::nanoseconds d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
 
 // Every statistic of a table as JSON members of `out`, under its key.
 template <class Stats>
@@ -121,25 +69,6 @@ void print_subscription_text(const shmbus::SubscriptionStats& s) {
         std::printf(", processing p50 <= %s, p99 <= %s", shmbus::short_duration(*s.processing_p50_ns).c_str(),
                     shmbus::short_duration(*s.processing_p99_ns).c_str());
     std::printf("\n");
-}
-
-nlohmann::json group_json(const shmbus::GroupStats& g) {
-    return {{"name", g.name},           {"members", g.members},       {"next_id", g.next_id},
-            {"lag", g.lag},             {"in_flight", g.in_flight},   {"waiting_retry", g.waiting_retry},
-            {"delivered", g.delivered}, {"acked", g.acked},           {"redelivered", g.redelivered},
-            {"nacked", g.nacked},       {"dead_lettered", g.dead_lettered}, {"window", g.window},
-            {"max_deliveries", g.max_deliveries}, {"visibility_ms", to_ms(g.visibility)}};
-}
-
-void print_group_text(const shmbus::GroupStats& g) {
-    std::string pids;
-    for (int32_t p : g.members) pids += (pids.empty() ? "" : ",") + std::to_string(p);
-    std::printf("  group     %-20s members %zu%s%s%s, lag %llu, in flight %llu, waiting retry %llu, acked %llu, redelivered %llu, "
-                "nacked %llu, dead-lettered %llu\n",
-                g.name.c_str(), g.members.size(), pids.empty() ? "" : " (pid ", pids.c_str(), pids.empty() ? "" : ")",
-                (unsigned long long)g.lag, (unsigned long long)g.in_flight, (unsigned long long)g.waiting_retry,
-                (unsigned long long)g.acked, (unsigned long long)g.redelivered, (unsigned long long)g.nacked,
-                (unsigned long long)g.dead_lettered);
 }
 
 nlohmann::json stats_json(const shmbus::TopicStats& t) {
@@ -283,12 +212,14 @@ std::string held_back_by(shmbus::Client& client, const std::string& topic) {
     return out;
 }
 
-int publish_one(shmbus::Client& client, shmbus::Publisher& pub, std::string_view message, std::chrono::nanoseconds timeout) {
-    const auto st = pub.publish(message, timeout);
+int publish_one(shmbus::Client& client, shmbus::Publisher& pub, std::string_view message, std::span<const shmbus::Header> headers,
+                std::chrono::nanoseconds timeout) {
+    const auto st = pub.publish(std::as_bytes(std::span<const char>(message.data(), message.size())), headers, timeout);
     if (st == shmbus::PublishStatus::ok) return 0;
     if (st == shmbus::PublishStatus::too_large) {
-        std::cerr << "shmbus: message of " << message.size() << " bytes exceeds the topic's max message of "
-                  << pub.max_message() << " bytes\n";
+        std::cerr << "shmbus: message of " << message.size() << " bytes"
+                  << (headers.empty() ? "" : " with " + std::to_string(shmbus::encoded_headers_size(headers)) + " bytes of headers")
+                  << " exceeds the topic's max message of " << pub.max_message() << " bytes\n";
         return kExitError;
     }
     const bool full = st == shmbus::PublishStatus::would_block || st == shmbus::PublishStatus::timed_out;
@@ -303,29 +234,38 @@ int publish_one(shmbus::Client& client, shmbus::Publisher& pub, std::string_view
 }
 
 int pub(shmbus::Client& client, const std::string& topic, const std::vector<std::string>& messages,
-        std::chrono::nanoseconds timeout) {
+        std::span<const shmbus::Header> headers, std::chrono::nanoseconds timeout) {
     auto pub = client.publisher(topic);
     if (!pub) return fail(pub.error());
     if (!messages.empty()) {
         for (const auto& m : messages)
-            if (int rc = publish_one(client, *pub, m, timeout); rc != 0) return rc;
+            if (int rc = publish_one(client, *pub, m, headers, timeout); rc != 0) return rc;
         return 0;
     }
     std::string line;
     while (std::getline(std::cin, line))
-        if (int rc = publish_one(client, *pub, line, timeout); rc != 0) return rc;
+        if (int rc = publish_one(client, *pub, line, headers, timeout); rc != 0) return rc;
     return 0;
 }
 
-// Decimal digits only, within 64 bits: what CLI11 or strtoull alone would also take ("-1" as
-// 2^64-1, "+5", " 5") is refused.
-std::optional<uint64_t> parse_whole_number(const std::string& text) {
-    if (text.empty() || text.size() > 20 || !std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; }))
-        return std::nullopt;
-    errno = 0;
-    const uint64_t value = std::strtoull(text.c_str(), nullptr, 10);
-    if (errno == ERANGE) return std::nullopt;
-    return value;
+// `--header KEY=VALUE`, each checked before anything talks to shmbusd. rc is set on failure.
+std::vector<shmbus::Header> parse_headers(const std::vector<std::string>& given, int& rc) {
+    std::vector<shmbus::Header> out;
+    for (const auto& text : given) {
+        const auto eq = text.find('=');
+        if (eq == std::string::npos) {
+            std::cerr << "shmbus: --header takes KEY=VALUE, not '" << text << "'\n";
+            rc = kExitUsage;
+            return {};
+        }
+        out.push_back({std::string_view(text).substr(0, eq), std::string_view(text).substr(eq + 1)});
+    }
+    if (auto st = shmbus::validate_headers(out); !st) {
+        std::cerr << "shmbus: " << st.error().message << "\n";
+        rc = kExitUsage;
+        return {};
+    }
+    return out;
 }
 
 // `--from`: earliest, latest or a message id. rc is set on failure.
@@ -357,13 +297,7 @@ int sub(shmbus::Client& client, const std::string& topic, shmbus::SubscribeOptio
     auto handler = [&](const shmbus::Message& m) {
         if (group) to_ack.push_back(m);
         if (json) {
-            nlohmann::json j = {{"topic", topic},
-                                {"id", m.id},
-                                {"timestamp_ns", m.timestamp_ns},
-                                {"lost_before", m.lost_before},
-                                {"payload", std::string(m.text())}};
-            if (group) j["attempt"] = m.attempt;
-            const std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+                const std::string line = json_line(message_json(topic, m, group));
             std::fwrite(line.data(), 1, line.size(), stdout);
         } else {
             std::fwrite(m.payload.data(), 1, m.payload.size(), stdout);
@@ -468,6 +402,9 @@ int main(int argc, char** argv) {
     pub_cmd->add_option("MESSAGE", messages, "messages");
     DurationOption pub_timeout{{}, kDurationExamples};
     pub_cmd->add_option("--timeout", pub_timeout.text, "on a full block topic, wait this long before failing (default 30s)");
+    std::vector<std::string> header_texts;
+    pub_cmd->add_option("--header", header_texts, "KEY=VALUE: a header every message carries (repeatable)")
+        ->allow_extra_args(false);
 
     std::string durable, from = "latest", format = "payload";
     std::optional<uint64_t> count;
@@ -483,15 +420,47 @@ int main(int argc, char** argv) {
         "N");
     sub_cmd->add_option("--count", count, "exit after N messages (0: set up the subscription and exit)")->check(whole_number);
     sub_cmd->add_option("--format", format, "payload or json")->check(CLI::IsMember({"payload", "json"}));
-    std::string group, backoff;
-    std::optional<uint32_t> window, max_deliveries;
-    DurationOption visibility{{}, kDurationExamples};
+    std::string group, rate, exec;
+    uint32_t parallel = 1;
+    GroupOptions group_options;
     sub_cmd->add_option("--group", group, "join consumer group NAME: each message goes to one member (work queue)");
-    sub_cmd->add_option("--window", window, "group: unsettled messages a member may hold (default 64)")->check(whole_number);
-    sub_cmd->add_option("--visibility", visibility.text, "group: redeliver a message not acked within this (default 30s)");
-    sub_cmd->add_option("--max-deliveries", max_deliveries, "group: attempts before <topic>.dlq (default 5, 0: unlimited)")
-        ->check(whole_number);
-    sub_cmd->add_option("--backoff", backoff, "group: retry delays INITIAL..MAX after a nack (default 100ms..30s)");
+    group_options.add_to(*sub_cmd, whole_number);
+    sub_cmd->add_option("--rate", rate, "at most N/s[:BURST] deliveries (a group's rate is shared by its members)");
+    sub_cmd->add_option("--exec", exec, "group: run `sh -c CMD` per message, payload on stdin; exit 0 acks, else nacks");
+    sub_cmd->add_option("--parallel", parallel, "with --exec: commands running at once (default 1)")
+        ->check(CLI::Range(1u, 256u));
+
+    auto* group_cmd = app.add_subcommand("group", "manage consumer groups (work queues)");
+    group_cmd->require_subcommand(1);
+    std::string group_from = "latest";
+    GroupOptions create_group_options;
+    std::string create_group_rate;
+    auto* group_create_cmd = group_cmd->add_subcommand("create", "create a group (success if it exists with these settings)");
+    group_create_cmd->add_option("TOPIC", name, "topic")->required();
+    group_create_cmd->add_option("NAME", sub_name, "group name")->required();
+    create_group_options.add_to(*group_create_cmd, whole_number);
+    group_create_cmd->add_option("--rate", create_group_rate, "at most N/s[:BURST] deliveries, shared by all members");
+    group_create_cmd->add_option("--from", group_from, "earliest, latest or a message id: the group's first message");
+    auto* group_info_cmd = group_cmd->add_subcommand("info", "show a group: members, settings, progress");
+    group_info_cmd->add_option("TOPIC", name, "topic")->required();
+    group_info_cmd->add_option("NAME", sub_name, "group name")->required();
+    group_info_cmd->add_flag("--json", json, "JSON output");
+    auto* group_delete_cmd = group_cmd->add_subcommand("delete", "delete a group that has no members");
+    group_delete_cmd->add_option("TOPIC", name, "topic")->required();
+    group_delete_cmd->add_option("NAME", sub_name, "group name")->required();
+    auto* group_list_cmd = group_cmd->add_subcommand("list", "list a topic's groups");
+    group_list_cmd->add_option("TOPIC", name, "topic")->required();
+    group_list_cmd->add_flag("--json", json, "JSON output");
+
+    auto* dlq_cmd = app.add_subcommand("dlq", "dead letters of a topic (kept in the topic <TOPIC>.dlq)");
+    dlq_cmd->require_subcommand(1);
+    auto* dlq_list_cmd = dlq_cmd->add_subcommand("list", "list the dead letters not replayed yet");
+    dlq_list_cmd->add_option("TOPIC", name, "topic")->required();
+    dlq_list_cmd->add_flag("--json", json, "JSON output");
+    std::optional<uint64_t> replay_id;
+    auto* dlq_replay_cmd = dlq_cmd->add_subcommand("replay", "publish dead letters to their topic again");
+    dlq_replay_cmd->add_option("TOPIC", name, "topic")->required();
+    dlq_replay_cmd->add_option("--id", replay_id, "only the dead letter with this id (as `dlq list` shows it)")->check(whole_number);
 
     try {
         app.parse(argc, argv);
@@ -509,9 +478,29 @@ int main(int argc, char** argv) {
         if (rc != 0) return rc;
     }
     std::chrono::nanoseconds publish_timeout = std::chrono::seconds(30);
+    std::vector<shmbus::Header> headers;
     if (*pub_cmd) {
         int rc = 0;
         if (auto t = pub_timeout.parse("timeout", rc)) publish_timeout = *t;
+        headers = parse_headers(header_texts, rc);
+        if (rc != 0) return rc;
+    }
+    auto parse_rate_option = [](const std::string& text, int& rc) -> std::optional<shmbus::RateLimit> {
+        if (text.empty()) return std::nullopt;
+        auto r = parse_rate(text);
+        if (!r) {
+            std::cerr << "shmbus: invalid rate '" << text << "' (N/s[:BURST], e.g. 100/s or 100/s:10; also /m and /h)\n";
+            rc = kExitUsage;
+        }
+        return r;
+    };
+    shmbus::GroupSettings create_group_settings;
+    shmbus::SubscribeOptions group_start;
+    if (*group_create_cmd) {
+        int rc = 0;
+        create_group_options.apply(create_group_settings, rc);
+        if (auto r = parse_rate_option(create_group_rate, rc)) create_group_settings.rate = *r;
+        parse_from(group_from, group_start, rc);
         if (rc != 0) return rc;
     }
     shmbus::SubscribeOptions sub_options;
@@ -520,8 +509,16 @@ int main(int argc, char** argv) {
         sub_options.durable_name = durable;
         parse_from(from, sub_options, rc);
         if (rc != 0) return rc;
-        if (group.empty() && (window || max_deliveries || !visibility.text.empty() || !backoff.empty())) {
+        if (group.empty() && group_options.given()) {
             std::cerr << "shmbus: sub: --window, --visibility, --max-deliveries and --backoff need --group\n";
+            return kExitUsage;
+        }
+        if (group.empty() && !exec.empty()) {
+            std::cerr << "shmbus: sub: --exec needs --group (a command's exit status acks or nacks its message)\n";
+            return kExitUsage;
+        }
+        if (exec.empty() && parallel != 1) {
+            std::cerr << "shmbus: sub: --parallel needs --exec\n";
             return kExitUsage;
         }
         if (!group.empty() && !durable.empty()) {
@@ -529,21 +526,8 @@ int main(int argc, char** argv) {
             return kExitUsage;
         }
         sub_options.group = group;
-        auto& g = sub_options.group_settings;
-        if (window) g.window = *window;
-        if (max_deliveries) g.max_deliveries = *max_deliveries;
-        if (auto v = visibility.parse("visibility", rc)) g.visibility = *v;
-        if (!backoff.empty()) {
-            const auto dots = backoff.find("..");
-            const auto initial = dots == std::string::npos ? std::nullopt : shmbus::parse_duration(backoff.substr(0, dots));
-            const auto max = dots == std::string::npos ? std::nullopt : shmbus::parse_duration(backoff.substr(dots + 2));
-            if (!initial || !max) {
-                std::cerr << "shmbus: invalid backoff '" << backoff << "' (INITIAL..MAX, e.g. 100ms..30s)\n";
-                return kExitUsage;
-            }
-            g.backoff_initial = *initial;
-            g.backoff_max = *max;
-        }
+        group_options.apply(sub_options.group_settings, rc);
+        if (auto r = parse_rate_option(rate, rc)) (group.empty() ? sub_options.rate : sub_options.group_settings.rate) = *r;
         if (rc != 0) return rc;
     }
 
@@ -606,7 +590,14 @@ int main(int argc, char** argv) {
         if (auto st = client->set_topic(name, live_settings); !st) return fail(st.error());
         return 0;
     }
-    if (*pub_cmd) return pub(*client, name, messages, publish_timeout);
+    if (*pub_cmd) return pub(*client, name, messages, headers, publish_timeout);
+    if (*sub_cmd && !exec.empty()) return sub_exec(*client, name, std::move(sub_options), exec, parallel, count);
     if (*sub_cmd) return sub(*client, name, std::move(sub_options), count, format);
+    if (*group_create_cmd) return group_create(*client, name, sub_name, create_group_settings, group_start);
+    if (*group_info_cmd) return group_info(*client, name, sub_name, json);
+    if (*group_delete_cmd) return group_delete(*client, name, sub_name);
+    if (*group_list_cmd) return group_list(*client, name, json);
+    if (*dlq_list_cmd) return dlq_list(*client, name, json);
+    if (*dlq_replay_cmd) return dlq_replay(*client, name, replay_id);
     return kExitUsage;
 }

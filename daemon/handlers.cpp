@@ -420,7 +420,8 @@ bool RequestHandlers::on_join_group(Conn& c, uint32_t id, const protocol::JoinGr
         return reply_error(c, id, make_error(Errc::invalid_argument, "topic '" + topic + "' is on-full overwrite: a group "
                                                                      "needs a block or fail topic, so that no unsettled "
                                                                      "message is overwritten"));
-    if (auto again = detail::consumer_by_token(seg, c.process, req.token)) {  // a repeat: the first reply was lost
+    const bool create_only = (req.flags & protocol::kCreateGroupOnly) != 0;
+    if (auto again = create_only ? std::nullopt : detail::consumer_by_token(seg, c.process, req.token)) {  // a repeat: the first reply was lost
         detail::restamp_consumer_session(seg, *again, c.session);
         const protocol::SubscribeOk ok{seg.size(), *again, 1, 0, 0};
         return reply_with_topic(c, id, *t.value(), Role::subscribe, protocol::Type::subscribe_ok, &ok, sizeof ok);
@@ -444,6 +445,7 @@ bool RequestHandlers::on_join_group(Conn& c, uint32_t id, const protocol::JoinGr
         spdlog::info("created group '{}' of '{}' (window {}, visibility {} ms, max-deliveries {})", group, topic, asked.window,
                      asked.visibility_ns / 1'000'000, asked.max_deliveries);
     }
+    if (create_only) return reply(c, protocol::Type::ok, id, nullptr, 0);
     auto slot = detail::reserve_consumer_slot(seg);
     if (!slot)
         return reply_error(c, id, make_error(Errc::no_free_slot, "topic '" + topic + "' has no free subscription slot (max " +
@@ -454,6 +456,21 @@ bool RequestHandlers::on_join_group(Conn& c, uint32_t id, const protocol::JoinGr
     spdlog::info("pid {} joined group '{}' of '{}' (slot {}{})", c.process.pid, group, topic, *slot, created ? ", new group" : "");
     const protocol::SubscribeOk ok{seg.size(), *slot, created ? 0u : 1u, start->position, start->id};
     return reply_with_topic(c, id, *t.value(), Role::subscribe, protocol::Type::subscribe_ok, &ok, sizeof ok);
+}
+
+bool RequestHandlers::on_delete_group(Conn& c, uint32_t id, const protocol::SubscriptionName& req) {
+    const std::string topic(field_name(req.topic));
+    const std::string group(field_name(req.name));
+    auto administered = topic_to_administer(c, topic);
+    if (!administered) return reply_error(c, id, administered.error());
+    const auto& seg = (*administered)->segment();
+    const auto place = detail::find_group(seg, group);
+    if (!place) return reply_error(c, id, make_error(Errc::invalid_argument, "no group '" + group + "' on '" + topic + "'"));
+    if (const auto members = detail::group_member_pids(seg, place->slot); !members.empty())
+        return reply_error(c, id, make_error(Errc::busy, "group '" + group + "' of '" + topic + "' has members: " + pid_list(members)));
+    if (auto st = detail::delete_group(seg, *place); !st) return reply_error(c, id, st.error());
+    spdlog::info("deleted group '{}' of '{}'", group, topic);
+    return reply(c, protocol::Type::ok, id, nullptr, 0);
 }
 
 bool RequestHandlers::on_set_topic(Conn& c, uint32_t id, const protocol::SetTopic& req) {

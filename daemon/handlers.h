@@ -34,6 +34,7 @@ public:
     bool on_unsubscribe(Conn& c, uint32_t id, const protocol::Unsubscribe& req);
     bool on_close_producer(Conn& c, uint32_t id, const protocol::Unsubscribe& req);
     bool on_delete_subscription(Conn& c, uint32_t id, const protocol::SubscriptionName& req);
+    bool on_delete_group(Conn& c, uint32_t id, const protocol::SubscriptionName& req);
     bool on_gc(Conn& c, uint32_t id, const protocol::NoBody& req);
     bool on_bus_info(Conn& c, uint32_t id, const protocol::NoBody& req);
     bool on_set_topic(Conn& c, uint32_t id, const protocol::SetTopic& req);

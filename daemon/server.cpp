@@ -77,6 +77,7 @@ constexpr std::array kRoutes{
     Route{Type::bus_info, decode<NoBody, &H::on_bus_info>},
     Route{Type::set_topic, decode<SetTopic, &H::on_set_topic, &SetTopic::topic>},
     Route{Type::join_group, decode<JoinGroup, &H::on_join_group, &JoinGroup::topic, &JoinGroup::group>},
+    Route{Type::delete_group, decode<SubscriptionName, &H::on_delete_group, &SubscriptionName::topic, &SubscriptionName::name>},
     Route{Type::delete_subscription,
           decode<SubscriptionName, &H::on_delete_subscription, &SubscriptionName::topic, &SubscriptionName::name>},
 };

@@ -299,6 +299,34 @@ Status Client::delete_subscription(std::string_view topic, std::string_view name
     return ok_status();
 }
 
+Status Client::create_group(std::string_view topic, std::string_view group, const GroupSettings& settings, StartFrom from,
+                            uint64_t from_id) noexcept {
+    if (auto st = validate_topic_name(topic); !st) return st.error();
+    if (auto st = validate_subscription_name(group); !st) return st.error();
+    protocol::JoinGroup req{};
+    copy_name(req.topic, topic);
+    copy_name(req.group, group);
+    req.config = to_wire(TopicConfig{});
+    req.from = uint32_t(from);
+    req.from_id = from_id;
+    req.flags = protocol::kDefaultConfig | protocol::kGroupSettingsGiven | protocol::kCreateGroupOnly;
+    req.settings = detail::settings_record(settings);
+    auto reply = channel_->request(protocol::Type::join_group, &req, sizeof req);
+    if (!reply) return reply.error();
+    return ok_status();
+}
+
+Status Client::delete_group(std::string_view topic, std::string_view group) noexcept {
+    if (auto st = validate_topic_name(topic); !st) return st.error();
+    if (auto st = validate_subscription_name(group); !st) return st.error();
+    protocol::SubscriptionName req{};
+    copy_name(req.topic, topic);
+    copy_name(req.name, group);
+    auto reply = channel_->request(protocol::Type::delete_group, &req, sizeof req);
+    if (!reply) return reply.error();
+    return ok_status();
+}
+
 Result<BusInfo> Client::bus_info() noexcept {
     auto reply = channel_->request(protocol::Type::bus_info, nullptr, 0);
     if (!reply) return reply.error();

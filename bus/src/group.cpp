@@ -176,6 +176,14 @@ Result<GroupPlace> create_group(const Segment& seg, std::string_view name, const
     return GroupPlace{*block, *slot};
 }
 
+Status delete_group(const Segment& seg, GroupPlace place) noexcept {
+    if (!free_consumer(seg, place.slot, state_of(seg.consumer_slot(place.slot))))
+        return make_error(Errc::busy, "group changed hands; try again");
+    // SYNC: release pairs with the acquire loads of state in find_group and group_of_member.
+    seg.group_block(place.block).state.store(uint32_t(layout::GroupState::free), std::memory_order_release);
+    return ok_status();
+}
+
 std::string settings_difference(const layout::GroupSettingsRecord& a, const layout::GroupSettingsRecord& b) {
     std::string out;
     auto differs = [&](const char* what, uint64_t x, uint64_t y, const char* unit) {

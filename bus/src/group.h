@@ -66,6 +66,8 @@ struct GroupPlace {
 [[nodiscard]] Result<GroupPlace> create_group(const Segment& seg, std::string_view name,
                                               const layout::GroupSettingsRecord& settings, StartFrom from,
                                               uint64_t from_id, const Registration& creator) noexcept;
+// Deletes a group no member holds: its slot first (publishers stop counting it), then its block.
+[[nodiscard]] Status delete_group(const Segment& seg, GroupPlace place) noexcept;
 // "" if `a` and `b` are the same settings, else what differs, for an error message.
 [[nodiscard]] std::string settings_difference(const layout::GroupSettingsRecord& existing,
                                               const layout::GroupSettingsRecord& asked);

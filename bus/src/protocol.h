@@ -38,7 +38,9 @@ enum class Type : uint16_t {
     close_producer = 15,                     // body: Unsubscribe (topic, producer slot)
     bus_info = 16,      bus_info_ok = 17,    // the supervisor itself (bus-top's header)
     set_topic = 18,                          // body: SetTopic; reply ok
-    join_group = 19,                         // body: JoinGroup; reply subscribe_ok (+ descriptors)
+    join_group = 19,                         // body: JoinGroup; reply subscribe_ok (+ descriptors), or ok
+                                             // with kCreateGroupOnly
+    delete_group = 20,                       // body: SubscriptionName (topic, group); reply ok
     error = 100,
 };
 
@@ -136,6 +138,8 @@ struct Subscribe {
 using WireGroupSettings = layout::GroupSettingsRecord;
 inline constexpr uint32_t kGroupSettingsGiven = 1u << 8;  // JoinGroup: the client chose settings; an existing
                                                           // group with others refuses it
+inline constexpr uint32_t kCreateGroupOnly = 1u << 9;     // JoinGroup: create the group (or find it with the
+                                                          // same settings) and join nobody: reply ok
 struct JoinGroup {
     char topic[kNameField];
     char group[kSubNameField];

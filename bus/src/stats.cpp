@@ -26,10 +26,17 @@ void collect_groups(const Segment& seg, TopicStats& t) {
         g.members = group_member_pids(seg, b.consumer_slot);
         g.next_id = read_dispatch(seg.consumer_slot(b.consumer_slot)).id;
         g.lag = t.published > g.next_id ? t.published - g.next_id : 0;
+        uint64_t oldest = UINT64_MAX;
         for (const auto& e : b.entries) {
             const auto state = layout::EntryControl::unpack(e.control.load(std::memory_order_relaxed)).state;  // relaxed: a statistic
+            if (state == layout::EntryState::free) continue;
             if (state == layout::EntryState::backoff) ++g.waiting_retry;
-            else if (state != layout::EntryState::free) ++g.in_flight;
+            else ++g.in_flight;
+            if (const uint64_t first = e.first_delivery_ns.load(std::memory_order_relaxed); first != 0) oldest = std::min(oldest, first);
+        }
+        if (oldest != UINT64_MAX) {
+            const uint64_t now = WallClock::system_ns();
+            g.oldest_unsettled_age = duration_from_ns(now > oldest ? now - oldest : 0);
         }
         // relaxed: statistics, read racily by design.
         g.delivered = b.delivered.load(std::memory_order_relaxed);
@@ -37,9 +44,8 @@ void collect_groups(const Segment& seg, TopicStats& t) {
         g.redelivered = b.redelivered.load(std::memory_order_relaxed);
         g.nacked = b.nacked.load(std::memory_order_relaxed);
         g.dead_lettered = b.dead_lettered.load(std::memory_order_relaxed);
-        g.window = b.settings.window;
-        g.max_deliveries = b.settings.max_deliveries;
-        g.visibility = duration_from_ns(b.settings.visibility_ns);
+        g.ack_too_late = b.ack_too_late.load(std::memory_order_relaxed);
+        g.settings = group_settings_of(b.settings);
         t.groups.push_back(std::move(g));
     }
 }

@@ -93,6 +93,14 @@ public:
     [[nodiscard]] Result<TopicStats> topic_stats(std::string_view topic) noexcept;
     // Removes a durable subscription's cursor (it stops gating publishers).
     [[nodiscard]] Status delete_subscription(std::string_view topic, std::string_view name) noexcept;
+    // Creates consumer group `group` of `topic` with `settings`, its first message the one `from`
+    // names. A group that exists with the same settings is success; with others, an error naming
+    // the difference. The topic is created (with the bus defaults) if missing.
+    [[nodiscard]] Status create_group(std::string_view topic, std::string_view group, const GroupSettings& settings,
+                                      StartFrom from = StartFrom::latest, uint64_t from_id = 0) noexcept;
+    // Deletes a group with no members: its unsettled messages and position are gone, and it no
+    // longer holds publishers back.
+    [[nodiscard]] Status delete_group(std::string_view topic, std::string_view group) noexcept;
 
     // Asks shmbusd to remove the segments and sockets of buses that no longer run (it also does
     // so when it starts); returns what it removed.

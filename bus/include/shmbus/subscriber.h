@@ -36,28 +36,6 @@ class GroupMember;
 enum class StartFrom : uint8_t { earliest, latest, id };
 enum class WaitStrategy : uint8_t { busy_spin, spin_then_sleep };
 
-// A token bucket: at most `per_second` deliveries a second on average, `burst` at once after a
-// quiet spell. A subscription's own (SubscribeOptions::rate), or a group's, which all its members
-// share (GroupSettings::rate).
-struct RateLimit {
-    double per_second = 0;  // 0: unlimited
-    uint32_t burst = 1;
-    bool operator==(const RateLimit&) const = default;
-};
-
-// A consumer group's settings, fixed when the group is created (by its first member or
-// `shmbus group create`); a member asking for others is refused with the difference named.
-struct GroupSettings {
-    uint32_t window = 64;                                  // unsettled messages one member may hold
-    std::chrono::nanoseconds visibility = std::chrono::seconds(30);  // unsettled this long: redelivered
-    uint32_t max_deliveries = 5;                           // then the dead-letter topic; 0: unlimited
-    std::chrono::nanoseconds backoff_initial = std::chrono::milliseconds(100);
-    std::chrono::nanoseconds backoff_max = std::chrono::seconds(30);
-    double backoff_factor = 2.0;
-    RateLimit rate{};                                      // shared by all members
-    bool operator==(const GroupSettings&) const = default;
-};
-
 struct SubscribeOptions {
     std::string durable_name;          // empty: ephemeral
     // A consumer group (work queue): each message goes to one live member at a time; acks are per

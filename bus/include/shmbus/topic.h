@@ -61,6 +61,28 @@ inline constexpr std::chrono::milliseconds kMinUnblockTimeout{10};
 // Fills the fields left at 0 ("use the default").
 [[nodiscard]] TopicConfig with_defaults(TopicConfig config) noexcept;
 
+// A token bucket: at most `per_second` deliveries a second on average, `burst` at once after a
+// quiet spell. A subscription's own (SubscribeOptions::rate), or a group's, which all its members
+// share (GroupSettings::rate).
+struct RateLimit {
+    double per_second = 0;  // 0: unlimited
+    uint32_t burst = 1;
+    bool operator==(const RateLimit&) const = default;
+};
+
+// A consumer group's settings, fixed when the group is created (by its first member or
+// `shmbus group create`); a member asking for others is refused with the difference named.
+struct GroupSettings {
+    uint32_t window = 64;                                  // unsettled messages one member may hold
+    std::chrono::nanoseconds visibility = std::chrono::seconds(30);  // unsettled this long: redelivered
+    uint32_t max_deliveries = 5;                           // then the dead-letter topic; 0: unlimited
+    std::chrono::nanoseconds backoff_initial = std::chrono::milliseconds(100);
+    std::chrono::nanoseconds backoff_max = std::chrono::seconds(30);
+    double backoff_factor = 2.0;
+    RateLimit rate{};                                      // shared by all members
+    bool operator==(const GroupSettings&) const = default;
+};
+
 // A consumer group, read racily from its block (counters are statistics).
 struct GroupStats {
     std::string name;
@@ -70,8 +92,10 @@ struct GroupStats {
     uint64_t in_flight = 0;        // taken and not settled (delivered, or being taken)
     uint64_t waiting_retry = 0;    // nacked, waiting out their backoff
     uint64_t delivered = 0, acked = 0, redelivered = 0, nacked = 0, dead_lettered = 0;
-    uint32_t window = 0, max_deliveries = 0;
-    std::chrono::nanoseconds visibility{0};
+    uint64_t ack_too_late = 0;     // acks refused: the message had been given to another member
+    // How long ago the oldest unsettled message was first delivered; none when nothing is unsettled.
+    std::optional<std::chrono::nanoseconds> oldest_unsettled_age;
+    GroupSettings settings{};
 };
 
 struct SubscriptionStats {

@@ -1,0 +1,529 @@
+#include "cli_work.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <set>
+#include <thread>
+#include <vector>
+
+extern char** environ;
+
+namespace cli {
+
+namespace {
+
+// The durable subscription of TOPIC.dlq that records how far its dead letters were replayed, and
+// the header of the marker that records one replayed out of order (`dlq replay --id`).
+constexpr const char* kReplayCursor = "replay";
+constexpr std::string_view kReplayedMarker = "shmbus-replayed";
+
+std::string dlq_of(const std::string& topic) { return topic + ".dlq"; }
+
+std::optional<double> parse_decimal(std::string_view text) {
+    if (text.empty() || text.size() > 32) return std::nullopt;
+    const std::string s(text);
+    char* end = nullptr;
+    errno = 0;
+    const double v = std::strtod(s.c_str(), &end);
+    if (errno != 0 || end != s.c_str() + s.size() || !(v > 0) || v > 1e9) return std::nullopt;
+    return v;
+}
+
+}  // namespace
+
+std::optional<shmbus::RateLimit> parse_rate(std::string_view text) {
+    shmbus::RateLimit rate;
+    if (const auto colon = text.find(':'); colon != std::string_view::npos) {
+        const auto burst = parse_whole_number(std::string(text.substr(colon + 1)));
+        if (!burst || *burst == 0 || *burst > 1'000'000) return std::nullopt;
+        rate.burst = uint32_t(*burst);
+        text = text.substr(0, colon);
+    }
+    double per = 1;
+    if (const auto slash = text.find('/'); slash != std::string_view::npos) {
+        const std::string_view unit = text.substr(slash + 1);
+        if (unit == "s") per = 1;
+        else if (unit == "m") per = 60;
+        else if (unit == "h") per = 3600;
+        else return std::nullopt;
+        text = text.substr(0, slash);
+    }
+    const auto n = parse_decimal(text);
+    if (!n) return std::nullopt;
+    rate.per_second = *n / per;
+    return rate;
+}
+
+std::string rate_text(const shmbus::RateLimit& rate) {
+    if (!(rate.per_second > 0)) return "unlimited";
+    char text[64];
+    std::snprintf(text, sizeof text, "%g/s:%u", rate.per_second, rate.burst);
+    return text;
+}
+
+void GroupOptions::add_to(CLI::App& cmd, const CLI::Validator& whole_number) {
+    cmd.add_option("--window", window, "unsettled messages a member may hold (default 64, at most 256)")->check(whole_number);
+    cmd.add_option("--visibility", visibility.text, "redeliver a message not settled within this (default 30s)");
+    cmd.add_option("--max-deliveries", max_deliveries, "attempts before <topic>.dlq (default 5, 0: unlimited)")->check(whole_number);
+    cmd.add_option("--backoff", backoff, "retry delays INITIAL..MAX after a nack (default 100ms..30s)");
+}
+
+void GroupOptions::apply(shmbus::GroupSettings& g, int& rc) const {
+    if (window) g.window = *window;
+    if (max_deliveries) g.max_deliveries = *max_deliveries;
+    if (auto v = visibility.parse("visibility", rc)) g.visibility = *v;
+    if (backoff.empty()) return;
+    const auto dots = backoff.find("..");
+    const auto initial = dots == std::string::npos ? std::nullopt : shmbus::parse_duration(backoff.substr(0, dots));
+    const auto max = dots == std::string::npos ? std::nullopt : shmbus::parse_duration(backoff.substr(dots + 2));
+    if (!initial || !max) {
+        std::cerr << "shmbus: invalid backoff '" << backoff << "' (INITIAL..MAX, e.g. 100ms..30s)\n";
+        rc = kExitUsage;
+        return;
+    }
+    g.backoff_initial = *initial;
+    g.backoff_max = *max;
+}
+
+// ---- group ----
+
+nlohmann::json group_json(const shmbus::GroupStats& g) {
+    const auto& s = g.settings;
+    nlohmann::json settings = {{"window", s.window},
+                               {"visibility_ms", to_ms(s.visibility)},
+                               {"max_deliveries", s.max_deliveries},
+                               {"backoff_initial_ms", to_ms(s.backoff_initial)},
+                               {"backoff_max_ms", to_ms(s.backoff_max)},
+                               {"backoff_factor", s.backoff_factor},
+                               {"rate_per_second", s.rate.per_second > 0 ? nlohmann::json(s.rate.per_second) : nlohmann::json(nullptr)},
+                               {"rate_burst", s.rate.per_second > 0 ? nlohmann::json(s.rate.burst) : nlohmann::json(nullptr)}};
+    return {{"name", g.name},
+            {"members", g.members},
+            {"next_id", g.next_id},
+            {"lag", g.lag},
+            {"in_flight", g.in_flight},
+            {"waiting_retry", g.waiting_retry},
+            {"delivered", g.delivered},
+            {"acked", g.acked},
+            {"redelivered", g.redelivered},
+            {"nacked", g.nacked},
+            {"dead_lettered", g.dead_lettered},
+            {"ack_too_late", g.ack_too_late},
+            {"oldest_unsettled_ms", g.oldest_unsettled_age ? nlohmann::json(to_ms(*g.oldest_unsettled_age)) : nlohmann::json(nullptr)},
+            // The settings also at the top level, as earlier versions showed them.
+            {"window", s.window},
+            {"max_deliveries", s.max_deliveries},
+            {"visibility_ms", to_ms(s.visibility)},
+            {"settings", std::move(settings)}};
+}
+
+namespace {
+std::string pid_text(const std::vector<int32_t>& pids) {
+    std::string out;
+    for (int32_t p : pids) out += (out.empty() ? "" : ",") + std::to_string(p);
+    return out;
+}
+std::string oldest_text(const shmbus::GroupStats& g) {
+    return g.oldest_unsettled_age ? shmbus::short_duration(uint64_t(g.oldest_unsettled_age->count())) : std::string("-");
+}
+}  // namespace
+
+void print_group_text(const shmbus::GroupStats& g) {
+    const std::string pids = pid_text(g.members);
+    std::printf("  group     %-20s members %zu%s%s%s, lag %llu, in flight %llu, waiting retry %llu, acked %llu, redelivered %llu, "
+                "nacked %llu, dead-lettered %llu, oldest unsettled %s\n",
+                g.name.c_str(), g.members.size(), pids.empty() ? "" : " (pid ", pids.c_str(), pids.empty() ? "" : ")",
+                (unsigned long long)g.lag, (unsigned long long)g.in_flight, (unsigned long long)g.waiting_retry,
+                (unsigned long long)g.acked, (unsigned long long)g.redelivered, (unsigned long long)g.nacked,
+                (unsigned long long)g.dead_lettered, oldest_text(g).c_str());
+}
+
+int group_create(shmbus::Client& client, const std::string& topic, const std::string& group,
+                 const shmbus::GroupSettings& settings, const shmbus::SubscribeOptions& from) {
+    if (auto st = client.create_group(topic, group, settings, from.from, from.from_id); !st) return fail(st.error());
+    return 0;
+}
+
+namespace {
+std::optional<shmbus::GroupStats> find_group_stats(shmbus::Client& client, const std::string& topic, const std::string& group,
+                                                    int& rc) {
+    auto stats = client.topic_stats(topic);
+    if (!stats) {
+        rc = fail(stats.error());
+        return std::nullopt;
+    }
+    for (auto& g : stats->groups)
+        if (g.name == group) return std::move(g);
+    std::cerr << "shmbus: no group '" << group << "' on '" << topic << "'\n";
+    rc = kExitError;
+    return std::nullopt;
+}
+}  // namespace
+
+int group_info(shmbus::Client& client, const std::string& topic, const std::string& group, bool json) {
+    int rc = 0;
+    const auto g = find_group_stats(client, topic, group, rc);
+    if (!g) return rc;
+    if (json) {
+        nlohmann::json j = group_json(*g);
+        j["topic"] = topic;
+        std::cout << j.dump(2) << "\n";
+        return 0;
+    }
+    const auto& s = g->settings;
+    std::printf("group %s of %s\n", g->name.c_str(), topic.c_str());
+    std::printf("  members %zu%s%s%s\n", g->members.size(), g->members.empty() ? "" : " (pid ", pid_text(g->members).c_str(),
+                g->members.empty() ? "" : ")");
+    std::printf("  window %u, visibility %s, max-deliveries %u, backoff %s..%s x%g, rate %s\n", s.window,
+                duration_text(s.visibility, "0").c_str(), s.max_deliveries, duration_text(s.backoff_initial, "0").c_str(),
+                duration_text(s.backoff_max, "0").c_str(), s.backoff_factor, rate_text(s.rate).c_str());
+    std::printf("  next id %llu, lag %llu, in flight %llu, waiting retry %llu, oldest unsettled %s\n",
+                (unsigned long long)g->next_id, (unsigned long long)g->lag, (unsigned long long)g->in_flight,
+                (unsigned long long)g->waiting_retry, oldest_text(*g).c_str());
+    std::printf("  delivered %llu, acked %llu, redelivered %llu, nacked %llu, dead-lettered %llu, acks too late %llu\n",
+                (unsigned long long)g->delivered, (unsigned long long)g->acked, (unsigned long long)g->redelivered,
+                (unsigned long long)g->nacked, (unsigned long long)g->dead_lettered, (unsigned long long)g->ack_too_late);
+    return 0;
+}
+
+int group_delete(shmbus::Client& client, const std::string& topic, const std::string& group) {
+    if (auto st = client.delete_group(topic, group); !st) return fail(st.error());
+    return 0;
+}
+
+int group_list(shmbus::Client& client, const std::string& topic, bool json) {
+    auto stats = client.topic_stats(topic);
+    if (!stats) return fail(stats.error());
+    if (json) {
+        nlohmann::json out = nlohmann::json::array();
+        for (const auto& g : stats->groups) out.push_back(group_json(g));
+        std::cout << out.dump(2) << "\n";
+        return 0;
+    }
+    if (stats->groups.empty()) std::printf("topic %s has no groups\n", topic.c_str());
+    for (const auto& g : stats->groups) print_group_text(g);
+    return 0;
+}
+
+// ---- dlq ----
+
+namespace {
+
+// A dead letter read from TOPIC.dlq, owned (the ring may move on once it is acked).
+struct DeadLetter {
+    shmbus::Message message;  // for ack(); its payload and headers point into the ring
+    uint64_t id = 0;
+    std::string payload;
+    std::vector<std::pair<std::string, std::string>> headers;
+    std::optional<uint64_t> replayed_marker;  // a marker: the dead letter it records as replayed
+
+    [[nodiscard]] std::string header(std::string_view key) const {
+        for (const auto& [k, v] : headers)
+            if (k == key) return v;
+        return {};
+    }
+};
+
+DeadLetter own(const shmbus::Message& m) {
+    DeadLetter d;
+    d.message = m;
+    d.id = m.id;
+    d.payload = std::string(m.text());
+    for (const shmbus::Header& h : m.headers) {
+        d.headers.emplace_back(std::string(h.key), std::string(h.value));
+        if (h.key == kReplayedMarker) d.replayed_marker = parse_whole_number(std::string(h.value));
+    }
+    return d;
+}
+
+// Everything `sub` delivers now, up to what was published when it started.
+std::vector<DeadLetter> read_all(shmbus::Subscriber& sub, int& rc) {
+    std::vector<DeadLetter> out;
+    for (;;) {
+        const auto r = sub.poll([&](const shmbus::Message& m) { out.push_back(own(m)); });
+        if (r.status == shmbus::ReceiveStatus::corrupt) {
+            std::cerr << "shmbus: topic '" << sub.topic() << "' is corrupt\n";
+            rc = kExitError;
+            break;
+        }
+        if (r.status != shmbus::ReceiveStatus::ok) break;
+    }
+    return out;
+}
+
+// Ids of dead letters recorded as replayed by a marker.
+std::set<uint64_t> replayed_by_markers(const std::vector<DeadLetter>& letters) {
+    std::set<uint64_t> out;
+    for (const auto& d : letters)
+        if (d.replayed_marker) out.insert(*d.replayed_marker);
+    return out;
+}
+
+// The first id the replay cursor has not passed (0 if it does not exist yet).
+uint64_t replayed_up_to(shmbus::Client& client, const std::string& dlq) {
+    auto stats = client.topic_stats(dlq);
+    if (!stats) return 0;
+    for (const auto& s : stats->subscriptions)
+        if (s.durable && s.name == kReplayCursor) return s.next_id;
+    return 0;
+}
+
+bool dlq_exists(shmbus::Client& client, const std::string& dlq, int& rc) {
+    auto stats = client.topic_stats(dlq);
+    if (stats) return true;
+    if (stats.error().code != shmbus::Errc::topic_not_found) rc = fail(stats.error());
+    return false;
+}
+
+void print_dead_letter(const DeadLetter& d) {
+    std::printf("%llu origin %s#%s attempts %s last delivery %s reason: %s\n", (unsigned long long)d.id,
+                d.header(shmbus::kDeadLetterTopic).c_str(), d.header(shmbus::kDeadLetterId).c_str(),
+                d.header(shmbus::kDeadLetterAttempts).c_str(), d.header(shmbus::kDeadLetterLastDelivery).c_str(),
+                d.header(shmbus::kDeadLetterReason).c_str());
+}
+
+}  // namespace
+
+int dlq_list(shmbus::Client& client, const std::string& topic, bool json) {
+    const std::string dlq = dlq_of(topic);
+    int rc = 0;
+    if (!dlq_exists(client, dlq, rc)) {
+        if (rc != 0) return rc;
+        if (json) std::cout << "[]\n";
+        else std::printf("topic %s has no dead letters\n", topic.c_str());
+        return 0;
+    }
+    const uint64_t first = replayed_up_to(client, dlq);
+    shmbus::SubscribeOptions options;
+    options.from = shmbus::StartFrom::earliest;
+    auto sub = client.subscribe(dlq, options);
+    if (!sub) return fail(sub.error());
+    const auto letters = read_all(*sub, rc);
+    const auto replayed = replayed_by_markers(letters);
+    nlohmann::json out = nlohmann::json::array();
+    std::size_t listed = 0;
+    for (const auto& d : letters) {
+        if (d.id < first || d.replayed_marker || replayed.count(d.id) != 0) continue;
+        ++listed;
+        if (json) out.push_back(message_json(dlq, d.message, false));
+        else print_dead_letter(d);
+    }
+    if (json) std::cout << out.dump(2) << "\n";
+    else if (listed == 0) std::printf("topic %s has no dead letters waiting for replay\n", topic.c_str());
+    return rc;
+}
+
+int dlq_replay(shmbus::Client& client, const std::string& topic, std::optional<uint64_t> id) {
+    const std::string dlq = dlq_of(topic);
+    int rc = 0;
+    if (!dlq_exists(client, dlq, rc)) {
+        if (rc != 0) return rc;
+        if (!id) return 0;
+        std::cerr << "shmbus: topic " << topic << " has no dead letters\n";
+        return kExitError;
+    }
+    auto pub = client.publisher(topic);
+    if (!pub) return fail(pub.error());
+    shmbus::SubscribeOptions options;
+    options.durable_name = kReplayCursor;
+    options.from = shmbus::StartFrom::earliest;
+    options.auto_ack = false;  // acked once replayed: a replay killed midway repeats, never loses
+    auto sub = client.subscribe(dlq, options);
+    if (!sub) return fail(sub.error());
+    const auto letters = read_all(*sub, rc);
+    if (rc != 0) return rc;
+    const auto replayed = replayed_by_markers(letters);
+    std::size_t count = 0;
+    bool found = false;
+    // The cursor moves past the longest run of letters that are all replayed (or markers).
+    const shmbus::Message* settled_through = nullptr;
+    bool run_unbroken = true;
+    for (const auto& d : letters) {
+        bool settled = d.replayed_marker || replayed.count(d.id) != 0;
+        if (!settled && (!id || d.id == *id)) {
+            std::vector<shmbus::Header> headers;
+            for (const auto& [k, v] : d.headers)
+                if (!shmbus::is_shmbus_header(k)) headers.push_back({k, v});
+            const auto st = pub->publish(d.payload, headers);
+            if (st != shmbus::PublishStatus::ok) {
+                std::cerr << "shmbus: replaying dead letter " << d.id << " to '" << topic << "' failed: " << shmbus::to_string(st)
+                          << "\n";
+                rc = kExitError;
+                break;
+            }
+            settled = true;
+            found = found || (id && d.id == *id);
+            ++count;
+        }
+        run_unbroken = run_unbroken && settled;
+        if (run_unbroken) settled_through = &d.message;
+    }
+    if (id && !found && rc == 0) {
+        std::cerr << "shmbus: no dead letter " << *id << " waiting for replay in '" << dlq << "'\n";
+        rc = kExitError;
+    }
+    if (settled_through != nullptr) (void)sub->ack(*settled_through);
+    // One replayed out of order is recorded by a marker until the cursor passes it.
+    if (found && (settled_through == nullptr || settled_through->id < *id)) {
+        auto marker_pub = client.publisher(dlq);
+        const std::string value = std::to_string(*id);
+        const shmbus::Header marker[] = {{kReplayedMarker, value}};
+        if (!marker_pub || marker_pub->publish(std::string_view(), marker) != shmbus::PublishStatus::ok) {
+            std::cerr << "shmbus: dead letter " << *id << " was replayed but could not be marked so; it stays listed\n";
+            rc = kExitError;
+        }
+    }
+    std::printf("replayed %zu dead letter(s) to %s\n", count, topic.c_str());
+    return rc;
+}
+
+// ---- sub --exec ----
+
+namespace {
+
+struct Job {
+    pid_t pid = -1;
+    shmbus::Message message;
+    std::chrono::steady_clock::time_point deadline;
+    bool killed = false;
+};
+
+// SHMBUS_HEADER_<KEY>: the key in capitals, '-' and '.' as '_'.
+std::string header_variable(std::string_view key) {
+    std::string name = "SHMBUS_HEADER_";
+    for (char c : key) name += (c == '-' || c == '.') ? '_' : char(std::toupper(static_cast<unsigned char>(c)));
+    return name;
+}
+
+// The child's environment: ours, then the message's variables.
+std::vector<std::string> job_environment(const std::string& topic, const shmbus::Message& m) {
+    std::vector<std::string> env;
+    for (char** e = environ; *e != nullptr; ++e)
+        if (std::strncmp(*e, "SHMBUS_HEADER_", 14) != 0) env.emplace_back(*e);
+    env.push_back("SHMBUS_TOPIC=" + topic);
+    env.push_back("SHMBUS_MESSAGE_ID=" + std::to_string(m.id));
+    env.push_back("SHMBUS_ATTEMPT=" + std::to_string(m.attempt));
+    for (const shmbus::Header& h : m.headers) env.push_back(header_variable(h.key) + "=" + std::string(h.value));
+    return env;
+}
+
+// Starts `sh -c command` with the payload on its standard input (a memory file, so a command
+// that never reads it cannot block us) in a process group of its own (so the visibility
+// timeout kills what it started too). -1 if it could not be started.
+pid_t start_job(const std::string& command, const std::string& topic, const shmbus::Message& m) {
+    const int input = memfd_create("shmbus-exec-input", MFD_CLOEXEC);
+    if (input < 0) return -1;
+    std::size_t written = 0;
+    while (written < m.payload.size()) {
+        const ssize_t n = write(input, m.payload.data() + written, m.payload.size() - written);
+        if (n <= 0) {
+            close(input);
+            return -1;
+        }
+        written += std::size_t(n);
+    }
+    lseek(input, 0, SEEK_SET);
+    const auto env = job_environment(topic, m);
+    std::vector<char*> envp;
+    for (const auto& e : env) envp.push_back(const_cast<char*>(e.c_str()));
+    envp.push_back(nullptr);
+    const pid_t pid = fork();
+    if (pid == 0) {
+        setpgid(0, 0);
+        signal(SIGPIPE, SIG_DFL);  // ignored here; an ignored signal stays ignored across exec
+        dup2(input, STDIN_FILENO);
+        char sh[] = "/bin/sh", dash_c[] = "-c";
+        char* argv[] = {sh, dash_c, const_cast<char*>(command.c_str()), nullptr};
+        execve("/bin/sh", argv, envp.data());
+        _exit(127);
+    }
+    close(input);
+    if (pid > 0) setpgid(pid, pid);  // also here, so a kill before the child ran setpgid finds the group
+    return pid;
+}
+
+std::string exit_text(int status) {
+    if (WIFEXITED(status)) return "exit status " + std::to_string(WEXITSTATUS(status));
+    if (WIFSIGNALED(status)) return std::string("killed by signal ") + strsignal(WTERMSIG(status));
+    return "ended";
+}
+
+}  // namespace
+
+int sub_exec(shmbus::Client& client, const std::string& topic, shmbus::SubscribeOptions options, const std::string& command,
+             uint32_t parallel, std::optional<uint64_t> count) {
+    options.auto_ack = false;
+    install_stop_handlers();
+    auto sub = client.subscribe(topic, options);
+    if (!sub) return fail(sub.error());
+    // The group's own visibility (it may have been created with other settings than ours).
+    std::chrono::nanoseconds visibility = options.group_settings.visibility;
+    if (auto stats = client.topic_stats(topic))
+        for (const auto& g : stats->groups)
+            if (g.name == options.group) visibility = g.settings.visibility;
+    std::vector<Job> jobs;
+    uint64_t taken = 0;
+    int rc = 0;
+    auto finish = [&](Job& job, int status) {
+        const bool ok = !job.killed && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+        if (!ok)
+            std::cerr << "shmbus: message " << job.message.id << " (attempt " << job.message.attempt << "): command "
+                      << (job.killed ? "killed at the visibility timeout" : exit_text(status)) << "; nacked\n";
+        (void)(ok ? sub->ack(job.message) : sub->nack(job.message));  // stale: given to another member meanwhile
+    };
+    auto reap = [&] {
+        int status = 0;
+        pid_t pid;
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+            auto it = std::find_if(jobs.begin(), jobs.end(), [&](const Job& j) { return j.pid == pid; });
+            if (it == jobs.end()) continue;
+            finish(*it, status);
+            jobs.erase(it);
+        }
+        const auto now = std::chrono::steady_clock::now();
+        for (auto& j : jobs)
+            if (!j.killed && now >= j.deadline) {
+                kill(-j.pid, SIGKILL);
+                j.killed = true;
+            }
+    };
+    auto handler = [&](const shmbus::Message& m) {
+        ++taken;
+        Job job;
+        job.message = m;
+        job.deadline = std::chrono::steady_clock::now() + visibility;
+        job.pid = start_job(command, topic, m);
+        if (job.pid < 0) {
+            std::cerr << "shmbus: cannot start the command for message " << m.id << ": " << std::strerror(errno) << "; nacked\n";
+            (void)sub->nack(m);
+            return;
+        }
+        jobs.push_back(std::move(job));
+    };
+    for (;;) {
+        reap();
+        const bool taking = !g_stop.load(std::memory_order_relaxed) && (!count || taken < *count) && rc == 0;
+        if (!taking && jobs.empty()) break;
+        if (!taking || jobs.size() >= parallel) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            continue;
+        }
+        std::size_t want = parallel - jobs.size();
+        if (count) want = std::size_t(std::min<uint64_t>(want, *count - taken));
+        const auto r = sub->receive(handler, std::chrono::milliseconds(jobs.empty() ? 100 : 2), want);
+        if (r.status == shmbus::ReceiveStatus::corrupt || r.status == shmbus::ReceiveStatus::deleted) {
+            std::cerr << "shmbus: topic '" << topic << "' " << (r.status == shmbus::ReceiveStatus::corrupt ? "is corrupt" : "was deleted")
+                      << "; stopping once running commands end\n";
+            rc = kExitError;
+        }
+    }
+    return rc;
+}
+
+}  // namespace cli

@@ -1,0 +1,51 @@
+// The work-queue subcommands: `group`, `dlq` and `sub --group --exec`.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "cli_common.h"
+#include "shmbus/shmbus.h"
+
+namespace cli {
+
+// "N/s[:BURST]" (also /m and /h; a bare N is per second), e.g. 100/s:10.
+[[nodiscard]] std::optional<shmbus::RateLimit> parse_rate(std::string_view text);
+[[nodiscard]] std::string rate_text(const shmbus::RateLimit& rate);
+
+// The group settings a command line may give (`sub --group`, `group create`).
+struct GroupOptions {
+    std::optional<uint32_t> window, max_deliveries;
+    DurationOption visibility{{}, kDurationExamples};
+    std::string backoff;
+    void add_to(CLI::App& cmd, const CLI::Validator& whole_number);
+    [[nodiscard]] bool given() const { return window || max_deliveries || !visibility.text.empty() || !backoff.empty(); }
+    // Applies what was given; rc is set to the usage status on text that does not parse.
+    void apply(shmbus::GroupSettings& g, int& rc) const;
+};
+
+[[nodiscard]] nlohmann::json group_json(const shmbus::GroupStats& g);
+void print_group_text(const shmbus::GroupStats& g);  // one line, as `topic info` shows it
+
+int group_create(shmbus::Client& client, const std::string& topic, const std::string& group,
+                 const shmbus::GroupSettings& settings, const shmbus::SubscribeOptions& from);
+int group_info(shmbus::Client& client, const std::string& topic, const std::string& group, bool json);
+int group_delete(shmbus::Client& client, const std::string& topic, const std::string& group);
+int group_list(shmbus::Client& client, const std::string& topic, bool json);
+
+// Dead letters of TOPIC (in TOPIC.dlq) not replayed yet.
+int dlq_list(shmbus::Client& client, const std::string& topic, bool json);
+// Publishes them again to TOPIC (all, or the one with dead-letter id `id`), without shmbus's
+// origin headers, and records them as replayed.
+int dlq_replay(shmbus::Client& client, const std::string& topic, std::optional<uint64_t> id);
+
+// `sub --group NAME --exec CMD [--parallel N]`: each message runs `sh -c CMD`; exit 0 acks it,
+// anything else nacks it; a command still running at the visibility timeout is killed and nacked.
+int sub_exec(shmbus::Client& client, const std::string& topic, shmbus::SubscribeOptions options, const std::string& command,
+             uint32_t parallel, std::optional<uint64_t> count);
+
+}  // namespace cli
