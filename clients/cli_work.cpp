@@ -115,6 +115,7 @@ nlohmann::json group_json(const shmbus::GroupStats& g) {
             {"nacked", g.nacked},
             {"dead_lettered", g.dead_lettered},
             {"ack_too_late", g.ack_too_late},
+            {"reparked", g.reparked},
             {"oldest_unsettled_ms", g.oldest_unsettled_age ? nlohmann::json(to_ms(*g.oldest_unsettled_age)) : nlohmann::json(nullptr)},
             // The settings also at the top level, as earlier versions showed them.
             {"window", s.window},

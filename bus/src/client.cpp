@@ -172,6 +172,20 @@ std::function<bool(const detail::DeadLetterInfo&)> Client::dead_letter_to(const 
     };
 }
 
+std::function<bool(const layout::RetryInfo&, std::span<const std::byte>, uint16_t)> Client::repark_to(
+    const std::shared_ptr<ControlChannel>& channel, std::string topic) {
+    auto publisher = std::make_shared<std::optional<Publisher>>();
+    return [channel, publisher, topic = std::move(topic)](const layout::RetryInfo& info, std::span<const std::byte> data,
+                                                          uint16_t flags) {
+        if (!*publisher) {
+            auto p = open_publisher(channel, topic, PublisherOptions{});
+            if (!p) return false;
+            publisher->emplace(std::move(p.value()));
+        }
+        return detail::publish_retry(*(*publisher)->core_, info, data, flags) == PublishStatus::ok;
+    };
+}
+
 Result<Publisher> Client::publisher(std::string_view topic, PublisherOptions options) noexcept {
     return open_publisher(channel_, topic, options);
 }
@@ -217,7 +231,8 @@ Result<Subscriber> Client::join_group(std::string_view topic, SubscribeOptions o
     layout::GroupBlock* block = detail::group_of_member(core->seg, member, group_slot);
     if (block == nullptr) return make_error(Errc::protocol_error, "shmbusd's reply names no group in the topic's segment");
     core->group.reset(new (std::nothrow) detail::GroupMember(core->seg, member, uint32_t(req.token), group_slot, *block,
-                                                             dead_letter_to(channel_, std::string(topic))));
+                                                             dead_letter_to(channel_, std::string(topic)),
+                                                             repark_to(channel_, std::string(topic))));
     if (!core->group) return make_error(Errc::io_error, "out of memory");
     core->resumed = r->first.resumed != 0;
     return Subscriber(std::move(core));

@@ -28,8 +28,9 @@ struct PublisherCore {
 
     // Claims room for a `length`-byte payload: on success `position` is the record's position
     // and `id` its message id; the caller writes the payload and calls commit_record().
+    // `allowance`: bytes a retry record may take beyond max_message (its RetryInfo).
     [[nodiscard]] PublishStatus claim(uint64_t length, std::chrono::nanoseconds timeout, uint64_t& position,
-                                      uint64_t& id) noexcept;
+                                      uint64_t& id, uint64_t allowance = 0) noexcept;
     // Commits (or, with type skip, abandons) a claimed record; `revoked` if the daemon took it back.
     [[nodiscard]] PublishStatus commit_record(uint64_t position, layout::RecordType type) noexcept;
     [[nodiscard]] uint64_t deadline_after(std::chrono::nanoseconds timeout) const noexcept;
@@ -62,6 +63,11 @@ private:
     void wait_for_space(uint64_t needed_end, uint64_t deadline_ns) noexcept;
     void write_padding(uint64_t position, uint64_t bytes, uint64_t next_id) noexcept;
 };
+
+// Publishes a group's message moved to the tail to wait out its backoff (layout/record.h,
+// kRecordRetry): `info`, then the original record's `data`, flagged `flags`. Never waits.
+[[nodiscard]] PublishStatus publish_retry(PublisherCore& core, const layout::RetryInfo& info,
+                                          std::span<const std::byte> data, uint16_t flags) noexcept;
 
 struct SubscriberCore {
     SubscriberCore(std::shared_ptr<ControlChannel> ch, Segment s, uint32_t slot_index, bool is_durable,

@@ -160,7 +160,7 @@ Result<GroupPlace> create_group(const Segment& seg, std::string_view name, const
     std::memcpy(b.name, name.data(), std::min(name.size(), sizeof b.name - 1));
     b.settings = settings;
     b.consumer_slot = *slot;
-    for (auto* c : {&b.delivered, &b.acked, &b.redelivered, &b.nacked, &b.dead_lettered, &b.ack_too_late, &b.rate_tat_ns})
+    for (auto* c : {&b.delivered, &b.acked, &b.redelivered, &b.nacked, &b.dead_lettered, &b.ack_too_late, &b.rate_tat_ns, &b.reparked})
         c->store(0, std::memory_order_relaxed);
     seg.consumer_slot(*slot).reserved0 = *block;  // published by the slot's state store in attach_new_cursor
     auto start = attach_new_cursor(seg, *slot, SlotKind::group, name, creator, from, from_id);
@@ -214,9 +214,10 @@ std::vector<int32_t> group_member_pids(const Segment& seg, uint32_t group_slot) 
 }
 
 GroupMember::GroupMember(const Segment& seg, uint32_t member_slot, uint32_t tag, uint32_t group_slot, GroupBlock& block,
-                         DeadLetter dead_letter) noexcept
+                         DeadLetter dead_letter, Repark repark) noexcept
     : seg_(seg), ring_(seg), member_slot_(member_slot), tag_(tag), group_(seg.consumer_slot(group_slot)), block_(block),
-      settings_(block.settings), dead_letter_(std::move(dead_letter)), random_(monotonic_ns() ^ (uint64_t(tag) << 20)) {}
+      settings_(block.settings), dead_letter_(std::move(dead_letter)), repark_(std::move(repark)), group_slot_(group_slot),
+      random_(monotonic_ns() ^ (uint64_t(tag) << 20)) {}
 
 GroupEntry* GroupMember::claim_entry() noexcept {
     if (claiming_ != nullptr) return claiming_;
@@ -277,6 +278,7 @@ void GroupMember::hold_and_deliver(GroupEntry& e, uint64_t id, uint32_t attempt,
     given_[index] = control;
     (attempt > 1 ? block_.redelivered : block_.delivered).fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics
     Message m = message_of(e, id, attempt, r);
+    m.record_id_ = id;
     m.delivered_by_ = owner;
     m.epoch_ = index;
     m.end_position_ = control;
@@ -287,6 +289,12 @@ void GroupMember::hold_and_deliver(GroupEntry& e, uint64_t id, uint32_t attempt,
 Message GroupMember::message_of(const GroupEntry& e, uint64_t id, uint32_t attempt, const RecordInfo& r) const noexcept {
     Message m;
     m.id = id;
+    if (r.flags & layout::kRecordRetry) {  // moved to the tail: shown with the id it was published with
+        layout::RetryInfo info{};
+        std::memcpy(&info, ring_.payload_at(e.position.load(std::memory_order_relaxed)),
+                    std::min<std::size_t>(sizeof info, r.length));
+        m.id = info.id;
+    }
     m.timestamp_ns = r.timestamp_ns;
     m.attempt = attempt;
     split_record(ring_.payload_at(e.position.load(std::memory_order_relaxed)), r.length, r.flags, m);
@@ -308,6 +316,10 @@ void GroupMember::dead_letter(GroupEntry& e, const Message& m, std::string_view 
 void GroupMember::redeliver_due(Handler& handler, std::size_t max, uint32_t& count, const void* owner, bool auto_ack) noexcept {
     const uint64_t now = monotonic_ns();
     next_scan_ns_ = now + kScanEveryNs;
+    // Backoff entries below this have fallen half a ring behind the tail: they move to the tail.
+    // relaxed: a stale tail only moves an entry one scan later.
+    const uint64_t tail = ring_.tail_position(std::memory_order_relaxed);
+    const uint64_t repark_below = repark_ && tail > ring_.capacity() / 2 ? tail - ring_.capacity() / 2 : 0;
     for (auto& e : block_.entries) {
         if (count >= max || held_ >= settings_.window) return;
         // SYNC: acquire pairs with the release store (or CAS) that set this state, after the
@@ -320,7 +332,11 @@ void GroupMember::redeliver_due(Handler& handler, std::size_t max, uint32_t& cou
         bool due = false;
         switch (c.state) {
             case EntryState::held: due = now >= deadline || owner_gone(seg_, c); break;
-            case EntryState::backoff: due = now >= deadline; break;
+            case EntryState::backoff:
+                due = now >= deadline;
+                // relaxed: position was published with the control word read above.
+                if (!due && e.position.load(std::memory_order_relaxed) < repark_below) repark(e, control, id, c, deadline);
+                break;
             case EntryState::claiming:
             case EntryState::stealing:
             case EntryState::nacking: due = c.owner != member_slot_ && owner_gone(seg_, c); break;
@@ -359,6 +375,53 @@ void GroupMember::redeliver_due(Handler& handler, std::size_t max, uint32_t& cou
     }
 }
 
+void GroupMember::take_retry(GroupEntry& e, uint64_t id, const RecordInfo& r, Handler& handler, uint32_t& count,
+                             const void* owner, bool auto_ack) noexcept {
+    layout::RetryInfo info{};
+    std::memcpy(&info, ring_.payload_at(e.position.load(std::memory_order_relaxed)), std::min<std::size_t>(sizeof info, r.length));
+    const uint32_t attempt = std::clamp<uint32_t>(info.attempt, 1, uint32_t(layout::kMaxAttempt));
+    // Ours (state claiming) until the store below: relaxed, published by it.
+    e.first_delivery_ns.store(info.first_delivery_ns, std::memory_order_relaxed);
+    const uint64_t now = monotonic_ns();
+    if (info.due_ns > now) {
+        to_backoff(e, attempt, info.due_ns - now);
+        return;
+    }
+    if (settings_.max_deliveries != 0 && attempt >= settings_.max_deliveries) {
+        dead_letter(e, message_of(e, id, attempt, r), "delivered " + std::to_string(attempt) + " times without an ack");
+        return;
+    }
+    hold_and_deliver(e, id, attempt + 1, r, handler, owner, auto_ack);
+    ++count;
+}
+
+void GroupMember::repark(GroupEntry& e, uint64_t control, uint64_t id, EntryControl c, uint64_t deadline) noexcept {
+    if (!cas_entry(e, control, id, transitional(EntryState::stealing, c.attempt), id)) return;
+    RecordInfo r{};
+    const uint64_t position = e.position.load(std::memory_order_relaxed);
+    if (ring_.inspect(position, r) != RecordCheck::ready || r.type != uint16_t(layout::RecordType::data) || r.id != id) {
+        free_entry(e);  // an entry that does not name its record: nothing to keep
+        return;
+    }
+    const Message m = message_of(e, id, c.attempt, r);
+    // The original data without any retry prefix: header block (if any) and payload.
+    const std::byte* data = ring_.payload_at(position);
+    std::size_t length = r.length;
+    if (r.flags & layout::kRecordRetry) {
+        const std::size_t prefix = std::min<std::size_t>(length, sizeof(layout::RetryInfo));
+        data += prefix;
+        length -= prefix;
+    }
+    const layout::RetryInfo info{m.id, deadline, e.first_delivery_ns.load(std::memory_order_relaxed), c.attempt, 0};
+    if (repark_(info, std::span<const std::byte>(data, length), layout::retry_flags(group_slot_, r.flags))) {
+        block_.reparked.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics
+        free_entry(e);  // a crash before this delivers it twice, never loses it
+        return;
+    }
+    // SYNC: release pairs with the acquire load of control in redeliver_due (the deadline is unchanged).
+    e.control.store(EntryControl{EntryState::backoff, c.attempt, 0, 0}.pack(), std::memory_order_release);
+}
+
 bool GroupMember::take_token() noexcept {
     if (settings_.rate_interval_ns == 0 || has_token_) return true;
     const uint64_t now = monotonic_ns();
@@ -391,7 +454,8 @@ PollResult GroupMember::poll(Handler& handler, std::size_t max, const void* owne
             (void)cas_dispatch(group_, d, {d.position + r.size, d.id});
             continue;
         }
-        if (r.type == uint16_t(layout::RecordType::skip)) {
+        const bool retry = (r.flags & layout::kRecordRetry) != 0;
+        if (r.type == uint16_t(layout::RecordType::skip) || (retry && layout::retry_group_slot(r.flags) != group_slot_)) {
             (void)cas_dispatch(group_, d, {d.position + r.size, r.id + 1});
             continue;
         }
@@ -403,6 +467,10 @@ PollResult GroupMember::poll(Handler& handler, std::size_t max, const void* owne
         e->position.store(d.position, std::memory_order_relaxed);
         if (!cas_dispatch(group_, d, {d.position + r.size, d.id + 1})) continue;  // another member took it
         claiming_ = nullptr;
+        if (retry) {
+            take_retry(*e, d.id, r, handler, count, owner, auto_ack);
+            continue;
+        }
         hold_and_deliver(*e, d.id, 1, r, handler, owner, auto_ack);
         ++count;
     }
@@ -430,12 +498,12 @@ AckStatus GroupMember::settle(const Message& m, Settle how, uint64_t delay_ns, s
     given_[m.epoch_] = 0;
     --held_;
     if (how == Settle::ack) {
-        if (!cas_entry(e, control, m.id, 0, 0)) return too_late();
+        if (!cas_entry(e, control, m.record_id_, 0, 0)) return too_late();
         block_.acked.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics
         wake_publishers();
         return AckStatus::ok;
     }
-    if (!cas_entry(e, control, m.id, transitional(EntryState::nacking, c.attempt), m.id)) return too_late();
+    if (!cas_entry(e, control, m.record_id_, transitional(EntryState::nacking, c.attempt), m.record_id_)) return too_late();
     const bool exhausted = settings_.max_deliveries != 0 && c.attempt >= settings_.max_deliveries;
     if (how == Settle::reject || exhausted) {
         dead_letter(e, m, how == Settle::reject ? reason : std::string_view("nacked on its last allowed delivery"));

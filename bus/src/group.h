@@ -89,9 +89,11 @@ public:
     // Publishes a dead letter (payload, headers, origin); false if it could not be published now
     // (the message then waits out the longest backoff and is tried again).
     using DeadLetter = std::function<bool(const DeadLetterInfo& letter)>;
+    // Publishes a retry record (publish_retry in cores.h) to the topic; false if it cannot now.
+    using Repark = std::function<bool(const layout::RetryInfo& info, std::span<const std::byte> data, uint16_t flags)>;
 
     GroupMember(const Segment& seg, uint32_t member_slot, uint32_t tag, uint32_t group_slot, layout::GroupBlock& block,
-                DeadLetter dead_letter) noexcept;
+                DeadLetter dead_letter, Repark repark = {}) noexcept;
 
     // Delivers up to `max` messages: those due for redelivery first, then new ones, never holding
     // more than the window. `owner` and the message's bookkeeping let settle() check it later.
@@ -124,6 +126,13 @@ private:
     void hold_and_deliver(layout::GroupEntry& e, uint64_t id, uint32_t attempt, const RecordInfo& r, Handler& handler,
                           const void* owner, bool auto_ack) noexcept;
     void free_entry(layout::GroupEntry& e) noexcept;
+    // A retry record of ours just taken from the dispatch word into `e`: back to backoff until it
+    // is due, or delivered now.
+    void take_retry(layout::GroupEntry& e, uint64_t id, const RecordInfo& r, Handler& handler, uint32_t& count,
+                    const void* owner, bool auto_ack) noexcept;
+    // A backoff entry that has fallen half a ring behind the tail moves to the tail as a retry
+    // record, so that waiting for its retry never holds publishers back.
+    void repark(layout::GroupEntry& e, uint64_t control, uint64_t id, EntryControl c, uint64_t deadline) noexcept;
     // A token of the group's rate limit for the next delivery (kept until that delivery happens).
     [[nodiscard]] bool take_token() noexcept;
     [[nodiscard]] AckStatus too_late() noexcept;
@@ -138,6 +147,8 @@ private:
     layout::GroupBlock& block_;
     layout::GroupSettingsRecord settings_;  // fixed at the group's creation: a copy
     DeadLetter dead_letter_;
+    Repark repark_;
+    uint32_t group_slot_;
     layout::GroupEntry* claiming_ = nullptr;
     // The control word of each entry this member was given and has not settled (0: none): a
     // second settle of one message finds 0 and changes nothing, and `held_` counts the non-zero.

@@ -92,8 +92,8 @@ void PublisherCore::wait_for_space(uint64_t needed_end, uint64_t deadline_ns) no
 }
 
 PublishStatus PublisherCore::claim(uint64_t length, std::chrono::nanoseconds timeout, uint64_t& position,
-                                   uint64_t& id) noexcept {
-    if (length > seg.max_message()) return PublishStatus::too_large;
+                                   uint64_t& id, uint64_t allowance) noexcept {
+    if (length > seg.max_message() + allowance) return PublishStatus::too_large;
     if (seg.deleted()) return PublishStatus::deleted;
     const uint64_t size = layout::record_size(length);
     auto& tail = seg.producers().tail;
@@ -314,6 +314,19 @@ PublishStatus Publisher::publish(std::span<const std::byte> payload, std::span<c
     // meanwhile keeps its skip type, which readers step over whatever the flags say.
     layout::put_field(core_->ring.header_at(position)->flags, uint16_t(layout::kRecordHasHeaders));
     return core_->commit_record(position, layout::RecordType::data);
+}
+
+PublishStatus detail::publish_retry(PublisherCore& core, const layout::RetryInfo& info, std::span<const std::byte> data,
+                                    uint16_t flags) noexcept {
+    uint64_t position = 0;
+    uint64_t id = 0;
+    const PublishStatus st = core.claim(sizeof info + data.size(), std::chrono::nanoseconds(0), position, id, sizeof info);
+    if (st != PublishStatus::ok) return st;
+    std::byte* out = core.ring.payload_at(position);
+    std::memcpy(out, &info, sizeof info);
+    if (!data.empty()) std::memcpy(out + sizeof info, data.data(), data.size());
+    layout::put_field(core.ring.header_at(position)->flags, flags);  // published by the commit store
+    return core.commit_record(position, layout::RecordType::data);
 }
 
 PublishStatus Publisher::loan(std::size_t size, Loan& out) noexcept { return loan(size, out, core_->options.block_timeout); }

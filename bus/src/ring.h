@@ -43,6 +43,11 @@ struct RecordInfo {
 // The header block is checked against the record, never trusted (layout/record.h).
 inline void split_record(const std::byte* data, uint32_t length, uint16_t flags, Message& m) noexcept {
     m.headers = Headers();
+    if (flags & layout::kRecordRetry) {  // the retry prefix is the group's, not the application's
+        const std::size_t prefix = std::min<std::size_t>(length, sizeof(layout::RetryInfo));
+        data += prefix;
+        length -= uint32_t(prefix);
+    }
     m.payload = std::span<const std::byte>(data, length);
     if ((flags & layout::kRecordHasHeaders) == 0 || length < layout::kHeaderBlockPrefix) return;
     uint32_t block = 0;
@@ -135,7 +140,8 @@ public:
         }
         if (out.type != uint16_t(layout::RecordType::data) && out.type != uint16_t(layout::RecordType::skip))
             return RecordCheck::corrupt;
-        if (out.length > max_message_) return RecordCheck::corrupt;
+        const uint64_t limit = max_message_ + ((out.flags & layout::kRecordRetry) ? sizeof(layout::RetryInfo) : 0);
+        if (out.length > limit) return RecordCheck::corrupt;
         out.size = layout::record_size(out.length);
         if (offset + out.size > cap_) return RecordCheck::corrupt;
         return RecordCheck::ready;

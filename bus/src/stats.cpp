@@ -45,6 +45,7 @@ void collect_groups(const Segment& seg, TopicStats& t) {
         g.nacked = b.nacked.load(std::memory_order_relaxed);
         g.dead_lettered = b.dead_lettered.load(std::memory_order_relaxed);
         g.ack_too_late = b.ack_too_late.load(std::memory_order_relaxed);
+        g.reparked = b.reparked.load(std::memory_order_relaxed);
         g.settings = group_settings_of(b.settings);
         t.groups.push_back(std::move(g));
     }

@@ -159,7 +159,8 @@ PollResult SubscriberCore::poll(Handler& handler, std::size_t max) noexcept {
             else position += r.size;
             continue;
         }
-        if (r.type == uint16_t(RecordType::skip)) {
+        // A group's message waiting for its retry belongs to that group alone.
+        if (r.type == uint16_t(RecordType::skip) || (r.flags & layout::kRecordRetry)) {
             if (lapped()) {
                 resync();
                 continue;

@@ -26,6 +26,9 @@ namespace detail {
 class ControlChannel;
 struct DeadLetterInfo;
 }
+namespace layout {
+struct RetryInfo;
+}
 
 struct ClientOptions {
     std::string dir;           // empty: default_bus_dir()
@@ -120,6 +123,10 @@ private:
     // Publishes a group member's dead letters to `<topic>.dlq` (opened on the first one); false if
     // one cannot be published now.
     [[nodiscard]] static std::function<bool(const detail::DeadLetterInfo&)> dead_letter_to(
+        const std::shared_ptr<detail::ControlChannel>& channel, std::string topic);
+    // Moves a group member's messages that wait out a backoff to the tail of `topic` (opened as a
+    // publisher on the first one); false if one cannot be moved now.
+    [[nodiscard]] static std::function<bool(const layout::RetryInfo&, std::span<const std::byte>, uint16_t)> repark_to(
         const std::shared_ptr<detail::ControlChannel>& channel, std::string topic);
     explicit Client(std::shared_ptr<detail::ControlChannel> channel) noexcept;
     std::shared_ptr<detail::ControlChannel> channel_;

@@ -73,6 +73,7 @@ private:
     const void* delivered_by_ = nullptr;  // the subscriber's state
     uint64_t epoch_ = 0;                  // its seek count at delivery (group: the message's entry)
     uint64_t end_position_ = 0;           // where the next record starts (group: the entry's control word)
+    uint64_t record_id_ = 0;              // group: the id of the record the entry holds
 };
 
 enum class AckStatus : uint8_t {

@@ -93,6 +93,7 @@ struct GroupStats {
     uint64_t waiting_retry = 0;    // nacked, waiting out their backoff
     uint64_t delivered = 0, acked = 0, redelivered = 0, nacked = 0, dead_lettered = 0;
     uint64_t ack_too_late = 0;     // acks refused: the message had been given to another member
+    uint64_t reparked = 0;         // messages waiting out a backoff moved to the ring's tail
     // How long ago the oldest unsettled message was first delivered; none when nothing is unsettled.
     std::optional<std::chrono::nanoseconds> oldest_unsettled_age;
     GroupSettings settings{};

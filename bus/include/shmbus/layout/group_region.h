@@ -116,7 +116,7 @@ struct alignas(kCacheLine) GroupBlock {
     // The rate limit's theoretical arrival time (GCRA, CLOCK_MONOTONIC): a delivery may happen
     // once now >= rate_tat_ns - burst × interval; each one raises it by the interval. 0: fresh.
     std::atomic<uint64_t> rate_tat_ns;
-    uint8_t pad1[kCacheLine - 56];
+    std::atomic<uint64_t> reparked;       // messages in backoff moved to the ring's tail (kRecordRetry)
     GroupEntry entries[kGroupEntries];
 };
 static_assert(std::is_standard_layout_v<GroupBlock>);
@@ -125,6 +125,7 @@ static_assert(offsetof(GroupBlock, name) == 8);
 static_assert(offsetof(GroupBlock, settings) == 56);
 static_assert(offsetof(GroupBlock, delivered) == 2 * kCacheLine);
 static_assert(offsetof(GroupBlock, rate_tat_ns) == 2 * kCacheLine + 48);
+static_assert(offsetof(GroupBlock, reparked) == 2 * kCacheLine + 56);
 static_assert(offsetof(GroupBlock, entries) == 3 * kCacheLine);
 static_assert(sizeof(GroupBlock) == 3 * kCacheLine + kCacheLine * kGroupEntries);
 

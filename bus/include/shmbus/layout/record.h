@@ -28,9 +28,33 @@ inline constexpr std::size_t kRecordAlignment = 32;
 //     then entries until block_bytes: uint16 key_len, uint16 value_len, key bytes, value bytes
 // Readers never trust it: a block_bytes outside [4, length] makes the record headerless, and
 // an entry that would run past the block ends the headers (shmbus/headers.h parses it).
-enum RecordFlags : uint16_t { kRecordHasHeaders = 1 };
+//
+// kRecordRetry: a consumer group's message moved to the tail of the ring while it waits out a
+// backoff, so that a message waiting for its retry never holds publishers back. Only that group
+// reads it (its consumer slot is in the flags' top 12 bits); every other reader steps over it as
+// over a skip record. Its data starts with a RetryInfo, then the original record's data (header
+// block, if kRecordHasHeaders, and payload); it may exceed max_message by sizeof(RetryInfo).
+enum RecordFlags : uint16_t { kRecordHasHeaders = 1, kRecordRetry = 2 };
 inline constexpr std::size_t kHeaderBlockPrefix = 4;
 inline constexpr std::size_t kHeaderEntryPrefix = 4;
+inline constexpr unsigned kRetrySlotShift = 4;  // 12 bits: consumer slots number at most 4096
+
+struct RetryInfo {
+    uint64_t id;                 // the message's id when first published: what members are shown
+    uint64_t due_ns;             // CLOCK_MONOTONIC: when it may be delivered again
+    uint64_t first_delivery_ns;  // CLOCK_REALTIME of its first delivery
+    uint32_t attempt;            // deliveries so far
+    uint32_t reserved;
+};
+static_assert(std::is_standard_layout_v<RetryInfo>);
+static_assert(offsetof(RetryInfo, due_ns) == 8);
+static_assert(offsetof(RetryInfo, attempt) == 24);
+static_assert(sizeof(RetryInfo) == 32);
+
+constexpr uint16_t retry_flags(uint32_t group_slot, uint16_t original_flags) noexcept {
+    return uint16_t(kRecordRetry | (original_flags & kRecordHasHeaders) | (group_slot << kRetrySlotShift));
+}
+constexpr uint32_t retry_group_slot(uint16_t flags) noexcept { return flags >> kRetrySlotShift; }
 
 struct RecordHeader {
     std::atomic<uint64_t> commit;  // ~position of this record; stored last, release
