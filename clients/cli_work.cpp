@@ -218,7 +218,8 @@ namespace {
 
 // A dead letter read from TOPIC.dlq, owned (the ring may move on once it is acked).
 struct DeadLetter {
-    shmbus::Message message;  // for ack(); its payload and headers point into the ring
+    shmbus::Message message;  // for ack() only: its payload and headers may be reused by the next poll
+    nlohmann::json json;      // as `sub --format json` prints it
     uint64_t id = 0;
     std::string payload;
     std::vector<std::pair<std::string, std::string>> headers;
@@ -231,9 +232,10 @@ struct DeadLetter {
     }
 };
 
-DeadLetter own(const shmbus::Message& m) {
+DeadLetter own(const std::string& topic, const shmbus::Message& m) {
     DeadLetter d;
     d.message = m;
+    d.json = message_json(topic, m, false);
     d.id = m.id;
     d.payload = std::string(m.text());
     for (const shmbus::Header& h : m.headers) {
@@ -247,7 +249,7 @@ DeadLetter own(const shmbus::Message& m) {
 std::vector<DeadLetter> read_all(shmbus::Subscriber& sub, int& rc) {
     std::vector<DeadLetter> out;
     for (;;) {
-        const auto r = sub.poll([&](const shmbus::Message& m) { out.push_back(own(m)); });
+        const auto r = sub.poll([&](const shmbus::Message& m) { out.push_back(own(sub.topic(), m)); });
         if (r.status == shmbus::ReceiveStatus::corrupt) {
             std::cerr << "shmbus: topic '" << sub.topic() << "' is corrupt\n";
             rc = kExitError;
@@ -312,7 +314,7 @@ int dlq_list(shmbus::Client& client, const std::string& topic, bool json) {
     for (const auto& d : letters) {
         if (d.id < first || d.replayed_marker || replayed.count(d.id) != 0) continue;
         ++listed;
-        if (json) out.push_back(message_json(dlq, d.message, false));
+        if (json) out.push_back(d.json);
         else print_dead_letter(d);
     }
     if (json) std::cout << out.dump(2) << "\n";

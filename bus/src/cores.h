@@ -44,6 +44,10 @@ struct PublisherCore {
     PublisherOptions options;
     bool gated;               // block/fail: durable cursors hold producers back
     bool revocable;           // the topic has an unblock-timeout: the daemon may take claims back
+    // Bytes this publisher leaves free below what a group holds, so that a member can always move
+    // a message waiting out a backoff to the tail (a retry record, with its padding); 0 for the
+    // publisher that moves them.
+    uint64_t retry_reserve = 2 * layout::record_size(uint64_t(seg.max_message()) + sizeof(layout::RetryInfo));
     struct OpenClaim {
         uint64_t tag = 0;     // claim_start as recorded in the slot
         uint64_t record = 0;  // position of its record (after any wrap padding)
@@ -59,7 +63,14 @@ private:
     void announce(uint64_t start, uint64_t end, uint64_t id) noexcept;
     [[nodiscard]] bool release_claim(uint64_t position) noexcept;
     void refresh_gate() noexcept;
-    [[nodiscard]] uint64_t min_gating_ack() const noexcept;
+    // The lowest position any gating cursor holds: durable cursors (and claims taken back), and
+    // apart from them groups (dispatch word and unsettled messages), whose gate leaves
+    // retry_reserve free.
+    struct GateFloor {
+        uint64_t acked = UINT64_MAX;
+        uint64_t group = UINT64_MAX;
+    };
+    [[nodiscard]] GateFloor min_gating_ack() const noexcept;
     void wait_for_space(uint64_t needed_end, uint64_t deadline_ns) noexcept;
     void write_padding(uint64_t position, uint64_t bytes, uint64_t next_id) noexcept;
 };

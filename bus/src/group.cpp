@@ -339,12 +339,13 @@ void GroupMember::redeliver_due(Handler& handler, std::size_t max, uint32_t& cou
                 break;
             case EntryState::claiming:
             case EntryState::stealing:
-            case EntryState::nacking: due = c.owner != member_slot_ && owner_gone(seg_, c); break;
+            case EntryState::nacking:
+            case EntryState::moving: due = c.owner != member_slot_ && owner_gone(seg_, c); break;
             case EntryState::free: break;
         }
         if (!due) continue;
         // A delivery needs a token of the rate limit; a move to the dead-letter topic does not.
-        const bool delivers = c.state != EntryState::nacking &&
+        const bool delivers = c.state != EntryState::nacking && c.state != EntryState::moving &&
                               !(settings_.max_deliveries != 0 && c.attempt >= settings_.max_deliveries);
         if (delivers && !take_token()) return;
         if (!cas_entry(e, control, id, transitional(EntryState::stealing, c.attempt), id)) continue;
@@ -359,8 +360,10 @@ void GroupMember::redeliver_due(Handler& handler, std::size_t max, uint32_t& cou
             free_entry(e);  // an entry that does not name its record (a member died mid-claim): nothing to redeliver
             continue;
         }
-        if (c.state == EntryState::nacking) {
-            to_backoff(e, c.attempt, 0);  // its owner died moving it to backoff: due now
+        if (c.state == EntryState::nacking || c.state == EntryState::moving) {
+            // Its owner died moving it to backoff, or to the tail (which may then hold it twice:
+            // at least once, never lost): due now.
+            to_backoff(e, c.attempt, 0);
             continue;
         }
         // c.attempt counts the deliveries made: the owner of a transitional state had not yet
@@ -396,7 +399,7 @@ void GroupMember::take_retry(GroupEntry& e, uint64_t id, const RecordInfo& r, Ha
 }
 
 void GroupMember::repark(GroupEntry& e, uint64_t control, uint64_t id, EntryControl c, uint64_t deadline) noexcept {
-    if (!cas_entry(e, control, id, transitional(EntryState::stealing, c.attempt), id)) return;
+    if (!cas_entry(e, control, id, transitional(EntryState::moving, c.attempt), id)) return;
     RecordInfo r{};
     const uint64_t position = e.position.load(std::memory_order_relaxed);
     if (ring_.inspect(position, r) != RecordCheck::ready || r.type != uint16_t(layout::RecordType::data) || r.id != id) {
@@ -413,7 +416,8 @@ void GroupMember::repark(GroupEntry& e, uint64_t control, uint64_t id, EntryCont
         length -= prefix;
     }
     const layout::RetryInfo info{m.id, deadline, e.first_delivery_ns.load(std::memory_order_relaxed), c.attempt, 0};
-    if (repark_(info, std::span<const std::byte>(data, length), layout::retry_flags(group_slot_, r.flags))) {
+    const bool moved = repark_(info, std::span<const std::byte>(data, length), layout::retry_flags(group_slot_, r.flags));
+    if (moved) {
         block_.reparked.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics
         free_entry(e);  // a crash before this delivers it twice, never loses it
         return;

@@ -32,8 +32,9 @@ uint64_t PublisherCore::deadline_after(std::chrono::nanoseconds timeout) const n
     return uint64_t(timeout.count()) > UINT64_MAX - now ? UINT64_MAX : now + uint64_t(timeout.count());
 }
 
-uint64_t PublisherCore::min_gating_ack() const noexcept {
-    uint64_t min_ack = UINT64_MAX;
+PublisherCore::GateFloor PublisherCore::min_gating_ack() const noexcept {
+    GateFloor floor;
+    uint64_t& min_ack = floor.acked;
     for (uint32_t i = 0; i < seg.max_consumers(); ++i) {
         auto& s = seg.consumer_slot(i);
         // SYNC: seq_cst pairs with the seq_cst stores of a joining cursor in place_cursor(): either
@@ -42,20 +43,24 @@ uint64_t PublisherCore::min_gating_ack() const noexcept {
         // SYNC: pairs with the release store of ack_position in SubscriberCore::store_ack (and the
         // dispatch CAS in cas_dispatch): the subscriber's reads of the acked records happen
         // before we overwrite them.
-        min_ack = std::min(min_ack, s.ack_position.load(std::memory_order_seq_cst));
+        const uint64_t ack = s.ack_position.load(std::memory_order_seq_cst);
+        if (s.kind != uint32_t(SlotKind::group)) {
+            min_ack = std::min(min_ack, ack);
+            continue;
+        }
+        floor.group = std::min(floor.group, ack);
         // A group's messages taken but not settled lie below its dispatch word: read after it
         // (see cas_dispatch), so a message taken since is in its entry.
-        if (s.kind == uint32_t(SlotKind::group) && s.reserved0 < seg.max_groups())
-            min_ack = std::min(min_ack, lowest_unsettled(seg.group_block(s.reserved0)));
+        if (s.reserved0 < seg.max_groups()) floor.group = std::min(floor.group, lowest_unsettled(seg.group_block(s.reserved0)));
     }
-    if (!revocable) return min_ack;
+    if (!revocable) return floor;
     // A claim the daemon took back may still be written by its stalled owner: keep its bytes
     // until the owner notices (release_claim) or dies. After the acks: see take_back_stalled_claim.
     for (uint32_t i = 0; i < seg.max_producers(); ++i)
         // SYNC: acquire pairs with the release stores of revoked in recovery.cpp and release_claim.
         if (const uint64_t r = seg.producer_slot(i).revoked.load(std::memory_order_acquire); r != 0)
             min_ack = std::min(min_ack, r - 1);
-    return min_ack;
+    return floor;
 }
 
 // The gate: a claim may end at most one ring past the slowest durable ack, and at most a
@@ -69,9 +74,11 @@ void PublisherCore::refresh_gate() noexcept {
     // SYNC: seq_cst, and before the cursor loads: a joiner that we miss stored its cursor after
     // those loads and read the tail after that, so it saw a tail at least this high.
     const uint64_t tail = ring.tail_position(std::memory_order_seq_cst);
-    const uint64_t min_ack = min_gating_ack();
-    const uint64_t by_ack = min_ack == UINT64_MAX ? UINT64_MAX : min_ack + ring.capacity();
-    gate_limit = std::min(by_ack, tail + ring.capacity() / 4);
+    const GateFloor floor = min_gating_ack();
+    const uint64_t by_ack = floor.acked == UINT64_MAX ? UINT64_MAX : floor.acked + ring.capacity();
+    // retry_reserve < capacity / 2 (max_message_for keeps a record under an eighth of the ring).
+    const uint64_t by_group = floor.group == UINT64_MAX ? UINT64_MAX : floor.group + ring.capacity() - retry_reserve;
+    gate_limit = std::min({by_ack, by_group, tail + ring.capacity() / 4});
 }
 
 void PublisherCore::wait_for_space(uint64_t needed_end, uint64_t deadline_ns) noexcept {
@@ -318,6 +325,10 @@ PublishStatus Publisher::publish(std::span<const std::byte> payload, std::span<c
 
 PublishStatus detail::publish_retry(PublisherCore& core, const layout::RetryInfo& info, std::span<const std::byte> data,
                                     uint16_t flags) noexcept {
+    if (core.retry_reserve != 0) {  // this publisher moves retries: the reserve is its to use
+        core.retry_reserve = 0;
+        core.gate_limit = 0;  // refreshed by the claim
+    }
     uint64_t position = 0;
     uint64_t id = 0;
     const PublishStatus st = core.claim(sizeof info + data.size(), std::chrono::nanoseconds(0), position, id, sizeof info);

@@ -30,7 +30,7 @@ void collect_groups(const Segment& seg, TopicStats& t) {
         for (const auto& e : b.entries) {
             const auto state = layout::EntryControl::unpack(e.control.load(std::memory_order_relaxed)).state;  // relaxed: a statistic
             if (state == layout::EntryState::free) continue;
-            if (state == layout::EntryState::backoff) ++g.waiting_retry;
+            if (state == layout::EntryState::backoff || state == layout::EntryState::moving) ++g.waiting_retry;
             else ++g.in_flight;
             if (const uint64_t first = e.first_delivery_ns.load(std::memory_order_relaxed); first != 0) oldest = std::min(oldest, first);
         }

@@ -43,6 +43,7 @@ enum class EntryState : uint64_t {
     stealing = 3,  // the owner is taking it over from an expired or dead holder
     nacking = 4,   // the owner is moving it to backoff
     backoff = 5,   // waiting until `deadline_ns` to be delivered again; no owner
+    moving = 6,    // the owner is moving a backoff message to the ring's tail (a retry record)
 };
 inline constexpr uint64_t kMaxAttempt = (1u << 12) - 1;
 
