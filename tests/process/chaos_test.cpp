@@ -1,7 +1,9 @@
-// Randomized chaos: publishers, durable subscribers and shmbusd run under load while a driver
+// Randomized chaos: publishers, durable subscribers, members of a consumer group (which nack a
+// share of first deliveries) and shmbusd run under load while a driver
 // SIGKILLs and restarts random processes, and SIGSTOPs publishers (the topic has an
 // unblock-timeout, so one stopped inside a claim loses it and publishes the message again). Afterwards every durable subscriber must have seen
-// every committed message at least once, in id order, with duplicates only of unacked ones;
+// every committed message at least once, in id order, with duplicates only of unacked ones; the
+// group's members together must have processed every committed message at least once;
 // the final drain must finish within a bound (nobody waits on a dead process); and a clean
 // shutdown must leave no segment and no socket behind.
 //
@@ -25,6 +27,7 @@ class Chaos : public PeerTest {
 protected:
     static constexpr int kPublishers = 3;
     static constexpr int kSubscribers = 3;
+    static constexpr int kMembers = 2;
 
     pid_t start_publisher(int slot) {
         const int producer = next_producer_++;
@@ -44,6 +47,23 @@ protected:
         return spawn_sub(sub_names_[k], args);
     }
     std::string sub_log(int k) const { return path("sub" + std::to_string(k) + ".log"); }
+    pid_t start_member(int k) {
+        const std::string name = "member" + std::to_string(k) + "-" + std::to_string(++member_runs_);
+        return spawn({SHMBUS_PEER_PATH, "member", dir, "chaos", "--group", "workers", "--log", member_log(k), "--nack-every", "7",
+                      "--wait-for-daemon"},
+                     {path(name + ".out"), path(name + ".err")});
+    }
+    std::string member_log(int k) const { return path("member" + std::to_string(k) + ".log"); }
+    // Ids any member logged as processed.
+    std::set<uint64_t> processed_by_members() const {
+        std::set<uint64_t> ids;
+        for (int k = 0; k < kMembers; ++k) {
+            std::istringstream in(read_file(member_log(k)));
+            for (std::string line; std::getline(in, line);)
+                if (!line.empty() && line.rfind("bad", 0) != 0) ids.insert(std::stoull(line));
+        }
+        return ids;
+    }
 
     // Ids that publishers logged as committed (a publisher killed between commit and log may
     // have committed a few more: subscribers may see those too).
@@ -60,6 +80,7 @@ protected:
     std::string pub_names_[kPublishers], sub_names_[kSubscribers];  // of the running incarnations
     int next_producer_ = 0;
     int sub_runs_ = 0;
+    int member_runs_ = 0;
     std::vector<std::string> pub_logs_;
 };
 
@@ -82,18 +103,31 @@ TEST_F(Chaos, EveryDurableSubscriberSeesEveryCommittedMessageWhateverIsKilled) {
         o.durable_name = "c" + std::to_string(k);
         ASSERT_TRUE(c->subscribe("chaos", o).has_value());
     }
+    GroupSettings group;  // as the members ask for it (peer.cpp, run_member)
+    group.max_deliveries = 0;
+    group.backoff_initial = 1ms;
+    group.backoff_max = 5ms;
+    group.visibility = 2s;
+    ASSERT_TRUE(c->create_group("chaos", "workers", group, StartFrom::earliest).has_value());
     c = make_error(Errc::ok, "");  // our own client goes: only peers from here on
 
-    std::vector<pid_t> pubs, subs;
+    std::vector<pid_t> pubs, subs, members;
     for (int p = 0; p < kPublishers; ++p) pubs.push_back(start_publisher(p));
     for (int k = 0; k < kSubscribers; ++k) subs.push_back(start_subscriber(k));
+    for (int k = 0; k < kMembers; ++k) members.push_back(start_member(k));
 
     std::map<std::string, int> kills;
     const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
     while (std::chrono::steady_clock::now() < end) {
         std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(20, 200)(rng)));
-        const int action = std::uniform_int_distribution<int>(0, 9)(rng);
-        if (action < 4) {  // a publisher, at whatever instruction it is at
+        const int action = std::uniform_int_distribution<int>(0, 11)(rng);
+        if (action >= 10) {  // a group member, holding whatever it holds
+            const int k = std::uniform_int_distribution<int>(0, kMembers - 1)(rng);
+            kill(members[k], SIGKILL);
+            EXPECT_EQ(wait_exit(members[k]), 128 + SIGKILL) << "member " << k << " exited by itself";
+            members[k] = start_member(k);
+            ++kills["killed a group member"];
+        } else if (action < 4) {  // a publisher, at whatever instruction it is at
             const int p = std::uniform_int_distribution<int>(0, kPublishers - 1)(rng);
             kill(pubs[p], SIGKILL);
             EXPECT_EQ(wait_exit(pubs[p]), 128 + SIGKILL) << "publisher exited by itself: " << read_file(path(pub_names_[p] + ".err"));
@@ -142,6 +176,29 @@ TEST_F(Chaos, EveryDurableSubscriberSeesEveryCommittedMessageWhateverIsKilled) {
     const double drain_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - drain_start).count();
     std::printf("chaos: %zu messages committed and logged; final drain took %.2f s\n", committed.size(), drain_s);
     EXPECT_LT(drain_s, 20.0) << "someone waited on a dead process";
+
+    // The group: its members drain it (nothing taken and unsettled, nothing left to take).
+    auto settled = [&] {
+        auto st = connect()->topic_stats("chaos");
+        return st && !st->groups.empty() && st->groups[0].lag == 0 && st->groups[0].in_flight == 0 &&
+               st->groups[0].waiting_retry == 0;
+    };
+    EXPECT_TRUE(eventually(settled, 30s)) << "the group did not drain";
+    for (pid_t m : members) {
+        kill(m, SIGKILL);
+        EXPECT_EQ(wait_exit(m), 128 + SIGKILL) << "a member exited by itself (stuck, or bad messages)";
+    }
+    const std::set<uint64_t> processed = processed_by_members();
+    std::vector<uint64_t> unprocessed;
+    std::set_difference(committed.begin(), committed.end(), processed.begin(), processed.end(), std::back_inserter(unprocessed));
+    EXPECT_TRUE(unprocessed.empty()) << "the group never processed " << unprocessed.size() << " committed message(s), first "
+                                     << unprocessed.front();
+    if (auto st = connect()->topic_stats("chaos"); st && !st->groups.empty()) {
+        const auto& g = st->groups[0];
+        std::printf("chaos: group processed %zu distinct ids; %llu nacked, %llu redelivered, %llu moved to the tail\n",
+                    processed.size(), (unsigned long long)g.nacked, (unsigned long long)g.redelivered,
+                    (unsigned long long)g.reparked);
+    }
 
     for (int k = 0; k < kSubscribers; ++k) {
         const DurableLog d = check_durable_log(sub_log(k));

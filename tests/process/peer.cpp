@@ -3,6 +3,10 @@
 //            [--stall-after N --stall-ms M] [--hold-us N]
 //   peer sub DIR TOPIC [--count N | --until-id ID] [--durable NAME] [--from earliest|latest]
 //            [--log FILE] [--ready FILE] [--slow-us N] [--stall-limit-ms N (exit 5 when exceeded)]
+//   peer member DIR TOPIC --group NAME [--log FILE] [--nack-every N]
+//            joins a consumer group (unlimited deliveries, 1..5 ms backoff, 2 s visibility) and
+//            checks each message; it logs "id" (flushed) before acking it, and nacks the first
+//            delivery of every id divisible by N instead. Runs until killed.
 //   topic options for both: [--capacity C] [--on-full P] [--unblock-timeout D] [--expire-detached D]
 //   both: [--wait-for-daemon] (retry the first connection for 30 s: the daemon may be restarting)
 // Payload: producer, seq, checksum, then filler. `sub` checks every message (checksum, per-producer
@@ -194,6 +198,57 @@ int run_sub(int argc, char** argv, shmbus::Client& client) {
     return bad == 0 ? 0 : 3;
 }
 
+int run_member(int argc, char** argv, shmbus::Client& client) {
+    const std::string topic = argv[3];
+    const uint64_t nack_every = std::strtoull(flag(argc, argv, "--nack-every", "0").c_str(), nullptr, 10);
+    shmbus::SubscribeOptions o;
+    o.group = flag(argc, argv, "--group");
+    o.group_settings.max_deliveries = 0;
+    o.group_settings.backoff_initial = std::chrono::milliseconds(1);
+    o.group_settings.backoff_max = std::chrono::milliseconds(5);
+    o.group_settings.visibility = std::chrono::seconds(2);
+    o.from = shmbus::StartFrom::earliest;
+    o.create_config = topic_config(argc, argv);
+    o.auto_ack = false;
+    auto sub = client.subscribe(topic, o);
+    if (!sub) {
+        std::fprintf(stderr, "peer: %s\n", sub.error().message.c_str());
+        return 1;
+    }
+    FILE* log = nullptr;
+    if (auto path = flag(argc, argv, "--log"); !path.empty()) log = std::fopen(path.c_str(), "a");
+    uint64_t bad = 0;
+    auto handle = [&](const shmbus::Message& m) {
+        Payload p{};
+        if (m.payload.size() < sizeof p) {
+            ++bad;
+            return;
+        }
+        std::memcpy(&p, m.payload.data(), sizeof p);
+        if (p.checksum != checksum_of(p.producer, p.seq) || m.payload.size() != sizeof p + p.filler) {
+            ++bad;
+            if (log) std::fprintf(log, "bad %llu\n", (unsigned long long)m.id);
+        }
+        if (nack_every != 0 && m.id % nack_every == 0 && m.attempt == 1) {
+            (void)sub->nack(m);
+            return;
+        }
+        if (log) {
+            std::fprintf(log, "%llu\n", (unsigned long long)m.id);
+            std::fflush(log);  // logged before acked: a kill in between repeats it, never loses it
+        }
+        (void)sub->ack(m);  // stale: given to another member meanwhile, which logs it too
+    };
+    for (;;) {
+        const auto r = sub->receive(handle, std::chrono::milliseconds(100), 32);
+        if (r.status == shmbus::ReceiveStatus::corrupt) {
+            std::fprintf(stderr, "peer: corrupt ring\n");
+            return 2;
+        }
+        if (bad != 0) return 3;
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -212,5 +267,6 @@ int main(int argc, char** argv) {
     }
     if (std::strcmp(argv[1], "pub") == 0 && argc >= 6) return run_pub(argc, argv, *client);
     if (std::strcmp(argv[1], "sub") == 0) return run_sub(argc, argv, *client);
+    if (std::strcmp(argv[1], "member") == 0) return run_member(argc, argv, *client);
     return 64;
 }
