@@ -131,6 +131,13 @@ void Metrics::refresh(Registry& registry, std::size_t clients, uint64_t started_
                     out.add("shmbus_subscription_lag_bytes", "Bytes published past a durable subscription's ack cursor.",
                             StatKind::gauge, labels, double(*s.lag_bytes));
             }
+            for (const auto& g : stats.groups) {
+                const std::vector<ClientMetric::Label> labels{{"topic", t.name()}, {"group", g.name}};
+                add_table(out, group_statistics(), g, labels);
+                out.add("shmbus_group_oldest_unsettled_seconds",
+                        "Since the first delivery of the group's oldest unsettled message (0 when none is unsettled).",
+                        StatKind::gauge, labels, g.oldest_unsettled_age ? double(g.oldest_unsettled_age->count()) / 1e9 : 0.0);
+            }
         });
         impl_->snapshot->replace(out.take());
     } catch (const std::exception&) {

@@ -191,8 +191,36 @@ constexpr Statistic<S> kSubscription[] = {
     {"lost", "shmbus_subscription_lost_total", "lost", "Messages the subscription lost to overruns.", kCounter, [](const S& s) noexcept { return s.lost; }},
 };
 
+using G = GroupStats;
+constexpr Statistic<G> kGroup[] = {
+    {"members", "shmbus_group_members", "members", "Member processes holding a slot of the group now.", kGauge,
+     [](const G& g) noexcept { return uint64_t(g.members.size()); }},
+    {"next_id", "shmbus_group_next_id", "next id", "The next message no member has taken.", kGauge,
+     [](const G& g) noexcept { return g.next_id; }},
+    {"lag", "shmbus_group_lag_messages", "lag", "Messages published and not yet taken by any member.", kGauge,
+     [](const G& g) noexcept { return g.lag; }},
+    {"in_flight", "shmbus_group_in_flight_messages", "in flight", "Messages taken by a member and not settled.", kGauge,
+     [](const G& g) noexcept { return g.in_flight; }},
+    {"waiting_retry", "shmbus_group_waiting_retry_messages", "waiting retry", "Nacked messages waiting out their backoff.", kGauge,
+     [](const G& g) noexcept { return g.waiting_retry; }},
+    {"delivered", "shmbus_group_delivered_total", "delivered", "First deliveries to a member.", kCounter,
+     [](const G& g) noexcept { return g.delivered; }},
+    {"acked", "shmbus_group_acked_total", "acked", "Messages acked.", kCounter, [](const G& g) noexcept { return g.acked; }},
+    {"redelivered", "shmbus_group_redelivered_total", "redelivered", "Deliveries after the first (nack, visibility timeout, member death).",
+     kCounter, [](const G& g) noexcept { return g.redelivered; }},
+    {"nacked", "shmbus_group_nacked_total", "nacked", "Messages nacked into a backoff.", kCounter,
+     [](const G& g) noexcept { return g.nacked; }},
+    {"dead_lettered", "shmbus_group_dead_lettered_total", "dead-lettered", "Messages moved to the dead-letter topic.", kCounter,
+     [](const G& g) noexcept { return g.dead_lettered; }},
+    {"ack_too_late", "shmbus_group_acks_too_late_total", "acks too late", "Acks refused: the message had been given to another member.",
+     kCounter, [](const G& g) noexcept { return g.ack_too_late; }},
+    {"reparked", "shmbus_group_reparked_total", "moved to the tail", "Messages waiting for a retry moved to the ring's tail.", kCounter,
+     [](const G& g) noexcept { return g.reparked; }},
+};
+
 }  // namespace
 
+std::span<const Statistic<GroupStats>> group_statistics() noexcept { return kGroup; }
 std::span<const Statistic<TopicStats>> topic_statistics() noexcept { return kTopic; }
 std::span<const Statistic<TopicStats>> recovery_statistics() noexcept { return kRecovery; }
 std::span<const Statistic<SubscriptionStats>> subscription_statistics() noexcept { return kSubscription; }

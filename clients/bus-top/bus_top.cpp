@@ -1,6 +1,7 @@
 // bus-top: a live view of a shmbus bus, in the manner of top. One row per topic (rates, depth,
 // publishers, subscriptions, the slowest subscription's lag, blocked publishes, losses); the
-// selected topic's subscriptions below. Rates are differences between two samples.
+// selected topic's subscriptions and consumer groups below. Rates are differences between two
+// samples.
 //   bus-top [--dir DIR] [--interval DURATION] [--sort name|rate|lag|depth] [--once] [--json]
 // Exit status: 0, 1 the bus could not be read, 2 invalid usage.
 #include <CLI/CLI.hpp>
@@ -39,6 +40,14 @@ struct SubscriptionView {
     std::optional<uint64_t> processing_p50_ns, processing_p99_ns;  // delivery to ack, durable only
 };
 
+struct GroupView {
+    std::string name;
+    std::size_t members = 0;
+    uint64_t lag = 0, in_flight = 0, waiting_retry = 0, dead_lettered = 0;
+    double acked_per_s = 0, nacked_per_s = 0;
+    std::optional<double> oldest_unsettled_s;
+};
+
 struct TopicView {
     std::string name;
     double messages_per_s = 0, bytes_per_s = 0;
@@ -49,9 +58,12 @@ struct TopicView {
     uint64_t full_refusals = 0, blocked_now = 0;  // in all, and during the last interval
     uint64_t lost = 0;
     std::vector<SubscriptionView> subscriptions;
+    std::vector<GroupView> groups;
     [[nodiscard]] std::vector<std::string> trouble() const {
         std::vector<std::string> t;
         if (blocked_now > 0) t.push_back("blocked publishers");
+        for (const auto& g : groups)
+            if (g.members == 0 && (g.lag > 0 || g.waiting_retry > 0)) t.push_back("group '" + g.name + "' has work and no members");
         for (const auto& s : subscriptions) {
             if (!s.alive && s.kind == "durable") t.push_back("subscription '" + s.name + "' has no owner");
             if (s.lag_growing) t.push_back("subscription '" + s.name + "' lag growing");
@@ -117,6 +129,23 @@ private:
             v.subscriptions.push_back(subscription_view(t, s, before, dt, now));
         }
         v.depth_percent = t.config.capacity > 0 ? 100.0 * double(v.depth_bytes) / double(t.config.capacity) : 0;
+        for (const auto& g : t.groups) {
+            GroupView gv;
+            gv.name = g.name;
+            gv.members = g.members.size();
+            gv.lag = g.lag;
+            gv.in_flight = g.in_flight;
+            gv.waiting_retry = g.waiting_retry;
+            gv.dead_lettered = g.dead_lettered;
+            if (g.oldest_unsettled_age) gv.oldest_unsettled_s = double(g.oldest_unsettled_age->count()) / 1e9;
+            if (before != nullptr && dt > 0)
+                for (const auto& old : before->groups)
+                    if (old.name == g.name) {
+                        gv.acked_per_s = double(g.acked - std::min(g.acked, old.acked)) / dt;
+                        gv.nacked_per_s = double(g.nacked - std::min(g.nacked, old.nacked)) / dt;
+                    }
+            v.groups.push_back(std::move(gv));
+        }
         return v;
     }
 
@@ -245,6 +274,19 @@ std::string subscription_line(const SubscriptionView& s) {
     return buf;
 }
 
+constexpr const char* kGroupColumns =
+    "  GROUP                 MEMBERS      LAG  IN FLIGHT  WAIT RETRY   ACKED/S  NACKED/S  DEAD-LETTERED  OLDEST UNSETTLED";
+
+std::string group_line(const GroupView& g) {
+    char buf[256];
+    const std::string oldest = g.oldest_unsettled_s ? shmbus::short_duration(uint64_t(*g.oldest_unsettled_s * 1e9)) : "-";
+    std::snprintf(buf, sizeof buf, "  %-20.20s %8zu %8llu %10llu %11llu %9s %9s %14llu  %s", g.name.c_str(), g.members,
+                  (unsigned long long)g.lag, (unsigned long long)g.in_flight, (unsigned long long)g.waiting_retry,
+                  human(g.acked_per_s, "").c_str(), human(g.nacked_per_s, "").c_str(), (unsigned long long)g.dead_lettered,
+                  oldest.c_str());
+    return buf;
+}
+
 Lines render(const Snapshot& s, const std::string& dir, std::optional<std::size_t> selected) {
     Lines out;
     out.add(header_line(s, dir));
@@ -259,6 +301,12 @@ Lines render(const Snapshot& s, const std::string& dir, std::optional<std::size_
         out.add("subscriptions of " + t.name + " (processing: delivery to ack, sampled)");
         out.add(kSubscriptionColumns);
         for (const auto& sub : t.subscriptions) out.add(subscription_line(sub), !sub.alive || sub.lag_growing);
+        if (!t.groups.empty()) {
+            out.add("");
+            out.add("groups of " + t.name);
+            out.add(kGroupColumns);
+            for (const auto& g : t.groups) out.add(group_line(g), g.members == 0 && (g.lag > 0 || g.waiting_retry > 0));
+        }
         for (const auto& why : t.trouble()) out.add("  ! " + why, true);
     }
     return out;
@@ -279,6 +327,17 @@ nlohmann::json to_json(const Snapshot& s, const std::string& dir) {
                             {"idle_s", sub.idle_s ? nlohmann::json(*sub.idle_s) : nlohmann::json(nullptr)},
                             {"processing_p50_ns", sub.processing_p50_ns ? nlohmann::json(*sub.processing_p50_ns) : nlohmann::json(nullptr)},
                             {"processing_p99_ns", sub.processing_p99_ns ? nlohmann::json(*sub.processing_p99_ns) : nlohmann::json(nullptr)}});
+        nlohmann::json groups = nlohmann::json::array();
+        for (const auto& g : t.groups)
+            groups.push_back({{"name", g.name},
+                              {"members", g.members},
+                              {"lag", g.lag},
+                              {"in_flight", g.in_flight},
+                              {"waiting_retry", g.waiting_retry},
+                              {"acked_per_s", g.acked_per_s},
+                              {"nacked_per_s", g.nacked_per_s},
+                              {"dead_lettered", g.dead_lettered},
+                              {"oldest_unsettled_s", g.oldest_unsettled_s ? nlohmann::json(*g.oldest_unsettled_s) : nlohmann::json(nullptr)}});
         topics.push_back({{"name", t.name},
                           {"messages_per_s", t.messages_per_s},
                           {"bytes_per_s", t.bytes_per_s},
@@ -291,7 +350,8 @@ nlohmann::json to_json(const Snapshot& s, const std::string& dir) {
                           {"blocked_in_interval", t.blocked_now},
                           {"lost", t.lost},
                           {"trouble", t.trouble()},
-                          {"subscriptions", std::move(subs)}});
+                          {"subscriptions", std::move(subs)},
+                          {"groups", std::move(groups)}});
     }
     const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now() - s.bus.started);
     return {{"supervisor",
@@ -430,6 +490,10 @@ int main(int argc, char** argv) {
     for (const auto& t : snap->topics) {
         std::cout << "\n" << "subscriptions of " << t.name << "\n" << kSubscriptionColumns << "\n";
         for (const auto& s : t.subscriptions) std::cout << subscription_line(s) << "\n";
+        if (!t.groups.empty()) {
+            std::cout << "\n" << "groups of " << t.name << "\n" << kGroupColumns << "\n";
+            for (const auto& g : t.groups) std::cout << group_line(g) << "\n";
+        }
         for (const auto& why : t.trouble()) std::cout << "  ! " << why << "\n";
     }
     return snap->errors.empty() ? 0 : 1;

@@ -85,5 +85,24 @@ TEST_F(BusTop, OnceAndJsonPrintOneSnapshot) {
     EXPECT_EQ(run({BUS_TOP_PATH, "--dir", dir, "--interval", "soon", "--once"}, "", 10s).code, 2);
 }
 
+// A consumer group shows in its topic's details: members, lag, in flight, waiting retry; a group
+// with work and no members is trouble.
+TEST_F(BusTop, GroupsShowWithTheirProgressAndTrouble) {
+    ASSERT_EQ(cli({"group", "create", "orders", "workers", "--from", "earliest"}).code, 0);
+    const auto once = run({BUS_TOP_PATH, "--dir", dir, "--once", "--interval", "100ms"}, "", 10s);
+    EXPECT_EQ(once.code, 0) << once.err;
+    EXPECT_NE(once.out.find("groups of orders"), std::string::npos) << once.out;
+    EXPECT_NE(once.out.find("group 'workers' has work and no members"), std::string::npos) << once.out;
+    const auto r = run({BUS_TOP_PATH, "--dir", dir, "--json", "--interval", "100ms"}, "", 10s);
+    ASSERT_EQ(r.code, 0) << r.err;
+    const auto j = nlohmann::json::parse(r.out);
+    const auto& orders = j["topics"][0];
+    ASSERT_EQ(orders["groups"].size(), 1u);
+    EXPECT_EQ(orders["groups"][0]["name"], "workers");
+    EXPECT_EQ(orders["groups"][0]["members"], 0);
+    EXPECT_EQ(orders["groups"][0]["lag"], 3);
+    EXPECT_EQ(orders["groups"][0]["in_flight"], 0);
+}
+
 }  // namespace
 }  // namespace shmbus::test

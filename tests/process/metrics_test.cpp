@@ -82,6 +82,20 @@ TEST_F(Metrics, TheEndpointServesEveryTopicAndSubscription) {
               std::string::npos);
 }
 
+TEST_F(Metrics, GroupsHaveTheirFigures) {
+    ASSERT_EQ(cli({"group", "create", "prices", "workers", "--from", "earliest"}).code, 0);
+    ASSERT_EQ(cli({"sub", "prices", "--group", "workers", "--count", "2"}).code, 0);
+    std::string text;
+    ASSERT_TRUE(eventually([&] {
+        text = http_get(port, "/metrics");
+        return text.find("shmbus_group_acked_total{topic=\"prices\",group=\"workers\"} 2") != std::string::npos;
+    }, 5s)) << text;
+    EXPECT_NE(text.find("shmbus_group_lag_messages{topic=\"prices\",group=\"workers\"} 1"), std::string::npos) << text;
+    EXPECT_NE(text.find("shmbus_group_members{topic=\"prices\",group=\"workers\"} 0"), std::string::npos) << text;
+    EXPECT_NE(text.find("# TYPE shmbus_group_dead_lettered_total counter"), std::string::npos) << text;
+    EXPECT_NE(text.find("shmbus_group_oldest_unsettled_seconds{topic=\"prices\",group=\"workers\"} 0"), std::string::npos) << text;
+}
+
 TEST_F(Metrics, APortInUseStopsTheStart) {
     const auto r = run({SHMBUSD_PATH, "--dir", path("second"), "--metrics", std::to_string(port)}, "", 10s);
     EXPECT_EQ(r.code, 2);

@@ -31,5 +31,7 @@ struct Statistic {
 [[nodiscard]] std::span<const Statistic<TopicStats>> recovery_statistics() noexcept;
 // Figures of one subscription.
 [[nodiscard]] std::span<const Statistic<SubscriptionStats>> subscription_statistics() noexcept;
+// Figures of one consumer group (labelled by topic and group).
+[[nodiscard]] std::span<const Statistic<GroupStats>> group_statistics() noexcept;
 
 }  // namespace shmbus
