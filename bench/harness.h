@@ -119,7 +119,8 @@ inline uint64_t seq_of(std::span<const std::byte> msg) {
 }
 inline constexpr uint64_t kStop = ~0ull;
 
-// A forked partner that runs `body` on its own core and exits with its return value.
+// A forked partner that runs `body` on its own core (with cpu -1: unpinned) and exits with its
+// return value.
 class Partner {
 public:
     Partner() = default;
@@ -130,7 +131,7 @@ public:
             sigemptyset(&chld);
             sigaddset(&chld, SIGCHLD);
             sigprocmask(SIG_UNBLOCK, &chld, nullptr);
-            pin_to_cpu(cpu);
+            if (cpu >= 0) pin_to_cpu(cpu);  // -1: wherever the scheduler puts it
             int rc = 1;
             try {
                 rc = body();

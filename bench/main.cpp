@@ -19,6 +19,7 @@
 #include "harness.h"
 #include "links.h"
 #include "recovery.h"
+#include "work_queue.h"
 #include "shmbus/shmbus.h"
 
 #ifndef SHMBUS_BENCH_COMMIT
@@ -453,6 +454,7 @@ void register_all() {
                                      [=](benchmark::State& st) { memory_per_topic(st, cap); })
             ->Iterations(1);
     register_recovery_benchmarks();
+    register_work_queue_benchmarks();
 }
 
 std::string cpu_model() {
@@ -476,6 +478,7 @@ void add_context() {
     benchmark::AddCustomContext("shmbus_commit", commit != nullptr && *commit != '\0' ? commit : SHMBUS_BENCH_COMMIT);
     std::string missing;
     for (const auto& m : missing_transports()) missing += (missing.empty() ? "" : "; ") + m;
+    for (const auto& m : missing_work_queue_peers()) missing += (missing.empty() ? "" : "; ") + m;
     benchmark::AddCustomContext("transports_left_out", missing.empty() ? "none" : missing);
 }
 
