@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "control.h"
+#include "group.h"
 #include "slots.h"
 #include "wall_clock.h"
 
@@ -92,6 +93,8 @@ std::size_t TopicSupervisor::release_owned(const Process& owner, std::optional<u
 std::vector<Process> TopicSupervisor::reconcile(const Liveness& alive) {
     std::vector<Process> live;
     auto& r = seg_.recovery();
+    for (const std::string& half : detail::free_half_made_groups(seg_))
+        spdlog::info("topic '{}': {} was half made or half deleted when shmbusd stopped; freed", name_, half);
     for (uint32_t i = 0; i < seg_.max_consumers(); ++i) {
         auto& s = seg_.consumer_slot(i);
         const SlotState state = detail::state_of(s);

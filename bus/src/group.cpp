@@ -184,6 +184,34 @@ Status delete_group(const Segment& seg, GroupPlace place) noexcept {
     return ok_status();
 }
 
+std::vector<std::string> free_half_made_groups(const Segment& seg) {
+    std::vector<std::string> freed;
+    auto slot_is_group_of = [&](uint32_t slot, uint32_t block) {
+        if (slot >= seg.max_consumers()) return false;
+        const auto& s = seg.consumer_slot(slot);
+        const SlotState st = state_of(s);
+        return (st == SlotState::attached || st == SlotState::detached) && s.kind == uint32_t(SlotKind::group) && s.reserved0 == block;
+    };
+    for (uint32_t i = 0; i < seg.max_consumers(); ++i) {
+        const auto& s = seg.consumer_slot(i);
+        const SlotState st = state_of(s);
+        if ((st != SlotState::attached && st != SlotState::detached) || s.kind != uint32_t(SlotKind::group)) continue;
+        const bool complete = s.reserved0 < seg.max_groups() &&
+                              seg.group_block(s.reserved0).state.load(std::memory_order_acquire) == uint32_t(layout::GroupState::active) &&
+                              seg.group_block(s.reserved0).consumer_slot == i;
+        if (!complete && free_consumer(seg, i, st)) freed.push_back("group slot " + std::to_string(i));
+    }
+    for (uint32_t b = 0; b < seg.max_groups(); ++b) {
+        auto& block = seg.group_block(b);
+        if (block.state.load(std::memory_order_acquire) != uint32_t(layout::GroupState::active) || slot_is_group_of(block.consumer_slot, b))
+            continue;
+        // SYNC: release pairs with the acquire loads of state in find_group and group_of_member.
+        block.state.store(uint32_t(layout::GroupState::free), std::memory_order_release);
+        freed.push_back("group block " + std::to_string(b));
+    }
+    return freed;
+}
+
 std::string settings_difference(const layout::GroupSettingsRecord& a, const layout::GroupSettingsRecord& b) {
     std::string out;
     auto differs = [&](const char* what, uint64_t x, uint64_t y, const char* unit) {

@@ -68,6 +68,11 @@ struct GroupPlace {
                                               uint64_t from_id, const Registration& creator) noexcept;
 // Deletes a group no member holds: its slot first (publishers stop counting it), then its block.
 [[nodiscard]] Status delete_group(const Segment& seg, GroupPlace place) noexcept;
+// Frees what a shmbusd that died inside create_group or delete_group left: a group slot whose
+// block is not active for it (it would hold publishers back with no group to show), and an
+// active block whose slot is no longer its group slot. Says what it freed. For shmbusd's start,
+// when no member can be joining.
+[[nodiscard]] std::vector<std::string> free_half_made_groups(const Segment& seg);
 // "" if `a` and `b` are the same settings, else what differs, for an error message.
 [[nodiscard]] std::string settings_difference(const layout::GroupSettingsRecord& existing,
                                               const layout::GroupSettingsRecord& asked);

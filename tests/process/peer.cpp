@@ -25,6 +25,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -115,6 +116,15 @@ int run_pub(int argc, char** argv, shmbus::Client& client) {
     return outcomes.size() == 1 && outcomes.count("ok") ? 0 : 4;
 }
 
+// The payload of `m`, if it is whole: long enough, its checksum and filler length right.
+std::optional<Payload> whole_payload(const shmbus::Message& m) {
+    Payload p{};
+    if (m.payload.size() < sizeof p) return std::nullopt;
+    std::memcpy(&p, m.payload.data(), sizeof p);
+    if (p.checksum != checksum_of(p.producer, p.seq) || m.payload.size() != sizeof p + p.filler) return std::nullopt;
+    return p;
+}
+
 int run_sub(int argc, char** argv, shmbus::Client& client) {
     const std::string topic = argv[3];
     const std::string count_s = flag(argc, argv, "--count");
@@ -146,14 +156,15 @@ int run_sub(int argc, char** argv, shmbus::Client& client) {
     uint64_t received = 0, bad = 0, last_id = 0;
     bool first = true;
     auto check = [&](const shmbus::Message& m) {
-        Payload p{};
-        if (m.payload.size() < sizeof p) {
+        const auto whole = whole_payload(m);
+        if (!whole && m.payload.size() < sizeof(Payload)) {
             ++bad;
             return;
         }
+        Payload p{};
         std::memcpy(&p, m.payload.data(), sizeof p);
         const uint64_t bad_before = bad;
-        if (p.checksum != checksum_of(p.producer, p.seq) || m.payload.size() != sizeof p + p.filler) ++bad;
+        if (!whole) ++bad;
         // Per-producer order: each producer's seq follows the last one seen, unless messages were
         // lost just before (ephemeral overrun).
         auto it = next_seq.find(p.producer);
@@ -219,13 +230,7 @@ int run_member(int argc, char** argv, shmbus::Client& client) {
     if (auto path = flag(argc, argv, "--log"); !path.empty()) log = std::fopen(path.c_str(), "a");
     uint64_t bad = 0;
     auto handle = [&](const shmbus::Message& m) {
-        Payload p{};
-        if (m.payload.size() < sizeof p) {
-            ++bad;
-            return;
-        }
-        std::memcpy(&p, m.payload.data(), sizeof p);
-        if (p.checksum != checksum_of(p.producer, p.seq) || m.payload.size() != sizeof p + p.filler) {
+        if (!whole_payload(m)) {
             ++bad;
             if (log) std::fprintf(log, "bad %llu\n", (unsigned long long)m.id);
         }

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include "group.h"
 #include "local_topic.h"
 #include "ring_helpers.h"
 #include "slots.h"
@@ -107,6 +108,24 @@ TEST_F(Supervised, ReconcileReleasesTheDeadAndReturnsTheLiving) {
     EXPECT_EQ(state(live_c), SlotState::attached);
     EXPECT_EQ(state(half), SlotState::free);
     EXPECT_EQ(counters().owners_dead_at_restart.load(), 2u);
+}
+
+// shmbusd died inside create_group (slot made, block never activated) and inside delete_group
+// (slot freed, block still active): the next one frees both leftovers, and keeps a whole group.
+TEST_F(Supervised, ReconcileFreesHalfMadeGroupsAndKeepsWholeOnes) {
+    const layout::GroupSettingsRecord settings = detail::settings_record(GroupSettings{});
+    auto whole = detail::create_group(seg(), "whole", settings, StartFrom::latest, 0, Registration{kAlice, 0, 1});
+    auto half = detail::create_group(seg(), "half", settings, StartFrom::latest, 0, Registration{kAlice, 0, 1});
+    auto orphan = detail::create_group(seg(), "orphan", settings, StartFrom::latest, 0, Registration{kAlice, 0, 1});
+    ASSERT_TRUE(whole && half && orphan);
+    seg().group_block(half->block).state.store(uint32_t(layout::GroupState::free));  // never activated
+    ASSERT_TRUE(detail::free_consumer(seg(), orphan->slot, detail::state_of(seg().consumer_slot(orphan->slot))));  // slot freed, block not
+    (void)sup_->reconcile([](const Process&) { return true; });
+    EXPECT_EQ(detail::state_of(seg().consumer_slot(half->slot)), SlotState::free) << "would hold publishers back for nothing";
+    EXPECT_EQ(seg().group_block(orphan->block).state.load(), uint32_t(layout::GroupState::free));
+    EXPECT_TRUE(detail::find_group(seg(), "whole").has_value());
+    EXPECT_NE(detail::state_of(seg().consumer_slot(whole->slot)), SlotState::free);
+    EXPECT_FALSE(detail::find_group(seg(), "orphan").has_value());
 }
 
 TEST_F(Supervised, ADeadPublishersOpenClaimIsSealedSoReadersMoveOn) {
