@@ -26,6 +26,10 @@ inline void futex_wake_all(std::atomic<uint32_t>& word) noexcept {
     syscall(SYS_futex, reinterpret_cast<uint32_t*>(&word), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
 }
 
+inline void futex_wake_one(std::atomic<uint32_t>& word) noexcept {
+    syscall(SYS_futex, reinterpret_cast<uint32_t*>(&word), FUTEX_WAKE, 1, nullptr, nullptr, 0);
+}
+
 // Bumps a futex word and wakes everyone asleep on it. A sleeper reads the word before its last
 // look at the condition and sleeps only while the word is unchanged, so it cannot miss this.
 inline void futex_signal(std::atomic<uint32_t>& word) noexcept {

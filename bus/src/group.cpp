@@ -454,6 +454,38 @@ void GroupMember::repark(GroupEntry& e, uint64_t control, uint64_t id, EntryCont
     e.control.store(EntryControl{EntryState::backoff, c.attempt, 0, 0}.pack(), std::memory_order_release);
 }
 
+bool GroupMember::try_watch() noexcept {
+    const uint64_t mine = uint64_t(tag_) << 32 | (member_slot_ + 1);
+    // SYNC: seq_cst, after the sleeper's seq_cst load of the wake word: pairs with the seq_cst
+    // store of 0 and increment of the wake word in stop_watching (see wake_word()).
+    uint64_t seen = block_.watcher.load(std::memory_order_seq_cst);
+    if (seen == mine) return true;
+    if (seen != 0 && !owner_gone(seg_, EntryControl{EntryState::held, 0, uint32_t(seen & 0xffffffff) - 1, uint32_t(seen >> 32)}))
+        return false;
+    return block_.watcher.compare_exchange_strong(seen, mine, std::memory_order_seq_cst);
+}
+
+void GroupMember::stop_watching() noexcept {
+    uint64_t mine = uint64_t(tag_) << 32 | (member_slot_ + 1);
+    if (!block_.watcher.compare_exchange_strong(mine, 0, std::memory_order_seq_cst)) return;
+    // SYNC: seq_cst (in wake_one_sleeper), after the store of 0 above; pairs with the sleeper's
+    // seq_cst load of the wake word and then of watcher in try_watch: either it sees the watch
+    // free, or it sleeps on a word we change here.
+    wake_one_sleeper();
+}
+
+void GroupMember::wake_one_sleeper() noexcept {
+    block_.wake_futex.fetch_add(1, std::memory_order_seq_cst);
+    if (block_.wake_sleepers.load(std::memory_order_seq_cst) != 0) futex_wake_one(block_.wake_futex);
+}
+
+void GroupMember::wake_another_if_backlog() noexcept {
+    // relaxed: a hint; a stale tail only wakes one member more or less.
+    if (ring_.tail_position(std::memory_order_relaxed) > read_dispatch(group_).position) wake_one_sleeper();
+}
+
+GroupMember::~GroupMember() { stop_watching(); }
+
 bool GroupMember::take_token() noexcept {
     if (settings_.rate_interval_ns == 0 || has_token_) return true;
     const uint64_t now = monotonic_ns();

@@ -107,6 +107,22 @@ public:
     // `delay_ns` for nack: 0 picks the group's backoff. `reason` for reject.
     [[nodiscard]] AckStatus settle(const Message& m, Settle how, uint64_t delay_ns, std::string_view reason) noexcept;
     [[nodiscard]] uint32_t held() const noexcept { return held_; }
+
+    // Sleeping. A member about to sleep first reads the wake word (wake_word(), seq_cst), then
+    // tries to become the group's watcher: the watcher sleeps on the topic's data futex, everyone
+    // else on the wake word. A watcher that wakes stops watching and wakes one other member, which
+    // becomes the next watcher. The read-then-try order is what makes a handover impossible to
+    // miss: a member that failed to become watcher read the wake word before the watcher's bump.
+    [[nodiscard]] std::atomic<uint32_t>& wake_word() const noexcept { return block_.wake_futex; }
+    [[nodiscard]] std::atomic<uint32_t>& wake_sleepers() const noexcept { return block_.wake_sleepers; }
+    // True if this member is (now) the watcher: the word was free, ours, or its holder is gone.
+    [[nodiscard]] bool try_watch() noexcept;
+    // Gives the watch up (if ours) and wakes one member asleep on the wake word.
+    void stop_watching() noexcept;
+    // Called by a member that woke and found work: if messages are still waiting to be taken,
+    // wakes one more member, so that a backlog draws in as many members as it needs.
+    void wake_another_if_backlog() noexcept;
+    ~GroupMember();
     // When the group's rate limit allows the next delivery (CLOCK_MONOTONIC), if the last poll
     // stopped for it; 0 otherwise.
     [[nodiscard]] uint64_t rate_ready_ns() const noexcept { return rate_ready_ns_; }
@@ -131,6 +147,7 @@ private:
     void hold_and_deliver(layout::GroupEntry& e, uint64_t id, uint32_t attempt, const RecordInfo& r, Handler& handler,
                           const void* owner, bool auto_ack) noexcept;
     void free_entry(layout::GroupEntry& e) noexcept;
+    void wake_one_sleeper() noexcept;
     // A retry record of ours just taken from the dispatch word into `e`: back to backoff until it
     // is due, or delivered now.
     void take_retry(layout::GroupEntry& e, uint64_t id, const RecordInfo& r, Handler& handler, uint32_t& count,

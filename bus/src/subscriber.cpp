@@ -244,23 +244,46 @@ PollResult SubscriberCore::receive(Handler& handler, std::chrono::nanoseconds ti
     }
     auto& waiters = seg.consumers().data_waiters;
     auto& futex = seg.producers().data_futex;
+    // How long the next sleep may last: to the deadline, at most kMaxSleep, and not past the rate
+    // limit's next token (messages are waiting then, so no publisher will wake us).
+    auto sleep_for = [&] {
+        const uint64_t now = monotonic_ns();
+        auto left = std::min<std::chrono::nanoseconds>(std::chrono::nanoseconds(deadline > now ? deadline - now : 0), kMaxSleep);
+        if (const uint64_t ready = rate_ready(); ready != 0)
+            left = std::min(left, std::chrono::nanoseconds(ready > now ? ready - now : 0));
+        return left;
+    };
     for (;;) {
+        // A group member sleeps on the topic's data futex only as its group's watcher; the others
+        // sleep on the group's wake word until a watcher hands over (GroupMember::wake_word).
+        if (group) {
+            auto& sleepers = group->wake_sleepers();
+            // SYNC: seq_cst, before the load of the wake word; pairs with stop_watching's increment
+            // of it and then load of wake_sleepers: either it sees us, or we see its increment.
+            sleepers.fetch_add(1, std::memory_order_seq_cst);
+            // SYNC: seq_cst, before try_watch; pairs with stop_watching's seq_cst store and increment.
+            const uint32_t seen = group->wake_word().load(std::memory_order_seq_cst);
+            if (!group->try_watch()) {
+                r = poll(handler, max);
+                if (r.status == ReceiveStatus::empty && !expired()) futex_wait(group->wake_word(), seen, sleep_for());
+                sleepers.fetch_sub(1, std::memory_order_relaxed);  // relaxed: only a hint for the waker
+                if (r.status == ReceiveStatus::empty) r = poll(handler, max);
+                if (r.status == ReceiveStatus::ok) group->wake_another_if_backlog();
+                if (r.status != ReceiveStatus::empty || expired()) return r;
+                continue;
+            }
+            sleepers.fetch_sub(1, std::memory_order_relaxed);  // relaxed: only a hint for the waker
+        }
         waiters.fetch_add(1, std::memory_order_seq_cst);
         // SYNC: seq_cst increment pairs with the fence in PublisherCore::commit_record: either the
         // poll below sees the commit, or the producer sees us waiting and bumps data_futex.
         const uint32_t seen = futex.load(std::memory_order_seq_cst);
         r = poll(handler, max);
-        if (r.status == ReceiveStatus::empty && !expired()) {
-            const uint64_t now = monotonic_ns();
-            auto left = std::min<std::chrono::nanoseconds>(std::chrono::nanoseconds(deadline - now), kMaxSleep);
-            // The rate limit's next token: messages are waiting, so no publisher will wake us.
-            if (const uint64_t ready = rate_ready(); ready != 0)
-                left = std::min(left, std::chrono::nanoseconds(ready > now ? ready - now : 0));
-            if (left.count() > 0) futex_wait(futex, seen, left);
-        }
+        if (r.status == ReceiveStatus::empty && !expired()) futex_wait(futex, seen, sleep_for());
         waiters.fetch_sub(1, std::memory_order_relaxed);  // relaxed: only a hint for producers
-        if (r.status != ReceiveStatus::empty) return r;
-        r = poll(handler, max);
+        if (group) group->stop_watching();  // awake: another member watches while we work
+        if (r.status == ReceiveStatus::empty) r = poll(handler, max);
+        if (group && r.status == ReceiveStatus::ok) group->wake_another_if_backlog();
         if (r.status != ReceiveStatus::empty || expired()) return r;
     }
 }

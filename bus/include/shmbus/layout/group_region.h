@@ -106,7 +106,13 @@ struct alignas(kCacheLine) GroupBlock {
     uint32_t consumer_slot;        // the group's slot (its dispatch word)
     char name[kMaxGroupName + 1];
     GroupSettingsRecord settings;
-    uint8_t pad0[2 * kCacheLine - 104];
+    // Sleeping members (docs/architecture.md, "Waiting"): one of them, the watcher, sleeps on the
+    // topic's data futex; the others sleep on wake_futex, and a watcher that wakes hands over to
+    // one of them. So a publish wakes one member of a group, not all.
+    std::atomic<uint64_t> watcher;        // owner tag << 32 | (member slot + 1); 0: nobody watches
+    std::atomic<uint32_t> wake_futex;     // bumped by a watcher handing over
+    std::atomic<uint32_t> wake_sleepers;  // members asleep on wake_futex (a hint for the waker)
+    uint8_t pad0[2 * kCacheLine - 120];
     // --- line 2: counters, written by members (relaxed statistics) ---
     std::atomic<uint64_t> delivered;      // first deliveries
     std::atomic<uint64_t> acked;
@@ -124,6 +130,9 @@ static_assert(std::is_standard_layout_v<GroupBlock>);
 static_assert(offsetof(GroupBlock, consumer_slot) == 4);
 static_assert(offsetof(GroupBlock, name) == 8);
 static_assert(offsetof(GroupBlock, settings) == 56);
+static_assert(offsetof(GroupBlock, watcher) == 104);
+static_assert(offsetof(GroupBlock, wake_futex) == 112);
+static_assert(offsetof(GroupBlock, wake_sleepers) == 116);
 static_assert(offsetof(GroupBlock, delivered) == 2 * kCacheLine);
 static_assert(offsetof(GroupBlock, rate_tat_ns) == 2 * kCacheLine + 48);
 static_assert(offsetof(GroupBlock, reparked) == 2 * kCacheLine + 56);
