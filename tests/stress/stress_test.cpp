@@ -266,5 +266,54 @@ TYPED_TEST(GroupStress, EveryMessageIsAckedOnceWithItsChecksum) {
     }
 }
 
+
+// Sleeping members of a group: one watches the topic's data futex and the others sleep on the
+// group's wake word (so a publish wakes one member, not all); after each delivery they are back
+// in that arrangement, and a burst draws them in with every message delivered once.
+TEST(GroupWaking, OneMemberWatchesTheTopicTheOthersSleepOnTheGroupsWord) {
+    TopicConfig config;
+    config.capacity = 64 * 1024;
+    LocalTopic topic(config);
+    ASSERT_TRUE(topic.ok()) << topic.error().message;
+    constexpr int kMembers = 3;
+    std::vector<Subscriber> members;
+    for (int m = 0; m < kMembers; ++m) {
+        SubscribeOptions o;
+        o.spin_polls = 0;  // asleep at once
+        auto s = topic.member("workers", o, 2000 + uint64_t(m));
+        ASSERT_TRUE(s.has_value()) << s.error().message;
+        members.push_back(std::move(s.value()));
+    }
+    const auto& block = topic.segment().group_block(0);
+    std::atomic<uint64_t> delivered{0};
+    std::atomic<bool> stop{false};
+    std::vector<std::atomic<uint8_t>> seen(1001);
+    std::vector<std::thread> threads;
+    for (int m = 0; m < kMembers; ++m)
+        threads.emplace_back([&, m] {
+            while (!stop.load())
+                (void)members[size_t(m)].receive([&](const Message& msg) {
+                    if (msg.id < seen.size()) seen[msg.id].fetch_add(1);
+                    delivered.fetch_add(1);
+                }, std::chrono::milliseconds(300));
+        });
+    auto until = [](auto&& done) {
+        for (int i = 0; i < 1000 && !done(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        return done();
+    };
+    // The arrangement, seen whole at one moment (members re-enter receive() every 300 ms).
+    auto arranged = [&] { return block.watcher.load() != 0 && block.wake_sleepers.load() == uint32_t(kMembers - 1); };
+    EXPECT_TRUE(until(arranged)) << "one watcher and two sleepers on the wake word";
+    auto pub = topic.publisher({}, 0);
+    ASSERT_EQ(pub.publish("one"), PublishStatus::ok);
+    EXPECT_TRUE(until([&] { return delivered.load() == 1; }));
+    EXPECT_TRUE(until(arranged)) << "back asleep, with a watcher";
+    for (int i = 0; i < 1000; ++i) ASSERT_EQ(pub.publish("burst", std::chrono::seconds(5)), PublishStatus::ok);
+    EXPECT_TRUE(until([&] { return delivered.load() == 1001; }));
+    stop = true;
+    for (auto& t : threads) t.join();
+    for (std::size_t id = 0; id < seen.size(); ++id) EXPECT_EQ(seen[id].load(), 1) << "message " << id;
+}
+
 }  // namespace
 }  // namespace shmbus::detail
