@@ -1,9 +1,12 @@
 // The services some transports need, started once by the benchmark process and stopped at exit:
 // shmbusd on a private bus directory, and iceoryx's RouDi.
+#include <pwd.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -12,6 +15,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "links.h"
 #include "shmbus/shmbus.h"
@@ -30,6 +34,35 @@ struct Service {
 };
 Service g_shmbusd, g_roudi;
 bool g_shmbusd_external = false;
+
+// What a RouDi we start leaves behind when it stops (iceoryx 2.0): its management and payload
+// segments in /dev/shm (the latter named after the user), its sockets and lock files in /tmp, and
+// a runtime socket and lock per partner process (`shmbus-bench-<pid>`), which partners leave as
+// they _exit. Files that existed before our RouDi started are someone else's and stay.
+std::vector<std::string> iceoryx_files() {
+    std::vector<std::string> out = {"/dev/shm/iceoryx_mgmt", "/tmp/roudi", "/tmp/roudi.lock", "/tmp/iox-unique-roudi.lock"};
+    if (const passwd* user = getpwuid(geteuid())) out.push_back(std::string("/dev/shm/") + user->pw_name);
+    return out;
+}
+std::vector<std::string> g_iceoryx_before;  // those of iceoryx_files() present before our RouDi
+
+bool runtime_file_of_dead_partner(const std::string& name) {
+    const std::string prefix = "shmbus-bench-";
+    if (name.rfind(prefix, 0) != 0) return false;
+    std::string digits = name.substr(prefix.size());
+    if (digits.size() > 5 && digits.substr(digits.size() - 5) == ".lock") digits.resize(digits.size() - 5);
+    if (digits.empty() || !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) return false;
+    return kill(pid_t(std::stol(digits)), 0) != 0 && errno == ESRCH;
+}
+
+void remove_iceoryx_leftovers() {
+    if (std::system("pgrep -x iox-roudi >/dev/null 2>&1") == 0) return;  // another RouDi runs: the files are its
+    std::error_code ec;
+    for (const auto& f : iceoryx_files())
+        if (std::find(g_iceoryx_before.begin(), g_iceoryx_before.end(), f) == g_iceoryx_before.end()) std::filesystem::remove(f, ec);
+    for (const auto& e : std::filesystem::directory_iterator("/tmp", ec))
+        if (runtime_file_of_dead_partner(e.path().filename().string())) std::filesystem::remove(e.path(), ec);
+}
 
 pid_t spawn_quiet(const std::vector<std::string>& args, const std::string& log) {
     pid_t pid = fork();
@@ -66,12 +99,7 @@ void stop_all() {
     stop(g_shmbusd, SIGTERM);
     const bool ran_roudi = g_roudi.pid > 0 && g_roudi.owner == getpid();
     stop(g_roudi, SIGINT);
-    if (ran_roudi) {
-        // iceoryx partners leave their runtime's socket files behind when they _exit.
-        std::error_code ec;
-        for (const auto& e : std::filesystem::directory_iterator("/dev/shm", ec))
-            if (e.path().filename().string().rfind("shmbus-bench-", 0) == 0) std::filesystem::remove(e.path(), ec);
-    }
+    if (ran_roudi) remove_iceoryx_leftovers();
 }
 
 bool wait_for(const std::function<bool()>& ready, std::chrono::seconds limit) {
@@ -131,6 +159,8 @@ bool ensure_roudi(std::string& why) {
         return false;
     }
     g_roudi.dir = tmpl;
+    for (const auto& f : iceoryx_files())
+        if (std::filesystem::exists(f)) g_iceoryx_before.push_back(f);
     g_roudi.pid = spawn_quiet({roudi}, g_roudi.dir + "/roudi.log");
     g_roudi.owner = getpid();
     std::atexit(stop_all);
