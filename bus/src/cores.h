@@ -87,7 +87,9 @@ struct SubscriberCore {
           slot(&seg.consumer_slot(slot_index)), durable(is_durable),
           gated(is_durable && seg.on_full() != OnFull::overwrite),
           timed(is_durable && seg.consumer_slot_has(sizeof(layout::ConsumerSlot))), options(std::move(o)),
-          crash_before_ack("before_ack") {}
+          crash_before_ack("before_ack") {
+        count_as_sleeper();
+    }
     ~SubscriberCore();
 
     [[nodiscard]] PollResult poll(Handler& handler, std::size_t max) noexcept;
@@ -149,6 +151,13 @@ struct SubscriberCore {
 private:
     [[nodiscard]] bool overrun() const noexcept;
     [[nodiscard]] bool take_token() noexcept;
+    // A spin_then_sleep subscriber counts itself in the consumer region's may_sleep for as long as
+    // it lives, so that publishers keep waking sleepers.
+    void count_as_sleeper() noexcept;
+    // How long a sleep may last now: within kWakeGraceNs of counting itself, a publisher may not
+    // have seen the count yet and skip the wake, so sleeps are short then.
+    [[nodiscard]] std::chrono::nanoseconds sleep_cap() const noexcept;
+    uint64_t counted_since_ns = 0;  // 0: not counted in may_sleep
     void resync() noexcept;
     void publish_progress() noexcept;
     void record_processing(uint64_t ns) noexcept;

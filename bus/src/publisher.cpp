@@ -212,6 +212,10 @@ PublishStatus PublisherCore::commit_record(uint64_t position, RecordType type) n
         slot->revoked.store(0, std::memory_order_release);
         seg.producers().late_commits.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
     }
+    // Nobody can be asleep when no subscriber may sleep: no fence, no check. relaxed: a subscriber
+    // that starts counting meanwhile caps its first sleeps (kWakeGraceNs, subscriber.cpp) until
+    // every publisher has seen its count.
+    if (seg.consumers().may_sleep.load(std::memory_order_relaxed) == 0) return ours ? PublishStatus::ok : PublishStatus::revoked;
     // SYNC: StoreLoad fence, pairs with the seq_cst increment of data_waiters in
     // SubscriberCore::receive: either the sleeper's re-check sees our commit, or we see it waiting.
     std::atomic_thread_fence(std::memory_order_seq_cst);

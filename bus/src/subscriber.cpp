@@ -12,9 +12,26 @@ using layout::RecordType;
 namespace {
 constexpr uint32_t kProgressEvery = 64;  // empty polls between statistics updates
 constexpr std::chrono::milliseconds kMaxSleep{100};  // re-check even if nobody wakes us
+// For this long after a subscriber starts counting in may_sleep, a publisher may still read the
+// old count and skip the wake (its load is relaxed); sleeps are capped to kGraceSleep meanwhile.
+// A store reaches other cores in well under a microsecond: ten milliseconds is ample.
+constexpr uint64_t kWakeGraceNs = 10'000'000;
+constexpr std::chrono::milliseconds kGraceSleep{1};
 }  // namespace
 
+void SubscriberCore::count_as_sleeper() noexcept {
+    if (options.wait != WaitStrategy::spin_then_sleep) return;
+    // relaxed: publishers read it relaxed too; the grace period (sleep_cap) covers their lag.
+    seg.consumers().may_sleep.fetch_add(1, std::memory_order_relaxed);
+    counted_since_ns = monotonic_ns();
+}
+
+std::chrono::nanoseconds SubscriberCore::sleep_cap() const noexcept {
+    return monotonic_ns() - counted_since_ns < kWakeGraceNs ? kGraceSleep : kMaxSleep;
+}
+
 SubscriberCore::~SubscriberCore() {
+    if (counted_since_ns != 0) seg.consumers().may_sleep.fetch_sub(1, std::memory_order_relaxed);  // relaxed: as above
     if (!channel) return;
     publish_progress();
     protocol::Unsubscribe req{};
@@ -248,7 +265,7 @@ PollResult SubscriberCore::receive(Handler& handler, std::chrono::nanoseconds ti
     // limit's next token (messages are waiting then, so no publisher will wake us).
     auto sleep_for = [&] {
         const uint64_t now = monotonic_ns();
-        auto left = std::min<std::chrono::nanoseconds>(std::chrono::nanoseconds(deadline > now ? deadline - now : 0), kMaxSleep);
+        auto left = std::min<std::chrono::nanoseconds>(std::chrono::nanoseconds(deadline > now ? deadline - now : 0), sleep_cap());
         if (const uint64_t ready = rate_ready(); ready != 0)
             left = std::min(left, std::chrono::nanoseconds(ready > now ? ready - now : 0));
         return left;

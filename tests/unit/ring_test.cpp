@@ -110,6 +110,32 @@ TYPED_TEST(RingByCapacity, DurableGatesAFailTopicAtExactlyFull) {
 
 // ---- single-capacity cases ----
 
+// Publishers skip the StoreLoad fence and the waiter check while no subscriber may sleep: only
+// spin_then_sleep subscribers count, for as long as they live.
+TEST(Waking, OnlySubscribersThatMaySleepAreCountedWhileTheyLive) {
+    LocalTopic topic(config(65536));
+    ASSERT_TRUE(topic.ok()) << topic.error().message;
+    const auto& may_sleep = topic.segment().consumers().may_sleep;
+    EXPECT_EQ(may_sleep.load(), 0u);
+    {
+        SubscribeOptions spinning;
+        spinning.wait = WaitStrategy::busy_spin;
+        auto a = topic.subscriber(spinning);
+        ASSERT_TRUE(a.has_value());
+        EXPECT_EQ(may_sleep.load(), 0u) << "a busy-spinning subscriber never needs a wake";
+        auto b = topic.subscriber();
+        auto c = topic.subscriber();
+        ASSERT_TRUE(b && c);
+        EXPECT_EQ(may_sleep.load(), 2u);
+        auto pub = topic.publisher();
+        ASSERT_EQ(pub.publish("x"), PublishStatus::ok);
+        uint32_t got = 0;
+        (void)b->receive([&](const Message&) { ++got; }, std::chrono::seconds(1));
+        EXPECT_EQ(got, 1u);
+    }
+    EXPECT_EQ(may_sleep.load(), 0u) << "counts leave with their subscribers";
+}
+
 TEST(Ring, AHalfWrittenRecordIsInvisibleUntilCommitted) {
     LocalTopic t(config(65536));
     auto pub = t.publisher();

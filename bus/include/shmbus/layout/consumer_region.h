@@ -64,12 +64,16 @@ static_assert(sizeof(ConsumerSlot) == 8 * kCacheLine);
 
 struct ConsumerRegionHead {
     alignas(kCacheLine) std::atomic<uint32_t> data_waiters;  // subscribers asleep on data_futex
-    uint32_t pad0;
+    // 1.5: subscribers that may sleep (spin_then_sleep) and so need a publisher's wake; while it is
+    // 0 (every subscriber busy-spins) a publish skips the StoreLoad fence and the waiter check. A
+    // subscriber killed without leaving keeps its count: the fence stays, which is always safe.
+    std::atomic<uint32_t> may_sleep;
     alignas(kCacheLine) std::atomic<uint32_t> space_futex;   // bumped after acks when producers sleep
     std::atomic<uint32_t> space_waiters;                     // 1.2 and older only: producers asleep on a
                                                              // full ring (1.3: in ProducerRegionHead)
 };
 static_assert(std::is_standard_layout_v<ConsumerRegionHead>);
+static_assert(offsetof(ConsumerRegionHead, may_sleep) == 4);
 static_assert(offsetof(ConsumerRegionHead, space_futex) == 64);
 static_assert(sizeof(ConsumerRegionHead) == 128);
 // Consumer slots follow the head.
