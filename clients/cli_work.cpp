@@ -478,7 +478,9 @@ int sub_exec(shmbus::Client& client, const std::string& topic, shmbus::Subscribe
         if (!ok)
             std::cerr << "shmbus: message " << job.message.id << " (attempt " << job.message.attempt << "): command "
                       << (job.killed ? "killed at the visibility timeout" : exit_text(status)) << "; nacked\n";
-        (void)(ok ? sub->ack(job.message) : sub->nack(job.message));  // stale: given to another member meanwhile
+        // stale: given to another member meanwhile. The reason goes with a last attempt to the dlq.
+        const std::string reason = job.killed ? "command killed at the visibility timeout" : "command " + exit_text(status);
+        (void)(ok ? sub->ack(job.message) : sub->nack(job.message, std::string_view(reason)));
     };
     auto reap = [&] {
         int status = 0;

@@ -570,7 +570,8 @@ AckStatus GroupMember::settle(const Message& m, Settle how, uint64_t delay_ns, s
     if (!cas_entry(e, control, m.record_id_, transitional(EntryState::nacking, c.attempt), m.record_id_)) return too_late();
     const bool exhausted = settings_.max_deliveries != 0 && c.attempt >= settings_.max_deliveries;
     if (how == Settle::reject || exhausted) {
-        dead_letter(e, m, how == Settle::reject ? reason : std::string_view("nacked on its last allowed delivery"));
+        const std::string_view said = how == Settle::reject ? "rejected" : "nacked on its last allowed delivery";
+        dead_letter(e, m, reason.empty() ? said : reason);
         return AckStatus::ok;
     }
     block_.nacked.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics

@@ -104,7 +104,8 @@ public:
     // more than the window. `owner` and the message's bookkeeping let settle() check it later.
     [[nodiscard]] PollResult poll(Handler& handler, std::size_t max, const void* owner, bool auto_ack) noexcept;
     enum class Settle : uint8_t { ack, nack, reject };
-    // `delay_ns` for nack: 0 picks the group's backoff. `reason` for reject.
+    // `delay_ns` for nack: 0 picks the group's backoff. `reason`: the dead letter's, for reject or a
+    // nack on the last allowed attempt (empty: a nack says so).
     [[nodiscard]] AckStatus settle(const Message& m, Settle how, uint64_t delay_ns, std::string_view reason) noexcept;
     [[nodiscard]] uint32_t held() const noexcept { return held_; }
 

@@ -326,6 +326,9 @@ PollResult Subscriber::receive(Handler handler, std::chrono::nanoseconds timeout
 }
 AckStatus Subscriber::ack(const Message& m) noexcept { return core_->settle(m, detail::GroupMember::Settle::ack, 0, {}); }
 AckStatus Subscriber::nack(const Message& m) noexcept { return core_->settle(m, detail::GroupMember::Settle::nack, 0, {}); }
+AckStatus Subscriber::nack(const Message& m, std::string_view reason) noexcept {
+    return core_->settle(m, detail::GroupMember::Settle::nack, 0, reason);
+}
 AckStatus Subscriber::nack(const Message& m, std::chrono::nanoseconds delay) noexcept {
     return core_->settle(m, detail::GroupMember::Settle::nack, uint64_t(std::max<int64_t>(1, delay.count())), {});
 }

@@ -393,6 +393,7 @@ TEST_F(WorkQueue, ExecAcksOnSuccessNacksOnFailureAndDlqReplays) {
     EXPECT_EQ(letters[0]["headers"]["shmbus-origin-id"], "1");
     EXPECT_EQ(letters[0]["headers"]["shmbus-attempts"], "2");
     EXPECT_EQ(letters[0]["headers"]["customer"], "7");
+    EXPECT_EQ(letters[0]["headers"]["shmbus-reason"], "command exit status 3");
     r = cli({"dlq", "replay", "jobs"});
     ASSERT_EQ(r.code, 0) << r.err;
     EXPECT_NE(r.out.find("replayed 1"), std::string::npos);

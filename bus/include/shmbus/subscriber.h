@@ -121,6 +121,8 @@ public:
     // goes to the dead-letter topic instead. reject: to the dead-letter topic now.
     [[nodiscard]] AckStatus nack(const Message& m) noexcept;
     [[nodiscard]] AckStatus nack(const Message& m, std::chrono::nanoseconds delay) noexcept;
+    // With the reason the dead letter carries (shmbus-reason) if this was its last allowed attempt.
+    [[nodiscard]] AckStatus nack(const Message& m, std::string_view reason) noexcept;
     [[nodiscard]] AckStatus reject(const Message& m, std::string_view reason) noexcept;
     // Everything delivered so far (not groups: their acks are per message).
     void ack_delivered() noexcept;
