@@ -10,6 +10,7 @@
 #include "control.h"
 #include "crash_point.h"
 #include "group.h"
+#include "rate_limit.h"
 #include "ring.h"
 #include "segment.h"
 #include "wall_clock.h"
@@ -108,7 +109,7 @@ struct SubscriberCore {
     void begin(uint64_t pos, uint64_t id, bool was_resumed);
     // When the rate limit allows the next delivery (CLOCK_MONOTONIC), if the last poll stopped
     // for it; 0 otherwise.
-    [[nodiscard]] uint64_t rate_ready() const noexcept { return group ? group->rate_ready_ns() : rate_ready_ns; }
+    [[nodiscard]] uint64_t rate_ready() const noexcept { return group ? group->rate_ready_ns() : rate.ready_ns(); }
 
     std::shared_ptr<ControlChannel> channel;
     Segment seg;
@@ -138,19 +139,15 @@ struct SubscriberCore {
     uint32_t delivering_polls = 0;
     uint64_t sample_id = kNoSample;
     uint64_t sample_t0_ns = 0;
-    // This subscription's rate limit (a group's lives in its block): the bucket, and a token taken
-    // for a delivery that has not happened yet.
-    uint64_t rate_interval_ns = 0;
+    // This subscription's rate limit (a group's lives in its block): its bucket word and gate.
     std::atomic<uint64_t> rate_tat{0};
-    uint64_t rate_ready_ns = 0;
-    bool has_token = false;
+    RateGate rate{detail::rate_interval_ns(options.rate), options.rate.burst};
     std::vector<std::byte> copy;  // max_message bytes, for readers that producers may overrun
     std::unique_ptr<GroupMember> group;  // a member of a consumer group: it delivers instead
     CrashPoint crash_before_ack;  // fault injection (crash_point.h)
 
 private:
     [[nodiscard]] bool overrun() const noexcept;
-    [[nodiscard]] bool take_token() noexcept;
     // A spin_then_sleep subscriber counts itself in the consumer region's may_sleep for as long as
     // it lives, so that publishers keep waking sleepers.
     void count_as_sleeper() noexcept;

@@ -245,7 +245,7 @@ GroupMember::GroupMember(const Segment& seg, uint32_t member_slot, uint32_t tag,
                          DeadLetter dead_letter, Repark repark) noexcept
     : seg_(seg), ring_(seg), member_slot_(member_slot), tag_(tag), group_(seg.consumer_slot(group_slot)), block_(block),
       settings_(block.settings), dead_letter_(std::move(dead_letter)), repark_(std::move(repark)), group_slot_(group_slot),
-      random_(monotonic_ns() ^ (uint64_t(tag) << 20)) {}
+      random_(monotonic_ns() ^ (uint64_t(tag) << 20)), rate_(settings_.rate_interval_ns, settings_.rate_burst) {}
 
 GroupEntry* GroupMember::claim_entry() noexcept {
     if (claiming_ != nullptr) return claiming_;
@@ -296,7 +296,7 @@ void GroupMember::hold_and_deliver(GroupEntry& e, uint64_t id, uint32_t attempt,
     const uint64_t now = clock_.now_ns();
     if (attempt == 1) e.first_delivery_ns.store(now, std::memory_order_relaxed);  // relaxed: likewise
     e.last_delivery_ns.store(now, std::memory_order_relaxed);
-    has_token_ = false;
+    rate_.spend();
     const uint64_t control = held_control(attempt);
     // SYNC: release pairs with the acquire load of control in redeliver_due: the deadline is read
     // with the state it belongs to.
@@ -317,15 +317,11 @@ void GroupMember::hold_and_deliver(GroupEntry& e, uint64_t id, uint32_t attempt,
 Message GroupMember::message_of(const GroupEntry& e, uint64_t id, uint32_t attempt, const RecordInfo& r) const noexcept {
     Message m;
     m.id = id;
-    if (r.flags & layout::kRecordRetry) {  // moved to the tail: shown with the id it was published with
-        layout::RetryInfo info{};
-        std::memcpy(&info, ring_.payload_at(e.position.load(std::memory_order_relaxed)),
-                    std::min<std::size_t>(sizeof info, r.length));
-        m.id = info.id;
-    }
+    const std::byte* data = ring_.payload_at(e.position.load(std::memory_order_relaxed));
+    if (r.flags & layout::kRecordRetry) m.id = retry_info(data, r.length).id;  // shown with the id it was published with
     m.timestamp_ns = r.timestamp_ns;
     m.attempt = attempt;
-    split_record(ring_.payload_at(e.position.load(std::memory_order_relaxed)), r.length, r.flags, m);
+    split_record(data, r.length, r.flags, m);
     return m;
 }
 
@@ -408,8 +404,7 @@ void GroupMember::redeliver_due(Handler& handler, std::size_t max, uint32_t& cou
 
 void GroupMember::take_retry(GroupEntry& e, uint64_t id, const RecordInfo& r, Handler& handler, uint32_t& count,
                              const void* owner, bool auto_ack) noexcept {
-    layout::RetryInfo info{};
-    std::memcpy(&info, ring_.payload_at(e.position.load(std::memory_order_relaxed)), std::min<std::size_t>(sizeof info, r.length));
+    const layout::RetryInfo info = retry_info(ring_.payload_at(e.position.load(std::memory_order_relaxed)), r.length);
     const uint32_t attempt = std::clamp<uint32_t>(info.attempt, 1, uint32_t(layout::kMaxAttempt));
     // Ours (state claiming) until the store below: relaxed, published by it.
     e.first_delivery_ns.store(info.first_delivery_ns, std::memory_order_relaxed);
@@ -435,16 +430,9 @@ void GroupMember::repark(GroupEntry& e, uint64_t control, uint64_t id, EntryCont
         return;
     }
     const Message m = message_of(e, id, c.attempt, r);
-    // The original data without any retry prefix: header block (if any) and payload.
-    const std::byte* data = ring_.payload_at(position);
-    std::size_t length = r.length;
-    if (r.flags & layout::kRecordRetry) {
-        const std::size_t prefix = std::min<std::size_t>(length, sizeof(layout::RetryInfo));
-        data += prefix;
-        length -= prefix;
-    }
     const layout::RetryInfo info{m.id, deadline, e.first_delivery_ns.load(std::memory_order_relaxed), c.attempt, 0};
-    const bool moved = repark_(info, std::span<const std::byte>(data, length), layout::retry_flags(group_slot_, r.flags));
+    const bool moved = repark_(info, record_body(ring_.payload_at(position), r.length, r.flags),
+                               layout::retry_flags(group_slot_, r.flags));
     if (moved) {
         block_.reparked.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics
         free_entry(e);  // a crash before this delivers it twice, never loses it
@@ -486,21 +474,9 @@ void GroupMember::wake_another_if_backlog() noexcept {
 
 GroupMember::~GroupMember() { stop_watching(); }
 
-bool GroupMember::take_token() noexcept {
-    if (settings_.rate_interval_ns == 0 || has_token_) return true;
-    const uint64_t now = monotonic_ns();
-    const uint64_t wait = detail::take_token(block_.rate_tat_ns, settings_.rate_interval_ns, settings_.rate_burst, now);
-    if (wait != 0) {
-        rate_ready_ns_ = now + wait;
-        return false;
-    }
-    has_token_ = true;
-    return true;
-}
-
 PollResult GroupMember::poll(Handler& handler, std::size_t max, const void* owner, bool auto_ack) noexcept {
     if (corrupt_) return {ReceiveStatus::corrupt, 0};
-    rate_ready_ns_ = 0;
+    rate_.new_poll();
     uint32_t count = 0;
     if (monotonic_ns() >= next_scan_ns_) redeliver_due(handler, max, count, owner, auto_ack);
     while (count < max && held_ < settings_.window) {

@@ -11,6 +11,7 @@
 #include <vector>
 #include <string_view>
 
+#include "futex.h"
 #include "rate_limit.h"
 #include "ring.h"
 #include "wall_clock.h"
@@ -126,7 +127,7 @@ public:
     ~GroupMember();
     // When the group's rate limit allows the next delivery (CLOCK_MONOTONIC), if the last poll
     // stopped for it; 0 otherwise.
-    [[nodiscard]] uint64_t rate_ready_ns() const noexcept { return rate_ready_ns_; }
+    [[nodiscard]] uint64_t rate_ready_ns() const noexcept { return rate_.ready_ns(); }
     [[nodiscard]] bool corrupt() const noexcept { return corrupt_; }
 
 private:
@@ -157,7 +158,9 @@ private:
     // record, so that waiting for its retry never holds publishers back.
     void repark(layout::GroupEntry& e, uint64_t control, uint64_t id, EntryControl c, uint64_t deadline) noexcept;
     // A token of the group's rate limit for the next delivery (kept until that delivery happens).
-    [[nodiscard]] bool take_token() noexcept;
+    [[nodiscard]] bool take_token() noexcept {
+        return !rate_.limited() || rate_.take(block_.rate_tat_ns, monotonic_ns());
+    }
     [[nodiscard]] AckStatus too_late() noexcept;
     void to_backoff(layout::GroupEntry& e, uint32_t attempt, uint64_t delay_ns) noexcept;
     void wake_publishers() noexcept;
@@ -180,8 +183,7 @@ private:
     uint32_t next_free_hint_ = 0;
     uint64_t next_scan_ns_ = 0;
     uint64_t random_;
-    uint64_t rate_ready_ns_ = 0;
-    bool has_token_ = false;
+    RateGate rate_;  // on the group's bucket word, block_.rate_tat_ns
     bool corrupt_ = false;
     WallClock clock_;
 };

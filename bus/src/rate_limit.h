@@ -25,4 +25,35 @@ namespace shmbus::detail {
     }
 }
 
+// A reader's side of a bucket: takes a token before a delivery and keeps one it took for a
+// delivery that did not happen (the record was taken by another member, say) for the next; after
+// a refusal, says when the next token comes. The bucket word itself is the caller's: a group's
+// lives in its block, a subscription's in the subscription.
+class RateGate {
+public:
+    RateGate() noexcept = default;
+    RateGate(uint64_t interval_ns, uint32_t burst) noexcept : interval_ns_(interval_ns), burst_(burst) {}
+
+    [[nodiscard]] bool take(std::atomic<uint64_t>& tat, uint64_t now) noexcept {
+        if (interval_ns_ == 0 || has_token_) return true;
+        if (const uint64_t wait = take_token(tat, interval_ns_, burst_, now); wait != 0) {
+            ready_ns_ = now + wait;
+            return false;
+        }
+        has_token_ = true;
+        return true;
+    }
+    [[nodiscard]] bool limited() const noexcept { return interval_ns_ != 0; }
+    void spend() noexcept { has_token_ = false; }   // the delivery happened
+    void new_poll() noexcept { ready_ns_ = 0; }      // forget the last poll's refusal
+    // When the next token comes (CLOCK_MONOTONIC) if this poll was refused one; 0 otherwise.
+    [[nodiscard]] uint64_t ready_ns() const noexcept { return ready_ns_; }
+
+private:
+    uint64_t interval_ns_ = 0;  // 0: unlimited
+    uint32_t burst_ = 1;
+    bool has_token_ = false;
+    uint64_t ready_ns_ = 0;
+};
+
 }  // namespace shmbus::detail

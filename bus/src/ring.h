@@ -39,16 +39,27 @@ struct RecordInfo {
     uint64_t timestamp_ns;
 };
 
+// A data record's `length` bytes at `data` without a retry record's RetryInfo prefix (the group's,
+// not the application's): its header block, if any, and payload.
+inline std::span<const std::byte> record_body(const std::byte* data, uint32_t length, uint16_t flags) noexcept {
+    const std::size_t prefix = (flags & layout::kRecordRetry) ? std::min<std::size_t>(length, sizeof(layout::RetryInfo)) : 0;
+    return {data + prefix, length - prefix};
+}
+// A retry record's RetryInfo (zeros where a damaged record is too short to hold it).
+inline layout::RetryInfo retry_info(const std::byte* data, uint32_t length) noexcept {
+    layout::RetryInfo info{};
+    std::memcpy(&info, data, std::min<std::size_t>(sizeof info, length));
+    return info;
+}
+
 // Fills m.headers and m.payload from a data record's `length` bytes at `data`, as its flags say.
 // The header block is checked against the record, never trusted (layout/record.h).
-inline void split_record(const std::byte* data, uint32_t length, uint16_t flags, Message& m) noexcept {
+inline void split_record(const std::byte* record, uint32_t record_length, uint16_t flags, Message& m) noexcept {
+    const std::span<const std::byte> body = record_body(record, record_length, flags);
+    const std::byte* data = body.data();
+    const auto length = uint32_t(body.size());
     m.headers = Headers();
-    if (flags & layout::kRecordRetry) {  // the retry prefix is the group's, not the application's
-        const std::size_t prefix = std::min<std::size_t>(length, sizeof(layout::RetryInfo));
-        data += prefix;
-        length -= uint32_t(prefix);
-    }
-    m.payload = std::span<const std::byte>(data, length);
+    m.payload = body;
     if ((flags & layout::kRecordHasHeaders) == 0 || length < layout::kHeaderBlockPrefix) return;
     uint32_t block = 0;
     std::memcpy(&block, data, sizeof block);

@@ -56,19 +56,6 @@ void SubscriberCore::begin(uint64_t pos, uint64_t id, bool was_resumed) {
     const uint64_t lost_now = from_id && id > options.from_id ? id - options.from_id : 0;
     start_at(pos, id, from_id ? options.from_id : 0, lost_now);
     if (!gated) copy.resize(seg.max_message());
-    rate_interval_ns = group ? 0 : detail::rate_interval_ns(options.rate);
-}
-
-bool SubscriberCore::take_token() noexcept {
-    if (rate_interval_ns == 0 || has_token) return true;
-    const uint64_t now = monotonic_ns();
-    const uint64_t wait = detail::take_token(rate_tat, rate_interval_ns, options.rate.burst, now);
-    if (wait != 0) {
-        rate_ready_ns = now + wait;
-        return false;
-    }
-    has_token = true;
-    return true;
 }
 
 // Only a reader that does not gate can be overrun: the bytes at `position` are gone once some
@@ -133,7 +120,7 @@ PollResult SubscriberCore::poll(Handler& handler, std::size_t max) noexcept {
         return r;
     }
     if (corrupt) return {ReceiveStatus::corrupt, 0};
-    rate_ready_ns = 0;
+    rate.new_poll();
     uint32_t count = 0;
     // The clock is read on a sampled poll only: the others pay nothing for processing times.
     const bool sample = timed && sample_id == kNoSample && delivering_polls % kSampleEvery == 0;
@@ -186,7 +173,7 @@ PollResult SubscriberCore::poll(Handler& handler, std::size_t max) noexcept {
             next_id = r.id + 1;
             continue;
         }
-        if (r.id >= deliver_from && !take_token()) break;
+        if (r.id >= deliver_from && rate.limited() && !rate.take(rate_tat, monotonic_ns())) break;
         const std::byte* payload = ring.payload_at(position);
         if (!gated) {
             Ring::copy_unstable(copy.data(), payload, r.length);
@@ -208,7 +195,7 @@ PollResult SubscriberCore::poll(Handler& handler, std::size_t max) noexcept {
         m.delivered_by_ = this;
         m.epoch_ = epoch;
         m.end_position_ = end;
-        has_token = false;
+        rate.spend();
         handler(m);
         ++delivered_total;
         ++count;
@@ -253,7 +240,7 @@ PollResult SubscriberCore::receive(Handler& handler, std::chrono::nanoseconds ti
     };
     const bool sleep_ok = options.wait == WaitStrategy::spin_then_sleep;
     // Held back by the rate limit rather than by an empty ring: no use spinning.
-    for (uint32_t i = 0; (!sleep_ok || i < options.spin_polls) && (!sleep_ok || rate_ready() == 0); ++i) {
+    for (uint32_t i = 0; !sleep_ok || (i < options.spin_polls && rate_ready() == 0); ++i) {
         cpu_relax();
         r = poll(handler, max);
         if (r.status != ReceiveStatus::empty) return r;
