@@ -146,15 +146,23 @@ Result<std::pair<Ok, Segment>> request_segment(ControlChannel& channel, protocol
 
 // Where a member's dead letters go: the topic `<topic>.dlq`, opened on the first one. A letter
 // that cannot be published now (the topic is full) is tried again later by the member.
-std::function<bool(const detail::DeadLetterInfo&)> Client::dead_letter_to(const std::shared_ptr<ControlChannel>& channel,
-                                                                         std::string topic) {
+std::function<Publisher*()> Client::publisher_on_demand(const std::shared_ptr<ControlChannel>& channel, std::string topic) {
     auto publisher = std::make_shared<std::optional<Publisher>>();
-    return [channel, publisher, topic = std::move(topic)](const detail::DeadLetterInfo& letter) {
+    return [channel, publisher, topic = std::move(topic)]() -> Publisher* {
         if (!*publisher) {
-            auto p = open_publisher(channel, topic + ".dlq", PublisherOptions{});
-            if (!p) return false;
+            auto p = open_publisher(channel, topic, PublisherOptions{});
+            if (!p) return nullptr;
             publisher->emplace(std::move(p.value()));
         }
+        return &**publisher;
+    };
+}
+
+std::function<bool(const detail::DeadLetterInfo&)> Client::dead_letter_to(const std::shared_ptr<ControlChannel>& channel,
+                                                                         std::string topic) {
+    return [publisher = publisher_on_demand(channel, topic + ".dlq"), topic](const detail::DeadLetterInfo& letter) {
+        Publisher* dlq = publisher();
+        if (dlq == nullptr) return false;
         const Message& m = letter.message;
         // Its own headers first (less any origin of an earlier dead-lettering), then where it came from.
         std::vector<Header> headers;
@@ -168,21 +176,16 @@ std::function<bool(const detail::DeadLetterInfo&)> Client::dead_letter_to(const 
         headers.push_back({kDeadLetterReason, letter.reason.substr(0, kMaxHeaderValue)});
         headers.push_back({kDeadLetterFirstDelivery, first});
         headers.push_back({kDeadLetterLastDelivery, last});
-        return (*publisher)->publish(m.payload, headers, std::chrono::nanoseconds(0)) == PublishStatus::ok;
+        return dlq->publish(m.payload, headers, std::chrono::nanoseconds(0)) == PublishStatus::ok;
     };
 }
 
 std::function<bool(const layout::RetryInfo&, std::span<const std::byte>, uint16_t)> Client::repark_to(
     const std::shared_ptr<ControlChannel>& channel, std::string topic) {
-    auto publisher = std::make_shared<std::optional<Publisher>>();
-    return [channel, publisher, topic = std::move(topic)](const layout::RetryInfo& info, std::span<const std::byte> data,
-                                                          uint16_t flags) {
-        if (!*publisher) {
-            auto p = open_publisher(channel, topic, PublisherOptions{});
-            if (!p) return false;
-            publisher->emplace(std::move(p.value()));
-        }
-        return detail::publish_retry(*(*publisher)->core_, info, data, flags) == PublishStatus::ok;
+    return [publisher = publisher_on_demand(channel, std::move(topic))](const layout::RetryInfo& info,
+                                                                         std::span<const std::byte> data, uint16_t flags) {
+        Publisher* own = publisher();
+        return own != nullptr && detail::publish_retry(*own->core_, info, data, flags) == PublishStatus::ok;
     };
 }
 

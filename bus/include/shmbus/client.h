@@ -120,6 +120,9 @@ private:
     [[nodiscard]] Result<Subscriber> join_group(std::string_view topic, SubscribeOptions options) noexcept;
     [[nodiscard]] static Result<Publisher> open_publisher(const std::shared_ptr<detail::ControlChannel>& channel,
                                                           std::string_view topic, PublisherOptions options) noexcept;
+    // A publisher of `topic`, opened on the first call (nullptr while it cannot be opened).
+    [[nodiscard]] static std::function<Publisher*()> publisher_on_demand(const std::shared_ptr<detail::ControlChannel>& channel,
+                                                                        std::string topic);
     // Publishes a group member's dead letters to `<topic>.dlq` (opened on the first one); false if
     // one cannot be published now.
     [[nodiscard]] static std::function<bool(const detail::DeadLetterInfo&)> dead_letter_to(
