@@ -269,19 +269,18 @@ std::set<uint64_t> replayed_by_markers(const std::vector<DeadLetter>& letters) {
 }
 
 // The first id the replay cursor has not passed (0 if it does not exist yet).
-uint64_t replayed_up_to(shmbus::Client& client, const std::string& dlq) {
-    auto stats = client.topic_stats(dlq);
-    if (!stats) return 0;
-    for (const auto& s : stats->subscriptions)
+uint64_t replayed_up_to(const shmbus::TopicStats& dlq) {
+    for (const auto& s : dlq.subscriptions)
         if (s.durable && s.name == kReplayCursor) return s.next_id;
     return 0;
 }
 
-bool dlq_exists(shmbus::Client& client, const std::string& dlq, int& rc) {
+// The dead-letter topic's figures; none if it does not exist (rc stays 0) or cannot be read (rc set).
+std::optional<shmbus::TopicStats> dlq_stats(shmbus::Client& client, const std::string& dlq, int& rc) {
     auto stats = client.topic_stats(dlq);
-    if (stats) return true;
+    if (stats) return std::move(*stats);
     if (stats.error().code != shmbus::Errc::topic_not_found) rc = fail(stats.error());
-    return false;
+    return std::nullopt;
 }
 
 void print_dead_letter(const DeadLetter& d) {
@@ -296,13 +295,14 @@ void print_dead_letter(const DeadLetter& d) {
 int dlq_list(shmbus::Client& client, const std::string& topic, bool json) {
     const std::string dlq = dlq_of(topic);
     int rc = 0;
-    if (!dlq_exists(client, dlq, rc)) {
+    const auto stats = dlq_stats(client, dlq, rc);
+    if (!stats) {
         if (rc != 0) return rc;
         if (json) std::cout << "[]\n";
         else std::printf("topic %s has no dead letters\n", topic.c_str());
         return 0;
     }
-    const uint64_t first = replayed_up_to(client, dlq);
+    const uint64_t first = replayed_up_to(*stats);
     shmbus::SubscribeOptions options;
     options.from = shmbus::StartFrom::earliest;
     auto sub = client.subscribe(dlq, options);
@@ -325,7 +325,7 @@ int dlq_list(shmbus::Client& client, const std::string& topic, bool json) {
 int dlq_replay(shmbus::Client& client, const std::string& topic, std::optional<uint64_t> id) {
     const std::string dlq = dlq_of(topic);
     int rc = 0;
-    if (!dlq_exists(client, dlq, rc)) {
+    if (!dlq_stats(client, dlq, rc)) {
         if (rc != 0) return rc;
         if (!id) return 0;
         std::cerr << "shmbus: topic " << topic << " has no dead letters\n";
