@@ -347,7 +347,7 @@ void publish_cost(benchmark::State& state, int topics) {
     std::vector<shmbus::Publisher> pubs;
     for (int i = 0; i < topics; ++i) {
         names.push_back("pc" + std::to_string(getpid()) + "-" + std::to_string(g_topic_counter++));
-        auto p = c->publisher(names.back(), {small, std::chrono::seconds(1)});
+        auto p = c->publisher(names.back(), {small, std::chrono::seconds(1), {}});
         if (!p) return fail_run(state, "cannot create topics");
         pubs.push_back(std::move(p.value()));
     }

@@ -11,6 +11,7 @@
 #include "futex.h"
 #include "gc.h"
 #include "group.h"
+#include "sequences.h"
 #include "slots.h"
 #include "watchers.h"
 #include "shmbus/names.h"
@@ -186,6 +187,11 @@ bool RequestHandlers::on_open_topic(Conn& c, uint32_t id, const protocol::OpenTo
     const std::string name(field_name(req.topic));
     const bool as_publisher = req.flags & protocol::kAsPublisher;
     if (auto st = validate_topic_name(name); !st) return reply_error(c, id, st.error());
+    const std::string producer(field_name(req.producer));
+    if (!producer.empty()) {
+        if (!as_publisher) return reply_error(c, id, make_error(Errc::invalid_argument, "a producer name needs a publisher"));
+        if (auto st = validate_producer_name(producer); !st) return reply_error(c, id, st.error());
+    }
     if (auto e = refused_unless(c, name, as_publisher ? Operation::publish : Operation::observe,
                                 req.flags & protocol::kCreateIfMissing))
         return reply_error(c, id, *e);
@@ -196,15 +202,32 @@ bool RequestHandlers::on_open_topic(Conn& c, uint32_t id, const protocol::OpenTo
     if (!t) return reply_error(c, id, t.error());
     if (*t == nullptr) return park(c, name);
     const auto& seg = t.value()->segment();
-    protocol::TopicOk ok{seg.size(), protocol::kNoSlot, existed ? 0u : 1u};
+    if (!producer.empty() && seg.sequence_entries() == 0)
+        return reply_error(c, id, make_error(Errc::bad_version, "topic '" + name +
+                                                                    "' was made by an older shmbusd and has no room for named "
+                                                                    "producers; delete and create it again to use them"));
+    protocol::TopicOk ok{seg.size(), protocol::kNoSlot, existed ? 0u : 1u, protocol::kNoSlot, 0};
     if (as_publisher) {
         auto slot = detail::producer_by_token(seg, c.process, req.token);
-        if (slot) detail::restamp_producer_session(seg, *slot, c.session);  // a repeat: the first reply was lost
-        else slot = detail::register_producer(seg, registration(c, req.token));
+        if (slot) {
+            detail::restamp_producer_session(seg, *slot, c.session);  // a repeat: the first reply was lost
+        } else {
+            if (!producer.empty())
+                if (auto st = t.value()->supervisor.free_producer_name(producer); !st) return reply_error(c, id, st.error());
+            slot = detail::register_producer(seg, registration(c, req.token));
+        }
         if (!slot)
             return reply_error(c, id, make_error(Errc::no_free_slot, "topic '" + name + "' has no free producer slot (max " +
                                                                          std::to_string(seg.max_producers()) + ")"));
         ok.producer_slot = *slot;
+        if (!producer.empty()) {
+            auto entry = detail::hold_sequence_entry(seg, producer, *slot);
+            if (!entry) {
+                detail::free_producer(seg, *slot);
+                return reply_error(c, id, entry.error());
+            }
+            ok.sequence_entry = *entry;
+        }
     }
     return reply_with_topic(c, id, *t.value(), as_publisher ? Role::publish : Role::observe, protocol::Type::topic_ok, &ok,
                             sizeof ok);

@@ -67,7 +67,7 @@ using namespace protocol;
 using H = RequestHandlers;
 constexpr std::array kRoutes{
     Route{Type::hello, decode<Hello, &H::on_hello, &Hello::client_name>},
-    Route{Type::open_topic, decode<OpenTopic, &H::on_open_topic, &OpenTopic::topic>},
+    Route{Type::open_topic, decode<OpenTopic, &H::on_open_topic, &OpenTopic::topic, &OpenTopic::producer>},
     Route{Type::delete_topic, decode<DeleteTopic, &H::on_delete_topic, &DeleteTopic::topic>},
     Route{Type::list_topics, decode<ListTopics, &H::on_list_topics>},
     Route{Type::subscribe, decode<Subscribe, &H::on_subscribe, &Subscribe::topic, &Subscribe::durable_name>},

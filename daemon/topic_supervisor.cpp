@@ -6,6 +6,8 @@
 
 #include "control.h"
 #include "group.h"
+#include "proc.h"
+#include "sequences.h"
 #include "slots.h"
 #include "wall_clock.h"
 
@@ -61,10 +63,41 @@ void TopicSupervisor::free_producer_slot(uint32_t slot, SealOutcome outcome, Rel
         spdlog::warn("topic '{}': pid {} died holding an uncommitted message; sealed it as a skip record", name_, p.pid);
     }
     claim_watch_[slot] = {};
+    release_producer_names(slot);
     if (why.death) count(seg_.recovery().producers_released);
     spdlog::log(why.death ? spdlog::level::info : spdlog::level::debug, "topic '{}': producer slot {} released (pid {}: {})",
                 name_, slot, p.pid, why.text);
     detail::free_producer(seg_, slot);
+}
+
+void TopicSupervisor::release_producer_names(uint32_t slot) {
+    for (uint32_t i = 0; i < seg_.sequence_entries(); ++i) {
+        if (detail::sequence_holder(seg_, i) != slot + 1) continue;
+        const auto& e = seg_.sequence_entry(i);
+        if (detail::settle_pending(seg_, i))
+            spdlog::info("topic '{}': producer '{}' died right after committing sequence {}; recorded it as committed", name_,
+                         detail::printable(field_name(e.name)), e.committed.load(std::memory_order_relaxed));
+    }
+    detail::release_sequence_entries(seg_, slot, detail::WallClock::system_ns());
+}
+
+Status TopicSupervisor::free_producer_name(std::string_view name) {
+    const auto entry = detail::find_sequence_entry(seg_, name);
+    if (!entry) return ok_status();
+    const uint32_t holder = detail::sequence_holder(seg_, *entry);
+    if (holder == 0 || holder > seg_.max_producers()) return ok_status();
+    const auto& p = seg_.producer_slot(holder - 1);
+    const Process owner{p.pid, p.start_time};
+    if (detail::producer_active(p) && detail::process_alive(owner)) {
+        return make_error(Errc::busy, "producer '" + std::string(name) + "' on topic '" + name_ + "' is held by pid " +
+                                          std::to_string(p.pid) + " (one publisher per producer name)");
+    }
+    if (detail::producer_active(p)) release_producer(holder - 1, owner, kExited);
+    else release_producer_names(holder - 1);
+    if (detail::sequence_holder(seg_, *entry) != 0)
+        return make_error(Errc::busy, "producer '" + std::string(name) + "' on topic '" + name_ +
+                                          "': its last holder died mid-publish and is still being recovered; try again");
+    return ok_status();
 }
 
 std::size_t TopicSupervisor::release_connection(const Process& owner, uint64_t session, ReleaseReason why) {
@@ -123,6 +156,12 @@ std::vector<Process> TopicSupervisor::reconcile(const Liveness& alive) {
             release_producer(i, owner, kDiedWhileDown);
         }
     }
+    // A name whose holder's slot is gone (the previous daemon died between freeing the slot and
+    // letting go of the name).
+    for (uint32_t i = 0; i < seg_.sequence_entries(); ++i)
+        if (const uint32_t h = detail::sequence_holder(seg_, i);
+            h != 0 && (h > seg_.max_producers() || !detail::producer_active(seg_.producer_slot(h - 1))))
+            release_producer_names(h - 1);
     return live;
 }
 

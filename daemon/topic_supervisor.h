@@ -59,6 +59,11 @@ public:
     // Every slot of `owner`, whatever connection registered it (the process exited).
     std::size_t release_process(const Process& owner, ReleaseReason why);
 
+    // Makes the producer name `name` free for a new publisher: nothing to do if no live publisher
+    // holds it; a holder that died unseen (its hang-up not yet read) is released now, its pending
+    // publish settled. busy while a live publisher holds it or a dead one's claim is unsettled.
+    [[nodiscard]] Status free_producer_name(std::string_view name);
+
     // At start, over a segment an earlier shmbusd served: slots whose owners died meanwhile get the
     // recovery a death seen live gets, half-made reservations are freed, take-backs left halfway
     // are settled. Returns the owners still alive, which the caller watches from now on.
@@ -73,6 +78,8 @@ private:
     // The slots of `owner`: those registered through `session`, or all of them (nullopt).
     std::size_t release_owned(const Process& owner, std::optional<uint64_t> session, ReleaseReason why);
     void free_producer_slot(uint32_t slot, detail::SealOutcome outcome, ReleaseReason why);
+    // Lets go of the producer names slot `slot` held, settling a publish it left pending.
+    void release_producer_names(uint32_t slot);
     void retry_dying();
     void unblock_stalled_claims(uint64_t now_ns);
     void expire_detached(uint64_t wall_ns);

@@ -196,16 +196,24 @@ Result<Publisher> Client::publisher(std::string_view topic, PublisherOptions opt
 Result<Publisher> Client::open_publisher(const std::shared_ptr<ControlChannel>& channel_, std::string_view topic,
                                          PublisherOptions options) noexcept {
     if (auto st = validate_topic_name(topic); !st) return st.error();
+    if (!options.producer.empty())
+        if (auto st = validate_producer_name(options.producer); !st) return st.error();
     protocol::OpenTopic req{};
     copy_name(req.topic, topic);
+    copy_name(req.producer, options.producer);
     req.config = to_wire(options.create_config);
     req.flags = protocol::kCreateIfMissing | protocol::kAsPublisher | default_config_flag(options.create_config);
     req.token = new_token();
     auto r = request_segment<protocol::TopicOk>(*channel_, protocol::Type::open_topic, req, protocol::Type::topic_ok);
     if (!r) return r.error();
+    const uint32_t entry = r->first.sequence_entry;
+    const bool named = !options.producer.empty();
+    if (named && entry >= r->second.sequence_entries())
+        return make_error(Errc::protocol_error, "shmbusd's reply names no producer entry in the topic's segment");
     auto core = std::unique_ptr<detail::PublisherCore>(new (std::nothrow) detail::PublisherCore(
         channel_, std::move(r->second), r->first.producer_slot, options));
     if (!core) return make_error(Errc::io_error, "out of memory");
+    if (named) core->hold_name(core->seg.sequence_entry(entry));
     return Publisher(std::move(core));
 }
 

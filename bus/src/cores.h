@@ -22,18 +22,38 @@ namespace shmbus::detail {
 struct PublisherCore {
     PublisherCore(std::shared_ptr<ControlChannel> ch, Segment s, uint32_t slot, PublisherOptions o) noexcept
         : channel(std::move(ch)), seg(std::move(s)), ring(seg), topic(seg.topic()), slot_index(slot),
-          slot(slot < seg.max_producers() ? &seg.producer_slot(slot) : nullptr), options(o),
+          slot(slot < seg.max_producers() ? &seg.producer_slot(slot) : nullptr), options(std::move(o)),
           gated(seg.on_full() != OnFull::overwrite), revocable(seg.unblock_timeout_ns() != 0),
-          crash_in_claim("in_claim"), crash_after_claim("after_claim") {}
+          crash_in_claim("in_claim"), crash_after_claim("after_claim"), crash_before_commit("before_commit"),
+          crash_after_commit("after_commit") {}
     ~PublisherCore();  // gives the producer slot back
 
     // Claims room for a `length`-byte payload: on success `position` is the record's position
     // and `id` its message id; the caller writes the payload and calls commit_record().
-    // `allowance`: bytes a retry record may take beyond max_message (its RetryInfo).
+    // `allowance`: bytes a record may take beyond max_message (layout::record_allowance).
     [[nodiscard]] PublishStatus claim(uint64_t length, std::chrono::nanoseconds timeout, uint64_t& position,
                                       uint64_t& id, uint64_t allowance = 0) noexcept;
     // Commits (or, with type skip, abandons) a claimed record; `revoked` if the daemon took it back.
     [[nodiscard]] PublishStatus commit_record(uint64_t position, layout::RecordType type) noexcept;
+
+    // A message's record: claimed for `body` bytes (header block and payload) after a named
+    // producer's stamp, which is written (with `sequence`) and flagged; `data` points past it.
+    struct MessageClaim {
+        uint64_t position = 0;
+        uint64_t id = 0;
+        std::byte* data = nullptr;
+    };
+    [[nodiscard]] PublishStatus claim_message(uint64_t sequence, uint64_t body, std::chrono::nanoseconds timeout,
+                                              MessageClaim& out) noexcept;
+    // Commits a message claimed by claim_message; a named producer's through the sequence table
+    // (layout/sequence_table.h): `duplicate` (and a skip record) if `sequence` is no longer above
+    // the last committed one.
+    [[nodiscard]] PublishStatus commit_message(uint64_t position, uint64_t sequence) noexcept;
+    // The sequence a named producer's next message carries: `requested`, or one past the highest
+    // committed or loaned when 0. 0 if `requested` is not above the last committed (a duplicate).
+    [[nodiscard]] uint64_t choose_sequence(uint64_t requested) noexcept;
+    // Makes this a named producer over `entry`, reading what earlier holders committed.
+    void hold_name(layout::SequenceEntry& entry) noexcept;
     [[nodiscard]] uint64_t deadline_after(std::chrono::nanoseconds timeout) const noexcept;
 
     std::shared_ptr<ControlChannel> channel;  // keeps the daemon's view of us alive
@@ -48,7 +68,8 @@ struct PublisherCore {
     // Bytes this publisher leaves free below what a group holds, so that a member can always move
     // a message waiting out a backoff to the tail (a retry record, with its padding); 0 for the
     // publisher that moves them.
-    uint64_t retry_reserve = 2 * layout::record_size(uint64_t(seg.max_message()) + sizeof(layout::RetryInfo));
+    uint64_t retry_reserve =
+        2 * layout::record_size(uint64_t(seg.max_message()) + layout::record_allowance(layout::kRecordRetry | layout::kRecordHasProducer));
     struct OpenClaim {
         uint64_t tag = 0;     // claim_start as recorded in the slot
         uint64_t record = 0;  // position of its record (after any wrap padding)
@@ -57,8 +78,15 @@ struct PublisherCore {
     uint64_t horizon = 0;     // claims may end at or below this without raising the horizon
     uint64_t last_id = 0;
     WallClock clock;          // publish timestamps
+    // A named producer: its sequence table entry, the last sequence committed under its name (our
+    // copy: only we write it while we hold the name), and the highest committed or loaned.
+    layout::SequenceEntry* named = nullptr;
+    uint64_t committed_sequence = 0;
+    uint64_t highest_sequence = 0;
     CrashPoint crash_in_claim;     // fault injection (crash_point.h)
     CrashPoint crash_after_claim;
+    CrashPoint crash_before_commit;
+    CrashPoint crash_after_commit;
 
 private:
     void announce(uint64_t start, uint64_t end, uint64_t id) noexcept;

@@ -1,7 +1,9 @@
 // Fault injection for the recovery tests: SHMBUS_CRASH_POINT=<point>:<N> makes the process kill
 // itself with SIGKILL the Nth time it reaches <point>. Points: in_claim (the claim CAS won, the
-// claim not yet recorded), after_claim (a claim recorded, not committed), before_ack (messages delivered, the ack not stored), mid_subscribe (shmbusd
-// attached the subscription, the client never saw the reply). The variable is read once, when
+// claim not yet recorded), after_claim (a claim recorded, not committed), before_commit (a named
+// producer's publish marked pending, the record not committed), after_commit (its record
+// committed, the sequence table not told), before_ack (messages delivered, the ack not stored),
+// mid_subscribe (shmbusd attached the subscription, the client never saw the reply). The variable is read once, when
 // a publisher or subscriber is created; the hot path only compares a counter.
 #pragma once
 

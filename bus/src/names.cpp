@@ -7,6 +7,7 @@
 #include <string>
 
 #include "shmbus/layout/consumer_region.h"
+#include "shmbus/layout/record.h"
 #include "shmbus/layout/segment_header.h"
 #include "shmbus/topic.h"
 
@@ -36,6 +37,10 @@ Status validate_topic_name(std::string_view name) { return validate_name("topic"
 
 Status validate_subscription_name(std::string_view name) {
     return validate_name("subscription", name, layout::kMaxSubscriptionName);
+}
+
+Status validate_producer_name(std::string_view name) {
+    return validate_name("producer", name, layout::kMaxProducerName);
 }
 
 std::optional<uint64_t> parse_size(std::string_view text) {

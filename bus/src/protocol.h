@@ -9,6 +9,7 @@
 
 #include "shmbus/layout/consumer_region.h"
 #include "shmbus/layout/group_region.h"
+#include "shmbus/layout/record.h"
 #include "shmbus/layout/segment_header.h"
 #include "shmbus/subscriber.h"
 
@@ -19,12 +20,15 @@ inline constexpr uint32_t kFrameMagic = 0x53425553;  // "SUBS"
 // client of protocol 2 would misread: it is refused at hello instead. 4: layout 1.3, replies carry
 // two descriptors (segment and cursor object), and a protocol-3 client would neither map the
 // cursor object nor find the space-waiter count where 1.3 keeps it. 5: layout 1.5 (records with
-// headers, longer group entries) and JoinGroup's longer settings.
-inline constexpr uint16_t kProtocolVersion = 5;
+// headers, longer group entries) and JoinGroup's longer settings. 6: layout 1.6 (records with a
+// producer stamp, which a protocol-5 client would take for payload) and named producers in
+// OpenTopic / TopicOk.
+inline constexpr uint16_t kProtocolVersion = 6;
 inline constexpr std::size_t kMaxFrame = 64 * 1024;
 inline constexpr std::size_t kNameField = layout::kMaxTopicName + 1;
 inline constexpr std::size_t kSubNameField = layout::kMaxSubscriptionName + 1;
 inline constexpr uint32_t kNoSlot = 0xFFFFFFFFu;
+inline constexpr std::size_t kProducerNameField = layout::kMaxProducerName + 1;
 
 enum class Type : uint16_t {
     hello = 1,          hello_ok = 2,
@@ -90,11 +94,14 @@ struct OpenTopic {
     uint32_t flags;  // OpenFlags
     uint32_t reserved;
     uint64_t token;
+    char producer[kProducerNameField];  // with kAsPublisher: the publisher's producer name; empty: anonymous
 };
 struct TopicOk {
     uint64_t segment_size;
-    uint32_t producer_slot;  // kNoSlot unless kAsPublisher
-    uint32_t created;        // 1 if this request created the topic
+    uint32_t producer_slot;   // kNoSlot unless kAsPublisher
+    uint32_t created;         // 1 if this request created the topic
+    uint32_t sequence_entry;  // the named producer's SequenceEntry; kNoSlot for an anonymous one
+    uint32_t reserved;
 };
 
 enum DeleteFlags : uint32_t {
@@ -216,7 +223,8 @@ constexpr bool kWireSafe = std::is_standard_layout_v<T> && std::is_trivially_cop
 static_assert(kWireSafe<Hello> && kWireSafe<OpenTopic> && kWireSafe<Subscribe> &&
               kWireSafe<SubscribeOk> && kWireSafe<ErrorReply> && kWireSafe<TopicList>);
 static_assert(sizeof(WireConfig) == 40);
-static_assert(sizeof(OpenTopic) == 64 + 40 + 8 + 8);
+static_assert(sizeof(OpenTopic) == 64 + 40 + 8 + 8 + 48);
+static_assert(sizeof(TopicOk) == 24);
 static_assert(sizeof(Subscribe) == 64 + 48 + 40 + 16 + 8);
 static_assert(sizeof(ErrorReply) == 224);
 

@@ -226,6 +226,63 @@ PublishStatus PublisherCore::commit_record(uint64_t position, RecordType type) n
     return ours ? PublishStatus::ok : PublishStatus::revoked;
 }
 
+void PublisherCore::hold_name(layout::SequenceEntry& entry) noexcept {
+    named = &entry;
+    // SYNC: acquire pairs with the release stores of committed by the name's earlier holders and
+    // by shmbusd's settle_pending, which finished before it handed us the name.
+    committed_sequence = entry.committed.load(std::memory_order_acquire);
+    highest_sequence = committed_sequence;
+}
+
+uint64_t PublisherCore::choose_sequence(uint64_t requested) noexcept {
+    if (requested == 0) return highest_sequence + 1;  // 2^64 sequences never run out
+    return requested > committed_sequence ? requested : 0;
+}
+
+PublishStatus PublisherCore::claim_message(uint64_t sequence, uint64_t body, std::chrono::nanoseconds timeout,
+                                           MessageClaim& out) noexcept {
+    const std::size_t stamp = named != nullptr ? layout::producer_stamp_size(options.producer.size()) : 0;
+    // The stamp is the bus's, not the application's: max_message bounds headers and payload only.
+    const PublishStatus st = claim(stamp + body, timeout, out.position, out.id, stamp);
+    if (st != PublishStatus::ok) return st;
+    out.data = ring.payload_at(out.position);
+    if (stamp == 0) return PublishStatus::ok;
+    const layout::ProducerStamp head{sequence, uint16_t(options.producer.size()), 0, 0};
+    std::memcpy(out.data, &head, sizeof head);
+    std::memset(out.data + sizeof head, 0, stamp - sizeof head);
+    std::memcpy(out.data + sizeof head, options.producer.data(), options.producer.size());
+    out.data += stamp;
+    highest_sequence = std::max(highest_sequence, sequence);
+    // Published by the commit store, as the header's other fields are (a sealed claim keeps its skip type).
+    layout::put_field(ring.header_at(out.position)->flags, uint16_t(layout::kRecordHasProducer));
+    return PublishStatus::ok;
+}
+
+PublishStatus PublisherCore::commit_message(uint64_t position, uint64_t sequence) noexcept {
+    if (named == nullptr) return commit_record(position, RecordType::data);
+    if (sequence <= committed_sequence) {  // a loan overtaken by a later sequence: never published twice
+        (void)commit_record(position, RecordType::skip);
+        return PublishStatus::duplicate;
+    }
+    // relaxed: published by the release store of pending_sequence below.
+    named->pending_position.store(position + 1, std::memory_order_relaxed);
+    // SYNC: release pairs with the acquire load of pending_sequence in settle_pending (shmbusd,
+    // after our death); the commit store below is a release too, so whoever sees the record
+    // committed sees it pending first.
+    named->pending_sequence.store(sequence, std::memory_order_release);
+    crash_before_commit.pass();
+    const PublishStatus st = commit_record(position, RecordType::data);
+    if (st == PublishStatus::ok) {
+        crash_after_commit.pass();
+        committed_sequence = sequence;
+        // SYNC: release pairs with the acquire load of committed by the name's next holder (hold_name).
+        named->committed.store(sequence, std::memory_order_release);
+    }
+    // SYNC: release, after committed: settle_pending never sees neither.
+    named->pending_sequence.store(0, std::memory_order_release);
+    return st;
+}
+
 }  // namespace detail
 
 const char* to_string(PublishStatus status) noexcept {
@@ -239,6 +296,8 @@ const char* to_string(PublishStatus status) noexcept {
         case PublishStatus::corrupt: return "corrupt";
         case PublishStatus::deleted: return "deleted";
         case PublishStatus::bad_headers: return "bad_headers";
+        case PublishStatus::duplicate: return "duplicate";
+        case PublishStatus::no_producer: return "no_producer";
     }
     return "unknown";
 }
@@ -253,6 +312,7 @@ Loan& Loan::operator=(Loan&& other) noexcept {
         core_ = std::exchange(other.core_, nullptr);
         position_ = other.position_;
         id_ = other.id_;
+        sequence_ = other.sequence_;
         data_ = other.data_;
     }
     return *this;
@@ -262,7 +322,7 @@ Loan::~Loan() { abandon(); }
 
 PublishStatus Loan::commit() noexcept {
     if (core_ == nullptr) return PublishStatus::aborted;
-    return std::exchange(core_, nullptr)->commit_record(position_, layout::RecordType::data);
+    return std::exchange(core_, nullptr)->commit_message(position_, sequence_);
 }
 
 void Loan::abandon() noexcept {
@@ -271,6 +331,34 @@ void Loan::abandon() noexcept {
     core->seg.producers().aborted_loans.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
     (void)core->commit_record(position_, layout::RecordType::skip);  // revoked: already a skip record
 }
+
+namespace {
+
+// Every publish: a named producer's stamp, then the header block, then the payload, in one record.
+PublishStatus publish_message(detail::PublisherCore& core, uint64_t requested_sequence, std::span<const std::byte> payload,
+                              std::span<const Header> headers, std::chrono::nanoseconds timeout) noexcept {
+    if (!headers.empty() && !detail::headers_ok(headers)) return PublishStatus::bad_headers;
+    const uint64_t sequence = core.named != nullptr ? core.choose_sequence(requested_sequence) : 0;
+    if (core.named != nullptr && sequence == 0) return PublishStatus::duplicate;
+    const std::size_t block = headers.empty() ? 0 : encoded_headers_size(headers);
+    detail::PublisherCore::MessageClaim claim;
+    const PublishStatus st = core.claim_message(sequence, block + payload.size(), timeout, claim);
+    if (st != PublishStatus::ok) return st;
+    if (block != 0) {
+        encode_headers(headers, claim.data);
+        auto& flags = core.ring.header_at(claim.position)->flags;
+        // Published by the commit store, as the header's other fields are.
+        layout::put_field(flags, uint16_t(layout::get_field(flags) | layout::kRecordHasHeaders));
+    }
+    if (!payload.empty()) std::memcpy(claim.data + block, payload.data(), payload.size());
+    return core.commit_message(claim.position, sequence);
+}
+
+std::span<const std::byte> bytes_of(std::string_view text) noexcept {
+    return std::as_bytes(std::span<const char>(text.data(), text.size()));
+}
+
+}  // namespace
 
 // ---- Publisher ----
 
@@ -288,16 +376,12 @@ PublishStatus Publisher::publish(std::string_view payload) noexcept {
 }
 
 PublishStatus Publisher::publish(std::string_view payload, std::chrono::nanoseconds timeout) noexcept {
-    return publish(std::as_bytes(std::span<const char>(payload.data(), payload.size())), timeout);
+    return publish(bytes_of(payload), timeout);
 }
 
+
 PublishStatus Publisher::publish(std::span<const std::byte> payload, std::chrono::nanoseconds timeout) noexcept {
-    uint64_t position = 0;
-    uint64_t id = 0;
-    const PublishStatus st = core_->claim(payload.size(), timeout, position, id);
-    if (st != PublishStatus::ok) return st;
-    if (!payload.empty()) std::memcpy(core_->ring.payload_at(position), payload.data(), payload.size());
-    return core_->commit_record(position, layout::RecordType::data);
+    return publish_message(*core_, 0, payload, {}, timeout);
 }
 
 PublishStatus Publisher::publish(std::span<const std::byte> payload, std::span<const Header> headers) noexcept {
@@ -305,26 +389,23 @@ PublishStatus Publisher::publish(std::span<const std::byte> payload, std::span<c
 }
 
 PublishStatus Publisher::publish(std::string_view payload, std::span<const Header> headers) noexcept {
-    return publish(std::as_bytes(std::span<const char>(payload.data(), payload.size())), headers,
-                   core_->options.block_timeout);
+    return publish(bytes_of(payload), headers, core_->options.block_timeout);
 }
 
 PublishStatus Publisher::publish(std::span<const std::byte> payload, std::span<const Header> headers,
                                  std::chrono::nanoseconds timeout) noexcept {
-    if (headers.empty()) return publish(payload, timeout);
-    if (!detail::headers_ok(headers)) return PublishStatus::bad_headers;
-    const std::size_t block = encoded_headers_size(headers);
-    uint64_t position = 0;
-    uint64_t id = 0;
-    const PublishStatus st = core_->claim(block + payload.size(), timeout, position, id);
-    if (st != PublishStatus::ok) return st;
-    std::byte* data = core_->ring.payload_at(position);
-    encode_headers(headers, data);
-    if (!payload.empty()) std::memcpy(data + block, payload.data(), payload.size());
-    // Published by the commit store, as the header's other fields are. A claim that shmbusd sealed
-    // meanwhile keeps its skip type, which readers step over whatever the flags say.
-    layout::put_field(core_->ring.header_at(position)->flags, uint16_t(layout::kRecordHasHeaders));
-    return core_->commit_record(position, layout::RecordType::data);
+    return publish_message(*core_, 0, payload, headers, timeout);
+}
+
+PublishStatus Publisher::publish_sequence(uint64_t sequence, std::span<const std::byte> payload,
+                                          std::span<const Header> headers) noexcept {
+    if (core_->named == nullptr) return PublishStatus::no_producer;
+    if (sequence == 0) return PublishStatus::duplicate;  // 0 is never above the last committed
+    return publish_message(*core_, sequence, payload, headers, core_->options.block_timeout);
+}
+
+PublishStatus Publisher::publish_sequence(uint64_t sequence, std::string_view payload, std::span<const Header> headers) noexcept {
+    return publish_sequence(sequence, bytes_of(payload), headers);
 }
 
 PublishStatus detail::publish_retry(PublisherCore& core, const layout::RetryInfo& info, std::span<const std::byte> data,
@@ -335,7 +416,8 @@ PublishStatus detail::publish_retry(PublisherCore& core, const layout::RetryInfo
     }
     uint64_t position = 0;
     uint64_t id = 0;
-    const PublishStatus st = core.claim(sizeof info + data.size(), std::chrono::nanoseconds(0), position, id, sizeof info);
+    const PublishStatus st = core.claim(sizeof info + data.size(), std::chrono::nanoseconds(0), position, id,
+                                        layout::record_allowance(flags));
     if (st != PublishStatus::ok) return st;
     std::byte* out = core.ring.payload_at(position);
     std::memcpy(out, &info, sizeof info);
@@ -348,18 +430,21 @@ PublishStatus Publisher::loan(std::size_t size, Loan& out) noexcept { return loa
 
 PublishStatus Publisher::loan(std::size_t size, Loan& out, std::chrono::nanoseconds timeout) noexcept {
     out.abandon();
-    uint64_t position = 0;
-    uint64_t id = 0;
-    const PublishStatus st = core_->claim(size, timeout, position, id);
+    const uint64_t sequence = core_->named != nullptr ? core_->choose_sequence(0) : 0;
+    detail::PublisherCore::MessageClaim claim;
+    const PublishStatus st = core_->claim_message(sequence, size, timeout, claim);
     if (st != PublishStatus::ok) return st;
     out.core_ = core_.get();
-    out.position_ = position;
-    out.id_ = id;
-    out.data_ = std::span<std::byte>(core_->ring.payload_at(position), size);
+    out.position_ = claim.position;
+    out.id_ = claim.id;
+    out.sequence_ = sequence;
+    out.data_ = std::span<std::byte>(claim.data, size);
     return PublishStatus::ok;
 }
 
 uint64_t Publisher::last_id() const noexcept { return core_->last_id; }
+uint64_t Publisher::last_sequence() const noexcept { return core_->committed_sequence; }
+const std::string& Publisher::producer() const noexcept { return core_->options.producer; }
 uint32_t Publisher::max_message() const noexcept { return core_->seg.max_message(); }
 OnFull Publisher::on_full() const noexcept { return core_->seg.live_on_full(); }
 const std::string& Publisher::topic() const noexcept { return core_->topic; }

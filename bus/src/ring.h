@@ -52,10 +52,33 @@ inline layout::RetryInfo retry_info(const std::byte* data, uint32_t length) noex
     return info;
 }
 
-// Fills m.headers and m.payload from a data record's `length` bytes at `data`, as its flags say.
-// The header block is checked against the record, never trusted (layout/record.h).
+// A named producer's stamp at the start of `body` (layout/record.h, kRecordHasProducer): its
+// sequence and name, and the bytes it takes. Zeros where the stamp is damaged (then it takes none).
+struct StampView {
+    uint64_t sequence = 0;
+    std::string_view producer;
+    std::size_t bytes = 0;
+};
+inline StampView read_stamp(std::span<const std::byte> body, uint16_t flags) noexcept {
+    if ((flags & layout::kRecordHasProducer) == 0 || body.size() < sizeof(layout::ProducerStamp)) return {};
+    layout::ProducerStamp stamp;
+    std::memcpy(&stamp, body.data(), sizeof stamp);
+    const std::size_t bytes = layout::producer_stamp_size(stamp.name_length);
+    if (stamp.name_length == 0 || stamp.name_length > layout::kMaxProducerName || bytes > body.size()) return {};
+    return {stamp.sequence,
+            {reinterpret_cast<const char*>(body.data() + sizeof stamp), stamp.name_length},
+            bytes};
+}
+
+// Fills m.producer, m.sequence, m.headers and m.payload from a data record's `length` bytes at
+// `data`, as its flags say. The stamp and the header block are checked against the record, never
+// trusted (layout/record.h).
 inline void split_record(const std::byte* record, uint32_t record_length, uint16_t flags, Message& m) noexcept {
-    const std::span<const std::byte> body = record_body(record, record_length, flags);
+    std::span<const std::byte> body = record_body(record, record_length, flags);
+    const StampView stamp = read_stamp(body, flags);
+    m.producer = stamp.producer;
+    m.sequence = stamp.sequence;
+    body = body.subspan(stamp.bytes);
     const std::byte* data = body.data();
     const auto length = uint32_t(body.size());
     m.headers = Headers();
@@ -151,7 +174,7 @@ public:
         }
         if (out.type != uint16_t(layout::RecordType::data) && out.type != uint16_t(layout::RecordType::skip))
             return RecordCheck::corrupt;
-        const uint64_t limit = max_message_ + ((out.flags & layout::kRecordRetry) ? sizeof(layout::RetryInfo) : 0);
+        const uint64_t limit = max_message_ + layout::record_allowance(out.flags);
         if (out.length > limit) return RecordCheck::corrupt;
         out.size = layout::record_size(out.length);
         if (offset + out.size > cap_) return RecordCheck::corrupt;

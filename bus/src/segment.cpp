@@ -35,8 +35,11 @@ Geometry compute_geometry(const TopicConfig& config, bool cursor_object) noexcep
     g.ring_capacity = round_capacity(config.capacity);
     g.index_entries = index_entries_for(g.ring_capacity);
     g.producer_offset = kPageSize;  // page 0: SegmentHeader
-    g.producer_size = page_align(sizeof(ProducerRegionHead) + sizeof(ProducerSlot) * config.max_producers +
-                                 sizeof(IndexEntry) * g.index_entries);
+    const uint64_t before_sequences = sizeof(ProducerRegionHead) + sizeof(ProducerSlot) * config.max_producers +
+                                      sizeof(IndexEntry) * g.index_entries;
+    g.sequence_offset = g.producer_offset + ((before_sequences + kCacheLine - 1) & ~uint64_t{kCacheLine - 1});
+    g.sequence_entries = config.max_producers * layout::kSequenceEntriesPerProducer;
+    g.producer_size = page_align(g.sequence_offset - g.producer_offset + sizeof(SequenceEntry) * g.sequence_entries);
     g.consumer_size = page_align(sizeof(ConsumerRegionHead) + sizeof(ConsumerSlot) * config.max_consumers);
     if (cursor_object) {
         g.consumer_offset = kPageSize;  // page 0 of the cursor object: CursorObjectHeader
@@ -212,6 +215,8 @@ Result<Segment> Segment::format(int fd, std::string_view topic, const TopicConfi
     h->cursor_object_size = g.cursor_object_size;
     h->max_groups = g.max_groups;
     h->group_offset = g.group_offset;
+    h->sequence_entries = g.sequence_entries;
+    h->sequence_offset = g.sequence_offset;
     // A directory that does not fit is not recorded: gc then never takes this segment for a dead bus's.
     if (!bus_dir.empty() && bus_dir.size() < sizeof h->bus_dir) std::memcpy(h->bus_dir, bus_dir.data(), bus_dir.size());
     if (s.m_.cursor_base != nullptr) {
@@ -340,6 +345,16 @@ Result<HeaderFacts> check_header(const SegmentHeader& h, uint64_t size) noexcept
             (h.group_offset < h.consumer_offset + h.consumer_size && h.consumer_offset < h.group_offset + uint64_t(f.max_groups) * sizeof(layout::GroupBlock)))
             return corrupt("group region bounds");
     }
+    // 1.6: the sequence table, inside the producer region after the index. Older segments: none.
+    f.sequence_entries = h.version_minor >= layout::kSequencesSinceMinor ? h.sequence_entries : 0;
+    if (f.sequence_entries != 0) {
+        const uint64_t index_end = h.producer_offset + sizeof(ProducerRegionHead) + uint64_t(f.producer_stride) * h.max_producers +
+                                   sizeof(IndexEntry) * h.index_entries;
+        if (f.sequence_entries > kMaxSlots * layout::kSequenceEntriesPerProducer || h.sequence_offset % kCacheLine != 0 ||
+            h.sequence_offset < index_end || h.sequence_offset > h.producer_offset + h.producer_size ||
+            h.sequence_offset + uint64_t(f.sequence_entries) * sizeof(SequenceEntry) > h.producer_offset + h.producer_size)
+            return corrupt("sequence table bounds");
+    }
     if (h.topic[kMaxTopicName] != '\0') return corrupt("topic name");
     if (h.bus_dir[sizeof h.bus_dir - 1] != '\0') return corrupt("bus directory");
     f.max_message = h.max_message;
@@ -362,6 +377,7 @@ void Segment::bind_regions(const SegmentHeader& h, const HeaderFacts& facts) noe
     m_.consumers = reinterpret_cast<ConsumerRegionHead*>(consumer_base + h.consumer_offset);
     m_.consumer_slots = consumer_base + h.consumer_offset + sizeof(ConsumerRegionHead);
     m_.groups = facts.max_groups != 0 ? reinterpret_cast<layout::GroupBlock*>(consumer_base + h.group_offset) : nullptr;
+    m_.sequences = facts.sequence_entries != 0 ? reinterpret_cast<SequenceEntry*>(m_.base + h.sequence_offset) : nullptr;
     m_.ring = m_.base + h.ring_offset;
     m_.recovery = reinterpret_cast<RecoveryCounters*>(m_.base + kRecoveryCountersOffset);
 }

@@ -17,6 +17,7 @@
 #include "shmbus/layout/record.h"
 #include "shmbus/layout/recovery_counters.h"
 #include "shmbus/layout/segment_header.h"
+#include "shmbus/layout/sequence_table.h"
 #include "shmbus/result.h"
 #include "shmbus/topic.h"
 
@@ -37,6 +38,8 @@ struct Geometry {
     uint64_t cursor_object_size;  // bytes of the cursor object; 0: the consumer region is in the segment
     uint64_t group_offset;        // in the cursor object (1.4); 0 with max_groups 0
     uint32_t max_groups;
+    uint64_t sequence_offset;     // in the segment, inside the producer region (1.6)
+    uint32_t sequence_entries;
 };
 // `cursor_object`: place the consumer region in a cursor object of its own (what shmbusd does).
 [[nodiscard]] Geometry compute_geometry(const TopicConfig& config, bool cursor_object = true) noexcept;
@@ -49,6 +52,7 @@ struct HeaderFacts {
     OnFull on_full;
     uint64_t unblock_timeout_ns, expire_detached_ns;
     uint32_t max_groups;  // 0: a segment without a group region
+    uint32_t sequence_entries;  // 0: a segment without a sequence table (named producers refused)
 };
 // Checks a header against the size of the file or mapping it came from: magic, major version,
 // `ready`, every region inside `size`, capacity, slot counts and strides. The one validation
@@ -124,6 +128,8 @@ public:
     [[nodiscard]] layout::IndexEntry& index_entry(uint32_t i) const noexcept { return m_.index[i]; }
     [[nodiscard]] uint32_t max_groups() const noexcept { return m_.facts.max_groups; }
     [[nodiscard]] layout::GroupBlock& group_block(uint32_t i) const noexcept { return m_.groups[i]; }
+    [[nodiscard]] uint32_t sequence_entries() const noexcept { return m_.facts.sequence_entries; }
+    [[nodiscard]] layout::SequenceEntry& sequence_entry(uint32_t i) const noexcept { return m_.sequences[i]; }
     [[nodiscard]] layout::ConsumerRegionHead& consumers() const noexcept { return *m_.consumers; }
     [[nodiscard]] layout::RecoveryCounters& recovery() const noexcept { return *m_.recovery; }
     [[nodiscard]] std::byte* ring() const noexcept { return m_.ring; }
@@ -176,6 +182,7 @@ private:
         layout::ConsumerRegionHead* consumers = nullptr;
         std::byte* consumer_slots = nullptr;
         layout::GroupBlock* groups = nullptr;
+        layout::SequenceEntry* sequences = nullptr;
         std::byte* ring = nullptr;
         layout::RecoveryCounters* recovery = nullptr;
         HeaderFacts facts{};

@@ -16,6 +16,8 @@ namespace shmbus {
 [[nodiscard]] Status validate_topic_name(std::string_view name);
 // Durable subscription names: 1..47 characters of the same alphabet.
 [[nodiscard]] Status validate_subscription_name(std::string_view name);
+// Producer names (PublisherOptions::producer): 1..47 characters of the same alphabet.
+[[nodiscard]] Status validate_producer_name(std::string_view name);
 // "4096", "64K", "16M", "1G" (binary multiples; an optional trailing "B" or "iB").
 [[nodiscard]] std::optional<uint64_t> parse_size(std::string_view text);
 // "250ms", "30s", "15m", "2h", "7d" (also "ns", "us"); "0" alone means zero.

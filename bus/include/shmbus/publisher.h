@@ -42,6 +42,9 @@ enum class PublishStatus : uint8_t {
     corrupt,      // not published: the topic's shared state failed a check (damaged or hostile segment)
     deleted,      // not published: the topic was deleted (`topic delete --force`); this publisher is dead
     bad_headers,  // not published: a header breaks the rules of validate_headers() (shmbus/headers.h)
+    duplicate,    // not published: a named producer's sequence is not above the last one committed
+                  // under its name on this topic (the message is there already)
+    no_producer,  // not published: publish_sequence() needs a named producer (PublisherOptions::producer)
 };
 [[nodiscard]] const char* to_string(PublishStatus status) noexcept;
 
@@ -49,6 +52,13 @@ struct PublisherOptions {
     TopicConfig create_config{};  // used only if the topic does not exist yet
     // How long publish() waits on a full `block` topic before returning timed_out.
     std::chrono::nanoseconds block_timeout = std::chrono::seconds(30);
+    // An idempotent producer: a stable name (validate_producer_name). Its messages carry the name
+    // and a sequence number (Message::producer, Message::sequence); a publish whose sequence is not
+    // above the last one committed under the name on this topic returns `duplicate` and writes
+    // nothing, whatever crashed in between (this process, or shmbusd). One live publisher per name
+    // and topic; the topic remembers a name until it is deleted, or until 4 x max_producers other
+    // names were used after it (docs/guarantees.md). Empty: an anonymous publisher.
+    std::string producer;
 };
 
 // Space claimed in the ring. Write the payload into data(), then commit(). A Loan destroyed
@@ -64,6 +74,8 @@ public:
 
     [[nodiscard]] std::span<std::byte> data() const noexcept { return data_; }
     [[nodiscard]] uint64_t id() const noexcept { return id_; }
+    // A named producer's loan: the sequence its message will carry; 0 for an anonymous publisher.
+    [[nodiscard]] uint64_t sequence() const noexcept { return sequence_; }
     [[nodiscard]] bool active() const noexcept { return core_ != nullptr; }
     // Makes the message visible to subscribers (release store of the commit word).
     PublishStatus commit() noexcept;
@@ -75,6 +87,7 @@ private:
     detail::PublisherCore* core_ = nullptr;
     uint64_t position_ = 0;
     uint64_t id_ = 0;
+    uint64_t sequence_ = 0;
     std::span<std::byte> data_{};
 };
 
@@ -97,6 +110,14 @@ public:
     [[nodiscard]] PublishStatus publish(std::string_view payload, std::span<const Header> headers) noexcept;
     [[nodiscard]] PublishStatus publish(std::span<const std::byte> payload, std::span<const Header> headers,
                                         std::chrono::nanoseconds timeout) noexcept;
+    // A named producer's publish with the sequence the caller chose (above the last committed one;
+    // gaps are allowed): `duplicate` if it is not above it, `no_producer` on an anonymous
+    // publisher. publish() and loan() on a named producer number their messages themselves: one
+    // past the highest sequence committed or loaned so far.
+    [[nodiscard]] PublishStatus publish_sequence(uint64_t sequence, std::span<const std::byte> payload,
+                                                 std::span<const Header> headers = {}) noexcept;
+    [[nodiscard]] PublishStatus publish_sequence(uint64_t sequence, std::string_view payload,
+                                                 std::span<const Header> headers = {}) noexcept;
     // Claims `size` bytes for zero-copy writing; commit through the Loan.
     [[nodiscard]] PublishStatus loan(std::size_t size, Loan& out) noexcept;
     [[nodiscard]] PublishStatus loan(std::size_t size, Loan& out,
@@ -104,6 +125,11 @@ public:
 
     // Id of the last message this publisher claimed (ids grow in log order across publishers).
     [[nodiscard]] uint64_t last_id() const noexcept;
+    // A named producer: the highest sequence committed under its name on this topic, by this
+    // publisher or an earlier holder of the name (0: none). What a restarted producer resumes after.
+    [[nodiscard]] uint64_t last_sequence() const noexcept;
+    // The producer name (PublisherOptions::producer); empty for an anonymous publisher.
+    [[nodiscard]] const std::string& producer() const noexcept;
     [[nodiscard]] uint32_t max_message() const noexcept;
     [[nodiscard]] OnFull on_full() const noexcept;
     [[nodiscard]] const std::string& topic() const noexcept;

@@ -28,7 +28,7 @@ enum class Errc : uint32_t {
     protocol_error,       // a malformed or unexpected control frame
     permission_denied,
     no_free_slot,         // every subscription or producer slot of the topic is taken
-    busy,                 // a durable subscription already attached elsewhere
+    busy,                 // a durable subscription or producer name already held elsewhere
     disconnected,         // the control connection to shmbusd was lost
     timed_out,
 };

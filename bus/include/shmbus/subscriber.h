@@ -60,6 +60,10 @@ struct Message {
     uint32_t attempt = 1;               // group members: which delivery of this message this is
     std::span<const std::byte> payload; // valid until the handler returns
     Headers headers;                    // likewise
+    // A named (idempotent) producer's message: the producer's name and its number for the message
+    // (PublisherOptions::producer); empty and 0 otherwise. The name is valid as the payload is.
+    std::string_view producer;
+    uint64_t sequence = 0;
     [[nodiscard]] std::string_view text() const noexcept {
         return {reinterpret_cast<const char*>(payload.data()), payload.size()};
     }

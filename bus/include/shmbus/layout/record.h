@@ -34,7 +34,13 @@ inline constexpr std::size_t kRecordAlignment = 32;
 // reads it (its consumer slot is in the flags' top 12 bits); every other reader steps over it as
 // over a skip record. Its data starts with a RetryInfo, then the original record's data (header
 // block, if kRecordHasHeaders, and payload); it may exceed max_message by sizeof(RetryInfo).
-enum RecordFlags : uint16_t { kRecordHasHeaders = 1, kRecordRetry = 2 };
+//
+// kRecordHasProducer (1.6): a named (idempotent) producer's message. Its data starts with a
+// ProducerStamp (after a retry record's RetryInfo, before any header block): the sequence number
+// the producer gave it and the producer's name, padded to 8 bytes. The stamp may take the record
+// past max_message by at most kMaxProducerStamp. Readers check it like the header block: a stamp
+// that does not fit the record, or names a producer longer than kMaxProducerName, is ignored.
+enum RecordFlags : uint16_t { kRecordHasHeaders = 1, kRecordRetry = 2, kRecordHasProducer = 4 };
 inline constexpr std::size_t kHeaderBlockPrefix = 4;
 inline constexpr std::size_t kHeaderEntryPrefix = 4;
 inline constexpr unsigned kRetrySlotShift = 4;  // 12 bits: consumer slots number at most 4096
@@ -51,8 +57,33 @@ static_assert(offsetof(RetryInfo, due_ns) == 8);
 static_assert(offsetof(RetryInfo, attempt) == 24);
 static_assert(sizeof(RetryInfo) == 32);
 
+inline constexpr std::size_t kMaxProducerName = 47;
+
+struct ProducerStamp {
+    uint64_t sequence;     // the producer's number for this message: > 0, increasing per producer
+    uint16_t name_length;  // bytes of the name that follows the stamp
+    uint16_t reserved0;
+    uint32_t reserved1;
+};
+static_assert(std::is_standard_layout_v<ProducerStamp>);
+static_assert(offsetof(ProducerStamp, name_length) == 8);
+static_assert(sizeof(ProducerStamp) == 16);
+
+// Bytes a stamp with a `name_length`-byte name takes in the record.
+constexpr std::size_t producer_stamp_size(std::size_t name_length) noexcept {
+    return sizeof(ProducerStamp) + ((name_length + 7) & ~std::size_t{7});
+}
+inline constexpr std::size_t kMaxProducerStamp = producer_stamp_size(kMaxProducerName);
+static_assert(kMaxProducerStamp == 64);
+
+// The bytes a data record may exceed max_message by, for its flags.
+constexpr std::size_t record_allowance(uint16_t flags) noexcept {
+    return ((flags & kRecordRetry) ? sizeof(RetryInfo) : 0) + ((flags & kRecordHasProducer) ? kMaxProducerStamp : 0);
+}
+
 constexpr uint16_t retry_flags(uint32_t group_slot, uint16_t original_flags) noexcept {
-    return uint16_t(kRecordRetry | (original_flags & kRecordHasHeaders) | (group_slot << kRetrySlotShift));
+    return uint16_t(kRecordRetry | (original_flags & (kRecordHasHeaders | kRecordHasProducer)) |
+                    (group_slot << kRetrySlotShift));
 }
 constexpr uint32_t retry_group_slot(uint16_t flags) noexcept { return flags >> kRetrySlotShift; }
 

@@ -36,8 +36,13 @@ inline constexpr uint16_t kVersionMajor = 1;  // a reader refuses any other majo
 // 1.5: records may carry headers (RecordHeader::flags, kRecordHasHeaders); group entries grew to a
 // cache line and group settings gained a rate limit. A 1.4 segment's group region is laid out
 // otherwise, so readers treat a 1.4 segment as one without groups.
-inline constexpr uint16_t kVersionMinor = 5;
+//
+// 1.6: named producers. `sequence_entries` SequenceEntries (layout/sequence_table.h) at
+// `sequence_offset` in the segment, inside the producer region; records may carry a producer
+// stamp (kRecordHasProducer). 0 entries (1.5 and older): the topic refuses named producers.
+inline constexpr uint16_t kVersionMinor = 6;
 inline constexpr uint16_t kGroupsSinceMinor = 5;
+inline constexpr uint16_t kSequencesSinceMinor = 6;
 inline constexpr uint32_t kReadyMagic = 0x52454459;  // "READY"
 inline constexpr std::size_t kPageSize = 4096;
 inline constexpr std::size_t kCacheLine = 64;
@@ -83,7 +88,11 @@ struct SegmentHeader {
     // --- 1.4 ---
     uint32_t max_groups;         // GroupBlocks in the cursor object; 0: none
     uint64_t group_offset;       // where they start in the cursor object (page aligned)
-    uint8_t reserved[80];        // room for minor-version additions
+    // --- 1.6 ---
+    uint32_t sequence_entries;   // SequenceEntries of named producers; 0: none
+    uint32_t reserved2;
+    uint64_t sequence_offset;    // where they start in the segment (inside the producer region)
+    uint8_t reserved[64];        // room for minor-version additions
     std::atomic<uint32_t> ready; // kReadyMagic once every field above is written; stored last
     uint32_t reserved1;
 };
@@ -109,7 +118,9 @@ static_assert(offsetof(SegmentHeader, cursor_object_size) == 328);
 static_assert(offsetof(SegmentHeader, deleted) == 336);
 static_assert(offsetof(SegmentHeader, max_groups) == 340);
 static_assert(offsetof(SegmentHeader, group_offset) == 344);
-static_assert(offsetof(SegmentHeader, reserved) == 352);
+static_assert(offsetof(SegmentHeader, sequence_entries) == 352);
+static_assert(offsetof(SegmentHeader, sequence_offset) == 360);
+static_assert(offsetof(SegmentHeader, reserved) == 368);
 static_assert(offsetof(SegmentHeader, ready) == 432);
 static_assert(sizeof(SegmentHeader) == 440);
 static_assert(sizeof(SegmentHeader) <= kPageSize);
