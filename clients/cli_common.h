@@ -95,6 +95,10 @@ inline nlohmann::json message_json(std::string_view topic, const shmbus::Message
                         {"lost_before", m.lost_before},
                         {"payload", std::string(m.text())}};
     if (group) j["attempt"] = m.attempt;
+    if (!m.producer.empty()) {
+        j["producer"] = std::string(m.producer);
+        j["sequence"] = m.sequence;
+    }
     nlohmann::json headers = nlohmann::json::object();
     for (const shmbus::Header& h : m.headers)
         if (!headers.contains(std::string(h.key))) headers[std::string(h.key)] = std::string(h.value);

@@ -212,10 +212,24 @@ std::string held_back_by(shmbus::Client& client, const std::string& topic) {
     return out;
 }
 
+// What `pub` publishes with: a named producer numbers its messages from `first_sequence` on.
+struct PubSettings {
+    std::chrono::nanoseconds timeout = std::chrono::seconds(30);
+    std::string producer;              // --producer; empty: anonymous
+    std::optional<uint64_t> sequence;  // --seq: the first message's sequence (default: one past the last committed)
+};
+
+// One message; `sequence` is 0 for an anonymous publisher. A named producer's message already
+// published (a duplicate) is counted in `skipped`, not an error.
 int publish_one(shmbus::Client& client, shmbus::Publisher& pub, std::string_view message, std::span<const shmbus::Header> headers,
-                std::chrono::nanoseconds timeout) {
-    const auto st = pub.publish(std::as_bytes(std::span<const char>(message.data(), message.size())), headers, timeout);
+                std::chrono::nanoseconds timeout, uint64_t sequence, uint64_t& skipped) {
+    const auto bytes = std::as_bytes(std::span<const char>(message.data(), message.size()));
+    const auto st = sequence != 0 ? pub.publish_sequence(sequence, bytes, headers) : pub.publish(bytes, headers, timeout);
     if (st == shmbus::PublishStatus::ok) return 0;
+    if (st == shmbus::PublishStatus::duplicate) {
+        ++skipped;
+        return 0;
+    }
     if (st == shmbus::PublishStatus::too_large) {
         std::cerr << "shmbus: message of " << message.size() << " bytes"
                   << (headers.empty() ? "" : " with " + std::to_string(shmbus::encoded_headers_size(headers)) + " bytes of headers")
@@ -234,18 +248,33 @@ int publish_one(shmbus::Client& client, shmbus::Publisher& pub, std::string_view
 }
 
 int pub(shmbus::Client& client, const std::string& topic, const std::vector<std::string>& messages,
-        std::span<const shmbus::Header> headers, std::chrono::nanoseconds timeout) {
-    auto pub = client.publisher(topic);
+        std::span<const shmbus::Header> headers, const PubSettings& settings) {
+    shmbus::PublisherOptions options;
+    options.block_timeout = settings.timeout;
+    options.producer = settings.producer;
+    auto pub = client.publisher(topic, options);
     if (!pub) return fail(pub.error());
+    const bool named = !settings.producer.empty();
+    uint64_t next = named ? settings.sequence.value_or(pub->last_sequence() + 1) : 0;
+    const uint64_t first = next;
+    uint64_t skipped = 0;
+    auto one = [&](std::string_view m) {
+        const int rc = publish_one(client, *pub, m, headers, settings.timeout, next, skipped);
+        if (named) ++next;
+        return rc;
+    };
+    int rc = 0;
     if (!messages.empty()) {
         for (const auto& m : messages)
-            if (int rc = publish_one(client, *pub, m, headers, timeout); rc != 0) return rc;
-        return 0;
+            if ((rc = one(m)) != 0) break;
+    } else {
+        std::string line;
+        while (rc == 0 && std::getline(std::cin, line)) rc = one(line);
     }
-    std::string line;
-    while (std::getline(std::cin, line))
-        if (int rc = publish_one(client, *pub, line, headers, timeout); rc != 0) return rc;
-    return 0;
+    if (skipped != 0)
+        std::cerr << "shmbus: skipped " << skipped << " message" << (skipped == 1 ? "" : "s") << " that producer '" << settings.producer
+                  << "' had already published (sequences from " << first << "; last committed " << pub->last_sequence() << ")\n";
+    return rc;
 }
 
 // `--header KEY=VALUE`, each checked before anything talks to shmbusd. rc is set on failure.
@@ -405,6 +434,12 @@ int main(int argc, char** argv) {
     std::vector<std::string> header_texts;
     pub_cmd->add_option("--header", header_texts, "KEY=VALUE: a header every message carries (repeatable)")
         ->allow_extra_args(false);
+    PubSettings pub_settings;
+    pub_cmd->add_option("--producer", pub_settings.producer,
+                        "NAME: publish as an idempotent producer; a message whose sequence was already committed is skipped");
+    auto* seq_opt = pub_cmd->add_option("--seq", pub_settings.sequence,
+                                        "N: number the messages N, N+1, ... (default: one past the producer's last committed)")
+                        ->check(CLI::PositiveNumber);
 
     std::string durable, from = "latest", format = "payload";
     std::optional<uint64_t> count;
@@ -484,6 +519,16 @@ int main(int argc, char** argv) {
         if (auto t = pub_timeout.parse("timeout", rc)) publish_timeout = *t;
         headers = parse_headers(header_texts, rc);
         if (rc != 0) return rc;
+        if (seq_opt->count() != 0 && pub_settings.producer.empty()) {
+            std::cerr << "shmbus: --seq needs --producer NAME\n";
+            return kExitUsage;
+        }
+        if (!pub_settings.producer.empty())
+            if (auto st = shmbus::validate_producer_name(pub_settings.producer); !st) {
+                std::cerr << "shmbus: " << st.error().message << "\n";
+                return kExitUsage;
+            }
+        pub_settings.timeout = publish_timeout;
     }
     auto parse_rate_option = [](const std::string& text, int& rc) -> std::optional<shmbus::RateLimit> {
         if (text.empty()) return std::nullopt;
@@ -590,7 +635,7 @@ int main(int argc, char** argv) {
         if (auto st = client->set_topic(name, live_settings); !st) return fail(st.error());
         return 0;
     }
-    if (*pub_cmd) return pub(*client, name, messages, headers, publish_timeout);
+    if (*pub_cmd) return pub(*client, name, messages, headers, pub_settings);
     if (*sub_cmd && !exec.empty()) return sub_exec(*client, name, std::move(sub_options), exec, parallel, count);
     if (*sub_cmd) return sub(*client, name, std::move(sub_options), count, format);
     if (*group_create_cmd) return group_create(*client, name, sub_name, create_group_settings, group_start);

@@ -12,6 +12,7 @@
 #include "cursor.h"
 #include "group.h"
 #include "segment.h"
+#include "sequences.h"
 #include "shmbus/publisher.h"
 #include "shmbus/subscriber.h"
 
@@ -52,7 +53,11 @@ public:
     [[nodiscard]] Publisher publisher(PublisherOptions options = {}, uint32_t slot = 0) const {
         auto seg = attach();
         seg->producer_slot(slot).state.store(uint32_t(layout::ProducerState::active));
-        return Access::publisher(std::make_unique<PublisherCore>(nullptr, std::move(seg.value()), slot, options));
+        std::optional<uint32_t> entry;
+        if (!options.producer.empty()) entry = hold_sequence_entry(*seg, options.producer, slot).value();
+        auto core = std::make_unique<PublisherCore>(nullptr, std::move(seg.value()), slot, std::move(options));
+        if (entry) core->hold_name(core->seg.sequence_entry(*entry));
+        return Access::publisher(std::move(core));
     }
 
     // Emulates the daemon's subscribe: reserve a slot, place the cursor, build the subscriber.
