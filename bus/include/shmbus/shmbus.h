@@ -2,6 +2,7 @@
 #pragma once
 #include "shmbus/client.h"
 #include "shmbus/headers.h"
+#include "shmbus/idempotent.h"
 #include "shmbus/names.h"
 #include "shmbus/publisher.h"
 #include "shmbus/result.h"
