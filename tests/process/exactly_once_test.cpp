@@ -72,7 +72,9 @@ TEST_F(ExactlyOnce, ACommitWithoutItsAckIsADuplicateOnRedelivery) {
     const auto st = c->topic_stats("t");
     ASSERT_TRUE(st);
     for (const auto& s : st->subscriptions) {
-        if (s.name == "d") EXPECT_EQ(s.lag, 0u);  // all acked
+        if (s.name == "d") {
+            EXPECT_EQ(s.lag, 0u);  // all acked
+        }
     }
 }
 
