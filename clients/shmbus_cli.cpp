@@ -76,6 +76,9 @@ nlohmann::json stats_json(const shmbus::TopicStats& t) {
     for (const auto& s : t.subscriptions) subs.push_back(subscription_json(s));
     nlohmann::json groups = nlohmann::json::array();
     for (const auto& g : t.groups) groups.push_back(group_json(g));
+    nlohmann::json named = nlohmann::json::array();
+    for (const auto& p : t.named_producers)
+        named.push_back({{"name", p.name}, {"last_sequence", p.last_sequence}, {"pid", p.pid == 0 ? nlohmann::json(nullptr) : nlohmann::json(p.pid)}});
     nlohmann::json recovery = nlohmann::json::object();
     add_statistics(recovery, shmbus::recovery_statistics(), t);
     nlohmann::json j = {{"name", t.name},
@@ -87,7 +90,8 @@ nlohmann::json stats_json(const shmbus::TopicStats& t) {
                         {"expire_detached_ms", to_ms(t.config.expire_detached)},
                         {"recovery", std::move(recovery)},
                         {"subscriptions", std::move(subs)},
-                        {"groups", std::move(groups)}};
+                        {"groups", std::move(groups)},
+                        {"named_producers", std::move(named)}};
     add_statistics(j, shmbus::topic_statistics(), t);
     return j;
 }
@@ -102,6 +106,9 @@ void print_stats_text(const shmbus::TopicStats& t) {
     std::printf("  recovery: %s\n", statistics_text(shmbus::recovery_statistics(), t, true).c_str());
     for (const auto& s : t.subscriptions) print_subscription_text(s);
     for (const auto& g : t.groups) print_group_text(g);
+    for (const auto& p : t.named_producers)
+        std::printf("  producer  %-20s %s last sequence %llu\n", p.name.c_str(),
+                    p.pid != 0 ? ("held by pid " + std::to_string(p.pid) + ",").c_str() : "not held,", (unsigned long long)p.last_sequence);
 }
 
 // `topic create` options, parsed before anything talks to shmbusd: text that does not parse is

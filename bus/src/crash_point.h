@@ -2,7 +2,8 @@
 // itself with SIGKILL the Nth time it reaches <point>. Points: in_claim (the claim CAS won, the
 // claim not yet recorded), after_claim (a claim recorded, not committed), before_commit (a named
 // producer's publish marked pending, the record not committed), after_commit (its record
-// committed, the sequence table not told), before_ack (messages delivered, the ack not stored),
+// committed, the sequence table not told), after_store_commit (an IdempotentConsumer committed a
+// message's transaction, the message not acked), before_ack (messages delivered, the ack not stored),
 // mid_subscribe (shmbusd attached the subscription, the client never saw the reply). The variable is read once, when
 // a publisher or subscriber is created; the hot path only compares a counter.
 #pragma once

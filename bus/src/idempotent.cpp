@@ -1,5 +1,7 @@
 #include "shmbus/idempotent.h"
 
+#include "crash_point.h"
+
 namespace shmbus {
 
 MessageKey MessageKey::of(std::string_view topic, const Message& m) {
@@ -18,7 +20,8 @@ const char* to_string(Processed p) noexcept {
 }
 
 IdempotentConsumer::IdempotentConsumer(ProcessedStore& store, std::string consumer) noexcept
-    : store_(store), consumer_(std::move(consumer)) {}
+    : store_(store), consumer_(std::move(consumer)),
+      crash_after_commit_(detail::CrashPoint::passes_before("after_store_commit")) {}
 
 Result<Processed> IdempotentConsumer::process(std::string_view topic, const Message& m, FunctionRef<Status()> work) noexcept {
     if (auto st = store_.begin(); !st) return st.error();
@@ -40,6 +43,7 @@ Result<Processed> IdempotentConsumer::process(std::string_view topic, const Mess
         store_.rollback();
         return st.error();
     }
+    if (crash_after_commit_ != 0 && ++commits_ == crash_after_commit_) raise(SIGKILL);  // committed, not acked
     return Processed::applied;
 }
 

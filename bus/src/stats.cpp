@@ -4,6 +4,7 @@
 
 #include "shmbus/statistics.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "control.h"
@@ -51,6 +52,22 @@ void collect_groups(const Segment& seg, TopicStats& t) {
     }
 }
 
+void collect_named_producers(const Segment& seg, TopicStats& t) {
+    for (uint32_t i = 0; i < seg.sequence_entries(); ++i) {
+        const auto& e = seg.sequence_entry(i);
+        // acquire: pairs with shmbusd's release store of `state` once the name is written.
+        if (e.state.load(std::memory_order_acquire) != uint32_t(layout::SequenceState::named)) continue;
+        NamedProducerStats p;
+        p.name = printable(std::string_view(e.name, strnlen(e.name, sizeof e.name)));
+        p.last_sequence = e.committed.load(std::memory_order_relaxed);  // relaxed: a statistic
+        const uint32_t holder = e.holder_slot;
+        if (holder != 0 && holder <= seg.max_producers() && producer_active(seg.producer_slot(holder - 1)))
+            p.pid = seg.producer_slot(holder - 1).pid;
+        t.named_producers.push_back(std::move(p));
+    }
+    std::sort(t.named_producers.begin(), t.named_producers.end(),
+              [](const NamedProducerStats& a, const NamedProducerStats& b) { return a.name < b.name; });
+}
 
 // The upper edge of the bucket holding the q-th fraction of the samples.
 std::optional<uint64_t> bucket_percentile(const std::vector<uint64_t>& buckets, uint64_t total, double q) {
@@ -133,6 +150,7 @@ TopicStats collect_stats(const Segment& seg) {
         t.subscriptions.push_back(std::move(sub));
     }
     collect_groups(seg, t);
+    collect_named_producers(seg, t);
     return t;
 }
 

@@ -182,5 +182,31 @@ TEST_F(BusTest, TheLoggingAggregatorsLagShowsInTopicInfo) {
     EXPECT_EQ(wait_exit(agg), 0);
 }
 
+// A consumer killed between its database commit and its ack: the messages it committed come again
+// and are recognised, nothing is counted twice.
+TEST_F(BusTest, AnAggregatorKilledBetweenItsCommitAndItsAckCountsNothingTwice) {
+    const std::string bin = std::string(SHMBUS_EXAMPLES_DIR) + "/logging";
+    std::filesystem::create_directories(path("data"));
+    const std::vector<std::string> args{bin, "aggregator", "--dir", dir, "--data", path("data")};
+    auto run_app = [&](const char* name) {
+        return run({bin, "app", "--name", name, "--count", "300", "--dir", dir, "--data", path("data")}).code;
+    };
+    ASSERT_EQ(run_app("web"), 0);
+    pid_t doomed = spawn(args, {path("agg1.out"), path("agg1.err"), "", std::nullopt, {"SHMBUS_CRASH_POINT=after_store_commit:120"}});
+    EXPECT_EQ(wait_exit(doomed), 128 + SIGKILL) << read_file(path("agg1.err"));
+    pid_t again = spawn(args, {path("agg2.out"), path("agg2.err")});
+    ASSERT_EQ(run_app("api"), 0);
+    std::string out;
+    EXPECT_TRUE(eventually([&] {
+        const auto r = run({bin, "check", "--count", "300", "--name", "web,api", "--dir", dir, "--data", path("data")});
+        out = r.out;
+        return r.code != 1;
+    }, 30s));
+    EXPECT_NE(out.find("web info: 180 of 180, 0 applied more than once"), std::string::npos) << out;
+    EXPECT_EQ(run({bin, "check", "--count", "300", "--name", "web,api", "--dir", dir, "--data", path("data")}).code, 0) << out;
+    kill(again, SIGTERM);
+    EXPECT_EQ(wait_exit(again), 0);
+}
+
 }  // namespace
 }  // namespace shmbus::test

@@ -167,6 +167,12 @@ TEST_F(IdempotentProducer, CliPublishesOnlyWhatIsMissingAndShowsTheStamp) {
     }
     EXPECT_EQ(seen, (std::vector<std::pair<uint64_t, std::string>>{
                         {1, "a"}, {2, "b"}, {3, "c"}, {4, "d"}, {5, "e"}, {6, "a"}, {7, "b"}, {8, "c"}}));
+    const auto info = nlohmann::json::parse(cli({"topic", "info", "t", "--json"}).out);
+    ASSERT_EQ(info.at("named_producers").size(), 1u);
+    EXPECT_EQ(info.at("named_producers")[0].at("name"), "etl");
+    EXPECT_EQ(info.at("named_producers")[0].at("last_sequence"), 8);
+    EXPECT_TRUE(info.at("named_producers")[0].at("pid").is_null());  // nobody holds it now
+    EXPECT_NE(cli({"topic", "info", "t"}).out.find("producer  etl"), std::string::npos);
     EXPECT_EQ(cli({"pub", "t", "--seq", "3", "x"}).code, 2);  // --seq without --producer
     EXPECT_EQ(cli({"pub", "t", "--producer", "etl", "--seq", "0", "x"}).code, 2);
 }

@@ -79,6 +79,8 @@ private:
     ProcessedStore& store_;
     std::string consumer_;
     Error last_error_;
+    uint64_t crash_after_commit_ = 0;  // fault injection (SHMBUS_CRASH_POINT=after_store_commit:N)
+    uint64_t commits_ = 0;
 };
 
 }  // namespace shmbus

@@ -139,6 +139,13 @@ struct RecoveryStats {
     uint64_t owners_dead_at_restart = 0;
 };
 
+// A named (idempotent) producer the topic remembers (PublisherOptions::producer).
+struct NamedProducerStats {
+    std::string name;
+    uint64_t last_sequence = 0;  // the highest sequence committed under the name
+    int32_t pid = 0;             // the process holding the name now; 0: nobody (a restarted producer may take it)
+};
+
 // A racy snapshot: every figure is read without stopping producers or subscribers.
 struct TopicStats {
     std::string name;
@@ -153,6 +160,7 @@ struct TopicStats {
     RecoveryStats recovery;
     std::vector<SubscriptionStats> subscriptions;  // durable and ephemeral (not groups and their members)
     std::vector<GroupStats> groups;
+    std::vector<NamedProducerStats> named_producers;  // by name
 };
 
 }  // namespace shmbus
