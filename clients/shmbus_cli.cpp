@@ -15,6 +15,7 @@
 #include <string>
 
 #include "cli_common.h"
+#include "bridge.h"
 #include "cli_work.h"
 #include "shmbus/shmbus.h"
 #include "shmbus/version.h"
@@ -504,6 +505,26 @@ int main(int argc, char** argv) {
     dlq_replay_cmd->add_option("TOPIC", name, "topic")->required();
     dlq_replay_cmd->add_option("--id", replay_id, "only the dead letter with this id (as `dlq list` shows it)")->check(whole_number);
 
+    cli::BridgeSettings bridge_given;
+    std::vector<std::string> bridge_out, bridge_in;
+    std::string bridge_config;
+    auto* bridge_cmd = app.add_subcommand("bridge", "carry topics to and from NATS JetStream (runs until SIGTERM)");
+    bridge_cmd->add_option("--config", bridge_config, "FILE: read the [bridge] section of this TOML file (options given here win)");
+    bridge_cmd->add_option("--nats", bridge_given.nats_url, "URL of the NATS server (default nats://127.0.0.1:4222; tls:// for TLS)");
+    bridge_cmd->add_option("--creds", bridge_given.creds, "FILE: NATS user credentials (JWT and NKey seed)");
+    bridge_cmd->add_option("--user", bridge_given.user, "NATS user");
+    bridge_cmd->add_option("--password", bridge_given.password, "NATS password");
+    bridge_cmd->add_option("--token", bridge_given.token, "NATS token");
+    bridge_cmd->add_option("--tls-ca", bridge_given.tls_ca, "FILE: CA certificates to verify the server's TLS certificate with");
+    bridge_cmd->add_option("--out", bridge_out, "TOPIC[:SUBJECT]: forward a local topic to a JetStream subject (repeatable)")
+        ->allow_extra_args(false);
+    bridge_cmd->add_option("--in", bridge_in, "SUBJECT[:TOPIC]: deliver a JetStream subject into a local topic (repeatable)")
+        ->allow_extra_args(false);
+    bridge_cmd->add_option("--stream", bridge_given.stream, "NAME: create this stream for the --out subjects if it does not exist");
+    bridge_cmd->add_option("--name", bridge_given.name, "the bridge's name: its durable subscription and consumers (default bridge)");
+    bridge_cmd->add_option("--window", bridge_given.window, "outbound publishes awaiting JetStream's acknowledgment (default 1024)")
+        ->check(CLI::Range(1, 65536));
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::Success& e) {  // --help, --help-all, --version
@@ -620,8 +641,20 @@ int main(int argc, char** argv) {
         if (!client && client.error().code != shmbus::Errc::daemon_not_running) return fail(client.error());
         return gc(client, json);
     }
+    cli::BridgeSettings bridge_settings;
+    if (*bridge_cmd) {
+        if (!cli::bridge_available()) {
+            std::cerr << "shmbus: this build has no bridge (it needs libnats-dev)\n";
+            return kExitError;
+        }
+        if (!bridge_config.empty() && !cli::load_bridge_config(bridge_config, bridge_settings)) return kExitUsage;
+        cli::merge_bridge_settings(bridge_given, *bridge_cmd, bridge_settings);
+        if (!cli::parse_mappings(bridge_out, "--out", bridge_settings.out) || !cli::parse_mappings(bridge_in, "--in", bridge_settings.in))
+            return kExitUsage;
+    }
     auto client = shmbus::Client::connect(options);
     if (!client) return fail(client.error());
+    if (*bridge_cmd) return cli::run_bridge(*client, bridge_settings);
 
     if (*create) {
         if (auto st = client->create_topic(name, config); !st) return fail(st.error());

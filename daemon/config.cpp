@@ -217,8 +217,11 @@ Result<Config> parse_config(std::string_view text, const std::string& source) no
                 const auto* a = v.as_array();
                 if (a == nullptr || !a->is_array_of_tables()) fail(source, v.source(), "'acl' must be an array of tables: [[acl]]");
                 for (const auto& entry : *a) out.acl.push_back(parse_acl_entry(source, *entry.as_table(), out.acl.size() + 1));
+            } else if (key == "bridge") {
+                // `shmbus bridge --config` reads it (and checks every key there); shmbusd does not.
+                if (v.as_table() == nullptr) fail(source, v.source(), "'bridge' must be a table: [bridge]");
             } else {
-                fail(source, v.source(), "unknown table or key '" + key + "' (known: [bus], [defaults], [topics.NAME], [[acl]])");
+                fail(source, v.source(), "unknown table or key '" + key + "' (known: [bus], [defaults], [topics.NAME], [[acl]], [bridge])");
             }
         }
         for (const toml::table* topics : topic_tables)

@@ -9,7 +9,7 @@ preset="${1:-release}"
 packages=(build-essential cmake ninja-build pkg-config
           libboost-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
           libgtest-dev libgmock-dev libbenchmark-dev util-linux libtomlplusplus-dev libncurses-dev tmux
-          prometheus-cpp-dev prometheus libsystemd-dev libsqlite3-dev
+          prometheus-cpp-dev prometheus libsystemd-dev libsqlite3-dev libnats-dev nats-server openssl
           libzmq3-dev libiceoryx-posh-dev libiceoryx-hoofs-dev iceoryx)  # the last line: shmbus-bench's peers
 
 missing=()

@@ -82,6 +82,7 @@ Result<Client> Client::connect(ClientOptions options) noexcept {
 
 const std::string& Client::dir() const noexcept { return channel_->dir(); }
 uint64_t Client::reconnects() const noexcept { return channel_->reconnects(); }
+uint64_t Client::bus_id() const noexcept { return channel_->bus_id(); }
 
 Result<std::vector<RemovedItem>> Client::collect_garbage() noexcept {
     auto reply = channel_->request(protocol::Type::gc, nullptr, 0);

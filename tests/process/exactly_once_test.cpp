@@ -146,7 +146,8 @@ TEST_F(ExactlyOnce, TheOutboxPublishesEachCommittedRowOnce) {
     for (int i = 1; i <= 5; ++i) {
         ASSERT_TRUE(db.exec("BEGIN IMMEDIATE"));
         ASSERT_TRUE(db.exec("INSERT INTO applied VALUES ('order " + std::to_string(i) + "')"));
-        const Header h[] = {{"order", std::to_string(i)}};
+        const std::string order = std::to_string(i);
+        const Header h[] = {{"order", order}};
         ASSERT_TRUE(outbox->add("orders", "placed " + std::to_string(i), h));
         ASSERT_TRUE(db.exec(i == 3 ? "ROLLBACK" : "COMMIT"));  // order 3 never happened
     }

@@ -58,13 +58,6 @@ protected:
             if (auto eq = word.find('='); eq != std::string::npos) out[word.substr(0, eq)] = std::stoull(word.substr(eq + 1));
         return out;
     }
-    std::optional<TopicStats> stats(const std::string& topic) {
-        auto c = connect();
-        if (!c) return std::nullopt;
-        auto s = c->topic_stats(topic);
-        if (!s) return std::nullopt;
-        return std::move(s.value());
-    }
 };
 
 // Killed at each point of its 101st publish, then run again over the same 1000 messages.

@@ -7,24 +7,12 @@
 #include <nlohmann/json.hpp>
 
 #include "bus_fixture.h"
+#include "net.h"
 
 namespace shmbus::test {
 namespace {
 
 using namespace std::chrono_literals;
-
-// A port nobody listens on now (bound to 0, read back, closed).
-int free_port() {
-    const int s = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-    close(s);
-    return ntohs(a.sin_port);
-}
 
 // The body of GET http://127.0.0.1:PORT/PATH, or empty if nothing answered.
 std::string http_get(int port, const std::string& path) {

@@ -16,13 +16,6 @@ using namespace std::chrono_literals;
 
 class CrashRecovery : public PeerTest {
 protected:
-    std::optional<TopicStats> stats(const std::string& topic) {
-        auto c = connect();
-        if (!c) return std::nullopt;
-        auto s = c->topic_stats(topic);
-        if (!s) return std::nullopt;
-        return std::move(s.value());
-    }
     bool log_has(const std::string& text) { return read_file(path("daemon.log")).find(text) != std::string::npos; }
     uint64_t ms_since(std::chrono::steady_clock::time_point t0) {
         return uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count());

@@ -47,6 +47,13 @@ protected:
         args.insert(args.end(), extra.begin(), extra.end());
         return spawn(args, {path(name + ".out"), path(name + ".err"), "", std::nullopt, std::move(env)});
     }
+    std::optional<TopicStats> stats(const std::string& topic) {
+        auto c = connect();
+        if (!c) return std::nullopt;
+        auto s = c->topic_stats(topic);
+        if (!s) return std::nullopt;
+        return std::move(s.value());
+    }
     Summary finish_sub(const std::string& name, pid_t pid) {
         EXPECT_EQ(wait_exit(pid), 0) << read_file(path(name + ".err"));
         return parse_summary(read_file(path(name + ".out")));

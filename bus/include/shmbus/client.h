@@ -113,6 +113,9 @@ public:
     [[nodiscard]] Result<BusInfo> bus_info() noexcept;
 
     [[nodiscard]] const std::string& dir() const noexcept;
+    // The bus's random 64-bit id (bus.id in its directory): what names its segments, and what tells
+    // this bus from another when messages travel between hosts (`shmbus bridge`).
+    [[nodiscard]] uint64_t bus_id() const noexcept;
     // Times the control connection was re-established after shmbusd went away.
     [[nodiscard]] uint64_t reconnects() const noexcept;
 

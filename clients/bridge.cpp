@@ -1,0 +1,422 @@
+#include "bridge.h"
+
+#include <nats/nats.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "shmbus/headers.h"
+#include "shmbus/names.h"
+#include "shmbus/publisher.h"
+#include "shmbus/subscriber.h"
+
+namespace cli {
+
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr const char* kOriginHeader = "shmbus-origin-bus";  // the bus a message was first published on
+constexpr const char* kMsgIdHeader = "Nats-Msg-Id";
+constexpr int64_t kPublishWaitMs = 5000;   // a publish not acked by then counts as failed
+constexpr int kFetchBatch = 256;
+constexpr int64_t kFetchWaitMs = 250;
+constexpr int64_t kAckWaitNs = 5'000'000'000;  // a fetched message not acked by then is delivered again
+
+std::atomic<bool> g_stop{false};
+
+void log_line(const std::string& text) {
+    std::fprintf(stderr, "shmbus bridge: %s\n", text.c_str());
+    std::fflush(stderr);
+}
+
+std::string nats_error(natsStatus s) {
+    std::string text = natsStatus_GetText(s);
+    if (const char* last = nats_GetLastError(nullptr); last != nullptr && *last != '\0') text += std::string(" (") + last + ")";
+    return text;
+}
+
+std::string hex_id(uint64_t id) {
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(id));
+    return buf;
+}
+
+// A name for JetStream (durable consumer: no '.', '*', '>' or spaces) and for a shmbus producer
+// ([A-Za-z0-9._-], at most 47): what does not fit becomes '_', and a long one is cut and keeps a hash.
+std::string safe_name(const std::string& text, bool allow_dot) {
+    std::string out;
+    for (char c : text) out += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || (allow_dot && c == '.')) ? c : '_';
+    if (out.size() > 40) out = out.substr(0, 30) + "-" + hex_id(std::hash<std::string>{}(text)).substr(0, 8);
+    return out;
+}
+
+template <class T, void (*Destroy)(T*)>
+struct NatsDeleter {
+    void operator()(T* p) const { Destroy(p); }
+};
+using Options = std::unique_ptr<natsOptions, NatsDeleter<natsOptions, natsOptions_Destroy>>;
+using Connection = std::unique_ptr<natsConnection, NatsDeleter<natsConnection, natsConnection_Destroy>>;
+using JetStream = std::unique_ptr<jsCtx, NatsDeleter<jsCtx, jsCtx_Destroy>>;
+using Subscription = std::unique_ptr<natsSubscription, NatsDeleter<natsSubscription, natsSubscription_Destroy>>;
+using Msg = std::unique_ptr<natsMsg, NatsDeleter<natsMsg, natsMsg_Destroy>>;
+
+void on_disconnected(natsConnection*, void*) { log_line("disconnected from the NATS server; reconnecting"); }
+void on_reconnected(natsConnection*, void*) { log_line("reconnected to the NATS server"); }
+
+// The connection, with reconnects that never give up (every 250 ms), started even before the
+// server is up.
+natsStatus connect(const BridgeSettings& s, Connection& out) {
+    natsOptions* raw = nullptr;
+    if (natsStatus st = natsOptions_Create(&raw); st != NATS_OK) return st;
+    Options opts(raw);
+    natsStatus st = natsOptions_SetURL(raw, s.nats_url.c_str());
+    if (st == NATS_OK) st = natsOptions_SetName(raw, ("shmbus-bridge-" + s.name).c_str());
+    if (st == NATS_OK) st = natsOptions_SetMaxReconnect(raw, -1);
+    if (st == NATS_OK) st = natsOptions_SetReconnectWait(raw, 250);
+    // Nothing is held back to be replayed on reconnection: the library would send it to the new
+    // server ahead of the window the bridge sends again, out of order. A publish while
+    // disconnected fails at once instead, and its whole window is sent again, in order.
+    if (st == NATS_OK) st = natsOptions_SetReconnectBufSize(raw, 1);
+    if (st == NATS_OK) st = natsOptions_SetDisconnectedCB(raw, on_disconnected, nullptr);
+    if (st == NATS_OK) st = natsOptions_SetReconnectedCB(raw, on_reconnected, nullptr);
+    if (st == NATS_OK && !s.user.empty()) st = natsOptions_SetUserInfo(raw, s.user.c_str(), s.password.c_str());
+    if (st == NATS_OK && !s.token.empty()) st = natsOptions_SetToken(raw, s.token.c_str());
+    if (st == NATS_OK && !s.creds.empty()) st = natsOptions_SetUserCredentialsFromFiles(raw, s.creds.c_str(), nullptr);
+    if (st == NATS_OK && !s.tls_ca.empty()) {
+        st = natsOptions_SetSecure(raw, true);
+        if (st == NATS_OK) st = natsOptions_LoadCATrustedCertificates(raw, s.tls_ca.c_str());
+    }
+    if (st != NATS_OK) return st;
+    natsConnection* nc = nullptr;
+    st = natsConnection_Connect(&nc, raw);
+    out.reset(nc);
+    return st;
+}
+
+natsStatus jet_stream(natsConnection* nc, JetStream& out, jsOptions* opts) {
+    jsCtx* js = nullptr;
+    const natsStatus st = natsConnection_JetStream(&js, nc, opts);
+    out.reset(js);
+    return st;
+}
+
+// --stream NAME: made for the --out subjects unless it exists (its subjects are then its own).
+bool ensure_stream(natsConnection* nc, const BridgeSettings& s) {
+    JetStream js;
+    if (jet_stream(nc, js, nullptr) != NATS_OK) return false;
+    jsStreamInfo* info = nullptr;
+    jsErrCode jerr{};
+    if (js_GetStreamInfo(&info, js.get(), s.stream.c_str(), nullptr, &jerr) == NATS_OK) {
+        jsStreamInfo_Destroy(info);
+        return true;
+    }
+    std::vector<const char*> subjects;
+    for (const auto& [topic, subject] : s.out) subjects.push_back(subject.c_str());
+    jsStreamConfig cfg;
+    jsStreamConfig_Init(&cfg);
+    cfg.Name = s.stream.c_str();
+    cfg.Subjects = subjects.data();
+    cfg.SubjectsLen = int(subjects.size());
+    cfg.Storage = js_FileStorage;
+    const natsStatus st = js_AddStream(&info, js.get(), &cfg, nullptr, &jerr);
+    if (st != NATS_OK) {
+        log_line("cannot create stream '" + s.stream + "': " + nats_error(st));
+        return false;
+    }
+    jsStreamInfo_Destroy(info);
+    log_line("created stream '" + s.stream + "'");
+    return true;
+}
+
+// ---- outbound: topic -> subject ----
+
+struct OutState {
+    std::atomic<uint64_t> failures{0};
+    std::atomic<uint64_t> duplicates{0};  // acknowledged as already stored (a window sent again)
+    std::mutex mutex;
+    std::string stream;  // the stream that stores the subject, from the first acknowledgment
+};
+
+void on_publish_ack(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* closure) {
+    auto& state = *static_cast<OutState*>(closure);
+    if (pa != nullptr && pae == nullptr) {
+        if (pa->Duplicate) state.duplicates.fetch_add(1);
+        std::lock_guard lock(state.mutex);
+        if (state.stream.empty() && pa->Stream != nullptr) state.stream = pa->Stream;
+    } else {
+        state.failures.fetch_add(1);
+    }
+    natsMsg_Destroy(msg);
+}
+
+// A message of the window being forwarded, copied out of the ring: it is sent again from here
+// until JetStream acknowledged it (the ring's copy stays too: the cursor still holds it).
+struct Outgoing {
+    uint64_t id = 0;
+    std::string payload;
+    std::vector<std::pair<std::string, std::string>> headers;
+};
+
+Outgoing copy_out(const shmbus::Message& m) {
+    Outgoing o{m.id, std::string(m.text()), {}};
+    for (const shmbus::Header& h : m.headers) o.headers.emplace_back(h.key, h.value);
+    return o;
+}
+
+// The NATS message for `o`: its payload, its headers, its origin and its id for JetStream's
+// duplicate window.
+Msg to_nats(const std::string& subject, const std::string& topic, const std::string& bus, const Outgoing& o) {
+    natsMsg* raw = nullptr;
+    if (natsMsg_Create(&raw, subject.c_str(), nullptr, o.payload.data(), int(o.payload.size())) != NATS_OK) return nullptr;
+    Msg msg(raw);
+    bool has_origin = false;
+    for (const auto& [k, v] : o.headers) {
+        (void)natsMsgHeader_Add(raw, k.c_str(), v.c_str());
+        has_origin = has_origin || k == kOriginHeader;
+    }
+    if (!has_origin) (void)natsMsgHeader_Set(raw, kOriginHeader, bus.c_str());
+    (void)natsMsgHeader_Set(raw, kMsgIdHeader, (bus + "-" + topic + "-" + std::to_string(o.id)).c_str());
+    return msg;
+}
+
+// Forwards `topic` to `subject` until stopped. The cursor moves only past a window JetStream
+// acknowledged whole; a window with a failure is sent again whole (JetStream drops the repeats by
+// Nats-Msg-Id). One connection stores publishes in the order sent, so what a failed window left
+// stored is a prefix of it, and sending the window again keeps the stream's order.
+void forward_out(shmbus::Subscriber& sub, natsConnection* nc, const std::string& topic, const std::string& subject,
+                 const std::string& bus, uint32_t window) {
+    OutState state;
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.PublishAsync.MaxPending = window;
+    jo.PublishAsync.AckHandler = on_publish_ack;
+    jo.PublishAsync.AckHandlerClosure = &state;
+    JetStream js;
+    if (jet_stream(nc, js, &jo) != NATS_OK) {
+        log_line("no JetStream context for '" + topic + "'");
+        return;
+    }
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = kPublishWaitMs;
+    auto backoff = 100ms;
+    std::vector<Outgoing> window_msgs;     // read, not yet acknowledged by JetStream
+    std::optional<shmbus::Message> last;  // the window's last message: what the cursor is acked up to
+    while (!g_stop.load()) {
+        if (!last) {
+            const auto r = sub.receive([&](const shmbus::Message& m) {
+                last = m;
+                // A message that came in from another bus is not sent back out: every bus reads
+                // the subject itself.
+                if (auto origin = m.headers.get(kOriginHeader); origin && *origin != bus) return;
+                window_msgs.push_back(copy_out(m));
+            }, 100ms, window);
+            if (r.status == shmbus::ReceiveStatus::deleted || r.status == shmbus::ReceiveStatus::corrupt) {
+                log_line("topic '" + topic + "' can no longer be read: " + (r.status == shmbus::ReceiveStatus::deleted ? "deleted" : "corrupt"));
+                return;
+            }
+            if (!last) continue;
+        }
+        state.failures.store(0);
+        state.duplicates.store(0);
+        for (const Outgoing& o : window_msgs) {
+            natsMsg* raw = to_nats(subject, topic, bus, o).release();
+            if (raw == nullptr || js_PublishMsgAsync(js.get(), &raw, &po) != NATS_OK) state.failures.fetch_add(1);
+            natsMsg_Destroy(raw);  // no-op once the library took it
+        }
+        jsPubOptions wait;
+        jsPubOptions_Init(&wait);
+        wait.MaxWait = kPublishWaitMs * 2;
+        const natsStatus st = window_msgs.empty() ? NATS_OK : js_PublishAsyncComplete(js.get(), &wait);
+        if (st != NATS_OK) {  // some never answered: forget them, they are sent again
+            natsMsgList pending{};
+            if (js_PublishAsyncGetPendingList(&pending, js.get()) == NATS_OK) natsMsgList_Destroy(&pending);
+        }
+        if (st == NATS_OK && state.failures.load() == 0) {
+            if (const uint64_t d = state.duplicates.load(); d != 0)
+                log_line("'" + topic + "' -> '" + subject + "': " + std::to_string(d) + " of " + std::to_string(window_msgs.size()) +
+                         " were stored already (sent again)");
+            (void)sub.ack(*last);
+            last.reset();
+            window_msgs.clear();
+            backoff = 100ms;
+            continue;
+        }
+        log_line("'" + topic + "' -> '" + subject + "': " + std::to_string(state.failures.load()) + " of " +
+                 std::to_string(window_msgs.size()) + " not acknowledged (" + (st == NATS_OK ? "refused" : nats_error(st)) +
+                 "); sending them again from id " + std::to_string(window_msgs.front().id));
+        std::this_thread::sleep_for(backoff);
+        backoff = std::min<std::chrono::milliseconds>(backoff * 2, 2000ms);
+    }
+}
+
+// ---- inbound: subject -> topic ----
+
+// The local headers of a NATS message: its own (those shmbus can carry) and its origin, so that
+// this bus never sends it back out.
+std::vector<std::pair<std::string, std::string>> from_nats_headers(natsMsg* msg, std::string& origin) {
+    std::vector<std::pair<std::string, std::string>> out;
+    const char** keys = nullptr;
+    int count = 0;
+    if (natsMsgHeader_Keys(msg, &keys, &count) == NATS_OK) {
+        for (int i = 0; i < count; ++i) {
+            const std::string key = keys[i];
+            if (key == kMsgIdHeader || !shmbus::validate_header_key(key)) continue;
+            const char** values = nullptr;
+            int n = 0;
+            if (natsMsgHeader_Values(msg, keys[i], &values, &n) != NATS_OK) continue;
+            for (int v = 0; v < n; ++v) {
+                if (key == kOriginHeader) origin = values[v];
+                else out.emplace_back(key, values[v]);
+            }
+            free(values);
+        }
+        free(keys);
+    }
+    if (origin.empty()) origin = "nats";  // published into NATS directly
+    out.emplace_back(kOriginHeader, origin);
+    return out;
+}
+
+void forward_in(shmbus::Publisher& pub, natsConnection* nc, const std::string& subject, const std::string& durable,
+                const std::string& topic, const std::string& bus) {
+    JetStream js;
+    if (jet_stream(nc, js, nullptr) != NATS_OK) return;
+    Subscription sub;
+    auto backoff = 100ms;
+    while (!g_stop.load()) {
+        if (!sub) {
+            jsSubOptions so;
+            jsSubOptions_Init(&so);
+            so.Config.AckPolicy = js_AckExplicit;
+            so.Config.DeliverPolicy = js_DeliverAll;
+            // What a bridge killed mid-batch had fetched comes again after this (the default is 30 s).
+            so.Config.AckWait = kAckWaitNs;
+            // No more unacked than one batch: a restarted bridge gets nothing new before what its
+            // predecessor left unacked, so messages arrive in stream order, which the producer's
+            // sequence check relies on (a lower sequence after a higher one reads as a duplicate).
+            so.Config.MaxAckPending = kFetchBatch;
+            natsSubscription* raw = nullptr;
+            jsErrCode jerr{};
+            const natsStatus st = js_PullSubscribe(&raw, js.get(), subject.c_str(), durable.c_str(), nullptr, &so, &jerr);
+            sub.reset(raw);
+            if (st != NATS_OK) {
+                log_line("cannot consume '" + subject + "' yet: " + nats_error(st));
+                std::this_thread::sleep_for(backoff);
+                backoff = std::min<std::chrono::milliseconds>(backoff * 2, 2000ms);
+                continue;
+            }
+            backoff = 100ms;
+        }
+        natsMsgList list{};
+        jsErrCode jerr{};
+        const natsStatus st = natsSubscription_Fetch(&list, sub.get(), kFetchBatch, kFetchWaitMs, &jerr);
+        if (st == NATS_TIMEOUT) continue;
+        if (st != NATS_OK) {
+            std::this_thread::sleep_for(100ms);
+            continue;
+        }
+        for (int i = 0; i < list.Count && !g_stop.load(); ++i) {
+            natsMsg* msg = list.Msgs[i];
+            jsMsgMetaData* meta = nullptr;
+            if (natsMsg_GetMetaData(&meta, msg) != NATS_OK) continue;
+            const uint64_t sequence = meta->Sequence.Stream;
+            jsMsgMetaData_Destroy(meta);
+            std::string origin;
+            const auto pairs = from_nats_headers(msg, origin);
+            if (origin == bus) {  // ours, sent out by this bus: already here
+                (void)natsMsg_Ack(msg, nullptr);
+                continue;
+            }
+            std::vector<shmbus::Header> headers;
+            for (const auto& [k, v] : pairs) headers.push_back({k, v});
+            const auto payload = std::as_bytes(std::span<const char>(natsMsg_GetData(msg), std::size_t(natsMsg_GetDataLength(msg))));
+            // The stream sequence as the producer's: a message delivered again after a crash
+            // between the local commit and the JetStream ack is a duplicate here. In order: one
+            // that cannot be published now (a full topic) is tried again, never stepped over.
+            shmbus::PublishStatus ps = pub.publish_sequence(sequence, payload, headers);
+            for (auto wait = 100ms; ps != shmbus::PublishStatus::ok && ps != shmbus::PublishStatus::duplicate && !g_stop.load();
+                 wait = std::min<std::chrono::milliseconds>(wait * 2, 2000ms)) {
+                log_line("'" + subject + "' -> '" + topic + "': stream message " + std::to_string(sequence) +
+                         " not published yet: " + shmbus::to_string(ps));
+                if (ps == shmbus::PublishStatus::deleted || ps == shmbus::PublishStatus::corrupt) return;
+                std::this_thread::sleep_for(wait);
+                ps = pub.publish_sequence(sequence, payload, headers);
+            }
+            if (ps == shmbus::PublishStatus::ok || ps == shmbus::PublishStatus::duplicate) (void)natsMsg_Ack(msg, nullptr);
+        }
+        natsMsgList_Destroy(&list);
+    }
+}
+
+}  // namespace
+
+bool bridge_available() noexcept { return true; }
+
+int run_bridge(shmbus::Client& client, const BridgeSettings& s) {
+    if (s.out.empty() && s.in.empty()) {
+        std::cerr << "shmbus: bridge needs at least one --out or --in\n";
+        return 2;
+    }
+    const std::string durable = "bridge-" + safe_name(s.name, true);
+    if (auto st = shmbus::validate_subscription_name(durable); !st) {
+        std::cerr << "shmbus: bridge name: " << st.error().message << "\n";
+        return 2;
+    }
+    const std::string bus = hex_id(client.bus_id());
+    // Everything local first: a topic that cannot be opened is an error before NATS is involved.
+    std::vector<shmbus::Subscriber> outs;
+    for (const auto& [topic, subject] : s.out) {
+        shmbus::SubscribeOptions o;
+        o.durable_name = durable;
+        o.from = shmbus::StartFrom::earliest;  // a new bridge forwards what the ring still holds
+        o.auto_ack = false;
+        auto sub = client.subscribe(topic, o);
+        if (!sub) {
+            std::cerr << "shmbus: bridge: " << sub.error().message << "\n";
+            return 1;
+        }
+        outs.push_back(std::move(sub.value()));
+    }
+    std::vector<shmbus::Publisher> ins;
+    std::vector<std::string> consumers;
+    for (const auto& [subject, topic] : s.in) {
+        shmbus::PublisherOptions o;
+        o.producer = "bridge." + safe_name(s.name + "." + subject, true);
+        o.block_timeout = 1s;
+        auto pub = client.publisher(topic, o);
+        if (!pub) {
+            std::cerr << "shmbus: bridge: " << pub.error().message << "\n";
+            return 1;
+        }
+        ins.push_back(std::move(pub.value()));
+        consumers.push_back(safe_name(s.name + "-" + subject, false));
+    }
+
+    Connection nc;
+    if (natsStatus st = connect(s, nc); st != NATS_OK) {
+        std::cerr << "shmbus: bridge: cannot connect to " << s.nats_url << ": " << nats_error(st) << "\n";
+        return 1;
+    }
+    if (!s.stream.empty() && !ensure_stream(nc.get(), s)) return 1;
+    std::signal(SIGTERM, [](int) { g_stop.store(true); });
+    std::signal(SIGINT, [](int) { g_stop.store(true); });
+    log_line("bus " + bus + " <-> " + s.nats_url + ": " + std::to_string(s.out.size()) + " out, " + std::to_string(s.in.size()) + " in");
+    std::vector<std::thread> threads;
+    for (std::size_t i = 0; i < s.out.size(); ++i)
+        threads.emplace_back(forward_out, std::ref(outs[i]), nc.get(), s.out[i].first, s.out[i].second, bus, s.window);
+    for (std::size_t i = 0; i < s.in.size(); ++i)
+        threads.emplace_back(forward_in, std::ref(ins[i]), nc.get(), s.in[i].first, consumers[i], s.in[i].second, bus);
+    for (auto& t : threads) t.join();
+    return 0;
+}
+
+}  // namespace cli
