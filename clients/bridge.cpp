@@ -2,6 +2,7 @@
 
 #include <nats/nats.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -286,6 +287,34 @@ std::vector<std::pair<std::string, std::string>> from_nats_headers(natsMsg* msg,
     return out;
 }
 
+// The stream that stores `subject`, or empty.
+std::string stream_of(jsCtx* js, const std::string& subject) {
+    jsOptions o;
+    jsOptions_Init(&o);
+    o.Stream.Info.SubjectsFilter = subject.c_str();
+    jsStreamNamesList* names = nullptr;
+    std::string out;
+    if (js_StreamNames(&names, js, &o, nullptr) == NATS_OK && names != nullptr && names->Count > 0) out = names->List[0];
+    if (names != nullptr) jsStreamNamesList_Destroy(names);
+    return out;
+}
+
+// Where the durable consumer must start so that nothing committed here comes twice and nothing
+// fetched by a predecessor and never published here is stepped over: one past the higher of this
+// topic's last sequence from the bridge's producer and the consumer's own ack floor (the latter
+// matters when the topic is new, after a reboot). A consumer left with a predecessor's unacked
+// messages would deliver new ones before them, out of order, so it is made again at that point.
+uint64_t restart_consumer(jsCtx* js, const std::string& stream, const std::string& durable, uint64_t committed) {
+    uint64_t floor = 0;
+    jsConsumerInfo* ci = nullptr;
+    if (js_GetConsumerInfo(&ci, js, stream.c_str(), durable.c_str(), nullptr, nullptr) == NATS_OK) {
+        floor = ci->AckFloor.Stream;
+        jsConsumerInfo_Destroy(ci);
+        (void)js_DeleteConsumer(js, stream.c_str(), durable.c_str(), nullptr, nullptr);
+    }
+    return std::max(floor, committed) + 1;
+}
+
 void forward_in(shmbus::Publisher& pub, natsConnection* nc, const std::string& subject, const std::string& durable,
                 const std::string& topic, const std::string& bus) {
     JetStream js;
@@ -294,15 +323,19 @@ void forward_in(shmbus::Publisher& pub, natsConnection* nc, const std::string& s
     auto backoff = 100ms;
     while (!g_stop.load()) {
         if (!sub) {
+            const std::string stream = stream_of(js.get(), subject);
             jsSubOptions so;
             jsSubOptions_Init(&so);
             so.Config.AckPolicy = js_AckExplicit;
             so.Config.DeliverPolicy = js_DeliverAll;
+            if (!stream.empty()) {
+                so.Config.DeliverPolicy = js_DeliverByStartSequence;
+                so.Config.OptStartSeq = restart_consumer(js.get(), stream, durable, pub.last_sequence());
+            }
             // What a bridge killed mid-batch had fetched comes again after this (the default is 30 s).
             so.Config.AckWait = kAckWaitNs;
-            // No more unacked than one batch: a restarted bridge gets nothing new before what its
-            // predecessor left unacked, so messages arrive in stream order, which the producer's
-            // sequence check relies on (a lower sequence after a higher one reads as a duplicate).
+            // One batch in hand at a time, processed in order: the producer's sequence check relies
+            // on stream order (a lower sequence after a higher one reads as a duplicate).
             so.Config.MaxAckPending = kFetchBatch;
             natsSubscription* raw = nullptr;
             jsErrCode jerr{};

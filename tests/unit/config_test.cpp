@@ -55,7 +55,7 @@ TEST(Config, AnEmptyFileIsTheDefault) {
 TEST(Config, EveryMistakeNamesItsLine) {
     EXPECT_EQ(parse_error("[bus]\n\nacces_group = \"x\"\n"),
               "test.toml:3: unknown key 'acces_group' in [bus] (known: dir, log_level, log, access_group, metrics)");
-    EXPECT_EQ(parse_error("[busses]\n"), "test.toml:1: unknown table or key 'busses' (known: [bus], [defaults], [topics.NAME], [[acl]])");
+    EXPECT_EQ(parse_error("[busses]\n"), "test.toml:1: unknown table or key 'busses' (known: [bus], [defaults], [topics.NAME], [[acl]], [bridge])");
     EXPECT_EQ(parse_error("[bus]\ndir = 3\n"), "test.toml:2: 'dir' must be a string");
     EXPECT_EQ(parse_error("[bus]\ndir = \"relative\"\n"), "test.toml:2: 'dir' must be an absolute path");
     EXPECT_EQ(parse_error("[bus]\nlog_level = \"loud\"\n"),
