@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <set>
 #include <thread>
 
@@ -265,6 +266,40 @@ TEST_F(Bridge, TwoBusesJoinedThroughOneSubjectDeliverOnceWithoutEchoes) {
     kill(other_daemon, SIGTERM);
     (void)wait_exit(other_daemon, 10s);
     std::filesystem::remove_all(other);
+}
+
+// The [bridge] section of a configuration file (shmbusd's own accepts it): its settings run the
+// bridge, the command line wins, and a mistake names its line.
+TEST_F(Bridge, TheConfigFilesBridgeSectionRunsItAndAMistakeNamesItsLine) {
+    {
+        std::ofstream f(path("bus.toml"));
+        f << "[bus]\nlog_level = \"info\"\n\n[bridge]\nname = \"from-file\"\nnats = \"nats://127.0.0.1:1\"\nout = [\"t:cfg.t\"]\n"
+          << "stream = \"CFG\"\nwindow = 64\n";
+        std::ofstream bad(path("bad.toml"));
+        bad << "[bridge]\nnats = \"" << nats->url() << "\"\noutput = [\"t\"]\n";
+    }
+    const auto wrong = cli({"bridge", "--config", path("bad.toml")});
+    EXPECT_EQ(wrong.code, 2);
+    EXPECT_NE(wrong.err.find(path("bad.toml") + ":3: unknown key 'output' in [bridge]"), std::string::npos) << wrong.err;
+    // shmbusd itself starts with a [bridge] section in its file
+    std::filesystem::create_directories(dir + "-cfg");
+    const pid_t d = spawn({SHMBUSD_PATH, "--dir", dir + "-cfg", "--config", path("bus.toml")}, {path("cfgd.out"), path("cfgd.err")});
+    EXPECT_TRUE(eventually([&] { return read_file(path("cfgd.out")).find("ready") != std::string::npos; }))
+        << read_file(path("cfgd.out")) << read_file(path("cfgd.err"));
+    kill(d, SIGTERM);
+    EXPECT_EQ(wait_exit(d), 0);
+    std::filesystem::remove_all(dir + "-cfg");
+    // The file's settings, with --nats from the command line in place of the file's.
+    bridge("cfg", {"--config", path("bus.toml"), "--nats", nats->url()});
+    EXPECT_TRUE(eventually([&] { return read_file(path("cfg.err")).find("1 out, 0 in") != std::string::npos; }, 20s)) << read_file(path("cfg.err"));
+    auto c = connect();
+    ASSERT_EQ(c->publisher("t")->publish("configured"), PublishStatus::ok);
+    NatsClient reader(nats->url());
+    EXPECT_TRUE(eventually([&] { return reader.count("CFG") == 1; }, 20s));
+    const auto st = c->topic_stats("t");
+    bool found = false;
+    for (const auto& sub : st->subscriptions) found = found || sub.name == "bridge-from-file";
+    EXPECT_TRUE(found);
 }
 
 class BridgeWithPassword : public Bridge {
