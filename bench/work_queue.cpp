@@ -1,5 +1,7 @@
 #include "work_queue.h"
 
+#include "net.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pwd.h>
@@ -25,6 +27,8 @@
 
 namespace bench {
 namespace {
+
+using shmbus::test::free_port;
 
 constexpr std::size_t kSize = 64;
 constexpr uint32_t kWindow = 64;  // the group's window, RabbitMQ's prefetch, XREADGROUP's COUNT
@@ -306,17 +310,6 @@ void shmbus_settle_cost(benchmark::State& state, bool nack, uint64_t total) {
 
 // ---- servers for the peers ----
 
-int free_port() {
-    const int s = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-    close(s);
-    return ntohs(a.sin_port);
-}
 
 bool executable(const char* path) { return access(path, X_OK) == 0; }
 

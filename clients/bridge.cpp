@@ -1,6 +1,10 @@
 #include "bridge.h"
 
 #include <nats/nats.h>
+#include <prometheus/counter.h>
+#include <prometheus/exposer.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
 
 #include <algorithm>
 #include <atomic>
@@ -8,6 +12,7 @@
 #include <csignal>
 #include <cstdio>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -32,6 +37,41 @@ constexpr int64_t kFetchWaitMs = 250;
 constexpr int64_t kAckWaitNs = 5'000'000'000;  // a fetched message not acked by then is delivered again
 
 std::atomic<bool> g_stop{false};
+
+// What the bridge shows on its metrics endpoint (--metrics): whether it is connected, and per
+// mapping the messages carried and the windows (out) or publishes (in) it had to try again.
+// Lag is the topic's: the durable subscription bridge-NAME (out) in shmbusd's metrics and bus-top.
+struct BridgeMetrics {
+    std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
+    prometheus::Family<prometheus::Gauge>& connected =
+        prometheus::BuildGauge().Name("shmbus_bridge_connected").Help("1 while connected to the NATS server").Register(*registry);
+    prometheus::Family<prometheus::Counter>& reconnects =
+        prometheus::BuildCounter().Name("shmbus_bridge_reconnects_total").Help("Reconnections to the NATS server").Register(*registry);
+    prometheus::Family<prometheus::Counter>& carried =
+        prometheus::BuildCounter().Name("shmbus_bridge_messages_total").Help("Messages carried, acknowledged at the far side").Register(*registry);
+    prometheus::Family<prometheus::Counter>& retried =
+        prometheus::BuildCounter().Name("shmbus_bridge_retries_total").Help("Windows sent again (out), publishes tried again (in)").Register(*registry);
+    std::unique_ptr<prometheus::Exposer> exposer;
+};
+BridgeMetrics* g_metrics = nullptr;  // set once before any thread starts; null without --metrics
+std::string g_bridge_name;
+
+struct MappingCounters {
+    prometheus::Counter* carried = nullptr;
+    prometheus::Counter* retried = nullptr;
+    void carry(double n) const { if (carried) carried->Increment(n); }
+    void retry() const { if (retried) retried->Increment(); }
+};
+MappingCounters counters_for(const char* direction, const std::string& topic, const std::string& subject) {
+    if (g_metrics == nullptr) return {};
+    const std::map<std::string, std::string> labels{{"bridge", g_bridge_name}, {"direction", direction}, {"topic", topic}, {"subject", subject}};
+    return {&g_metrics->carried.Add(labels), &g_metrics->retried.Add(labels)};
+}
+void set_connected(bool up) {
+    if (g_metrics == nullptr) return;
+    g_metrics->connected.Add({{"bridge", g_bridge_name}}).Set(up ? 1 : 0);
+    if (up) g_metrics->reconnects.Add({{"bridge", g_bridge_name}}).Increment(0);
+}
 
 void log_line(const std::string& text) {
     std::fprintf(stderr, "shmbus bridge: %s\n", text.c_str());
@@ -69,25 +109,27 @@ using JetStream = std::unique_ptr<jsCtx, NatsDeleter<jsCtx, jsCtx_Destroy>>;
 using Subscription = std::unique_ptr<natsSubscription, NatsDeleter<natsSubscription, natsSubscription_Destroy>>;
 using Msg = std::unique_ptr<natsMsg, NatsDeleter<natsMsg, natsMsg_Destroy>>;
 
-void on_disconnected(natsConnection*, void*) { log_line("disconnected from the NATS server; reconnecting"); }
-void on_reconnected(natsConnection*, void*) { log_line("reconnected to the NATS server"); }
+void on_disconnected(natsConnection*, void*) {
+    set_connected(false);
+    log_line("disconnected from the NATS server; reconnecting");
+}
+void on_reconnected(natsConnection*, void*) {
+    set_connected(true);
+    if (g_metrics != nullptr) g_metrics->reconnects.Add({{"bridge", g_bridge_name}}).Increment();
+    log_line("reconnected to the NATS server");
+}
 
-// The connection, with reconnects that never give up (every 250 ms), started even before the
-// server is up.
+// One connection, never reconnected by the library: after a disconnection the library would send
+// what it still held for the old server to the new one ahead of the window the bridge sends again,
+// out of order. Each forwarding loop makes its own (Link) and makes it again when it fails.
 natsStatus connect(const BridgeSettings& s, Connection& out) {
     natsOptions* raw = nullptr;
     if (natsStatus st = natsOptions_Create(&raw); st != NATS_OK) return st;
     Options opts(raw);
     natsStatus st = natsOptions_SetURL(raw, s.nats_url.c_str());
     if (st == NATS_OK) st = natsOptions_SetName(raw, ("shmbus-bridge-" + s.name).c_str());
-    if (st == NATS_OK) st = natsOptions_SetMaxReconnect(raw, -1);
-    if (st == NATS_OK) st = natsOptions_SetReconnectWait(raw, 250);
-    // Nothing is held back to be replayed on reconnection: the library would send it to the new
-    // server ahead of the window the bridge sends again, out of order. A publish while
-    // disconnected fails at once instead, and its whole window is sent again, in order.
-    if (st == NATS_OK) st = natsOptions_SetReconnectBufSize(raw, 1);
+    if (st == NATS_OK) st = natsOptions_SetAllowReconnect(raw, false);
     if (st == NATS_OK) st = natsOptions_SetDisconnectedCB(raw, on_disconnected, nullptr);
-    if (st == NATS_OK) st = natsOptions_SetReconnectedCB(raw, on_reconnected, nullptr);
     if (st == NATS_OK && !s.user.empty()) st = natsOptions_SetUserInfo(raw, s.user.c_str(), s.password.c_str());
     if (st == NATS_OK && !s.token.empty()) st = natsOptions_SetToken(raw, s.token.c_str());
     if (st == NATS_OK && !s.creds.empty()) st = natsOptions_SetUserCredentialsFromFiles(raw, s.creds.c_str(), nullptr);
@@ -108,6 +150,38 @@ natsStatus jet_stream(natsConnection* nc, JetStream& out, jsOptions* opts) {
     out.reset(js);
     return st;
 }
+
+// A forwarding loop's connection and JetStream context, made again (every 250 ms to 2 s) after
+// the server went away, until the bridge stops.
+struct Link {
+    const BridgeSettings& settings;
+    jsOptions* options;  // the JetStream context's (asynchronous publishing), or null
+    Connection nc;
+    JetStream js;
+    bool was_connected = false;
+
+    [[nodiscard]] bool ensure() {
+        auto backoff = 250ms;
+        while (!g_stop.load()) {
+            if (nc && natsConnection_Status(nc.get()) == NATS_CONN_STATUS_CONNECTED) return true;
+            drop();
+            if (connect(settings, nc) == NATS_OK && jet_stream(nc.get(), js, options) == NATS_OK) {
+                if (was_connected) on_reconnected(nc.get(), nullptr);
+                was_connected = true;
+                set_connected(true);
+                return true;
+            }
+            std::this_thread::sleep_for(backoff);
+            backoff = std::min<std::chrono::milliseconds>(backoff * 2, 2000ms);
+        }
+        return false;
+    }
+    // Discards the connection and whatever it still held for the server.
+    void drop() {
+        js.reset();
+        nc.reset();
+    }
+};
 
 // --stream NAME: made for the --out subjects unless it exists (its subjects are then its own).
 bool ensure_stream(natsConnection* nc, const BridgeSettings& s) {
@@ -192,7 +266,7 @@ Msg to_nats(const std::string& subject, const std::string& topic, const std::str
 // acknowledged whole; a window with a failure is sent again whole (JetStream drops the repeats by
 // Nats-Msg-Id). One connection stores publishes in the order sent, so what a failed window left
 // stored is a prefix of it, and sending the window again keeps the stream's order.
-void forward_out(shmbus::Subscriber& sub, natsConnection* nc, const std::string& topic, const std::string& subject,
+void forward_out(shmbus::Subscriber& sub, const BridgeSettings& settings, const std::string& topic, const std::string& subject,
                  const std::string& bus, uint32_t window) {
     OutState state;
     jsOptions jo;
@@ -200,18 +274,16 @@ void forward_out(shmbus::Subscriber& sub, natsConnection* nc, const std::string&
     jo.PublishAsync.MaxPending = window;
     jo.PublishAsync.AckHandler = on_publish_ack;
     jo.PublishAsync.AckHandlerClosure = &state;
-    JetStream js;
-    if (jet_stream(nc, js, &jo) != NATS_OK) {
-        log_line("no JetStream context for '" + topic + "'");
-        return;
-    }
+    Link link{settings, &jo, nullptr, nullptr};
     jsPubOptions po;
     jsPubOptions_Init(&po);
     po.MaxWait = kPublishWaitMs;
+    const MappingCounters counters = counters_for("out", topic, subject);
     auto backoff = 100ms;
     std::vector<Outgoing> window_msgs;     // read, not yet acknowledged by JetStream
     std::optional<shmbus::Message> last;  // the window's last message: what the cursor is acked up to
     while (!g_stop.load()) {
+        if (!link.ensure()) return;  // also while idle: its state (and the metrics) follow the server
         if (!last) {
             const auto r = sub.receive([&](const shmbus::Message& m) {
                 last = m;
@@ -226,26 +298,32 @@ void forward_out(shmbus::Subscriber& sub, natsConnection* nc, const std::string&
             }
             if (!last) continue;
         }
+        if (!link.ensure()) return;
+        jsCtx* js = link.js.get();
         state.failures.store(0);
         state.duplicates.store(0);
         for (const Outgoing& o : window_msgs) {
+            // After the first failure nothing more of the window goes out: a later message must
+            // never reach a (new) server ahead of an earlier one that is to be sent again.
+            if (state.failures.load() != 0) break;
             natsMsg* raw = to_nats(subject, topic, bus, o).release();
-            if (raw == nullptr || js_PublishMsgAsync(js.get(), &raw, &po) != NATS_OK) state.failures.fetch_add(1);
+            if (raw == nullptr || js_PublishMsgAsync(js, &raw, &po) != NATS_OK) state.failures.fetch_add(1);
             natsMsg_Destroy(raw);  // no-op once the library took it
         }
         jsPubOptions wait;
         jsPubOptions_Init(&wait);
         wait.MaxWait = kPublishWaitMs * 2;
-        const natsStatus st = window_msgs.empty() ? NATS_OK : js_PublishAsyncComplete(js.get(), &wait);
+        const natsStatus st = window_msgs.empty() ? NATS_OK : js_PublishAsyncComplete(js, &wait);
         if (st != NATS_OK) {  // some never answered: forget them, they are sent again
             natsMsgList pending{};
-            if (js_PublishAsyncGetPendingList(&pending, js.get()) == NATS_OK) natsMsgList_Destroy(&pending);
+            if (js_PublishAsyncGetPendingList(&pending, js) == NATS_OK) natsMsgList_Destroy(&pending);
         }
         if (st == NATS_OK && state.failures.load() == 0) {
             if (const uint64_t d = state.duplicates.load(); d != 0)
                 log_line("'" + topic + "' -> '" + subject + "': " + std::to_string(d) + " of " + std::to_string(window_msgs.size()) +
                          " were stored already (sent again)");
             (void)sub.ack(*last);
+            counters.carry(double(window_msgs.size()));
             last.reset();
             window_msgs.clear();
             backoff = 100ms;
@@ -254,6 +332,10 @@ void forward_out(shmbus::Subscriber& sub, natsConnection* nc, const std::string&
         log_line("'" + topic + "' -> '" + subject + "': " + std::to_string(state.failures.load()) + " of " +
                  std::to_string(window_msgs.size()) + " not acknowledged (" + (st == NATS_OK ? "refused" : nats_error(st)) +
                  "); sending them again from id " + std::to_string(window_msgs.front().id));
+        counters.retry();
+        // A new connection for the next try: nothing the old one still holds may reach the server
+        // ahead of the window.
+        link.drop();
         std::this_thread::sleep_for(backoff);
         backoff = std::min<std::chrono::milliseconds>(backoff * 2, 2000ms);
     }
@@ -315,22 +397,24 @@ uint64_t restart_consumer(jsCtx* js, const std::string& stream, const std::strin
     return std::max(floor, committed) + 1;
 }
 
-void forward_in(shmbus::Publisher& pub, natsConnection* nc, const std::string& subject, const std::string& durable,
+void forward_in(shmbus::Publisher& pub, const BridgeSettings& settings, const std::string& subject, const std::string& durable,
                 const std::string& topic, const std::string& bus) {
-    JetStream js;
-    if (jet_stream(nc, js, nullptr) != NATS_OK) return;
+    Link link{settings, nullptr, nullptr, nullptr};
+    const MappingCounters counters = counters_for("in", topic, subject);
     Subscription sub;
     auto backoff = 100ms;
     while (!g_stop.load()) {
+        if (!link.ensure()) return;
+        jsCtx* js = link.js.get();
         if (!sub) {
-            const std::string stream = stream_of(js.get(), subject);
+            const std::string stream = stream_of(js, subject);
             jsSubOptions so;
             jsSubOptions_Init(&so);
             so.Config.AckPolicy = js_AckExplicit;
             so.Config.DeliverPolicy = js_DeliverAll;
             if (!stream.empty()) {
                 so.Config.DeliverPolicy = js_DeliverByStartSequence;
-                so.Config.OptStartSeq = restart_consumer(js.get(), stream, durable, pub.last_sequence());
+                so.Config.OptStartSeq = restart_consumer(js, stream, durable, pub.last_sequence());
             }
             // What a bridge killed mid-batch had fetched comes again after this (the default is 30 s).
             so.Config.AckWait = kAckWaitNs;
@@ -339,7 +423,7 @@ void forward_in(shmbus::Publisher& pub, natsConnection* nc, const std::string& s
             so.Config.MaxAckPending = kFetchBatch;
             natsSubscription* raw = nullptr;
             jsErrCode jerr{};
-            const natsStatus st = js_PullSubscribe(&raw, js.get(), subject.c_str(), durable.c_str(), nullptr, &so, &jerr);
+            const natsStatus st = js_PullSubscribe(&raw, js, subject.c_str(), durable.c_str(), nullptr, &so, &jerr);
             sub.reset(raw);
             if (st != NATS_OK) {
                 log_line("cannot consume '" + subject + "' yet: " + nats_error(st));
@@ -353,7 +437,9 @@ void forward_in(shmbus::Publisher& pub, natsConnection* nc, const std::string& s
         jsErrCode jerr{};
         const natsStatus st = natsSubscription_Fetch(&list, sub.get(), kFetchBatch, kFetchWaitMs, &jerr);
         if (st == NATS_TIMEOUT) continue;
-        if (st != NATS_OK) {
+        if (st != NATS_OK) {  // the server went away: a new connection, and the consumer made again
+            sub.reset();
+            link.drop();
             std::this_thread::sleep_for(100ms);
             continue;
         }
@@ -381,10 +467,14 @@ void forward_in(shmbus::Publisher& pub, natsConnection* nc, const std::string& s
                 log_line("'" + subject + "' -> '" + topic + "': stream message " + std::to_string(sequence) +
                          " not published yet: " + shmbus::to_string(ps));
                 if (ps == shmbus::PublishStatus::deleted || ps == shmbus::PublishStatus::corrupt) return;
+                counters.retry();
                 std::this_thread::sleep_for(wait);
                 ps = pub.publish_sequence(sequence, payload, headers);
             }
-            if (ps == shmbus::PublishStatus::ok || ps == shmbus::PublishStatus::duplicate) (void)natsMsg_Ack(msg, nullptr);
+            if (ps == shmbus::PublishStatus::ok || ps == shmbus::PublishStatus::duplicate) {
+                (void)natsMsg_Ack(msg, nullptr);
+                if (ps == shmbus::PublishStatus::ok) counters.carry(1);
+            }
         }
         natsMsgList_Destroy(&list);
     }
@@ -434,21 +524,38 @@ int run_bridge(shmbus::Client& client, const BridgeSettings& s) {
         consumers.push_back(safe_name(s.name + "-" + subject, false));
     }
 
+    BridgeMetrics metrics;
+    g_bridge_name = s.name;
+    if (!s.metrics.empty()) {
+        const std::string address = s.metrics.find(':') == std::string::npos ? "127.0.0.1:" + s.metrics : s.metrics;
+        try {
+            metrics.exposer = std::make_unique<prometheus::Exposer>(address, 1);
+            metrics.exposer->RegisterCollectable(metrics.registry);
+        } catch (const std::exception& e) {
+            std::cerr << "shmbus: bridge: cannot serve metrics on " << address << ": " << e.what() << "\n";
+            return 1;
+        }
+        g_metrics = &metrics;
+        set_connected(false);
+    }
     Connection nc;
     if (natsStatus st = connect(s, nc); st != NATS_OK) {
         std::cerr << "shmbus: bridge: cannot connect to " << s.nats_url << ": " << nats_error(st) << "\n";
         return 1;
     }
+    set_connected(true);
     if (!s.stream.empty() && !ensure_stream(nc.get(), s)) return 1;
     std::signal(SIGTERM, [](int) { g_stop.store(true); });
     std::signal(SIGINT, [](int) { g_stop.store(true); });
     log_line("bus " + bus + " <-> " + s.nats_url + ": " + std::to_string(s.out.size()) + " out, " + std::to_string(s.in.size()) + " in");
+    nc.reset();  // it checked the credentials and the stream: each mapping has its own (Link)
     std::vector<std::thread> threads;
     for (std::size_t i = 0; i < s.out.size(); ++i)
-        threads.emplace_back(forward_out, std::ref(outs[i]), nc.get(), s.out[i].first, s.out[i].second, bus, s.window);
+        threads.emplace_back(forward_out, std::ref(outs[i]), std::cref(s), s.out[i].first, s.out[i].second, bus, s.window);
     for (std::size_t i = 0; i < s.in.size(); ++i)
-        threads.emplace_back(forward_in, std::ref(ins[i]), nc.get(), s.in[i].first, consumers[i], s.in[i].second, bus);
+        threads.emplace_back(forward_in, std::ref(ins[i]), std::cref(s), s.in[i].first, consumers[i], s.in[i].second, bus);
     for (auto& t : threads) t.join();
+    g_metrics = nullptr;
     return 0;
 }
 

@@ -28,6 +28,7 @@ struct BridgeSettings {
     std::vector<std::pair<std::string, std::string>> in;   // subject -> local topic
     std::string stream;                                    // create it for the --out subjects if missing
     uint32_t window = 1024;                                // outbound publishes awaiting JetStream's ack
+    std::string metrics;                                   // "[HOST:]PORT": serve Prometheus metrics there
 };
 
 // Parses "A[:B]" mappings: B defaults to A. False (and a message on stderr) for an empty side.

@@ -42,7 +42,7 @@ bool load_bridge_config(const std::string& path, BridgeSettings& out) {
         const std::string key(k.str());
         std::string* text = key == "name" ? &out.name : key == "nats" ? &out.nats_url : key == "creds" ? &out.creds
                           : key == "user" ? &out.user : key == "password" ? &out.password : key == "token" ? &out.token
-                          : key == "tls_ca" ? &out.tls_ca : key == "stream" ? &out.stream : nullptr;
+                          : key == "tls_ca" ? &out.tls_ca : key == "stream" ? &out.stream : key == "metrics" ? &out.metrics : nullptr;
         if (text != nullptr) {
             const auto* s = v.as_string();
             if (s == nullptr) return bad(v.source(), "'" + key + "' must be a string");
@@ -63,7 +63,7 @@ bool load_bridge_config(const std::string& path, BridgeSettings& out) {
             out.window = uint32_t(n->get());
         } else {
             return bad(v.source(), "unknown key '" + key +
-                                       "' in [bridge] (known: name, nats, creds, user, password, token, tls_ca, out, in, stream, window)");
+                                       "' in [bridge] (known: name, nats, creds, user, password, token, tls_ca, out, in, stream, window, metrics)");
         }
     }
     return true;
@@ -82,6 +82,7 @@ void merge_bridge_settings(const BridgeSettings& given, const CLI::App& command,
     set("--tls-ca", out.tls_ca, given.tls_ca);
     set("--stream", out.stream, given.stream);
     set("--window", out.window, given.window);
+    set("--metrics", out.metrics, given.metrics);
 }
 
 }  // namespace cli

@@ -522,6 +522,7 @@ int main(int argc, char** argv) {
         ->allow_extra_args(false);
     bridge_cmd->add_option("--stream", bridge_given.stream, "NAME: create this stream for the --out subjects if it does not exist");
     bridge_cmd->add_option("--name", bridge_given.name, "the bridge's name: its durable subscription and consumers (default bridge)");
+    bridge_cmd->add_option("--metrics", bridge_given.metrics, "[HOST:]PORT: serve the bridge's Prometheus metrics there");
     bridge_cmd->add_option("--window", bridge_given.window, "outbound publishes awaiting JetStream's acknowledgment (default 1024)")
         ->check(CLI::Range(1, 65536));
 

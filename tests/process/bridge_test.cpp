@@ -302,6 +302,28 @@ TEST_F(Bridge, TheConfigFilesBridgeSectionRunsItAndAMistakeNamesItsLine) {
     EXPECT_TRUE(found);
 }
 
+// --metrics: whether the bridge is connected and what it carried, per mapping.
+TEST_F(Bridge, ItsMetricsShowItsStateAndWhatItCarried) {
+    const int port = free_port();
+    bridge("m", {"--nats", nats->url(), "--out", "t:m.t", "--stream", "M", "--name", "m", "--metrics", std::to_string(port)});
+    auto c = connect();
+    ASSERT_TRUE(eventually([&] { return read_file(path("m.err")).find("1 out, 0 in") != std::string::npos; }, 20s)) << read_file(path("m.err"));
+    auto pub = c->publisher("t");
+    for (int i = 0; i < 5; ++i) ASSERT_EQ(pub->publish("x"), PublishStatus::ok);
+    const std::string carried = "shmbus_bridge_messages_total{bridge=\"m\",direction=\"out\",subject=\"m.t\",topic=\"t\"} 5";
+    std::string body;
+    EXPECT_TRUE(eventually([&] { body = http_get(port, "/metrics"); return body.find(carried) != std::string::npos; }, 20s)) << body;
+    EXPECT_NE(body.find("shmbus_bridge_connected{bridge=\"m\"} 1"), std::string::npos) << body;
+    nats->kill9();
+    EXPECT_TRUE(eventually([&] { return http_get(port, "/metrics").find("shmbus_bridge_connected{bridge=\"m\"} 0") != std::string::npos; }, 20s));
+    nats->start();
+    EXPECT_TRUE(eventually([&] {
+        body = http_get(port, "/metrics");
+        return body.find("shmbus_bridge_connected{bridge=\"m\"} 1") != std::string::npos &&
+               body.find("shmbus_bridge_reconnects_total{bridge=\"m\"} 1") != std::string::npos;
+    }, 20s)) << body;
+}
+
 class BridgeWithPassword : public Bridge {
     std::vector<std::string> extra_server_args() override { return {"--user", "bridge", "--pass", "s3cret"}; }
 };

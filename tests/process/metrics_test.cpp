@@ -14,30 +14,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// The body of GET http://127.0.0.1:PORT/PATH, or empty if nothing answered.
-std::string http_get(int port, const std::string& path) {
-    const int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(uint16_t(port));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    const timeval limit{5, 0};
-    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
-    if (::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-        close(s);
-        return {};
-    }
-    const std::string req = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-    (void)!write(s, req.data(), req.size());
-    std::string out;
-    char buf[4096];
-    ssize_t n;
-    while ((n = read(s, buf, sizeof buf)) > 0) out.append(buf, size_t(n));
-    close(s);
-    const auto body = out.find("\r\n\r\n");
-    return body == std::string::npos ? std::string() : out.substr(body + 4);
-}
-
 class Metrics : public BusTest {
 protected:
     void SetUp() override {
