@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "jetstream.h"
 #include "net.h"
 #include "shmbus/shmbus.h"
 #include "shmbus/version.h"
@@ -47,25 +48,8 @@ void stop(pid_t pid) {
     waitpid(pid, nullptr, 0);
 }
 
-uint64_t stream_count(jsCtx* js, const char* stream) {
-    jsStreamInfo* si = nullptr;
-    if (js_GetStreamInfo(&si, js, stream, nullptr, nullptr) != NATS_OK) return 0;
-    const uint64_t n = si->State.Msgs;
-    jsStreamInfo_Destroy(si);
-    return n;
-}
-
-void add_stream(jsCtx* js, const char* name, const char* subject) {
-    jsStreamConfig cfg;
-    jsStreamConfig_Init(&cfg);
-    cfg.Name = name;
-    const char* subjects[] = {subject};
-    cfg.Subjects = subjects;
-    cfg.SubjectsLen = 1;
-    jsStreamInfo* si = nullptr;
-    (void)js_DeleteStream(js, name, nullptr, nullptr);
-    if (js_AddStream(&si, js, &cfg, nullptr, nullptr) == NATS_OK) jsStreamInfo_Destroy(si);
-}
+using shmbus::test::add_stream;
+using shmbus::test::stream_count;
 
 // Messages per second stored by publishing them directly.
 double direct_round(jsCtx* js, uint64_t n, const std::string& payload, int round) {

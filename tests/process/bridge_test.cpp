@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "bus_fixture.h"
+#include "jetstream.h"
 #include "net.h"
 
 namespace shmbus::test {
@@ -63,24 +64,8 @@ public:
         jsCtx_Destroy(js_);
         natsConnection_Destroy(nc_);
     }
-    void add_stream(const char* name, const char* subject) {
-        jsStreamConfig cfg;
-        jsStreamConfig_Init(&cfg);
-        cfg.Name = name;
-        const char* subjects[] = {subject};
-        cfg.Subjects = subjects;
-        cfg.SubjectsLen = 1;
-        jsStreamInfo* si = nullptr;
-        ASSERT_EQ(js_AddStream(&si, js_, &cfg, nullptr, nullptr), NATS_OK);
-        jsStreamInfo_Destroy(si);
-    }
-    uint64_t count(const char* stream) {
-        jsStreamInfo* si = nullptr;
-        if (js_GetStreamInfo(&si, js_, stream, nullptr, nullptr) != NATS_OK) return 0;
-        const uint64_t n = si->State.Msgs;
-        jsStreamInfo_Destroy(si);
-        return n;
-    }
+    void add_stream(const char* name, const char* subject) { ASSERT_TRUE(test::add_stream(js_, name, subject)); }
+    uint64_t count(const char* stream) { return stream_count(js_, stream); }
     // Every message of `stream`, in order: (payload, header `key`).
     std::vector<std::pair<std::string, std::string>> read(const char* stream, uint64_t n, const char* key = "shmbus-origin-bus") {
         std::vector<std::pair<std::string, std::string>> out;
