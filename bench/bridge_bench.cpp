@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -104,6 +105,33 @@ double bridged_round(shmbus::Client& client, jsCtx* js, const std::string& cli, 
     return double(n) / s;
 }
 
+// One-way latency, publish to arrival at a NATS subscriber of the subject, one message at a time
+// (the next goes when the last arrived): directly (a synchronous JetStream publish) or through the
+// bridge (a local publish). Returns the sorted samples in microseconds.
+std::vector<double> latencies(natsConnection* nc, jsCtx* js, const std::string& subject, int samples,
+                              const std::function<void()>& publish_one) {
+    natsSubscription* sub = nullptr;
+    std::vector<double> out;
+    if (natsConnection_SubscribeSync(&sub, nc, subject.c_str()) != NATS_OK) return out;
+    (void)natsConnection_Flush(nc);
+    (void)js;
+    for (int i = 0; i < samples; ++i) {
+        const auto t0 = Clock::now();
+        publish_one();
+        natsMsg* m = nullptr;
+        if (natsSubscription_NextMsg(&m, sub, 5000) != NATS_OK) break;
+        out.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+        natsMsg_Destroy(m);
+    }
+    natsSubscription_Destroy(sub);
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+double percentile(const std::vector<double>& sorted, double q) {
+    return sorted.empty() ? 0 : sorted[std::min(sorted.size() - 1, size_t(q * double(sorted.size())))];
+}
+
 double median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
     return v[v.size() / 2];
@@ -155,6 +183,32 @@ int main(int argc, char** argv) {
         const double d = median(direct), b = median(bridged);
         std::printf("median: direct %.0f msg/s, bridged %.0f msg/s: the bridge keeps %.1f%% of direct throughput (goal: >= 90%%)\n", d, b,
                     100.0 * b / d);
+        // Latency, 2,000 single messages each way, after 200 to warm up.
+        add_stream(js, "LATENCY", "latency.t");
+        const std::string msg_payload = payload;
+        auto direct_one = [&] {
+            jsPubAck* ack = nullptr;
+            (void)js_Publish(&ack, js, "latency.t", msg_payload.data(), int(msg_payload.size()), nullptr, nullptr);
+            jsPubAck_Destroy(ack);
+        };
+        (void)latencies(nc, js, "latency.t", 200, direct_one);
+        const auto ld = latencies(nc, js, "latency.t", 2000, direct_one);
+        shmbus::TopicConfig lc;
+        (void)client->create_topic("latency", lc);
+        const pid_t bridge = spawn({SHMBUS_CLI_BIN, "--dir", bus_dir, "bridge", "--nats", url, "--out", "latency:latency.t", "--name", "latency"},
+                                   work + "/bridge-latency.log");
+        auto lpub = client->publisher("latency");
+        for (int i = 0; i < 500; ++i) {
+            auto st = client->topic_stats("latency");
+            if (st && !st->subscriptions.empty()) break;
+            std::this_thread::sleep_for(10ms);
+        }
+        auto bridged_one = [&] { (void)lpub->publish(msg_payload); };
+        (void)latencies(nc, js, "latency.t", 200, bridged_one);
+        const auto lb = latencies(nc, js, "latency.t", 2000, bridged_one);
+        stop(bridge);
+        std::printf("latency, publish to a NATS subscriber (us): direct p50 %.0f p99 %.0f; bridged p50 %.0f p99 %.0f\n",
+                    percentile(ld, 0.5), percentile(ld, 0.99), percentile(lb, 0.5), percentile(lb, 0.99));
     }
     if (js) jsCtx_Destroy(js);
     if (nc) natsConnection_Destroy(nc);
