@@ -8,6 +8,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -159,6 +162,7 @@ struct Link {
     Connection nc;
     JetStream js;
     bool was_connected = false;
+    uint64_t generation = 0;  // bumped with every new connection
 
     [[nodiscard]] bool ensure() {
         auto backoff = 250ms;
@@ -166,6 +170,7 @@ struct Link {
             if (nc && natsConnection_Status(nc.get()) == NATS_CONN_STATUS_CONNECTED) return true;
             drop();
             if (connect(settings, nc) == NATS_OK && jet_stream(nc.get(), js, options) == NATS_OK) {
+                ++generation;
                 if (was_connected) on_reconnected(nc.get(), nullptr);
                 was_connected = true;
                 set_connected(true);
@@ -213,59 +218,75 @@ bool ensure_stream(natsConnection* nc, const BridgeSettings& s) {
 
 // ---- outbound: topic -> subject ----
 
-struct OutState {
-    std::atomic<uint64_t> failures{0};
-    std::atomic<uint64_t> duplicates{0};  // acknowledged as already stored (a window sent again)
-    std::mutex mutex;
-    std::string stream;  // the stream that stores the subject, from the first acknowledgment
+// A message read from the topic and not yet settled: sent (maybe again) until JetStream
+// acknowledged it. The ring's copy stays too (the cursor still holds it); this one is what a retry
+// sends, without seeking.
+struct InFlight {
+    shmbus::Message handle;  // what the cursor is acked with once this and everything before it are done
+    std::string payload;
+    std::vector<std::pair<std::string, std::string>> headers;
+    bool forward = true;     // false: it came from another bus and is not sent back out
+    bool acked = false;      // JetStream acknowledged it (or it needs no sending)
 };
+
+// The sliding window of one mapping, shared with the library's acknowledgment handler.
+struct OutState {
+    std::mutex mutex;
+    std::condition_variable acked;  // an acknowledgment or a failure came
+    std::deque<InFlight> window;    // in id order
+    uint64_t failures = 0;
+    uint64_t duplicates = 0;        // acknowledged as already stored (sent again)
+};
+
+// The message id at the end of a Nats-Msg-Id "<bus>-<topic>-<id>".
+uint64_t id_of(natsMsg* msg) {
+    const char* text = nullptr;
+    if (natsMsgHeader_Get(msg, kMsgIdHeader, &text) != NATS_OK || text == nullptr) return UINT64_MAX;
+    const char* dash = std::strrchr(text, '-');
+    return dash == nullptr ? UINT64_MAX : std::strtoull(dash + 1, nullptr, 10);
+}
 
 void on_publish_ack(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* closure) {
     auto& state = *static_cast<OutState*>(closure);
-    if (pa != nullptr && pae == nullptr) {
-        if (pa->Duplicate) state.duplicates.fetch_add(1);
+    const uint64_t id = id_of(msg);
+    {
         std::lock_guard lock(state.mutex);
-        if (state.stream.empty() && pa->Stream != nullptr) state.stream = pa->Stream;
-    } else {
-        state.failures.fetch_add(1);
+        if (pa != nullptr && pae == nullptr) {
+            if (pa->Duplicate) ++state.duplicates;
+            auto it = std::lower_bound(state.window.begin(), state.window.end(), id,
+                                       [](const InFlight& f, uint64_t v) { return f.handle.id < v; });
+            if (it != state.window.end() && it->handle.id == id) it->acked = true;
+        } else {
+            ++state.failures;
+        }
     }
+    state.acked.notify_one();
     natsMsg_Destroy(msg);
 }
 
-// A message of the window being forwarded, copied out of the ring: it is sent again from here
-// until JetStream acknowledged it (the ring's copy stays too: the cursor still holds it).
-struct Outgoing {
-    uint64_t id = 0;
-    std::string payload;
-    std::vector<std::pair<std::string, std::string>> headers;
-};
-
-Outgoing copy_out(const shmbus::Message& m) {
-    Outgoing o{m.id, std::string(m.text()), {}};
-    for (const shmbus::Header& h : m.headers) o.headers.emplace_back(h.key, h.value);
-    return o;
-}
-
-// The NATS message for `o`: its payload, its headers, its origin and its id for JetStream's
+// The NATS message for `f`: its payload, its headers, its origin and its id for JetStream's
 // duplicate window.
-Msg to_nats(const std::string& subject, const std::string& topic, const std::string& bus, const Outgoing& o) {
+Msg to_nats(const std::string& subject, const std::string& topic, const std::string& bus, const InFlight& f) {
     natsMsg* raw = nullptr;
-    if (natsMsg_Create(&raw, subject.c_str(), nullptr, o.payload.data(), int(o.payload.size())) != NATS_OK) return nullptr;
+    if (natsMsg_Create(&raw, subject.c_str(), nullptr, f.payload.data(), int(f.payload.size())) != NATS_OK) return nullptr;
     Msg msg(raw);
     bool has_origin = false;
-    for (const auto& [k, v] : o.headers) {
+    for (const auto& [k, v] : f.headers) {
         (void)natsMsgHeader_Add(raw, k.c_str(), v.c_str());
         has_origin = has_origin || k == kOriginHeader;
     }
     if (!has_origin) (void)natsMsgHeader_Set(raw, kOriginHeader, bus.c_str());
-    (void)natsMsgHeader_Set(raw, kMsgIdHeader, (bus + "-" + topic + "-" + std::to_string(o.id)).c_str());
+    (void)natsMsgHeader_Set(raw, kMsgIdHeader, (bus + "-" + topic + "-" + std::to_string(f.handle.id)).c_str());
     return msg;
 }
 
-// Forwards `topic` to `subject` until stopped. The cursor moves only past a window JetStream
-// acknowledged whole; a window with a failure is sent again whole (JetStream drops the repeats by
-// Nats-Msg-Id). One connection stores publishes in the order sent, so what a failed window left
-// stored is a prefix of it, and sending the window again keeps the stream's order.
+// Forwards `topic` to `subject` until stopped, keeping up to `window` messages in flight all the
+// time (a sliding window): the cursor is acked up to the longest acknowledged prefix, so it never
+// passes a message JetStream has not stored. After a failure nothing more goes out; once what is in
+// flight has settled, everything unacknowledged is sent again, in order, over a new connection (the
+// library's own reconnection would send what it still held for the old server ahead of it).
+// JetStream drops the repeats by Nats-Msg-Id, and one connection stores publishes in the order sent,
+// so what a failure left stored is a prefix and the stream's order holds.
 void forward_out(shmbus::Subscriber& sub, const BridgeSettings& settings, const std::string& topic, const std::string& subject,
                  const std::string& bus, uint32_t window) {
     OutState state;
@@ -280,67 +301,123 @@ void forward_out(shmbus::Subscriber& sub, const BridgeSettings& settings, const 
     po.MaxWait = kPublishWaitMs;
     const MappingCounters counters = counters_for("out", topic, subject);
     auto backoff = 100ms;
-    std::vector<Outgoing> window_msgs;     // read, not yet acknowledged by JetStream
-    std::optional<shmbus::Message> last;  // the window's last message: what the cursor is acked up to
+    std::size_t sent = 0;  // entries at the window's front already sent on this connection
+    uint64_t generation = 0;
+    auto progress = std::chrono::steady_clock::now();  // when the acknowledged prefix last moved
     while (!g_stop.load()) {
         if (!link.ensure()) return;  // also while idle: its state (and the metrics) follow the server
-        if (!last) {
-            const auto r = sub.receive([&](const shmbus::Message& m) {
-                last = m;
+        if (link.generation != generation) {  // a new connection: nothing sent on the old one counts
+            generation = link.generation;
+            sent = 0;
+            progress = std::chrono::steady_clock::now();
+        }
+        // 1. The acknowledged prefix leaves the window and the cursor moves past it.
+        std::optional<shmbus::Message> done;
+        uint64_t carried = 0, failures = 0, duplicates = 0;
+        {
+            std::lock_guard lock(state.mutex);
+            while (!state.window.empty() && state.window.front().acked) {
+                done = state.window.front().handle;
+                carried += state.window.front().forward ? 1 : 0;
+                state.window.pop_front();
+                if (sent > 0) --sent;
+            }
+            failures = state.failures;
+            duplicates = std::exchange(state.duplicates, 0);
+        }
+        if (done) {
+            (void)sub.ack(*done);
+            counters.carry(double(carried));
+        }
+        if (done || sent == 0) progress = std::chrono::steady_clock::now();
+        // Acknowledgments that never come (the server went away with the messages) are failures.
+        if (failures == 0 && sent != 0 && std::chrono::steady_clock::now() - progress > std::chrono::milliseconds(2 * kPublishWaitMs)) {
+            std::lock_guard lock(state.mutex);
+            failures = ++state.failures;
+        }
+        if (duplicates != 0)
+            log_line("'" + topic + "' -> '" + subject + "': " + std::to_string(duplicates) + " were stored already (sent again)");
+        // 2. A failure: let what is in flight settle, then start over on a new connection.
+        if (failures != 0) {
+            jsPubOptions wait;
+            jsPubOptions_Init(&wait);
+            wait.MaxWait = kPublishWaitMs * 2;
+            if (js_PublishAsyncComplete(link.js.get(), &wait) != NATS_OK) {
+                natsMsgList pending{};
+                if (js_PublishAsyncGetPendingList(&pending, link.js.get()) == NATS_OK) natsMsgList_Destroy(&pending);
+            }
+            uint64_t first = 0;
+            {
+                std::lock_guard lock(state.mutex);
+                state.failures = 0;
+                first = state.window.empty() ? 0 : state.window.front().handle.id;
+            }
+            log_line("'" + topic + "' -> '" + subject + "': " + std::to_string(failures) +
+                     " not acknowledged; sending everything unacknowledged again from id " + std::to_string(first));
+            counters.retry();
+            link.drop();
+            sent = 0;
+            std::this_thread::sleep_for(backoff);
+            backoff = std::min<std::chrono::milliseconds>(backoff * 2, 2000ms);
+            continue;
+        }
+        // 3. Fill the window: what is not sent on this connection yet, then new messages.
+        std::size_t size = 0;
+        {
+            std::lock_guard lock(state.mutex);
+            size = state.window.size();
+        }
+        bool caught_up = true;
+        if (size < window) {
+            auto read = [&](const shmbus::Message& m) {
+                InFlight f;
+                f.handle = m;
                 // A message that came in from another bus is not sent back out: every bus reads
                 // the subject itself.
-                if (auto origin = m.headers.get(kOriginHeader); origin && *origin != bus) return;
-                window_msgs.push_back(copy_out(m));
-            }, 100ms, window);
+                if (auto origin = m.headers.get(kOriginHeader); origin && *origin != bus) f.forward = false;
+                if (f.forward) {
+                    f.payload.assign(m.text());
+                    for (const shmbus::Header& h : m.headers) f.headers.emplace_back(h.key, h.value);
+                }
+                f.acked = !f.forward;
+                std::lock_guard lock(state.mutex);
+                state.window.push_back(std::move(f));
+            };
+            const std::size_t room = window - size;
+            const auto r = size == 0 ? sub.receive(read, 100ms, room) : sub.poll(read, room);
             if (r.status == shmbus::ReceiveStatus::deleted || r.status == shmbus::ReceiveStatus::corrupt) {
                 log_line("topic '" + topic + "' can no longer be read: " + (r.status == shmbus::ReceiveStatus::deleted ? "deleted" : "corrupt"));
                 return;
             }
-            if (!last) continue;
+            caught_up = r.status != shmbus::ReceiveStatus::ok || r.count < room;
         }
-        if (!link.ensure()) return;
-        jsCtx* js = link.js.get();
-        state.failures.store(0);
-        state.duplicates.store(0);
-        for (const Outgoing& o : window_msgs) {
-            // After the first failure nothing more of the window goes out: a later message must
-            // never reach a (new) server ahead of an earlier one that is to be sent again.
-            if (state.failures.load() != 0) break;
-            natsMsg* raw = to_nats(subject, topic, bus, o).release();
-            if (raw == nullptr || js_PublishMsgAsync(js, &raw, &po) != NATS_OK) state.failures.fetch_add(1);
+        bool published = false;
+        for (;;) {
+            Msg msg;
+            {
+                std::lock_guard lock(state.mutex);
+                if (sent >= state.window.size() || state.failures != 0) break;
+                const InFlight& f = state.window[sent++];
+                if (!f.forward || f.acked) continue;
+                msg = to_nats(subject, topic, bus, f);
+            }
+            natsMsg* raw = msg.release();
+            if (raw == nullptr || js_PublishMsgAsync(link.js.get(), &raw, &po) != NATS_OK) {
+                std::lock_guard lock(state.mutex);
+                ++state.failures;
+            }
             natsMsg_Destroy(raw);  // no-op once the library took it
+            published = true;
         }
-        // Out at once: left to the library's flusher, a small window waits about a millisecond in
-        // its buffer (a PING behind the window, answered while the acknowledgments come back).
-        if (!window_msgs.empty() && state.failures.load() == 0) (void)natsConnection_FlushTimeout(link.nc.get(), kPublishWaitMs);
-        jsPubOptions wait;
-        jsPubOptions_Init(&wait);
-        wait.MaxWait = kPublishWaitMs * 2;
-        const natsStatus st = window_msgs.empty() ? NATS_OK : js_PublishAsyncComplete(js, &wait);
-        if (st != NATS_OK) {  // some never answered: forget them, they are sent again
-            natsMsgList pending{};
-            if (js_PublishAsyncGetPendingList(&pending, js) == NATS_OK) natsMsgList_Destroy(&pending);
+        // Out at once when there is no more to send: left to the library's flusher, a lone
+        // message waits about a millisecond in its buffer.
+        if (published && caught_up) (void)natsConnection_FlushTimeout(link.nc.get(), kPublishWaitMs);
+        if (!published) {  // nothing to send: wait for an acknowledgment (or new messages next turn)
+            std::unique_lock lock(state.mutex);
+            if (!state.window.empty() && !state.window.front().acked && state.failures == 0)
+                state.acked.wait_for(lock, 10ms);
         }
-        if (st == NATS_OK && state.failures.load() == 0) {
-            if (const uint64_t d = state.duplicates.load(); d != 0)
-                log_line("'" + topic + "' -> '" + subject + "': " + std::to_string(d) + " of " + std::to_string(window_msgs.size()) +
-                         " were stored already (sent again)");
-            (void)sub.ack(*last);
-            counters.carry(double(window_msgs.size()));
-            last.reset();
-            window_msgs.clear();
-            backoff = 100ms;
-            continue;
-        }
-        log_line("'" + topic + "' -> '" + subject + "': " + std::to_string(state.failures.load()) + " of " +
-                 std::to_string(window_msgs.size()) + " not acknowledged (" + (st == NATS_OK ? "refused" : nats_error(st)) +
-                 "); sending them again from id " + std::to_string(window_msgs.front().id));
-        counters.retry();
-        // A new connection for the next try: nothing the old one still holds may reach the server
-        // ahead of the window.
-        link.drop();
-        std::this_thread::sleep_for(backoff);
-        backoff = std::min<std::chrono::milliseconds>(backoff * 2, 2000ms);
+        backoff = 100ms;
     }
 }
 
