@@ -108,13 +108,12 @@ double bridged_round(shmbus::Client& client, jsCtx* js, const std::string& cli, 
 // One-way latency, publish to arrival at a NATS subscriber of the subject, one message at a time
 // (the next goes when the last arrived): directly (a synchronous JetStream publish) or through the
 // bridge (a local publish). Returns the sorted samples in microseconds.
-std::vector<double> latencies(natsConnection* nc, jsCtx* js, const std::string& subject, int samples,
+std::vector<double> latencies(natsConnection* nc, const std::string& subject, int samples,
                               const std::function<void()>& publish_one) {
     natsSubscription* sub = nullptr;
     std::vector<double> out;
     if (natsConnection_SubscribeSync(&sub, nc, subject.c_str()) != NATS_OK) return out;
     (void)natsConnection_Flush(nc);
-    (void)js;
     for (int i = 0; i < samples; ++i) {
         const auto t0 = Clock::now();
         publish_one();
@@ -191,8 +190,8 @@ int main(int argc, char** argv) {
             (void)js_Publish(&ack, js, "latency.t", msg_payload.data(), int(msg_payload.size()), nullptr, nullptr);
             jsPubAck_Destroy(ack);
         };
-        (void)latencies(nc, js, "latency.t", 200, direct_one);
-        const auto ld = latencies(nc, js, "latency.t", 2000, direct_one);
+        (void)latencies(nc, "latency.t", 200, direct_one);
+        const auto ld = latencies(nc, "latency.t", 2000, direct_one);
         shmbus::TopicConfig lc;
         (void)client->create_topic("latency", lc);
         const pid_t bridge = spawn({SHMBUS_CLI_BIN, "--dir", bus_dir, "bridge", "--nats", url, "--out", "latency:latency.t", "--name", "latency"},
@@ -204,8 +203,8 @@ int main(int argc, char** argv) {
             std::this_thread::sleep_for(10ms);
         }
         auto bridged_one = [&] { (void)lpub->publish(msg_payload); };
-        (void)latencies(nc, js, "latency.t", 200, bridged_one);
-        const auto lb = latencies(nc, js, "latency.t", 2000, bridged_one);
+        (void)latencies(nc, "latency.t", 200, bridged_one);
+        const auto lb = latencies(nc, "latency.t", 2000, bridged_one);
         stop(bridge);
         std::printf("latency, publish to a NATS subscriber (us): direct p50 %.0f p99 %.0f; bridged p50 %.0f p99 %.0f\n",
                     percentile(ld, 0.5), percentile(ld, 0.99), percentile(lb, 0.5), percentile(lb, 0.99));

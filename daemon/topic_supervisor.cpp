@@ -71,14 +71,11 @@ void TopicSupervisor::free_producer_slot(uint32_t slot, SealOutcome outcome, Rel
 }
 
 void TopicSupervisor::release_producer_names(uint32_t slot) {
-    for (uint32_t i = 0; i < seg_.sequence_entries(); ++i) {
-        if (detail::sequence_holder(seg_, i) != slot + 1) continue;
+    for (const uint32_t i : detail::release_sequence_entries(seg_, slot, detail::WallClock::system_ns())) {
         const auto& e = seg_.sequence_entry(i);
-        if (detail::settle_pending(seg_, i))
-            spdlog::info("topic '{}': producer '{}' died right after committing sequence {}; recorded it as committed", name_,
-                         detail::printable(field_name(e.name)), e.committed.load(std::memory_order_relaxed));
+        spdlog::info("topic '{}': producer '{}' died right after committing sequence {}; recorded it as committed", name_,
+                     detail::printable(field_name(e.name)), e.committed.load(std::memory_order_relaxed));
     }
-    detail::release_sequence_entries(seg_, slot, detail::WallClock::system_ns());
 }
 
 Status TopicSupervisor::free_producer_name(std::string_view name) {

@@ -379,7 +379,6 @@ PublishStatus Publisher::publish(std::string_view payload, std::chrono::nanoseco
     return publish(bytes_of(payload), timeout);
 }
 
-
 PublishStatus Publisher::publish(std::span<const std::byte> payload, std::chrono::nanoseconds timeout) noexcept {
     return publish_message(*core_, 0, payload, {}, timeout);
 }

@@ -99,14 +99,16 @@ Result<uint32_t> hold_sequence_entry(const Segment& seg, std::string_view name, 
     return *chosen;
 }
 
-void release_sequence_entries(const Segment& seg, uint32_t slot, uint64_t now_wall_ns) noexcept {
+std::vector<uint32_t> release_sequence_entries(const Segment& seg, uint32_t slot, uint64_t now_wall_ns) {
+    std::vector<uint32_t> settled_committed;
     for (uint32_t i = 0; i < seg.sequence_entries(); ++i) {
         auto& e = seg.sequence_entry(i);
         if (e.holder_slot != slot + 1) continue;
-        settle_pending(seg, i);
+        if (settle_pending(seg, i)) settled_committed.push_back(i);
         e.released_ns = now_wall_ns;
         e.holder_slot = 0;
     }
+    return settled_committed;
 }
 
 }  // namespace shmbus::detail

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string_view>
+#include <vector>
 
 #include "segment.h"
 #include "shmbus/result.h"
@@ -25,8 +26,9 @@ namespace shmbus::detail {
 [[nodiscard]] Result<uint32_t> hold_sequence_entry(const Segment& seg, std::string_view name, uint32_t slot) noexcept;
 
 // After a holder died or let go: decides a publish it left pending (committed if its record's
-// commit word is there, with its stamp) and frees the name for the next holder.
-void release_sequence_entries(const Segment& seg, uint32_t slot, uint64_t now_wall_ns) noexcept;
+// commit word is there, with its stamp) and frees the name for the next holder. Returns the
+// entries whose pending publish was found committed (for the daemon's log).
+std::vector<uint32_t> release_sequence_entries(const Segment& seg, uint32_t slot, uint64_t now_wall_ns);
 
 // Decides the pending publish of entry `i`, whose holder is gone: if its record was committed,
 // `committed` takes its sequence; either way nothing is pending afterwards. True if it changed
