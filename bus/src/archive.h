@@ -1,0 +1,155 @@
+// The archive on disk (layout/archive_file.h): the writer the archiver appends with, the reader
+// subscribers replay from, and the scans behind recovery, `archive info` and `archive verify`.
+// Everything works through a directory descriptor (the topic's archive directory), so a client
+// reads exactly the directory shmbusd handed it and never a path of its choosing.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "shmbus/archive.h"
+#include "shmbus/layout/archive_file.h"
+#include "shmbus/result.h"
+
+namespace shmbus::detail::archive {
+
+[[nodiscard]] uint32_t crc32c(uint32_t crc, const void* data, std::size_t size) noexcept;
+
+// The log files of an archive directory, oldest first, by the first id their names carry.
+struct LogFile {
+    uint64_t first_id;
+    std::string name;  // <first id>.log
+};
+[[nodiscard]] Result<std::vector<LogFile>> list_logs(int dir_fd);
+[[nodiscard]] std::string log_name(uint64_t first_id);
+[[nodiscard]] std::string index_name(uint64_t first_id);
+
+// The record view a scan or a reader yields; `body` lives until the next call.
+struct StoredRecord {
+    uint64_t id = 0;
+    uint64_t timestamp_ns = 0;
+    uint16_t flags = 0;
+    uint64_t offset = 0;  // where its header starts in the file
+    std::span<const std::byte> body;
+};
+
+// Reads one log file's records in order with a buffer, checking each. Used by every reader.
+class LogScanner {
+public:
+    enum class Step : uint8_t { record, end, broken };
+    // Takes ownership of `fd`. `topic`: the topic the header must name (empty: any).
+    [[nodiscard]] static Result<LogScanner> open(int fd, std::string_view topic, std::string_view name);
+    LogScanner(LogScanner&&) noexcept;
+    LogScanner& operator=(LogScanner&&) noexcept;
+    ~LogScanner();
+
+    // The next whole record; `end` at the end of the file (or of what is written so far);
+    // `broken` where the bytes are not a whole record (a cut or damaged tail): `why` says how.
+    [[nodiscard]] Step next(StoredRecord& out) noexcept;
+    void seek(uint64_t offset, uint64_t previous_id) noexcept;
+    [[nodiscard]] uint64_t offset() const noexcept { return offset_; }
+    [[nodiscard]] uint64_t first_id() const noexcept { return header_.first_id; }
+    [[nodiscard]] uint64_t created_ns() const noexcept { return header_.created_ns; }
+    [[nodiscard]] const std::string& why() const noexcept { return why_; }
+    [[nodiscard]] int fd() const noexcept { return fd_; }
+
+private:
+    LogScanner() = default;
+    [[nodiscard]] bool fill(uint64_t offset, std::size_t bytes) noexcept;
+    int fd_ = -1;
+    layout::ArchiveFileHeader header_{};
+    uint64_t offset_ = 0;
+    uint64_t previous_id_ = 0;  // ids must rise
+    bool any_ = false;
+    std::vector<std::byte> buf_;
+    uint64_t buf_offset_ = 0;   // file offset of buf_[0]
+    std::size_t buf_len_ = 0;
+    std::string why_;
+};
+
+// The appending side, one per archive (the archiver holds the directory's lock). Opening checks
+// the last file and cuts it back to its last whole record, so a crash at any moment leaves an
+// archive that holds each message at most once; the archiver then resumes after last_id().
+class Writer {
+public:
+    [[nodiscard]] static Result<Writer> open(int dir_fd, std::string topic, ArchiveSettings settings);
+    Writer(Writer&&) noexcept;
+    Writer& operator=(Writer&&) noexcept;
+    ~Writer();
+
+    [[nodiscard]] bool empty() const noexcept { return !has_last_; }
+    [[nodiscard]] uint64_t last_id() const noexcept { return last_id_; }
+    [[nodiscard]] uint64_t recovered_cut_bytes() const noexcept { return cut_bytes_; }
+    // Buffers one record (ids must rise); write() hands the buffer to the kernel.
+    [[nodiscard]] Status append(uint64_t id, uint64_t timestamp_ns, uint16_t flags, std::span<const std::byte> body);
+    // Writes what is buffered; with `sync`, forces it to the disk (fdatasync) as well.
+    [[nodiscard]] Status write(bool sync);
+    // Deletes the oldest files (never the one being written) while the archive is over its size
+    // limit or a file's newest record is older than its age limit. Returns the files deleted.
+    [[nodiscard]] Result<uint32_t> apply_retention(uint64_t now_ns);
+    void set_settings(const ArchiveSettings& s) noexcept { settings_ = s; }
+    [[nodiscard]] const ArchiveSettings& settings() const noexcept { return settings_; }
+
+private:
+    Writer() = default;
+    [[nodiscard]] Status start_file(uint64_t first_id);
+    [[nodiscard]] Status recover_last(const LogFile& file);
+    [[nodiscard]] Status close_file(bool sync);
+    int dir_fd_ = -1;  // not owned
+    std::string topic_;
+    ArchiveSettings settings_;
+    int log_fd_ = -1, idx_fd_ = -1;
+    uint64_t file_first_id_ = 0;
+    uint64_t file_size_ = 0;        // bytes in the file, buffered ones included
+    uint64_t next_index_at_ = 0;    // log offset past which the next index entry is due
+    uint64_t max_timestamp_ = 0;    // highest timestamp written to the current file
+    std::vector<std::byte> log_buf_, idx_buf_;
+    uint64_t last_id_ = 0;
+    bool has_last_ = false;
+    uint64_t cut_bytes_ = 0;
+};
+
+// Reads an archive in id order across its files, as a subscriber replaying it does.
+class Reader {
+public:
+    [[nodiscard]] static Result<Reader> open(int dir_fd, std::string topic);  // dir_fd owned
+    Reader(Reader&&) noexcept;
+    Reader& operator=(Reader&&) noexcept;
+    ~Reader();
+
+    // Positions at the first record with id >= `id`. `lost` counts nothing (the ids a retention
+    // deleted are counted by the caller from the first id it then reads).
+    [[nodiscard]] Status seek_id(uint64_t id);
+    // Positions at the first record (in id order) whose timestamp is >= `time_ns`.
+    [[nodiscard]] Status seek_time(uint64_t time_ns);
+    enum class Step : uint8_t { record, end, broken };
+    // The next record; `end` when nothing more is archived yet.
+    [[nodiscard]] Step next(StoredRecord& out) noexcept;
+    [[nodiscard]] const std::string& why() const noexcept { return why_; }
+
+private:
+    Reader() = default;
+    [[nodiscard]] Status open_file(std::size_t index, uint64_t from_id, uint64_t from_time);
+    [[nodiscard]] Status position_in_file(uint64_t from_id, uint64_t from_time);
+    [[nodiscard]] bool wanted(const StoredRecord& r) noexcept;
+    [[nodiscard]] Step open_newer(bool& opened) noexcept;
+    int dir_fd_ = -1;
+    std::string topic_;
+    std::vector<LogFile> files_;
+    std::size_t file_ = 0;
+    std::optional<LogScanner> scanner_;
+    uint64_t current_first_ = 0;     // the first id of the file open (or read last)
+    bool have_current_ = false;
+    uint64_t skip_below_id_ = 0;     // seek: records below are stepped over
+    uint64_t skip_before_time_ = 0;  // seek_time: records (in order) before the first this late
+    std::string why_;
+};
+
+[[nodiscard]] Result<ArchiveInfo> describe(int dir_fd, std::string topic);
+[[nodiscard]] Result<ArchiveVerifyReport> verify(int dir_fd, std::string topic);
+
+}  // namespace shmbus::detail::archive
