@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 
+#include "cli_archive.h"
 #include "cli_common.h"
 #include "bridge.h"
 #include "cli_work.h"
@@ -118,7 +119,53 @@ struct CreateOptions {
     SizeOption capacity{{}, kSizeExamples}, max_message{{}, kSizeExamples};
     DurationOption unblock_timeout{{}, kDurationExamples}, expire_detached{{}, kDurationExamples};
     std::string on_full;
+    bool archive = false;
+    SizeOption retain{{}, kSizeExamples}, archive_file_size{{}, kSizeExamples};
+    DurationOption retain_time{{}, kDurationExamples};
+    std::string fsync;
 };
+
+// The archive settings `topic create` asks for, if any. rc is set on failure.
+std::optional<shmbus::ArchiveSettings> archive_settings(const CreateOptions& o, const shmbus::TopicConfig& config, int& rc) {
+    const bool given = !o.retain.text.empty() || !o.retain_time.text.empty() || !o.fsync.empty() || !o.archive_file_size.text.empty();
+    if (!o.archive && !given && config.on_full != shmbus::OnFull::archive) return std::nullopt;
+    if (given && !o.archive && config.on_full != shmbus::OnFull::archive) {
+        std::cerr << "shmbus: topic create: --retain, --retain-time, --fsync and --archive-file-size need --archive\n";
+        rc = kExitUsage;
+        return std::nullopt;
+    }
+    shmbus::ArchiveSettings a;
+    if (auto v = o.retain.parse("retain size", rc)) a.retain_bytes = *v;
+    if (auto v = o.retain_time.parse("retain time", rc)) a.retain_time = *v;
+    if (auto v = o.archive_file_size.parse("archive file size", rc)) a.file_bytes = *v;
+    if (!o.fsync.empty()) (void)shmbus::parse_fsync(o.fsync, a.fsync);
+    return a;
+}
+
+// `--from TIME` (RFC 3339) or `--since DURATION`: the time a subscription starts at. rc is set on failure.
+std::optional<uint64_t> start_time(const std::string& from, const std::string& since, int& rc) {
+    if (!since.empty()) {
+        auto d = shmbus::parse_duration(since);
+        if (!d) {
+            std::cerr << "shmbus: invalid --since '" << since << "' (" << kDurationExamples << ")\n";
+            rc = kExitUsage;
+            return std::nullopt;
+        }
+        const auto now = uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                      std::chrono::system_clock::now().time_since_epoch()).count());
+        return now > uint64_t(d->count()) ? now - uint64_t(d->count()) : 1;
+    }
+    if (from.find('-') != std::string::npos && from.find(':') != std::string::npos) {
+        auto t = shmbus::parse_rfc3339(from);
+        if (!t) {
+            std::cerr << "shmbus: --from takes earliest, latest, a message id or an RFC 3339 time "
+                         "(2026-11-28T20:00:00Z), not '" << from << "'\n";
+            rc = kExitUsage;
+        }
+        return t;
+    }
+    return std::nullopt;
+}
 
 // The topic configuration the options ask for, checked before anything talks to shmbusd: bad
 // usage is exit status 2 whether or not a daemon runs. rc is set on failure.
@@ -397,7 +444,15 @@ int main(int argc, char** argv) {
     create->add_option("NAME", name, "topic name")->required();
     create->add_option("--capacity", o.capacity.text, "ring size, e.g. 4M (rounded up to a power of two)");
     create->add_option("--max-message", o.max_message.text, "largest payload, e.g. 64K");
-    create->add_option("--on-full", o.on_full, "block, fail or overwrite")->check(CLI::IsMember({"block", "fail", "overwrite"}));
+    create->add_option("--on-full", o.on_full, "block, fail, overwrite or archive (durable subscribers never hold "
+                                               "publishers back: one that falls behind reads the archive)")
+        ->check(CLI::IsMember({"block", "fail", "overwrite", "archive"}));
+    create->add_flag("--archive", o.archive, "keep every message on disk too, under shmbusd's state directory");
+    create->add_option("--retain", o.retain.text, "archive: keep about this much, e.g. 10G (whole files are deleted)");
+    create->add_option("--retain-time", o.retain_time.text, "archive: keep messages this long, e.g. 7d");
+    create->add_option("--fsync", o.fsync, "archive: never, interval (every second) or always (before each acknowledgment)")
+        ->check(CLI::IsMember({"never", "interval", "always"}));
+    create->add_option("--archive-file-size", o.archive_file_size.text, "archive: start a new file past this size (default 64M)");
     create->add_option("--unblock-timeout", o.unblock_timeout.text,
                        "take back a message a live publisher leaves uncommitted this long, e.g. 500ms (default: off)");
     create->add_option("--expire-detached", o.expire_detached.text,
@@ -454,7 +509,10 @@ int main(int argc, char** argv) {
     auto* sub_cmd = app.add_subcommand("sub", "print messages, one per line");
     sub_cmd->add_option("TOPIC", name, "topic")->required();
     sub_cmd->add_option("--durable", durable, "durable subscription name (at least once, resumes after its last ack)");
-    sub_cmd->add_option("--from", from, "earliest, latest or a message id (new subscriptions only)");
+    sub_cmd->add_option("--from", from, "earliest, latest, a message id or an RFC 3339 time (new subscriptions only; "
+                                         "an archived topic reaches back into its archive)");
+    std::string since;
+    sub_cmd->add_option("--since", since, "start at the first message published this long ago, e.g. 15m");
     const CLI::Validator whole_number(  // CLI11 alone would read "-1" as 2^64-1
         [](std::string& text) -> std::string {
             const bool ok = text.size() <= 19 && parse_whole_number(text).has_value();
@@ -508,6 +566,14 @@ int main(int argc, char** argv) {
     cli::BridgeSettings bridge_given;
     std::vector<std::string> bridge_out, bridge_in;
     std::string bridge_config;
+    auto* archive_cmd = app.add_subcommand("archive", "archived topics: their files on disk");
+    archive_cmd->require_subcommand(1);
+    auto* archive_info_cmd = archive_cmd->add_subcommand("info", "files, bytes, first and last id and time");
+    archive_info_cmd->add_option("TOPIC", name, "topic")->required();
+    archive_info_cmd->add_flag("--json", json, "JSON output");
+    auto* archive_verify_cmd = archive_cmd->add_subcommand("verify", "check every record's checksum (exit status 1 if damaged)");
+    archive_verify_cmd->add_option("TOPIC", name, "topic")->required();
+
     auto* bridge_cmd = app.add_subcommand("bridge", "carry topics to and from NATS JetStream (runs until SIGTERM)");
     bridge_cmd->add_option("--config", bridge_config, "FILE: read the [bridge] section of this TOML file (options given here win)");
     bridge_cmd->add_option("--nats", bridge_given.nats_url, "URL of the NATS server (default nats://127.0.0.1:4222; tls:// for TLS)");
@@ -536,9 +602,11 @@ int main(int argc, char** argv) {
     }
 
     shmbus::TopicConfig config;
+    std::optional<shmbus::ArchiveSettings> create_archive;
     if (*create) {
         int rc = 0;
         config = create_config(create_options, rc);
+        create_archive = archive_settings(create_options, config, rc);
         if (rc != 0) return rc;
     }
     std::chrono::nanoseconds publish_timeout = std::chrono::seconds(30);
@@ -581,7 +649,16 @@ int main(int argc, char** argv) {
     if (*sub_cmd) {
         int rc = 0;
         sub_options.durable_name = durable;
-        parse_from(from, sub_options, rc);
+        if (!since.empty() && sub_cmd->get_option("--from")->count() != 0) {
+            std::cerr << "shmbus: sub: --from and --since exclude each other\n";
+            return kExitUsage;
+        }
+        if (auto t = start_time(from, since, rc)) {
+            sub_options.from = shmbus::StartFrom::time;
+            sub_options.from_time_ns = *t;
+        } else if (rc == 0) {
+            parse_from(from, sub_options, rc);
+        }
         if (rc != 0) return rc;
         if (group.empty() && group_options.given()) {
             std::cerr << "shmbus: sub: --window, --visibility, --max-deliveries and --backoff need --group\n";
@@ -659,8 +736,12 @@ int main(int argc, char** argv) {
 
     if (*create) {
         if (auto st = client->create_topic(name, config); !st) return fail(st.error());
+        if (create_archive)
+            if (auto st = client->set_archive(name, *create_archive); !st) return fail(st.error());
         return 0;
     }
+    if (*archive_info_cmd) return cli::archive_info(*client, name, json);
+    if (*archive_verify_cmd) return cli::archive_verify(*client, name);
     if (*list) return topic_list(*client, json);
     if (*sub_list) return subscription_list(*client, name, json);
     if (*sub_delete) {

@@ -129,11 +129,36 @@ std::chrono::nanoseconds duration_value(const std::string& source, const toml::n
     return *v;
 }
 
-// Topic settings over `base`: the keys of `topic create`, in snake_case.
-TopicConfig parse_topic_settings(const std::string& source, const toml::table& t, TopicConfig base, const std::string& where) {
+// Topic settings over `base`: the keys of `topic create`, in snake_case. `archive` (a
+// [topics.NAME] table only; nullptr for [defaults]) receives its archive settings, if any.
+TopicConfig parse_topic_settings(const std::string& source, const toml::table& t, TopicConfig base, const std::string& where,
+                                 std::optional<ArchiveSettings>* archive = nullptr) {
+    ArchiveSettings a;
+    bool archived = false, archive_keys = false;
     for (auto&& [k, v] : t) {
         const std::string key(k.str());
-        if (key == "capacity") {
+        const bool archive_key = key == "archive" || key == "retain" || key == "retain_time" || key == "fsync" ||
+                                 key == "archive_file_size";
+        if (archive_key && archive == nullptr)
+            fail(source, v.source(), "'" + key + "' belongs in a [topics.NAME] table, not in " + where);
+        if (key == "archive") {
+            const auto* b = v.as_boolean();
+            if (b == nullptr) fail(source, v.source(), "'archive' must be true or false");
+            archived = b->get();
+        } else if (key == "retain") {
+            a.retain_bytes = size_value(source, v, key);
+            archive_keys = true;
+        } else if (key == "retain_time") {
+            a.retain_time = duration_value(source, v, key);
+            archive_keys = true;
+        } else if (key == "fsync") {
+            if (!parse_fsync(string_value(source, v, key), a.fsync)) fail(source, v.source(), "'fsync' must be never, interval or always");
+            archive_keys = true;
+        } else if (key == "archive_file_size") {
+            a.file_bytes = size_value(source, v, key);
+            if (a.file_bytes < kMinArchiveFileBytes) fail(source, v.source(), "'archive_file_size' must be at least 4K");
+            archive_keys = true;
+        } else if (key == "capacity") {
             base.capacity = size_value(source, v, key);
         } else if (key == "max_message") {
             const uint64_t m = size_value(source, v, key);
@@ -144,7 +169,8 @@ TopicConfig parse_topic_settings(const std::string& source, const toml::table& t
             if (text == "block") base.on_full = OnFull::block;
             else if (text == "fail") base.on_full = OnFull::fail;
             else if (text == "overwrite") base.on_full = OnFull::overwrite;
-            else fail(source, v.source(), "'on_full' must be block, fail or overwrite");
+            else if (text == "archive") base.on_full = OnFull::archive;
+            else fail(source, v.source(), "'on_full' must be block, fail, overwrite or archive");
         } else if (key == "unblock_timeout") {
             base.unblock_timeout = duration_value(source, v, key);
         } else if (key == "expire_detached") {
@@ -156,10 +182,14 @@ TopicConfig parse_topic_settings(const std::string& source, const toml::table& t
         } else {
             fail(source, v.source(), "unknown key '" + key + "' in " + where +
                                          " (known: capacity, max_message, on_full, unblock_timeout, expire_detached, "
-                                         "max_publishers, max_subscribers)");
+                                         "max_publishers, max_subscribers, archive, retain, retain_time, fsync, "
+                                         "archive_file_size)");
         }
     }
     if (auto st = validate_config(with_defaults(base)); !st) fail(source, t.source(), where + ": " + st.error().message);
+    if (archive_keys && !archived && base.on_full != OnFull::archive)
+        fail(source, t.source(), where + ": retain, retain_time, fsync and archive_file_size need archive = true");
+    if (archive != nullptr && (archived || base.on_full == OnFull::archive)) *archive = a;
     return base;
 }
 
@@ -181,12 +211,15 @@ void parse_bus(const std::string& source, const toml::table& t, Config& out) {
         } else if (key == "metrics") {
             out.metrics = string_value(source, v, key);
             if (out.metrics.empty()) fail(source, v.source(), "'metrics' must be [HOST:]PORT");
+        } else if (key == "state_dir") {
+            out.state_dir = string_value(source, v, key);
+            if (out.state_dir.empty() || out.state_dir.front() != '/') fail(source, v.source(), "'state_dir' must be an absolute path");
         } else if (key == "access_group") {
             out.access_group_name = string_value(source, v, key);
             out.access_group = resolve_group(out.access_group_name);
             if (!out.access_group) fail(source, v.source(), "access_group '" + out.access_group_name + "': no such group");
         } else {
-            fail(source, v.source(), "unknown key '" + key + "' in [bus] (known: dir, log_level, log, access_group, metrics)");
+            fail(source, v.source(), "unknown key '" + key + "' in [bus] (known: dir, state_dir, log_level, log, access_group, metrics)");
         }
     }
 }
@@ -230,7 +263,10 @@ Result<Config> parse_config(std::string_view text, const std::string& source) no
                 if (auto st = validate_topic_name(name); !st) fail(source, v.source(), st.error().message);
                 const auto* t = v.as_table();
                 if (t == nullptr) fail(source, v.source(), "[topics." + name + "] must be a table");
-                out.topics[name] = parse_topic_settings(source, *t, out.defaults.value_or(TopicConfig{}), "[topics." + name + "]");
+                std::optional<ArchiveSettings> archive;
+                out.topics[name] = parse_topic_settings(source, *t, out.defaults.value_or(TopicConfig{}), "[topics." + name + "]",
+                                                        &archive);
+                if (archive) out.archives[name] = *archive;
             }
         return out;
     } catch (const toml::parse_error& e) {

@@ -2,6 +2,7 @@
 //
 //   [bus]
 //   dir = "/run/shmbus"            # bus directory; --dir overrides it
+//   state_dir = "/var/lib/shmbus"  # archives and what must outlive a reboot; --state-dir overrides it
 //   log_level = "info"             # --log-level overrides it
 //   log = "journal"                # console, journal or a file; default: the journal under systemd
 //   access_group = "shmbus"        # the directory and socket become reachable to this group
@@ -19,6 +20,8 @@
 //   [topics.prices]                # this topic's settings, whoever creates it; created at start
 //   capacity = "64M"
 //   on_full = "overwrite"
+//   archive = true                 # also kept on disk (docs/archive.md); on_full = "archive" implies it
+//   retain = "10G"                 # retain_time = "7d", fsync = "never|interval|always", archive_file_size = "64M"
 //
 // Every key is checked: an unknown key or table, a value of the wrong type, an unknown user or
 // group are errors that name the file and line. Users and groups are resolved when the file is read.
@@ -34,6 +37,7 @@
 #include <string_view>
 #include <vector>
 
+#include "shmbus/archive.h"
 #include "shmbus/result.h"
 #include "shmbus/topic.h"
 
@@ -57,6 +61,7 @@ struct AclEntry {
 struct Config {
     std::string source;  // the file it came from
     std::string dir;
+    std::string state_dir;
     std::string log_level;
     std::string log;  // console, journal, a file path; empty: automatic
     std::string metrics;
@@ -65,6 +70,7 @@ struct Config {
     std::vector<AclEntry> acl;
     std::optional<TopicConfig> defaults;         // [defaults], over the built-in defaults
     std::map<std::string, TopicConfig> topics;   // [topics.NAME], over [defaults]
+    std::map<std::string, ArchiveSettings> archives;  // the [topics.NAME] that are archived
 };
 
 // Reads and checks a configuration file; the error names the file and line of the first problem.

@@ -37,6 +37,7 @@ Daemon::~Daemon() {
     server_.reset();  // closes connections and the socket while the loop still exists
     handlers_.reset();
     watchers_.reset();
+    archives_.reset();
     if (signal_fd_ >= 0) close(signal_fd_);
     if (lock_fd_ >= 0) close(lock_fd_);  // releases the flock
 }
@@ -264,9 +265,18 @@ Status Daemon::start() {
     for (const auto& r : detail::collect_stale(bus_id_)) spdlog::warn("gc: removed {} ({})", r.what, r.why);
     registry_ = std::make_unique<Registry>(bus_id_, options_.dir, topic_limit(raise_descriptor_limit()));
     watchers_ = std::make_unique<Watchers>(loop_, *registry_);
+    if (options_.state_dir.empty()) options_.state_dir = options_.config.state_dir.empty() ? default_state_dir() : options_.config.state_dir;
+    archives_ = std::make_unique<Archives>(loop_, *registry_, options_.state_dir,
+                                           ArchiverCommand{options_.executable, options_.dir, options_.log_level});
+    registry_->on_created([this](TopicEntry& t) {
+        auto configured = options_.config.archives.find(t.name());
+        archives_->on_topic_created(t, configured == options_.config.archives.end() ? std::nullopt
+                                                                                    : std::optional(configured->second));
+    });
     adopt_topics();
+    archives_->restore();
     create_configured_topics();
-    handlers_ = std::make_unique<RequestHandlers>(*registry_, *watchers_, access_, options_.config, bus_id_);
+    handlers_ = std::make_unique<RequestHandlers>(*registry_, *watchers_, access_, options_.config, bus_id_, *archives_);
     server_ = std::make_unique<Server>(loop_, *handlers_);
     if (auto st = server_->listen(options_.dir, options_.config.access_group); !st) return st;
     if (auto st = watch_reservations(); !st) return st;
@@ -301,6 +311,7 @@ int Daemon::run() {
     sd_notifyf(0, "READY=1\nSTATUS=serving %s\nMAINPID=%d", options_.dir.c_str(), int(getpid()));
     const int rc = loop_.run();
     sd_notify(0, "STOPPING=1");
+    archives_->stop();  // every cursor persisted: after a clean stop nothing is repeated
     return rc;
 }
 

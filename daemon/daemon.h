@@ -14,6 +14,7 @@
 #include <string>
 
 #include "access_control.h"
+#include "archives.h"
 #include "config.h"
 #include "event_loop.h"
 #include "handlers.h"
@@ -30,6 +31,9 @@ struct Options {
     Config config;             // from --config, if given (empty: the bus owner alone, as without rules)
     std::string config_path;   // reread on SIGHUP; empty: none
     std::string metrics;       // Prometheus endpoint, "PORT" (loopback) or "HOST:PORT"; empty: none
+    std::string state_dir;     // archives and persisted cursors; empty: [bus] state_dir, else default_state_dir()
+    std::string executable;    // this program, run again as each archived topic's archiver; empty: none started
+    std::string log_level = "info";  // the archivers'
 };
 
 class Daemon {
@@ -67,6 +71,7 @@ private:
     EventLoop loop_;
     AccessControl access_;
     std::unique_ptr<Registry> registry_;
+    std::unique_ptr<Archives> archives_;
     std::unique_ptr<Watchers> watchers_;
     std::unique_ptr<RequestHandlers> handlers_;
     std::unique_ptr<Server> server_;

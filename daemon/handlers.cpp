@@ -1,5 +1,7 @@
 #include "handlers.h"
 
+#include "archives.h"
+
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -172,6 +174,8 @@ Result<TopicEntry*> RequestHandlers::find_or_create(const std::string& name, con
     TopicConfig settings = from_wire(wire);
     if (auto named = config_.topics.find(name); named != config_.topics.end()) settings = named->second;
     else if ((flags & protocol::kDefaultConfig) && config_.defaults) settings = *config_.defaults;
+    if (settings.on_full == OnFull::archive || config_.archives.count(name) != 0)
+        if (auto st = archives_.open(true); !st) return make_error(st.error().code, "topic '" + name + "' needs an archive: " + st.error().message);
     auto t = registry_.create(name, settings);
     if (!t || *t == nullptr) return t;  // nullptr: its pages are being reserved
     const auto c = t.value()->segment().config();
@@ -245,6 +249,7 @@ bool RequestHandlers::on_delete_topic(Conn& c, uint32_t id, const protocol::Dele
                                                              "; stop them first, or delete it anyway with --force"));
     if (!users.empty()) tell_deleted(t->segment());
     if (auto st = registry_.remove(name); !st) return reply_error(c, id, st.error());
+    archives_.forget(name);
     if (users.empty()) spdlog::info("deleted topic '{}'", name);
     else spdlog::warn("deleted topic '{}' under {} (forced; they were told)", name, pid_list(users));
     watchers_.rearm_timer();
@@ -292,9 +297,17 @@ bool RequestHandlers::on_subscribe(Conn& c, uint32_t id, const protocol::Subscri
     const std::string durable_name(field_name(req.durable_name));
     const bool durable = !durable_name.empty();
     if (auto st = validate_topic_name(topic); !st) return reply_error(c, id, st.error());
-    if (durable)
+    // The archiver's cursor: its name is none a client may choose, and only the archiver shmbusd
+    // started for this topic may take it.
+    const bool archiver = durable_name == kArchiverSubscription;
+    if (archiver && !archives_.is_archiver(topic, c.process.pid))
+        return reply_error(c, id, make_error(Errc::permission_denied, "only shmbusd's archiver of '" + topic + "' may use '" +
+                                                                          durable_name + "'"));
+    if (durable && !archiver)
         if (auto st = validate_subscription_name(durable_name); !st) return reply_error(c, id, st.error());
-    if (auto e = refused_unless(c, topic, Operation::subscribe, true)) return reply_error(c, id, *e);
+    if (auto e = refused_unless(c, topic, Operation::subscribe, !archiver)) return reply_error(c, id, *e);
+    if (archiver && registry_.find(topic) == nullptr)
+        return reply_error(c, id, make_error(Errc::topic_not_found, "no topic named '" + topic + "'"));
     StartFrom from{};
     if (!protocol::start_from_wire(req.from, from))
         return reply_error(c, id, make_error(Errc::invalid_argument, "unknown start position"));
@@ -551,6 +564,43 @@ void RequestHandlers::on_disconnect(const Conn& c) {
         spdlog::info("client pid {} '{}' disconnected; released {} slot(s)", c.process.pid, c.name, released);
         watchers_.rearm_timer();
     }
+}
+
+}  // namespace shmbus::daemon
+
+namespace shmbus::daemon {
+
+bool RequestHandlers::on_set_archive(Conn& c, uint32_t id, const protocol::SetArchive& req) {
+    const std::string name(field_name(req.topic));
+    auto administered = topic_to_administer(c, name);
+    if (!administered) return reply_error(c, id, administered.error());
+    ArchiveSettings s;
+    s.retain_bytes = req.settings.retain_bytes;
+    s.retain_time = std::chrono::nanoseconds(int64_t(std::min<uint64_t>(req.settings.retain_ns, INT64_MAX)));
+    s.file_bytes = req.settings.file_bytes;
+    if (req.settings.fsync > uint32_t(ArchiveFsync::always))
+        return reply_error(c, id, make_error(Errc::invalid_argument, "unknown fsync policy"));
+    s.fsync = ArchiveFsync(req.settings.fsync);
+    if (auto st = archives_.enable(**administered, s); !st) return reply_error(c, id, st.error());
+    return reply(c, protocol::Type::ok, id, nullptr, 0);
+}
+
+bool RequestHandlers::on_open_archive(Conn& c, uint32_t id, const protocol::TopicName& req) {
+    const std::string name(field_name(req.topic));
+    if (auto st = validate_topic_name(name); !st) return reply_error(c, id, st.error());
+    if (auto e = refused_unless(c, name, Operation::subscribe, false)) return reply_error(c, id, *e);
+    if (registry_.find(name) == nullptr) return reply_error(c, id, make_error(Errc::topic_not_found, "no topic named '" + name + "'"));
+    auto settings = archives_.settings(name);
+    auto fd = archives_.open_dir(name);
+    if (!fd || !settings) return reply_error(c, id, fd ? make_error(Errc::invalid_argument, "topic '" + name + "' is not archived") : fd.error());
+    protocol::ArchiveOk ok{};
+    ok.settings = {settings->retain_bytes, uint64_t(settings->retain_time.count()), settings->file_bytes,
+                   uint32_t(settings->fsync), 0};
+    detail::PassedFds fds;
+    fds.segment = *fd;
+    const bool sent = reply(c, protocol::Type::archive_ok, id, &ok, sizeof ok, fds);
+    ::close(*fd);
+    return sent;
 }
 
 }  // namespace shmbus::daemon

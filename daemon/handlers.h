@@ -18,13 +18,15 @@
 namespace shmbus::daemon {
 
 class Watchers;
+class Archives;
 
 class RequestHandlers {
 public:
     // `access` may be replaced while serving (a configuration reload): it is read per request.
     // `config` supplies the settings of topics it names and the defaults; read per request too.
-    RequestHandlers(Registry& registry, Watchers& watchers, const AccessControl& access, const Config& config, uint64_t bus_id)
-        : registry_(registry), watchers_(watchers), access_(access), config_(config), bus_id_(bus_id) {}
+    RequestHandlers(Registry& registry, Watchers& watchers, const AccessControl& access, const Config& config, uint64_t bus_id,
+                    Archives& archives)
+        : registry_(registry), watchers_(watchers), access_(access), config_(config), bus_id_(bus_id), archives_(archives) {}
 
     bool on_hello(Conn& c, uint32_t id, const protocol::Hello& req);
     bool on_open_topic(Conn& c, uint32_t id, const protocol::OpenTopic& req);
@@ -39,6 +41,8 @@ public:
     bool on_bus_info(Conn& c, uint32_t id, const protocol::NoBody& req);
     bool on_set_topic(Conn& c, uint32_t id, const protocol::SetTopic& req);
     bool on_join_group(Conn& c, uint32_t id, const protocol::JoinGroup& req);
+    bool on_set_archive(Conn& c, uint32_t id, const protocol::SetArchive& req);
+    bool on_open_archive(Conn& c, uint32_t id, const protocol::TopicName& req);
     void on_connect(const Conn&) { ++clients_; }
     [[nodiscard]] std::size_t clients() const noexcept { return clients_; }
     [[nodiscard]] uint64_t started_ns() const noexcept { return started_ns_; }
@@ -77,6 +81,7 @@ private:
     uint64_t started_ns_ = detail::WallClock::system_ns();
     std::size_t clients_ = 0;
     uint64_t bus_id_;
+    Archives& archives_;
 };
 
 }  // namespace shmbus::daemon

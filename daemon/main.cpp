@@ -1,4 +1,4 @@
-// shmbusd [--dir DIR] [--config FILE] [--metrics [HOST:]PORT] [--log-level LEVEL] [--version]: the shmbus supervisor, in
+// shmbusd [--dir DIR] [--state-dir DIR] [--config FILE] [--metrics [HOST:]PORT] [--log-level LEVEL] [--version]: the shmbus supervisor, in
 // the foreground. Command-line options override the configuration file.
 // Exit status: 0 stopped by SIGTERM/SIGINT, 2 bad usage or cannot start, 3 another shmbusd serves
 // the directory.
@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <cstdlib>
 
 #include "daemon.h"
@@ -54,6 +55,10 @@ int main(int argc, char** argv) {
     shmbus::daemon::Options options;
     std::string level = "info";
     app.add_option("--dir", options.dir, "bus directory (default: [bus] dir, $SHMBUS_DIR, then a per-user runtime directory)");
+    app.add_option("--state-dir", options.state_dir, "archives and cursors that outlive a reboot (default: [bus] state_dir, "
+                                                      "else /var/lib/shmbus for root, $XDG_STATE_HOME/shmbus otherwise)");
+    std::string archiver_topic;
+    app.add_option("--archiver", archiver_topic, "run as the archiver of TOPIC (shmbusd starts these itself)")->group("");
     app.add_option("--metrics", options.metrics, "serve Prometheus metrics on [HOST:]PORT (HOST defaults to 127.0.0.1)");
     app.add_option("--config", options.config_path, "configuration file (TOML): bus settings and access rules; "
                                                      "reread on SIGHUP");
@@ -86,6 +91,16 @@ int main(int argc, char** argv) {
     spdlog::set_level(spdlog::level::from_str(level));
     spdlog::flush_on(spdlog::level::trace);
     if (options.dir.empty()) options.dir = shmbus::default_bus_dir();
+    if (options.state_dir.empty()) options.state_dir = options.config.state_dir;
+    if (!archiver_topic.empty()) {
+        spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e [%l] [archiver] %v");
+        if (options.state_dir.empty()) options.state_dir = shmbus::daemon::default_state_dir();
+        return shmbus::daemon::run_archiver(archiver_topic, options.dir, options.state_dir);
+    }
+    // Archivers are this program run again: found through /proc, so a moved binary still finds itself.
+    std::error_code ec;
+    options.executable = std::filesystem::read_symlink("/proc/self/exe", ec).string();
+    options.log_level = level;
 
     shmbus::daemon::Daemon daemon(options);
     if (auto st = daemon.start(); !st) {

@@ -65,7 +65,7 @@ TopicEntry* Registry::find(const std::string& name) noexcept {
     return it == topics_.end() ? nullptr : it->second.get();
 }
 
-Result<TopicEntry*> Registry::create(const std::string& name, const TopicConfig& config) noexcept {
+Result<TopicEntry*> Registry::create(const std::string& name, const TopicConfig& config, uint64_t first_id) noexcept {
     if (pending_.count(name) != 0) return finish_reservation(name);
     if (auto st = validate_topic_name(name); !st) return st.error();
     const TopicConfig c = with_defaults(config);
@@ -76,11 +76,11 @@ Result<TopicEntry*> Registry::create(const std::string& name, const TopicConfig&
                                               "limit lets it open again after a restart (raise RLIMIT_NOFILE, e.g. "
                                               "LimitNOFILE in its service)");
     const detail::Geometry g = detail::compute_geometry(c);
-    if (done_fd_ >= 0 && g.total + g.cursor_object_size >= kReserveInBackgroundBytes) return start_reservation(name, c);
+    if (done_fd_ >= 0 && g.total + g.cursor_object_size >= kReserveInBackgroundBytes) return start_reservation(name, c, first_id);
     const std::string shm = shm_name_for(name);
     auto fds = create_objects(name, shm);
     if (!fds) return fds.error();
-    return finish(name, c, shm, fds->first, fds->second, detail::Segment::Pages::reserve);
+    return finish(name, c, shm, fds->first, fds->second, detail::Segment::Pages::reserve, first_id);
 }
 
 Result<std::pair<int, int>> Registry::create_objects(const std::string& name, const std::string& shm) noexcept {
@@ -100,8 +100,8 @@ void Registry::discard(const std::string& shm, int fd, int cursor_fd) noexcept {
 }
 
 Result<TopicEntry*> Registry::finish(const std::string& name, const TopicConfig& c, const std::string& shm, int fd,
-                                     int cursor_fd, detail::Segment::Pages pages) noexcept {
-    auto seg = detail::Segment::format(fd, name, c, bus_id_, bus_dir_, cursor_fd, pages);
+                                     int cursor_fd, detail::Segment::Pages pages, uint64_t first_id) noexcept {
+    auto seg = detail::Segment::format(fd, name, c, bus_id_, bus_dir_, cursor_fd, pages, first_id);
     if (!seg) {
         discard(shm, fd, cursor_fd);
         return seg.error();
@@ -109,6 +109,7 @@ Result<TopicEntry*> Registry::finish(const std::string& name, const TopicConfig&
     auto entry = std::make_unique<TopicEntry>(shm, fd, cursor_fd, TopicSupervisor(name, std::move(seg.value())));
     TopicEntry* raw = entry.get();
     topics_[name] = std::move(entry);
+    if (on_created_) on_created_(*raw);
     return raw;
 }
 
@@ -117,9 +118,10 @@ bool Registry::reserve_in_background() noexcept {
     return done_fd_ >= 0;
 }
 
-Result<TopicEntry*> Registry::start_reservation(const std::string& name, const TopicConfig& c) noexcept {
+Result<TopicEntry*> Registry::start_reservation(const std::string& name, const TopicConfig& c, uint64_t first_id) noexcept {
     auto p = std::make_unique<Pending>();
     p->config = c;
+    p->first_id = first_id;
     p->shm = shm_name_for(name);
     auto fds = create_objects(name, p->shm);
     if (!fds) return fds.error();
@@ -153,7 +155,8 @@ Result<TopicEntry*> Registry::finish_reservation(const std::string& name) noexce
         discard(owned->shm, owned->fd, owned->cursor_fd);
         return owned->result.error();
     }
-    return finish(name, owned->config, owned->shm, owned->fd, owned->cursor_fd, detail::Segment::Pages::reserved);
+    return finish(name, owned->config, owned->shm, owned->fd, owned->cursor_fd, detail::Segment::Pages::reserved,
+                  owned->first_id);
 }
 
 std::vector<Registry::Finished> Registry::finish_ended_reservations() noexcept {

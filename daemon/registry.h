@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <thread>
 #include <memory>
@@ -89,8 +90,11 @@ public:
     // is created in two steps: the first call starts reserving its pages on a worker thread and
     // answers nullptr (not created yet; reservation_done_fd() becomes readable when it may be
     // asked again); a call once the reservation is over finishes it (or reports why it failed).
-    // The settings of the first call are the ones the topic gets.
-    [[nodiscard]] Result<TopicEntry*> create(const std::string& name, const TopicConfig& config) noexcept;
+    // The settings of the first call are the ones the topic gets. `first_id`: the id its first
+    // message gets (an archived topic made again continues its archive's ids).
+    [[nodiscard]] Result<TopicEntry*> create(const std::string& name, const TopicConfig& config, uint64_t first_id = 0) noexcept;
+    // Called for every topic this registry creates, once it exists (not for adopted ones).
+    void on_created(std::function<void(TopicEntry&)> hook) { on_created_ = std::move(hook); }
     // Large topics from now on are reserved on worker threads. False if the eventfd cannot be made.
     [[nodiscard]] bool reserve_in_background() noexcept;
     // Readable (an eventfd; read it to clear) whenever a background reservation has ended.
@@ -124,6 +128,7 @@ private:
     // A large topic whose objects exist, empty, while a worker reserves their pages.
     struct Pending {
         TopicConfig config;  // with defaults applied
+        uint64_t first_id = 0;
         std::string shm;
         int fd = -1, cursor_fd = -1;
         std::thread worker;
@@ -134,8 +139,8 @@ private:
     // The two objects of a new topic, created empty: {segment fd, cursor fd}.
     [[nodiscard]] Result<std::pair<int, int>> create_objects(const std::string& name, const std::string& shm) noexcept;
     [[nodiscard]] Result<TopicEntry*> finish(const std::string& name, const TopicConfig& c, const std::string& shm, int fd,
-                                            int cursor_fd, detail::Segment::Pages pages) noexcept;
-    [[nodiscard]] Result<TopicEntry*> start_reservation(const std::string& name, const TopicConfig& c) noexcept;
+                                            int cursor_fd, detail::Segment::Pages pages, uint64_t first_id) noexcept;
+    [[nodiscard]] Result<TopicEntry*> start_reservation(const std::string& name, const TopicConfig& c, uint64_t first_id) noexcept;
     [[nodiscard]] Result<TopicEntry*> finish_reservation(const std::string& name) noexcept;
     static void discard(const std::string& shm, int fd, int cursor_fd) noexcept;
     void adopt(const std::string& file, const std::string& topic, AdoptReport& report);
@@ -146,6 +151,7 @@ private:
     std::map<std::string, std::unique_ptr<TopicEntry>> topics_;
     std::map<std::string, std::unique_ptr<Pending>> pending_;
     int done_fd_ = -1;  // eventfd: -1 until reserve_in_background()
+    std::function<void(TopicEntry&)> on_created_;
 };
 
 }  // namespace shmbus::daemon

@@ -78,6 +78,8 @@ constexpr std::array kRoutes{
     Route{Type::set_topic, decode<SetTopic, &H::on_set_topic, &SetTopic::topic>},
     Route{Type::join_group, decode<JoinGroup, &H::on_join_group, &JoinGroup::topic, &JoinGroup::group>},
     Route{Type::delete_group, decode<SubscriptionName, &H::on_delete_group, &SubscriptionName::topic, &SubscriptionName::name>},
+    Route{Type::set_archive, decode<SetArchive, &H::on_set_archive, &SetArchive::topic>},
+    Route{Type::open_archive, decode<TopicName, &H::on_open_archive, &TopicName::topic>},
     Route{Type::delete_subscription,
           decode<SubscriptionName, &H::on_delete_subscription, &SubscriptionName::topic, &SubscriptionName::name>},
 };

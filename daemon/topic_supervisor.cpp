@@ -208,6 +208,7 @@ void TopicSupervisor::expire_detached(uint64_t wall) {
     for (uint32_t i = 0; i < seg_.max_consumers(); ++i) {
         auto& s = seg_.consumer_slot(i);
         if (detail::state_of(s) != SlotState::detached || s.kind == uint32_t(detail::SlotKind::group)) continue;  // groups never expire
+        if (seg_.archiver_slot() == i) continue;  // nor does the archiver's cursor: its archive depends on it
         if (wall < s.detached_ns || wall - s.detached_ns < expire) continue;
         if (!detail::free_consumer(seg_, i, SlotState::detached)) continue;
         count(seg_.recovery().cursors_expired);

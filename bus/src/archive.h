@@ -9,11 +9,18 @@
 #include <span>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "shmbus/archive.h"
 #include "shmbus/layout/archive_file.h"
 #include "shmbus/result.h"
+
+namespace shmbus::detail {
+// The durable subscription name of a topic's archiver: none a client may choose ('$').
+inline constexpr std::string_view kArchiverSubscription = "$archiver";
+[[nodiscard]] inline bool is_archiver_name(std::string_view name) noexcept { return name == kArchiverSubscription; }
+}  // namespace shmbus::detail
 
 namespace shmbus::detail::archive {
 
@@ -126,6 +133,10 @@ public:
     [[nodiscard]] Status seek_id(uint64_t id);
     // Positions at the first record (in id order) whose timestamp is >= `time_ns`.
     [[nodiscard]] Status seek_time(uint64_t time_ns);
+    // The first id of the oldest file, as of the last seek; none if the archive was empty.
+    [[nodiscard]] std::optional<uint64_t> oldest_id() const noexcept {
+        return files_.empty() ? std::nullopt : std::optional<uint64_t>(files_.front().first_id);
+    }
     enum class Step : uint8_t { record, end, broken };
     // The next record; `end` when nothing more is archived yet.
     [[nodiscard]] Step next(StoredRecord& out) noexcept;

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "archive.h"
 #include "cores.h"
 #include "futex.h"
 #include "gc.h"
@@ -254,13 +255,16 @@ Result<Subscriber> Client::subscribe(std::string_view topic, SubscribeOptions op
     if (auto st = validate_topic_name(topic); !st) return st.error();
     if (!options.group.empty()) return join_group(topic, std::move(options));
     const bool durable = !options.durable_name.empty();
-    if (durable)
+    if (durable && !detail::is_archiver_name(options.durable_name))
         if (auto st = validate_subscription_name(options.durable_name); !st) return st.error();
+    if (options.from == StartFrom::time && options.from_time_ns == 0)
+        return make_error(Errc::invalid_argument, "StartFrom::time needs from_time_ns");
     protocol::Subscribe req{};
     copy_name(req.topic, topic);
     copy_name(req.durable_name, options.durable_name);
     req.config = to_wire(options.create_config);
-    req.from = uint32_t(options.from);
+    // A time is found by the subscriber itself: shmbusd places it at the earliest message.
+    req.from = uint32_t(options.from == StartFrom::time ? StartFrom::earliest : options.from);
     req.flags = default_config_flag(options.create_config);
     req.from_id = options.from_id;
     req.token = new_token();
@@ -273,8 +277,74 @@ Result<Subscriber> Client::subscribe(std::string_view topic, SubscribeOptions op
     auto core = std::unique_ptr<detail::SubscriberCore>(new (std::nothrow) detail::SubscriberCore(
         channel_, std::move(r->second), ok.slot, durable, std::move(options)));
     if (!core) return make_error(Errc::io_error, "out of memory");
+    // An archived topic's subscriber reads the archive where the ring no longer reaches.
+    if (core->seg.archived() && !detail::is_archiver_name(core->options.durable_name)) {
+        auto archive = open_archive(*channel_, topic);
+        if (!archive) return make_error(archive.error().code, "cannot open the archive of '" + std::string(topic) + "': " +
+                                                                  archive.error().message);
+        core->archive_dir = archive->first;
+    }
     core->begin(ok.position, ok.next_id, ok.resumed != 0);
     return Subscriber(std::move(core));
+}
+
+Result<std::pair<int, ArchiveSettings>> Client::open_archive(detail::ControlChannel& channel, std::string_view topic) noexcept {
+    protocol::TopicName req{};
+    copy_name(req.topic, topic);
+    auto reply = channel.request(protocol::Type::open_archive, &req, sizeof req);
+    if (!reply) return reply.error();
+    ReplyFdGuard guard{reply.value()};
+    auto ok = body_as<protocol::ArchiveOk>(*reply, protocol::Type::archive_ok);
+    if (!ok) return ok.error();
+    if (reply->fds.segment < 0) return make_error(Errc::protocol_error, "shmbusd sent no archive directory");
+    ArchiveSettings s;
+    s.retain_bytes = ok->settings.retain_bytes;
+    s.retain_time = std::chrono::nanoseconds(int64_t(std::min<uint64_t>(ok->settings.retain_ns, INT64_MAX)));
+    s.file_bytes = ok->settings.file_bytes;
+    s.fsync = ok->settings.fsync <= uint32_t(ArchiveFsync::always) ? ArchiveFsync(ok->settings.fsync) : ArchiveFsync::never;
+    return std::pair{std::exchange(reply->fds.segment, -1), s};
+}
+
+Status Client::set_archive(std::string_view topic, const ArchiveSettings& settings) noexcept {
+    if (auto st = validate_topic_name(topic); !st) return st.error();
+    if (settings.file_bytes < kMinArchiveFileBytes)
+        return make_error(Errc::invalid_argument, "archive files must be at least " + std::to_string(kMinArchiveFileBytes) + " bytes");
+    protocol::SetArchive req{};
+    copy_name(req.topic, topic);
+    req.settings = {settings.retain_bytes, uint64_t(std::max<int64_t>(0, settings.retain_time.count())), settings.file_bytes,
+                    uint32_t(settings.fsync), 0};
+    auto reply = channel_->request(protocol::Type::set_archive, &req, sizeof req);
+    if (!reply) return reply.error();
+    return ok_status();
+}
+
+Result<ArchiveInfo> Client::archive_info(std::string_view topic) noexcept {
+    if (auto st = validate_topic_name(topic); !st) return st.error();
+    auto archive = open_archive(*channel_, topic);
+    if (!archive) return archive.error();
+    try {
+        auto info = detail::archive::describe(archive->first, std::string(topic));
+        ::close(archive->first);
+        if (info) info->settings = archive->second;
+        return info;
+    } catch (...) {
+        ::close(archive->first);
+        return make_error(Errc::io_error, "out of memory");
+    }
+}
+
+Result<ArchiveVerifyReport> Client::verify_archive(std::string_view topic) noexcept {
+    if (auto st = validate_topic_name(topic); !st) return st.error();
+    auto archive = open_archive(*channel_, topic);
+    if (!archive) return archive.error();
+    try {
+        auto report = detail::archive::verify(archive->first, std::string(topic));
+        ::close(archive->first);
+        return report;
+    } catch (...) {
+        ::close(archive->first);
+        return make_error(Errc::io_error, "out of memory");
+    }
 }
 
 Status Client::create_topic(std::string_view topic, const TopicConfig& config) noexcept {

@@ -4,15 +4,18 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "archive.h"
 #include "control.h"
 #include "crash_point.h"
 #include "group.h"
 #include "rate_limit.h"
 #include "ring.h"
 #include "segment.h"
+#include "slots.h"
 #include "wall_clock.h"
 #include "shmbus/publisher.h"
 #include "shmbus/subscriber.h"
@@ -23,7 +26,8 @@ struct PublisherCore {
     PublisherCore(std::shared_ptr<ControlChannel> ch, Segment s, uint32_t slot, PublisherOptions o) noexcept
         : channel(std::move(ch)), seg(std::move(s)), ring(seg), topic(seg.topic()), slot_index(slot),
           slot(slot < seg.max_producers() ? &seg.producer_slot(slot) : nullptr), options(std::move(o)),
-          gated(seg.on_full() != OnFull::overwrite), revocable(seg.unblock_timeout_ns() != 0),
+          gated(seg.on_full() != OnFull::overwrite), archive_policy(seg.on_full() == OnFull::archive),
+          revocable(seg.unblock_timeout_ns() != 0),
           crash_in_claim("in_claim"), crash_after_claim("after_claim"), crash_before_commit("before_commit"),
           crash_after_commit("after_commit") {}
     ~PublisherCore();  // gives the producer slot back
@@ -63,7 +67,8 @@ struct PublisherCore {
     uint32_t slot_index;
     layout::ProducerSlot* slot;  // where the open claim is recorded for recovery
     PublisherOptions options;
-    bool gated;               // block/fail: durable cursors hold producers back
+    bool gated;               // block/fail/archive: durable cursors (archive: the archiver's) hold producers back
+    bool archive_policy;      // on-full archive: only the archiver's durable cursor gates
     bool revocable;           // the topic has an unblock-timeout: the daemon may take claims back
     // Bytes this publisher leaves free below what a group holds, so that a member can always move
     // a message waiting out a backoff to the tail (a retry record, with its padding); 0 for the
@@ -114,7 +119,7 @@ struct SubscriberCore {
                    SubscribeOptions o) noexcept
         : channel(std::move(ch)), seg(std::move(s)), ring(seg), topic(seg.topic()), slot_index(slot_index),
           slot(&seg.consumer_slot(slot_index)), durable(is_durable),
-          gated(is_durable && seg.on_full() != OnFull::overwrite),
+          gated(is_durable && gates_producers(seg, slot_index, SlotKind::durable)),
           timed(is_durable && seg.consumer_slot_has(sizeof(layout::ConsumerSlot))), options(std::move(o)),
           crash_before_ack("before_ack") {
         count_as_sleeper();
@@ -122,6 +127,8 @@ struct SubscriberCore {
     ~SubscriberCore();
 
     [[nodiscard]] PollResult poll(Handler& handler, std::size_t max) noexcept;
+    // Acks everything delivered so far (auto-ack after a poll, ack_delivered()).
+    void ack_all_delivered() noexcept;
     [[nodiscard]] PollResult receive(Handler& handler, std::chrono::nanoseconds timeout, std::size_t max) noexcept;
     void store_ack(uint64_t position, uint64_t next_id) noexcept;
     [[nodiscard]] AckStatus ack(const Message& m) noexcept;  // not a group member's: settle() decides
@@ -135,6 +142,10 @@ struct SubscriberCore {
     // longer retained starts later and counts the gap as lost. Allocates the copy buffer of a
     // reader that producers may lap, once, here.
     void begin(uint64_t pos, uint64_t id, bool was_resumed);
+    // After the ring placed (or re-placed) this reader at `position`/`next_id` for `from`: an
+    // archived topic's reader whose start lies before what the ring holds reads the archive first.
+    // `placed_lost`: the ids the ring could not give (counted as lost only without an archive).
+    void start_from(StartFrom from, uint64_t from_id, uint64_t from_time_ns, uint64_t placed_lost) noexcept;
     // When the rate limit allows the next delivery (CLOCK_MONOTONIC), if the last poll stopped
     // for it; 0 otherwise.
     [[nodiscard]] uint64_t rate_ready() const noexcept { return group ? group->rate_ready_ns() : rate.ready_ns(); }
@@ -146,7 +157,7 @@ struct SubscriberCore {
     uint32_t slot_index;
     layout::ConsumerSlot* slot;
     bool durable;
-    bool gated;  // durable on a block/fail topic: producers never overwrite what it has not acked
+    bool gated;  // a durable cursor that gates (gates_producers): producers never overwrite what it has not acked
     bool timed;  // durable, and the slot has room for processing times (layout 1.3)
     bool resumed = false;
     bool corrupt = false;
@@ -171,6 +182,16 @@ struct SubscriberCore {
     std::atomic<uint64_t> rate_tat{0};
     RateGate rate{detail::rate_interval_ns(options.rate), options.rate.burst};
     std::vector<std::byte> copy;  // max_message bytes, for readers that producers may overrun
+    // Archived topics (docs/archive.md): the archive directory shmbusd handed over (-1: none),
+    // and, while the next message is older than what the ring holds, the reader of the archive
+    // with the record it read but may not deliver yet (not archived below the archiver's ack).
+    int archive_dir = -1;
+    std::optional<archive::Reader> replay;
+    std::optional<archive::StoredRecord> held;
+    uint64_t ring_resume_id = 0;     // a gating reader: the id at `position`, where the ring takes over
+    uint64_t acked_id = 0;           // last ack_id stored in the slot
+    uint64_t deliver_from_time = 0;  // StartFrom::time: records before the first this late are stepped over
+    std::string archive_error;       // why the archive could not be read (then: corrupt)
     std::unique_ptr<GroupMember> group;  // a member of a consumer group: it delivers instead
     CrashPoint crash_before_ack;  // fault injection (crash_point.h)
 
@@ -184,6 +205,19 @@ private:
     [[nodiscard]] std::chrono::nanoseconds sleep_cap() const noexcept;
     uint64_t counted_since_ns = 0;  // 0: not counted in may_sleep
     void resync() noexcept;
+    // Reads the archive from `id` (or the first record at or after `time_ns`), the ring position
+    // kept. False without an archive, or if it cannot be read.
+    [[nodiscard]] bool start_replay(uint64_t id, uint64_t time_ns, bool count_lost) noexcept;
+    enum class ArchiveStep : uint8_t { stay, ring, broken };
+    [[nodiscard]] ArchiveStep poll_archive(Handler& handler, std::size_t max, uint32_t& count) noexcept;
+    // Goes on in the ring from id `want` if the ring still holds it. False to read the archive on.
+    [[nodiscard]] bool leave_archive(uint64_t want) noexcept;
+    // Every message below this id is in the archive: the archiver's ack.
+    [[nodiscard]] uint64_t archived_below() const noexcept;
+    // The id of the record at `pos` (a gating reader's resumed cursor), or `fallback` if unknown.
+    [[nodiscard]] uint64_t ring_id_at(uint64_t pos, uint64_t fallback) const noexcept;
+    void store_archive_ack(uint64_t next_unacked_id) noexcept;
+    void deliver(Handler& handler, Message& m) noexcept;
     void publish_progress() noexcept;
     void record_processing(uint64_t ns) noexcept;
 };

@@ -44,7 +44,7 @@ Result<Ring::Start> attach_new_cursor(const Segment& seg, uint32_t index, SlotKi
         s.processing_sum_ns.store(0, std::memory_order_relaxed);
         for (auto& b : s.processing) b.store(0, std::memory_order_relaxed);
     }
-    const bool gating = (kind == SlotKind::durable || kind == SlotKind::group) && seg.on_full() != OnFull::overwrite;
+    const bool gating = gates_producers(seg, index, kind);
     auto start = place_cursor(seg, s, from, id, gating, true);
     // Failed before attaching (a bad start) or after (lapped every time): free it either way.
     if (!start && !free_consumer(seg, index, SlotState::attached)) (void)free_consumer(seg, index, SlotState::reserved);

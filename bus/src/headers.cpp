@@ -82,4 +82,72 @@ std::string rfc3339_utc(uint64_t realtime_ns) {
     return text;
 }
 
+namespace {
+
+// Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar (Howard Hinnant's algorithm).
+int64_t days_from_civil(int64_t y, unsigned m, unsigned d) noexcept {
+    y -= m <= 2;
+    const int64_t era = (y >= 0 ? y : y - 399) / 400;
+    const unsigned yoe = unsigned(y - era * 400);
+    const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + int64_t(doe) - 719468;
+}
+
+}  // namespace
+
+std::optional<uint64_t> parse_rfc3339(std::string_view t) noexcept {
+    std::size_t i = 0;
+    auto digits = [&](std::size_t n, int& out) {
+        if (i + n > t.size()) return false;
+        out = 0;
+        for (std::size_t k = 0; k < n; ++k, ++i) {
+            if (t[i] < '0' || t[i] > '9') return false;
+            out = out * 10 + (t[i] - '0');
+        }
+        return true;
+    };
+    auto expect = [&](auto pred) {
+        if (i >= t.size() || !pred(t[i])) return false;
+        ++i;
+        return true;
+    };
+    int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
+    if (!digits(4, year) || !expect([](char c) { return c == '-'; }) || !digits(2, month) ||
+        !expect([](char c) { return c == '-'; }) || !digits(2, day) ||
+        !expect([](char c) { return c == 'T' || c == 't' || c == ' '; }) || !digits(2, hour) ||
+        !expect([](char c) { return c == ':'; }) || !digits(2, minute) || !expect([](char c) { return c == ':'; }) ||
+        !digits(2, second))
+        return std::nullopt;
+    static constexpr int kDays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (month < 1 || month > 12 || day < 1 || day > kDays[month - 1] || hour > 23 || minute > 59 || second > 60) return std::nullopt;
+    uint64_t frac_ns = 0;
+    if (i < t.size() && t[i] == '.') {
+        ++i;
+        uint64_t scale = 100'000'000;
+        const std::size_t start = i;
+        for (; i < t.size() && t[i] >= '0' && t[i] <= '9'; ++i) {
+            frac_ns += uint64_t(t[i] - '0') * scale;
+            scale /= 10;
+        }
+        if (i == start) return std::nullopt;
+    }
+    int64_t offset_s = 0;
+    if (i < t.size() && (t[i] == 'Z' || t[i] == 'z')) {
+        ++i;
+    } else if (i < t.size() && (t[i] == '+' || t[i] == '-')) {
+        const int sign = t[i] == '-' ? -1 : 1;
+        ++i;
+        int oh = 0, om = 0;
+        if (!digits(2, oh) || !expect([](char c) { return c == ':'; }) || !digits(2, om) || oh > 23 || om > 59) return std::nullopt;
+        offset_s = sign * (oh * 3600 + om * 60);
+    } else {
+        return std::nullopt;
+    }
+    if (i != t.size()) return std::nullopt;
+    const int64_t secs = days_from_civil(year, unsigned(month), unsigned(day)) * 86400 + hour * 3600 + minute * 60 + second - offset_s;
+    if (secs < 0) return std::nullopt;
+    return uint64_t(secs) * 1'000'000'000 + frac_ns;
+}
+
 }  // namespace shmbus

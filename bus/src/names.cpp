@@ -98,6 +98,7 @@ const char* to_string(OnFull policy) noexcept {
         case OnFull::block: return "block";
         case OnFull::fail: return "fail";
         case OnFull::overwrite: return "overwrite";
+        case OnFull::archive: return "archive";
     }
     return "unknown";
 }
@@ -106,6 +107,7 @@ bool parse_on_full(std::string_view text, OnFull& out) noexcept {
     if (text == "block") out = OnFull::block;
     else if (text == "fail") out = OnFull::fail;
     else if (text == "overwrite") out = OnFull::overwrite;
+    else if (text == "archive") out = OnFull::archive;
     else return false;
     return true;
 }
@@ -119,7 +121,7 @@ Status validate_config(const TopicConfig& c) {
     if (c.max_message == 0 || c.max_message > max_message_for(cap))
         return bad("max message " + std::to_string(c.max_message) + " must be 1 .. " + std::to_string(max_message_for(cap)) +
                    " bytes for a " + std::to_string(cap) + "-byte ring (an eighth of it, minus a record header)");
-    if (uint32_t(c.on_full) > uint32_t(OnFull::overwrite)) return bad("unknown on-full policy");
+    if (uint32_t(c.on_full) > uint32_t(OnFull::archive)) return bad("unknown on-full policy");
     const std::string slots = std::to_string(kMaxSlots);
     if (c.max_producers == 0 || c.max_producers > kMaxSlots) return bad("max producers must be 1 .. " + slots);
     if (c.max_consumers == 0 || c.max_consumers > kMaxSlots) return bad("max consumers must be 1 .. " + slots);

@@ -22,8 +22,9 @@ inline constexpr uint32_t kFrameMagic = 0x53425553;  // "SUBS"
 // cursor object nor find the space-waiter count where 1.3 keeps it. 5: layout 1.5 (records with
 // headers, longer group entries) and JoinGroup's longer settings. 6: layout 1.6 (records with a
 // producer stamp, which a protocol-5 client would take for payload) and named producers in
-// OpenTopic / TopicOk.
-inline constexpr uint16_t kProtocolVersion = 6;
+// OpenTopic / TopicOk. 7: layout 1.7 (on-full `archive`, where a protocol-6 subscriber would take
+// itself for a gating reader and read without checking for overrun), archive requests.
+inline constexpr uint16_t kProtocolVersion = 7;
 inline constexpr std::size_t kMaxFrame = 64 * 1024;
 inline constexpr std::size_t kNameField = layout::kMaxTopicName + 1;
 inline constexpr std::size_t kSubNameField = layout::kMaxSubscriptionName + 1;
@@ -45,6 +46,8 @@ enum class Type : uint16_t {
     join_group = 19,                         // body: JoinGroup; reply subscribe_ok (+ descriptors), or ok
                                              // with kCreateGroupOnly
     delete_group = 20,                       // body: SubscriptionName (topic, group); reply ok
+    set_archive = 21,                        // body: SetArchive; reply ok (the topic is archived from now on)
+    open_archive = 22,  archive_ok = 23,     // body: TopicName; reply ArchiveOk + the archive directory (read-only)
     error = 100,
 };
 
@@ -202,6 +205,27 @@ struct SetTopic {
     uint64_t expire_detached_ns;  // 0: never
 };
 static_assert(sizeof(SetTopic) == 64 + 24);
+
+// An archived topic's settings on the wire (shmbus::ArchiveSettings).
+struct WireArchive {
+    uint64_t retain_bytes;  // 0: no size limit
+    uint64_t retain_ns;     // 0: no age limit
+    uint64_t file_bytes;    // a file is closed past this size
+    uint32_t fsync;         // ArchiveFsync
+    uint32_t reserved;
+};
+struct SetArchive {
+    char topic[kNameField];
+    WireArchive settings;
+};
+struct TopicName {
+    char topic[kNameField];
+};
+// open_archive's reply; the frame carries the archive directory as its first descriptor.
+struct ArchiveOk {
+    WireArchive settings;
+};
+static_assert(sizeof(WireArchive) == 32 && sizeof(SetArchive) == 96 && sizeof(TopicName) == 64);
 
 struct BusInfoOk {
     int32_t daemon_pid;

@@ -40,6 +40,8 @@ PublisherCore::GateFloor PublisherCore::min_gating_ack() const noexcept {
         // SYNC: seq_cst pairs with the seq_cst stores of a joining cursor in place_cursor(): either
         // we see the new cursor here, or its owner saw our claim on the tail and joined above it.
         if (!holds_gating_cursor(s, std::memory_order_seq_cst)) continue;
+        // After the state load: the archiver's slot is named before it is attached (mark_archived).
+        if (archive_policy && !gates_producers(seg, i, SlotKind(s.kind), std::memory_order_seq_cst)) continue;
         // SYNC: pairs with the release store of ack_position in SubscriberCore::store_ack (and the
         // dispatch CAS in cas_dispatch): the subscriber's reads of the acked records happen
         // before we overwrite them.

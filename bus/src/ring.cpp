@@ -12,7 +12,7 @@ std::optional<Boundary> Ring::oldest_boundary(uint64_t floor) const noexcept {
     for (int attempt = 0; attempt < kResolveAttempts; ++attempt) {
         const uint64_t tail = tail_position();
         const uint64_t lo = std::max(floor, tail > cap_ ? tail - cap_ : 0);
-        if (lo == 0) return Boundary{0, 0};  // nothing was ever overwritten: the log starts at 0
+        if (lo == 0) return Boundary{0, seg_->first_id()};  // nothing was ever overwritten: the log starts at 0
         std::optional<Boundary> best;
         for (uint32_t i = 0; i < seg_->index_entries(); ++i) {
             auto b = read_boundary(i);

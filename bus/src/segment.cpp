@@ -99,8 +99,8 @@ TopicConfig Segment::config() const noexcept {
 // nothing else is published with it.
 OnFull Segment::live_on_full() const noexcept {
     const uint32_t v = __atomic_load_n(&m_.header->on_full, __ATOMIC_RELAXED);
-    const bool gated = m_.facts.on_full != OnFull::overwrite;
-    if (gated && (v == uint32_t(OnFull::block) || v == uint32_t(OnFull::fail))) return OnFull(v);
+    const bool switchable = m_.facts.on_full == OnFull::block || m_.facts.on_full == OnFull::fail;
+    if (switchable && (v == uint32_t(OnFull::block) || v == uint32_t(OnFull::fail))) return OnFull(v);
     return m_.facts.on_full;  // overwrite stays overwrite; anything else is not shmbusd's
 }
 
@@ -165,7 +165,7 @@ Status Segment::reserve_pages(int fd, int cursor_fd, std::string_view topic, con
 }
 
 Result<Segment> Segment::format(int fd, std::string_view topic, const TopicConfig& config, uint64_t bus_id,
-                                std::string_view bus_dir, int cursor_fd, Pages pages) noexcept {
+                                std::string_view bus_dir, int cursor_fd, Pages pages, uint64_t first_id) noexcept {
     if (auto st = validate_config(config); !st) return st.error();
     const Geometry g = compute_geometry(config, cursor_fd >= 0);
     if (pages == Pages::reserve)
@@ -217,6 +217,9 @@ Result<Segment> Segment::format(int fd, std::string_view topic, const TopicConfi
     h->group_offset = g.group_offset;
     h->sequence_entries = g.sequence_entries;
     h->sequence_offset = g.sequence_offset;
+    h->first_id = first_id;
+    // Plain stores before `ready`: nobody maps the segment before it is ready.
+    reinterpret_cast<ProducerRegionHead*>(s.m_.base + g.producer_offset)->tail.next_id = first_id;
     // A directory that does not fit is not recorded: gc then never takes this segment for a dead bus's.
     if (!bus_dir.empty() && bus_dir.size() < sizeof h->bus_dir) std::memcpy(h->bus_dir, bus_dir.data(), bus_dir.size());
     if (s.m_.cursor_base != nullptr) {
@@ -312,7 +315,8 @@ Result<HeaderFacts> check_header(const SegmentHeader& h, uint64_t size) noexcept
     f.capacity = h.ring_capacity;
     if (!is_pow2(f.capacity) || f.capacity < kMinCapacity || f.capacity > kMaxCapacity) return corrupt("ring capacity");
     if (h.max_message == 0 || h.max_message > max_message_for(f.capacity)) return corrupt("max_message");
-    if (h.on_full > uint32_t(OnFull::overwrite)) return corrupt("on-full policy");
+    if (h.on_full > uint32_t(OnFull::archive) || (h.on_full == uint32_t(OnFull::archive) && h.version_minor < kArchiveSinceMinor))
+        return corrupt("on-full policy");
     if (h.max_producers == 0 || h.max_producers > kMaxSlots || h.max_consumers == 0 || h.max_consumers > kMaxSlots)
         return corrupt("slot counts");
     if (h.index_entries == 0 || !is_pow2(h.index_entries) || h.index_entries > f.capacity / kRecordAlignment)

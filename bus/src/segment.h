@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -76,7 +77,8 @@ public:
     enum class Pages : bool { reserve, reserved };
     [[nodiscard]] static Result<Segment> format(int fd, std::string_view topic, const TopicConfig& config,
                                                 uint64_t bus_id, std::string_view bus_dir = {},
-                                                int cursor_fd = -1, Pages pages = Pages::reserve) noexcept;
+                                                int cursor_fd = -1, Pages pages = Pages::reserve,
+                                                uint64_t first_id = 0) noexcept;
     // Sizes the objects of a topic with `config` (segment `fd`, cursor object `cursor_fd`) and
     // reserves their pages: the slow part of format() for a large topic (tmpfs zeroes and
     // accounts every page; about 80 ms per GiB), and the part that may run on any thread.
@@ -103,6 +105,31 @@ public:
         // relaxed: a one-way flag; what a client does on seeing it depends on nothing else it wrote.
         return m_.header->deleted.load(std::memory_order_relaxed) != 0;
     }
+    // Archived topics (1.7): whether the topic is kept on disk, and the consumer slot of the
+    // archiver's durable cursor (the one durable cursor that holds publishers back on an
+    // `archive` topic). Written by shmbusd; a 1.6 segment has neither.
+    [[nodiscard]] bool archived() const noexcept {
+        // acquire: pairs with the release store in mark_archived(): archiver_slot is set before it.
+        return has_archive_fields() && m_.header->archived.load(std::memory_order_acquire) != 0;
+    }
+    [[nodiscard]] std::optional<uint32_t> archiver_slot(std::memory_order order = std::memory_order_acquire) const noexcept {
+        if (!has_archive_fields()) return std::nullopt;
+        // acquire: pairs with the release store in mark_archived(); seq_cst where a publisher
+        // orders it with the slot states it reads (min_gating_ack).
+        const uint32_t v = m_.header->archiver_slot.load(order);
+        if (v == 0 || v > max_consumers()) return std::nullopt;
+        return v - 1;
+    }
+    // shmbusd, once the archiver's cursor exists: publishers see it as gating from this store on.
+    void mark_archived(uint32_t slot) const noexcept {
+        // SYNC: seq_cst, before the archiver's slot is attached; pairs with the seq_cst loads of
+        // slot state then archiver_slot in PublisherCore::min_gating_ack.
+        m_.header->archiver_slot.store(slot + 1, std::memory_order_seq_cst);
+        m_.header->archived.store(1, std::memory_order_release);  // SYNC: pairs with archived()'s acquire
+    }
+    // The id of the first message the log holds at position 0 (1.7; 0 before).
+    [[nodiscard]] uint64_t first_id() const noexcept { return has_archive_fields() ? m_.header->first_id : 0; }
+    [[nodiscard]] bool has_archive_fields() const noexcept { return m_.header->version_minor >= layout::kArchiveSinceMinor; }
     // Whether this process may write the segment (header, producer region, ring) and the consumer
     // region: what the descriptors it attached allowed.
     [[nodiscard]] bool segment_writable() const noexcept { return m_.segment_writable; }

@@ -52,6 +52,17 @@ struct Registration {
                                               std::memory_order order = std::memory_order_acquire) noexcept {
     return holds_cursor(state_of(s, order)) && (is_durable(s) || s.kind == uint32_t(SlotKind::group));
 }
+// Whether a cursor of `kind` in slot `index` holds producers back, if it is held: on block and
+// fail topics every durable cursor and group; on archive topics groups and the archiver's cursor
+// alone (the others read on from the disk when they fall a ring behind); on overwrite topics none.
+[[nodiscard]] inline bool gates_producers(const Segment& seg, uint32_t index, SlotKind kind,
+                                          std::memory_order order = std::memory_order_acquire) noexcept {
+    switch (seg.on_full()) {
+        case OnFull::overwrite: return false;
+        case OnFull::archive: return kind == SlotKind::group || (kind == SlotKind::durable && seg.archiver_slot(order) == index);
+        default: return kind == SlotKind::durable || kind == SlotKind::group;
+    }
+}
 // The slot of the durable subscription `name`, attached or detached.
 [[nodiscard]] std::optional<uint32_t> find_durable(const Segment& seg, std::string_view name) noexcept;
 // Finds a free consumer slot and marks it reserved; the caller fills it and attaches it

@@ -1,3 +1,6 @@
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cstring>
 
 #include "cores.h"
@@ -31,6 +34,8 @@ std::chrono::nanoseconds SubscriberCore::sleep_cap() const noexcept {
 }
 
 SubscriberCore::~SubscriberCore() {
+    replay.reset();
+    if (archive_dir >= 0) ::close(archive_dir);
     if (counted_since_ns != 0) seg.consumers().may_sleep.fetch_sub(1, std::memory_order_relaxed);  // relaxed: as above
     if (!channel) return;
     publish_progress();
@@ -52,10 +57,176 @@ void SubscriberCore::start_at(uint64_t pos, uint64_t id, uint64_t deliver_from_i
 
 void SubscriberCore::begin(uint64_t pos, uint64_t id, bool was_resumed) {
     resumed = was_resumed;
-    const bool from_id = options.from == StartFrom::id && !resumed;
-    const uint64_t lost_now = from_id && id > options.from_id ? id - options.from_id : 0;
-    start_at(pos, id, from_id ? options.from_id : 0, lost_now);
     if (!gated) copy.resize(seg.max_message());
+    const bool from_id = options.from == StartFrom::id && !resumed;
+    const uint64_t placed_lost = from_id && id > options.from_id ? id - options.from_id : 0;
+    start_at(pos, id, from_id ? options.from_id : 0, 0);
+    acked_id = id;
+    if (!resumed) {
+        start_from(options.from, options.from_id, options.from_time_ns, placed_lost);
+        return;
+    }
+    if (archive_dir < 0) return;
+    // A durable cursor acked up to `id` at ring position `pos`. Acks of messages read from the
+    // archive move only the id, so an id below the one at `pos` means the gap is on disk.
+    if (gated) {
+        ring_resume_id = ring_id_at(pos, id);
+        if (id < ring_resume_id) (void)start_replay(id, 0, true);
+        return;
+    }
+    // A reader that does not gate may have been overrun while it was away.
+    auto start = ring.resolve_start(StartFrom::id, id, false);
+    if (start && start->lost == 0) {
+        position = start->position;
+        next_id = start->id;
+        deliver_from = start->deliver_from;
+    } else if (!start_replay(id, 0, true)) {
+        resync();
+    }
+}
+
+void SubscriberCore::start_from(StartFrom from, uint64_t from_id, uint64_t from_time_ns, uint64_t placed_lost) noexcept {
+    ring_resume_id = next_id;
+    deliver_from_time = from == StartFrom::time ? from_time_ns : 0;
+    bool replaying = false;
+    if (archive_dir >= 0) {
+        if (from == StartFrom::earliest) replaying = start_replay(0, 0, false);
+        else if (from == StartFrom::id && placed_lost > 0) replaying = start_replay(from_id, 0, true);
+        else if (from == StartFrom::time) replaying = start_replay(0, std::max<uint64_t>(from_time_ns, 1), false);
+    }
+    if (!replaying && placed_lost > 0) {
+        lost_pending += placed_lost;
+        lost_total += placed_lost;
+    }
+}
+
+uint64_t SubscriberCore::ring_id_at(uint64_t pos, uint64_t fallback) const noexcept {
+    // A record being written at `pos` is committed within moments (or sealed by shmbusd).
+    const uint64_t give_up = monotonic_ns() + 100'000'000;
+    while (monotonic_ns() < give_up) {
+        const TailSnapshot t = ring.read_tail();
+        if (t.position <= pos) return t.next_id;
+        RecordInfo r{};
+        const RecordCheck c = ring.inspect(pos, r);
+        if (c == RecordCheck::corrupt) return fallback;
+        if (c == RecordCheck::ready) {
+            if (r.type != uint16_t(RecordType::padding)) return r.id;
+            pos += r.size;
+            continue;
+        }
+        cpu_relax();
+    }
+    return fallback;
+}
+
+bool SubscriberCore::start_replay(uint64_t id, uint64_t time_ns, bool count_lost) noexcept {
+    if (archive_dir < 0) return false;
+    try {
+        const int fd = ::fcntl(archive_dir, F_DUPFD_CLOEXEC, 0);
+        if (fd < 0) return false;
+        auto reader = archive::Reader::open(fd, topic);
+        if (!reader) return false;
+        Status st = time_ns != 0 ? reader->seek_time(time_ns) : reader->seek_id(id);
+        if (!st) {
+            archive_error = st.error().message;
+            return false;
+        }
+        if (count_lost && time_ns == 0) {
+            // Ids the retention already deleted: what the oldest file left begins above `id`.
+            if (auto oldest = reader->oldest_id(); oldest && *oldest > id) {
+                lost_pending += *oldest - id;
+                lost_total += *oldest - id;
+            }
+        }
+        replay.emplace(std::move(*reader));
+        held.reset();
+        next_id = time_ns != 0 ? 0 : id;  // a time: unknown until the first record is read
+        // A new durable subscription that starts in the archive is acked up to where it starts,
+        // not where the ring placed it: a crash before its first ack resumes from here.
+        if (durable && next_id < acked_id) {
+            acked_id = next_id;
+            slot->ack_id.store(next_id, std::memory_order_release);  // SYNC: as in store_archive_ack
+        }
+        return true;
+    } catch (...) {  // out of memory: read on in the ring
+        return false;
+    }
+}
+
+uint64_t SubscriberCore::archived_below() const noexcept {
+    const auto slot_index = seg.archiver_slot();
+    if (!slot_index) return 0;
+    // SYNC: acquire pairs with the archiver's release store of ack_position (ack_id is stored
+    // just before it): everything below the id it names was written to the archive first.
+    const auto& s = seg.consumer_slot(*slot_index);
+    (void)s.ack_position.load(std::memory_order_acquire);
+    return s.ack_id.load(std::memory_order_relaxed);  // relaxed: ordered by the acquire above
+}
+
+void SubscriberCore::deliver(Handler& handler, Message& m) noexcept {
+    m.lost_before = std::exchange(lost_pending, 0);
+    m.delivered_by_ = this;
+    m.epoch_ = epoch;
+    rate.spend();
+    handler(m);
+    ++delivered_total;
+}
+
+SubscriberCore::ArchiveStep SubscriberCore::poll_archive(Handler& handler, std::size_t max, uint32_t& count) noexcept {
+    const uint64_t limit = archived_below();
+    while (count < max) {
+        if (!held) {
+            archive::StoredRecord r;
+            const auto step = replay->next(r);
+            if (step == archive::Reader::Step::broken) {
+                archive_error = replay->why();
+                return ArchiveStep::broken;
+            }
+            if (step == archive::Reader::Step::end) break;
+            held = r;
+        }
+        if (held->id >= limit) break;  // written, perhaps not whole yet: the archiver has not acked it
+        if (held->id < deliver_from || (deliver_from_time != 0 && held->timestamp_ns < deliver_from_time)) {
+            next_id = std::max(next_id, held->id + 1);
+            held.reset();
+            continue;
+        }
+        deliver_from_time = 0;
+        if (rate.limited() && !rate.take(rate_tat, monotonic_ns())) return ArchiveStep::stay;
+        Message m;
+        m.id = held->id;
+        m.timestamp_ns = held->timestamp_ns;
+        split_record(held->body.data(), uint32_t(held->body.size()), held->flags, m);
+        m.from_archive_ = true;
+        m.end_position_ = position;
+        m.record_flags_ = held->flags;
+        m.record_body_ = held->body;
+        next_id = held->id + 1;
+        deliver(handler, m);
+        held.reset();
+        ++count;
+    }
+    if (count >= max) return ArchiveStep::stay;
+    // Everything archived below `limit` has been read (or is held): the ring goes on from there
+    // if it still holds it; if it does not, the archiver has archived more since, so read on.
+    return leave_archive(held ? held->id : std::max(next_id, limit)) ? ArchiveStep::ring : ArchiveStep::stay;
+}
+
+bool SubscriberCore::leave_archive(uint64_t want) noexcept {
+    if (gated) {
+        // Our cursor has held the ring from `position` (id ring_resume_id) on all along.
+        if (want < ring_resume_id) return false;
+        next_id = ring_resume_id;
+    } else {
+        auto start = ring.resolve_start(StartFrom::id, want, false);
+        if (!start || start->lost > 0) return false;
+        position = start->position;
+        next_id = start->id;
+    }
+    deliver_from = std::max(deliver_from, want);
+    replay.reset();
+    held.reset();
+    return true;
 }
 
 // Only a reader that does not gate can be overrun: the bytes at `position` are gone once some
@@ -63,6 +234,8 @@ void SubscriberCore::begin(uint64_t pos, uint64_t id, bool was_resumed) {
 bool SubscriberCore::overrun() const noexcept { return ring.lapped(position); }
 
 void SubscriberCore::resync() noexcept {
+    // Overrun: an archived topic's reader goes on from the archive and loses nothing it retains.
+    if (archive_dir >= 0 && start_replay(next_id, 0, true)) return;
     auto b = ring.oldest_boundary(0);
     if (!b) {
         const TailSnapshot t = ring.read_tail();
@@ -95,6 +268,7 @@ void SubscriberCore::store_ack(uint64_t pos, uint64_t id) noexcept {
     if (pos <= acked_position) return;
     crash_before_ack.pass();
     acked_position = pos;
+    acked_id = id;
     if (sample_id != kNoSample && id > sample_id) {
         record_processing(monotonic_ns() - sample_t0_ns);
         sample_id = kNoSample;
@@ -112,6 +286,22 @@ void SubscriberCore::store_ack(uint64_t pos, uint64_t id) noexcept {
     }
 }
 
+// An ack of messages read from the archive moves the id alone: the ring position stays where the
+// ring takes over, and the gap between the two is what a resumed cursor reads from the archive.
+void SubscriberCore::store_archive_ack(uint64_t id) noexcept {
+    if (id <= acked_id) return;
+    crash_before_ack.pass();
+    acked_id = id;
+    // SYNC: release pairs with the acquire loads of ack_id by shmbusd (resume, statistics, the
+    // cursors it persists): our reads of the acked messages happen before.
+    slot->ack_id.store(id, std::memory_order_release);
+}
+
+void SubscriberCore::ack_all_delivered() noexcept {
+    if (replay) store_archive_ack(next_id);
+    else store_ack(position, next_id);
+}
+
 PollResult SubscriberCore::poll(Handler& handler, std::size_t max) noexcept {
     if (group) {
         const PollResult r = group->poll(handler, max, this, options.auto_ack);
@@ -127,6 +317,12 @@ PollResult SubscriberCore::poll(Handler& handler, std::size_t max) noexcept {
     const uint64_t poll_t0_ns = sample ? monotonic_ns() : 0;
     const uint64_t first_id = next_id;
     while (count < max) {
+        if (replay) {
+            const ArchiveStep step = poll_archive(handler, max, count);
+            if (step == ArchiveStep::ring) continue;
+            if (step == ArchiveStep::broken) corrupt = true;
+            break;
+        }
         RecordInfo r{};
         const RecordCheck check = ring.inspect(position, r);
         if (check == RecordCheck::not_ready) {
@@ -187,17 +383,18 @@ PollResult SubscriberCore::poll(Handler& handler, std::size_t max) noexcept {
         position = end;
         next_id = r.id + 1;
         if (r.id < deliver_from) continue;
+        if (deliver_from_time != 0) {
+            if (r.timestamp_ns < deliver_from_time) continue;
+            deliver_from_time = 0;
+        }
         Message m;
         m.id = r.id;
         m.timestamp_ns = r.timestamp_ns;
-        m.lost_before = std::exchange(lost_pending, 0);
         split_record(payload, r.length, r.flags, m);
-        m.delivered_by_ = this;
-        m.epoch_ = epoch;
         m.end_position_ = end;
-        rate.spend();
-        handler(m);
-        ++delivered_total;
+        m.record_flags_ = r.flags;
+        m.record_body_ = {payload, r.length};
+        deliver(handler, m);
         ++count;
     }
     if (count > 0 || empty_polls % kProgressEvery == 0) publish_progress();
@@ -206,7 +403,7 @@ PollResult SubscriberCore::poll(Handler& handler, std::size_t max) noexcept {
         ++delivering_polls;
         if (sample) sample_id = first_id, sample_t0_ns = poll_t0_ns;
     }
-    if (options.auto_ack && durable) store_ack(position, next_id);
+    if (options.auto_ack && durable) ack_all_delivered();
     if (corrupt && count == 0) return {ReceiveStatus::corrupt, 0};
     // Checked only when nothing was left to read: what was published before the deletion is
     // delivered first (publishers refuse to publish once it is set).
@@ -224,7 +421,9 @@ AckStatus SubscriberCore::settle(const Message& m, GroupMember::Settle how, uint
 AckStatus SubscriberCore::ack(const Message& m) noexcept {
     if (m.delivered_by_ != this) return AckStatus::not_delivered;
     if (m.epoch_ != epoch) return AckStatus::stale;
-    if (durable) store_ack(m.end_position_, m.id + 1);  // at or behind `position`: we delivered it
+    if (!durable) return AckStatus::ok;
+    if (m.from_archive_) store_archive_ack(m.id + 1);
+    else store_ack(m.end_position_, m.id + 1);  // at or behind `position`: we delivered it
     return AckStatus::ok;
 }
 
@@ -253,6 +452,8 @@ PollResult SubscriberCore::receive(Handler& handler, std::chrono::nanoseconds ti
     auto sleep_for = [&] {
         const uint64_t now = monotonic_ns();
         auto left = std::min<std::chrono::nanoseconds>(std::chrono::nanoseconds(deadline > now ? deadline - now : 0), sleep_cap());
+        // Reading the archive, what comes next is the archiver's progress, which wakes nobody.
+        if (replay) left = std::min<std::chrono::nanoseconds>(left, kGraceSleep);
         if (const uint64_t ready = rate_ready(); ready != 0)
             left = std::min(left, std::chrono::nanoseconds(ready > now ? ready - now : 0));
         return left;
@@ -294,9 +495,13 @@ PollResult SubscriberCore::receive(Handler& handler, std::chrono::nanoseconds ti
 
 Status SubscriberCore::seek(StartFrom from, uint64_t id) noexcept {
     if (group) return make_error(Errc::invalid_argument, "a group member cannot seek: the group has one position for all");
-    auto start = gated ? place_cursor(seg, *slot, from, id, true, false) : ring.resolve_start(from, id, false);
+    const StartFrom ring_from = from == StartFrom::time ? StartFrom::earliest : from;
+    auto start = gated ? place_cursor(seg, *slot, ring_from, id, true, false) : ring.resolve_start(ring_from, id, false);
     if (!start) return start.error();
-    start_at(start->position, start->id, start->deliver_from, start->lost);
+    replay.reset();
+    held.reset();
+    start_at(start->position, start->id, start->deliver_from, 0);
+    start_from(from, id, id, start->lost);
     return ok_status();
 }
 
@@ -323,7 +528,7 @@ AckStatus Subscriber::reject(const Message& m, std::string_view reason) noexcept
     return core_->settle(m, detail::GroupMember::Settle::reject, 0, reason);
 }
 void Subscriber::ack_delivered() noexcept {
-    if (!core_->group) core_->store_ack(core_->position, core_->next_id);
+    if (!core_->group) core_->ack_all_delivered();
 }
 bool Subscriber::in_group() const noexcept { return core_->group != nullptr; }
 uint32_t Subscriber::in_flight() const noexcept { return core_->group ? core_->group->held() : 0; }

@@ -131,6 +131,8 @@ protected:
     void start_daemon(const std::vector<std::string>& extra = {"--log-level", "debug"}, std::vector<std::string> env = {}) {
         std::vector<std::string> args{SHMBUSD_PATH, "--dir", dir};
         args.insert(args.end(), extra.begin(), extra.end());
+        // Archives and persisted cursors stay inside the test's directory unless the test says otherwise.
+        if (std::find(extra.begin(), extra.end(), "--state-dir") == extra.end()) args.insert(args.end(), {"--state-dir", dir + "/state"});
         daemon = spawn(args, SpawnOptions(path("daemon.log"), path("daemon.log.err"), "", std::nullopt, std::move(env)));
         ASSERT_TRUE(eventually([&] { return connect().has_value(); })) << read_file(path("daemon.log"));
     }

@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "shmbus/archive.h"
 #include "shmbus/publisher.h"
 #include "shmbus/result.h"
 #include "shmbus/subscriber.h"
@@ -105,6 +106,14 @@ public:
     // longer holds publishers back.
     [[nodiscard]] Status delete_group(std::string_view topic, std::string_view group) noexcept;
 
+    // Archives `topic` from now on (docs/archive.md), or changes an archived topic's settings. The
+    // archive starts with what the ring holds then; an archive is removed only with its topic.
+    [[nodiscard]] Status set_archive(std::string_view topic, const ArchiveSettings& settings) noexcept;
+    // An archived topic's files: bytes, records, first and last id and time.
+    [[nodiscard]] Result<ArchiveInfo> archive_info(std::string_view topic) noexcept;
+    // Reads every record of the archive and checks its checksum and the order of ids.
+    [[nodiscard]] Result<ArchiveVerifyReport> verify_archive(std::string_view topic) noexcept;
+
     // Asks shmbusd to remove the segments and sockets of buses that no longer run (it also does
     // so when it starts); returns what it removed.
     [[nodiscard]] Result<std::vector<RemovedItem>> collect_garbage() noexcept;
@@ -135,6 +144,9 @@ private:
     [[nodiscard]] static std::function<bool(const layout::RetryInfo&, std::span<const std::byte>, uint16_t)> repark_to(
         const std::shared_ptr<detail::ControlChannel>& channel, std::string topic);
     explicit Client(std::shared_ptr<detail::ControlChannel> channel) noexcept;
+    // The archive directory of `topic` (a descriptor the caller closes) and its settings.
+    [[nodiscard]] static Result<std::pair<int, ArchiveSettings>> open_archive(detail::ControlChannel& channel,
+                                                                             std::string_view topic) noexcept;
     std::shared_ptr<detail::ControlChannel> channel_;
 };
 

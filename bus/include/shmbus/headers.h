@@ -112,6 +112,9 @@ private:
 
 // CLOCK_REALTIME nanoseconds as RFC 3339 in UTC with nanoseconds: 2026-11-28T14:20:01.123456789Z.
 [[nodiscard]] std::string rfc3339_utc(uint64_t realtime_ns);
+// An RFC 3339 date and time (2026-11-28T20:00:00Z, 2026-11-28T21:00:00.5+01:00) as CLOCK_REALTIME
+// nanoseconds; nullopt for anything else, and for times before 1970.
+[[nodiscard]] std::optional<uint64_t> parse_rfc3339(std::string_view text) noexcept;
 
 // The headers a dead letter carries beside its original ones: where it came from and why.
 inline constexpr std::string_view kDeadLetterTopic = "shmbus-origin-topic";

@@ -1,5 +1,6 @@
 // Umbrella header of libshmbus.
 #pragma once
+#include "shmbus/archive.h"
 #include "shmbus/client.h"
 #include "shmbus/headers.h"
 #include "shmbus/idempotent.h"

@@ -30,10 +30,13 @@ namespace shmbus {
 namespace detail {
 struct SubscriberCore;
 struct Access;
+struct RawRecord;
 class GroupMember;
 }
 
-enum class StartFrom : uint8_t { earliest, latest, id };
+// earliest: the oldest message retained (an archived topic: the oldest on disk); latest: only new
+// ones; id: from_id on; time: the first message (in id order) published at or after from_time_ns.
+enum class StartFrom : uint8_t { earliest, latest, id, time };
 enum class WaitStrategy : uint8_t { busy_spin, spin_then_sleep };
 
 struct SubscribeOptions {
@@ -46,6 +49,7 @@ struct SubscribeOptions {
     GroupSettings group_settings{};
     StartFrom from = StartFrom::latest;  // for a new subscription only; durable ones resume
     uint64_t from_id = 0;              // with StartFrom::id
+    uint64_t from_time_ns = 0;         // with StartFrom::time: CLOCK_REALTIME nanoseconds
     WaitStrategy wait = WaitStrategy::spin_then_sleep;
     uint32_t spin_polls = 2000;        // spin_then_sleep: empty polls before sleeping (0: sleep at once)
     bool auto_ack = true;              // ack each poll's messages after the handler returns
@@ -74,10 +78,14 @@ private:
     friend struct detail::SubscriberCore;
     friend struct detail::Access;
     friend class detail::GroupMember;
+    friend struct detail::RawRecord;
     const void* delivered_by_ = nullptr;  // the subscriber's state
     uint64_t epoch_ = 0;                  // its seek count at delivery (group: the message's entry)
     uint64_t end_position_ = 0;           // where the next record starts (group: the entry's control word)
     uint64_t record_id_ = 0;              // group: the id of the record the entry holds
+    bool from_archive_ = false;           // read from the topic's archive on disk, not the ring
+    uint16_t record_flags_ = 0;           // the record as stored (archiver): its flags and body
+    std::span<const std::byte> record_body_;
 };
 
 enum class AckStatus : uint8_t {
@@ -133,7 +141,8 @@ public:
     [[nodiscard]] bool in_group() const noexcept;
     [[nodiscard]] uint32_t in_flight() const noexcept;  // group: unsettled messages this member holds
 
-    // Re-positions the read cursor within what the ring still holds.
+    // Re-positions the read cursor within what the ring still holds (an archived topic: within
+    // what its archive and ring hold). Not for group members.
     [[nodiscard]] Status seek(StartFrom from, uint64_t id = 0) noexcept;
 
     [[nodiscard]] uint64_t next_id() const noexcept;   // id of the next message to deliver

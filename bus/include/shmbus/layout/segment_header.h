@@ -40,9 +40,16 @@ inline constexpr uint16_t kVersionMajor = 1;  // a reader refuses any other majo
 // 1.6: named producers. `sequence_entries` SequenceEntries (layout/sequence_table.h) at
 // `sequence_offset` in the segment, inside the producer region; records may carry a producer
 // stamp (kRecordHasProducer). 0 entries (1.5 and older): the topic refuses named producers.
-inline constexpr uint16_t kVersionMinor = 6;
+//
+// 1.7: archived topics. `archived` (1 once shmbusd keeps the topic on disk; never cleared) and
+// `archiver_slot` (the consumer slot + 1 of the archiver's durable cursor; 0: none yet), both
+// written by shmbusd after creation with release stores; on_full may be `archive` (publishers are
+// held back by the archiver's cursor and by groups, never by other durable subscriptions).
+// `first_id`: the id the log starts at (the tail's next_id at creation).
+inline constexpr uint16_t kVersionMinor = 7;
 inline constexpr uint16_t kGroupsSinceMinor = 5;
 inline constexpr uint16_t kSequencesSinceMinor = 6;
+inline constexpr uint16_t kArchiveSinceMinor = 7;
 inline constexpr uint32_t kReadyMagic = 0x52454459;  // "READY"
 inline constexpr std::size_t kPageSize = 4096;
 inline constexpr std::size_t kCacheLine = 64;
@@ -51,7 +58,7 @@ inline constexpr std::size_t kMaxTopicName = 63;
 static_assert(std::atomic<uint64_t>::is_always_lock_free, "shared-memory atomics must be lock free");
 static_assert(std::atomic<uint32_t>::is_always_lock_free, "shared-memory atomics must be lock free");
 
-enum class OnFull : uint32_t { block = 0, fail = 1, overwrite = 2 };
+enum class OnFull : uint32_t { block = 0, fail = 1, overwrite = 2, archive = 3 };
 
 struct SegmentHeader {
     uint64_t magic;              // kSegmentMagic
@@ -92,7 +99,12 @@ struct SegmentHeader {
     uint32_t sequence_entries;   // SequenceEntries of named producers; 0: none
     uint32_t reserved2;
     uint64_t sequence_offset;    // where they start in the segment (inside the producer region)
-    uint8_t reserved[64];        // room for minor-version additions
+    // --- 1.7 ---
+    std::atomic<uint32_t> archived;       // 1: the topic is archived on disk; stored with release, never cleared
+    std::atomic<uint32_t> archiver_slot;  // the archiver's consumer slot + 1; 0: none; stored with release
+    uint64_t first_id;           // the id of the record at position 0: an archived topic made again after a
+                                 // reboot continues the ids its archive holds; 0 otherwise
+    uint8_t reserved[48];        // room for minor-version additions
     std::atomic<uint32_t> ready; // kReadyMagic once every field above is written; stored last
     uint32_t reserved1;
 };
@@ -120,7 +132,10 @@ static_assert(offsetof(SegmentHeader, max_groups) == 340);
 static_assert(offsetof(SegmentHeader, group_offset) == 344);
 static_assert(offsetof(SegmentHeader, sequence_entries) == 352);
 static_assert(offsetof(SegmentHeader, sequence_offset) == 360);
-static_assert(offsetof(SegmentHeader, reserved) == 368);
+static_assert(offsetof(SegmentHeader, archived) == 368);
+static_assert(offsetof(SegmentHeader, archiver_slot) == 372);
+static_assert(offsetof(SegmentHeader, first_id) == 376);
+static_assert(offsetof(SegmentHeader, reserved) == 384);
 static_assert(offsetof(SegmentHeader, ready) == 432);
 static_assert(sizeof(SegmentHeader) == 440);
 static_assert(sizeof(SegmentHeader) <= kPageSize);

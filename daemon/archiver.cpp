@@ -1,0 +1,162 @@
+// The archiver of one topic: a durable reader of the ring that appends every message to the
+// topic's archive and acknowledges it only once written. Crash-only: any failure it cannot
+// simply wait out (a full disk, an I/O error) ends the process, and shmbusd starts it again;
+// starting cuts the archive back to its last whole record and skips what the cursor delivers
+// again up to it, so each message is archived exactly once whenever it is killed.
+#include <fcntl.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include "archive.h"
+#include "archives.h"
+#include "futex.h"
+#include "raw_record.h"
+#include "wall_clock.h"
+#include "shmbus/client.h"
+
+namespace shmbus::daemon {
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+std::atomic<bool> g_reload{false};
+
+void on_signal(int sig) {
+    if (sig == SIGHUP) g_reload.store(true, std::memory_order_relaxed);  // relaxed: a flag polled by the loop
+    else g_stop.store(true, std::memory_order_relaxed);
+}
+
+// The archive directory's lock: a second archiver of the same topic (an older one still
+// exiting) must not write beside this one.
+bool lock_topic(const std::string& dir) {
+    const std::string path = dir + "/archiver.lock";
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        spdlog::error("cannot open {}: {}", path, strerror(errno));
+        return false;
+    }
+    for (int i = 0; i < 200; ++i) {  // 10 s
+        if (::flock(fd, LOCK_EX | LOCK_NB) == 0) {
+            const std::string pid = std::to_string(getpid()) + "\n";
+            (void)!::ftruncate(fd, 0);
+            (void)!::pwrite(fd, pid.data(), pid.size(), 0);
+            return true;  // the descriptor stays open, and the lock held, until we exit
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    spdlog::error("another archiver holds {}", path);
+    return false;
+}
+
+}  // namespace
+
+int run_archiver(const std::string& topic, const std::string& bus_dir, const std::string& state_dir) {
+    struct sigaction sa{};
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, nullptr);
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGHUP, &sa, nullptr);
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN);
+    const std::string dir = state_dir + "/topics/" + topic;
+    if (!lock_topic(dir)) return 1;
+    auto settings = load_archive_settings(dir + "/topic.toml");
+    if (!settings) {
+        spdlog::error("archiver of '{}': {}", topic, settings.error().message);
+        return 1;
+    }
+    const int dir_fd = ::open((dir + "/archive").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir_fd < 0) {
+        spdlog::error("archiver of '{}': cannot open {}/archive: {}", topic, dir, strerror(errno));
+        return 1;
+    }
+    auto writer = detail::archive::Writer::open(dir_fd, topic, *settings);
+    if (!writer) {
+        spdlog::error("archiver of '{}': {}", topic, writer.error().message);
+        return 1;
+    }
+    if (writer->recovered_cut_bytes() != 0)
+        spdlog::warn("archiver of '{}': cut {} bytes of an unfinished record from the end of the archive", topic,
+                     writer->recovered_cut_bytes());
+
+    ClientOptions co;
+    co.dir = bus_dir;
+    co.name = "archiver";
+    co.connect_wait = std::chrono::seconds(5);
+    auto client = Client::connect(co);
+    if (!client) {
+        spdlog::error("archiver of '{}': {}", topic, client.error().message);
+        return 1;
+    }
+    SubscribeOptions so;
+    so.durable_name = kArchiverSubscription;
+    so.from = StartFrom::earliest;
+    so.auto_ack = false;
+    so.spin_polls = 64;  // a background reader: it sleeps soon
+    auto sub = client->subscribe(topic, so);
+    if (!sub) {
+        spdlog::error("archiver of '{}': {}", topic, sub.error().message);
+        return 1;
+    }
+    spdlog::info("archiver of '{}' (pid {}): archive ends at id {}, reading from id {}", topic, getpid(),
+                 writer->empty() ? std::string("(empty)") : std::to_string(writer->last_id()), sub->next_id());
+
+    // Ends the process on a write failure: a restart finds the archive whole up to its last record.
+    auto fail = [&](const Error& e) {
+        spdlog::error("archiver of '{}': {}; publishers are held back until it can write again", topic, e.message);
+        return 1;
+    };
+    uint64_t next_tick = detail::monotonic_ns();
+    for (;;) {
+        if (g_stop.load(std::memory_order_relaxed)) break;  // relaxed: see on_signal
+        if (g_reload.exchange(false, std::memory_order_relaxed)) {
+            if (auto s = load_archive_settings(dir + "/topic.toml")) writer->set_settings(*s);
+        }
+        std::optional<Message> last;
+        std::optional<Error> error;
+        const PollResult r = sub->receive(
+            [&](const Message& m) {
+                if (error) return;
+                if (m.lost_before != 0)
+                    spdlog::warn("archiver of '{}': {} message(s) before id {} were overwritten before they could be archived "
+                                 "(on-full overwrite)", topic, m.lost_before, m.id);
+                last = m;
+                if (!writer->empty() && m.id <= writer->last_id()) return;  // archived before a crash, not acked then
+                if (Status s = writer->append(m.id, m.timestamp_ns, detail::RawRecord::flags(m), detail::RawRecord::body(m)); !s)
+                    error = s.error();
+            },
+            std::chrono::milliseconds(200), 4096);
+        if (error) return fail(*error);
+        if (r.status == ReceiveStatus::deleted) {
+            spdlog::info("archiver of '{}': the topic was deleted", topic);
+            break;
+        }
+        if (r.status == ReceiveStatus::corrupt) return fail(make_error(Errc::corrupt_segment, "the ring is damaged"));
+        if (last) {
+            if (Status s = writer->write(writer->settings().fsync == ArchiveFsync::always); !s) return fail(s.error());
+            (void)sub->ack(*last);  // everything up to it is written: the ring may let it go
+        }
+        if (const uint64_t now = detail::monotonic_ns(); now >= next_tick) {
+            next_tick = now + 1'000'000'000;
+            if (writer->settings().fsync == ArchiveFsync::interval)
+                if (Status s = writer->write(true); !s) return fail(s.error());
+            auto deleted = writer->apply_retention(detail::WallClock::system_ns());
+            if (!deleted) spdlog::warn("archiver of '{}': retention: {}", topic, deleted.error().message);
+            else if (*deleted != 0) spdlog::info("archiver of '{}': retention deleted {} file(s)", topic, *deleted);
+        }
+    }
+    if (Status s = writer->write(writer->settings().fsync != ArchiveFsync::never); !s) return fail(s.error());
+    spdlog::info("archiver of '{}' stopped", topic);
+    spdlog::shutdown();
+    // Without saying goodbye: shmbusd, which asked us to stop, waits for our exit rather than
+    // serving an unsubscribe, and the cursor (durable) is kept either way.
+    ::_exit(0);
+}
+
+}  // namespace shmbus::daemon

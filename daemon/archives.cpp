@@ -1,0 +1,518 @@
+#include "archives.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/epoll.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <toml++/toml.h>
+
+#include "archive.h"
+#include "cursor.h"
+#include "errno_error.h"
+#include "futex.h"
+#include "group.h"
+#include "proc.h"
+#include "slots.h"
+#include "stats.h"
+#include "wall_clock.h"
+#include "shmbus/names.h"
+
+namespace shmbus::daemon {
+
+namespace fs = std::filesystem;
+using detail::errno_error;
+
+namespace {
+
+constexpr uint64_t kFirstRestartDelayNs = 100'000'000;    // an archiver that died is started again after this,
+constexpr uint64_t kMaxRestartDelayNs = 10'000'000'000;   // doubling while it keeps dying young, up to this
+constexpr uint64_t kHealthyRunNs = 30'000'000'000;        // one that ran this long starts the backoff afresh
+constexpr std::chrono::seconds kStopWait{5};
+
+detail::Registration self_registration() {
+    return {detail::Process{int32_t(getpid()), detail::process_start_time(getpid())}, 0, 0};
+}
+
+// Writes `text` to `path` so that a crash leaves the old file or the new one, never a mix.
+Status write_atomically(const std::string& path, const std::string& text) {
+    const std::string tmp = path + ".tmp";
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return errno_error(Errc::io_error, "cannot write " + tmp);
+    const bool ok = ::write(fd, text.data(), text.size()) == ssize_t(text.size()) && ::fdatasync(fd) == 0;
+    const int err = errno;
+    ::close(fd);
+    if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
+        errno = ok ? errno : err;
+        return errno_error(errno == ENOSPC ? Errc::no_space : Errc::io_error, "cannot write " + path);
+    }
+    return ok_status();
+}
+
+std::optional<toml::table> read_toml(const std::string& path, std::string& why) {
+    try {
+        return toml::parse_file(path);
+    } catch (const toml::parse_error& e) {
+        why = std::string(e.description());
+        return std::nullopt;
+    }
+}
+
+uint64_t u64(const toml::table& t, std::string_view key, uint64_t fallback = 0) {
+    if (auto v = t[key].value<int64_t>(); v && *v >= 0) return uint64_t(*v);
+    return fallback;
+}
+
+toml::table settings_table(const ArchiveSettings& s) {
+    return toml::table{{"retain_bytes", int64_t(s.retain_bytes)},
+                       {"retain_ns", int64_t(s.retain_time.count())},
+                       {"file_bytes", int64_t(s.file_bytes)},
+                       {"fsync", std::string(to_string(s.fsync))}};
+}
+
+ArchiveSettings settings_from(const toml::table& t) {
+    ArchiveSettings s;
+    s.retain_bytes = u64(t, "retain_bytes");
+    s.retain_time = std::chrono::nanoseconds(int64_t(u64(t, "retain_ns")));
+    s.file_bytes = std::max(u64(t, "file_bytes", s.file_bytes), kMinArchiveFileBytes);
+    if (auto f = t["fsync"].value<std::string>()) (void)parse_fsync(*f, s.fsync);
+    return s;
+}
+
+// The last id an archive directory holds: its newest file scanned to its last whole record.
+std::optional<uint64_t> last_archived_id(int dir_fd, const std::string& topic) {
+    auto files = detail::archive::list_logs(dir_fd);
+    if (!files) return std::nullopt;
+    for (auto f = files->rbegin(); f != files->rend(); ++f) {
+        const int fd = ::openat(dir_fd, f->name.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        auto scanner = detail::archive::LogScanner::open(fd, topic, f->name);
+        if (!scanner) continue;
+        std::optional<uint64_t> last;
+        detail::archive::StoredRecord r;
+        while (scanner->next(r) == detail::archive::LogScanner::Step::record) last = r.id;
+        if (last) return last;
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
+Result<ArchiveSettings> load_archive_settings(const std::string& path) {
+    std::string why;
+    auto doc = read_toml(path, why);
+    if (!doc) return make_error(Errc::io_error, "cannot read " + path + ": " + why);
+    auto* a = (*doc)["archive"].as_table();
+    if (a == nullptr) return make_error(Errc::invalid_argument, path + " has no [archive] table");
+    return settings_from(*a);
+}
+
+std::string default_state_dir() {
+    if (geteuid() == 0) return "/var/lib/shmbus";
+    if (const char* x = std::getenv("XDG_STATE_HOME"); x != nullptr && *x == '/') return std::string(x) + "/shmbus";
+    if (const char* home = std::getenv("HOME"); home != nullptr && *home == '/') return std::string(home) + "/.local/state/shmbus";
+    return "/tmp/shmbus-state-" + std::to_string(geteuid());
+}
+
+Archives::Archives(EventLoop& loop, Registry& registry, std::string state_dir, ArchiverCommand command)
+    : loop_(loop), registry_(registry), state_dir_(std::move(state_dir)), command_(std::move(command)) {}
+
+Archives::~Archives() {
+    for (auto& [name, a] : topics_) stop_archiver(a, false);
+    if (timer_fd_ >= 0) {
+        loop_.remove(timer_fd_);
+        ::close(timer_fd_);
+    }
+    if (lock_fd_ >= 0) ::close(lock_fd_);
+}
+
+Status Archives::open(bool create) {
+    if (lock_fd_ >= 0) return ok_status();
+    std::error_code ec;
+    if (!fs::exists(state_dir_, ec)) {
+        if (!create) return make_error(Errc::topic_not_found, "no state directory " + state_dir_);
+        fs::create_directories(state_dir_, ec);
+        if (ec) return make_error(Errc::permission_denied, "cannot create state directory " + state_dir_ + ": " + ec.message());
+        ::chmod(state_dir_.c_str(), 0700);
+    }
+    fs::create_directories(state_dir_ + "/topics", ec);
+    const std::string lock = state_dir_ + "/state.lock";
+    const int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) return errno_error(Errc::permission_denied, "cannot open " + lock);
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        char buf[64] = {};
+        const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+        ::close(fd);
+        return make_error(Errc::busy, "state directory " + state_dir_ + " is in use by another shmbusd (" +
+                                          std::string(buf, n > 0 ? std::size_t(n) : 0).substr(0, 60) +
+                                          "); give each bus a state directory of its own (--state-dir)");
+    }
+    const std::string who = "pid " + std::to_string(getpid()) + ", bus " + command_.bus_dir + "\n";
+    if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, who.data(), who.size(), 0) < 0) spdlog::warn("cannot write {}", lock);
+    lock_fd_ = fd;
+    timer_fd_ = ::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+    if (timer_fd_ < 0) return errno_error(Errc::io_error, "timerfd_create");
+    const itimerspec every{{0, 250'000'000}, {0, 250'000'000}};
+    ::timerfd_settime(timer_fd_, 0, &every, nullptr);
+    if (!loop_.add(timer_fd_, EPOLLIN, [this](uint32_t) {
+            uint64_t n = 0;
+            (void)!::read(timer_fd_, &n, sizeof n);
+            on_timer();
+        }))
+        return make_error(Errc::io_error, "cannot watch the archive timer");
+    return ok_status();
+}
+
+std::string Archives::topic_dir(const std::string& topic) const { return state_dir_ + "/topics/" + topic; }
+
+Status Archives::write_settings(const TopicEntry& t, const ArchiveSettings& s) const {
+    const TopicConfig c = t.segment().config();
+    toml::table topic{{"capacity", int64_t(c.capacity)},
+                      {"max_message", int64_t(c.max_message)},
+                      {"on_full", std::string(to_string(c.on_full))},
+                      {"max_producers", int64_t(c.max_producers)},
+                      {"max_consumers", int64_t(c.max_consumers)},
+                      {"unblock_timeout_ns", int64_t(c.unblock_timeout.count())},
+                      {"expire_detached_ns", int64_t(c.expire_detached.count())}};
+    toml::table doc{{"topic", topic}, {"archive", settings_table(s)}};
+    std::ostringstream text;
+    text << "# shmbusd's record of archived topic '" << t.name() << "': made again from this after a reboot.\n" << doc << "\n";
+    return write_atomically(topic_dir(t.name()) + "/topic.toml", text.str());
+}
+
+// The archiver's durable cursor, made by shmbusd itself (detached until the archiver attaches):
+// it holds publishers back from the moment the topic is archived, whether or not the archiver
+// runs yet. Named in the segment before it holds a cursor, so no publisher overlooks it.
+Status Archives::ensure_archiver_cursor(TopicEntry& t) {
+    const auto& seg = t.segment();
+    if (!seg.has_archive_fields())
+        return make_error(Errc::invalid_argument, "topic '" + t.name() + "' was made by an older shmbusd (layout 1." +
+                                                      std::to_string(seg.header().version_minor) +
+                                                      ") and cannot be archived; delete and create it again");
+    if (seg.archiver_slot()) return ok_status();
+    if (auto existing = detail::find_durable(seg, kArchiverSubscription)) {  // named but unmarked: a crash between
+        seg.mark_archived(*existing);
+        return ok_status();
+    }
+    auto slot = detail::reserve_consumer_slot(seg);
+    if (!slot) return make_error(Errc::no_free_slot, "topic '" + t.name() + "' has no free subscription slot for its archiver");
+    seg.mark_archived(*slot);
+    const auto self = self_registration();
+    auto start = detail::attach_new_cursor(seg, *slot, detail::SlotKind::durable, kArchiverSubscription, self,
+                                           StartFrom::earliest, 0);
+    if (!start) return start.error();
+    (void)detail::release_consumer(seg, *slot, self.owner, detail::WallClock::system_ns());
+    return ok_status();
+}
+
+Status Archives::enable(TopicEntry& t, const ArchiveSettings& settings) {
+    if (auto st = open(true); !st) return st;
+    if (settings.file_bytes < kMinArchiveFileBytes)
+        return make_error(Errc::invalid_argument, "archive files must be at least " + std::to_string(kMinArchiveFileBytes) + " bytes");
+    std::error_code ec;
+    fs::create_directories(topic_dir(t.name()) + "/archive", ec);
+    if (ec) return make_error(Errc::io_error, "cannot create " + topic_dir(t.name()) + "/archive: " + ec.message());
+    if (auto st = write_settings(t, settings); !st) return st;
+    if (auto st = ensure_archiver_cursor(t); !st) return st;
+    auto [it, added] = topics_.try_emplace(t.name());
+    const bool changed = !added && it->second.settings != settings;
+    it->second.settings = settings;
+    if (added) {
+        spdlog::info("topic '{}' is archived in {} (retain {} B, {} s; fsync {})", t.name(), topic_dir(t.name()) + "/archive",
+                     settings.retain_bytes, settings.retain_time.count() / 1'000'000'000, to_string(settings.fsync));
+        start_archiver(t.name(), it->second);
+    } else if (changed && it->second.pid > 0) {
+        ::kill(it->second.pid, SIGHUP);  // rereads its settings
+    }
+    return ok_status();
+}
+
+void Archives::on_topic_created(TopicEntry& t, const std::optional<ArchiveSettings>& configured) {
+    if (restoring_) return;  // restore() archives it with its recorded settings
+    if (!configured && t.segment().on_full() != OnFull::archive) return;
+    if (auto st = enable(t, configured.value_or(ArchiveSettings{})); !st)
+        spdlog::error("topic '{}' is not archived: {}", t.name(), st.error().message);
+}
+
+std::optional<ArchiveSettings> Archives::settings(const std::string& topic) const {
+    auto it = topics_.find(topic);
+    if (it == topics_.end()) return std::nullopt;
+    return it->second.settings;
+}
+
+Result<int> Archives::open_dir(const std::string& topic) const {
+    if (topics_.count(topic) == 0) return make_error(Errc::invalid_argument, "topic '" + topic + "' is not archived");
+    const std::string path = topic_dir(topic) + "/archive";
+    const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return errno_error(Errc::io_error, "cannot open " + path);
+    return fd;
+}
+
+bool Archives::is_archiver(const std::string& topic, pid_t pid) const {
+    auto it = topics_.find(topic);
+    return it != topics_.end() && it->second.pid == pid && pid > 0;
+}
+
+void Archives::start_archiver(const std::string& topic, Archived& a) {
+    if (a.pid > 0 || command_.executable.empty()) return;
+    const std::vector<std::string> args{command_.executable, "--archiver", topic, "--dir", command_.bus_dir,
+                                        "--state-dir", state_dir_, "--log-level", command_.log_level};
+    std::vector<char*> argv;
+    for (const auto& s : args) argv.push_back(const_cast<char*>(s.c_str()));
+    argv.push_back(nullptr);
+    const pid_t parent = getpid();
+    const pid_t pid = ::fork();
+    if (pid < 0) {
+        spdlog::error("cannot start the archiver of '{}': fork: {}", topic, strerror(errno));
+        a.restart_at_ns = detail::monotonic_ns() + kMaxRestartDelayNs;
+        return;
+    }
+    if (pid == 0) {
+        // Only async-signal-safe calls between fork and exec. It dies with us: a new shmbusd
+        // starts its own, which recovers the archive's tail.
+        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (::getppid() != parent) ::_exit(1);
+        sigset_t none;
+        sigemptyset(&none);
+        ::sigprocmask(SIG_SETMASK, &none, nullptr);
+        ::execv(argv[0], argv.data());
+        ::_exit(127);
+    }
+    a.pid = pid;
+    a.started_ns = detail::monotonic_ns();
+    a.pidfd = int(::syscall(SYS_pidfd_open, pid, 0));
+    if (a.pidfd >= 0) {
+        if (!loop_.add(a.pidfd, EPOLLIN, [this, topic](uint32_t) { on_archiver_exit(topic); })) {
+            ::close(a.pidfd);
+            a.pidfd = -1;
+        }
+    }
+    spdlog::info("started the archiver of '{}' (pid {})", topic, pid);
+}
+
+void Archives::on_archiver_exit(const std::string& topic) {
+    auto it = topics_.find(topic);
+    if (it == topics_.end()) return;
+    Archived& a = it->second;
+    if (a.pidfd >= 0) {
+        loop_.remove(a.pidfd);
+        ::close(a.pidfd);
+        a.pidfd = -1;
+    }
+    int status = 0;
+    if (a.pid > 0 && ::waitpid(a.pid, &status, 0) != a.pid) status = 0;
+    const uint64_t now = detail::monotonic_ns();
+    const bool young = now - a.started_ns < kHealthyRunNs;
+    a.backoff_ns = young ? std::min(kMaxRestartDelayNs, std::max(kFirstRestartDelayNs, a.backoff_ns * 2)) : kFirstRestartDelayNs;
+    a.restart_at_ns = now + a.backoff_ns;
+    const std::string how = WIFSIGNALED(status) ? "was killed by signal " + std::to_string(WTERMSIG(status))
+                                                : "exited with status " + std::to_string(WEXITSTATUS(status));
+    spdlog::warn("the archiver of '{}' (pid {}) {}; starting it again in {} ms", topic, a.pid, how, a.backoff_ns / 1'000'000);
+    a.pid = 0;
+}
+
+void Archives::on_timer() {
+    const uint64_t now = detail::monotonic_ns();
+    for (auto& [topic, a] : topics_)
+        if (a.pid == 0 && a.restart_at_ns != 0 && now >= a.restart_at_ns) {
+            a.restart_at_ns = 0;
+            if (registry_.find(topic) != nullptr) start_archiver(topic, a);
+        }
+    if (now - last_persist_ns_ >= 1'000'000'000) {
+        last_persist_ns_ = now;
+        persist_cursors();
+    }
+}
+
+void Archives::persist_cursors() {
+    for (auto& [topic, a] : topics_)
+        if (TopicEntry* t = registry_.find(topic)) persist_cursors(*t);
+}
+
+// What a reboot must not lose besides the archive: every durable cursor's first unacked id, the
+// groups and their settings, and the next id the topic would give.
+void Archives::persist_cursors(TopicEntry& t) {
+    const TopicStats stats = detail::collect_stats(t.segment());
+    toml::array durable, groups;
+    for (const SubscriptionStats& s : stats.subscriptions)
+        if (s.durable && s.name != kArchiverSubscription)
+            durable.push_back(toml::table{{"name", s.name}, {"next_id", int64_t(s.next_id)}});
+    for (const GroupStats& g : stats.groups) {
+        const auto r = detail::settings_record(g.settings);
+        groups.push_back(toml::table{{"name", g.name},
+                                     {"next_id", int64_t(g.next_id)},
+                                     {"window", int64_t(r.window)},
+                                     {"max_deliveries", int64_t(r.max_deliveries)},
+                                     {"visibility_ns", int64_t(r.visibility_ns)},
+                                     {"backoff_initial_ns", int64_t(r.backoff_initial_ns)},
+                                     {"backoff_max_ns", int64_t(r.backoff_max_ns)},
+                                     {"backoff_factor_x100", int64_t(r.backoff_factor_x100)},
+                                     {"rate_burst", int64_t(r.rate_burst)},
+                                     {"rate_interval_ns", int64_t(r.rate_interval_ns)}});
+    }
+    toml::table doc{{"published", int64_t(stats.published)}, {"durable", durable}, {"group", groups}};
+    std::ostringstream text;
+    text << doc << "\n";
+    const std::string path = topic_dir(t.name()) + "/cursors.toml";
+    // Unchanged cursors are not written again (a write is an fdatasync).
+    if (persisted_[t.name()] == text.str()) return;
+    if (auto st = write_atomically(path, text.str()); !st) {
+        spdlog::warn("cannot persist the cursors of '{}': {}", t.name(), st.error().message);
+        return;
+    }
+    persisted_[t.name()] = text.str();
+}
+
+void Archives::restore() {
+    if (auto st = open(false); !st) {
+        if (st.error().code != Errc::topic_not_found) spdlog::error("archived topics are unavailable: {}", st.error().message);
+        return;
+    }
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(state_dir_ + "/topics", ec)) {
+        const std::string topic = entry.path().filename().string();
+        if (!validate_topic_name(topic) || !fs::exists(entry.path() / "topic.toml")) continue;
+        std::string why;
+        auto doc = read_toml((entry.path() / "topic.toml").string(), why);
+        if (!doc || !(*doc)["archive"].is_table()) {
+            spdlog::error("cannot read {}: {}; topic '{}' is not restored", (entry.path() / "topic.toml").string(), why, topic);
+            continue;
+        }
+        const ArchiveSettings settings = settings_from(*(*doc)["archive"].as_table());
+        if (registry_.find(topic) == nullptr) recreate(topic);
+        if (TopicEntry* t = registry_.find(topic)) {
+            if (auto st = enable(*t, settings); !st) spdlog::error("topic '{}' is not archived: {}", topic, st.error().message);
+        }
+    }
+}
+
+// The topic's segments are gone (a reboot): it is made again with its settings, its ids
+// continuing after everything it ever gave (the archive's last, the persisted cursors', the
+// persisted count), its durable cursors and groups where they were last persisted.
+void Archives::recreate(const std::string& topic) {
+    const std::string dir = topic_dir(topic);
+    std::string why;
+    auto doc = read_toml(dir + "/topic.toml", why);
+    if (!doc || !(*doc)["topic"].is_table()) return;
+    const toml::table& t = *(*doc)["topic"].as_table();
+    TopicConfig c;
+    c.capacity = u64(t, "capacity", c.capacity);
+    c.max_message = uint32_t(u64(t, "max_message"));
+    if (auto f = t["on_full"].value<std::string>()) (void)parse_on_full(*f, c.on_full);
+    c.max_producers = uint32_t(u64(t, "max_producers", c.max_producers));
+    c.max_consumers = uint32_t(u64(t, "max_consumers", c.max_consumers));
+    c.unblock_timeout = std::chrono::nanoseconds(int64_t(u64(t, "unblock_timeout_ns")));
+    c.expire_detached = std::chrono::nanoseconds(int64_t(u64(t, "expire_detached_ns")));
+
+    uint64_t first_id = 0;
+    const int dir_fd = ::open((dir + "/archive").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir_fd >= 0) {
+        if (auto last = last_archived_id(dir_fd, topic)) first_id = *last + 1;
+        ::close(dir_fd);
+    }
+    std::optional<toml::table> cursors = read_toml(dir + "/cursors.toml", why);
+    if (cursors) {
+        first_id = std::max(first_id, u64(*cursors, "published"));
+        if (auto* d = (*cursors)["durable"].as_array())
+            for (auto& e : *d)
+                if (auto* tab = e.as_table()) first_id = std::max(first_id, u64(*tab, "next_id"));
+    }
+    restoring_ = true;
+    auto made = registry_.create(topic, c, first_id);
+    restoring_ = false;
+    if (!made || *made == nullptr) {
+        spdlog::error("cannot make archived topic '{}' again: {}", topic,
+                      made ? std::string("its pages are still being reserved") : made.error().message);
+        return;
+    }
+    const auto& seg = (*made)->segment();
+    const auto self = self_registration();
+    uint32_t durables = 0, groups = 0;
+    if (cursors) {
+        if (auto* d = (*cursors)["durable"].as_array())
+            for (auto& e : *d) {
+                auto* tab = e.as_table();
+                const auto name = tab ? (*tab)["name"].value<std::string>() : std::nullopt;
+                if (!name || !validate_subscription_name(*name)) continue;
+                auto slot = detail::reserve_consumer_slot(seg);
+                if (!slot) break;
+                if (!detail::attach_new_cursor(seg, *slot, detail::SlotKind::durable, *name, self, StartFrom::earliest, 0)) continue;
+                // Acked up to next_id: the ids before the ring's first are read from the archive.
+                seg.consumer_slot(*slot).ack_id.store(std::min(u64(*tab, "next_id"), first_id), std::memory_order_release);
+                (void)detail::release_consumer(seg, *slot, self.owner, detail::WallClock::system_ns());
+                ++durables;
+            }
+        if (auto* g = (*cursors)["group"].as_array())
+            for (auto& e : *g) {
+                auto* tab = e.as_table();
+                const auto name = tab ? (*tab)["name"].value<std::string>() : std::nullopt;
+                if (!name || !validate_subscription_name(*name)) continue;
+                layout::GroupSettingsRecord r{};
+                r.window = uint32_t(u64(*tab, "window", 64));
+                r.max_deliveries = uint32_t(u64(*tab, "max_deliveries", 5));
+                r.visibility_ns = u64(*tab, "visibility_ns", 30'000'000'000);
+                r.backoff_initial_ns = u64(*tab, "backoff_initial_ns", 100'000'000);
+                r.backoff_max_ns = u64(*tab, "backoff_max_ns", 30'000'000'000);
+                r.backoff_factor_x100 = uint32_t(u64(*tab, "backoff_factor_x100", 200));
+                r.rate_burst = uint32_t(u64(*tab, "rate_burst"));
+                r.rate_interval_ns = u64(*tab, "rate_interval_ns");
+                if (detail::create_group(seg, *name, r, StartFrom::earliest, 0, self)) ++groups;
+            }
+    }
+    spdlog::warn("made archived topic '{}' again from {} (its segments were gone): ids continue at {}; {} durable "
+                 "cursor(s) and {} group(s) restored",
+                 topic, dir, first_id, durables, groups);
+}
+
+void Archives::stop_archiver(Archived& a, bool wait) {
+    if (a.pidfd >= 0) {
+        loop_.remove(a.pidfd);
+        ::close(a.pidfd);
+        a.pidfd = -1;
+    }
+    if (a.pid <= 0) return;
+    ::kill(a.pid, SIGTERM);
+    if (wait) {
+        const auto deadline = std::chrono::steady_clock::now() + kStopWait;
+        int status = 0;
+        while (::waitpid(a.pid, &status, WNOHANG) == 0) {
+            if (std::chrono::steady_clock::now() > deadline) {
+                spdlog::warn("the archiver (pid {}) did not stop in {} s: killed", a.pid, kStopWait.count());
+                ::kill(a.pid, SIGKILL);
+                ::waitpid(a.pid, &status, 0);
+                break;
+            }
+            ::usleep(10'000);
+        }
+    }
+    a.pid = 0;
+}
+
+void Archives::forget(const std::string& topic) {
+    auto it = topics_.find(topic);
+    if (it == topics_.end()) return;
+    stop_archiver(it->second, true);
+    topics_.erase(it);
+    std::error_code ec;
+    fs::remove_all(topic_dir(topic), ec);
+    if (ec) spdlog::warn("cannot remove the archive of deleted topic '{}': {}", topic, ec.message());
+    else spdlog::info("removed the archive of deleted topic '{}'", topic);
+}
+
+void Archives::stop() {
+    persist_cursors();
+    for (auto& [topic, a] : topics_) stop_archiver(a, true);
+}
+
+}  // namespace shmbus::daemon
