@@ -54,7 +54,7 @@ TEST(Config, AnEmptyFileIsTheDefault) {
 
 TEST(Config, EveryMistakeNamesItsLine) {
     EXPECT_EQ(parse_error("[bus]\n\nacces_group = \"x\"\n"),
-              "test.toml:3: unknown key 'acces_group' in [bus] (known: dir, log_level, log, access_group, metrics)");
+              "test.toml:3: unknown key 'acces_group' in [bus] (known: dir, state_dir, log_level, log, access_group, metrics)");
     EXPECT_EQ(parse_error("[busses]\n"), "test.toml:1: unknown table or key 'busses' (known: [bus], [defaults], [topics.NAME], [[acl]], [bridge])");
     EXPECT_EQ(parse_error("[bus]\ndir = 3\n"), "test.toml:2: 'dir' must be a string");
     EXPECT_EQ(parse_error("[bus]\ndir = \"relative\"\n"), "test.toml:2: 'dir' must be an absolute path");
@@ -87,8 +87,30 @@ TEST(Config, TopicSettingsAreCheckedLikeTheCli) {
               "test.toml:2: 'capacity' is not a size (use bytes or a suffix: 64K, 16M, 1G)");
     EXPECT_EQ(parse_error("[topics.\"a b\"]\ncapacity = \"1M\"\n").rfind("test.toml:1: invalid topic name 'a b'", 0), 0u);
     EXPECT_EQ(parse_error("[topics.t]\nspeed = 1\n").rfind("test.toml:2: unknown key 'speed' in [topics.t]", 0), 0u);
-    EXPECT_EQ(parse_error("[topics.t]\non_full = \"drop\"\n"), "test.toml:2: 'on_full' must be block, fail or overwrite");
+    EXPECT_EQ(parse_error("[topics.t]\non_full = \"drop\"\n"), "test.toml:2: 'on_full' must be block, fail, overwrite or archive");
     EXPECT_EQ(parse_error("[topics.t]\nunblock_timeout = \"1ms\"\n").rfind("test.toml:1: [topics.t]: ", 0), 0u);
+}
+
+TEST(Config, ArchivedTopicsAndTheStateDirectory) {
+    const Config c = parse_ok("[bus]\nstate_dir = \"/var/lib/x\"\n[topics.orders]\narchive = true\nretain = \"10G\"\n"
+                              "retain_time = \"7d\"\nfsync = \"interval\"\narchive_file_size = \"16M\"\n"
+                              "[topics.feed]\non_full = \"archive\"\n[topics.plain]\ncapacity = \"1M\"\n");
+    EXPECT_EQ(c.state_dir, "/var/lib/x");
+    ASSERT_EQ(c.archives.size(), 2u);
+    const ArchiveSettings& a = c.archives.at("orders");
+    EXPECT_EQ(a.retain_bytes, 10ull << 30);
+    EXPECT_EQ(a.retain_time, std::chrono::hours(24 * 7));
+    EXPECT_EQ(a.fsync, ArchiveFsync::interval);
+    EXPECT_EQ(a.file_bytes, 16u << 20);
+    EXPECT_EQ(c.topics.at("feed").on_full, OnFull::archive);
+    EXPECT_EQ(c.archives.at("feed"), ArchiveSettings{});  // on_full archive implies the archive
+    EXPECT_EQ(c.archives.count("plain"), 0u);
+    EXPECT_EQ(parse_error("[topics.t]\nretain = \"1G\"\n"),
+              "test.toml:1: [topics.t]: retain, retain_time, fsync and archive_file_size need archive = true");
+    EXPECT_EQ(parse_error("[topics.t]\narchive = true\nfsync = \"sometimes\"\n"),
+              "test.toml:3: 'fsync' must be never, interval or always");
+    EXPECT_EQ(parse_error("[defaults]\narchive = true\n"), "test.toml:2: 'archive' belongs in a [topics.NAME] table, not in [defaults]");
+    EXPECT_EQ(parse_error("[bus]\nstate_dir = \"relative\"\n"), "test.toml:2: 'state_dir' must be an absolute path");
 }
 
 TEST(Config, AMissingFileIsAClearError) {
