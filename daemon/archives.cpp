@@ -313,8 +313,13 @@ void Archives::on_archiver_exit(const std::string& topic) {
     int status = 0;
     if (a.pid > 0 && ::waitpid(a.pid, &status, 0) != a.pid) status = 0;
     const uint64_t now = detail::monotonic_ns();
+    // One that gave up by itself (a full disk, an unreadable archive) would fail again at once:
+    // it waits longer each time it fails young. One that was killed starts again soon: its
+    // archive's tail is recovered in moments, and publishers may be waiting for it.
+    const bool gave_up = WIFEXITED(status) && WEXITSTATUS(status) != 0;
     const bool young = now - a.started_ns < kHealthyRunNs;
-    a.backoff_ns = young ? std::min(kMaxRestartDelayNs, std::max(kFirstRestartDelayNs, a.backoff_ns * 2)) : kFirstRestartDelayNs;
+    a.backoff_ns = gave_up && young ? std::min(kMaxRestartDelayNs, std::max(kFirstRestartDelayNs, a.backoff_ns * 2))
+                                    : kFirstRestartDelayNs;
     a.restart_at_ns = now + a.backoff_ns;
     const std::string how = WIFSIGNALED(status) ? "was killed by signal " + std::to_string(WTERMSIG(status))
                                                 : "exited with status " + std::to_string(WEXITSTATUS(status));

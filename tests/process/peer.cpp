@@ -1,5 +1,7 @@
 // A test peer process: publishes or receives checked messages through a real shmbusd.
 //   peer pub DIR TOPIC COUNT PRODUCER [--size N] [--timeout-ms T] [--pace-us N] [--log FILE]
+//            [--stop-on-failure 1] (the first publish that is not ok ends the run)
+//            [--pace-every N] (--pace-us sleeps after every Nth message only)
 //            [--stall-after N --stall-ms M] [--hold-us N] [--named NAME]
 //   peer sub DIR TOPIC [--count N | --until-id ID] [--durable NAME] [--from earliest|latest]
 //            [--log FILE] [--ready FILE] [--slow-us N] [--stall-limit-ms N (exit 5 when exceeded)]
@@ -73,6 +75,8 @@ int run_pub(int argc, char** argv, shmbus::Client& client) {
     const uint64_t stall_after = std::strtoull(flag(argc, argv, "--stall-after", "0").c_str(), nullptr, 10);
     const auto stall = std::chrono::milliseconds(std::stoll(flag(argc, argv, "--stall-ms", "0")));
     const auto pace = std::chrono::microseconds(std::stoll(flag(argc, argv, "--pace-us", "0")));
+    const bool stop_on_failure = flag(argc, argv, "--stop-on-failure") == "1";
+    const uint64_t pace_every = std::max<uint64_t>(1, std::strtoull(flag(argc, argv, "--pace-every", "1").c_str(), nullptr, 10));
     FILE* log = nullptr;
     if (auto path = flag(argc, argv, "--log"); !path.empty()) log = std::fopen(path.c_str(), "a");
     // --hold-us: write through a loan and hold it that long before committing, so that a SIGSTOP
@@ -111,11 +115,12 @@ int run_pub(int argc, char** argv, shmbus::Client& client) {
             st = send(buf);
         }
         ++outcomes[shmbus::to_string(st)];
+        if (st != shmbus::PublishStatus::ok && stop_on_failure) break;
         if (log && st == shmbus::PublishStatus::ok) {
             std::fprintf(log, "%llu %llu\n", (unsigned long long)pub->last_id(), (unsigned long long)seq);
             std::fflush(log);
         }
-        if (pace.count() > 0) std::this_thread::sleep_for(pace);
+        if (pace.count() > 0 && (seq + 1) % pace_every == 0) std::this_thread::sleep_for(pace);
     }
     if (log) std::fclose(log);
     for (auto& [k, v] : outcomes) std::printf("%s=%llu\n", k.c_str(), (unsigned long long)v);  // before the check below

@@ -1,0 +1,305 @@
+// Archived topics through real processes: the archiver and shmbusd SIGKILLed while 200,000
+// messages go by, replay from disk into the ring under load, a stopped durable subscriber that
+// never holds publishers back, a simulated reboot, and a full disk.
+#include <dirent.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "archive.h"
+#include "peer_fixture.h"
+#include "test_payload.h"
+
+namespace {
+
+using namespace shmbus;
+using namespace shmbus::test;
+using namespace std::chrono_literals;
+
+class Archive : public PeerTest {
+protected:
+    // An archived topic: created with `config`, then archived with `settings` (an on-full archive
+    // topic is archived at creation; the settings then replace the defaults).
+    void make_archived(const std::string& topic, TopicConfig config, ArchiveSettings settings = {}) {
+        auto c = connect();
+        ASSERT_TRUE(c);
+        ASSERT_TRUE(c->create_topic(topic, config));
+        ASSERT_TRUE(c->set_archive(topic, settings));
+    }
+    std::optional<int32_t> archiver_pid(const std::string& topic) {
+        auto s = stats(topic);
+        if (!s) return std::nullopt;
+        for (const auto& sub : s->subscriptions)
+            if (sub.name == "$archiver" && sub.attached && sub.pid > 0) return sub.pid;
+        return std::nullopt;
+    }
+    std::optional<uint64_t> archived_last_id(const std::string& topic) {
+        auto c = connect();
+        if (!c) return std::nullopt;
+        auto info = c->archive_info(topic);
+        if (!info) return std::nullopt;
+        return info->last_id;
+    }
+    std::string archive_dir(const std::string& topic) const { return dir + "/state/topics/" + topic + "/archive"; }
+
+    // Every record of the archive, read from its files, each payload checked against its checksum.
+    struct Archived {
+        std::vector<uint64_t> ids;
+        uint64_t bad = 0;
+        std::string broken;
+    };
+    Archived read_archive(const std::string& topic) {
+        Archived out;
+        const int fd = ::open(archive_dir(topic).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0) {
+            out.broken = "no archive directory";
+            return out;
+        }
+        auto reader = detail::archive::Reader::open(fd, topic);
+        EXPECT_TRUE(reader->seek_id(0));
+        detail::archive::StoredRecord r;
+        detail::archive::Reader::Step step;
+        while ((step = reader->next(r)) == detail::archive::Reader::Step::record) {
+            Payload p{};
+            if (r.body.size() < sizeof p) {
+                ++out.bad;
+                continue;
+            }
+            std::memcpy(&p, r.body.data(), sizeof p);
+            if (p.checksum != checksum_of(p.producer, p.seq) || p.seq != r.id) ++out.bad;
+            out.ids.push_back(r.id);
+        }
+        if (step == detail::archive::Reader::Step::broken) out.broken = reader->why();
+        return out;
+    }
+    // The ids 0 .. count-1, each once and in order.
+    static ::testing::AssertionResult exactly(const std::vector<uint64_t>& ids, uint64_t count) {
+        if (ids.size() != count) return ::testing::AssertionFailure() << ids.size() << " records, not " << count;
+        for (uint64_t i = 0; i < count; ++i)
+            if (ids[i] != i) return ::testing::AssertionFailure() << "record " << i << " has id " << ids[i];
+        return ::testing::AssertionSuccess();
+    }
+    // The topic's segments removed from /dev/shm, as a reboot would.
+    void remove_segments(const std::string& topic) {
+        std::string bus_id = read_file(path("bus.id"));
+        bus_id = bus_id.substr(0, bus_id.find('\n'));
+        int removed = 0;
+        for (const auto& e : std::filesystem::directory_iterator("/dev/shm")) {
+            const std::string name = e.path().filename().string();
+            if (name == "shmbus-" + bus_id + "-" + topic || name == "shmbus-" + bus_id + "-" + topic + "@cursors") {
+                std::filesystem::remove(e.path());
+                ++removed;
+            }
+        }
+        EXPECT_EQ(removed, 2);
+    }
+};
+
+// The test the format is for: killed at random moments (the archiver alone, or shmbusd and with
+// it every archiver), the archive still holds each of 200,000 messages once, in order, whole.
+TEST_F(Archive, EveryMessageIsArchivedExactlyOnceWhileTheArchiverAndShmbusdAreKilled) {
+    TopicConfig config;
+    config.capacity = 256 << 10;
+    ArchiveSettings settings;
+    settings.file_bytes = 1 << 20;
+    make_archived("kill", config, settings);
+    constexpr uint64_t kCount = 200'000;
+    // Paced (a sleep every 16 messages, a timer slack of 50 to 100 us): the kills land while it runs.
+    const pid_t pub = start_pub("pub", {"kill", std::to_string(kCount), "1", "--size", "48", "--timeout-ms", "120000",
+                                        "--pace-us", "1", "--pace-every", "16"});
+    std::mt19937 rng(7);
+    int archiver_kills = 0, daemon_kills = 0;
+    int pub_status = -1;
+    auto publishing = [&] {
+        int st = 0;
+        if (::waitpid(pub, &st, WNOHANG) != pub) return true;
+        pub_status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        return false;
+    };
+    while (publishing()) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20 + rng() % 120));
+        if (rng() % 4 == 0 && daemon_kills < 6) {
+            kill_daemon();  // its archivers die with it
+            start_daemon();
+            ++daemon_kills;
+        } else if (auto pid = archiver_pid("kill")) {
+            ::kill(*pid, SIGKILL);
+            ++archiver_kills;
+        }
+    }
+    EXPECT_EQ(pub_status, 0) << read_file(path("pub.out"));
+    EXPECT_GE(archiver_kills, 10);
+    EXPECT_GE(daemon_kills, 2);
+    ASSERT_TRUE(eventually([&] { return archived_last_id("kill") == kCount - 1; }, 60s)) << read_file(path("daemon.log"));
+    const Archived a = read_archive("kill");
+    EXPECT_EQ(a.broken, "");
+    EXPECT_EQ(a.bad, 0u);
+    EXPECT_TRUE(exactly(a.ids, kCount)) << archiver_kills << " archiver kills, " << daemon_kills << " shmbusd kills";
+    auto report = connect()->verify_archive("kill");
+    ASSERT_TRUE(report);
+    EXPECT_TRUE(report->ok());
+    EXPECT_EQ(report->records, kCount);
+    EXPECT_GT(report->files, 4u);
+    std::printf("[ archive ] %d archiver kills, %d shmbusd kills, %llu records in %llu files\n", archiver_kills, daemon_kills,
+                (unsigned long long)report->records, (unsigned long long)report->files);
+}
+
+// Readers that start far behind the ring read the disk, then the ring, while a publisher laps the
+// ring many times over: every id once, in order, none lost.
+TEST_F(Archive, ReplayGoesFromTheDiskIntoTheRingWithoutAGapOrARepeatUnderLoad) {
+    TopicConfig config;
+    config.capacity = 64 << 10;
+    config.on_full = OnFull::archive;
+    ArchiveSettings settings;
+    settings.file_bytes = 256 << 10;
+    make_archived("replay", config, settings);
+    constexpr uint64_t kCount = 300'000, kRead = 250'000;
+    const pid_t pub = start_pub("pub", {"replay", std::to_string(kCount), "1", "--size", "40", "--pace-us", "1", "--pace-every", "4"});
+    ASSERT_TRUE(eventually([&] { auto s = stats("replay"); return s && s->published > 50'000; }, 30s));
+    const pid_t ephemeral = start_sub("ephemeral", {"replay", "--from", "earliest", "--count", std::to_string(kRead)});
+    const pid_t durable = start_sub("durable", {"replay", "--durable", "d", "--from", "earliest", "--count", std::to_string(kRead)});
+    for (auto [name, pid] : {std::pair{"ephemeral", ephemeral}, std::pair{"durable", durable}}) {
+        const Summary s = finish_sub(name, pid);
+        EXPECT_EQ(s.received, kRead) << name;
+        EXPECT_EQ(s.last_id, kRead - 1) << name;  // ids rise: from 0 to here, kRead of them, is every one
+        EXPECT_EQ(s.lost, 0u) << name;
+        EXPECT_EQ(s.bad, 0u) << name;
+    }
+    EXPECT_EQ(wait_exit(pub), 0) << read_file(path("pub.out"));
+}
+
+// On an on-full archive topic a durable subscriber that stops reading never holds publishers back:
+// ten rings and more go by while it is stopped, and afterwards it gets every message.
+TEST_F(Archive, AStoppedDurableSubscriberNeverHoldsPublishersBack) {
+    TopicConfig config;
+    config.capacity = 64 << 10;
+    config.on_full = OnFull::archive;
+    make_archived("slow", config);
+    constexpr uint64_t kCount = 20'000;  // about 35 rings of 64 KiB
+    const pid_t sub = start_sub("slow", {"slow", "--durable", "s", "--from", "earliest", "--count", std::to_string(kCount)});
+    ASSERT_EQ(::kill(sub, SIGSTOP), 0);
+    const pid_t pub = start_pub("pub", {"slow", std::to_string(kCount), "1", "--size", "64", "--timeout-ms", "20000"});
+    EXPECT_EQ(wait_exit(pub), 0) << read_file(path("pub.out"));  // finished while the subscriber was stopped
+    auto s = stats("slow");
+    ASSERT_TRUE(s);
+    EXPECT_EQ(s->published, kCount);
+    EXPECT_EQ(s->full_refusals, 0u);
+    EXPECT_GT(s->tail_position, 10 * config.capacity);
+    ASSERT_EQ(::kill(sub, SIGCONT), 0);
+    const Summary got = finish_sub("slow", sub);
+    EXPECT_EQ(got.received, kCount);
+    EXPECT_EQ(got.last_id, kCount - 1);
+    EXPECT_EQ(got.lost, 0u);
+    EXPECT_EQ(got.bad, 0u);
+}
+
+// A reboot, simulated: shmbusd stopped, the topic's segments gone from /dev/shm. The topic comes
+// back with its settings, its ids continue, and its durable subscription resumes after its last
+// ack: nothing acked comes again (a clean stop persisted it), nothing unacked is lost.
+TEST_F(Archive, ARebootKeepsTopicsIdsAndCursors) {
+    TopicConfig config;
+    config.capacity = 64 << 10;
+    make_archived("boot", config);
+    EXPECT_EQ(wait_exit(start_pub("pub1", {"boot", "5000", "1", "--size", "64"})), 0);
+    const Summary first = finish_sub("a1", start_sub("a1", {"boot", "--durable", "a", "--from", "earliest", "--count", "3000"}));
+    EXPECT_EQ(first.received, 3000u);
+    ASSERT_TRUE(eventually([&] { return archived_last_id("boot") == 4999u; }));
+
+    stop_daemon();
+    remove_segments("boot");
+    start_daemon();
+    auto s = stats("boot");
+    ASSERT_TRUE(s) << read_file(path("daemon.log"));
+    EXPECT_EQ(s->published, 5000u);  // the ids go on from the archive's
+    EXPECT_EQ(s->config.capacity, config.capacity);
+    const Summary rest = finish_sub("a2", start_sub("a2", {"boot", "--durable", "a", "--count", "2000", "--log", path("a2.log")}));
+    EXPECT_EQ(rest.received, 2000u);
+    EXPECT_EQ(rest.last_id, 4999u);
+    EXPECT_EQ(rest.lost, 0u);
+    EXPECT_EQ(rest.bad, 0u);
+    EXPECT_NE(read_file(path("a2.log")).find("3000 1 3000"), std::string::npos);  // the first one is the first unacked
+
+    // New messages after the reboot get new ids, and reach the same subscription.
+    EXPECT_EQ(wait_exit(start_pub("pub2", {"boot", "100", "2", "--size", "64"})), 0);
+    const Summary fresh = finish_sub("a3", start_sub("a3", {"boot", "--durable", "a", "--count", "100"}));
+    EXPECT_EQ(fresh.received, 100u);
+    EXPECT_EQ(fresh.last_id, 5099u);
+    EXPECT_TRUE(exactly(read_archive("boot").ids, 5100));
+}
+
+// shmbusd killed, not stopped: cursors are as the last persist (every second) left them, so
+// at most what was acked since comes again; nothing is lost.
+TEST_F(Archive, ARebootAfterAKillRepeatsAtMostTheLastSecondsAcks) {
+    TopicConfig config;
+    config.capacity = 64 << 10;
+    config.on_full = OnFull::archive;
+    make_archived("crash", config);
+    EXPECT_EQ(wait_exit(start_pub("pub1", {"crash", "4000", "1", "--size", "64"})), 0);
+    EXPECT_EQ(finish_sub("b1", start_sub("b1", {"crash", "--durable", "b", "--from", "earliest", "--count", "1000"})).received, 1000u);
+    std::this_thread::sleep_for(1500ms);  // persisted by now
+    EXPECT_EQ(finish_sub("b2", start_sub("b2", {"crash", "--durable", "b", "--count", "500"})).received, 500u);
+    ASSERT_TRUE(eventually([&] { return archived_last_id("crash") == 3999u; }));
+    kill_daemon();
+    remove_segments("crash");
+    start_daemon();
+    const Summary rest = finish_sub("b3", start_sub("b3", {"crash", "--durable", "b", "--until-id", "3999", "--log", path("b3.log")}));
+    EXPECT_EQ(rest.last_id, 3999u);
+    EXPECT_EQ(rest.lost, 0u);
+    EXPECT_EQ(rest.bad, 0u);
+    EXPECT_GE(rest.received, 2500u);  // from 1500 on at the latest: nothing unacked lost
+    EXPECT_LE(rest.received, 3000u);  // from 1000 on at the earliest: only acks of the last second repeat
+}
+
+// The state directory on a filesystem that fills up: the archiver stops with a clear error,
+// publishers are held back (the topic's policy), nothing in the archive is damaged, and once there
+// is room again everything published is archived, once.
+TEST_F(Archive, AFullDiskHoldsPublishersBackWithAClearErrorAndLosesNothing) {
+    stop_daemon();
+    const std::string state = dir + "/state";
+    std::filesystem::create_directories(state);
+    if (::mount("tmpfs", state.c_str(), "tmpfs", 0, "size=1m") != 0) GTEST_SKIP() << "cannot mount a small tmpfs: " << strerror(errno);
+    struct Unmount {
+        std::string where;
+        ~Unmount() { ::umount2(where.c_str(), MNT_DETACH); }
+    } unmount{state};
+    start_daemon();
+    TopicConfig config;
+    config.capacity = 64 << 10;
+    config.on_full = OnFull::archive;
+    ArchiveSettings settings;
+    settings.file_bytes = 64 << 10;
+    make_archived("full", config, settings);
+    const pid_t pub = start_pub("pub", {"full", "40000", "1", "--size", "64", "--timeout-ms", "2000", "--stop-on-failure", "1",
+                                      "--log", path("pub.log")});
+    EXPECT_EQ(wait_exit(pub), 4) << read_file(path("pub.out"));  // refused once the ring filled behind the archiver
+    EXPECT_NE(read_file(path("pub.out")).find("timed_out="), std::string::npos) << read_file(path("pub.out"));
+    EXPECT_TRUE(eventually([&] { return read_file(path("daemon.log")).find("No space left on device") != std::string::npos; }))
+        << read_file(path("daemon.log"));
+    auto report = connect()->verify_archive("full");
+    ASSERT_TRUE(report);
+    EXPECT_TRUE(report->ok()) << report->damage.front();
+
+    // Room again: the restarted archiver catches up with everything that was published.
+    ASSERT_EQ(::mount("tmpfs", state.c_str(), "tmpfs", MS_REMOUNT, "size=16m"), 0) << strerror(errno);
+    uint64_t published = 0;
+    {
+        std::istringstream log(read_file(path("pub.log")));
+        uint64_t id = 0, seq = 0;
+        while (log >> id >> seq) published = id + 1;
+    }
+    ASSERT_GT(published, 1000u);
+    ASSERT_TRUE(eventually([&] { return archived_last_id("full") == published - 1; }, 40s)) << read_file(path("daemon.log"));
+    const Archived a = read_archive("full");
+    EXPECT_EQ(a.bad, 0u);
+    EXPECT_TRUE(exactly(a.ids, published));
+}
+
+}  // namespace
