@@ -136,7 +136,8 @@ bool ensure_shmbusd(std::string& why) {
     }
     g_shmbusd.dir = tmpl;
     const char* path = std::getenv("SHMBUSD");
-    g_shmbusd.pid = spawn_quiet({path ? path : SHMBUSD_PATH, "--dir", g_shmbusd.dir, "--log-level", "warn"},
+    g_shmbusd.pid = spawn_quiet({path ? path : SHMBUSD_PATH, "--dir", g_shmbusd.dir, "--state-dir", g_shmbusd.dir + "/state",
+                                 "--log-level", "warn"},
                                 g_shmbusd.dir + "/shmbusd.log");
     g_shmbusd.owner = getpid();
     std::atexit(stop_all);

@@ -6,6 +6,7 @@
 //   LatencyTopics/shmbus_spin/64/<topics alive>  scaling with the number of topics
 //   Publish/shmbus/64/<topics>                   publish cost alone, round-robin over topics
 //   Memory/topic/<capacity>                      shared memory per topic
+//   Archive/..., Publish/shmbus_archived/...     archived topics (archive.cpp)
 #include <benchmark/benchmark.h>
 #include <sys/utsname.h>
 
@@ -16,6 +17,7 @@
 #include <fstream>
 #include <map>
 
+#include "archive_bench.h"
 #include "harness.h"
 #include "links.h"
 #include "recovery.h"
@@ -401,6 +403,7 @@ void register_all() {
     for (const auto& t : available_transports())
         for (std::size_t s : sizes) {
             if (floor_only_small(t) && s > 64) continue;
+            if (t == "shmbus_archived" && s > 1024) continue;  // every round trip goes to the disk twice
             benchmark::RegisterBenchmark(("Latency/" + t + "/" + std::to_string(s)).c_str(),
                                          [t, s](benchmark::State& st) { latency(st, t, s); })
                 ->Iterations(int64_t(latency_rounds(s)))
@@ -457,6 +460,7 @@ void register_all() {
             ->Iterations(1);
     register_recovery_benchmarks();
     register_work_queue_benchmarks();
+    register_archive_benchmarks();
 }
 
 std::string cpu_model() {

@@ -272,7 +272,8 @@ Writer::Writer(Writer&& o) noexcept
     : dir_fd_(o.dir_fd_), topic_(std::move(o.topic_)), settings_(o.settings_), log_fd_(std::exchange(o.log_fd_, -1)),
       idx_fd_(std::exchange(o.idx_fd_, -1)), file_first_id_(o.file_first_id_), file_size_(o.file_size_),
       next_index_at_(o.next_index_at_), max_timestamp_(o.max_timestamp_), log_buf_(std::move(o.log_buf_)),
-      idx_buf_(std::move(o.idx_buf_)), last_id_(o.last_id_), has_last_(o.has_last_), cut_bytes_(o.cut_bytes_) {}
+      idx_buf_(std::move(o.idx_buf_)), last_id_(o.last_id_), has_last_(o.has_last_), cut_bytes_(o.cut_bytes_),
+      dir_dirty_(o.dir_dirty_) {}
 Writer& Writer::operator=(Writer&& o) noexcept {
     if (this != &o) {
         this->~Writer();
@@ -384,6 +385,7 @@ Status Writer::start_file(uint64_t first_id) {
     h.crc = header_crc(h);
     log_fd_ = fd;
     idx_fd_ = ifd;
+    dir_dirty_ = true;
     file_first_id_ = first_id;
     file_size_ = 0;
     next_index_at_ = sizeof h;
@@ -434,6 +436,11 @@ Status Writer::write(bool sync) {
         return errno_error(errno == ENOSPC ? Errc::no_space : Errc::io_error, "cannot write archive index " + index_name(file_first_id_));
     idx_buf_.clear();
     if (sync && ::fdatasync(log_fd_) != 0) return errno_error(Errc::io_error, "cannot sync archive file " + log_name(file_first_id_));
+    // A file's name must be on the disk as well before records in it are acknowledged as synced.
+    if (sync && dir_dirty_) {
+        if (::fsync(dir_fd_) != 0) return errno_error(Errc::io_error, "cannot sync the archive directory");
+        dir_dirty_ = false;
+    }
     return ok_status();
 }
 
@@ -442,8 +449,6 @@ Status Writer::close_file(bool sync) {
     ::close(log_fd_);
     ::close(idx_fd_);
     log_fd_ = idx_fd_ = -1;
-    // The new file's name must be on the disk before records are acknowledged from it.
-    if (sync && ::fsync(dir_fd_) != 0) return errno_error(Errc::io_error, "cannot sync the archive directory");
     return ok_status();
 }
 

@@ -118,6 +118,7 @@ private:
     uint64_t last_id_ = 0;
     bool has_last_ = false;
     uint64_t cut_bytes_ = 0;
+    bool dir_dirty_ = false;        // a file was created since the directory was last synced
 };
 
 // Reads an archive in id order across its files, as a subscriber replaying it does.

@@ -1,0 +1,217 @@
+// shmbus-bench: archived topics (docs/archive.md), in one run beside the disk's own floor.
+//
+//   Archive/disk_floor                 1 MiB sequential writes to a file in the state directory,
+//                                      as `dd bs=1M` would (page cache), then the fdatasync after
+//   Archive/write/<bytes>              a publisher process fills an archived topic; timed until the
+//                                      archiver has written (and acked) the last message
+//   Archive/replay/<bytes>             a new subscriber reads the same messages back from earliest
+//                                      (disk, then ring), checking every checksum
+//   Publish/shmbus_archived/64/1       publish cost with the archiver reading behind the publisher,
+//   Publish/shmbus_unarchived/64/1     and the same topic unarchived (a 64 MiB ring: neither waits)
+// Latency/shmbus_archived/<bytes> is in main.cpp's latency table: the ping-pong link with both
+// topics archived.
+#include "archive_bench.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <thread>
+
+#include "harness.h"
+#include "links.h"
+#include "shmbus/shmbus.h"
+
+namespace bench {
+namespace {
+
+constexpr auto kTimeout = std::chrono::seconds(300);
+std::atomic<int> g_counter{0};
+
+shmbus::Result<shmbus::Client> connect_bus() {
+    shmbus::ClientOptions o;
+    o.dir = shmbus_dir();
+    o.name = "bench-archive";
+    return shmbus::Client::connect(o);
+}
+
+std::string state_dir() { return shmbus_dir() + "/state"; }
+
+void disk_floor(benchmark::State& state) {
+    std::string why;
+    if (!ensure_shmbusd(why)) return fail_run(state, why);
+    std::filesystem::create_directories(state_dir());
+    const std::string file = state_dir() + "/disk-floor.tmp";
+    constexpr std::size_t kBlock = 1 << 20, kBlocks = 512;
+    std::vector<std::byte> block(kBlock, std::byte{0x5A});
+    double write_s = 0, sync_s = 0;
+    for (auto _ : state) {
+        const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0) return fail_run(state, "cannot create " + file);
+        const uint64_t t0 = Clock::ticks();
+        bool ok = true;
+        for (std::size_t i = 0; i < kBlocks && ok; ++i) ok = ::write(fd, block.data(), kBlock) == ssize_t(kBlock);
+        const uint64_t t1 = Clock::ticks();
+        ok = ok && ::fdatasync(fd) == 0;
+        const uint64_t t2 = Clock::ticks();
+        ::close(fd);
+        ::unlink(file.c_str());
+        if (!ok) return fail_run(state, "cannot write " + file);
+        write_s = double(t1 - t0) * Clock::ns_per_tick() / 1e9;
+        sync_s = double(t2 - t1) * Clock::ns_per_tick() / 1e9;
+        state.SetIterationTime(write_s);
+    }
+    state.counters["MBps"] = double(kBlock * kBlocks) / write_s / 1e6;
+    state.counters["MBps_with_fdatasync"] = double(kBlock * kBlocks) / (write_s + sync_s) / 1e6;
+}
+
+// Where `Archive/write` left its topic, for `Archive/replay` of the same size.
+struct Written {
+    std::string topic;
+    uint64_t count = 0;
+};
+std::map<std::size_t, Written> g_written;
+
+std::optional<uint64_t> archiver_next_id(shmbus::Client& c, const std::string& topic) {
+    auto s = c.topic_stats(topic);
+    if (!s) return std::nullopt;
+    for (const auto& sub : s->subscriptions)
+        if (sub.name == "$archiver") return sub.next_id;
+    return std::nullopt;
+}
+
+void archive_write(benchmark::State& state, std::size_t size, uint64_t count) {
+    std::string why;
+    if (!ensure_shmbusd(why)) return fail_run(state, why);
+    auto c = connect_bus();
+    if (!c) return fail_run(state, "cannot connect");
+    const std::string topic = "arch" + std::to_string(getpid()) + "-" + std::to_string(g_counter++);
+    shmbus::TopicConfig config;
+    config.capacity = 64 << 20;
+    config.on_full = shmbus::OnFull::archive;
+    shmbus::ArchiveSettings settings;
+    settings.file_bytes = 256 << 20;
+    if (!c->create_topic(topic, config) || !c->set_archive(topic, settings)) return fail_run(state, "cannot create the topic");
+    double seconds = 0;
+    for (auto _ : state) {
+        const uint64_t t0 = Clock::ticks();
+        Partner pub(0, [&] {
+            auto pc = connect_bus();
+            if (!pc) return 2;
+            shmbus::PublisherOptions po;
+            po.block_timeout = std::chrono::seconds(60);
+            auto p = pc->publisher(topic, po);
+            if (!p) return 3;
+            std::vector<std::byte> msg(size);
+            for (uint64_t i = 0; i < count; ++i) {
+                stamp(msg, i);
+                if (p->publish(msg) != shmbus::PublishStatus::ok) return 4;
+            }
+            return 0;
+        });
+        if (pub.join(kTimeout) != 0) return fail_run(state, "the publisher failed");
+        // Polled: the archiver's cursor is where the archive ends.
+        while (archiver_next_id(*c, topic).value_or(0) < count) {
+            if (double(Clock::ticks() - t0) * Clock::ns_per_tick() > 300e9) return fail_run(state, "the archiver did not catch up");
+            std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        }
+        seconds = double(Clock::ticks() - t0) * Clock::ns_per_tick() / 1e9;
+        state.SetIterationTime(seconds);
+    }
+    auto info = c->archive_info(topic);
+    if (!info || info->records != count) return fail_run(state, "the archive does not hold every message");
+    state.counters["msgs_per_s"] = double(count) / seconds;
+    state.counters["MBps"] = double(info->bytes) / seconds / 1e6;
+    state.counters["archive_bytes"] = double(info->bytes);
+    g_written[size] = {topic, count};
+}
+
+void archive_replay(benchmark::State& state, std::size_t size) {
+    auto it = g_written.find(size);
+    if (it == g_written.end()) return fail_run(state, "Archive/write/" + std::to_string(size) + " did not run first");
+    auto c = connect_bus();
+    if (!c) return fail_run(state, "cannot connect");
+    const Written w = it->second;
+    double seconds = 0;
+    uint64_t bad = 0, got = 0;
+    for (auto _ : state) {
+        shmbus::SubscribeOptions o;
+        o.from = shmbus::StartFrom::earliest;
+        o.wait = shmbus::WaitStrategy::busy_spin;
+        auto sub = c->subscribe(w.topic, o);
+        if (!sub) return fail_run(state, "cannot subscribe");
+        pin_to_cpu(1);
+        const uint64_t t0 = Clock::ticks();
+        got = 0;
+        while (got < w.count) {
+            const auto r = sub->receive(
+                [&](const shmbus::Message& m) {
+                    if (m.id != got || !verify(m.payload, got, size)) ++bad;  // checked inside the timed loop
+                    ++got;
+                },
+                std::chrono::seconds(10), 4096);
+            if (r.status != shmbus::ReceiveStatus::ok) return fail_run(state, "replay stalled");
+        }
+        seconds = double(Clock::ticks() - t0) * Clock::ns_per_tick() / 1e9;
+        state.SetIterationTime(seconds);
+    }
+    (void)c->delete_topic(w.topic, true);
+    if (bad != 0) return fail_run(state, std::to_string(bad) + " messages out of order or damaged");
+    state.counters["msgs_per_s"] = double(got) / seconds;
+}
+
+void archived_publish_cost(benchmark::State& state, bool archived) {
+    std::string why;
+    if (!ensure_shmbusd(why)) return fail_run(state, why);
+    auto c = connect_bus();
+    if (!c) return fail_run(state, "cannot connect");
+    const std::string topic = "pca" + std::to_string(getpid()) + "-" + std::to_string(g_counter++);
+    shmbus::TopicConfig config;
+    config.capacity = 64 << 20;  // the run fits: the archiver never holds the publisher back
+    if (!c->create_topic(topic, config) || (archived && !c->set_archive(topic, shmbus::ArchiveSettings{})))
+        return fail_run(state, "cannot create the topic");
+    auto opened = c->publisher(topic);
+    if (!opened) return fail_run(state, "cannot open a publisher");
+    std::optional<shmbus::Publisher> p(std::move(opened.value()));
+    pin_to_cpu(0);
+    std::byte msg[64] = {};
+    uint64_t i = 0, failures = 0;
+    for (auto _ : state) {
+        stamp(msg, i++);
+        failures += p->publish(msg) != shmbus::PublishStatus::ok;
+    }
+    if (archived)  // the archiver kept up: the figure is not a wait for it
+        while (archiver_next_id(*c, topic).value_or(0) < i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    p.reset();
+    (void)c->delete_topic(topic, true);
+    if (failures) fail_run(state, "publish failed");
+}
+
+}  // namespace
+
+void register_archive_benchmarks() {
+    benchmark::RegisterBenchmark("Archive/disk_floor", disk_floor)->Iterations(1)->Repetitions(3)->UseManualTime()->Unit(benchmark::kMillisecond);
+    for (auto [size, count] : {std::pair<std::size_t, uint64_t>{64, 2'000'000}, {1024, 400'000}}) {
+        benchmark::RegisterBenchmark(("Archive/write/" + std::to_string(size)).c_str(),
+                                     [=](benchmark::State& st) { archive_write(st, size, count); })
+            ->Iterations(1)
+            ->UseManualTime()
+            ->Unit(benchmark::kMillisecond);
+        benchmark::RegisterBenchmark(("Archive/replay/" + std::to_string(size)).c_str(),
+                                     [=](benchmark::State& st) { archive_replay(st, size); })
+            ->Iterations(1)
+            ->UseManualTime()
+            ->Unit(benchmark::kMillisecond);
+    }
+    for (bool archived : {false, true})
+        benchmark::RegisterBenchmark(archived ? "Publish/shmbus_archived/64/1" : "Publish/shmbus_unarchived/64/1",
+                                     [=](benchmark::State& st) { archived_publish_cost(st, archived); })
+            ->Iterations(500'000)
+            ->Repetitions(3)
+            ->Unit(benchmark::kNanosecond);
+}
+
+}  // namespace bench
