@@ -62,7 +62,8 @@ std::vector<int32_t> live_users(const detail::Segment& seg, bool subscribers = t
     }
     for (uint32_t i = 0; subscribers && i < seg.max_consumers(); ++i) {
         const auto& s = seg.consumer_slot(i);
-        if (detail::state_of(s) == SlotState::attached) note(s.pid, s.start_time);
+        // The archiver is the topic's own: deleting the topic stops it.
+        if (detail::state_of(s) == SlotState::attached && seg.archiver_slot() != i) note(s.pid, s.start_time);
     }
     return pids;
 }
@@ -248,8 +249,8 @@ bool RequestHandlers::on_delete_topic(Conn& c, uint32_t id, const protocol::Dele
         return reply_error(c, id, make_error(Errc::busy, "topic '" + name + "' is in use by " + pid_list(users) +
                                                              "; stop them first, or delete it anyway with --force"));
     if (!users.empty()) tell_deleted(t->segment());
+    archives_.forget(name);  // its archiver stopped and its archive removed, before the topic goes
     if (auto st = registry_.remove(name); !st) return reply_error(c, id, st.error());
-    archives_.forget(name);
     if (users.empty()) spdlog::info("deleted topic '{}'", name);
     else spdlog::warn("deleted topic '{}' under {} (forced; they were told)", name, pid_list(users));
     watchers_.rearm_timer();

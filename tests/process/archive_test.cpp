@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <signal.h>
 #include <sys/mount.h>
 #include <unistd.h>
@@ -300,6 +301,119 @@ TEST_F(Archive, AFullDiskHoldsPublishersBackWithAClearErrorAndLosesNothing) {
     const Archived a = read_archive("full");
     EXPECT_EQ(a.bad, 0u);
     EXPECT_TRUE(exactly(a.ids, published));
+}
+
+}  // namespace
+
+namespace {
+
+using namespace shmbus;
+using namespace shmbus::test;
+using ArchiveCli = BusTest;
+
+std::string rfc3339_now() {
+    return rfc3339_utc(uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                    std::chrono::system_clock::now().time_since_epoch()).count()));
+}
+
+TEST_F(ArchiveCli, CreateInfoAndVerifyAnArchivedTopic) {
+    auto r = cli({"topic", "create", "a", "--capacity", "64K", "--archive", "--retain", "1M", "--retain-time", "1h", "--fsync",
+                  "always", "--archive-file-size", "8K"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    std::vector<std::string> args{"pub", "a"};
+    for (int i = 0; i < 500; ++i) args.push_back("message " + std::to_string(i));
+    ASSERT_EQ(cli(args).code, 0);
+    nlohmann::json j;
+    ASSERT_TRUE(eventually([&] {
+        auto info = cli({"archive", "info", "a", "--json"});
+        if (info.code != 0) return false;
+        j = nlohmann::json::parse(info.out);
+        return j["records"] == 500;
+    })) << j.dump();
+    EXPECT_EQ(j["topic"], "a");
+    EXPECT_EQ(j["first_id"], 0);
+    EXPECT_EQ(j["last_id"], 499);
+    EXPECT_TRUE(j["first_time"].is_string());
+    EXPECT_GT(j["files"].size(), 1u);
+    EXPECT_EQ(j["settings"]["fsync"], "always");
+    EXPECT_EQ(j["settings"]["retain_bytes"], 1 << 20);
+    EXPECT_EQ(j["settings"]["retain_ns"], 3'600'000'000'000);
+    EXPECT_EQ(j["settings"]["file_bytes"], 8192);
+    uint64_t bytes = 0;
+    for (const auto& f : j["files"]) bytes += f["bytes"].get<uint64_t>();
+    EXPECT_EQ(j["bytes"], bytes);
+    auto text = cli({"archive", "info", "a"});
+    EXPECT_EQ(text.code, 0);
+    EXPECT_EQ(text.out.rfind("archive of 'a': ", 0), 0u) << text.out;
+    EXPECT_NE(text.out.find("ids 0 .. 499"), std::string::npos) << text.out;
+
+    auto ok = cli({"archive", "verify", "a"});
+    EXPECT_EQ(ok.code, 0) << ok.out << ok.err;
+    EXPECT_NE(ok.out.find("500 records"), std::string::npos) << ok.out;
+    EXPECT_NE(ok.out.find("ok"), std::string::npos);
+
+    // The oldest file damaged: named, with exit status 1.
+    const std::string first = dir + "/state/topics/a/archive/" + j["files"][0]["name"].get<std::string>();
+    {
+        std::fstream f(first, std::ios::in | std::ios::out | std::ios::binary);
+        f.seekp(200);
+        f.put('\x7f');
+    }
+    auto bad = cli({"archive", "verify", "a"});
+    EXPECT_EQ(bad.code, 1);
+    EXPECT_NE(bad.out.find("damaged: " + j["files"][0]["name"].get<std::string>()), std::string::npos) << bad.out;
+    EXPECT_NE(bad.err.find("is damaged"), std::string::npos) << bad.err;
+}
+
+TEST_F(ArchiveCli, SubFromATimeOrSince) {
+    ASSERT_EQ(cli({"topic", "create", "t", "--archive"}).code, 0);
+    ASSERT_EQ(cli({"pub", "t", "a", "b", "c"}).code, 0);
+    std::this_thread::sleep_for(20ms);
+    const std::string t = rfc3339_now();
+    std::this_thread::sleep_for(20ms);
+    ASSERT_EQ(cli({"pub", "t", "d", "e"}).code, 0);
+    auto r = cli({"sub", "t", "--from", t, "--count", "2"});
+    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(r.out, "d\ne\n");
+    r = cli({"sub", "t", "--since", "1h", "--count", "5"});
+    EXPECT_EQ(r.out, "a\nb\nc\nd\ne\n");
+    r = cli({"sub", "t", "--from", "2026-13-01T00:00:00Z", "--count", "1"});
+    EXPECT_EQ(r.code, 2);
+    EXPECT_NE(r.err.find("RFC 3339"), std::string::npos) << r.err;
+    EXPECT_EQ(cli({"sub", "t", "--from", "earliest", "--since", "1m", "--count", "1"}).code, 2);
+    EXPECT_EQ(cli({"sub", "t", "--since", "soon", "--count", "1"}).code, 2);
+    // Without an archive a time works within what the ring holds.
+    ASSERT_EQ(cli({"pub", "plain", "x", "y"}).code, 0);
+    std::this_thread::sleep_for(20ms);
+    const std::string t2 = rfc3339_now();
+    ASSERT_EQ(cli({"pub", "plain", "z"}).code, 0);
+    EXPECT_EQ(cli({"sub", "plain", "--from", t2, "--count", "1"}).out, "z\n");
+}
+
+TEST_F(ArchiveCli, MistakesAreClearErrors) {
+    auto r = cli({"topic", "create", "x", "--retain", "1G"});
+    EXPECT_EQ(r.code, 2);
+    EXPECT_NE(r.err.find("need --archive"), std::string::npos) << r.err;
+    EXPECT_EQ(cli({"topic", "create", "x", "--archive", "--fsync", "sometimes"}).code, 2);
+    ASSERT_EQ(cli({"topic", "create", "plain"}).code, 0);
+    r = cli({"archive", "info", "plain"});
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("is not archived"), std::string::npos) << r.err;
+    EXPECT_EQ(cli({"archive", "verify", "nosuch"}).code, 1);
+    // The archiver's cursor is not a name a client may take, through the CLI or the API.
+    EXPECT_EQ(cli({"sub", "plain", "--durable", "$archiver", "--count", "0"}).code, 2);
+    ASSERT_EQ(cli({"topic", "create", "arch", "--on-full", "archive"}).code, 0);
+    SubscribeOptions o;
+    o.durable_name = "$archiver";
+    auto sub = connect()->subscribe("arch", o);
+    ASSERT_FALSE(sub);
+    EXPECT_EQ(sub.error().code, Errc::permission_denied) << sub.error().message;
+    auto info = cli({"topic", "info", "arch"});
+    EXPECT_NE(info.out.find("on-full archive"), std::string::npos) << info.out;
+    // Deleting an archived topic deletes its archive.
+    EXPECT_TRUE(std::filesystem::exists(dir + "/state/topics/arch/archive"));
+    ASSERT_EQ(cli({"topic", "delete", "arch"}).code, 0);
+    EXPECT_FALSE(std::filesystem::exists(dir + "/state/topics/arch"));
 }
 
 }  // namespace
