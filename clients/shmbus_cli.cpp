@@ -87,6 +87,7 @@ nlohmann::json stats_json(const shmbus::TopicStats& t) {
                         {"capacity", t.config.capacity},
                         {"max_message", t.config.max_message},
                         {"on_full", shmbus::to_string(t.config.on_full)},
+                        {"archived", t.archived},
                         {"segment_bytes", t.segment_bytes},
                         {"unblock_timeout_ms", to_ms(t.config.unblock_timeout)},
                         {"expire_detached_ms", to_ms(t.config.expire_detached)},
@@ -100,8 +101,8 @@ nlohmann::json stats_json(const shmbus::TopicStats& t) {
 
 void print_stats_text(const shmbus::TopicStats& t) {
     std::printf("topic %s\n", t.name.c_str());
-    std::printf("  capacity %llu B, max message %u B, on-full %s\n", (unsigned long long)t.config.capacity,
-                t.config.max_message, shmbus::to_string(t.config.on_full));
+    std::printf("  capacity %llu B, max message %u B, on-full %s%s\n", (unsigned long long)t.config.capacity,
+                t.config.max_message, shmbus::to_string(t.config.on_full), t.archived ? ", archived (shmbus archive info)" : "");
     std::printf("  unblock-timeout %s, expire-detached %s\n", duration_text(t.config.unblock_timeout, "off").c_str(),
                 duration_text(t.config.expire_detached, "never").c_str());
     std::printf("  %s\n", statistics_text(shmbus::topic_statistics(), t, false).c_str());

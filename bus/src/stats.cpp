@@ -95,6 +95,7 @@ TopicStats collect_stats(const Segment& seg) {
     TopicStats t;
     t.name = seg.topic();
     t.config = seg.config();
+    t.archived = seg.archived();
     t.segment_bytes = seg.size();
     const TailSnapshot tail = Ring(seg).read_tail();
     t.published = tail.next_id;

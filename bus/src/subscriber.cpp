@@ -94,6 +94,8 @@ void SubscriberCore::start_from(StartFrom from, uint64_t from_id, uint64_t from_
         else if (from == StartFrom::id && placed_lost > 0) replaying = start_replay(from_id, 0, true);
         else if (from == StartFrom::time) replaying = start_replay(0, std::max<uint64_t>(from_time_ns, 1), false);
     }
+    // From the archive, the ring's own start position says nothing about what to step over.
+    if (replaying) deliver_from = from == StartFrom::id ? from_id : 0;
     if (!replaying && placed_lost > 0) {
         lost_pending += placed_lost;
         lost_total += placed_lost;

@@ -150,6 +150,7 @@ struct NamedProducerStats {
 struct TopicStats {
     std::string name;
     TopicConfig config;
+    bool archived = false;       // also kept on disk (docs/archive.md)
     uint64_t segment_bytes = 0;
     uint64_t published = 0;      // ids handed out so far (next message id)
     uint64_t tail_position = 0;  // bytes ever claimed
