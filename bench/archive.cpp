@@ -31,13 +31,6 @@ namespace {
 constexpr auto kTimeout = std::chrono::seconds(300);
 std::atomic<int> g_counter{0};
 
-shmbus::Result<shmbus::Client> connect_bus() {
-    shmbus::ClientOptions o;
-    o.dir = shmbus_dir();
-    o.name = "bench-archive";
-    return shmbus::Client::connect(o);
-}
-
 std::string state_dir() { return shmbus_dir() + "/state"; }
 
 void disk_floor(benchmark::State& state) {

@@ -122,6 +122,13 @@ std::string slurp(const std::string& path) {
 
 const std::string& shmbus_dir() { return g_shmbusd.dir; }
 
+shmbus::Result<shmbus::Client> connect_bus() {
+    shmbus::ClientOptions o;
+    o.dir = shmbus_dir();
+    o.name = "shmbus-bench";
+    return shmbus::Client::connect(o);
+}
+
 bool ensure_shmbusd(std::string& why) {
     if (!g_shmbusd.dir.empty()) return true;
     if (const char* dir = std::getenv("SHMBUS_BENCH_DIR")) {  // a daemon the caller runs

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "shmbus/client.h"
+
 namespace bench {
 
 class Link {
@@ -34,6 +36,8 @@ std::vector<std::string> missing_transports();
 // Started once per process, stopped at exit: shmbusd for the shmbus transports, RouDi for iceoryx.
 bool ensure_shmbusd(std::string& why);
 const std::string& shmbus_dir();
+// A client of that shmbusd.
+shmbus::Result<shmbus::Client> connect_bus();
 bool ensure_roudi(std::string& why);
 
 }  // namespace bench

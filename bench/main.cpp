@@ -184,13 +184,6 @@ void throughput_link(benchmark::State& state, const std::string& transport, std:
 
 // ---- throughput through shmbus, P producers x S subscribers ----
 
-shmbus::Result<shmbus::Client> connect_bus() {
-    shmbus::ClientOptions o;
-    o.dir = shmbus_dir();
-    o.name = "bench";
-    return shmbus::Client::connect(o);
-}
-
 std::atomic<int> g_topic_counter{0};
 
 void throughput_shmbus(benchmark::State& state, const std::string& mode, std::size_t size, int producers,

@@ -110,13 +110,6 @@ void run_queue(benchmark::State& state, int members, uint64_t total, const std::
 
 std::atomic<int> g_queue_counter{0};
 
-shmbus::Result<shmbus::Client> bus() {
-    shmbus::ClientOptions o;
-    o.dir = shmbus_dir();
-    o.name = "shmbus-bench";
-    return shmbus::Client::connect(o);
-}
-
 // `spin`: a member with a core of its own. Otherwise it spins briefly, and not at all where the
 // producer and members outnumber the cores (a spinning member would take the producer's core).
 shmbus::SubscribeOptions member_options(bool spin, int processes = 0) {
@@ -132,7 +125,7 @@ shmbus::SubscribeOptions member_options(bool spin, int processes = 0) {
 // A fresh topic with its group created before the first message.
 std::optional<std::string> fresh_queue(std::string& why) {
     if (!ensure_shmbusd(why)) return std::nullopt;
-    auto c = bus();
+    auto c = connect_bus();
     if (!c) {
         why = c.error().message;
         return std::nullopt;
@@ -154,7 +147,7 @@ std::optional<std::string> fresh_queue(std::string& why) {
 }
 
 void drop_queue(const std::string& topic) {
-    if (auto c = bus()) {
+    if (auto c = connect_bus()) {
         (void)c->delete_group(topic, "workers");
         (void)c->delete_topic(topic, true);
     }
@@ -165,7 +158,7 @@ void shmbus_queue(benchmark::State& state, int members, uint64_t total) {
     const auto topic = fresh_queue(why);
     if (!topic) return fail_run(state, why);
     auto produce = [&](Tally&) {
-        auto c = bus();
+        auto c = connect_bus();
         if (!c) return 1;
         auto pub = c->publisher(*topic);
         if (!pub) return 1;
@@ -177,7 +170,7 @@ void shmbus_queue(benchmark::State& state, int members, uint64_t total) {
         return 0;
     };
     auto consume = [&](Tally& t, int) {
-        auto c = bus();
+        auto c = connect_bus();
         if (!c) return 1;
         auto sub = c->subscribe(*topic, member_options(false, members + 1));
         if (!sub) return 1;
@@ -210,7 +203,7 @@ void shmbus_job_latency(benchmark::State& state, uint64_t rounds) {
     auto* shared = new (mem) Shared{};
     Signal ready;
     Partner member(1, [&] {
-        auto c = bus();
+        auto c = connect_bus();
         if (!c) return 1;
         auto sub = c->subscribe(*topic, member_options(true));
         if (!sub) return 1;
@@ -231,7 +224,7 @@ void shmbus_job_latency(benchmark::State& state, uint64_t rounds) {
     int rc = 0;
     {
         Partner publisher(0, [&] {
-            auto c = bus();
+            auto c = connect_bus();
             if (!c) return 1;
             auto pub = c->publisher(*topic);
             if (!pub) return 1;
@@ -273,7 +266,7 @@ void shmbus_settle_cost(benchmark::State& state, bool nack, uint64_t total) {
     std::string why;
     const auto topic = fresh_queue(why);
     if (!topic) return fail_run(state, why);
-    auto c = bus();
+    auto c = connect_bus();
     auto pub = c ? c->publisher(*topic) : shmbus::Result<shmbus::Publisher>(shmbus::make_error(shmbus::Errc::io_error, "no bus"));
     auto sub = c ? c->subscribe(*topic, member_options(true)) : shmbus::Result<shmbus::Subscriber>(pub.error());
     if (!pub || !sub) return fail_run(state, "cannot attach");

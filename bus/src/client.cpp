@@ -67,6 +67,39 @@ struct ReplyFdGuard {
     ~ReplyFdGuard() { r.fds.close_all(); }
 };
 
+// The archive directory of `topic` (a descriptor the caller closes) and its settings.
+Result<std::pair<int, ArchiveSettings>> open_archive(detail::ControlChannel& channel, std::string_view topic) noexcept {
+    protocol::TopicName req{};
+    copy_name(req.topic, topic);
+    auto reply = channel.request(protocol::Type::open_archive, &req, sizeof req);
+    if (!reply) return reply.error();
+    ReplyFdGuard guard{reply.value()};
+    auto ok = body_as<protocol::ArchiveOk>(*reply, protocol::Type::archive_ok);
+    if (!ok) return ok.error();
+    if (reply->fds.segment < 0) return make_error(Errc::protocol_error, "shmbusd sent no archive directory");
+    ArchiveSettings s;
+    s.retain_bytes = ok->settings.retain_bytes;
+    s.retain_time = std::chrono::nanoseconds(int64_t(std::min<uint64_t>(ok->settings.retain_ns, INT64_MAX)));
+    s.file_bytes = ok->settings.file_bytes;
+    s.fsync = ok->settings.fsync <= uint32_t(ArchiveFsync::always) ? ArchiveFsync(ok->settings.fsync) : ArchiveFsync::never;
+    return std::pair{std::exchange(reply->fds.segment, -1), s};
+}
+
+// Runs `read` over the archive directory of `topic` and closes it.
+template <class T, class Read>
+Result<T> read_archive_dir(ControlChannel& channel, std::string_view topic, Read read) noexcept {
+    if (auto st = validate_topic_name(topic); !st) return st.error();
+    auto archive = open_archive(channel, topic);
+    if (!archive) return archive.error();
+    Result<T> out = make_error(Errc::io_error, "out of memory");
+    try {
+        out = read(archive->first, archive->second);
+    } catch (...) {  // std::bad_alloc: the library never throws across its API
+    }
+    ::close(archive->first);
+    return out;
+}
+
 }  // namespace
 
 Client::Client(std::shared_ptr<ControlChannel> channel) noexcept : channel_(std::move(channel)) {}
@@ -288,23 +321,6 @@ Result<Subscriber> Client::subscribe(std::string_view topic, SubscribeOptions op
     return Subscriber(std::move(core));
 }
 
-Result<std::pair<int, ArchiveSettings>> Client::open_archive(detail::ControlChannel& channel, std::string_view topic) noexcept {
-    protocol::TopicName req{};
-    copy_name(req.topic, topic);
-    auto reply = channel.request(protocol::Type::open_archive, &req, sizeof req);
-    if (!reply) return reply.error();
-    ReplyFdGuard guard{reply.value()};
-    auto ok = body_as<protocol::ArchiveOk>(*reply, protocol::Type::archive_ok);
-    if (!ok) return ok.error();
-    if (reply->fds.segment < 0) return make_error(Errc::protocol_error, "shmbusd sent no archive directory");
-    ArchiveSettings s;
-    s.retain_bytes = ok->settings.retain_bytes;
-    s.retain_time = std::chrono::nanoseconds(int64_t(std::min<uint64_t>(ok->settings.retain_ns, INT64_MAX)));
-    s.file_bytes = ok->settings.file_bytes;
-    s.fsync = ok->settings.fsync <= uint32_t(ArchiveFsync::always) ? ArchiveFsync(ok->settings.fsync) : ArchiveFsync::never;
-    return std::pair{std::exchange(reply->fds.segment, -1), s};
-}
-
 Status Client::set_archive(std::string_view topic, const ArchiveSettings& settings) noexcept {
     if (auto st = validate_topic_name(topic); !st) return st.error();
     if (settings.file_bytes < kMinArchiveFileBytes)
@@ -319,32 +335,17 @@ Status Client::set_archive(std::string_view topic, const ArchiveSettings& settin
 }
 
 Result<ArchiveInfo> Client::archive_info(std::string_view topic) noexcept {
-    if (auto st = validate_topic_name(topic); !st) return st.error();
-    auto archive = open_archive(*channel_, topic);
-    if (!archive) return archive.error();
-    try {
-        auto info = detail::archive::describe(archive->first, std::string(topic));
-        ::close(archive->first);
-        if (info) info->settings = archive->second;
+    return read_archive_dir<ArchiveInfo>(*channel_, topic, [&](int dir, const ArchiveSettings& settings) {
+        auto info = detail::archive::describe(dir, std::string(topic));
+        if (info) info->settings = settings;
         return info;
-    } catch (...) {
-        ::close(archive->first);
-        return make_error(Errc::io_error, "out of memory");
-    }
+    });
 }
 
 Result<ArchiveVerifyReport> Client::verify_archive(std::string_view topic) noexcept {
-    if (auto st = validate_topic_name(topic); !st) return st.error();
-    auto archive = open_archive(*channel_, topic);
-    if (!archive) return archive.error();
-    try {
-        auto report = detail::archive::verify(archive->first, std::string(topic));
-        ::close(archive->first);
-        return report;
-    } catch (...) {
-        ::close(archive->first);
-        return make_error(Errc::io_error, "out of memory");
-    }
+    return read_archive_dir<ArchiveVerifyReport>(*channel_, topic, [&](int dir, const ArchiveSettings&) {
+        return detail::archive::verify(dir, std::string(topic));
+    });
 }
 
 Status Client::create_topic(std::string_view topic, const TopicConfig& config) noexcept {

@@ -115,7 +115,8 @@ TEST_F(Archive, EveryMessageIsArchivedExactlyOnceWhileTheArchiverAndShmbusdAreKi
     constexpr uint64_t kCount = 200'000;
     // Paced (a sleep every 16 messages, a timer slack of 50 to 100 us): the kills land while it runs.
     const pid_t pub = start_pub("pub", {"kill", std::to_string(kCount), "1", "--size", "48", "--timeout-ms", "120000",
-                                        "--pace-us", "1", "--pace-every", "16"});
+                                        "--pace-us", "1", "--pace-every", "16", "--wait-for-daemon"});
+    ASSERT_TRUE(eventually([&] { auto s = stats("kill"); return s && s->published > 0; }));  // registered: now the kills
     std::mt19937 rng(7);
     int archiver_kills = 0, daemon_kills = 0;
     int pub_status = -1;

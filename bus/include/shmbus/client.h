@@ -144,9 +144,6 @@ private:
     [[nodiscard]] static std::function<bool(const layout::RetryInfo&, std::span<const std::byte>, uint16_t)> repark_to(
         const std::shared_ptr<detail::ControlChannel>& channel, std::string topic);
     explicit Client(std::shared_ptr<detail::ControlChannel> channel) noexcept;
-    // The archive directory of `topic` (a descriptor the caller closes) and its settings.
-    [[nodiscard]] static Result<std::pair<int, ArchiveSettings>> open_archive(detail::ControlChannel& channel,
-                                                                             std::string_view topic) noexcept;
     std::shared_ptr<detail::ControlChannel> channel_;
 };
 
