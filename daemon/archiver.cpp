@@ -24,6 +24,9 @@ namespace shmbus::daemon {
 
 namespace {
 
+// How long the archiver waits when it finds nothing new: at most this much behind the ring.
+constexpr std::chrono::milliseconds kIdleNap{1};
+
 std::atomic<bool> g_stop{false};
 std::atomic<bool> g_reload{false};
 
@@ -98,7 +101,10 @@ int run_archiver(const std::string& topic, const std::string& bus_dir, const std
     so.durable_name = kArchiverSubscription;
     so.from = StartFrom::earliest;
     so.auto_ack = false;
-    so.spin_polls = 64;  // a background reader: it sleeps soon
+    // It never sleeps on the topic's data futex: a sleeper there would make every publish pay a
+    // wake-up (a system call), for a reader that needs no microsecond latency. It polls, and naps
+    // kIdleNap when it finds nothing; publishers a full ring holds back are woken by its acks.
+    so.wait = WaitStrategy::busy_spin;
     auto sub = client->subscribe(topic, so);
     if (!sub) {
         spdlog::error("archiver of '{}': {}", topic, sub.error().message);
@@ -120,7 +126,7 @@ int run_archiver(const std::string& topic, const std::string& bus_dir, const std
         }
         std::optional<Message> last;
         std::optional<Error> error;
-        const PollResult r = sub->receive(
+        const PollResult r = sub->poll(
             [&](const Message& m) {
                 if (error) return;
                 if (m.lost_before != 0)
@@ -131,8 +137,9 @@ int run_archiver(const std::string& topic, const std::string& bus_dir, const std
                 if (Status s = writer->append(m.id, m.timestamp_ns, detail::RawRecord::flags(m), detail::RawRecord::body(m)); !s)
                     error = s.error();
             },
-            std::chrono::milliseconds(200), 4096);
+            4096);
         if (error) return fail(*error);
+        if (r.status == ReceiveStatus::empty) std::this_thread::sleep_for(kIdleNap);
         if (r.status == ReceiveStatus::deleted) {
             spdlog::info("archiver of '{}': the topic was deleted", topic);
             break;
