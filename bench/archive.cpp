@@ -8,8 +8,8 @@
 //                                      (disk, then ring), checking every checksum
 //   Publish/shmbus_archived/64/1       publish cost with the archiver reading behind the publisher,
 //   Publish/shmbus_unarchived/64/1     and the same topic unarchived (a 64 MiB ring: neither waits)
-// Latency/shmbus_archived/<bytes> is in main.cpp's latency table: the ping-pong link with both
-// topics archived.
+// ArchiveLatency/shmbus_archived/64 and ArchiveLatency/shmbus_spin/64 (main.cpp): the ping-pong link
+// with both topics archived, and without.
 #include "archive_bench.h"
 
 #include <fcntl.h>
