@@ -443,6 +443,27 @@ TEST_F(ArchiveCli, SeekReachesIntoTheArchive) {
     EXPECT_TRUE(in_order);
 }
 
+// A topic the configuration file archives is archived from the start, with its settings.
+TEST_F(ArchiveCli, TheConfigurationArchivesATopic) {
+    stop_daemon();
+    {
+        std::ofstream f(path("bus.toml"));
+        f << "[bus]\nstate_dir = \"" << dir << "/configured-state\"\n"
+          << "[topics.cfg]\ncapacity = \"64K\"\narchive = true\nretain = \"1M\"\nfsync = \"interval\"\n"
+          << "[topics.lag]\non_full = \"archive\"\n";
+    }
+    start_daemon({"--config", path("bus.toml"), "--state-dir", dir + "/configured-state"});
+    auto r = cli({"archive", "info", "cfg", "--json"});
+    ASSERT_EQ(r.code, 0) << r.err << read_file(path("daemon.log"));
+    const auto j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j["settings"]["retain_bytes"], 1 << 20);
+    EXPECT_EQ(j["settings"]["fsync"], "interval");
+    EXPECT_EQ(cli({"archive", "info", "lag"}).code, 0);
+    EXPECT_TRUE(std::filesystem::exists(dir + "/configured-state/topics/cfg/topic.toml"));
+    ASSERT_EQ(cli({"pub", "cfg", "one", "two"}).code, 0);
+    EXPECT_TRUE(eventually([&] { return cli({"archive", "verify", "cfg"}).out.find("2 records") != std::string::npos; }));
+}
+
 TEST_F(ArchiveCli, MistakesAreClearErrors) {
     auto r = cli({"topic", "create", "x", "--retain", "1G"});
     EXPECT_EQ(r.code, 2);
