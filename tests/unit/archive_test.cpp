@@ -42,7 +42,9 @@ protected:
         for (uint64_t id = from; id < to; id += id_step) {
             const auto b = body_of(id);
             ASSERT_TRUE(w.append(id, 1'000'000 + id * 2, 0, b));
-            if (id % 100 == 0) ASSERT_TRUE(w.write(false));
+            if (id % 100 == 0) {
+                ASSERT_TRUE(w.write(false));
+            }
         }
         ASSERT_TRUE(w.write(false));
     }
