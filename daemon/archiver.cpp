@@ -60,11 +60,6 @@ bool lock_topic(const std::string& dir) {
 }  // namespace
 
 int run_archiver(const std::string& topic, const std::string& bus_dir, const std::string& state_dir) {
-    struct sigaction sa{};
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, nullptr);
-    sigaction(SIGINT, &sa, nullptr);
-    sigaction(SIGHUP, &sa, nullptr);
     signal(SIGPIPE, SIG_IGN);
     signal(SIGXFSZ, SIG_IGN);
     const std::string dir = state_dir + "/topics/" + topic;
@@ -110,6 +105,13 @@ int run_archiver(const std::string& topic, const std::string& bus_dir, const std
         spdlog::error("archiver of '{}': {}", topic, sub.error().message);
         return 1;
     }
+    // Until here a stop request ends it at once (it has written nothing that needs finishing);
+    // from here on it finishes the batch in hand first.
+    struct sigaction sa{};
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, nullptr);
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGHUP, &sa, nullptr);
     spdlog::info("archiver of '{}' (pid {}): archive ends at id {}, reading from id {}", topic, getpid(),
                  writer->empty() ? std::string("(empty)") : std::to_string(writer->last_id()), sub->next_id());
 

@@ -178,7 +178,8 @@ std::string Archives::topic_dir(const std::string& topic) const { return state_d
 
 Status Archives::write_settings(const TopicEntry& t, const ArchiveSettings& s) const {
     const TopicConfig c = t.segment().config();
-    toml::table topic{{"capacity", int64_t(c.capacity)},
+    toml::table topic{{"bus_dir", command_.bus_dir},
+                      {"capacity", int64_t(c.capacity)},
                       {"max_message", int64_t(c.max_message)},
                       {"on_full", std::string(to_string(c.on_full))},
                       {"max_producers", int64_t(c.max_producers)},
@@ -392,6 +393,13 @@ void Archives::restore() {
         auto doc = read_toml((entry.path() / "topic.toml").string(), why);
         if (!doc || !(*doc)["archive"].is_table()) {
             spdlog::error("cannot read {}: {}; topic '{}' is not restored", (entry.path() / "topic.toml").string(), why, topic);
+            continue;
+        }
+        // A state directory used by another bus before: its topics are not this bus's to make.
+        const auto owner = (*doc)["topic"]["bus_dir"].value<std::string>();
+        if (owner && *owner != command_.bus_dir) {
+            spdlog::warn("archived topic '{}' in {} belongs to bus {}, not {}: left alone (give each bus its own --state-dir)",
+                         topic, state_dir_, *owner, command_.bus_dir);
             continue;
         }
         const ArchiveSettings settings = settings_from(*(*doc)["archive"].as_table());

@@ -237,6 +237,29 @@ TEST_F(Archive, ARebootKeepsTopicsIdsAndCursors) {
     EXPECT_TRUE(exactly(read_archive("boot").ids, 5100));
 }
 
+// A state directory another bus used before: its archived topics are not made again on this bus.
+TEST_F(Archive, AnotherBussArchivedTopicsAreLeftAlone) {
+    make_archived("theirs", TopicConfig{});
+    stop_daemon();
+    const std::string other = dir + "/other-bus";
+    std::filesystem::create_directories(other);
+    ::chmod(other.c_str(), 0700);
+    const pid_t d = spawn({SHMBUSD_PATH, "--dir", other, "--state-dir", dir + "/state"},
+                          {path("other.log"), path("other.err"), "", std::nullopt});
+    ClientOptions o;
+    o.dir = other;
+    ASSERT_TRUE(eventually([&] { return Client::connect(o).has_value(); }));
+    auto c = Client::connect(o);
+    auto names = c->list_topics();
+    ASSERT_TRUE(names);
+    EXPECT_TRUE(names->empty());
+    EXPECT_NE(read_file(path("other.log")).find("belongs to bus"), std::string::npos) << read_file(path("other.log"));
+    ::kill(d, SIGTERM);
+    EXPECT_EQ(wait_exit(d), 0);
+    start_daemon();  // the bus it belongs to still has it
+    EXPECT_TRUE(stats("theirs").has_value());
+}
+
 // shmbusd killed, not stopped: cursors are as the last persist (every second) left them, so
 // at most what was acked since comes again; nothing is lost.
 TEST_F(Archive, ARebootAfterAKillRepeatsAtMostTheLastSecondsAcks) {
