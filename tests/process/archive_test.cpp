@@ -269,7 +269,7 @@ TEST_F(Archive, ARebootAfterAKillRepeatsAtMostTheLastSecondsAcks) {
     make_archived("crash", config);
     EXPECT_EQ(wait_exit(start_pub("pub1", {"crash", "4000", "1", "--size", "64"})), 0);
     EXPECT_EQ(finish_sub("b1", start_sub("b1", {"crash", "--durable", "b", "--from", "earliest", "--count", "1000"})).received, 1000u);
-    std::this_thread::sleep_for(1500ms);  // persisted by now
+    std::this_thread::sleep_for(2500ms);  // persisted by now (every second), with room for a loaded machine
     EXPECT_EQ(finish_sub("b2", start_sub("b2", {"crash", "--durable", "b", "--count", "500"})).received, 500u);
     ASSERT_TRUE(eventually([&] { return archived_last_id("crash") == 3999u; }));
     kill_daemon();
