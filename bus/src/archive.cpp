@@ -34,6 +34,11 @@ bool parse_fsync(std::string_view text, ArchiveFsync& out) noexcept {
 
 namespace detail::archive {
 
+void OwnedFd::reset(int fd) noexcept {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+}
+
 using layout::ArchiveFileHeader;
 using layout::ArchiveIndexEntry;
 using layout::ArchiveRecordHeader;
@@ -96,6 +101,10 @@ uint32_t record_crc(const ArchiveRecordHeader& h, const std::byte* body) noexcep
     c = crc32c(c, reinterpret_cast<const std::byte*>(&h) + 8, sizeof h - 8);
     return crc32c(c, body, h.length);
 }
+
+// The newest file without a whole header yet: the archiver is starting it (or died doing so, and
+// removes it when it starts again). Nothing is in it.
+bool being_started(const Error& e) { return e.message.find("shorter than its header") != std::string::npos; }
 
 constexpr std::size_t kScanBuffer = 1 << 20;
 constexpr std::size_t kWriteBuffer = 1 << 20;
@@ -162,7 +171,7 @@ Result<std::vector<LogFile>> list_logs(int dir_fd) {
 
 Result<LogScanner> LogScanner::open(int fd, std::string_view topic, std::string_view name) {
     LogScanner s;
-    s.fd_ = fd;
+    s.fd_.reset(fd);
     const std::string where(name);
     const ssize_t n = ::pread(fd, &s.header_, sizeof s.header_, 0);
     if (n < 0) return errno_error(Errc::io_error, "cannot read archive file " + where);
@@ -185,28 +194,6 @@ Result<LogScanner> LogScanner::open(int fd, std::string_view topic, std::string_
     return s;
 }
 
-LogScanner::LogScanner(LogScanner&& o) noexcept
-    : fd_(std::exchange(o.fd_, -1)), header_(o.header_), offset_(o.offset_), previous_id_(o.previous_id_), any_(o.any_),
-      buf_(std::move(o.buf_)), buf_offset_(o.buf_offset_), buf_len_(o.buf_len_), why_(std::move(o.why_)) {}
-LogScanner& LogScanner::operator=(LogScanner&& o) noexcept {
-    if (this != &o) {
-        if (fd_ >= 0) ::close(fd_);
-        fd_ = std::exchange(o.fd_, -1);
-        header_ = o.header_;
-        offset_ = o.offset_;
-        previous_id_ = o.previous_id_;
-        any_ = o.any_;
-        buf_ = std::move(o.buf_);
-        buf_offset_ = o.buf_offset_;
-        buf_len_ = o.buf_len_;
-        why_ = std::move(o.why_);
-    }
-    return *this;
-}
-LogScanner::~LogScanner() {
-    if (fd_ >= 0) ::close(fd_);
-}
-
 void LogScanner::seek(uint64_t offset, uint64_t previous_id) noexcept {
     offset_ = offset;
     previous_id_ = previous_id;
@@ -220,7 +207,7 @@ bool LogScanner::fill(uint64_t offset, std::size_t bytes) noexcept {
     if (bytes > buf_.size()) buf_.resize(bytes);
     std::size_t got = 0;
     while (got < buf_.size()) {
-        const ssize_t n = ::pread(fd_, buf_.data() + got, buf_.size() - got, off_t(offset + got));
+        const ssize_t n = ::pread(fd_.get(), buf_.data() + got, buf_.size() - got, off_t(offset + got));
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) break;
         got += std::size_t(n);
@@ -268,23 +255,8 @@ LogScanner::Step LogScanner::next(StoredRecord& out) noexcept {
 
 // ---- Writer ----
 
-Writer::Writer(Writer&& o) noexcept
-    : dir_fd_(o.dir_fd_), topic_(std::move(o.topic_)), settings_(o.settings_), log_fd_(std::exchange(o.log_fd_, -1)),
-      idx_fd_(std::exchange(o.idx_fd_, -1)), file_first_id_(o.file_first_id_), file_size_(o.file_size_),
-      next_index_at_(o.next_index_at_), max_timestamp_(o.max_timestamp_), log_buf_(std::move(o.log_buf_)),
-      idx_buf_(std::move(o.idx_buf_)), last_id_(o.last_id_), has_last_(o.has_last_), cut_bytes_(o.cut_bytes_),
-      dir_dirty_(o.dir_dirty_) {}
-Writer& Writer::operator=(Writer&& o) noexcept {
-    if (this != &o) {
-        this->~Writer();
-        new (this) Writer(std::move(o));
-    }
-    return *this;
-}
 Writer::~Writer() {
-    if (log_fd_ >= 0) (void)write(false);
-    if (log_fd_ >= 0) ::close(log_fd_);
-    if (idx_fd_ >= 0) ::close(idx_fd_);
+    if (log_fd_.valid()) (void)write(false);
 }
 
 Result<Writer> Writer::open(int dir_fd, std::string topic, ArchiveSettings settings) {
@@ -298,8 +270,7 @@ Result<Writer> Writer::open(int dir_fd, std::string topic, ArchiveSettings setti
     while (!files->empty()) {
         Status s = w.recover_last(files->back());
         if (s) return w;
-        if (s.error().code != Errc::corrupt_segment || s.error().message.find("shorter than its header") == std::string::npos)
-            return s.error();
+        if (!being_started(s.error())) return s.error();
         if (::unlinkat(dir_fd, files->back().name.c_str(), 0) != 0)
             return errno_error(Errc::io_error, "cannot remove the empty archive file " + files->back().name);
         (void)::unlinkat(dir_fd, index_name(files->back().first_id).c_str(), 0);
@@ -356,8 +327,8 @@ Status Writer::recover_last(const LogFile& file) {
         ::close(fd);
         return errno_error(Errc::io_error, "cannot rebuild archive index " + idx);
     }
-    log_fd_ = fd;
-    idx_fd_ = ifd;
+    log_fd_.reset(fd);
+    idx_fd_.reset(ifd);
     file_first_id_ = file.first_id;
     file_size_ = end;
     next_index_at_ = next_index;
@@ -383,8 +354,8 @@ Status Writer::start_file(uint64_t first_id) {
     h.created_ns = WallClock::system_ns();
     std::memcpy(h.topic, topic_.data(), std::min(topic_.size(), sizeof h.topic - 1));
     h.crc = header_crc(h);
-    log_fd_ = fd;
-    idx_fd_ = ifd;
+    log_fd_.reset(fd);
+    idx_fd_.reset(ifd);
     dir_dirty_ = true;
     file_first_id_ = first_id;
     file_size_ = 0;
@@ -399,10 +370,10 @@ Status Writer::append(uint64_t id, uint64_t timestamp_ns, uint16_t flags, std::s
     if (has_last_ && id <= last_id_)
         return make_error(Errc::invalid_argument, "archive ids must rise: " + std::to_string(id) + " after " + std::to_string(last_id_));
     if (body.size() > layout::kMaxArchiveRecord) return make_error(Errc::message_too_large, "record too large for the archive");
-    if (log_fd_ >= 0 && file_size_ >= std::max(settings_.file_bytes, kMinArchiveFileBytes)) {
+    if (log_fd_.valid() && file_size_ >= std::max(settings_.file_bytes, kMinArchiveFileBytes)) {
         if (Status s = close_file(settings_.fsync != ArchiveFsync::never); !s) return s;
     }
-    if (log_fd_ < 0) {
+    if (!log_fd_.valid()) {
         if (Status s = start_file(id); !s) return s;
     }
     ArchiveRecordHeader h{};
@@ -427,15 +398,15 @@ Status Writer::append(uint64_t id, uint64_t timestamp_ns, uint16_t flags, std::s
 }
 
 Status Writer::write(bool sync) {
-    if (log_fd_ < 0) return ok_status();
+    if (!log_fd_.valid()) return ok_status();
     // The log before its index: an index entry never points past what the log holds.
-    if (!write_all(log_fd_, log_buf_.data(), log_buf_.size()))
+    if (!write_all(log_fd_.get(), log_buf_.data(), log_buf_.size()))
         return errno_error(errno == ENOSPC ? Errc::no_space : Errc::io_error, "cannot write archive file " + log_name(file_first_id_));
     log_buf_.clear();
-    if (!write_all(idx_fd_, idx_buf_.data(), idx_buf_.size()))
+    if (!write_all(idx_fd_.get(), idx_buf_.data(), idx_buf_.size()))
         return errno_error(errno == ENOSPC ? Errc::no_space : Errc::io_error, "cannot write archive index " + index_name(file_first_id_));
     idx_buf_.clear();
-    if (sync && ::fdatasync(log_fd_) != 0) return errno_error(Errc::io_error, "cannot sync archive file " + log_name(file_first_id_));
+    if (sync && ::fdatasync(log_fd_.get()) != 0) return errno_error(Errc::io_error, "cannot sync archive file " + log_name(file_first_id_));
     // A file's name must be on the disk as well before records in it are acknowledged as synced.
     if (sync && dir_dirty_) {
         if (::fsync(dir_fd_) != 0) return errno_error(Errc::io_error, "cannot sync the archive directory");
@@ -446,9 +417,8 @@ Status Writer::write(bool sync) {
 
 Status Writer::close_file(bool sync) {
     if (Status s = write(sync); !s) return s;
-    ::close(log_fd_);
-    ::close(idx_fd_);
-    log_fd_ = idx_fd_ = -1;
+    log_fd_.reset();
+    idx_fd_.reset();
     return ok_status();
 }
 
@@ -490,25 +460,9 @@ Result<uint32_t> Writer::apply_retention(uint64_t now_ns) {
 
 // ---- Reader ----
 
-Reader::Reader(Reader&& o) noexcept
-    : dir_fd_(std::exchange(o.dir_fd_, -1)), topic_(std::move(o.topic_)), files_(std::move(o.files_)), file_(o.file_),
-      scanner_(std::move(o.scanner_)), current_first_(o.current_first_), have_current_(o.have_current_), skip_below_id_(o.skip_below_id_), skip_before_time_(o.skip_before_time_),
-      why_(std::move(o.why_)) {}
-Reader& Reader::operator=(Reader&& o) noexcept {
-    if (this != &o) {
-        this->~Reader();
-        new (this) Reader(std::move(o));
-    }
-    return *this;
-}
-Reader::~Reader() {
-    scanner_.reset();
-    if (dir_fd_ >= 0) ::close(dir_fd_);
-}
-
 Result<Reader> Reader::open(int dir_fd, std::string topic) {
     Reader r;
-    r.dir_fd_ = dir_fd;
+    r.dir_fd_.reset(dir_fd);
     r.topic_ = std::move(topic);
     return r;
 }
@@ -519,7 +473,7 @@ Status Reader::open_file(std::size_t index, uint64_t from_id, uint64_t from_time
     if (index >= files_.size()) return ok_status();
     current_first_ = files_[index].first_id;
     have_current_ = true;  // even if it cannot be opened: the next one is newer
-    const int fd = ::openat(dir_fd_, files_[index].name.c_str(), O_RDONLY | O_CLOEXEC);
+    const int fd = ::openat(dir_fd_.get(), files_[index].name.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return errno_error(errno == ENOENT ? Errc::topic_not_found : Errc::io_error, "cannot open archive file " + files_[index].name);
     auto s = LogScanner::open(fd, topic_, files_[index].name);
     if (!s) return s.error();
@@ -530,7 +484,7 @@ Status Reader::open_file(std::size_t index, uint64_t from_id, uint64_t from_time
 // Starts the scanner at the last index entry before the wanted id or time: at most
 // kArchiveIndexEvery bytes are then read and stepped over.
 Status Reader::position_in_file(uint64_t from_id, uint64_t from_time) {
-    const int ifd = ::openat(dir_fd_, index_name(files_[file_].first_id).c_str(), O_RDONLY | O_CLOEXEC);
+    const int ifd = ::openat(dir_fd_.get(), index_name(files_[file_].first_id).c_str(), O_RDONLY | O_CLOEXEC);
     if (ifd < 0) return ok_status();  // no index: scan from the start
     struct stat st{};
     std::vector<ArchiveIndexEntry> entries;
@@ -553,7 +507,7 @@ Status Reader::position_in_file(uint64_t from_id, uint64_t from_time) {
 }
 
 Status Reader::seek_id(uint64_t id) {
-    auto files = list_logs(dir_fd_);
+    auto files = list_logs(dir_fd_.get());
     if (!files) return files.error();
     files_ = std::move(*files);
     skip_below_id_ = id;
@@ -568,7 +522,7 @@ Status Reader::seek_id(uint64_t id) {
 }
 
 Status Reader::seek_time(uint64_t time_ns) {
-    auto files = list_logs(dir_fd_);
+    auto files = list_logs(dir_fd_.get());
     if (!files) return files.error();
     files_ = std::move(*files);
     skip_below_id_ = 0;
@@ -578,7 +532,7 @@ Status Reader::seek_time(uint64_t time_ns) {
     // (or none does); begin two files earlier since clocks differ between publishers.
     std::size_t i = 0;
     for (; i + 1 < files_.size(); ++i) {
-        const int fd = ::openat(dir_fd_, files_[i + 1].name.c_str(), O_RDONLY | O_CLOEXEC);
+        const int fd = ::openat(dir_fd_.get(), files_[i + 1].name.c_str(), O_RDONLY | O_CLOEXEC);
         if (fd < 0) continue;
         auto s = LogScanner::open(fd, topic_, files_[i + 1].name);
         if (s && s->created_ns() >= time_ns) break;
@@ -600,7 +554,7 @@ bool Reader::wanted(const StoredRecord& r) noexcept {
 // Opens the oldest file newer than the one read last (any file if none was); false if none is.
 Reader::Step Reader::open_newer(bool& opened) noexcept {
     opened = false;
-    auto files = list_logs(dir_fd_);
+    auto files = list_logs(dir_fd_.get());
     if (!files) {
         why_ = files.error().message;
         return Step::broken;
@@ -630,7 +584,7 @@ Reader::Step Reader::next(StoredRecord& out) noexcept {
             }
             // The end of this file, or an unfinished record at its end. If a newer file exists
             // the writer has closed this one: read it once more for what it wrote before closing.
-            auto files = list_logs(dir_fd_);
+            auto files = list_logs(dir_fd_.get());
             if (!files) {
                 why_ = files.error().message;
                 return Step::broken;
@@ -663,10 +617,6 @@ struct FileScan {
     std::string broken;  // why whole records stopped before the end; empty if they did not
     uint64_t broken_bytes = 0;
 };
-
-// The newest file without a whole header yet: the archiver is starting it (or died doing so, and
-// removes it when it starts again). Nothing is in it.
-bool being_started(const Error& e) { return e.message.find("shorter than its header") != std::string::npos; }
 
 Result<FileScan> scan_file(int dir_fd, const std::string& topic, const LogFile& f) {
     const int fd = ::openat(dir_fd, f.name.c_str(), O_RDONLY | O_CLOEXEC);

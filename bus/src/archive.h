@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "shmbus/archive.h"
@@ -23,6 +24,25 @@ inline constexpr std::string_view kArchiverSubscription = "$archiver";
 }  // namespace shmbus::detail
 
 namespace shmbus::detail::archive {
+
+// A descriptor its holder owns: closed when it goes, handed on when moved.
+class OwnedFd {
+public:
+    OwnedFd() noexcept = default;
+    explicit OwnedFd(int fd) noexcept : fd_(fd) {}
+    OwnedFd(OwnedFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+    OwnedFd& operator=(OwnedFd&& o) noexcept {
+        if (this != &o) reset(std::exchange(o.fd_, -1));
+        return *this;
+    }
+    ~OwnedFd() { reset(); }
+    void reset(int fd = -1) noexcept;
+    [[nodiscard]] int get() const noexcept { return fd_; }
+    [[nodiscard]] bool valid() const noexcept { return fd_ >= 0; }
+
+private:
+    int fd_ = -1;
+};
 
 [[nodiscard]] uint32_t crc32c(uint32_t crc, const void* data, std::size_t size) noexcept;
 
@@ -50,9 +70,6 @@ public:
     enum class Step : uint8_t { record, end, broken };
     // Takes ownership of `fd`. `topic`: the topic the header must name (empty: any).
     [[nodiscard]] static Result<LogScanner> open(int fd, std::string_view topic, std::string_view name);
-    LogScanner(LogScanner&&) noexcept;
-    LogScanner& operator=(LogScanner&&) noexcept;
-    ~LogScanner();
 
     // The next whole record; `end` at the end of the file (or of what is written so far);
     // `broken` where the bytes are not a whole record (a cut or damaged tail): `why` says how.
@@ -62,12 +79,12 @@ public:
     [[nodiscard]] uint64_t first_id() const noexcept { return header_.first_id; }
     [[nodiscard]] uint64_t created_ns() const noexcept { return header_.created_ns; }
     [[nodiscard]] const std::string& why() const noexcept { return why_; }
-    [[nodiscard]] int fd() const noexcept { return fd_; }
+    [[nodiscard]] int fd() const noexcept { return fd_.get(); }
 
 private:
     LogScanner() = default;
     [[nodiscard]] bool fill(uint64_t offset, std::size_t bytes) noexcept;
-    int fd_ = -1;
+    OwnedFd fd_;
     layout::ArchiveFileHeader header_{};
     uint64_t offset_ = 0;
     uint64_t previous_id_ = 0;  // ids must rise
@@ -84,9 +101,9 @@ private:
 class Writer {
 public:
     [[nodiscard]] static Result<Writer> open(int dir_fd, std::string topic, ArchiveSettings settings);
-    Writer(Writer&&) noexcept;
-    Writer& operator=(Writer&&) noexcept;
-    ~Writer();
+    Writer(Writer&&) noexcept = default;
+    Writer& operator=(Writer&&) = delete;  // the one it would replace could not write what it buffered
+    ~Writer();  // writes what is buffered
 
     [[nodiscard]] bool empty() const noexcept { return !has_last_; }
     [[nodiscard]] uint64_t last_id() const noexcept { return last_id_; }
@@ -109,7 +126,7 @@ private:
     int dir_fd_ = -1;  // not owned
     std::string topic_;
     ArchiveSettings settings_;
-    int log_fd_ = -1, idx_fd_ = -1;
+    OwnedFd log_fd_, idx_fd_;
     uint64_t file_first_id_ = 0;
     uint64_t file_size_ = 0;        // bytes in the file, buffered ones included
     uint64_t next_index_at_ = 0;    // log offset past which the next index entry is due
@@ -125,9 +142,6 @@ private:
 class Reader {
 public:
     [[nodiscard]] static Result<Reader> open(int dir_fd, std::string topic);  // dir_fd owned
-    Reader(Reader&&) noexcept;
-    Reader& operator=(Reader&&) noexcept;
-    ~Reader();
 
     // Positions at the first record with id >= `id`. `lost` counts nothing (the ids a retention
     // deleted are counted by the caller from the first id it then reads).
@@ -149,7 +163,7 @@ private:
     [[nodiscard]] Status position_in_file(uint64_t from_id, uint64_t from_time);
     [[nodiscard]] bool wanted(const StoredRecord& r) noexcept;
     [[nodiscard]] Step open_newer(bool& opened) noexcept;
-    int dir_fd_ = -1;
+    OwnedFd dir_fd_;
     std::string topic_;
     std::vector<LogFile> files_;
     std::size_t file_ = 0;

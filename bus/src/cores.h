@@ -191,7 +191,6 @@ struct SubscriberCore {
     uint64_t ring_resume_id = 0;     // a gating reader: the id at `position`, where the ring takes over
     uint64_t acked_id = 0;           // last ack_id stored in the slot
     uint64_t deliver_from_time = 0;  // StartFrom::time: records before the first this late are stepped over
-    std::string archive_error;       // why the archive could not be read (then: corrupt)
     std::unique_ptr<GroupMember> group;  // a member of a consumer group: it delivers instead
     CrashPoint crash_before_ack;  // fault injection (crash_point.h)
 
@@ -217,6 +216,15 @@ private:
     // The id of the record at `pos` (a gating reader's resumed cursor), or `fallback` if unknown.
     [[nodiscard]] uint64_t ring_id_at(uint64_t pos, uint64_t fallback) const noexcept;
     void store_archive_ack(uint64_t next_unacked_id) noexcept;
+    // A record a seek steps over: below deliver_from, or before the first at or after
+    // deliver_from_time (the first that is not ends the time seek: from there on, in order).
+    [[nodiscard]] bool steps_over(uint64_t id, uint64_t timestamp_ns) noexcept {
+        if (id < deliver_from) return true;
+        if (deliver_from_time == 0) return false;
+        if (timestamp_ns < deliver_from_time) return true;
+        deliver_from_time = 0;
+        return false;
+    }
     void deliver(Handler& handler, Message& m) noexcept;
     void publish_progress() noexcept;
     void record_processing(uint64_t ns) noexcept;

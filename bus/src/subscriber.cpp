@@ -128,11 +128,7 @@ bool SubscriberCore::start_replay(uint64_t id, uint64_t time_ns, bool count_lost
         if (fd < 0) return false;
         auto reader = archive::Reader::open(fd, topic);
         if (!reader) return false;
-        Status st = time_ns != 0 ? reader->seek_time(time_ns) : reader->seek_id(id);
-        if (!st) {
-            archive_error = st.error().message;
-            return false;
-        }
+        if (Status st = time_ns != 0 ? reader->seek_time(time_ns) : reader->seek_id(id); !st) return false;
         if (count_lost && time_ns == 0) {
             // Ids the retention already deleted: what the oldest file left begins above `id`.
             if (auto oldest = reader->oldest_id(); oldest && *oldest > id) {
@@ -180,20 +176,16 @@ SubscriberCore::ArchiveStep SubscriberCore::poll_archive(Handler& handler, std::
         if (!held) {
             archive::StoredRecord r;
             const auto step = replay->next(r);
-            if (step == archive::Reader::Step::broken) {
-                archive_error = replay->why();
-                return ArchiveStep::broken;
-            }
+            if (step == archive::Reader::Step::broken) return ArchiveStep::broken;
             if (step == archive::Reader::Step::end) break;
             held = r;
         }
         if (held->id >= limit) break;  // written, perhaps not whole yet: the archiver has not acked it
-        if (held->id < deliver_from || (deliver_from_time != 0 && held->timestamp_ns < deliver_from_time)) {
+        if (steps_over(held->id, held->timestamp_ns)) {
             next_id = std::max(next_id, held->id + 1);
             held.reset();
             continue;
         }
-        deliver_from_time = 0;
         if (rate.limited() && !rate.take(rate_tat, monotonic_ns())) return ArchiveStep::stay;
         Message m;
         m.id = held->id;
@@ -384,11 +376,7 @@ PollResult SubscriberCore::poll(Handler& handler, std::size_t max) noexcept {
         const uint64_t end = position + r.size;
         position = end;
         next_id = r.id + 1;
-        if (r.id < deliver_from) continue;
-        if (deliver_from_time != 0) {
-            if (r.timestamp_ns < deliver_from_time) continue;
-            deliver_from_time = 0;
-        }
+        if (steps_over(r.id, r.timestamp_ns)) continue;
         Message m;
         m.id = r.id;
         m.timestamp_ns = r.timestamp_ns;
