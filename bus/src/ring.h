@@ -94,7 +94,8 @@ inline void split_record(const std::byte* record, uint32_t record_length, uint16
 class Ring {
 public:
     explicit Ring(const Segment& s) noexcept
-        : seg_(&s), ring_(s.ring()), mask_(s.mask()), cap_(s.capacity()), max_message_(s.max_message()) {}
+        : seg_(&s), ring_(s.ring()), mask_(s.mask()), cap_(s.capacity()), max_message_(s.max_message()),
+          block_shift_(s.index_entries() != 0 ? uint32_t(__builtin_ctzll(s.capacity()) - __builtin_ctz(s.index_entries())) : 0) {}
 
     [[nodiscard]] uint64_t capacity() const noexcept { return cap_; }
     [[nodiscard]] layout::RecordHeader* header_at(uint64_t position) const noexcept {
@@ -144,8 +145,8 @@ public:
     // the claim is made. Returns the horizon now known.
     uint64_t raise_horizon(uint64_t end) const noexcept {
         auto& h = seg_->producers().horizon;
-        const uint64_t block = seg_->index_block();
-        const uint64_t target = (end + block - 1) / block * block;
+        const uint64_t block = uint64_t{1} << block_shift_;
+        const uint64_t target = (end + block - 1) & ~(block - 1);
         uint64_t seen = h.load(std::memory_order_relaxed);  // relaxed: the CAS below decides
         while (seen < end) {
             // SYNC: seq_cst CAS, before the tail CAS and before any byte of the claim is written;
@@ -196,11 +197,11 @@ public:
     // After a claim [start, end) whose next message id is `next_id`: if `end` is the first
     // record boundary of its index block, publish it there (a two-word seqlock).
     void note_boundary(uint64_t start, uint64_t end, uint64_t next_id) const noexcept {
-        const uint64_t block = seg_->index_block();
         // `end` is the first boundary of block end/block exactly when the claim began in an
         // earlier block (a claim that begins on a block start was indexed by its predecessor).
-        if (start / block == end / block) return;
-        auto& e = seg_->index_entry(uint32_t((end / block) & (seg_->index_entries() - 1)));
+        // Shifts, not divisions: on every claim, and a 64-bit division costs tens of cycles.
+        if ((start >> block_shift_) == (end >> block_shift_)) return;
+        auto& e = seg_->index_entry(uint32_t((end >> block_shift_) & (seg_->index_entries() - 1)));
         e.tagged.store(0, std::memory_order_relaxed);
         // SYNC: release fence orders the zero before the id store; pairs with the acquire
         // fence in read_boundary(), which then sees 0 or a mismatching tag.
@@ -245,6 +246,7 @@ private:
     uint64_t mask_;
     uint64_t cap_;
     uint64_t max_message_;
+    uint32_t block_shift_;  // log2 of the index block: capacity and index entries are powers of two
 };
 
 // The lowest position a new gating reader may take: producers may claim up to a quarter ring past
