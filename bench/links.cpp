@@ -439,6 +439,7 @@ public:
         shmbus::TopicConfig c;
         c.capacity = std::max<uint64_t>(1u << 20, 16 * (size + 64));
         c.max_message = uint32_t(std::max<std::size_t>(size, 64));
+        c.single_producer = mode_ == "shmbus_exclusive";  // each side is its topic's only publisher
         ok_ = client->create_topic(base_ + ".ping", c).has_value() && client->create_topic(base_ + ".pong", c).has_value();
         if (ok_ && mode_ == "shmbus_archived")  // the same link with an archiver reading behind each topic
             ok_ = client->set_archive(base_ + ".ping", {}).has_value() && client->set_archive(base_ + ".pong", {}).has_value();
@@ -506,7 +507,7 @@ private:
 }  // namespace
 
 std::vector<std::string> available_transports() {
-    std::vector<std::string> t = {"shmbus_spin", "shmbus_archived", "shmbus_block", "shmbus_durable", "cacheline",
+    std::vector<std::string> t = {"shmbus_spin", "shmbus_exclusive", "shmbus_archived", "shmbus_block", "shmbus_durable", "cacheline",
                                   "futex",       "raw_ring",        "uds",          "pipe",           "boost_mq"};
 #if SHMBUS_BENCH_HAVE_ZMQ
     t.push_back("zmq_ipc");

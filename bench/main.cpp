@@ -196,6 +196,7 @@ void throughput_shmbus(benchmark::State& state, const std::string& mode, std::si
         auto c = connect_bus();
         shmbus::TopicConfig config;
         config.capacity = 8u << 20;
+        config.single_producer = mode == "shmbus_exclusive";
         if (!c || !c->create_topic(topic, config)) return fail_run(state, "cannot create the topic");
     }
     const bool oversubscribed = producers + consumers > cpu_count();
@@ -211,7 +212,8 @@ void throughput_shmbus(benchmark::State& state, const std::string& mode, std::si
             shmbus::SubscribeOptions o;
             o.from = shmbus::StartFrom::earliest;
             // Busy-spinning only where every process has a core of its own.
-            o.wait = mode == "shmbus_spin" && !oversubscribed ? shmbus::WaitStrategy::busy_spin
+            const bool spin = mode == "shmbus_spin" || mode == "shmbus_exclusive";
+            o.wait = spin && !oversubscribed ? shmbus::WaitStrategy::busy_spin
                                                                : shmbus::WaitStrategy::spin_then_sleep;
             if (mode == "shmbus_durable") o.durable_name = "c" + std::to_string(c);
             auto sub = client->subscribe(topic, o);
@@ -332,13 +334,14 @@ void latency_with_topics(benchmark::State& state, int topics) {
     state.counters["topics"] = topics;
 }
 
-void publish_cost(benchmark::State& state, int topics) {
+void publish_cost(benchmark::State& state, int topics, bool single_producer = false) {
     std::string why;
     if (!ensure_shmbusd(why)) return fail_run(state, why);
     auto c = connect_bus();
     if (!c) return fail_run(state, "cannot connect");
     shmbus::TopicConfig small;
     small.capacity = 64 * 1024;
+    small.single_producer = single_producer;
     std::vector<std::string> names;
     std::vector<shmbus::Publisher> pubs;
     for (int i = 0; i < topics; ++i) {
@@ -407,9 +410,10 @@ void register_all() {
         }
     for (std::size_t s : {std::size_t(64), std::size_t(1024)}) {
         const uint64_t count = s == 64 ? 2'000'000 : 500'000;
-        for (const char* t : {"shmbus_spin", "shmbus_block", "shmbus_durable"})
+        for (const char* t : {"shmbus_spin", "shmbus_exclusive", "shmbus_block", "shmbus_durable"})
             for (auto [p, c] : {std::pair{1, 1}, std::pair{4, 1}, std::pair{1, 4}}) {
                 if (std::string(t) == "shmbus_durable" && (p != 1 || c != 1)) continue;
+                if (std::string(t) == "shmbus_exclusive" && p != 1) continue;  // one publisher by definition
                 benchmark::RegisterBenchmark(
                     ("Throughput/" + std::string(t) + "/" + std::to_string(s) + "/" + std::to_string(p) + "x" + std::to_string(c)).c_str(),
                     [=](benchmark::State& st) { throughput_shmbus(st, t, s, p, c, count / uint64_t(p)); })
@@ -448,6 +452,9 @@ void register_all() {
             ->Iterations(2'000'000)
             ->Unit(benchmark::kNanosecond);
     }
+    benchmark::RegisterBenchmark("Publish/shmbus_exclusive/64/1", [](benchmark::State& st) { publish_cost(st, 1, true); })
+        ->Iterations(2'000'000)
+        ->Unit(benchmark::kNanosecond);
     for (uint64_t cap : {uint64_t(64) << 10, uint64_t(4) << 20, uint64_t(64) << 20})
         benchmark::RegisterBenchmark(("Memory/topic/" + std::to_string(cap)).c_str(),
                                      [=](benchmark::State& st) { memory_per_topic(st, cap); })

@@ -88,6 +88,7 @@ nlohmann::json stats_json(const shmbus::TopicStats& t) {
                         {"max_message", t.config.max_message},
                         {"on_full", shmbus::to_string(t.config.on_full)},
                         {"archived", t.archived},
+                        {"single_producer", t.config.single_producer},
                         {"segment_bytes", t.segment_bytes},
                         {"unblock_timeout_ms", to_ms(t.config.unblock_timeout)},
                         {"expire_detached_ms", to_ms(t.config.expire_detached)},
@@ -101,8 +102,9 @@ nlohmann::json stats_json(const shmbus::TopicStats& t) {
 
 void print_stats_text(const shmbus::TopicStats& t) {
     std::printf("topic %s\n", t.name.c_str());
-    std::printf("  capacity %llu B, max message %u B, on-full %s%s\n", (unsigned long long)t.config.capacity,
-                t.config.max_message, shmbus::to_string(t.config.on_full), t.archived ? ", archived (shmbus archive info)" : "");
+    std::printf("  capacity %llu B, max message %u B, on-full %s%s%s\n", (unsigned long long)t.config.capacity,
+                t.config.max_message, shmbus::to_string(t.config.on_full), t.config.single_producer ? ", single-producer" : "",
+                t.archived ? ", archived (shmbus archive info)" : "");
     std::printf("  unblock-timeout %s, expire-detached %s\n", duration_text(t.config.unblock_timeout, "off").c_str(),
                 duration_text(t.config.expire_detached, "never").c_str());
     std::printf("  %s\n", statistics_text(shmbus::topic_statistics(), t, false).c_str());
@@ -120,6 +122,7 @@ struct CreateOptions {
     SizeOption capacity{{}, kSizeExamples}, max_message{{}, kSizeExamples};
     DurationOption unblock_timeout{{}, kDurationExamples}, expire_detached{{}, kDurationExamples};
     std::string on_full;
+    bool single_producer = false;
     bool archive = false;
     SizeOption retain{{}, kSizeExamples}, archive_file_size{{}, kSizeExamples};
     DurationOption retain_time{{}, kDurationExamples};
@@ -172,7 +175,7 @@ std::optional<uint64_t> start_time(const std::string& from, const std::string& s
 // usage is exit status 2 whether or not a daemon runs. rc is set on failure.
 shmbus::TopicConfig create_config(const CreateOptions& o, int& rc) {
     shmbus::TopicConfig config;
-
+    config.single_producer = o.single_producer;
     if (auto v = o.unblock_timeout.parse("unblock timeout", rc)) config.unblock_timeout = *v;
     if (auto v = o.expire_detached.parse("expire-detached duration", rc)) config.expire_detached = *v;
     if (auto v = o.capacity.parse("capacity", rc)) config.capacity = *v;
@@ -448,6 +451,8 @@ int main(int argc, char** argv) {
     create->add_option("--on-full", o.on_full, "block, fail, overwrite or archive (durable subscribers never hold "
                                                "publishers back: one that falls behind reads the archive)")
         ->check(CLI::IsMember({"block", "fail", "overwrite", "archive"}));
+    create->add_flag("--single-producer", o.single_producer,
+                     "one publisher at a time (a second is refused while the first lives); it publishes fastest");
     create->add_flag("--archive", o.archive, "keep every message on disk too, under shmbusd's state directory");
     create->add_option("--retain", o.retain.text, "archive: keep about this much, e.g. 10G (whole files are deleted)");
     create->add_option("--retain-time", o.retain_time.text, "archive: keep messages this long, e.g. 7d");

@@ -185,7 +185,8 @@ Status Archives::write_settings(const TopicEntry& t, const ArchiveSettings& s) c
                       {"max_producers", int64_t(c.max_producers)},
                       {"max_consumers", int64_t(c.max_consumers)},
                       {"unblock_timeout_ns", int64_t(c.unblock_timeout.count())},
-                      {"expire_detached_ns", int64_t(c.expire_detached.count())}};
+                      {"expire_detached_ns", int64_t(c.expire_detached.count())},
+                      {"single_producer", c.single_producer}};
     toml::table doc{{"topic", topic}, {"archive", settings_table(s)}};
     std::ostringstream text;
     text << "# shmbusd's record of archived topic '" << t.name() << "': made again from this after a reboot.\n" << doc << "\n";
@@ -427,6 +428,7 @@ void Archives::recreate(const std::string& topic) {
     c.max_consumers = uint32_t(u64(t, "max_consumers", c.max_consumers));
     c.unblock_timeout = std::chrono::nanoseconds(int64_t(u64(t, "unblock_timeout_ns")));
     c.expire_detached = std::chrono::nanoseconds(int64_t(u64(t, "expire_detached_ns")));
+    c.single_producer = t["single_producer"].value_or(false);
 
     uint64_t first_id = 0;
     const int dir_fd = ::open((dir + "/archive").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);

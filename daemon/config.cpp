@@ -175,6 +175,10 @@ TopicConfig parse_topic_settings(const std::string& source, const toml::table& t
             base.unblock_timeout = duration_value(source, v, key);
         } else if (key == "expire_detached") {
             base.expire_detached = duration_value(source, v, key);
+        } else if (key == "single_producer") {
+            const auto* b = v.as_boolean();
+            if (b == nullptr) fail(source, v.source(), "'single_producer' must be true or false");
+            base.single_producer = b->get();
         } else if (key == "max_publishers" || key == "max_subscribers") {
             const auto* i = v.as_integer();
             if (i == nullptr || i->get() <= 0 || i->get() > int64_t(UINT32_MAX)) fail(source, v.source(), "'" + key + "' must be a positive whole number");
@@ -182,7 +186,7 @@ TopicConfig parse_topic_settings(const std::string& source, const toml::table& t
         } else {
             fail(source, v.source(), "unknown key '" + key + "' in " + where +
                                          " (known: capacity, max_message, on_full, unblock_timeout, expire_detached, "
-                                         "max_publishers, max_subscribers, archive, retain, retain_time, fsync, "
+                                         "max_publishers, max_subscribers, single_producer, archive, retain, retain_time, fsync, "
                                          "archive_file_size)");
         }
     }

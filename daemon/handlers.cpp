@@ -29,8 +29,9 @@ using detail::SlotState;
 
 namespace {
 
-TopicConfig from_wire(const protocol::WireConfig& w) {
+TopicConfig from_wire(const protocol::WireConfig& w, uint32_t flags) {
     TopicConfig c;
+    c.single_producer = (flags & protocol::kSingleProducer) != 0;
     c.capacity = w.capacity;
     c.max_message = w.max_message;
     c.on_full = OnFull(w.on_full);
@@ -172,7 +173,7 @@ Result<TopicEntry*> RequestHandlers::find_or_create(const std::string& name, con
         return make_error(Errc::topic_not_found, "no topic named '" + name + "' (create it with: shmbus topic create " + name + ")");
     // The configuration file's settings for this topic win; a client that asked for nothing in
     // particular gets the configured defaults.
-    TopicConfig settings = from_wire(wire);
+    TopicConfig settings = from_wire(wire, flags);
     if (auto named = config_.topics.find(name); named != config_.topics.end()) settings = named->second;
     else if ((flags & protocol::kDefaultConfig) && config_.defaults) settings = *config_.defaults;
     if (settings.on_full == OnFull::archive || config_.archives.count(name) != 0)
@@ -181,9 +182,9 @@ Result<TopicEntry*> RequestHandlers::find_or_create(const std::string& name, con
     if (!t || *t == nullptr) return t;  // nullptr: its pages are being reserved
     const auto c = t.value()->segment().config();
     spdlog::info("created topic '{}': capacity {} B, max message {} B, on-full {}, unblock-timeout {} ms, "
-                 "expire-detached {} s",
+                 "expire-detached {} s{}",
                  name, c.capacity, c.max_message, to_string(c.on_full), c.unblock_timeout.count() / 1'000'000,
-                 c.expire_detached.count() / 1'000'000'000);
+                 c.expire_detached.count() / 1'000'000'000, c.single_producer ? ", single-producer" : "");
     watchers_.rearm_timer();
     return t;
 }
@@ -217,6 +218,8 @@ bool RequestHandlers::on_open_topic(Conn& c, uint32_t id, const protocol::OpenTo
         if (slot) {
             detail::restamp_producer_session(seg, *slot, c.session);  // a repeat: the first reply was lost
         } else {
+            if (seg.single_producer())
+                if (auto st = t.value()->supervisor.free_single_producer(); !st) return reply_error(c, id, st.error());
             if (!producer.empty())
                 if (auto st = t.value()->supervisor.free_producer_name(producer); !st) return reply_error(c, id, st.error());
             slot = detail::register_producer(seg, registration(c, req.token));
@@ -457,6 +460,10 @@ bool RequestHandlers::on_join_group(Conn& c, uint32_t id, const protocol::JoinGr
         return reply_error(c, id, make_error(Errc::invalid_argument, "topic '" + topic + "' is on-full overwrite: a group "
                                                                      "needs a block or fail topic, so that no unsettled "
                                                                      "message is overwritten"));
+    if (seg.single_producer())
+        return reply_error(c, id, make_error(Errc::invalid_argument, "topic '" + topic + "' is single-producer: a group moves "
+                                                                     "messages waiting for a retry to the tail as a second "
+                                                                     "publisher; use a topic without --single-producer"));
     const bool create_only = (req.flags & protocol::kCreateGroupOnly) != 0;
     if (auto again = create_only ? std::nullopt : detail::consumer_by_token(seg, c.process, req.token)) {  // a repeat: the first reply was lost
         detail::restamp_consumer_session(seg, *again, c.session);

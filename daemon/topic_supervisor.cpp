@@ -97,6 +97,22 @@ Status TopicSupervisor::free_producer_name(std::string_view name) {
     return ok_status();
 }
 
+Status TopicSupervisor::free_single_producer() {
+    for (uint32_t i = 0; i < seg_.max_producers(); ++i) {
+        const auto& p = seg_.producer_slot(i);
+        if (!detail::producer_active(p)) continue;
+        const Process owner{p.pid, p.start_time};
+        if (detail::process_alive(owner))
+            return make_error(Errc::busy, "topic '" + name_ + "' is single-producer and pid " + std::to_string(p.pid) +
+                                              " publishes to it (one publisher at a time)");
+        release_producer(i, owner, kExited);
+        if (detail::producer_active(seg_.producer_slot(i)))
+            return make_error(Errc::busy, "topic '" + name_ + "': its last publisher died mid-publish and is still being "
+                                              "recovered; try again");
+    }
+    return ok_status();
+}
+
 std::size_t TopicSupervisor::release_connection(const Process& owner, uint64_t session, ReleaseReason why) {
     return release_owned(owner, session, why);
 }

@@ -63,6 +63,10 @@ public:
     // holds it; a holder that died unseen (its hang-up not yet read) is released now, its pending
     // publish settled. busy while a live publisher holds it or a dead one's claim is unsettled.
     [[nodiscard]] Status free_producer_name(std::string_view name);
+    // Makes room for the one publisher of a single-producer topic: nothing to do if no producer
+    // slot is taken; a publisher that died unseen is released now. busy while a live one holds
+    // it, or while a dead one's claim is unsettled.
+    [[nodiscard]] Status free_single_producer();
 
     // At start, over a segment an earlier shmbusd served: slots whose owners died meanwhile get the
     // recovery a death seen live gets, half-made reservations are freed, take-backs left halfway

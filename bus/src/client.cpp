@@ -41,8 +41,11 @@ protocol::WireConfig to_wire(const TopicConfig& c) {
             uint64_t(std::max<int64_t>(0, d.expire_detached.count()))};
 }
 
-// A configuration nobody touched lets shmbusd apply the bus's configured defaults.
-uint32_t default_config_flag(const TopicConfig& c) { return c == TopicConfig{} ? uint32_t(protocol::kDefaultConfig) : 0u; }
+// A configuration nobody touched lets shmbusd apply the bus's configured defaults; what WireConfig
+// has no field for travels as a flag.
+uint32_t default_config_flag(const TopicConfig& c) {
+    return (c == TopicConfig{} ? uint32_t(protocol::kDefaultConfig) : 0u) | (c.single_producer ? uint32_t(protocol::kSingleProducer) : 0u);
+}
 
 template <class T>
 Result<T> body_as(const Reply& r, protocol::Type expected) {

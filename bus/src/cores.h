@@ -27,7 +27,7 @@ struct PublisherCore {
         : channel(std::move(ch)), seg(std::move(s)), ring(seg), topic(seg.topic()), slot_index(slot),
           slot(slot < seg.max_producers() ? &seg.producer_slot(slot) : nullptr), options(std::move(o)),
           gated(seg.on_full() != OnFull::overwrite), archive_policy(seg.on_full() == OnFull::archive),
-          revocable(seg.unblock_timeout_ns() != 0),
+          revocable(seg.unblock_timeout_ns() != 0), exclusive(seg.single_producer()),
           crash_in_claim("in_claim"), crash_after_claim("after_claim"), crash_before_commit("before_commit"),
           crash_after_commit("after_commit") {}
     ~PublisherCore();  // gives the producer slot back
@@ -37,6 +37,12 @@ struct PublisherCore {
     // `allowance`: bytes a record may take beyond max_message (layout::record_allowance).
     [[nodiscard]] PublishStatus claim(uint64_t length, std::chrono::nanoseconds timeout, uint64_t& position,
                                       uint64_t& id, uint64_t allowance = 0) noexcept;
+    // Publishes `payloads` as consecutive messages, as many per claim as fit in an eighth of the
+    // ring: one tail update, one timestamp, one wake-up check per claim. Returns how many were
+    // published; `status` says why it stopped short (too_large: the next payload exceeds
+    // max_message). Not for named producers or revocable topics (Publisher::publish_batch).
+    [[nodiscard]] std::size_t publish_batch(std::span<const std::span<const std::byte>> payloads,
+                                            std::chrono::nanoseconds timeout, PublishStatus& status) noexcept;
     // Commits (or, with type skip, abandons) a claimed record; `revoked` if the daemon took it back.
     [[nodiscard]] PublishStatus commit_record(uint64_t position, layout::RecordType type) noexcept;
 
@@ -70,6 +76,7 @@ struct PublisherCore {
     bool gated;               // block/fail/archive: durable cursors (archive: the archiver's) hold producers back
     bool archive_policy;      // on-full archive: only the archiver's durable cursor gates
     bool revocable;           // the topic has an unblock-timeout: the daemon may take claims back
+    bool exclusive;           // a single-producer topic: this publisher alone writes the tail
     // Bytes this publisher leaves free below what a group holds, so that a member can always move
     // a message waiting out a backoff to the tail (a retry record, with its padding); 0 for the
     // publisher that moves them.
@@ -94,6 +101,15 @@ struct PublisherCore {
     CrashPoint crash_after_commit;
 
 private:
+    // Claims `size` bytes (whole records) and `ids` message ids with one tail update, waiting on a
+    // full ring until the timeout; writes wrap padding. `start`: where the claim begins (padding
+    // included); `position`: its first record; `id`: the first record's id.
+    [[nodiscard]] PublishStatus claim_room(uint64_t size, uint64_t ids, std::chrono::nanoseconds timeout, uint64_t& start,
+                                           uint64_t& position, uint64_t& id) noexcept;
+    // Records the claim in the producer slot (recovery) once its headers are written.
+    void record_claim(uint64_t start, uint64_t position) noexcept;
+    // After commits: wakes sleeping subscribers, if any may sleep.
+    void wake_readers() noexcept;
     void announce(uint64_t start, uint64_t end, uint64_t id) noexcept;
     [[nodiscard]] bool release_claim(uint64_t position) noexcept;
     void refresh_gate() noexcept;

@@ -23,8 +23,9 @@ inline constexpr uint32_t kFrameMagic = 0x53425553;  // "SUBS"
 // headers, longer group entries) and JoinGroup's longer settings. 6: layout 1.6 (records with a
 // producer stamp, which a protocol-5 client would take for payload) and named producers in
 // OpenTopic / TopicOk. 7: layout 1.7 (on-full `archive`, where a protocol-6 subscriber would take
-// itself for a gating reader and read without checking for overrun), archive requests.
-inline constexpr uint16_t kProtocolVersion = 7;
+// itself for a gating reader and read without checking for overrun), archive requests. 8: layout
+// 1.8 and kSingleProducer (a protocol-7 shmbusd would make such a topic for any number of publishers).
+inline constexpr uint16_t kProtocolVersion = 8;
 inline constexpr std::size_t kMaxFrame = 64 * 1024;
 inline constexpr std::size_t kNameField = layout::kMaxTopicName + 1;
 inline constexpr std::size_t kSubNameField = layout::kMaxSubscriptionName + 1;
@@ -76,6 +77,7 @@ enum OpenFlags : uint32_t {
     kExclusive = 2,        // fail with topic_exists when present
     kAsPublisher = 4,      // register a producer slot for the caller
     kDefaultConfig = 8,    // `config` was left as constructed: apply the bus's configured defaults
+    kSingleProducer = 16,  // with kCreateIfMissing: a topic made now takes one publisher at a time (1.8)
 };
 
 struct WireConfig {

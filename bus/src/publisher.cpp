@@ -73,6 +73,9 @@ void PublisherCore::refresh_gate() noexcept {
         gate_limit = UINT64_MAX;
         return;
     }
+    // SYNC: the claim CAS is a full barrier, so our last claim is visible to everyone before the
+    // loads below. A plain tail store is not: the fence makes it so (StoreLoad), once per refresh.
+    if (exclusive) std::atomic_thread_fence(std::memory_order_seq_cst);
     // SYNC: seq_cst, and before the cursor loads: a joiner that we miss stored its cursor after
     // those loads and read the tail after that, so it saw a tail at least this high.
     const uint64_t tail = ring.tail_position(std::memory_order_seq_cst);
@@ -103,8 +106,21 @@ void PublisherCore::wait_for_space(uint64_t needed_end, uint64_t deadline_ns) no
 PublishStatus PublisherCore::claim(uint64_t length, std::chrono::nanoseconds timeout, uint64_t& position,
                                    uint64_t& id, uint64_t allowance) noexcept {
     if (length > seg.max_message() + allowance) return PublishStatus::too_large;
-    if (seg.deleted()) return PublishStatus::deleted;
+    uint64_t start = 0;
     const uint64_t size = layout::record_size(length);
+    const PublishStatus st = claim_room(size, 1, timeout, start, position, id);
+    if (st != PublishStatus::ok) return st;
+    ring.note_boundary(position, position + size, id + 1);
+    // The header before the claim is recorded: once recorded, the daemon may seal the claim (its
+    // owner stalled), and a header written after that would turn the skip record back into data.
+    layout::write_header(*ring.header_at(position), uint32_t(length), RecordType::data, id, clock.now_ns());
+    record_claim(start, position);
+    return PublishStatus::ok;
+}
+
+PublishStatus PublisherCore::claim_room(uint64_t size, uint64_t ids, std::chrono::nanoseconds timeout, uint64_t& start,
+                                        uint64_t& position, uint64_t& id) noexcept {
+    if (seg.deleted()) return PublishStatus::deleted;
     auto& tail = seg.producers().tail;
     TailSnapshot seen{};
     uint64_t pad = 0;
@@ -135,27 +151,29 @@ PublishStatus PublisherCore::claim(uint64_t length, std::chrono::nanoseconds tim
         }
         if (end > horizon) horizon = ring.raise_horizon(end);
         if (slot != nullptr) announce(seen.position, end, seen.next_id);
-        if (ring.cas_tail(seen, {end, seen.next_id + 1})) break;
+        // The sole publisher of a single-producer topic (shmbusd registers no other) owns the tail.
+        if (exclusive && ring.store_tail({end, seen.next_id + ids})) break;
+        if (ring.cas_tail(seen, {end, seen.next_id + ids})) break;
     }
     crash_in_claim.pass();
     if (pad != 0) {
         write_padding(seen.position, pad, seen.next_id);
         ring.note_boundary(seen.position, seen.position + pad, seen.next_id);
     }
-    ring.note_boundary(seen.position + pad, end, seen.next_id + 1);
+    start = seen.position;
     position = seen.position + pad;
     id = seen.next_id;
-    last_id = id;
-    // The header before the claim is recorded: once recorded, the daemon may seal the claim (its
-    // owner stalled), and a header written after that would turn the skip record back into data.
-    layout::write_header(*ring.header_at(position), uint32_t(length), RecordType::data, id, clock.now_ns());
+    last_id = id + ids - 1;
+    return PublishStatus::ok;
+}
+
+void PublisherCore::record_claim(uint64_t start, uint64_t position) noexcept {
     if (slot != nullptr) {
-        open_claim = {seen.position + 1, position};
+        open_claim = {start + 1, position};
         // SYNC: pairs with the acquire load (or CAS) of claim_start in recovery.cpp.
         slot->claim_start.store(open_claim.tag, std::memory_order_release);
     }
     crash_after_claim.pass();
-    return PublishStatus::ok;
 }
 
 // Names the claim about to be attempted, before the CAS: a producer killed right after winning
@@ -214,10 +232,15 @@ PublishStatus PublisherCore::commit_record(uint64_t position, RecordType type) n
         slot->revoked.store(0, std::memory_order_release);
         seg.producers().late_commits.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
     }
+    wake_readers();
+    return ours ? PublishStatus::ok : PublishStatus::revoked;
+}
+
+void PublisherCore::wake_readers() noexcept {
     // Nobody can be asleep when no subscriber may sleep: no fence, no check. relaxed: a subscriber
     // that starts counting meanwhile caps its first sleeps (kWakeGraceNs, subscriber.cpp) until
     // every publisher has seen its count.
-    if (seg.consumers().may_sleep.load(std::memory_order_relaxed) == 0) return ours ? PublishStatus::ok : PublishStatus::revoked;
+    if (seg.consumers().may_sleep.load(std::memory_order_relaxed) == 0) return;
     // SYNC: StoreLoad fence, pairs with the seq_cst increment of data_waiters in
     // SubscriberCore::receive: either the sleeper's re-check sees our commit, or we see it waiting.
     std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -225,7 +248,62 @@ PublishStatus PublisherCore::commit_record(uint64_t position, RecordType type) n
     if (seg.consumers().data_waiters.load(std::memory_order_relaxed) != 0) {
         futex_signal(seg.producers().data_futex);
     }
-    return ours ? PublishStatus::ok : PublishStatus::revoked;
+}
+
+std::size_t PublisherCore::publish_batch(std::span<const std::span<const std::byte>> payloads, std::chrono::nanoseconds timeout,
+                                         PublishStatus& status) noexcept {
+    // A claim (padding and records) stays under a quarter ring, as a single message's does.
+    const uint64_t chunk_limit = std::max<uint64_t>(ring.capacity() / 8, layout::record_size(seg.max_message()));
+    std::size_t done = 0;
+    status = PublishStatus::ok;
+    while (done < payloads.size()) {
+        uint64_t bytes = 0;
+        std::size_t n = 0;
+        for (; done + n < payloads.size(); ++n) {
+            const std::size_t length = payloads[done + n].size();
+            if (length > seg.max_message()) break;
+            const uint64_t size = layout::record_size(length);
+            if (n > 0 && bytes + size > chunk_limit) break;
+            bytes += size;
+        }
+        if (n == 0) {
+            status = PublishStatus::too_large;
+            return done;
+        }
+        uint64_t start = 0, position = 0, id = 0;
+        status = claim_room(bytes, n, timeout, start, position, id);
+        if (status != PublishStatus::ok) return done;
+        // Every header before the claim is recorded (as claim() does): shmbusd walks them to seal
+        // what a killed publisher left uncommitted, one skip record per message.
+        const uint64_t now_ns = clock.now_ns();  // one timestamp for the whole claim
+        uint64_t pos = position;
+        for (std::size_t k = 0; k < n; ++k) {
+            const uint64_t size = layout::record_size(payloads[done + k].size());
+            layout::write_header(*ring.header_at(pos), uint32_t(payloads[done + k].size()), RecordType::data, id + k, now_ns);
+            ring.note_boundary(pos, pos + size, id + k + 1);
+            pos += size;
+        }
+        record_claim(start, position);
+        pos = position;
+        for (std::size_t k = 0; k < n; ++k) {
+            const auto& p = payloads[done + k];
+            if (!p.empty()) std::memcpy(ring.payload_at(pos), p.data(), p.size());
+            pos += layout::record_size(p.size());
+        }
+        pos = position;
+        for (std::size_t k = 0; k < n; ++k) {
+            // SYNC: pairs with the acquire load of `commit` in Ring::inspect, as in commit_record.
+            ring.header_at(pos)->commit.store(layout::commit_word(pos), std::memory_order_release);
+            pos += layout::record_size(payloads[done + k].size());
+        }
+        // Given up only after the last commit: a publisher killed between two commits leaves its
+        // claim recorded, and shmbusd seals the rest (a claim only announced is sealed whole only
+        // if its first record is uncommitted). Nobody takes claims back here (not revocable).
+        (void)release_claim(position);
+        done += n;
+        wake_readers();  // once per claim
+    }
+    return done;
 }
 
 void PublisherCore::hold_name(layout::SequenceEntry& entry) noexcept {
@@ -336,6 +414,20 @@ void Loan::abandon() noexcept {
 
 namespace {
 
+PublishStatus publish_message(detail::PublisherCore& core, uint64_t requested_sequence, std::span<const std::byte> payload,
+                              std::span<const Header> headers, std::chrono::nanoseconds timeout) noexcept;
+
+BatchResult publish_each(detail::PublisherCore& core, std::span<const std::span<const std::byte>> payloads,
+                         std::chrono::nanoseconds timeout) noexcept {
+    BatchResult r{PublishStatus::ok, 0};
+    for (const auto& p : payloads) {
+        r.status = publish_message(core, 0, p, {}, timeout);
+        if (r.status != PublishStatus::ok) break;
+        ++r.published;
+    }
+    return r;
+}
+
 // Every publish: a named producer's stamp, then the header block, then the payload, in one record.
 PublishStatus publish_message(detail::PublisherCore& core, uint64_t requested_sequence, std::span<const std::byte> payload,
                               std::span<const Header> headers, std::chrono::nanoseconds timeout) noexcept {
@@ -425,6 +517,20 @@ PublishStatus detail::publish_retry(PublisherCore& core, const layout::RetryInfo
     if (!data.empty()) std::memcpy(out + sizeof info, data.data(), data.size());
     layout::put_field(core.ring.header_at(position)->flags, flags);  // published by the commit store
     return core.commit_record(position, layout::RecordType::data);
+}
+
+BatchResult Publisher::publish_batch(std::span<const std::span<const std::byte>> payloads) noexcept {
+    return publish_batch(payloads, core_->options.block_timeout);
+}
+
+BatchResult Publisher::publish_batch(std::span<const std::span<const std::byte>> payloads,
+                                     std::chrono::nanoseconds timeout) noexcept {
+    // A named producer commits one sequence at a time through its table entry, and on a topic
+    // with an unblock-timeout shmbusd may take back a claim (one record): both publish one by one.
+    if (core_->named != nullptr || core_->revocable) return publish_each(*core_, payloads, timeout);
+    BatchResult r{PublishStatus::ok, 0};
+    r.published = core_->publish_batch(payloads, timeout, r.status);
+    return r;
 }
 
 PublishStatus Publisher::loan(std::size_t size, Loan& out) noexcept { return loan(size, out, core_->options.block_timeout); }

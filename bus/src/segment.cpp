@@ -91,6 +91,7 @@ TopicConfig Segment::config() const noexcept {
     c.max_consumers = f.max_consumers;
     c.unblock_timeout = duration_from_ns(unblock_timeout_ns());
     c.expire_detached = duration_from_ns(expire_detached_ns());
+    c.single_producer = f.single_producer;
     return c;
 }
 
@@ -218,6 +219,7 @@ Result<Segment> Segment::format(int fd, std::string_view topic, const TopicConfi
     h->sequence_entries = g.sequence_entries;
     h->sequence_offset = g.sequence_offset;
     h->first_id = first_id;
+    h->single_producer = config.single_producer ? 1 : 0;
     // Plain stores before `ready`: nobody maps the segment before it is ready.
     reinterpret_cast<ProducerRegionHead*>(s.m_.base + g.producer_offset)->tail.next_id = first_id;
     // A directory that does not fit is not recorded: gc then never takes this segment for a dead bus's.
@@ -359,6 +361,9 @@ Result<HeaderFacts> check_header(const SegmentHeader& h, uint64_t size) noexcept
             h.sequence_offset + uint64_t(f.sequence_entries) * sizeof(SequenceEntry) > h.producer_offset + h.producer_size)
             return corrupt("sequence table bounds");
     }
+    // 1.8: older segments hold zero there (any number of producers).
+    if (h.version_minor >= layout::kSingleProducerSinceMinor && h.single_producer > 1) return corrupt("single-producer flag");
+    f.single_producer = h.version_minor >= layout::kSingleProducerSinceMinor && h.single_producer == 1;
     if (h.topic[kMaxTopicName] != '\0') return corrupt("topic name");
     if (h.bus_dir[sizeof h.bus_dir - 1] != '\0') return corrupt("bus directory");
     f.max_message = h.max_message;

@@ -16,18 +16,20 @@ namespace {
 using test::checksum_of;
 using test::Payload;
 
-template <int P, int C, int Batch, bool Durable>
+template <int P, int C, int Batch, bool Durable, bool Single = false>
 struct Shape {
     static constexpr int producers = P;
     static constexpr int consumers = C;
     static constexpr int batch = Batch;
     static constexpr bool durable = Durable;
+    static constexpr bool single_producer = Single;  // a single-producer topic: claims by plain stores
 };
 
 template <class S>
 class Stress : public ::testing::Test {};
 using Shapes = ::testing::Types<Shape<1, 1, 1, true>, Shape<1, 1, 64, true>, Shape<4, 1, 16, true>,
-                                Shape<1, 4, 16, true>, Shape<4, 4, 256, true>, Shape<3, 2, 32, false>>;
+                                Shape<1, 4, 16, true>, Shape<4, 4, 256, true>, Shape<3, 2, 32, false>,
+                                Shape<1, 1, 1, true, true>, Shape<1, 3, 16, true, true>, Shape<1, 2, 32, false, true>>;
 TYPED_TEST_SUITE(Stress, Shapes);
 
 TYPED_TEST(Stress, EveryMessageArrivesOnceInOrderWithItsChecksum) {
@@ -37,6 +39,7 @@ TYPED_TEST(Stress, EveryMessageArrivesOnceInOrderWithItsChecksum) {
     // ring big enough that they are never overrun, so loss would be a bug.
     config.capacity = TypeParam::durable ? 64 * 1024 : 64 * 1024 * 1024;
     config.on_full = OnFull::block;
+    config.single_producer = TypeParam::single_producer;
     LocalTopic topic(config);
     ASSERT_TRUE(topic.ok()) << topic.error().message;
 

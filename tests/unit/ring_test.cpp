@@ -136,6 +136,36 @@ TEST(Waking, OnlySubscribersThatMaySleepAreCountedWhileTheyLive) {
     EXPECT_EQ(may_sleep.load(), 0u) << "counts leave with their subscribers";
 }
 
+// A single-producer topic's publisher stores the tail's two words at once: a reader never sees a
+// position with another position's id. Fixed-size records and no wrap make the pair checkable:
+// every record is 64 bytes, so position == 64 * id exactly.
+TEST(SingleProducerTail, AReaderNeverSeesAPositionWithAnotherPositionsId) {
+    TopicConfig config;
+    config.capacity = 16u << 20;
+    config.single_producer = true;
+    LocalTopic topic(config);
+    ASSERT_TRUE(topic.ok());
+    ASSERT_TRUE(topic.segment().single_producer());
+    constexpr uint64_t kMessages = 200'000;  // 12.8 MB of 64-byte records: no wrap
+    std::atomic<bool> done{false};
+    uint64_t torn = 0, reads = 0;
+    std::thread reader([&] {
+        const Ring ring(topic.segment());
+        while (!done.load(std::memory_order_acquire)) {
+            const TailSnapshot t = ring.read_tail();
+            if (t.position != t.next_id * 64) ++torn;
+            ++reads;
+        }
+    });
+    auto pub = topic.publisher();
+    const std::array<std::byte, 8> payload{};
+    for (uint64_t i = 0; i < kMessages; ++i) ASSERT_EQ(pub.publish(payload), PublishStatus::ok);
+    done.store(true, std::memory_order_release);
+    reader.join();
+    EXPECT_EQ(torn, 0u) << "of " << reads << " reads";
+    EXPECT_EQ(Ring(topic.segment()).read_tail().next_id, kMessages);
+}
+
 TEST(Ring, AHalfWrittenRecordIsInvisibleUntilCommitted) {
     LocalTopic t(config(65536));
     auto pub = t.publisher();

@@ -32,6 +32,10 @@ struct TopicConfig {
     // A durable subscription whose owner is gone is released after this long, so a forgotten
     // subscription cannot hold producers back forever. 0: kept until deleted.
     std::chrono::nanoseconds expire_detached{0};
+    // One publisher at a time (shmbusd refuses a second while the first lives), which then claims
+    // room with plain stores instead of a compare-and-swap: the fastest publish. Fixed at
+    // creation; such a topic has no consumer groups (their retries would be a second producer).
+    bool single_producer = false;
 
     // A configuration left as constructed asks for the bus's defaults: shmbusd then applies its
     // configured [defaults] (or these very values when it has none).

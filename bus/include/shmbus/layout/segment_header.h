@@ -46,10 +46,15 @@ inline constexpr uint16_t kVersionMajor = 1;  // a reader refuses any other majo
 // written by shmbusd after creation with release stores; on_full may be `archive` (publishers are
 // held back by the archiver's cursor and by groups, never by other durable subscriptions).
 // `first_id`: the id the log starts at (the tail's next_id at creation).
-inline constexpr uint16_t kVersionMinor = 7;
+//
+// 1.8: single-producer topics. `single_producer` = 1: shmbusd registers at most one publisher at
+// a time, and that publisher claims by storing the tail (one 16-byte store) instead of the
+// compare-and-swap; readers read the tail as before. Fixed at creation.
+inline constexpr uint16_t kVersionMinor = 8;
 inline constexpr uint16_t kGroupsSinceMinor = 5;
 inline constexpr uint16_t kSequencesSinceMinor = 6;
 inline constexpr uint16_t kArchiveSinceMinor = 7;
+inline constexpr uint16_t kSingleProducerSinceMinor = 8;
 inline constexpr uint32_t kReadyMagic = 0x52454459;  // "READY"
 inline constexpr std::size_t kPageSize = 4096;
 inline constexpr std::size_t kCacheLine = 64;
@@ -104,7 +109,10 @@ struct SegmentHeader {
     std::atomic<uint32_t> archiver_slot;  // the archiver's consumer slot + 1; 0: none; stored with release
     uint64_t first_id;           // the id of the record at position 0: an archived topic made again after a
                                  // reboot continues the ids its archive holds; 0 otherwise
-    uint8_t reserved[48];        // room for minor-version additions
+    // --- 1.8 ---
+    uint32_t single_producer;    // 1: one publisher at a time, claiming by plain stores; 0: any number
+    uint32_t reserved3;
+    uint8_t reserved[40];        // room for minor-version additions
     std::atomic<uint32_t> ready; // kReadyMagic once every field above is written; stored last
     uint32_t reserved1;
 };
@@ -135,7 +143,8 @@ static_assert(offsetof(SegmentHeader, sequence_offset) == 360);
 static_assert(offsetof(SegmentHeader, archived) == 368);
 static_assert(offsetof(SegmentHeader, archiver_slot) == 372);
 static_assert(offsetof(SegmentHeader, first_id) == 376);
-static_assert(offsetof(SegmentHeader, reserved) == 384);
+static_assert(offsetof(SegmentHeader, single_producer) == 384);
+static_assert(offsetof(SegmentHeader, reserved) == 392);
 static_assert(offsetof(SegmentHeader, ready) == 432);
 static_assert(sizeof(SegmentHeader) == 440);
 static_assert(sizeof(SegmentHeader) <= kPageSize);
