@@ -92,6 +92,27 @@ int run_pub(int argc, char** argv, shmbus::Client& client) {
         std::this_thread::sleep_for(hold);
         return loan.commit();
     };
+    // --batch N: publish_batch() of N messages at a time (each its own checksummed payload).
+    if (const uint64_t batch = std::strtoull(flag(argc, argv, "--batch", "0").c_str(), nullptr, 10); batch != 0) {
+        std::vector<std::string> store(batch, buf);
+        std::vector<std::span<const std::byte>> spans;
+        for (uint64_t seq = 0; seq < count;) {
+            spans.clear();
+            for (uint64_t k = 0; k < batch && seq < count; ++k, ++seq) {
+                Payload p{producer, uint32_t(buf.size() - sizeof(Payload)), seq, checksum_of(producer, seq)};
+                std::memcpy(store[k].data(), &p, sizeof p);
+                spans.push_back(std::as_bytes(std::span<const char>(store[k].data(), store[k].size())));
+            }
+            const shmbus::BatchResult r = pub->publish_batch(spans);
+            outcomes["ok"] += r.published;
+            if (r.status != shmbus::PublishStatus::ok) {
+                ++outcomes[shmbus::to_string(r.status)];
+                break;
+            }
+        }
+        for (auto& [k, v] : outcomes) std::printf("%s=%llu\n", k.c_str(), (unsigned long long)v);
+        return outcomes.size() == 1 ? 0 : 4;
+    }
     for (uint64_t seq = 0; seq < count; ++seq) {
         Payload p{producer, uint32_t(buf.size() - sizeof(Payload)), seq, checksum_of(producer, seq)};
         sequence = seq + 1;

@@ -16,8 +16,9 @@ namespace {
 using test::checksum_of;
 using test::Payload;
 
-template <int P, int C, int Batch, bool Durable, bool Single = false>
+template <int P, int C, int Batch, bool Durable, bool Single = false, int PublishBatch = 0>
 struct Shape {
+    static constexpr int publish_batch = PublishBatch;  // messages per publish_batch(); 0: publish() and loans
     static constexpr int producers = P;
     static constexpr int consumers = C;
     static constexpr int batch = Batch;
@@ -29,7 +30,9 @@ template <class S>
 class Stress : public ::testing::Test {};
 using Shapes = ::testing::Types<Shape<1, 1, 1, true>, Shape<1, 1, 64, true>, Shape<4, 1, 16, true>,
                                 Shape<1, 4, 16, true>, Shape<4, 4, 256, true>, Shape<3, 2, 32, false>,
-                                Shape<1, 1, 1, true, true>, Shape<1, 3, 16, true, true>, Shape<1, 2, 32, false, true>>;
+                                Shape<1, 1, 1, true, true>, Shape<1, 3, 16, true, true>, Shape<1, 2, 32, false, true>,
+                                Shape<1, 1, 64, true, false, 16>, Shape<4, 2, 32, true, false, 8>,
+                                Shape<1, 2, 64, false, true, 32>>;
 TYPED_TEST_SUITE(Stress, Shapes);
 
 TYPED_TEST(Stress, EveryMessageArrivesOnceInOrderWithItsChecksum) {
@@ -86,6 +89,27 @@ TYPED_TEST(Stress, EveryMessageArrivesOnceInOrderWithItsChecksum) {
     for (int p = 0; p < TypeParam::producers; ++p) {
         threads.emplace_back([&, p] {
             auto pub = topic.publisher();
+            if (TypeParam::publish_batch != 0) {
+                // Batches of varying sizes, every payload its own bytes, checked like the others.
+                std::vector<std::vector<std::byte>> store(TypeParam::publish_batch, std::vector<std::byte>(sizeof(Payload) + 200));
+                std::vector<std::span<const std::byte>> batch;
+                for (uint64_t seq = 0; seq < per_producer;) {
+                    batch.clear();
+                    const uint64_t n = std::min<uint64_t>(per_producer - seq, 1 + seq % TypeParam::publish_batch);
+                    for (uint64_t k = 0; k < n; ++k, ++seq) {
+                        Payload payload{uint32_t(p), uint32_t((seq * 7 + p) % 200), seq, checksum_of(uint32_t(p), seq)};
+                        std::memcpy(store[k].data(), &payload, sizeof payload);
+                        std::memset(store[k].data() + sizeof payload, int(seq & 0xFF), payload.filler);
+                        batch.emplace_back(store[k].data(), sizeof payload + payload.filler);
+                    }
+                    const BatchResult r = pub.publish_batch(batch);
+                    if (r.status != PublishStatus::ok || r.published != n) {
+                        failures++;
+                        return;
+                    }
+                }
+                return;
+            }
             std::byte buf[sizeof(Payload) + 200];
             for (uint64_t seq = 0; seq < per_producer; ++seq) {
                 Payload payload{uint32_t(p), uint32_t((seq * 7 + p) % 200), seq, checksum_of(uint32_t(p), seq)};

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <atomic>
+#include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
@@ -68,6 +69,80 @@ TEST(Recovery, AnAbandonedClaimIsSealedAsASkipRecord) {
     EXPECT_EQ(seal_dead(t.segment(), 0), SealOutcome::nothing);  // once only
     open.abandon();  // rewrites the sealed record as a skip: still a skip, nothing changes
     EXPECT_TRUE(drain(*sub).empty());
+}
+
+// Claims `sizes.size()` records in one claim by hand, as publish_batch does, for a producer in
+// slot `slot`: announced and won; with `headers`, every header written and the claim recorded;
+// the first `committed` records committed. Returns the claim's first position.
+uint64_t claim_batch(const Segment& seg, uint32_t slot, const std::vector<uint32_t>& lengths, bool headers, std::size_t committed) {
+    const Ring ring(seg);
+    const TailSnapshot tail = ring.read_tail();
+    uint64_t bytes = 0;
+    for (uint32_t l : lengths) bytes += layout::record_size(l);
+    auto& p = seg.producer_slot(slot);
+    p.state.store(uint32_t(layout::ProducerState::active));
+    p.claim_end.store(tail.position + bytes);
+    p.claim_id.store(tail.next_id);
+    p.intent.store(tail.position + 1);
+    EXPECT_TRUE(ring.cas_tail(tail, {tail.position + bytes, tail.next_id + lengths.size()}));
+    if (!headers) return tail.position;
+    uint64_t pos = tail.position;
+    for (std::size_t k = 0; k < lengths.size(); ++k) {
+        layout::write_header(*ring.header_at(pos), lengths[k], layout::RecordType::data, tail.next_id + k, 1);
+        std::memset(ring.payload_at(pos), 'b', lengths[k]);
+        pos += layout::record_size(lengths[k]);
+    }
+    p.claim_start.store(tail.position + 1);
+    pos = tail.position;
+    for (std::size_t k = 0; k < committed; ++k) {
+        ring.header_at(pos)->commit.store(layout::commit_word(pos));
+        pos += layout::record_size(lengths[k]);
+    }
+    return tail.position;
+}
+
+// A batch publisher killed between two commits: the committed messages are delivered, each
+// uncommitted one becomes a skip record of its own, and the ids run on without a gap.
+TEST(Recovery, ABatchKilledBetweenCommitsIsSealedRecordByRecord) {
+    LocalTopic t(config(64 * 1024));
+    auto pub = t.publisher({}, 0);
+    auto sub = t.subscriber();
+    ASSERT_EQ(pub.publish("before"), PublishStatus::ok);  // id 0
+    (void)claim_batch(t.segment(), 1, {10, 100, 3, 40, 0}, true, 2);  // ids 1..5, 1 and 2 committed
+    ASSERT_EQ(pub.publish("after"), PublishStatus::ok);   // id 6
+    std::vector<uint64_t> ids;
+    EXPECT_EQ(drain(*sub, 100, &ids).size(), 3u);  // before and the two committed; then it waits
+    EXPECT_EQ(ids, (std::vector<uint64_t>{0, 1, 2}));
+    EXPECT_EQ(seal_dead(t.segment(), 1), SealOutcome::sealed);
+    ids.clear();
+    EXPECT_EQ(drain(*sub, 100, &ids), std::vector<std::string>{"after"});
+    EXPECT_EQ(ids, std::vector<uint64_t>{6});
+    EXPECT_FALSE(sub->poll([](const Message&) {}).status == ReceiveStatus::corrupt);
+    EXPECT_EQ(t.segment().producers().skip_records.load(), 3u);
+}
+
+// Killed after its claim won but before it wrote any header: the claim is only announced, and
+// shmbusd lays it out as one skip record per id it took, which the tail behind it tells.
+TEST(Recovery, ABatchOnlyAnnouncedIsSealedWithOneSkipRecordPerId) {
+    LocalTopic t(config(64 * 1024));
+    auto pub = t.publisher({}, 0);
+    auto sub = t.subscriber();
+    ASSERT_EQ(pub.publish("before"), PublishStatus::ok);
+    (void)claim_batch(t.segment(), 1, {64, 64, 200, 8}, false, 0);  // ids 1..4, nothing written
+    ASSERT_EQ(pub.publish("after"), PublishStatus::ok);                 // id 5
+    EXPECT_EQ(seal_dead(t.segment(), 1), SealOutcome::sealed);
+    std::vector<uint64_t> ids;
+    EXPECT_EQ(drain(*sub, 100, &ids), (std::vector<std::string>{"before", "after"}));
+    EXPECT_EQ(ids, (std::vector<uint64_t>{0, 5}));
+    EXPECT_EQ(sub->lost(), 0u);
+    EXPECT_EQ(t.segment().producers().skip_records.load(), 4u);
+    // The same at the tail, with nothing behind it: the tail's next id tells how many.
+    (void)claim_batch(t.segment(), 2, {30, 30, 30}, false, 0);  // ids 6..8
+    EXPECT_EQ(seal_dead(t.segment(), 2), SealOutcome::sealed);
+    ASSERT_EQ(pub.publish("last"), PublishStatus::ok);  // id 9
+    ids.clear();
+    EXPECT_EQ(drain(*sub, 100, &ids), std::vector<std::string>{"last"});
+    EXPECT_EQ(ids, std::vector<uint64_t>{9});
 }
 
 TEST(Recovery, AnAbandonedClaimAcrossTheWrapSealsItsPaddingToo) {

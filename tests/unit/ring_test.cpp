@@ -166,6 +166,94 @@ TEST(SingleProducerTail, AReaderNeverSeesAPositionWithAnotherPositionsId) {
     EXPECT_EQ(Ring(topic.segment()).read_tail().next_id, kMessages);
 }
 
+// ---- batches ----
+
+std::vector<std::span<const std::byte>> spans_of(const std::vector<std::string>& texts) {
+    std::vector<std::span<const std::byte>> out;
+    for (const auto& t : texts) out.push_back(std::as_bytes(std::span<const char>(t.data(), t.size())));
+    return out;
+}
+
+TEST(Batch, EveryMessageArrivesInOrderWithConsecutiveIdsAcrossManyWraps) {
+    for (bool single : {false, true}) {
+        TopicConfig c = config(4096);
+        c.single_producer = single;
+        LocalTopic t(c);
+        auto pub = t.publisher();
+        auto sub = t.subscriber();
+        std::vector<std::string> sent, got;
+        uint64_t next = 0;
+        for (int round = 0; round < 200; ++round) {
+            std::vector<std::string> batch;
+            for (int k = 0; k < 1 + round % 23; ++k) batch.push_back(std::to_string(next++) + std::string(size_t(round * 7 + k) % 90, 'x'));
+            const BatchResult r = pub.publish_batch(spans_of(batch));
+            ASSERT_EQ(r.status, PublishStatus::ok);
+            ASSERT_EQ(r.published, batch.size());
+            EXPECT_EQ(pub.last_id(), next - 1);
+            sent.insert(sent.end(), batch.begin(), batch.end());
+            std::vector<uint64_t> ids;
+            const auto read = drain(*sub, 1 << 20, &ids);
+            for (std::size_t i = 0; i < ids.size(); ++i) ASSERT_EQ(ids[i], got.size() + i);
+            got.insert(got.end(), read.begin(), read.end());
+        }
+        EXPECT_EQ(got, sent);
+        EXPECT_EQ(sub->lost(), 0u);
+    }
+}
+
+TEST(Batch, OneClaimCarriesOneTimestampAndAnOversizedMessageStopsTheBatch) {
+    LocalTopic t(config(64 * 1024));
+    auto pub = t.publisher();
+    auto sub = t.subscriber();
+    const std::string big(pub.max_message() + 1, 'b');
+    const BatchResult r = pub.publish_batch(spans_of({"a", "b", big, "c"}));
+    EXPECT_EQ(r.status, PublishStatus::too_large);
+    EXPECT_EQ(r.published, 2u);
+    std::vector<uint64_t> stamps;
+    (void)sub->poll([&](const Message& m) { stamps.push_back(m.timestamp_ns); }, 10);
+    ASSERT_EQ(stamps.size(), 2u);
+    EXPECT_EQ(stamps[0], stamps[1]);
+    EXPECT_NE(stamps[0], 0u);
+    const BatchResult empty = pub.publish_batch({});
+    EXPECT_EQ(empty.status, PublishStatus::ok);
+    EXPECT_EQ(empty.published, 0u);
+}
+
+TEST(Batch, AFullFailTopicPublishesWhatFitsAndSaysWhy) {
+    LocalTopic t(config(4096, OnFull::fail));
+    auto pub = t.publisher();
+    SubscribeOptions o;
+    o.durable_name = "slow";  // never reads: holds the ring
+    auto held = t.subscriber(o);
+    ASSERT_TRUE(held);
+    std::vector<std::string> batch(200, std::string(40, 'm'));  // 200 x 96 bytes: more than the ring
+    const BatchResult r = pub.publish_batch(spans_of(batch));
+    EXPECT_EQ(r.status, PublishStatus::would_block);
+    EXPECT_GT(r.published, 0u);
+    EXPECT_LT(r.published, 200u);
+    EXPECT_EQ(drain(*held).size(), r.published);
+}
+
+TEST(Batch, NamedProducersAndRevocableTopicsPublishOneByOne) {
+    TopicConfig c = config(64 * 1024);
+    c.unblock_timeout = std::chrono::milliseconds(50);
+    LocalTopic revocable(c);
+    auto pub = revocable.publisher();
+    auto sub = revocable.subscriber();
+    EXPECT_EQ(pub.publish_batch(spans_of({"a", "b", "c"})).published, 3u);
+    EXPECT_EQ(drain(*sub), (std::vector<std::string>{"a", "b", "c"}));
+
+    LocalTopic named(config(64 * 1024));
+    PublisherOptions po;
+    po.producer = "orders";
+    auto npub = named.publisher(po);
+    auto nsub = named.subscriber();
+    EXPECT_EQ(npub.publish_batch(spans_of({"x", "y"})).published, 2u);
+    std::vector<uint64_t> sequences;
+    (void)nsub->poll([&](const Message& m) { sequences.push_back(m.sequence); }, 10);
+    EXPECT_EQ(sequences, (std::vector<uint64_t>{1, 2}));
+}
+
 TEST(Ring, AHalfWrittenRecordIsInvisibleUntilCommitted) {
     LocalTopic t(config(65536));
     auto pub = t.publisher();
