@@ -7,6 +7,7 @@
 //   Publish/shmbus/64/<topics>                   publish cost alone, round-robin over topics
 //   Memory/topic/<capacity>                      shared memory per topic
 //   Archive/..., Publish/shmbus_archived/...     archived topics (archive.cpp)
+//   Breakdown/...                                where one message's time goes (breakdown.cpp)
 //   ArchiveLatency/<transport>/64                ping-pong with and without an archiver behind each topic
 #include <benchmark/benchmark.h>
 #include <sys/utsname.h>
@@ -19,6 +20,7 @@
 #include <map>
 
 #include "archive_bench.h"
+#include "breakdown.h"
 #include "harness.h"
 #include "links.h"
 #include "recovery.h"
@@ -462,6 +464,7 @@ void register_all() {
     register_recovery_benchmarks();
     register_work_queue_benchmarks();
     register_archive_benchmarks();
+    register_breakdown_benchmarks();
     // The ping-pong with an archiver reading behind each topic, beside the same link without.
     for (const char* t : {"shmbus_spin", "shmbus_archived"})
         benchmark::RegisterBenchmark(("ArchiveLatency/" + std::string(t) + "/64").c_str(),

@@ -198,6 +198,9 @@ struct SubscriberCore {
     std::atomic<uint64_t> rate_tat{0};
     RateGate rate{detail::rate_interval_ns(options.rate), options.rate.burst};
     std::vector<std::byte> copy;  // max_message bytes, for readers that producers may overrun
+    // What poll() hands the handler, reused: a Message's fields are valid until the handler returns.
+    // A handler that polls its own subscriber again gets the same object rewritten (as the copy).
+    Message scratch;
     // Archived topics (docs/archive.md): the archive directory shmbusd handed over (-1: none),
     // and, while the next message is older than what the ring holds, the reader of the archive
     // with the record it read but may not deliver yet (not archived below the archiver's ack).
