@@ -143,6 +143,9 @@ struct SubscriberCore {
     ~SubscriberCore();
 
     [[nodiscard]] PollResult poll(Handler& handler, std::size_t max) noexcept;
+    // poll() handing every message of the poll to `handler` at once (Subscriber::poll_batch).
+    [[nodiscard]] PollResult poll_batch(BatchHandler& handler, std::size_t max) noexcept;
+    [[nodiscard]] PollResult receive_batch(BatchHandler& handler, std::chrono::nanoseconds timeout, std::size_t max) noexcept;
     // Acks everything delivered so far (auto-ack after a poll, ack_delivered()).
     void ack_all_delivered() noexcept;
     [[nodiscard]] PollResult receive(Handler& handler, std::chrono::nanoseconds timeout, std::size_t max) noexcept;
@@ -198,6 +201,17 @@ struct SubscriberCore {
     std::atomic<uint64_t> rate_tat{0};
     RateGate rate{detail::rate_interval_ns(options.rate), options.rate.burst};
     std::vector<std::byte> copy;  // max_message bytes, for readers that producers may overrun
+    // poll_batch(): the messages of one poll, and for a reader that producers may overrun the
+    // arena their validated copies lie in (allocated on the first batch). `active` while collecting.
+    static constexpr std::size_t kMaxBatch = 1024;
+    static constexpr std::size_t kBatchArenaBytes = 256 * 1024;
+    struct Batch {
+        std::vector<Message> messages;
+        std::vector<std::byte> arena;
+        std::size_t used = 0;
+        bool ready = false;
+        bool active = false;
+    } batch;
     // What poll() hands the handler, reused: a Message's fields are valid until the handler returns.
     // A handler that polls its own subscriber again gets the same object rewritten (as the copy).
     Message scratch;
@@ -214,6 +228,12 @@ struct SubscriberCore {
     CrashPoint crash_before_ack;  // fault injection (crash_point.h)
 
 private:
+    // The ring (and archive) part of a poll: delivers up to `max` messages to `handler`, no ack.
+    [[nodiscard]] uint32_t poll_records(Handler& handler, std::size_t max) noexcept;
+    // The end of every poll: the auto-ack, then the status for `count` messages delivered.
+    [[nodiscard]] PollResult finish_poll(uint32_t count) noexcept;
+    template <class PollOnce>
+    [[nodiscard]] PollResult receive_with(PollOnce&& poll_once, std::chrono::nanoseconds timeout) noexcept;
     [[nodiscard]] bool overrun() const noexcept;
     // A spin_then_sleep subscriber counts itself in the consumer region's may_sleep for as long as
     // it lives, so that publishers keep waking sleepers.

@@ -296,14 +296,7 @@ void SubscriberCore::ack_all_delivered() noexcept {
     else store_ack(position, next_id);
 }
 
-PollResult SubscriberCore::poll(Handler& handler, std::size_t max) noexcept {
-    if (group) {
-        const PollResult r = group->poll(handler, max, this, options.auto_ack);
-        delivered_total += r.count;
-        if (r.count > 0) slot->delivered.store(delivered_total, std::memory_order_relaxed);  // relaxed: statistics
-        return r;
-    }
-    if (corrupt) return {ReceiveStatus::corrupt, 0};
+uint32_t SubscriberCore::poll_records(Handler& handler, std::size_t max) noexcept {
     rate.new_poll();
     uint32_t count = 0;
     // The clock is read on a sampled poll only: the others pay nothing for processing times.
@@ -315,6 +308,10 @@ PollResult SubscriberCore::poll(Handler& handler, std::size_t max) noexcept {
     Message& m = scratch;
     while (count < max) {
         if (replay) {
+            // A batch holds views into the ring (or its copy arena): what the archive reader
+            // returns is overwritten by its next read, so a batch ends where the archive begins
+            // (the next poll_batch() reads the archive one message at a time).
+            if (batch.active) break;
             const ArchiveStep step = poll_archive(handler, max, count);
             if (step == ArchiveStep::ring) continue;
             if (step == ArchiveStep::broken) corrupt = true;
@@ -366,15 +363,22 @@ PollResult SubscriberCore::poll(Handler& handler, std::size_t max) noexcept {
             next_id = r.id + 1;
             continue;
         }
+        // A batch's copies lie side by side in its arena; one that does not fit ends the batch.
+        std::byte* copy_to = copy.data();
+        if (batch.active && !gated) {
+            if (batch.used + r.length > batch.arena.size()) break;
+            copy_to = batch.arena.data() + batch.used;
+        }
         if (r.id >= deliver_from && rate.limited() && !rate.take(rate_tat, monotonic_ns())) break;
         const std::byte* payload = ring.payload_at(position);
         if (!gated) {
-            Ring::copy_unstable(copy.data(), payload, r.length);
+            Ring::copy_unstable(copy_to, payload, r.length);
             if (lapped()) {
                 resync();
                 continue;
             }
-            payload = copy.data();
+            payload = copy_to;
+            if (batch.active) batch.used += r.length;
         }
         const uint64_t end = position + r.size;
         position = end;
@@ -395,12 +399,58 @@ PollResult SubscriberCore::poll(Handler& handler, std::size_t max) noexcept {
         ++delivering_polls;
         if (sample) sample_id = first_id, sample_t0_ns = poll_t0_ns;
     }
+    return count;
+}
+
+PollResult SubscriberCore::finish_poll(uint32_t count) noexcept {
     if (options.auto_ack && durable) ack_all_delivered();
     if (corrupt && count == 0) return {ReceiveStatus::corrupt, 0};
     // Checked only when nothing was left to read: what was published before the deletion is
     // delivered first (publishers refuse to publish once it is set).
     if (count == 0 && seg.deleted()) return {ReceiveStatus::deleted, 0};
     return {count > 0 ? ReceiveStatus::ok : ReceiveStatus::empty, count};
+}
+
+PollResult SubscriberCore::poll(Handler& handler, std::size_t max) noexcept {
+    if (group) {
+        const PollResult r = group->poll(handler, max, this, options.auto_ack);
+        delivered_total += r.count;
+        if (r.count > 0) slot->delivered.store(delivered_total, std::memory_order_relaxed);  // relaxed: statistics
+        return r;
+    }
+    if (corrupt) return {ReceiveStatus::corrupt, 0};
+    return finish_poll(poll_records(handler, max));
+}
+
+PollResult SubscriberCore::poll_batch(BatchHandler& handler, std::size_t max) noexcept {
+    // A group member's messages, and messages read from the archive, come one at a time.
+    if (group || replay) {
+        auto one = [&](const Message& m) { handler(std::span<const Message>(&m, 1)); };
+        Handler each(one);
+        return poll(each, max);
+    }
+    if (corrupt) return {ReceiveStatus::corrupt, 0};
+    max = std::min(max, kMaxBatch);
+    if (!batch.ready) {
+        try {
+            batch.messages.reserve(kMaxBatch);
+            if (!gated) batch.arena.resize(std::max<std::size_t>(kBatchArenaBytes, seg.max_message()));
+            batch.ready = true;
+        } catch (...) {  // out of memory: one message at a time, through the ordinary copy
+            auto one = [&](const Message& m) { handler(std::span<const Message>(&m, 1)); };
+            Handler each(one);
+            return poll(each, max);
+        }
+    }
+    batch.messages.clear();
+    batch.used = 0;
+    batch.active = true;
+    auto collect = [&](const Message& m) { batch.messages.push_back(m); };  // reserved: never allocates
+    Handler into_batch(collect);
+    const uint32_t count = poll_records(into_batch, max);
+    batch.active = false;
+    if (!batch.messages.empty()) handler(std::span<const Message>(batch.messages));
+    return finish_poll(count);
 }
 
 AckStatus SubscriberCore::settle(const Message& m, GroupMember::Settle how, uint64_t delay_ns,
@@ -419,8 +469,9 @@ AckStatus SubscriberCore::ack(const Message& m) noexcept {
     return AckStatus::ok;
 }
 
-PollResult SubscriberCore::receive(Handler& handler, std::chrono::nanoseconds timeout, std::size_t max) noexcept {
-    PollResult r = poll(handler, max);
+template <class PollOnce>
+PollResult SubscriberCore::receive_with(PollOnce&& poll_once, std::chrono::nanoseconds timeout) noexcept {
+    PollResult r = poll_once();
     if (r.status != ReceiveStatus::empty || timeout.count() <= 0) return r;
     // The clock is read only every 256 spins: on the fast path a message arrives before that.
     uint64_t deadline = 0;
@@ -433,7 +484,7 @@ PollResult SubscriberCore::receive(Handler& handler, std::chrono::nanoseconds ti
     // Held back by the rate limit rather than by an empty ring: no use spinning.
     for (uint32_t i = 0; !sleep_ok || (i < options.spin_polls && rate_ready() == 0); ++i) {
         cpu_relax();
-        r = poll(handler, max);
+        r = poll_once();
         if (r.status != ReceiveStatus::empty) return r;
         if (i % 256 == 255 && expired()) return r;
     }
@@ -461,10 +512,10 @@ PollResult SubscriberCore::receive(Handler& handler, std::chrono::nanoseconds ti
             // SYNC: seq_cst, before try_watch; pairs with stop_watching's seq_cst store and increment.
             const uint32_t seen = group->wake_word().load(std::memory_order_seq_cst);
             if (!group->try_watch()) {
-                r = poll(handler, max);
+                r = poll_once();
                 if (r.status == ReceiveStatus::empty && !expired()) futex_wait(group->wake_word(), seen, sleep_for());
                 sleepers.fetch_sub(1, std::memory_order_relaxed);  // relaxed: only a hint for the waker
-                if (r.status == ReceiveStatus::empty) r = poll(handler, max);
+                if (r.status == ReceiveStatus::empty) r = poll_once();
                 if (r.status == ReceiveStatus::ok) group->wake_another_if_backlog();
                 if (r.status != ReceiveStatus::empty || expired()) return r;
                 continue;
@@ -475,14 +526,22 @@ PollResult SubscriberCore::receive(Handler& handler, std::chrono::nanoseconds ti
         // SYNC: seq_cst increment pairs with the fence in PublisherCore::commit_record: either the
         // poll below sees the commit, or the producer sees us waiting and bumps data_futex.
         const uint32_t seen = futex.load(std::memory_order_seq_cst);
-        r = poll(handler, max);
+        r = poll_once();
         if (r.status == ReceiveStatus::empty && !expired()) futex_wait(futex, seen, sleep_for());
         waiters.fetch_sub(1, std::memory_order_relaxed);  // relaxed: only a hint for producers
         if (group) group->stop_watching();  // awake: another member watches while we work
-        if (r.status == ReceiveStatus::empty) r = poll(handler, max);
+        if (r.status == ReceiveStatus::empty) r = poll_once();
         if (group && r.status == ReceiveStatus::ok) group->wake_another_if_backlog();
         if (r.status != ReceiveStatus::empty || expired()) return r;
     }
+}
+
+PollResult SubscriberCore::receive(Handler& handler, std::chrono::nanoseconds timeout, std::size_t max) noexcept {
+    return receive_with([&] { return poll(handler, max); }, timeout);
+}
+
+PollResult SubscriberCore::receive_batch(BatchHandler& handler, std::chrono::nanoseconds timeout, std::size_t max) noexcept {
+    return receive_with([&] { return poll_batch(handler, max); }, timeout);
 }
 
 Status SubscriberCore::seek(StartFrom from, uint64_t id) noexcept {
@@ -507,6 +566,10 @@ Subscriber::~Subscriber() = default;
 PollResult Subscriber::poll(Handler handler, std::size_t max) noexcept { return core_->poll(handler, max); }
 PollResult Subscriber::receive(Handler handler, std::chrono::nanoseconds timeout, std::size_t max) noexcept {
     return core_->receive(handler, timeout, max);
+}
+PollResult Subscriber::poll_batch(BatchHandler handler, std::size_t max) noexcept { return core_->poll_batch(handler, max); }
+PollResult Subscriber::receive_batch(BatchHandler handler, std::chrono::nanoseconds timeout, std::size_t max) noexcept {
+    return core_->receive_batch(handler, timeout, max);
 }
 AckStatus Subscriber::ack(const Message& m) noexcept { return core_->settle(m, detail::GroupMember::Settle::ack, 0, {}); }
 AckStatus Subscriber::nack(const Message& m) noexcept { return core_->settle(m, detail::GroupMember::Settle::nack, 0, {}); }

@@ -254,6 +254,106 @@ TEST(Batch, NamedProducersAndRevocableTopicsPublishOneByOne) {
     EXPECT_EQ(sequences, (std::vector<uint64_t>{1, 2}));
 }
 
+TEST(BatchReceive, EveryMessageOnceInOrderInBatchesOfAtMostMax) {
+    for (bool durable : {false, true}) {
+        LocalTopic t(config(1u << 20));
+        SubscribeOptions o;
+        if (durable) o.durable_name = "d";
+        auto sub = t.subscriber(o);
+        ASSERT_TRUE(sub);
+        auto pub = t.publisher();
+        std::vector<std::string> sent;
+        for (int i = 0; i < 5000; ++i) sent.push_back(std::to_string(i) + std::string(size_t(i * 13) % 300, char('a' + i % 26)));
+        std::vector<std::string> got;
+        uint64_t next_id = 0, batches = 0, bad = 0;
+        std::size_t published = 0;
+        while (got.size() < sent.size()) {
+            if (published < sent.size()) ASSERT_EQ(pub.publish(sent[published++]), PublishStatus::ok);
+            if (published % 7 != 0 && published < sent.size()) continue;  // let several wait
+            const PollResult r = sub->poll_batch([&](std::span<const Message> batch) {
+                ++batches;
+                if (batch.empty() || batch.size() > 5) ++bad;
+                for (const Message& m : batch) {
+                    if (m.id != next_id++) ++bad;
+                    got.emplace_back(m.text());
+                }
+            }, 5);
+            ASSERT_NE(r.status, ReceiveStatus::corrupt);
+        }
+        EXPECT_EQ(bad, 0u);
+        EXPECT_EQ(got, sent);
+        EXPECT_GE(batches, sent.size() / 5);  // never more than 5 at once
+        if (durable)  // auto_ack covered every batch once its handler returned
+            EXPECT_EQ(t.segment().consumer_slot(0).ack_id.load(), sent.size());
+    }
+}
+
+TEST(BatchReceive, CopiesThatFillTheArenaEndTheBatchEarly) {
+    TopicConfig c = config(4u << 20);
+    c.max_message = 64 * 1024;
+    LocalTopic t(c);
+    auto sub = t.subscriber();
+    auto pub = t.publisher();
+    for (int i = 0; i < 10; ++i) ASSERT_EQ(pub.publish(std::string(60 * 1024, char('0' + i))), PublishStatus::ok);
+    std::vector<std::size_t> sizes;
+    std::string firsts;
+    while (firsts.size() < 10) {
+        const PollResult r = sub->poll_batch([&](std::span<const Message> batch) {
+            sizes.push_back(batch.size());
+            for (const Message& m : batch) {
+                EXPECT_EQ(m.payload.size(), 60u * 1024);
+                EXPECT_EQ(m.text().find_first_not_of(m.text()[0]), std::string_view::npos);  // whole, not mixed
+                firsts += m.text()[0];
+            }
+        });
+        ASSERT_EQ(r.status, ReceiveStatus::ok);
+    }
+    EXPECT_EQ(firsts, "0123456789");
+    for (std::size_t n : sizes) EXPECT_LE(n, 4u);  // 256 KiB of 60 KiB copies
+}
+
+TEST(BatchReceive, AnOverrunReaderCountsItsLossAndGetsNothingTorn) {
+    LocalTopic t(config(4096, OnFull::overwrite));
+    auto sub = t.subscriber();
+    auto pub = t.publisher();
+    uint64_t delivered = 0, last = 0;
+    bool first = true;
+    for (int round = 0; round < 50; ++round) {
+        for (int i = 0; i < 150; ++i) ASSERT_EQ(pub.publish("m" + std::to_string(round * 150 + i)), PublishStatus::ok);
+        (void)sub->poll_batch([&](std::span<const Message> batch) {
+            for (const Message& m : batch) {
+                EXPECT_EQ(m.text(), "m" + std::to_string(m.id));
+                EXPECT_TRUE(first || m.id > last);
+                last = m.id;
+                first = false;
+                ++delivered;
+            }
+        }, 1000);
+    }
+    (void)sub->poll_batch([&](std::span<const Message> batch) { delivered += batch.size(); }, 1000);
+    EXPECT_EQ(delivered + sub->lost(), 50u * 150);
+    EXPECT_GT(sub->lost(), 0u);
+}
+
+TEST(BatchReceive, ReceiveBatchWaitsForTheFirstMessage) {
+    LocalTopic t(config(64 * 1024));
+    auto sub = t.subscriber();
+    std::thread later([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        auto pub = t.publisher();
+        (void)pub.publish_batch(spans_of({"a", "b", "c"}));
+    });
+    std::vector<std::string> got;
+    while (got.size() < 3) {
+        const PollResult r = sub->receive_batch([&](std::span<const Message> batch) {
+            for (const Message& m : batch) got.emplace_back(m.text());
+        }, std::chrono::seconds(5));
+        ASSERT_EQ(r.status, ReceiveStatus::ok);
+    }
+    later.join();
+    EXPECT_EQ(got, (std::vector<std::string>{"a", "b", "c"}));
+}
+
 TEST(Ring, AHalfWrittenRecordIsInvisibleUntilCommitted) {
     LocalTopic t(config(65536));
     auto pub = t.publisher();

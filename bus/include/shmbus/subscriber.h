@@ -110,6 +110,8 @@ struct PollResult {
 };
 
 using Handler = FunctionRef<void(const Message&)>;
+// Takes every message of one poll at once, in order; the span and its messages are valid until it returns.
+using BatchHandler = FunctionRef<void(std::span<const Message>)>;
 
 class Subscriber {
 public:
@@ -122,6 +124,15 @@ public:
     // Like poll, but waits up to `timeout` for the first message (busy-spin or futex sleep).
     [[nodiscard]] PollResult receive(Handler handler, std::chrono::nanoseconds timeout,
                                      std::size_t max = 256) noexcept;
+
+    // poll() and receive() handing the messages of one poll to `handler` at once (at most 1024):
+    // the same messages, checks and acks (auto_ack covers the batch once the handler returns). A
+    // reader that producers may overrun copies each message once, side by side, ending a batch
+    // early where 256 KiB (or max_message) of copies are full. A consumer group's member, and a
+    // reader replaying the archive, get batches of one message.
+    [[nodiscard]] PollResult poll_batch(BatchHandler handler, std::size_t max = 256) noexcept;
+    [[nodiscard]] PollResult receive_batch(BatchHandler handler, std::chrono::nanoseconds timeout,
+                                           std::size_t max = 256) noexcept;
 
     // Cumulative acks (durable; harmless on ephemeral): everything up to and including `m`,
     // which must be a message this subscriber delivered since its last seek.
