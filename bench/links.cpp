@@ -474,6 +474,9 @@ public:
         return true;
     }
     bool send(std::span<const std::byte> m) override { return pub_->publish(m) == shmbus::PublishStatus::ok; }
+    // The view is used after receive() returns, which a message read in place (64 KiB and up) only
+    // promises until its handler returns: safe here because the partner sends the next message
+    // into this topic only after this one is answered.
     std::span<const std::byte> recv() override {
         if (durable_pending_) sub_->ack_delivered();
         view_ = {};

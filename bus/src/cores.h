@@ -235,6 +235,15 @@ private:
     template <class PollOnce>
     [[nodiscard]] PollResult receive_with(PollOnce&& poll_once, std::chrono::nanoseconds timeout) noexcept;
     [[nodiscard]] bool overrun() const noexcept;
+    // In-place reads (SubscribeOptions::in_place_from): whether a `length`-byte message is read in
+    // place; holding the record at `pos` in the slot (false: too close to the tail to hold, copy
+    // it instead); letting it go after the handler, waking a producer that waits on it.
+    [[nodiscard]] bool reads_in_place(uint32_t length) const noexcept { return can_hold && length >= options.in_place_from; }
+    [[nodiscard]] bool hold_record(uint64_t pos) noexcept;
+    void release_hold() noexcept;
+    // An ephemeral reader of a block or fail topic whose producers honour holds, asked to read in place.
+    const bool can_hold = !durable && seg.in_place_reads() && options.in_place_from != 0 &&
+                          (seg.on_full() == OnFull::block || seg.on_full() == OnFull::fail);
     // A spin_then_sleep subscriber counts itself in the consumer region's may_sleep for as long as
     // it lives, so that publishers keep waking sleepers.
     void count_as_sleeper() noexcept;

@@ -39,6 +39,8 @@ Result<Ring::Start> attach_new_cursor(const Segment& seg, uint32_t index, SlotKi
     std::memcpy(s.name, name.data(), std::min(name.size(), sizeof s.name - 1));
     s.delivered.store(0, std::memory_order_relaxed);  // relaxed: statistics
     s.lost.store(0, std::memory_order_relaxed);
+    // relaxed: published by the seq_cst store that attaches the slot; a slot that is not attached holds nothing.
+    if (seg.in_place_reads()) s.hold.store(0, std::memory_order_relaxed);
     if (seg.consumer_slot_has(sizeof(layout::ConsumerSlot))) {  // a new subscription's times start empty
         s.processing_count.store(0, std::memory_order_relaxed);
         s.processing_sum_ns.store(0, std::memory_order_relaxed);

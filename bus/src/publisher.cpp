@@ -37,6 +37,14 @@ PublisherCore::GateFloor PublisherCore::min_gating_ack() const noexcept {
     uint64_t& min_ack = floor.acked;
     for (uint32_t i = 0; i < seg.max_consumers(); ++i) {
         auto& s = seg.consumer_slot(i);
+        if (s.kind == uint32_t(SlotKind::ephemeral)) {  // holds a record only while reading it in place
+            if (!seg.in_place_reads() || state_of(s, std::memory_order_seq_cst) != SlotState::attached) continue;
+            // SYNC: seq_cst pairs with the reader's seq_cst store of hold and then load of the tail
+            // (SubscriberCore::hold_record): either we see its hold, or it sees a tail at least as
+            // high as ours, and keeps a hold only a quarter ring from it, beyond our reach.
+            if (const uint64_t hold = s.hold.load(std::memory_order_seq_cst); hold != 0) min_ack = std::min(min_ack, hold - 1);
+            continue;
+        }
         // SYNC: seq_cst pairs with the seq_cst stores of a joining cursor in place_cursor(): either
         // we see the new cursor here, or its owner saw our claim on the tail and joined above it.
         if (!holds_gating_cursor(s, std::memory_order_seq_cst)) continue;

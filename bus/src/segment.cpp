@@ -364,6 +364,7 @@ Result<HeaderFacts> check_header(const SegmentHeader& h, uint64_t size) noexcept
     // 1.8: older segments hold zero there (any number of producers).
     if (h.version_minor >= layout::kSingleProducerSinceMinor && h.single_producer > 1) return corrupt("single-producer flag");
     f.single_producer = h.version_minor >= layout::kSingleProducerSinceMinor && h.single_producer == 1;
+    f.in_place_reads = h.version_minor >= layout::kInPlaceReadsSinceMinor;
     if (h.topic[kMaxTopicName] != '\0') return corrupt("topic name");
     if (h.bus_dir[sizeof h.bus_dir - 1] != '\0') return corrupt("bus directory");
     f.max_message = h.max_message;

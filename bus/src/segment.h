@@ -55,6 +55,7 @@ struct HeaderFacts {
     uint32_t max_groups;  // 0: a segment without a group region
     uint32_t sequence_entries;  // 0: a segment without a sequence table (named producers refused)
     bool single_producer;       // 1.8: one publisher at a time, claiming by plain stores
+    bool in_place_reads;        // 1.8: producers honour ephemeral readers' holds (ConsumerSlot::hold)
 };
 // Checks a header against the size of the file or mapping it came from: magic, major version,
 // `ready`, every region inside `size`, capacity, slot counts and strides. The one validation
@@ -168,6 +169,7 @@ public:
     [[nodiscard]] uint32_t max_consumers() const noexcept { return m_.facts.max_consumers; }
     [[nodiscard]] uint32_t index_entries() const noexcept { return m_.facts.index_entries; }
     [[nodiscard]] bool single_producer() const noexcept { return m_.facts.single_producer; }
+    [[nodiscard]] bool in_place_reads() const noexcept { return m_.facts.in_place_reads; }
     [[nodiscard]] uint64_t index_block() const noexcept { return m_.facts.capacity / m_.facts.index_entries; }
     // The on-full policy the segment was attached with: whether subscriptions gate publishers
     // (block, fail) or not (overwrite) never changes on a live topic.

@@ -258,6 +258,29 @@ void SubscriberCore::record_processing(uint64_t ns) noexcept {
     slot->processing_count.fetch_add(1, std::memory_order_relaxed);
 }
 
+bool SubscriberCore::hold_record(uint64_t pos) noexcept {
+    // SYNC: seq_cst store, then the seq_cst tail load: pairs with the seq_cst loads of the tail
+    // and of hold in PublisherCore::min_gating_ack. A producer that missed the hold refreshed its
+    // gate from a tail no higher than the one we read, and claims at most a quarter ring past it.
+    slot->hold.store(pos + 1, std::memory_order_seq_cst);
+    const uint64_t cap = ring.capacity();
+    // Then nothing has overwritten the record since we inspected it (no claim ended a ring past
+    // it), and nothing will until we let go.
+    if (ring.tail_position(std::memory_order_seq_cst) <= pos + cap - cap / 4) return true;
+    slot->hold.store(0, std::memory_order_relaxed);  // relaxed: a hold nobody may have relied on
+    return false;
+}
+
+void SubscriberCore::release_hold() noexcept {
+    // SYNC: release pairs with the seq_cst load of hold in min_gating_ack: our reads of the record
+    // happen before a producer that sees it released overwrites it.
+    slot->hold.store(0, std::memory_order_release);
+    // SYNC: StoreLoad fence, pairs with the seq_cst increment of space_waiters in
+    // PublisherCore::wait_for_space (as store_ack's): a producer waiting on our hold is woken.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (seg.space_waiters().load(std::memory_order_relaxed) != 0) futex_signal(seg.consumers().space_futex);  // relaxed: the fence orders it
+}
+
 void SubscriberCore::store_ack(uint64_t pos, uint64_t id) noexcept {
     if (pos <= acked_position) return;
     crash_before_ack.pass();
@@ -371,7 +394,9 @@ uint32_t SubscriberCore::poll_records(Handler& handler, std::size_t max) noexcep
         }
         if (r.id >= deliver_from && rate.limited() && !rate.take(rate_tat, monotonic_ns())) break;
         const std::byte* payload = ring.payload_at(position);
-        if (!gated) {
+        // A large message is read in place where its record can be held (see hold_record).
+        const bool in_place = !gated && !batch.active && reads_in_place(r.length) && hold_record(position);
+        if (!gated && !in_place) {
             Ring::copy_unstable(copy_to, payload, r.length);
             if (lapped()) {
                 resync();
@@ -383,7 +408,10 @@ uint32_t SubscriberCore::poll_records(Handler& handler, std::size_t max) noexcep
         const uint64_t end = position + r.size;
         position = end;
         next_id = r.id + 1;
-        if (steps_over(r.id, r.timestamp_ns)) continue;
+        if (steps_over(r.id, r.timestamp_ns)) {
+            if (in_place) release_hold();
+            continue;
+        }
         m.id = r.id;
         m.timestamp_ns = r.timestamp_ns;
         split_record(payload, r.length, r.flags, m);
@@ -391,6 +419,7 @@ uint32_t SubscriberCore::poll_records(Handler& handler, std::size_t max) noexcep
         m.record_flags_ = r.flags;
         m.record_body_ = {payload, r.length};
         deliver(handler, m);
+        if (in_place) release_hold();
         ++count;
     }
     if (count > 0 || empty_polls % kProgressEvery == 0) publish_progress();

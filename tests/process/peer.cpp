@@ -170,6 +170,7 @@ int run_sub(int argc, char** argv, shmbus::Client& client) {
     o.from = flag(argc, argv, "--from", "latest") == "earliest" ? shmbus::StartFrom::earliest : shmbus::StartFrom::latest;
     o.create_config = topic_config(argc, argv);
     o.auto_ack = false;
+    if (auto from = flag(argc, argv, "--in-place-from"); !from.empty()) o.in_place_from = uint32_t(std::stoul(from));
     auto sub = client.subscribe(topic, o);
     if (!sub) {
         std::fprintf(stderr, "peer: %s\n", sub.error().message.c_str());
@@ -254,6 +255,7 @@ int run_member(int argc, char** argv, shmbus::Client& client) {
     o.from = shmbus::StartFrom::earliest;
     o.create_config = topic_config(argc, argv);
     o.auto_ack = false;
+    if (auto from = flag(argc, argv, "--in-place-from"); !from.empty()) o.in_place_from = uint32_t(std::stoul(from));
     auto sub = client.subscribe(topic, o);
     if (!sub) {
         std::fprintf(stderr, "peer: %s\n", sub.error().message.c_str());

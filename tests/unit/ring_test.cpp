@@ -354,6 +354,74 @@ TEST(BatchReceive, ReceiveBatchWaitsForTheFirstMessage) {
     EXPECT_EQ(got, (std::vector<std::string>{"a", "b", "c"}));
 }
 
+// ---- in-place reads of large messages by ephemeral readers ----
+
+// Whether `m` is a view into the subscriber's own mapping of the ring (read in place), not a copy.
+bool in_ring(Subscriber& sub, const Message& m) {
+    const Segment& seg = Access::core(sub).seg;
+    return m.payload.data() >= seg.ring() && m.payload.data() < seg.ring() + seg.capacity();
+}
+
+TEST(InPlace, ALargeMessageIsReadInPlaceAndHeldWhileTheHandlerRuns) {
+    LocalTopic t(config(64 * 1024, OnFull::fail));
+    SubscribeOptions o;
+    o.in_place_from = 1024;
+    auto sub = t.subscriber(o);
+    auto pub = t.publisher();
+    ASSERT_EQ(pub.publish(std::string(4000, 'L')), PublishStatus::ok);
+    ASSERT_EQ(pub.publish(std::string(100, 's')), PublishStatus::ok);  // small: copied
+    uint64_t refused = 0, published = 0;
+    std::vector<bool> placed;
+    (void)sub->poll([&](const Message& m) {
+        placed.push_back(in_ring(*sub, m));
+        if (m.payload.size() != 4000) return;
+        // Publishers may not pass a ring beyond the record while we read it: a fail topic refuses.
+        for (int i = 0; i < 200; ++i) {
+            const auto st = pub.publish(std::string(1000, char('a' + i % 26)));
+            if (st == PublishStatus::would_block) ++refused;
+            if (st == PublishStatus::ok) ++published;
+        }
+        EXPECT_EQ(m.text(), std::string(4000, 'L'));  // whole, after all that publishing
+    }, 2);
+    EXPECT_EQ(placed, (std::vector<bool>{true, false}));
+    EXPECT_GT(refused, 0u);
+    EXPECT_GT(published, 0u);
+    EXPECT_LT(published, 70u);  // about a ring's worth of 1 KiB messages, not more
+    EXPECT_EQ(t.segment().consumer_slot(0).hold.load(), 0u);  // let go after the handler
+    EXPECT_EQ(pub.publish(std::string(1000, 'x')), PublishStatus::ok);  // and publishers go on
+}
+
+TEST(InPlace, NeverOnOverwriteTopicsNorWhenOffNorNearTheTail) {
+    for (OnFull policy : {OnFull::overwrite, OnFull::block}) {
+        for (uint32_t from : {0u, 1024u}) {
+            LocalTopic t(config(64 * 1024, policy));
+            SubscribeOptions o;
+            o.in_place_from = from;
+            auto sub = t.subscriber(o);
+            auto pub = t.publisher();
+            ASSERT_EQ(pub.publish(std::string(4000, 'L')), PublishStatus::ok);
+            bool placed = false;
+            (void)sub->poll([&](const Message& m) { placed = in_ring(*sub, m); }, 1);
+            EXPECT_EQ(placed, policy == OnFull::block && from != 0);
+        }
+    }
+    // A record more than three quarters of a ring behind the tail cannot be held safely: copied.
+    LocalTopic t(config(64 * 1024, OnFull::block));
+    SubscribeOptions o;
+    o.in_place_from = 1024;
+    auto sub = t.subscriber(o);
+    auto pub = t.publisher();
+    for (int i = 0; i < 14; ++i) ASSERT_EQ(pub.publish(std::string(4000, char('0' + i))), PublishStatus::ok);  // 56 KiB
+    std::vector<bool> placed;
+    (void)sub->poll([&](const Message& m) {
+        placed.push_back(in_ring(*sub, m));
+        EXPECT_EQ(m.text().find_first_not_of(m.text()[0]), std::string_view::npos);
+    }, 14);
+    ASSERT_EQ(placed.size(), 14u);
+    EXPECT_FALSE(placed.front());  // the first ones lie too far behind the tail
+    EXPECT_TRUE(placed.back());
+}
+
 TEST(Ring, AHalfWrittenRecordIsInvisibleUntilCommitted) {
     LocalTopic t(config(65536));
     auto pub = t.publisher();

@@ -54,6 +54,12 @@ struct SubscribeOptions {
     uint32_t spin_polls = 2000;        // spin_then_sleep: empty polls before sleeping (0: sleep at once)
     bool auto_ack = true;              // ack each poll's messages after the handler returns
     RateLimit rate{};                  // this subscription's deliveries (a group's: group_settings.rate)
+    // An ephemeral subscription to a block or fail topic reads a message this large or larger in
+    // place, without copying it: while its handler runs, publishers do not overwrite that message
+    // (if the ring fills meanwhile they wait, or fail, as for a durable subscriber), so the view
+    // is whole. Smaller messages are copied (a reader that may be overrun validates its copy);
+    // on overwrite and archive topics every message is. 0: always copy.
+    uint32_t in_place_from = 64 * 1024;
     TopicConfig create_config{};       // used only if the topic does not exist yet
 };
 

@@ -31,7 +31,11 @@ struct alignas(kCacheLine) ConsumerSlot {
     std::atomic<uint64_t> read_id;       // id of the next message to deliver (approximate)
     std::atomic<uint64_t> delivered;     // messages handed to the application
     std::atomic<uint64_t> lost;          // messages skipped because the ring overran them
-    uint8_t pad0[kCacheLine - 40];
+    // 1.8: an ephemeral reader reading a large message in place, without a copy: the message's
+    // record position + 1, which producers on a block or fail topic do not overwrite while it is
+    // set (as they would not pass a durable ack); 0: none. Set and cleared around one handler call.
+    std::atomic<uint64_t> hold;
+    uint8_t pad0[kCacheLine - 48];
     // --- lines 1-2: ownership, written by the daemon ---
     std::atomic<uint32_t> state;         // SlotState; stored last with release
     uint32_t kind;                       // SlotKind
@@ -54,6 +58,7 @@ inline constexpr uint32_t kLegacyConsumerSlotStride = 3 * kCacheLine;  // 1.0/1.
 static_assert(std::is_standard_layout_v<ConsumerSlot>);
 static_assert(offsetof(ConsumerSlot, ack_position) == 0);
 static_assert(offsetof(ConsumerSlot, lost) == 32);
+static_assert(offsetof(ConsumerSlot, hold) == 40);
 static_assert(offsetof(ConsumerSlot, state) == 64);
 static_assert(offsetof(ConsumerSlot, name) == 96);
 static_assert(offsetof(ConsumerSlot, owner_token) == 144);

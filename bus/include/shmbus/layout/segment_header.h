@@ -49,12 +49,14 @@ inline constexpr uint16_t kVersionMajor = 1;  // a reader refuses any other majo
 //
 // 1.8: single-producer topics. `single_producer` = 1: shmbusd registers at most one publisher at
 // a time, and that publisher claims by storing the tail (one 16-byte store) instead of the
-// compare-and-swap; readers read the tail as before. Fixed at creation.
+// compare-and-swap; readers read the tail as before. Fixed at creation. An ephemeral reader's slot
+// may hold the record it reads in place (ConsumerSlot::hold, in line 0's padding, zero before).
 inline constexpr uint16_t kVersionMinor = 8;
 inline constexpr uint16_t kGroupsSinceMinor = 5;
 inline constexpr uint16_t kSequencesSinceMinor = 6;
 inline constexpr uint16_t kArchiveSinceMinor = 7;
 inline constexpr uint16_t kSingleProducerSinceMinor = 8;
+inline constexpr uint16_t kInPlaceReadsSinceMinor = 8;
 inline constexpr uint32_t kReadyMagic = 0x52454459;  // "READY"
 inline constexpr std::size_t kPageSize = 4096;
 inline constexpr std::size_t kCacheLine = 64;

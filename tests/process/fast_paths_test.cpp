@@ -1,6 +1,8 @@
-// Single-producer topics through real processes: shmbusd registers one publisher at a time, a
-// publisher SIGKILLed mid-claim is recovered like any other and its successor is let in, and
-// every message arrives once, in order, whole.
+// The fast paths through real processes. Single-producer topics: shmbusd registers one publisher
+// at a time, a publisher SIGKILLed mid-claim is recovered like any other and its successor is let
+// in. Batches: a batch publisher killed mid-claim leaves no gap in the ids. In-place reads: a
+// reader killed while it holds a large message in place holds publishers no longer than its life.
+// Every message arrives once, in order, whole.
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -123,6 +125,30 @@ TEST_P(BatchPublisherKilled, ItsBatchIsSealedIdByIdAndTheRestArrives) {
 
 INSTANTIATE_TEST_SUITE_P(CrashPoints, BatchPublisherKilled,
                          ::testing::Combine(::testing::Values("in_claim", "after_claim"), ::testing::Bool()));
+
+// An ephemeral reader holds the large message it reads in place; asleep inside its handler it
+// holds the publisher back (a block topic fills up to the held message and no further), and
+// SIGKILLed there its hold goes with its slot: the publisher finishes.
+TEST_F(SingleProducer, AReaderKilledWhileItHoldsAMessageInPlaceHoldsPublishersNoLonger) {
+    ASSERT_EQ(cli({"topic", "create", "t", "--capacity", "64K", "--max-message", "4K"}).code, 0);
+    const pid_t reader = start_sub("reader", {"t", "--in-place-from", "1024", "--slow-us", "60000000"});
+    const pid_t pub = start_pub("pub", {"t", "200", "0", "--size", "2000"});
+    // It reads the first message and sleeps in its handler: the publisher stops a ring past it.
+    ASSERT_TRUE(eventually([&] {
+        auto s = stats("t");
+        return s && s->published >= 25;  // 64 KiB of 2 KiB records, less a quarter ring of slack
+    }));
+    std::this_thread::sleep_for(200ms);
+    const auto held = stats("t");
+    ASSERT_TRUE(held);
+    EXPECT_LT(held->published, 40u) << "the publisher passed a ring beyond the held message";
+    std::this_thread::sleep_for(200ms);
+    EXPECT_EQ(stats("t")->published, held->published) << "the publisher moved while the message was held";
+    kill(reader, SIGKILL);
+    EXPECT_EQ(wait_exit(reader), 128 + SIGKILL);
+    EXPECT_EQ(wait_exit(pub), 0) << read_file(path("pub.err"));
+    EXPECT_EQ(stats("t")->published, 200u);
+}
 
 }  // namespace
 }  // namespace shmbus::test
