@@ -2,7 +2,10 @@
 // would pick instead, all in one run with real separate processes (docs/benchmarks.md).
 //
 //   Latency/<transport>/<bytes>                 ping-pong; one-way = round trip / 2
+//                                                (shmbus_exclusive: single-producer topics)
 //   Throughput/<transport>/<bytes>/<P>x<S>       one-way stream, every message checked
+//                                                (shmbus_batch: single-producer, durable reader, publish_batch and
+//                                                receive_batch of 64)
 //   LatencyTopics/shmbus_spin/64/<topics alive>  scaling with the number of topics
 //   Publish/shmbus/64/<topics>                   publish cost alone, round-robin over topics
 //   Memory/topic/<capacity>                      shared memory per topic
@@ -188,6 +191,7 @@ void throughput_link(benchmark::State& state, const std::string& transport, std:
 // ---- throughput through shmbus, P producers x S subscribers ----
 
 std::atomic<int> g_topic_counter{0};
+constexpr std::size_t kBatch = 64;  // messages per publish_batch() in the shmbus_batch streams
 
 void throughput_shmbus(benchmark::State& state, const std::string& mode, std::size_t size, int producers,
                        int consumers, uint64_t per_producer) {
@@ -198,7 +202,8 @@ void throughput_shmbus(benchmark::State& state, const std::string& mode, std::si
         auto c = connect_bus();
         shmbus::TopicConfig config;
         config.capacity = 8u << 20;
-        config.single_producer = mode == "shmbus_exclusive";
+        // shmbus_batch: the single-producer path, published and received in batches of kBatch.
+        config.single_producer = mode == "shmbus_exclusive" || mode == "shmbus_batch";
         if (!c || !c->create_topic(topic, config)) return fail_run(state, "cannot create the topic");
     }
     const bool oversubscribed = producers + consumers > cpu_count();
@@ -214,10 +219,11 @@ void throughput_shmbus(benchmark::State& state, const std::string& mode, std::si
             shmbus::SubscribeOptions o;
             o.from = shmbus::StartFrom::earliest;
             // Busy-spinning only where every process has a core of its own.
-            const bool spin = mode == "shmbus_spin" || mode == "shmbus_exclusive";
+            const bool spin = mode == "shmbus_spin" || mode == "shmbus_exclusive" || mode == "shmbus_batch";
             o.wait = spin && !oversubscribed ? shmbus::WaitStrategy::busy_spin
                                                                : shmbus::WaitStrategy::spin_then_sleep;
-            if (mode == "shmbus_durable") o.durable_name = "c" + std::to_string(c);
+            // Durable readers hold publishers back: nothing is lost, however fast batches come.
+            if (mode == "shmbus_durable" || mode == "shmbus_batch") o.durable_name = "c" + std::to_string(c);
             auto sub = client->subscribe(topic, o);
             if (!sub) return 3;
             ready.post();
@@ -239,8 +245,12 @@ void throughput_shmbus(benchmark::State& state, const std::string& mode, std::si
                 }
                 ++got;
             };
+            auto check_batch = [&](std::span<const shmbus::Message> batch) {
+                for (const auto& m : batch) check(m);
+            };
             while (got + sub->lost() < total) {
-                const auto res = sub->receive(check, std::chrono::seconds(10), 256);
+                const auto res = mode == "shmbus_batch" ? sub->receive_batch(check_batch, std::chrono::seconds(10), 256)
+                                                        : sub->receive(check, std::chrono::seconds(10), 256);
                 if (res.status != shmbus::ReceiveStatus::ok) return 4;
             }
             const uint64_t end = Clock::ticks();
@@ -263,6 +273,16 @@ void throughput_shmbus(benchmark::State& state, const std::string& mode, std::si
             const uint64_t start = Clock::ticks();
             uint64_t prev = r->start_ticks.load();
             while (start < prev && !r->start_ticks.compare_exchange_weak(prev, start)) {}
+            if (mode == "shmbus_batch") {
+                std::vector<std::vector<std::byte>> store(kBatch, std::vector<std::byte>(size));
+                std::vector<std::span<const std::byte>> batch(store.begin(), store.end());
+                for (uint64_t i = 0; i < per_producer;) {
+                    const std::size_t n = std::size_t(std::min<uint64_t>(kBatch, per_producer - i));
+                    for (std::size_t k = 0; k < n; ++k) stamp(store[k], (uint64_t(p) << 40) | i++);
+                    if (pub->publish_batch(std::span(batch).first(n)).published != n) return 4;
+                }
+                return 0;
+            }
             for (uint64_t i = 0; i < per_producer; ++i) {
                 stamp(msg, (uint64_t(p) << 40) | i);
                 if (pub->publish(msg) != shmbus::PublishStatus::ok) return 4;
@@ -398,10 +418,12 @@ void register_all() {
         ->Iterations(2'000'000)
         ->UseManualTime()
         ->Unit(benchmark::kNanosecond);
-    const std::vector<std::size_t> sizes = {8, 64, 1024, 64 * 1024, 1024 * 1024};
+    const std::vector<std::size_t> sizes = {8, 32, 64, 1024, 64 * 1024, 1024 * 1024};
     for (const auto& t : available_transports())
         for (std::size_t s : sizes) {
             if (floor_only_small(t) && s > 64) continue;
+            // 32 B: a message and its header in one cache line, for the floor and the fastest paths.
+            if (s == 32 && t != "cacheline" && t != "raw_ring" && t != "shmbus_spin" && t != "shmbus_exclusive") continue;
             if (t == "shmbus_archived") continue;  // ArchiveLatency below, beside shmbus_spin in the same run
             benchmark::RegisterBenchmark(("Latency/" + t + "/" + std::to_string(s)).c_str(),
                                          [t, s](benchmark::State& st) { latency(st, t, s); })
@@ -412,10 +434,11 @@ void register_all() {
         }
     for (std::size_t s : {std::size_t(64), std::size_t(1024)}) {
         const uint64_t count = s == 64 ? 2'000'000 : 500'000;
-        for (const char* t : {"shmbus_spin", "shmbus_exclusive", "shmbus_block", "shmbus_durable"})
+        for (const char* t : {"shmbus_spin", "shmbus_exclusive", "shmbus_batch", "shmbus_block", "shmbus_durable"})
             for (auto [p, c] : {std::pair{1, 1}, std::pair{4, 1}, std::pair{1, 4}}) {
-                if (std::string(t) == "shmbus_durable" && (p != 1 || c != 1)) continue;
-                if (std::string(t) == "shmbus_exclusive" && p != 1) continue;  // one publisher by definition
+                const std::string mode = t;
+                if (mode == "shmbus_durable" && (p != 1 || c != 1)) continue;
+                if ((mode == "shmbus_exclusive" || mode == "shmbus_batch") && p != 1) continue;  // one publisher by definition
                 benchmark::RegisterBenchmark(
                     ("Throughput/" + std::string(t) + "/" + std::to_string(s) + "/" + std::to_string(p) + "x" + std::to_string(c)).c_str(),
                     [=](benchmark::State& st) { throughput_shmbus(st, t, s, p, c, count / uint64_t(p)); })
