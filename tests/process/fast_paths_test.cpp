@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "local_topic.h"
 #include "peer_fixture.h"
 
 namespace shmbus::test {
@@ -101,7 +102,7 @@ INSTANTIATE_TEST_SUITE_P(CrashPoints, SingleProducerKilled, ::testing::Values("i
 // recording them): shmbusd seals the whole batch as 16 skip records, so readers see no gap in the
 // ids and no message of it; every other message arrives once, in order, whole. On a topic with
 // any number of publishers and on a single-producer topic.
-class BatchPublisherKilled : public SingleProducer, public ::testing::WithParamInterface<std::tuple<const char*, bool>> {};
+class BatchPublisherKilled : public PeerTest, public ::testing::WithParamInterface<std::tuple<const char*, bool>> {};
 
 TEST_P(BatchPublisherKilled, ItsBatchIsSealedIdByIdAndTheRestArrives) {
     const auto [point, single] = GetParam();
@@ -129,14 +130,35 @@ INSTANTIATE_TEST_SUITE_P(CrashPoints, BatchPublisherKilled,
 // An ephemeral reader holds the large message it reads in place; asleep inside its handler it
 // holds the publisher back (a block topic fills up to the held message and no further), and
 // SIGKILLed there its hold goes with its slot: the publisher finishes.
-TEST_F(SingleProducer, AReaderKilledWhileItHoldsAMessageInPlaceHoldsPublishersNoLonger) {
+class InPlaceReader : public PeerTest {};
+
+TEST_F(InPlaceReader, KilledWhileItHoldsAMessageItHoldsPublishersNoLonger) {
     ASSERT_EQ(cli({"topic", "create", "t", "--capacity", "64K", "--max-message", "4K"}).code, 0);
     const pid_t reader = start_sub("reader", {"t", "--in-place-from", "1024", "--slow-us", "60000000"});
+    // One message first, and the reader inside its handler, holding it, before the stream starts.
+    auto c = connect();
+    ASSERT_TRUE(c);
+    auto observer = c->subscribe("t", SubscribeOptions{});  // never polls: only looks at the slots
+    ASSERT_TRUE(observer);
+    const detail::Segment& seg = detail::Access::core(*observer).seg;
+    auto holding = [&] {  // a hold counts while its slot is attached (producers look at no other)
+        for (uint32_t i = 0; i < seg.max_consumers(); ++i) {
+            const auto& slot = seg.consumer_slot(i);
+            if (slot.state.load() == uint32_t(layout::SlotState::attached) && slot.hold.load() != 0) return true;
+        }
+        return false;
+    };
+    {
+        auto first = c->publisher("t");
+        ASSERT_TRUE(first);
+        ASSERT_EQ(first->publish(std::string(2000, 'h')), PublishStatus::ok);
+    }
+    ASSERT_TRUE(eventually(holding)) << read_file(path("reader.err"));
     const pid_t pub = start_pub("pub", {"t", "200", "0", "--size", "2000"});
     // It reads the first message and sleeps in its handler: the publisher stops a ring past it.
     ASSERT_TRUE(eventually([&] {
         auto s = stats("t");
-        return s && s->published >= 25;  // 64 KiB of 2 KiB records, less a quarter ring of slack
+        return s && s->published >= 26;  // 64 KiB of 2 KiB records, less a quarter ring of slack
     }));
     std::this_thread::sleep_for(200ms);
     const auto held = stats("t");
@@ -147,7 +169,8 @@ TEST_F(SingleProducer, AReaderKilledWhileItHoldsAMessageInPlaceHoldsPublishersNo
     kill(reader, SIGKILL);
     EXPECT_EQ(wait_exit(reader), 128 + SIGKILL);
     EXPECT_EQ(wait_exit(pub), 0) << read_file(path("pub.err"));
-    EXPECT_EQ(stats("t")->published, 200u);
+    EXPECT_EQ(stats("t")->published, 201u);
+    EXPECT_FALSE(holding());
 }
 
 }  // namespace
