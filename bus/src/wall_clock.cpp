@@ -82,7 +82,7 @@ uint64_t WallClock::system_ns() noexcept {
 WallClock::WallClock() noexcept {
     const TscRate& r = process_rate();
     tsc_ok_ = r.ok;
-    ns_per_tick_ = r.ns_per_tick;
+    set_rate(r.ns_per_tick);
     reanchor_ticks_ = uint64_t(double(kReanchorNs) / ns_per_tick_);
 }
 
@@ -95,9 +95,10 @@ uint64_t WallClock::reanchor() noexcept {
         first_ns_ = anchor_ns_;
         first_tsc_ = anchor_tsc_;
     } else if (anchor_ns_ - first_ns_ > kRefineAfterNs) {
-        ns_per_tick_ = double(anchor_ns_ - first_ns_) / double(anchor_tsc_ - first_tsc_);  // a longer baseline
+        set_rate(double(anchor_ns_ - first_ns_) / double(anchor_tsc_ - first_tsc_));  // a longer baseline
     }
-    return anchor_ns_ + uint64_t(double(__builtin_ia32_rdtsc() - anchor_tsc_) * ns_per_tick_);
+    const uint64_t since = __builtin_ia32_rdtsc() - anchor_tsc_;
+    return anchor_ns_ + (since <= reanchor_ticks_ ? scaled(since) : 0);
 #else
     return system_ns();
 #endif
