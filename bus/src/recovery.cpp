@@ -129,6 +129,7 @@ bool announced_by_dead(const Segment& seg, uint64_t start, const std::vector<uin
 // next id, a committed record's (padding carries the next id too), or the id a producer announced
 // for a claim starting there.
 std::optional<uint64_t> id_following(const Segment& seg, uint64_t end) {
+    if (end % layout::kRecordAlignment != 0) return std::nullopt;  // from a slot we do not trust: not a boundary
     const Ring ring(seg);
     const TailSnapshot tail = ring.read_tail();
     if (end == tail.position) return tail.next_id;
