@@ -268,7 +268,9 @@ TEST(BatchReceive, EveryMessageOnceInOrderInBatchesOfAtMostMax) {
         uint64_t next_id = 0, batches = 0, bad = 0;
         std::size_t published = 0;
         while (got.size() < sent.size()) {
-            if (published < sent.size()) ASSERT_EQ(pub.publish(sent[published++]), PublishStatus::ok);
+            if (published < sent.size()) {
+                ASSERT_EQ(pub.publish(sent[published++]), PublishStatus::ok);
+            }
             if (published % 7 != 0 && published < sent.size()) continue;  // let several wait
             const PollResult r = sub->poll_batch([&](std::span<const Message> batch) {
                 ++batches;
@@ -283,8 +285,9 @@ TEST(BatchReceive, EveryMessageOnceInOrderInBatchesOfAtMostMax) {
         EXPECT_EQ(bad, 0u);
         EXPECT_EQ(got, sent);
         EXPECT_GE(batches, sent.size() / 5);  // never more than 5 at once
-        if (durable)  // auto_ack covered every batch once its handler returned
+        if (durable) {  // auto_ack covered every batch once its handler returned
             EXPECT_EQ(t.segment().consumer_slot(0).ack_id.load(), sent.size());
+        }
     }
 }
 
