@@ -200,7 +200,12 @@ struct SubscriberCore {
     // This subscription's rate limit (a group's lives in its block): its bucket word and gate.
     std::atomic<uint64_t> rate_tat{0};
     RateGate rate{detail::rate_interval_ns(options.rate), options.rate.burst};
-    std::vector<std::byte> copy;  // max_message bytes, for readers that producers may overrun
+    // The longest record a reader may copy: a named producer's stamp (and a retry's prefix) may take
+    // a record past max_message (layout/record.h, record_allowance).
+    [[nodiscard]] std::size_t largest_record() const noexcept {
+        return std::size_t(seg.max_message()) + layout::record_allowance(layout::kRecordRetry | layout::kRecordHasProducer);
+    }
+    std::vector<std::byte> copy;  // largest_record() bytes, for readers that producers may overrun
     // poll_batch(): the messages of one poll, and for a reader that producers may overrun the
     // arena their validated copies lie in (allocated on the first batch). `active` while collecting.
     static constexpr std::size_t kMaxBatch = 1024;

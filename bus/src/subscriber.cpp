@@ -57,7 +57,7 @@ void SubscriberCore::start_at(uint64_t pos, uint64_t id, uint64_t deliver_from_i
 
 void SubscriberCore::begin(uint64_t pos, uint64_t id, bool was_resumed) {
     resumed = was_resumed;
-    if (!gated) copy.resize(seg.max_message());
+    if (!gated) copy.resize(largest_record());
     const bool from_id = options.from == StartFrom::id && !resumed;
     const uint64_t placed_lost = from_id && id > options.from_id ? id - options.from_id : 0;
     start_at(pos, id, from_id ? options.from_id : 0, 0);
@@ -463,7 +463,7 @@ PollResult SubscriberCore::poll_batch(BatchHandler& handler, std::size_t max) no
     if (!batch.ready) {
         try {
             batch.messages.reserve(kMaxBatch);
-            if (!gated) batch.arena.resize(std::max<std::size_t>(kBatchArenaBytes, seg.max_message()));
+            if (!gated) batch.arena.resize(std::max<std::size_t>(kBatchArenaBytes, largest_record()));
             batch.ready = true;
         } catch (...) {  // out of memory: one message at a time, through the ordinary copy
             auto one = [&](const Message& m) { handler(std::span<const Message>(&m, 1)); };

@@ -425,6 +425,31 @@ TEST(InPlace, NeverOnOverwriteTopicsNorWhenOffNorNearTheTail) {
     EXPECT_TRUE(placed.back());
 }
 
+// A named producer's stamp takes a record past max_message: a reader that copies (one message at
+// a time, or in a batch) has room for it. (Under ASan a short copy buffer is a heap overflow.)
+TEST(Ring, AStampedMessageOfMaxMessageIsCopiedWhole) {
+    TopicConfig c = config(1u << 20);
+    c.max_message = 4096;
+    LocalTopic t(c);
+    PublisherOptions po;
+    po.producer = "a-producer-with-a-rather-long-name-0123456789";
+    auto pub = t.publisher(po);
+    auto one = t.subscriber();
+    auto batched = t.subscriber();
+    const std::string big(4096, 'z');
+    ASSERT_EQ(pub.publish(big), PublishStatus::ok);
+    ASSERT_EQ(pub.publish(big), PublishStatus::ok);
+    EXPECT_EQ(drain(*one), (std::vector<std::string>{big, big}));
+    std::vector<std::string> got;
+    while (got.size() < 2) {
+        const PollResult r = batched->poll_batch([&](std::span<const Message> batch) {
+            for (const Message& m : batch) got.emplace_back(m.text());
+        });
+        ASSERT_EQ(r.status, ReceiveStatus::ok);
+    }
+    EXPECT_EQ(got, (std::vector<std::string>{big, big}));
+}
+
 TEST(Ring, AHalfWrittenRecordIsInvisibleUntilCommitted) {
     LocalTopic t(config(65536));
     auto pub = t.publisher();
