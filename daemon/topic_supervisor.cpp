@@ -78,19 +78,23 @@ void TopicSupervisor::release_producer_names(uint32_t slot) {
     }
 }
 
+std::optional<int32_t> TopicSupervisor::live_owner_or_release(uint32_t slot) {
+    const auto& p = seg_.producer_slot(slot);
+    const Process owner{p.pid, p.start_time};
+    if (detail::process_alive(owner)) return p.pid;
+    release_producer(slot, owner, kExited);
+    return std::nullopt;
+}
+
 Status TopicSupervisor::free_producer_name(std::string_view name) {
     const auto entry = detail::find_sequence_entry(seg_, name);
     if (!entry) return ok_status();
     const uint32_t holder = detail::sequence_holder(seg_, *entry);
     if (holder == 0 || holder > seg_.max_producers()) return ok_status();
-    const auto& p = seg_.producer_slot(holder - 1);
-    const Process owner{p.pid, p.start_time};
-    if (detail::producer_active(p) && detail::process_alive(owner)) {
+    if (!detail::producer_active(seg_.producer_slot(holder - 1))) release_producer_names(holder - 1);
+    else if (const auto pid = live_owner_or_release(holder - 1))
         return make_error(Errc::busy, "producer '" + std::string(name) + "' on topic '" + name_ + "' is held by pid " +
-                                          std::to_string(p.pid) + " (one publisher per producer name)");
-    }
-    if (detail::producer_active(p)) release_producer(holder - 1, owner, kExited);
-    else release_producer_names(holder - 1);
+                                          std::to_string(*pid) + " (one publisher per producer name)");
     if (detail::sequence_holder(seg_, *entry) != 0)
         return make_error(Errc::busy, "producer '" + std::string(name) + "' on topic '" + name_ +
                                           "': its last holder died mid-publish and is still being recovered; try again");
@@ -99,13 +103,10 @@ Status TopicSupervisor::free_producer_name(std::string_view name) {
 
 Status TopicSupervisor::free_single_producer() {
     for (uint32_t i = 0; i < seg_.max_producers(); ++i) {
-        const auto& p = seg_.producer_slot(i);
-        if (!detail::producer_active(p)) continue;
-        const Process owner{p.pid, p.start_time};
-        if (detail::process_alive(owner))
-            return make_error(Errc::busy, "topic '" + name_ + "' is single-producer and pid " + std::to_string(p.pid) +
+        if (!detail::producer_active(seg_.producer_slot(i))) continue;
+        if (const auto pid = live_owner_or_release(i))
+            return make_error(Errc::busy, "topic '" + name_ + "' is single-producer and pid " + std::to_string(*pid) +
                                               " publishes to it (one publisher at a time)");
-        release_producer(i, owner, kExited);
         if (detail::producer_active(seg_.producer_slot(i)))
             return make_error(Errc::busy, "topic '" + name_ + "': its last publisher died mid-publish and is still being "
                                               "recovered; try again");

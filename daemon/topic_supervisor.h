@@ -82,6 +82,9 @@ private:
     // The slots of `owner`: those registered through `session`, or all of them (nullopt).
     std::size_t release_owned(const Process& owner, std::optional<uint64_t> session, ReleaseReason why);
     void free_producer_slot(uint32_t slot, detail::SealOutcome outcome, ReleaseReason why);
+    // An active producer slot's owner: its pid while it lives; if it died unseen (its hang-up not
+    // yet read), the slot is released now, as its death would have released it.
+    [[nodiscard]] std::optional<int32_t> live_owner_or_release(uint32_t slot);
     // Lets go of the producer names slot `slot` held, settling a publish it left pending.
     void release_producer_names(uint32_t slot);
     void retry_dying();

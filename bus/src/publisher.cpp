@@ -282,22 +282,20 @@ std::size_t PublisherCore::publish_batch(std::span<const std::span<const std::by
         status = claim_room(bytes, n, timeout, start, position, id);
         if (status != PublishStatus::ok) return done;
         // Every header before the claim is recorded (as claim() does): shmbusd walks them to seal
-        // what a killed publisher left uncommitted, one skip record per message.
+        // what a killed publisher left uncommitted, one skip record per message. The payloads go
+        // in with them: nothing is committed before the claim is recorded, and nobody takes a
+        // claim back here.
         const uint64_t now_ns = clock.now_ns();  // one timestamp for the whole claim
         uint64_t pos = position;
         for (std::size_t k = 0; k < n; ++k) {
-            const uint64_t size = layout::record_size(payloads[done + k].size());
-            layout::write_header(*ring.header_at(pos), uint32_t(payloads[done + k].size()), RecordType::data, id + k, now_ns);
+            const auto& p = payloads[done + k];
+            const uint64_t size = layout::record_size(p.size());
+            layout::write_header(*ring.header_at(pos), uint32_t(p.size()), RecordType::data, id + k, now_ns);
+            if (!p.empty()) std::memcpy(ring.payload_at(pos), p.data(), p.size());
             ring.note_boundary(pos, pos + size, id + k + 1);
             pos += size;
         }
         record_claim(start, position);
-        pos = position;
-        for (std::size_t k = 0; k < n; ++k) {
-            const auto& p = payloads[done + k];
-            if (!p.empty()) std::memcpy(ring.payload_at(pos), p.data(), p.size());
-            pos += layout::record_size(p.size());
-        }
         pos = position;
         for (std::size_t k = 0; k < n; ++k) {
             // SYNC: pairs with the acquire load of `commit` in Ring::inspect, as in commit_record.

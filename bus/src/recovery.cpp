@@ -41,6 +41,24 @@ uint64_t record_start(const Ring& ring, const Claim& c) {
     return offset + (c.end - c.start) > ring.capacity() ? c.start + (ring.capacity() - offset) : c.start;
 }
 
+// The id of the message that follows a claim ending at `end`, where it can be known: the tail's
+// next id, a committed record's (padding carries the next id too), or the id a producer announced
+// for a claim starting there.
+std::optional<uint64_t> id_following(const Segment& seg, uint64_t end) {
+    if (end % layout::kRecordAlignment != 0) return std::nullopt;  // from a slot we do not trust: not a boundary
+    const Ring ring(seg);
+    const TailSnapshot tail = ring.read_tail();
+    if (end == tail.position) return tail.next_id;
+    if (end > tail.position) return std::nullopt;
+    if (committed(ring, end)) return layout::get_field(ring.header_at(end)->id);
+    for (uint32_t i = 0; i < seg.max_producers(); ++i) {
+        auto& p = seg.producer_slot(i);
+        // acquire: pairs with the producer's release store of intent, which publishes claim_id.
+        if (p.intent.load(std::memory_order_acquire) == end + 1) return p.claim_id.load(std::memory_order_relaxed);
+    }
+    return std::nullopt;
+}
+
 // The size of the record a producer wrote a header for at `pos` as the message with id `id`,
 // if that header is whole and inside [pos, end); nothing where it is stale, torn or not there.
 std::optional<uint64_t> written_record(const Segment& seg, const Ring& ring, uint64_t pos, uint64_t end, uint64_t id) {
@@ -57,9 +75,9 @@ std::optional<uint64_t> written_record(const Segment& seg, const Ring& ring, uin
 // skip record. A claim holds one record, or several (Publisher::publish_batch), whose headers
 // were all written before the claim was recorded: each is sealed as it was laid out, with its
 // own id, so readers see every id once. Where the headers stop (a claim only announced), the rest
-// is laid out anew: one skip record per id still unaccounted for, as far as `id_after` (the id
-// that follows the claim, where known) says how many, the last taking the bytes left.
-bool seal_claim(const Segment& seg, const Claim& c, std::optional<uint64_t> id_after = std::nullopt) {
+// is laid out anew: one skip record per id still unaccounted for, as far as the id that follows
+// the claim (id_following, where known) says how many, the last taking the bytes left.
+bool seal_claim(const Segment& seg, const Claim& c) {
     const Ring ring(seg);
     if (!plausible(ring, c)) return false;
     const uint64_t record = record_start(ring, c);
@@ -81,15 +99,14 @@ bool seal_claim(const Segment& seg, const Claim& c, std::optional<uint64_t> id_a
         }
         const auto size = written_record(seg, ring, pos, c.end, id);
         if (!size) break;
-        if (!committed(ring, pos)) {
-            seal(ring, pos, *size, RecordType::skip, id);
-            ++skips;
-        }
+        seal(ring, pos, *size, RecordType::skip, id);
+        ++skips;
         pos += *size;
         ++id;
     }
     if (pos < c.end && !committed(ring, pos)) {
         const uint64_t minimal = layout::record_size(0);
+        const std::optional<uint64_t> id_after = id_following(seg, c.end);
         uint64_t ids_left = id_after && *id_after > id ? *id_after - id : 1;
         if (ids_left * minimal > c.end - pos) ids_left = 1;  // not a claim a producer could have made
         for (; ids_left > 1; --ids_left, pos += minimal, ++id, ++skips) seal(ring, pos, minimal, RecordType::skip, id);
@@ -125,24 +142,6 @@ bool announced_by_dead(const Segment& seg, uint64_t start, const std::vector<uin
     });
 }
 
-// The id of the message that follows a claim ending at `end`, where it can be known: the tail's
-// next id, a committed record's (padding carries the next id too), or the id a producer announced
-// for a claim starting there.
-std::optional<uint64_t> id_following(const Segment& seg, uint64_t end) {
-    if (end % layout::kRecordAlignment != 0) return std::nullopt;  // from a slot we do not trust: not a boundary
-    const Ring ring(seg);
-    const TailSnapshot tail = ring.read_tail();
-    if (end == tail.position) return tail.next_id;
-    if (end > tail.position) return std::nullopt;
-    if (committed(ring, end)) return layout::get_field(ring.header_at(end)->id);
-    for (uint32_t i = 0; i < seg.max_producers(); ++i) {
-        auto& p = seg.producer_slot(i);
-        // acquire: pairs with the producer's release store of intent, which publishes claim_id.
-        if (p.intent.load(std::memory_order_acquire) == end + 1) return p.claim_id.load(std::memory_order_relaxed);
-    }
-    return std::nullopt;
-}
-
 // A claim only announced by a dead producer: seal it once it is certain to be its own.
 SealOutcome check_orphan(const Segment& seg, const Claim& c, const std::vector<uint32_t>& dead) {
     const Ring ring(seg);
@@ -158,7 +157,7 @@ SealOutcome check_orphan(const Segment& seg, const Claim& c, const std::vector<u
     const bool followed = c.end == tail.position || committed(ring, c.end) || claimed_by_live(seg, c.end, dead) ||
                           announced_by_dead(seg, c.end, dead);
     if (!followed) return SealOutcome::retry_later;
-    return seal_claim(seg, c, id_following(seg, c.end)) ? SealOutcome::sealed : SealOutcome::nothing;
+    return seal_claim(seg, c) ? SealOutcome::sealed : SealOutcome::nothing;
 }
 
 // The claim a slot describes: recorded (claim_start), taken back (revoked: the record's position;
@@ -205,7 +204,7 @@ SealOutcome seal_abandoned_claim(const Segment& seg, uint32_t index, const std::
     const SlotClaim c = claim_of(seg, slot);
     SealOutcome outcome = SealOutcome::nothing;
     if (c.kind == SlotClaim::recorded || c.kind == SlotClaim::taken_back)
-        outcome = seal_claim(seg, c.claim, id_following(seg, c.claim.end)) ? SealOutcome::sealed : SealOutcome::nothing;
+        outcome = seal_claim(seg, c.claim) ? SealOutcome::sealed : SealOutcome::nothing;
     else if (c.kind == SlotClaim::announced)
         outcome = check_orphan(seg, c.claim, dead);
     // Cleared only once settled: if this daemon dies meanwhile, the next one finds the claim again.
