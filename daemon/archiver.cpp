@@ -74,11 +74,14 @@ int run_archiver(const std::string& topic, const std::string& bus_dir, const std
         spdlog::error("archiver of '{}': cannot open {}/archive: {}", topic, dir, strerror(errno));
         return 1;
     }
-    auto writer = detail::archive::Writer::open(dir_fd, topic, *settings);
+    auto writer = detail::archive::Writer::open(dir_fd, topic, *settings, load_archive_max_record(dir + "/topic.toml"));
     if (!writer) {
         spdlog::error("archiver of '{}': {}", topic, writer.error().message);
         return 1;
     }
+    if (!writer->damage().empty())
+        spdlog::error("archiver of '{}': the archive is damaged ({}); the file is kept as it is, readers step over the "
+                      "damage and count what it held as lost, and new records go to a new file", topic, writer->damage());
     if (writer->recovered_cut_bytes() != 0)
         spdlog::warn("archiver of '{}': cut {} bytes of an unfinished record from the end of the archive", topic,
                      writer->recovered_cut_bytes());

@@ -118,6 +118,16 @@ Result<ArchiveSettings> load_archive_settings(const std::string& path) {
     return settings_from(*a);
 }
 
+uint32_t load_archive_max_record(const std::string& path) {
+    std::string why;
+    auto doc = read_toml(path, why);
+    const toml::table* t = doc ? (*doc)["topic"].as_table() : nullptr;
+    const uint64_t max_message = t != nullptr ? u64(*t, "max_message") : 0;
+    if (max_message == 0) return layout::kMaxArchiveRecord;
+    const uint64_t longest = max_message + sizeof(layout::RetryInfo) + layout::kMaxProducerStamp;
+    return uint32_t(std::min<uint64_t>(longest, layout::kMaxArchiveRecord));
+}
+
 std::string default_state_dir() {
     if (geteuid() == 0) return "/var/lib/shmbus";
     if (const char* x = std::getenv("XDG_STATE_HOME"); x != nullptr && *x == '/') return std::string(x) + "/shmbus";

@@ -100,6 +100,9 @@ private:
 
 // The archive settings recorded in a topic's topic.toml.
 [[nodiscard]] Result<ArchiveSettings> load_archive_settings(const std::string& path);
+// The longest record body the topic recorded in topic.toml can produce (its max_message and the
+// largest producer stamp and retry prefix); kMaxArchiveRecord when the file does not say.
+[[nodiscard]] uint32_t load_archive_max_record(const std::string& path);
 
 // The archiver of one topic (shmbusd --archiver TOPIC): runs until SIGTERM, or until its topic
 // is deleted. Exit status 0 on a clean stop, 1 on a failure it cannot go on from.

@@ -222,16 +222,21 @@ LogScanner::Step LogScanner::next(StoredRecord& out) noexcept {
     if (!fill(offset_, sizeof h)) {
         if (buf_len_ == 0) return Step::end;
         why_ = "a record header cut short at byte " + std::to_string(offset_);
-        return Step::broken;
+        return Step::partial;
     }
     std::memcpy(&h, buf_.data() + (offset_ - buf_offset_), sizeof h);
-    if (h.length > layout::kMaxArchiveRecord) {
-        why_ = "an impossible record length at byte " + std::to_string(offset_);
+    if (h.length > max_record()) {
+        why_ = "an impossible record length " + std::to_string(h.length) + " at byte " + std::to_string(offset_) +
+               " (records of this topic hold at most " + std::to_string(max_record()) + " bytes)";
         return Step::broken;
     }
-    if (!fill(offset_, sizeof h + h.length)) {
+    // Asked before fill(): a plausible length still need not fit in the file, and the buffer is
+    // grown only for a record the file holds.
+    struct stat st{};
+    if (::fstat(fd_.get(), &st) != 0 || offset_ + sizeof h + h.length > uint64_t(st.st_size) ||
+        !fill(offset_, sizeof h + h.length)) {
         why_ = "a record cut short at byte " + std::to_string(offset_);
-        return Step::broken;
+        return Step::partial;
     }
     const std::byte* body = buf_.data() + (offset_ - buf_offset_) + sizeof h;
     if (record_crc(h, body) != h.crc) {
@@ -259,11 +264,12 @@ Writer::~Writer() {
     if (log_fd_.valid()) (void)write(false);
 }
 
-Result<Writer> Writer::open(int dir_fd, std::string topic, ArchiveSettings settings) {
+Result<Writer> Writer::open(int dir_fd, std::string topic, ArchiveSettings settings, uint32_t max_record) {
     Writer w;
     w.dir_fd_ = dir_fd;
     w.topic_ = std::move(topic);
     w.settings_ = settings;
+    w.max_record_ = std::clamp<uint32_t>(max_record, 1, layout::kMaxArchiveRecord);
     auto files = list_logs(dir_fd);
     if (!files) return files.error();
     // A file that never got a whole header (a crash right after creating it) holds nothing.
@@ -304,6 +310,14 @@ Status Writer::recover_last(const LogFile& file) {
         has_last_ = true;
     }
     const uint64_t end = scanner->offset();
+    if (step == LogScanner::Step::broken) {
+        // Damage, not a crash mid-write: what follows may hold records already acknowledged, so
+        // the file stays as it is for an operator (and `archive verify`) to see; readers step
+        // over the damage and report it. The next record starts a new file.
+        damage_ = file.name + ": " + scanner->why();
+        ::close(fd);
+        return ok_status();
+    }
     struct stat st{};
     if (::fstat(fd, &st) != 0) {
         ::close(fd);
@@ -338,6 +352,14 @@ Status Writer::recover_last(const LogFile& file) {
 
 Status Writer::start_file(uint64_t first_id) {
     const std::string name = log_name(first_id);
+    // A damaged file left in place may already bear this name (damage before its first whole
+    // record): it is kept under another name, where readers no longer look, for the operator.
+    if (!damage_.empty() && ::faccessat(dir_fd_, name.c_str(), F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+        const std::string aside = name + ".damaged";
+        if (::renameat(dir_fd_, name.c_str(), dir_fd_, aside.c_str()) != 0)
+            return errno_error(Errc::io_error, "cannot move the damaged archive file " + name + " aside");
+        (void)::unlinkat(dir_fd_, index_name(first_id).c_str(), 0);
+    }
     const int fd = ::openat(dir_fd_, name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
     if (fd < 0) return errno_error(errno == ENOSPC ? Errc::no_space : Errc::io_error, "cannot create archive file " + name);
     const int ifd = ::openat(dir_fd_, index_name(first_id).c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
@@ -352,6 +374,7 @@ Status Writer::start_file(uint64_t first_id) {
     h.header_size = sizeof h;
     h.first_id = first_id;
     h.created_ns = WallClock::system_ns();
+    h.max_record = max_record_;
     std::memcpy(h.topic, topic_.data(), std::min(topic_.size(), sizeof h.topic - 1));
     h.crc = header_crc(h);
     log_fd_.reset(fd);
@@ -369,7 +392,10 @@ Status Writer::start_file(uint64_t first_id) {
 Status Writer::append(uint64_t id, uint64_t timestamp_ns, uint16_t flags, std::span<const std::byte> body) {
     if (has_last_ && id <= last_id_)
         return make_error(Errc::invalid_argument, "archive ids must rise: " + std::to_string(id) + " after " + std::to_string(last_id_));
-    if (body.size() > layout::kMaxArchiveRecord) return make_error(Errc::message_too_large, "record too large for the archive");
+    if (body.size() > max_record_)
+        return make_error(Errc::message_too_large, "a record of " + std::to_string(body.size()) +
+                                                       " bytes is longer than this archive's records may be (" +
+                                                       std::to_string(max_record_) + ")");
     if (log_fd_.valid() && file_size_ >= std::max(settings_.file_bytes, kMinArchiveFileBytes)) {
         if (Status s = close_file(settings_.fsync != ArchiveFsync::never); !s) return s;
     }
@@ -579,6 +605,7 @@ Reader::Step Reader::next(StoredRecord& out) noexcept {
         if (scanner_) {
             const LogScanner::Step step = scanner_->next(out);
             if (step == LogScanner::Step::record) {
+                last_read_id_ = out.id;
                 if (wanted(out)) return Step::record;
                 continue;
             }
@@ -589,15 +616,29 @@ Reader::Step Reader::next(StoredRecord& out) noexcept {
                 why_ = files.error().message;
                 return Step::broken;
             }
-            if (files->empty() || files->back().first_id <= current_first_) return Step::end;  // the writer is at work
-            const LogScanner::Step again = scanner_->next(out);
+            const bool newest = files->empty() || files->back().first_id <= current_first_;
+            if (newest && step == LogScanner::Step::partial) return Step::end;  // the writer is at work
+            // A newer file exists, so the writer has closed this one: read it once more for
+            // what it wrote before closing. Damage (or a cut record in a closed file) ends the
+            // file: its remaining ids are counted lost and reading goes on in the next file.
+            const LogScanner::Step again = step == LogScanner::Step::broken ? step : scanner_->next(out);
             if (again == LogScanner::Step::record) {
+                last_read_id_ = out.id;
                 if (wanted(out)) return Step::record;
                 continue;
             }
-            if (again == LogScanner::Step::broken) {
-                why_ = log_name(current_first_) + ": " + scanner_->why();
-                return Step::broken;
+            if (again == LogScanner::Step::end && newest) return Step::end;
+            if (again != LogScanner::Step::end) {
+                damage_ = log_name(current_first_) + ": " + scanner_->why();
+                const auto next = std::find_if(files->begin(), files->end(),
+                                               [&](const LogFile& f) { return f.first_id > current_first_; });
+                if (next != files->end()) {
+                    const uint64_t from = std::max(last_read_id_ + 1, current_first_);
+                    if (next->first_id > from) lost_ += next->first_id - from;
+                } else {
+                    why_ = damage_;  // damage in the newest file, with nothing after it to go on from
+                    return Step::broken;
+                }
             }
             scanner_.reset();
         }
@@ -615,6 +656,7 @@ namespace {
 struct FileScan {
     ArchiveFileInfo info;
     std::string broken;  // why whole records stopped before the end; empty if they did not
+    bool partial = false;  // they stopped at a record cut short (plausible), not at damage
     uint64_t broken_bytes = 0;
 };
 
@@ -640,8 +682,9 @@ Result<FileScan> scan_file(int dir_fd, const std::string& topic, const LogFile& 
         out.info.last_id = r.id;
         out.info.last_time_ns = r.timestamp_ns;
     }
-    if (step == LogScanner::Step::broken) {
+    if (step == LogScanner::Step::broken || step == LogScanner::Step::partial) {
         out.broken = s->why();
+        out.partial = step == LogScanner::Step::partial;
         out.broken_bytes = uint64_t(st.st_size) > s->offset() ? uint64_t(st.st_size) - s->offset() : 0;
     }
     return out;
@@ -701,7 +744,7 @@ Result<ArchiveVerifyReport> verify(int dir_fd, std::string topic) {
         // The newest file's unfinished last record is the archiver at work (or a crash it will
         // cut back on restart); anything else broken is damage.
         const bool newest = i + 1 == files->size();
-        if (newest && scan->broken.find("cut short") != std::string::npos) report.partial_tail_bytes = scan->broken_bytes;
+        if (newest && scan->partial) report.partial_tail_bytes = scan->broken_bytes;
         else report.damage.push_back(f.name + ": " + scan->broken);
     }
     return report;

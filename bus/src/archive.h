@@ -67,13 +67,21 @@ struct StoredRecord {
 // Reads one log file's records in order with a buffer, checking each. Used by every reader.
 class LogScanner {
 public:
-    enum class Step : uint8_t { record, end, broken };
+    // record: a whole record. end: the end of the file. partial: a record that may still be being
+    // written (or was cut by a crash): its header is cut short, or its length is plausible (at most
+    // the file's max_record) and its body runs past the end of the file. broken: damage, anything
+    // else (an impossible length, a checksum mismatch, ids out of order): `why` says how.
+    enum class Step : uint8_t { record, end, partial, broken };
     // Takes ownership of `fd`. `topic`: the topic the header must name (empty: any).
     [[nodiscard]] static Result<LogScanner> open(int fd, std::string_view topic, std::string_view name);
 
-    // The next whole record; `end` at the end of the file (or of what is written so far);
-    // `broken` where the bytes are not a whole record (a cut or damaged tail): `why` says how.
+    // The next whole record, or why there is none. Never reads or allocates more than the file
+    // holds, whatever a damaged length says.
     [[nodiscard]] Step next(StoredRecord& out) noexcept;
+    // The longest record body this file may hold (its header's max_record; kMaxArchiveRecord for 1.0 files).
+    [[nodiscard]] uint32_t max_record() const noexcept {
+        return header_.max_record != 0 ? header_.max_record : layout::kMaxArchiveRecord;
+    }
     void seek(uint64_t offset, uint64_t previous_id) noexcept;
     [[nodiscard]] uint64_t offset() const noexcept { return offset_; }
     [[nodiscard]] uint64_t first_id() const noexcept { return header_.first_id; }
@@ -96,11 +104,15 @@ private:
 };
 
 // The appending side, one per archive (the archiver holds the directory's lock). Opening checks
-// the last file and cuts it back to its last whole record, so a crash at any moment leaves an
-// archive that holds each message at most once; the archiver then resumes after last_id().
+// the last file and cuts it back to its last whole record if what follows is a record cut short
+// (a crash at any moment leaves an archive that holds each message at most once); the archiver
+// then resumes after last_id(). A last file that is damaged instead is never cut: it is kept as it
+// is (damage() says where and how) and the next record starts a new file.
 class Writer {
 public:
-    [[nodiscard]] static Result<Writer> open(int dir_fd, std::string topic, ArchiveSettings settings);
+    // `max_record`: the longest body the topic's records can have (recorded in each new file).
+    [[nodiscard]] static Result<Writer> open(int dir_fd, std::string topic, ArchiveSettings settings,
+                                             uint32_t max_record = layout::kMaxArchiveRecord);
     Writer(Writer&&) noexcept = default;
     Writer& operator=(Writer&&) = delete;  // the one it would replace could not write what it buffered
     ~Writer();  // writes what is buffered
@@ -108,6 +120,8 @@ public:
     [[nodiscard]] bool empty() const noexcept { return !has_last_; }
     [[nodiscard]] uint64_t last_id() const noexcept { return last_id_; }
     [[nodiscard]] uint64_t recovered_cut_bytes() const noexcept { return cut_bytes_; }
+    // Damage found in the last file at open (file name and why), which was left as it is; empty if none.
+    [[nodiscard]] const std::string& damage() const noexcept { return damage_; }
     // Buffers one record (ids must rise); write() hands the buffer to the kernel.
     [[nodiscard]] Status append(uint64_t id, uint64_t timestamp_ns, uint16_t flags, std::span<const std::byte> body);
     // Writes what is buffered; with `sync`, forces it to the disk (fdatasync) as well.
@@ -135,6 +149,8 @@ private:
     uint64_t last_id_ = 0;
     bool has_last_ = false;
     uint64_t cut_bytes_ = 0;
+    uint32_t max_record_ = layout::kMaxArchiveRecord;
+    std::string damage_;
     bool dir_dirty_ = false;        // a file was created since the directory was last synced
 };
 
@@ -153,9 +169,13 @@ public:
         return files_.empty() ? std::nullopt : std::optional<uint64_t>(files_.front().first_id);
     }
     enum class Step : uint8_t { record, end, broken };
-    // The next record; `end` when nothing more is archived yet.
+    // The next record; `end` when nothing more is archived yet. A file damaged before its end is
+    // read up to the damage and then left for the next file: take_lost() counts the ids skipped
+    // (at most that many messages; some ids may have been skipped claims) and damage() says why.
     [[nodiscard]] Step next(StoredRecord& out) noexcept;
     [[nodiscard]] const std::string& why() const noexcept { return why_; }
+    [[nodiscard]] uint64_t take_lost() noexcept { return std::exchange(lost_, 0); }
+    [[nodiscard]] const std::string& damage() const noexcept { return damage_; }
 
 private:
     Reader() = default;
@@ -172,6 +192,9 @@ private:
     bool have_current_ = false;
     uint64_t skip_below_id_ = 0;     // seek: records below are stepped over
     uint64_t skip_before_time_ = 0;  // seek_time: records (in order) before the first this late
+    uint64_t last_read_id_ = 0;      // the id of the last record read (0: none yet)
+    uint64_t lost_ = 0;              // ids stepped over at damage, not yet taken
+    std::string damage_;             // the last damage stepped over
     std::string why_;
 };
 

@@ -305,7 +305,7 @@ void GroupMember::hold_and_deliver(GroupEntry& e, uint64_t id, uint32_t attempt,
     if (given_[index] == 0) ++held_;  // else: ours already, redelivered to us after its deadline
     given_[index] = control;
     (attempt > 1 ? block_.redelivered : block_.delivered).fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics
-    Message m = message_of(e, id, attempt, r);
+    Message m = message_of(id, attempt, r);
     m.record_id_ = id;
     m.delivered_by_ = owner;
     m.epoch_ = index;
@@ -314,10 +314,12 @@ void GroupMember::hold_and_deliver(GroupEntry& e, uint64_t id, uint32_t attempt,
     if (auto_ack) (void)settle(m, Settle::ack, 0, {});
 }
 
-Message GroupMember::message_of(const GroupEntry& e, uint64_t id, uint32_t attempt, const RecordInfo& r) const noexcept {
+Message GroupMember::message_of(uint64_t id, uint32_t attempt, const RecordInfo& r) const noexcept {
     Message m;
     m.id = id;
-    const std::byte* data = ring_.payload_at(e.position.load(std::memory_order_relaxed));
+    // r.position, not e.position: the entry lives in memory other members write, and only the
+    // position inspect() checked is known to hold this record inside the ring.
+    const std::byte* data = ring_.payload_at(r.position);
     if (r.flags & layout::kRecordRetry) m.id = retry_info(data, r.length).id;  // shown with the id it was published with
     m.timestamp_ns = r.timestamp_ns;
     m.attempt = attempt;
@@ -394,7 +396,7 @@ void GroupMember::redeliver_due(Handler& handler, std::size_t max, uint32_t& cou
         // delivered, so in every case the next delivery is c.attempt + 1.
         const uint32_t attempt = std::min<uint32_t>(c.attempt + 1, uint32_t(layout::kMaxAttempt));
         if (settings_.max_deliveries != 0 && attempt > settings_.max_deliveries) {
-            dead_letter(e, message_of(e, id, c.attempt, r), "delivered " + std::to_string(c.attempt) + " times without an ack");
+            dead_letter(e, message_of(id, c.attempt, r), "delivered " + std::to_string(c.attempt) + " times without an ack");
             continue;
         }
         hold_and_deliver(e, id, attempt, r, handler, owner, auto_ack);
@@ -404,7 +406,7 @@ void GroupMember::redeliver_due(Handler& handler, std::size_t max, uint32_t& cou
 
 void GroupMember::take_retry(GroupEntry& e, uint64_t id, const RecordInfo& r, Handler& handler, uint32_t& count,
                              const void* owner, bool auto_ack) noexcept {
-    const layout::RetryInfo info = retry_info(ring_.payload_at(e.position.load(std::memory_order_relaxed)), r.length);
+    const layout::RetryInfo info = retry_info(ring_.payload_at(r.position), r.length);  // the checked position
     const uint32_t attempt = std::clamp<uint32_t>(info.attempt, 1, uint32_t(layout::kMaxAttempt));
     // Ours (state claiming) until the store below: relaxed, published by it.
     e.first_delivery_ns.store(info.first_delivery_ns, std::memory_order_relaxed);
@@ -414,7 +416,7 @@ void GroupMember::take_retry(GroupEntry& e, uint64_t id, const RecordInfo& r, Ha
         return;
     }
     if (settings_.max_deliveries != 0 && attempt >= settings_.max_deliveries) {
-        dead_letter(e, message_of(e, id, attempt, r), "delivered " + std::to_string(attempt) + " times without an ack");
+        dead_letter(e, message_of(id, attempt, r), "delivered " + std::to_string(attempt) + " times without an ack");
         return;
     }
     hold_and_deliver(e, id, attempt + 1, r, handler, owner, auto_ack);
@@ -429,9 +431,9 @@ void GroupMember::repark(GroupEntry& e, uint64_t control, uint64_t id, EntryCont
         free_entry(e);  // an entry that does not name its record: nothing to keep
         return;
     }
-    const Message m = message_of(e, id, c.attempt, r);
+    const Message m = message_of(id, c.attempt, r);
     const layout::RetryInfo info{m.id, deadline, e.first_delivery_ns.load(std::memory_order_relaxed), c.attempt, 0};
-    const bool moved = repark_(info, record_body(ring_.payload_at(position), r.length, r.flags),
+    const bool moved = repark_(info, record_body(ring_.payload_at(r.position), r.length, r.flags),
                                layout::retry_flags(group_slot_, r.flags));
     if (moved) {
         block_.reparked.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics

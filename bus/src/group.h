@@ -145,7 +145,7 @@ private:
     // was rejected: to the dead-letter topic, or back to backoff if that fails.
     void dead_letter(layout::GroupEntry& e, const Message& m, std::string_view reason) noexcept;
     // The message entry `e` holds (its record in place), as handed to a handler or a dead letter.
-    [[nodiscard]] Message message_of(const layout::GroupEntry& e, uint64_t id, uint32_t attempt, const RecordInfo& r) const noexcept;
+    [[nodiscard]] Message message_of(uint64_t id, uint32_t attempt, const RecordInfo& r) const noexcept;
     void hold_and_deliver(layout::GroupEntry& e, uint64_t id, uint32_t attempt, const RecordInfo& r, Handler& handler,
                           const void* owner, bool auto_ack) noexcept;
     void free_entry(layout::GroupEntry& e) noexcept;

@@ -41,6 +41,10 @@ struct RecordInfo {
     uint16_t flags;   // layout::RecordFlags
     uint64_t id;
     uint64_t timestamp_ns;
+    // Where inspect() found it: the one position its bounds were checked for. A caller reads the
+    // payload at this position, never at a position read again from shared memory, which a
+    // hostile peer may have rewritten since (payload_at(r.position) stays inside the ring).
+    uint64_t position;
 };
 
 // A data record's `length` bytes at `data` without a retry record's RetryInfo prefix (the group's,
@@ -182,6 +186,7 @@ public:
         // SYNC: pairs with the release store of `commit` in PublisherCore::commit_record and
         // write_padding: everything the producer wrote before it is visible after this load.
         if (h->commit.load(std::memory_order_acquire) != layout::commit_word(position)) return RecordCheck::not_ready;
+        out.position = position;
         out.length = layout::get_field(h->length);
         out.type = layout::get_field(h->type);
         out.flags = layout::get_field(h->flags);

@@ -176,6 +176,11 @@ SubscriberCore::ArchiveStep SubscriberCore::poll_archive(Handler& handler, std::
         if (!held) {
             archive::StoredRecord r;
             const auto step = replay->next(r);
+            // Ids the reader stepped over at damage in a file: reported as lost, as an overrun is.
+            if (const uint64_t lost = replay->take_lost(); lost != 0) {
+                lost_pending += lost;
+                lost_total += lost;
+            }
             if (step == archive::Reader::Step::broken) return ArchiveStep::broken;
             if (step == archive::Reader::Step::end) break;
             held = r;

@@ -199,7 +199,7 @@ TEST_F(ArchiveFiles, AFileCutInsideItsHeaderIsDroppedAndTheOneBeforeKept) {
     EXPECT_EQ(list_logs(fd_)->size(), logs.size() - 1);
 }
 
-TEST_F(ArchiveFiles, VerifyNamesAFlippedByteAndReadersStopThere) {
+TEST_F(ArchiveFiles, VerifyNamesAFlippedByteAndReadersStepOverItCountingTheLoss) {
     {
         auto w = Writer::open(fd_, "t", small_files());
         fill(*w, 0, 3000);
@@ -223,9 +223,83 @@ TEST_F(ArchiveFiles, VerifyNamesAFlippedByteAndReadersStopThere) {
     ASSERT_TRUE(r->seek_id(logs[1].first_id));
     StoredRecord rec;
     Reader::Step step;
-    while ((step = r->next(rec)) == Reader::Step::record) {}
-    EXPECT_EQ(step, Reader::Step::broken);
-    EXPECT_NE(r->why().find("checksum"), std::string::npos);
+    uint64_t read = 0, lost = 0, last = 0;
+    while ((step = r->next(rec)) == Reader::Step::record) {
+        lost += r->take_lost();
+        ++read;
+        last = rec.id;
+    }
+    EXPECT_EQ(step, Reader::Step::end) << r->why();
+    EXPECT_EQ(last, 2999u);  // on past the damaged file, to the end
+    EXPECT_GT(lost, 0u);
+    EXPECT_EQ(read + lost, 3000 - logs[1].first_id);  // every id read or counted lost
+    EXPECT_NE(r->damage().find("checksum"), std::string::npos) << r->damage();
+    EXPECT_NE(r->damage().find(logs[1].name), std::string::npos) << r->damage();
+}
+
+// A length no record of the topic can have, in the newest file: damage, not a record still being
+// written. verify says so, the writer keeps the file as it is (the acknowledged records after the
+// damage are not cut) and starts a new one, and nothing reads or allocates what the length claims.
+TEST_F(ArchiveFiles, AnImpossibleLengthInTheNewestFileIsDamageNeverCut) {
+    constexpr uint32_t kMaxRecord = 200;
+    {
+        auto w = Writer::open(fd_, "t", ArchiveSettings{}, kMaxRecord);
+        fill(*w, 0, 600);
+    }
+    auto logs = *list_logs(fd_);
+    ASSERT_EQ(logs.size(), 1u);
+    const fs::path newest = dir_ / logs[0].name;
+    uint64_t offset_547 = 0;
+    {
+        auto s = LogScanner::open(::open(newest.c_str(), O_RDONLY | O_CLOEXEC), "t", logs[0].name);
+        ASSERT_TRUE(s);
+        EXPECT_EQ(s->max_record(), kMaxRecord);
+        StoredRecord rec;
+        while (s->next(rec) == LogScanner::Step::record)
+            if (rec.id == 547) offset_547 = rec.offset;
+        ASSERT_NE(offset_547, 0u);
+    }
+    const uint32_t bad = 0x3fffffff;
+    {
+        const int f = ::open(newest.c_str(), O_RDWR);
+        ASSERT_EQ(::pwrite(f, &bad, sizeof bad, off_t(offset_547)), ssize_t(sizeof bad));
+        ::close(f);
+    }
+    const uint64_t size_before = fs::file_size(newest);
+    auto v = verify(fd_, "t");
+    ASSERT_TRUE(v);
+    ASSERT_EQ(v->damage.size(), 1u) << "an impossible length is not a record being written";
+    EXPECT_NE(v->damage[0].find("impossible record length"), std::string::npos) << v->damage[0];
+    EXPECT_EQ(v->partial_tail_bytes, 0u);
+    {
+        auto w = Writer::open(fd_, "t", ArchiveSettings{}, kMaxRecord);
+        ASSERT_TRUE(w);
+        EXPECT_NE(w->damage().find(logs[0].name), std::string::npos) << w->damage();
+        EXPECT_EQ(w->recovered_cut_bytes(), 0u);
+        EXPECT_EQ(w->last_id(), 546u);
+        fill(*w, 600, 700);  // the archiver resumes after its cursor, past what the damage hides
+    }
+    EXPECT_EQ(fs::file_size(newest), size_before) << "damage holding acknowledged records was cut";
+    ASSERT_EQ(list_logs(fd_)->size(), 2u);
+    auto r = Reader::open(::dup(fd_), "t");
+    ASSERT_TRUE(r->seek_id(0));
+    StoredRecord rec;
+    uint64_t read = 0, lost = 0;
+    while (r->next(rec) == Reader::Step::record) {
+        lost += r->take_lost();
+        ++read;
+    }
+    EXPECT_EQ(read, 547u + 100u);
+    EXPECT_EQ(lost, 600u - 547u);
+}
+
+// A record longer than the archive's records may be is refused, never written.
+TEST_F(ArchiveFiles, TheWriterRefusesARecordPastItsMaxRecord) {
+    auto w = Writer::open(fd_, "t", ArchiveSettings{}, 16);
+    std::vector<std::byte> big(17);
+    auto st = w->append(1, 1, 0, big);
+    ASSERT_FALSE(st);
+    EXPECT_EQ(st.error().code, Errc::message_too_large);
 }
 
 TEST_F(ArchiveFiles, ForeignFilesAreRefusedWithAClearMessage) {

@@ -23,7 +23,10 @@ namespace shmbus::layout {
 
 inline constexpr uint64_t kArchiveMagic = 0x31'43'52'41'42'4D'48'53ULL;  // "SHMBARC1" little-endian
 inline constexpr uint16_t kArchiveVersionMajor = 1;  // a reader refuses any other major version
-inline constexpr uint16_t kArchiveVersionMinor = 0;
+// 1.1: the file header records the longest record body the topic can produce (max_record), so a
+// reader tells a record cut short by a crash (plausible length, running past the end of the file)
+// from damage (any other length) without reading or allocating what a damaged length claims.
+inline constexpr uint16_t kArchiveVersionMinor = 1;
 // A record longer than this is damage, not data: no ring record comes near it (kMaxCapacity / 8).
 inline constexpr uint32_t kMaxArchiveRecord = 1u << 30;
 // One index entry per this many bytes of log: a lookup reads at most this much beyond the entry.
@@ -37,7 +40,8 @@ struct ArchiveFileHeader {
     uint64_t first_id;       // every record's id is at or above it (the file's name says the same)
     uint64_t created_ns;     // CLOCK_REALTIME when the file was started
     char topic[kMaxTopicName + 1];  // NUL terminated: a file moved into another topic's archive is refused
-    uint8_t reserved[28];
+    uint32_t max_record;     // 1.1: the longest body a record of this topic has; 0 (1.0): kMaxArchiveRecord
+    uint8_t reserved[24];
     uint32_t crc;            // CRC32C of the bytes before it
 };
 
@@ -67,7 +71,8 @@ static_assert(offsetof(ArchiveFileHeader, header_size) == 12);
 static_assert(offsetof(ArchiveFileHeader, first_id) == 16);
 static_assert(offsetof(ArchiveFileHeader, created_ns) == 24);
 static_assert(offsetof(ArchiveFileHeader, topic) == 32);
-static_assert(offsetof(ArchiveFileHeader, reserved) == 96);
+static_assert(offsetof(ArchiveFileHeader, max_record) == 96);
+static_assert(offsetof(ArchiveFileHeader, reserved) == 100);
 static_assert(offsetof(ArchiveFileHeader, crc) == 124);
 static_assert(sizeof(ArchiveFileHeader) == 128);
 
