@@ -17,6 +17,7 @@
 #include "archives.h"
 #include "futex.h"
 #include "raw_record.h"
+#include "untrusted_files.h"
 #include "wall_clock.h"
 #include "shmbus/client.h"
 
@@ -39,11 +40,12 @@ void on_signal(int sig) {
 // exiting) must not write beside this one.
 bool lock_topic(const std::string& dir) {
     const std::string path = dir + "/archiver.lock";
-    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        spdlog::error("cannot open {}: {}", path, strerror(errno));
+    auto opened = detail::open_checked_at(AT_FDCWD, path, O_RDWR | O_CREAT, 0600, true);
+    if (!opened) {
+        spdlog::error("{}", opened.error().message);
         return false;
     }
+    const int fd = *opened;
     for (int i = 0; i < 200; ++i) {  // 10 s
         if (::flock(fd, LOCK_EX | LOCK_NB) == 0) {
             const std::string pid = std::to_string(getpid()) + "\n";
@@ -63,17 +65,24 @@ int run_archiver(const std::string& topic, const std::string& bus_dir, const std
     signal(SIGPIPE, SIG_IGN);
     signal(SIGXFSZ, SIG_IGN);
     const std::string dir = state_dir + "/topics/" + topic;
+    for (const std::string& d : {state_dir, dir}) {
+        if (auto st = detail::check_private_dir(d, "state directory", false); !st) {
+            spdlog::error("archiver of '{}': {}", topic, st.error().message);
+            return 1;
+        }
+    }
     if (!lock_topic(dir)) return 1;
     auto settings = load_archive_settings(dir + "/topic.toml");
     if (!settings) {
         spdlog::error("archiver of '{}': {}", topic, settings.error().message);
         return 1;
     }
-    const int dir_fd = ::open((dir + "/archive").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dir_fd < 0) {
-        spdlog::error("archiver of '{}': cannot open {}/archive: {}", topic, dir, strerror(errno));
+    auto archive_dir = detail::open_checked_at(AT_FDCWD, dir + "/archive", O_RDONLY | O_DIRECTORY, 0, true);
+    if (!archive_dir) {
+        spdlog::error("archiver of '{}': {}", topic, archive_dir.error().message);
         return 1;
     }
+    const int dir_fd = *archive_dir;
     auto writer = detail::archive::Writer::open(dir_fd, topic, *settings, load_archive_max_record(dir + "/topic.toml"));
     if (!writer) {
         spdlog::error("archiver of '{}': {}", topic, writer.error().message);

@@ -26,6 +26,7 @@
 #include "proc.h"
 #include "slots.h"
 #include "stats.h"
+#include "untrusted_files.h"
 #include "wall_clock.h"
 #include "shmbus/names.h"
 
@@ -45,11 +46,19 @@ detail::Registration self_registration() {
     return {detail::Process{int32_t(getpid()), detail::process_start_time(getpid())}, 0, 0};
 }
 
-// Writes `text` to `path` so that a crash leaves the old file or the new one, never a mix.
+// Writes `text` to `path` so that a crash leaves the old file or the new one, never a mix. The
+// temporary file is opened without following a link (one planted there must not redirect the
+// write) and must be a regular file of ours before it is truncated.
 Status write_atomically(const std::string& path, const std::string& text) {
     const std::string tmp = path + ".tmp";
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) return errno_error(Errc::io_error, "cannot write " + tmp);
+    auto opened = detail::open_checked_at(AT_FDCWD, tmp, O_WRONLY | O_CREAT, 0600, true);
+    if (!opened) return make_error(opened.error().code, "cannot write " + tmp + ": " + opened.error().message);
+    const int fd = *opened;
+    if (::ftruncate(fd, 0) != 0) {
+        const Error e = errno_error(Errc::io_error, "cannot truncate " + tmp);
+        ::close(fd);
+        return e;
+    }
     const bool ok = ::write(fd, text.data(), text.size()) == ssize_t(text.size()) && ::fdatasync(fd) == 0;
     const int err = errno;
     ::close(fd);
@@ -60,9 +69,20 @@ Status write_atomically(const std::string& path, const std::string& text) {
     return ok_status();
 }
 
+// A state file (topic.toml, cursors.toml): ours, regular, bounded in size and shape before the
+// parser sees it, since whoever could write the directory could have put anything there.
 std::optional<toml::table> read_toml(const std::string& path, std::string& why) {
+    auto text = detail::read_bounded_file(AT_FDCWD, path, detail::kMaxTomlBytes, true);
+    if (!text) {
+        why = text.error().message;
+        return std::nullopt;
+    }
+    if (auto shape = detail::toml_shape_error(*text)) {
+        why = *shape;
+        return std::nullopt;
+    }
     try {
-        return toml::parse_file(path);
+        return toml::parse(*text, path);
     } catch (const toml::parse_error& e) {
         why = std::string(e.description());
         return std::nullopt;
@@ -95,8 +115,9 @@ std::optional<uint64_t> last_archived_id(int dir_fd, const std::string& topic) {
     auto files = detail::archive::list_logs(dir_fd);
     if (!files) return std::nullopt;
     for (auto f = files->rbegin(); f != files->rend(); ++f) {
-        const int fd = ::openat(dir_fd, f->name.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd < 0) continue;
+        auto opened = detail::open_checked_at(dir_fd, f->name, O_RDONLY, 0, true);
+        if (!opened) continue;
+        const int fd = *opened;
         auto scanner = detail::archive::LogScanner::open(fd, topic, f->name);
         if (!scanner) continue;
         std::optional<uint64_t> last;
@@ -149,17 +170,15 @@ Archives::~Archives() {
 
 Status Archives::open(bool create) {
     if (lock_fd_ >= 0) return ok_status();
-    std::error_code ec;
-    if (!fs::exists(state_dir_, ec)) {
-        if (!create) return make_error(Errc::topic_not_found, "no state directory " + state_dir_);
-        fs::create_directories(state_dir_, ec);
-        if (ec) return make_error(Errc::permission_denied, "cannot create state directory " + state_dir_ + ": " + ec.message());
-        ::chmod(state_dir_.c_str(), 0700);
-    }
-    fs::create_directories(state_dir_ + "/topics", ec);
+    // The state directory gets the bus directory's checks: whoever else could write it could plant
+    // topic.toml files, links and FIFOs for shmbusd to act on.
+    if (auto st = detail::check_private_dir(state_dir_, "state directory", create); !st) return st;
+    if (auto st = detail::check_private_dir(state_dir_ + "/topics", "state directory", true); !st) return st;
+    (void)::chmod((state_dir_ + "/topics").c_str(), 0700);  // archive directories are reached only through descriptors
     const std::string lock = state_dir_ + "/state.lock";
-    const int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) return errno_error(Errc::permission_denied, "cannot open " + lock);
+    auto opened = detail::open_checked_at(AT_FDCWD, lock, O_RDWR | O_CREAT, 0600, true);
+    if (!opened) return opened.error();
+    const int fd = *opened;
     if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
         char buf[64] = {};
         const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
@@ -232,9 +251,7 @@ Status Archives::enable(TopicEntry& t, const ArchiveSettings& settings) {
     if (auto st = open(true); !st) return st;
     if (settings.file_bytes < kMinArchiveFileBytes)
         return make_error(Errc::invalid_argument, "archive files must be at least " + std::to_string(kMinArchiveFileBytes) + " bytes");
-    std::error_code ec;
-    fs::create_directories(topic_dir(t.name()) + "/archive", ec);
-    if (ec) return make_error(Errc::io_error, "cannot create " + topic_dir(t.name()) + "/archive: " + ec.message());
+    if (auto st = prepare_topic_dir(t.name()); !st) return st;
     if (auto st = write_settings(t, settings); !st) return st;
     if (auto st = ensure_archiver_cursor(t); !st) return st;
     auto [it, added] = topics_.try_emplace(t.name());
@@ -263,12 +280,21 @@ std::optional<ArchiveSettings> Archives::settings(const std::string& topic) cons
     return it->second.settings;
 }
 
+// <state>/topics/<topic>/ (0700: only shmbusd's uid reaches its files by path) and its archive/
+// (0755: a client handed its descriptor lists and reads it, whatever its uid), both checked as the
+// state directory is.
+Status Archives::prepare_topic_dir(const std::string& topic) const {
+    const std::string dir = topic_dir(topic);
+    if (auto st = detail::check_private_dir(dir, "topic state directory", true); !st) return st;
+    (void)::chmod(dir.c_str(), 0700);
+    if (auto st = detail::check_private_dir(dir + "/archive", "archive directory", true); !st) return st;
+    (void)::chmod((dir + "/archive").c_str(), 0755);
+    return ok_status();
+}
+
 Result<int> Archives::open_dir(const std::string& topic) const {
     if (topics_.count(topic) == 0) return make_error(Errc::invalid_argument, "topic '" + topic + "' is not archived");
-    const std::string path = topic_dir(topic) + "/archive";
-    const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return errno_error(Errc::io_error, "cannot open " + path);
-    return fd;
+    return detail::open_checked_at(AT_FDCWD, topic_dir(topic) + "/archive", O_RDONLY | O_DIRECTORY, 0, true);
 }
 
 bool Archives::is_archiver(const std::string& topic, pid_t pid) const {
@@ -400,6 +426,10 @@ void Archives::restore() {
     for (const auto& entry : fs::directory_iterator(state_dir_ + "/topics", ec)) {
         const std::string topic = entry.path().filename().string();
         if (!validate_topic_name(topic) || !fs::exists(entry.path() / "topic.toml")) continue;
+        if (auto st = detail::check_private_dir(entry.path().string(), "topic state directory", false); !st) {
+            spdlog::error("{}; topic '{}' is not restored", st.error().message, topic);
+            continue;
+        }
         std::string why;
         auto doc = read_toml((entry.path() / "topic.toml").string(), why);
         if (!doc || !(*doc)["archive"].is_table()) {
@@ -441,7 +471,8 @@ void Archives::recreate(const std::string& topic) {
     c.single_producer = t["single_producer"].value_or(false);
 
     uint64_t first_id = 0;
-    const int dir_fd = ::open((dir + "/archive").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    auto archive_dir = detail::open_checked_at(AT_FDCWD, dir + "/archive", O_RDONLY | O_DIRECTORY, 0, true);
+    const int dir_fd = archive_dir ? *archive_dir : -1;
     if (dir_fd >= 0) {
         if (auto last = last_archived_id(dir_fd, topic)) first_id = *last + 1;
         ::close(dir_fd);

@@ -77,6 +77,7 @@ private:
         uint64_t started_ns = 0;
     };
     [[nodiscard]] std::string topic_dir(const std::string& topic) const;
+    [[nodiscard]] Status prepare_topic_dir(const std::string& topic) const;
     [[nodiscard]] Status write_settings(const TopicEntry& t, const ArchiveSettings& s) const;
     [[nodiscard]] Status ensure_archiver_cursor(TopicEntry& t);
     void start_archiver(const std::string& topic, Archived& a);

@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 
@@ -9,6 +10,7 @@
 #include <sstream>
 
 #include "shmbus/names.h"
+#include "untrusted_files.h"
 
 #define TOML_ENABLE_FORMATTERS 0
 #include <toml++/toml.h>
@@ -232,6 +234,7 @@ void parse_bus(const std::string& source, const toml::table& t, Config& out) {
 
 Result<Config> parse_config(std::string_view text, const std::string& source) noexcept {
     try {
+        if (auto why = detail::toml_shape_error(text)) return make_error(Errc::invalid_argument, source + ": " + *why);
         const toml::table root = toml::parse(text, source);
         Config out;
         out.source = source;
@@ -284,11 +287,9 @@ Result<Config> parse_config(std::string_view text, const std::string& source) no
 }
 
 Result<Config> load_config(const std::string& path) noexcept {
-    std::ifstream in(path);
-    if (!in) return make_error(Errc::invalid_argument, "cannot read configuration file " + path);
-    std::stringstream text;
-    text << in.rdbuf();
-    return parse_config(text.str(), path);
+    auto text = detail::read_bounded_file(AT_FDCWD, path, detail::kMaxTomlBytes);
+    if (!text) return make_error(Errc::invalid_argument, "cannot read configuration file: " + text.error().message);
+    return parse_config(*text, path);
 }
 
 }  // namespace shmbus::daemon

@@ -129,17 +129,20 @@ Status Daemon::write_bus_id(const std::string& path) {
 
 // Re-adopts the segments an earlier shmbusd left, and reconciles their slots with the processes
 // that still run: the dead ones' slots are released, the live ones are watched.
-void Daemon::adopt_topics() {
+Status Daemon::adopt_topics() {
     const uint64_t t0 = detail::monotonic_ns();
     auto report = registry_->adopt_existing();
     for (const auto& r : report.removed) spdlog::warn("removed invalid segment {}", r);
     for (const auto& r : report.ignored) spdlog::warn("ignored /dev/shm/{} (left in place, not adopted)", r);
+    // Serving only some of the topics would let a client make one of the others again over its data.
+    if (report.stopped) return *report.stopped;
     const Liveness alive = [](const Process& p) { return detail::process_alive(p); };
     registry_->for_each([&](TopicEntry& t) {
         for (const Process& owner : t.supervisor.reconcile(alive)) watchers_->watch(owner);
     });
     if (!report.adopted.empty())
         spdlog::info("re-adopted {} topic(s) in {:.1f} ms", report.adopted.size(), double(detail::monotonic_ns() - t0) / 1e6);
+    return ok_status();
 }
 
 // The topics the configuration names exist from the start, with its settings. One that exists
@@ -273,7 +276,7 @@ Status Daemon::start() {
         archives_->on_topic_created(t, configured == options_.config.archives.end() ? std::nullopt
                                                                                     : std::optional(configured->second));
     });
-    adopt_topics();
+    if (auto st = adopt_topics(); !st) return st;
     archives_->restore();
     create_configured_topics();
     handlers_ = std::make_unique<RequestHandlers>(*registry_, *watchers_, access_, options_.config, bus_id_, *archives_);

@@ -53,7 +53,7 @@ private:
     [[nodiscard]] Status take_lock();
     [[nodiscard]] Status load_bus_id();
     [[nodiscard]] Status write_bus_id(const std::string& path);
-    void adopt_topics();
+    [[nodiscard]] Status adopt_topics();
     void create_configured_topics();
     [[nodiscard]] Status watch_signals();
     [[nodiscard]] Status watch_reservations();

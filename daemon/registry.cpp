@@ -220,25 +220,47 @@ Registry::AdoptReport Registry::adopt_existing() {
             if (std::string_view(e->d_name).rfind(prefix, 0) == 0) files.emplace_back(e->d_name);
         closedir(dir);
     }
-    for (const auto& file : files)
-        if (detail::segment_of_cursor_object(file).empty()) adopt(file, file.substr(prefix.size()), report);
+    for (const auto& file : files) {
+        if (!detail::segment_of_cursor_object(file).empty()) continue;
+        adopt(file, file.substr(prefix.size()), report);
+        if (report.stopped) return report;  // out of a resource: nothing more is judged, nothing removed
+    }
     // Cursor objects are adopted with their segment; one whose segment is not adopted is left
     // over from a topic that is gone.
     for (const auto& file : files) {
         const std::string_view segment = detail::segment_of_cursor_object(file);
         if (segment.empty() || topics_.count(std::string(segment.substr(prefix.size()))) != 0) continue;
+        struct stat st{};
+        if (::lstat((std::string(detail::kShmDir) + "/" + file).c_str(), &st) != 0 && errno == ENOENT)
+            continue;  // removed with its segment above (a damaged or half-made topic)
         if (const std::string why = detail::why_not_ours(file); !why.empty()) report.ignored.push_back(file + ": " + why);
         else if (shm_unlink(("/" + file).c_str()) == 0) report.removed.push_back(file + ": its topic is gone");
     }
     return report;
 }
 
+namespace {
+
+// Errors that say this process lacks a resource (descriptors, memory), not that the file is bad.
+bool out_of_resources(int err) noexcept { return err == EMFILE || err == ENFILE || err == ENOMEM; }
+
+}  // namespace
+
 void Registry::adopt(const std::string& file, const std::string& topic, AdoptReport& report) {
     const std::string shm = "/" + file;
     const std::string cursors = detail::cursor_object_name(shm);
+    // Only proven damage removes a topic: running out of descriptors or memory here says nothing
+    // about the files, so adoption stops (and shmbusd with it) and everything stays as it was.
+    auto stop = [&](const std::string& what, int err) {
+        report.stopped = make_error(Errc::io_error, "cannot adopt topic '" + topic + "': " + what + ": " + strerror(err) +
+                                                        " (" + std::to_string(report.adopted.size()) +
+                                                        " topics adopted so far); nothing was removed. Raise the "
+                                                        "descriptor limit (ulimit -n, LimitNOFILE=) and start shmbusd again");
+    };
     struct stat st{};
     const int fd = detail::open_shm_file(file, O_RDWR, st);
     if (fd < 0) {
+        if (out_of_resources(errno)) return stop("cannot open its segment", errno);
         report.ignored.push_back(file + ": cannot open it: " + strerror(errno));
         return;
     }
@@ -251,6 +273,13 @@ void Registry::adopt(const std::string& file, const std::string& topic, AdoptRep
     }
     struct stat cst{};
     int cursor_fd = detail::open_shm_file(cursors.substr(1), O_RDWR, cst);
+    if (cursor_fd < 0 && errno != ENOENT) {  // there, but not openable now: nothing is proven about it
+        const int err = errno;
+        close(fd);
+        if (out_of_resources(err)) return stop("cannot open its cursor object", err);
+        report.ignored.push_back(file + ": cannot open its cursor object: " + strerror(err));
+        return;
+    }
     if (cursor_fd >= 0 && !detail::not_made_by_us(cst).empty()) {  // not ours: never mapped, never removed
         close(cursor_fd);
         cursor_fd = -1;
@@ -262,8 +291,20 @@ void Registry::adopt(const std::string& file, const std::string& topic, AdoptRep
         else report.ignored.push_back(file + ": " + why + "; cannot remove it: " + strerror(errno));
     };
     if (!validate_topic_name(topic)) return drop("invalid topic name");
+    errno = 0;
     auto seg = detail::Segment::attach(fd, cursor_fd, detail::Segment::Populate::no);  // shmbusd reads few pages
-    if (!seg) return drop(seg.error().message);
+    if (!seg) {
+        // Damage is what the checks prove (not a segment, a corrupt one); a layout version this
+        // build does not read, or a failure to map, is left for a shmbusd that can.
+        const Errc code = seg.error().code;
+        if (code == Errc::corrupt_segment || code == Errc::bad_magic) return drop(seg.error().message);
+        const int err = errno;
+        close(fd);
+        if (cursor_fd >= 0) close(cursor_fd);
+        if (out_of_resources(err)) return stop(seg.error().message, err);
+        report.ignored.push_back(file + ": " + seg.error().message);
+        return;
+    }
     if (seg->topic() != topic || seg->header().bus_id != bus_id_) return drop("header names another topic or bus");
     if (!seg->has_cursor_object() && cursor_fd >= 0) close(cursor_fd), cursor_fd = -1;
     topics_[topic] = std::make_unique<TopicEntry>(shm, fd, cursor_fd, TopicSupervisor(topic, std::move(seg.value())));

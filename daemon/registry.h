@@ -114,8 +114,10 @@ public:
         std::vector<std::string> adopted;
         std::vector<std::string> removed;  // "name: why"
         std::vector<std::string> ignored;  // not made by shmbusd, or not removable: "name: why"
+        std::optional<Error> stopped;      // out of descriptors or memory: adoption ended here, nothing removed
     };
-    // Re-adopts every valid segment of this bus found in /dev/shm; unlinks invalid ones.
+    // Re-adopts every valid segment of this bus found in /dev/shm; unlinks those proven damaged.
+    // Stops at the first resource error (EMFILE, ENFILE, ENOMEM), which `stopped` then names.
     AdoptReport adopt_existing();
     [[nodiscard]] std::string shm_name_for(const std::string& topic) const;
 

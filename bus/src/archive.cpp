@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "errno_error.h"
+#include "untrusted_files.h"
 #include "wall_clock.h"
 
 namespace shmbus {
@@ -122,6 +123,20 @@ bool write_all(int fd, const std::byte* data, std::size_t n) noexcept {
     }
     return true;
 }
+
+// Opens a file of an archive directory: never through a link, never blocking on a FIFO, and only
+// a regular file (open_checked_at). -1 with errno set (EACCES for a file that is not regular or
+// not ours to write) so that callers keep their own messages.
+int open_archive_file(int dir_fd, const std::string& name, int flags, mode_t mode = 0) noexcept {
+    auto fd = open_checked_at(dir_fd, name, flags, mode, (flags & (O_WRONLY | O_RDWR)) != 0);
+    return fd ? *fd : -1;  // errno: as open_checked_at left it
+}
+
+// Archive files and the directory are readable by anyone who can reach them: only shmbusd can (the
+// state directory and each topic's directory are 0700), and it hands the archive directory's
+// descriptor to the clients the ACL lets subscribe, whose uid may differ from shmbusd's.
+constexpr mode_t kArchiveFileMode = 0644;
+constexpr mode_t kArchiveDirMode = 0755;
 
 bool parse_log_name(const char* name, uint64_t& first_id) noexcept {
     if (std::strlen(name) != 24 || std::strcmp(name + 20, ".log") != 0) return false;
@@ -270,6 +285,7 @@ Result<Writer> Writer::open(int dir_fd, std::string topic, ArchiveSettings setti
     w.topic_ = std::move(topic);
     w.settings_ = settings;
     w.max_record_ = std::clamp<uint32_t>(max_record, 1, layout::kMaxArchiveRecord);
+    (void)::fchmod(dir_fd, kArchiveDirMode);  // readers of other uids list it through the descriptor they are handed
     auto files = list_logs(dir_fd);
     if (!files) return files.error();
     // A file that never got a whole header (a crash right after creating it) holds nothing.
@@ -288,8 +304,9 @@ Result<Writer> Writer::open(int dir_fd, std::string topic, ArchiveSettings setti
 // Scans the newest file, cuts it after its last whole record, rebuilds its index, and opens it
 // for appending.
 Status Writer::recover_last(const LogFile& file) {
-    const int fd = ::openat(dir_fd_, file.name.c_str(), O_RDWR | O_CLOEXEC);
+    const int fd = open_archive_file(dir_fd_, file.name, O_RDWR);
     if (fd < 0) return errno_error(Errc::io_error, "cannot open archive file " + file.name);
+    (void)::fchmod(fd, kArchiveFileMode);  // a file an older shmbusd made 0640
     const int check_fd = ::dup(fd);
     auto scanner = LogScanner::open(check_fd, topic_, file.name);
     if (!scanner) {
@@ -335,7 +352,12 @@ Status Writer::recover_last(const LogFile& file) {
         return errno_error(Errc::io_error, "cannot seek in archive file " + file.name);
     }
     const std::string idx = index_name(file.first_id);
-    const int ifd = ::openat(dir_fd_, idx.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    const int ifd = open_archive_file(dir_fd_, idx, O_RDWR | O_CREAT, kArchiveFileMode);
+    if (ifd >= 0 && (::ftruncate(ifd, 0) != 0 || ::fchmod(ifd, kArchiveFileMode) != 0)) {
+        ::close(ifd);
+        ::close(fd);
+        return errno_error(Errc::io_error, "cannot rebuild archive index " + idx);
+    }
     if (ifd < 0 || !write_all(ifd, reinterpret_cast<const std::byte*>(index.data()), index.size() * sizeof(ArchiveIndexEntry))) {
         if (ifd >= 0) ::close(ifd);
         ::close(fd);
@@ -360,10 +382,12 @@ Status Writer::start_file(uint64_t first_id) {
             return errno_error(Errc::io_error, "cannot move the damaged archive file " + name + " aside");
         (void)::unlinkat(dir_fd_, index_name(first_id).c_str(), 0);
     }
-    const int fd = ::openat(dir_fd_, name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    const int fd = open_archive_file(dir_fd_, name, O_RDWR | O_CREAT | O_EXCL, kArchiveFileMode);
     if (fd < 0) return errno_error(errno == ENOSPC ? Errc::no_space : Errc::io_error, "cannot create archive file " + name);
-    const int ifd = ::openat(dir_fd_, index_name(first_id).c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    if (ifd < 0) {
+    const int ifd = open_archive_file(dir_fd_, index_name(first_id), O_RDWR | O_CREAT, kArchiveFileMode);
+    // Modes set explicitly: a umask (systemd's UMask=0077) must not hide the archive from readers.
+    if (ifd < 0 || ::ftruncate(ifd, 0) != 0 || ::fchmod(fd, kArchiveFileMode) != 0 || ::fchmod(ifd, kArchiveFileMode) != 0) {
+        if (ifd >= 0) ::close(ifd);
         ::close(fd);
         return errno_error(Errc::io_error, "cannot create archive index " + index_name(first_id));
     }
@@ -465,7 +489,7 @@ Result<uint32_t> Writer::apply_retention(uint64_t now_ns) {
         bool too_old = false;
         if (settings_.retain_time.count() > 0) {
             // A file's newest record is at most as old as the next file's creation.
-            const int fd = ::openat(dir_fd_, (*files)[i + 1].name.c_str(), O_RDONLY | O_CLOEXEC);
+            const int fd = open_archive_file(dir_fd_, (*files)[i + 1].name, O_RDONLY);
             if (fd >= 0) {
                 ArchiveFileHeader h{};
                 if (::pread(fd, &h, sizeof h, 0) == ssize_t(sizeof h) && h.magic == layout::kArchiveMagic)
@@ -499,8 +523,10 @@ Status Reader::open_file(std::size_t index, uint64_t from_id, uint64_t from_time
     if (index >= files_.size()) return ok_status();
     current_first_ = files_[index].first_id;
     have_current_ = true;  // even if it cannot be opened: the next one is newer
-    const int fd = ::openat(dir_fd_.get(), files_[index].name.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return errno_error(errno == ENOENT ? Errc::topic_not_found : Errc::io_error, "cannot open archive file " + files_[index].name);
+    const int fd = open_archive_file(dir_fd_.get(), files_[index].name, O_RDONLY);
+    if (fd < 0)
+        return errno_error(errno == ENOENT ? Errc::topic_not_found : errno == EACCES ? Errc::permission_denied : Errc::io_error,
+                           "cannot open archive file " + files_[index].name);
     auto s = LogScanner::open(fd, topic_, files_[index].name);
     if (!s) return s.error();
     scanner_.emplace(std::move(*s));
@@ -510,7 +536,7 @@ Status Reader::open_file(std::size_t index, uint64_t from_id, uint64_t from_time
 // Starts the scanner at the last index entry before the wanted id or time: at most
 // kArchiveIndexEvery bytes are then read and stepped over.
 Status Reader::position_in_file(uint64_t from_id, uint64_t from_time) {
-    const int ifd = ::openat(dir_fd_.get(), index_name(files_[file_].first_id).c_str(), O_RDONLY | O_CLOEXEC);
+    const int ifd = open_archive_file(dir_fd_.get(), index_name(files_[file_].first_id), O_RDONLY);
     if (ifd < 0) return ok_status();  // no index: scan from the start
     struct stat st{};
     std::vector<ArchiveIndexEntry> entries;
@@ -558,7 +584,7 @@ Status Reader::seek_time(uint64_t time_ns) {
     // (or none does); begin two files earlier since clocks differ between publishers.
     std::size_t i = 0;
     for (; i + 1 < files_.size(); ++i) {
-        const int fd = ::openat(dir_fd_.get(), files_[i + 1].name.c_str(), O_RDONLY | O_CLOEXEC);
+        const int fd = open_archive_file(dir_fd_.get(), files_[i + 1].name, O_RDONLY);
         if (fd < 0) continue;
         auto s = LogScanner::open(fd, topic_, files_[i + 1].name);
         if (s && s->created_ns() >= time_ns) break;
@@ -661,8 +687,10 @@ struct FileScan {
 };
 
 Result<FileScan> scan_file(int dir_fd, const std::string& topic, const LogFile& f) {
-    const int fd = ::openat(dir_fd, f.name.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return errno_error(errno == ENOENT ? Errc::topic_not_found : Errc::io_error, "cannot open archive file " + f.name);
+    const int fd = open_archive_file(dir_fd, f.name, O_RDONLY);
+    if (fd < 0)
+        return errno_error(errno == ENOENT ? Errc::topic_not_found : errno == EACCES ? Errc::permission_denied : Errc::io_error,
+                           "cannot open archive file " + f.name);
     struct stat st{};
     (void)::fstat(fd, &st);
     auto s = LogScanner::open(fd, topic, f.name);
@@ -691,6 +719,21 @@ Result<FileScan> scan_file(int dir_fd, const std::string& topic, const LogFile& 
 }
 
 }  // namespace
+
+Status check_readable(int dir_fd) {
+    auto files = list_logs(dir_fd);
+    if (!files) return files.error();
+    for (const LogFile& f : *files) {  // the oldest that still exists (retention may delete one meanwhile)
+        const int fd = open_archive_file(dir_fd, f.name, O_RDONLY);
+        if (fd >= 0) {
+            ::close(fd);
+            return ok_status();
+        }
+        if (errno != ENOENT)
+            return errno_error(errno == EACCES ? Errc::permission_denied : Errc::io_error, "cannot open archive file " + f.name);
+    }
+    return ok_status();
+}
 
 Result<ArchiveInfo> describe(int dir_fd, std::string topic) {
     auto files = list_logs(dir_fd);

@@ -198,6 +198,11 @@ private:
     std::string why_;
 };
 
+// Whether this process can read the archive through `dir_fd`: the directory lists and its oldest
+// file opens. A subscriber asks before it relies on the archive, so that a reader the files are
+// closed to says so instead of quietly starting where the ring does.
+[[nodiscard]] Status check_readable(int dir_fd);
+
 [[nodiscard]] Result<ArchiveInfo> describe(int dir_fd, std::string topic);
 [[nodiscard]] Result<ArchiveVerifyReport> verify(int dir_fd, std::string topic);
 

@@ -319,6 +319,8 @@ Result<Subscriber> Client::subscribe(std::string_view topic, SubscribeOptions op
         if (!archive) return make_error(archive.error().code, "cannot open the archive of '" + std::string(topic) + "': " +
                                                                   archive.error().message);
         core->archive_dir = archive->first;
+        if (auto st = detail::archive::check_readable(core->archive_dir); !st)
+            return make_error(st.error().code, "cannot read the archive of '" + std::string(topic) + "': " + st.error().message);
     }
     core->begin(ok.position, ok.next_id, ok.resumed != 0);
     return Subscriber(std::move(core));
