@@ -397,22 +397,46 @@ struct Job {
     bool killed = false;
 };
 
-// SHMBUS_HEADER_<KEY>: the key in capitals, '-' and '.' as '_'.
+// SHMBUS_HEADER_<KEY>: the key in capitals, '-' and '.' as '_'; empty for a key that would not
+// make a valid environment name that way (any other character), which is then not exported.
 std::string header_variable(std::string_view key) {
     std::string name = "SHMBUS_HEADER_";
-    for (char c : key) name += (c == '-' || c == '.') ? '_' : char(std::toupper(static_cast<unsigned char>(c)));
+    for (char c : key) {
+        const auto u = static_cast<unsigned char>(c);
+        if (c == '-' || c == '.' || c == '_') name += '_';
+        else if (std::isalnum(u) && u < 0x80) name += char(std::toupper(u));
+        else return {};
+    }
     return name;
 }
 
-// The child's environment: ours, then the message's variables.
+// What the headers may add to a command's environment: the kernel refuses an exec whose strings
+// pass about 2 MiB in all (E2BIG), or one string past 128 KiB.
+constexpr std::size_t kMaxExportedHeader = 32 * 1024;       // one NAME=value
+constexpr std::size_t kMaxExportedHeaders = 256 * 1024;     // all of them
+
+// The child's environment: ours, then the message's variables. Headers that cannot be exported
+// (a key that makes no environment name, or past the size limits) are counted in
+// SHMBUS_HEADERS_OMITTED instead; values are passed as they are (exec takes no shell syntax).
 std::vector<std::string> job_environment(const std::string& topic, const shmbus::Message& m) {
     std::vector<std::string> env;
     for (char** e = environ; *e != nullptr; ++e)
-        if (std::strncmp(*e, "SHMBUS_HEADER_", 14) != 0) env.emplace_back(*e);
+        if (std::strncmp(*e, "SHMBUS_HEADER", 13) != 0) env.emplace_back(*e);
     env.push_back("SHMBUS_TOPIC=" + topic);
     env.push_back("SHMBUS_MESSAGE_ID=" + std::to_string(m.id));
     env.push_back("SHMBUS_ATTEMPT=" + std::to_string(m.attempt));
-    for (const shmbus::Header& h : m.headers) env.push_back(header_variable(h.key) + "=" + std::string(h.value));
+    std::size_t exported = 0, omitted = 0;
+    for (const shmbus::Header& h : m.headers) {
+        const std::string name = header_variable(h.key);
+        const std::size_t size = name.size() + 1 + h.value.size() + 1;
+        if (name.empty() || size > kMaxExportedHeader || exported + size > kMaxExportedHeaders) {
+            ++omitted;
+            continue;
+        }
+        exported += size;
+        env.push_back(name + "=" + std::string(h.value));
+    }
+    if (omitted != 0) env.push_back("SHMBUS_HEADERS_OMITTED=" + std::to_string(omitted));
     return env;
 }
 
@@ -436,18 +460,43 @@ pid_t start_job(const std::string& command, const std::string& topic, const shmb
     std::vector<char*> envp;
     for (const auto& e : env) envp.push_back(const_cast<char*>(e.c_str()));
     envp.push_back(nullptr);
+    // A failed exec reports its errno through this pipe (closed by a successful exec), so that
+    // "cannot start /bin/sh: Argument list too long" is not mistaken for the command's status 127.
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) != 0) {
+        close(input);
+        return -1;
+    }
     const pid_t pid = fork();
     if (pid == 0) {
+        close(report[0]);
         setpgid(0, 0);
         signal(SIGPIPE, SIG_DFL);  // ignored here; an ignored signal stays ignored across exec
         dup2(input, STDIN_FILENO);
         char sh[] = "/bin/sh", dash_c[] = "-c";
         char* argv[] = {sh, dash_c, const_cast<char*>(command.c_str()), nullptr};
         execve("/bin/sh", argv, envp.data());
+        const int err = errno;
+        (void)!write(report[1], &err, sizeof err);
         _exit(127);
     }
     close(input);
-    if (pid > 0) setpgid(pid, pid);  // also here, so a kill before the child ran setpgid finds the group
+    close(report[1]);
+    if (pid < 0) {
+        close(report[0]);
+        return -1;
+    }
+    setpgid(pid, pid);  // also here, so a kill before the child ran setpgid finds the group
+    int exec_errno = 0;
+    ssize_t n;
+    do n = read(report[0], &exec_errno, sizeof exec_errno);
+    while (n < 0 && errno == EINTR);
+    close(report[0]);
+    if (n == ssize_t(sizeof exec_errno)) {
+        (void)waitpid(pid, nullptr, 0);
+        errno = exec_errno;
+        return -1;
+    }
     return pid;
 }
 

@@ -5,9 +5,11 @@
 #include <pwd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cctype>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 #include "shmbus/names.h"
 #include "untrusted_files.h"
@@ -53,8 +55,13 @@ template <class Entry, class Lookup, class Id>
 std::optional<uint32_t> resolve(const std::string& name, Lookup lookup, Id Entry::*id) {
     if (all_digits(name)) return numeric_id(name);
     Entry entry{}, *found = nullptr;
-    char buf[4096];
-    if (lookup(name.c_str(), &entry, buf, sizeof buf, &found) != 0 || found == nullptr) return std::nullopt;
+    // A group with many members has a long entry: the buffer grows while the lookup says ERANGE
+    // (up to 64 MiB, far past any real /etc/group line), so a long entry is never "no such group".
+    std::vector<char> buf(4096);
+    int rc;
+    while ((rc = lookup(name.c_str(), &entry, buf.data(), buf.size(), &found)) == ERANGE && buf.size() < (64u << 20))
+        buf.resize(buf.size() * 4);
+    if (rc != 0 || found == nullptr) return std::nullopt;
     return entry.*id;
 }
 
@@ -79,6 +86,18 @@ void check_pattern(const std::string& source, const toml::node& n, const std::st
     for (char c : pattern)
         if (!std::isalnum(static_cast<unsigned char>(c)) && std::string_view("._-*?[]!").find(c) == std::string_view::npos)
             fail(source, n.source(), "topic pattern '" + pattern + "' has a character no topic name has: '" + std::string(1, c) + "'");
+    // Every '[' opens a set that a ']' closes (a ']' first in the set, or after '!', belongs to it):
+    // an open one would match its '[' literally, which is never what was meant.
+    for (std::size_t i = 0; i < pattern.size(); ++i) {
+        if (pattern[i] != '[') continue;
+        std::size_t j = i + 1;
+        if (j < pattern.size() && pattern[j] == '!') ++j;
+        if (j < pattern.size() && pattern[j] == ']') ++j;
+        j = pattern.find(']', j);
+        if (j == std::string::npos)
+            fail(source, n.source(), "topic pattern '" + pattern + "' has a '[' that no ']' closes");
+        i = j;
+    }
 }
 
 const toml::array& array_value(const std::string& source, const toml::node& n, const std::string& key) {
@@ -288,7 +307,10 @@ Result<Config> parse_config(std::string_view text, const std::string& source) no
 
 Result<Config> load_config(const std::string& path) noexcept {
     auto text = detail::read_bounded_file(AT_FDCWD, path, detail::kMaxTomlBytes);
-    if (!text) return make_error(Errc::invalid_argument, "cannot read configuration file: " + text.error().message);
+    if (!text) {
+        if (text.error().code == Errc::topic_not_found) return make_error(Errc::invalid_argument, "cannot read configuration file " + path);
+        return make_error(Errc::invalid_argument, "cannot read configuration file " + path + ": " + text.error().message);
+    }
     return parse_config(*text, path);
 }
 

@@ -112,7 +112,15 @@ std::optional<Error> RequestHandlers::refused(const Conn& c, const std::string& 
         return make_error(Errc::permission_denied, "topic '" + topic + "' was made by an older shmbusd and is served to "
                                                    "the bus owner alone; delete and create it again to share it");
     }
-    spdlog::warn("denied: uid {} pid {} may not {} topic '{}' ({})", c.who.uid, c.process.pid, operation_name(op), topic, d.rule);
+    uint64_t suppressed = 0;
+    const std::string kind = std::to_string(c.who.uid) + " " + operation_name(op) + " " + topic;
+    if (denials_.allow(kind, detail::monotonic_ns(), suppressed)) {
+        if (suppressed == 0)
+            spdlog::warn("denied: uid {} pid {} may not {} topic '{}' ({})", c.who.uid, c.process.pid, operation_name(op), topic, d.rule);
+        else
+            spdlog::warn("denied: uid {} pid {} may not {} topic '{}' ({}); {} more such denials in the last second not logged",
+                         c.who.uid, c.process.pid, operation_name(op), topic, d.rule, suppressed);
+    }
     return make_error(Errc::permission_denied, "permission denied: uid " + std::to_string(c.who.uid) + " may not " + doing(op) +
                                                    " topic '" + topic + "'");
 }

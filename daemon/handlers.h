@@ -11,6 +11,7 @@
 #include "access_control.h"
 #include "config.h"
 #include "connection.h"
+#include "log_limit.h"
 #include "protocol.h"
 #include "registry.h"
 #include "wall_clock.h"
@@ -50,7 +51,8 @@ public:
     void on_disconnect(const Conn& c);
 
 private:
-    // An error, logged once with the rule that decided, unless `c` may do `op` to `topic`.
+    // An error, logged with the rule that decided (a repeated denial at most once a second, with a
+    // count of those left out), unless `c` may do `op` to `topic`.
     [[nodiscard]] std::optional<Error> refused(const Conn& c, const std::string& topic, Operation op) const;
     // The access a request needs for `topic`, checked: `op`, and admin too if it would create it.
     [[nodiscard]] std::optional<Error> refused_unless(const Conn& c, const std::string& topic, Operation op,
@@ -82,6 +84,7 @@ private:
     std::size_t clients_ = 0;
     uint64_t bus_id_;
     Archives& archives_;
+    mutable LogLimit denials_;  // refused() is const: a denial changes no state but the log's
 };
 
 }  // namespace shmbus::daemon

@@ -201,7 +201,18 @@ bool Server::refuse_one_client() {
     if (spare_fd_ >= 0) {
         close(spare_fd_);
         const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (fd >= 0) close(fd);
+        if (fd >= 0) {
+            // Told why before it is closed (request id 0: about the connection, not a request),
+            // so the client does not take a closed connection for a shmbusd that is not running.
+            const auto e = make_error(Errc::io_error, "shmbusd is out of file descriptors (" + std::string(strerror(why)) +
+                                                          ") and refused this connection; raise its limit (ulimit -n, "
+                                                          "LimitNOFILE=) or close idle clients");
+            protocol::ErrorReply body{};
+            body.code = uint32_t(e.code);
+            detail::copy_name(body.message, e.message);
+            (void)detail::send_frame(fd, protocol::Type::error, 0, &body, sizeof body);
+            close(fd);
+        }
         spare_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (fd < 0) return false;  // nobody was waiting
     } else {

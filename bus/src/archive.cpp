@@ -687,10 +687,9 @@ struct FileScan {
 };
 
 Result<FileScan> scan_file(int dir_fd, const std::string& topic, const LogFile& f) {
-    const int fd = open_archive_file(dir_fd, f.name, O_RDONLY);
-    if (fd < 0)
-        return errno_error(errno == ENOENT ? Errc::topic_not_found : errno == EACCES ? Errc::permission_denied : Errc::io_error,
-                           "cannot open archive file " + f.name);
+    auto opened = open_checked_at(dir_fd, f.name, O_RDONLY);
+    if (!opened) return make_error(opened.error().code, "archive file " + opened.error().message);
+    const int fd = *opened;
     struct stat st{};
     (void)::fstat(fd, &st);
     auto s = LogScanner::open(fd, topic, f.name);

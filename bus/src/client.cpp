@@ -184,11 +184,14 @@ Result<std::pair<Ok, Segment>> request_segment(ControlChannel& channel, protocol
 
 // Where a member's dead letters go: the topic `<topic>.dlq`, opened on the first one. A letter
 // that cannot be published now (the topic is full) is tried again later by the member.
-std::function<Publisher*()> Client::publisher_on_demand(const std::shared_ptr<ControlChannel>& channel, std::string topic) {
+std::function<Publisher*()> Client::publisher_on_demand(const std::shared_ptr<ControlChannel>& channel, std::string topic,
+                                                        TopicConfig create) {
     auto publisher = std::make_shared<std::optional<Publisher>>();
-    return [channel, publisher, topic = std::move(topic)]() -> Publisher* {
+    return [channel, publisher, topic = std::move(topic), create]() -> Publisher* {
         if (!*publisher) {
-            auto p = open_publisher(channel, topic, PublisherOptions{});
+            PublisherOptions options;
+            options.create_config = create;
+            auto p = open_publisher(channel, topic, options);
             if (!p) return nullptr;
             publisher->emplace(std::move(p.value()));
         }
@@ -196,9 +199,28 @@ std::function<Publisher*()> Client::publisher_on_demand(const std::shared_ptr<Co
     };
 }
 
+namespace {
+
+// Bytes a dead letter adds to its message: six headers of origin (the reason up to
+// kMaxHeaderValue), with their keys and lengths, rounded up generously.
+constexpr uint64_t kDeadLetterAllowance = 8192;
+
+// A dead-letter topic made on first use holds any message of its topic with its dead-letter
+// headers (one made with the defaults refused a large one, which then waited in retry forever).
+TopicConfig dead_letter_config(const TopicConfig& source) noexcept {
+    TopicConfig c;
+    const uint64_t needed = uint64_t(source.max_message) + kDeadLetterAllowance;
+    c.capacity = std::max<uint64_t>(source.capacity, kMinCapacity);
+    while (max_message_for(c.capacity) < needed && c.capacity < kMaxCapacity) c.capacity *= 2;
+    c.max_message = uint32_t(std::min<uint64_t>(needed, max_message_for(c.capacity)));
+    return c;
+}
+
+}  // namespace
+
 std::function<bool(const detail::DeadLetterInfo&)> Client::dead_letter_to(const std::shared_ptr<ControlChannel>& channel,
-                                                                         std::string topic) {
-    return [publisher = publisher_on_demand(channel, topic + ".dlq"), topic](const detail::DeadLetterInfo& letter) {
+                                                                         std::string topic, const TopicConfig& source) {
+    return [publisher = publisher_on_demand(channel, topic + ".dlq", dead_letter_config(source)), topic](const detail::DeadLetterInfo& letter) {
         Publisher* dlq = publisher();
         if (dlq == nullptr) return false;
         const Message& m = letter.message;
@@ -280,7 +302,7 @@ Result<Subscriber> Client::join_group(std::string_view topic, SubscribeOptions o
     layout::GroupBlock* block = detail::group_of_member(core->seg, member, group_slot);
     if (block == nullptr) return make_error(Errc::protocol_error, "shmbusd's reply names no group in the topic's segment");
     core->group.reset(new (std::nothrow) detail::GroupMember(core->seg, member, uint32_t(req.token), group_slot, *block,
-                                                             dead_letter_to(channel_, std::string(topic)),
+                                                             dead_letter_to(channel_, std::string(topic), core->seg.config()),
                                                              repark_to(channel_, std::string(topic))));
     if (!core->group) return make_error(Errc::io_error, "out of memory");
     core->resumed = r->first.resumed != 0;

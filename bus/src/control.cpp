@@ -85,7 +85,9 @@ bool recv_frame(int sock, std::vector<std::byte>& buf, PassedFds& fds, std::stri
         return false;
     }
     if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
-        why = "oversized frame";
+        // MSG_CTRUNC alone: the kernel could not install the passed descriptors here.
+        why = (msg.msg_flags & MSG_TRUNC) ? "oversized frame"
+                                          : "the descriptors it passed were dropped: this process is out of file descriptors";
         fds.close_all();
         buf.clear();
         return true;  // the caller's parse_frame rejects the empty buffer
@@ -162,7 +164,10 @@ Status ControlChannel::dial() noexcept {
         return make_error(Errc::invalid_argument, "bus directory path too long for a Unix socket: " + dir_);
     std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
     const int sock = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-    if (sock < 0) return make_error(Errc::io_error, std::string("socket: ") + strerror(errno));
+    if (sock < 0)
+        return make_error(Errc::io_error, std::string(errno == EMFILE || errno == ENFILE ? "this process is out of file descriptors"
+                                                                                          : "cannot make a socket") +
+                                              " (socket: " + strerror(errno) + ")");
     // A Unix connect() waits while the listener's backlog is full, up to the send timeout: a hung
     // shmbusd then costs the request's deadline, not forever. Cleared once connected.
     const timeval limit{time_t(timeout_.count() / 1000), suseconds_t(timeout_.count() % 1000 * 1000)};
@@ -364,7 +369,10 @@ Result<Reply> ControlChannel::exchange(protocol::Type type, const void* body, st
             fds.close_all();
             return make_error(Errc::protocol_error, "malformed reply from shmbusd");
         }
-        if (h.request_id != id) {  // a stale reply to a request that timed out earlier
+        // Request id 0 is about the connection itself (shmbusd refusing it, or a malformed frame):
+        // its error answers this request too. Any other id: a stale reply to a request that timed out.
+        const bool about_connection = h.request_id == 0 && protocol::Type(h.type) == protocol::Type::error;
+        if (h.request_id != id && !about_connection) {
             fds.close_all();
             continue;
         }

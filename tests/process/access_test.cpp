@@ -251,6 +251,46 @@ TEST_F(OtherUser, TopicsNoRuleCoversAreInvisibleAndRefused) {
     EXPECT_NE(log.find("may not subscribe topic 'secret' (no acl entry matches)"), std::string::npos) << log;
 }
 
+// The subscribe right reaches the archive: another uid replays from disk what the ring no longer
+// holds, every message once and in order, through the directory descriptor shmbusd hands it.
+TEST_F(OtherUser, ASubscriberOfAnotherUidReplaysTheArchive) {
+    constexpr uint64_t kCount = 5000;
+    auto root = connect();
+    ASSERT_TRUE(root.has_value());
+    TopicConfig small;
+    small.capacity = 16384;  // the ring keeps a few hundred: the rest only the archive has
+    ASSERT_TRUE(root->create_topic("public.archived", small).has_value());
+    ASSERT_TRUE(root->set_archive("public.archived", {}).has_value());
+    {
+        auto pub = root->publisher("public.archived");
+        ASSERT_TRUE(pub.has_value());
+        for (uint64_t i = 0; i < kCount; ++i) ASSERT_EQ(pub->publish("m" + std::to_string(i), 5s), PublishStatus::ok) << i;
+    }
+    ASSERT_TRUE(eventually([&] {
+        auto info = root->archive_info("public.archived");
+        return info && info->records == kCount;
+    }));
+    const auto out = as_nobody([&]() -> std::string {
+        auto c = Client::connect(options_for(dir));
+        CHECK(c.has_value(), "connect: " + c.error().message);
+        SubscribeOptions so;
+        so.from = StartFrom::earliest;
+        auto sub = c->subscribe("public.archived", so);
+        CHECK(sub.has_value(), "subscribe: " + sub.error().message);
+        uint64_t next = 0;
+        std::string wrong;
+        for (int i = 0; i < 2000 && next < kCount && wrong.empty(); ++i)
+            (void)sub->receive([&](const Message& m) {
+                if (m.id != next || m.text() != "m" + std::to_string(next) || m.lost_before != 0) wrong = "id " + std::to_string(m.id);
+                ++next;
+            }, 10ms, 1024);
+        CHECK(wrong.empty(), "out of order or damaged at " + wrong);
+        CHECK(next == kCount, "received " + std::to_string(next) + " of " + std::to_string(kCount));
+        return {};
+    });
+    EXPECT_EQ(out.status, 0) << out.failure;
+}
+
 TEST_F(OtherUser, AUserOutsideTheGroupCannotConnect) {
     const auto out = as_other_user(12345, [&]() -> std::string {
         auto c = Client::connect(options_for(dir));

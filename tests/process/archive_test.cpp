@@ -290,7 +290,7 @@ TEST_F(Archive, AFullDiskHoldsPublishersBackWithAClearErrorAndLosesNothing) {
     stop_daemon();
     const std::string state = dir + "/state";
     std::filesystem::create_directories(state);
-    if (::mount("tmpfs", state.c_str(), "tmpfs", 0, "size=1m") != 0) GTEST_SKIP() << "cannot mount a small tmpfs: " << strerror(errno);
+    if (::mount("tmpfs", state.c_str(), "tmpfs", 0, "size=1m,mode=0700") != 0) GTEST_SKIP() << "cannot mount a small tmpfs: " << strerror(errno);
     struct Unmount {
         std::string where;
         ~Unmount() { ::umount2(where.c_str(), MNT_DETACH); }
@@ -313,7 +313,7 @@ TEST_F(Archive, AFullDiskHoldsPublishersBackWithAClearErrorAndLosesNothing) {
     EXPECT_TRUE(report->ok()) << report->damage.front();
 
     // Room again: the restarted archiver catches up with everything that was published.
-    ASSERT_EQ(::mount("tmpfs", state.c_str(), "tmpfs", MS_REMOUNT, "size=16m"), 0) << strerror(errno);
+    ASSERT_EQ(::mount("tmpfs", state.c_str(), "tmpfs", MS_REMOUNT, "size=16m,mode=0700"), 0) << strerror(errno);
     uint64_t published = 0;
     {
         std::istringstream log(read_file(path("pub.log")));
