@@ -413,7 +413,7 @@ std::string header_variable(std::string_view key) {
 // What the headers may add to a command's environment: the kernel refuses an exec whose strings
 // pass about 2 MiB in all (E2BIG), or one string past 128 KiB.
 constexpr std::size_t kMaxExportedHeader = 32 * 1024;       // one NAME=value
-constexpr std::size_t kMaxExportedHeaders = 256 * 1024;     // all of them
+constexpr std::size_t kMaxExportedHeaders = 128 * 1024;     // all of them
 
 // The child's environment: ours, then the message's variables. Headers that cannot be exported
 // (a key that makes no environment name, or past the size limits) are counted in

@@ -1,17 +1,60 @@
 // Fuzz target: the text parsers of the CLI and the library (sizes, durations, names), shmbusd's
-// configuration file, and the decoding of numbers that arrive on the wire. None may crash, and each accepted value must be
+// configuration file (and the shape check its state files pass first), an archive file's records
+// as every archive reader scans them, and the decoding of numbers that arrive on the wire. None may crash, and each accepted value must be
 // consistent with what was parsed.
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <cstdlib>
 #include <string>
 #include <string_view>
 
 #include "access_control.h"
+#include "archive.h"
 #include "config.h"
 #include "control.h"
 #include "protocol.h"
 #include "shmbus/names.h"
 #include "shmbus/result.h"
+#include "untrusted_files.h"
+
+namespace {
+
+// `data` as the records of an archive file of topic "t" behind a valid header (max_record from
+// the first byte): the scan yields records inside the file, with rising ids, and then stops.
+void scan_as_archive_file(const uint8_t* data, size_t size) {
+    using namespace shmbus::layout;
+    ArchiveFileHeader h{};
+    h.magic = kArchiveMagic;
+    h.version_major = kArchiveVersionMajor;
+    h.version_minor = kArchiveVersionMinor;
+    h.header_size = sizeof h;
+    h.max_record = size > 0 ? uint32_t(data[0]) * 16 + 1 : 0;
+    std::memcpy(h.topic, "t", 2);
+    h.crc = shmbus::detail::archive::crc32c(0, &h, offsetof(ArchiveFileHeader, crc));
+    const int fd = memfd_create("fuzz-archive", MFD_CLOEXEC);
+    if (fd < 0) return;
+    if (::write(fd, &h, sizeof h) != ssize_t(sizeof h) || ::write(fd, data, size) != ssize_t(size)) {
+        ::close(fd);
+        return;
+    }
+    auto scanner = shmbus::detail::archive::LogScanner::open(fd, "t", "fuzz.log");
+    if (!scanner) std::abort();  // the header is valid
+    shmbus::detail::archive::StoredRecord r;
+    uint64_t previous = 0;
+    bool any = false;
+    while (scanner->next(r) == shmbus::detail::archive::LogScanner::Step::record) {
+        if (r.offset + sizeof(ArchiveRecordHeader) + r.body.size() > sizeof h + size) std::abort();
+        if (r.body.size() > h.max_record || (any && r.id <= previous)) std::abort();
+        previous = r.id;
+        any = true;
+    }
+}
+
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const std::string_view text(reinterpret_cast<const char*>(data), size);
@@ -30,6 +73,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     } else if (config.error().message.rfind("fuzz.toml", 0) != 0) {
         std::abort();
     }
+    if (auto why = shmbus::detail::toml_shape_error(text); why && why->empty()) std::abort();
+    scan_as_archive_file(data, size);
     if (size >= 4) {
         uint32_t code = 0;
         std::memcpy(&code, data, 4);

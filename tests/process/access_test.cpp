@@ -291,6 +291,30 @@ TEST_F(OtherUser, ASubscriberOfAnotherUidReplaysTheArchive) {
     EXPECT_EQ(out.status, 0) << out.failure;
 }
 
+// A client asking again and again for what it may not have costs the log one line a second,
+// with a count of the rest.
+TEST_F(OtherUser, RepeatedDenialsAreLoggedOnceASecondWithACount) {
+    ASSERT_TRUE(connect()->create_topic("prices", {}).has_value());
+    const auto out = as_nobody([&]() -> std::string {
+        auto c = Client::connect(options_for(dir));
+        CHECK(c.has_value(), "connect: " + c.error().message);
+        for (int i = 0; i < 3000; ++i) {
+            auto p = c->publisher("prices");
+            CHECK(!p.has_value() && p.error().code == Errc::permission_denied, "publish was not refused");
+        }
+        std::this_thread::sleep_for(1100ms);
+        CHECK(!c->publisher("prices").has_value(), "publish was not refused");  // logged, with the count before it
+        return {};
+    });
+    EXPECT_EQ(out.status, 0) << out.failure;
+    const std::string log = read_file(path("daemon.log"));
+    std::size_t lines = 0;
+    for (std::size_t at = log.find("denied: uid 65534"); at != std::string::npos; at = log.find("denied: uid 65534", at + 1)) ++lines;
+    EXPECT_GE(lines, 2u);
+    EXPECT_LE(lines, 10u) << "3,001 denials in about 1.5 s";
+    EXPECT_NE(log.find("more such denials in the last second not logged"), std::string::npos) << log;
+}
+
 TEST_F(OtherUser, AUserOutsideTheGroupCannotConnect) {
     const auto out = as_other_user(12345, [&]() -> std::string {
         auto c = Client::connect(options_for(dir));

@@ -373,6 +373,33 @@ TEST_F(WorkQueue, CliHeadersGoInWithPubAndComeOutAsJson) {
     EXPECT_EQ(cli({"pub", "orders", "--header", "bad key=1", "x"}).code, 2);
 }
 
+// Headers reach `--exec` as environment variables within what exec accepts (128 KiB of them):
+// the rest are counted in SHMBUS_HEADERS_OMITTED, and the command still runs.
+TEST_F(WorkQueue, ExecExportsHeadersWithinExecsLimitsAndCountsTheRest) {
+    { const auto made = cli({"topic", "create", "jobs", "--max-message", "1MiB", "--capacity", "16MiB"}); ASSERT_EQ(made.code, 0) << made.err; }
+    ASSERT_EQ(cli({"group", "create", "jobs", "workers"}).code, 0);
+    std::vector<Header> headers{{"plain", "v0"}};
+    const std::string big(4000, 'h');
+    std::vector<std::string> keys;
+    for (int i = 0; i < 40; ++i) keys.push_back("big" + std::to_string(i));
+    for (const std::string& k : keys) headers.push_back({k, big});
+    {
+        auto c = connect();
+        ASSERT_TRUE(c);
+        auto pub = c->publisher("jobs");
+        ASSERT_TRUE(pub);
+        ASSERT_EQ(pub->publish(std::string_view("payload"), headers), PublishStatus::ok);
+    }
+    const std::string log = path("exec.log");
+    const std::string command = "env | grep '^SHMBUS_HEADER' | sort > " + log;
+    auto r = cli({"sub", "jobs", "--group", "workers", "--exec", command, "--count", "1"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    const std::string env = read_file(log);
+    EXPECT_NE(env.find("SHMBUS_HEADER_PLAIN=v0\n"), std::string::npos) << env;
+    EXPECT_NE(env.find("SHMBUS_HEADER_BIG0="), std::string::npos) << "headers within the limits are exported";
+    EXPECT_NE(env.find("SHMBUS_HEADERS_OMITTED="), std::string::npos) << env.substr(0, 200);
+}
+
 // `sub --exec`: the payload on stdin, the message in the environment; exit 0 acks, anything
 // else nacks until the dead-letter topic; `dlq list` and `dlq replay` then bring it back.
 TEST_F(WorkQueue, ExecAcksOnSuccessNacksOnFailureAndDlqReplays) {

@@ -1,9 +1,14 @@
 // The configuration file and the access rules it carries: what parses, what is refused (with
 // the line), and who the rules let do what.
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <iterator>
 
 #include "access_control.h"
 #include "config.h"
+#include "untrusted_files.h"
 
 namespace shmbus::daemon {
 namespace {
@@ -111,6 +116,49 @@ TEST(Config, ArchivedTopicsAndTheStateDirectory) {
               "test.toml:3: 'fsync' must be never, interval or always");
     EXPECT_EQ(parse_error("[defaults]\narchive = true\n"), "test.toml:2: 'archive' belongs in a [topics.NAME] table, not in [defaults]");
     EXPECT_EQ(parse_error("[bus]\nstate_dir = \"relative\"\n"), "test.toml:2: 'state_dir' must be an absolute path");
+}
+
+TEST(Config, AnUnclosedSetInAPatternIsAnError) {
+    EXPECT_EQ(parse_error("[[acl]]\ntopics = [\"a[\"]\n"), "test.toml:2: topic pattern 'a[' has a '[' that no ']' closes");
+    EXPECT_EQ(parse_error("[[acl]]\ntopics = [\"a[!]\"]\n"), "test.toml:2: topic pattern 'a[!]' has a '[' that no ']' closes");
+    EXPECT_EQ(parse_ok("[[acl]]\ntopics = [\"a[]x]\", \"b[!c]*\", \"c]\"]\n").acl.size(), 1u);
+}
+
+// Text that would exhaust toml++'s stack is refused before it is parsed, with the line; text
+// that merely looks alike (dots in strings, comments and numbers) is not.
+TEST(Config, TextDeepEnoughToExhaustTheParserIsRefusedFirst) {
+    std::string dotted = "[k";
+    for (int i = 0; i < 50'000; ++i) dotted += ".k";
+    dotted += "]\n";
+    EXPECT_EQ(parse_error("# a comment\n" + dotted), "test.toml: line 2: a key or table name of more than 32 dotted parts");
+    std::string nested = "[bus]\nx = ";
+    for (int i = 0; i < 10'000; ++i) nested += "[";
+    EXPECT_EQ(parse_error(nested), "test.toml: line 2: arrays or tables nested more than 32 deep");
+    EXPECT_EQ(parse_error(std::string(detail::kMaxTomlBytes + 1, ' ')).rfind("test.toml: it is 1048577 bytes, more than the 1048576 allowed", 0), 0u);
+    std::string fine = "[bus]\nlog_level = \"" + std::string(100, '.') + "\" # " + std::string(100, '.') + "\n";
+    EXPECT_EQ(parse_error(fine), "test.toml:2: 'log_level' must be one of trace, debug, info, warn, error, critical, off");
+    EXPECT_EQ(parse_ok("[defaults]\ncapacity = \"1MiB\"\n[topics.a-b]\nmax_message = \"1KiB\"\n").topics.size(), 1u);
+}
+
+// A group whose /etc/group line is longer than a first lookup buffer (4 KiB) is still a group:
+// the lookup grows its buffer on ERANGE. The test adds such a group for its own duration.
+TEST(Config, AGroupWithALongEntryIsFound) {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root: adds a line to /etc/group";
+    const std::string name = "shmbus-long-" + std::to_string(getpid());
+    std::string line = name + ":x:64321:";
+    for (int i = 0; i < 1500; ++i) line += (i ? ",member" : "member") + std::to_string(i);
+    ASSERT_GT(line.size(), 8192u);
+    struct Restore {
+        std::string saved = read_whole("/etc/group");
+        ~Restore() { std::ofstream("/etc/group", std::ios::trunc) << saved; }
+        static std::string read_whole(const char* path) {
+            std::ifstream f(path);
+            return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+        }
+    } restore;
+    ASSERT_FALSE(restore.saved.empty());
+    std::ofstream("/etc/group", std::ios::app) << (restore.saved.back() == '\n' ? "" : "\n") << line << "\n";
+    EXPECT_EQ(parse_ok("[bus]\naccess_group = \"" + name + "\"\n").access_group, std::optional<gid_t>(64321));
 }
 
 TEST(Config, AMissingFileIsAClearError) {
