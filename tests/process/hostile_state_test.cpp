@@ -140,6 +140,11 @@ TEST_F(HostileState, AConfigurationDeepEnoughToOverflowTheParserIsRefused) {
 // removes nothing; restarted with enough, it has every topic back with its messages.
 TEST_F(HostileState, ARestartUnderALowerDescriptorLimitDeletesNothing) {
     if (!fs::exists("/usr/bin/prlimit")) GTEST_SKIP() << "needs prlimit (util-linux)";
+#if defined(__SANITIZE_ADDRESS__)
+    // UBSan's vptr check probes memory through a pipe: out of descriptors, it reports every
+    // virtual call as an invalid object, so the sanitized shmbusd cannot run at the limit.
+    GTEST_SKIP() << "a sanitized shmbusd cannot run out of descriptors (UBSan needs one per check)";
+#endif
     start_daemon();
     constexpr int kTopics = 200;
     {
