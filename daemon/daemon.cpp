@@ -1,4 +1,5 @@
 #include "daemon.h"
+#include "untrusted_files.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -53,18 +54,7 @@ Status Daemon::prepare_dir() {
     // Absolute and canonical: segments record it, and another bus's gc judges from its own
     // working directory whether it still exists.
     if (auto canonical = std::filesystem::canonical(options_.dir, ec); !ec) options_.dir = canonical.string();
-    struct stat st{};
-    if (lstat(options_.dir.c_str(), &st) != 0) return errno_error(Errc::permission_denied, "cannot stat " + options_.dir);
-    if (!S_ISDIR(st.st_mode)) return make_error(Errc::permission_denied, "bus directory " + options_.dir + " is not a directory");
-    if (st.st_uid != geteuid())
-        return make_error(Errc::permission_denied, "bus directory " + options_.dir + " belongs to uid " + std::to_string(st.st_uid) +
-                                                       ", not to shmbusd's uid " + std::to_string(geteuid()) +
-                                                       ": another user may have made it; use a directory of your own");
-    if ((st.st_mode & 022) != 0)
-        return make_error(Errc::permission_denied, "bus directory " + options_.dir + " is writable by others (mode " +
-                                                       detail::mode_text(st.st_mode) + "); make it private first: chmod go-w " +
-                                                       options_.dir);
-    return ok_status();
+    return detail::check_private_dir(options_.dir, "bus directory", false);
 }
 
 Status Daemon::take_lock() {

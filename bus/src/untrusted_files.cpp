@@ -63,7 +63,7 @@ Status check_private_dir(const std::string& path, std::string_view what, bool cr
     if (S_ISLNK(st.st_mode)) return make_error(Errc::permission_denied, label + " is a symbolic link; refusing to follow it");
     if (!S_ISDIR(st.st_mode)) return make_error(Errc::permission_denied, label + " is not a directory");
     if (st.st_uid != ::geteuid())
-        return make_error(Errc::permission_denied, label + " belongs to uid " + std::to_string(st.st_uid) + ", not to uid " +
+        return make_error(Errc::permission_denied, label + " belongs to uid " + std::to_string(st.st_uid) + ", not to shmbusd's uid " +
                                                        std::to_string(::geteuid()) +
                                                        ": another user may have made it; use a directory of your own");
     if ((st.st_mode & 022) != 0)

@@ -23,7 +23,7 @@ namespace shmbus::detail {
 [[nodiscard]] Result<int> open_checked_at(int dir_fd, const std::string& name, int flags, mode_t mode = 0,
                                           bool own = false) noexcept;
 
-// A directory only this process's uid may change: it exists (made 0700 with `create`), is no link,
+// A directory only this process's uid (shmbusd's: the bus directory, the state directory) may change: it exists (made 0700 with `create`), is no link,
 // belongs to the effective uid and is writable by nobody else. `what` names it in the error
 // ("state directory /var/lib/shmbus belongs to uid 1001 ...").
 [[nodiscard]] Status check_private_dir(const std::string& path, std::string_view what, bool create) noexcept;
