@@ -109,6 +109,7 @@ nlohmann::json group_json(const shmbus::GroupStats& g) {
             {"lag", g.lag},
             {"in_flight", g.in_flight},
             {"waiting_retry", g.waiting_retry},
+            {"dead_letters_refused", g.dead_letters_refused},
             {"delivered", g.delivered},
             {"acked", g.acked},
             {"redelivered", g.redelivered},
@@ -143,6 +144,11 @@ void print_group_text(const shmbus::GroupStats& g) {
                 (unsigned long long)g.lag, (unsigned long long)g.in_flight, (unsigned long long)g.waiting_retry,
                 (unsigned long long)g.acked, (unsigned long long)g.redelivered, (unsigned long long)g.nacked,
                 (unsigned long long)g.dead_lettered, oldest_text(g).c_str());
+    // Said only when it happens: a message that can never be dead-lettered as it is.
+    if (g.dead_letters_refused != 0)
+        std::printf("  group     %-20s %llu message(s) refused by the dead-letter topic (too large for it); they wait "
+                    "in retry until it can take them\n",
+                    g.name.c_str(), (unsigned long long)g.dead_letters_refused);
 }
 
 int group_create(shmbus::Client& client, const std::string& topic, const std::string& group,

@@ -218,11 +218,12 @@ TopicConfig dead_letter_config(const TopicConfig& source) noexcept {
 
 }  // namespace
 
-std::function<bool(const detail::DeadLetterInfo&)> Client::dead_letter_to(const std::shared_ptr<ControlChannel>& channel,
+std::function<detail::DeadLetterOutcome(const detail::DeadLetterInfo&)> Client::dead_letter_to(const std::shared_ptr<ControlChannel>& channel,
                                                                          std::string topic, const TopicConfig& source) {
+    using Outcome = detail::DeadLetterOutcome;
     return [publisher = publisher_on_demand(channel, topic + ".dlq", dead_letter_config(source)), topic](const detail::DeadLetterInfo& letter) {
         Publisher* dlq = publisher();
-        if (dlq == nullptr) return false;
+        if (dlq == nullptr) return Outcome::later;
         const Message& m = letter.message;
         // Its own headers first (less any origin of an earlier dead-lettering), then where it came from.
         std::vector<Header> headers;
@@ -236,7 +237,12 @@ std::function<bool(const detail::DeadLetterInfo&)> Client::dead_letter_to(const 
         headers.push_back({kDeadLetterReason, letter.reason.substr(0, kMaxHeaderValue)});
         headers.push_back({kDeadLetterFirstDelivery, first});
         headers.push_back({kDeadLetterLastDelivery, last});
-        return dlq->publish(m.payload, headers, std::chrono::nanoseconds(0)) == PublishStatus::ok;
+        switch (dlq->publish(m.payload, headers, std::chrono::nanoseconds(0))) {
+            case PublishStatus::ok: return Outcome::sent;
+            case PublishStatus::too_large:
+            case PublishStatus::bad_headers: return Outcome::refused;  // it will never fit as it is
+            default: return Outcome::later;
+        }
     };
 }
 

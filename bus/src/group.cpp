@@ -271,6 +271,8 @@ void GroupMember::drop_claim_entry() noexcept {
 }
 
 void GroupMember::free_entry(GroupEntry& e) noexcept {
+    // relaxed: ours (a transitional state), published by the release store below.
+    e.dead_letter_refused.store(0, std::memory_order_relaxed);
     // Ours (a transitional state): no CAS needed. SYNC: release pairs with the acquire load in
     // lowest_unsettled: our reads of the record happen before a publisher overwrites it.
     e.control.store(0, std::memory_order_release);
@@ -331,12 +333,15 @@ void GroupMember::dead_letter(GroupEntry& e, const Message& m, std::string_view 
     // relaxed: written by the member that delivered it, before the CAS or store that gave us the entry.
     const DeadLetterInfo letter{m, reason, e.first_delivery_ns.load(std::memory_order_relaxed),
                                 e.last_delivery_ns.load(std::memory_order_relaxed)};
-    if (dead_letter_ && dead_letter_(letter)) {
+    const DeadLetterOutcome outcome = dead_letter_ ? dead_letter_(letter) : DeadLetterOutcome::later;
+    if (outcome == DeadLetterOutcome::sent) {
         block_.dead_lettered.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics
         free_entry(e);
         return;
     }
-    to_backoff(e, m.attempt, settings_.backoff_max_ns);  // the dead-letter topic refused it: try again later
+    // Ours (a transitional state): relaxed, published by to_backoff's release store.
+    e.dead_letter_refused.store(outcome == DeadLetterOutcome::refused ? 1 : 0, std::memory_order_relaxed);
+    to_backoff(e, m.attempt, settings_.backoff_max_ns);  // not now: tried again after the longest backoff
 }
 
 void GroupMember::redeliver_due(Handler& handler, std::size_t max, uint32_t& count, const void* owner, bool auto_ack) noexcept {

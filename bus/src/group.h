@@ -80,6 +80,10 @@ struct GroupPlace {
 // Members of the group in slot `group_slot` that hold their slots now.
 [[nodiscard]] std::vector<int32_t> group_member_pids(const Segment& seg, uint32_t group_slot) noexcept;
 
+// What became of a dead letter: published; not now (the topic is full, or cannot be opened yet);
+// refused for good as it is (too large for the dead-letter topic).
+enum class DeadLetterOutcome : uint8_t { sent, later, refused };
+
 // A message on its way to the dead-letter topic, with its origin.
 struct DeadLetterInfo {
     const Message& message;
@@ -92,9 +96,11 @@ struct DeadLetterInfo {
 // messages due for redelivery.
 class GroupMember {
 public:
-    // Publishes a dead letter (payload, headers, origin); false if it could not be published now
-    // (the message then waits out the longest backoff and is tried again).
-    using DeadLetter = std::function<bool(const DeadLetterInfo& letter)>;
+    // Publishes a dead letter (payload, headers, origin). Not `sent`, the message waits out the
+    // longest backoff and is tried again; `refused` (the dead-letter topic can never take it as it
+    // is) also marks its entry, so that `topic info` shows what cannot be dead-lettered.
+    using DeadLetterOutcome = detail::DeadLetterOutcome;
+    using DeadLetter = std::function<DeadLetterOutcome(const DeadLetterInfo& letter)>;
     // Publishes a retry record (publish_retry in cores.h) to the topic; false if it cannot now.
     using Repark = std::function<bool(const layout::RetryInfo& info, std::span<const std::byte> data, uint16_t flags)>;
 

@@ -33,6 +33,8 @@ void collect_groups(const Segment& seg, TopicStats& t) {
             if (state == layout::EntryState::free) continue;
             if (state == layout::EntryState::backoff || state == layout::EntryState::moving) ++g.waiting_retry;
             else ++g.in_flight;
+            if (state == layout::EntryState::backoff && e.dead_letter_refused.load(std::memory_order_relaxed) != 0)
+                ++g.dead_letters_refused;
             if (const uint64_t first = e.first_delivery_ns.load(std::memory_order_relaxed); first != 0) oldest = std::min(oldest, first);
         }
         if (oldest != UINT64_MAX) {
@@ -231,6 +233,9 @@ constexpr Statistic<G> kGroup[] = {
      [](const G& g) noexcept { return g.nacked; }},
     {"dead_lettered", "shmbus_group_dead_lettered_total", "dead-lettered", "Messages moved to the dead-letter topic.", kCounter,
      [](const G& g) noexcept { return g.dead_lettered; }},
+    {"dead_letters_refused", "shmbus_group_dead_letters_refused_messages", "dead letters refused",
+     "Messages due for the dead-letter topic that it refused (too large for it): they wait and are tried again.", kGauge,
+     [](const G& g) noexcept { return g.dead_letters_refused; }},
     {"ack_too_late", "shmbus_group_acks_too_late_total", "acks too late", "Acks refused: the message had been given to another member.",
      kCounter, [](const G& g) noexcept { return g.ack_too_late; }},
     {"reparked", "shmbus_group_reparked_total", "moved to the tail", "Messages waiting for a retry moved to the ring's tail.", kCounter,

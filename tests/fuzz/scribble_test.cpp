@@ -116,7 +116,7 @@ TEST(Scribble, GroupMembersNeverReadOutsideTheRingWhateverTheEntriesSay) {
             auto sub = t.member("workers", o, 500 + uint64_t(m), [&](const DeadLetterInfo& letter) {
                 if (mine != nullptr && !inside(*mine, letter.message.payload)) outside.fetch_add(1);
                 dead.fetch_add(1, std::memory_order_relaxed);
-                return true;
+                return GroupMember::DeadLetterOutcome::sent;
             });
             if (!sub) return;
             mine = &Access::core(*sub).seg;

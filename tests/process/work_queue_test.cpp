@@ -91,6 +91,43 @@ TEST_F(WorkQueue, HeadersReachEveryKindOfSubscriber) {
 }
 
 // A dead letter keeps its payload and headers and says where it came from and why.
+// A dead letter larger than the dead-letter topic's messages never waits silently: a dead-letter
+// topic made on first use has room for its topic's largest message, and one made smaller by hand
+// refuses it, which `topic info` shows (the message waits in retry, never lost).
+TEST_F(WorkQueue, ADeadLetterTooLargeForItsTopicIsReportedAndOneMadeOnFirstUseFits) {
+    auto c = connect();
+    ASSERT_TRUE(c.has_value());
+    TopicConfig large;
+    large.capacity = 4 << 20;
+    large.max_message = 200 << 10;
+    ASSERT_TRUE(c->create_topic("big", large));
+    ASSERT_TRUE(c->create_topic("small", large));
+    ASSERT_TRUE(c->create_topic("small.dlq", {}));  // 64 KiB messages: too small for the letter below
+    const std::string letter(100 << 10, 'x');
+    for (const std::string topic : {"big", "small"}) {
+        SubscribeOptions o = member_options("workers");
+        o.auto_ack = false;
+        auto sub = c->subscribe(topic, o);
+        auto pub = c->publisher(topic);
+        ASSERT_TRUE(sub && pub);
+        ASSERT_EQ(pub->publish(letter), PublishStatus::ok);
+        ASSERT_TRUE(eventually([&] {
+            (void)sub->receive([&](const Message& m) { (void)sub->reject(m, "poison"); }, 20ms);
+            const auto g = c->topic_stats(topic)->groups[0];
+            return g.dead_lettered == 1 || g.dead_letters_refused == 1;
+        })) << topic;
+    }
+    EXPECT_EQ(c->topic_stats("big")->groups[0].dead_lettered, 1u) << "the dlq made on first use took it";
+    EXPECT_EQ(c->topic_stats("big")->groups[0].dead_letters_refused, 0u);
+    EXPECT_EQ(c->topic_stats("small")->groups[0].dead_lettered, 0u);
+    EXPECT_EQ(c->topic_stats("small")->groups[0].dead_letters_refused, 1u);
+    EXPECT_EQ(c->topic_stats("small")->groups[0].waiting_retry, 1u) << "kept, not lost";
+    const auto info = cli({"topic", "info", "small"});
+    EXPECT_NE(info.out.find("1 message(s) refused by the dead-letter topic (too large for it)"), std::string::npos) << info.out;
+    const auto json = nlohmann::json::parse(cli({"topic", "info", "small", "--json"}).out);
+    EXPECT_EQ(json["groups"][0]["dead_letters_refused"], 1) << json.dump();
+}
+
 TEST_F(WorkQueue, ADeadLetterCarriesItsOrigin) {
     auto c = connect();
     ASSERT_TRUE(c.has_value());

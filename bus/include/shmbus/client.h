@@ -7,6 +7,7 @@
 //   auto pub = client->publisher("prices");
 #pragma once
 
+#include <cstdint>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -26,6 +27,7 @@ namespace shmbus {
 namespace detail {
 class ControlChannel;
 struct DeadLetterInfo;
+enum class DeadLetterOutcome : uint8_t;
 }
 namespace layout {
 struct RetryInfo;
@@ -139,7 +141,7 @@ private:
     // Publishes a group member's dead letters to `<topic>.dlq` (opened on the first one, made if
     // missing with room for the largest message of `source` and its dead-letter headers); false if
     // one cannot be published now.
-    [[nodiscard]] static std::function<bool(const detail::DeadLetterInfo&)> dead_letter_to(
+    [[nodiscard]] static std::function<detail::DeadLetterOutcome(const detail::DeadLetterInfo&)> dead_letter_to(
         const std::shared_ptr<detail::ControlChannel>& channel, std::string topic, const TopicConfig& source);
     // Moves a group member's messages that wait out a backoff to the tail of `topic` (opened as a
     // publisher on the first one); false if one cannot be moved now.

@@ -95,6 +95,7 @@ struct GroupStats {
     uint64_t lag = 0;              // published, not yet taken
     uint64_t in_flight = 0;        // taken and not settled (delivered, or being taken)
     uint64_t waiting_retry = 0;    // nacked, waiting out their backoff
+    uint64_t dead_letters_refused = 0;  // of those, due for the dead-letter topic and refused by it (too large)
     uint64_t delivered = 0, acked = 0, redelivered = 0, nacked = 0, dead_lettered = 0;
     uint64_t ack_too_late = 0;     // acks refused: the message had been given to another member
     uint64_t reparked = 0;         // messages waiting out a backoff moved to the ring's tail

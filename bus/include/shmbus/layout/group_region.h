@@ -71,7 +71,11 @@ struct alignas(kCacheLine) GroupEntry {
     // of the oldest unsettled message; written, like deadline_ns, only in a transitional state.
     std::atomic<uint64_t> first_delivery_ns;
     std::atomic<uint64_t> last_delivery_ns;
-    uint64_t reserved[2];
+    // Non-zero while the message waits because its dead-letter topic refused it for good (too
+    // large for it, or headers it cannot take): `topic info` counts these. Written, like
+    // deadline_ns, only in a transitional state; zero in segments made before it had a meaning.
+    std::atomic<uint64_t> dead_letter_refused;
+    uint64_t reserved;
 };
 static_assert(std::is_standard_layout_v<GroupEntry>);
 static_assert(offsetof(GroupEntry, control) == 0);
@@ -80,6 +84,7 @@ static_assert(offsetof(GroupEntry, position) == 16);
 static_assert(offsetof(GroupEntry, deadline_ns) == 24);
 static_assert(offsetof(GroupEntry, first_delivery_ns) == 32);
 static_assert(offsetof(GroupEntry, last_delivery_ns) == 40);
+static_assert(offsetof(GroupEntry, dead_letter_refused) == 48);
 static_assert(sizeof(GroupEntry) == kCacheLine);
 
 // Settings, fixed when the group is created.
