@@ -4,6 +4,8 @@
 // reads exactly the directory shmbusd handed it and never a path of its choosing.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -45,6 +47,21 @@ private:
 };
 
 [[nodiscard]] uint32_t crc32c(uint32_t crc, const void* data, std::size_t size) noexcept;
+// A file header's CRC32C (of the bytes before its crc field), and a record's (its length, the
+// fields after its crc, then its body).
+[[nodiscard]] uint32_t header_crc(const layout::ArchiveFileHeader& h) noexcept;
+[[nodiscard]] uint32_t record_crc(const layout::ArchiveRecordHeader& h, const std::byte* body) noexcept;
+// The newest file without a whole header yet: the archiver is starting it (or died doing so, and
+// removes it when it starts again). Nothing is in it. `e`: LogScanner::open's error.
+[[nodiscard]] bool being_started(const Error& e);
+// Opens a file of an archive directory: never through a link, never blocking on a FIFO, and only
+// a regular file (open_checked_at; also of our uid when opened for writing). -1 with errno set.
+[[nodiscard]] int open_archive_file(int dir_fd, const std::string& name, int flags, mode_t mode = 0) noexcept;
+// Archive files and the directory are readable by anyone who can reach them: only shmbusd can (the
+// state directory and each topic's directory are 0700), and it hands the archive directory's
+// descriptor to the clients the ACL lets subscribe, whose uid may differ from shmbusd's.
+inline constexpr mode_t kArchiveFileMode = 0644;
+inline constexpr mode_t kArchiveDirMode = 0755;
 
 // The log files of an archive directory, oldest first, by the first id their names carry.
 struct LogFile {
