@@ -714,7 +714,7 @@ int main(int argc, char** argv) {
     shmbus::ClientOptions options;
     options.dir = dir;
     options.name = "shmbus-cli";
-    options.connect_wait = std::chrono::seconds(2);  // a shmbusd started a moment ago is given time to listen
+    // connect_wait: ClientOptions' default (2 s), so a shmbusd started a moment ago has time to listen.
     {
         int rc = 0;
         if (auto w = wait.parse("wait", rc)) options.connect_wait = std::chrono::duration_cast<std::chrono::milliseconds>(*w);

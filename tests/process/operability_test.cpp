@@ -32,6 +32,22 @@ TEST_F(Operability, TheReadmeSequenceTypedByHandIsReliable) {
     EXPECT_EQ(read_file(path("sub.out")), "EURUSD 1.0841\nEURUSD 1.0843\n");
 }
 
+// The README's code example right after `shmbusd &`: Client::connect() with its default options
+// waits for the starting shmbusd as the CLI does, in every one of several tries.
+TEST_F(Operability, AProgramStartedRightAfterShmbusdConnectsWithTheDefaults) {
+    stop_daemon();
+    for (int i = 0; i < 5; ++i) {
+        daemon = spawn({SHMBUSD_PATH, "--dir", dir}, {path("daemon.log"), path("daemon.log.err")});
+        ClientOptions o;  // the defaults, as the README's example has them
+        o.dir = dir;
+        auto c = Client::connect(o);
+        ASSERT_TRUE(c.has_value()) << "try " << i << ": " << c.error().message;
+        c = make_error(Errc::disconnected, "closed");
+        stop_daemon();
+    }
+    start_daemon();
+}
+
 TEST_F(Operability, WithoutADaemonTheCliStillSaysSoAfterItsWait) {
     stop_daemon();
     const auto t0 = std::chrono::steady_clock::now();

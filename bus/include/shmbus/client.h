@@ -39,9 +39,10 @@ struct ClientOptions {
     // Deadline of each control request (open, subscribe, list...), including the time spent
     // reconnecting when shmbusd went away: it is retried with exponential backoff until then.
     std::chrono::milliseconds timeout{5000};
-    // How long connect() waits for shmbusd to appear (it may be starting or restarting), retrying
-    // with the same backoff. 0: fail at once with daemon_not_running.
-    std::chrono::milliseconds connect_wait{0};
+    // How long connect() waits for shmbusd to appear (it may be starting or restarting, as right
+    // after `shmbusd &`), retrying with the same backoff: 2 s, as the `shmbus` CLI waits by default
+    // (its --wait). 0: fail at once with daemon_not_running.
+    std::chrono::milliseconds connect_wait{2000};
     // A background thread that notices at once when shmbusd goes away and reconnects (with
     // exponential backoff) before anything needs it. Off: the next request reconnects instead.
     bool reconnect_in_background = true;
