@@ -741,9 +741,15 @@ int main(int argc, char** argv) {
     if (*bridge_cmd) return cli::run_bridge(*client, bridge_settings);
 
     if (*create) {
+        const bool existed = client->topic_stats(name).has_value();
         if (auto st = client->create_topic(name, config); !st) return fail(st.error());
-        if (create_archive)
-            if (auto st = client->set_archive(name, *create_archive); !st) return fail(st.error());
+        if (create_archive) {
+            if (auto st = client->set_archive(name, *create_archive); !st) {
+                // A create that fails leaves nothing: the topic made a moment ago goes again.
+                if (!existed) (void)client->delete_topic(name);
+                return fail(st.error());
+            }
+        }
         return 0;
     }
     if (*archive_info_cmd) return cli::archive_info(*client, name, json);

@@ -183,8 +183,9 @@ Status Archives::open(bool create) {
         char buf[64] = {};
         const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
         ::close(fd);
-        return make_error(Errc::busy, "state directory " + state_dir_ + " is in use by another shmbusd (" +
-                                          std::string(buf, n > 0 ? std::size_t(n) : 0).substr(0, 60) +
+        std::string holder(buf, n > 0 ? std::size_t(n) : 0);
+        holder = holder.substr(0, std::min(holder.find('\n'), std::size_t(60)));  // its first line: "pid N, bus DIR"
+        return make_error(Errc::busy, "state directory " + state_dir_ + " is in use by another shmbusd (" + holder +
                                           "); give each bus a state directory of its own (--state-dir)");
     }
     const std::string who = "pid " + std::to_string(getpid()) + ", bus " + command_.bus_dir + "\n";

@@ -48,6 +48,24 @@ TEST_F(Operability, AProgramStartedRightAfterShmbusdConnectsWithTheDefaults) {
     start_daemon();
 }
 
+// `topic create --archive` that cannot archive (another shmbusd holds the state directory) fails
+// with a one-line reason and leaves no topic behind.
+TEST_F(Operability, AFailedArchivedCreateLeavesNothing) {
+    ASSERT_EQ(cli({"topic", "create", "first", "--archive"}).code, 0);  // this bus takes dir/state
+    const std::string other = path("other-bus");
+    const pid_t second = spawn({SHMBUSD_PATH, "--dir", other, "--state-dir", dir + "/state"},
+                               {path("other.log"), path("other.err")});
+    const auto r = run({SHMBUS_CLI_PATH, "--dir", other, "--wait", "5s", "topic", "create", "t", "--archive"});
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("is in use by another shmbusd (pid "), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "one line: " << r.err;
+    const auto list = run({SHMBUS_CLI_PATH, "--dir", other, "topic", "list", "--json"});
+    EXPECT_EQ(list.code, 0) << list.err;
+    EXPECT_EQ(list.out.find("\"t\""), std::string::npos) << "the failed create left a topic: " << list.out;
+    ::kill(second, SIGTERM);
+    EXPECT_EQ(wait_exit(second, 10s), 0);
+}
+
 TEST_F(Operability, WithoutADaemonTheCliStillSaysSoAfterItsWait) {
     stop_daemon();
     const auto t0 = std::chrono::steady_clock::now();
