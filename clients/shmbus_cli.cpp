@@ -379,6 +379,12 @@ int sub(shmbus::Client& client, const std::string& topic, shmbus::SubscribeOptio
     if (!s) return fail(s.error());
     const bool json = format == "json";
     const bool group = s->in_group();
+    // From the earliest message of a ring that has lapped (and no archive behind it): where it
+    // starts and what is gone is said at once, rather than a --count waiting without a word.
+    if (options.from == shmbus::StartFrom::earliest && !group && !s->resumed() && s->next_id() > 0)
+        if (auto stats = client.topic_stats(topic); stats && !stats->archived)
+            std::cerr << "shmbus: starting at id " << s->next_id() << ": the ring no longer holds the " << s->next_id()
+                      << " message(s) before it" << (count ? " (--count waits for new ones)" : "") << "\n";
     uint64_t received = 0;
     uint64_t lost_reported = 0;
     std::vector<shmbus::Message> to_ack;  // a group's acks are per message

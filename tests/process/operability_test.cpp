@@ -66,6 +66,25 @@ TEST_F(Operability, AFailedArchivedCreateLeavesNothing) {
     EXPECT_EQ(wait_exit(second, 10s), 0);
 }
 
+// `sub --from earliest` on a ring that has lapped says at once where it starts and how many are
+// gone, instead of a --count that waits without a word.
+TEST_F(Operability, FromEarliestOnALappedRingSaysWhereItStarts) {
+    ASSERT_EQ(cli({"topic", "create", "small", "--capacity", "4KiB"}).code, 0);
+    {
+        auto c = connect();
+        ASSERT_TRUE(c);
+        auto pub = c->publisher("small");
+        ASSERT_TRUE(pub);
+        for (int i = 0; i < 500; ++i) ASSERT_EQ(pub->publish("message " + std::to_string(i)), PublishStatus::ok);
+    }
+    const auto r = run({SHMBUS_CLI_PATH, "--dir", dir, "sub", "small", "--from", "earliest", "--count", "500"}, "", 1500ms);
+    EXPECT_EQ(r.code, -1) << "it waits for new messages";
+    EXPECT_NE(r.err.find("shmbus: starting at id "), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("message(s) before it (--count waits for new ones)"), std::string::npos) << r.err;
+    const auto whole = run({SHMBUS_CLI_PATH, "--dir", dir, "sub", "never", "--from", "earliest", "--count", "1"}, "", 500ms);
+    EXPECT_EQ(whole.err.find("starting at id"), std::string::npos) << "nothing is gone from a new topic: " << whole.err;
+}
+
 TEST_F(Operability, WithoutADaemonTheCliStillSaysSoAfterItsWait) {
     stop_daemon();
     const auto t0 = std::chrono::steady_clock::now();
