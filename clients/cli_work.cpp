@@ -289,11 +289,30 @@ std::optional<shmbus::TopicStats> dlq_stats(shmbus::Client& client, const std::s
     return std::nullopt;
 }
 
+// Up to `limit` bytes of `bytes` on one line: printable ASCII as it is, anything else (a newline
+// too) as \xNN, and how many bytes were left out.
+std::string one_line(std::string_view bytes, std::size_t limit) {
+    std::string out;
+    for (std::size_t i = 0; i < bytes.size() && i < limit; ++i) {
+        const auto c = static_cast<unsigned char>(bytes[i]);
+        if (c >= 0x20 && c < 0x7f && c != '\\') {
+            out += char(c);
+        } else {
+            char hex[8];
+            std::snprintf(hex, sizeof hex, "\\x%02x", c);
+            out += hex;
+        }
+    }
+    if (bytes.size() > limit) out += "... (" + std::to_string(bytes.size()) + " bytes)";
+    return out;
+}
+
+// One line per dead letter: its origin and reason, then its payload (--json has it whole).
 void print_dead_letter(const DeadLetter& d) {
-    std::printf("%llu origin %s#%s attempts %s last delivery %s reason: %s\n", (unsigned long long)d.id,
+    std::printf("%llu origin %s#%s attempts %s last delivery %s reason: %s\n  payload: %s\n", (unsigned long long)d.id,
                 d.header(shmbus::kDeadLetterTopic).c_str(), d.header(shmbus::kDeadLetterId).c_str(),
                 d.header(shmbus::kDeadLetterAttempts).c_str(), d.header(shmbus::kDeadLetterLastDelivery).c_str(),
-                d.header(shmbus::kDeadLetterReason).c_str());
+                one_line(d.header(shmbus::kDeadLetterReason), 1024).c_str(), one_line(d.payload, 200).c_str());
 }
 
 }  // namespace
@@ -398,10 +417,18 @@ namespace {
 
 struct Job {
     pid_t pid = -1;
+    int error_output = -1;  // a memory file holding the command's standard error
     shmbus::Message message;
     std::chrono::steady_clock::time_point deadline;
     bool killed = false;
 };
+
+// A command that exits with this status rejects its message: to the dead-letter topic at once,
+// without the retries any other failure gets (EX_DATAERR of sysexits.h: the input was bad).
+constexpr int kRejectStatus = 65;
+// How much of a failed command's standard error goes into the dead letter's reason.
+constexpr std::size_t kReasonErrorLines = 3;
+constexpr std::size_t kReasonErrorBytes = 1024;
 
 // SHMBUS_HEADER_<KEY>: the key in capitals, '-' and '.' as '_'; empty for a key that would not
 // make a valid environment name that way (any other character), which is then not exported.
@@ -449,7 +476,7 @@ std::vector<std::string> job_environment(const std::string& topic, const shmbus:
 // Starts `sh -c command` with the payload on its standard input (a memory file, so a command
 // that never reads it cannot block us) in a process group of its own (so the visibility
 // timeout kills what it started too). -1 if it could not be started.
-pid_t start_job(const std::string& command, const std::string& topic, const shmbus::Message& m) {
+pid_t start_job(const std::string& command, const std::string& topic, const shmbus::Message& m, int error_output) {
     const int input = memfd_create("shmbus-exec-input", MFD_CLOEXEC);
     if (input < 0) return -1;
     std::size_t written = 0;
@@ -479,6 +506,7 @@ pid_t start_job(const std::string& command, const std::string& topic, const shmb
         setpgid(0, 0);
         signal(SIGPIPE, SIG_DFL);  // ignored here; an ignored signal stays ignored across exec
         dup2(input, STDIN_FILENO);
+        if (error_output >= 0) dup2(error_output, STDERR_FILENO);
         char sh[] = "/bin/sh", dash_c[] = "-c";
         char* argv[] = {sh, dash_c, const_cast<char*>(command.c_str()), nullptr};
         execve("/bin/sh", argv, envp.data());
@@ -506,6 +534,34 @@ pid_t start_job(const std::string& command, const std::string& topic, const shmb
     return pid;
 }
 
+// The command's standard error, passed on to ours once it ended (so it is not lost), and its
+// last lines for the dead letter's reason ("" if it wrote nothing).
+std::string pass_on_error_output(int fd) {
+    if (fd < 0) return {};
+    std::string text;
+    char buf[8192];
+    ssize_t n;
+    off_t at = 0;
+    while ((n = pread(fd, buf, sizeof buf, at)) > 0) {
+        std::fwrite(buf, 1, std::size_t(n), stderr);
+        text.append(buf, std::size_t(n));
+        if (text.size() > 4 * kReasonErrorBytes) text.erase(0, text.size() - 2 * kReasonErrorBytes);  // a tail is all we keep
+        at += n;
+    }
+    close(fd);
+    std::vector<std::string> lines;
+    for (std::size_t start = 0; start < text.size();) {
+        const std::size_t end = std::min(text.find('\n', start), text.size());
+        if (end > start) lines.emplace_back(text.substr(start, end - start));
+        start = end + 1;
+    }
+    std::string tail;
+    for (std::size_t i = lines.size() > kReasonErrorLines ? lines.size() - kReasonErrorLines : 0; i < lines.size(); ++i)
+        tail += (tail.empty() ? "" : " | ") + lines[i];
+    if (tail.size() > kReasonErrorBytes) tail = tail.substr(tail.size() - kReasonErrorBytes);
+    return tail;
+}
+
 std::string exit_text(int status) {
     if (WIFEXITED(status)) return "exit status " + std::to_string(WEXITSTATUS(status));
     if (WIFSIGNALED(status)) return std::string("killed by signal ") + strsignal(WTERMSIG(status));
@@ -529,13 +585,19 @@ int sub_exec(shmbus::Client& client, const std::string& topic, shmbus::Subscribe
     uint64_t taken = 0;
     int rc = 0;
     auto finish = [&](Job& job, int status) {
+        const std::string errors = pass_on_error_output(job.error_output);
         const bool ok = !job.killed && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+        const bool reject = !job.killed && WIFEXITED(status) && WEXITSTATUS(status) == kRejectStatus;
         if (!ok)
             std::cerr << "shmbus: message " << job.message.id << " (attempt " << job.message.attempt << "): command "
-                      << (job.killed ? "killed at the visibility timeout" : exit_text(status)) << "; nacked\n";
+                      << (job.killed ? "killed at the visibility timeout" : exit_text(status))
+                      << (reject ? "; rejected (to the dead-letter topic)\n" : "; nacked\n");
         // stale: given to another member meanwhile. The reason goes with a last attempt to the dlq.
-        const std::string reason = job.killed ? "command killed at the visibility timeout" : "command " + exit_text(status);
-        (void)(ok ? sub->ack(job.message) : sub->nack(job.message, std::string_view(reason)));
+        std::string reason = job.killed ? "command killed at the visibility timeout" : "command " + exit_text(status);
+        if (!errors.empty()) reason += ": " + errors;
+        if (ok) (void)sub->ack(job.message);
+        else if (reject) (void)sub->reject(job.message, std::string_view(reason));
+        else (void)sub->nack(job.message, std::string_view(reason));
     };
     auto reap = [&] {
         int status = 0;
@@ -558,8 +620,10 @@ int sub_exec(shmbus::Client& client, const std::string& topic, shmbus::Subscribe
         Job job;
         job.message = m;
         job.deadline = std::chrono::steady_clock::now() + visibility;
-        job.pid = start_job(command, topic, m);
+        job.error_output = memfd_create("shmbus-exec-stderr", MFD_CLOEXEC);
+        job.pid = start_job(command, topic, m, job.error_output);
         if (job.pid < 0) {
+            if (job.error_output >= 0) close(job.error_output);
             std::cerr << "shmbus: cannot start the command for message " << m.id << ": " << std::strerror(errno) << "; nacked\n";
             (void)sub->nack(m);
             return;

@@ -539,7 +539,9 @@ int main(int argc, char** argv) {
     sub_cmd->add_option("--group", group, "join consumer group NAME: each message goes to one member (work queue)");
     group_options.add_to(*sub_cmd, whole_number);
     sub_cmd->add_option("--rate", rate, "at most N/s[:BURST] deliveries (a group's rate is shared by its members)");
-    sub_cmd->add_option("--exec", exec, "group: run `sh -c CMD` per message, payload on stdin; exit 0 acks, else nacks");
+    sub_cmd->add_option("--exec", exec, "group: run `sh -c CMD` per message, payload on stdin, SHMBUS_TOPIC, SHMBUS_MESSAGE_ID, "
+                                         "SHMBUS_ATTEMPT and SHMBUS_HEADER_<KEY> in its environment; exit 0 acks, 65 rejects "
+                                         "(to TOPIC.dlq at once), anything else nacks (retried)");
     sub_cmd->add_option("--parallel", parallel, "with --exec: commands running at once (default 1)")
         ->check(CLI::Range(1u, 256u));
 

@@ -437,6 +437,25 @@ TEST_F(WorkQueue, ExecExportsHeadersWithinExecsLimitsAndCountsTheRest) {
     EXPECT_NE(env.find("SHMBUS_HEADERS_OMITTED="), std::string::npos) << env.substr(0, 200);
 }
 
+// A command that exits 65 rejects its message at once (no retries), and the last lines of what it
+// wrote to standard error go with the dead letter's reason; `dlq list` shows the payload.
+TEST_F(WorkQueue, ExecStatus65RejectsAtOnceWithTheCommandsErrorsInTheReason) {
+    ASSERT_EQ(cli({"group", "create", "jobs", "workers", "--max-deliveries", "5"}).code, 0);
+    ASSERT_EQ(cli({"pub", "jobs", "poison pill"}).code, 0);
+    const std::string command = "cat >/dev/null; echo 'first line' >&2; echo 'parse error at byte 7' >&2; exit 65";
+    auto r = cli({"sub", "jobs", "--group", "workers", "--exec", command, "--count", "1"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.err.find("parse error at byte 7"), std::string::npos) << "the command's stderr is passed on: " << r.err;
+    EXPECT_NE(r.err.find("rejected"), std::string::npos) << r.err;
+    const auto letters = nlohmann::json::parse(cli({"dlq", "list", "jobs", "--json"}).out);
+    ASSERT_EQ(letters.size(), 1u);
+    EXPECT_EQ(letters[0]["headers"]["shmbus-attempts"], "1") << "rejected on its first attempt";
+    EXPECT_EQ(letters[0]["headers"]["shmbus-reason"], "command exit status 65: first line | parse error at byte 7");
+    const auto text = cli({"dlq", "list", "jobs"});
+    EXPECT_NE(text.out.find("payload: poison pill"), std::string::npos) << text.out;
+    EXPECT_EQ(connect()->topic_stats("jobs")->groups[0].dead_lettered, 1u);
+}
+
 // `sub --exec`: the payload on stdin, the message in the environment; exit 0 acks, anything
 // else nacks until the dead-letter topic; `dlq list` and `dlq replay` then bring it back.
 TEST_F(WorkQueue, ExecAcksOnSuccessNacksOnFailureAndDlqReplays) {
