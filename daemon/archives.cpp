@@ -233,11 +233,15 @@ Status Archives::ensure_archiver_cursor(TopicEntry& t) {
                                                       std::to_string(seg.header().version_minor) +
                                                       ") and cannot be archived; delete and create it again");
     if (seg.archiver_slot()) return ok_status();
-    if (auto existing = detail::find_durable(seg, kArchiverSubscription)) {  // named but unmarked: a crash between
+    // In the archiver's own owner object (layout 1.9): no subscriber can move its cursor.
+    const std::string principal(kArchiverPrincipal);
+    if (auto existing = detail::find_durable(seg, kArchiverSubscription, t.scope_of(principal))) {  // named but unmarked: a crash between
         seg.mark_archived(*existing);
         return ok_status();
     }
-    auto slot = detail::reserve_consumer_slot(seg);
+    auto scope = t.scope_with_room(principal);
+    if (!scope) return scope.error();
+    auto slot = detail::reserve_consumer_slot(seg, *scope);
     if (!slot) return make_error(Errc::no_free_slot, "topic '" + t.name() + "' has no free subscription slot for its archiver");
     seg.mark_archived(*slot);
     const auto self = self_registration();
@@ -389,9 +393,15 @@ void Archives::persist_cursors() {
 void Archives::persist_cursors(TopicEntry& t) {
     const TopicStats stats = detail::collect_stats(t.segment());
     toml::array durable, groups;
-    for (const SubscriptionStats& s : stats.subscriptions)
-        if (s.durable && s.name != kArchiverSubscription)
-            durable.push_back(toml::table{{"name", s.name}, {"next_id", int64_t(s.next_id)}});
+    const auto& seg = t.segment();
+    for (const SubscriptionStats& s : stats.subscriptions) {
+        if (!s.durable || s.name == kArchiverSubscription) continue;
+        toml::table cursor{{"name", s.name}, {"next_id", int64_t(s.next_id)}};
+        // Whose it is (layout 1.9): made again in its owner's objects after a reboot.
+        if (seg.owner_objects() != 0 && seg.owner_object_of(s.slot) < t.owner_of.size())
+            cursor.insert("owner", t.owner_of[seg.owner_object_of(s.slot)]);
+        durable.push_back(std::move(cursor));
+    }
     for (const GroupStats& g : stats.groups) {
         const auto r = detail::settings_record(g.settings);
         groups.push_back(toml::table{{"name", g.name},
@@ -493,7 +503,8 @@ void Archives::recreate(const std::string& topic) {
                       made ? std::string("its pages are still being reserved") : made.error().message);
         return;
     }
-    const auto& seg = (*made)->segment();
+    TopicEntry& entry = **made;
+    const auto& seg = entry.segment();
     const auto self = self_registration();
     uint32_t durables = 0, groups = 0;
     if (cursors) {
@@ -502,7 +513,14 @@ void Archives::recreate(const std::string& topic) {
                 auto* tab = e.as_table();
                 const auto name = tab ? (*tab)["name"].value<std::string>() : std::nullopt;
                 if (!name || !validate_subscription_name(*name)) continue;
-                auto slot = detail::reserve_consumer_slot(seg);
+                // Its owner as recorded: a uid ("u1001"); a file of an older shmbusd says none, and
+                // its cursors go to the bus owner's uid.
+                std::string owner = (*tab)["owner"].value_or(std::string());
+                if (owner.size() < 2 || owner[0] != 'u' || owner.find_first_not_of("0123456789", 1) != std::string::npos)
+                    owner = user_principal(geteuid());
+                auto scope = entry.scope_with_room(owner);
+                if (!scope) break;
+                auto slot = detail::reserve_consumer_slot(seg, *scope);
                 if (!slot) break;
                 if (!detail::attach_new_cursor(seg, *slot, detail::SlotKind::durable, *name, self, StartFrom::earliest, 0)) continue;
                 // Acked up to next_id: the ids before the ring's first are read from the archive.
@@ -524,7 +542,10 @@ void Archives::recreate(const std::string& topic) {
                 r.backoff_factor_x100 = uint32_t(u64(*tab, "backoff_factor_x100", 200));
                 r.rate_burst = uint32_t(u64(*tab, "rate_burst"));
                 r.rate_interval_ns = u64(*tab, "rate_interval_ns");
-                if (detail::create_group(seg, *name, r, StartFrom::earliest, 0, self)) ++groups;
+                const auto block = detail::free_group_block(seg);
+                if (!block) continue;
+                auto scope = entry.scope_with_room(group_principal(*block));
+                if (scope && detail::create_group(seg, *name, r, StartFrom::earliest, 0, self, block, *scope)) ++groups;
             }
     }
     spdlog::warn("made archived topic '{}' again from {} (its segments were gone): ids continue at {}; {} durable "

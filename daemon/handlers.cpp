@@ -161,8 +161,8 @@ bool RequestHandlers::on_hello(Conn& c, uint32_t id, const protocol::Hello& req)
 }
 
 bool RequestHandlers::reply_with_topic(Conn& c, uint32_t id, const TopicEntry& t, Role role, protocol::Type type,
-                                       const void* body, std::size_t size) {
-    auto fds = t.hand_out(role);
+                                       const void* body, std::size_t size, const Writer& writer) {
+    auto fds = t.hand_out(role, writer);
     if (!fds) return reply_error(c, id, fds.error());
     return reply(c, type, id, body, size, fds->fds);
 }
@@ -291,10 +291,12 @@ protocol::SubscribeOk RequestHandlers::resume(const detail::Segment& seg, uint32
 }
 
 Result<protocol::SubscribeOk> RequestHandlers::place_new(TopicEntry& t, const Conn& c, const protocol::Subscribe& req,
-                                                         StartFrom from) {
+                                                         StartFrom from, const std::string& principal) {
     const auto& seg = t.segment();
     const std::string durable_name(field_name(req.durable_name));
-    auto slot = detail::reserve_consumer_slot(seg);
+    auto scope = t.scope_with_room(principal);
+    if (!scope) return scope.error();
+    auto slot = detail::reserve_consumer_slot(seg, *scope);
     if (!slot)
         return make_error(Errc::no_free_slot, "topic '" + t.name() + "' has no free subscription slot (max " +
                                                   std::to_string(seg.max_consumers()) + ")");
@@ -328,12 +330,18 @@ bool RequestHandlers::on_subscribe(Conn& c, uint32_t id, const protocol::Subscri
     if (!t) return reply_error(c, id, t.error());
     if (*t == nullptr) return park(c, topic);
     const auto& seg = t.value()->segment();
+    // Whose owner objects its slot lives in (layout 1.9): the archiver's own, else its uid's. A
+    // durable name is found there alone: each uid has its own names.
+    const std::string principal = archiver ? std::string(kArchiverPrincipal) : user_principal(c.who.uid);
+    const detail::OwnerMask scope = t.value()->scope_of(principal);
 
     std::optional<protocol::SubscribeOk> ok;
-    if (auto again = detail::consumer_by_token(seg, c.process, req.token)) {
+    auto again = detail::consumer_by_token(seg, c.process, req.token);
+    if (again && !detail::in_scope(seg, *again, scope)) again.reset();
+    if (again) {
         detail::restamp_consumer_session(seg, *again, c.session);  // a repeat: the first reply was lost
         ok = resume(seg, *again);
-    } else if (auto existing = durable ? detail::find_durable(seg, durable_name) : std::nullopt) {
+    } else if (auto existing = durable ? detail::find_durable(seg, durable_name, scope) : std::nullopt) {
         const auto& s = seg.consumer_slot(*existing);
         const SlotState state = detail::state_of(s);
         if (held_by_live_owner(s, state))
@@ -344,7 +352,7 @@ bool RequestHandlers::on_subscribe(Conn& c, uint32_t id, const protocol::Subscri
                                                                  "' changed hands; try again"));
         ok = resume(seg, *existing);
     } else {
-        auto placed = place_new(*t.value(), c, req, from);
+        auto placed = place_new(*t.value(), c, req, from, principal);
         if (!placed) {
             // A subscription that cannot start does not leave behind the topic it created.
             if (!existed && registry_.remove(topic)) {
@@ -357,7 +365,7 @@ bool RequestHandlers::on_subscribe(Conn& c, uint32_t id, const protocol::Subscri
     }
     spdlog::info("pid {} subscribed to '{}' ({}{}{}) slot {} at id {}", c.process.pid, topic,
                  durable ? "durable " : "ephemeral", durable_name, ok->resumed ? ", resumed" : "", ok->slot, ok->next_id);
-    return reply_with_topic(c, id, *t.value(), Role::subscribe, protocol::Type::subscribe_ok, &*ok, sizeof *ok);
+    return reply_with_topic(c, id, *t.value(), Role::subscribe, protocol::Type::subscribe_ok, &*ok, sizeof *ok, Writer{principal});
 }
 
 // Unsubscribe and close: the slot must be this process's, through any of its connections (one
@@ -473,12 +481,17 @@ bool RequestHandlers::on_join_group(Conn& c, uint32_t id, const protocol::JoinGr
                                                                      "messages waiting for a retry to the tail as a second "
                                                                      "publisher; use a topic without --single-producer"));
     const bool create_only = (req.flags & protocol::kCreateGroupOnly) != 0;
-    if (auto again = create_only ? std::nullopt : detail::consumer_by_token(seg, c.process, req.token)) {  // a repeat: the first reply was lost
-        detail::restamp_consumer_session(seg, *again, c.session);
-        const protocol::SubscribeOk ok{seg.size(), *again, 1, 0, 0};
-        return reply_with_topic(c, id, *t.value(), Role::subscribe, protocol::Type::subscribe_ok, &ok, sizeof ok);
-    }
+    // A member writes its group's object and the group's owner objects (layout 1.9), where its
+    // group's slot and every member slot live: members of one group trust each other.
+    auto writer_of = [](const detail::GroupPlace& p) { return Writer{group_principal(p.block), p.block}; };
     auto place = detail::find_group(seg, group);
+    if (auto again = create_only || !place ? std::nullopt : detail::consumer_by_token(seg, c.process, req.token)) {
+        if (detail::in_scope(seg, *again, t.value()->scope_of(group_principal(place->block)))) {  // a repeat: the first reply was lost
+            detail::restamp_consumer_session(seg, *again, c.session);
+            const protocol::SubscribeOk ok{seg.size(), *again, 1, 0, 0};
+            return reply_with_topic(c, id, *t.value(), Role::subscribe, protocol::Type::subscribe_ok, &ok, sizeof ok, writer_of(*place));
+        }
+    }
     const bool created = !place;
     if (place) {
         const std::string diff = (req.flags & protocol::kGroupSettingsGiven)
@@ -491,14 +504,22 @@ bool RequestHandlers::on_join_group(Conn& c, uint32_t id, const protocol::JoinGr
         if (auto st = validate_topic_name(topic + ".dlq"); !st)
             return reply_error(c, id, make_error(Errc::invalid_name, "topic name '" + topic + "' leaves no room for its "
                                                                      "dead-letter topic '" + topic + ".dlq': " + st.error().message));
-        auto made = detail::create_group(seg, group, asked, from, req.from_id, registration(c, 0));
+        const auto block = detail::free_group_block(seg);
+        if (!block)
+            return reply_error(c, id, make_error(Errc::no_free_slot, "topic '" + topic + "' has no room for another group (max " +
+                                                                         std::to_string(seg.max_groups()) + ")"));
+        auto scope = t.value()->scope_with_room(group_principal(*block));
+        if (!scope) return reply_error(c, id, scope.error());
+        auto made = detail::create_group(seg, group, asked, from, req.from_id, registration(c, 0), block, *scope);
         if (!made) return reply_error(c, id, made.error());
         place = *made;
         spdlog::info("created group '{}' of '{}' (window {}, visibility {} ms, max-deliveries {})", group, topic, asked.window,
                      asked.visibility_ns / 1'000'000, asked.max_deliveries);
     }
     if (create_only) return reply(c, protocol::Type::ok, id, nullptr, 0);
-    auto slot = detail::reserve_consumer_slot(seg);
+    auto scope = t.value()->scope_with_room(group_principal(place->block));
+    if (!scope) return reply_error(c, id, scope.error());
+    auto slot = detail::reserve_consumer_slot(seg, *scope);
     if (!slot)
         return reply_error(c, id, make_error(Errc::no_free_slot, "topic '" + topic + "' has no free subscription slot (max " +
                                                                      std::to_string(seg.max_consumers()) + ")"));
@@ -507,7 +528,7 @@ bool RequestHandlers::on_join_group(Conn& c, uint32_t id, const protocol::JoinGr
     if (!start) return reply_error(c, id, start.error());
     spdlog::info("pid {} joined group '{}' of '{}' (slot {}{})", c.process.pid, group, topic, *slot, created ? ", new group" : "");
     const protocol::SubscribeOk ok{seg.size(), *slot, created ? 0u : 1u, start->position, start->id};
-    return reply_with_topic(c, id, *t.value(), Role::subscribe, protocol::Type::subscribe_ok, &ok, sizeof ok);
+    return reply_with_topic(c, id, *t.value(), Role::subscribe, protocol::Type::subscribe_ok, &ok, sizeof ok, writer_of(*place));
 }
 
 bool RequestHandlers::on_delete_group(Conn& c, uint32_t id, const protocol::SubscriptionName& req) {

@@ -62,9 +62,10 @@ private:
     [[nodiscard]] std::vector<std::string> visible_topics(const Conn& c) const;
     // The topic of the slot a request names, if that slot exists and is `p`'s; else nullptr.
     [[nodiscard]] TopicEntry* topic_of_own_slot(const protocol::Unsubscribe& req, const Process& p, bool consumer);
-    // Replies `type` with `body` and the topic's descriptors for `role`.
+    // Replies `type` with `body` and the topic's descriptors for `role` (a subscriber: writing
+    // only what `writer` may write).
     [[nodiscard]] bool reply_with_topic(Conn& c, uint32_t id, const TopicEntry& t, Role role, protocol::Type type,
-                                        const void* body, std::size_t size);
+                                        const void* body, std::size_t size, const Writer& writer = {});
     // Leaves the request unanswered until the topic it needs has been created (Server::resume_parked).
     [[nodiscard]] bool park(Conn& c, const std::string& topic);
     // `flags`: the request's OpenFlags (kDefaultConfig: the client left its settings as constructed).
@@ -74,7 +75,7 @@ private:
     // Resumes an existing cursor (a reattach, or a repeated request): reading goes on from its last ack.
     [[nodiscard]] protocol::SubscribeOk resume(const detail::Segment& seg, uint32_t slot) const;
     [[nodiscard]] Result<protocol::SubscribeOk> place_new(TopicEntry& t, const Conn& c, const protocol::Subscribe& req,
-                                                         StartFrom from);
+                                                         StartFrom from, const std::string& principal);
 
     Registry& registry_;
     Watchers& watchers_;

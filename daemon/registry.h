@@ -2,6 +2,8 @@
 // and removes POSIX shared-memory objects named by bus_files.h.
 #pragma once
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -11,11 +13,13 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 #include "control.h"
 #include "segment.h"
+#include "slots.h"
 #include "topic_supervisor.h"
 #include "shmbus/result.h"
 #include "shmbus/topic.h"
@@ -39,9 +43,24 @@ struct HandedFds {
     detail::PassedFds fds;
 };
 
+// Who writes a topic's owner objects (layout 1.9, layout/owner_object.h): a uid (its ephemeral
+// and durable subscriptions), a consumer group (by its block), or the topic's archiver. Spelled as
+// in the objects' names: "u1001", "g2", "a".
+[[nodiscard]] std::string user_principal(uid_t uid);
+[[nodiscard]] std::string group_principal(uint32_t block);
+inline constexpr std::string_view kArchiverPrincipal = "a";
+
+// What a subscriber's descriptors let it write: the owner objects of `principal` and, for a
+// member, its group's object. Publishers and observers write none of them.
+struct Writer {
+    std::string principal;           // empty: none
+    std::optional<uint32_t> group;   // a group block whose object it writes
+};
+
 // A topic as shmbusd holds it: the shared-memory objects (segment and cursor object), their
-// read-write descriptors, and the supervisor of its segment. A segment of an older shmbusd has
-// no cursor object (cursor_fd -1).
+// read-write descriptors, the names of its owner and group objects (1.9; shmbusd keeps no
+// descriptor for those and opens them by name when it hands them out), and the supervisor of its
+// segment. A segment of an older shmbusd has no cursor object (cursor_fd -1), or no owner objects.
 struct TopicEntry {
     TopicEntry(std::string shm, int descriptor, int cursor_descriptor, TopicSupervisor sup)
         : shm_name(std::move(shm)), fd(descriptor), cursor_fd(cursor_descriptor), supervisor(std::move(sup)) {}
@@ -52,12 +71,23 @@ struct TopicEntry {
     [[nodiscard]] const std::string& name() const noexcept { return supervisor.name(); }
     [[nodiscard]] const detail::Segment& segment() const noexcept { return supervisor.segment(); }
     // Descriptors for a client of `role`: fresh read-only ones (reopened through /proc/self/fd,
-    // so the kernel will refuse a write mapping) where the role must not write.
-    [[nodiscard]] Result<HandedFds> hand_out(Role role) const noexcept;
+    // or opened by name, so the kernel will refuse a write mapping) where the role must not write.
+    // A subscriber writes the cursor object's head and, of the owner and group objects, only
+    // those of `writer`.
+    [[nodiscard]] Result<HandedFds> hand_out(Role role, const Writer& writer = {}) const noexcept;
+
+    // The owner objects of `principal` (a topic without owner objects: every slot).
+    [[nodiscard]] detail::OwnerMask scope_of(std::string_view principal) const noexcept;
+    // The same, with room for one more slot: an unassigned owner object is given to the principal
+    // (renamed with its name) when its own are full. Error: none left.
+    [[nodiscard]] Result<detail::OwnerMask> scope_with_room(const std::string& principal) noexcept;
 
     std::string shm_name;
     int fd = -1;
     int cursor_fd = -1;
+    std::vector<std::string> owner_names;  // 1.9: /dev/shm names of the owner objects, by index
+    std::vector<std::string> owner_of;     // their principals ("" while unassigned)
+    std::vector<std::string> group_names;  // /dev/shm names of the group objects, by block
     TopicSupervisor supervisor;
 };
 
@@ -142,10 +172,27 @@ private:
     [[nodiscard]] Result<std::pair<int, int>> create_objects(const std::string& name, const std::string& shm) noexcept;
     [[nodiscard]] Result<TopicEntry*> finish(const std::string& name, const TopicConfig& c, const std::string& shm, int fd,
                                             int cursor_fd, detail::Segment::Pages pages, uint64_t first_id) noexcept;
+    // The owner and group objects of a new topic (layout 1.9), created empty: their descriptors
+    // (owners, then groups) and names. Removes what it made on failure.
+    struct NewCompanions {
+        std::vector<int> fds;
+        std::vector<std::string> owner_names, group_names;
+    };
+    [[nodiscard]] static Result<NewCompanions> create_companions(const std::string& name, const std::string& shm,
+                                                                 const detail::Geometry& g) noexcept;
+    // Adopts the owner and group objects `header` names from the /dev/shm listing `files`.
+    struct FoundCompanions {
+        std::vector<int> fds;
+        std::vector<std::string> owner_names, owner_of, group_names;
+        std::string missing;  // why they are not all there (proven: the names are absent)
+        int error = 0;        // errno of one that is there and cannot be opened
+    };
+    [[nodiscard]] static FoundCompanions find_companions(const std::string& file, const layout::SegmentHeader& header,
+                                                         const std::vector<std::string>& files);
     [[nodiscard]] Result<TopicEntry*> start_reservation(const std::string& name, const TopicConfig& c, uint64_t first_id) noexcept;
     [[nodiscard]] Result<TopicEntry*> finish_reservation(const std::string& name) noexcept;
     static void discard(const std::string& shm, int fd, int cursor_fd) noexcept;
-    void adopt(const std::string& file, const std::string& topic, AdoptReport& report);
+    void adopt(const std::string& file, const std::string& topic, const std::vector<std::string>& files, AdoptReport& report);
 
     uint64_t bus_id_;
     std::string bus_dir_;  // recorded in each segment, so `gc` can tell when its bus is gone

@@ -101,9 +101,17 @@ std::string shm_name(uint64_t bus_id, std::string_view topic) { return "/" + shm
 
 std::string cursor_object_name(std::string_view segment_name) { return std::string(segment_name) + std::string(kCursorSuffix); }
 
-std::string_view segment_of_cursor_object(std::string_view file) noexcept {
-    if (file.size() <= kCursorSuffix.size() || file.substr(file.size() - kCursorSuffix.size()) != kCursorSuffix) return {};
-    return file.substr(0, file.size() - kCursorSuffix.size());
+std::string owner_object_name(std::string_view segment_name, uint32_t k) {
+    return std::string(segment_name) + "@o" + std::to_string(k);
+}
+std::string group_object_name(std::string_view segment_name, uint32_t g) {
+    return std::string(segment_name) + "@g" + std::to_string(g);
+}
+
+std::string_view segment_of_companion(std::string_view file) noexcept {
+    const std::size_t at = file.find('@');
+    if (at == std::string_view::npos || at == 0 || at + 1 == file.size()) return {};
+    return file.substr(0, at);
 }
 
 uint64_t bus_id_of_shm(std::string_view file) noexcept {

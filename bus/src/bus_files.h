@@ -22,15 +22,20 @@ inline constexpr std::string_view kBusIdFile = "bus.id";         // the bus id, 
 enum class BusIdFile : uint8_t { missing, valid, damaged };
 [[nodiscard]] BusIdFile read_bus_id_file(const std::string& dir, uint64_t& id, std::string& why);
 
-// Segments are /dev/shm/shmbus-<bus id as 16 hex digits>-<topic>, and their cursor objects the
-// same name with "@cursors" appended ('@' is never part of a topic name, so the two cannot clash).
+// Segments are /dev/shm/shmbus-<bus id as 16 hex digits>-<topic>, and their companions the same
+// name with a suffix after '@' (never part of a topic name, so they cannot clash): the cursor
+// object "@cursors", owner objects "@o<k>" (renamed "@o<k>.<principal>" once given), group
+// objects "@g<g>" (layout/owner_object.h).
 inline constexpr std::string_view kShmDir = "/dev/shm";
 inline constexpr std::string_view kCursorSuffix = "@cursors";
 [[nodiscard]] std::string shm_prefix(uint64_t bus_id);                       // "shmbus-<id>-"
 [[nodiscard]] std::string shm_name(uint64_t bus_id, std::string_view topic);  // "/shmbus-<id>-<topic>", for shm_open
 [[nodiscard]] std::string cursor_object_name(std::string_view segment_name);  // segment name + kCursorSuffix
-// The segment a cursor object's name belongs to, or empty if `file` does not name a cursor object.
-[[nodiscard]] std::string_view segment_of_cursor_object(std::string_view file) noexcept;
+[[nodiscard]] std::string owner_object_name(std::string_view segment_name, uint32_t k);  // + "@o<k>"
+[[nodiscard]] std::string group_object_name(std::string_view segment_name, uint32_t g);  // + "@g<g>"
+// The segment a companion's name (cursor, owner or group object) belongs to, or empty if `file`
+// does not name one.
+[[nodiscard]] std::string_view segment_of_companion(std::string_view file) noexcept;
 // The bus id in a /dev/shm file name of that shape; 0 for any other name.
 [[nodiscard]] uint64_t bus_id_of_shm(std::string_view file) noexcept;
 

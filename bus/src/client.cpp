@@ -60,7 +60,7 @@ Result<T> body_as(const Reply& r, protocol::Type expected) {
 // and closes the descriptors: the mappings keep the memory alive.
 Result<Segment> map_reply_segment(Reply& r, Segment::Populate populate) {
     if (r.fds.segment < 0) return make_error(Errc::protocol_error, "shmbusd sent no segment descriptor");
-    auto seg = Segment::attach(r.fds.segment, r.fds.cursors, populate);
+    auto seg = Segment::attach(r.fds.segment, r.fds.cursors, populate, r.fds.companion_fds());
     r.fds.close_all();
     return seg;
 }

@@ -23,6 +23,9 @@ using protocol::FrameHeader;
 void PassedFds::close_all() noexcept {
     for (int* fd : {&segment, &cursors})
         if (*fd >= 0) close(*fd), *fd = -1;
+    for (uint32_t i = 0; i < companion_count; ++i)
+        if (companions[i] >= 0) close(companions[i]), companions[i] = -1;
+    companion_count = 0;
 }
 
 bool send_frame(int sock, protocol::Type type, uint32_t request_id, const void* body, std::size_t body_size,
@@ -33,9 +36,13 @@ bool send_frame(int sock, protocol::Type type, uint32_t request_id, const void* 
     msghdr msg{};
     msg.msg_iov = iov;
     msg.msg_iovlen = body_size > 0 ? 2 : 1;
-    int passed[2];
+    // Positional: the companions follow the segment and cursor object, which are always there
+    // when companions are (a topic of layout 1.9).
+    int passed[2 + kMaxCompanions];
     std::size_t count = 0;
     for (int fd : {fds.segment, fds.cursors})
+        if (fd >= 0) passed[count++] = fd;
+    for (int fd : fds.companion_fds())
         if (fd >= 0) passed[count++] = fd;
     alignas(cmsghdr) char control[CMSG_SPACE(sizeof passed)] = {};
     if (count > 0) {
@@ -58,7 +65,7 @@ bool recv_frame(int sock, std::vector<std::byte>& buf, PassedFds& fds, std::stri
     fds = {};
     buf.resize(protocol::kMaxFrame);
     iovec iov{buf.data(), buf.size()};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)] = {};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * (2 + kMaxCompanions + 2))] = {};
     msghdr msg{};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
@@ -67,7 +74,7 @@ bool recv_frame(int sock, std::vector<std::byte>& buf, PassedFds& fds, std::stri
     ssize_t n;
     do n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
     while (n < 0 && errno == EINTR);
-    // Keep the first two passed descriptors, close the rest: a hostile peer may send more.
+    // Keep as many passed descriptors as a reply may carry, close the rest: a hostile peer may send more.
     for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
         if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
         const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
@@ -76,7 +83,7 @@ bool recv_frame(int sock, std::vector<std::byte>& buf, PassedFds& fds, std::stri
             std::memcpy(&received, CMSG_DATA(c) + i * sizeof(int), sizeof received);
             if (fds.segment < 0) fds.segment = received;
             else if (fds.cursors < 0) fds.cursors = received;
-            else close(received);
+            else if (!fds.add_companion(received)) close(received);
         }
     }
     if (n <= 0) {

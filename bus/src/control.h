@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -16,16 +17,33 @@
 #include <vector>
 
 #include "protocol.h"
+#include "segment.h"
 #include "shmbus/result.h"
 
 namespace shmbus::detail {
 
-// The descriptors a frame may carry (SCM_RIGHTS): a topic's segment and its cursor object; -1
-// where absent. Whoever receives them owns them.
+// The descriptors a frame may carry (SCM_RIGHTS): a topic's segment, its cursor object and (layout
+// 1.9) its owner and group objects, in that order; -1 where absent. Whoever receives them owns them.
 struct PassedFds {
     int segment = -1;
     int cursors = -1;
+    std::array<int, kMaxCompanions> companions = no_fds();
+    uint32_t companion_count = 0;
     void close_all() noexcept;
+    [[nodiscard]] Companions companion_fds() const noexcept { return {companions.data(), companion_count}; }
+    // Takes `fd` as the next companion; false (and nothing taken) past kMaxCompanions.
+    bool add_companion(int fd) noexcept {
+        if (companion_count == companions.size()) return false;
+        companions[companion_count++] = fd;
+        return true;
+    }
+
+private:
+    static constexpr std::array<int, kMaxCompanions> no_fds() noexcept {
+        std::array<int, kMaxCompanions> a{};
+        for (int& fd : a) fd = -1;
+        return a;
+    }
 };
 
 // Frame I/O used by both ends. send_frame attaches the descriptors of `fds` that are >= 0.

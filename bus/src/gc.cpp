@@ -73,20 +73,22 @@ void collect_stopped_socket(const std::string& dir, std::vector<RemovedItem>& ou
     if (free && unlink(sock.c_str()) == 0) out.push_back({"socket " + sock, "no shmbusd serves " + dir});
 }
 
-// The cursor object of a segment just removed, if it is one shmbusd made.
-void remove_cursor_object_of(const std::string& shm) {
-    const std::string cursors = cursor_object_name(shm);
-    if (why_not_ours(cursors.substr(1)).empty()) shm_unlink(cursors.c_str());
+// The companions (cursor, owner and group objects) of a segment just removed, those shmbusd made.
+void remove_companions_of(const std::string& segment_file, const std::vector<std::string>& companions) {
+    for (const auto& file : companions)
+        if (segment_of_companion(file) == segment_file && why_not_ours(file).empty()) shm_unlink(("/" + file).c_str());
 }
 
-// A cursor object whose segment is gone (removed above, or long ago) belongs to no topic. shmbusd
-// creates a topic's segment before its cursor object, so a live topic never looks like this.
-void collect_orphan_cursor_object(const std::string& file, std::vector<RemovedItem>& out) {
-    const std::string segment(segment_of_cursor_object(file));
+// A companion whose segment is gone (removed above, or long ago) belongs to no topic. shmbusd
+// creates a topic's segment before its companions, so a live topic never looks like this.
+void collect_orphan_companion(const std::string& file, std::vector<RemovedItem>& out) {
+    const std::string segment(segment_of_companion(file));
     struct stat st{};
     if (lstat((std::string(kShmDir) + "/" + segment).c_str(), &st) == 0 || errno != ENOENT) return;
+    if (lstat((std::string(kShmDir) + "/" + file).c_str(), &st) != 0) return;  // removed with its segment above
     if (why_not_ours(file).empty() && shm_unlink(("/" + file).c_str()) == 0)
-        out.push_back({"cursor object /dev/shm/" + file, "its segment is gone"});
+        out.push_back({(file.find("@cursors") != std::string::npos ? "cursor object /dev/shm/" : "companion /dev/shm/") + file,
+                       "its segment is gone"});
 }
 
 }  // namespace
@@ -113,13 +115,14 @@ std::vector<RemovedItem> collect_stale(uint64_t own_bus_id, unsigned min_age_s) 
     DIR* shm_dir = opendir(std::string(kShmDir).c_str());
     if (shm_dir == nullptr) return out;
     const std::time_t now = std::time(nullptr);
-    std::vector<std::string> cursor_objects;
+    std::vector<std::string> companions;
+    std::vector<std::string> removed;  // segments removed, whose companions go with them
     while (dirent* e = readdir(shm_dir)) {
         const std::string file = e->d_name;
         const uint64_t id = bus_id_of_shm(file);
         if (id == 0 || id == own_bus_id) continue;
-        if (!segment_of_cursor_object(file).empty()) {  // goes with its segment, below
-            cursor_objects.push_back(file);
+        if (!segment_of_companion(file).empty()) {  // goes with its segment, below
+            companions.push_back(file);
             continue;
         }
         const std::string shm = "/" + file;
@@ -136,11 +139,12 @@ std::vector<RemovedItem> collect_stale(uint64_t own_bus_id, unsigned min_age_s) 
         }
         if (!why.empty() && shm_unlink(shm.c_str()) == 0) {
             out.push_back({"segment /dev/shm/" + file, why});
-            remove_cursor_object_of(shm);  // one topic, one item: its cursor object goes with it
+            removed.push_back(file);  // one topic, one item: its companions go with it
         }
     }
     closedir(shm_dir);
-    for (const auto& file : cursor_objects) collect_orphan_cursor_object(file, out);
+    for (const auto& file : removed) remove_companions_of(file, companions);
+    for (const auto& file : companions) collect_orphan_companion(file, out);
     for (const auto& dir : live_dirs) collect_stopped_socket(dir, out);
     return out;
 }

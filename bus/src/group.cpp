@@ -141,15 +141,22 @@ std::optional<GroupPlace> find_group(const Segment& seg, std::string_view name) 
     return std::nullopt;
 }
 
+std::optional<uint32_t> free_group_block(const Segment& seg) noexcept {
+    for (uint32_t i = 0; i < seg.max_groups(); ++i)
+        // relaxed: only shmbusd changes a block's state, and it is the caller.
+        if (seg.group_block(i).state.load(std::memory_order_relaxed) == uint32_t(layout::GroupState::free)) return i;
+    return std::nullopt;
+}
+
 Result<GroupPlace> create_group(const Segment& seg, std::string_view name, const layout::GroupSettingsRecord& settings,
-                                StartFrom from, uint64_t from_id, const Registration& creator) noexcept {
-    std::optional<uint32_t> block;
-    for (uint32_t i = 0; i < seg.max_groups() && !block; ++i)
-        if (seg.group_block(i).state.load(std::memory_order_relaxed) == uint32_t(layout::GroupState::free)) block = i;
-    if (!block)
+                                StartFrom from, uint64_t from_id, const Registration& creator, std::optional<uint32_t> block,
+                                OwnerMask scope) noexcept {
+    if (!block) block = free_group_block(seg);
+    if (!block || *block >= seg.max_groups() ||
+        seg.group_block(*block).state.load(std::memory_order_relaxed) != uint32_t(layout::GroupState::free))
         return make_error(Errc::no_free_slot, "topic '" + seg.topic() + "' has no room for another group (max " +
                                                   std::to_string(seg.max_groups()) + ")");
-    auto slot = reserve_consumer_slot(seg);
+    auto slot = reserve_consumer_slot(seg, scope);
     if (!slot)
         return make_error(Errc::no_free_slot, "topic '" + seg.topic() + "' has no free subscription slot for a group (max " +
                                                   std::to_string(seg.max_consumers()) + ")");

@@ -62,11 +62,16 @@ struct GroupPlace {
 };
 // The active group `name` of the topic, if any.
 [[nodiscard]] std::optional<GroupPlace> find_group(const Segment& seg, std::string_view name) noexcept;
+// The first group block no group holds, if any.
+[[nodiscard]] std::optional<uint32_t> free_group_block(const Segment& seg) noexcept;
 // Creates group `name` with `settings`, its dispatch word placed at `from` (a join, as for a new
-// durable cursor), owned by no process. Errors: no free group block or consumer slot.
+// durable cursor), owned by no process: in `block` (a free one: free_group_block), its slot
+// within `scope` (layout 1.9: the group's own owner objects), or wherever there is room.
+// Errors: no free group block or consumer slot.
 [[nodiscard]] Result<GroupPlace> create_group(const Segment& seg, std::string_view name,
                                               const layout::GroupSettingsRecord& settings, StartFrom from,
-                                              uint64_t from_id, const Registration& creator) noexcept;
+                                              uint64_t from_id, const Registration& creator,
+                                              std::optional<uint32_t> block = std::nullopt, OwnerMask scope = kAnyOwner) noexcept;
 // Deletes a group no member holds: its slot first (publishers stop counting it), then its block.
 [[nodiscard]] Status delete_group(const Segment& seg, GroupPlace place) noexcept;
 // Frees what a shmbusd that died inside create_group or delete_group left: a group slot whose

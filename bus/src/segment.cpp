@@ -30,7 +30,15 @@ uint32_t index_entries_for(uint64_t capacity) noexcept {
 
 }  // namespace
 
-Geometry compute_geometry(const TopicConfig& config, bool cursor_object) noexcept {
+// 1.9: consumer slots per owner object: 8, or as many more (a power of two) as keep the objects
+// within kMaxOwnerObjects.
+uint32_t owner_slots_for(uint32_t max_consumers) noexcept {
+    uint32_t slots = 8;
+    while (uint64_t(slots) * kMaxOwnerObjects < max_consumers) slots *= 2;
+    return slots;
+}
+
+Geometry compute_geometry(const TopicConfig& config, bool cursor_object, bool owner_objects) noexcept {
     Geometry g{};
     g.ring_capacity = round_capacity(config.capacity);
     g.index_entries = index_entries_for(g.ring_capacity);
@@ -41,7 +49,18 @@ Geometry compute_geometry(const TopicConfig& config, bool cursor_object) noexcep
     g.sequence_entries = config.max_producers * layout::kSequenceEntriesPerProducer;
     g.producer_size = page_align(g.sequence_offset - g.producer_offset + sizeof(SequenceEntry) * g.sequence_entries);
     g.consumer_size = page_align(sizeof(ConsumerRegionHead) + sizeof(ConsumerSlot) * config.max_consumers);
-    if (cursor_object) {
+    if (cursor_object && owner_objects) {
+        // 1.9: the cursor object keeps the head; slots and group blocks live in objects of their own.
+        g.consumer_offset = kPageSize;
+        g.consumer_size = page_align(sizeof(ConsumerRegionHead));
+        g.cursor_object_size = g.consumer_offset + g.consumer_size;
+        g.max_groups = layout::kDefaultMaxGroups;
+        g.owner_slots = owner_slots_for(config.max_consumers);
+        g.owner_objects = (config.max_consumers + g.owner_slots - 1) / g.owner_slots;
+        g.owner_object_size = kPageSize + page_align(uint64_t(g.owner_slots) * sizeof(ConsumerSlot));
+        g.group_object_size = kPageSize + page_align(sizeof(layout::GroupBlock));
+        g.ring_offset = g.producer_offset + g.producer_size;
+    } else if (cursor_object) {
         g.consumer_offset = kPageSize;  // page 0 of the cursor object: CursorObjectHeader
         g.max_groups = layout::kDefaultMaxGroups;
         g.group_offset = g.consumer_offset + g.consumer_size;
@@ -70,6 +89,10 @@ Segment::~Segment() { unmap(); }
 void Segment::unmap() noexcept {
     if (m_.base != nullptr) munmap(m_.base, m_.size);
     if (m_.cursor_base != nullptr) munmap(m_.cursor_base, m_.cursor_size);
+    for (std::byte* o : m_.owners)
+        if (o != nullptr) munmap(o, m_.owner_size);
+    for (std::byte* g : m_.group_objects)
+        if (g != nullptr) munmap(g, m_.group_size);
     m_ = {};
 }
 
@@ -166,9 +189,14 @@ Status Segment::reserve_pages(int fd, int cursor_fd, std::string_view topic, con
 }
 
 Result<Segment> Segment::format(int fd, std::string_view topic, const TopicConfig& config, uint64_t bus_id,
-                                std::string_view bus_dir, int cursor_fd, Pages pages, uint64_t first_id) noexcept {
+                                std::string_view bus_dir, int cursor_fd, Pages pages, uint64_t first_id,
+                                Companions companions) noexcept {
     if (auto st = validate_config(config); !st) return st.error();
-    const Geometry g = compute_geometry(config, cursor_fd >= 0);
+    const bool owned = cursor_fd >= 0 && !companions.empty();
+    const Geometry g = compute_geometry(config, cursor_fd >= 0, owned);
+    if (owned && companions.size() != std::size_t(g.owner_objects) + g.max_groups)
+        return make_error(Errc::invalid_argument, "formatting a segment needs " + std::to_string(g.owner_objects) +
+                                                      " owner objects and " + std::to_string(g.max_groups) + " group objects");
     if (pages == Pages::reserve)
         if (auto st = reserve_pages(fd, cursor_fd, topic, config); !st) return st.error();
     Segment s;
@@ -186,6 +214,8 @@ Result<Segment> Segment::format(int fd, std::string_view topic, const TopicConfi
     }
     if (!s.m_.segment_writable || !s.m_.cursors_writable)
         return make_error(Errc::permission_denied, "formatting a segment needs writable descriptors");
+    if (owned)
+        if (auto st = s.format_companions(g, companions, topic); !st) return st.error();
     // Everything before the ring is zeroed (a reused descriptor stays honest); the ring is not
     // touched: posix_fallocate gave zeroed pages, and writing a 2 GiB ring here would cost seconds.
     std::memset(s.m_.base, 0, g.ring_offset);
@@ -220,6 +250,10 @@ Result<Segment> Segment::format(int fd, std::string_view topic, const TopicConfi
     h->sequence_offset = g.sequence_offset;
     h->first_id = first_id;
     h->single_producer = config.single_producer ? 1 : 0;
+    h->owner_objects = g.owner_objects;
+    h->owner_slots = g.owner_slots;
+    h->owner_object_size = g.owner_object_size;
+    h->group_object_size = g.group_object_size;
     // Plain stores before `ready`: nobody maps the segment before it is ready.
     reinterpret_cast<ProducerRegionHead*>(s.m_.base + g.producer_offset)->tail.next_id = first_id;
     // A directory that does not fit is not recorded: gc then never takes this segment for a dead bus's.
@@ -232,6 +266,18 @@ Result<Segment> Segment::format(int fd, std::string_view topic, const TopicConfi
         c->created_ns = h->created_ns;
         std::memcpy(c->topic, h->topic, sizeof c->topic);
     }
+    // The companions' headers name this incarnation of the topic (created_ns is known only now).
+    auto stamp = [&](std::byte* base, uint64_t magic, uint32_t index) {
+        auto* o = new (base) OwnerObjectHeader{};
+        o->magic = magic;
+        o->bus_id = h->bus_id;
+        o->created_ns = h->created_ns;
+        o->index = index;
+        std::memcpy(o->topic, h->topic, sizeof o->topic);
+    };
+    for (uint32_t k = 0; k < g.owner_objects; ++k) stamp(s.m_.owners[k], kOwnerObjectMagic, k);
+    if (owned)
+        for (uint32_t i = 0; i < g.max_groups; ++i) stamp(s.m_.group_objects[i], kGroupObjectMagic, i);
     // SYNC: pairs with the acquire load of `ready` in check_header(); every field above, the
     // cursor object's header included, is visible to whoever sees kReadyMagic.
     h->ready.store(kReadyMagic, std::memory_order_release);
@@ -242,7 +288,34 @@ Result<Segment> Segment::format(int fd, std::string_view topic, const TopicConfi
     return s;
 }
 
-Result<Segment> Segment::attach(int fd, int cursor_fd, Populate populate) noexcept {
+Status Segment::format_companions(const Geometry& g, Companions companions, std::string_view topic) noexcept {
+    const uint64_t total = g.total + g.cursor_object_size;
+    m_.owner_size = g.owner_object_size;
+    m_.group_size = g.group_object_size;
+    m_.owner_shift = uint32_t(__builtin_ctz(g.owner_slots));
+    auto make = [&](int fd, uint64_t size, std::byte*& base, bool& writable) -> Status {
+        if (auto st = reserve(fd, size, topic, total); !st) return st;
+        auto mapped = map_object(fd, size, writable, false);
+        if (!mapped) return mapped.error();
+        base = mapped.value();
+        if (!writable) return make_error(Errc::permission_denied, "formatting a segment needs writable descriptors");
+        std::memset(base, 0, size);
+        return ok_status();
+    };
+    for (uint32_t k = 0; k < g.owner_objects; ++k) {
+        bool writable = false;
+        if (auto st = make(companions[k], g.owner_object_size, m_.owners[k], writable); !st) return st;
+        m_.owners_writable |= uint64_t(1) << k;
+    }
+    for (uint32_t i = 0; i < g.max_groups; ++i) {
+        bool writable = false;
+        if (auto st = make(companions[g.owner_objects + i], g.group_object_size, m_.group_objects[i], writable); !st) return st;
+        m_.groups_writable |= uint32_t(1) << i;
+    }
+    return ok_status();
+}
+
+Result<Segment> Segment::attach(int fd, int cursor_fd, Populate populate, Companions companions) noexcept {
     auto size = file_size(fd);
     if (!size) return size.error();
     if (*size < kPageSize)
@@ -266,8 +339,49 @@ Result<Segment> Segment::attach(int fd, int cursor_fd, Populate populate) noexce
     } else {
         s.m_.cursors_writable = s.m_.segment_writable;
     }
+    if (facts->owner_objects != 0)
+        if (auto st = s.attach_companions(copy, *facts, companions, populate); !st) return st.error();
     s.bind_regions(copy, facts.value());
     return s;
+}
+
+Status Segment::attach_companions(const SegmentHeader& h, const HeaderFacts& facts, Companions companions,
+                                  Populate populate) noexcept {
+    auto corrupt = [](const std::string& what) { return make_error(Errc::corrupt_segment, "corrupt segment: " + what); };
+    if (companions.size() != std::size_t(facts.owner_objects) + facts.max_groups)
+        return corrupt("its owner and group objects are missing (" + std::to_string(companions.size()) + " descriptors of " +
+                       std::to_string(facts.owner_objects + facts.max_groups) + ")");
+    m_.owner_size = facts.owner_object_size;
+    m_.group_size = facts.group_object_size;
+    m_.owner_shift = uint32_t(__builtin_ctz(facts.owner_slots));
+    auto map_one = [&](int fd, uint64_t size, uint64_t magic, uint32_t index, std::byte*& base, bool& writable) -> Status {
+        if (fd < 0) return corrupt("an owner or group object is missing");
+        auto fsize = file_size(fd);
+        if (!fsize) return fsize.error();
+        if (*fsize != size) return corrupt("an owner or group object's size does not match the header");
+        OwnerObjectHeader o;
+        if (pread(fd, &o, sizeof o, 0) != ssize_t(sizeof o)) return corrupt("an owner or group object's header cannot be read");
+        if (o.magic != magic || o.index != index || o.bus_id != h.bus_id || o.created_ns != h.created_ns ||
+            std::memcmp(o.topic, h.topic, sizeof o.topic) != 0)
+            return corrupt("an owner or group object belongs to another topic, or another place in it");
+        auto mapped = map_object(fd, size, writable, populate == Populate::yes);
+        if (!mapped) return mapped.error();
+        base = mapped.value();
+        return ok_status();
+    };
+    for (uint32_t k = 0; k < facts.owner_objects; ++k) {
+        bool writable = false;
+        if (auto st = map_one(companions[k], facts.owner_object_size, kOwnerObjectMagic, k, m_.owners[k], writable); !st)
+            return st;
+        if (writable) m_.owners_writable |= uint64_t(1) << k;
+    }
+    for (uint32_t i = 0; i < facts.max_groups; ++i) {
+        bool writable = false;
+        if (auto st = map_one(companions[facts.owner_objects + i], facts.group_object_size, kGroupObjectMagic, i, m_.group_objects[i], writable); !st)
+            return st;
+        if (writable) m_.groups_writable |= uint32_t(1) << i;
+    }
+    return ok_status();
 }
 
 Status Segment::attach_cursor_object(const SegmentHeader& h, int cursor_fd, Populate populate) noexcept {
@@ -338,13 +452,26 @@ Result<HeaderFacts> check_header(const SegmentHeader& h, uint64_t size) noexcept
     // against this header), in the segment otherwise.
     const uint64_t consumer_space = h.cursor_object_size != 0 ? h.cursor_object_size : size;
     if (consumer_space > kMaxCapacity) return corrupt("cursor object size");
-    if (!region_ok(h.consumer_offset, h.consumer_size, sizeof(ConsumerRegionHead) + uint64_t(f.consumer_stride) * h.max_consumers,
-                   consumer_space))
+    // 1.9: the slots are in owner objects, and the cursor object holds the region's head alone.
+    f.owner_objects = h.version_minor >= layout::kOwnerObjectsSinceMinor ? h.owner_objects : 0;
+    const uint64_t slots_here = f.owner_objects != 0 ? 0 : uint64_t(f.consumer_stride) * h.max_consumers;
+    if (!region_ok(h.consumer_offset, h.consumer_size, sizeof(ConsumerRegionHead) + slots_here, consumer_space))
         return corrupt("consumer region bounds");
     if (!region_ok(h.ring_offset, f.capacity, f.capacity, size)) return corrupt("ring bounds");
-    // 1.4: the group region, in the cursor object. Older segments leave these bytes zero.
     f.max_groups = h.version_minor >= layout::kGroupsSinceMinor ? h.max_groups : 0;
-    if (f.max_groups != 0) {
+    if (f.owner_objects != 0) {
+        f.owner_slots = h.owner_slots;
+        f.owner_object_size = h.owner_object_size;
+        f.group_object_size = h.group_object_size;
+        if (h.cursor_object_size == 0 || f.owner_objects > layout::kMaxOwnerObjects || !is_pow2(f.owner_slots) ||
+            uint64_t(f.owner_objects) * f.owner_slots < h.max_consumers ||
+            uint64_t(f.owner_objects - 1) * f.owner_slots >= h.max_consumers ||
+            f.owner_object_size != kPageSize + page_align(uint64_t(f.owner_slots) * f.consumer_stride))
+            return corrupt("owner objects");
+        if (f.max_groups > layout::kMaxGroupObjects || h.group_offset != 0 ||
+            (f.max_groups != 0 && f.group_object_size != kPageSize + page_align(sizeof(layout::GroupBlock))))
+            return corrupt("group objects");
+    } else if (f.max_groups != 0) {  // 1.4: the group region, in the cursor object. Older segments leave these bytes zero.
         if (h.cursor_object_size == 0 || f.max_groups > kMaxSlots) return corrupt("group count");
         if (!region_ok(h.group_offset, uint64_t(f.max_groups) * sizeof(layout::GroupBlock),
                        uint64_t(f.max_groups) * sizeof(layout::GroupBlock), consumer_space) ||
@@ -385,8 +512,9 @@ void Segment::bind_regions(const SegmentHeader& h, const HeaderFacts& facts) noe
     m_.index = reinterpret_cast<IndexEntry*>(m_.producer_slots + std::size_t(facts.producer_stride) * facts.max_producers);
     std::byte* consumer_base = m_.cursor_base != nullptr ? m_.cursor_base : m_.base;
     m_.consumers = reinterpret_cast<ConsumerRegionHead*>(consumer_base + h.consumer_offset);
-    m_.consumer_slots = consumer_base + h.consumer_offset + sizeof(ConsumerRegionHead);
-    m_.groups = facts.max_groups != 0 ? reinterpret_cast<layout::GroupBlock*>(consumer_base + h.group_offset) : nullptr;
+    m_.consumer_slots = consumer_base + h.consumer_offset + sizeof(ConsumerRegionHead);  // without owner objects
+    m_.groups = facts.max_groups != 0 && facts.owner_objects == 0 ? reinterpret_cast<layout::GroupBlock*>(consumer_base + h.group_offset)
+                                                                   : nullptr;
     m_.sequences = facts.sequence_entries != 0 ? reinterpret_cast<SequenceEntry*>(m_.base + h.sequence_offset) : nullptr;
     m_.ring = m_.base + h.ring_offset;
     m_.recovery = reinterpret_cast<RecoveryCounters*>(m_.base + kRecoveryCountersOffset);

@@ -4,16 +4,19 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
 #include "shmbus/layout/consumer_region.h"
 #include "shmbus/layout/group_region.h"
+#include "shmbus/layout/owner_object.h"
 #include "shmbus/layout/producer_region.h"
 #include "shmbus/layout/record.h"
 #include "shmbus/layout/recovery_counters.h"
@@ -41,9 +44,20 @@ struct Geometry {
     uint32_t max_groups;
     uint64_t sequence_offset;     // in the segment, inside the producer region (1.6)
     uint32_t sequence_entries;
+    uint32_t owner_objects;       // 1.9: objects holding the consumer slots; 0: in the cursor object
+    uint32_t owner_slots;         // consumer slots in each (a power of two)
+    uint64_t owner_object_size;   // bytes of each
+    uint64_t group_object_size;   // bytes of each of the max_groups group objects (1.9)
 };
-// `cursor_object`: place the consumer region in a cursor object of its own (what shmbusd does).
-[[nodiscard]] Geometry compute_geometry(const TopicConfig& config, bool cursor_object = true) noexcept;
+// `cursor_object`: place the consumer region in a cursor object of its own; `owner_objects`
+// (with it): the consumer slots and group blocks in owner and group objects (layout 1.9), what
+// shmbusd does.
+[[nodiscard]] Geometry compute_geometry(const TopicConfig& config, bool cursor_object = true, bool owner_objects = true) noexcept;
+
+// The descriptors of a topic's owner objects then its group objects (layout/owner_object.h), each
+// in index order; empty for a topic without them.
+using Companions = std::span<const int>;
+inline constexpr std::size_t kMaxCompanions = layout::kMaxOwnerObjects + layout::kMaxGroupObjects;
 
 // What a reader takes from a header once it has checked it: the bounds it keeps its own copy of.
 struct HeaderFacts {
@@ -54,6 +68,9 @@ struct HeaderFacts {
     uint64_t unblock_timeout_ns, expire_detached_ns;
     uint32_t max_groups;  // 0: a segment without a group region
     uint32_t sequence_entries;  // 0: a segment without a sequence table (named producers refused)
+    uint32_t owner_objects;     // 1.9: 0, or the objects holding the consumer slots
+    uint32_t owner_slots;       // consumer slots in each (a power of two; 0 without them)
+    uint64_t owner_object_size, group_object_size;
     bool single_producer;       // 1.8: one publisher at a time, claiming by plain stores
     bool in_place_reads;        // 1.8: producers honour ephemeral readers' holds (ConsumerSlot::hold)
 };
@@ -77,10 +94,12 @@ public:
     // with -1 it stays inside the segment. Pages::reserved: reserve_pages() already sized both
     // objects for this config (shmbusd does that on a worker thread for large topics).
     enum class Pages : bool { reserve, reserved };
+    // With `companions` (as many owner and group objects as compute_geometry says), the consumer
+    // slots and group blocks go into those (layout 1.9); without, into the cursor object (1.8).
     [[nodiscard]] static Result<Segment> format(int fd, std::string_view topic, const TopicConfig& config,
                                                 uint64_t bus_id, std::string_view bus_dir = {},
                                                 int cursor_fd = -1, Pages pages = Pages::reserve,
-                                                uint64_t first_id = 0) noexcept;
+                                                uint64_t first_id = 0, Companions companions = {}) noexcept;
     // Sizes the objects of a topic with `config` (segment `fd`, cursor object `cursor_fd`) and
     // reserves their pages: the slow part of format() for a large topic (tmpfs zeroes and
     // accounts every page; about 80 ms per GiB), and the part that may run on any thread.
@@ -92,7 +111,10 @@ public:
     // Populate::yes fills the page tables now (MAP_POPULATE), for publishers and subscribers: no
     // page fault on the data path. Readers of a few fields (shmbusd, statistics) pass no.
     enum class Populate : bool { no, yes };
-    [[nodiscard]] static Result<Segment> attach(int fd, int cursor_fd = -1, Populate populate = Populate::yes) noexcept;
+    // A 1.9 segment needs its companions too, each checked (size, header naming this topic and
+    // index) and mapped with its descriptor's access.
+    [[nodiscard]] static Result<Segment> attach(int fd, int cursor_fd = -1, Populate populate = Populate::yes,
+                                                Companions companions = {}) noexcept;
 
     [[nodiscard]] bool valid() const noexcept { return m_.base != nullptr; }
     // True if the consumer region lives in a cursor object of its own (layout 1.3).
@@ -149,14 +171,27 @@ public:
         return *reinterpret_cast<layout::ProducerSlot*>(m_.producer_slots + std::size_t(i) * m_.facts.producer_stride);
     }
     [[nodiscard]] layout::ConsumerSlot& consumer_slot(uint32_t i) const noexcept {
+        if (m_.facts.owner_objects != 0)  // 1.9: slot i is in owner object i / owner_slots
+            return *reinterpret_cast<layout::ConsumerSlot*>(m_.owners[i >> m_.owner_shift] + layout::kPageSize +
+                                                            std::size_t(i & (m_.facts.owner_slots - 1)) * m_.facts.consumer_stride);
         return *reinterpret_cast<layout::ConsumerSlot*>(m_.consumer_slots + std::size_t(i) * m_.facts.consumer_stride);
     }
+    // 1.9: the owner objects, the consumer slots each holds, and which of them (and of the group
+    // objects) this process may write.
+    [[nodiscard]] uint32_t owner_objects() const noexcept { return m_.facts.owner_objects; }
+    [[nodiscard]] uint32_t owner_slots() const noexcept { return m_.facts.owner_slots; }
+    [[nodiscard]] uint32_t owner_object_of(uint32_t slot) const noexcept { return slot >> m_.owner_shift; }
+    [[nodiscard]] bool owner_object_writable(uint32_t k) const noexcept { return (m_.owners_writable >> k) & 1; }
+    [[nodiscard]] bool group_object_writable(uint32_t g) const noexcept { return (m_.groups_writable >> g) & 1; }
     // True if a slot field ending `field_end` bytes into the slot lies inside this segment's stride.
     [[nodiscard]] bool producer_slot_has(std::size_t field_end) const noexcept { return field_end <= m_.facts.producer_stride; }
     [[nodiscard]] bool consumer_slot_has(std::size_t field_end) const noexcept { return field_end <= m_.facts.consumer_stride; }
     [[nodiscard]] layout::IndexEntry& index_entry(uint32_t i) const noexcept { return m_.index[i]; }
     [[nodiscard]] uint32_t max_groups() const noexcept { return m_.facts.max_groups; }
-    [[nodiscard]] layout::GroupBlock& group_block(uint32_t i) const noexcept { return m_.groups[i]; }
+    [[nodiscard]] layout::GroupBlock& group_block(uint32_t i) const noexcept {
+        if (m_.facts.owner_objects != 0) return *reinterpret_cast<layout::GroupBlock*>(m_.group_objects[i] + layout::kPageSize);
+        return m_.groups[i];
+    }
     [[nodiscard]] uint32_t sequence_entries() const noexcept { return m_.facts.sequence_entries; }
     [[nodiscard]] layout::SequenceEntry& sequence_entry(uint32_t i) const noexcept { return m_.sequences[i]; }
     [[nodiscard]] layout::ConsumerRegionHead& consumers() const noexcept { return *m_.consumers; }
@@ -194,6 +229,11 @@ private:
     void bind_regions(const layout::SegmentHeader& h, const HeaderFacts& facts) noexcept;
     // Checks `cursor_fd` is the cursor object `h` names and maps it.
     [[nodiscard]] Status attach_cursor_object(const layout::SegmentHeader& h, int cursor_fd, Populate populate) noexcept;
+    // Sizes, maps and zeroes the owner and group objects of a new 1.9 segment.
+    [[nodiscard]] Status format_companions(const Geometry& g, Companions companions, std::string_view topic) noexcept;
+    // Checks and maps the owner and group objects of a 1.9 segment.
+    [[nodiscard]] Status attach_companions(const layout::SegmentHeader& h, const HeaderFacts& facts, Companions companions,
+                                           Populate populate) noexcept;
     void unmap() noexcept;
 
     // Everything a Segment holds, in one value, so that a move takes all of it and leaves the
@@ -213,6 +253,12 @@ private:
         layout::ConsumerRegionHead* consumers = nullptr;
         std::byte* consumer_slots = nullptr;
         layout::GroupBlock* groups = nullptr;
+        std::array<std::byte*, layout::kMaxOwnerObjects> owners{};       // 1.9
+        std::array<std::byte*, layout::kMaxGroupObjects> group_objects{};
+        uint64_t owner_size = 0, group_size = 0;  // bytes of each owner / group object mapped
+        uint32_t owner_shift = 0;     // log2 of owner_slots
+        uint64_t owners_writable = 0; // bit k: owner object k is mapped writable
+        uint32_t groups_writable = 0;
         layout::SequenceEntry* sequences = nullptr;
         std::byte* ring = nullptr;
         layout::RecoveryCounters* recovery = nullptr;

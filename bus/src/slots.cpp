@@ -24,16 +24,18 @@ bool session_matches(uint64_t recorded, uint64_t session) noexcept { return reco
 
 }  // namespace
 
-std::optional<uint32_t> find_durable(const Segment& seg, std::string_view name) noexcept {
+std::optional<uint32_t> find_durable(const Segment& seg, std::string_view name, OwnerMask scope) noexcept {
     for (uint32_t i = 0; i < seg.max_consumers(); ++i) {
+        if (!in_scope(seg, i, scope)) continue;
         const auto& s = seg.consumer_slot(i);
         if (holds_durable_cursor(s) && field_name(s.name) == name) return i;
     }
     return std::nullopt;
 }
 
-std::optional<uint32_t> reserve_consumer_slot(const Segment& seg) noexcept {
+std::optional<uint32_t> reserve_consumer_slot(const Segment& seg, OwnerMask scope) noexcept {
     for (uint32_t i = 0; i < seg.max_consumers(); ++i) {
+        if (!in_scope(seg, i, scope)) continue;
         uint32_t expected = uint32_t(SlotState::free);
         // relaxed on success: producers ignore reserved slots, and the fields filled next are
         // published by the release (or seq_cst) store that attaches the slot.

@@ -63,11 +63,20 @@ struct Registration {
         default: return kind == SlotKind::durable || kind == SlotKind::group;
     }
 }
-// The slot of the durable subscription `name`, attached or detached.
-[[nodiscard]] std::optional<uint32_t> find_durable(const Segment& seg, std::string_view name) noexcept;
-// Finds a free consumer slot and marks it reserved; the caller fills it and attaches it
-// (attach_new_cursor) or frees it again.
-[[nodiscard]] std::optional<uint32_t> reserve_consumer_slot(const Segment& seg) noexcept;
+// The owner objects (layout 1.9; bit k: object k) whose slots a principal uses: its slots are
+// reserved and its durable cursors found there alone, so a slot another principal forged in its
+// own object is never taken for one of ours. kAnyOwner: every slot (a topic without owner
+// objects, or shmbusd itself looking).
+using OwnerMask = uint64_t;
+inline constexpr OwnerMask kAnyOwner = ~OwnerMask{0};
+[[nodiscard]] inline bool in_scope(const Segment& seg, uint32_t slot, OwnerMask scope) noexcept {
+    return seg.owner_objects() == 0 || ((scope >> seg.owner_object_of(slot)) & 1) != 0;
+}
+// The slot of the durable subscription `name`, attached or detached, within `scope`.
+[[nodiscard]] std::optional<uint32_t> find_durable(const Segment& seg, std::string_view name, OwnerMask scope = kAnyOwner) noexcept;
+// Finds a free consumer slot within `scope` and marks it reserved; the caller fills it and
+// attaches it (attach_new_cursor) or frees it again.
+[[nodiscard]] std::optional<uint32_t> reserve_consumer_slot(const Segment& seg, OwnerMask scope = kAnyOwner) noexcept;
 // Writes the owner fields of a reserved slot; they are published by the store of its state.
 void stamp_consumer(const Segment& seg, uint32_t slot, const Registration& r) noexcept;
 // Gives an existing durable cursor (state `seen`, detached or attached by a dead owner) to a new

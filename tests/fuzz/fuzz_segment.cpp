@@ -7,10 +7,12 @@
 // (run under ASan); what they report is theirs to decide.
 #include <spdlog/spdlog.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "local_topic.h"
 #include "recovery.h"
@@ -45,35 +47,49 @@ void seed_state(const LocalTopic& t) {
     if (durable) (void)durable->poll([](const Message&) {}, 2);
 }
 
-// A patch: region byte (header, producer region, cursor object, ring), 16-bit offset into the
-// region, length byte, bytes.
+// A patch: region byte (header, producer region, cursor object or one of the owner and group
+// objects, ring), 16-bit offset into the region, length byte, bytes.
 void apply_patches(const LocalTopic& t, const uint8_t* data, size_t size) {
     // Copied before patching: the patches may rewrite the header itself.
     const layout::SegmentHeader& live = t.segment().header();
     const uint64_t producer_offset = live.producer_offset, ring_offset = live.ring_offset, segment_size = live.segment_size;
-    const uint64_t cursor_size = t.segment().cursor_object_size();
-    auto* base = static_cast<uint8_t*>(mmap(nullptr, segment_size, PROT_READ | PROT_WRITE, MAP_SHARED, t.fd(), 0));
-    auto* cursors = static_cast<uint8_t*>(mmap(nullptr, cursor_size, PROT_READ | PROT_WRITE, MAP_SHARED, t.cursor_fd(), 0));
-    if (base == MAP_FAILED || cursors == MAP_FAILED) return;
-    struct Region {
+    struct Object {
         uint8_t* base;
-        uint64_t start, end;
+        uint64_t size;
     };
-    const Region regions[4] = {{base, 0, producer_offset},
-                               {base, producer_offset, ring_offset},
-                               {cursors, 0, cursor_size},
-                               {base, ring_offset, segment_size}};
+    std::vector<Object> objects;  // the cursor object, then the companions
+    auto map = [&](int fd) {
+        struct stat st{};
+        if (fstat(fd, &st) != 0) return;
+        void* m = mmap(nullptr, uint64_t(st.st_size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (m != MAP_FAILED) objects.push_back({static_cast<uint8_t*>(m), uint64_t(st.st_size)});
+    };
+    map(t.cursor_fd());
+    for (int fd : t.companions()) map(fd);
+    auto* base = static_cast<uint8_t*>(mmap(nullptr, segment_size, PROT_READ | PROT_WRITE, MAP_SHARED, t.fd(), 0));
+    if (base == MAP_FAILED || objects.empty()) return;
     for (size_t i = 0; i + 4 <= size;) {
-        const Region& r = regions[data[i] % 4];
-        const uint64_t offset = r.start + (uint64_t(data[i + 1]) | uint64_t(data[i + 2]) << 8);
+        uint8_t* target = base;
+        uint64_t start = 0, end = producer_offset;
+        switch (data[i] % 4) {
+            case 1: start = producer_offset, end = ring_offset; break;
+            case 2: {
+                const Object& o = objects[(data[i] / 4) % objects.size()];
+                target = o.base, start = 0, end = o.size;
+                break;
+            }
+            case 3: start = ring_offset, end = segment_size; break;
+            default: break;
+        }
+        const uint64_t offset = start + (uint64_t(data[i + 1]) | uint64_t(data[i + 2]) << 8);
         size_t length = data[i + 3];
         i += 4;
         length = std::min(length, size - i);
-        if (offset < r.end && length <= r.end - offset) std::memcpy(r.base + offset, data + i, length);
+        if (offset < end && length <= end - offset) std::memcpy(target + offset, data + i, length);
         i += length;
     }
     munmap(base, segment_size);
-    munmap(cursors, cursor_size);
+    for (const Object& o : objects) munmap(o.base, o.size);
 }
 
 void exercise(const LocalTopic& t) {

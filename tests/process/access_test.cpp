@@ -14,6 +14,7 @@
 #include <csignal>
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "bus_fixture.h"
@@ -175,6 +176,82 @@ TEST_F(OtherUser, ASubscriberReceivesButCannotWriteTheRingOrPublish) {
     EXPECT_EQ(out.status, 0) << out.failure;
     EXPECT_NE(read_file(path("daemon.log")).find("denied: uid 65534 pid"), std::string::npos);
     EXPECT_TRUE(eventually([&] { return root->topic_stats("prices")->subscriptions.empty(); }));  // its exit freed the slot
+}
+
+// Layout 1.9, from a second uid with the subscribe right: it writes its own subscription's state
+// and nothing of another principal's. The bus owner's durable cursor, the group's entries and
+// dispatch word, and the archiver's cursor all fault when it writes them; a durable name it picks
+// is its own (the owner's 'audit' is not handed to it).
+TEST_F(OtherUser, ASubscriberWritesItsOwnStateAndNothingOfAnotherPrincipals) {
+    auto root = connect();
+    ASSERT_TRUE(root.has_value());
+    ASSERT_TRUE(root->create_topic("prices", {}).has_value());
+    ASSERT_TRUE(root->set_archive("prices", {}).has_value());
+    SubscribeOptions audit;
+    audit.durable_name = "audit";
+    auto audit_sub = root->subscribe("prices", audit);
+    ASSERT_TRUE(audit_sub.has_value()) << audit_sub.error().message;
+    SubscribeOptions member;
+    member.group = "workers";
+    auto worker = root->subscribe("prices", member);
+    ASSERT_TRUE(worker.has_value()) << worker.error().message;
+    ASSERT_TRUE(eventually([&] { return root->topic_stats("prices")->subscriptions.size() == 2; }));  // audit and $archiver
+    const auto out = as_nobody([&]() -> std::string {
+        auto c = Client::connect(options_for(dir));
+        CHECK(c.has_value(), "connect: " + c.error().message);
+        SubscribeOptions mine;
+        mine.durable_name = "audit";  // the owner's name: a subscription of its own, not the owner's
+        auto sub = c->subscribe("prices", mine);
+        CHECK(sub.has_value(), "subscribe: " + sub.error().message);
+        CHECK(!sub->resumed(), "it was handed the bus owner's durable cursor");
+        auto& core = detail::Access::core(*sub);
+        detail::Segment& seg = core.seg;
+        CHECK(seg.owner_objects() > 1, "the topic has no owner objects");
+        CHECK(seg.owner_object_writable(seg.owner_object_of(core.slot_index)), "its own owner object is not writable");
+        std::optional<uint32_t> owners_audit;
+        for (uint32_t i = 0; i < seg.max_consumers(); ++i)
+            if (i != core.slot_index && detail::field_name(seg.consumer_slot(i).name) == "audit") owners_audit = i;
+        CHECK(owners_audit.has_value(), "the owner's cursor is not visible");
+        CHECK(!seg.owner_object_writable(seg.owner_object_of(*owners_audit)), "the owner's cursor object is writable");
+        const uint32_t theirs = *owners_audit;
+        CHECK(write_faults([&] { seg.consumer_slot(theirs).ack_position.store(1u << 30); }), "a write to the owner's cursor did not fault");
+        CHECK(write_faults([&] { seg.consumer_slot(theirs).state.store(0); }), "a write to the owner's slot state did not fault");
+        const auto archiver = seg.archiver_slot();
+        CHECK(archiver.has_value(), "no archiver cursor");
+        const uint32_t archiver_slot = *archiver;
+        CHECK(write_faults([&] { seg.consumer_slot(archiver_slot).ack_id.store(1u << 30); }), "a write to the archiver's cursor did not fault");
+        for (uint32_t g = 0; g < seg.max_groups(); ++g) CHECK(!seg.group_object_writable(g), "a group object is writable");
+        const uint32_t dispatch = seg.group_block(0).consumer_slot;
+        CHECK(write_faults([&] { seg.group_block(0).entries[3].position.store(1u << 30); }), "a write to the group's entries did not fault");
+        CHECK(write_faults([&] { seg.consumer_slot(dispatch).ack_position.store(1u << 30); }), "a write to the group's dispatch did not fault");
+        return {};
+    });
+    EXPECT_EQ(out.status, 0) << out.failure;
+    // The owner's 'audit' is still its own, attached, and a second one of uid 65534 exists beside it.
+    const auto stats = root->topic_stats("prices");
+    ASSERT_TRUE(stats.has_value());
+    int audits = 0;
+    for (const auto& s : stats->subscriptions) audits += s.name == "audit";
+    EXPECT_EQ(audits, 2);
+    // Who owns which object outlives shmbusd: restarted, it hands uid 65534 its own 'audit' again.
+    audit_sub = make_error(Errc::disconnected, "closed");
+    worker = make_error(Errc::disconnected, "closed");
+    root = make_error(Errc::disconnected, "closed");
+    kill_daemon();
+    start_daemon({"--config", path("shmbusd.toml"), "--log-level", "debug"});
+    const auto again = as_nobody([&]() -> std::string {
+        auto c = Client::connect(options_for(dir));
+        CHECK(c.has_value(), "connect: " + c.error().message);
+        SubscribeOptions mine;
+        mine.durable_name = "audit";
+        auto sub = c->subscribe("prices", mine);
+        CHECK(sub.has_value(), "subscribe: " + sub.error().message);
+        CHECK(sub->resumed(), "its durable cursor was not found after a restart");
+        auto& core = detail::Access::core(*sub);
+        CHECK(core.seg.owner_object_writable(core.seg.owner_object_of(core.slot_index)), "its owner object is not writable");
+        return {};
+    });
+    EXPECT_EQ(again.status, 0) << again.failure;
 }
 
 TEST_F(OtherUser, APublisherCannotWriteAnyCursor) {

@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "cores.h"
 #include "cursor.h"
@@ -28,11 +29,14 @@ struct Access {
 
 class LocalTopic {
 public:
-    // With a cursor object, as shmbusd makes topics (layout 1.3).
+    // With a cursor object and owner and group objects, as shmbusd makes topics (layout 1.9).
     explicit LocalTopic(TopicConfig config, std::string name = "local") {
         fd_ = memfd_create(name.c_str(), MFD_CLOEXEC);
         cursor_fd_ = memfd_create((name + "@cursors").c_str(), MFD_CLOEXEC);
-        auto seg = Segment::format(fd_, name, with_defaults(config), 42, {}, cursor_fd_);
+        const Geometry g = compute_geometry(with_defaults(config));
+        for (uint32_t i = 0; i < g.owner_objects + g.max_groups; ++i)
+            companions_.push_back(memfd_create((name + "@" + std::to_string(i)).c_str(), MFD_CLOEXEC));
+        auto seg = Segment::format(fd_, name, with_defaults(config), 42, {}, cursor_fd_, Segment::Pages::reserve, 0, companions_);
         ok_ = seg.has_value();
         if (!ok_) error_ = seg.error();
         else segment_ = std::move(seg.value());
@@ -40,14 +44,17 @@ public:
     ~LocalTopic() {
         if (fd_ >= 0) close(fd_);
         if (cursor_fd_ >= 0) close(cursor_fd_);
+        for (int fd : companions_) close(fd);
     }
     [[nodiscard]] bool ok() const { return ok_; }
     [[nodiscard]] const Error& error() const { return error_; }
     [[nodiscard]] const Segment& segment() const { return segment_; }
     [[nodiscard]] int fd() const { return fd_; }
     [[nodiscard]] int cursor_fd() const { return cursor_fd_; }
-    // A fresh mapping of both objects, as a client gets one.
-    [[nodiscard]] Result<Segment> attach() const { return Segment::attach(fd_, cursor_fd_); }
+    // The owner objects' then the group objects' descriptors (read-write).
+    [[nodiscard]] const std::vector<int>& companions() const { return companions_; }
+    // A fresh mapping of every object, all writable (an in-process stand-in for every role).
+    [[nodiscard]] Result<Segment> attach() const { return Segment::attach(fd_, cursor_fd_, Segment::Populate::yes, companions_); }
 
     // Records its claims in producer slot `slot`, as one registered by the daemon would.
     [[nodiscard]] Publisher publisher(PublisherOptions options = {}, uint32_t slot = 0) const {
@@ -103,6 +110,7 @@ public:
 private:
     int fd_ = -1;
     int cursor_fd_ = -1;
+    std::vector<int> companions_;
     bool ok_ = false;
     Error error_;
     Segment segment_;

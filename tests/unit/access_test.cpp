@@ -26,15 +26,36 @@ int read_only(int fd) {
 
 struct Fds {
     int segment = -1, cursors = -1;
+    std::vector<int> companions;  // owner objects, then group objects
+    Fds(int s, int c) : segment(s), cursors(c) {}
+    Fds(Fds&&) = delete;
     ~Fds() {
         if (segment >= 0) close(segment);
         if (cursors >= 0) close(cursors);
+        for (int fd : companions) close(fd);
     }
+    [[nodiscard]] Result<Segment> attach() const { return Segment::attach(segment, cursors, Segment::Populate::yes, companions); }
 };
 
-// The descriptors a client of each role is handed (daemon/registry.h, Role).
-Fds publisher_fds(const LocalTopic& t) { return {fcntl(t.fd(), F_DUPFD_CLOEXEC, 0), read_only(t.cursor_fd())}; }
-Fds subscriber_fds(const LocalTopic& t) { return {read_only(t.fd()), fcntl(t.cursor_fd(), F_DUPFD_CLOEXEC, 0)}; }
+int writable(int fd) { return fcntl(fd, F_DUPFD_CLOEXEC, 0); }
+
+// The descriptors a client of each role is handed (daemon/registry.h, Role): a publisher writes
+// the segment only; a subscriber the cursor object's head and its own owner object (here object
+// 0), and, as a member of group `group`, that group's object.
+std::unique_ptr<Fds> publisher_fds(const LocalTopic& t) {
+    auto f = std::make_unique<Fds>(writable(t.fd()), read_only(t.cursor_fd()));
+    for (int c : t.companions()) f->companions.push_back(read_only(c));
+    return f;
+}
+std::unique_ptr<Fds> subscriber_fds(const LocalTopic& t, int group = -1) {
+    auto f = std::make_unique<Fds>(read_only(t.fd()), writable(t.cursor_fd()));
+    const uint32_t owners = t.segment().owner_objects();
+    for (uint32_t i = 0; i < t.companions().size(); ++i) {
+        const bool mine = i == 0 || (group >= 0 && i == owners + uint32_t(group));
+        f->companions.push_back(mine ? writable(t.companions()[i]) : read_only(t.companions()[i]));
+    }
+    return f;
+}
 
 TopicConfig small() {
     TopicConfig c;
@@ -45,15 +66,45 @@ TopicConfig small() {
 TEST(Access, EachObjectIsMappedWithTheAccessOfItsDescriptor) {
     LocalTopic t(small());
     ASSERT_TRUE(t.ok());
-    Fds p = publisher_fds(t), s = subscriber_fds(t);
-    auto pub = Segment::attach(p.segment, p.cursors);
-    auto sub = Segment::attach(s.segment, s.cursors);
+    auto p = publisher_fds(t), s = subscriber_fds(t);
+    auto pub = p->attach();
+    auto sub = s->attach();
     ASSERT_TRUE(pub.has_value()) << pub.error().message;
     ASSERT_TRUE(sub.has_value()) << sub.error().message;
     EXPECT_TRUE(pub->segment_writable());
     EXPECT_FALSE(pub->cursors_writable());
     EXPECT_FALSE(sub->segment_writable());
     EXPECT_TRUE(sub->cursors_writable());
+    ASSERT_GT(pub->owner_objects(), 1u);
+    for (uint32_t k = 0; k < pub->owner_objects(); ++k) {
+        EXPECT_FALSE(pub->owner_object_writable(k)) << k;
+        EXPECT_EQ(sub->owner_object_writable(k), k == 0) << k;
+    }
+    for (uint32_t g = 0; g < pub->max_groups(); ++g) {
+        EXPECT_FALSE(pub->group_object_writable(g));
+        EXPECT_FALSE(sub->group_object_writable(g));
+    }
+    auto member = subscriber_fds(t, 2);
+    auto m = member->attach();
+    ASSERT_TRUE(m.has_value()) << m.error().message;
+    EXPECT_TRUE(m->group_object_writable(2));
+    EXPECT_FALSE(m->group_object_writable(1));
+}
+
+TEST(Access, ASegmentRefusesMissingOrMisplacedOwnerObjects) {
+    LocalTopic t(small()), other(small(), "other");
+    auto none = Segment::attach(t.fd(), t.cursor_fd());
+    ASSERT_FALSE(none.has_value());
+    EXPECT_EQ(none.error().code, Errc::corrupt_segment);
+    EXPECT_NE(none.error().message.find("owner and group objects are missing"), std::string::npos) << none.error().message;
+    std::vector<int> swapped = t.companions();
+    std::swap(swapped[0], swapped[1]);
+    auto misplaced = Segment::attach(t.fd(), t.cursor_fd(), Segment::Populate::no, swapped);
+    ASSERT_FALSE(misplaced.has_value());
+    EXPECT_NE(misplaced.error().message.find("another place"), std::string::npos) << misplaced.error().message;
+    auto foreign = Segment::attach(t.fd(), t.cursor_fd(), Segment::Populate::no, other.companions());
+    ASSERT_FALSE(foreign.has_value());
+    EXPECT_NE(foreign.error().message.find("another topic"), std::string::npos) << foreign.error().message;
 }
 
 // The kernel refuses the write: the process dies of SIGSEGV at the store, and mprotect cannot
@@ -66,8 +117,8 @@ void faulting(void (*write)(Segment&), Segment& seg) {
 TEST(AccessDeathTest, ASubscriberCannotWriteTheRingOrTheTail) {
     GTEST_FLAG_SET(death_test_style, "threadsafe");
     LocalTopic t(small());
-    Fds s = subscriber_fds(t);
-    auto seg = Segment::attach(s.segment, s.cursors);
+    auto s = subscriber_fds(t);
+    auto seg = s->attach();
     ASSERT_TRUE(seg.has_value());
     EXPECT_EXIT(faulting([](Segment& s) { s.ring()[0] = std::byte{1}; }, *seg), ::testing::KilledBySignal(SIGSEGV), "");
     EXPECT_EXIT(faulting([](Segment& s) { s.producers().tail.next_id = 7; }, *seg), ::testing::KilledBySignal(SIGSEGV), "");
@@ -78,8 +129,8 @@ TEST(AccessDeathTest, ASubscriberCannotWriteTheRingOrTheTail) {
 TEST(AccessDeathTest, APublisherCannotWriteACursor) {
     GTEST_FLAG_SET(death_test_style, "threadsafe");
     LocalTopic t(small());
-    Fds p = publisher_fds(t);
-    auto seg = Segment::attach(p.segment, p.cursors);
+    auto p = publisher_fds(t);
+    auto seg = p->attach();
     ASSERT_TRUE(seg.has_value());
     EXPECT_EXIT(faulting([](Segment& s) { s.consumer_slot(0).ack_position.store(1 << 20); }, *seg),
                 ::testing::KilledBySignal(SIGSEGV), "");
@@ -87,15 +138,38 @@ TEST(AccessDeathTest, APublisherCannotWriteACursor) {
     EXPECT_NE(mprotect(page, 4096, PROT_READ | PROT_WRITE), 0);
 }
 
+// Layout 1.9: a subscriber writes its own owner object and nothing of another principal's: not
+// another owner object's slots (another uid's cursors, the archiver's) and not a group's block
+// (entries, dispatch) unless it is a member. The kernel refuses, as for the ring.
+TEST(AccessDeathTest, ASubscriberCannotWriteAnotherPrincipalsState) {
+    GTEST_FLAG_SET(death_test_style, "threadsafe");
+    LocalTopic t(small());
+    auto s = subscriber_fds(t, 0);
+    auto seg = s->attach();
+    ASSERT_TRUE(seg.has_value()) << seg.error().message;
+    const uint32_t theirs = seg->owner_slots();  // the first slot of owner object 1
+    seg->consumer_slot(0).ack_position.store(0);  // its own: allowed
+    EXPECT_EXIT(faulting([](Segment& x) { x.consumer_slot(x.owner_slots()).ack_position.store(1 << 20); }, *seg),
+                ::testing::KilledBySignal(SIGSEGV), "");
+    EXPECT_EXIT(faulting([](Segment& x) { x.consumer_slot(x.owner_slots()).state.store(0); }, *seg),
+                ::testing::KilledBySignal(SIGSEGV), "");
+    EXPECT_EXIT(faulting([](Segment& x) { x.group_block(1).entries[0].position.store(1 << 20); }, *seg),
+                ::testing::KilledBySignal(SIGSEGV), "");
+    seg->group_block(0).entries[0].deadline_ns.store(0);  // its group's: allowed
+    auto* page = reinterpret_cast<std::byte*>(&seg->consumer_slot(theirs));
+    EXPECT_NE(mprotect(page, 4096, PROT_READ | PROT_WRITE), 0);
+    EXPECT_EQ(errno, EACCES);
+}
+
 // Publishing and subscribing work with only the access each role gets, including a publisher
 // asleep on a full ring (it waits on a futex in its read-only cursor mapping) woken by an ack.
 TEST(Access, EachRoleWorksWithItsOwnAccessAlone) {
     LocalTopic t(small());
-    Fds p = publisher_fds(t), s = subscriber_fds(t);
-    auto pub_seg = Segment::attach(p.segment, p.cursors);
-    auto sub_seg = Segment::attach(s.segment, s.cursors);
+    auto p = publisher_fds(t), s = subscriber_fds(t);
+    auto pub_seg = p->attach();
+    auto sub_seg = s->attach();
     ASSERT_TRUE(pub_seg && sub_seg);
-    auto slot = reserve_consumer_slot(*sub_seg);
+    auto slot = reserve_consumer_slot(*sub_seg, OwnerMask{1});  // in its own owner object
     ASSERT_TRUE(slot.has_value());
     auto start = attach_new_cursor(*sub_seg, *slot, layout::SlotKind::durable, "d", Registration{{getpid(), 0}},
                                    StartFrom::earliest, 0);

@@ -29,13 +29,13 @@ TEST(Layout, RegionsArePageAlignedAndDisjoint) {
     }
 }
 
-// With a cursor object (what shmbusd makes): the segment holds header, producer region and ring;
+// With a cursor object alone (1.3 to 1.8): the segment holds header, producer region and ring;
 // the cursor object a header page, the consumer region and then the group region (1.4).
 TEST(Layout, TheCursorObjectHoldsTheConsumerAndGroupRegions) {
     for (uint64_t cap : {4096ull, 1ull << 20}) {
         TopicConfig c;
         c.capacity = cap;
-        const Geometry g = compute_geometry(c);
+        const Geometry g = compute_geometry(c, true, false);
         EXPECT_EQ(g.ring_offset, g.producer_offset + g.producer_size);
         EXPECT_EQ(g.total, g.ring_offset + cap);
         EXPECT_EQ(g.consumer_offset, kPageSize);
@@ -43,9 +43,33 @@ TEST(Layout, TheCursorObjectHoldsTheConsumerAndGroupRegions) {
         EXPECT_EQ(g.group_offset, g.consumer_offset + g.consumer_size);
         EXPECT_EQ(g.group_offset % kPageSize, 0u);
         EXPECT_EQ(g.max_groups, layout::kDefaultMaxGroups);
+        EXPECT_EQ(g.owner_objects, 0u);
         EXPECT_GE(g.cursor_object_size, g.group_offset + sizeof(layout::GroupBlock) * g.max_groups);
         EXPECT_LT(g.cursor_object_size, g.group_offset + sizeof(layout::GroupBlock) * g.max_groups + kPageSize);
     }
+}
+
+// With owner objects (1.9, what shmbusd makes): the cursor object keeps the consumer region's
+// head; every slot lies in an owner object of owner_slots slots (a power of two, at most
+// kMaxOwnerObjects objects), each group block in a group object; both after a header page.
+TEST(Layout, OwnerObjectsHoldTheSlotsAndGroupObjectsTheBlocks) {
+    for (uint32_t consumers : {1u, 8u, 64u, 65u, 512u, 513u, 4096u}) {
+        TopicConfig c;
+        c.max_consumers = consumers;
+        const Geometry g = compute_geometry(c);
+        EXPECT_EQ(g.cursor_object_size, 2 * kPageSize) << consumers;
+        EXPECT_EQ(g.consumer_size, kPageSize);
+        EXPECT_EQ(g.group_offset, 0u);
+        EXPECT_EQ(g.owner_slots & (g.owner_slots - 1), 0u);
+        EXPECT_GE(g.owner_slots, 8u);
+        EXPECT_LE(g.owner_objects, layout::kMaxOwnerObjects);
+        EXPECT_GE(uint64_t(g.owner_objects) * g.owner_slots, consumers);
+        EXPECT_LT(uint64_t(g.owner_objects - 1) * g.owner_slots, consumers);
+        EXPECT_EQ(g.owner_object_size, kPageSize + ((uint64_t(g.owner_slots) * sizeof(ConsumerSlot) + kPageSize - 1) & ~(kPageSize - 1)));
+        EXPECT_GE(g.group_object_size, kPageSize + sizeof(layout::GroupBlock));
+        EXPECT_LE(layout::kDefaultMaxGroups, layout::kMaxGroupObjects);
+    }
+    EXPECT_GE(kPageSize, sizeof(layout::OwnerObjectHeader));
 }
 
 TEST(Layout, CapacityRoundsUpToAPowerOfTwo) {

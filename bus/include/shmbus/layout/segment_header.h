@@ -51,12 +51,18 @@ inline constexpr uint16_t kVersionMajor = 1;  // a reader refuses any other majo
 // a time, and that publisher claims by storing the tail (one 16-byte store) instead of the
 // compare-and-swap; readers read the tail as before. Fixed at creation. An ephemeral reader's slot
 // may hold the record it reads in place (ConsumerSlot::hold, in line 0's padding, zero before).
-inline constexpr uint16_t kVersionMinor = 8;
+//
+// 1.9: owner objects (layout/owner_object.h). `owner_objects` objects of `owner_slots` consumer
+// slots each (`owner_object_size` bytes) hold the consumer slots, and `max_groups` group objects
+// (`group_object_size` bytes) the group blocks; the cursor object keeps only the consumer region's
+// head (the wake-up words every subscriber writes). 0 owner objects: the 1.8 arrangement.
+inline constexpr uint16_t kVersionMinor = 9;
 inline constexpr uint16_t kGroupsSinceMinor = 5;
 inline constexpr uint16_t kSequencesSinceMinor = 6;
 inline constexpr uint16_t kArchiveSinceMinor = 7;
 inline constexpr uint16_t kSingleProducerSinceMinor = 8;
 inline constexpr uint16_t kInPlaceReadsSinceMinor = 8;
+inline constexpr uint16_t kOwnerObjectsSinceMinor = 9;
 inline constexpr uint32_t kReadyMagic = 0x52454459;  // "READY"
 inline constexpr std::size_t kPageSize = 4096;
 inline constexpr std::size_t kCacheLine = 64;
@@ -114,7 +120,12 @@ struct SegmentHeader {
     // --- 1.8 ---
     uint32_t single_producer;    // 1: one publisher at a time, claiming by plain stores; 0: any number
     uint32_t reserved3;
-    uint8_t reserved[40];        // room for minor-version additions
+    // --- 1.9 ---
+    uint32_t owner_objects;      // objects holding the consumer slots (owner_object.h); 0: none (1.8)
+    uint32_t owner_slots;        // consumer slots in each, a power of two
+    uint64_t owner_object_size;  // bytes of each owner object
+    uint64_t group_object_size;  // bytes of each of the max_groups group objects
+    uint8_t reserved[16];        // room for minor-version additions
     std::atomic<uint32_t> ready; // kReadyMagic once every field above is written; stored last
     uint32_t reserved1;
 };
@@ -146,7 +157,11 @@ static_assert(offsetof(SegmentHeader, archived) == 368);
 static_assert(offsetof(SegmentHeader, archiver_slot) == 372);
 static_assert(offsetof(SegmentHeader, first_id) == 376);
 static_assert(offsetof(SegmentHeader, single_producer) == 384);
-static_assert(offsetof(SegmentHeader, reserved) == 392);
+static_assert(offsetof(SegmentHeader, owner_objects) == 392);
+static_assert(offsetof(SegmentHeader, owner_slots) == 396);
+static_assert(offsetof(SegmentHeader, owner_object_size) == 400);
+static_assert(offsetof(SegmentHeader, group_object_size) == 408);
+static_assert(offsetof(SegmentHeader, reserved) == 416);
 static_assert(offsetof(SegmentHeader, ready) == 432);
 static_assert(sizeof(SegmentHeader) == 440);
 static_assert(sizeof(SegmentHeader) <= kPageSize);
