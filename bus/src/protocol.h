@@ -25,7 +25,9 @@ inline constexpr uint32_t kFrameMagic = 0x53425553;  // "SUBS"
 // OpenTopic / TopicOk. 7: layout 1.7 (on-full `archive`, where a protocol-6 subscriber would take
 // itself for a gating reader and read without checking for overrun), archive requests. 8: layout
 // 1.8 and kSingleProducer (a protocol-7 shmbusd would make such a topic for any number of publishers).
-inline constexpr uint16_t kProtocolVersion = 8;
+// 9: layout 1.9 (owner and group objects, passed after the segment and cursor object: a
+// protocol-8 client would keep two descriptors and take the 1.9 segment for a corrupt one).
+inline constexpr uint16_t kProtocolVersion = 9;
 inline constexpr std::size_t kMaxFrame = 64 * 1024;
 inline constexpr std::size_t kNameField = layout::kMaxTopicName + 1;
 inline constexpr std::size_t kSubNameField = layout::kMaxSubscriptionName + 1;
