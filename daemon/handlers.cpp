@@ -365,7 +365,7 @@ bool RequestHandlers::on_subscribe(Conn& c, uint32_t id, const protocol::Subscri
     }
     spdlog::info("pid {} subscribed to '{}' ({}{}{}) slot {} at id {}", c.process.pid, topic,
                  durable ? "durable " : "ephemeral", durable_name, ok->resumed ? ", resumed" : "", ok->slot, ok->next_id);
-    return reply_with_topic(c, id, *t.value(), Role::subscribe, protocol::Type::subscribe_ok, &*ok, sizeof *ok, Writer{principal});
+    return reply_with_topic(c, id, *t.value(), Role::subscribe, protocol::Type::subscribe_ok, &*ok, sizeof *ok, Writer{principal, std::nullopt});
 }
 
 // Unsubscribe and close: the slot must be this process's, through any of its connections (one
@@ -423,7 +423,10 @@ bool RequestHandlers::on_delete_subscription(Conn& c, uint32_t id, const protoco
     if (!administered) return reply_error(c, id, administered.error());
     TopicEntry* t = *administered;
     const auto& seg = t->segment();
-    const auto slot = detail::find_durable(seg, name);
+    // Names are per uid (layout 1.9): the caller's own first, else the first of any uid's (an admin's
+    // right), but never the archiver's.
+    auto slot = detail::find_durable(seg, name, t->scope_of(user_principal(c.who.uid)));
+    if (!slot && name != kArchiverSubscription) slot = detail::find_durable(seg, name);
     if (!slot) return reply_error(c, id, make_error(Errc::invalid_argument, "no durable subscription '" + name + "' on '" + topic + "'"));
     const auto& s = seg.consumer_slot(*slot);
     const SlotState state = detail::state_of(s);
