@@ -210,7 +210,16 @@ bool Server::refuse_one_client() {
             protocol::ErrorReply body{};
             body.code = uint32_t(e.code);
             detail::copy_name(body.message, e.message);
+            // Its hello is read first, and again before closing: a socket closed with unread data
+            // resets the connection, and the client would see the reset instead of the reason.
+            auto drain = [fd] {
+                std::byte sink[256];
+                while (recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0) {
+                }
+            };
+            drain();
             (void)detail::send_frame(fd, protocol::Type::error, 0, &body, sizeof body);
+            drain();
             close(fd);
         }
         spare_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);

@@ -317,6 +317,11 @@ TEST_F(BadInput, RunningOutOfDescriptorsNeitherSpinsNorFloodsTheLog) {
     const std::string log = read_file(path("daemon.log"));
     EXPECT_NE(log.find("out of file descriptors"), std::string::npos) << log.substr(0, 2000);
     EXPECT_LT(std::count(log.begin(), log.end(), '\n'), 50);
+    // A client refused meanwhile is told why, not that shmbusd is not running.
+    const auto refused = cli({"--wait", "0", "topic", "list"});
+    EXPECT_EQ(refused.code, 1);
+    EXPECT_NE(refused.err.find("shmbusd is out of file descriptors"), std::string::npos) << "[" << refused.err << "]";
+    EXPECT_EQ(refused.err.find("not running"), std::string::npos) << refused.err;
     idle.clear();
     ASSERT_TRUE(eventually([&] { return connect().has_value(); }));  // answering again
     EXPECT_EQ(cli({"pub", "t", "after"}).code, 0);
