@@ -353,12 +353,35 @@ Result<Reply> ControlChannel::request_locked(protocol::Type type, const void* bo
     return reply;
 }
 
+std::optional<Error> ControlChannel::connection_refusal() noexcept {
+    if (!wait_readable(sock_, std::chrono::milliseconds(0))) return std::nullopt;
+    std::vector<std::byte> buf;
+    PassedFds fds;
+    std::string why;
+    if (!recv_frame(sock_, buf, fds, why)) return std::nullopt;
+    fds.close_all();
+    FrameHeader h{};
+    const std::byte* b = nullptr;
+    std::size_t n = 0;
+    protocol::ErrorReply e{};
+    if (!parse_frame(buf, h, b, n) || h.request_id != 0 || protocol::Type(h.type) != protocol::Type::error || n != sizeof e)
+        return std::nullopt;
+    std::memcpy(&e, b, sizeof e);
+    e.message[sizeof e.message - 1] = '\0';
+    return make_error(errc_from_code(e.code).value_or(Errc::protocol_error), e.message);
+}
+
 Result<Reply> ControlChannel::exchange(protocol::Type type, const void* body, std::size_t size, bool& sent,
                                        std::chrono::milliseconds reply_wait) noexcept {
     const uint32_t id = next_request_++;
     sent = false;
-    if (!send_frame(sock_, type, id, body, size))
-        return make_error(Errc::disconnected, "lost the connection to shmbusd (" + std::string(strerror(errno)) + ")");
+    if (!send_frame(sock_, type, id, body, size)) {
+        const int err = errno;
+        // shmbusd may have said why before it closed (refusing the connection): that reason, if
+        // it is waiting to be read, is the answer.
+        if (auto reason = connection_refusal()) return *reason;
+        return make_error(Errc::disconnected, "lost the connection to shmbusd (" + std::string(strerror(err)) + ")");
+    }
     sent = true;
     std::vector<std::byte> buf;
     for (;;) {

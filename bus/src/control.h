@@ -11,6 +11,7 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -117,6 +118,9 @@ private:
                                                std::chrono::milliseconds wait,
                                                std::chrono::milliseconds extra_wait = {}) noexcept;
     // One request and its reply on the current socket; `sent` tells whether it left us.
+    // An error frame about the connection itself (request id 0) already waiting to be read: why
+    // shmbusd closed it (out of descriptors, say). Never waits.
+    [[nodiscard]] std::optional<Error> connection_refusal() noexcept;
     [[nodiscard]] Result<Reply> exchange(protocol::Type type, const void* body, std::size_t size, bool& sent,
                                          std::chrono::milliseconds reply_wait) noexcept;
     void drop() noexcept;
