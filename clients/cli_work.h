@@ -1,4 +1,4 @@
-// The work-queue subcommands: `group`, `dlq` and `sub --group --exec`.
+// The work-queue subcommands: `group`, `dlq` (cli_work.cpp) and `sub --group --exec` (cli_exec.cpp).
 #pragma once
 
 #include <CLI/CLI.hpp>
