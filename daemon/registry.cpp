@@ -85,7 +85,8 @@ Result<detail::OwnerMask> TopicEntry::scope_with_room(const std::string& princip
     return make_error(Errc::no_free_slot, "topic '" + name() + "' has no subscription slot left for " + principal +
                                               ": its " + std::to_string(owner_of.size()) + " owner objects of " +
                                               std::to_string(seg.owner_slots()) + " slots each are all given to other "
-                                              "users and groups (a topic with more subscriptions: --max-consumers)");
+                                              "users and groups (make the topic with more subscriptions: max_subscribers in the configuration, "
+                                              "TopicConfig::max_consumers)");
 }
 
 Result<HandedFds> TopicEntry::hand_out(Role role, const Writer& writer) const noexcept {
