@@ -13,12 +13,12 @@
 #include <chrono>
 #include <thread>
 
-#include "archive.h"
+#include "archive/archive.h"
 #include "archives.h"
-#include "futex.h"
-#include "raw_record.h"
-#include "untrusted_files.h"
-#include "wall_clock.h"
+#include "core/futex.h"
+#include "record/raw_record.h"
+#include "core/untrusted_files.h"
+#include "core/wall_clock.h"
 #include "shmbus/client.h"
 
 namespace shmbus::daemon {

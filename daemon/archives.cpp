@@ -18,16 +18,18 @@
 #include <sstream>
 #include <toml++/toml.h>
 
-#include "archive.h"
-#include "cursor.h"
-#include "errno_error.h"
-#include "futex.h"
-#include "group.h"
-#include "proc.h"
-#include "slots.h"
-#include "stats.h"
-#include "untrusted_files.h"
-#include "wall_clock.h"
+#include "archive/archive.h"
+#include "supervisor/group_admin.h"
+#include "supervisor/registration.h"
+#include "core/cursor.h"
+#include "core/errno_error.h"
+#include "core/futex.h"
+#include "groups/group.h"
+#include "core/proc.h"
+#include "core/slots.h"
+#include "control/stats.h"
+#include "core/untrusted_files.h"
+#include "core/wall_clock.h"
 #include "shmbus/names.h"
 
 namespace shmbus::daemon {

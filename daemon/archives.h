@@ -16,7 +16,7 @@
 #include <optional>
 #include <string>
 
-#include "archive.h"
+#include "archive/archive.h"
 #include "event_loop.h"
 #include "registry.h"
 #include "shmbus/archive.h"

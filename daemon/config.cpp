@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "shmbus/names.h"
-#include "untrusted_files.h"
+#include "core/untrusted_files.h"
 
 #define TOML_ENABLE_FORMATTERS 0
 #include <toml++/toml.h>

@@ -9,9 +9,9 @@
 #include <vector>
 
 #include "access_control.h"
-#include "control.h"
-#include "proc.h"
-#include "protocol.h"
+#include "control/control.h"
+#include "core/proc.h"
+#include "control/protocol.h"
 #include "shmbus/result.h"
 
 namespace shmbus::daemon {

@@ -1,5 +1,5 @@
 #include "daemon.h"
-#include "untrusted_files.h"
+#include "core/untrusted_files.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -19,11 +19,11 @@
 #include <cstring>
 #include <filesystem>
 
-#include "bus_files.h"
-#include "errno_error.h"
-#include "futex.h"
-#include "gc.h"
-#include "wall_clock.h"
+#include "core/bus_files.h"
+#include "core/errno_error.h"
+#include "core/futex.h"
+#include "core/gc.h"
+#include "core/wall_clock.h"
 #include "shmbus/client.h"
 
 namespace shmbus::daemon {

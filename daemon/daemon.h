@@ -17,7 +17,7 @@
 #include "archives.h"
 #include "config.h"
 #include "event_loop.h"
-#include "handlers.h"
+#include "handlers/handlers.h"
 #include "metrics.h"
 #include "registry.h"
 #include "server.h"

@@ -9,7 +9,7 @@
 #include <mutex>
 #include <vector>
 
-#include "stats.h"
+#include "control/stats.h"
 #include "shmbus/statistics.h"
 
 namespace shmbus::daemon {

@@ -13,7 +13,7 @@
 #include <cstring>
 #include <tuple>
 
-#include "bus_files.h"
+#include "core/bus_files.h"
 #include "shmbus/names.h"
 
 namespace shmbus::daemon {

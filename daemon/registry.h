@@ -17,9 +17,9 @@
 #include <utility>
 #include <vector>
 
-#include "control.h"
-#include "segment.h"
-#include "slots.h"
+#include "control/control.h"
+#include "core/segment.h"
+#include "core/slots.h"
 #include "topic_supervisor.h"
 #include "shmbus/result.h"
 #include "shmbus/topic.h"

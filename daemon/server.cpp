@@ -17,8 +17,8 @@
 #include <type_traits>
 #include <utility>
 
-#include "control.h"
-#include "errno_error.h"
+#include "control/control.h"
+#include "core/errno_error.h"
 #include "shmbus/client.h"
 
 namespace shmbus::daemon {

@@ -14,7 +14,7 @@
 
 #include "connection.h"
 #include "event_loop.h"
-#include "handlers.h"
+#include "handlers/handlers.h"
 
 namespace shmbus::daemon {
 

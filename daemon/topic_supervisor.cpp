@@ -4,12 +4,14 @@
 
 #include <algorithm>
 
-#include "control.h"
-#include "group.h"
-#include "proc.h"
-#include "sequences.h"
-#include "slots.h"
-#include "wall_clock.h"
+#include "control/control.h"
+#include "supervisor/group_admin.h"
+#include "supervisor/registration.h"
+#include "groups/group.h"
+#include "core/proc.h"
+#include "supervisor/sequences.h"
+#include "core/slots.h"
+#include "core/wall_clock.h"
 
 namespace shmbus::daemon {
 

@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "proc.h"
-#include "recovery.h"
-#include "segment.h"
+#include "core/proc.h"
+#include "supervisor/recovery.h"
+#include "core/segment.h"
 
 namespace shmbus::daemon {
 

@@ -9,8 +9,8 @@
 #include <cerrno>
 #include <cstring>
 
-#include "futex.h"
-#include "wall_clock.h"
+#include "core/futex.h"
+#include "core/wall_clock.h"
 
 namespace shmbus::daemon {
 

@@ -7,7 +7,7 @@
 #include <unordered_map>
 
 #include "event_loop.h"
-#include "proc.h"
+#include "core/proc.h"
 #include "registry.h"
 
 namespace shmbus::daemon {

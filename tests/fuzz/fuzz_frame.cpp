@@ -5,8 +5,8 @@
 #include <cstring>
 #include <vector>
 
-#include "control.h"
-#include "protocol.h"
+#include "control/control.h"
+#include "control/protocol.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // A valid header in front of the fuzzed bytes half of the time, so bodies get exercised too.

@@ -13,13 +13,13 @@
 #include <string_view>
 
 #include "access_control.h"
-#include "archive.h"
+#include "archive/archive.h"
 #include "config.h"
-#include "control.h"
-#include "protocol.h"
+#include "control/control.h"
+#include "control/protocol.h"
 #include "shmbus/names.h"
 #include "shmbus/result.h"
-#include "untrusted_files.h"
+#include "core/untrusted_files.h"
 
 namespace {
 

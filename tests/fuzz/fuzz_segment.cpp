@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "local_topic.h"
-#include "recovery.h"
+#include "supervisor/recovery.h"
 #include "topic_supervisor.h"
 
 namespace {

@@ -18,7 +18,7 @@
 #include <string>
 
 #include "bus_fixture.h"
-#include "bus_files.h"
+#include "core/bus_files.h"
 #include "local_topic.h"  // detail::Access: the mapping behind a Publisher or Subscriber
 
 namespace shmbus::test {

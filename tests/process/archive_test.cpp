@@ -15,7 +15,7 @@
 #include <random>
 #include <thread>
 
-#include "archive.h"
+#include "archive/archive.h"
 #include "peer_fixture.h"
 #include "test_payload.h"
 

@@ -12,7 +12,7 @@
 
 #include "bus_fixture.h"
 #include "raw_socket.h"
-#include "protocol.h"
+#include "control/protocol.h"
 
 namespace shmbus::test {
 namespace {

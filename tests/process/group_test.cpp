@@ -14,7 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bus_fixture.h"
-#include "futex.h"
+#include "core/futex.h"
 
 namespace shmbus::test {
 namespace {

@@ -14,8 +14,8 @@
 #include <nlohmann/json.hpp>
 
 #include "bus_fixture.h"
-#include "futex.h"
-#include "wall_clock.h"
+#include "core/futex.h"
+#include "core/wall_clock.h"
 
 namespace shmbus::test {
 namespace {

@@ -9,11 +9,14 @@
 #include <string>
 #include <vector>
 
-#include "cores.h"
-#include "cursor.h"
-#include "group.h"
-#include "segment.h"
-#include "sequences.h"
+#include "publish/publisher_core.h"
+#include "read/subscriber_core.h"
+#include "supervisor/group_admin.h"
+#include "supervisor/registration.h"
+#include "core/cursor.h"
+#include "groups/group.h"
+#include "core/segment.h"
+#include "supervisor/sequences.h"
 #include "shmbus/publisher.h"
 #include "shmbus/subscriber.h"
 

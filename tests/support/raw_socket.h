@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "protocol.h"
+#include "control/protocol.h"
 #include "shmbus/client.h"
 
 namespace shmbus::test {

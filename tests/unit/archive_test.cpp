@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "archive.h"
+#include "archive/archive.h"
 
 namespace {
 

@@ -5,7 +5,7 @@
 #include <thread>
 
 #include "local_topic.h"
-#include "wall_clock.h"
+#include "core/wall_clock.h"
 
 namespace shmbus::detail {
 namespace {

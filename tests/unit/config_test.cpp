@@ -8,7 +8,7 @@
 
 #include "access_control.h"
 #include "config.h"
-#include "untrusted_files.h"
+#include "core/untrusted_files.h"
 
 namespace shmbus::daemon {
 namespace {

@@ -8,8 +8,8 @@
 #include <filesystem>
 #include <string>
 
-#include "gc.h"
-#include "segment.h"
+#include "core/gc.h"
+#include "core/segment.h"
 
 namespace shmbus::detail {
 namespace {

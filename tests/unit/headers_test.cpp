@@ -6,8 +6,9 @@
 #include <cstring>
 #include <vector>
 
-#include "rate_limit.h"
-#include "ring.h"
+#include "read/rate_limit.h"
+#include "record/record_view.h"
+#include "core/ring.h"
 #include "shmbus/headers.h"
 
 namespace shmbus::test {

@@ -5,7 +5,7 @@
 #include <unistd.h>
 
 #include "local_topic.h"
-#include "segment.h"
+#include "core/segment.h"
 #include "shmbus/layout/cursor_object.h"
 
 namespace shmbus::detail {

@@ -1,6 +1,6 @@
 #include <gtest/gtest.h>
 
-#include "control.h"
+#include "control/control.h"
 #include "shmbus/names.h"
 #include "shmbus/topic.h"
 

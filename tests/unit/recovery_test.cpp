@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "local_topic.h"
-#include "recovery.h"
-#include "ring.h"
+#include "supervisor/recovery.h"
+#include "core/ring.h"
 #include "ring_helpers.h"
 
 namespace shmbus::detail {

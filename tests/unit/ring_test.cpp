@@ -9,9 +9,9 @@
 #include <vector>
 
 #include "local_topic.h"
-#include "stats.h"
+#include "control/stats.h"
 #include "ring_helpers.h"
-#include "ring.h"
+#include "core/ring.h"
 
 namespace shmbus::detail {
 namespace {

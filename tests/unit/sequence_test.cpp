@@ -8,9 +8,10 @@
 #include <vector>
 
 #include "local_topic.h"
-#include "ring.h"
+#include "core/ring.h"
+#include "record/record_view.h"
 #include "ring_helpers.h"
-#include "sequences.h"
+#include "supervisor/sequences.h"
 
 namespace shmbus::detail {
 namespace {

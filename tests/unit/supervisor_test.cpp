@@ -4,10 +4,12 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
-#include "group.h"
+#include "groups/group.h"
+#include "supervisor/group_admin.h"
+#include "supervisor/registration.h"
 #include "local_topic.h"
 #include "ring_helpers.h"
-#include "slots.h"
+#include "core/slots.h"
 #include "topic_supervisor.h"
 
 namespace shmbus::daemon {

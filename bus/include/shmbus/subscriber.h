@@ -34,9 +34,6 @@ struct RawRecord;
 class GroupMember;
 }
 
-// earliest: the oldest message retained (an archived topic: the oldest on disk); latest: only new
-// ones; id: from_id on; time: the first message (in id order) published at or after from_time_ns.
-enum class StartFrom : uint8_t { earliest, latest, id, time };
 enum class WaitStrategy : uint8_t { busy_spin, spin_then_sleep };
 
 struct SubscribeOptions {

@@ -1,0 +1,183 @@
+// Consumer groups on the data path: the words members share (layout/group_region.h) and one
+// member's side of the protocol. docs/architecture.md, "Consumer groups", explains it; every
+// acquire/release below names its partner.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+#include <string_view>
+
+#include "core/futex.h"
+#include "read/rate_limit.h"
+#include "core/ring.h"
+#include "core/wall_clock.h"
+#include "core/segment.h"
+#include "core/slots.h"
+#include "shmbus/subscriber.h"
+
+namespace shmbus::detail {
+
+using layout::EntryControl;
+using layout::EntryState;
+
+// The group's dispatch word: the ack_position/ack_id pair of its consumer slot. Its position
+// strictly grows with every CAS (each one steps over a record), so a pair read as position, id,
+// position with both positions equal is one the word really held.
+struct Dispatch {
+    uint64_t position;
+    uint64_t id;
+};
+[[nodiscard]] Dispatch read_dispatch(const layout::ConsumerSlot& group) noexcept;
+[[nodiscard]] bool cas_dispatch(layout::ConsumerSlot& group, Dispatch expected, Dispatch desired) noexcept;
+// The (control, id) pair of an entry, by 16-byte CAS.
+[[nodiscard]] bool cas_entry(layout::GroupEntry& e, uint64_t control, uint64_t id, uint64_t new_control,
+                             uint64_t new_id) noexcept;
+// The lowest position an unsettled message of the group holds, UINT64_MAX if none: what a
+// publisher's gate adds for a group, after it has read the dispatch word (seq_cst).
+[[nodiscard]] uint64_t lowest_unsettled(const layout::GroupBlock& b) noexcept;
+// The group slot and block of member slot `member`, checked; nullptr if the segment says otherwise.
+[[nodiscard]] layout::GroupBlock* group_of_member(const Segment& seg, uint32_t member, uint32_t& group_slot) noexcept;
+// True if the member that took an entry with control `c` no longer holds its slot (it died, or
+// left): shmbusd frees a member's slot when its process ends.
+[[nodiscard]] bool owner_gone(const Segment& seg, EntryControl c) noexcept;
+// The delay before the next attempt after `attempt` failed: initial × factor^(attempt-1), capped,
+// with jitter (a uniform draw in its upper half) so that retries of a burst spread out.
+[[nodiscard]] uint64_t backoff_ns(const layout::GroupSettingsRecord& s, uint32_t attempt, uint64_t random) noexcept;
+
+// The record of `g` a group's block keeps (and the wire carries).
+[[nodiscard]] layout::GroupSettingsRecord settings_record(const GroupSettings& g) noexcept;
+// And back, for `group info`.
+[[nodiscard]] GroupSettings group_settings_of(const layout::GroupSettingsRecord& r) noexcept;
+// The interval between deliveries a rate limit makes (0: unlimited).
+[[nodiscard]] uint64_t rate_interval_ns(const RateLimit& rate) noexcept;
+
+// Where a group lives: its block and its consumer slot (creating and deleting one is the
+// supervisor's: supervisor/group_admin.h).
+struct GroupPlace {
+    uint32_t block;  // GroupBlock index
+    uint32_t slot;   // the group's consumer slot
+};
+// The active group `name` of the topic, if any.
+[[nodiscard]] std::optional<GroupPlace> find_group(const Segment& seg, std::string_view name) noexcept;
+// Members of the group in slot `group_slot` that hold their slots now.
+[[nodiscard]] std::vector<int32_t> group_member_pids(const Segment& seg, uint32_t group_slot) noexcept;
+
+// What became of a dead letter: published; not now (the topic is full, or cannot be opened yet);
+// refused for good as it is (too large for the dead-letter topic).
+enum class DeadLetterOutcome : uint8_t { sent, later, refused };
+
+// A message on its way to the dead-letter topic, with its origin.
+struct DeadLetterInfo {
+    const Message& message;
+    std::string_view reason;
+    uint64_t first_delivery_ns;  // CLOCK_REALTIME
+    uint64_t last_delivery_ns;
+};
+
+// One member's state: its window, the entry it is claiming with, when it next looks for
+// messages due for redelivery.
+class GroupMember {
+public:
+    // Publishes a dead letter (payload, headers, origin). Not `sent`, the message waits out the
+    // longest backoff and is tried again; `refused` (the dead-letter topic can never take it as it
+    // is) also marks its entry, so that `topic info` shows what cannot be dead-lettered.
+    using DeadLetterOutcome = detail::DeadLetterOutcome;
+    using DeadLetter = std::function<DeadLetterOutcome(const DeadLetterInfo& letter)>;
+    // Publishes a retry record (publish_retry in publish/publisher_core.h) to the topic; false if it cannot now.
+    using Repark = std::function<bool(const layout::RetryInfo& info, std::span<const std::byte> data, uint16_t flags)>;
+
+    GroupMember(const Segment& seg, uint32_t member_slot, uint32_t tag, uint32_t group_slot, layout::GroupBlock& block,
+                DeadLetter dead_letter, Repark repark = {}) noexcept;
+
+    // Delivers up to `max` messages: those due for redelivery first, then new ones, never holding
+    // more than the window. `owner` and the message's bookkeeping let settle() check it later.
+    [[nodiscard]] PollResult poll(Handler& handler, std::size_t max, const void* owner, bool auto_ack) noexcept;
+    enum class Settle : uint8_t { ack, nack, reject };
+    // `delay_ns` for nack: 0 picks the group's backoff. `reason`: the dead letter's, for reject or a
+    // nack on the last allowed attempt (empty: a nack says so).
+    [[nodiscard]] AckStatus settle(const Message& m, Settle how, uint64_t delay_ns, std::string_view reason) noexcept;
+    [[nodiscard]] uint32_t held() const noexcept { return held_; }
+
+    // Sleeping. A member about to sleep first reads the wake word (wake_word(), seq_cst), then
+    // tries to become the group's watcher: the watcher sleeps on the topic's data futex, everyone
+    // else on the wake word. A watcher that wakes stops watching and wakes one other member, which
+    // becomes the next watcher. The read-then-try order is what makes a handover impossible to
+    // miss: a member that failed to become watcher read the wake word before the watcher's bump.
+    [[nodiscard]] std::atomic<uint32_t>& wake_word() const noexcept { return block_.wake_futex; }
+    [[nodiscard]] std::atomic<uint32_t>& wake_sleepers() const noexcept { return block_.wake_sleepers; }
+    // True if this member is (now) the watcher: the word was free, ours, or its holder is gone.
+    [[nodiscard]] bool try_watch() noexcept;
+    // Gives the watch up (if ours) and wakes one member asleep on the wake word.
+    void stop_watching() noexcept;
+    // Called by a member that woke and found work: if messages are still waiting to be taken,
+    // wakes one more member, so that a backlog draws in as many members as it needs.
+    void wake_another_if_backlog() noexcept;
+    ~GroupMember();
+    // When the group's rate limit allows the next delivery (CLOCK_MONOTONIC), if the last poll
+    // stopped for it; 0 otherwise.
+    [[nodiscard]] uint64_t rate_ready_ns() const noexcept { return rate_.ready_ns(); }
+    [[nodiscard]] bool corrupt() const noexcept { return corrupt_; }
+
+private:
+    [[nodiscard]] uint64_t held_control(uint32_t attempt) const noexcept {
+        return EntryControl{EntryState::held, attempt, member_slot_, tag_}.pack();
+    }
+    [[nodiscard]] uint64_t transitional(EntryState s, uint32_t attempt) const noexcept {
+        return EntryControl{s, attempt, member_slot_, tag_}.pack();
+    }
+    // An entry this member claims with (state claiming), or nullptr when the table is full.
+    [[nodiscard]] layout::GroupEntry* claim_entry() noexcept;
+    void drop_claim_entry() noexcept;
+    void redeliver_due(Handler& handler, std::size_t max, uint32_t& count, const void* owner, bool auto_ack) noexcept;
+    // A message of ours, taken (state stealing or claiming), that has used up its deliveries, or
+    // was rejected: to the dead-letter topic, or back to backoff if that fails.
+    void dead_letter(layout::GroupEntry& e, const Message& m, std::string_view reason) noexcept;
+    // The message entry `e` holds (its record in place), as handed to a handler or a dead letter.
+    [[nodiscard]] Message message_of(uint64_t id, uint32_t attempt, const RecordInfo& r) const noexcept;
+    void hold_and_deliver(layout::GroupEntry& e, uint64_t id, uint32_t attempt, const RecordInfo& r, Handler& handler,
+                          const void* owner, bool auto_ack) noexcept;
+    void free_entry(layout::GroupEntry& e) noexcept;
+    void wake_one_sleeper() noexcept;
+    // A retry record of ours just taken from the dispatch word into `e`: back to backoff until it
+    // is due, or delivered now.
+    void take_retry(layout::GroupEntry& e, uint64_t id, const RecordInfo& r, Handler& handler, uint32_t& count,
+                    const void* owner, bool auto_ack) noexcept;
+    // A backoff entry that has fallen half a ring behind the tail moves to the tail as a retry
+    // record, so that waiting for its retry never holds publishers back.
+    void repark(layout::GroupEntry& e, uint64_t control, uint64_t id, EntryControl c, uint64_t deadline) noexcept;
+    // A token of the group's rate limit for the next delivery (kept until that delivery happens).
+    [[nodiscard]] bool take_token() noexcept {
+        return !rate_.limited() || rate_.take(block_.rate_tat_ns, monotonic_ns());
+    }
+    [[nodiscard]] AckStatus too_late() noexcept;
+    void to_backoff(layout::GroupEntry& e, uint32_t attempt, uint64_t delay_ns) noexcept;
+    void wake_publishers() noexcept;
+
+    const Segment& seg_;
+    Ring ring_;
+    uint32_t member_slot_;
+    uint32_t tag_;
+    layout::ConsumerSlot& group_;
+    layout::GroupBlock& block_;
+    layout::GroupSettingsRecord settings_;  // fixed at the group's creation: a copy
+    DeadLetter dead_letter_;
+    Repark repark_;
+    uint32_t group_slot_;
+    layout::GroupEntry* claiming_ = nullptr;
+    // The control word of each entry this member was given and has not settled (0: none): a
+    // second settle of one message finds 0 and changes nothing, and `held_` counts the non-zero.
+    std::array<uint64_t, layout::kGroupEntries> given_{};
+    uint32_t held_ = 0;
+    uint32_t next_free_hint_ = 0;
+    uint64_t next_scan_ns_ = 0;
+    uint64_t random_;
+    RateGate rate_;  // on the group's bucket word, block_.rate_tat_ns
+    bool corrupt_ = false;
+    WallClock clock_;
+};
+
+}  // namespace shmbus::detail

@@ -1,0 +1,565 @@
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+
+#include "publish/publisher_core.h"
+#include "core/futex.h"
+#include "groups/group.h"
+#include "core/slots.h"
+
+namespace shmbus {
+namespace detail {
+
+using layout::RecordHeader;
+using layout::RecordType;
+
+namespace {
+constexpr int kSpaceSpins = 256;
+constexpr std::chrono::milliseconds kMaxSpaceSleep{10};  // re-check even if nobody wakes us
+}  // namespace
+
+PublisherCore::~PublisherCore() {
+    if (!channel || slot == nullptr) return;
+    protocol::Unsubscribe req{};
+    copy_name(req.topic, topic);
+    req.slot = slot_index;
+    (void)channel->request_if_connected(protocol::Type::close_producer, &req, sizeof req);  // death frees it too
+}
+
+uint64_t PublisherCore::deadline_after(std::chrono::nanoseconds timeout) const noexcept {
+    if (timeout.count() <= 0) return 1;  // already passed, and distinct from "not computed yet"
+    const uint64_t now = monotonic_ns();
+    return uint64_t(timeout.count()) > UINT64_MAX - now ? UINT64_MAX : now + uint64_t(timeout.count());
+}
+
+PublisherCore::GateFloor PublisherCore::min_gating_ack() const noexcept {
+    GateFloor floor;
+    uint64_t& min_ack = floor.acked;
+    for (uint32_t i = 0; i < seg.max_consumers(); ++i) {
+        auto& s = seg.consumer_slot(i);
+        if (s.kind == uint32_t(SlotKind::ephemeral)) {  // holds a record only while reading it in place
+            if (!seg.in_place_reads() || state_of(s, std::memory_order_seq_cst) != SlotState::attached) continue;
+            // SYNC: seq_cst pairs with the reader's seq_cst store of hold and then load of the tail
+            // (SubscriberCore::hold_record): either we see its hold, or it sees a tail at least as
+            // high as ours, and keeps a hold only a quarter ring from it, beyond our reach.
+            if (const uint64_t hold = s.hold.load(std::memory_order_seq_cst); hold != 0) min_ack = std::min(min_ack, hold - 1);
+            continue;
+        }
+        // SYNC: seq_cst pairs with the seq_cst stores of a joining cursor in place_cursor(): either
+        // we see the new cursor here, or its owner saw our claim on the tail and joined above it.
+        if (!holds_gating_cursor(s, std::memory_order_seq_cst)) continue;
+        // After the state load: the archiver's slot is named before it is attached (mark_archived).
+        if (archive_policy && !gates_producers(seg, i, SlotKind(s.kind), std::memory_order_seq_cst)) continue;
+        // SYNC: pairs with the release store of ack_position in SubscriberCore::store_ack (and the
+        // dispatch CAS in cas_dispatch): the subscriber's reads of the acked records happen
+        // before we overwrite them.
+        const uint64_t ack = s.ack_position.load(std::memory_order_seq_cst);
+        if (s.kind != uint32_t(SlotKind::group)) {
+            min_ack = std::min(min_ack, ack);
+            continue;
+        }
+        floor.group = std::min(floor.group, ack);
+        // A group's messages taken but not settled lie below its dispatch word: read after it
+        // (see cas_dispatch), so a message taken since is in its entry.
+        if (s.reserved0 < seg.max_groups()) floor.group = std::min(floor.group, lowest_unsettled(seg.group_block(s.reserved0)));
+    }
+    if (!revocable) return floor;
+    // A claim the daemon took back may still be written by its stalled owner: keep its bytes
+    // until the owner notices (release_claim) or dies. After the acks: see take_back_stalled_claim.
+    for (uint32_t i = 0; i < seg.max_producers(); ++i)
+        // SYNC: acquire pairs with the release stores of revoked in recovery.cpp and release_claim.
+        if (const uint64_t r = seg.producer_slot(i).revoked.load(std::memory_order_acquire); r != 0)
+            min_ack = std::min(min_ack, r - 1);
+    return floor;
+}
+
+// The gate: a claim may end at most one ring past the slowest durable ack, and at most a
+// quarter ring past the tail seen now, so a subscription that joins later is seen in time
+// (docs/architecture.md, "Gating").
+void PublisherCore::refresh_gate() noexcept {
+    if (!gated) {
+        gate_limit = UINT64_MAX;
+        return;
+    }
+    // SYNC: the claim CAS is a full barrier, so our last claim is visible to everyone before the
+    // loads below. A plain tail store is not: the fence makes it so (StoreLoad), once per refresh.
+    if (exclusive) std::atomic_thread_fence(std::memory_order_seq_cst);
+    // SYNC: seq_cst, and before the cursor loads: a joiner that we miss stored its cursor after
+    // those loads and read the tail after that, so it saw a tail at least this high.
+    const uint64_t tail = ring.tail_position(std::memory_order_seq_cst);
+    const GateFloor floor = min_gating_ack();
+    const uint64_t by_ack = floor.acked == UINT64_MAX ? UINT64_MAX : floor.acked + ring.capacity();
+    // retry_reserve < capacity / 2 (max_message_for keeps a record under an eighth of the ring).
+    const uint64_t by_group = floor.group == UINT64_MAX ? UINT64_MAX : floor.group + ring.capacity() - retry_reserve;
+    gate_limit = std::min({by_ack, by_group, tail + ring.capacity() / 4});
+}
+
+void PublisherCore::wait_for_space(uint64_t needed_end, uint64_t deadline_ns) noexcept {
+    auto& consumers = seg.consumers();
+    auto& waiters = seg.space_waiters();
+    for (int i = 0; i < kSpaceSpins; ++i) cpu_relax();
+    waiters.fetch_add(1, std::memory_order_seq_cst);
+    // SYNC: seq_cst pairs with the fence in SubscriberCore::store_ack: either the subscriber sees
+    // space_waiters > 0 and bumps space_futex, or we see its new ack in the refresh below.
+    const uint32_t seen = consumers.space_futex.load(std::memory_order_seq_cst);
+    refresh_gate();
+    const uint64_t now = monotonic_ns();
+    if (needed_end > gate_limit && now < deadline_ns) {
+        const auto left = std::chrono::nanoseconds(deadline_ns - now);
+        futex_wait(consumers.space_futex, seen, std::min<std::chrono::nanoseconds>(left, kMaxSpaceSleep));
+    }
+    waiters.fetch_sub(1, std::memory_order_relaxed);  // relaxed: only a hint for wakers
+}
+
+PublishStatus PublisherCore::claim(uint64_t length, std::chrono::nanoseconds timeout, uint64_t& position,
+                                   uint64_t& id, uint64_t allowance) noexcept {
+    if (length > seg.max_message() + allowance) return PublishStatus::too_large;
+    uint64_t start = 0;
+    const uint64_t size = layout::record_size(length);
+    const PublishStatus st = claim_room(size, 1, timeout, start, position, id);
+    if (st != PublishStatus::ok) return st;
+    ring.note_boundary(position, position + size, id + 1);
+    // The header before the claim is recorded: once recorded, the daemon may seal the claim (its
+    // owner stalled), and a header written after that would turn the skip record back into data.
+    layout::write_header(*ring.header_at(position), uint32_t(length), RecordType::data, id, clock.now_ns());
+    record_claim(start, position);
+    return PublishStatus::ok;
+}
+
+PublishStatus PublisherCore::claim_room(uint64_t size, uint64_t ids, std::chrono::nanoseconds timeout, uint64_t& start,
+                                        uint64_t& position, uint64_t& id) noexcept {
+    if (seg.deleted()) return PublishStatus::deleted;
+    auto& tail = seg.producers().tail;
+    TailSnapshot seen{};
+    uint64_t pad = 0;
+    uint64_t end = 0;
+    uint64_t deadline_ns = 0;  // the clock is read only once the ring is found full
+    for (;;) {
+        // relaxed: a torn or stale pair only makes the CAS below fail and retry.
+        seen.position = __atomic_load_n(&tail.position, __ATOMIC_RELAXED);
+        seen.next_id = __atomic_load_n(&tail.next_id, __ATOMIC_RELAXED);
+        // Every claim ends on a record boundary: a tail that does not was written by someone
+        // else, and writing a header there could land past the ring's end.
+        if (seen.position % layout::kRecordAlignment != 0) return PublishStatus::corrupt;
+        const uint64_t offset = seen.position & seg.mask();
+        pad = offset + size > ring.capacity() ? ring.capacity() - offset : 0;
+        end = seen.position + pad + size;
+        if (end > gate_limit) {
+            refresh_gate();
+            if (end > gate_limit) {
+                if (deadline_ns == 0) deadline_ns = deadline_after(timeout);
+                const bool fail = seg.live_on_full() == OnFull::fail;  // `topic set` may switch block and fail
+                if (fail || monotonic_ns() >= deadline_ns) {
+                    seg.producers().full_refusals.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
+                    return fail ? PublishStatus::would_block : PublishStatus::timed_out;
+                }
+                wait_for_space(end, deadline_ns);
+                continue;
+            }
+        }
+        if (end > horizon) horizon = ring.raise_horizon(end);
+        if (slot != nullptr) announce(seen.position, end, seen.next_id);
+        // The sole publisher of a single-producer topic (shmbusd registers no other) owns the tail.
+        if (exclusive && ring.store_tail({end, seen.next_id + ids})) break;
+        if (ring.cas_tail(seen, {end, seen.next_id + ids})) break;
+    }
+    crash_in_claim.pass();
+    if (pad != 0) {
+        write_padding(seen.position, pad, seen.next_id);
+        ring.note_boundary(seen.position, seen.position + pad, seen.next_id);
+    }
+    start = seen.position;
+    position = seen.position + pad;
+    id = seen.next_id;
+    last_id = id + ids - 1;
+    return PublishStatus::ok;
+}
+
+void PublisherCore::record_claim(uint64_t start, uint64_t position) noexcept {
+    if (slot != nullptr) {
+        open_claim = {start + 1, position};
+        // SYNC: pairs with the acquire load (or CAS) of claim_start in recovery.cpp.
+        slot->claim_start.store(open_claim.tag, std::memory_order_release);
+    }
+    crash_after_claim.pass();
+}
+
+// Names the claim about to be attempted, before the CAS: a producer killed right after winning
+// it has still said which bytes were its own (recovery.cpp, seal_abandoned_claim).
+void PublisherCore::announce(uint64_t start, uint64_t end, uint64_t id) noexcept {
+    slot->claim_end.store(end, std::memory_order_relaxed);  // relaxed: published by the release below
+    slot->claim_id.store(id, std::memory_order_relaxed);
+    // SYNC: pairs with the acquire loads of intent in recovery.cpp.
+    slot->intent.store(start + 1, std::memory_order_release);
+}
+
+// Gives up the recorded claim before committing it. On a topic with an unblock-timeout the
+// daemon may have taken it back: one CAS decides, and the loser must not write the commit word.
+bool PublisherCore::release_claim(uint64_t position) noexcept {
+    if (slot == nullptr) return true;
+    const bool recorded = open_claim.tag != 0 && position == open_claim.record;
+    const uint64_t tag = recorded ? std::exchange(open_claim, {}).tag : 0;
+    if (!revocable) {
+        if (recorded) slot->claim_start.store(0, std::memory_order_relaxed);  // relaxed: nobody takes claims back here
+        return true;
+    }
+    uint64_t expected = tag;
+    // SYNC: pairs with the CAS in take_back_stalled_claim: exactly one of us clears claim_start.
+    if (recorded && slot->claim_start.compare_exchange_strong(expected, 0, std::memory_order_acq_rel)) {
+        // A daemon that died between marking this claim and its CAS left the mark: lift it.
+        uint64_t mark = position + 1;
+        if (slot->revoked.load(std::memory_order_relaxed) == mark)  // relaxed: a rare leftover, re-checked by the CAS
+            slot->revoked.compare_exchange_strong(mark, 0, std::memory_order_acq_rel);
+        return true;
+    }
+    // An older loan is never recorded, but may have been taken back while it still was.
+    // SYNC: acquire pairs with the release store of revoked in take_back_stalled_claim.
+    if (!recorded && slot->revoked.load(std::memory_order_acquire) != position + 1) return true;
+    return false;  // taken back: commit_record seals it as a skip record, then lifts `revoked`
+}
+
+void PublisherCore::write_padding(uint64_t position, uint64_t bytes, uint64_t next_id) noexcept {
+    RecordHeader* h = ring.header_at(position);
+    layout::write_header(*h, uint32_t(bytes - sizeof(RecordHeader)), RecordType::padding, next_id, 0);
+    // SYNC: pairs with the acquire load of `commit` in Ring::inspect.
+    h->commit.store(layout::commit_word(position), std::memory_order_release);
+}
+
+PublishStatus PublisherCore::commit_record(uint64_t position, RecordType type) noexcept {
+    // Taken back: the daemon seals it as a skip record, and so do we, the same way, so the record
+    // ends committed even if the daemon died between taking it and sealing it.
+    const bool ours = release_claim(position);
+    if (!ours) type = RecordType::skip;
+    RecordHeader* h = ring.header_at(position);
+    if (type != RecordType::data) layout::put_field(h->type, uint16_t(type));
+    // SYNC: pairs with the acquire load of `commit` in Ring::inspect: the header and payload
+    // written above are visible to any reader that sees this commit word.
+    h->commit.store(layout::commit_word(position), std::memory_order_release);
+    if (!ours) {  // done writing: the bytes may be reused now
+        // SYNC: release pairs with the acquire load of revoked in min_gating_ack.
+        slot->revoked.store(0, std::memory_order_release);
+        seg.producers().late_commits.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
+    }
+    wake_readers();
+    return ours ? PublishStatus::ok : PublishStatus::revoked;
+}
+
+void PublisherCore::wake_readers() noexcept {
+    // Nobody can be asleep when no subscriber may sleep: no fence, no check. relaxed: a subscriber
+    // that starts counting meanwhile caps its first sleeps (kWakeGraceNs, subscriber.cpp) until
+    // every publisher has seen its count.
+    if (seg.consumers().may_sleep.load(std::memory_order_relaxed) == 0) return;
+    // SYNC: StoreLoad fence, pairs with the seq_cst increment of data_waiters in
+    // SubscriberCore::receive: either the sleeper's re-check sees our commit, or we see it waiting.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    // relaxed: ordered by the fence above; a reader that announces itself later re-checks the ring.
+    if (seg.consumers().data_waiters.load(std::memory_order_relaxed) != 0) {
+        futex_signal(seg.producers().data_futex);
+    }
+}
+
+std::size_t PublisherCore::publish_batch(std::span<const std::span<const std::byte>> payloads, std::chrono::nanoseconds timeout,
+                                         PublishStatus& status) noexcept {
+    // A claim (padding and records) stays under a quarter ring, as a single message's does.
+    const uint64_t chunk_limit = std::max<uint64_t>(ring.capacity() / 8, layout::record_size(seg.max_message()));
+    std::size_t done = 0;
+    status = PublishStatus::ok;
+    while (done < payloads.size()) {
+        uint64_t bytes = 0;
+        std::size_t n = 0;
+        for (; done + n < payloads.size(); ++n) {
+            const std::size_t length = payloads[done + n].size();
+            if (length > seg.max_message()) break;
+            const uint64_t size = layout::record_size(length);
+            if (n > 0 && bytes + size > chunk_limit) break;
+            bytes += size;
+        }
+        if (n == 0) {
+            status = PublishStatus::too_large;
+            return done;
+        }
+        uint64_t start = 0, position = 0, id = 0;
+        status = claim_room(bytes, n, timeout, start, position, id);
+        if (status != PublishStatus::ok) return done;
+        // Every header before the claim is recorded (as claim() does): shmbusd walks them to seal
+        // what a killed publisher left uncommitted, one skip record per message. The payloads go
+        // in with them: nothing is committed before the claim is recorded, and nobody takes a
+        // claim back here.
+        const uint64_t now_ns = clock.now_ns();  // one timestamp for the whole claim
+        uint64_t pos = position;
+        for (std::size_t k = 0; k < n; ++k) {
+            const auto& p = payloads[done + k];
+            const uint64_t size = layout::record_size(p.size());
+            layout::write_header(*ring.header_at(pos), uint32_t(p.size()), RecordType::data, id + k, now_ns);
+            if (!p.empty()) std::memcpy(ring.payload_at(pos), p.data(), p.size());
+            ring.note_boundary(pos, pos + size, id + k + 1);
+            pos += size;
+        }
+        record_claim(start, position);
+        pos = position;
+        for (std::size_t k = 0; k < n; ++k) {
+            // SYNC: pairs with the acquire load of `commit` in Ring::inspect, as in commit_record.
+            ring.header_at(pos)->commit.store(layout::commit_word(pos), std::memory_order_release);
+            pos += layout::record_size(payloads[done + k].size());
+        }
+        // Given up only after the last commit: a publisher killed between two commits leaves its
+        // claim recorded, and shmbusd seals the rest (a claim only announced is sealed whole only
+        // if its first record is uncommitted). Nobody takes claims back here (not revocable).
+        (void)release_claim(position);
+        done += n;
+        wake_readers();  // once per claim
+    }
+    return done;
+}
+
+void PublisherCore::hold_name(layout::SequenceEntry& entry) noexcept {
+    named = &entry;
+    // SYNC: acquire pairs with the release stores of committed by the name's earlier holders and
+    // by shmbusd's settle_pending, which finished before it handed us the name.
+    committed_sequence = entry.committed.load(std::memory_order_acquire);
+    highest_sequence = committed_sequence;
+}
+
+uint64_t PublisherCore::choose_sequence(uint64_t requested) noexcept {
+    if (requested == 0) return highest_sequence + 1;  // 2^64 sequences never run out
+    return requested > committed_sequence ? requested : 0;
+}
+
+PublishStatus PublisherCore::claim_message(uint64_t sequence, uint64_t body, std::chrono::nanoseconds timeout,
+                                           MessageClaim& out) noexcept {
+    const std::size_t stamp = named != nullptr ? layout::producer_stamp_size(options.producer.size()) : 0;
+    // The stamp is the bus's, not the application's: max_message bounds headers and payload only.
+    const PublishStatus st = claim(stamp + body, timeout, out.position, out.id, stamp);
+    if (st != PublishStatus::ok) return st;
+    out.data = ring.payload_at(out.position);
+    if (stamp == 0) return PublishStatus::ok;
+    const layout::ProducerStamp head{sequence, uint16_t(options.producer.size()), 0, 0};
+    std::memcpy(out.data, &head, sizeof head);
+    std::memset(out.data + sizeof head, 0, stamp - sizeof head);
+    std::memcpy(out.data + sizeof head, options.producer.data(), options.producer.size());
+    out.data += stamp;
+    highest_sequence = std::max(highest_sequence, sequence);
+    // Published by the commit store, as the header's other fields are (a sealed claim keeps its skip type).
+    layout::put_field(ring.header_at(out.position)->flags, uint16_t(layout::kRecordHasProducer));
+    return PublishStatus::ok;
+}
+
+PublishStatus PublisherCore::commit_message(uint64_t position, uint64_t sequence) noexcept {
+    if (named == nullptr) return commit_record(position, RecordType::data);
+    if (sequence <= committed_sequence) {  // a loan overtaken by a later sequence: never published twice
+        (void)commit_record(position, RecordType::skip);
+        return PublishStatus::duplicate;
+    }
+    // relaxed: published by the release store of pending_sequence below.
+    named->pending_position.store(position + 1, std::memory_order_relaxed);
+    // SYNC: release pairs with the acquire load of pending_sequence in settle_pending (shmbusd,
+    // after our death); the commit store below is a release too, so whoever sees the record
+    // committed sees it pending first.
+    named->pending_sequence.store(sequence, std::memory_order_release);
+    crash_before_commit.pass();
+    const PublishStatus st = commit_record(position, RecordType::data);
+    if (st == PublishStatus::ok) {
+        crash_after_commit.pass();
+        committed_sequence = sequence;
+        // SYNC: release pairs with the acquire load of committed by the name's next holder (hold_name).
+        named->committed.store(sequence, std::memory_order_release);
+    }
+    // SYNC: release, after committed: settle_pending never sees neither.
+    named->pending_sequence.store(0, std::memory_order_release);
+    return st;
+}
+
+}  // namespace detail
+
+const char* to_string(PublishStatus status) noexcept {
+    switch (status) {
+        case PublishStatus::ok: return "ok";
+        case PublishStatus::would_block: return "would_block";
+        case PublishStatus::timed_out: return "timed_out";
+        case PublishStatus::too_large: return "too_large";
+        case PublishStatus::aborted: return "aborted";
+        case PublishStatus::revoked: return "revoked";
+        case PublishStatus::corrupt: return "corrupt";
+        case PublishStatus::deleted: return "deleted";
+        case PublishStatus::bad_headers: return "bad_headers";
+        case PublishStatus::duplicate: return "duplicate";
+        case PublishStatus::no_producer: return "no_producer";
+    }
+    return "unknown";
+}
+
+// ---- Loan ----
+
+Loan::Loan(Loan&& other) noexcept { *this = std::move(other); }
+
+Loan& Loan::operator=(Loan&& other) noexcept {
+    if (this != &other) {
+        abandon();
+        core_ = std::exchange(other.core_, nullptr);
+        position_ = other.position_;
+        id_ = other.id_;
+        sequence_ = other.sequence_;
+        data_ = other.data_;
+    }
+    return *this;
+}
+
+Loan::~Loan() { abandon(); }
+
+PublishStatus Loan::commit() noexcept {
+    if (core_ == nullptr) return PublishStatus::aborted;
+    return std::exchange(core_, nullptr)->commit_message(position_, sequence_);
+}
+
+void Loan::abandon() noexcept {
+    if (core_ == nullptr) return;
+    auto* core = std::exchange(core_, nullptr);
+    core->seg.producers().aborted_loans.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
+    (void)core->commit_record(position_, layout::RecordType::skip);  // revoked: already a skip record
+}
+
+namespace {
+
+PublishStatus publish_message(detail::PublisherCore& core, uint64_t requested_sequence, std::span<const std::byte> payload,
+                              std::span<const Header> headers, std::chrono::nanoseconds timeout) noexcept;
+
+BatchResult publish_each(detail::PublisherCore& core, std::span<const std::span<const std::byte>> payloads,
+                         std::chrono::nanoseconds timeout) noexcept {
+    BatchResult r{PublishStatus::ok, 0};
+    for (const auto& p : payloads) {
+        r.status = publish_message(core, 0, p, {}, timeout);
+        if (r.status != PublishStatus::ok) break;
+        ++r.published;
+    }
+    return r;
+}
+
+// Every publish: a named producer's stamp, then the header block, then the payload, in one record.
+PublishStatus publish_message(detail::PublisherCore& core, uint64_t requested_sequence, std::span<const std::byte> payload,
+                              std::span<const Header> headers, std::chrono::nanoseconds timeout) noexcept {
+    if (!headers.empty() && !detail::headers_ok(headers)) return PublishStatus::bad_headers;
+    const uint64_t sequence = core.named != nullptr ? core.choose_sequence(requested_sequence) : 0;
+    if (core.named != nullptr && sequence == 0) return PublishStatus::duplicate;
+    const std::size_t block = headers.empty() ? 0 : encoded_headers_size(headers);
+    detail::PublisherCore::MessageClaim claim;
+    const PublishStatus st = core.claim_message(sequence, block + payload.size(), timeout, claim);
+    if (st != PublishStatus::ok) return st;
+    if (block != 0) {
+        encode_headers(headers, claim.data);
+        auto& flags = core.ring.header_at(claim.position)->flags;
+        // Published by the commit store, as the header's other fields are.
+        layout::put_field(flags, uint16_t(layout::get_field(flags) | layout::kRecordHasHeaders));
+    }
+    if (!payload.empty()) std::memcpy(claim.data + block, payload.data(), payload.size());
+    return core.commit_message(claim.position, sequence);
+}
+
+std::span<const std::byte> bytes_of(std::string_view text) noexcept {
+    return std::as_bytes(std::span<const char>(text.data(), text.size()));
+}
+
+}  // namespace
+
+// ---- Publisher ----
+
+Publisher::Publisher(std::unique_ptr<detail::PublisherCore> core) noexcept : core_(std::move(core)) {}
+Publisher::Publisher(Publisher&&) noexcept = default;
+Publisher& Publisher::operator=(Publisher&&) noexcept = default;
+Publisher::~Publisher() = default;
+
+PublishStatus Publisher::publish(std::span<const std::byte> payload) noexcept {
+    return publish(payload, core_->options.block_timeout);
+}
+
+PublishStatus Publisher::publish(std::string_view payload) noexcept {
+    return publish(payload, core_->options.block_timeout);
+}
+
+PublishStatus Publisher::publish(std::string_view payload, std::chrono::nanoseconds timeout) noexcept {
+    return publish(bytes_of(payload), timeout);
+}
+
+PublishStatus Publisher::publish(std::span<const std::byte> payload, std::chrono::nanoseconds timeout) noexcept {
+    return publish_message(*core_, 0, payload, {}, timeout);
+}
+
+PublishStatus Publisher::publish(std::span<const std::byte> payload, std::span<const Header> headers) noexcept {
+    return publish(payload, headers, core_->options.block_timeout);
+}
+
+PublishStatus Publisher::publish(std::string_view payload, std::span<const Header> headers) noexcept {
+    return publish(bytes_of(payload), headers, core_->options.block_timeout);
+}
+
+PublishStatus Publisher::publish(std::span<const std::byte> payload, std::span<const Header> headers,
+                                 std::chrono::nanoseconds timeout) noexcept {
+    return publish_message(*core_, 0, payload, headers, timeout);
+}
+
+PublishStatus Publisher::publish_sequence(uint64_t sequence, std::span<const std::byte> payload,
+                                          std::span<const Header> headers) noexcept {
+    if (core_->named == nullptr) return PublishStatus::no_producer;
+    if (sequence == 0) return PublishStatus::duplicate;  // 0 is never above the last committed
+    return publish_message(*core_, sequence, payload, headers, core_->options.block_timeout);
+}
+
+PublishStatus Publisher::publish_sequence(uint64_t sequence, std::string_view payload, std::span<const Header> headers) noexcept {
+    return publish_sequence(sequence, bytes_of(payload), headers);
+}
+
+PublishStatus detail::publish_retry(PublisherCore& core, const layout::RetryInfo& info, std::span<const std::byte> data,
+                                    uint16_t flags) noexcept {
+    if (core.retry_reserve != 0) {  // this publisher moves retries: the reserve is its to use
+        core.retry_reserve = 0;
+        core.gate_limit = 0;  // refreshed by the claim
+    }
+    uint64_t position = 0;
+    uint64_t id = 0;
+    const PublishStatus st = core.claim(sizeof info + data.size(), std::chrono::nanoseconds(0), position, id,
+                                        layout::record_allowance(flags));
+    if (st != PublishStatus::ok) return st;
+    std::byte* out = core.ring.payload_at(position);
+    std::memcpy(out, &info, sizeof info);
+    if (!data.empty()) std::memcpy(out + sizeof info, data.data(), data.size());
+    layout::put_field(core.ring.header_at(position)->flags, flags);  // published by the commit store
+    return core.commit_record(position, layout::RecordType::data);
+}
+
+BatchResult Publisher::publish_batch(std::span<const std::span<const std::byte>> payloads) noexcept {
+    return publish_batch(payloads, core_->options.block_timeout);
+}
+
+BatchResult Publisher::publish_batch(std::span<const std::span<const std::byte>> payloads,
+                                     std::chrono::nanoseconds timeout) noexcept {
+    // A named producer commits one sequence at a time through its table entry, and on a topic
+    // with an unblock-timeout shmbusd may take back a claim (one record): both publish one by one.
+    if (core_->named != nullptr || core_->revocable) return publish_each(*core_, payloads, timeout);
+    BatchResult r{PublishStatus::ok, 0};
+    r.published = core_->publish_batch(payloads, timeout, r.status);
+    return r;
+}
+
+PublishStatus Publisher::loan(std::size_t size, Loan& out) noexcept { return loan(size, out, core_->options.block_timeout); }
+
+PublishStatus Publisher::loan(std::size_t size, Loan& out, std::chrono::nanoseconds timeout) noexcept {
+    out.abandon();
+    const uint64_t sequence = core_->named != nullptr ? core_->choose_sequence(0) : 0;
+    detail::PublisherCore::MessageClaim claim;
+    const PublishStatus st = core_->claim_message(sequence, size, timeout, claim);
+    if (st != PublishStatus::ok) return st;
+    out.core_ = core_.get();
+    out.position_ = claim.position;
+    out.id_ = claim.id;
+    out.sequence_ = sequence;
+    out.data_ = std::span<std::byte>(claim.data, size);
+    return PublishStatus::ok;
+}
+
+uint64_t Publisher::last_id() const noexcept { return core_->last_id; }
+uint64_t Publisher::last_sequence() const noexcept { return core_->committed_sequence; }
+const std::string& Publisher::producer() const noexcept { return core_->options.producer; }
+uint32_t Publisher::max_message() const noexcept { return core_->seg.max_message(); }
+OnFull Publisher::on_full() const noexcept { return core_->seg.live_on_full(); }
+const std::string& Publisher::topic() const noexcept { return core_->topic; }
+
+}  // namespace shmbus
