@@ -14,26 +14,13 @@
 #include "shmbus/names.h"
 #include "core/untrusted_files.h"
 
-#define TOML_ENABLE_FORMATTERS 0
 #include <toml++/toml.h>
+
+#include "toml_values.h"
+#include "topic_settings_toml.h"
 
 namespace shmbus::daemon {
 namespace {
-
-// An error at a node of the file: "FILE:LINE: what".
-struct ConfigError {
-    std::string message;
-};
-
-[[noreturn]] void fail(const std::string& source, const toml::source_region& where, const std::string& what) {
-    throw ConfigError{source + ":" + std::to_string(where.begin.line) + ": " + what};
-}
-
-const std::string& string_value(const std::string& source, const toml::node& n, const std::string& key) {
-    const auto* s = n.as_string();
-    if (s == nullptr) fail(source, n.source(), "'" + key + "' must be a string");
-    return s->get();
-}
 
 bool all_digits(std::string_view s) {
     if (s.empty()) return false;
@@ -130,92 +117,6 @@ AclEntry parse_acl_entry(const std::string& source, const toml::table& t, std::s
     }
     if (!has_topics) fail(source, t.source(), "[[acl]] entry " + std::to_string(index) + " has no 'topics'");
     return e;
-}
-
-uint64_t size_value(const std::string& source, const toml::node& n, const std::string& key) {
-    if (const auto* i = n.as_integer()) {
-        if (i->get() <= 0) fail(source, n.source(), "'" + key + "' must be positive");
-        return uint64_t(i->get());
-    }
-    const auto v = parse_size(string_value(source, n, key));
-    if (!v) fail(source, n.source(), "'" + key + "' is not a size (use bytes or a suffix: 64K, 16M, 1G)");
-    return *v;
-}
-
-std::chrono::nanoseconds duration_value(const std::string& source, const toml::node& n, const std::string& key) {
-    const std::string& text = string_value(source, n, key);
-    if (text == "off" || text == "never") return std::chrono::nanoseconds(0);
-    const auto v = parse_duration(text);
-    if (!v) fail(source, n.source(), "'" + key + "' is not a duration (500ms, 30s, 15m, 2h, 7d, or off)");
-    return *v;
-}
-
-// Topic settings over `base`: the keys of `topic create`, in snake_case. `archive` (a
-// [topics.NAME] table only; nullptr for [defaults]) receives its archive settings, if any.
-TopicConfig parse_topic_settings(const std::string& source, const toml::table& t, TopicConfig base, const std::string& where,
-                                 std::optional<ArchiveSettings>* archive = nullptr) {
-    ArchiveSettings a;
-    bool archived = false, archive_keys = false;
-    for (auto&& [k, v] : t) {
-        const std::string key(k.str());
-        const bool archive_key = key == "archive" || key == "retain" || key == "retain_time" || key == "fsync" ||
-                                 key == "archive_file_size";
-        if (archive_key && archive == nullptr)
-            fail(source, v.source(), "'" + key + "' belongs in a [topics.NAME] table, not in " + where);
-        if (key == "archive") {
-            const auto* b = v.as_boolean();
-            if (b == nullptr) fail(source, v.source(), "'archive' must be true or false");
-            archived = b->get();
-        } else if (key == "retain") {
-            a.retain_bytes = size_value(source, v, key);
-            archive_keys = true;
-        } else if (key == "retain_time") {
-            a.retain_time = duration_value(source, v, key);
-            archive_keys = true;
-        } else if (key == "fsync") {
-            if (!parse_fsync(string_value(source, v, key), a.fsync)) fail(source, v.source(), "'fsync' must be never, interval or always");
-            archive_keys = true;
-        } else if (key == "archive_file_size") {
-            a.file_bytes = size_value(source, v, key);
-            if (a.file_bytes < kMinArchiveFileBytes) fail(source, v.source(), "'archive_file_size' must be at least 4K");
-            archive_keys = true;
-        } else if (key == "capacity") {
-            base.capacity = size_value(source, v, key);
-        } else if (key == "max_message") {
-            const uint64_t m = size_value(source, v, key);
-            if (m > UINT32_MAX) fail(source, v.source(), "'max_message' is too large");
-            base.max_message = uint32_t(m);
-        } else if (key == "on_full") {
-            const std::string& text = string_value(source, v, key);
-            if (text == "block") base.on_full = OnFull::block;
-            else if (text == "fail") base.on_full = OnFull::fail;
-            else if (text == "overwrite") base.on_full = OnFull::overwrite;
-            else if (text == "archive") base.on_full = OnFull::archive;
-            else fail(source, v.source(), "'on_full' must be block, fail, overwrite or archive");
-        } else if (key == "unblock_timeout") {
-            base.unblock_timeout = duration_value(source, v, key);
-        } else if (key == "expire_detached") {
-            base.expire_detached = duration_value(source, v, key);
-        } else if (key == "single_producer") {
-            const auto* b = v.as_boolean();
-            if (b == nullptr) fail(source, v.source(), "'single_producer' must be true or false");
-            base.single_producer = b->get();
-        } else if (key == "max_publishers" || key == "max_subscribers") {
-            const auto* i = v.as_integer();
-            if (i == nullptr || i->get() <= 0 || i->get() > int64_t(UINT32_MAX)) fail(source, v.source(), "'" + key + "' must be a positive whole number");
-            (key == "max_publishers" ? base.max_producers : base.max_consumers) = uint32_t(i->get());
-        } else {
-            fail(source, v.source(), "unknown key '" + key + "' in " + where +
-                                         " (known: capacity, max_message, on_full, unblock_timeout, expire_detached, "
-                                         "max_publishers, max_subscribers, single_producer, archive, retain, retain_time, fsync, "
-                                         "archive_file_size)");
-        }
-    }
-    if (auto st = validate_config(with_defaults(base)); !st) fail(source, t.source(), where + ": " + st.error().message);
-    if (archive_keys && !archived && base.on_full != OnFull::archive)
-        fail(source, t.source(), where + ": retain, retain_time, fsync and archive_file_size need archive = true");
-    if (archive != nullptr && (archived || base.on_full == OnFull::archive)) *archive = a;
-    return base;
 }
 
 void parse_bus(const std::string& source, const toml::table& t, Config& out) {

@@ -14,7 +14,7 @@
 #include <string>
 
 #include "access_control.h"
-#include "archives.h"
+#include "archives/archives.h"
 #include "config.h"
 #include "event_loop.h"
 #include "handlers/handlers.h"

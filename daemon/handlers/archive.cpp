@@ -2,7 +2,7 @@
 #include "handlers/handlers.h"
 #include "handlers/support.h"
 
-#include "archives.h"
+#include "archives/archives.h"
 
 #include <spdlog/spdlog.h>
 #include <unistd.h>

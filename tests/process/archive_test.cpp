@@ -237,6 +237,75 @@ TEST_F(Archive, ARebootKeepsTopicsIdsAndCursors) {
     EXPECT_TRUE(exactly(read_archive("boot").ids, 5100));
 }
 
+// Deleting an archived topic whose archiver does not stop (SIGSTOPped) holds up no other client:
+// the archiver is killed after its grace period and the archive removed then, while a topic made
+// again under the same name is archived afresh at once, into a directory of its own.
+TEST_F(Archive, DeletingATopicWhoseArchiverHangsHoldsUpNobody) {
+    make_archived("hang", TopicConfig{});
+    EXPECT_EQ(wait_exit(start_pub("pub1", {"hang", "100", "1", "--size", "64"})), 0);
+    ASSERT_TRUE(eventually([&] { return archived_last_id("hang") == 99u; }));
+    const auto pid = archiver_pid("hang");
+    ASSERT_TRUE(pid);
+    ASSERT_EQ(::kill(*pid, SIGSTOP), 0);
+    auto c = connect();
+    ASSERT_TRUE(c);
+    const auto t0 = std::chrono::steady_clock::now();
+    ASSERT_TRUE(c->delete_topic("hang"));
+    auto other = connect();  // a second client, served while the archiver has not stopped
+    ASSERT_TRUE(other);
+    ASSERT_TRUE(other->list_topics());
+    // The stop waits up to 5 s for an archiver: the loop must not have.
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s) << read_file(path("daemon.log"));
+    EXPECT_FALSE(std::filesystem::exists(dir + "/state/topics/hang"));  // moved away at once
+
+    make_archived("hang", TopicConfig{});
+    EXPECT_EQ(wait_exit(start_pub("pub2", {"hang", "10", "2", "--size", "64"})), 0);
+    ASSERT_TRUE(eventually([&] { return archived_last_id("hang") == 9u; }));
+    EXPECT_TRUE(exactly(read_archive("hang").ids, 10));
+
+    // The stopped archiver is killed and the old archive removed.
+    EXPECT_TRUE(eventually([&] { return ::kill(*pid, 0) != 0; }, 15s));
+    EXPECT_TRUE(eventually([&] {
+        std::error_code ec;
+        return std::filesystem::is_empty(dir + "/state/deleted", ec) && !ec;
+    }));
+    EXPECT_NE(read_file(path("daemon.log")).find("did not stop in 5 s: killed"), std::string::npos);
+}
+
+// A topic.toml as shmbusd wrote it before its [topic] table took the configuration file's keys
+// still makes the topic again after a reboot, with every setting it recorded.
+TEST_F(Archive, AnOlderTopicStateFileStillRestoresTheTopic) {
+    TopicConfig config;
+    config.capacity = 128 << 10;
+    config.max_consumers = 32;
+    config.unblock_timeout = 250ms;
+    make_archived("old", config);
+    EXPECT_EQ(wait_exit(start_pub("pub1", {"old", "50", "1", "--size", "64"})), 0);
+    ASSERT_TRUE(eventually([&] { return archived_last_id("old") == 49u; }));
+    stop_daemon();
+    {
+        std::ofstream f(dir + "/state/topics/old/topic.toml", std::ios::trunc);
+        f << "[archive]\nfile_bytes = 1048576\nfsync = 'interval'\nretain_bytes = 2097152\nretain_ns = 3600000000000\n\n"
+             "[topic]\nbus_dir = '" << dir << "'\ncapacity = 131072\nexpire_detached_ns = 0\nmax_consumers = 32\n"
+             "max_message = " << max_message_for(128 << 10) << "\nmax_producers = 64\non_full = 'block'\n"
+             "single_producer = false\nunblock_timeout_ns = 250000000\n";
+    }
+    remove_segments("old");
+    start_daemon();
+    auto s = stats("old");
+    ASSERT_TRUE(s) << read_file(path("daemon.log"));
+    EXPECT_EQ(s->published, 50u);
+    EXPECT_EQ(s->config.capacity, 128u << 10);
+    EXPECT_EQ(s->config.max_consumers, 32u);
+    EXPECT_EQ(s->config.unblock_timeout, 250ms);
+    auto c = connect();
+    auto info = c->archive_info("old");
+    ASSERT_TRUE(info) << read_file(path("daemon.log"));
+    EXPECT_EQ(info->settings.retain_bytes, 2u << 20);
+    EXPECT_EQ(info->settings.fsync, ArchiveFsync::interval);
+    EXPECT_EQ(info->settings.retain_time, std::chrono::hours(1));
+}
+
 // A state directory another bus used before: its archived topics are not made again on this bus.
 TEST_F(Archive, AnotherBussArchivedTopicsAreLeftAlone) {
     make_archived("theirs", TopicConfig{});

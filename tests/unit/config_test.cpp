@@ -8,6 +8,8 @@
 
 #include "access_control.h"
 #include "config.h"
+#include "toml_values.h"
+#include "topic_settings_toml.h"
 #include "core/untrusted_files.h"
 
 namespace shmbus::daemon {
@@ -116,6 +118,38 @@ TEST(Config, ArchivedTopicsAndTheStateDirectory) {
               "test.toml:3: 'fsync' must be never, interval or always");
     EXPECT_EQ(parse_error("[defaults]\narchive = true\n"), "test.toml:2: 'archive' belongs in a [topics.NAME] table, not in [defaults]");
     EXPECT_EQ(parse_error("[bus]\nstate_dir = \"relative\"\n"), "test.toml:2: 'state_dir' must be an absolute path");
+}
+
+// One schema: what shmbusd writes for an archived topic (topic.toml) reads back as the same
+// settings through the parser of the configuration file's [topics.NAME] tables.
+TEST(Config, TopicSettingsWrittenAreReadBackTheSame) {
+    TopicConfig c;
+    c.capacity = 1 << 20;
+    c.max_message = 4096;
+    c.on_full = OnFull::fail;
+    c.max_producers = 3;
+    c.max_consumers = 17;
+    c.unblock_timeout = std::chrono::nanoseconds(12'345'678);  // not whole milliseconds: written exactly
+    c.expire_detached = std::chrono::hours(2);
+    c.single_producer = true;
+    ArchiveSettings a;
+    a.retain_bytes = 5 << 20;
+    a.retain_time = std::chrono::minutes(90);
+    a.fsync = ArchiveFsync::always;
+    a.file_bytes = 256 << 10;
+    for (const auto& archive : {std::optional<ArchiveSettings>{}, std::optional<ArchiveSettings>{a}}) {
+        const toml::table t = shmbus::daemon::topic_settings_table(c, archive);
+        std::optional<ArchiveSettings> read;
+        TopicConfig back;
+        try {
+            back = shmbus::daemon::parse_topic_settings("topic.toml", t, TopicConfig{}, "[topic]", &read);
+        } catch (const shmbus::daemon::ConfigError& e) {
+            FAIL() << e.message;
+        }
+        EXPECT_EQ(back, c);
+        EXPECT_EQ(read.has_value(), archive.has_value());
+        if (read && archive) EXPECT_EQ(*read, *archive);
+    }
 }
 
 TEST(Config, AnUnclosedSetInAPatternIsAnError) {

@@ -26,11 +26,6 @@ namespace shmbus {
 
 namespace detail {
 class ControlChannel;
-struct DeadLetterInfo;
-enum class DeadLetterOutcome : uint8_t;
-}
-namespace layout {
-struct RetryInfo;
 }
 
 struct ClientOptions {
@@ -139,15 +134,6 @@ private:
     // `create`: the settings it is made with if it does not exist yet.
     [[nodiscard]] static std::function<Publisher*()> publisher_on_demand(const std::shared_ptr<detail::ControlChannel>& channel,
                                                                         std::string topic, TopicConfig create = {});
-    // Publishes a group member's dead letters to `<topic>.dlq` (opened on the first one, made if
-    // missing with room for the largest message of `source` and its dead-letter headers); false if
-    // one cannot be published now.
-    [[nodiscard]] static std::function<detail::DeadLetterOutcome(const detail::DeadLetterInfo&)> dead_letter_to(
-        const std::shared_ptr<detail::ControlChannel>& channel, std::string topic, const TopicConfig& source);
-    // Moves a group member's messages that wait out a backoff to the tail of `topic` (opened as a
-    // publisher on the first one); false if one cannot be moved now.
-    [[nodiscard]] static std::function<bool(const layout::RetryInfo&, std::span<const std::byte>, uint16_t)> repark_to(
-        const std::shared_ptr<detail::ControlChannel>& channel, std::string topic);
     explicit Client(std::shared_ptr<detail::ControlChannel> channel) noexcept;
     std::shared_ptr<detail::ControlChannel> channel_;
 };

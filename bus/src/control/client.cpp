@@ -10,6 +10,7 @@
 #include "archive/archive.h"
 #include "publish/publisher_core.h"
 #include "read/subscriber_core.h"
+#include "groups/outlets.h"
 #include "core/futex.h"
 #include "core/gc.h"
 #include "control/stats.h"
@@ -200,62 +201,6 @@ std::function<Publisher*()> Client::publisher_on_demand(const std::shared_ptr<Co
     };
 }
 
-namespace {
-
-// Bytes a dead letter adds to its message: six headers of origin (the reason up to
-// kMaxHeaderValue), with their keys and lengths, rounded up generously.
-constexpr uint64_t kDeadLetterAllowance = 8192;
-
-// A dead-letter topic made on first use holds any message of its topic with its dead-letter
-// headers (one made with the defaults refused a large one, which then waited in retry forever).
-TopicConfig dead_letter_config(const TopicConfig& source) noexcept {
-    TopicConfig c;
-    const uint64_t needed = uint64_t(source.max_message) + kDeadLetterAllowance;
-    c.capacity = std::max<uint64_t>(source.capacity, kMinCapacity);
-    while (max_message_for(c.capacity) < needed && c.capacity < kMaxCapacity) c.capacity *= 2;
-    c.max_message = uint32_t(std::min<uint64_t>(needed, max_message_for(c.capacity)));
-    return c;
-}
-
-}  // namespace
-
-std::function<detail::DeadLetterOutcome(const detail::DeadLetterInfo&)> Client::dead_letter_to(const std::shared_ptr<ControlChannel>& channel,
-                                                                         std::string topic, const TopicConfig& source) {
-    using Outcome = detail::DeadLetterOutcome;
-    return [publisher = publisher_on_demand(channel, topic + ".dlq", dead_letter_config(source)), topic](const detail::DeadLetterInfo& letter) {
-        Publisher* dlq = publisher();
-        if (dlq == nullptr) return Outcome::later;
-        const Message& m = letter.message;
-        // Its own headers first (less any origin of an earlier dead-lettering), then where it came from.
-        std::vector<Header> headers;
-        for (const Header& h : m.headers)
-            if (!is_shmbus_header(h.key) && headers.size() + 6 < kMaxHeaders) headers.push_back(h);
-        const std::string id = std::to_string(m.id), attempts = std::to_string(m.attempt);
-        const std::string first = rfc3339_utc(letter.first_delivery_ns), last = rfc3339_utc(letter.last_delivery_ns);
-        headers.push_back({kDeadLetterTopic, topic});
-        headers.push_back({kDeadLetterId, id});
-        headers.push_back({kDeadLetterAttempts, attempts});
-        headers.push_back({kDeadLetterReason, letter.reason.substr(0, kMaxHeaderValue)});
-        headers.push_back({kDeadLetterFirstDelivery, first});
-        headers.push_back({kDeadLetterLastDelivery, last});
-        switch (dlq->publish(m.payload, headers, std::chrono::nanoseconds(0))) {
-            case PublishStatus::ok: return Outcome::sent;
-            case PublishStatus::too_large:
-            case PublishStatus::bad_headers: return Outcome::refused;  // it will never fit as it is
-            default: return Outcome::later;
-        }
-    };
-}
-
-std::function<bool(const layout::RetryInfo&, std::span<const std::byte>, uint16_t)> Client::repark_to(
-    const std::shared_ptr<ControlChannel>& channel, std::string topic) {
-    return [publisher = publisher_on_demand(channel, std::move(topic))](const layout::RetryInfo& info,
-                                                                         std::span<const std::byte> data, uint16_t flags) {
-        Publisher* own = publisher();
-        return own != nullptr && detail::publish_retry(*own->core_, info, data, flags) == PublishStatus::ok;
-    };
-}
-
 Result<Publisher> Client::publisher(std::string_view topic, PublisherOptions options) noexcept {
     return open_publisher(channel_, topic, options);
 }
@@ -308,9 +253,14 @@ Result<Subscriber> Client::join_group(std::string_view topic, SubscribeOptions o
     uint32_t group_slot = 0;
     layout::GroupBlock* block = detail::group_of_member(core->seg, member, group_slot);
     if (block == nullptr) return make_error(Errc::protocol_error, "shmbusd's reply names no group in the topic's segment");
+    auto dead_letters = detail::dead_letter_outlet(
+        publisher_on_demand(channel_, std::string(topic) + ".dlq", detail::dead_letter_config(core->seg.config())), std::string(topic));
+    auto repark = detail::repark_outlet([own = publisher_on_demand(channel_, std::string(topic))]() -> detail::PublisherCore* {
+        Publisher* p = own();
+        return p != nullptr ? p->core_.get() : nullptr;
+    });
     core->group.reset(new (std::nothrow) detail::GroupMember(core->seg, member, uint32_t(req.token), group_slot, *block,
-                                                             dead_letter_to(channel_, std::string(topic), core->seg.config()),
-                                                             repark_to(channel_, std::string(topic))));
+                                                             std::move(dead_letters), std::move(repark)));
     if (!core->group) return make_error(Errc::io_error, "out of memory");
     core->resumed = r->first.resumed != 0;
     return Subscriber(std::move(core));

@@ -12,12 +12,17 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <atomic>
 #include <map>
+#include <memory>
+#include <thread>
+#include <vector>
 #include <optional>
 #include <string>
 
 #include "archive/archive.h"
 #include "event_loop.h"
+#include "archives/state_files.h"
 #include "registry.h"
 #include "shmbus/archive.h"
 #include "shmbus/result.h"
@@ -59,12 +64,14 @@ public:
     [[nodiscard]] std::optional<ArchiveSettings> settings(const std::string& topic) const;
     // A read-only descriptor of the topic's archive directory, for a client (the caller closes it).
     [[nodiscard]] Result<int> open_dir(const std::string& topic) const;
-    // The topic was deleted: its archiver is stopped and its archive and state removed.
+    // The topic was deleted: its archiver is told to stop and its archive and state are removed
+    // once it has, without blocking the event loop (archiver_processes.cpp).
     void forget(const std::string& topic);
     [[nodiscard]] bool is_archiver(const std::string& topic, pid_t pid) const;
     // Persists every archived topic's durable cursors (every second, and at a clean stop).
     void persist_cursors();
-    // A clean stop: cursors persisted, archivers asked to finish (SIGTERM) and waited for.
+    // A clean stop: cursors persisted, archivers asked to finish (SIGTERM) and waited for, the
+    // archives of deleted topics removed.
     void stop();
 
 private:
@@ -76,16 +83,44 @@ private:
         uint64_t backoff_ns = 0;
         uint64_t started_ns = 0;
     };
+    // An archiver of a deleted topic, told to stop: its pidfd watched, SIGKILLed at kill_at_ns,
+    // its directory (moved under trash_dir()) removed once it has exited.
+    struct Retiring {
+        std::string topic;
+        pid_t pid = 0;
+        int pidfd = -1;
+        std::string dir;
+        uint64_t kill_at_ns = 0;
+        bool killed = false;
+    };
+    struct Remover {
+        std::thread thread;
+        std::shared_ptr<std::atomic<bool>> done;
+    };
+    [[nodiscard]] static detail::Registration self_registration();
     [[nodiscard]] std::string topic_dir(const std::string& topic) const;
+    [[nodiscard]] std::string trash_dir() const;  // <state>/deleted
     [[nodiscard]] Status prepare_topic_dir(const std::string& topic) const;
     [[nodiscard]] Status write_settings(const TopicEntry& t, const ArchiveSettings& s) const;
     [[nodiscard]] Status ensure_archiver_cursor(TopicEntry& t);
+    // archiver_processes.cpp
     void start_archiver(const std::string& topic, Archived& a);
     void on_archiver_exit(const std::string& topic);
     void on_timer();
+    void unwatch(int& pidfd);
+    void signal_archiver(Archived& a);   // SIGTERM, not waited for
+    void stop_archiver(Archived& a);     // SIGTERM, waited for (a clean stop only)
+    static void reap_within(pid_t pid, uint64_t wait_ns);
+    void retire(const std::string& topic, Archived a);
+    void on_retired_exit(pid_t pid);
+    void check_retiring(uint64_t now_ns);
+    void finish_retiring();
+    void remove_in_background(const std::string& topic, const std::string& dir);
+    void join_removers(bool finished_only = false);
+    // restore.cpp
     void persist_cursors(TopicEntry& t);
-    void recreate(const std::string& topic);
-    void stop_archiver(Archived& a, bool wait);
+    void recreate(const std::string& topic, const TopicConfig& config);
+    void remove_leftover_deletions();
 
     EventLoop& loop_;
     Registry& registry_;
@@ -97,13 +132,9 @@ private:
     uint64_t last_persist_ns_ = 0;
     std::map<std::string, std::string> persisted_;  // what each topic's cursors.toml holds now
     bool restoring_ = false;
+    std::vector<Retiring> retiring_;
+    std::vector<Remover> removers_;
 };
-
-// The archive settings recorded in a topic's topic.toml.
-[[nodiscard]] Result<ArchiveSettings> load_archive_settings(const std::string& path);
-// The longest record body the topic recorded in topic.toml can produce (its max_message and the
-// largest producer stamp and retry prefix); kMaxArchiveRecord when the file does not say.
-[[nodiscard]] uint32_t load_archive_max_record(const std::string& path);
 
 // The archiver of one topic (shmbusd --archiver TOPIC): runs until SIGTERM, or until its topic
 // is deleted. Exit status 0 on a clean stop, 1 on a failure it cannot go on from.

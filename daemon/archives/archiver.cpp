@@ -14,7 +14,7 @@
 #include <thread>
 
 #include "archive/archive.h"
-#include "archives.h"
+#include "archives/archives.h"
 #include "core/futex.h"
 #include "record/raw_record.h"
 #include "core/untrusted_files.h"
