@@ -302,8 +302,8 @@ void shmbus_settle_cost(benchmark::State& state, bool nack, uint64_t total) {
 }
 
 // ---- servers for the peers ----
-
-
+// Built with the peers that are (their client libraries were found).
+#if SHMBUS_BENCH_HAVE_REDIS || SHMBUS_BENCH_HAVE_RABBITMQ
 bool executable(const char* path) { return access(path, X_OK) == 0; }
 
 // A server process in its own process group and scratch directory, stopped (group and all) and
@@ -371,6 +371,7 @@ std::string log_tail(const std::string& path) {
     std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     return text.size() > 300 ? text.substr(text.size() - 300) : text;
 }
+#endif
 
 // ---- Redis Streams ----
 #if SHMBUS_BENCH_HAVE_REDIS

@@ -1,7 +1,7 @@
 // `sub --group --exec CMD`: a command per message, whose exit status settles it (0 acks, 65
 // rejects, anything else nacks), with the message in its environment and its standard error kept
 // for the dead letter's reason.
-#include "cli_work.h"
+#include "cli/work.h"
 
 #include <fcntl.h>
 #include <signal.h>

@@ -8,7 +8,7 @@
 #include <optional>
 #include <string>
 
-#include "cli_common.h"
+#include "cli/common.h"
 #include "shmbus/shmbus.h"
 
 namespace cli {
@@ -16,6 +16,8 @@ namespace cli {
 // "N/s[:BURST]" (also /m and /h; a bare N is per second), e.g. 100/s:10.
 [[nodiscard]] std::optional<shmbus::RateLimit> parse_rate(std::string_view text);
 [[nodiscard]] std::string rate_text(const shmbus::RateLimit& rate);
+// An option's rate: nullopt if not given; rc set to the usage status (and said why) if it does not parse.
+[[nodiscard]] std::optional<shmbus::RateLimit> parse_rate_option(const std::string& text, int& rc);
 
 // The group settings a command line may give (`sub --group`, `group create`).
 struct GroupOptions {

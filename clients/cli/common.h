@@ -1,6 +1,7 @@
 // Pieces every shmbus subcommand shares: exit statuses, stop signals, option parsing, output.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -86,6 +87,15 @@ inline std::optional<uint64_t> parse_whole_number(const std::string& text) {
     return value;
 }
 
+
+// CLI11's check for a whole number option (CLI11 alone would read "-1" as 2^64-1).
+[[nodiscard]] const CLI::Validator& whole_number();
+// `--from`: earliest, latest or a message id. rc is set on failure.
+void parse_from(const std::string& from, shmbus::SubscribeOptions& options, int& rc);
+// A name given on the command line, checked before anything talks to shmbusd (a bad one is a
+// usage error): 0 or the exit status.
+[[nodiscard]] int check_topic_name(const std::string& name);
+[[nodiscard]] int check_subscription_name(const std::string& name);  // empty: not given
 
 // One received message as `sub --format json` prints it (and `dlq list --json` lists it).
 inline nlohmann::json message_json(std::string_view topic, const shmbus::Message& m, bool group) {

@@ -3,7 +3,7 @@
 
 #include <iostream>
 
-#include "bridge.h"
+#include "bridge/bridge.h"
 
 namespace cli {
 

@@ -1,4 +1,8 @@
-#include "cli_work.h"
+#include "cli/work.h"
+
+#include <memory>
+
+#include "cli/command.h"
 
 #include <cstdio>
 #include <cstring>
@@ -400,6 +404,83 @@ int dlq_replay(shmbus::Client& client, const std::string& topic, std::optional<u
     }
     std::printf("replayed %zu dead letter(s) to %s\n", count, topic.c_str());
     return rc;
+}
+
+std::optional<shmbus::RateLimit> parse_rate_option(const std::string& text, int& rc) {
+    if (text.empty()) return std::nullopt;
+    auto r = parse_rate(text);
+    if (!r) {
+        std::cerr << "shmbus: invalid rate '" << text << "' (N/s[:BURST], e.g. 100/s or 100/s:10; also /m and /h)\n";
+        rc = kExitUsage;
+    }
+    return r;
+}
+
+namespace {
+
+// What the group and dlq commands were given.
+struct WorkArgs {
+    std::string topic, group, from = "latest", rate;
+    bool json = false;
+    GroupOptions options;
+    shmbus::GroupSettings settings;
+    shmbus::SubscribeOptions start;
+    std::optional<uint64_t> replay_id;
+};
+
+int check_group_create(WorkArgs& a) {
+    int rc = 0;
+    a.options.apply(a.settings, rc);
+    if (auto r = parse_rate_option(a.rate, rc)) a.settings.rate = *r;
+    parse_from(a.from, a.start, rc);
+    if (rc != 0) return rc;
+    const int bad = check_topic_name(a.topic);
+    return bad != 0 ? bad : check_subscription_name(a.group);
+}
+
+}  // namespace
+
+void add_work_commands(CLI::App& app, Commands& out) {
+    auto a = std::make_shared<WorkArgs>();
+    auto topic_and_group = [a] {
+        const int rc = check_topic_name(a->topic);
+        return rc != 0 ? rc : check_subscription_name(a->group);
+    };
+    auto topic_only = [a] { return check_topic_name(a->topic); };
+    auto* group_cmd = app.add_subcommand("group", "manage consumer groups (work queues)");
+    group_cmd->require_subcommand(1);
+    auto* create = group_cmd->add_subcommand("create", "create a group (success if it exists with these settings)");
+    create->add_option("TOPIC", a->topic, "topic")->required();
+    create->add_option("NAME", a->group, "group name")->required();
+    a->options.add_to(*create, whole_number());
+    create->add_option("--rate", a->rate, "at most N/s[:BURST] deliveries, shared by all members");
+    create->add_option("--from", a->from, "earliest, latest or a message id: the group's first message");
+    out.push_back({create, [a] { return check_group_create(*a); },
+                   [a](shmbus::Client& c) { return group_create(c, a->topic, a->group, a->settings, a->start); }, {}});
+    auto* info = group_cmd->add_subcommand("info", "show a group: members, settings, progress");
+    info->add_option("TOPIC", a->topic, "topic")->required();
+    info->add_option("NAME", a->group, "group name")->required();
+    info->add_flag("--json", a->json, "JSON output");
+    out.push_back({info, topic_and_group, [a](shmbus::Client& c) { return group_info(c, a->topic, a->group, a->json); }, {}});
+    auto* del = group_cmd->add_subcommand("delete", "delete a group that has no members");
+    del->add_option("TOPIC", a->topic, "topic")->required();
+    del->add_option("NAME", a->group, "group name")->required();
+    out.push_back({del, topic_and_group, [a](shmbus::Client& c) { return group_delete(c, a->topic, a->group); }, {}});
+    auto* list = group_cmd->add_subcommand("list", "list a topic's groups");
+    list->add_option("TOPIC", a->topic, "topic")->required();
+    list->add_flag("--json", a->json, "JSON output");
+    out.push_back({list, topic_only, [a](shmbus::Client& c) { return group_list(c, a->topic, a->json); }, {}});
+
+    auto* dlq_cmd = app.add_subcommand("dlq", "dead letters of a topic (kept in the topic <TOPIC>.dlq)");
+    dlq_cmd->require_subcommand(1);
+    auto* dlq_list_cmd = dlq_cmd->add_subcommand("list", "list the dead letters not replayed yet");
+    dlq_list_cmd->add_option("TOPIC", a->topic, "topic")->required();
+    dlq_list_cmd->add_flag("--json", a->json, "JSON output");
+    out.push_back({dlq_list_cmd, topic_only, [a](shmbus::Client& c) { return dlq_list(c, a->topic, a->json); }, {}});
+    auto* replay = dlq_cmd->add_subcommand("replay", "publish dead letters to their topic again");
+    replay->add_option("TOPIC", a->topic, "topic")->required();
+    replay->add_option("--id", a->replay_id, "only the dead letter with this id (as `dlq list` shows it)")->check(whole_number());
+    out.push_back({replay, topic_only, [a](shmbus::Client& c) { return dlq_replay(c, a->topic, a->replay_id); }, {}});
 }
 
 }  // namespace cli

@@ -1,5 +1,5 @@
 // The bridge in a build without libnats: the command exists and says why it cannot run.
-#include "bridge.h"
+#include "bridge/bridge.h"
 
 namespace cli {
 

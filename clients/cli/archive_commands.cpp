@@ -1,9 +1,13 @@
-#include "cli_archive.h"
+#include "cli/archive.h"
 
 #include <cstdio>
 #include <iostream>
 
-#include "cli_common.h"
+#include "cli/common.h"
+
+#include <memory>
+
+#include "cli/command.h"
 
 namespace cli {
 
@@ -80,6 +84,24 @@ int archive_verify(shmbus::Client& client, const std::string& topic) {
     }
     std::printf("  ok: every checksum matches, ids in order\n");
     return 0;
+}
+
+void add_archive_commands(CLI::App& app, Commands& out) {
+    struct Args {
+        std::string topic;
+        bool json = false;
+    };
+    auto a = std::make_shared<Args>();
+    auto topic_only = [a] { return check_topic_name(a->topic); };
+    auto* archive_cmd = app.add_subcommand("archive", "archived topics: their files on disk");
+    archive_cmd->require_subcommand(1);
+    auto* info = archive_cmd->add_subcommand("info", "files, bytes, first and last id and time");
+    info->add_option("TOPIC", a->topic, "topic")->required();
+    info->add_flag("--json", a->json, "JSON output");
+    out.push_back({info, topic_only, [a](shmbus::Client& c) { return archive_info(c, a->topic, a->json); }, {}});
+    auto* verify = archive_cmd->add_subcommand("verify", "check every record's checksum (exit status 1 if damaged)");
+    verify->add_option("TOPIC", a->topic, "topic")->required();
+    out.push_back({verify, topic_only, [a](shmbus::Client& c) { return archive_verify(c, a->topic); }, {}});
 }
 
 }  // namespace cli
