@@ -185,6 +185,8 @@ void Archives::recreate(const std::string& topic, const TopicConfig& c) {
                 if (!slot) break;
                 if (!detail::attach_new_cursor(seg, *slot, detail::SlotKind::durable, *name, self, StartFrom::earliest, 0)) continue;
                 // Acked up to next_id: the ids before the ring's first are read from the archive.
+                // SYNC: release pairs with the acquire loads of ack_id by the subscriber that resumes
+                // this cursor and by collect_stats.
                 seg.consumer_slot(*slot).ack_id.store(std::min(toml_u64(*tab, "next_id"), first_id), std::memory_order_release);
                 (void)detail::release_consumer(seg, *slot, self.owner, detail::WallClock::system_ns());
                 ++durables;

@@ -1,6 +1,8 @@
-// SYNC: comments name the partner of each acquire, release and fence. A comment that names a
-// function or field that no longer exists misleads the next reader of the ordering argument, so
-// every name such a comment gives must still exist in the code (comments excluded).
+// SYNC: comments name the partner of each acquire, release and fence. Every atomic operation with
+// an order stronger than relaxed (and every fence) in the library and the supervisor has one
+// nearby, and a comment that names a function or field that no longer exists misleads the next
+// reader of the ordering argument, so every name such a comment gives must still exist in the code
+// (comments excluded).
 #include <gtest/gtest.h>
 
 #include <cctype>
@@ -187,6 +189,75 @@ TEST(SyncComments, EveryNameASyncCommentGivesExistsInTheCode) {
     EXPECT_TRUE(gone.empty()) << "SYNC: comments name what no longer exists:\n" << [&] {
         std::string all;
         for (const auto& g : gone) all += "  " + g + "\n";
+        return all;
+    }();
+}
+
+// The orders that need a partner: everything but relaxed, and fences.
+bool orders_memory(const std::string& line) {
+    for (const char* word : {"memory_order_acquire", "memory_order_release", "memory_order_acq_rel", "memory_order_seq_cst",
+                             "__ATOMIC_ACQUIRE", "__ATOMIC_RELEASE", "__ATOMIC_ACQ_REL", "__ATOMIC_SEQ_CST",
+                             "atomic_thread_fence"})
+        if (line.find(word) != std::string::npos) return true;
+    return false;
+}
+
+// "file:line: text" for each non-relaxed operation with no comment that gives its partner (a
+// SYNC: comment, or one that says what it pairs with) on its line, in the `window` lines above or
+// in the two below (a comment that follows the statement it explains).
+std::vector<std::string> unexplained_orders(const std::string& name, const std::string& source, std::size_t window = 6) {
+    std::vector<std::string> lines;
+    std::istringstream in(source);
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    auto explains = [](const std::string& line) {
+        const auto slashes = line.find("//");
+        if (slashes == std::string::npos) return false;
+        const std::string comment = line.substr(slashes);
+        return comment.find("SYNC") != std::string::npos || comment.find("pairs with") != std::string::npos;
+    };
+    std::vector<std::string> out;
+    for (std::size_t i = 0; i < lines.size(); ++i) {
+        const std::string code = lines[i].substr(0, lines[i].find("//"));
+        // A parameter's default order is not an operation: the caller's is.
+        if (!orders_memory(code) || code.find("std::memory_order order =") != std::string::npos) continue;
+        bool explained = false;
+        const std::size_t last = std::min(lines.size() - 1, i + 2);
+        for (std::size_t j = last + 1; j-- > (i >= window ? i - window : 0) && !explained;) explained = explains(lines[j]);
+        if (!explained) out.push_back(name + ":" + std::to_string(i + 1) + ": " + lines[i]);
+    }
+    return out;
+}
+
+TEST(SyncComments, TheCheckCatchesAnOrderWithoutAPartner) {
+    const std::string code =
+        "  // SYNC: release pairs with the acquire in poll\n"
+        "  tail.store(p, std::memory_order_release);\n"
+        "  x = 1;\n  y = 2;\n  z = 3;\n  w = 4;\n  v = 5;\n  u = 6;\n"
+        "  head.load(std::memory_order_acquire);\n  a = 7;\n  b = 8;\n"
+        "  count.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics\n"
+        "  std::atomic_thread_fence(std::memory_order_seq_cst);  // pairs with the fence in wait()\n";
+    const auto bad = unexplained_orders("x.cpp", code);
+    ASSERT_EQ(bad.size(), 1u);
+    EXPECT_EQ(bad[0].substr(0, 8), "x.cpp:9:");
+}
+
+TEST(SyncComments, EveryOrderStrongerThanRelaxedNamesItsPartner) {
+    std::vector<std::string> bad;
+    std::size_t files = 0;
+    for (const char* dir : {"bus/src", "bus/include", "daemon"}) {
+        const fs::path root = fs::path(SHMBUS_SOURCE_DIR) / dir;
+        for (const auto& e : fs::recursive_directory_iterator(root)) {
+            const auto ext = e.path().extension();
+            if (!e.is_regular_file() || (ext != ".h" && ext != ".cpp")) continue;
+            ++files;
+            for (auto& b : unexplained_orders(fs::relative(e.path(), SHMBUS_SOURCE_DIR).string(), read(e.path())))
+                bad.push_back(std::move(b));
+        }
+    }
+    EXPECT_GT(files, 50u);
+    EXPECT_TRUE(bad.empty()) << bad.size() << " atomic operations order memory with no comment naming their partner:\n" << [&] {
+        std::string all;
+        for (const auto& b : bad) all += "  " + b + "\n";
         return all;
     }();
 }

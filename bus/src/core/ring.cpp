@@ -19,6 +19,8 @@ std::optional<Boundary> Ring::oldest_boundary(uint64_t floor) const noexcept {
             if (b && b->position >= lo && b->position <= tail && (!best || b->position < best->position)) best = b;
         }
         if (!best) return std::nullopt;
+        // SYNC: acquire fence orders the index reads above before the tail load; pairs with the
+        // 16-byte CAS (a full barrier) by which a producer claims, and then overwrites, the bytes.
         std::atomic_thread_fence(std::memory_order_acquire);
         if (tail_position() <= best->position + cap_) return best;  // still whole after the scan
     }
@@ -67,6 +69,8 @@ Result<Ring::Start> Ring::resolve_start(StartFrom from, uint64_t id, bool gating
             }
             pos += r.size;
         }
+        // SYNC: acquire fence orders the walk's reads before the tail load; pairs with the 16-byte
+        // CAS by which a producer claims the bytes it overwrites (as in oldest_boundary).
         std::atomic_thread_fence(std::memory_order_acquire);
         if (tail_position() > b->position + cap_) continue;  // lapped during the walk: again
         if (corrupt) return make_error(Errc::corrupt_segment, "corrupt record while seeking to id " + std::to_string(id));

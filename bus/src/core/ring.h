@@ -71,6 +71,8 @@ public:
     [[nodiscard]] TailSnapshot read_tail() const noexcept {
         auto& t = seg_->producers().tail;
         for (;;) {
+            // SYNC: acquire loads pair with the producers' 16-byte CAS of the tail (or the
+            // exclusive publisher's 16-byte store_tail): position, id, position in that order.
             const uint64_t p1 = __atomic_load_n(&t.position, __ATOMIC_ACQUIRE);
             const uint64_t id = __atomic_load_n(&t.next_id, __ATOMIC_ACQUIRE);
             const uint64_t p2 = __atomic_load_n(&t.position, __ATOMIC_ACQUIRE);

@@ -381,6 +381,9 @@ void GroupMember::stop_watching() noexcept {
 }
 
 void GroupMember::wake_one_sleeper() noexcept {
+    // SYNC: seq_cst increment, then the seq_cst load of wake_sleepers; pairs with the sleeper's
+    // seq_cst increment of wake_sleepers and then load of the wake word (wait_as_member): either
+    // we see it and wake it, or it sees our increment and does not sleep.
     block_.wake_futex.fetch_add(1, std::memory_order_seq_cst);
     if (block_.wake_sleepers.load(std::memory_order_seq_cst) != 0) futex_wake_one(block_.wake_futex);
 }

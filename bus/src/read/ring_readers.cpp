@@ -195,7 +195,7 @@ bool SubscriberCore::hold_record(uint64_t pos) noexcept {
     slot->hold.store(pos + 1, std::memory_order_seq_cst);
     const uint64_t cap = ring.capacity();
     // Then nothing has overwritten the record since we inspected it (no claim ended a ring past
-    // it), and nothing will until we let go.
+    // it), and nothing will until we let go. SYNC: the seq_cst tail load of the pairing above.
     if (ring.tail_position(std::memory_order_seq_cst) <= pos + cap - cap / 4) return true;
     slot->hold.store(0, std::memory_order_relaxed);  // relaxed: a hold nobody may have relied on
     return false;

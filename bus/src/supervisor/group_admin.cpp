@@ -72,6 +72,7 @@ std::vector<std::string> free_half_made_groups(const Segment& seg) {
         const auto& s = seg.consumer_slot(i);
         const SlotState st = state_of(s);
         if ((st != SlotState::attached && st != SlotState::detached) || s.kind != uint32_t(SlotKind::group)) continue;
+        // SYNC: acquire pairs with the release stores of state in create_group and delete_group.
         const bool complete = s.reserved0 < seg.max_groups() &&
                               seg.group_block(s.reserved0).state.load(std::memory_order_acquire) == uint32_t(layout::GroupState::active) &&
                               seg.group_block(s.reserved0).consumer_slot == i;
@@ -79,6 +80,7 @@ std::vector<std::string> free_half_made_groups(const Segment& seg) {
     }
     for (uint32_t b = 0; b < seg.max_groups(); ++b) {
         auto& block = seg.group_block(b);
+        // SYNC: acquire pairs with the release store of state in create_group.
         if (block.state.load(std::memory_order_acquire) != uint32_t(layout::GroupState::active) || slot_is_group_of(block.consumer_slot, b))
             continue;
         // SYNC: release pairs with the acquire loads of state in find_group and group_of_member.

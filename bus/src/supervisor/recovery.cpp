@@ -138,6 +138,7 @@ bool claimed_by_live(const Segment& seg, uint64_t start, const std::vector<uint3
 // Does a dead producer (in `dead`) announce a claim starting at `start`?
 bool announced_by_dead(const Segment& seg, uint64_t start, const std::vector<uint32_t>& dead) {
     return std::any_of(dead.begin(), dead.end(), [&](uint32_t i) {
+        // SYNC: acquire pairs with the release store of intent in PublisherCore::announce.
         return seg.producer_slot(i).intent.load(std::memory_order_acquire) == start + 1;
     });
 }
@@ -215,6 +216,8 @@ SealOutcome seal_abandoned_claim(const Segment& seg, uint32_t index, const std::
 bool take_back_stalled_claim(const Segment& seg, uint32_t index, uint64_t tagged) noexcept {
     auto& slot = seg.producer_slot(index);
     // One taken-back claim per producer at a time: `revoked` holds it until the owner notices.
+    // SYNC: acquire pairs with the owner's release store of 0 in PublisherCore::commit_record
+    // (done writing the bytes taken back) and the CAS in release_claim.
     if (slot.revoked.load(std::memory_order_acquire) != 0) return false;
     const Claim claim{tagged - 1, slot.claim_end.load(std::memory_order_relaxed), slot.claim_id.load(std::memory_order_relaxed)};
     const Ring ring(seg);
@@ -240,12 +243,16 @@ bool take_back_stalled_claim(const Segment& seg, uint32_t index, uint64_t tagged
 
 void settle_take_back(const Segment& seg, uint32_t index) noexcept {
     auto& slot = seg.producer_slot(index);
+    // SYNC: seq_cst, as the mark's store and the CAS of claim_start in take_back_stalled_claim
+    // (the previous shmbusd's) and release_claim (the owner's): read in the order they were made,
+    // a mark with claim_start still recorded means the CAS never happened.
     uint64_t revoked = slot.revoked.load(std::memory_order_seq_cst);
     if (revoked == 0) return;
     const Ring ring(seg);
     if (const uint64_t recorded = slot.claim_start.load(std::memory_order_seq_cst); recorded != 0) {
         const Claim open{recorded - 1, slot.claim_end.load(std::memory_order_relaxed), 0};
         if (record_start(ring, open) == revoked - 1) {  // marked, never taken: the claim stays the owner's
+            // SYNC: pairs with the owner's CAS of revoked in release_claim: one of us lifts the mark.
             slot.revoked.compare_exchange_strong(revoked, 0, std::memory_order_acq_rel);
             return;
         }

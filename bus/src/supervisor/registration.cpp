@@ -101,6 +101,8 @@ bool free_consumer(const Segment& seg, uint32_t slot, SlotState from) noexcept {
 std::optional<uint32_t> register_producer(const Segment& seg, const Registration& r) noexcept {
     for (uint32_t i = 0; i < seg.max_producers(); ++i) {
         auto& p = seg.producer_slot(i);
+        // SYNC: acquire pairs with the release store of `free` in free_producer: whatever the slot's
+        // last owner left settled is seen before the slot is given again.
         if (ProducerState(p.state.load(std::memory_order_acquire)) != ProducerState::free) continue;
         p.pid = r.owner.pid;
         p.start_time = r.owner.start_time;
