@@ -261,6 +261,15 @@ bool Server::handle_frame(Conn& c, std::vector<std::byte>& frame) {
     const std::byte* body = nullptr;
     std::size_t size = 0;
     if (!detail::parse_frame(frame, h, body, size)) {
+        // A client of another protocol version is told which versions meet (docs/protocol.md, "Versions").
+        if (h.magic == protocol::kFrameMagic && h.version != protocol::kProtocolVersion) {
+            spdlog::warn("pid {}: protocol version {} is not served, closing", c.process.pid, h.version);
+            (void)reply_error(c, 0, make_error(Errc::protocol_error, "shmbusd speaks protocol version " +
+                                                                         std::to_string(protocol::kProtocolVersion) + ", not " +
+                                                                         std::to_string(h.version) +
+                                                                         ": use a client library of the same shmbus release"));
+            return false;
+        }
         spdlog::warn("pid {}: malformed frame ({} bytes), closing", c.process.pid, frame.size());
         (void)reply_error(c, 0, make_error(Errc::protocol_error, "malformed frame"));
         return false;

@@ -447,6 +447,30 @@ TEST_F(BadInput, AFifoUnderASegmentsNameHangsNeitherTheStartNorGc) {
     unlink(other.c_str());
 }
 
+// A client of another protocol version (an older release's library) is told which version
+// shmbusd speaks, and shmbusd's log names the one it was sent.
+TEST_F(BadInput, AnotherProtocolVersionIsRefusedNamingBoth) {
+    RawSocket s(dir);
+    ASSERT_TRUE(s.ok());
+    protocol::Hello hello{uint16_t(protocol::kProtocolVersion - 1), getpid(), "old"};
+    std::vector<char> frame(sizeof(protocol::FrameHeader) + sizeof hello);
+    const protocol::FrameHeader h{protocol::kFrameMagic, uint16_t(protocol::kProtocolVersion - 1),
+                                  uint16_t(protocol::Type::hello), uint32_t(frame.size()), 1};
+    std::memcpy(frame.data(), &h, sizeof h);
+    std::memcpy(frame.data() + sizeof h, &hello, sizeof hello);
+    s.send_raw(frame.data(), frame.size());
+    const auto e = s.reply_as<protocol::ErrorReply>(int(protocol::Type::error));
+    const std::string message(e.message, strnlen(e.message, sizeof e.message));
+    EXPECT_NE(message.find("speaks protocol version " + std::to_string(protocol::kProtocolVersion) + ", not " +
+                           std::to_string(protocol::kProtocolVersion - 1)),
+              std::string::npos)
+        << message;
+    EXPECT_TRUE(eventually([&] {
+        return read_file(path("daemon.log")).find("protocol version " + std::to_string(protocol::kProtocolVersion - 1) +
+                                                  " is not served") != std::string::npos;
+    }));
+}
+
 TEST_F(BadInput, MalformedControlFramesGetAnErrorOrAClosedConnectionAndTheDaemonLivesOn) {
     const int error = int(protocol::Type::error);
     auto answered = [&](int t) { return t == error || t == 0; };

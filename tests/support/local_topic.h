@@ -32,13 +32,17 @@ struct Access {
 
 class LocalTopic {
 public:
-    // With a cursor object and owner and group objects, as shmbusd makes topics (layout 1.9).
-    explicit LocalTopic(TopicConfig config, std::string name = "local") {
+    // How the topic's objects are arranged: as shmbusd makes topics now (layout 1.9: a cursor
+    // object and owner and group objects), as 1.3 to 1.8 made them (the consumer slots and group
+    // blocks in the cursor object), or as 1.2 and older did (one object).
+    enum class Arrangement : uint8_t { owner_objects, cursor_object, single_object };
+    explicit LocalTopic(TopicConfig config, std::string name = "local", Arrangement arrangement = Arrangement::owner_objects) {
         fd_ = memfd_create(name.c_str(), MFD_CLOEXEC);
-        cursor_fd_ = memfd_create((name + "@cursors").c_str(), MFD_CLOEXEC);
+        if (arrangement != Arrangement::single_object) cursor_fd_ = memfd_create((name + "@cursors").c_str(), MFD_CLOEXEC);
         const Geometry g = compute_geometry(with_defaults(config));
-        for (uint32_t i = 0; i < g.owner_objects + g.max_groups; ++i)
-            companions_.push_back(memfd_create((name + "@" + std::to_string(i)).c_str(), MFD_CLOEXEC));
+        if (arrangement == Arrangement::owner_objects)
+            for (uint32_t i = 0; i < g.owner_objects + g.max_groups; ++i)
+                companions_.push_back(memfd_create((name + "@" + std::to_string(i)).c_str(), MFD_CLOEXEC));
         auto seg = Segment::format(fd_, name, with_defaults(config), 42, {}, cursor_fd_, Segment::Pages::reserve, 0, companions_);
         ok_ = seg.has_value();
         if (!ok_) error_ = seg.error();

@@ -215,6 +215,22 @@ TEST_F(Corrupted, ALayout11SegmentIsReadWithThe11SlotSizes) {
     EXPECT_EQ(seg->producer_slot(1).claim_end.load(), layout::record_size(10));
 }
 
+// A 1.0 segment: as 1.1's, and without the recovery settings (zeros: off), which readers take for
+// a 1.1 segment's settings left off.
+TEST_F(Corrupted, ALayout10SegmentIsReadAsA11One) {
+    header->version_minor = 0;
+    header->producer_slot_stride = 0;
+    header->consumer_slot_stride = 0;
+    header->unblock_timeout_ns = 0;
+    header->expire_detached_ns = 0;
+    auto seg = Segment::attach(fd);
+    ASSERT_TRUE(seg.has_value()) << seg.error().message;
+    EXPECT_EQ(seg->unblock_timeout_ns(), 0u);
+    EXPECT_FALSE(seg->producer_slot_has(offsetof(ProducerSlot, owner_session) + 8));
+    EXPECT_TRUE(seg->consumer_slot_has(offsetof(ConsumerSlot, owner_session) + 8));
+    EXPECT_EQ(seg->max_groups(), 0u);
+}
+
 // The header is checked before the file is mapped: a huge sparse file with a bad header costs no
 // memory (MAP_POPULATE would have filled its pages before the magic was looked at).
 TEST(Layout, AHugeSparseFileWithABadHeaderIsRefusedBeforeAnyPageIsFilled) {

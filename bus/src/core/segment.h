@@ -107,7 +107,9 @@ public:
     // Sizes the objects of a topic with `config` (segment `fd`, cursor object `cursor_fd`) and
     // reserves their pages: the slow part of format() for a large topic (tmpfs zeroes and
     // accounts every page; about 80 ms per GiB), and the part that may run on any thread.
-    [[nodiscard]] static Status reserve_pages(int fd, int cursor_fd, std::string_view topic, const TopicConfig& config) noexcept;
+    // `owner_objects`: the consumer slots will lie in owner objects (1.9), not in the cursor object.
+    [[nodiscard]] static Status reserve_pages(int fd, int cursor_fd, std::string_view topic, const TopicConfig& config,
+                                              bool owner_objects = true) noexcept;
     // Maps an existing segment (and its cursor object, which a 1.3 segment made with one
     // requires) and validates both headers and every region bound. Each object is mapped with
     // the access its descriptor was opened with: a read-only descriptor gives a read-only

@@ -26,8 +26,9 @@ Status reserve(int fd, uint64_t size, std::string_view topic, uint64_t total) no
 
 }  // namespace
 
-Status Segment::reserve_pages(int fd, int cursor_fd, std::string_view topic, const TopicConfig& config) noexcept {
-    const Geometry g = compute_geometry(config, cursor_fd >= 0);
+Status Segment::reserve_pages(int fd, int cursor_fd, std::string_view topic, const TopicConfig& config,
+                              bool owner_objects) noexcept {
+    const Geometry g = compute_geometry(config, cursor_fd >= 0, owner_objects);
     const uint64_t total = g.total + g.cursor_object_size;
     if (auto st = reserve(fd, g.total, topic, total); !st) return st;
     if (cursor_fd >= 0) return reserve(cursor_fd, g.cursor_object_size, topic, total);
@@ -44,7 +45,7 @@ Result<Segment> Segment::format(int fd, std::string_view topic, const TopicConfi
         return make_error(Errc::invalid_argument, "formatting a segment needs " + std::to_string(g.owner_objects) +
                                                       " owner objects and " + std::to_string(g.max_groups) + " group objects");
     if (pages == Pages::reserve)
-        if (auto st = reserve_pages(fd, cursor_fd, topic, config); !st) return st.error();
+        if (auto st = reserve_pages(fd, cursor_fd, topic, config, owned); !st) return st.error();
     Segment s;
     auto base = map_object(fd, g.total, s.m_.segment_writable, false);
     if (!base) return base.error();
