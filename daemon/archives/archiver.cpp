@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <optional>
 #include <thread>
 
 #include "archive/archive.h"
@@ -59,125 +60,153 @@ bool lock_topic(const std::string& dir) {
     return false;
 }
 
+// One archiver: opens the archive (prepare), attaches to the ring (attach), then archives batch
+// after batch (archive_batch) with the once-a-second work (tick) until stopped or the topic goes.
+class Archiver {
+public:
+    Archiver(std::string topic, std::string bus_dir, const std::string& state_dir)
+        : topic_(std::move(topic)), bus_dir_(std::move(bus_dir)), state_dir_(state_dir), dir_(state_dir + "/topics/" + topic_) {}
+
+    int run() {
+        if (!prepare() || !attach()) return 1;
+        // Until here a stop request ends it at once (it has written nothing that needs finishing);
+        // from here on it finishes the batch in hand first.
+        struct sigaction sa{};
+        sa.sa_handler = on_signal;
+        sigaction(SIGTERM, &sa, nullptr);
+        sigaction(SIGINT, &sa, nullptr);
+        sigaction(SIGHUP, &sa, nullptr);
+        spdlog::info("archiver of '{}' (pid {}): archive ends at id {}, reading from id {}", topic_, getpid(),
+                     writer_->empty() ? std::string("(empty)") : std::to_string(writer_->last_id()), sub_->next_id());
+        uint64_t next_tick = detail::monotonic_ns();
+        while (!g_stop.load(std::memory_order_relaxed)) {  // relaxed: see on_signal
+            if (g_reload.exchange(false, std::memory_order_relaxed)) {
+                if (auto s = load_archive_settings(dir_ + "/topic.toml")) writer_->set_settings(*s);
+            }
+            const auto done = archive_batch();
+            if (!done) return fail(done.error());
+            if (*done) break;  // the topic was deleted
+            if (const uint64_t now = detail::monotonic_ns(); now >= next_tick) {
+                next_tick = now + 1'000'000'000;
+                if (Status s = tick(); !s) return fail(s.error());
+            }
+        }
+        if (Status s = writer_->write(writer_->settings().fsync != ArchiveFsync::never); !s) return fail(s.error());
+        spdlog::info("archiver of '{}' stopped", topic_);
+        spdlog::shutdown();
+        // Without saying goodbye: shmbusd, which asked us to stop, waits for our exit rather than
+        // serving an unsubscribe, and the cursor (durable) is kept either way.
+        ::_exit(0);
+    }
+
+private:
+    // The state directory checked, the topic locked, the archive opened and recovered.
+    bool prepare() {
+        for (const std::string& d : {state_dir_, dir_}) {
+            if (auto st = detail::check_private_dir(d, "state directory", false); !st) return error(st.error());
+        }
+        if (!lock_topic(dir_)) return false;
+        auto settings = load_archive_settings(dir_ + "/topic.toml");
+        if (!settings) return error(settings.error());
+        auto archive_dir = detail::open_checked_at(AT_FDCWD, dir_ + "/archive", O_RDONLY | O_DIRECTORY, 0, true);
+        if (!archive_dir) return error(archive_dir.error());
+        auto writer = detail::archive::Writer::open(*archive_dir, topic_, *settings, load_archive_max_record(dir_ + "/topic.toml"));
+        if (!writer) return error(writer.error());
+        writer_.emplace(std::move(writer.value()));
+        if (!writer_->damage().empty())
+            spdlog::error("archiver of '{}': the archive is damaged ({}); the file is kept as it is, readers step over the "
+                          "damage and count what it held as lost, and new records go to a new file", topic_, writer_->damage());
+        if (writer_->recovered_cut_bytes() != 0)
+            spdlog::warn("archiver of '{}': cut {} bytes of an unfinished record from the end of the archive", topic_,
+                         writer_->recovered_cut_bytes());
+        return true;
+    }
+
+    // The archiver's durable subscription, where its last ack left it.
+    bool attach() {
+        ClientOptions co;
+        co.dir = bus_dir_;
+        co.name = "archiver";
+        co.connect_wait = std::chrono::seconds(5);
+        auto client = Client::connect(co);
+        if (!client) return error(client.error());
+        client_.emplace(std::move(client.value()));
+        SubscribeOptions so;
+        so.durable_name = kArchiverSubscription;
+        so.from = StartFrom::earliest;
+        so.auto_ack = false;
+        // It never sleeps on the topic's data futex: a sleeper there would make every publish pay a
+        // wake-up (a system call), for a reader that needs no microsecond latency. It polls, and naps
+        // kIdleNap when it finds nothing; publishers a full ring holds back are woken by its acks.
+        so.wait = WaitStrategy::busy_spin;
+        auto sub = client_->subscribe(topic_, so);
+        if (!sub) return error(sub.error());
+        sub_.emplace(std::move(sub.value()));
+        return true;
+    }
+
+    // One poll's messages appended, written and acked. True once the topic was deleted.
+    Result<bool> archive_batch() {
+        std::optional<Message> last;
+        std::optional<Error> failed;
+        const PollResult r = sub_->poll(
+            [&](const Message& m) {
+                if (failed) return;
+                if (m.lost_before != 0)
+                    spdlog::warn("archiver of '{}': {} message(s) before id {} were overwritten before they could be archived "
+                                 "(on-full overwrite)", topic_, m.lost_before, m.id);
+                last = m;
+                if (!writer_->empty() && m.id <= writer_->last_id()) return;  // archived before a crash, not acked then
+                if (Status s = writer_->append(m.id, m.timestamp_ns, detail::RawRecord::flags(m), detail::RawRecord::body(m)); !s)
+                    failed = s.error();
+            },
+            4096);
+        if (failed) return *failed;
+        if (r.status == ReceiveStatus::empty) std::this_thread::sleep_for(kIdleNap);
+        if (r.status == ReceiveStatus::deleted) {
+            spdlog::info("archiver of '{}': the topic was deleted", topic_);
+            return true;
+        }
+        if (r.status == ReceiveStatus::corrupt) return make_error(Errc::corrupt_segment, "the ring is damaged");
+        if (last) {
+            if (Status s = writer_->write(writer_->settings().fsync == ArchiveFsync::always); !s) return s.error();
+            (void)sub_->ack(*last);  // everything up to it is written: the ring may let it go
+        }
+        return false;
+    }
+
+    // Once a second: the interval fsync and retention.
+    Status tick() {
+        if (writer_->settings().fsync == ArchiveFsync::interval)
+            if (Status s = writer_->write(true); !s) return s;
+        auto deleted = writer_->apply_retention(detail::WallClock::system_ns());
+        if (!deleted) spdlog::warn("archiver of '{}': retention: {}", topic_, deleted.error().message);
+        else if (*deleted != 0) spdlog::info("archiver of '{}': retention deleted {} file(s)", topic_, *deleted);
+        return ok_status();
+    }
+
+    bool error(const Error& e) const {
+        spdlog::error("archiver of '{}': {}", topic_, e.message);
+        return false;
+    }
+    // Ends the process on a write failure: a restart finds the archive whole up to its last record.
+    int fail(const Error& e) const {
+        spdlog::error("archiver of '{}': {}; publishers are held back until it can write again", topic_, e.message);
+        return 1;
+    }
+
+    const std::string topic_, bus_dir_, state_dir_, dir_;
+    std::optional<detail::archive::Writer> writer_;
+    std::optional<Client> client_;
+    std::optional<Subscriber> sub_;
+};
+
 }  // namespace
 
 int run_archiver(const std::string& topic, const std::string& bus_dir, const std::string& state_dir) {
     signal(SIGPIPE, SIG_IGN);
     signal(SIGXFSZ, SIG_IGN);
-    const std::string dir = state_dir + "/topics/" + topic;
-    for (const std::string& d : {state_dir, dir}) {
-        if (auto st = detail::check_private_dir(d, "state directory", false); !st) {
-            spdlog::error("archiver of '{}': {}", topic, st.error().message);
-            return 1;
-        }
-    }
-    if (!lock_topic(dir)) return 1;
-    auto settings = load_archive_settings(dir + "/topic.toml");
-    if (!settings) {
-        spdlog::error("archiver of '{}': {}", topic, settings.error().message);
-        return 1;
-    }
-    auto archive_dir = detail::open_checked_at(AT_FDCWD, dir + "/archive", O_RDONLY | O_DIRECTORY, 0, true);
-    if (!archive_dir) {
-        spdlog::error("archiver of '{}': {}", topic, archive_dir.error().message);
-        return 1;
-    }
-    const int dir_fd = *archive_dir;
-    auto writer = detail::archive::Writer::open(dir_fd, topic, *settings, load_archive_max_record(dir + "/topic.toml"));
-    if (!writer) {
-        spdlog::error("archiver of '{}': {}", topic, writer.error().message);
-        return 1;
-    }
-    if (!writer->damage().empty())
-        spdlog::error("archiver of '{}': the archive is damaged ({}); the file is kept as it is, readers step over the "
-                      "damage and count what it held as lost, and new records go to a new file", topic, writer->damage());
-    if (writer->recovered_cut_bytes() != 0)
-        spdlog::warn("archiver of '{}': cut {} bytes of an unfinished record from the end of the archive", topic,
-                     writer->recovered_cut_bytes());
-
-    ClientOptions co;
-    co.dir = bus_dir;
-    co.name = "archiver";
-    co.connect_wait = std::chrono::seconds(5);
-    auto client = Client::connect(co);
-    if (!client) {
-        spdlog::error("archiver of '{}': {}", topic, client.error().message);
-        return 1;
-    }
-    SubscribeOptions so;
-    so.durable_name = kArchiverSubscription;
-    so.from = StartFrom::earliest;
-    so.auto_ack = false;
-    // It never sleeps on the topic's data futex: a sleeper there would make every publish pay a
-    // wake-up (a system call), for a reader that needs no microsecond latency. It polls, and naps
-    // kIdleNap when it finds nothing; publishers a full ring holds back are woken by its acks.
-    so.wait = WaitStrategy::busy_spin;
-    auto sub = client->subscribe(topic, so);
-    if (!sub) {
-        spdlog::error("archiver of '{}': {}", topic, sub.error().message);
-        return 1;
-    }
-    // Until here a stop request ends it at once (it has written nothing that needs finishing);
-    // from here on it finishes the batch in hand first.
-    struct sigaction sa{};
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, nullptr);
-    sigaction(SIGINT, &sa, nullptr);
-    sigaction(SIGHUP, &sa, nullptr);
-    spdlog::info("archiver of '{}' (pid {}): archive ends at id {}, reading from id {}", topic, getpid(),
-                 writer->empty() ? std::string("(empty)") : std::to_string(writer->last_id()), sub->next_id());
-
-    // Ends the process on a write failure: a restart finds the archive whole up to its last record.
-    auto fail = [&](const Error& e) {
-        spdlog::error("archiver of '{}': {}; publishers are held back until it can write again", topic, e.message);
-        return 1;
-    };
-    uint64_t next_tick = detail::monotonic_ns();
-    for (;;) {
-        if (g_stop.load(std::memory_order_relaxed)) break;  // relaxed: see on_signal
-        if (g_reload.exchange(false, std::memory_order_relaxed)) {
-            if (auto s = load_archive_settings(dir + "/topic.toml")) writer->set_settings(*s);
-        }
-        std::optional<Message> last;
-        std::optional<Error> error;
-        const PollResult r = sub->poll(
-            [&](const Message& m) {
-                if (error) return;
-                if (m.lost_before != 0)
-                    spdlog::warn("archiver of '{}': {} message(s) before id {} were overwritten before they could be archived "
-                                 "(on-full overwrite)", topic, m.lost_before, m.id);
-                last = m;
-                if (!writer->empty() && m.id <= writer->last_id()) return;  // archived before a crash, not acked then
-                if (Status s = writer->append(m.id, m.timestamp_ns, detail::RawRecord::flags(m), detail::RawRecord::body(m)); !s)
-                    error = s.error();
-            },
-            4096);
-        if (error) return fail(*error);
-        if (r.status == ReceiveStatus::empty) std::this_thread::sleep_for(kIdleNap);
-        if (r.status == ReceiveStatus::deleted) {
-            spdlog::info("archiver of '{}': the topic was deleted", topic);
-            break;
-        }
-        if (r.status == ReceiveStatus::corrupt) return fail(make_error(Errc::corrupt_segment, "the ring is damaged"));
-        if (last) {
-            if (Status s = writer->write(writer->settings().fsync == ArchiveFsync::always); !s) return fail(s.error());
-            (void)sub->ack(*last);  // everything up to it is written: the ring may let it go
-        }
-        if (const uint64_t now = detail::monotonic_ns(); now >= next_tick) {
-            next_tick = now + 1'000'000'000;
-            if (writer->settings().fsync == ArchiveFsync::interval)
-                if (Status s = writer->write(true); !s) return fail(s.error());
-            auto deleted = writer->apply_retention(detail::WallClock::system_ns());
-            if (!deleted) spdlog::warn("archiver of '{}': retention: {}", topic, deleted.error().message);
-            else if (*deleted != 0) spdlog::info("archiver of '{}': retention deleted {} file(s)", topic, *deleted);
-        }
-    }
-    if (Status s = writer->write(writer->settings().fsync != ArchiveFsync::never); !s) return fail(s.error());
-    spdlog::info("archiver of '{}' stopped", topic);
-    spdlog::shutdown();
-    // Without saying goodbye: shmbusd, which asked us to stop, waits for our exit rather than
-    // serving an unsubscribe, and the cursor (durable) is kept either way.
-    ::_exit(0);
+    return Archiver(topic, bus_dir, state_dir).run();
 }
 
 }  // namespace shmbus::daemon

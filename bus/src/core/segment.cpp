@@ -263,6 +263,9 @@ bool stride_ok(uint32_t stride, uint32_t legacy) noexcept {
 
 }  // namespace
 
+// Long on purpose: one check per header field, in the order of layout/segment_header.h, so that a
+// reader can hold the two side by side; the bounds it derives are derived here once, for attach()
+// and gc alike.
 Result<HeaderFacts> check_header(const SegmentHeader& h, uint64_t size) noexcept {
     if (size < kPageSize) return make_error(Errc::bad_magic, "not a shmbus segment: only " + std::to_string(size) + " bytes");
     if (h.magic != kSegmentMagic) return make_error(Errc::bad_magic, "not a shmbus segment (wrong magic)");
