@@ -3,8 +3,6 @@
 #include "handlers/handlers.h"
 #include "handlers/support.h"
 
-#include "archives/archives.h"
-
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -12,25 +10,13 @@
 #include <cstring>
 
 #include "control/control.h"
-#include "supervisor/group_admin.h"
-#include "supervisor/registration.h"
-#include "core/cursor.h"
 #include "core/futex.h"
 #include "core/gc.h"
-#include "groups/group.h"
-#include "supervisor/sequences.h"
-#include "core/slots.h"
 #include "watchers.h"
 #include "shmbus/names.h"
 #include "shmbus/version.h"
 
 namespace shmbus::daemon {
-
-using detail::copy_name;
-using detail::field_name;
-using detail::Registration;
-using detail::SlotKind;
-using detail::SlotState;
 
 std::optional<Error> RequestHandlers::refused(const Conn& c, const std::string& topic, Operation op) const {
     const Decision d = access_.check(c.who, topic, op);

@@ -8,29 +8,13 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
-#include <algorithm>
-#include <cstring>
-
 #include "control/control.h"
-#include "supervisor/group_admin.h"
 #include "supervisor/registration.h"
-#include "core/cursor.h"
-#include "core/futex.h"
-#include "core/gc.h"
-#include "groups/group.h"
-#include "supervisor/sequences.h"
 #include "core/slots.h"
 #include "watchers.h"
 #include "shmbus/names.h"
-#include "shmbus/version.h"
 
 namespace shmbus::daemon {
-
-using detail::copy_name;
-using detail::field_name;
-using detail::Registration;
-using detail::SlotKind;
-using detail::SlotState;
 
 protocol::SubscribeOk RequestHandlers::resume(const detail::Segment& seg, uint32_t slot) const {
     const auto& s = seg.consumer_slot(slot);

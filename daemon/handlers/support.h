@@ -8,11 +8,18 @@
 
 #include "access_control.h"
 #include "connection.h"
+#include "control/control.h"
 #include "control/protocol.h"
 #include "core/segment.h"
 #include "core/slots.h"
 
 namespace shmbus::daemon {
+
+using detail::copy_name;
+using detail::field_name;
+using detail::Registration;
+using detail::SlotKind;
+using detail::SlotState;
 
 // The settings a client sent (OpenTopic, JoinGroup's topic) as a TopicConfig; `flags` are the
 // request's OpenFlags (single-producer has its bit there).

@@ -63,12 +63,10 @@ uint32_t SubscriberCore::read_gated(Handler& handler, std::size_t max) noexcept 
         RecordInfo r{};
         const RecordCheck check = ring.inspect(position, r);
         if (check == RecordCheck::not_ready) {
-            ++empty_polls;
-            // Only if the topic was set to overwrite since we attached (`topic set`) can
-            // producers have passed us: the overrun check runs on an empty poll alone.
-            if (!overrun()) break;
-            if (resync_or_replay()) break;
-            continue;
+            // Producers never pass a gating cursor; one a ring ahead broke the protocol (or the
+            // segment is damaged), and the reader goes on from what the ring holds.
+            if (read_on_after_empty()) continue;
+            break;
         }
         if (check == RecordCheck::corrupt || (!is_padding(r) && r.id != next_id)) {
             corrupt = true;
@@ -107,14 +105,9 @@ uint32_t SubscriberCore::read_lappable(Handler& handler, std::size_t max) noexce
         RecordInfo r{};
         const RecordCheck check = ring.inspect(position, r);
         if (check == RecordCheck::not_ready) {
-            // Nothing here yet, or the producers lapped us. Asked on every empty poll, so that
-            // `empty` never hides messages from a lapped reader: overrun() reads the horizon, a
-            // line producers write once per index block, and the contended tail only when the
-            // horizon has passed us by a ring.
-            ++empty_polls;
-            if (!overrun()) break;
-            if (resync_or_replay()) break;
-            continue;
+            // Nothing here yet, or the producers lapped us.
+            if (read_on_after_empty()) continue;
+            break;
         }
         if (check == RecordCheck::corrupt || (!is_padding(r) && r.id != next_id)) {
             if (!lapped_while_reading()) {
@@ -166,6 +159,15 @@ uint32_t SubscriberCore::read_lappable(Handler& handler, std::size_t max) noexce
 bool SubscriberCore::resync_or_replay() noexcept {
     resync();
     return replay.has_value();
+}
+
+bool SubscriberCore::read_on_after_empty() noexcept {
+    ++empty_polls;
+    // Asked on every empty poll, so that `empty` never hides messages from a lapped reader:
+    // overrun() reads the horizon, a line producers write once per index block, and the contended
+    // tail only when the horizon has passed us by a ring.
+    if (!overrun()) return false;
+    return !resync_or_replay();
 }
 
 // Only a reader that does not gate can be overrun: the bytes at `position` are gone once some

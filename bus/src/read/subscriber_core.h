@@ -145,6 +145,9 @@ private:
     [[nodiscard]] bool lapped_while_reading() const noexcept;
     // Overrun: goes on from the oldest record the ring holds, or from the archive (true).
     [[nodiscard]] bool resync_or_replay() noexcept;
+    // Nothing at `position`: counts the empty poll, and if producers lapped us goes on from the
+    // oldest record the ring holds. True to read on in the ring (false: stop, or read the archive).
+    [[nodiscard]] bool read_on_after_empty() noexcept;
     // The end of every poll: the auto-ack, then the status for `count` messages delivered.
     [[nodiscard]] PollResult finish_poll(uint32_t count) noexcept;
     template <class PollOnce>
