@@ -16,11 +16,11 @@ scripts/setup.sh release >/dev/null  # the Debian packages the library needs
 mkdir -p build/fuzz
 flags=(-std=c++20 -O1 -g -mcx16 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
        -Ibus/include -Ibus/src -Idaemon -Itests/support)
-sources=(bus/src/*.cpp daemon/daemon.cpp daemon/event_loop.cpp daemon/gc.cpp daemon/handlers.cpp daemon/registry.cpp
-         daemon/server.cpp daemon/topic_supervisor.cpp daemon/watchers.cpp)
+# The library, the supervisor library and shmbusd's core: every source but shmbusd's main().
+mapfile -t sources < <(find bus/src daemon -name '*.cpp' ! -path daemon/main.cpp | sort)
 for t in ${targets[*]}; do
   echo "fuzz: building $t"
-  clang++ "${flags[@]}" "tests/fuzz/fuzz_$t.cpp" "${sources[@]}" -lspdlog -lfmt -lpthread -o "build/fuzz/fuzz_$t"
+  clang++ "${flags[@]}" "tests/fuzz/fuzz_$t.cpp" "${sources[@]}" -lspdlog -lfmt -lprometheus-cpp-pull -lprometheus-cpp-core -lsystemd -lz -lpthread -o "build/fuzz/fuzz_$t"
   echo "fuzz: running $t for $seconds s"
   (cd build/fuzz && "./fuzz_$t" -max_total_time="$seconds" -max_len=4096 "../../tests/fuzz/corpus/$t")
 done

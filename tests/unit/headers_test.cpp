@@ -6,7 +6,7 @@
 #include <cstring>
 #include <vector>
 
-#include "read/rate_limit.h"
+#include "core/rate_limit.h"
 #include "record/record_view.h"
 #include "core/ring.h"
 #include "shmbus/headers.h"

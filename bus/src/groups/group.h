@@ -12,7 +12,7 @@
 #include <string_view>
 
 #include "core/futex.h"
-#include "read/rate_limit.h"
+#include "core/rate_limit.h"
 #include "core/ring.h"
 #include "core/wall_clock.h"
 #include "core/segment.h"

@@ -15,7 +15,7 @@
 #include "core/segment.h"
 #include "core/slots.h"
 #include "groups/group.h"
-#include "read/rate_limit.h"
+#include "core/rate_limit.h"
 #include "shmbus/subscriber.h"
 
 namespace shmbus::detail {

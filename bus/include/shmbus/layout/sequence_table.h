@@ -9,7 +9,7 @@
 //   3. committed = S (release), then pending_sequence = 0.
 // A holder killed at any point leaves either committed >= S, or pending_sequence = S naming a
 // record whose commit word says whether step 2 happened: shmbusd settles that (settle_pending in
-// bus/src/sequences.h) before anyone else may take the name, so the next holder reads the truth.
+// bus/src/supervisor/sequences.h) before anyone else may take the name, so the next holder reads the truth.
 // Sequences are chosen by the producer and only grow: 2^64 never wraps.
 #pragma once
 
