@@ -1,0 +1,205 @@
+// The public Publisher and Loan over PublisherCore: every publish builds one record (a named
+// producer's stamp, the header block, the payload) and commits it.
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+
+#include "publish/publisher_core.h"
+#include "core/futex.h"
+#include "groups/group.h"
+#include "core/slots.h"
+
+namespace shmbus {
+
+const char* to_string(PublishStatus status) noexcept {
+    switch (status) {
+        case PublishStatus::ok: return "ok";
+        case PublishStatus::would_block: return "would_block";
+        case PublishStatus::timed_out: return "timed_out";
+        case PublishStatus::too_large: return "too_large";
+        case PublishStatus::aborted: return "aborted";
+        case PublishStatus::revoked: return "revoked";
+        case PublishStatus::corrupt: return "corrupt";
+        case PublishStatus::deleted: return "deleted";
+        case PublishStatus::bad_headers: return "bad_headers";
+        case PublishStatus::duplicate: return "duplicate";
+        case PublishStatus::no_producer: return "no_producer";
+    }
+    return "unknown";
+}
+
+// ---- Loan ----
+
+Loan::Loan(Loan&& other) noexcept { *this = std::move(other); }
+
+Loan& Loan::operator=(Loan&& other) noexcept {
+    if (this != &other) {
+        abandon();
+        core_ = std::exchange(other.core_, nullptr);
+        position_ = other.position_;
+        id_ = other.id_;
+        sequence_ = other.sequence_;
+        data_ = other.data_;
+    }
+    return *this;
+}
+
+Loan::~Loan() { abandon(); }
+
+PublishStatus Loan::commit() noexcept {
+    if (core_ == nullptr) return PublishStatus::aborted;
+    return std::exchange(core_, nullptr)->commit_message(position_, sequence_);
+}
+
+void Loan::abandon() noexcept {
+    if (core_ == nullptr) return;
+    auto* core = std::exchange(core_, nullptr);
+    core->seg.producers().aborted_loans.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
+    (void)core->commit_record(position_, layout::RecordType::skip);  // revoked: already a skip record
+}
+
+namespace {
+
+PublishStatus publish_message(detail::PublisherCore& core, uint64_t requested_sequence, std::span<const std::byte> payload,
+                              std::span<const Header> headers, std::chrono::nanoseconds timeout) noexcept;
+
+BatchResult publish_each(detail::PublisherCore& core, std::span<const std::span<const std::byte>> payloads,
+                         std::chrono::nanoseconds timeout) noexcept {
+    BatchResult r{PublishStatus::ok, 0};
+    for (const auto& p : payloads) {
+        r.status = publish_message(core, 0, p, {}, timeout);
+        if (r.status != PublishStatus::ok) break;
+        ++r.published;
+    }
+    return r;
+}
+
+// Every publish: a named producer's stamp, then the header block, then the payload, in one record.
+PublishStatus publish_message(detail::PublisherCore& core, uint64_t requested_sequence, std::span<const std::byte> payload,
+                              std::span<const Header> headers, std::chrono::nanoseconds timeout) noexcept {
+    if (!headers.empty() && !detail::headers_ok(headers)) return PublishStatus::bad_headers;
+    const uint64_t sequence = core.named != nullptr ? core.choose_sequence(requested_sequence) : 0;
+    if (core.named != nullptr && sequence == 0) return PublishStatus::duplicate;
+    const std::size_t block = headers.empty() ? 0 : encoded_headers_size(headers);
+    detail::PublisherCore::MessageClaim claim;
+    const PublishStatus st = core.claim_message(sequence, block + payload.size(), timeout, claim);
+    if (st != PublishStatus::ok) return st;
+    if (block != 0) {
+        encode_headers(headers, claim.data);
+        auto& flags = core.ring.header_at(claim.position)->flags;
+        // Published by the commit store, as the header's other fields are.
+        layout::put_field(flags, uint16_t(layout::get_field(flags) | layout::kRecordHasHeaders));
+    }
+    if (!payload.empty()) std::memcpy(claim.data + block, payload.data(), payload.size());
+    return core.commit_message(claim.position, sequence);
+}
+
+std::span<const std::byte> bytes_of(std::string_view text) noexcept {
+    return std::as_bytes(std::span<const char>(text.data(), text.size()));
+}
+
+}  // namespace
+
+// ---- Publisher ----
+
+Publisher::Publisher(std::unique_ptr<detail::PublisherCore> core) noexcept : core_(std::move(core)) {}
+Publisher::Publisher(Publisher&&) noexcept = default;
+Publisher& Publisher::operator=(Publisher&&) noexcept = default;
+Publisher::~Publisher() = default;
+
+PublishStatus Publisher::publish(std::span<const std::byte> payload) noexcept {
+    return publish(payload, core_->options.block_timeout);
+}
+
+PublishStatus Publisher::publish(std::string_view payload) noexcept {
+    return publish(payload, core_->options.block_timeout);
+}
+
+PublishStatus Publisher::publish(std::string_view payload, std::chrono::nanoseconds timeout) noexcept {
+    return publish(bytes_of(payload), timeout);
+}
+
+PublishStatus Publisher::publish(std::span<const std::byte> payload, std::chrono::nanoseconds timeout) noexcept {
+    return publish_message(*core_, 0, payload, {}, timeout);
+}
+
+PublishStatus Publisher::publish(std::span<const std::byte> payload, std::span<const Header> headers) noexcept {
+    return publish(payload, headers, core_->options.block_timeout);
+}
+
+PublishStatus Publisher::publish(std::string_view payload, std::span<const Header> headers) noexcept {
+    return publish(bytes_of(payload), headers, core_->options.block_timeout);
+}
+
+PublishStatus Publisher::publish(std::span<const std::byte> payload, std::span<const Header> headers,
+                                 std::chrono::nanoseconds timeout) noexcept {
+    return publish_message(*core_, 0, payload, headers, timeout);
+}
+
+PublishStatus Publisher::publish_sequence(uint64_t sequence, std::span<const std::byte> payload,
+                                          std::span<const Header> headers) noexcept {
+    if (core_->named == nullptr) return PublishStatus::no_producer;
+    if (sequence == 0) return PublishStatus::duplicate;  // 0 is never above the last committed
+    return publish_message(*core_, sequence, payload, headers, core_->options.block_timeout);
+}
+
+PublishStatus Publisher::publish_sequence(uint64_t sequence, std::string_view payload, std::span<const Header> headers) noexcept {
+    return publish_sequence(sequence, bytes_of(payload), headers);
+}
+
+PublishStatus detail::publish_retry(PublisherCore& core, const layout::RetryInfo& info, std::span<const std::byte> data,
+                                    uint16_t flags) noexcept {
+    if (core.retry_reserve != 0) {  // this publisher moves retries: the reserve is its to use
+        core.retry_reserve = 0;
+        core.gate_limit = 0;  // refreshed by the claim
+    }
+    uint64_t position = 0;
+    uint64_t id = 0;
+    const PublishStatus st = core.claim(sizeof info + data.size(), std::chrono::nanoseconds(0), position, id,
+                                        layout::record_allowance(flags));
+    if (st != PublishStatus::ok) return st;
+    std::byte* out = core.ring.payload_at(position);
+    std::memcpy(out, &info, sizeof info);
+    if (!data.empty()) std::memcpy(out + sizeof info, data.data(), data.size());
+    layout::put_field(core.ring.header_at(position)->flags, flags);  // published by the commit store
+    return core.commit_record(position, layout::RecordType::data);
+}
+
+BatchResult Publisher::publish_batch(std::span<const std::span<const std::byte>> payloads) noexcept {
+    return publish_batch(payloads, core_->options.block_timeout);
+}
+
+BatchResult Publisher::publish_batch(std::span<const std::span<const std::byte>> payloads,
+                                     std::chrono::nanoseconds timeout) noexcept {
+    // A named producer commits one sequence at a time through its table entry, and on a topic
+    // with an unblock-timeout shmbusd may take back a claim (one record): both publish one by one.
+    if (core_->named != nullptr || core_->revocable) return publish_each(*core_, payloads, timeout);
+    BatchResult r{PublishStatus::ok, 0};
+    r.published = core_->publish_batch(payloads, timeout, r.status);
+    return r;
+}
+
+PublishStatus Publisher::loan(std::size_t size, Loan& out) noexcept { return loan(size, out, core_->options.block_timeout); }
+
+PublishStatus Publisher::loan(std::size_t size, Loan& out, std::chrono::nanoseconds timeout) noexcept {
+    out.abandon();
+    const uint64_t sequence = core_->named != nullptr ? core_->choose_sequence(0) : 0;
+    detail::PublisherCore::MessageClaim claim;
+    const PublishStatus st = core_->claim_message(sequence, size, timeout, claim);
+    if (st != PublishStatus::ok) return st;
+    out.core_ = core_.get();
+    out.position_ = claim.position;
+    out.id_ = claim.id;
+    out.sequence_ = sequence;
+    out.data_ = std::span<std::byte>(claim.data, size);
+    return PublishStatus::ok;
+}
+
+uint64_t Publisher::last_id() const noexcept { return core_->last_id; }
+uint64_t Publisher::last_sequence() const noexcept { return core_->committed_sequence; }
+const std::string& Publisher::producer() const noexcept { return core_->options.producer; }
+uint32_t Publisher::max_message() const noexcept { return core_->seg.max_message(); }
+OnFull Publisher::on_full() const noexcept { return core_->seg.live_on_full(); }
+const std::string& Publisher::topic() const noexcept { return core_->topic; }
+
+}  // namespace shmbus
