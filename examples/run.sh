@@ -7,7 +7,8 @@
 #   a provider that fails now and then.
 # logging: three applications ship COUNT lines each; one aggregator counts them exactly once.
 # etl: extract -> transform -> load COUNT records into a SQLite warehouse, exactly once.
-# Builds first if needed (scripts/setup.sh). Everything runs in a temporary directory, removed after.
+# Builds first if needed (scripts/setup.sh). Everything runs in a temporary directory under $TMPDIR
+# (default /tmp), removed after with the topics' shared memory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 example=${1:-}
@@ -20,10 +21,15 @@ case "$example" in
   etl) services=(transform load); sources=("extract --count $count") ;;
   *) echo "usage: examples/run.sh orders|notifications|logging|etl [COUNT]" >&2; exit 64 ;;
 esac
-[[ -x build/examples/$example && -x build/daemon/shmbusd ]] || scripts/setup.sh release
+# SHMBUS_BUILD_DIR: the build to run (default build/, made by scripts/setup.sh if it is missing).
+build=${SHMBUS_BUILD_DIR:-build}
+if [[ ! -x $build/examples/$example || ! -x $build/daemon/shmbusd ]]; then
+  [[ -n ${SHMBUS_BUILD_DIR:-} ]] && { echo "examples/run.sh: no $example in $build" >&2; exit 1; }
+  scripts/setup.sh release
+fi
 
-work=$(mktemp -d /tmp/shmbus-example.XXXXXX)
-bin=build/examples/$example
+work=$(mktemp -d "${TMPDIR:-/tmp}/shmbus-example.XXXXXX")
+bin=$build/examples/$example
 common=(--dir "$work/bus" --data "$work")
 pids=()
 daemon_pid=""
@@ -31,15 +37,22 @@ cleanup() {
   set +e
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-  [[ -n "$daemon_pid" ]] && kill -TERM "$daemon_pid" 2>/dev/null && wait "$daemon_pid"
+  # The topics' shared memory goes with the bus: /dev/shm keeps nothing of the run.
+  if [[ -n "$daemon_pid" ]]; then
+    for t in $("$build/clients/shmbus" --dir "$work/bus" topic list --names 2>/dev/null); do
+      "$build/clients/shmbus" --dir "$work/bus" topic delete "$t" --force >/dev/null 2>&1
+    done
+    kill -TERM "$daemon_pid" 2>/dev/null && wait "$daemon_pid"
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
 
 mkdir -p "$work/bus"
-build/daemon/shmbusd --dir "$work/bus" >"$work/shmbusd.log" 2>&1 &
+"$build/daemon/shmbusd" --dir "$work/bus" >"$work/shmbusd.log" 2>&1 &
 daemon_pid=$!
 for _ in $(seq 100); do grep -q ready "$work/shmbusd.log" 2>/dev/null && break; sleep 0.05; done
+echo "== $example: bus $(head -1 "$work/bus/bus.id")"
 
 echo "== $example: starting ${services[*]}"
 for s in "${services[@]}"; do
@@ -57,8 +70,8 @@ check=(check --count "$count" "${common[@]}")
 for _ in $(seq 600); do
   if "$bin" "${check[@]}" >"$work/check.out" 2>&1; then
     cat "$work/check.out"
-    [[ $example == logging ]] && build/clients/shmbus --dir "$work/bus" subscription list logs
-    [[ $example == orders ]] && build/clients/shmbus --dir "$work/bus" dlq list orders.reserved
+    [[ $example == logging ]] && "$build/clients/shmbus" --dir "$work/bus" subscription list logs
+    [[ $example == orders ]] && "$build/clients/shmbus" --dir "$work/bus" dlq list orders.reserved
     echo "== $example: done, exactly once"
     exit 0
   fi

@@ -158,9 +158,13 @@ shmbus::TopicConfig create_config(const CreateOptions& o, int& rc) {
 
 // Every topic; one that cannot be read (a damaged segment) is reported as such, the others still
 // listed, and the exit status says something was wrong.
-int topic_list(shmbus::Client& client, bool json) {
+int topic_list(shmbus::Client& client, bool json, bool names_only) {
     auto names = client.list_topics();
     if (!names) return fail(names.error());
+    if (names_only) {  // one name a line, for scripts: nothing is read from the topics
+        for (const auto& n : *names) std::cout << n << "\n";
+        return 0;
+    }
     nlohmann::json out = nlohmann::json::array();
     int rc = 0;
     for (const auto& n : *names) {
@@ -221,6 +225,7 @@ int topic_info(shmbus::Client& client, const std::string& name, bool json) {
 struct TopicArgs {
     std::string name;
     bool json = false;
+    bool names_only = false;
     CreateOptions create;
     shmbus::TopicConfig config;
     std::optional<shmbus::ArchiveSettings> archive;
@@ -305,7 +310,8 @@ void add_topic_commands(CLI::App& app, Commands& out) {
 
     auto* list = topic->add_subcommand("list", "list topics");
     list->add_flag("--json", a->json, "JSON output");
-    out.push_back({list, [] { return 0; }, [a](shmbus::Client& c) { return topic_list(c, a->json); }, {}});
+    list->add_flag("--names", a->names_only, "only the names, one a line (for scripts)")->excludes("--json");
+    out.push_back({list, [] { return 0; }, [a](shmbus::Client& c) { return topic_list(c, a->json, a->names_only); }, {}});
 
     auto* info = topic->add_subcommand("info", "show a topic");
     info->add_option("NAME", a->name, "topic name")->required();

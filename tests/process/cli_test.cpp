@@ -113,6 +113,10 @@ TEST_F(Cli, TopicCreateListInfoDelete) {
     EXPECT_EQ(l[0]["on_full"], "block");
     auto text = cli({"topic", "list"});
     EXPECT_NE(text.out.find("orders"), std::string::npos);
+    auto names = cli({"topic", "list", "--names"});
+    EXPECT_EQ(names.code, 0);
+    EXPECT_EQ(names.out, "alpha\norders\n");  // one name a line, nothing else
+    EXPECT_EQ(cli({"topic", "list", "--names", "--json"}).code, 2);
 
     EXPECT_EQ(cli({"topic", "delete", "orders"}).code, 0);
     auto gone = cli({"topic", "info", "orders"});

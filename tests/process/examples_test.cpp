@@ -152,6 +152,24 @@ INSTANTIATE_TEST_SUITE_P(
                       Example{"etl", {"transform", "load"}, {{"extract", "--count", "600"}}, {}, 600}),
     [](const ::testing::TestParamInfo<Example>& info) { return std::string(info.param.name); });
 
+// examples/run.sh works in $TMPDIR and leaves nothing behind: neither its directory nor the topics'
+// shared memory in /dev/shm.
+TEST_F(BusTest, TheExampleScriptLeavesNothingBehind) {
+    const std::string tmp = path("tmp");
+    std::filesystem::create_directories(tmp);
+    const std::string build = std::filesystem::path(SHMBUS_EXAMPLES_DIR).parent_path().string();
+    const auto r = run({"/usr/bin/env", "TMPDIR=" + tmp, "SHMBUS_BUILD_DIR=" + build,
+                        std::string(SHMBUS_SOURCE_DIR) + "/examples/run.sh", "logging", "20"},
+                       "", 120s);
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    const auto at = r.out.find("== logging: bus ");
+    ASSERT_NE(at, std::string::npos) << r.out;
+    const std::string bus_id = r.out.substr(at + 16, 16);
+    EXPECT_TRUE(std::filesystem::is_empty(tmp));
+    for (const auto& e : std::filesystem::directory_iterator("/dev/shm"))
+        EXPECT_NE(e.path().filename().string().rfind("shmbus-" + bus_id + "-", 0), 0u) << e.path();
+}
+
 // The aggregator's lag is visible with the project's tools while it is stopped, and gone after.
 TEST_F(BusTest, TheLoggingAggregatorsLagShowsInTopicInfo) {
     const std::string bin = std::string(SHMBUS_EXAMPLES_DIR) + "/logging";
