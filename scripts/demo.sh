@@ -6,10 +6,11 @@
 # ephemerally. Everything runs on a fresh bus that is removed after.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh release
+scripts/setup.sh demo  # the bus, the CLI and the examples: no tests, no benchmarks
+build=build/demo
 
 bus=$(mktemp -d /tmp/shmbus-demo.XXXXXX)
-shmbus() { build/clients/shmbus --dir "$bus" "$@"; }
+shmbus() { "$build/clients/shmbus" --dir "$bus" "$@"; }
 daemon_pid=""
 cleanup() {
   set +e
@@ -23,7 +24,7 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== starting shmbusd on $bus"
-build/daemon/shmbusd --dir "$bus" >"$bus/shmbusd.log" 2>&1 &
+"$build/daemon/shmbusd" --dir "$bus" >"$bus/shmbusd.log" 2>&1 &
 daemon_pid=$!
 for _ in $(seq 100); do grep -q ready "$bus/shmbusd.log" 2>/dev/null && break; sleep 0.05; done
 grep -q ready "$bus/shmbusd.log" || { cat "$bus/shmbusd.log"; exit 1; }
@@ -39,16 +40,16 @@ wait_for_subscriptions() {
 
 echo "== basket (durable) and analytics (ephemeral) subscribe; the catalog publishes 6 changes"
 shmbus topic create prices --capacity 1M
-build/examples/analytics --dir "$bus" --count 12 >"$bus/analytics.out" &
+"$build/examples/analytics" --dir "$bus" --count 12 >"$bus/analytics.out" &
 analytics_pid=$!
-build/examples/basket --dir "$bus" --count 6 &
+"$build/examples/basket" --dir "$bus" --count 6 &
 basket_pid=$!
 wait_for_subscriptions 2
-build/examples/catalog --dir "$bus" --changes 6
+"$build/examples/catalog" --dir "$bus" --changes 6
 wait "$basket_pid"
 
 echo "== basket is down; the catalog publishes 6 more changes"
-build/examples/catalog --dir "$bus" --changes 6 | sed 's/^/(basket down) /'
+"$build/examples/catalog" --dir "$bus" --changes 6 | sed 's/^/(basket down) /'
 wait "$analytics_pid"
 cat "$bus/analytics.out"
 shmbus topic info prices
@@ -56,13 +57,13 @@ shmbus topic info prices
 echo "== shmbusd is killed with SIGKILL and started again: it re-adopts the topic and basket's cursor"
 kill -KILL "$daemon_pid"
 wait "$daemon_pid" 2>/dev/null || true
-build/daemon/shmbusd --dir "$bus" >>"$bus/shmbusd.log" 2>&1 &
+"$build/daemon/shmbusd" --dir "$bus" >>"$bus/shmbusd.log" 2>&1 &
 daemon_pid=$!
 for _ in $(seq 100); do [[ $(grep -c ready "$bus/shmbusd.log") -ge 2 ]] && break; sleep 0.05; done
 grep -E "re-adopted|gc:" "$bus/shmbusd.log" | sed 's/^.*\] /shmbusd: /'
 
 echo "== basket restarts and catches up from its last ack"
-build/examples/basket --dir "$bus" --count 6
+"$build/examples/basket" --dir "$bus" --count 6
 
 echo "== the topic at the end"
 shmbus topic info prices

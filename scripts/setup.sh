@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
 # Installs the Debian packages shmbus needs (only those missing), then configures and builds
 # build/ with the release preset. Idempotent; quick when nothing changed.
-#   scripts/setup.sh [PRESET]     (release by default; debug, asan, tsan build into build/PRESET)
+#   scripts/setup.sh [PRESET]     (release by default; debug, asan, tsan build into build/PRESET;
+#                                 demo builds only what scripts/demo.sh runs, with only its packages)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 preset="${1:-release}"
 
+# The bus itself: the library, shmbusd, the CLI and bus-top, the examples.
 packages=(build-essential cmake ninja-build pkg-config
-          libboost-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
-          libgtest-dev libgmock-dev libbenchmark-dev util-linux libtomlplusplus-dev libncurses-dev tmux
-          prometheus-cpp-dev prometheus libsystemd-dev libsqlite3-dev libnats-dev nats-server openssl
-          libzmq3-dev libiceoryx-posh-dev libiceoryx-hoofs-dev iceoryx)  # the last line: shmbus-bench's peers
+          libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev libtomlplusplus-dev libncurses-dev
+          prometheus-cpp-dev libsystemd-dev)
+if [[ "$preset" != demo ]]; then
+  # The tests and their servers, the exactly-once examples' SQLite, the bridge, and shmbus-bench
+  # with its peers (the last line).
+  packages+=(libboost-dev libgtest-dev libgmock-dev libbenchmark-dev util-linux tmux prometheus
+             libsqlite3-dev libnats-dev nats-server openssl
+             libzmq3-dev libiceoryx-posh-dev libiceoryx-hoofs-dev iceoryx)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
