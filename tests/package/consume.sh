@@ -17,8 +17,9 @@ cmake --install "$build" --prefix "$work/prefix" >/dev/null
 cmake -S "$src/tests/package/consumer" -B "$work/cmake" -DCMAKE_PREFIX_PATH="$work/prefix" \
       -DQUICKSTART_SOURCE="$src/examples/quickstart/quickstart.cpp" >/dev/null
 cmake --build "$work/cmake" >/dev/null
-export PKG_CONFIG_PATH=$work/prefix/lib/pkgconfig
-g++ "$src/examples/quickstart/quickstart.cpp" $(pkg-config --cflags --libs shmbus) -o "$work/quickstart-pc"
+export PKG_CONFIG_PATH=$(dirname "$(find "$work/prefix" -name shmbus.pc)")
+# The consumer chooses its standard (C++20 or later); the .pc adds only what shmbus needs besides.
+g++ -std=c++20 "$src/examples/quickstart/quickstart.cpp" $(pkg-config --cflags --libs shmbus) -o "$work/quickstart-pc"
 [[ $(pkg-config --variable=includedir shmbus) -ef $work/prefix/include ]] || { echo "pkg-config points elsewhere"; exit 1; }
 
 "$work/prefix/bin/shmbusd" --dir "$work/bus" >"$work/daemon.log" 2>&1 &

@@ -22,10 +22,26 @@ for f in ./usr/bin/shmbusd ./usr/bin/shmbus ./usr/bin/bus-top ./usr/lib/systemd/
          ./usr/share/man/man1/bus-top.1 ./usr/share/doc/shmbus/LICENSE ./usr/share/shmbus/shmbusd.toml; do
   grep -qx -- "$f" <<<"$files" || fail "shmbus lacks $f"
 done
+# Maintainer scripts: the shmbus group and systemd told of the units.
+dpkg-deb -e "$runtime" "$work/control"
+[[ -x $work/control/postinst && -x $work/control/postrm ]] || fail "shmbus has no postinst/postrm"
+grep -q "groupadd --system shmbus" "$work/control/postinst" || fail "postinst makes no shmbus group"
+grep -q "daemon-reload" "$work/control/postinst" || fail "postinst does not reload systemd"
+grep -q "daemon-reload" "$work/control/postrm" || fail "postrm does not reload systemd"
+# The library in Debian's multiarch directory.
+multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch)
 devfiles=$(dpkg-deb -c "$dev" | awk '{print $6}')
-for f in ./usr/include/shmbus/shmbus.h ./usr/lib/libshmbus.a ./usr/lib/pkgconfig/shmbus.pc ./usr/lib/cmake/shmbus/shmbusConfig.cmake; do
+for f in ./usr/include/shmbus/shmbus.h ./usr/lib/$multiarch/libshmbus.a ./usr/lib/$multiarch/pkgconfig/shmbus.pc \
+         ./usr/lib/$multiarch/cmake/shmbus/shmbusConfig.cmake; do
   grep -qx -- "$f" <<<"$devfiles" || fail "shmbus-dev lacks $f"
 done
+# pkg-config adds no language standard (the consumer chooses C++20 or later) and -mcx16 only on x86_64.
+dpkg-deb -x "$dev" "$work/devroot"
+cflags=$(grep '^Cflags:' "$work/devroot/usr/lib/$multiarch/pkgconfig/shmbus.pc")
+echo "shmbus.pc $cflags"
+[[ $cflags == *-std=* ]] && fail "shmbus.pc sets the language standard"
+if [[ $(uname -m) == x86_64 ]]; then [[ $cflags == *-mcx16* ]] || fail "shmbus.pc lacks -mcx16"
+else [[ $cflags == *-mcx16* ]] && fail "shmbus.pc has -mcx16 off x86_64"; fi
 
 cmake -S "$src" -B "$work/lib" -G Ninja -DBUILD_SHARED_LIBS=ON -DSHMBUS_BUILD_DAEMON=OFF -DSHMBUS_BUILD_TOOLS=OFF \
       -DSHMBUS_BUILD_TESTS=OFF -DSHMBUS_BUILD_BENCH=OFF -DSHMBUS_BUILD_EXAMPLES=OFF >"$work/lib.log" 2>&1 || { cat "$work/lib.log"; fail "configure"; }
@@ -34,3 +50,8 @@ cmake --build "$work/lib" >/dev/null
 soname=$(readelf -d "$work"/lib/bus/libshmbus.so.0.* | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
 echo "soname: $soname"
 [[ $soname == libshmbus.so.0 ]] || fail "soname is '$soname'"
+# An application's library holds no code only the supervisor runs (bus/src/supervisor: formatting
+# segments, registering slots, recovery, group administration, the archive writer).
+supervisor=$(nm -DC --defined-only "$work"/lib/bus/libshmbus.so.0.* | grep -E 'shmbus::detail::(Segment::format|Segment::reserve_pages|create_group|delete_group|free_half_made_groups|seal_abandoned_claim|take_back_stalled_claim|register_producer|reserve_consumer_slot|attach_new_cursor|release_sequence_entries|settle_pending|archive::Writer)' || true)
+[[ -z $supervisor ]] || fail "libshmbus.so holds supervisor code: $supervisor"
+echo "libshmbus.so: no supervisor code"
