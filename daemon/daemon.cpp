@@ -61,7 +61,14 @@ Status Daemon::take_lock() {
     const std::string path = detail::bus_file(options_.dir, detail::kLockFile);
     lock_fd_ = open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (lock_fd_ < 0) return errno_error(Errc::permission_denied, "cannot open " + path);
-    if (flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    // Another shmbusd holds it for its life; another bus's collection (gc) holds it shared for the
+    // moment it takes to remove a stale socket: that is waited out, never taken for a running bus.
+    bool locked = flock(lock_fd_, LOCK_EX | LOCK_NB) == 0;
+    for (int i = 0; !locked && i < 100; ++i) {  // up to 1 s
+        ::usleep(10'000);
+        locked = flock(lock_fd_, LOCK_EX | LOCK_NB) == 0;
+    }
+    if (!locked) {
         char buf[32] = {};
         ssize_t n = pread(lock_fd_, buf, sizeof buf - 1, 0);
         const std::string pid = n > 0 ? std::string(buf, size_t(n)) : "unknown";

@@ -1,10 +1,13 @@
 // Crash recovery through real processes: each test kills someone with SIGKILL at a chosen
 // point (SHMBUS_CRASH_POINT, or the supervisor itself) and checks that the others carry on and
 // that nothing acknowledged-delivery is lost.
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 
 #include <map>
 #include <memory>
+#include <thread>
 
 #include "peer_fixture.h"
 #include "raw_socket.h"
@@ -414,6 +417,59 @@ TEST_F(Gc, TheSupervisorCollectsAtStart) {
     start_daemon();
     EXPECT_FALSE(segment_exists(seg));
     EXPECT_TRUE(log_has("gc: removed segment /dev/shm" + seg));
+}
+
+// The other half of that: a collection holds a stopped bus's lock (shared) while it removes its
+// socket; the bus's shmbusd starting in that moment waits it out instead of taking it for a
+// running shmbusd (exit 3).
+TEST_F(Gc, AShmbusdStartingWhileACollectionHoldsItsLockWaitsItOut) {
+    const std::string d = dir + "-held";
+    std::filesystem::create_directories(d);
+    ::chmod(d.c_str(), 0700);
+    const int lock = ::open((d + "/shmbusd.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    ASSERT_GE(lock, 0);
+    ASSERT_EQ(::flock(lock, LOCK_SH), 0);  // as collect_stale holds it
+    const pid_t p = spawn({SHMBUSD_PATH, "--dir", d}, {path("held.log"), path("held.err")});
+    std::this_thread::sleep_for(300ms);
+    ::close(lock);  // the collection is done
+    EXPECT_TRUE(eventually([&] { return run({SHMBUS_CLI_PATH, "--dir", d, "--wait", "0", "topic", "list"}).code == 0; }))
+        << read_file(path("held.err")) << read_file(path("held.log"));
+    kill(p, SIGTERM);
+    EXPECT_EQ(wait_exit(p), 0);
+    std::filesystem::remove_all(d);
+}
+
+// A bus restarting (its shmbusd killed, then started again) while other shmbusds start beside it:
+// their collections see its lock free for a moment, and must never remove the socket its new
+// shmbusd made, nor keep it from starting. Each round starts the restarting bus and two others at
+// once, then checks the restarted bus answers.
+TEST_F(Gc, ABusRestartingWhileOthersStartKeepsItsSocket) {
+    pid_t restarting = 0;
+    const std::string bus = other_bus("restarting", restarting);
+    std::vector<std::string> others;
+    for (const char* name : {"a", "b"}) {
+        others.push_back(dir + "-" + name);
+        std::filesystem::create_directories(others.back());
+    }
+    for (int round = 0; round < 25; ++round) {
+        kill(restarting, SIGKILL);
+        EXPECT_NE(wait_exit(restarting), 3);
+        std::vector<pid_t> started;
+        for (const auto& d : others) started.push_back(spawn({SHMBUSD_PATH, "--dir", d}, {path("other.log"), path("other.err")}));
+        restarting = spawn({SHMBUSD_PATH, "--dir", bus}, {path("restarting.log"), path("restarting.err")});
+        ASSERT_TRUE(eventually([&] { return run({SHMBUS_CLI_PATH, "--dir", bus, "--wait", "0", "topic", "list"}).code == 0; }, 10s))
+            << "round " << round << ": the restarted bus does not answer\n" << read_file(path("restarting.err"))
+            << read_file(path("restarting.log"));
+        for (const auto& d : others)  // each started (and collected) before it is stopped
+            EXPECT_TRUE(eventually([&] { return run({SHMBUS_CLI_PATH, "--dir", d, "--wait", "0", "topic", "list"}).code == 0; }));
+        for (pid_t p : started) kill(p, SIGTERM);
+        for (pid_t p : started) EXPECT_EQ(wait_exit(p), 0) << read_file(path("other.err")) << read_file(path("other.log"));
+        // Still answering once the others' collections are done.
+        EXPECT_EQ(run({SHMBUS_CLI_PATH, "--dir", bus, "--wait", "0", "topic", "list"}).code, 0) << "round " << round;
+    }
+    kill(restarting, SIGTERM);
+    EXPECT_EQ(wait_exit(restarting), 0);
+    for (const auto& d : others) std::filesystem::remove_all(d);
 }
 
 }  // namespace

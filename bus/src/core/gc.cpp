@@ -68,9 +68,12 @@ void collect_stopped_socket(const std::string& dir, std::vector<RemovedItem>& ou
     if (lstat(sock.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) return;
     const int lock = open(bus_file(dir, kLockFile).c_str(), O_RDONLY | O_CLOEXEC);
     if (lock < 0) return;
-    const bool free = flock(lock, LOCK_SH | LOCK_NB) == 0;
-    close(lock);
-    if (free && unlink(sock.c_str()) == 0) out.push_back({"socket " + sock, "no shmbusd serves " + dir});
+    // Held while the socket is removed: a shmbusd of that bus starting meanwhile takes the lock
+    // (exclusively) before it makes its socket, so it waits for us and we never remove its new one.
+    if (flock(lock, LOCK_SH | LOCK_NB) == 0 && lstat(sock.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) &&
+        unlink(sock.c_str()) == 0)
+        out.push_back({"socket " + sock, "no shmbusd serves " + dir});
+    close(lock);  // releases the lock
 }
 
 // The companions (cursor, owner and group objects) of a segment just removed, those shmbusd made.
