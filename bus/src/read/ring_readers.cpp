@@ -34,7 +34,7 @@ void SubscriberCore::choose_ring_readers() noexcept {
     read_ring_batch_ = limited ? &SubscriberCore::read_lappable<true, true> : &SubscriberCore::read_lappable<false, true>;
 }
 
-void SubscriberCore::deliver_record(Handler& handler, const RecordInfo& r, const std::byte* payload, uint64_t end) noexcept {
+inline void SubscriberCore::deliver_record(Handler& handler, const RecordInfo& r, const std::byte* payload, uint64_t end) noexcept {
     // The subscriber's one Message, its fields rewritten per record: building a fresh one per
     // message cleared 128 bytes each time (a `rep stos`, which measured half a poll's time).
     Message& m = scratch;

@@ -105,15 +105,6 @@ void SubscriberCore::start_from(StartFrom from, uint64_t from_id, uint64_t from_
     }
 }
 
-void SubscriberCore::deliver(Handler& handler, Message& m) noexcept {
-    m.lost_before = std::exchange(lost_pending, 0);
-    m.delivered_by_ = this;
-    m.epoch_ = epoch;
-    rate.spend();
-    handler(m);
-    ++delivered_total;
-}
-
 void SubscriberCore::publish_progress() noexcept {
     // relaxed: statistics for `topic info`, read racily by design.
     slot->read_id.store(next_id, std::memory_order_relaxed);

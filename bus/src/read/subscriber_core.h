@@ -140,7 +140,10 @@ private:
     template <bool Limited, bool Batch>
     [[nodiscard]] uint32_t read_lappable(Handler& handler, std::size_t max) noexcept;
     // Hands the record `r` (its bytes at `payload`, ending at ring position `end`) to `handler`.
-    void deliver_record(Handler& handler, const RecordInfo& r, const std::byte* payload, uint64_t end) noexcept;
+    // Always inlined into the reader loops: a call per message, with the record's fields spilled
+    // to memory for it, cost up to 6 ns a message (Breakdown/poll_batch).
+    [[gnu::always_inline]] inline void deliver_record(Handler& handler, const RecordInfo& r, const std::byte* payload,
+                                                      uint64_t end) noexcept;
     // After reading a record: whether producers lapped us meanwhile (what we read may be torn).
     [[nodiscard]] bool lapped_while_reading() const noexcept;
     // Overrun: goes on from the oldest record the ring holds, or from the archive (true).
@@ -191,7 +194,15 @@ private:
         deliver_from_time = 0;
         return false;
     }
-    void deliver(Handler& handler, Message& m) noexcept;
+    // Inline: every reader kind calls it per message, from its own file.
+    void deliver(Handler& handler, Message& m) noexcept {
+        m.lost_before = std::exchange(lost_pending, 0);
+        m.delivered_by_ = this;
+        m.epoch_ = epoch;
+        rate.spend();
+        handler(m);
+        ++delivered_total;
+    }
     void publish_progress() noexcept;
     void record_processing(uint64_t ns) noexcept;
 };
