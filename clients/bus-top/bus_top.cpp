@@ -46,6 +46,7 @@ struct GroupView {
     uint64_t lag = 0, in_flight = 0, waiting_retry = 0, dead_lettered = 0;
     double acked_per_s = 0, nacked_per_s = 0;
     std::optional<double> oldest_unsettled_s;
+    bool lag_growing = false;
 };
 
 struct TopicView {
@@ -54,7 +55,7 @@ struct TopicView {
     uint64_t depth_bytes = 0;
     double depth_percent = 0;
     uint32_t publishers = 0;
-    uint64_t slowest_lag = 0;
+    uint64_t slowest_lag = 0;  // of its subscriptions and its groups
     uint64_t full_refusals = 0, blocked_now = 0;  // in all, and during the last interval
     uint64_t lost = 0;
     std::vector<SubscriptionView> subscriptions;
@@ -62,8 +63,10 @@ struct TopicView {
     [[nodiscard]] std::vector<std::string> trouble() const {
         std::vector<std::string> t;
         if (blocked_now > 0) t.push_back("blocked publishers");
-        for (const auto& g : groups)
+        for (const auto& g : groups) {
             if (g.members == 0 && (g.lag > 0 || g.waiting_retry > 0)) t.push_back("group '" + g.name + "' has work and no members");
+            if (g.lag_growing) t.push_back("group '" + g.name + "' lag growing");
+        }
         for (const auto& s : subscriptions) {
             if (!s.alive && s.kind == "durable") t.push_back("subscription '" + s.name + "' has no owner");
             if (s.lag_growing) t.push_back("subscription '" + s.name + "' lag growing");
@@ -134,6 +137,7 @@ private:
             gv.name = g.name;
             gv.members = g.members.size();
             gv.lag = g.lag;
+            v.slowest_lag = std::max(v.slowest_lag, g.lag);  // a group's backlog is the topic's too
             gv.in_flight = g.in_flight;
             gv.waiting_retry = g.waiting_retry;
             gv.dead_lettered = g.dead_lettered;
@@ -141,6 +145,7 @@ private:
             if (before != nullptr && dt > 0)
                 for (const auto& old : before->groups)
                     if (old.name == g.name) {
+                        gv.lag_growing = g.lag > old.lag;
                         gv.acked_per_s = double(g.acked - std::min(g.acked, old.acked)) / dt;
                         gv.nacked_per_s = double(g.nacked - std::min(g.nacked, old.nacked)) / dt;
                     }
@@ -305,7 +310,7 @@ Lines render(const Snapshot& s, const std::string& dir, std::optional<std::size_
             out.add("");
             out.add("groups of " + t.name);
             out.add(kGroupColumns);
-            for (const auto& g : t.groups) out.add(group_line(g), g.members == 0 && (g.lag > 0 || g.waiting_retry > 0));
+            for (const auto& g : t.groups) out.add(group_line(g), g.lag_growing || (g.members == 0 && (g.lag > 0 || g.waiting_retry > 0)));
         }
         for (const auto& why : t.trouble()) out.add("  ! " + why, true);
     }
@@ -337,6 +342,7 @@ nlohmann::json to_json(const Snapshot& s, const std::string& dir) {
                               {"acked_per_s", g.acked_per_s},
                               {"nacked_per_s", g.nacked_per_s},
                               {"dead_lettered", g.dead_lettered},
+                              {"lag_growing", g.lag_growing},
                               {"oldest_unsettled_s", g.oldest_unsettled_s ? nlohmann::json(*g.oldest_unsettled_s) : nlohmann::json(nullptr)}});
         topics.push_back({{"name", t.name},
                           {"messages_per_s", t.messages_per_s},

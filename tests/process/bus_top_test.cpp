@@ -104,5 +104,41 @@ TEST_F(BusTop, GroupsShowWithTheirProgressAndTrouble) {
     EXPECT_EQ(orders["groups"][0]["in_flight"], 0);
 }
 
+// A group's backlog is its topic's: it counts in the topic row's MAX LAG (and so in --sort lag),
+// and a group whose lag grows over the interval makes the topic red, like a subscription's.
+TEST_F(BusTop, AGroupsLagCountsInItsTopicsRowAndGrowingIsTrouble) {
+    ASSERT_EQ(cli({"topic", "create", "jobs"}).code, 0);  // no other reader: its lag is the group's alone
+    ASSERT_EQ(cli({"group", "create", "jobs", "workers", "--from", "earliest"}).code, 0);
+    auto group_lag = [&]() -> int64_t {
+        const auto r = cli({"group", "info", "jobs", "workers", "--json"});
+        return r.code == 0 ? nlohmann::json::parse(r.out).at("lag").get<int64_t>() : -1;
+    };
+    const pid_t member = spawn({SHMBUS_CLI_PATH, "--dir", dir, "sub", "jobs", "--group", "workers"},
+                               {path("member.out"), path("member.err")});
+    ASSERT_TRUE(eventually([&] { return group_lag() == 0; })) << read_file(path("member.err"));
+    kill(member, SIGSTOP);  // a member that stopped working: the group's lag grows from here
+    const pid_t publisher = spawn({"/bin/sh", "-c", "while :; do " + std::string(SHMBUS_CLI_PATH) + " --dir " + dir +
+                                                        " pub jobs x >/dev/null; sleep 0.01; done"});
+    ASSERT_TRUE(eventually([&] { return group_lag() > 0; }));
+    const auto r = run({BUS_TOP_PATH, "--dir", dir, "--json", "--interval", "300ms"}, "", 10s);
+    kill(publisher, SIGKILL);
+    (void)wait_exit(publisher);
+    kill(member, SIGKILL);
+    (void)wait_exit(member);
+    ASSERT_EQ(r.code, 0) << r.err;
+    const auto j = nlohmann::json::parse(r.out);
+    nlohmann::json jobs;
+    for (const auto& t : j["topics"])
+        if (t["name"] == "jobs") jobs = t;
+    ASSERT_EQ(jobs["groups"].size(), 1u) << r.out;
+    const uint64_t lag = jobs["groups"][0]["lag"];
+    EXPECT_GT(lag, 0u);
+    EXPECT_EQ(uint64_t(jobs["slowest_lag"]), lag);  // the topic row's MAX LAG (and --sort lag)
+    EXPECT_TRUE(jobs["groups"][0]["lag_growing"]);
+    bool named = false;
+    for (const auto& why : jobs["trouble"]) named = named || why == "group 'workers' lag growing";
+    EXPECT_TRUE(named) << jobs["trouble"].dump();
+}
+
 }  // namespace
 }  // namespace shmbus::test
