@@ -265,7 +265,7 @@ Status Daemon::start() {
     for (const auto& r : detail::collect_stale(bus_id_)) spdlog::warn("gc: removed {} ({})", r.what, r.why);
     registry_ = std::make_unique<Registry>(bus_id_, options_.dir, topic_limit(raise_descriptor_limit()));
     watchers_ = std::make_unique<Watchers>(loop_, *registry_);
-    if (options_.state_dir.empty()) options_.state_dir = options_.config.state_dir.empty() ? default_state_dir() : options_.config.state_dir;
+    if (options_.state_dir.empty()) options_.state_dir = options_.config.state_dir.empty() ? default_state_dir(options_.dir) : options_.config.state_dir;
     archives_ = std::make_unique<Archives>(loop_, *registry_, options_.state_dir,
                                            ArchiverCommand{options_.executable, options_.dir, options_.log_level});
     registry_->on_created([this](TopicEntry& t) {

@@ -56,7 +56,8 @@ int main(int argc, char** argv) {
     std::string level = "info";
     app.add_option("--dir", options.dir, "bus directory (default: [bus] dir, $SHMBUS_DIR, then a per-user runtime directory)");
     app.add_option("--state-dir", options.state_dir, "archives and cursors that outlive a reboot (default: [bus] state_dir, "
-                                                      "else /var/lib/shmbus for root, $XDG_STATE_HOME/shmbus otherwise)");
+                                                      "else /var/lib/shmbus for root, $XDG_STATE_HOME/shmbus otherwise, "
+                                                      "under buses/ for a bus directory other than the default)");
     std::string archiver_topic;
     app.add_option("--archiver", archiver_topic, "run as the archiver of TOPIC (shmbusd starts these itself)")->group("");
     app.add_option("--metrics", options.metrics, "serve Prometheus metrics on [HOST:]PORT (HOST defaults to 127.0.0.1)");
@@ -94,7 +95,7 @@ int main(int argc, char** argv) {
     if (options.state_dir.empty()) options.state_dir = options.config.state_dir;
     if (!archiver_topic.empty()) {
         spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e [%l] [archiver] %v");
-        if (options.state_dir.empty()) options.state_dir = shmbus::daemon::default_state_dir();
+        if (options.state_dir.empty()) options.state_dir = shmbus::daemon::default_state_dir(options.dir);
         return shmbus::daemon::run_archiver(archiver_topic, options.dir, options.state_dir);
     }
     // Archivers are this program run again: found through /proc, so a moved binary still finds itself.

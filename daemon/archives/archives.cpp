@@ -13,9 +13,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <toml++/toml.h>
 
@@ -31,17 +34,68 @@
 #include "control/stats.h"
 #include "core/untrusted_files.h"
 #include "core/wall_clock.h"
+#include "shmbus/client.h"
 #include "shmbus/names.h"
 
 namespace shmbus::daemon {
 
 using detail::errno_error;
 
-std::string default_state_dir() {
+std::string state_base_dir() {
     if (geteuid() == 0) return "/var/lib/shmbus";
     if (const char* x = std::getenv("XDG_STATE_HOME"); x != nullptr && *x == '/') return std::string(x) + "/shmbus";
     if (const char* home = std::getenv("HOME"); home != nullptr && *home == '/') return std::string(home) + "/.local/state/shmbus";
     return "/tmp/shmbus-state-" + std::to_string(geteuid());
+}
+
+namespace {
+
+// A bus directory as one file name: [A-Za-z0-9._-] kept, every other byte %XX ("/run/a" ->
+// "%2Frun%2Fa"); a long one cut, with a hash of the whole kept so two never meet.
+std::string escaped_dir_name(const std::string& dir) {
+    std::string out;
+    for (unsigned char c : dir) {
+        if (std::isalnum(c) || c == '.' || c == '_' || c == '-') {
+            out += char(c);
+        } else {
+            char hex[4];
+            std::snprintf(hex, sizeof hex, "%%%02X", c);
+            out += hex;
+        }
+    }
+    if (out.size() > 200) {
+        char hash[17];
+        std::snprintf(hash, sizeof hash, "%016zx", std::hash<std::string>{}(dir));
+        out = out.substr(0, 180) + "-" + hash;
+    }
+    return out;
+}
+
+// Whether `base` holds archived topics of the bus in `bus_dir` (made before each bus had a state
+// directory of its own by default).
+bool holds_topics_of(const std::string& base, const std::string& bus_dir) {
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(base + "/topics", ec)) {
+        auto state = read_topic_state((entry.path() / "topic.toml").string());
+        if (state && state->bus_dir == bus_dir) return true;
+    }
+    return false;
+}
+
+}  // namespace
+
+std::string state_dir_for(const std::string& base, const std::string& bus_dir, const std::string& default_bus) {
+    if (bus_dir == default_bus) return base;
+    const std::string own = base + "/buses/" + escaped_dir_name(bus_dir);
+    std::error_code ec;
+    if (!std::filesystem::exists(own, ec) && holds_topics_of(base, bus_dir)) return base;
+    return own;
+}
+
+std::string default_state_dir(const std::string& bus_dir) {
+    std::error_code ec;
+    auto default_bus = std::filesystem::weakly_canonical(shmbus::default_bus_dir(), ec);
+    return state_dir_for(state_base_dir(), bus_dir, ec ? shmbus::default_bus_dir() : default_bus.string());
 }
 
 Archives::Archives(EventLoop& loop, Registry& registry, std::string state_dir, ArchiverCommand command)

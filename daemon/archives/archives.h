@@ -31,9 +31,15 @@ namespace shmbus::daemon {
 
 using detail::kArchiverSubscription;
 
-// Where shmbusd keeps what must outlive /dev/shm: /var/lib/shmbus for root, else
-// $XDG_STATE_HOME/shmbus (~/.local/state/shmbus).
-[[nodiscard]] std::string default_state_dir();
+// Where shmbusd keeps what must outlive /dev/shm unless told (--state-dir, [bus] state_dir): the
+// base, /var/lib/shmbus for root, else $XDG_STATE_HOME/shmbus (~/.local/state/shmbus), for the
+// default bus directory, and base/buses/<bus directory, escaped> for any other, so that two buses
+// never share one (the second would find it locked and refuse archived topics). A base that
+// already holds archived topics of the bus (made before each bus had its own) stays its own.
+[[nodiscard]] std::string state_base_dir();
+[[nodiscard]] std::string default_state_dir(const std::string& bus_dir);
+// The rule above, for a given base and default bus directory.
+[[nodiscard]] std::string state_dir_for(const std::string& base, const std::string& bus_dir, const std::string& default_bus);
 
 struct ArchiverCommand {
     std::string executable;  // run as: EXE --archiver TOPIC --dir DIR --state-dir STATE --log-level LEVEL

@@ -3,10 +3,12 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 
 #include "access_control.h"
+#include "archives/archives.h"
 #include "config.h"
 #include "toml_values.h"
 #include "topic_settings_toml.h"
@@ -148,8 +150,37 @@ TEST(Config, TopicSettingsWrittenAreReadBackTheSame) {
         }
         EXPECT_EQ(back, c);
         EXPECT_EQ(read.has_value(), archive.has_value());
-        if (read && archive) EXPECT_EQ(*read, *archive);
+        if (read && archive) {
+            EXPECT_EQ(*read, *archive);
+        }
     }
+}
+
+// Each bus its own state directory by default: the default bus keeps the base, any other gets one
+// under buses/, unless the base already holds its archived topics (made before this default).
+TEST(StateDirectory, EachBusHasItsOwnByDefault) {
+    using shmbus::daemon::state_dir_for;
+    char tmpl[] = "/tmp/shmbus-state-test-XXXXXX";
+    const std::string base = mkdtemp(tmpl);
+    EXPECT_EQ(state_dir_for(base, "/run/shmbus", "/run/shmbus"), base);
+    EXPECT_EQ(state_dir_for(base, "/run/other bus", "/run/shmbus"), base + "/buses/%2Frun%2Fother%20bus");
+    EXPECT_NE(state_dir_for(base, "/run/a", "/run/shmbus"), state_dir_for(base, "/run/b", "/run/shmbus"));
+    const std::string long_dir = "/" + std::string(300, 'x');
+    EXPECT_LE(state_dir_for(base, long_dir, "/").size(), base.size() + 8 + 200);
+    EXPECT_NE(state_dir_for(base, long_dir, "/"), state_dir_for(base, long_dir + "y", "/"));
+    // An archived topic of /run/older in the base (the old shared default) keeps it there...
+    std::filesystem::create_directories(base + "/topics/t");
+    {
+        std::ofstream f(base + "/topics/t/topic.toml");
+        f << "bus_dir = '/run/older'\n[topic]\non_full = 'archive'\n";
+    }
+    ::chmod((base + "/topics/t/topic.toml").c_str(), 0600);
+    EXPECT_EQ(state_dir_for(base, "/run/older", "/run/shmbus"), base);
+    EXPECT_EQ(state_dir_for(base, "/run/newer", "/run/shmbus"), base + "/buses/%2Frun%2Fnewer");
+    // ...until it has a directory of its own.
+    std::filesystem::create_directories(base + "/buses/%2Frun%2Folder");
+    EXPECT_EQ(state_dir_for(base, "/run/older", "/run/shmbus"), base + "/buses/%2Frun%2Folder");
+    std::filesystem::remove_all(base);
 }
 
 TEST(Config, AnUnclosedSetInAPatternIsAnError) {
