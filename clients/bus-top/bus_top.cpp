@@ -57,12 +57,17 @@ struct TopicView {
     uint32_t publishers = 0;
     uint64_t slowest_lag = 0;  // of its subscriptions and its groups
     uint64_t full_refusals = 0, blocked_now = 0;  // in all, and during the last interval
+    uint32_t waiting_publishers = 0;  // waiting for room now
+    double waited_s = 0;              // publishers' time waiting for room during the last interval
+    std::string held_back_by;         // the reader furthest behind, while publishers wait
     uint64_t lost = 0;
     std::vector<SubscriptionView> subscriptions;
     std::vector<GroupView> groups;
     [[nodiscard]] std::vector<std::string> trouble() const {
         std::vector<std::string> t;
         if (blocked_now > 0) t.push_back("blocked publishers");
+        if (waiting_publishers > 0 || waited_s > 0)
+            t.push_back("publishers waiting for room" + (held_back_by.empty() ? std::string() : ", held back by " + held_back_by));
         for (const auto& g : groups) {
             if (g.members == 0 && (g.lag > 0 || g.waiting_retry > 0)) t.push_back("group '" + g.name + "' has work and no members");
             if (g.lag_growing) t.push_back("group '" + g.name + "' lag growing");
@@ -124,6 +129,7 @@ private:
             v.messages_per_s = double(t.published - before->published) / dt;
             v.bytes_per_s = double(t.tail_position - before->tail_position) / dt;
             v.blocked_now = t.full_refusals - before->full_refusals;
+            v.waited_s = double(t.full_wait_ns - std::min(t.full_wait_ns, before->full_wait_ns)) / 1e9;
         }
         for (const auto& s : t.subscriptions) {
             v.lost += s.lost;
@@ -132,6 +138,7 @@ private:
             v.subscriptions.push_back(subscription_view(t, s, before, dt, now));
         }
         v.depth_percent = t.config.capacity > 0 ? 100.0 * double(v.depth_bytes) / double(t.config.capacity) : 0;
+        v.waiting_publishers = t.waiting_publishers;
         for (const auto& g : t.groups) {
             GroupView gv;
             gv.name = g.name;
@@ -151,7 +158,20 @@ private:
                     }
             v.groups.push_back(std::move(gv));
         }
+        if (v.waiting_publishers > 0 || v.waited_s > 0) v.held_back_by = furthest_behind(t);
         return v;
+    }
+
+    // The durable subscription or group with the most messages unacknowledged: what holds
+    // publishers back on a full ring ("durable subscription 'audit' (812 behind)").
+    static std::string furthest_behind(const TopicStats& t) {
+        std::string who;
+        uint64_t most = 0;
+        for (const auto& s : t.subscriptions)
+            if (s.durable && s.lag > most) most = s.lag, who = "durable subscription '" + s.name + "'";
+        for (const auto& g : t.groups)
+            if (g.lag > most) most = g.lag, who = "group '" + g.name + "'";
+        return who.empty() ? who : who + " (" + std::to_string(most) + " behind)";
     }
 
     SubscriptionView subscription_view(const TopicStats& t, const SubscriptionStats& s, const TopicStats* before, double dt,
@@ -354,6 +374,9 @@ nlohmann::json to_json(const Snapshot& s, const std::string& dir) {
                           {"slowest_lag", t.slowest_lag},
                           {"full_refusals", t.full_refusals},
                           {"blocked_in_interval", t.blocked_now},
+                          {"waiting_publishers", t.waiting_publishers},
+                          {"waited_s_in_interval", t.waited_s},
+                          {"held_back_by", t.held_back_by.empty() ? nlohmann::json(nullptr) : nlohmann::json(t.held_back_by)},
                           {"lost", t.lost},
                           {"trouble", t.trouble()},
                           {"subscriptions", std::move(subs)},

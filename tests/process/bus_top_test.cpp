@@ -140,5 +140,43 @@ TEST_F(BusTop, AGroupsLagCountsInItsTopicsRowAndGrowingIsTrouble) {
     EXPECT_TRUE(named) << jobs["trouble"].dump();
 }
 
+// The most common problem: a durable reader limited to 300 messages a second throttles the
+// publisher on a full ring. Nothing is refused, yet the row is red, says publishers wait and who
+// holds them back; topic info and the metrics have the same figures (waiting_publishers,
+// full_wait_ns, depth_bytes).
+TEST_F(BusTop, APublisherWaitingForRoomIsTroubleNamingWhoHoldsItBack) {
+    ASSERT_EQ(cli({"topic", "create", "slow", "--capacity", "64K"}).code, 0);
+    const pid_t reader = spawn({SHMBUS_CLI_PATH, "--dir", dir, "sub", "slow", "--durable", "reader", "--rate", "300/s"},
+                               {path("reader.out"), path("reader.err")});
+    const pid_t publisher = spawn({"/bin/sh", "-c", "yes x | head -n 100000 | " + std::string(SHMBUS_CLI_PATH) + " --dir " + dir +
+                                                        " pub slow --timeout 60s"},
+                                  {path("pub.out"), path("pub.err")});
+    auto info = [&] {
+        const auto r = cli({"topic", "info", "slow", "--json"});
+        return r.code == 0 ? nlohmann::json::parse(r.out) : nlohmann::json();
+    };
+    ASSERT_TRUE(eventually([&] { return info().value("waiting_publishers", 0) > 0; })) << read_file(path("pub.err"));
+    const auto r = run({BUS_TOP_PATH, "--dir", dir, "--json", "--interval", "300ms"}, "", 10s);
+    const nlohmann::json topic = info();
+    kill(publisher, SIGKILL);
+    (void)wait_exit(publisher);
+    kill(reader, SIGKILL);
+    (void)wait_exit(reader);
+    EXPECT_GT(topic.value("full_wait_ns", uint64_t(0)), 0u);
+    EXPECT_GT(topic.value("depth_bytes", uint64_t(0)), 32u * 1024);  // over half the ring unacked
+    ASSERT_EQ(r.code, 0) << r.err;
+    const auto all = nlohmann::json::parse(r.out);
+    nlohmann::json slow;
+    for (const auto& t : all["topics"])
+        if (t["name"] == "slow") slow = t;
+    ASSERT_FALSE(slow.is_null()) << r.out;
+    EXPECT_EQ(slow["full_refusals"], 0);  // throttled, never refused
+    EXPECT_GT(double(slow["waited_s_in_interval"]), 0.1);
+    bool named = false;
+    for (const auto& why : slow["trouble"])
+        named = named || why.get<std::string>().rfind("publishers waiting for room, held back by durable subscription 'reader'", 0) == 0;
+    EXPECT_TRUE(named) << slow["trouble"].dump();
+}
+
 }  // namespace
 }  // namespace shmbus::test

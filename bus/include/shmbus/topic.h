@@ -163,6 +163,9 @@ struct TopicStats {
     uint64_t skip_records = 0;
     uint64_t aborted_loans = 0;
     uint64_t full_refusals = 0;
+    uint64_t full_wait_ns = 0;        // time publishers spent waiting for room on a full ring
+    uint32_t waiting_publishers = 0;  // publishers waiting for room now
+    uint64_t depth_bytes = 0;         // bytes the slowest durable subscription has yet to ack
     RecoveryStats recovery;
     std::vector<SubscriptionStats> subscriptions;  // durable and ephemeral (not groups and their members)
     std::vector<GroupStats> groups;

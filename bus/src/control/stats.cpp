@@ -107,6 +107,8 @@ TopicStats collect_stats(const Segment& seg) {
     t.skip_records = p.skip_records.load(std::memory_order_relaxed);
     t.aborted_loans = p.aborted_loans.load(std::memory_order_relaxed);
     t.full_refusals = p.full_refusals.load(std::memory_order_relaxed);
+    t.full_wait_ns = p.full_wait_ns.load(std::memory_order_relaxed);
+    t.waiting_publishers = seg.space_waiters().load(std::memory_order_relaxed);
     const auto& r = seg.recovery();
     t.recovery.dead_claims_sealed = r.dead_claims_sealed.load(std::memory_order_relaxed);
     t.recovery.stalled_claims_unblocked = r.stalled_claims_unblocked.load(std::memory_order_relaxed);
@@ -150,6 +152,7 @@ TopicStats collect_stats(const Segment& seg) {
                 sub.expires_in = duration_from_ns(gone >= expire_ns ? 0 : expire_ns - gone);
             }
         }
+        if (sub.lag_bytes) t.depth_bytes = std::max(t.depth_bytes, *sub.lag_bytes);
         t.subscriptions.push_back(std::move(sub));
     }
     collect_groups(seg, t);
@@ -180,6 +183,12 @@ constexpr Statistic<T> kTopic[] = {
      [](const T& t) noexcept { return t.aborted_loans; }},
     {"full_refusals", "shmbus_full_refusals_total", "full refusals", "Publishes refused (fail) or timed out (block) on a full ring.", kCounter,
      [](const T& t) noexcept { return t.full_refusals; }},
+    {"full_wait_ns", "shmbus_full_wait_nanoseconds_total", "full wait ns", "Time publishers spent waiting for room on a full ring.", kCounter,
+     [](const T& t) noexcept { return t.full_wait_ns; }},
+    {"waiting_publishers", "shmbus_publishers_waiting", "waiting publishers", "Publishers waiting for room on a full ring now.", kGauge,
+     [](const T& t) noexcept { return uint64_t(t.waiting_publishers); }},
+    {"depth_bytes", "shmbus_depth_bytes", "depth bytes", "Bytes the slowest durable subscription has yet to acknowledge.", kGauge,
+     [](const T& t) noexcept { return t.depth_bytes; }},
 };
 
 constexpr Statistic<T> kRecovery[] = {

@@ -95,6 +95,7 @@ void PublisherCore::refresh_gate() noexcept {
 }
 
 void PublisherCore::wait_for_space(uint64_t needed_end, uint64_t deadline_ns) noexcept {
+    const uint64_t started_ns = monotonic_ns();  // the slow path: a full ring
     auto& consumers = seg.consumers();
     auto& waiters = seg.space_waiters();
     for (int i = 0; i < kSpaceSpins; ++i) cpu_relax();
@@ -109,6 +110,8 @@ void PublisherCore::wait_for_space(uint64_t needed_end, uint64_t deadline_ns) no
         futex_wait(consumers.space_futex, seen, std::min<std::chrono::nanoseconds>(left, kMaxSpaceSleep));
     }
     waiters.fetch_sub(1, std::memory_order_relaxed);  // relaxed: only a hint for wakers
+    // relaxed: a statistic (bus-top, topic info, metrics), read racily by design.
+    seg.producers().full_wait_ns.fetch_add(monotonic_ns() - started_ns, std::memory_order_relaxed);
 }
 
 PublishStatus PublisherCore::claim(uint64_t length, std::chrono::nanoseconds timeout, uint64_t& position,

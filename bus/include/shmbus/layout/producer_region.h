@@ -85,7 +85,10 @@ struct ProducerRegionHead {
     std::atomic<uint64_t> aborted_loans;
     std::atomic<uint64_t> full_refusals;    // publishes refused or timed out on a full ring
     std::atomic<uint64_t> late_commits;     // 1.1: commits refused because the daemon took the claim back
-    uint8_t pad1[kCacheLine - 32];
+    // Nanoseconds publishers spent waiting for room on a full ring, added by each after it waited
+    // (in what was padding: 0 in a segment no such publisher wrote, which reads as "none").
+    std::atomic<uint64_t> full_wait_ns;
+    uint8_t pad1[kCacheLine - 40];
     // line 3: an upper bound of the tail, raised one index block at a time before any claim
     // passes it. A reader that producers may lap validates what it read against this mostly
     // unchanging line instead of the tail, which every claim writes.
@@ -98,6 +101,7 @@ static_assert(offsetof(ProducerRegionHead, data_futex) == 64);
 static_assert(offsetof(ProducerRegionHead, space_waiters) == 68);
 static_assert(offsetof(ProducerRegionHead, skip_records) == 128);
 static_assert(offsetof(ProducerRegionHead, late_commits) == 152);
+static_assert(offsetof(ProducerRegionHead, full_wait_ns) == 160);
 static_assert(offsetof(ProducerRegionHead, horizon) == 192);
 static_assert(sizeof(ProducerRegionHead) == 256);
 // Producer slots follow the head, then the index entries.
