@@ -46,7 +46,11 @@ struct GroupView {
     uint64_t lag = 0, in_flight = 0, waiting_retry = 0, dead_lettered = 0;
     double acked_per_s = 0, nacked_per_s = 0;
     std::optional<double> oldest_unsettled_s;
+    double visibility_s = 0;  // its visibility timeout
     bool lag_growing = false;
+    // Its oldest unsettled message was first delivered longer ago than the visibility timeout:
+    // processing that keeps failing or never finishes.
+    [[nodiscard]] bool overdue() const { return oldest_unsettled_s && visibility_s > 0 && *oldest_unsettled_s > visibility_s; }
 };
 
 struct TopicView {
@@ -60,6 +64,7 @@ struct TopicView {
     uint32_t waiting_publishers = 0;  // waiting for room now
     double waited_s = 0;              // publishers' time waiting for room during the last interval
     std::string held_back_by;         // the reader furthest behind, while publishers wait
+    std::optional<double> oldest_unsettled_s;  // of its groups' messages
     uint64_t lost = 0;
     std::vector<SubscriptionView> subscriptions;
     std::vector<GroupView> groups;
@@ -71,6 +76,10 @@ struct TopicView {
         for (const auto& g : groups) {
             if (g.members == 0 && (g.lag > 0 || g.waiting_retry > 0)) t.push_back("group '" + g.name + "' has work and no members");
             if (g.lag_growing) t.push_back("group '" + g.name + "' lag growing");
+            if (g.overdue())
+                t.push_back("group '" + g.name + "' has a message unsettled for " +
+                            shmbus::short_duration(uint64_t(*g.oldest_unsettled_s * 1e9)) + " (visibility " +
+                            shmbus::short_duration(uint64_t(g.visibility_s * 1e9)) + ")");
         }
         for (const auto& s : subscriptions) {
             if (!s.alive && s.kind == "durable") t.push_back("subscription '" + s.name + "' has no owner");
@@ -149,6 +158,8 @@ private:
             gv.waiting_retry = g.waiting_retry;
             gv.dead_lettered = g.dead_lettered;
             if (g.oldest_unsettled_age) gv.oldest_unsettled_s = double(g.oldest_unsettled_age->count()) / 1e9;
+            gv.visibility_s = double(g.settings.visibility.count()) / 1e9;
+            if (gv.oldest_unsettled_s) v.oldest_unsettled_s = std::max(v.oldest_unsettled_s.value_or(0), *gv.oldest_unsettled_s);
             if (before != nullptr && dt > 0)
                 for (const auto& old : before->groups)
                     if (old.name == g.name) {
@@ -330,7 +341,8 @@ Lines render(const Snapshot& s, const std::string& dir, std::optional<std::size_
             out.add("");
             out.add("groups of " + t.name);
             out.add(kGroupColumns);
-            for (const auto& g : t.groups) out.add(group_line(g), g.lag_growing || (g.members == 0 && (g.lag > 0 || g.waiting_retry > 0)));
+            for (const auto& g : t.groups)
+                out.add(group_line(g), g.lag_growing || g.overdue() || (g.members == 0 && (g.lag > 0 || g.waiting_retry > 0)));
         }
         for (const auto& why : t.trouble()) out.add("  ! " + why, true);
     }
@@ -377,6 +389,7 @@ nlohmann::json to_json(const Snapshot& s, const std::string& dir) {
                           {"waiting_publishers", t.waiting_publishers},
                           {"waited_s_in_interval", t.waited_s},
                           {"held_back_by", t.held_back_by.empty() ? nlohmann::json(nullptr) : nlohmann::json(t.held_back_by)},
+                          {"oldest_unsettled_s", t.oldest_unsettled_s ? nlohmann::json(*t.oldest_unsettled_s) : nlohmann::json(nullptr)},
                           {"lost", t.lost},
                           {"trouble", t.trouble()},
                           {"subscriptions", std::move(subs)},

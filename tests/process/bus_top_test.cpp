@@ -178,5 +178,37 @@ TEST_F(BusTop, APublisherWaitingForRoomIsTroubleNamingWhoHoldsItBack) {
     EXPECT_TRUE(named) << slow["trouble"].dump();
 }
 
+// A group whose oldest unsettled message was first delivered longer ago than its visibility
+// timeout (a command that never finishes, killed and retried) is trouble, with the age in the
+// topic's JSON.
+TEST_F(BusTop, AGroupMessageUnsettledPastItsVisibilityIsTrouble) {
+    ASSERT_EQ(cli({"topic", "create", "tasks"}).code, 0);
+    ASSERT_EQ(cli({"group", "create", "tasks", "workers", "--visibility", "200ms", "--max-deliveries", "100"}).code, 0);
+    const pid_t member = spawn({SHMBUS_CLI_PATH, "--dir", dir, "sub", "tasks", "--group", "workers", "--exec", "sleep 10"},
+                               {path("member.out"), path("member.err")});
+    ASSERT_EQ(cli({"pub", "tasks", "stuck"}).code, 0);
+    auto age = [&]() -> double {
+        const auto r = cli({"group", "info", "tasks", "workers", "--json"});
+        if (r.code != 0) return -1;
+        const auto j = nlohmann::json::parse(r.out);
+        return j.contains("oldest_unsettled_ms") && !j["oldest_unsettled_ms"].is_null() ? j["oldest_unsettled_ms"].get<double>() / 1000 : -1;
+    };
+    ASSERT_TRUE(eventually([&] { return age() > 0.5; })) << read_file(path("member.err"));
+    const auto r = run({BUS_TOP_PATH, "--dir", dir, "--json", "--interval", "100ms"}, "", 10s);
+    kill(member, SIGKILL);
+    (void)wait_exit(member);
+    ASSERT_EQ(r.code, 0) << r.err;
+    const auto all = nlohmann::json::parse(r.out);
+    nlohmann::json tasks;
+    for (const auto& t : all["topics"])
+        if (t["name"] == "tasks") tasks = t;
+    ASSERT_FALSE(tasks.is_null()) << r.out;
+    EXPECT_GT(tasks["oldest_unsettled_s"].get<double>(), 0.5);
+    bool named = false;
+    for (const auto& why : tasks["trouble"])
+        named = named || why.get<std::string>().rfind("group 'workers' has a message unsettled for ", 0) == 0;
+    EXPECT_TRUE(named) << tasks["trouble"].dump();
+}
+
 }  // namespace
 }  // namespace shmbus::test
