@@ -172,8 +172,9 @@ struct TopicStats {
     std::vector<NamedProducerStats> named_producers;  // by name
 };
 
-// Where a subscription starts (SubscribeOptions::from, Subscriber::seek). earliest: the oldest message retained (an archived topic: the oldest on disk); latest: only new
-// ones; id: from_id on; time: the first message (in id order) published at or after from_time_ns.
+// Where a subscription starts (SubscribeOptions::from, Subscriber::seek). earliest: the oldest
+// message retained (an archived topic: the oldest on disk); latest: only new ones; id: from_id on;
+// time: the first message (in id order) published at or after from_time_ns.
 enum class StartFrom : uint8_t { earliest, latest, id, time };
 
 }  // namespace shmbus
