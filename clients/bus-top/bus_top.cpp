@@ -1,5 +1,6 @@
 // bus-top: a live view of a shmbus bus, in the manner of top. One row per topic (rates, depth,
-// publishers, subscriptions, the slowest subscription's lag, blocked publishes, losses); the
+// publishers, subscriptions, the slowest lag of its subscriptions and groups, blocked publishes,
+// losses); the
 // selected topic's subscriptions and consumer groups below. Rates are differences between two
 // samples.
 //   bus-top [--dir DIR] [--interval DURATION] [--sort name|rate|lag|depth] [--once] [--json]
