@@ -1,8 +1,7 @@
 // bus-top: a live view of a shmbus bus, in the manner of top. One row per topic (rates, depth,
 // publishers, subscriptions, the slowest lag of its subscriptions and groups, blocked publishes,
-// losses); the
-// selected topic's subscriptions and consumer groups below. Rates are differences between two
-// samples.
+// losses); the selected topic's subscriptions and consumer groups below. Rates are differences
+// between two samples (sampler.h).
 //   bus-top [--dir DIR] [--interval DURATION] [--sort name|rate|lag|depth] [--once] [--json]
 // Exit status: 0, 1 the bus could not be read, 2 invalid usage.
 #include <CLI/CLI.hpp>
