@@ -6,32 +6,22 @@
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
 #include <sys/file.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/timerfd.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <functional>
-#include <sstream>
 #include <toml++/toml.h>
 
 #include "archive/archive.h"
-#include "supervisor/group_admin.h"
 #include "supervisor/registration.h"
-#include "core/cursor.h"
 #include "core/errno_error.h"
-#include "core/futex.h"
-#include "groups/group.h"
 #include "core/proc.h"
 #include "core/slots.h"
-#include "control/stats.h"
 #include "core/untrusted_files.h"
 #include "core/wall_clock.h"
 #include "shmbus/client.h"

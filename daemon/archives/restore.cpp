@@ -96,7 +96,6 @@ void Archives::restore() {
         if (st.error().code != Errc::topic_not_found) spdlog::error("archived topics are unavailable: {}", st.error().message);
         return;
     }
-    join_removers();
     remove_leftover_deletions();
     std::error_code ec;
     for (const auto& entry : fs::directory_iterator(state_dir_ + "/topics", ec)) {
