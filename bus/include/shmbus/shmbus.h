@@ -10,3 +10,4 @@
 #include "shmbus/statistics.h"
 #include "shmbus/subscriber.h"
 #include "shmbus/topic.h"
+#include "shmbus/wait_set.h"

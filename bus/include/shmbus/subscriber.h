@@ -116,6 +116,8 @@ using Handler = FunctionRef<void(const Message&)>;
 // Takes every message of one poll at once, in order; the span and its messages are valid until it returns.
 using BatchHandler = FunctionRef<void(std::span<const Message>)>;
 
+class WaitSet;
+
 class Subscriber {
 public:
     Subscriber(Subscriber&&) noexcept;
@@ -169,6 +171,7 @@ public:
 
 private:
     friend class Client;
+    friend class WaitSet;
     friend struct detail::Access;  // tests build one over a segment without a daemon
     explicit Subscriber(std::unique_ptr<detail::SubscriberCore> core) noexcept;
     std::unique_ptr<detail::SubscriberCore> core_;

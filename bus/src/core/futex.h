@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
+#include <cstddef>
 #include <chrono>
 #include <climits>
 #include <cstdint>
@@ -20,6 +22,36 @@ inline void futex_wait(std::atomic<uint32_t>& word, uint32_t expected, std::chro
     ts.tv_sec = time_t(timeout.count() / 1'000'000'000);
     ts.tv_nsec = long(timeout.count() % 1'000'000'000);
     syscall(SYS_futex, reinterpret_cast<uint32_t*>(&word), FUTEX_WAIT, expected, &ts, nullptr, 0);
+}
+
+// One word of a vectored wait (futex_waitv, Linux 5.16): sleeps until any word differs from its
+// expected value or is woken, at most until `deadline_ns` (CLOCK_MONOTONIC; 0: no deadline).
+// `shared`: a word in a segment other processes map (woken by FUTEX_WAKE without the private flag).
+struct WaitWord {
+    std::atomic<uint32_t>* word;
+    uint32_t expected;
+    bool shared;
+};
+inline constexpr std::size_t kMaxWaitWords = 128;  // FUTEX_WAITV_MAX
+enum class WaitvResult : uint8_t { woken, unsupported };
+inline WaitvResult futex_waitv(const WaitWord* words, std::size_t count, uint64_t deadline_ns) noexcept {
+#ifdef SYS_futex_waitv
+    struct futex_waitv v[kMaxWaitWords] = {};
+    if (count > kMaxWaitWords) count = kMaxWaitWords;
+    for (std::size_t i = 0; i < count; ++i) {
+        v[i].val = words[i].expected;
+        v[i].uaddr = uint64_t(reinterpret_cast<uintptr_t>(words[i].word));
+        v[i].flags = FUTEX_32 | (words[i].shared ? 0 : FUTEX_PRIVATE_FLAG);
+    }
+    timespec ts{time_t(deadline_ns / 1'000'000'000), long(deadline_ns % 1'000'000'000)};
+    if (syscall(SYS_futex_waitv, v, unsigned(count), 0u, deadline_ns != 0 ? &ts : nullptr, CLOCK_MONOTONIC) < 0 &&
+        errno == ENOSYS)
+        return WaitvResult::unsupported;
+    return WaitvResult::woken;
+#else
+    (void)words, (void)count, (void)deadline_ns;
+    return WaitvResult::unsupported;
+#endif
 }
 
 inline void futex_wake_all(std::atomic<uint32_t>& word) noexcept {

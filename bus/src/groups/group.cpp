@@ -441,6 +441,12 @@ PollResult GroupMember::poll(Handler& handler, std::size_t max, const void* owne
     return {count > 0 ? ReceiveStatus::ok : ReceiveStatus::empty, count};
 }
 
+bool GroupMember::new_message_waiting() const noexcept {
+    if (held_ >= settings_.window) return false;
+    RecordInfo r{};
+    return ring_.inspect(read_dispatch(group_).position, r) != RecordCheck::not_ready;
+}
+
 AckStatus GroupMember::too_late() noexcept {
     // Past its visibility deadline the message was given to another member.
     block_.ack_too_late.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics

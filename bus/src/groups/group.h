@@ -121,6 +121,9 @@ public:
     // stopped for it; 0 otherwise.
     [[nodiscard]] uint64_t rate_ready_ns() const noexcept { return rate_.ready_ns(); }
     [[nodiscard]] bool corrupt() const noexcept { return corrupt_; }
+    // Whether a new message waits at the group's dispatch word and this member's window has room
+    // for it (wait sets: a poll now would take something, unless another member takes it first).
+    [[nodiscard]] bool new_message_waiting() const noexcept;
 
 private:
     [[nodiscard]] uint64_t held_control(uint32_t attempt) const noexcept {

@@ -9,6 +9,7 @@
 #include "core/futex.h"
 #include "core/data_wait.h"
 #include "groups/member_wait.h"
+#include "read/wait_set_core.h"
 
 namespace shmbus {
 namespace detail {
@@ -32,11 +33,42 @@ void SubscriberCore::count_as_sleeper() noexcept {
     counted_since_ns = monotonic_ns();
 }
 
+void SubscriberCore::count_as_sleeper_for_wait_set() noexcept {
+    if (counted_since_ns != 0) return;
+    // relaxed: as in count_as_sleeper.
+    seg.consumers().may_sleep.fetch_add(1, std::memory_order_relaxed);
+    counted_since_ns = monotonic_ns();
+}
+
+bool SubscriberCore::may_deliver(uint64_t now) const noexcept {
+    if (corrupt || seg.deleted()) return true;
+    if (group) {
+        if (group->corrupt()) return true;
+        const uint64_t token_at = group->rate_ready_ns();
+        return (token_at == 0 || token_at <= now) && group->new_message_waiting();
+    }
+    if (replay || held) return true;
+    if (const uint64_t token_at = rate_ready(); token_at > now) return false;
+    RecordInfo r{};
+    return ring.inspect(position, r) != RecordCheck::not_ready || ring.lapped(position);
+}
+
+uint64_t SubscriberCore::look_again_by(uint64_t now) const noexcept {
+    uint64_t by = 0;
+    auto no_later_than = [&](uint64_t t) { by = by == 0 ? t : std::min(by, t); };
+    if (const uint64_t token_at = rate_ready(); token_at != 0) no_later_than(token_at);
+    // Reading the archive, what comes next is the archiver's progress, which wakes nobody.
+    if (replay || held) no_later_than(now + uint64_t(kGraceSleep.count()) * 1'000'000);
+    if (now - counted_since_ns < kWakeGraceNs) no_later_than(now + uint64_t(kGraceSleep.count()) * 1'000'000);
+    return by;
+}
+
 std::chrono::nanoseconds SubscriberCore::sleep_cap() const noexcept {
     return monotonic_ns() - counted_since_ns < kWakeGraceNs ? kGraceSleep : kMaxSleep;
 }
 
 SubscriberCore::~SubscriberCore() {
+    if (wait_set) leave_wait_set(*wait_set, *this);
     replay.reset();
     if (archive_dir >= 0) ::close(archive_dir);
     if (counted_since_ns != 0) seg.consumers().may_sleep.fetch_sub(1, std::memory_order_relaxed);  // relaxed: as above
@@ -305,9 +337,17 @@ Status SubscriberCore::seek(StartFrom from, uint64_t id) noexcept {
 
 }  // namespace detail
 
-Subscriber::Subscriber(std::unique_ptr<detail::SubscriberCore> core) noexcept : core_(std::move(core)) {}
-Subscriber::Subscriber(Subscriber&&) noexcept = default;
-Subscriber& Subscriber::operator=(Subscriber&&) noexcept = default;
+Subscriber::Subscriber(std::unique_ptr<detail::SubscriberCore> core) noexcept : core_(std::move(core)) {
+    core_->handle = this;
+}
+Subscriber::Subscriber(Subscriber&& other) noexcept : core_(std::move(other.core_)) {
+    if (core_) core_->handle = this;
+}
+Subscriber& Subscriber::operator=(Subscriber&& other) noexcept {
+    core_ = std::move(other.core_);
+    if (core_) core_->handle = this;
+    return *this;
+}
 Subscriber::~Subscriber() = default;
 
 PollResult Subscriber::poll(Handler handler, std::size_t max) noexcept { return core_->poll(handler, max); }

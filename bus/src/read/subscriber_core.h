@@ -20,6 +20,8 @@
 
 namespace shmbus::detail {
 
+struct WaitSetCore;
+
 struct SubscriberCore {
     SubscriberCore(std::shared_ptr<ControlChannel> ch, Segment s, uint32_t slot_index, bool is_durable,
                    SubscribeOptions o) noexcept
@@ -121,6 +123,19 @@ struct SubscriberCore {
     uint64_t deliver_from_time = 0;  // StartFrom::time: records before the first this late are stepped over
     std::unique_ptr<GroupMember> group;  // a member of a consumer group: it delivers instead
     CrashPoint crash_before_ack;  // fault injection (crash_point.h)
+
+    // Wait sets (read/wait_set.cpp). The public object that owns this core (kept current by its
+    // moves), and the set it belongs to (it leaves it when destroyed).
+    Subscriber* handle = nullptr;
+    WaitSetCore* wait_set = nullptr;
+    // Whether a poll at `now` may deliver something, or report corrupt or deleted. Never consumes.
+    [[nodiscard]] bool may_deliver(uint64_t now) const noexcept;
+    // The latest a wait for this subscriber may sleep without looking again, whatever wakes it:
+    // the rate limit's next token, the archive's progress, the wake-grace period (0: no limit).
+    // A group member's redelivery scan is the wait set's to time (it must poll for that).
+    [[nodiscard]] uint64_t look_again_by(uint64_t now) const noexcept;
+    // Counts a busy-spinning subscriber in may_sleep once it joins a wait set.
+    void count_as_sleeper_for_wait_set() noexcept;
 
 private:
     // The ring (and archive) part of a poll: delivers up to `max` messages to `handler`, no ack.
