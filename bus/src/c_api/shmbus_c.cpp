@@ -1,0 +1,479 @@
+// The C API (shmbus/shmbus_c.h) over the C++ library: handles that own the C++ objects, statuses
+// mapped to ints, the last error's text per thread, and the one thing C++ does not have: a
+// borrowed message that stays valid until the next call (shmbus_next), with auto-ack deferred
+// until then.
+#include "shmbus/shmbus_c.h"
+
+#include <cstring>
+#include <new>
+#include <string>
+#include <type_traits>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "shmbus/client.h"
+#include "shmbus/version.h"
+#include "shmbus/wait_set.h"
+
+using shmbus::AckStatus;
+using shmbus::Errc;
+using shmbus::Message;
+using shmbus::PublishStatus;
+using shmbus::ReceiveStatus;
+
+struct shmbus_client {
+    shmbus::Client client;
+};
+
+struct shmbus_publisher {
+    shmbus::Publisher publisher;
+    shmbus::Loan loan;
+};
+
+struct shmbus_subscriber {
+    shmbus::Subscriber subscriber;
+    bool auto_ack;
+    bool group;
+    // shmbus_next's message: acked (auto_ack) when the next call comes.
+    bool borrowed = false;
+    Message last{};
+};
+
+struct shmbus_waitset {
+    shmbus::WaitSet set;
+    std::unordered_map<const shmbus::Subscriber*, shmbus_subscriber*> handles;
+};
+
+namespace {
+
+static_assert(SHMBUS_ERROR_BASE + int(Errc::invalid_name) == SHMBUS_INVALID_NAME);
+static_assert(SHMBUS_ERROR_BASE + int(Errc::topic_not_found) == SHMBUS_TOPIC_NOT_FOUND);
+static_assert(SHMBUS_ERROR_BASE + int(Errc::no_space) == SHMBUS_NO_SPACE);
+static_assert(SHMBUS_ERROR_BASE + int(Errc::daemon_not_running) == SHMBUS_DAEMON_NOT_RUNNING);
+static_assert(SHMBUS_ERROR_BASE + int(Errc::permission_denied) == SHMBUS_PERMISSION_DENIED);
+static_assert(SHMBUS_ERROR_BASE + int(Errc::timed_out) == SHMBUS_ERROR_TIMED_OUT);
+// A C message carries the C++ one in its reserved words, copied by value with the struct.
+static_assert(std::is_trivially_copyable_v<Message> && sizeof(Message) <= sizeof(shmbus_message::reserved_) &&
+              alignof(Message) <= alignof(uint64_t));
+
+thread_local std::string last_error_text;
+
+int fail(int status, std::string text) noexcept {
+    try {
+        last_error_text = std::move(text);
+    } catch (...) {
+        last_error_text.clear();
+    }
+    return status;
+}
+
+int fail(const shmbus::Error& e) noexcept { return fail(SHMBUS_ERROR_BASE + int(e.code), e.message); }
+
+int out_of_memory() noexcept { return fail(SHMBUS_IO_ERROR, "out of memory"); }
+
+int null_argument(const char* what) noexcept { return fail(SHMBUS_INVALID_ARGUMENT, std::string(what) + " is NULL"); }
+
+int status_of(PublishStatus s) noexcept {
+    switch (s) {
+        case PublishStatus::ok: return SHMBUS_OK;
+        case PublishStatus::would_block: return fail(SHMBUS_WOULD_BLOCK, "the ring is full of unacked messages (on-full fail)");
+        case PublishStatus::timed_out: return fail(SHMBUS_TIMED_OUT, "the ring stayed full until the publish timeout");
+        case PublishStatus::too_large: return fail(SHMBUS_TOO_LARGE, "the message is larger than the topic's max_message");
+        case PublishStatus::aborted: return fail(SHMBUS_ABORTED, "no open loan");
+        case PublishStatus::revoked: return fail(SHMBUS_REVOKED, "the loan stayed open past the topic's unblock-timeout");
+        case PublishStatus::corrupt: return fail(SHMBUS_CORRUPT, "the topic's shared state failed a check");
+        case PublishStatus::deleted: return fail(SHMBUS_DELETED, "the topic was deleted");
+        case PublishStatus::bad_headers: return fail(SHMBUS_BAD_HEADERS, "a header breaks the rules of shmbus headers");
+        case PublishStatus::duplicate:
+            return fail(SHMBUS_DUPLICATE, "the sequence is not above the last one committed under the producer's name");
+        case PublishStatus::no_producer: return fail(SHMBUS_NO_PRODUCER, "publish_sequence needs a named producer");
+    }
+    return fail(SHMBUS_IO_ERROR, "unknown publish status");
+}
+
+int status_of(ReceiveStatus s) noexcept {
+    switch (s) {
+        case ReceiveStatus::ok: return SHMBUS_OK;
+        case ReceiveStatus::empty: return SHMBUS_EMPTY;
+        case ReceiveStatus::corrupt: return fail(SHMBUS_CORRUPT, "the ring failed a bounds check: the segment is damaged or hostile");
+        case ReceiveStatus::deleted: return fail(SHMBUS_DELETED, "every message was delivered and the topic was deleted");
+    }
+    return fail(SHMBUS_IO_ERROR, "unknown receive status");
+}
+
+int status_of(AckStatus s) noexcept {
+    switch (s) {
+        case AckStatus::ok: return SHMBUS_OK;
+        case AckStatus::not_delivered: return fail(SHMBUS_NOT_DELIVERED, "not a message this subscriber delivered");
+        case AckStatus::stale:
+            return fail(SHMBUS_STALE, "delivered before the subscriber's last seek, or past its visibility timeout");
+        case AckStatus::not_group: return fail(SHMBUS_NOT_GROUP, "nack and reject need a consumer group member");
+    }
+    return fail(SHMBUS_IO_ERROR, "unknown ack status");
+}
+
+std::vector<shmbus::Header> to_headers(const shmbus_header* headers, std::size_t count) {
+    std::vector<shmbus::Header> out;
+    out.reserve(count);
+    for (std::size_t i = 0; i < count; ++i)
+        out.push_back({{headers[i].key, headers[i].key_size}, {headers[i].value, headers[i].value_size}});
+    return out;
+}
+
+const Message& message_in(const shmbus_message* m) noexcept { return *reinterpret_cast<const Message*>(m->reserved_); }
+
+void to_c(const Message& m, shmbus_message& out) noexcept {
+    out.id = m.id;
+    out.timestamp_ns = m.timestamp_ns;
+    out.lost_before = m.lost_before;
+    out.attempt = m.attempt;
+    out.header_count = m.headers.empty() ? 0 : uint32_t(m.headers.size());
+    out.payload = m.payload.data();
+    out.size = m.payload.size();
+    out.producer = m.producer.data();
+    out.producer_size = m.producer.size();
+    out.sequence = m.sequence;
+    std::memcpy(out.reserved_, &m, sizeof m);
+}
+
+std::chrono::nanoseconds ns(int64_t v) noexcept { return std::chrono::nanoseconds(v > 0 ? v : 0); }
+
+// The auto-ack of what shmbus_next lent out, when the next call on the subscriber comes.
+void settle_borrowed(shmbus_subscriber* s) noexcept {
+    if (!s->borrowed) return;
+    s->borrowed = false;
+    if (s->auto_ack) (void)s->subscriber.ack(s->last);
+}
+
+// Runs `handler` for each message and, with auto_ack, acks it once the handler returned.
+struct Delivery {
+    shmbus_subscriber* s;
+    shmbus_handler handler;
+    void* user;
+    void operator()(const Message& m) const noexcept {
+        shmbus_message c;
+        to_c(m, c);
+        handler(user, &c);
+        if (s->auto_ack && s->group) (void)s->subscriber.ack(m);  // per message; plain subscriptions ack once per poll
+    }
+};
+
+int finish_poll(shmbus_subscriber* s, shmbus::PollResult r, uint32_t* delivered) noexcept {
+    if (s->auto_ack && !s->group && r.count > 0) s->subscriber.ack_delivered();
+    if (delivered) *delivered = r.count;
+    return status_of(r.status);
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* shmbus_last_error(void) { return last_error_text.c_str(); }
+
+const char* shmbus_status_name(int status) {
+    switch (status) {
+        case SHMBUS_OK: return "ok";
+        case SHMBUS_EMPTY: return "empty";
+        case SHMBUS_WOULD_BLOCK: return "would_block";
+        case SHMBUS_TIMED_OUT: return "timed_out";
+        case SHMBUS_TOO_LARGE: return "too_large";
+        case SHMBUS_ABORTED: return "aborted";
+        case SHMBUS_REVOKED: return "revoked";
+        case SHMBUS_CORRUPT: return "corrupt";
+        case SHMBUS_DELETED: return "deleted";
+        case SHMBUS_BAD_HEADERS: return "bad_headers";
+        case SHMBUS_DUPLICATE: return "duplicate";
+        case SHMBUS_NO_PRODUCER: return "no_producer";
+        case SHMBUS_NOT_DELIVERED: return "not_delivered";
+        case SHMBUS_STALE: return "stale";
+        case SHMBUS_NOT_GROUP: return "not_group";
+        default: break;
+    }
+    if (status > SHMBUS_ERROR_BASE)
+        if (auto code = shmbus::errc_from_code(uint32_t(status - SHMBUS_ERROR_BASE))) return shmbus::to_string(*code);
+    return "unknown";
+}
+
+const char* shmbus_version(void) { return shmbus::kVersion; }
+
+int shmbus_connect(const char* dir, shmbus_client** out) {
+    if (!out) return null_argument("out");
+    *out = nullptr;
+    try {
+        shmbus::ClientOptions o;
+        if (dir) o.dir = dir;
+        auto c = shmbus::Client::connect(std::move(o));
+        if (!c) return fail(c.error());
+        *out = new shmbus_client{std::move(c.value())};
+        return SHMBUS_OK;
+    } catch (...) {
+        return out_of_memory();
+    }
+}
+
+void shmbus_client_close(shmbus_client* client) { delete client; }
+
+int shmbus_create_topic(shmbus_client* client, const char* topic, const shmbus_topic_config* config) {
+    if (!client || !topic) return null_argument(!client ? "client" : "topic");
+    try {
+        shmbus::TopicConfig c;
+        if (config) {
+            if (config->struct_size < sizeof(shmbus_topic_config))
+                return fail(SHMBUS_INVALID_ARGUMENT, "shmbus_topic_config.struct_size is too small");
+            if (config->capacity) c.capacity = config->capacity;
+            c.max_message = config->max_message;
+            if (config->on_full < 0 || config->on_full > 2) return fail(SHMBUS_INVALID_ARGUMENT, "on_full must be 0, 1 or 2");
+            c.on_full = shmbus::OnFull(config->on_full);
+        }
+        auto r = client->client.create_topic(topic, c);
+        return r ? SHMBUS_OK : fail(r.error());
+    } catch (...) {
+        return out_of_memory();
+    }
+}
+
+int shmbus_delete_topic(shmbus_client* client, const char* topic, int force) {
+    if (!client || !topic) return null_argument(!client ? "client" : "topic");
+    auto r = client->client.delete_topic(topic, force != 0);
+    return r ? SHMBUS_OK : fail(r.error());
+}
+
+int shmbus_publisher_open(shmbus_client* client, const char* topic, const shmbus_publisher_options* options,
+                          shmbus_publisher** out) {
+    if (!client || !topic || !out) return null_argument(!client ? "client" : !topic ? "topic" : "out");
+    *out = nullptr;
+    try {
+        shmbus::PublisherOptions o;
+        if (options) {
+            if (options->struct_size < sizeof(shmbus_publisher_options))
+                return fail(SHMBUS_INVALID_ARGUMENT, "shmbus_publisher_options.struct_size is too small");
+            if (options->producer) o.producer = options->producer;
+            if (options->block_timeout_ns > 0) o.block_timeout = std::chrono::nanoseconds(options->block_timeout_ns);
+        }
+        auto p = client->client.publisher(topic, std::move(o));
+        if (!p) return fail(p.error());
+        *out = new shmbus_publisher{std::move(p.value()), {}};
+        return SHMBUS_OK;
+    } catch (...) {
+        return out_of_memory();
+    }
+}
+
+void shmbus_publisher_close(shmbus_publisher* publisher) { delete publisher; }
+
+int shmbus_publish(shmbus_publisher* publisher, const void* data, size_t size) {
+    if (!publisher || (!data && size)) return null_argument(!publisher ? "publisher" : "data");
+    return status_of(publisher->publisher.publish(std::span<const std::byte>(static_cast<const std::byte*>(data), size)));
+}
+
+int shmbus_publish_headers(shmbus_publisher* publisher, const void* data, size_t size, const shmbus_header* headers,
+                           size_t header_count) {
+    if (!publisher || (!data && size) || (!headers && header_count)) return null_argument(!publisher ? "publisher" : "data or headers");
+    try {
+        const auto h = to_headers(headers, header_count);
+        return status_of(publisher->publisher.publish(std::span<const std::byte>(static_cast<const std::byte*>(data), size), h));
+    } catch (...) {
+        return out_of_memory();
+    }
+}
+
+int shmbus_publish_sequence(shmbus_publisher* publisher, uint64_t sequence, const void* data, size_t size,
+                            const shmbus_header* headers, size_t header_count) {
+    if (!publisher || (!data && size) || (!headers && header_count)) return null_argument(!publisher ? "publisher" : "data or headers");
+    try {
+        const auto h = to_headers(headers, header_count);
+        return status_of(publisher->publisher.publish_sequence(
+            sequence, std::span<const std::byte>(static_cast<const std::byte*>(data), size), h));
+    } catch (...) {
+        return out_of_memory();
+    }
+}
+
+int shmbus_loan(shmbus_publisher* publisher, size_t size, void** data) {
+    if (!publisher || !data) return null_argument(!publisher ? "publisher" : "data");
+    *data = nullptr;
+    if (publisher->loan.active()) return fail(SHMBUS_INVALID_ARGUMENT, "the publisher has an open loan: commit or abandon it first");
+    const PublishStatus s = publisher->publisher.loan(size, publisher->loan);
+    if (s == PublishStatus::ok) *data = publisher->loan.data().data();
+    return status_of(s);
+}
+
+int shmbus_loan_commit(shmbus_publisher* publisher) {
+    if (!publisher) return null_argument("publisher");
+    if (!publisher->loan.active()) return status_of(PublishStatus::aborted);
+    return status_of(publisher->loan.commit());
+}
+
+void shmbus_loan_abandon(shmbus_publisher* publisher) {
+    if (publisher && publisher->loan.active()) publisher->loan.abandon();
+}
+
+uint64_t shmbus_publisher_last_id(const shmbus_publisher* publisher) { return publisher ? publisher->publisher.last_id() : 0; }
+uint64_t shmbus_publisher_last_sequence(const shmbus_publisher* publisher) {
+    return publisher ? publisher->publisher.last_sequence() : 0;
+}
+
+int shmbus_subscribe(shmbus_client* client, const char* topic, const shmbus_subscribe_options* options,
+                     shmbus_subscriber** out) {
+    if (!client || !topic || !out) return null_argument(!client ? "client" : !topic ? "topic" : "out");
+    *out = nullptr;
+    try {
+        shmbus::SubscribeOptions o;
+        bool auto_ack = true;
+        if (options) {
+            if (options->struct_size < sizeof(shmbus_subscribe_options))
+                return fail(SHMBUS_INVALID_ARGUMENT, "shmbus_subscribe_options.struct_size is too small");
+            if (options->durable) o.durable_name = options->durable;
+            if (options->group) o.group = options->group;
+            switch (options->start) {
+                case SHMBUS_START_LATEST: o.from = shmbus::StartFrom::latest; break;
+                case SHMBUS_START_EARLIEST: o.from = shmbus::StartFrom::earliest; break;
+                case SHMBUS_START_ID: o.from = shmbus::StartFrom::id, o.from_id = options->start_id; break;
+                default: return fail(SHMBUS_INVALID_ARGUMENT, "start must be SHMBUS_START_LATEST, _EARLIEST or _ID");
+            }
+            auto_ack = options->auto_ack != 0;
+            if (options->busy_spin) o.wait = shmbus::WaitStrategy::busy_spin;
+        }
+        // The C layer acks itself (after the handler, or when shmbus_next is called again), and
+        // lends messages past the handler: nothing is read in place under a hold that ends with it.
+        o.auto_ack = false;
+        o.in_place_from = 0;
+        auto s = client->client.subscribe(topic, std::move(o));
+        if (!s) return fail(s.error());
+        const bool group = s->in_group();
+        *out = new shmbus_subscriber{std::move(s.value()), auto_ack, group};
+        return SHMBUS_OK;
+    } catch (...) {
+        return out_of_memory();
+    }
+}
+
+void shmbus_subscriber_close(shmbus_subscriber* subscriber) {
+    if (!subscriber) return;
+    settle_borrowed(subscriber);
+    delete subscriber;
+}
+
+int shmbus_poll(shmbus_subscriber* subscriber, shmbus_handler handler, void* user, size_t max, uint32_t* delivered) {
+    if (!subscriber || !handler) return null_argument(!subscriber ? "subscriber" : "handler");
+    settle_borrowed(subscriber);
+    Delivery d{subscriber, handler, user};
+    return finish_poll(subscriber, subscriber->subscriber.poll(d, max), delivered);
+}
+
+int shmbus_receive(shmbus_subscriber* subscriber, shmbus_handler handler, void* user, int64_t timeout_ns, size_t max,
+                   uint32_t* delivered) {
+    if (!subscriber || !handler) return null_argument(!subscriber ? "subscriber" : "handler");
+    settle_borrowed(subscriber);
+    Delivery d{subscriber, handler, user};
+    return finish_poll(subscriber, subscriber->subscriber.receive(d, ns(timeout_ns), max), delivered);
+}
+
+int shmbus_next(shmbus_subscriber* subscriber, int64_t timeout_ns, shmbus_message* out) {
+    if (!subscriber || !out) return null_argument(!subscriber ? "subscriber" : "out");
+    settle_borrowed(subscriber);
+    auto keep = [&](const Message& m) { subscriber->last = m; };
+    const shmbus::PollResult r = subscriber->subscriber.receive(keep, ns(timeout_ns), 1);
+    if (r.count == 0) return status_of(r.status == ReceiveStatus::ok ? ReceiveStatus::empty : r.status);
+    subscriber->borrowed = true;
+    to_c(subscriber->last, *out);
+    return SHMBUS_OK;
+}
+
+int shmbus_ack(shmbus_subscriber* subscriber, const shmbus_message* message) {
+    if (!subscriber || !message) return null_argument(!subscriber ? "subscriber" : "message");
+    return status_of(subscriber->subscriber.ack(message_in(message)));
+}
+
+int shmbus_nack(shmbus_subscriber* subscriber, const shmbus_message* message, int64_t delay_ns) {
+    if (!subscriber || !message) return null_argument(!subscriber ? "subscriber" : "message");
+    const Message& m = message_in(message);
+    return status_of(delay_ns > 0 ? subscriber->subscriber.nack(m, std::chrono::nanoseconds(delay_ns)) : subscriber->subscriber.nack(m));
+}
+
+int shmbus_reject(shmbus_subscriber* subscriber, const shmbus_message* message, const char* reason) {
+    if (!subscriber || !message) return null_argument(!subscriber ? "subscriber" : "message");
+    return status_of(subscriber->subscriber.reject(message_in(message), reason ? reason : ""));
+}
+
+uint64_t shmbus_subscriber_next_id(const shmbus_subscriber* subscriber) {
+    return subscriber ? subscriber->subscriber.next_id() : 0;
+}
+uint64_t shmbus_subscriber_lost(const shmbus_subscriber* subscriber) { return subscriber ? subscriber->subscriber.lost() : 0; }
+const char* shmbus_subscriber_topic(const shmbus_subscriber* subscriber) {
+    return subscriber ? subscriber->subscriber.topic().c_str() : "";
+}
+
+int shmbus_message_header(const shmbus_message* message, uint32_t index, shmbus_header* out) {
+    if (!message || !out) return null_argument(!message ? "message" : "out");
+    uint32_t i = 0;
+    for (const shmbus::Header& h : message_in(message).headers) {
+        if (i++ != index) continue;
+        *out = {h.key.data(), h.key.size(), h.value.data(), h.value.size()};
+        return SHMBUS_OK;
+    }
+    return fail(SHMBUS_INVALID_ARGUMENT, "no header at index " + std::to_string(index));
+}
+
+int shmbus_message_header_get(const shmbus_message* message, const char* key, shmbus_header* out) {
+    if (!message || !key || !out) return null_argument(!message ? "message" : !key ? "key" : "out");
+    for (const shmbus::Header& h : message_in(message).headers) {
+        if (h.key != key) continue;
+        *out = {h.key.data(), h.key.size(), h.value.data(), h.value.size()};
+        return SHMBUS_OK;
+    }
+    return SHMBUS_EMPTY;
+}
+
+int shmbus_waitset_new(shmbus_waitset** out) {
+    if (!out) return null_argument("out");
+    *out = new (std::nothrow) shmbus_waitset;
+    return *out ? SHMBUS_OK : out_of_memory();
+}
+
+void shmbus_waitset_free(shmbus_waitset* set) { delete set; }
+
+int shmbus_waitset_add(shmbus_waitset* set, shmbus_subscriber* subscriber) {
+    if (!set || !subscriber) return null_argument(!set ? "set" : "subscriber");
+    try {
+        set->handles[&subscriber->subscriber] = subscriber;
+    } catch (...) {
+        return out_of_memory();
+    }
+    auto r = set->set.add(subscriber->subscriber);
+    if (!r) {
+        set->handles.erase(&subscriber->subscriber);
+        return fail(r.error());
+    }
+    return SHMBUS_OK;
+}
+
+int shmbus_waitset_remove(shmbus_waitset* set, shmbus_subscriber* subscriber) {
+    if (!set || !subscriber) return null_argument(!set ? "set" : "subscriber");
+    set->handles.erase(&subscriber->subscriber);
+    return set->set.remove(subscriber->subscriber) ? SHMBUS_OK : fail(SHMBUS_INVALID_ARGUMENT, "not in this wait set");
+}
+
+int shmbus_waitset_wait(shmbus_waitset* set, int64_t timeout_ns, shmbus_subscriber** ready, size_t capacity, size_t* count) {
+    if (!set || !count || (!ready && capacity)) return null_argument(!set ? "set" : "count or ready");
+    *count = 0;
+    auto r = set->set.wait(ns(timeout_ns));
+    if (!r) return fail(r.error());
+    for (shmbus::Subscriber* s : *r) {
+        if (*count == capacity) break;
+        auto it = set->handles.find(s);
+        if (it != set->handles.end()) ready[(*count)++] = it->second;
+    }
+    return *count > 0 ? SHMBUS_OK : SHMBUS_EMPTY;
+}
+
+int shmbus_waitset_fd(shmbus_waitset* set, int* fd) {
+    if (!set || !fd) return null_argument(!set ? "set" : "fd");
+    auto r = set->set.fd();
+    if (!r) return fail(r.error());
+    *fd = *r;
+    return SHMBUS_OK;
+}
+
+}  // extern "C"
