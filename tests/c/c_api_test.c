@@ -126,6 +126,15 @@ static void publish_and_receive(shmbus_client* bus) {
     CHECK_STATUS(shmbus_next(sub, kSecond, &m), SHMBUS_OK);
     CHECK(m.size == 5 && memcmp(m.payload, "after", 5) == 0);
 
+    /* Batches: in order, consecutive ids; a payload too large stops the batch there. */
+    const shmbus_buffer batch[] = {{"b1", 2}, {"b2", 2}, {big, sizeof big}, {"b4", 2}};
+    size_t published = 0;
+    CHECK_STATUS(shmbus_publish_batch(pub, batch, 4, &published), SHMBUS_TOO_LARGE);
+    CHECK(published == 2);
+    memset(&got, 0, sizeof got);
+    CHECK_STATUS(shmbus_receive(sub, collect, &got, kSecond, 16, &delivered), SHMBUS_OK);
+    CHECK(got.count == 2 && memcmp(got.payloads[1], "b2", 2) == 0 && got.ids[1] == got.ids[0] + 1);
+
     shmbus_publisher_close(pub);
     shmbus_subscriber_close(sub);
     CHECK_STATUS(shmbus_delete_topic(bus, "c.basic", 0), SHMBUS_OK);

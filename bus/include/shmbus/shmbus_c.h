@@ -125,6 +125,14 @@ int shmbus_publish_headers(shmbus_publisher* publisher, const void* data, size_t
 /* A named producer's publish with the sequence the caller chose. */
 int shmbus_publish_sequence(shmbus_publisher* publisher, uint64_t sequence, const void* data, size_t size,
                             const shmbus_header* headers, size_t header_count);
+/* Publishes `count` payloads in order as consecutive messages, batched (one claim for as many as
+ * fit in an eighth of the ring): *published (may be NULL) says how many were published; the
+ * status says why it stopped, as shmbus_publish would for the first one not published. */
+typedef struct shmbus_buffer {
+    const void* data;
+    size_t size;
+} shmbus_buffer;
+int shmbus_publish_batch(shmbus_publisher* publisher, const shmbus_buffer* payloads, size_t count, size_t* published);
 /* Zero copy: claims `size` bytes in the ring (*data points at them) for one message, published by
  * shmbus_loan_commit or given back by shmbus_loan_abandon. One open loan per publisher; closing
  * the publisher abandons it. */

@@ -4,6 +4,7 @@
 // until then.
 #include "shmbus/shmbus_c.h"
 
+#include <algorithm>
 #include <cstring>
 #include <new>
 #include <string>
@@ -288,6 +289,26 @@ int shmbus_publish_sequence(shmbus_publisher* publisher, uint64_t sequence, cons
     } catch (...) {
         return out_of_memory();
     }
+}
+
+int shmbus_publish_batch(shmbus_publisher* publisher, const shmbus_buffer* payloads, size_t count, size_t* published) {
+    if (published) *published = 0;
+    if (!publisher || (!payloads && count)) return null_argument(!publisher ? "publisher" : "payloads");
+    // shmbus_buffer and std::span<const std::byte> hold the same two words; spans are made in
+    // chunks on the stack rather than relying on that.
+    constexpr std::size_t kChunk = 256;
+    std::span<const std::byte> spans[kChunk];
+    std::size_t done = 0;
+    while (done < count) {
+        const std::size_t n = std::min(kChunk, count - done);
+        for (std::size_t i = 0; i < n; ++i)
+            spans[i] = {static_cast<const std::byte*>(payloads[done + i].data), payloads[done + i].size};
+        const shmbus::BatchResult r = publisher->publisher.publish_batch(std::span<const std::span<const std::byte>>(spans, n));
+        done += r.published;
+        if (published) *published = done;
+        if (r.status != PublishStatus::ok) return status_of(r.status);
+    }
+    return SHMBUS_OK;
 }
 
 int shmbus_loan(shmbus_publisher* publisher, size_t size, void** data) {
