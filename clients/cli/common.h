@@ -97,22 +97,41 @@ void parse_from(const std::string& from, shmbus::SubscribeOptions& options, int&
 [[nodiscard]] int check_topic_name(const std::string& name);
 [[nodiscard]] int check_subscription_name(const std::string& name);  // empty: not given
 
-// One received message as `sub --format json` prints it (and `dlq list --json` lists it).
+// Whether `text` is well-formed UTF-8 (what JSON strings can carry as they are).
+[[nodiscard]] bool is_utf8(std::string_view text) noexcept;
+// RFC 4648 base64, with padding.
+[[nodiscard]] std::string base64(std::string_view bytes);
+
+// One received message as `sub --format json` prints it (and `dlq list --json` lists it). A
+// payload that is UTF-8 is a string, any other is base64: `payload_encoding` says which
+// ("utf-8" or "base64"). Header values likewise; those in base64 are named in `header_encodings`.
 inline nlohmann::json message_json(std::string_view topic, const shmbus::Message& m, bool group) {
+    const bool text = is_utf8(m.text());
     nlohmann::json j = {{"topic", topic},
                         {"id", m.id},
                         {"timestamp_ns", m.timestamp_ns},
                         {"lost_before", m.lost_before},
-                        {"payload", std::string(m.text())}};
+                        {"payload", text ? std::string(m.text()) : base64(m.text())},
+                        {"payload_encoding", text ? "utf-8" : "base64"}};
     if (group) j["attempt"] = m.attempt;
     if (!m.producer.empty()) {
         j["producer"] = std::string(m.producer);
         j["sequence"] = m.sequence;
     }
     nlohmann::json headers = nlohmann::json::object();
-    for (const shmbus::Header& h : m.headers)
-        if (!headers.contains(std::string(h.key))) headers[std::string(h.key)] = std::string(h.value);
+    nlohmann::json encodings = nlohmann::json::object();
+    for (const shmbus::Header& h : m.headers) {
+        const std::string key(h.key);
+        if (headers.contains(key)) continue;
+        if (is_utf8(h.value)) {
+            headers[key] = std::string(h.value);
+        } else {
+            headers[key] = base64(h.value);
+            encodings[key] = "base64";
+        }
+    }
     j["headers"] = std::move(headers);
+    if (!encodings.empty()) j["header_encodings"] = std::move(encodings);
     return j;
 }
 

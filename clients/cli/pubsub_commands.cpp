@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -65,7 +66,50 @@ std::string held_back_by(shmbus::Client& client, const std::string& topic) {
 }
 
 // What `pub` publishes with: a named producer numbers its messages from `first_sequence` on.
+// How messages follow each other on stdin (pub) and stdout (sub): `line` ends each with a newline;
+// `nul` with a NUL byte (payloads may hold newlines); `length` puts each after its length, four
+// bytes big-endian (payloads may hold anything).
+enum class Framing : uint8_t { line, nul, length };
+const std::map<std::string, Framing> kFramings = {{"line", Framing::line}, {"nul", Framing::nul}, {"length", Framing::length}};
+
+// The next message of stdin in `framing`: false at its end; rc set for a frame cut short, or one
+// longer than `max_bytes` (refused before it is read).
+bool read_frame(Framing framing, std::string& out, uint32_t max_bytes, int& rc) {
+    if (framing != Framing::length) return bool(std::getline(std::cin, out, framing == Framing::nul ? '\0' : '\n'));
+    unsigned char prefix[4];
+    if (!std::cin.read(reinterpret_cast<char*>(prefix), sizeof prefix)) {
+        if (std::cin.gcount() == 0) return false;
+        std::cerr << "shmbus: stdin ends inside a length prefix\n";
+        rc = kExitError;
+        return false;
+    }
+    const uint32_t length = uint32_t(prefix[0]) << 24 | uint32_t(prefix[1]) << 16 | uint32_t(prefix[2]) << 8 | prefix[3];
+    if (length > max_bytes) {
+        std::cerr << "shmbus: a frame of " << length << " bytes exceeds the topic's max message of " << max_bytes << " bytes\n";
+        rc = kExitError;
+        return false;
+    }
+    out.resize(length);
+    if (!std::cin.read(out.data(), std::streamsize(length))) {
+        std::cerr << "shmbus: stdin ends inside a frame of " << length << " bytes (" << std::cin.gcount() << " read)\n";
+        rc = kExitError;
+        return false;
+    }
+    return true;
+}
+
+void write_frame(Framing framing, std::span<const std::byte> payload) {
+    if (framing == Framing::length) {
+        const auto n = uint32_t(payload.size());
+        const unsigned char prefix[4] = {uint8_t(n >> 24), uint8_t(n >> 16), uint8_t(n >> 8), uint8_t(n)};
+        std::fwrite(prefix, 1, sizeof prefix, stdout);
+    }
+    std::fwrite(payload.data(), 1, payload.size(), stdout);
+    if (framing != Framing::length) std::fputc(framing == Framing::nul ? '\0' : '\n', stdout);
+}
+
 struct PubSettings {
+    Framing framing = Framing::line;
     std::chrono::nanoseconds timeout = std::chrono::seconds(30);
     std::string producer;              // --producer; empty: anonymous
     std::optional<uint64_t> sequence;  // --seq: the first message's sequence (default: one past the last committed)
@@ -120,8 +164,8 @@ int pub(shmbus::Client& client, const std::string& topic, const std::vector<std:
         for (const auto& m : messages)
             if ((rc = one(m)) != 0) break;
     } else {
-        std::string line;
-        while (rc == 0 && std::getline(std::cin, line)) rc = one(line);
+        std::string frame;
+        while (rc == 0 && read_frame(settings.framing, frame, pub->max_message(), rc)) rc = one(frame);
     }
     if (skipped != 0)
         std::cerr << "shmbus: skipped " << skipped << " message" << (skipped == 1 ? "" : "s") << " that producer '" << settings.producer
@@ -150,7 +194,7 @@ std::vector<shmbus::Header> parse_headers(const std::vector<std::string>& given,
 }
 
 int sub(shmbus::Client& client, const std::string& topic, shmbus::SubscribeOptions options, std::optional<uint64_t> count,
-        const std::string& format) {
+        const std::string& format, Framing framing) {
     options.auto_ack = false;  // acked only after the output is flushed
     install_stop_handlers();
     auto s = client.subscribe(topic, options);
@@ -169,12 +213,12 @@ int sub(shmbus::Client& client, const std::string& topic, shmbus::SubscribeOptio
     auto handler = [&](const shmbus::Message& m) {
         if (group) to_ack.push_back(m);
         if (json) {
-                const std::string line = json_line(message_json(topic, m, group));
+            const std::string line = json_line(message_json(topic, m, group));
             std::fwrite(line.data(), 1, line.size(), stdout);
+            std::fputc('\n', stdout);
         } else {
-            std::fwrite(m.payload.data(), 1, m.payload.size(), stdout);
+            write_frame(framing, m.payload);
         }
-        std::fputc('\n', stdout);
         ++received;
     };
     while (!g_stop.load(std::memory_order_relaxed) && (!count || received < *count)) {
@@ -218,6 +262,7 @@ struct PubArgs {
     std::vector<shmbus::Header> headers;
     PubSettings settings;
     CLI::Option* seq = nullptr;
+    CLI::Option* framing = nullptr;
 };
 
 int check_pub(PubArgs& a) {
@@ -225,6 +270,10 @@ int check_pub(PubArgs& a) {
     if (auto t = a.timeout.parse("timeout", rc)) a.settings.timeout = *t;
     a.headers = parse_headers(a.header_texts, rc);
     if (rc != 0) return rc;
+    if (a.framing->count() != 0 && !a.messages.empty()) {
+        std::cerr << "shmbus: pub: --framing is how stdin is read: not with MESSAGE arguments\n";
+        return kExitUsage;
+    }
     if (a.seq->count() != 0 && a.settings.producer.empty()) {
         std::cerr << "shmbus: --seq needs --producer NAME\n";
         return kExitUsage;
@@ -239,7 +288,7 @@ int check_pub(PubArgs& a) {
 
 void add_pub(CLI::App& app, Commands& out) {
     auto a = std::make_shared<PubArgs>();
-    auto* cmd = app.add_subcommand("pub", "publish each MESSAGE, or each line of stdin");
+    auto* cmd = app.add_subcommand("pub", "publish each MESSAGE, or each line (or frame, --framing) of stdin");
     cmd->add_option("TOPIC", a->topic, "topic")->required();
     cmd->add_option("MESSAGE", a->messages, "messages");
     cmd->add_option("--timeout", a->timeout.text, "on a full block topic, wait this long before failing (default 30s)");
@@ -249,12 +298,17 @@ void add_pub(CLI::App& app, Commands& out) {
     a->seq = cmd->add_option("--seq", a->settings.sequence,
                              "N: number the messages N, N+1, ... (default: one past the producer's last committed)")
                  ->check(CLI::PositiveNumber);
+    a->framing = cmd->add_option("--framing", a->settings.framing,
+                                 "how stdin holds messages: line (each ends with a newline, the default), nul (each ends "
+                                 "with a NUL byte), length (each after its length, 4 bytes big-endian): any bytes")
+                     ->transform(CLI::CheckedTransformer(kFramings));
     out.push_back({cmd, [a] { return check_pub(*a); },
                    [a](shmbus::Client& c) { return pub(c, a->topic, a->messages, a->headers, a->settings); }, {}});
 }
 
 struct SubArgs {
     std::string topic, durable, from = "latest", since, format = "payload", group, rate, exec;
+    Framing framing = Framing::line;
     std::optional<uint64_t> count;
     uint32_t parallel = 1;
     GroupOptions group_options;
@@ -289,6 +343,10 @@ int check_sub(SubArgs& a) {
         std::cerr << "shmbus: sub: --parallel needs --exec\n";
         return kExitUsage;
     }
+    if (a.format == "json" && a.framing != Framing::line) {
+        std::cerr << "shmbus: sub: --framing is for --format payload (JSON lines carry any bytes in base64)\n";
+        return kExitUsage;
+    }
     if (!a.group.empty() && !a.durable.empty()) {
         std::cerr << "shmbus: sub: --durable and --group exclude each other\n";
         return kExitUsage;
@@ -304,14 +362,20 @@ int check_sub(SubArgs& a) {
 
 void add_sub(CLI::App& app, Commands& out) {
     auto a = std::make_shared<SubArgs>();
-    auto* cmd = a->cmd = app.add_subcommand("sub", "print messages, one per line");
+    auto* cmd = a->cmd = app.add_subcommand("sub", "print messages, one per line (or frame, --framing)");
     cmd->add_option("TOPIC", a->topic, "topic")->required();
     cmd->add_option("--durable", a->durable, "durable subscription name (at least once, resumes after its last ack)");
     cmd->add_option("--from", a->from, "earliest, latest, a message id or an RFC 3339 time (new subscriptions only; "
                                        "an archived topic reaches back into its archive)");
     cmd->add_option("--since", a->since, "start at the first message published this long ago, e.g. 15m");
     cmd->add_option("--count", a->count, "exit after N messages (0: set up the subscription and exit)")->check(whole_number());
-    cmd->add_option("--format", a->format, "payload or json")->check(CLI::IsMember({"payload", "json"}));
+    cmd->add_option("--format", a->format, "payload, or json (one object per line; a payload that is not UTF-8 in base64, "
+                                           "as payload_encoding says)")
+        ->check(CLI::IsMember({"payload", "json"}));
+    cmd->add_option("--framing", a->framing,
+                    "how payloads follow each other on stdout: line (a newline after each, the default), nul (a NUL "
+                    "byte after each), length (each after its length, 4 bytes big-endian): any bytes")
+        ->transform(CLI::CheckedTransformer(kFramings));
     cmd->add_option("--group", a->group, "join consumer group NAME: each message goes to one member (work queue)");
     a->group_options.add_to(*cmd, whole_number());
     cmd->add_option("--rate", a->rate, "at most N/s[:BURST] deliveries (a group's rate is shared by its members)");
@@ -322,7 +386,7 @@ void add_sub(CLI::App& app, Commands& out) {
     out.push_back({cmd, [a] { return check_sub(*a); },
                    [a](shmbus::Client& c) {
                        if (!a->exec.empty()) return sub_exec(c, a->topic, std::move(a->options), a->exec, a->parallel, a->count);
-                       return sub(c, a->topic, std::move(a->options), a->count, a->format);
+                       return sub(c, a->topic, std::move(a->options), a->count, a->format, a->framing);
                    },
                    {}});
 }

@@ -53,6 +53,84 @@ TEST_F(Cli, SubJsonFormatHasIdTimestampAndPayload) {
     EXPECT_GT(objs[1]["timestamp_ns"].get<uint64_t>(), 0u);
 }
 
+std::string framed(const std::vector<std::string>& payloads) {
+    std::string out;
+    for (const auto& p : payloads) {
+        const auto n = uint32_t(p.size());
+        out += {char(n >> 24), char(n >> 16), char(n >> 8), char(n)};
+        out += p;
+    }
+    return out;
+}
+
+std::string unbase64(const std::string& text) {
+    static const std::string alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    std::string out;
+    uint32_t bits = 0;
+    int count = 0;
+    for (char c : text) {
+        if (c == '=') break;
+        bits = bits << 6 | uint32_t(alphabet.find(c));
+        if ((count += 6) >= 8) out += char((bits >> (count -= 8)) & 0xFF);
+    }
+    return out;
+}
+
+// Payloads with every byte value, NULs and newlines, an empty one, one that is not UTF-8.
+std::vector<std::string> awkward_payloads() {
+    std::vector<std::string> out{"", std::string("a\0b\nc", 5), "\xff\xfe\xfd", "plain", "caf\xc3\xa9"};
+    std::string all;
+    for (int b = 0; b < 256; ++b) all += char(b);
+    out.push_back(all);
+    return out;
+}
+
+TEST_F(Cli, LengthFramingCarriesAnyBytesThroughPubAndSub) {
+    const auto payloads = awkward_payloads();
+    std::ofstream(path("in.bin"), std::ios::binary) << framed(payloads);
+    auto pub = cli({"pub", "bin", "--framing", "length"}, path("in.bin"));
+    ASSERT_EQ(pub.code, 0) << pub.err;
+    auto r = cli({"sub", "bin", "--from", "earliest", "--count", std::to_string(payloads.size()), "--framing", "length"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(r.out, framed(payloads));
+    // JSON: UTF-8 payloads as they are, any other in base64, as payload_encoding says.
+    r = cli({"sub", "bin", "--from", "earliest", "--count", std::to_string(payloads.size()), "--format", "json"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    std::istringstream lines(r.out);
+    std::string line;
+    std::size_t i = 0;
+    for (; std::getline(lines, line) && i < payloads.size(); ++i) {
+        const auto j = nlohmann::json::parse(line);
+        const std::string encoding = j["payload_encoding"];
+        const std::string payload = j["payload"];
+        EXPECT_EQ(encoding == "base64" ? unbase64(payload) : payload, payloads[i]) << line;
+        EXPECT_EQ(encoding, i == 2 || i == 5 ? "base64" : "utf-8") << i;
+    }
+    EXPECT_EQ(i, payloads.size());
+}
+
+TEST_F(Cli, NulFramingCarriesNewlines) {
+    std::ofstream(path("in.nul"), std::ios::binary) << std::string("one\ntwo\0three\0", 14);
+    ASSERT_EQ(cli({"pub", "nul", "--framing", "nul"}, path("in.nul")).code, 0);
+    auto r = cli({"sub", "nul", "--from", "earliest", "--count", "2", "--framing", "nul"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(r.out, std::string("one\ntwo\0three\0", 14));
+}
+
+TEST_F(Cli, ABrokenFrameOrAFramingThatCannotApplyIsRefused) {
+    std::ofstream(path("cut.bin"), std::ios::binary) << std::string("\0\0\0\x09" "abc", 7);
+    auto r = cli({"pub", "cut", "--framing", "length"}, path("cut.bin"));
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("ends inside a frame of 9 bytes"), std::string::npos) << r.err;
+    std::ofstream(path("huge.bin"), std::ios::binary) << std::string("\x7f\0\0\0", 4);
+    r = cli({"pub", "cut", "--framing", "length"}, path("huge.bin"));
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("exceeds the topic's max message"), std::string::npos) << r.err;
+    EXPECT_EQ(cli({"pub", "cut", "--framing", "nul", "x"}).code, 2);
+    EXPECT_EQ(cli({"sub", "cut", "--framing", "length", "--format", "json", "--count", "0"}).code, 2);
+    EXPECT_EQ(cli({"sub", "cut", "--framing", "bytes", "--count", "0"}).code, 2);
+}
+
 TEST_F(Cli, SubFromAnIdStartsThere) {
     EXPECT_EQ(cli({"pub", "ids", "a", "b", "c", "d"}).code, 0);
     auto r = cli({"sub", "ids", "--from", "2", "--count", "2"});
