@@ -3,12 +3,14 @@
 
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <thread>
@@ -17,6 +19,7 @@
 
 #include "harness.h"
 #include "shmbus/shmbus.h"
+#include "shmbus/shmbus_c.h"
 
 #if SHMBUS_BENCH_HAVE_ZMQ
 #include <zmq.h>
@@ -434,6 +437,13 @@ private:
 class ShmbusLink final : public Link {
 public:
     ShmbusLink(std::string mode, std::size_t size) : mode_(std::move(mode)), base_(unique_name("lat")) {
+        // shmbus_wait<N> / shmbus_fd<N>: the reader sleeps in a wait set of N subscriptions (the
+        // link's and N-1 idle ones), in wait() or on the set's descriptor through epoll.
+        for (const char* kind : {"shmbus_wait", "shmbus_fd"})
+            if (mode_.rfind(kind, 0) == 0 && mode_.size() > std::strlen(kind)) {
+                set_size_ = std::max(1, std::atoi(mode_.c_str() + std::strlen(kind)));
+                use_fd_ = std::strcmp(kind, "shmbus_fd") == 0;
+            }
         auto client = connect();
         if (!client) return;
         shmbus::TopicConfig c;
@@ -443,14 +453,19 @@ public:
         ok_ = client->create_topic(base_ + ".ping", c).has_value() && client->create_topic(base_ + ".pong", c).has_value();
         if (ok_ && mode_ == "shmbus_archived")  // the same link with an archiver reading behind each topic
             ok_ = client->set_archive(base_ + ".ping", {}).has_value() && client->set_archive(base_ + ".pong", {}).has_value();
+        shmbus::TopicConfig idle;
+        idle.capacity = 64 * 1024;
+        for (int i = 1; ok_ && i < set_size_; ++i) ok_ = client->create_topic(idle_topic(i), idle).has_value();
     }
     ~ShmbusLink() override {
+        if (epoll_ >= 0) ::close(epoll_);
         sub_.reset();
         pub_.reset();
         if (creator_pid_ == getpid())
             if (auto c = connect()) {
                 (void)c->delete_topic(base_ + ".ping");
                 (void)c->delete_topic(base_ + ".pong");
+                for (int i = 1; i < set_size_; ++i) (void)c->delete_topic(idle_topic(i), true);
             }
     }
     bool open(bool first, std::size_t) override {
@@ -460,7 +475,8 @@ public:
         client_ = std::make_unique<shmbus::Client>(std::move(client.value()));
         shmbus::SubscribeOptions o;
         o.from = shmbus::StartFrom::earliest;  // fresh topics: nothing sent before we subscribe is missed
-        o.wait = mode_ == "shmbus_block" ? shmbus::WaitStrategy::spin_then_sleep : shmbus::WaitStrategy::busy_spin;
+        const bool sleeps = mode_ == "shmbus_block" || set_size_ != 0;
+        o.wait = sleeps ? shmbus::WaitStrategy::spin_then_sleep : shmbus::WaitStrategy::busy_spin;
         o.spin_polls = 0;  // shmbus_block sleeps at once: the figure to hold against the futex floor
         if (mode_ == "shmbus_durable") {
             o.durable_name = first ? "first" : "second";
@@ -471,7 +487,7 @@ public:
         if (!sub || !pub) return false;
         sub_ = std::make_unique<shmbus::Subscriber>(std::move(sub.value()));
         pub_ = std::make_unique<shmbus::Publisher>(std::move(pub.value()));
-        return true;
+        return set_size_ == 0 || join_wait_set(o);
     }
     bool send(std::span<const std::byte> m) override { return pub_->publish(m) == shmbus::PublishStatus::ok; }
     // The view is used after receive() returns, which a message read in place (64 KiB and up) only
@@ -481,6 +497,7 @@ public:
         if (durable_pending_) sub_->ack_delivered();
         view_ = {};
         auto handler = [&](const shmbus::Message& m) { view_ = m.payload; };
+        if (set_size_ != 0) return recv_through_wait_set(handler);
         for (;;) {
             const auto r = sub_->receive(handler, std::chrono::seconds(10), 1);
             if (r.status == shmbus::ReceiveStatus::ok) break;
@@ -497,6 +514,45 @@ private:
         o.name = "bench";
         return shmbus::Client::connect(o);
     }
+    [[nodiscard]] std::string idle_topic(int i) const { return base_ + ".idle" + std::to_string(i); }
+    bool join_wait_set(const shmbus::SubscribeOptions& o) {
+        waits_ = std::make_unique<shmbus::WaitSet>();
+        if (!waits_->add(*sub_)) return false;
+        idle_.reserve(std::size_t(set_size_));
+        for (int i = 1; i < set_size_; ++i) {
+            auto s = client_->subscribe(idle_topic(i), o);
+            if (!s) return false;
+            idle_.push_back(std::move(s.value()));
+            if (!waits_->add(idle_.back())) return false;
+        }
+        if (!use_fd_) return true;
+        auto fd = waits_->fd();
+        if (!fd) return false;
+        epoll_ = ::epoll_create1(EPOLL_CLOEXEC);
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        return epoll_ >= 0 && ::epoll_ctl(epoll_, EPOLL_CTL_ADD, *fd, &ev) == 0;
+    }
+    // Polls the link's subscription; when empty, sleeps in the set (wait() or epoll on its fd).
+    template <class Handler>
+    std::span<const std::byte> recv_through_wait_set(Handler& handler) {
+        for (;;) {
+            const auto r = sub_->poll(handler, 1);
+            if (r.status == shmbus::ReceiveStatus::ok) return view_;
+            if (r.status == shmbus::ReceiveStatus::corrupt) return {};
+            auto ready = waits_->wait(use_fd_ ? std::chrono::nanoseconds(0) : std::chrono::nanoseconds(std::chrono::seconds(10)));
+            if (!ready) return {};
+            if (use_fd_ && ready->empty()) {
+                epoll_event ev{};
+                (void)::epoll_wait(epoll_, &ev, 1, 10000);
+            }
+        }
+    }
+    int set_size_ = 0;
+    bool use_fd_ = false;
+    int epoll_ = -1;
+    std::unique_ptr<shmbus::WaitSet> waits_;
+    std::vector<shmbus::Subscriber> idle_;
     std::string mode_, base_;
     bool ok_ = false;
     bool durable_pending_ = false;
@@ -505,6 +561,57 @@ private:
     std::unique_ptr<shmbus::Publisher> pub_;
     std::unique_ptr<shmbus::Subscriber> sub_;
     std::span<const std::byte> view_;
+};
+
+// The same ping-pong through the C API (shmbus_c.h): busy-spinning subscriptions, shmbus_publish
+// and shmbus_next, to hold against shmbus_spin (the C++ calls underneath).
+class CApiLink final : public Link {
+public:
+    explicit CApiLink(std::size_t size) : base_(unique_name("c")) {
+        if (shmbus_connect(shmbus_dir().c_str(), &client_) != SHMBUS_OK) return;
+        shmbus_topic_config c = SHMBUS_TOPIC_CONFIG_INIT;
+        c.capacity = std::max<uint64_t>(1u << 20, 16 * (size + 64));
+        c.max_message = uint32_t(std::max<std::size_t>(size, 64));
+        ok_ = shmbus_create_topic(client_, (base_ + ".ping").c_str(), &c) == SHMBUS_OK &&
+              shmbus_create_topic(client_, (base_ + ".pong").c_str(), &c) == SHMBUS_OK;
+    }
+    ~CApiLink() override {
+        shmbus_subscriber_close(sub_);
+        shmbus_publisher_close(pub_);
+        if (client_ && creator_pid_ == getpid()) {
+            (void)shmbus_delete_topic(client_, (base_ + ".ping").c_str(), 1);
+            (void)shmbus_delete_topic(client_, (base_ + ".pong").c_str(), 1);
+        }
+        shmbus_client_close(client_);
+    }
+    bool open(bool first, std::size_t) override {
+        if (!ok_) return false;
+        shmbus_client_close(client_);  // the parent's connection: each process makes its own
+        client_ = nullptr;
+        if (shmbus_connect(shmbus_dir().c_str(), &client_) != SHMBUS_OK) return false;
+        shmbus_subscribe_options o = SHMBUS_SUBSCRIBE_OPTIONS_INIT;
+        o.start = SHMBUS_START_EARLIEST;
+        o.busy_spin = 1;
+        return shmbus_subscribe(client_, (base_ + (first ? ".pong" : ".ping")).c_str(), &o, &sub_) == SHMBUS_OK &&
+               shmbus_publisher_open(client_, (base_ + (first ? ".ping" : ".pong")).c_str(), nullptr, &pub_) == SHMBUS_OK;
+    }
+    bool send(std::span<const std::byte> m) override { return shmbus_publish(pub_, m.data(), m.size()) == SHMBUS_OK; }
+    std::span<const std::byte> recv() override {
+        for (;;) {
+            const int st = shmbus_next(sub_, 10'000'000'000, &m_);
+            if (st == SHMBUS_OK) return {static_cast<const std::byte*>(m_.payload), m_.size};
+            if (st != SHMBUS_EMPTY) return {};
+        }
+    }
+
+private:
+    std::string base_;
+    bool ok_ = false;
+    pid_t creator_pid_ = getpid();
+    shmbus_client* client_ = nullptr;
+    shmbus_publisher* pub_ = nullptr;
+    shmbus_subscriber* sub_ = nullptr;
+    shmbus_message m_{};
 };
 
 }  // namespace
@@ -533,6 +640,10 @@ std::vector<std::string> missing_transports() {
 }
 
 std::unique_ptr<Link> make_link(const std::string& t, std::size_t size, std::string& why) {
+    if (t == "shmbus_c") {
+        if (!ensure_shmbusd(why)) return nullptr;
+        return std::make_unique<CApiLink>(size);
+    }
     if (t.rfind("shmbus_", 0) == 0) {
         if (!ensure_shmbusd(why)) return nullptr;
         return std::make_unique<ShmbusLink>(t, size);

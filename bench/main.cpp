@@ -12,6 +12,8 @@
 //   Archive/..., Publish/shmbus_archived/...     archived topics (archive.cpp)
 //   Breakdown/...                                where one message's time goes (breakdown.cpp)
 //   ArchiveLatency/<transport>/64                ping-pong with and without an archiver behind each topic
+//   Reach/<transport>/64                         the C API beside C++; readers asleep in wait sets of 1, 16, 256
+//   Python/<transport>/64/...                    the Python module beside multiprocessing, pyzmq, redis-py
 #include <benchmark/benchmark.h>
 #include <sys/utsname.h>
 
@@ -26,6 +28,7 @@
 #include "breakdown.h"
 #include "harness.h"
 #include "links.h"
+#include "python_peers.h"
 #include "recovery.h"
 #include "work_queue.h"
 #include "shmbus/shmbus.h"
@@ -75,7 +78,9 @@ void report_latency(benchmark::State& state, std::vector<uint64_t>& samples) {
 
 // ---- latency: a pinger and an echoer, both forked and pinned, samples in shared memory ----
 
-int ping_side(Link& link, std::size_t size, uint64_t warmup, uint64_t n, uint64_t* samples) {
+// `send_ticks[i]`: how long the publish of round trip i took (what waking the reader costs the
+// publisher, next to the whole round trip).
+int ping_side(Link& link, std::size_t size, uint64_t warmup, uint64_t n, uint64_t* samples, uint64_t* send_ticks) {
     if (!link.open(true, size)) return 2;
     std::vector<std::byte> msg(size);
     uint64_t bad = 0;
@@ -83,10 +88,14 @@ int ping_side(Link& link, std::size_t size, uint64_t warmup, uint64_t n, uint64_
         stamp(msg, i);
         const uint64_t t0 = Clock::ticks();
         if (!link.send(msg)) return 3;
+        const uint64_t sent = Clock::ticks();
         const auto reply = link.recv();
         const uint64_t t1 = Clock::ticks();
         if (!verify(reply, i, size)) ++bad;  // checked inside the timed loop, outside the sample
-        if (i >= warmup) samples[i - warmup] = t1 - t0;
+        if (i >= warmup) {
+            samples[i - warmup] = t1 - t0;
+            send_ticks[i - warmup] = sent - t0;
+        }
     }
     stamp(msg, kStop);  // the echo returns it, so an asynchronous transport has flushed everything
     if (!link.send(msg) || seq_of(link.recv()) != kStop) return 6;
@@ -115,9 +124,9 @@ void latency(benchmark::State& state, const std::string& transport, std::size_t 
     // As many unmeasured round trips first as are measured (100,000 for small messages, as Aeron's
     // samples warm up): caches, branch predictors and the CPU's frequency settle before the clock runs.
     const uint64_t warmup = n;
-    SharedArray<uint64_t> samples(n);
+    SharedArray<uint64_t> samples(n), send_ticks(n);
     Partner echo(1, [&] { return echo_side(*link, size); });
-    Partner ping(0, [&] { return ping_side(*link, size, warmup, n, samples.data()); });
+    Partner ping(0, [&] { return ping_side(*link, size, warmup, n, samples.data(), send_ticks.data()); });
     const int rc_ping = ping.join(kRunTimeout);
     const int rc_echo = echo.join(std::chrono::seconds(5));
     if (rc_ping != 0 || rc_echo != 0) {
@@ -127,6 +136,8 @@ void latency(benchmark::State& state, const std::string& transport, std::size_t 
     }
     std::vector<uint64_t> v(samples.data(), samples.data() + n);
     report_latency(state, v);
+    std::vector<uint64_t> sends(send_ticks.data(), send_ticks.data() + n);
+    state.counters["publish_p50_ns"] = percentiles(sends, 1.0).p50;  // the publisher's side of a round trip
 }
 
 // ---- throughput through a generic link, 1x1 ----
@@ -484,6 +495,18 @@ void register_all() {
         benchmark::RegisterBenchmark(("Memory/topic/" + std::to_string(cap)).c_str(),
                                      [=](benchmark::State& st) { memory_per_topic(st, cap); })
             ->Iterations(1);
+    // Reach: the C API beside the C++ calls it wraps; a reader asleep in a wait set (wait() and
+    // the descriptor through epoll) of 1, 16 and 256 subscriptions beside one asleep in receive().
+    std::vector<std::string> reach = {"shmbus_spin", "shmbus_c", "shmbus_block"};
+    for (int n : {1, 16, 256})
+        for (const char* kind : {"shmbus_wait", "shmbus_fd"}) reach.push_back(kind + std::to_string(n));
+    for (const auto& t : reach)
+        benchmark::RegisterBenchmark(("Reach/" + t + "/64").c_str(), [t](benchmark::State& st) { latency(st, t, 64); })
+            ->Iterations(t == "shmbus_spin" || t == "shmbus_c" ? 100000 : 20000)
+            ->Repetitions(kRepetitions)
+            ->UseManualTime()
+            ->Unit(benchmark::kNanosecond);
+    register_python_benchmarks();
     register_recovery_benchmarks();
     register_work_queue_benchmarks();
     register_archive_benchmarks();

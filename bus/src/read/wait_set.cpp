@@ -136,9 +136,11 @@ Result<std::span<Subscriber* const>> WaitSetCore::wait(std::chrono::nanoseconds 
             register_waiting();
             // The protocol's second look, after counting ourselves and reading the words.
             if (collect_ready(now, look_by)) {
-                std::lock_guard<std::mutex> g(lock);
-                unregister_waiting();
-                if (event_fd >= 0) signal_event();
+                {
+                    std::lock_guard<std::mutex> g(lock);
+                    unregister_waiting();
+                }
+                if (event_fd >= 0) signal_event();  // takes `lock` itself
                 return std::span<Subscriber* const>(ready);
             }
         }
@@ -212,7 +214,7 @@ void WaitSetCore::disarm() noexcept {
 }
 
 void WaitSetCore::signal_event() noexcept {
-    std::lock_guard<std::mutex> g(lock);
+    std::lock_guard<std::mutex> g(lock);  // callers do not hold it
     if (event_pending) return;
     const uint64_t one = 1;
     if (::write(event_fd, &one, sizeof one) == sizeof one) event_pending = true;
