@@ -347,7 +347,7 @@ void latency_with_topics(benchmark::State& state, int topics) {
     auto link = make_link("shmbus_spin", 64, why);
     if (!link) return fail_run(state, why);
     const uint64_t n = uint64_t(state.max_iterations);
-    SharedArray<uint64_t> samples(n);
+    SharedArray<uint64_t> samples(n), send_ticks(n);
     Partner echo(1, [&] {
         Holder h;
         h.hold(extra);
@@ -356,7 +356,7 @@ void latency_with_topics(benchmark::State& state, int topics) {
     Partner ping(0, [&] {
         Holder h;
         h.hold(extra);
-        return ping_side(*link, 64, n, n, samples.data());  // warm-up as in latency()
+        return ping_side(*link, 64, n, n, samples.data(), send_ticks.data());  // warm-up as in latency()
     });
     const bool ok = ping.join(kRunTimeout) == 0 && echo.join(std::chrono::seconds(5)) == 0;
     if (auto c = connect_bus())
@@ -543,6 +543,7 @@ void add_context() {
     std::string missing;
     for (const auto& m : missing_transports()) missing += (missing.empty() ? "" : "; ") + m;
     for (const auto& m : missing_work_queue_peers()) missing += (missing.empty() ? "" : "; ") + m;
+    for (const auto& m : missing_python_peers()) missing += (missing.empty() ? "" : "; ") + m;
     benchmark::AddCustomContext("transports_left_out", missing.empty() ? "none" : missing);
 }
 

@@ -31,10 +31,27 @@ grep -q "daemon-reload" "$work/control/postrm" || fail "postrm does not reload s
 # The library in Debian's multiarch directory.
 multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch)
 devfiles=$(dpkg-deb -c "$dev" | awk '{print $6}')
-for f in ./usr/include/shmbus/shmbus.h ./usr/lib/$multiarch/libshmbus.a ./usr/lib/$multiarch/pkgconfig/shmbus.pc \
-         ./usr/lib/$multiarch/cmake/shmbus/shmbusConfig.cmake; do
+for f in ./usr/include/shmbus/shmbus.h ./usr/include/shmbus/shmbus_c.h ./usr/lib/$multiarch/libshmbus.a \
+         ./usr/lib/$multiarch/pkgconfig/shmbus.pc ./usr/lib/$multiarch/pkgconfig/shmbus-c.pc \
+         ./usr/lib/$multiarch/cmake/shmbus/shmbusConfig.cmake ./usr/lib/$multiarch/libshmbus_c.so; do
   grep -qx -- "$f" <<<"$devfiles" || fail "shmbus-dev lacks $f"
 done
+# The C API's own package, its soname the C ABI's (1), exporting nothing but shmbus_*.
+capi=$(ls "$work"/debs/libshmbus-c1_*.deb)
+dpkg-deb -x "$capi" "$work/croot"
+clib=$(ls "$work"/croot/usr/lib/$multiarch/libshmbus_c.so.1.*)
+[[ $(readelf -d "$clib" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p') == libshmbus_c.so.1 ]] || fail "libshmbus_c's soname is not libshmbus_c.so.1"
+others=$(nm -D --defined-only "$clib" | awk '$3 !~ /^shmbus_/ && $3 != "SHMBUS_C_1" {print $3}')
+[[ -z $others ]] || fail "libshmbus_c exports more than the C API: $others"
+echo "libshmbus-c1 Depends: $(dpkg-deb -f "$capi" Depends)"
+# python3-shmbus: the module where Debian's python3 finds it, importable from the package alone.
+python=$(ls "$work"/debs/python3-shmbus_*.deb 2>/dev/null || true)
+[[ -n $python ]] || fail "no python3-shmbus package"
+echo "python3-shmbus Depends: $(dpkg-deb -f "$python" Depends)"
+dpkg-deb -x "$python" "$work/pyroot"
+[[ -f $work/pyroot/usr/lib/python3/dist-packages/shmbus/__init__.py ]] || fail "python3-shmbus lacks shmbus/__init__.py"
+PYTHONPATH="$work/pyroot/usr/lib/python3/dist-packages" /usr/bin/python3 -c 'import shmbus; print("import shmbus:", shmbus.version)' \
+  || fail "the packaged module does not import"
 # pkg-config adds no language standard (the consumer chooses C++20 or later) and -mcx16 only on x86_64.
 dpkg-deb -x "$dev" "$work/devroot"
 cflags=$(grep '^Cflags:' "$work/devroot/usr/lib/$multiarch/pkgconfig/shmbus.pc")

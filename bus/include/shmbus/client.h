@@ -5,6 +5,10 @@
 //   auto client = shmbus::Client::connect();   // $SHMBUS_DIR or the per-user default
 //   if (!client) { std::cerr << client.error().message << "\n"; return 1; }
 //   auto pub = client->publisher("prices");
+//
+// Threads: a Client may be used by any number of threads at once (its requests to shmbusd are
+// serialized). Publishers and Subscribers it makes are each used by one thread at a time
+// (docs/threads.md).
 #pragma once
 
 #include <cstdint>

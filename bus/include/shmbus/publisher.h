@@ -10,6 +10,10 @@
 //       new (loan.data().data()) Quote{...};
 //       loan.commit();
 //   }
+//
+// Threads: one Publisher is used by one thread at a time (it caches the readers' positions);
+// any number of Publishers of one topic, on any threads of any processes, publish at once
+// without locks. A Loan belongs to the thread of its Publisher (docs/threads.md).
 #pragma once
 
 #include <chrono>

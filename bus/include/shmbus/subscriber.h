@@ -11,6 +11,11 @@
 //   auto sub = client.subscribe("prices", opts);
 //   sub->receive([](const shmbus::Message& m) { apply(m.text()); },
 //                std::chrono::seconds(1));   // auto-ack after the handler returns
+//
+// Threads: one Subscriber is used by one thread at a time: calls on it (poll, receive, ack,
+// nack, seek...) must not overlap. A Message may be copied and handed to another thread, which
+// acks it through the subscriber under the same lock the polling thread takes; its payload is
+// valid only until the handler returns, so copy the bytes first (docs/threads.md).
 #pragma once
 
 #include <chrono>
