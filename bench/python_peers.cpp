@@ -16,7 +16,8 @@ namespace {
 
 // Runs peers.py for one transport and mode; its one JSON line, or an object with "error".
 nlohmann::json run_peers(const std::string& transport, const std::string& mode) {
-    const std::string cmd = "PYTHONPATH='" SHMBUS_BENCH_PYTHON_DIR "' '" SHMBUS_BENCH_PYTHON "' '" SHMBUS_BENCH_PEERS_SCRIPT
+    // timeout(1): a peer that hangs fails its run instead of the whole benchmark.
+    const std::string cmd = "PYTHONPATH='" SHMBUS_BENCH_PYTHON_DIR "' timeout 300 '" SHMBUS_BENCH_PYTHON "' '" SHMBUS_BENCH_PEERS_SCRIPT
                             "' --transport " + transport + " --mode " + mode + " --dir '" + shmbus_dir() + "' 2>&1";
     std::unique_ptr<FILE, int (*)(FILE*)> out(popen(cmd.c_str(), "r"), pclose);
     if (!out) return {{"error", "cannot run " SHMBUS_BENCH_PYTHON}};

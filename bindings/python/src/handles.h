@@ -100,7 +100,7 @@ public:
               const std::optional<double>& block_timeout);
     ~Publisher() { close(); }
     void close() noexcept;
-    void publish(const py::buffer& data, const py::object& headers);
+    void publish(py::handle data, const py::object& headers);
     void publish_sequence(uint64_t sequence, const py::buffer& data, const py::object& headers);
     // Publishes each buffer of `payloads` in order, batched; returns how many were published
     // (all, or it raises saying why it stopped).

@@ -35,6 +35,7 @@ std::vector<shmbus_header> to_headers(const py::object& headers, std::vector<std
 }
 
 py::buffer_info read_buffer(const py::buffer& data) {
+    if (!PyObject_CheckBuffer(data.ptr())) throw py::type_error("the data must be bytes or another buffer (bytearray, memoryview, numpy array)");
     py::buffer_info info = data.request();
     if (!PyBuffer_IsContiguous(info.view(), 'C')) throw py::value_error("the data must be one contiguous buffer");
     return info;
@@ -92,8 +93,11 @@ shmbus_publisher* Publisher::handle() const {
     return pub_;
 }
 
-void Publisher::publish(const py::buffer& data, const py::object& headers) {
-    const py::buffer_info info = read_buffer(data);
+void Publisher::publish(py::handle data, const py::object& headers) {
+    // bytes, the common case, without the buffer protocol's request and release.
+    if (PyBytes_CheckExact(data.ptr()) && headers.is_none())
+        return check(shmbus_publish(handle(), PyBytes_AS_STRING(data.ptr()), std::size_t(PyBytes_GET_SIZE(data.ptr()))));
+    const py::buffer_info info = read_buffer(py::reinterpret_borrow<py::buffer>(data));
     if (headers.is_none()) return check(shmbus_publish(handle(), info.ptr, bytes_of(info)));
     std::vector<std::string> keep;
     const auto h = to_headers(headers, keep);
@@ -113,6 +117,10 @@ std::size_t Publisher::publish_batch(const py::sequence& payloads) {
     infos.reserve(payloads.size());
     buffers.reserve(payloads.size());
     for (py::handle p : payloads) {
+        if (PyBytes_CheckExact(p.ptr())) {
+            buffers.push_back({PyBytes_AS_STRING(p.ptr()), std::size_t(PyBytes_GET_SIZE(p.ptr()))});
+            continue;
+        }
         infos.push_back(read_buffer(py::reinterpret_borrow<py::buffer>(p)));
         buffers.push_back({infos.back().ptr, bytes_of(infos.back())});
     }

@@ -36,6 +36,7 @@ struct shmbus_subscriber {
     shmbus::Subscriber subscriber;
     bool auto_ack;
     bool group;
+    bool acks_matter;  // durable or a group member (an ephemeral subscription's ack does nothing)
     // shmbus_next's message: acked (auto_ack) when the next call comes.
     bool borrowed = false;
     Message last{};
@@ -363,7 +364,8 @@ int shmbus_subscribe(shmbus_client* client, const char* topic, const shmbus_subs
         auto s = client->client.subscribe(topic, std::move(o));
         if (!s) return fail(s.error());
         const bool group = s->in_group();
-        *out = new shmbus_subscriber{std::move(s.value()), auto_ack, group};
+        const bool acks_matter = group || s->durable();
+        *out = new shmbus_subscriber{std::move(s.value()), auto_ack, group, acks_matter};
         return SHMBUS_OK;
     } catch (...) {
         return out_of_memory();
@@ -394,11 +396,15 @@ int shmbus_receive(shmbus_subscriber* subscriber, shmbus_handler handler, void* 
 int shmbus_next(shmbus_subscriber* subscriber, int64_t timeout_ns, shmbus_message* out) {
     if (!subscriber || !out) return null_argument(!subscriber ? "subscriber" : "out");
     settle_borrowed(subscriber);
-    auto keep = [&](const Message& m) { subscriber->last = m; };
-    const shmbus::PollResult r = subscriber->subscriber.receive(keep, ns(timeout_ns), 1);
+    // Kept for the deferred auto-ack only where an ack does something (durable, group).
+    const bool keep = subscriber->auto_ack && subscriber->acks_matter;
+    auto lend = [&](const Message& m) {
+        to_c(m, *out);
+        if (keep) subscriber->last = m;
+    };
+    const shmbus::PollResult r = subscriber->subscriber.receive(lend, ns(timeout_ns), 1);
     if (r.count == 0) return status_of(r.status == ReceiveStatus::ok ? ReceiveStatus::empty : r.status);
-    subscriber->borrowed = true;
-    to_c(subscriber->last, *out);
+    subscriber->borrowed = keep;
     return SHMBUS_OK;
 }
 
