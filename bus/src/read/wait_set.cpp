@@ -96,8 +96,8 @@ void WaitSetCore::register_waiting() noexcept {
     for (std::size_t i = 0; i < members.size(); ++i) {
         members[i].sub->seg.consumers().data_waiters.fetch_add(1, std::memory_order_seq_cst);
         // SYNC: seq_cst, after the increment above; pairs with the fence in
-        // PublisherCore::wake_readers, as in sleep_on_data (core/data_wait.h): either the look
-        // that follows sees the commit, or the publisher sees us counted and bumps the word.
+        // PublisherCore::wake_readers, as in sleep_on_data: either the look that follows sees
+        // the commit, or the publisher sees us counted and bumps the word.
         words[i].expected = words[i].word->load(std::memory_order_seq_cst);
     }
     registered = true;
