@@ -44,13 +44,20 @@ uint32_t drain(Subscriber& s) {
     return n;
 }
 
-TEST(WaitSet, ReportsOnlyTheSubscriptionsThatHaveMessages) {
-    LocalTopic a(small_topic(), "a"), b(small_topic(), "b");
-    auto sa = a.subscriber().value();
-    auto sb = b.subscriber().value();
+// Topics a and b, a subscriber of each, both in `set`.
+class WaitSetOfTwo : public ::testing::Test {
+protected:
+    void SetUp() override {
+        ASSERT_TRUE(set.add(sa).has_value());
+        ASSERT_TRUE(set.add(sb).has_value());
+    }
+    LocalTopic a{small_topic(), "a"}, b{small_topic(), "b"};
+    Subscriber sa = a.subscriber().value();
+    Subscriber sb = b.subscriber().value();
     WaitSet set;
-    ASSERT_TRUE(set.add(sa).has_value());
-    ASSERT_TRUE(set.add(sb).has_value());
+};
+
+TEST_F(WaitSetOfTwo, ReportsOnlyTheSubscriptionsThatHaveMessages) {
     EXPECT_EQ(set.size(), 2u);
     EXPECT_TRUE(ready_of(set, 0ns).empty());
     auto pb = b.publisher();
@@ -60,13 +67,7 @@ TEST(WaitSet, ReportsOnlyTheSubscriptionsThatHaveMessages) {
     EXPECT_TRUE(ready_of(set, 0ns).empty());
 }
 
-TEST(WaitSet, WaitEndsWhenAPublisherCommitsAndTimesOutOtherwise) {
-    LocalTopic a(small_topic(), "a"), b(small_topic(), "b");
-    auto sa = a.subscriber().value();
-    auto sb = b.subscriber().value();
-    WaitSet set;
-    ASSERT_TRUE(set.add(sa).has_value());
-    ASSERT_TRUE(set.add(sb).has_value());
+TEST_F(WaitSetOfTwo, WaitEndsWhenAPublisherCommitsAndTimesOutOtherwise) {
     const auto t0 = std::chrono::steady_clock::now();
     EXPECT_TRUE(ready_of(set, 30ms).empty());
     EXPECT_GE(std::chrono::steady_clock::now() - t0, 30ms);
