@@ -1,119 +1,27 @@
-// The C API (shmbus/shmbus_c.h) over the C++ library: handles that own the C++ objects, statuses
-// mapped to ints, the last error's text per thread, and the one thing C++ does not have: a
-// borrowed message that stays valid until the next call (shmbus_next), with auto-ack deferred
-// until then.
-#include "shmbus/shmbus_c.h"
-
+// The C API (shmbus/shmbus_c.h) over the C++ library: clients, publishers and subscribers, and
+// the one thing C++ does not have: a borrowed message that stays valid until the next call
+// (shmbus_next), with auto-ack deferred until then. Statuses: statuses.cpp; wait sets: wait_set.cpp.
 #include <algorithm>
 #include <cstring>
 #include <new>
 #include <string>
 #include <type_traits>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
-#include "shmbus/client.h"
-#include "shmbus/version.h"
-#include "shmbus/wait_set.h"
+#include "c_api/handles.h"
 
 using shmbus::AckStatus;
-using shmbus::Errc;
 using shmbus::Message;
 using shmbus::PublishStatus;
 using shmbus::ReceiveStatus;
-
-struct shmbus_client {
-    shmbus::Client client;
-};
-
-struct shmbus_publisher {
-    shmbus::Publisher publisher;
-    shmbus::Loan loan;
-};
-
-struct shmbus_subscriber {
-    shmbus::Subscriber subscriber;
-    bool auto_ack;
-    bool group;
-    bool acks_matter;  // durable or a group member (an ephemeral subscription's ack does nothing)
-    // shmbus_next's message: acked (auto_ack) when the next call comes.
-    bool borrowed = false;
-    Message last{};
-};
-
-struct shmbus_waitset {
-    shmbus::WaitSet set;
-    std::unordered_map<const shmbus::Subscriber*, shmbus_subscriber*> handles;
-};
+using namespace shmbus::c_api;
 
 namespace {
 
-static_assert(SHMBUS_ERROR_BASE + int(Errc::invalid_name) == SHMBUS_INVALID_NAME);
-static_assert(SHMBUS_ERROR_BASE + int(Errc::topic_not_found) == SHMBUS_TOPIC_NOT_FOUND);
-static_assert(SHMBUS_ERROR_BASE + int(Errc::no_space) == SHMBUS_NO_SPACE);
-static_assert(SHMBUS_ERROR_BASE + int(Errc::daemon_not_running) == SHMBUS_DAEMON_NOT_RUNNING);
-static_assert(SHMBUS_ERROR_BASE + int(Errc::permission_denied) == SHMBUS_PERMISSION_DENIED);
-static_assert(SHMBUS_ERROR_BASE + int(Errc::timed_out) == SHMBUS_ERROR_TIMED_OUT);
 // A C message carries the C++ one in its reserved words, copied by value with the struct.
 static_assert(std::is_trivially_copyable_v<Message> && sizeof(Message) <= sizeof(shmbus_message::reserved_) &&
               alignof(Message) <= alignof(uint64_t));
-
-thread_local std::string last_error_text;
-
-int fail(int status, std::string text) noexcept {
-    try {
-        last_error_text = std::move(text);
-    } catch (...) {
-        last_error_text.clear();
-    }
-    return status;
-}
-
-int fail(const shmbus::Error& e) noexcept { return fail(SHMBUS_ERROR_BASE + int(e.code), e.message); }
-
-int out_of_memory() noexcept { return fail(SHMBUS_IO_ERROR, "out of memory"); }
-
-int null_argument(const char* what) noexcept { return fail(SHMBUS_INVALID_ARGUMENT, std::string(what) + " is NULL"); }
-
-int status_of(PublishStatus s) noexcept {
-    switch (s) {
-        case PublishStatus::ok: return SHMBUS_OK;
-        case PublishStatus::would_block: return fail(SHMBUS_WOULD_BLOCK, "the ring is full of unacked messages (on-full fail)");
-        case PublishStatus::timed_out: return fail(SHMBUS_TIMED_OUT, "the ring stayed full until the publish timeout");
-        case PublishStatus::too_large: return fail(SHMBUS_TOO_LARGE, "the message is larger than the topic's max_message");
-        case PublishStatus::aborted: return fail(SHMBUS_ABORTED, "no open loan");
-        case PublishStatus::revoked: return fail(SHMBUS_REVOKED, "the loan stayed open past the topic's unblock-timeout");
-        case PublishStatus::corrupt: return fail(SHMBUS_CORRUPT, "the topic's shared state failed a check");
-        case PublishStatus::deleted: return fail(SHMBUS_DELETED, "the topic was deleted");
-        case PublishStatus::bad_headers: return fail(SHMBUS_BAD_HEADERS, "a header breaks the rules of shmbus headers");
-        case PublishStatus::duplicate:
-            return fail(SHMBUS_DUPLICATE, "the sequence is not above the last one committed under the producer's name");
-        case PublishStatus::no_producer: return fail(SHMBUS_NO_PRODUCER, "publish_sequence needs a named producer");
-    }
-    return fail(SHMBUS_IO_ERROR, "unknown publish status");
-}
-
-int status_of(ReceiveStatus s) noexcept {
-    switch (s) {
-        case ReceiveStatus::ok: return SHMBUS_OK;
-        case ReceiveStatus::empty: return SHMBUS_EMPTY;
-        case ReceiveStatus::corrupt: return fail(SHMBUS_CORRUPT, "the ring failed a bounds check: the segment is damaged or hostile");
-        case ReceiveStatus::deleted: return fail(SHMBUS_DELETED, "every message was delivered and the topic was deleted");
-    }
-    return fail(SHMBUS_IO_ERROR, "unknown receive status");
-}
-
-int status_of(AckStatus s) noexcept {
-    switch (s) {
-        case AckStatus::ok: return SHMBUS_OK;
-        case AckStatus::not_delivered: return fail(SHMBUS_NOT_DELIVERED, "not a message this subscriber delivered");
-        case AckStatus::stale:
-            return fail(SHMBUS_STALE, "delivered before the subscriber's last seek, or past its visibility timeout");
-        case AckStatus::not_group: return fail(SHMBUS_NOT_GROUP, "nack and reject need a consumer group member");
-    }
-    return fail(SHMBUS_IO_ERROR, "unknown ack status");
-}
 
 std::vector<shmbus::Header> to_headers(const shmbus_header* headers, std::size_t count) {
     std::vector<shmbus::Header> out;
@@ -170,34 +78,6 @@ int finish_poll(shmbus_subscriber* s, shmbus::PollResult r, uint32_t* delivered)
 }  // namespace
 
 extern "C" {
-
-const char* shmbus_last_error(void) { return last_error_text.c_str(); }
-
-const char* shmbus_status_name(int status) {
-    switch (status) {
-        case SHMBUS_OK: return "ok";
-        case SHMBUS_EMPTY: return "empty";
-        case SHMBUS_WOULD_BLOCK: return "would_block";
-        case SHMBUS_TIMED_OUT: return "timed_out";
-        case SHMBUS_TOO_LARGE: return "too_large";
-        case SHMBUS_ABORTED: return "aborted";
-        case SHMBUS_REVOKED: return "revoked";
-        case SHMBUS_CORRUPT: return "corrupt";
-        case SHMBUS_DELETED: return "deleted";
-        case SHMBUS_BAD_HEADERS: return "bad_headers";
-        case SHMBUS_DUPLICATE: return "duplicate";
-        case SHMBUS_NO_PRODUCER: return "no_producer";
-        case SHMBUS_NOT_DELIVERED: return "not_delivered";
-        case SHMBUS_STALE: return "stale";
-        case SHMBUS_NOT_GROUP: return "not_group";
-        default: break;
-    }
-    if (status > SHMBUS_ERROR_BASE)
-        if (auto code = shmbus::errc_from_code(uint32_t(status - SHMBUS_ERROR_BASE))) return shmbus::to_string(*code);
-    return "unknown";
-}
-
-const char* shmbus_version(void) { return shmbus::kVersion; }
 
 int shmbus_connect(const char* dir, shmbus_client** out) {
     if (!out) return null_argument("out");
@@ -451,56 +331,6 @@ int shmbus_message_header_get(const shmbus_message* message, const char* key, sh
         return SHMBUS_OK;
     }
     return SHMBUS_EMPTY;
-}
-
-int shmbus_waitset_new(shmbus_waitset** out) {
-    if (!out) return null_argument("out");
-    *out = new (std::nothrow) shmbus_waitset;
-    return *out ? SHMBUS_OK : out_of_memory();
-}
-
-void shmbus_waitset_free(shmbus_waitset* set) { delete set; }
-
-int shmbus_waitset_add(shmbus_waitset* set, shmbus_subscriber* subscriber) {
-    if (!set || !subscriber) return null_argument(!set ? "set" : "subscriber");
-    try {
-        set->handles[&subscriber->subscriber] = subscriber;
-    } catch (...) {
-        return out_of_memory();
-    }
-    auto r = set->set.add(subscriber->subscriber);
-    if (!r) {
-        set->handles.erase(&subscriber->subscriber);
-        return fail(r.error());
-    }
-    return SHMBUS_OK;
-}
-
-int shmbus_waitset_remove(shmbus_waitset* set, shmbus_subscriber* subscriber) {
-    if (!set || !subscriber) return null_argument(!set ? "set" : "subscriber");
-    set->handles.erase(&subscriber->subscriber);
-    return set->set.remove(subscriber->subscriber) ? SHMBUS_OK : fail(SHMBUS_INVALID_ARGUMENT, "not in this wait set");
-}
-
-int shmbus_waitset_wait(shmbus_waitset* set, int64_t timeout_ns, shmbus_subscriber** ready, size_t capacity, size_t* count) {
-    if (!set || !count || (!ready && capacity)) return null_argument(!set ? "set" : "count or ready");
-    *count = 0;
-    auto r = set->set.wait(ns(timeout_ns));
-    if (!r) return fail(r.error());
-    for (shmbus::Subscriber* s : *r) {
-        if (*count == capacity) break;
-        auto it = set->handles.find(s);
-        if (it != set->handles.end()) ready[(*count)++] = it->second;
-    }
-    return *count > 0 ? SHMBUS_OK : SHMBUS_EMPTY;
-}
-
-int shmbus_waitset_fd(shmbus_waitset* set, int* fd) {
-    if (!set || !fd) return null_argument(!set ? "set" : "fd");
-    auto r = set->set.fd();
-    if (!r) return fail(r.error());
-    *fd = *r;
-    return SHMBUS_OK;
 }
 
 }  // extern "C"
