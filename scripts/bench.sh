@@ -4,8 +4,9 @@
 #   scripts/bench.sh [extra shmbus-bench flags, e.g. --benchmark_filter=Latency]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# The work-queue peers, run beside shmbus on loopback (never needed by the tests).
-peers=(redis-server rabbitmq-server libhiredis-dev librabbitmq-dev)
+# The work-queue peers, run beside shmbus on loopback, and the Python module's peers (pyzmq,
+# redis-py): never needed by the tests.
+peers=(redis-server rabbitmq-server libhiredis-dev librabbitmq-dev python3-zmq python3-redis)
 missing_peers=()
 for p in "${peers[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing_peers+=("$p"); done
 if [[ ${#missing_peers[@]} -gt 0 ]]; then

@@ -13,11 +13,12 @@ packages=(build-essential cmake ninja-build pkg-config
           prometheus-cpp-dev libsystemd-dev)
 if [[ "$preset" != demo ]]; then
   # The tests and their servers, the exactly-once examples' SQLite, the bridge, shmbus-bench with
-  # its peers, and the Python module with its tests and the peers of its benchmark (the last line).
+  # its peers, and the Python module with what its tests use (the last line; the Python
+  # benchmark's pyzmq and redis-py come with scripts/bench.sh).
   packages+=(libboost-dev libgtest-dev libgmock-dev libbenchmark-dev util-linux tmux prometheus
              libsqlite3-dev libnats-dev nats-server openssl
              libzmq3-dev libiceoryx-posh-dev libiceoryx-hoofs-dev iceoryx
-             pybind11-dev python3-dev python3-pytest python3-numpy python3-zmq python3-redis redis-server)
+             pybind11-dev python3-dev python3-pytest python3-numpy)
 fi
 
 missing=()
