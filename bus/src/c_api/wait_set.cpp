@@ -11,8 +11,13 @@ extern "C" {
 
 int shmbus_waitset_new(shmbus_waitset** out) {
     if (!out) return null_argument("out");
-    *out = new (std::nothrow) shmbus_waitset;
-    return *out ? SHMBUS_OK : out_of_memory();
+    try {
+        *out = new shmbus_waitset;  // paired with delete in shmbus_waitset_free
+    } catch (...) {
+        *out = nullptr;
+        return out_of_memory();
+    }
+    return SHMBUS_OK;
 }
 
 void shmbus_waitset_free(shmbus_waitset* set) { delete set; }

@@ -322,7 +322,12 @@ void WaitSetCore::stop_watchers() noexcept {
 
 }  // namespace detail
 
-WaitSet::WaitSet() noexcept : core_(new (std::nothrow) detail::WaitSetCore) {}
+WaitSet::WaitSet() noexcept {
+    try {
+        core_ = std::make_unique<detail::WaitSetCore>();
+    } catch (...) {  // out of memory: every call says so
+    }
+}
 WaitSet::WaitSet(WaitSet&&) noexcept = default;
 WaitSet& WaitSet::operator=(WaitSet&&) noexcept = default;
 WaitSet::~WaitSet() = default;
