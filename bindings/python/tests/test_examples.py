@@ -23,8 +23,11 @@ def wait_ready(proc):
 
 
 def finish(proc):
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
+    # Read through the same buffered file wait_ready() read from: communicate() would read the
+    # raw pipe and lose what readline() had already buffered.
+    out = proc.stdout.read()
+    err = proc.stderr.read()
+    assert proc.wait(60) == 0, err
     return out
 
 
