@@ -33,6 +33,7 @@ struct WaitWord {
     bool shared;
 };
 inline constexpr std::size_t kMaxWaitWords = 128;  // FUTEX_WAITV_MAX
+// unsupported: the call is not available here (callers fall back to polling the words).
 enum class WaitvResult : uint8_t { woken, unsupported };
 inline WaitvResult futex_waitv(const WaitWord* words, std::size_t count, uint64_t deadline_ns) noexcept {
 #ifdef SYS_futex_waitv
@@ -44,10 +45,12 @@ inline WaitvResult futex_waitv(const WaitWord* words, std::size_t count, uint64_
         v[i].flags = FUTEX_32 | (words[i].shared ? 0 : FUTEX_PRIVATE_FLAG);
     }
     timespec ts{time_t(deadline_ns / 1'000'000'000), long(deadline_ns % 1'000'000'000)};
-    if (syscall(SYS_futex_waitv, v, unsigned(count), 0u, deadline_ns != 0 ? &ts : nullptr, CLOCK_MONOTONIC) < 0 &&
-        errno == ENOSYS)
-        return WaitvResult::unsupported;
-    return WaitvResult::woken;
+    if (syscall(SYS_futex_waitv, v, unsigned(count), 0u, deadline_ns != 0 ? &ts : nullptr, CLOCK_MONOTONIC) >= 0)
+        return WaitvResult::woken;
+    // A word that moved (EAGAIN), a signal, the deadline: woken. Anything else (ENOSYS before
+    // Linux 5.16, EPERM from a seccomp filter that does not know the call) means it cannot be
+    // used here, rather than a wake every time it is called.
+    return errno == EAGAIN || errno == EINTR || errno == ETIMEDOUT ? WaitvResult::woken : WaitvResult::unsupported;
 #else
     (void)words, (void)count, (void)deadline_ns;
     return WaitvResult::unsupported;
