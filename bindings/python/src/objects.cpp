@@ -12,6 +12,23 @@ namespace {
 // between them) interrupts it.
 constexpr int64_t kSliceNs = 100'000'000;
 
+// While `status` is SHMBUS_EMPTY and `total` nanoseconds (negative: no limit) have not passed,
+// calls `wait_for(slice)` without the GIL, in slices so that Python handles signals (Ctrl-C)
+// between them. Returns the last status.
+template <class WaitFor>
+int wait_in_slices(int status, int64_t total, WaitFor&& wait_for) {
+    for (int64_t waited = 0; status == SHMBUS_EMPTY && (total < 0 || waited < total);) {
+        const int64_t slice = total < 0 ? kSliceNs : std::min(kSliceNs, total - waited);
+        {
+            py::gil_scoped_release unlocked;
+            status = wait_for(slice);
+        }
+        waited += slice;
+        if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+    }
+    return status;
+}
+
 // Headers given as a dict (or any mapping, or pairs) of str or bytes, as the C API's array. The
 // strings they point into are kept in `keep`.
 std::vector<shmbus_header> to_headers(const py::object& headers, std::vector<std::string>& keep) {
@@ -203,15 +220,7 @@ py::object Subscription::receive(py::object self, const std::optional<double>& t
     const int64_t total = timeout_ns(timeout);
     shmbus_message m;
     int status = shmbus_next(s, 0, &m);
-    for (int64_t waited = 0; status == SHMBUS_EMPTY && (total < 0 || waited < total);) {
-        const int64_t slice = total < 0 ? kSliceNs : std::min(kSliceNs, total - waited);
-        {
-            py::gil_scoped_release unlocked;
-            status = shmbus_next(s, slice, &m);
-        }
-        waited += slice;
-        if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-    }
+    status = wait_in_slices(status, total, [&](int64_t slice) { return shmbus_next(s, slice, &m); });
     if (status == SHMBUS_EMPTY) return py::none();
     check(status);
     current_ = py::cast(Message(std::move(self), m));
@@ -246,15 +255,7 @@ py::list Subscription::receive_batch(std::size_t max, const std::optional<double
     auto keep = [](void* user, const shmbus_message* m) {
         static_cast<std::vector<std::string>*>(user)->emplace_back(static_cast<const char*>(m->payload), m->size);
     };
-    for (int64_t waited = 0; status == SHMBUS_EMPTY && (total < 0 || waited < total);) {
-        const int64_t slice = total < 0 ? kSliceNs : std::min(kSliceNs, total - waited);
-        {
-            py::gil_scoped_release unlocked;
-            status = shmbus_receive(s, keep, &got, slice, max, nullptr);
-        }
-        waited += slice;
-        if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-    }
+    status = wait_in_slices(status, total, [&](int64_t slice) { return shmbus_receive(s, keep, &got, slice, max, nullptr); });
     for (const std::string& p : got) out.append(py::bytes(p));
     if (status != SHMBUS_EMPTY) check(status);
     return out;
@@ -344,15 +345,7 @@ py::list WaitSet::wait(const std::optional<double>& timeout) {
     std::size_t n = 0;
     const int64_t total = timeout_ns(timeout);
     int status = shmbus_waitset_wait(set_, 0, ready.data(), cap, &n);
-    for (int64_t waited = 0; status == SHMBUS_EMPTY && total != 0 && (total < 0 || waited < total);) {
-        const int64_t slice = total < 0 ? kSliceNs : std::min(kSliceNs, total - waited);
-        {
-            py::gil_scoped_release unlocked;
-            status = shmbus_waitset_wait(set_, slice, ready.data(), cap, &n);
-        }
-        waited += slice;
-        if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-    }
+    status = wait_in_slices(status, total, [&](int64_t slice) { return shmbus_waitset_wait(set_, slice, ready.data(), cap, &n); });
     if (status != SHMBUS_EMPTY) check(status);
     py::list out;
     for (std::size_t i = 0; i < n; ++i) {

@@ -2,6 +2,8 @@
 // bus/src/c_api, with the helpers its files share.
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <string>
 #include <unordered_map>
 
@@ -44,5 +46,7 @@ int null_argument(const char* what) noexcept;
 int status_of(PublishStatus s) noexcept;
 int status_of(ReceiveStatus s) noexcept;
 int status_of(AckStatus s) noexcept;
+// A timeout in the C API's nanoseconds (0 or less: do not wait) as the C++ one.
+inline std::chrono::nanoseconds ns(int64_t v) noexcept { return std::chrono::nanoseconds(v > 0 ? v : 0); }
 
 }  // namespace shmbus::c_api

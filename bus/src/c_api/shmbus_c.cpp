@@ -47,7 +47,6 @@ void to_c(const Message& m, shmbus_message& out) noexcept {
     std::memcpy(out.reserved_, &m, sizeof m);
 }
 
-std::chrono::nanoseconds ns(int64_t v) noexcept { return std::chrono::nanoseconds(v > 0 ? v : 0); }
 
 // The auto-ack of what shmbus_next lent out, when the next call on the subscriber comes.
 void settle_borrowed(shmbus_subscriber* s) noexcept {

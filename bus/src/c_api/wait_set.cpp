@@ -3,10 +3,6 @@
 
 using namespace shmbus::c_api;
 
-namespace {
-std::chrono::nanoseconds ns(int64_t v) noexcept { return std::chrono::nanoseconds(v > 0 ? v : 0); }
-}  // namespace
-
 extern "C" {
 
 int shmbus_waitset_new(shmbus_waitset** out) {

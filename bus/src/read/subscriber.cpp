@@ -27,17 +27,17 @@ constexpr std::chrono::milliseconds kGraceSleep{1};
 }  // namespace
 
 void SubscriberCore::count_as_sleeper() noexcept {
-    if (options.wait != WaitStrategy::spin_then_sleep) return;
+    if (options.wait == WaitStrategy::spin_then_sleep) start_counting_as_sleeper();
+}
+
+void SubscriberCore::start_counting_as_sleeper() noexcept {
     // relaxed: publishers read it relaxed too; the grace period (sleep_cap) covers their lag.
     seg.consumers().may_sleep.fetch_add(1, std::memory_order_relaxed);
     counted_since_ns = monotonic_ns();
 }
 
 void SubscriberCore::count_as_sleeper_for_wait_set() noexcept {
-    if (counted_since_ns != 0) return;
-    // relaxed: as in count_as_sleeper.
-    seg.consumers().may_sleep.fetch_add(1, std::memory_order_relaxed);
-    counted_since_ns = monotonic_ns();
+    if (counted_since_ns == 0) start_counting_as_sleeper();
 }
 
 bool SubscriberCore::may_deliver(uint64_t now) const noexcept {
@@ -58,8 +58,9 @@ uint64_t SubscriberCore::look_again_by(uint64_t now) const noexcept {
     auto no_later_than = [&](uint64_t t) { by = by == 0 ? t : std::min(by, t); };
     if (const uint64_t token_at = rate_ready(); token_at != 0) no_later_than(token_at);
     // Reading the archive, what comes next is the archiver's progress, which wakes nobody.
-    if (replay || held) no_later_than(now + uint64_t(kGraceSleep.count()) * 1'000'000);
-    if (now - counted_since_ns < kWakeGraceNs) no_later_than(now + uint64_t(kGraceSleep.count()) * 1'000'000);
+    const uint64_t soon = now + uint64_t(std::chrono::nanoseconds(kGraceSleep).count());
+    if (replay || held) no_later_than(soon);
+    if (now - counted_since_ns < kWakeGraceNs) no_later_than(soon);
     return by;
 }
 

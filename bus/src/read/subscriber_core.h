@@ -183,6 +183,7 @@ private:
     // A spin_then_sleep subscriber counts itself in the consumer region's may_sleep for as long as
     // it lives, so that publishers keep waking sleepers.
     void count_as_sleeper() noexcept;
+    void start_counting_as_sleeper() noexcept;  // counts in may_sleep from now on
     // How long a sleep may last now: within kWakeGraceNs of counting itself, a publisher may not
     // have seen the count yet and skip the wake, so sleeps are short then.
     [[nodiscard]] std::chrono::nanoseconds sleep_cap() const noexcept;
