@@ -17,6 +17,7 @@
 
 #include <boost/interprocess/ipc/message_queue.hpp>
 
+#include "aeron.h"
 #include "harness.h"
 #include "shmbus/shmbus.h"
 #include "shmbus/shmbus_c.h"
@@ -625,6 +626,10 @@ std::vector<std::string> available_transports() {
 #if SHMBUS_BENCH_HAVE_ICEORYX
     t.push_back("iceoryx");
 #endif
+    if (aeron_available()) {
+        t.push_back("aeron_ipc");
+        t.push_back("aeron_ipc_exclusive");
+    }
     return t;
 }
 
@@ -636,6 +641,7 @@ std::vector<std::string> missing_transports() {
 #if !SHMBUS_BENCH_HAVE_ICEORYX
     m.push_back("iceoryx: iceoryx_posh (libiceoryx-posh-dev) was not found at build time");
 #endif
+    if (!aeron_available()) m.push_back(aeron_missing_reason());
     return m;
 }
 
@@ -648,6 +654,7 @@ std::unique_ptr<Link> make_link(const std::string& t, std::size_t size, std::str
         if (!ensure_shmbusd(why)) return nullptr;
         return std::make_unique<ShmbusLink>(t, size);
     }
+    if (t.rfind("aeron_", 0) == 0) return make_aeron_link(t, size, why);
     if (t == "cacheline") return std::make_unique<TurnLink<false>>();
     if (t == "futex") return std::make_unique<TurnLink<true>>();
     if (t == "raw_ring") return std::make_unique<RawRingLink>(size);

@@ -14,6 +14,8 @@
 //   ArchiveLatency/<transport>/64                ping-pong with and without an archiver behind each topic
 //   Reach/<transport>/64                         the C API beside C++; readers asleep in wait sets of 1, 16, 256
 //   Python/<transport>/64/...                    the Python module beside multiprocessing, pyzmq, redis-py
+//   VsAeron/<transport>/64/<ring>                throughput 1->1 beside Aeron IPC at a 1 MiB and a 16 MiB
+//                                                ring and term (only in a build with Aeron: aeron.h)
 #include <benchmark/benchmark.h>
 #include <sys/utsname.h>
 
@@ -24,6 +26,7 @@
 #include <fstream>
 #include <map>
 
+#include "aeron.h"
 #include "archive_bench.h"
 #include "breakdown.h"
 #include "harness.h"
@@ -211,14 +214,14 @@ std::atomic<int> g_topic_counter{0};
 constexpr std::size_t kBatch = 64;  // messages per publish_batch() in the shmbus_batch streams
 
 void throughput_shmbus(benchmark::State& state, const std::string& mode, std::size_t size, int producers,
-                       int consumers, uint64_t per_producer) {
+                       int consumers, uint64_t per_producer, uint64_t capacity = 8u << 20) {
     std::string why;
     if (!ensure_shmbusd(why)) return fail_run(state, why);
     const std::string topic = "tp" + std::to_string(getpid()) + "-" + std::to_string(g_topic_counter++);
     {
         auto c = connect_bus();
         shmbus::TopicConfig config;
-        config.capacity = 8u << 20;
+        config.capacity = capacity;
         // shmbus_batch: the single-producer path, published and received in batches of kBatch.
         config.single_producer = mode == "shmbus_exclusive" || mode == "shmbus_batch";
         if (!c || !c->create_topic(topic, config)) return fail_run(state, "cannot create the topic");
@@ -421,6 +424,32 @@ void memory_per_topic(benchmark::State& state, uint64_t capacity) {
 
 // ---- registration ----
 
+// Throughput against Aeron at equal buffer sizes: a 1 MiB and a 16 MiB ring beside the same term
+// length, 64 B 1->1, every message checked. Only in a build with Aeron (aeron.h).
+void register_against_aeron() {
+    if (!aeron_available()) return;
+    constexpr uint64_t kCount = 10'000'000;
+    for (uint64_t ring : {uint64_t(1) << 20, uint64_t(16) << 20}) {
+        const std::string r = std::to_string(ring >> 20) + "m";
+        for (const char* t : {"aeron_ipc", "aeron_ipc_exclusive"})
+            benchmark::RegisterBenchmark(("VsAeron/" + std::string(t) + "/64/" + r).c_str(),
+                                         [=](benchmark::State& st) {
+                                             throughput_aeron(st, std::string(t) == "aeron_ipc_exclusive", 64, ring, kCount);
+                                         })
+                ->Iterations(1)
+                ->Repetitions(kRepetitions)
+                ->UseManualTime()
+                ->Unit(benchmark::kMillisecond);
+        for (const char* t : {"shmbus_spin", "shmbus_exclusive", "shmbus_batch"})
+            benchmark::RegisterBenchmark(("VsAeron/" + std::string(t) + "/64/" + r).c_str(),
+                                         [=](benchmark::State& st) { throughput_shmbus(st, t, 64, 1, 1, kCount, ring); })
+                ->Iterations(1)
+                ->Repetitions(kRepetitions)
+                ->UseManualTime()
+                ->Unit(benchmark::kMillisecond);
+    }
+}
+
 uint64_t latency_rounds(std::size_t size) {
     if (size <= 1024) return 100000;
     if (size <= 64 * 1024) return 20000;
@@ -440,7 +469,9 @@ void register_all() {
         for (std::size_t s : sizes) {
             if (floor_only_small(t) && s > 64) continue;
             // 32 B: a message and its header in one cache line, for the floor and the fastest paths.
-            if (s == 32 && t != "cacheline" && t != "raw_ring" && t != "shmbus_spin" && t != "shmbus_exclusive") continue;
+            if (s == 32 && t != "cacheline" && t != "raw_ring" && t != "shmbus_spin" && t != "shmbus_exclusive" &&
+                t.rfind("aeron_", 0) != 0)
+                continue;
             if (t == "shmbus_archived") continue;  // ArchiveLatency below, beside shmbus_spin in the same run
             benchmark::RegisterBenchmark(("Latency/" + t + "/" + std::to_string(s)).c_str(),
                                          [t, s](benchmark::State& st) { latency(st, t, s); })
@@ -516,6 +547,7 @@ void register_all() {
             ->UseManualTime()
             ->Unit(benchmark::kNanosecond);
     }
+    register_against_aeron();
     register_python_benchmarks();
     register_recovery_benchmarks();
     register_work_queue_benchmarks();
