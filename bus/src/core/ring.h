@@ -104,8 +104,8 @@ public:
     }
 
     // True if the bytes at `position` may have been overwritten: a claim has ended more than a
-    // ring past it. Checks the horizon first (a line producers write once per index block) and
-    // the tail, which every claim writes, only when the horizon says it might be so.
+    // ring past it. Checks the horizon first (a line producers write once per eighth of a ring)
+    // and the tail, which every claim writes, only when the horizon says it might be so.
     [[nodiscard]] bool lapped(uint64_t position) const noexcept {
         // relaxed: callers order their reads before this with an acquire fence; the horizon and
         // the tail are raised by producers before they write any byte they claimed.
@@ -113,12 +113,14 @@ public:
         return tail_position(std::memory_order_relaxed) > position + cap_;
     }
 
-    // Raises the horizon to cover a claim ending at `end` (rounded up to an index block), before
-    // the claim is made. Returns the horizon now known.
+    // Raises the horizon to cover a claim ending at `end`, before the claim is made: an eighth of
+    // the ring beyond it, rounded up to an index block, so that producers write the line once per
+    // eighth of a ring (and a reader's cached copy stays valid that long), and a reader less than
+    // 7/8 of a ring behind the tail never needs the tail itself. Returns the horizon now known.
     uint64_t raise_horizon(uint64_t end) const noexcept {
         auto& h = seg_->producers().horizon;
         const uint64_t block = uint64_t{1} << block_shift_;
-        const uint64_t target = (end + block - 1) & ~(block - 1);
+        const uint64_t target = (end + cap_ / 8 + block - 1) & ~(block - 1);
         uint64_t seen = h.load(std::memory_order_relaxed);  // relaxed: the CAS below decides
         while (seen < end) {
             // SYNC: seq_cst CAS, before the tail CAS and before any byte of the claim is written;
