@@ -73,6 +73,33 @@ TYPED_TEST(RingByCapacity, WrapWritesPaddingAndTheReaderStepsOverIt) {
     EXPECT_EQ(got[0], big);
 }
 
+// The horizon is an upper bound of the tail that producers raise an eighth of a ring at a time:
+// its line changes at most 8 times a lap (so a lappable reader's cached copy stays valid), it is
+// never below a claim's end, and lapped() still answers exactly (from the tail) where it matters.
+TYPED_TEST(RingByCapacity, TheHorizonBoundsTheTailAndMovesAnEighthOfARingAtATime) {
+    LocalTopic t(config(TypeParam::value, OnFull::overwrite));
+    auto pub = t.publisher();
+    const Ring ring(t.segment());
+    const uint64_t cap = TypeParam::value;
+    const uint64_t block = cap / t.segment().index_entries();
+    auto horizon = [&] { return t.segment().producers().horizon.load(); };
+    const std::string msg(64, 'h');
+    uint64_t changes = 0, last = horizon();
+    while (ring.tail_position() < 3 * cap) {
+        ASSERT_EQ(pub.publish(msg), PublishStatus::ok);
+        const uint64_t tail = ring.tail_position(), h = horizon();
+        ASSERT_GE(h, tail);
+        ASSERT_LE(h, tail + cap / 8 + block);
+        changes += h != last;
+        last = h;
+    }
+    EXPECT_LE(changes, 3 * 8 + 1);  // three laps
+    const uint64_t tail = ring.tail_position();
+    EXPECT_FALSE(ring.lapped(tail - cap));      // exactly a ring behind: still whole
+    EXPECT_TRUE(ring.lapped(tail - cap - 32));  // one record further: possibly overwritten
+    EXPECT_FALSE(ring.lapped(tail - cap / 2));
+}
+
 TYPED_TEST(RingByCapacity, MaxSizeMessageFitsAndOneByteMoreIsRefused) {
     LocalTopic t(config(TypeParam::value, OnFull::overwrite));
     auto pub = t.publisher();
