@@ -16,6 +16,7 @@ using layout::RecordType;
 namespace {
 constexpr int kSpaceSpins = 256;
 constexpr std::chrono::milliseconds kMaxSpaceSleep{10};  // re-check even if nobody wakes us
+constexpr uint64_t kPrefetchAhead = 1024;  // bytes ahead of a claim whose line is asked for early
 }  // namespace
 
 PublisherCore::~PublisherCore() {
@@ -122,6 +123,11 @@ PublishStatus PublisherCore::claim(uint64_t length, std::chrono::nanoseconds tim
     const PublishStatus st = claim_room(size, 1, timeout, start, position, id);
     if (st != PublishStatus::ok) return st;
     ring.note_boundary(position, position + size, id + 1);
+    // The line a kilobyte ahead, asked for in write mode: the claims to come find their lines
+    // already owned, instead of each store waiting in turn for its line to come from memory or
+    // from a reader's cache (a publish into a cold 16 MiB ring: 48 -> 27 ns). A prefetch writes
+    // nothing, so it may touch bytes past the gate or still being read.
+    __builtin_prefetch(ring.header_at(position + kPrefetchAhead), 1, 3);
     // The header before the claim is recorded: once recorded, the daemon may seal the claim (its
     // owner stalled), and a header written after that would turn the skip record back into data.
     layout::write_header(*ring.header_at(position), uint32_t(length), RecordType::data, id, clock.now_ns());
