@@ -60,6 +60,27 @@ void Loan::abandon() noexcept {
 
 namespace {
 
+// A large payload goes into ring memory last written a lap ago (at least 8 such messages ago),
+// out of every cache: copied in 4 KiB steps with the lines 16 KiB ahead asked for in write mode,
+// so that the stores do not wait, one line after another, for lines to come from memory (1 MiB
+// ping-pong 68-70 -> 50-55 us). Below 256 KiB the destination is often still cached, and the
+// steps only cost (64 KiB: 1.9 -> 2.5 us), so memcpy does it alone.
+void copy_into_ring(std::byte* to, const std::byte* from, std::size_t n) noexcept {
+    constexpr std::size_t kStep = 4096, kAhead = 16384, kFrom = 256 * 1024;
+    if (n < kFrom) {
+        std::memcpy(to, from, n);
+        return;
+    }
+    std::size_t done = 0;
+    for (std::size_t ahead = 0; ahead < kAhead; ahead += 64) __builtin_prefetch(to + ahead, 1, 3);
+    for (; done + kStep <= n; done += kStep) {
+        const std::size_t next = done + kAhead;
+        for (std::size_t line = 0; line < kStep && next + line < n; line += 64) __builtin_prefetch(to + next + line, 1, 3);
+        std::memcpy(to + done, from + done, kStep);
+    }
+    std::memcpy(to + done, from + done, n - done);
+}
+
 PublishStatus publish_message(detail::PublisherCore& core, uint64_t requested_sequence, std::span<const std::byte> payload,
                               std::span<const Header> headers, std::chrono::nanoseconds timeout) noexcept;
 
@@ -90,7 +111,7 @@ PublishStatus publish_message(detail::PublisherCore& core, uint64_t requested_se
         // Published by the commit store, as the header's other fields are.
         layout::put_field(flags, uint16_t(layout::get_field(flags) | layout::kRecordHasHeaders));
     }
-    if (!payload.empty()) std::memcpy(claim.data + block, payload.data(), payload.size());
+    if (!payload.empty()) copy_into_ring(claim.data + block, payload.data(), payload.size());
     return core.commit_message(claim.position, sequence);
 }
 
