@@ -24,10 +24,14 @@ have="$(cmake --version | sed -n 's/cmake version \([0-9]*\.[0-9]*\).*/\1/p')"
 sed -i -E "s/(cmake_minimum_required\(VERSION )3\.2[6-9]/\1$have/; s/(cmake_policy\(VERSION )3\.2[6-9]/\1$have/" "$work/src/CMakeLists.txt"
 cmake -S "$work/src" -B "$work/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_AERON_DRIVER=ON \
   -DBUILD_AERON_ARCHIVE_API=OFF -DAERON_TESTS=OFF -DAERON_UNIT_TESTS=OFF -DAERON_SYSTEM_TESTS=OFF \
-  -DAERON_BUILD_SAMPLES=OFF -DAERON_BUILD_DOCUMENTATION=OFF -DAERON_INSTALL_TARGETS=ON \
-  -DCMAKE_INSTALL_PREFIX="$work/install" >/dev/null
+  -DAERON_BUILD_SAMPLES=OFF -DAERON_BUILD_DOCUMENTATION=OFF >/dev/null
 cmake --build "$work/build" --target aeron aeron_driver aeronmd
-cmake --install "$work/build" >/dev/null
+# The parts shmbus-bench uses, laid out as an install tree (Aeron's own install step wants every
+# target built, its C++ client included): the C client's headers, libaeron.so and aeronmd.
+rm -rf "$work/install" && mkdir -p "$work/install/include/aeron" "$work/install/lib" "$work/install/bin"
+(cd "$work/src/aeron-client/src/main/c" && find . -name '*.h' -exec cp --parents {} "$work/install/include/aeron/" \;)
+cp -a "$work/build/lib/"libaeron.so* "$work/install/lib/"
+cp "$work/build/binaries/aeronmd" "$work/install/bin/"
 cmake -S . -B build/aeron -G Ninja -DCMAKE_BUILD_TYPE=Release -DSHMBUS_BENCH_AERON_DIR="$work/install" >/dev/null
 cmake --build build/aeron --target shmbus-bench shmbusd
 mkdir -p docs/bench

@@ -454,6 +454,30 @@ TEST(InPlace, NeverOnOverwriteTopicsNorWhenOffNorNearTheTail) {
 
 // A named producer's stamp takes a record past max_message: a reader that copies (one message at
 // a time, or in a batch) has room for it. (Under ASan a short copy buffer is a heap overflow.)
+// Payloads of 256 KiB and more are copied into the ring in prefetched steps (copy_into_ring):
+// every byte arrives, whatever the size's remainder against the step, across wraps.
+TEST(Ring, LargePayloadsArriveByteForByteAcrossWraps) {
+    TopicConfig c = config(16u << 20, OnFull::overwrite);
+    c.max_message = 2u << 20;
+    LocalTopic t(c);
+    ASSERT_TRUE(t.ok()) << t.error().message;
+    auto pub = t.publisher();
+    auto sub = t.subscriber();
+    ASSERT_TRUE(sub.has_value());
+    const std::size_t sizes[] = {256 * 1024 - 1, 256 * 1024, 256 * 1024 + 1, 1u << 20, (1u << 20) + 4095, (2u << 20) - 64};
+    for (int lap = 0; lap < 3; ++lap)
+        for (std::size_t n : sizes) {
+            std::string msg(n, '\0');
+            for (std::size_t i = 0; i < n; ++i) msg[i] = char((i * 131 + n + std::size_t(lap)) & 0xff);
+            ASSERT_EQ(pub.publish(msg), PublishStatus::ok);
+            auto got = drain(*sub, 1 << 22);
+            ASSERT_EQ(got.size(), 1u);
+            ASSERT_EQ(got[0].size(), n);
+            ASSERT_TRUE(got[0] == msg) << "size " << n << " lap " << lap;
+        }
+    EXPECT_EQ(sub->lost(), 0u);
+}
+
 TEST(Ring, AStampedMessageOfMaxMessageIsCopiedWhole) {
     TopicConfig c = config(1u << 20);
     c.max_message = 4096;
