@@ -35,4 +35,6 @@ export SHMBUS_BENCH_COMMIT
 build/bench/shmbus-bench --benchmark_enable_random_interleaving=true \
   --benchmark_out=docs/bench/results.json --benchmark_out_format=json "$@" \
   2> >(grep -v 'Application registered' >&2)
-"$PY" bench/report docs/bench/results.json --out docs/benchmarks.md --plots docs/bench
+# The section against Aeron comes from scripts/bench-aeron.sh's own run, kept when present.
+extra=(); [[ -f docs/bench/aeron.json ]] && extra+=(docs/bench/aeron.json)
+"$PY" bench/report docs/bench/results.json "${extra[@]}" --out docs/benchmarks.md --plots docs/bench
