@@ -450,7 +450,8 @@ public:
         shmbus::TopicConfig c;
         c.capacity = std::max<uint64_t>(1u << 20, 16 * (size + 64));
         c.max_message = uint32_t(std::max<std::size_t>(size, 64));
-        c.single_producer = mode_ == "shmbus_exclusive";  // each side is its topic's only publisher
+        c.single_producer = mode_.rfind("shmbus_exclusive", 0) == 0;  // each side is its topic's only publisher
+        c.timestamps = mode_.find("_untimed") == std::string::npos;   // *_untimed: topics without timestamps
         ok_ = client->create_topic(base_ + ".ping", c).has_value() && client->create_topic(base_ + ".pong", c).has_value();
         if (ok_ && mode_ == "shmbus_archived")  // the same link with an archiver reading behind each topic
             ok_ = client->set_archive(base_ + ".ping", {}).has_value() && client->set_archive(base_ + ".pong", {}).has_value();
@@ -619,7 +620,8 @@ private:
 
 std::vector<std::string> available_transports() {
     std::vector<std::string> t = {"shmbus_spin", "shmbus_exclusive", "shmbus_archived", "shmbus_block", "shmbus_durable", "cacheline",
-                                  "futex",       "raw_ring",        "uds",          "pipe",           "boost_mq"};
+                                  "futex",       "raw_ring",        "uds",          "pipe",           "boost_mq",
+                                  "shmbus_spin_untimed", "shmbus_exclusive_untimed"};
 #if SHMBUS_BENCH_HAVE_ZMQ
     t.push_back("zmq_ipc");
 #endif

@@ -456,7 +456,11 @@ uint64_t latency_rounds(std::size_t size) {
     return 1000;
 }
 
-bool floor_only_small(const std::string& t) { return t == "cacheline" || t == "futex"; }
+// Transports measured with small messages only: the floors, and untimed topics (what a publish
+// saves without its clock read, a fixed cost).
+bool floor_only_small(const std::string& t) {
+    return t == "cacheline" || t == "futex" || t.find("_untimed") != std::string::npos;
+}
 
 void register_all() {
     // Two seconds of ping-pong before anything is measured: CPU frequency and caches settle.

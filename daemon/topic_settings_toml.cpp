@@ -53,6 +53,10 @@ TopicConfig parse_topic_settings(const std::string& source, const toml::table& t
             const auto* b = v.as_boolean();
             if (b == nullptr) fail(source, v.source(), "'single_producer' must be true or false");
             base.single_producer = b->get();
+        } else if (key == "timestamps") {
+            const auto* b = v.as_boolean();
+            if (b == nullptr) fail(source, v.source(), "'timestamps' must be true or false");
+            base.timestamps = b->get();
         } else if (key == "max_publishers" || key == "max_subscribers") {
             const auto* i = v.as_integer();
             if (i == nullptr || i->get() <= 0 || i->get() > int64_t(UINT32_MAX)) fail(source, v.source(), "'" + key + "' must be a positive whole number");
@@ -60,11 +64,13 @@ TopicConfig parse_topic_settings(const std::string& source, const toml::table& t
         } else {
             fail(source, v.source(), "unknown key '" + key + "' in " + where +
                                          " (known: capacity, max_message, on_full, unblock_timeout, expire_detached, "
-                                         "max_publishers, max_subscribers, single_producer, archive, retain, retain_time, fsync, "
+                                         "max_publishers, max_subscribers, single_producer, timestamps, archive, retain, retain_time, fsync, "
                                          "archive_file_size)");
         }
     }
     if (auto st = validate_config(with_defaults(base)); !st) fail(source, t.source(), where + ": " + st.error().message);
+    if (archived && !base.timestamps)
+        fail(source, t.source(), where + ": an archive is searched by time, so a topic with timestamps = false cannot be archived");
     if (archive_keys && !archived && base.on_full != OnFull::archive)
         fail(source, t.source(), where + ": retain, retain_time, fsync and archive_file_size need archive = true");
     if (archive != nullptr && (archived || base.on_full == OnFull::archive)) *archive = a;
@@ -86,7 +92,8 @@ toml::table topic_settings_table(const TopicConfig& c, const std::optional<Archi
                   {"max_subscribers", int64_t(c.max_consumers)},
                   {"unblock_timeout", duration_text(c.unblock_timeout)},
                   {"expire_detached", duration_text(c.expire_detached)},
-                  {"single_producer", c.single_producer}};
+                  {"single_producer", c.single_producer},
+                  {"timestamps", c.timestamps}};
     if (archive) {
         if (c.on_full != OnFull::archive) t.insert("archive", true);
         if (archive->retain_bytes != 0) t.insert("retain", int64_t(archive->retain_bytes));  // 0: no limit by size

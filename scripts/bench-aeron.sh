@@ -38,7 +38,7 @@ mkdir -p docs/bench
 SHMBUS_BENCH_COMMIT="$(git describe --always --dirty 2>/dev/null || echo unknown)"
 export SHMBUS_BENCH_COMMIT
 build/aeron/bench/shmbus-bench --benchmark_enable_random_interleaving=true \
-  --benchmark_filter='^(Warmup|Latency/(cacheline|raw_ring|shmbus_spin|shmbus_exclusive|aeron_ipc|aeron_ipc_exclusive|iceoryx)/|VsAeron/|Breakdown/)' \
+  --benchmark_filter='^(Warmup|Latency/(cacheline|raw_ring|shmbus_spin|shmbus_exclusive|shmbus_spin_untimed|shmbus_exclusive_untimed|aeron_ipc|aeron_ipc_exclusive|iceoryx)/|VsAeron/|Breakdown/)' \
   --benchmark_out=docs/bench/aeron.json --benchmark_out_format=json "$@" \
   2> >(grep -v 'Application registered' >&2)
 PY=python3; [[ -x /usr/bin/python3 ]] && PY=/usr/bin/python3

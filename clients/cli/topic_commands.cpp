@@ -80,6 +80,7 @@ nlohmann::json stats_json(const shmbus::TopicStats& t) {
                         {"on_full", shmbus::to_string(t.config.on_full)},
                         {"archived", t.archived},
                         {"single_producer", t.config.single_producer},
+                        {"timestamps", t.config.timestamps},
                         {"segment_bytes", t.segment_bytes},
                         {"unblock_timeout_ms", to_ms(t.config.unblock_timeout)},
                         {"expire_detached_ms", to_ms(t.config.expire_detached)},
@@ -93,9 +94,9 @@ nlohmann::json stats_json(const shmbus::TopicStats& t) {
 
 void print_stats_text(const shmbus::TopicStats& t) {
     std::printf("topic %s\n", t.name.c_str());
-    std::printf("  capacity %llu B, max message %u B, on-full %s%s%s\n", (unsigned long long)t.config.capacity,
+    std::printf("  capacity %llu B, max message %u B, on-full %s%s%s%s\n", (unsigned long long)t.config.capacity,
                 t.config.max_message, shmbus::to_string(t.config.on_full), t.config.single_producer ? ", single-producer" : "",
-                t.archived ? ", archived (shmbus archive info)" : "");
+                t.config.timestamps ? "" : ", no timestamps", t.archived ? ", archived (shmbus archive info)" : "");
     std::printf("  unblock-timeout %s, expire-detached %s\n", duration_text(t.config.unblock_timeout, "off").c_str(),
                 duration_text(t.config.expire_detached, "never").c_str());
     std::printf("  %s\n", statistics_text(shmbus::topic_statistics(), t, false).c_str());
@@ -114,6 +115,7 @@ struct CreateOptions {
     DurationOption unblock_timeout{{}, kDurationExamples}, expire_detached{{}, kDurationExamples};
     std::string on_full;
     bool single_producer = false;
+    bool no_timestamps = false;
     bool archive = false;
     SizeOption retain{{}, kSizeExamples}, archive_file_size{{}, kSizeExamples};
     DurationOption retain_time{{}, kDurationExamples};
@@ -142,6 +144,11 @@ std::optional<shmbus::ArchiveSettings> archive_settings(const CreateOptions& o, 
 shmbus::TopicConfig create_config(const CreateOptions& o, int& rc) {
     shmbus::TopicConfig config;
     config.single_producer = o.single_producer;
+    config.timestamps = !o.no_timestamps;
+    if (o.no_timestamps && o.archive) {
+        std::cerr << "shmbus: topic create: --no-timestamps and --archive: an archive is searched by time\n";
+        rc = kExitUsage;
+    }
     if (auto v = o.unblock_timeout.parse("unblock timeout", rc)) config.unblock_timeout = *v;
     if (auto v = o.expire_detached.parse("expire-detached duration", rc)) config.expire_detached = *v;
     if (auto v = o.capacity.parse("capacity", rc)) config.capacity = *v;
@@ -278,6 +285,9 @@ void add_create(CLI::App& topic, const std::shared_ptr<TopicArgs>& a, Commands& 
         ->check(CLI::IsMember({"block", "fail", "overwrite", "archive"}));
     create->add_flag("--single-producer", o.single_producer,
                      "one publisher at a time (a second is refused while the first lives); it publishes fastest");
+    create->add_flag("--no-timestamps", o.no_timestamps,
+                     "messages carry no publish time (timestamp 0): a publish skips the clock read; the topic cannot be "
+                     "read from a time nor archived");
     create->add_flag("--archive", o.archive, "keep every message on disk too, under shmbusd's state directory");
     create->add_option("--retain", o.retain.text, "archive: keep about this much, e.g. 10G (whole files are deleted)");
     create->add_option("--retain-time", o.retain_time.text, "archive: keep messages this long, e.g. 7d");

@@ -13,6 +13,7 @@ using detail::SlotState;
 TopicConfig from_wire(const protocol::WireConfig& w, uint32_t flags) {
     TopicConfig c;
     c.single_producer = (flags & protocol::kSingleProducer) != 0;
+    c.timestamps = (flags & protocol::kUntimed) == 0;
     c.capacity = w.capacity;
     c.max_message = w.max_message;
     c.on_full = OnFull(w.on_full);

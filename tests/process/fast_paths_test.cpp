@@ -76,6 +76,88 @@ TEST_F(SingleProducer, ConfiguredInTheConfigFile) {
     EXPECT_NE((check.out + check.err).find("single_producer' must be true or false"), std::string::npos) << check.out << check.err;
 }
 
+// Untimed topics (layout 1.10): messages carry timestamp 0 and no clock is read; what needs times
+// is refused with a reason, and nothing is left behind by the refusal.
+class Untimed : public SingleProducer {};
+
+TEST_F(Untimed, MessagesCarryNoTimeAndWhatNeedsTimesIsRefused) {
+    ASSERT_EQ(cli({"topic", "create", "quick", "--no-timestamps", "--capacity", "64K"}).code, 0);
+    ASSERT_EQ(cli({"topic", "create", "timed", "--capacity", "64K"}).code, 0);
+    const auto info = cli({"topic", "info", "quick", "--json"});
+    ASSERT_EQ(info.code, 0) << info.err;
+    EXPECT_EQ(nlohmann::json::parse(info.out).at("timestamps"), false);
+    EXPECT_EQ(nlohmann::json::parse(cli({"topic", "info", "timed", "--json"}).out).at("timestamps"), true);
+    EXPECT_NE(cli({"topic", "info", "quick"}).out.find("no timestamps"), std::string::npos);
+
+    auto c = connect();
+    ASSERT_TRUE(c);
+    for (const char* topic : {"quick", "timed"}) {
+        SubscribeOptions o;
+        o.from = StartFrom::earliest;
+        auto sub = c->subscribe(topic, o);
+        ASSERT_TRUE(sub) << sub.error().message;
+        auto pub = c->publisher(topic);
+        ASSERT_TRUE(pub);
+        ASSERT_EQ(pub->publish(std::string_view("one")), PublishStatus::ok);
+        std::vector<std::span<const std::byte>> two(2, std::as_bytes(std::span("ab", 2)));
+        ASSERT_EQ(pub->publish_batch(two).published, 2u);
+        std::vector<uint64_t> stamps;
+        while (stamps.size() < 3) {
+            auto r = sub->receive([&](const Message& m) { stamps.push_back(m.timestamp_ns); }, 1s);
+            ASSERT_EQ(r.status, ReceiveStatus::ok);
+        }
+        for (uint64_t t : stamps) EXPECT_EQ(t == 0, std::string(topic) == "quick") << topic << " " << t;
+        // Reading from a time: refused on the untimed topic, by shmbusd and by seek().
+        SubscribeOptions from_time;
+        from_time.from = StartFrom::time;
+        from_time.from_time_ns = 1;
+        from_time.durable_name = "since";
+        auto timed_sub = c->subscribe(topic, from_time);
+        if (std::string(topic) == "quick") {
+            ASSERT_FALSE(timed_sub);
+            EXPECT_EQ(timed_sub.error().code, Errc::invalid_argument);
+            EXPECT_NE(timed_sub.error().message.find("no timestamps"), std::string::npos) << timed_sub.error().message;
+            auto seek = sub->seek(StartFrom::time, 1);
+            ASSERT_FALSE(seek);
+            EXPECT_NE(seek.error().message.find("no timestamps"), std::string::npos);
+        } else {
+            EXPECT_TRUE(timed_sub) << timed_sub.error().message;
+        }
+    }
+    // The refused durable subscription was never made.
+    auto stats = c->topic_stats("quick");
+    ASSERT_TRUE(stats);
+    for (const auto& s : stats->subscriptions) EXPECT_NE(s.name, "since");
+
+    // Archiving needs times: refused from the command line (usage) and by shmbusd.
+    const auto both = cli({"topic", "create", "both", "--no-timestamps", "--archive"});
+    EXPECT_EQ(both.code, 2) << both.err;
+    EXPECT_NE(both.err.find("--no-timestamps"), std::string::npos) << both.err;
+    auto archived = c->set_archive("quick", {});
+    ASSERT_FALSE(archived);
+    EXPECT_NE(archived.error().message.find("no timestamps"), std::string::npos) << archived.error().message;
+    TopicConfig on_full_archive;
+    on_full_archive.timestamps = false;
+    on_full_archive.on_full = OnFull::archive;
+    EXPECT_FALSE(c->create_topic("both", on_full_archive));
+    EXPECT_FALSE(c->topic_stats("both"));
+}
+
+TEST_F(Untimed, ConfiguredInTheConfigFile) {
+    stop_daemon();
+    write_file(path("bus.toml"), "[topics.quick]\ntimestamps = false\ncapacity = \"64K\"\n");
+    start_daemon({"--config", path("bus.toml")});
+    auto c = connect();
+    ASSERT_TRUE(c);
+    auto s = c->topic_stats("quick");
+    ASSERT_TRUE(s) << s.error().message;
+    EXPECT_FALSE(s->config.timestamps);
+    write_file(path("bad.toml"), "[topics.quick]\ntimestamps = false\narchive = true\n");
+    const auto check = run({SHMBUSD_PATH, "--dir", path("other"), "--config", path("bad.toml")});
+    EXPECT_NE(check.code, 0);
+    EXPECT_NE((check.out + check.err).find("timestamps = false cannot be archived"), std::string::npos) << check.out << check.err;
+}
+
 // A publisher killed inside its claim (tail stored, claim not recorded) and right after recording
 // it: shmbusd seals the claim, the next publisher gets the topic, and a durable reader receives
 // every committed message once, in order, whole, over a ring that wraps many times.

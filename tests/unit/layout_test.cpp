@@ -127,6 +127,23 @@ TEST_F(Corrupted, ANewerMinorVersionIsAccepted) {
     EXPECT_EQ(attach_error(), Errc::ok);
 }
 
+// The 1.10 and 1.8 flags are 0 or 1; anything else is damage, not a setting. Below 1.10 the
+// untimed word was reserved: whatever it holds there is ignored (the topic is timed).
+TEST_F(Corrupted, AFlagWordOtherThanZeroOrOneIsRefused) {
+    header->untimed = 2;
+    EXPECT_EQ(attach_error(), Errc::corrupt_segment);
+    header->untimed = 1;
+    EXPECT_EQ(attach_error(), Errc::ok);
+    header->single_producer = 7;
+    EXPECT_EQ(attach_error(), Errc::corrupt_segment);
+    header->single_producer = 0;
+    header->untimed = 2;
+    header->version_minor = 9;
+    EXPECT_EQ(attach_error(), Errc::ok);
+    header->version_minor = kVersionMinor;
+    header->untimed = 0;
+}
+
 TEST_F(Corrupted, NotReadyIsRefused) {
     header->ready.store(0);
     EXPECT_EQ(attach_error(), Errc::corrupt_segment);

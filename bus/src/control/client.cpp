@@ -46,7 +46,8 @@ protocol::WireConfig to_wire(const TopicConfig& c) {
 // A configuration nobody touched lets shmbusd apply the bus's configured defaults; what WireConfig
 // has no field for travels as a flag.
 uint32_t default_config_flag(const TopicConfig& c) {
-    return (c == TopicConfig{} ? uint32_t(protocol::kDefaultConfig) : 0u) | (c.single_producer ? uint32_t(protocol::kSingleProducer) : 0u);
+    return (c == TopicConfig{} ? uint32_t(protocol::kDefaultConfig) : 0u) | (c.single_producer ? uint32_t(protocol::kSingleProducer) : 0u) |
+           (c.timestamps ? 0u : uint32_t(protocol::kUntimed));
 }
 
 template <class T>
@@ -280,7 +281,7 @@ Result<Subscriber> Client::subscribe(std::string_view topic, SubscribeOptions op
     req.config = to_wire(options.create_config);
     // A time is found by the subscriber itself: shmbusd places it at the earliest message.
     req.from = uint32_t(options.from == StartFrom::time ? StartFrom::earliest : options.from);
-    req.flags = default_config_flag(options.create_config);
+    req.flags = default_config_flag(options.create_config) | (options.from == StartFrom::time ? uint32_t(protocol::kFromTime) : 0u);
     req.from_id = options.from_id;
     req.token = new_token();
     auto r = request_segment<protocol::SubscribeOk>(*channel_, protocol::Type::subscribe, req, protocol::Type::subscribe_ok);

@@ -80,6 +80,8 @@ enum OpenFlags : uint32_t {
     kAsPublisher = 4,      // register a producer slot for the caller
     kDefaultConfig = 8,    // `config` was left as constructed: apply the bus's configured defaults
     kSingleProducer = 16,  // with kCreateIfMissing: a topic made now takes one publisher at a time (1.8)
+    kUntimed = 32,         // with kCreateIfMissing: a topic made now carries no timestamps (1.10)
+    kFromTime = 64,        // subscribe: the subscriber starts from a time, refused on an untimed topic (1.10)
 };
 
 struct WireConfig {

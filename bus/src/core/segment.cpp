@@ -115,6 +115,7 @@ TopicConfig Segment::config() const noexcept {
     c.unblock_timeout = duration_from_ns(unblock_timeout_ns());
     c.expire_detached = duration_from_ns(expire_detached_ns());
     c.single_producer = f.single_producer;
+    c.timestamps = !f.untimed;
     return c;
 }
 
@@ -345,6 +346,9 @@ Result<HeaderFacts> check_header(const SegmentHeader& h, uint64_t size) noexcept
     if (h.version_minor >= layout::kSingleProducerSinceMinor && h.single_producer > 1) return corrupt("single-producer flag");
     f.single_producer = h.version_minor >= layout::kSingleProducerSinceMinor && h.single_producer == 1;
     f.in_place_reads = h.version_minor >= layout::kInPlaceReadsSinceMinor;
+    // 1.10: older segments hold zero there (timed).
+    if (h.version_minor >= layout::kUntimedSinceMinor && h.untimed > 1) return corrupt("untimed flag");
+    f.untimed = h.version_minor >= layout::kUntimedSinceMinor && h.untimed == 1;
     if (h.topic[kMaxTopicName] != '\0') return corrupt("topic name");
     if (h.bus_dir[sizeof h.bus_dir - 1] != '\0') return corrupt("bus directory");
     f.max_message = h.max_message;

@@ -76,6 +76,7 @@ struct HeaderFacts {
     uint32_t owner_slots;       // consumer slots in each (a power of two; 0 without them)
     uint64_t owner_object_size, group_object_size;
     bool single_producer;       // 1.8: one publisher at a time, claiming by plain stores
+    bool untimed;               // 1.10: records carry no timestamp
     bool in_place_reads;        // 1.8: producers honour ephemeral readers' holds (ConsumerSlot::hold)
 };
 // Checks a header against the size of the file or mapping it came from: magic, major version,
@@ -210,6 +211,7 @@ public:
     [[nodiscard]] uint32_t max_consumers() const noexcept { return m_.facts.max_consumers; }
     [[nodiscard]] uint32_t index_entries() const noexcept { return m_.facts.index_entries; }
     [[nodiscard]] bool single_producer() const noexcept { return m_.facts.single_producer; }
+    [[nodiscard]] bool untimed() const noexcept { return m_.facts.untimed; }
     [[nodiscard]] bool in_place_reads() const noexcept { return m_.facts.in_place_reads; }
     [[nodiscard]] uint64_t index_block() const noexcept { return m_.facts.capacity / m_.facts.index_entries; }
     // The on-full policy the segment was attached with: whether subscriptions gate publishers

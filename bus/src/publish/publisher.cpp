@@ -130,7 +130,7 @@ PublishStatus PublisherCore::claim(uint64_t length, std::chrono::nanoseconds tim
     __builtin_prefetch(ring.header_at(position + kPrefetchAhead), 1, 3);
     // The header before the claim is recorded: once recorded, the daemon may seal the claim (its
     // owner stalled), and a header written after that would turn the skip record back into data.
-    layout::write_header(*ring.header_at(position), uint32_t(length), RecordType::data, id, clock.now_ns());
+    layout::write_header(*ring.header_at(position), uint32_t(length), RecordType::data, id, timestamp_now());
     record_claim(start, position);
     return PublishStatus::ok;
 }
@@ -294,7 +294,7 @@ std::size_t PublisherCore::publish_batch(std::span<const std::span<const std::by
         // what a killed publisher left uncommitted, one skip record per message. The payloads go
         // in with them: nothing is committed before the claim is recorded, and nobody takes a
         // claim back here.
-        const uint64_t now_ns = clock.now_ns();  // one timestamp for the whole claim
+        const uint64_t now_ns = timestamp_now();  // one timestamp for the whole claim
         uint64_t pos = position;
         for (std::size_t k = 0; k < n; ++k) {
             const auto& p = payloads[done + k];

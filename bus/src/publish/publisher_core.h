@@ -24,7 +24,7 @@ struct PublisherCore {
         : channel(std::move(ch)), seg(std::move(s)), ring(seg), topic(seg.topic()), slot_index(slot),
           slot(slot < seg.max_producers() ? &seg.producer_slot(slot) : nullptr), options(std::move(o)),
           gated(seg.on_full() != OnFull::overwrite), archive_policy(seg.on_full() == OnFull::archive),
-          revocable(seg.unblock_timeout_ns() != 0), exclusive(seg.single_producer()),
+          revocable(seg.unblock_timeout_ns() != 0), exclusive(seg.single_producer()), timed(!seg.untimed()),
           crash_in_claim("in_claim"), crash_after_claim("after_claim"), crash_before_commit("before_commit"),
           crash_after_commit("after_commit") {}
     ~PublisherCore();  // gives the producer slot back
@@ -74,6 +74,7 @@ struct PublisherCore {
     bool archive_policy;      // on-full archive: only the archiver's durable cursor gates
     bool revocable;           // the topic has an unblock-timeout: the daemon may take claims back
     bool exclusive;           // a single-producer topic: this publisher alone writes the tail
+    bool timed;               // records carry their publish time (an untimed topic: 0, no clock read)
     // Bytes this publisher leaves free below what a group holds, so that a member can always move
     // a message waiting out a backoff to the tail (a retry record, with its padding); 0 for the
     // publisher that moves them.
@@ -87,6 +88,9 @@ struct PublisherCore {
     uint64_t horizon = 0;     // claims may end at or below this without raising the horizon
     uint64_t last_id = 0;
     WallClock clock;          // publish timestamps
+    // The record's timestamp: the clock on a timed topic, 0 on an untimed one (a branch on a value
+    // fixed at attach, always taken the same way).
+    [[nodiscard]] uint64_t timestamp_now() noexcept { return timed ? clock.now_ns() : 0; }
     // A named producer: its sequence table entry, the last sequence committed under its name (our
     // copy: only we write it while we hold the name), and the highest committed or loaned.
     layout::SequenceEntry* named = nullptr;

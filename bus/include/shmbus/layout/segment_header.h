@@ -56,11 +56,16 @@ inline constexpr uint16_t kVersionMajor = 1;  // a reader refuses any other majo
 // slots each (`owner_object_size` bytes) hold the consumer slots, and `max_groups` group objects
 // (`group_object_size` bytes) the group blocks; the cursor object keeps only the consumer region's
 // head (the wake-up words every subscriber writes). 0 owner objects: the 1.8 arrangement.
-inline constexpr uint16_t kVersionMinor = 9;
+//
+// 1.10: untimed topics. `untimed` = 1 (in what was reserved after `single_producer`, zero in older
+// segments): publishers write 0 for every record's timestamp_ns instead of reading the clock.
+// Fixed at creation; such a topic is never archived (its archive could not be searched by time).
+inline constexpr uint16_t kVersionMinor = 10;
 inline constexpr uint16_t kGroupsSinceMinor = 5;
 inline constexpr uint16_t kSequencesSinceMinor = 6;
 inline constexpr uint16_t kArchiveSinceMinor = 7;
 inline constexpr uint16_t kSingleProducerSinceMinor = 8;
+inline constexpr uint16_t kUntimedSinceMinor = 10;
 inline constexpr uint16_t kInPlaceReadsSinceMinor = 8;
 inline constexpr uint16_t kOwnerObjectsSinceMinor = 9;
 inline constexpr uint32_t kReadyMagic = 0x52454459;  // "READY"
@@ -119,7 +124,8 @@ struct SegmentHeader {
                                  // reboot continues the ids its archive holds; 0 otherwise
     // --- 1.8 ---
     uint32_t single_producer;    // 1: one publisher at a time, claiming by plain stores; 0: any number
-    uint32_t reserved3;
+    // --- 1.10 ---
+    uint32_t untimed;            // 1: publishers leave records' timestamp_ns 0; 0: every record is timed
     // --- 1.9 ---
     uint32_t owner_objects;      // objects holding the consumer slots (owner_object.h); 0: none (1.8)
     uint32_t owner_slots;        // consumer slots in each, a power of two
@@ -157,6 +163,7 @@ static_assert(offsetof(SegmentHeader, archived) == 368);
 static_assert(offsetof(SegmentHeader, archiver_slot) == 372);
 static_assert(offsetof(SegmentHeader, first_id) == 376);
 static_assert(offsetof(SegmentHeader, single_producer) == 384);
+static_assert(offsetof(SegmentHeader, untimed) == 388);
 static_assert(offsetof(SegmentHeader, owner_objects) == 392);
 static_assert(offsetof(SegmentHeader, owner_slots) == 396);
 static_assert(offsetof(SegmentHeader, owner_object_size) == 400);
