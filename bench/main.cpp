@@ -14,6 +14,8 @@
 //   ArchiveLatency/<transport>/64                ping-pong with and without an archiver behind each topic
 //   Reach/<transport>/64                         the C API beside C++; readers asleep in wait sets of 1, 16, 256
 //   Python/<transport>/64/...                    the Python module beside multiprocessing, pyzmq, redis-py
+//   Paired/<a>/<b>/<bytes>                       a and b in alternating blocks of round trips, so that both
+//                                                see the same phase of the machine (a build with Aeron)
 //   VsAeron/<transport>/64/<ring>                throughput 1->1 beside Aeron IPC at a 1 MiB and a 16 MiB
 //                                                ring and term (only in a build with Aeron: aeron.h)
 #include <benchmark/benchmark.h>
@@ -147,6 +149,47 @@ void latency(benchmark::State& state, const std::string& transport, std::size_t 
     report_latency(state, v);
     std::vector<uint64_t> sends(send_ticks.data(), send_ticks.data() + n);
     state.counters["publish_p50_ns"] = percentiles(sends, 1.0).p50;  // the publisher's side of a round trip
+}
+
+// ---- paired latency: two transports in alternating short blocks ----
+
+// This machine switches between a fast and a slow phase (the cache-line floor 60 or 175 ns) every
+// few minutes, and two benchmarks of one run may land in different phases. Here `a` and `b` take
+// turns in blocks of `per_block` round trips (each block on fresh links, after as many round trips
+// of warm-up), so blocks next to each other share the phase; each side's percentiles are taken over
+// all its blocks, and `a_over_b` is the median of the per-pair ratios of block p50s.
+void paired_latency(benchmark::State& state, const std::string& a, const std::string& b, std::size_t size, int blocks,
+                    uint64_t per_block) {
+    SharedArray<uint64_t> samples(per_block), sends(per_block);
+    std::vector<uint64_t> all[2];
+    std::vector<double> ratios;
+    for (int k = 0; k < blocks; ++k) {
+        double block_p50[2] = {0, 0};
+        for (int side = 0; side < 2; ++side) {
+            // Alternate which goes first, so neither always follows the other.
+            const std::string& t = (side == 0) == (k % 2 == 0) ? a : b;
+            const int slot = &t == &a ? 0 : 1;
+            std::string why;
+            auto link = make_link(t, size, why);
+            if (!link) return fail_run(state, why);
+            Partner echo(1, [&] { return echo_side(*link, size); });
+            Partner ping(0, [&] { return ping_side(*link, size, per_block, per_block, samples.data(), sends.data()); });
+            if (ping.join(kRunTimeout) != 0 || echo.join(std::chrono::seconds(5)) != 0) return fail_run(state, "a partner of " + t + " failed");
+            std::vector<uint64_t> v(samples.data(), samples.data() + per_block);
+            block_p50[slot] = percentiles(v, 0.5).p50;
+            all[slot].insert(all[slot].end(), samples.data(), samples.data() + per_block);
+        }
+        ratios.push_back(block_p50[0] / block_p50[1]);
+    }
+    for (auto _ : state) state.SetIterationTime(1e-3);
+    const Percentiles pa = percentiles(all[0], 0.5), pb = percentiles(all[1], 0.5);
+    std::sort(ratios.begin(), ratios.end());
+    state.counters["a_p50_ns"] = pa.p50;
+    state.counters["a_p99_ns"] = pa.p99;
+    state.counters["b_p50_ns"] = pb.p50;
+    state.counters["b_p99_ns"] = pb.p99;
+    state.counters["a_over_b"] = ratios[ratios.size() / 2];
+    state.counters["blocks"] = blocks;
 }
 
 // ---- throughput through a generic link, 1x1 ----
@@ -428,6 +471,24 @@ void memory_per_topic(benchmark::State& state, uint64_t capacity) {
 // length, 64 B 1->1, every message checked. Only in a build with Aeron (aeron.h).
 void register_against_aeron() {
     if (!aeron_available()) return;
+    // Latency in alternating blocks (paired_latency): shmbus against Aeron at 64 B, and against
+    // iceoryx at 1 MiB (where the phase decides the most).
+    std::vector<std::tuple<std::string, std::string, std::size_t>> pairs = {
+        {"shmbus_exclusive", "aeron_ipc_exclusive", 64}, {"shmbus_spin", "aeron_ipc", 64},
+        {"shmbus_exclusive_untimed", "aeron_ipc_exclusive", 64}, {"shmbus_spin_untimed", "aeron_ipc", 64}};
+#if SHMBUS_BENCH_HAVE_ICEORYX
+    pairs.emplace_back("shmbus_spin", "iceoryx", 1 << 20);
+#endif
+    for (const auto& [a, b, size] : pairs) {
+        const bool large = size > 1024;
+        benchmark::RegisterBenchmark(("Paired/" + a + "/" + b + "/" + std::to_string(size)).c_str(),
+                                     [a, b, size, large](benchmark::State& st) {
+                                         paired_latency(st, a, b, size, large ? 10 : 20, large ? 300 : 10000);
+                                     })
+            ->Iterations(1)
+            ->UseManualTime()
+            ->Unit(benchmark::kMillisecond);
+    }
     constexpr uint64_t kCount = 10'000'000;
     for (uint64_t ring : {uint64_t(1) << 20, uint64_t(16) << 20}) {
         const std::string r = std::to_string(ring >> 20) + "m";
