@@ -180,10 +180,7 @@ Status Archives::ensure_archiver_cursor(TopicEntry& t) {
 }
 
 Status Archives::enable(TopicEntry& t, const ArchiveSettings& settings) {
-    if (t.segment().untimed())
-        return make_error(Errc::invalid_argument, "topic '" + t.name() +
-                                                      "' carries no timestamps (timestamps = false): an archive is searched by "
-                                                      "time, so it cannot be archived");
+    if (auto st = t.segment().require_timestamps("an archive is searched by time, so it cannot be archived"); !st) return st;
     if (auto st = open(true); !st) return st;
     if (settings.file_bytes < kMinArchiveFileBytes)
         return make_error(Errc::invalid_argument, "archive files must be at least " + std::to_string(kMinArchiveFileBytes) + " bytes");

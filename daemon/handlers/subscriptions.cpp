@@ -62,10 +62,8 @@ bool RequestHandlers::on_subscribe(Conn& c, uint32_t id, const protocol::Subscri
     if (!t) return reply_error(c, id, t.error());
     if (*t == nullptr) return park(c, topic);
     const auto& seg = t.value()->segment();
-    if ((req.flags & protocol::kFromTime) != 0 && seg.untimed())
-        return reply_error(c, id, make_error(Errc::invalid_argument, "topic '" + topic +
-                                                                         "' carries no timestamps (timestamps = false): it "
-                                                                         "cannot be read from a time"));
+    if ((req.flags & protocol::kFromTime) != 0)
+        if (auto st = seg.require_timestamps("it cannot be read from a time"); !st) return reply_error(c, id, st.error());
     // Whose owner objects its slot lives in (layout 1.9): the archiver's own, else its uid's. A
     // durable name is found there alone: each uid has its own names.
     const std::string principal = archiver ? std::string(kArchiverPrincipal) : user_principal(c.who.uid);

@@ -104,6 +104,11 @@ std::string Segment::bus_dir() const {
     return std::string(m_.header->bus_dir, strnlen(m_.header->bus_dir, sizeof(m_.header->bus_dir)));
 }
 
+Status Segment::require_timestamps(std::string_view what) const {
+    if (!untimed()) return ok_status();
+    return make_error(Errc::invalid_argument, "topic '" + topic() + "' carries no timestamps (timestamps = false): " + std::string(what));
+}
+
 TopicConfig Segment::config() const noexcept {
     const HeaderFacts& f = m_.facts;
     TopicConfig c;

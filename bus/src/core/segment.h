@@ -212,6 +212,8 @@ public:
     [[nodiscard]] uint32_t index_entries() const noexcept { return m_.facts.index_entries; }
     [[nodiscard]] bool single_producer() const noexcept { return m_.facts.single_producer; }
     [[nodiscard]] bool untimed() const noexcept { return m_.facts.untimed; }
+    // ok on a timed topic; on an untimed one the error that says why `what` needs timestamps.
+    [[nodiscard]] Status require_timestamps(std::string_view what) const;
     [[nodiscard]] bool in_place_reads() const noexcept { return m_.facts.in_place_reads; }
     [[nodiscard]] uint64_t index_block() const noexcept { return m_.facts.capacity / m_.facts.index_entries; }
     // The on-full policy the segment was attached with: whether subscriptions gate publishers

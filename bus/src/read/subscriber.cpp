@@ -326,8 +326,8 @@ PollResult SubscriberCore::receive_batch(BatchHandler& handler, std::chrono::nan
 
 Status SubscriberCore::seek(StartFrom from, uint64_t id) noexcept {
     if (group) return make_error(Errc::invalid_argument, "a group member cannot seek: the group has one position for all");
-    if (from == StartFrom::time && seg.untimed())
-        return make_error(Errc::invalid_argument, "topic '" + seg.topic() + "' carries no timestamps (timestamps = false): it cannot be read from a time");
+    if (from == StartFrom::time)
+        if (auto st = seg.require_timestamps("it cannot be read from a time"); !st) return st;
     const StartFrom ring_from = from == StartFrom::time ? StartFrom::earliest : from;
     auto start = gated ? place_cursor(seg, *slot, ring_from, id, true, false) : ring.resolve_start(ring_from, id, false);
     if (!start) return start.error();
