@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "harness.h"
+#include "services.h"
 
 #if SHMBUS_BENCH_HAVE_AERON
 extern "C" {
@@ -38,45 +39,23 @@ constexpr int32_t kStreamPing = 1001;
 constexpr int32_t kStreamPong = 1002;
 constexpr int kFragmentLimit = 10;  // what Aeron's samples poll with
 
-struct Driver {
-    pid_t pid = -1;
-    pid_t owner = -1;
-    std::string dir;
-};
-Driver g_driver;
+Service g_driver;
 
-void stop_driver() {
-    if (g_driver.pid <= 0 || g_driver.owner != getpid()) return;
-    kill(g_driver.pid, SIGINT);  // aeronmd shuts down cleanly and deletes its directory
-    waitpid(g_driver.pid, nullptr, 0);
-    g_driver.pid = -1;
-    std::error_code ec;
-    std::filesystem::remove_all(g_driver.dir, ec);
-}
+void stop_driver() { stop(g_driver, SIGINT); }  // aeronmd shuts down cleanly and deletes its directory
 
 bool ensure_driver(std::string& why) {
     if (g_driver.pid > 0) return true;
     g_driver.dir = "/dev/shm/shmbus-bench-aeron-" + std::to_string(getpid());
     const std::string log = "/tmp/shmbus-bench-aeronmd-" + std::to_string(getpid()) + ".log";
-    g_driver.pid = fork();
-    if (g_driver.pid == 0) {
-        if (std::freopen(log.c_str(), "w", stdout) == nullptr) _exit(126);
-        (void)!dup2(STDOUT_FILENO, STDERR_FILENO);
-        const std::string dir = "-Daeron.dir=" + g_driver.dir;
-        execl(SHMBUS_BENCH_AERONMD, SHMBUS_BENCH_AERONMD, dir.c_str(), "-Daeron.threading.mode=SHARED",
-              "-Daeron.term.buffer.sparse.file=false", "-Daeron.pre.touch.mapped.memory=true",
-              "-Daeron.dir.delete.on.start=true", "-Daeron.dir.delete.on.shutdown=true", static_cast<char*>(nullptr));
-        _exit(127);
-    }
+    g_driver.pid = spawn_quiet({SHMBUS_BENCH_AERONMD, "-Daeron.dir=" + g_driver.dir, "-Daeron.threading.mode=SHARED",
+                                "-Daeron.term.buffer.sparse.file=false", "-Daeron.pre.touch.mapped.memory=true",
+                                "-Daeron.dir.delete.on.start=true", "-Daeron.dir.delete.on.shutdown=true"},
+                               log);
     g_driver.owner = getpid();
     std::atexit(stop_driver);
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (!std::filesystem::exists(g_driver.dir + "/cnc.dat")) {
-        if (std::chrono::steady_clock::now() > deadline) {
-            why = "aeronmd did not start (see " + log + ")";
-            return false;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (!wait_for([&] { return std::filesystem::exists(g_driver.dir + "/cnc.dat"); }, std::chrono::seconds(10))) {
+        why = "aeronmd did not start (see " + log + ")";
+        return false;
     }
     return true;
 }

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "links.h"
+#include "services.h"
 #include "shmbus/shmbus.h"
 
 #ifndef SHMBUSD_PATH
@@ -27,11 +28,6 @@
 namespace bench {
 namespace {
 
-struct Service {
-    pid_t pid = -1;
-    pid_t owner = -1;  // only the benchmark process (not a forked partner) stops it
-    std::string dir;
-};
 Service g_shmbusd, g_roudi;
 bool g_shmbusd_external = false;
 
@@ -64,6 +60,32 @@ void remove_iceoryx_leftovers() {
         if (runtime_file_of_dead_partner(e.path().filename().string())) std::filesystem::remove(e.path(), ec);
 }
 
+
+
+void stop_all() {
+    if (!g_shmbusd_external && g_shmbusd.pid > 0 && g_shmbusd.owner == getpid()) {
+        shmbus::ClientOptions o;
+        o.dir = g_shmbusd.dir;
+        if (auto c = shmbus::Client::connect(o))  // leave no segment behind
+            if (auto names = c->list_topics())
+                for (const auto& n : *names) (void)c->delete_topic(n);
+    }
+    stop(g_shmbusd, SIGTERM);
+    const bool ran_roudi = g_roudi.pid > 0 && g_roudi.owner == getpid();
+    stop(g_roudi, SIGINT);
+    if (ran_roudi) remove_iceoryx_leftovers();
+}
+
+
+std::string slurp(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+}  // namespace
+
 pid_t spawn_quiet(const std::vector<std::string>& args, const std::string& log) {
     pid_t pid = fork();
     if (pid != 0) return pid;
@@ -88,20 +110,6 @@ void stop(Service& s, int sig) {
     }
 }
 
-void stop_all() {
-    if (!g_shmbusd_external && g_shmbusd.pid > 0 && g_shmbusd.owner == getpid()) {
-        shmbus::ClientOptions o;
-        o.dir = g_shmbusd.dir;
-        if (auto c = shmbus::Client::connect(o))  // leave no segment behind
-            if (auto names = c->list_topics())
-                for (const auto& n : *names) (void)c->delete_topic(n);
-    }
-    stop(g_shmbusd, SIGTERM);
-    const bool ran_roudi = g_roudi.pid > 0 && g_roudi.owner == getpid();
-    stop(g_roudi, SIGINT);
-    if (ran_roudi) remove_iceoryx_leftovers();
-}
-
 bool wait_for(const std::function<bool()>& ready, std::chrono::seconds limit) {
     const auto deadline = std::chrono::steady_clock::now() + limit;
     while (std::chrono::steady_clock::now() < deadline) {
@@ -110,15 +118,6 @@ bool wait_for(const std::function<bool()>& ready, std::chrono::seconds limit) {
     }
     return false;
 }
-
-std::string slurp(const std::string& path) {
-    std::ifstream in(path);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
-}  // namespace
 
 const std::string& shmbus_dir() { return g_shmbusd.dir; }
 
