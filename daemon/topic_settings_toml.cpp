@@ -57,6 +57,8 @@ TopicConfig parse_topic_settings(const std::string& source, const toml::table& t
             const auto* b = v.as_boolean();
             if (b == nullptr) fail(source, v.source(), "'timestamps' must be true or false");
             base.timestamps = b->get();
+        } else if (key == "ttl") {
+            base.ttl = duration_value(source, v, key);
         } else if (key == "max_publishers" || key == "max_subscribers") {
             const auto* i = v.as_integer();
             if (i == nullptr || i->get() <= 0 || i->get() > int64_t(UINT32_MAX)) fail(source, v.source(), "'" + key + "' must be a positive whole number");
@@ -64,7 +66,7 @@ TopicConfig parse_topic_settings(const std::string& source, const toml::table& t
         } else {
             fail(source, v.source(), "unknown key '" + key + "' in " + where +
                                          " (known: capacity, max_message, on_full, unblock_timeout, expire_detached, "
-                                         "max_publishers, max_subscribers, single_producer, timestamps, archive, retain, retain_time, fsync, "
+                                         "max_publishers, max_subscribers, single_producer, timestamps, ttl, archive, retain, retain_time, fsync, "
                                          "archive_file_size)");
         }
     }
@@ -93,7 +95,8 @@ toml::table topic_settings_table(const TopicConfig& c, const std::optional<Archi
                   {"unblock_timeout", duration_text(c.unblock_timeout)},
                   {"expire_detached", duration_text(c.expire_detached)},
                   {"single_producer", c.single_producer},
-                  {"timestamps", c.timestamps}};
+                  {"timestamps", c.timestamps},
+                  {"ttl", duration_text(c.ttl)}};
     if (archive) {
         if (c.on_full != OnFull::archive) t.insert("archive", true);
         if (archive->retain_bytes != 0) t.insert("retain", int64_t(archive->retain_bytes));  // 0: no limit by size

@@ -118,6 +118,13 @@ inline nlohmann::json message_json(std::string_view topic, const shmbus::Message
         j["producer"] = std::string(m.producer);
         j["sequence"] = m.sequence;
     }
+    if (!m.key.empty()) {
+        const bool text_key = is_utf8(m.key);
+        j["key"] = text_key ? std::string(m.key) : base64(m.key);
+        if (!text_key) j["key_encoding"] = "base64";
+    }
+    if (m.expires_at_ns != 0) j["expires_at_ns"] = m.expires_at_ns;
+    if (m.deliver_at_ns != 0) j["deliver_at_ns"] = m.deliver_at_ns;
     nlohmann::json headers = nlohmann::json::object();
     nlohmann::json encodings = nlohmann::json::object();
     for (const shmbus::Header& h : m.headers) {

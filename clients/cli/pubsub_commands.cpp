@@ -110,6 +110,11 @@ void write_frame(Framing framing, std::span<const std::byte> payload) {
 
 struct PubSettings {
     Framing framing = Framing::line;
+    std::string key;                   // --key: every message's key
+    std::optional<std::string> key_separator;  // --key-separator: each message is KEY<SEP>PAYLOAD
+    std::chrono::nanoseconds ttl{0};   // --ttl
+    std::chrono::nanoseconds delay{0}; // --delay
+    uint64_t deliver_at_ns = 0;        // --deliver-at
     std::chrono::nanoseconds timeout = std::chrono::seconds(30);
     std::string producer;              // --producer; empty: anonymous
     std::optional<uint64_t> sequence;  // --seq: the first message's sequence (default: one past the last committed)
@@ -117,10 +122,11 @@ struct PubSettings {
 
 // One message; `sequence` is 0 for an anonymous publisher. A named producer's message already
 // published (a duplicate) is counted in `skipped`, not an error.
-int publish_one(shmbus::Client& client, shmbus::Publisher& pub, std::string_view message, std::span<const shmbus::Header> headers,
+int publish_one(shmbus::Client& client, shmbus::Publisher& pub, std::string_view message, const shmbus::MessageOptions& options,
                 std::chrono::nanoseconds timeout, uint64_t sequence, uint64_t& skipped) {
     const auto bytes = std::as_bytes(std::span<const char>(message.data(), message.size()));
-    const auto st = sequence != 0 ? pub.publish_sequence(sequence, bytes, headers) : pub.publish(bytes, headers, timeout);
+    const std::span<const shmbus::Header> headers = options.headers;
+    const auto st = sequence != 0 ? pub.publish_sequence(sequence, bytes, options) : pub.publish(bytes, options, timeout);
     if (st == shmbus::PublishStatus::ok) return 0;
     if (st == shmbus::PublishStatus::duplicate) {
         ++skipped;
@@ -129,6 +135,7 @@ int publish_one(shmbus::Client& client, shmbus::Publisher& pub, std::string_view
     if (st == shmbus::PublishStatus::too_large) {
         std::cerr << "shmbus: message of " << message.size() << " bytes"
                   << (headers.empty() ? "" : " with " + std::to_string(shmbus::encoded_headers_size(headers)) + " bytes of headers")
+                  << (options.key.empty() ? "" : " and a key of " + std::to_string(options.key.size()) + " bytes")
                   << " exceeds the topic's max message of " << pub.max_message() << " bytes\n";
         return kExitError;
     }
@@ -154,8 +161,23 @@ int pub(shmbus::Client& client, const std::string& topic, const std::vector<std:
     uint64_t next = named ? settings.sequence.value_or(pub->last_sequence() + 1) : 0;
     const uint64_t first = next;
     uint64_t skipped = 0;
+    shmbus::MessageOptions message{.headers = headers, .key = settings.key, .ttl = settings.ttl, .delay = settings.delay,
+                                   .deliver_at_ns = settings.deliver_at_ns};
+    uint64_t number = 0;
     auto one = [&](std::string_view m) {
-        const int rc = publish_one(client, *pub, m, headers, settings.timeout, next, skipped);
+        ++number;
+        if (settings.key_separator) {  // KEY<SEP>PAYLOAD
+            const auto at = m.find(*settings.key_separator);
+            if (at == std::string_view::npos || at > shmbus::kMaxKey) {
+                std::cerr << "shmbus: message " << number << (at == std::string_view::npos ? " has no key separator '" + *settings.key_separator + "'"
+                                                                                         : " has a key longer than " + std::to_string(shmbus::kMaxKey) + " bytes")
+                          << " (--key-separator: each message is KEY<SEP>PAYLOAD)\n";
+                return kExitError;
+            }
+            message.key = m.substr(0, at);
+            m = m.substr(at + settings.key_separator->size());
+        }
+        const int rc = publish_one(client, *pub, m, message, settings.timeout, next, skipped);
         if (named) ++next;
         return rc;
     };
@@ -257,17 +279,46 @@ int sub(shmbus::Client& client, const std::string& topic, shmbus::SubscribeOptio
 struct PubArgs {
     std::string topic;
     std::vector<std::string> messages;
-    DurationOption timeout{{}, kDurationExamples};
+    DurationOption timeout{{}, kDurationExamples}, ttl{{}, kDurationExamples}, delay{{}, kDurationExamples};
+    std::string deliver_at;
     std::vector<std::string> header_texts;
     std::vector<shmbus::Header> headers;
     PubSettings settings;
     CLI::Option* seq = nullptr;
     CLI::Option* framing = nullptr;
+    CLI::Option* key = nullptr;
+    CLI::Option* key_separator = nullptr;
 };
 
 int check_pub(PubArgs& a) {
     int rc = 0;
     if (auto t = a.timeout.parse("timeout", rc)) a.settings.timeout = *t;
+    if (auto t = a.ttl.parse("ttl", rc)) a.settings.ttl = *t;
+    if (auto t = a.delay.parse("delay", rc)) a.settings.delay = *t;
+    if (!a.deliver_at.empty()) {
+        if (auto t = shmbus::parse_rfc3339(a.deliver_at)) {
+            a.settings.deliver_at_ns = *t;
+        } else {
+            std::cerr << "shmbus: --deliver-at takes an RFC 3339 time (2026-11-28T20:00:00Z), not '" << a.deliver_at << "'\n";
+            return kExitUsage;
+        }
+    }
+    if (!a.deliver_at.empty() && !a.delay.text.empty()) {
+        std::cerr << "shmbus: pub: --delay and --deliver-at exclude each other\n";
+        return kExitUsage;
+    }
+    if (a.key->count() != 0 && a.key_separator->count() != 0) {
+        std::cerr << "shmbus: pub: --key and --key-separator exclude each other\n";
+        return kExitUsage;
+    }
+    if (a.key->count() != 0 && (a.settings.key.empty() || a.settings.key.size() > shmbus::kMaxKey)) {
+        std::cerr << "shmbus: pub: --key takes 1 to " << shmbus::kMaxKey << " bytes\n";
+        return kExitUsage;
+    }
+    if (a.key_separator->count() != 0 && a.settings.key_separator->empty()) {
+        std::cerr << "shmbus: pub: --key-separator must not be empty\n";
+        return kExitUsage;
+    }
     a.headers = parse_headers(a.header_texts, rc);
     if (rc != 0) return rc;
     if (a.framing->count() != 0 && !a.messages.empty()) {
@@ -298,6 +349,14 @@ void add_pub(CLI::App& app, Commands& out) {
     a->seq = cmd->add_option("--seq", a->settings.sequence,
                              "N: number the messages N, N+1, ... (default: one past the producer's last committed)")
                  ->check(CLI::PositiveNumber);
+    a->key = cmd->add_option("--key", a->settings.key, "KEY: every message's key (at most 256 bytes); a group ordered by key "
+                                                      "processes the messages of one key one at a time, in order");
+    a->key_separator = cmd->add_option("--key-separator", a->settings.key_separator,
+                                       "SEP: each message (line of stdin, or MESSAGE) is KEY<SEP>PAYLOAD; one without SEP is exit 1");
+    cmd->add_option("--ttl", a->ttl.text, "the messages expire this long after publish, e.g. 30s: no group member and no durable "
+                                          "subscription is given them after that (default: the topic's TTL)");
+    cmd->add_option("--delay", a->delay.text, "consumer groups deliver the messages no earlier than this long after publish, e.g. 5m");
+    cmd->add_option("--deliver-at", a->deliver_at, "consumer groups deliver the messages no earlier than this RFC 3339 time");
     a->framing = cmd->add_option("--framing", a->settings.framing,
                                  "how stdin holds messages: line (each ends with a newline, the default), nul (each ends "
                                  "with a NUL byte), length (each after its length, 4 bytes big-endian): any bytes")

@@ -81,6 +81,7 @@ nlohmann::json stats_json(const shmbus::TopicStats& t) {
                         {"archived", t.archived},
                         {"single_producer", t.config.single_producer},
                         {"timestamps", t.config.timestamps},
+                        {"ttl_ms", to_ms(t.config.ttl)},
                         {"segment_bytes", t.segment_bytes},
                         {"unblock_timeout_ms", to_ms(t.config.unblock_timeout)},
                         {"expire_detached_ms", to_ms(t.config.expire_detached)},
@@ -97,8 +98,8 @@ void print_stats_text(const shmbus::TopicStats& t) {
     std::printf("  capacity %llu B, max message %u B, on-full %s%s%s%s\n", (unsigned long long)t.config.capacity,
                 t.config.max_message, shmbus::to_string(t.config.on_full), t.config.single_producer ? ", single-producer" : "",
                 t.config.timestamps ? "" : ", no timestamps", t.archived ? ", archived (shmbus archive info)" : "");
-    std::printf("  unblock-timeout %s, expire-detached %s\n", duration_text(t.config.unblock_timeout, "off").c_str(),
-                duration_text(t.config.expire_detached, "never").c_str());
+    std::printf("  unblock-timeout %s, expire-detached %s, ttl %s\n", duration_text(t.config.unblock_timeout, "off").c_str(),
+                duration_text(t.config.expire_detached, "never").c_str(), duration_text(t.config.ttl, "none").c_str());
     std::printf("  %s\n", statistics_text(shmbus::topic_statistics(), t, false).c_str());
     std::printf("  recovery: %s\n", statistics_text(shmbus::recovery_statistics(), t, true).c_str());
     for (const auto& s : t.subscriptions) print_subscription_text(s);
@@ -112,7 +113,7 @@ void print_stats_text(const shmbus::TopicStats& t) {
 // exit status 2 whether or not a daemon runs (values out of range are the bus's to refuse: 1).
 struct CreateOptions {
     SizeOption capacity{{}, kSizeExamples}, max_message{{}, kSizeExamples};
-    DurationOption unblock_timeout{{}, kDurationExamples}, expire_detached{{}, kDurationExamples};
+    DurationOption unblock_timeout{{}, kDurationExamples}, expire_detached{{}, kDurationExamples}, ttl{{}, kDurationExamples};
     std::string on_full;
     bool single_producer = false;
     bool no_timestamps = false;
@@ -151,6 +152,7 @@ shmbus::TopicConfig create_config(const CreateOptions& o, int& rc) {
     }
     if (auto v = o.unblock_timeout.parse("unblock timeout", rc)) config.unblock_timeout = *v;
     if (auto v = o.expire_detached.parse("expire-detached duration", rc)) config.expire_detached = *v;
+    if (auto v = o.ttl.parse("ttl", rc)) config.ttl = *v;
     if (auto v = o.capacity.parse("capacity", rc)) config.capacity = *v;
     if (auto v = o.max_message.parse("max message", rc)) {
         if (*v > UINT32_MAX) {
@@ -296,6 +298,9 @@ void add_create(CLI::App& topic, const std::shared_ptr<TopicArgs>& a, Commands& 
     create->add_option("--archive-file-size", o.archive_file_size.text, "archive: start a new file past this size (default 64M)");
     create->add_option("--unblock-timeout", o.unblock_timeout.text,
                        "take back a message a live publisher leaves uncommitted this long, e.g. 500ms (default: off)");
+    create->add_option("--ttl", o.ttl.text,
+                       "messages that name no time to live expire this long after publish, e.g. 30s: no group member and "
+                       "no durable subscription is given them after that (default: none)");
     create->add_option("--expire-detached", o.expire_detached.text,
                        "release a durable subscription whose owner has been gone this long, e.g. 1h (default: never)");
     out.push_back({create,

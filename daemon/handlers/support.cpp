@@ -21,6 +21,7 @@ TopicConfig from_wire(const protocol::WireConfig& w, uint32_t flags) {
     c.max_consumers = w.max_consumers;
     c.unblock_timeout = detail::duration_from_ns(w.unblock_timeout_ns);
     c.expire_detached = detail::duration_from_ns(w.expire_detached_ns);
+    c.ttl = detail::duration_from_ns(w.ttl_ns);
     return c;
 }
 

@@ -537,7 +537,7 @@ TEST_F(BadInput, MalformedControlFramesGetAnErrorOrAClosedConnectionAndTheDaemon
         protocol::OpenTopic o{};
         std::memcpy(o.topic, "hostile", 7);
         o.flags = protocol::kCreateIfMissing;
-        o.config = {1ull << 60, 0, 9, 0, 0, 0, 0};  // absurd config
+        o.config = {1ull << 60, 0, 9, 0, 0, 0, 0, 0};  // absurd config
         s.send_frame(uint16_t(protocol::Type::open_topic), &o, sizeof o);
         EXPECT_EQ(s.reply_type(), error);
         protocol::Unsubscribe u{};

@@ -24,6 +24,7 @@
 #include <string_view>
 
 #include "shmbus/headers.h"
+#include "shmbus/layout/record.h"
 #include "shmbus/topic.h"
 
 namespace shmbus {
@@ -49,6 +50,7 @@ enum class PublishStatus : uint8_t {
     duplicate,    // not published: a named producer's sequence is not above the last one committed
                   // under its name on this topic (the message is there already)
     no_producer,  // not published: publish_sequence() needs a named producer (PublisherOptions::producer)
+    bad_key,      // not published: the key is longer than kMaxKey bytes
 };
 [[nodiscard]] const char* to_string(PublishStatus status) noexcept;
 
@@ -63,6 +65,27 @@ struct PublisherOptions {
     // and topic; the topic remembers a name until it is deleted, or until 4 x max_producers other
     // names were used after it (docs/guarantees.md). Empty: an anonymous publisher.
     std::string producer;
+};
+
+// The longest message key, in bytes.
+inline constexpr std::size_t kMaxKey = layout::kMaxKey;
+
+// What a message carries besides its payload (Publisher::publish(payload, options)).
+struct MessageOptions {
+    std::span<const Header> headers{};
+    // Any bytes up to kMaxKey (Message::key); empty: no key. Counted against max_message, with the
+    // headers and the payload. A consumer group ordered by key processes the messages of one key
+    // one at a time, in publish order.
+    std::string_view key{};
+    // The message expires this long after it is published: no consumer group member and no durable
+    // subscription is given it after that (Message::expires_at_ns). 0: the topic's default TTL
+    // (TopicConfig::ttl; none unless set).
+    std::chrono::nanoseconds ttl{0};
+    // A consumer group delivers the message no earlier than this long after it is published, or
+    // than deliver_at_ns (CLOCK_REALTIME nanoseconds; wins when set). Other subscribers see it at
+    // once, with Message::deliver_at_ns. Publishers are never held back by a waiting message.
+    std::chrono::nanoseconds delay{0};
+    uint64_t deliver_at_ns = 0;
 };
 
 // What publish_batch() did: how many of the messages it published (in order, from the first),
@@ -121,6 +144,17 @@ public:
     [[nodiscard]] PublishStatus publish(std::string_view payload, std::span<const Header> headers) noexcept;
     [[nodiscard]] PublishStatus publish(std::span<const std::byte> payload, std::span<const Header> headers,
                                         std::chrono::nanoseconds timeout) noexcept;
+    // With a key (MessageOptions::key): bad_key if it is longer than kMaxKey.
+    [[nodiscard]] PublishStatus publish(std::span<const std::byte> payload, std::span<const Header> headers,
+                                        std::string_view key) noexcept;
+    [[nodiscard]] PublishStatus publish(std::string_view payload, std::span<const Header> headers,
+                                        std::string_view key) noexcept;
+    // With everything a message may carry (MessageOptions); waits on a full topic up to
+    // options.block_timeout (or `timeout`).
+    [[nodiscard]] PublishStatus publish(std::span<const std::byte> payload, const MessageOptions& message) noexcept;
+    [[nodiscard]] PublishStatus publish(std::string_view payload, const MessageOptions& message) noexcept;
+    [[nodiscard]] PublishStatus publish(std::span<const std::byte> payload, const MessageOptions& message,
+                                        std::chrono::nanoseconds timeout) noexcept;
     // A named producer's publish with the sequence the caller chose (above the last committed one;
     // gaps are allowed): `duplicate` if it is not above it, `no_producer` on an anonymous
     // publisher. publish() and loan() on a named producer number their messages themselves: one
@@ -129,6 +163,8 @@ public:
                                                  std::span<const Header> headers = {}) noexcept;
     [[nodiscard]] PublishStatus publish_sequence(uint64_t sequence, std::string_view payload,
                                                  std::span<const Header> headers = {}) noexcept;
+    [[nodiscard]] PublishStatus publish_sequence(uint64_t sequence, std::span<const std::byte> payload,
+                                                 const MessageOptions& message) noexcept;
     // Publishes `payloads` in order as consecutive messages, batched: one claim, one timestamp and
     // one wake-up check for as many as fit in an eighth of the ring, so each costs a fraction of a
     // publish(). Ids within one claim are consecutive; all carry the claim's timestamp. Stops at the

@@ -52,6 +52,7 @@ enum {
     SHMBUS_NOT_DELIVERED = 12, /* ack: not a message this subscriber delivered */
     SHMBUS_STALE = 13,         /* ack: delivered before a seek, or past its visibility timeout */
     SHMBUS_NOT_GROUP = 14,     /* nack and reject need a group member */
+    SHMBUS_BAD_KEY = 15,       /* a message key longer than SHMBUS_MAX_KEY bytes */
     SHMBUS_ERROR_BASE = 100,   /* + shmbus::Errc: SHMBUS_ERROR_BASE + 4 is topic_not_found... */
     SHMBUS_INVALID_NAME = 101,
     SHMBUS_INVALID_ARGUMENT = 102,

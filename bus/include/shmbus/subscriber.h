@@ -76,6 +76,13 @@ struct Message {
     // (PublisherOptions::producer); empty and 0 otherwise. The name is valid as the payload is.
     std::string_view producer;
     uint64_t sequence = 0;
+    // The message's key (MessageOptions::key); empty when it has none. Valid as the payload is.
+    std::string_view key;
+    // CLOCK_REALTIME nanoseconds after which the message is expired (MessageOptions::ttl, or the
+    // topic's default TTL), and before which a consumer group does not deliver it
+    // (MessageOptions::delay / deliver_at_ns); 0: never expires, due at once.
+    uint64_t expires_at_ns = 0;
+    uint64_t deliver_at_ns = 0;
     [[nodiscard]] std::string_view text() const noexcept {
         return {reinterpret_cast<const char*>(payload.data()), payload.size()};
     }

@@ -41,6 +41,10 @@ struct TopicConfig {
     // carry 0, and what needs the times is refused: subscribing from a time, archiving. Fixed at
     // creation (layout 1.10; a shmbusd older than that makes the topic with timestamps).
     bool timestamps = true;
+    // The time to live of a message that names none (MessageOptions::ttl): after it, no consumer
+    // group member and no durable subscription is given the message. 0: messages do not expire
+    // unless they say so. Fixed at creation (layout 1.11).
+    std::chrono::nanoseconds ttl{0};
 
     // A configuration left as constructed asks for the bus's defaults: shmbusd then applies its
     // configured [defaults] (or these very values when it has none).

@@ -52,6 +52,7 @@ int status_of(PublishStatus s) noexcept {
         case PublishStatus::duplicate:
             return fail(SHMBUS_DUPLICATE, "the sequence is not above the last one committed under the producer's name");
         case PublishStatus::no_producer: return fail(SHMBUS_NO_PRODUCER, "publish_sequence needs a named producer");
+        case PublishStatus::bad_key: return fail(SHMBUS_BAD_KEY, "the message key is longer than 256 bytes");
     }
     return fail(SHMBUS_IO_ERROR, "unknown publish status");
 }
@@ -102,6 +103,7 @@ const char* shmbus_status_name(int status) {
         case SHMBUS_NOT_DELIVERED: return "not_delivered";
         case SHMBUS_STALE: return "stale";
         case SHMBUS_NOT_GROUP: return "not_group";
+        case SHMBUS_BAD_KEY: return "bad_key";
         default: break;
     }
     if (status > SHMBUS_ERROR_BASE)

@@ -40,7 +40,8 @@ protocol::WireConfig to_wire(const TopicConfig& c) {
             d.max_producers,
             d.max_consumers,
             uint64_t(std::max<int64_t>(0, d.unblock_timeout.count())),
-            uint64_t(std::max<int64_t>(0, d.expire_detached.count()))};
+            uint64_t(std::max<int64_t>(0, d.expire_detached.count())),
+            uint64_t(std::max<int64_t>(0, d.ttl.count()))};
 }
 
 // A configuration nobody touched lets shmbusd apply the bus's configured defaults; what WireConfig

@@ -27,7 +27,7 @@ inline constexpr uint32_t kFrameMagic = 0x53425553;  // "SUBS"
 // 1.8 and kSingleProducer (a protocol-7 shmbusd would make such a topic for any number of publishers).
 // 9: layout 1.9 (owner and group objects, passed after the segment and cursor object: a
 // protocol-8 client would keep two descriptors and take the 1.9 segment for a corrupt one).
-inline constexpr uint16_t kProtocolVersion = 9;
+inline constexpr uint16_t kProtocolVersion = 10;
 inline constexpr std::size_t kMaxFrame = 64 * 1024;
 inline constexpr std::size_t kNameField = layout::kMaxTopicName + 1;
 inline constexpr std::size_t kSubNameField = layout::kMaxSubscriptionName + 1;
@@ -92,6 +92,7 @@ struct WireConfig {
     uint32_t max_consumers;
     uint64_t unblock_timeout_ns;  // 0: off
     uint64_t expire_detached_ns;  // 0: never
+    uint64_t ttl_ns;              // the topic's default time to live; 0: none (protocol 10)
 };
 
 // `token`: random per request, kept in the slot the request registers. If the connection breaks
@@ -252,10 +253,10 @@ template <class T>
 constexpr bool kWireSafe = std::is_standard_layout_v<T> && std::is_trivially_copyable_v<T>;
 static_assert(kWireSafe<Hello> && kWireSafe<OpenTopic> && kWireSafe<Subscribe> &&
               kWireSafe<SubscribeOk> && kWireSafe<ErrorReply> && kWireSafe<TopicList>);
-static_assert(sizeof(WireConfig) == 40);
-static_assert(sizeof(OpenTopic) == 64 + 40 + 8 + 8 + 48);
+static_assert(sizeof(WireConfig) == 48);
+static_assert(sizeof(OpenTopic) == 64 + 48 + 8 + 8 + 48);
 static_assert(sizeof(TopicOk) == 24);
-static_assert(sizeof(Subscribe) == 64 + 48 + 40 + 16 + 8);
+static_assert(sizeof(Subscribe) == 64 + 48 + 48 + 16 + 8);
 static_assert(sizeof(ErrorReply) == 224);
 
 }  // namespace shmbus::protocol

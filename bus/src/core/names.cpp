@@ -128,6 +128,7 @@ Status validate_config(const TopicConfig& c) {
     if (c.unblock_timeout.count() < 0 || (c.unblock_timeout.count() > 0 && c.unblock_timeout < kMinUnblockTimeout))
         return bad("unblock timeout must be 0 (off) or at least " + std::to_string(kMinUnblockTimeout.count()) + " ms");
     if (c.expire_detached.count() < 0) return bad("expire-detached must be 0 (never) or positive");
+    if (c.ttl.count() < 0) return bad("ttl must be 0 (messages do not expire) or positive");
     if (!c.timestamps && c.on_full == OnFull::archive)
         return bad("on-full archive needs timestamps: an archive is searched by time");
     return ok_status();

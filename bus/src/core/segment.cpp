@@ -121,6 +121,7 @@ TopicConfig Segment::config() const noexcept {
     c.expire_detached = duration_from_ns(expire_detached_ns());
     c.single_producer = f.single_producer;
     c.timestamps = !f.untimed;
+    c.ttl = duration_from_ns(f.default_ttl_ns);
     return c;
 }
 
@@ -354,6 +355,8 @@ Result<HeaderFacts> check_header(const SegmentHeader& h, uint64_t size) noexcept
     // 1.10: older segments hold zero there (timed).
     if (h.version_minor >= layout::kUntimedSinceMinor && h.untimed > 1) return corrupt("untimed flag");
     f.untimed = h.version_minor >= layout::kUntimedSinceMinor && h.untimed == 1;
+    // 1.11: older segments hold zero there (no default TTL).
+    f.default_ttl_ns = h.version_minor >= layout::kMetaSinceMinor ? h.default_ttl_ns : 0;
     if (h.topic[kMaxTopicName] != '\0') return corrupt("topic name");
     if (h.bus_dir[sizeof h.bus_dir - 1] != '\0') return corrupt("bus directory");
     f.max_message = h.max_message;

@@ -77,6 +77,7 @@ struct HeaderFacts {
     uint64_t owner_object_size, group_object_size;
     bool single_producer;       // 1.8: one publisher at a time, claiming by plain stores
     bool untimed;               // 1.10: records carry no timestamp
+    uint64_t default_ttl_ns;    // 1.11: the TTL of a message that names none; 0: none
     bool in_place_reads;        // 1.8: producers honour ephemeral readers' holds (ConsumerSlot::hold)
 };
 // Checks a header against the size of the file or mapping it came from: magic, major version,
@@ -212,6 +213,7 @@ public:
     [[nodiscard]] uint32_t index_entries() const noexcept { return m_.facts.index_entries; }
     [[nodiscard]] bool single_producer() const noexcept { return m_.facts.single_producer; }
     [[nodiscard]] bool untimed() const noexcept { return m_.facts.untimed; }
+    [[nodiscard]] uint64_t default_ttl_ns() const noexcept { return m_.facts.default_ttl_ns; }
     // ok on a timed topic; on an untimed one the error that says why `what` needs timestamps.
     [[nodiscard]] Status require_timestamps(std::string_view what) const;
     [[nodiscard]] bool in_place_reads() const noexcept { return m_.facts.in_place_reads; }

@@ -24,6 +24,7 @@ const char* to_string(PublishStatus status) noexcept {
         case PublishStatus::bad_headers: return "bad_headers";
         case PublishStatus::duplicate: return "duplicate";
         case PublishStatus::no_producer: return "no_producer";
+        case PublishStatus::bad_key: return "bad_key";
     }
     return "unknown";
 }
@@ -82,36 +83,87 @@ void copy_into_ring(std::byte* to, const std::byte* from, std::size_t n) noexcep
 }
 
 PublishStatus publish_message(detail::PublisherCore& core, uint64_t requested_sequence, std::span<const std::byte> payload,
-                              std::span<const Header> headers, std::chrono::nanoseconds timeout) noexcept;
+                              const MessageOptions& message, std::chrono::nanoseconds timeout) noexcept;
 
 BatchResult publish_each(detail::PublisherCore& core, std::span<const std::span<const std::byte>> payloads,
                          std::chrono::nanoseconds timeout) noexcept {
     BatchResult r{PublishStatus::ok, 0};
     for (const auto& p : payloads) {
-        r.status = publish_message(core, 0, p, {}, timeout);
+        r.status = publish_message(core, 0, p, MessageOptions{}, timeout);
         if (r.status != PublishStatus::ok) break;
         ++r.published;
     }
     return r;
 }
 
-// Every publish: a named producer's stamp, then the header block, then the payload, in one record.
+// A message's meta block (layout/record.h, kRecordHasMeta): what it holds, and its size (0: none).
+struct Meta {
+    uint32_t fields = 0;
+    uint64_t expires_at_ns = 0;
+    uint64_t deliver_at_ns = 0;
+    std::string_view key;
+    std::size_t bytes = 0;
+};
+Meta meta_of(detail::PublisherCore& core, const MessageOptions& message) noexcept {
+    Meta meta;
+    meta.key = message.key;
+    const auto ttl = message.ttl.count() > 0 ? uint64_t(message.ttl.count()) : core.default_ttl_ns;
+    const bool delayed = message.deliver_at_ns != 0 || message.delay.count() > 0;
+    if (ttl == 0 && !delayed && meta.key.empty()) return meta;
+    // The times are CLOCK_REALTIME, as Message::timestamp_ns is: read once, only for a message that has them.
+    const uint64_t now = (ttl != 0 || (delayed && message.deliver_at_ns == 0)) ? core.clock.now_ns() : 0;
+    if (ttl != 0) {
+        meta.fields |= layout::kMetaExpiresAt;
+        meta.expires_at_ns = now + ttl;
+    }
+    if (delayed) {
+        meta.fields |= layout::kMetaDeliverAt;
+        meta.deliver_at_ns = message.deliver_at_ns != 0 ? message.deliver_at_ns : now + uint64_t(message.delay.count());
+    }
+    meta.bytes = layout::meta_block_size(meta.fields, meta.key.size());
+    return meta;
+}
+
+void write_meta(const Meta& meta, std::byte* out) noexcept {
+    const uint16_t block = uint16_t(meta.bytes), key_length = uint16_t(meta.key.size());
+    std::memcpy(out, &block, 2);
+    std::memcpy(out + 2, &key_length, 2);
+    std::memcpy(out + 4, &meta.fields, 4);
+    std::size_t at = layout::kMetaPrefix;
+    if (meta.fields & layout::kMetaExpiresAt) {
+        std::memcpy(out + at, &meta.expires_at_ns, 8);
+        at += 8;
+    }
+    if (meta.fields & layout::kMetaDeliverAt) {
+        std::memcpy(out + at, &meta.deliver_at_ns, 8);
+        at += 8;
+    }
+    if (!meta.key.empty()) std::memcpy(out + at, meta.key.data(), meta.key.size());
+}
+
+// Every publish: a named producer's stamp, then the meta block, then the header block, then the
+// payload, in one record.
 PublishStatus publish_message(detail::PublisherCore& core, uint64_t requested_sequence, std::span<const std::byte> payload,
-                              std::span<const Header> headers, std::chrono::nanoseconds timeout) noexcept {
+                              const MessageOptions& message, std::chrono::nanoseconds timeout) noexcept {
+    const std::span<const Header> headers = message.headers;
     if (!headers.empty() && !detail::headers_ok(headers)) return PublishStatus::bad_headers;
+    if (message.key.size() > layout::kMaxKey) return PublishStatus::bad_key;
+    const Meta meta = meta_of(core, message);
     const uint64_t sequence = core.named != nullptr ? core.choose_sequence(requested_sequence) : 0;
     if (core.named != nullptr && sequence == 0) return PublishStatus::duplicate;
     const std::size_t block = headers.empty() ? 0 : encoded_headers_size(headers);
     detail::PublisherCore::MessageClaim claim;
-    const PublishStatus st = core.claim_message(sequence, block + payload.size(), timeout, claim);
+    const PublishStatus st = core.claim_message(sequence, meta.bytes + block + payload.size(), timeout, claim);
     if (st != PublishStatus::ok) return st;
-    if (block != 0) {
-        encode_headers(headers, claim.data);
-        auto& flags = core.ring.header_at(claim.position)->flags;
+    const uint16_t flags = uint16_t((meta.bytes != 0 ? layout::kRecordHasMeta : 0) | (block != 0 ? layout::kRecordHasHeaders : 0));
+    if (flags != 0) {
+        if (meta.bytes != 0) write_meta(meta, claim.data);
+        if (block != 0) encode_headers(headers, claim.data + meta.bytes);
+        auto& field = core.ring.header_at(claim.position)->flags;
         // Published by the commit store, as the header's other fields are.
-        layout::put_field(flags, uint16_t(layout::get_field(flags) | layout::kRecordHasHeaders));
+        layout::put_field(field, uint16_t(layout::get_field(field) | flags));
     }
-    if (!payload.empty()) copy_into_ring(claim.data + block, payload.data(), payload.size());
+    if (!payload.empty()) copy_into_ring(claim.data + meta.bytes + block, payload.data(), payload.size());
     return core.commit_message(claim.position, sequence);
 }
 
@@ -141,7 +193,7 @@ PublishStatus Publisher::publish(std::string_view payload, std::chrono::nanoseco
 }
 
 PublishStatus Publisher::publish(std::span<const std::byte> payload, std::chrono::nanoseconds timeout) noexcept {
-    return publish_message(*core_, 0, payload, {}, timeout);
+    return publish_message(*core_, 0, payload, MessageOptions{}, timeout);
 }
 
 PublishStatus Publisher::publish(std::span<const std::byte> payload, std::span<const Header> headers) noexcept {
@@ -154,14 +206,39 @@ PublishStatus Publisher::publish(std::string_view payload, std::span<const Heade
 
 PublishStatus Publisher::publish(std::span<const std::byte> payload, std::span<const Header> headers,
                                  std::chrono::nanoseconds timeout) noexcept {
-    return publish_message(*core_, 0, payload, headers, timeout);
+    return publish_message(*core_, 0, payload, MessageOptions{.headers = headers}, timeout);
+}
+
+PublishStatus Publisher::publish(std::span<const std::byte> payload, std::span<const Header> headers, std::string_view key) noexcept {
+    return publish_message(*core_, 0, payload, MessageOptions{.headers = headers, .key = key}, core_->options.block_timeout);
+}
+
+PublishStatus Publisher::publish(std::string_view payload, std::span<const Header> headers, std::string_view key) noexcept {
+    return publish(bytes_of(payload), headers, key);
+}
+
+PublishStatus Publisher::publish(std::span<const std::byte> payload, const MessageOptions& message) noexcept {
+    return publish_message(*core_, 0, payload, message, core_->options.block_timeout);
+}
+
+PublishStatus Publisher::publish(std::string_view payload, const MessageOptions& message) noexcept {
+    return publish_message(*core_, 0, bytes_of(payload), message, core_->options.block_timeout);
+}
+
+PublishStatus Publisher::publish(std::span<const std::byte> payload, const MessageOptions& message,
+                                 std::chrono::nanoseconds timeout) noexcept {
+    return publish_message(*core_, 0, payload, message, timeout);
 }
 
 PublishStatus Publisher::publish_sequence(uint64_t sequence, std::span<const std::byte> payload,
                                           std::span<const Header> headers) noexcept {
+    return publish_sequence(sequence, payload, MessageOptions{.headers = headers});
+}
+
+PublishStatus Publisher::publish_sequence(uint64_t sequence, std::span<const std::byte> payload, const MessageOptions& message) noexcept {
     if (core_->named == nullptr) return PublishStatus::no_producer;
     if (sequence == 0) return PublishStatus::duplicate;  // 0 is never above the last committed
-    return publish_message(*core_, sequence, payload, headers, core_->options.block_timeout);
+    return publish_message(*core_, sequence, payload, message, core_->options.block_timeout);
 }
 
 PublishStatus Publisher::publish_sequence(uint64_t sequence, std::string_view payload, std::span<const Header> headers) noexcept {

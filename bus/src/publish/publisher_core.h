@@ -75,6 +75,7 @@ struct PublisherCore {
     bool revocable;           // the topic has an unblock-timeout: the daemon may take claims back
     bool exclusive;           // a single-producer topic: this publisher alone writes the tail
     bool timed;               // records carry their publish time (an untimed topic: 0, no clock read)
+    uint64_t default_ttl_ns = seg.default_ttl_ns();  // a message naming no TTL expires this long after publish
     // Bytes this publisher leaves free below what a group holds, so that a member can always move
     // a message waiting out a backoff to the tail (a retry record, with its padding); 0 for the
     // publisher that moves them.

@@ -45,7 +45,42 @@ inline StampView read_stamp(std::span<const std::byte> body, uint16_t flags) noe
             bytes};
 }
 
-// Fills m.producer, m.sequence, m.headers and m.payload from a data record's `length` bytes at
+// A message's meta block at the start of `body` (layout/record.h, kRecordHasMeta): its key, expiry
+// and delivery time, and the bytes it takes. A block whose length does not fit the body takes none
+// and says nothing; one whose parts do not add up to its length is stepped over and says nothing.
+struct MetaView {
+    std::string_view key;
+    uint64_t expires_at_ns = 0;
+    uint64_t deliver_at_ns = 0;
+    std::size_t bytes = 0;
+};
+inline MetaView read_meta(std::span<const std::byte> body, uint16_t flags) noexcept {
+    if ((flags & layout::kRecordHasMeta) == 0 || body.size() < layout::kMetaPrefix) return {};
+    uint16_t block = 0, key_length = 0;
+    uint32_t fields = 0;
+    std::memcpy(&block, body.data(), 2);
+    std::memcpy(&key_length, body.data() + 2, 2);
+    std::memcpy(&fields, body.data() + 4, 4);
+    if (block < layout::kMetaPrefix || block > body.size()) return {};
+    MetaView meta;
+    meta.bytes = block;
+    if ((fields & ~layout::kMetaKnownFields) != 0 || key_length > layout::kMaxKey ||
+        layout::meta_block_size(fields, key_length) != block)
+        return meta;
+    std::size_t at = layout::kMetaPrefix;
+    if (fields & layout::kMetaExpiresAt) {
+        std::memcpy(&meta.expires_at_ns, body.data() + at, 8);
+        at += 8;
+    }
+    if (fields & layout::kMetaDeliverAt) {
+        std::memcpy(&meta.deliver_at_ns, body.data() + at, 8);
+        at += 8;
+    }
+    meta.key = {reinterpret_cast<const char*>(body.data() + at), key_length};
+    return meta;
+}
+
+// Fills m.producer, m.sequence, m.key, m.expires_at_ns, m.deliver_at_ns, m.headers and m.payload from a data record's `length` bytes at
 // `data`, as its flags say. The stamp and the header block are checked against the record, never
 // trusted (layout/record.h).
 inline void split_record(const std::byte* record, uint32_t record_length, uint16_t flags, Message& m) noexcept {
@@ -54,6 +89,11 @@ inline void split_record(const std::byte* record, uint32_t record_length, uint16
     m.producer = stamp.producer;
     m.sequence = stamp.sequence;
     body = body.subspan(stamp.bytes);
+    const MetaView meta = read_meta(body, flags);
+    m.key = meta.key;
+    m.expires_at_ns = meta.expires_at_ns;
+    m.deliver_at_ns = meta.deliver_at_ns;
+    body = body.subspan(meta.bytes);
     const std::byte* data = body.data();
     const auto length = uint32_t(body.size());
     m.headers = Headers();

@@ -98,6 +98,7 @@ Result<Segment> Segment::format(int fd, std::string_view topic, const TopicConfi
     h->first_id = first_id;
     h->single_producer = config.single_producer ? 1 : 0;
     h->untimed = config.timestamps ? 0 : 1;
+    h->default_ttl_ns = uint64_t(config.ttl.count());
     h->owner_objects = g.owner_objects;
     h->owner_slots = g.owner_slots;
     h->owner_object_size = g.owner_object_size;

@@ -40,7 +40,30 @@ inline constexpr std::size_t kRecordAlignment = 32;
 // the producer gave it and the producer's name, padded to 8 bytes. The stamp may take the record
 // past max_message by at most kMaxProducerStamp. Readers check it like the header block: a stamp
 // that does not fit the record, or names a producer longer than kMaxProducerName, is ignored.
-enum RecordFlags : uint16_t { kRecordHasHeaders = 1, kRecordRetry = 2, kRecordHasProducer = 4 };
+//
+// kRecordHasMeta (1.11): the message's own metadata: a key, an expiry time, a delivery time. A
+// block after the producer stamp (if any) and before the header block (if any), little-endian and
+// unaligned:
+//     uint16 block_bytes   the whole block, this word included
+//     uint16 key_length    bytes of the key that ends the block; 0: no key
+//     uint32 fields        MetaField bits: the uint64 values present, in bit order, after this word
+//     then one uint64 per field present (kMetaExpiresAt, kMetaDeliverAt: CLOCK_REALTIME ns)
+//     then the key
+// The block counts against max_message, as a header block does. Readers never trust it: a
+// block_bytes outside [kMetaPrefix, body] makes the record one without metadata; a block whose
+// parts do not add up to block_bytes, or a key above kMaxKey, is stepped over and read as empty.
+// Only one flag bit was left below the group slot (kRetrySlotShift), so every later per-message
+// field goes into this block, as a new MetaField bit, never a new flag.
+enum RecordFlags : uint16_t { kRecordHasHeaders = 1, kRecordRetry = 2, kRecordHasProducer = 4, kRecordHasMeta = 8 };
+enum MetaField : uint32_t { kMetaExpiresAt = 1, kMetaDeliverAt = 2 };
+inline constexpr uint32_t kMetaKnownFields = kMetaExpiresAt | kMetaDeliverAt;
+inline constexpr std::size_t kMetaPrefix = 8;
+inline constexpr std::size_t kMaxKey = 256;
+// Bytes a meta block with these fields and a `key_length`-byte key takes.
+constexpr std::size_t meta_block_size(uint32_t fields, std::size_t key_length) noexcept {
+    return kMetaPrefix + 8 * std::size_t(__builtin_popcount(fields & kMetaKnownFields)) + key_length;
+}
+static_assert(meta_block_size(kMetaKnownFields, kMaxKey) <= UINT16_MAX);
 inline constexpr std::size_t kHeaderBlockPrefix = 4;
 inline constexpr std::size_t kHeaderEntryPrefix = 4;
 inline constexpr unsigned kRetrySlotShift = 4;  // 12 bits: consumer slots number at most 4096
@@ -82,7 +105,7 @@ constexpr std::size_t record_allowance(uint16_t flags) noexcept {
 }
 
 constexpr uint16_t retry_flags(uint32_t group_slot, uint16_t original_flags) noexcept {
-    return uint16_t(kRecordRetry | (original_flags & (kRecordHasHeaders | kRecordHasProducer)) |
+    return uint16_t(kRecordRetry | (original_flags & (kRecordHasHeaders | kRecordHasProducer | kRecordHasMeta)) |
                     (group_slot << kRetrySlotShift));
 }
 constexpr uint32_t retry_group_slot(uint16_t flags) noexcept { return flags >> kRetrySlotShift; }

@@ -60,7 +60,14 @@ inline constexpr uint16_t kVersionMajor = 1;  // a reader refuses any other majo
 // 1.10: untimed topics. `untimed` = 1 (in what was reserved after `single_producer`, zero in older
 // segments): publishers write 0 for every record's timestamp_ns instead of reading the clock.
 // Fixed at creation; such a topic is never archived (its archive could not be searched by time).
-inline constexpr uint16_t kVersionMinor = 10;
+//
+// 1.11: per-message metadata (layout/record.h, kRecordHasMeta: a key, an expiry time, a delivery
+// time) and `default_ttl_ns` (in what was reserved, zero in older segments): the time to live a
+// publisher gives a message that names none; 0: messages do not expire unless they say so.
+// Fixed at creation. Consumer groups may be ordered by key (GroupBlock::order, in padding that
+// was zero before).
+inline constexpr uint16_t kVersionMinor = 11;
+inline constexpr uint16_t kMetaSinceMinor = 11;
 inline constexpr uint16_t kGroupsSinceMinor = 5;
 inline constexpr uint16_t kSequencesSinceMinor = 6;
 inline constexpr uint16_t kArchiveSinceMinor = 7;
@@ -131,7 +138,9 @@ struct SegmentHeader {
     uint32_t owner_slots;        // consumer slots in each, a power of two
     uint64_t owner_object_size;  // bytes of each owner object
     uint64_t group_object_size;  // bytes of each of the max_groups group objects
-    uint8_t reserved[16];        // room for minor-version additions
+    // --- 1.11 ---
+    uint64_t default_ttl_ns;     // a message naming no TTL expires this long after publish; 0: never
+    uint8_t reserved[8];         // room for minor-version additions
     std::atomic<uint32_t> ready; // kReadyMagic once every field above is written; stored last
     uint32_t reserved1;
 };
@@ -168,7 +177,8 @@ static_assert(offsetof(SegmentHeader, owner_objects) == 392);
 static_assert(offsetof(SegmentHeader, owner_slots) == 396);
 static_assert(offsetof(SegmentHeader, owner_object_size) == 400);
 static_assert(offsetof(SegmentHeader, group_object_size) == 408);
-static_assert(offsetof(SegmentHeader, reserved) == 416);
+static_assert(offsetof(SegmentHeader, default_ttl_ns) == 416);
+static_assert(offsetof(SegmentHeader, reserved) == 424);
 static_assert(offsetof(SegmentHeader, ready) == 432);
 static_assert(sizeof(SegmentHeader) == 440);
 static_assert(sizeof(SegmentHeader) <= kPageSize);
