@@ -24,8 +24,11 @@ struct GroupOptions {
     std::optional<uint32_t> window, max_deliveries;
     DurationOption visibility{{}, kDurationExamples};
     std::string backoff;
+    bool dead_letter_expired = false;
     void add_to(CLI::App& cmd, const CLI::Validator& whole_number);
-    [[nodiscard]] bool given() const { return window || max_deliveries || !visibility.text.empty() || !backoff.empty(); }
+    [[nodiscard]] bool given() const {
+        return window || max_deliveries || !visibility.text.empty() || !backoff.empty() || dead_letter_expired;
+    }
     // Applies what was given; rc is set to the usage status on text that does not parse.
     void apply(shmbus::GroupSettings& g, int& rc) const;
 };

@@ -67,11 +67,15 @@ void GroupOptions::add_to(CLI::App& cmd, const CLI::Validator& whole_number) {
     cmd.add_option("--visibility", visibility.text, "redeliver a message not settled within this (default 30s)");
     cmd.add_option("--max-deliveries", max_deliveries, "attempts before <topic>.dlq (default 5, 0: unlimited)")->check(whole_number);
     cmd.add_option("--backoff", backoff, "retry delays INITIAL..MAX after a nack (default 100ms..30s)");
+    cmd.add_flag("--dead-letter-expired", dead_letter_expired,
+                 "a message whose time to live passes before a member gets it goes to <topic>.dlq (reason: expired) "
+                 "instead of being dropped");
 }
 
 void GroupOptions::apply(shmbus::GroupSettings& g, int& rc) const {
     if (window) g.window = *window;
     if (max_deliveries) g.max_deliveries = *max_deliveries;
+    if (dead_letter_expired) g.dead_letter_expired = true;
     if (auto v = visibility.parse("visibility", rc)) g.visibility = *v;
     if (backoff.empty()) return;
     const auto dots = backoff.find("..");
@@ -92,6 +96,7 @@ nlohmann::json group_json(const shmbus::GroupStats& g) {
     const auto& s = g.settings;
     nlohmann::json settings = {{"window", s.window},
                                {"visibility_ms", to_ms(s.visibility)},
+                               {"dead_letter_expired", s.dead_letter_expired},
                                {"max_deliveries", s.max_deliveries},
                                {"backoff_initial_ms", to_ms(s.backoff_initial)},
                                {"backoff_max_ms", to_ms(s.backoff_max)},
@@ -112,6 +117,7 @@ nlohmann::json group_json(const shmbus::GroupStats& g) {
             {"dead_lettered", g.dead_lettered},
             {"ack_too_late", g.ack_too_late},
             {"reparked", g.reparked},
+            {"expired", g.expired},
             {"oldest_unsettled_ms", g.oldest_unsettled_age ? nlohmann::json(to_ms(*g.oldest_unsettled_age)) : nlohmann::json(nullptr)},
             // The settings also at the top level, as earlier versions showed them.
             {"window", s.window},
@@ -134,11 +140,11 @@ std::string oldest_text(const shmbus::GroupStats& g) {
 void print_group_text(const shmbus::GroupStats& g) {
     const std::string pids = pid_text(g.members);
     std::printf("  group     %-20s members %zu%s%s%s, lag %llu, in flight %llu, waiting retry %llu, acked %llu, redelivered %llu, "
-                "nacked %llu, dead-lettered %llu, oldest unsettled %s\n",
+                "nacked %llu, dead-lettered %llu, expired %llu, oldest unsettled %s\n",
                 g.name.c_str(), g.members.size(), pids.empty() ? "" : " (pid ", pids.c_str(), pids.empty() ? "" : ")",
                 (unsigned long long)g.lag, (unsigned long long)g.in_flight, (unsigned long long)g.waiting_retry,
                 (unsigned long long)g.acked, (unsigned long long)g.redelivered, (unsigned long long)g.nacked,
-                (unsigned long long)g.dead_lettered, oldest_text(g).c_str());
+                (unsigned long long)g.dead_lettered, (unsigned long long)g.expired, oldest_text(g).c_str());
     // Said only when it happens: a message that can never be dead-lettered as it is.
     if (g.dead_letters_refused != 0)
         std::printf("  group     %-20s %llu message(s) refused by the dead-letter topic (too large for it); they wait "
@@ -188,9 +194,10 @@ int group_info(shmbus::Client& client, const std::string& topic, const std::stri
     std::printf("  next id %llu, lag %llu, in flight %llu, waiting retry %llu, oldest unsettled %s\n",
                 (unsigned long long)g->next_id, (unsigned long long)g->lag, (unsigned long long)g->in_flight,
                 (unsigned long long)g->waiting_retry, oldest_text(*g).c_str());
-    std::printf("  delivered %llu, acked %llu, redelivered %llu, nacked %llu, dead-lettered %llu, acks too late %llu\n",
+    std::printf("  delivered %llu, acked %llu, redelivered %llu, nacked %llu, dead-lettered %llu, acks too late %llu, expired %llu%s\n",
                 (unsigned long long)g->delivered, (unsigned long long)g->acked, (unsigned long long)g->redelivered,
-                (unsigned long long)g->nacked, (unsigned long long)g->dead_lettered, (unsigned long long)g->ack_too_late);
+                (unsigned long long)g->nacked, (unsigned long long)g->dead_lettered, (unsigned long long)g->ack_too_late,
+                (unsigned long long)g->expired, s.dead_letter_expired ? " (dead-lettered)" : "");
     return 0;
 }
 
@@ -223,6 +230,7 @@ struct DeadLetter {
     nlohmann::json json;      // as `sub --format json` prints it
     uint64_t id = 0;
     std::string payload;
+    std::string key;  // the message's key, replayed with it
     std::vector<std::pair<std::string, std::string>> headers;
     std::optional<uint64_t> replayed_marker;  // a marker: the dead letter it records as replayed
 
@@ -239,6 +247,7 @@ DeadLetter own(const std::string& topic, const shmbus::Message& m) {
     d.json = message_json(topic, m, false);
     d.id = m.id;
     d.payload = std::string(m.text());
+    d.key = std::string(m.key);
     for (const shmbus::Header& h : m.headers) {
         d.headers.emplace_back(std::string(h.key), std::string(h.value));
         if (h.key == kReplayedMarker) d.replayed_marker = parse_whole_number(std::string(h.value));
@@ -373,7 +382,7 @@ int dlq_replay(shmbus::Client& client, const std::string& topic, std::optional<u
             std::vector<shmbus::Header> headers;
             for (const auto& [k, v] : d.headers)
                 if (!shmbus::is_shmbus_header(k)) headers.push_back({k, v});
-            const auto st = pub->publish(d.payload, headers);
+            const auto st = pub->publish(d.payload, shmbus::MessageOptions{.headers = headers, .key = d.key});
             if (st != shmbus::PublishStatus::ok) {
                 std::cerr << "shmbus: replaying dead letter " << d.id << " to '" << topic << "' failed: " << shmbus::to_string(st)
                           << "\n";

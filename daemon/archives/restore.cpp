@@ -76,7 +76,8 @@ void Archives::persist_cursors(TopicEntry& t) {
                                      {"backoff_max_ns", int64_t(r.backoff_max_ns)},
                                      {"backoff_factor_x100", int64_t(r.backoff_factor_x100)},
                                      {"rate_burst", int64_t(r.rate_burst)},
-                                     {"rate_interval_ns", int64_t(r.rate_interval_ns)}});
+                                     {"rate_interval_ns", int64_t(r.rate_interval_ns)},
+                                     {"dead_letter_expired", g.settings.dead_letter_expired}});
     }
     toml::table doc{{"published", int64_t(stats.published)}, {"durable", durable}, {"group", groups}};
     std::ostringstream text;
@@ -209,7 +210,11 @@ void Archives::recreate(const std::string& topic, const TopicConfig& c) {
                 const auto block = detail::free_group_block(seg);
                 if (!block) continue;
                 auto scope = entry.scope_with_room(group_principal(*block));
-                if (scope && detail::create_group(seg, *name, r, StartFrom::earliest, 0, self, block, *scope)) ++groups;
+                GroupSettings options;
+                options.dead_letter_expired = (*tab)["dead_letter_expired"].value_or(false);
+                if (scope && detail::create_group(seg, *name, r, StartFrom::earliest, 0, self, block, *scope,
+                                                  detail::group_options_of(options)))
+                    ++groups;
             }
     }
     spdlog::warn("made archived topic '{}' again from {} (its segments were gone): ids continue at {}; {} durable "

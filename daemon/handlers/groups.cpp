@@ -39,6 +39,9 @@ bool RequestHandlers::on_join_group(Conn& c, uint32_t id, const protocol::JoinGr
     layout::GroupSettingsRecord asked = req.settings;
     if (asked.rate_interval_ns == 0) asked.rate_burst = 0;  // no limit: the burst means nothing
     if (auto e = bad_group_settings(asked)) return reply_error(c, id, *e);
+    const uint32_t options = req.flags >> protocol::kGroupOptionsShift;
+    if ((options & ~layout::kKnownGroupOptions) != 0)
+        return reply_error(c, id, make_error(Errc::invalid_argument, "unknown group options " + std::to_string(options)));
     StartFrom from{};
     if (!protocol::start_from_wire(req.from, from))
         return reply_error(c, id, make_error(Errc::invalid_argument, "unknown start position"));
@@ -71,9 +74,10 @@ bool RequestHandlers::on_join_group(Conn& c, uint32_t id, const protocol::JoinGr
     }
     const bool created = !place;
     if (place) {
-        const std::string diff = (req.flags & protocol::kGroupSettingsGiven)
-                                     ? detail::settings_difference(seg.group_block(place->block).settings, asked)
-                                     : std::string();
+        const auto& existing = seg.group_block(place->block);
+        std::string diff = (req.flags & protocol::kGroupSettingsGiven) ? detail::settings_difference(existing.settings, asked)
+                                                                       : std::string();
+        if (diff.empty() && (req.flags & protocol::kGroupSettingsGiven)) diff = detail::options_difference(existing.options, options);
         if (!diff.empty())
             return reply_error(c, id, make_error(Errc::invalid_argument, "group '" + group + "' of '" + topic +
                                                                              "' exists with other settings: " + diff));
@@ -87,7 +91,7 @@ bool RequestHandlers::on_join_group(Conn& c, uint32_t id, const protocol::JoinGr
                                                                          std::to_string(seg.max_groups()) + ")"));
         auto scope = t.value()->scope_with_room(group_principal(*block));
         if (!scope) return reply_error(c, id, scope.error());
-        auto made = detail::create_group(seg, group, asked, from, req.from_id, registration(c, 0), block, *scope);
+        auto made = detail::create_group(seg, group, asked, from, req.from_id, registration(c, 0), block, *scope, options);
         if (!made) return reply_error(c, id, made.error());
         place = *made;
         spdlog::info("created group '{}' of '{}' (window {}, visibility {} ms, max-deliveries {})", group, topic, asked.window,

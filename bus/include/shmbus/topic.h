@@ -93,6 +93,9 @@ struct GroupSettings {
     std::chrono::nanoseconds backoff_max = std::chrono::seconds(30);
     double backoff_factor = 2.0;
     RateLimit rate{};                                      // shared by all members
+    // A message whose time to live passes before a member is given it goes to the dead-letter
+    // topic with the reason `expired`; without, it is dropped. Counted either way (GroupStats::expired).
+    bool dead_letter_expired = false;
     bool operator==(const GroupSettings&) const = default;
 };
 
@@ -108,6 +111,7 @@ struct GroupStats {
     uint64_t delivered = 0, acked = 0, redelivered = 0, nacked = 0, dead_lettered = 0;
     uint64_t ack_too_late = 0;     // acks refused: the message had been given to another member
     uint64_t reparked = 0;         // messages waiting out a backoff moved to the ring's tail
+    uint64_t expired = 0;          // messages not delivered because their time to live had passed
     // How long ago the oldest unsettled message was first delivered; none when nothing is unsettled.
     std::optional<std::chrono::nanoseconds> oldest_unsettled_age;
     GroupSettings settings{};
@@ -127,6 +131,7 @@ struct SubscriptionStats {
     std::optional<uint64_t> lag_bytes;
     uint64_t delivered = 0;
     uint64_t lost = 0;
+    uint64_t expired = 0;    // durable: messages stepped over because their time to live had passed
     uint64_t detached_ns = 0;  // CLOCK_REALTIME when the owner went away; 0 while attached
     // Time left before shmbusd releases this detached cursor; empty when it never expires.
     std::optional<std::chrono::nanoseconds> expires_in;

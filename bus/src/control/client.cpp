@@ -242,7 +242,8 @@ Result<Subscriber> Client::join_group(std::string_view topic, SubscribeOptions o
     req.from = uint32_t(options.from);
     req.from_id = options.from_id;
     req.flags = default_config_flag(options.create_config) |
-                (options.group_settings != GroupSettings{} ? protocol::kGroupSettingsGiven : 0u);
+                (options.group_settings != GroupSettings{} ? protocol::kGroupSettingsGiven : 0u) |
+                detail::group_options_of(options.group_settings) << protocol::kGroupOptionsShift;
     req.token = new_token();
     req.settings = detail::settings_record(options.group_settings);
     auto r = request_segment<protocol::SubscribeOk>(*channel_, protocol::Type::join_group, req, protocol::Type::subscribe_ok);
@@ -393,7 +394,8 @@ Status Client::create_group(std::string_view topic, std::string_view group, cons
     req.config = to_wire(TopicConfig{});
     req.from = uint32_t(from);
     req.from_id = from_id;
-    req.flags = protocol::kDefaultConfig | protocol::kGroupSettingsGiven | protocol::kCreateGroupOnly;
+    req.flags = protocol::kDefaultConfig | protocol::kGroupSettingsGiven | protocol::kCreateGroupOnly |
+                detail::group_options_of(settings) << protocol::kGroupOptionsShift;
     req.settings = detail::settings_record(settings);
     auto reply = channel_->request(protocol::Type::join_group, &req, sizeof req);
     if (!reply) return reply.error();

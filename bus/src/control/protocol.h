@@ -157,6 +157,8 @@ inline constexpr uint32_t kGroupSettingsGiven = 1u << 8;  // JoinGroup: the clie
                                                           // group with others refuses it
 inline constexpr uint32_t kCreateGroupOnly = 1u << 9;     // JoinGroup: create the group (or find it with the
                                                           // same settings) and join nobody: reply ok
+// JoinGroup: GroupBlock::options (layout/group_region.h) travel in the flags' top byte (protocol 10).
+inline constexpr unsigned kGroupOptionsShift = 24;
 struct JoinGroup {
     char topic[kNameField];
     char group[kSubNameField];

@@ -49,7 +49,8 @@ void collect_groups(const Segment& seg, TopicStats& t) {
         g.dead_lettered = b.dead_lettered.load(std::memory_order_relaxed);
         g.ack_too_late = b.ack_too_late.load(std::memory_order_relaxed);
         g.reparked = b.reparked.load(std::memory_order_relaxed);
-        g.settings = group_settings_of(b.settings);
+        g.expired = b.expired.load(std::memory_order_relaxed);  // 1.11: padding (zero) before
+        g.settings = group_settings_of(b);
         t.groups.push_back(std::move(g));
     }
 }
@@ -144,6 +145,7 @@ TopicStats collect_stats(const Segment& seg) {
         }
         sub.delivered = s.delivered.load(std::memory_order_relaxed);
         sub.lost = s.lost.load(std::memory_order_relaxed);
+        sub.expired = s.expired.load(std::memory_order_relaxed);  // 1.11: padding (zero) before
         if (sub.durable && seg.consumer_slot_has(sizeof(layout::ConsumerSlot))) read_processing(s, sub);
         if (!sub.attached) {
             sub.detached_ns = s.detached_ns;
@@ -219,6 +221,8 @@ constexpr Statistic<S> kSubscription[] = {
     {"delivered", "shmbus_subscription_delivered_total", "delivered", "Messages handed to the subscriber's handler.", kCounter,
      [](const S& s) noexcept { return s.delivered; }},
     {"lost", "shmbus_subscription_lost_total", "lost", "Messages the subscription lost to overruns.", kCounter, [](const S& s) noexcept { return s.lost; }},
+    {"expired", "shmbus_subscription_expired_total", "expired", "Durable: messages stepped over because their time to live had passed.",
+     kCounter, [](const S& s) noexcept { return s.expired; }},
 };
 
 using G = GroupStats;
@@ -249,6 +253,9 @@ constexpr Statistic<G> kGroup[] = {
      kCounter, [](const G& g) noexcept { return g.ack_too_late; }},
     {"reparked", "shmbus_group_reparked_total", "moved to the tail", "Messages waiting for a retry moved to the ring's tail.", kCounter,
      [](const G& g) noexcept { return g.reparked; }},
+    {"expired", "shmbus_group_expired_total", "expired",
+     "Messages not delivered because their time to live had passed (dead-lettered where the group says so).", kCounter,
+     [](const G& g) noexcept { return g.expired; }},
 };
 
 }  // namespace

@@ -127,6 +127,18 @@ GroupSettings group_settings_of(const layout::GroupSettingsRecord& r) noexcept {
     return g;
 }
 
+uint32_t group_options_of(const GroupSettings& g) noexcept { return g.dead_letter_expired ? layout::kDeadLetterExpired : 0u; }
+
+void apply_group_options(uint32_t options, GroupSettings& g) noexcept {
+    g.dead_letter_expired = (options & layout::kDeadLetterExpired) != 0;
+}
+
+GroupSettings group_settings_of(const GroupBlock& b) noexcept {
+    GroupSettings g = group_settings_of(b.settings);
+    apply_group_options(b.options, g);
+    return g;
+}
+
 uint64_t rate_interval_ns(const RateLimit& rate) noexcept {
     if (!(rate.per_second > 0)) return 0;
     return uint64_t(std::clamp(1e9 / rate.per_second, 1.0, 1e18));
@@ -240,7 +252,25 @@ Message GroupMember::message_of(uint64_t id, uint32_t attempt, const RecordInfo&
     return m;
 }
 
-void GroupMember::dead_letter(GroupEntry& e, const Message& m, std::string_view reason) noexcept {
+bool GroupMember::due_and_alive(GroupEntry& e, uint64_t id, uint32_t deliveries, const RecordInfo& r) noexcept {
+    if ((r.flags & layout::kRecordHasMeta) == 0) return true;
+    const MetaView meta = record_meta(ring_.payload_at(r.position), r.length, r.flags);
+    if (meta.expires_at_ns == 0 && meta.deliver_at_ns == 0) return true;
+    const uint64_t now = clock_.now_ns();  // CLOCK_REALTIME, as the publisher wrote the times
+    if (meta.expires_at_ns != 0 && now >= meta.expires_at_ns) {
+        const bool gone = (block_.options & layout::kDeadLetterExpired) != 0 ? dead_letter(e, message_of(id, deliveries, r), "expired")
+                                                                              : (free_entry(e), true);
+        if (gone) block_.expired.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics
+        return false;
+    }
+    if (meta.deliver_at_ns > now) {
+        to_backoff(e, deliveries, meta.deliver_at_ns - now);  // a backoff far behind the tail is reparked: publishers never wait
+        return false;
+    }
+    return true;
+}
+
+bool GroupMember::dead_letter(GroupEntry& e, const Message& m, std::string_view reason) noexcept {
     // relaxed: written by the member that delivered it, before the CAS or store that gave us the entry.
     const DeadLetterInfo letter{m, reason, e.first_delivery_ns.load(std::memory_order_relaxed),
                                 e.last_delivery_ns.load(std::memory_order_relaxed)};
@@ -248,11 +278,12 @@ void GroupMember::dead_letter(GroupEntry& e, const Message& m, std::string_view 
     if (outcome == DeadLetterOutcome::sent) {
         block_.dead_lettered.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics
         free_entry(e);
-        return;
+        return true;
     }
     // Ours (a transitional state): relaxed, published by to_backoff's release store.
     e.dead_letter_refused.store(outcome == DeadLetterOutcome::refused ? 1 : 0, std::memory_order_relaxed);
     to_backoff(e, m.attempt, settings_.backoff_max_ns);  // not now: tried again after the longest backoff
+    return false;
 }
 
 void GroupMember::redeliver_due(Handler& handler, std::size_t max, uint32_t& count, const void* owner, bool auto_ack) noexcept {
@@ -312,9 +343,10 @@ void GroupMember::redeliver_due(Handler& handler, std::size_t max, uint32_t& cou
         // delivered, so in every case the next delivery is c.attempt + 1.
         const uint32_t attempt = std::min<uint32_t>(c.attempt + 1, uint32_t(layout::kMaxAttempt));
         if (settings_.max_deliveries != 0 && attempt > settings_.max_deliveries) {
-            dead_letter(e, message_of(id, c.attempt, r), "delivered " + std::to_string(c.attempt) + " times without an ack");
+            (void)dead_letter(e, message_of(id, c.attempt, r), "delivered " + std::to_string(c.attempt) + " times without an ack");
             continue;
         }
+        if (!due_and_alive(e, id, c.attempt, r)) continue;
         hold_and_deliver(e, id, attempt, r, handler, owner, auto_ack);
         ++count;
     }
@@ -323,7 +355,8 @@ void GroupMember::redeliver_due(Handler& handler, std::size_t max, uint32_t& cou
 void GroupMember::take_retry(GroupEntry& e, uint64_t id, const RecordInfo& r, Handler& handler, uint32_t& count,
                              const void* owner, bool auto_ack) noexcept {
     const layout::RetryInfo info = retry_info(ring_.payload_at(r.position), r.length);  // the checked position
-    const uint32_t attempt = std::clamp<uint32_t>(info.attempt, 1, uint32_t(layout::kMaxAttempt));
+    // Deliveries made so far: 0 for a delayed message not yet delivered.
+    const uint32_t attempt = std::min<uint32_t>(info.attempt, uint32_t(layout::kMaxAttempt));
     // Ours (state claiming) until the store below: relaxed, published by it.
     e.first_delivery_ns.store(info.first_delivery_ns, std::memory_order_relaxed);
     const uint64_t now = monotonic_ns();
@@ -332,9 +365,10 @@ void GroupMember::take_retry(GroupEntry& e, uint64_t id, const RecordInfo& r, Ha
         return;
     }
     if (settings_.max_deliveries != 0 && attempt >= settings_.max_deliveries) {
-        dead_letter(e, message_of(id, attempt, r), "delivered " + std::to_string(attempt) + " times without an ack");
+        (void)dead_letter(e, message_of(id, attempt, r), "delivered " + std::to_string(attempt) + " times without an ack");
         return;
     }
+    if (!due_and_alive(e, id, attempt, r)) return;
     hold_and_deliver(e, id, attempt + 1, r, handler, owner, auto_ack);
     ++count;
 }
@@ -432,6 +466,7 @@ PollResult GroupMember::poll(Handler& handler, std::size_t max, const void* owne
             take_retry(*e, d.id, r, handler, count, owner, auto_ack);
             continue;
         }
+        if (!due_and_alive(*e, d.id, 0, r)) continue;
         hold_and_deliver(*e, d.id, 1, r, handler, owner, auto_ack);
         ++count;
     }
@@ -474,7 +509,7 @@ AckStatus GroupMember::settle(const Message& m, Settle how, uint64_t delay_ns, s
     const bool exhausted = settings_.max_deliveries != 0 && c.attempt >= settings_.max_deliveries;
     if (how == Settle::reject || exhausted) {
         const std::string_view said = how == Settle::reject ? "rejected" : "nacked on its last allowed delivery";
-        dead_letter(e, m, reason.empty() ? said : reason);
+        (void)dead_letter(e, m, reason.empty() ? said : reason);
         return AckStatus::ok;
     }
     block_.nacked.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics

@@ -52,6 +52,11 @@ struct Dispatch {
 [[nodiscard]] layout::GroupSettingsRecord settings_record(const GroupSettings& g) noexcept;
 // And back, for `group info`.
 [[nodiscard]] GroupSettings group_settings_of(const layout::GroupSettingsRecord& r) noexcept;
+// The settings that live beside the record (GroupBlock::options, 1.11), and back.
+[[nodiscard]] uint32_t group_options_of(const GroupSettings& g) noexcept;
+void apply_group_options(uint32_t options, GroupSettings& g) noexcept;
+// A group's settings as its block holds them.
+[[nodiscard]] GroupSettings group_settings_of(const layout::GroupBlock& b) noexcept;
 // The interval between deliveries a rate limit makes (0: unlimited).
 [[nodiscard]] uint64_t rate_interval_ns(const RateLimit& rate) noexcept;
 
@@ -137,8 +142,13 @@ private:
     void drop_claim_entry() noexcept;
     void redeliver_due(Handler& handler, std::size_t max, uint32_t& count, const void* owner, bool auto_ack) noexcept;
     // A message of ours, taken (state stealing or claiming), that has used up its deliveries, or
-    // was rejected: to the dead-letter topic, or back to backoff if that fails.
-    void dead_letter(layout::GroupEntry& e, const Message& m, std::string_view reason) noexcept;
+    // was rejected: to the dead-letter topic (true), or back to backoff if that fails.
+    bool dead_letter(layout::GroupEntry& e, const Message& m, std::string_view reason) noexcept;
+    // Just before a delivery of a message of ours (taken, `deliveries` made so far), by its meta
+    // block: an expired one is not delivered (freed, or dead-lettered with the reason `expired`
+    // where the group says so); one whose delivery time is ahead waits in backoff until then, its
+    // deliveries unchanged. True: deliver it now. A record without a meta block costs one test.
+    [[nodiscard]] bool due_and_alive(layout::GroupEntry& e, uint64_t id, uint32_t deliveries, const RecordInfo& r) noexcept;
     // The message entry `e` holds (its record in place), as handed to a handler or a dead letter.
     [[nodiscard]] Message message_of(uint64_t id, uint32_t attempt, const RecordInfo& r) const noexcept;
     void hold_and_deliver(layout::GroupEntry& e, uint64_t id, uint32_t attempt, const RecordInfo& r, Handler& handler,

@@ -42,9 +42,11 @@ GroupMember::DeadLetter dead_letter_outlet(std::function<Publisher*()> publisher
         headers.push_back({kDeadLetterId, id});
         headers.push_back({kDeadLetterAttempts, attempts});
         headers.push_back({kDeadLetterReason, letter.reason.substr(0, kMaxHeaderValue)});
-        headers.push_back({kDeadLetterFirstDelivery, first});
-        headers.push_back({kDeadLetterLastDelivery, last});
-        switch (dlq->publish(m.payload, headers, std::chrono::nanoseconds(0))) {
+        // A message that expired before its first delivery was never delivered: no times to give.
+        if (letter.first_delivery_ns != 0) headers.push_back({kDeadLetterFirstDelivery, first});
+        if (letter.last_delivery_ns != 0) headers.push_back({kDeadLetterLastDelivery, last});
+        // Its key goes with it; its expiry and delivery time do not (a dead letter waits to be looked at).
+        switch (dlq->publish(m.payload, MessageOptions{.headers = headers, .key = m.key}, std::chrono::nanoseconds(0))) {
             case PublishStatus::ok: return Outcome::sent;
             case PublishStatus::too_large:
             case PublishStatus::bad_headers: return Outcome::refused;  // it will never fit as it is

@@ -103,9 +103,11 @@ SubscriberCore::ArchiveStep SubscriberCore::poll_archive(Handler& handler, std::
         m.record_flags_ = held->flags;
         m.record_body_ = held->body;
         next_id = held->id + 1;
-        deliver(handler, m);
+        if (!steps_over_expired(m)) {
+            deliver(handler, m);
+            ++count;
+        }
         held.reset();
-        ++count;
     }
     if (count >= max) return ArchiveStep::stay;
     // Everything archived below `limit` has been read (or is held): the ring goes on from there

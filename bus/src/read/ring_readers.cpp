@@ -34,7 +34,7 @@ void SubscriberCore::choose_ring_readers() noexcept {
     read_ring_batch_ = limited ? &SubscriberCore::read_lappable<true, true> : &SubscriberCore::read_lappable<false, true>;
 }
 
-inline void SubscriberCore::deliver_record(Handler& handler, const RecordInfo& r, const std::byte* payload, uint64_t end) noexcept {
+inline bool SubscriberCore::deliver_record(Handler& handler, const RecordInfo& r, const std::byte* payload, uint64_t end) noexcept {
     // The subscriber's one Message, its fields rewritten per record: building a fresh one per
     // message cleared 128 bytes each time (a `rep stos`, which measured half a poll's time).
     Message& m = scratch;
@@ -44,7 +44,9 @@ inline void SubscriberCore::deliver_record(Handler& handler, const RecordInfo& r
     m.end_position_ = end;
     m.record_flags_ = r.flags;
     m.record_body_ = {payload, r.length};
+    if (steps_over_expired(m)) return false;
     deliver(handler, m);
+    return true;
 }
 
 bool SubscriberCore::lapped_while_reading() const noexcept {
@@ -88,8 +90,7 @@ uint32_t SubscriberCore::read_gated(Handler& handler, std::size_t max) noexcept 
         position += r.size;
         next_id = r.id + 1;
         if (steps_over(r.id, r.timestamp_ns)) continue;
-        deliver_record(handler, r, payload, position);
-        ++count;
+        if (deliver_record(handler, r, payload, position)) ++count;
     }
     return count;
 }
@@ -147,10 +148,7 @@ uint32_t SubscriberCore::read_lappable(Handler& handler, std::size_t max) noexce
         }
         position += r.size;
         next_id = r.id + 1;
-        if (!steps_over(r.id, r.timestamp_ns)) {
-            deliver_record(handler, r, payload, position);
-            ++count;
-        }
+        if (!steps_over(r.id, r.timestamp_ns) && deliver_record(handler, r, payload, position)) ++count;
         if (in_place) release_hold();
     }
     return count;

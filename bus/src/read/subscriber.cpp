@@ -143,6 +143,7 @@ void SubscriberCore::publish_progress() noexcept {
     slot->read_id.store(next_id, std::memory_order_relaxed);
     slot->delivered.store(delivered_total, std::memory_order_relaxed);
     slot->lost.store(lost_total, std::memory_order_relaxed);
+    if (expired_total != 0) slot->expired.store(expired_total, std::memory_order_relaxed);  // 1.11; padding before
 }
 
 void SubscriberCore::record_processing(uint64_t ns) noexcept {

@@ -80,6 +80,13 @@ inline MetaView read_meta(std::span<const std::byte> body, uint16_t flags) noexc
     return meta;
 }
 
+// The meta block of a data record's `length` bytes at `data` (after a retry prefix and a stamp).
+inline MetaView record_meta(const std::byte* data, uint32_t length, uint16_t flags) noexcept {
+    if ((flags & layout::kRecordHasMeta) == 0) return {};
+    const std::span<const std::byte> body = record_body(data, length, flags);
+    return read_meta(body.subspan(read_stamp(body, flags).bytes), flags);
+}
+
 // Fills m.producer, m.sequence, m.key, m.expires_at_ns, m.deliver_at_ns, m.headers and m.payload from a data record's `length` bytes at
 // `data`, as its flags say. The stamp and the header block are checked against the record, never
 // trusted (layout/record.h).

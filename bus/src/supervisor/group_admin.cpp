@@ -19,7 +19,7 @@ std::optional<uint32_t> free_group_block(const Segment& seg) noexcept {
 
 Result<GroupPlace> create_group(const Segment& seg, std::string_view name, const layout::GroupSettingsRecord& settings,
                                 StartFrom from, uint64_t from_id, const Registration& creator, std::optional<uint32_t> block,
-                                OwnerMask scope) noexcept {
+                                OwnerMask scope, uint32_t options) noexcept {
     if (!block) block = free_group_block(seg);
     if (!block || *block >= seg.max_groups() ||
         seg.group_block(*block).state.load(std::memory_order_relaxed) != uint32_t(layout::GroupState::free))
@@ -35,6 +35,8 @@ Result<GroupPlace> create_group(const Segment& seg, std::string_view name, const
     std::memset(b.name, 0, sizeof b.name);
     std::memcpy(b.name, name.data(), std::min(name.size(), sizeof b.name - 1));
     b.settings = settings;
+    b.options = options;
+    b.expired.store(0, std::memory_order_relaxed);
     b.consumer_slot = *slot;
     for (auto* c : {&b.delivered, &b.acked, &b.redelivered, &b.nacked, &b.dead_lettered, &b.ack_too_late, &b.rate_tat_ns, &b.reparked})
         c->store(0, std::memory_order_relaxed);
@@ -107,6 +109,13 @@ std::string settings_difference(const layout::GroupSettingsRecord& a, const layo
     differs("rate burst", a.rate_burst, b.rate_burst, "");
     if (out.empty() && std::memcmp(&a, &b, sizeof a) != 0) out = "sub-millisecond timings";
     return out;
+}
+
+std::string options_difference(uint32_t existing, uint32_t asked) {
+    if ((existing ^ asked) & layout::kDeadLetterExpired)
+        return std::string("dead-letter-expired ") + ((existing & layout::kDeadLetterExpired) ? "on" : "off") + " (asked: " +
+               ((asked & layout::kDeadLetterExpired) ? "on" : "off") + ")";
+    return {};
 }
 
 }  // namespace shmbus::detail

@@ -21,7 +21,8 @@ namespace shmbus::detail {
 [[nodiscard]] Result<GroupPlace> create_group(const Segment& seg, std::string_view name,
                                               const layout::GroupSettingsRecord& settings, StartFrom from,
                                               uint64_t from_id, const Registration& creator,
-                                              std::optional<uint32_t> block = std::nullopt, OwnerMask scope = kAnyOwner) noexcept;
+                                              std::optional<uint32_t> block = std::nullopt, OwnerMask scope = kAnyOwner,
+                                              uint32_t options = 0) noexcept;
 // Deletes a group no member holds: its slot first (publishers stop counting it), then its block.
 [[nodiscard]] Status delete_group(const Segment& seg, GroupPlace place) noexcept;
 // Frees what a shmbusd that died inside create_group or delete_group left: a group slot whose
@@ -32,5 +33,7 @@ namespace shmbus::detail {
 // "" if `a` and `b` are the same settings, else what differs, for an error message.
 [[nodiscard]] std::string settings_difference(const layout::GroupSettingsRecord& existing,
                                               const layout::GroupSettingsRecord& asked);
+// Likewise for the options beside them (GroupBlock::options).
+[[nodiscard]] std::string options_difference(uint32_t existing, uint32_t asked);
 
 }  // namespace shmbus::detail

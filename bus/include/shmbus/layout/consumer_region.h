@@ -35,7 +35,10 @@ struct alignas(kCacheLine) ConsumerSlot {
     // record position + 1, which producers on a block or fail topic do not overwrite while it is
     // set (as they would not pass a durable ack); 0: none. Set and cleared around one handler call.
     std::atomic<uint64_t> hold;
-    uint8_t pad0[kCacheLine - 48];
+    // 1.11: a durable subscription's messages skipped because they had expired (kMetaExpiresAt);
+    // zero padding in older segments.
+    std::atomic<uint64_t> expired;
+    uint8_t pad0[kCacheLine - 56];
     // --- lines 1-2: ownership, written by the daemon ---
     std::atomic<uint32_t> state;         // SlotState; stored last with release
     uint32_t kind;                       // SlotKind
@@ -59,6 +62,7 @@ static_assert(std::is_standard_layout_v<ConsumerSlot>);
 static_assert(offsetof(ConsumerSlot, ack_position) == 0);
 static_assert(offsetof(ConsumerSlot, lost) == 32);
 static_assert(offsetof(ConsumerSlot, hold) == 40);
+static_assert(offsetof(ConsumerSlot, expired) == 48);
 static_assert(offsetof(ConsumerSlot, state) == 64);
 static_assert(offsetof(ConsumerSlot, name) == 96);
 static_assert(offsetof(ConsumerSlot, owner_token) == 144);

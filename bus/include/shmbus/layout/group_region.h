@@ -31,6 +31,11 @@ inline constexpr uint32_t kGroupEntries = 256;  // messages a group may hold uns
 inline constexpr std::size_t kMaxGroupName = kMaxSubscriptionName;
 
 enum class GroupState : uint32_t { free = 0, active = 1 };
+// GroupBlock::options (1.11), fixed at creation with the settings.
+enum GroupOptions : uint32_t {
+    kDeadLetterExpired = 1,  // an expired message goes to the dead-letter topic (reason `expired`), not away
+};
+inline constexpr uint32_t kKnownGroupOptions = kDeadLetterExpired;
 
 // An entry's control word: state (4 bits) | delivery attempt (12) | owner member slot (16) |
 // owner tag (32, the low half of the member slot's owner_token when it took the entry). The pair
@@ -117,7 +122,10 @@ struct alignas(kCacheLine) GroupBlock {
     std::atomic<uint64_t> watcher;        // owner tag << 32 | (member slot + 1); 0: nobody watches
     std::atomic<uint32_t> wake_futex;     // bumped by a watcher handing over
     std::atomic<uint32_t> wake_sleepers;  // members asleep on wake_futex (a hint for the waker)
-    uint8_t pad0[2 * kCacheLine - 120];
+    // 1.11, in what was padding (zero before): GroupOptions, written by shmbusd with the settings;
+    // and the messages members did not deliver because they had expired (a statistic, relaxed).
+    uint32_t options;
+    std::atomic<uint32_t> expired;
     // --- line 2: counters, written by members (relaxed statistics) ---
     std::atomic<uint64_t> delivered;      // first deliveries
     std::atomic<uint64_t> acked;
@@ -138,6 +146,8 @@ static_assert(offsetof(GroupBlock, settings) == 56);
 static_assert(offsetof(GroupBlock, watcher) == 104);
 static_assert(offsetof(GroupBlock, wake_futex) == 112);
 static_assert(offsetof(GroupBlock, wake_sleepers) == 116);
+static_assert(offsetof(GroupBlock, options) == 120);
+static_assert(offsetof(GroupBlock, expired) == 124);
 static_assert(offsetof(GroupBlock, delivered) == 2 * kCacheLine);
 static_assert(offsetof(GroupBlock, rate_tat_ns) == 2 * kCacheLine + 48);
 static_assert(offsetof(GroupBlock, reparked) == 2 * kCacheLine + 56);
