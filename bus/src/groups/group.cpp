@@ -203,7 +203,9 @@ void GroupMember::free_entry(GroupEntry& e) noexcept {
 }
 
 void GroupMember::to_backoff(GroupEntry& e, uint32_t attempt, uint64_t delay_ns) noexcept {
-    e.deadline_ns.store(monotonic_ns() + delay_ns, std::memory_order_relaxed);  // relaxed: published by the store below
+    const uint64_t due = monotonic_ns() + delay_ns;
+    next_due_ns_ = std::min(next_due_ns_, due);
+    e.deadline_ns.store(due, std::memory_order_relaxed);  // relaxed: published by the store below
     // SYNC: release pairs with the acquire load of control in redeliver_due.
     e.control.store(EntryControl{EntryState::backoff, attempt, 0, 0}.pack(), std::memory_order_release);
 }
@@ -257,6 +259,12 @@ bool GroupMember::due_and_alive(GroupEntry& e, uint64_t id, uint32_t deliveries,
     const MetaView meta = record_meta(ring_.payload_at(r.position), r.length, r.flags);
     if (meta.expires_at_ns == 0 && meta.deliver_at_ns == 0) return true;
     const uint64_t now = clock_.now_ns();  // CLOCK_REALTIME, as the publisher wrote the times
+    if (deliveries == 0) {
+        // Never delivered: no delivery times yet (the entry's are an earlier message's). Ours: relaxed,
+        // published by the store that leaves the transitional state.
+        e.first_delivery_ns.store(0, std::memory_order_relaxed);
+        e.last_delivery_ns.store(0, std::memory_order_relaxed);
+    }
     if (meta.expires_at_ns != 0 && now >= meta.expires_at_ns) {
         const bool gone = (block_.options & layout::kDeadLetterExpired) != 0 ? dead_letter(e, message_of(id, deliveries, r), "expired")
                                                                               : (free_entry(e), true);
@@ -289,12 +297,16 @@ bool GroupMember::dead_letter(GroupEntry& e, const Message& m, std::string_view 
 void GroupMember::redeliver_due(Handler& handler, std::size_t max, uint32_t& count, const void* owner, bool auto_ack) noexcept {
     const uint64_t now = monotonic_ns();
     next_scan_ns_ = now + kScanEveryNs;
+    next_due_ns_ = UINT64_MAX;
     // Backoff entries below this have fallen half a ring behind the tail: they move to the tail.
     // relaxed: a stale tail only moves an entry one scan later.
     const uint64_t tail = ring_.tail_position(std::memory_order_relaxed);
     const uint64_t repark_below = repark_ && tail > ring_.capacity() / 2 ? tail - ring_.capacity() / 2 : 0;
     for (auto& e : block_.entries) {
-        if (count >= max || held_ >= settings_.window) return;
+        if (count >= max || held_ >= settings_.window) {
+            next_due_ns_ = now;  // not every entry was looked at: look again at the next scan
+            return;
+        }
         // SYNC: acquire pairs with the release store (or CAS) that set this state, after the
         // deadline and position were written; the CAS below checks nothing changed since.
         const uint64_t control = e.control.load(std::memory_order_acquire);
@@ -304,9 +316,13 @@ void GroupMember::redeliver_due(Handler& handler, std::size_t max, uint32_t& cou
         const uint64_t deadline = e.deadline_ns.load(std::memory_order_relaxed);
         bool due = false;
         switch (c.state) {
-            case EntryState::held: due = now >= deadline || owner_gone(seg_, c); break;
+            case EntryState::held:
+                due = now >= deadline || owner_gone(seg_, c);
+                next_due_ns_ = std::min(next_due_ns_, deadline);
+                break;
             case EntryState::backoff:
                 due = now >= deadline;
+                next_due_ns_ = std::min(next_due_ns_, deadline);
                 // relaxed: position was published with the control word read above.
                 if (!due && e.position.load(std::memory_order_relaxed) < repark_below) repark(e, control, id, c, deadline);
                 break;

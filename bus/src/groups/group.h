@@ -3,6 +3,7 @@
 // acquire/release below names its partner.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <functional>
@@ -129,6 +130,13 @@ public:
     // Whether a new message waits at the group's dispatch word and this member's window has room
     // for it (wait sets: a poll now would take something, unless another member takes it first).
     [[nodiscard]] bool new_message_waiting() const noexcept;
+    // When (CLOCK_MONOTONIC) a poll should next look for messages due: the earliest retry,
+    // delivery time or visibility deadline the last scan saw or this member set since, and never
+    // before the next scan may run; UINT64_MAX when none. A sleeping member wakes by then, so a
+    // delayed or retried message is not left waiting for the sleep cap.
+    [[nodiscard]] uint64_t next_due_ns() const noexcept {
+        return next_due_ns_ == UINT64_MAX ? UINT64_MAX : std::max(next_due_ns_, next_scan_ns_);
+    }
 
 private:
     [[nodiscard]] uint64_t held_control(uint32_t attempt) const noexcept {
@@ -187,6 +195,7 @@ private:
     uint32_t held_ = 0;
     uint32_t next_free_hint_ = 0;
     uint64_t next_scan_ns_ = 0;
+    uint64_t next_due_ns_ = UINT64_MAX;
     uint64_t random_;
     RateGate rate_;  // on the group's bucket word, block_.rate_tat_ns
     bool corrupt_ = false;

@@ -307,6 +307,10 @@ PollResult SubscriberCore::receive_with(PollOnce&& poll_once, std::chrono::nanos
         if (replay) left = std::min<std::chrono::nanoseconds>(left, kGraceSleep);
         if (const uint64_t ready = rate_ready(); ready != 0)
             left = std::min(left, std::chrono::nanoseconds(ready > now ? ready - now : 0));
+        // A member: not past the next retry, delivery time or visibility deadline of its group.
+        if (group)
+            if (const uint64_t due = group->next_due_ns(); due != UINT64_MAX)
+                left = std::min(left, std::chrono::nanoseconds(due > now ? due - now : 0));
         return left;
     };
     if (group) return wait_as_member(*group, seg, poll_once, sleep_for, expired);
