@@ -63,10 +63,12 @@ constexpr std::size_t kMaxExportedHeaders = 128 * 1024;     // all of them
 std::vector<std::string> job_environment(const std::string& topic, const shmbus::Message& m) {
     std::vector<std::string> env;
     for (char** e = environ; *e != nullptr; ++e)
-        if (std::strncmp(*e, "SHMBUS_HEADER", 13) != 0) env.emplace_back(*e);
+        if (std::strncmp(*e, "SHMBUS_HEADER", 13) != 0 && std::strncmp(*e, "SHMBUS_KEY=", 11) != 0) env.emplace_back(*e);
     env.push_back("SHMBUS_TOPIC=" + topic);
     env.push_back("SHMBUS_MESSAGE_ID=" + std::to_string(m.id));
     env.push_back("SHMBUS_ATTEMPT=" + std::to_string(m.attempt));
+    // The message's key, if it has one an environment can hold (no NUL byte).
+    if (!m.key.empty() && m.key.find('\0') == std::string_view::npos) env.push_back("SHMBUS_KEY=" + std::string(m.key));
     std::size_t exported = 0, omitted = 0;
     for (const shmbus::Header& h : m.headers) {
         const std::string name = header_variable(h.key);
