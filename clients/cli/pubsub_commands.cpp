@@ -391,7 +391,7 @@ int check_sub(SubArgs& a) {
     }
     if (rc != 0) return rc;
     if (a.group.empty() && a.group_options.given()) {
-        std::cerr << "shmbus: sub: --window, --visibility, --max-deliveries, --backoff and --dead-letter-expired need --group\n";
+        std::cerr << "shmbus: sub: --window, --visibility, --max-deliveries, --backoff, --dead-letter-expired and --ordered-by-key need --group\n";
         return kExitUsage;
     }
     if (a.group.empty() && !a.exec.empty()) {

@@ -25,9 +25,10 @@ struct GroupOptions {
     DurationOption visibility{{}, kDurationExamples};
     std::string backoff;
     bool dead_letter_expired = false;
+    bool ordered_by_key = false;
     void add_to(CLI::App& cmd, const CLI::Validator& whole_number);
     [[nodiscard]] bool given() const {
-        return window || max_deliveries || !visibility.text.empty() || !backoff.empty() || dead_letter_expired;
+        return window || max_deliveries || !visibility.text.empty() || !backoff.empty() || dead_letter_expired || ordered_by_key;
     }
     // Applies what was given; rc is set to the usage status on text that does not parse.
     void apply(shmbus::GroupSettings& g, int& rc) const;

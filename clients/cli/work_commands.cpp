@@ -70,12 +70,16 @@ void GroupOptions::add_to(CLI::App& cmd, const CLI::Validator& whole_number) {
     cmd.add_flag("--dead-letter-expired", dead_letter_expired,
                  "a message whose time to live passes before a member gets it goes to <topic>.dlq (reason: expired) "
                  "instead of being dropped");
+    cmd.add_flag("--ordered-by-key", ordered_by_key,
+                 "messages of one key are processed one at a time, in publish order, across all members (a retry "
+                 "holds back only its own key); fixed when the group is created");
 }
 
 void GroupOptions::apply(shmbus::GroupSettings& g, int& rc) const {
     if (window) g.window = *window;
     if (max_deliveries) g.max_deliveries = *max_deliveries;
     if (dead_letter_expired) g.dead_letter_expired = true;
+    if (ordered_by_key) g.ordered_by_key = true;
     if (auto v = visibility.parse("visibility", rc)) g.visibility = *v;
     if (backoff.empty()) return;
     const auto dots = backoff.find("..");
@@ -97,6 +101,7 @@ nlohmann::json group_json(const shmbus::GroupStats& g) {
     nlohmann::json settings = {{"window", s.window},
                                {"visibility_ms", to_ms(s.visibility)},
                                {"dead_letter_expired", s.dead_letter_expired},
+                               {"ordered_by_key", s.ordered_by_key},
                                {"max_deliveries", s.max_deliveries},
                                {"backoff_initial_ms", to_ms(s.backoff_initial)},
                                {"backoff_max_ms", to_ms(s.backoff_max)},
@@ -109,6 +114,7 @@ nlohmann::json group_json(const shmbus::GroupStats& g) {
             {"lag", g.lag},
             {"in_flight", g.in_flight},
             {"waiting_retry", g.waiting_retry},
+            {"waiting_key", g.waiting_key},
             {"dead_letters_refused", g.dead_letters_refused},
             {"delivered", g.delivered},
             {"acked", g.acked},
@@ -188,12 +194,13 @@ int group_info(shmbus::Client& client, const std::string& topic, const std::stri
     std::printf("group %s of %s\n", g->name.c_str(), topic.c_str());
     std::printf("  members %zu%s%s%s\n", g->members.size(), g->members.empty() ? "" : " (pid ", pid_text(g->members).c_str(),
                 g->members.empty() ? "" : ")");
-    std::printf("  window %u, visibility %s, max-deliveries %u, backoff %s..%s x%g, rate %s\n", s.window,
+    std::printf("  window %u, visibility %s, max-deliveries %u, backoff %s..%s x%g, rate %s%s%s\n", s.window,
                 duration_text(s.visibility, "0").c_str(), s.max_deliveries, duration_text(s.backoff_initial, "0").c_str(),
-                duration_text(s.backoff_max, "0").c_str(), s.backoff_factor, rate_text(s.rate).c_str());
-    std::printf("  next id %llu, lag %llu, in flight %llu, waiting retry %llu, oldest unsettled %s\n",
+                duration_text(s.backoff_max, "0").c_str(), s.backoff_factor, rate_text(s.rate).c_str(),
+                s.ordered_by_key ? ", ordered by key" : "", s.dead_letter_expired ? ", dead-letters expired messages" : "");
+    std::printf("  next id %llu, lag %llu, in flight %llu, waiting retry %llu, waiting key %llu, oldest unsettled %s\n",
                 (unsigned long long)g->next_id, (unsigned long long)g->lag, (unsigned long long)g->in_flight,
-                (unsigned long long)g->waiting_retry, oldest_text(*g).c_str());
+                (unsigned long long)g->waiting_retry, (unsigned long long)g->waiting_key, oldest_text(*g).c_str());
     std::printf("  delivered %llu, acked %llu, redelivered %llu, nacked %llu, dead-lettered %llu, acks too late %llu, expired %llu%s\n",
                 (unsigned long long)g->delivered, (unsigned long long)g->acked, (unsigned long long)g->redelivered,
                 (unsigned long long)g->nacked, (unsigned long long)g->dead_lettered, (unsigned long long)g->ack_too_late,

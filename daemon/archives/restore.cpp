@@ -77,7 +77,8 @@ void Archives::persist_cursors(TopicEntry& t) {
                                      {"backoff_factor_x100", int64_t(r.backoff_factor_x100)},
                                      {"rate_burst", int64_t(r.rate_burst)},
                                      {"rate_interval_ns", int64_t(r.rate_interval_ns)},
-                                     {"dead_letter_expired", g.settings.dead_letter_expired}});
+                                     {"dead_letter_expired", g.settings.dead_letter_expired},
+                                     {"ordered_by_key", g.settings.ordered_by_key}});
     }
     toml::table doc{{"published", int64_t(stats.published)}, {"durable", durable}, {"group", groups}};
     std::ostringstream text;
@@ -212,6 +213,7 @@ void Archives::recreate(const std::string& topic, const TopicConfig& c) {
                 auto scope = entry.scope_with_room(group_principal(*block));
                 GroupSettings options;
                 options.dead_letter_expired = (*tab)["dead_letter_expired"].value_or(false);
+                options.ordered_by_key = (*tab)["ordered_by_key"].value_or(false);
                 if (scope && detail::create_group(seg, *name, r, StartFrom::earliest, 0, self, block, *scope,
                                                   detail::group_options_of(options)))
                     ++groups;

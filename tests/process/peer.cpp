@@ -5,10 +5,12 @@
 //            [--stall-after N --stall-ms M] [--hold-us N] [--named NAME]
 //   peer sub DIR TOPIC [--count N | --until-id ID] [--durable NAME] [--from earliest|latest]
 //            [--log FILE] [--ready FILE] [--slow-us N] [--stall-limit-ms N (exit 5 when exceeded)]
-//   peer member DIR TOPIC --group NAME [--log FILE] [--nack-every N]
+//   peer member DIR TOPIC --group NAME [--log FILE] [--nack-every N] [--ordered-by-key --order-log FILE]
 //            joins a consumer group (unlimited deliveries, 1..5 ms backoff, 2 s visibility) and
 //            checks each message; it logs "id" (flushed) before acking it, and nacks the first
-//            delivery of every id divisible by N instead. Runs until killed.
+//            delivery of every id divisible by N instead. Runs until killed. --ordered-by-key joins
+//            an ordered group and takes any payload; --order-log appends, for each message handled
+//            and before it is settled, "id attempt start_ns end_ns ack|nack key" (CLOCK_MONOTONIC).
 //   topic options for both: [--capacity C] [--on-full P] [--unblock-timeout D] [--expire-detached D]
 //   both: [--wait-for-daemon] (retry the first connection for 30 s: the daemon may be restarting)
 // Payload: producer, seq, checksum, then filler. `sub` checks every message (checksum, per-producer
@@ -22,6 +24,7 @@
 // --stall-after N makes `pub` loan its Nth message and hold it --stall-ms before committing;
 // it prints "stalled_commit=STATUS".
 #include <fcntl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -248,6 +251,8 @@ int run_member(int argc, char** argv, shmbus::Client& client) {
     const uint64_t nack_every = std::strtoull(flag(argc, argv, "--nack-every", "0").c_str(), nullptr, 10);
     shmbus::SubscribeOptions o;
     o.group = flag(argc, argv, "--group");
+    const bool ordered = std::find(argv, argv + argc, std::string("--ordered-by-key")) != argv + argc;
+    o.group_settings.ordered_by_key = ordered;
     o.group_settings.max_deliveries = 0;
     o.group_settings.backoff_initial = std::chrono::milliseconds(1);
     o.group_settings.backoff_max = std::chrono::milliseconds(5);
@@ -264,7 +269,23 @@ int run_member(int argc, char** argv, shmbus::Client& client) {
     FILE* log = nullptr;
     if (auto path = flag(argc, argv, "--log"); !path.empty()) log = std::fopen(path.c_str(), "a");
     uint64_t bad = 0;
+    int order_log = -1;
+    if (auto path = flag(argc, argv, "--order-log"); !path.empty()) order_log = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    auto now_ns = [] {
+        timespec ts{};
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return uint64_t(ts.tv_sec) * 1'000'000'000u + uint64_t(ts.tv_nsec);
+    };
     auto handle = [&](const shmbus::Message& m) {
+        if (ordered) {  // any payload; the order of handling is what is checked
+            const uint64_t start = now_ns();
+            const bool nack = nack_every != 0 && m.id % nack_every == 0 && m.attempt == 1;
+            const std::string line = std::to_string(m.id) + " " + std::to_string(m.attempt) + " " + std::to_string(start) + " " +
+                                     std::to_string(now_ns()) + (nack ? " nack " : " ack ") + std::string(m.key) + "\n";
+            if (order_log >= 0) (void)!::write(order_log, line.data(), line.size());  // one write: whole lines, before settling
+            (void)(nack ? sub->nack(m) : sub->ack(m));
+            return;
+        }
         if (!whole_payload(m)) {
             ++bad;
             if (log) std::fprintf(log, "bad %llu\n", (unsigned long long)m.id);

@@ -155,6 +155,8 @@ public:
     [[nodiscard]] PublishStatus publish(std::string_view payload, const MessageOptions& message) noexcept;
     [[nodiscard]] PublishStatus publish(std::span<const std::byte> payload, const MessageOptions& message,
                                         std::chrono::nanoseconds timeout) noexcept;
+    [[nodiscard]] PublishStatus publish(std::string_view payload, const MessageOptions& message,
+                                        std::chrono::nanoseconds timeout) noexcept;
     // A named producer's publish with the sequence the caller chose (above the last committed one;
     // gaps are allowed): `duplicate` if it is not above it, `no_producer` on an anonymous
     // publisher. publish() and loan() on a named producer number their messages themselves: one

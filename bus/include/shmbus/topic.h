@@ -96,6 +96,12 @@ struct GroupSettings {
     // A message whose time to live passes before a member is given it goes to the dead-letter
     // topic with the reason `expired`; without, it is dropped. Counted either way (GroupStats::expired).
     bool dead_letter_expired = false;
+    // Messages of one key (MessageOptions::key) are processed one at a time and in id order across
+    // all members, through redeliveries, member deaths and retries: a later message of a key waits
+    // while an earlier one is unsettled (a retry's backoff included), other keys go on. Messages
+    // without a key are unordered. At most 256 messages a group holds at once, waiting ones
+    // included (docs/architecture.md, "Ordered by key").
+    bool ordered_by_key = false;
     bool operator==(const GroupSettings&) const = default;
 };
 
@@ -106,7 +112,8 @@ struct GroupStats {
     uint64_t next_id = 0;          // the next message no member has taken
     uint64_t lag = 0;              // published, not yet taken
     uint64_t in_flight = 0;        // taken and not settled (delivered, or being taken)
-    uint64_t waiting_retry = 0;    // nacked, waiting out their backoff
+    uint64_t waiting_retry = 0;    // nacked, waiting out their backoff (or their delivery time)
+    uint64_t waiting_key = 0;      // ordered by key: taken, waiting for an earlier message of their key
     uint64_t dead_letters_refused = 0;  // of those, due for the dead-letter topic and refused by it (too large)
     uint64_t delivered = 0, acked = 0, redelivered = 0, nacked = 0, dead_lettered = 0;
     uint64_t ack_too_late = 0;     // acks refused: the message had been given to another member

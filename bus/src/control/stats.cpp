@@ -31,8 +31,12 @@ void collect_groups(const Segment& seg, TopicStats& t) {
         for (const auto& e : b.entries) {
             const auto state = layout::EntryControl::unpack(e.control.load(std::memory_order_relaxed)).state;  // relaxed: a statistic
             if (state == layout::EntryState::free) continue;
-            if (state == layout::EntryState::backoff || state == layout::EntryState::moving) ++g.waiting_retry;
-            else ++g.in_flight;
+            if (state == layout::EntryState::backoff || state == layout::EntryState::moving || state == layout::EntryState::moved)
+                ++g.waiting_retry;
+            else if (state == layout::EntryState::blocked)
+                ++g.waiting_key;
+            else
+                ++g.in_flight;
             if (state == layout::EntryState::backoff && e.dead_letter_refused.load(std::memory_order_relaxed) != 0)
                 ++g.dead_letters_refused;
             if (const uint64_t first = e.first_delivery_ns.load(std::memory_order_relaxed); first != 0) oldest = std::min(oldest, first);
@@ -237,6 +241,9 @@ constexpr Statistic<G> kGroup[] = {
      [](const G& g) noexcept { return g.in_flight; }},
     {"waiting_retry", "shmbus_group_waiting_retry_messages", "waiting retry", "Nacked messages waiting out their backoff.", kGauge,
      [](const G& g) noexcept { return g.waiting_retry; }},
+    {"waiting_key", "shmbus_group_waiting_key_messages", "waiting key",
+     "Ordered by key: messages taken that wait for an earlier message of their key to be settled.", kGauge,
+     [](const G& g) noexcept { return g.waiting_key; }},
     {"delivered", "shmbus_group_delivered_total", "delivered", "First deliveries to a member.", kCounter,
      [](const G& g) noexcept { return g.delivered; }},
     {"acked", "shmbus_group_acked_total", "acked", "Messages acked.", kCounter, [](const G& g) noexcept { return g.acked; }},

@@ -127,10 +127,13 @@ GroupSettings group_settings_of(const layout::GroupSettingsRecord& r) noexcept {
     return g;
 }
 
-uint32_t group_options_of(const GroupSettings& g) noexcept { return g.dead_letter_expired ? layout::kDeadLetterExpired : 0u; }
+uint32_t group_options_of(const GroupSettings& g) noexcept {
+    return (g.dead_letter_expired ? layout::kDeadLetterExpired : 0u) | (g.ordered_by_key ? layout::kOrderedByKey : 0u);
+}
 
 void apply_group_options(uint32_t options, GroupSettings& g) noexcept {
     g.dead_letter_expired = (options & layout::kDeadLetterExpired) != 0;
+    g.ordered_by_key = (options & layout::kOrderedByKey) != 0;
 }
 
 GroupSettings group_settings_of(const GroupBlock& b) noexcept {
@@ -167,7 +170,7 @@ std::vector<int32_t> group_member_pids(const Segment& seg, uint32_t group_slot) 
 GroupMember::GroupMember(const Segment& seg, uint32_t member_slot, uint32_t tag, uint32_t group_slot, GroupBlock& block,
                          DeadLetter dead_letter, Repark repark) noexcept
     : seg_(seg), ring_(seg), member_slot_(member_slot), tag_(tag), group_(seg.consumer_slot(group_slot)), block_(block),
-      settings_(block.settings), dead_letter_(std::move(dead_letter)), repark_(std::move(repark)), group_slot_(group_slot),
+      settings_(block.settings), ordered_((block.options & layout::kOrderedByKey) != 0), dead_letter_(std::move(dead_letter)), repark_(std::move(repark)), group_slot_(group_slot),
       random_(monotonic_ns() ^ (uint64_t(tag) << 20)), rate_(settings_.rate_interval_ns, settings_.rate_burst) {}
 
 GroupEntry* GroupMember::claim_entry() noexcept {
@@ -278,6 +281,140 @@ bool GroupMember::due_and_alive(GroupEntry& e, uint64_t id, uint32_t deliveries,
     return true;
 }
 
+uint64_t GroupMember::record_key_hash(const RecordInfo& r) const noexcept {
+    if ((r.flags & layout::kRecordHasMeta) == 0) return 0;
+    const std::string_view key = record_meta(ring_.payload_at(r.position), r.length, r.flags).key;
+    if (key.empty()) return 0;
+    uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a, then a finalizer: keys that differ in their last byte spread
+    for (const char ch : key) h = (h ^ uint8_t(ch)) * 0x100000001b3ULL;
+    uint64_t state = h;
+    h = splitmix(state);
+    return h != 0 ? h : 1;
+}
+
+bool GroupMember::first_of_key(const GroupEntry& e, uint64_t id, uint64_t hash) const noexcept {
+    for (const auto& f : block_.entries) {
+        if (&f == &e) continue;
+        // SYNC: acquire pairs with the dispatch CAS (a new entry's id and key_hash were written
+        // before it) and with every later change of state; an entry holds its message's id and
+        // key from its taking to its settling, placeholder included, so what we do not see here
+        // is settled or later than `id`.
+        if (f.control.load(std::memory_order_acquire) == 0) continue;
+        // relaxed: ordered by the acquire above. A free entry being taken anew may mix an old and
+        // a new message here: at worst this message waits a scan longer.
+        if (f.key_hash.load(std::memory_order_relaxed) == hash && f.id.load(std::memory_order_relaxed) < id) return false;
+    }
+    return true;
+}
+
+bool GroupMember::key_turn(GroupEntry& e, uint64_t id, uint32_t deliveries) noexcept {
+    if (!ordered_) return true;
+    const uint64_t hash = e.key_hash.load(std::memory_order_relaxed);  // ours: written when it was taken
+    if (hash == 0 || first_of_key(e, id, hash)) return true;
+    to_blocked(e, deliveries);
+    return false;
+}
+
+void GroupMember::to_blocked(GroupEntry& e, uint32_t deliveries) noexcept {
+    const uint64_t due = monotonic_ns() + kScanEveryNs;
+    next_due_ns_ = std::min(next_due_ns_, due);
+    if (deliveries == 0) {  // never delivered: no delivery times (the entry's are an earlier message's)
+        e.first_delivery_ns.store(0, std::memory_order_relaxed);
+        e.last_delivery_ns.store(0, std::memory_order_relaxed);
+    }
+    e.deadline_ns.store(due, std::memory_order_relaxed);  // relaxed: published by the store below
+    // SYNC: release pairs with the acquire load of control in redeliver_due.
+    e.control.store(EntryControl{EntryState::blocked, deliveries, 0, 0}.pack(), std::memory_order_release);
+}
+
+bool GroupMember::record_holds(const RecordInfo& r, uint64_t id) const noexcept {
+    if (r.type != uint16_t(layout::RecordType::data)) return false;
+    if (r.id == id) return true;
+    return ordered_ && (r.flags & layout::kRecordRetry) != 0 && layout::retry_group_slot(r.flags) == group_slot_ &&
+           retry_info(ring_.payload_at(r.position), r.length).id == id;
+}
+
+GroupMember::Retake GroupMember::retake(Dispatch d, const RecordInfo& r, uint64_t hash, Handler& handler, uint32_t& count,
+                                        const void* owner, bool auto_ack) noexcept {
+    const layout::RetryInfo info = retry_info(ring_.payload_at(r.position), r.length);
+    const Dispatch past{d.position + r.size, d.id + 1};
+    GroupEntry* holder = nullptr;
+    uint64_t control = 0;
+    for (auto& f : block_.entries) {
+        // SYNC: acquire pairs with the store that made the placeholder (repark) or any later state.
+        control = f.control.load(std::memory_order_acquire);
+        if (control != 0 && f.id.load(std::memory_order_relaxed) == info.id && f.key_hash.load(std::memory_order_relaxed) == hash) {
+            holder = &f;
+            break;
+        }
+    }
+    const EntryControl c = EntryControl::unpack(control);
+    if (holder == nullptr || c.state != EntryState::moved) {
+        // A member between states with the message (moving it here, or taking this record back) is
+        // done soon, or, if it died there, a scan settles where the message is: wait for either, so
+        // that this record is never stepped over while it may be the only copy.
+        const bool in_hand = holder != nullptr && c.state != EntryState::held && c.state != EntryState::backoff &&
+                             c.state != EntryState::blocked;
+        if (in_hand) return Retake::later;
+        // Settled already, or held where it lay: this record is a second copy (its mover died
+        // between publishing it and leaving the placeholder). Stepped over.
+        (void)cas_dispatch(group_, d, past);
+        return Retake::again;
+    }
+    if (!cas_entry(*holder, control, info.id, transitional(EntryState::claiming, c.attempt), info.id)) return Retake::again;
+    // relaxed: published by the dispatch CAS below (a full barrier), as a new entry's position is.
+    holder->position.store(d.position, std::memory_order_relaxed);
+    if (!cas_dispatch(group_, d, past)) {  // nobody else takes a record whose placeholder we hold; in case
+        holder->position.store(layout::kNoPosition, std::memory_order_relaxed);
+        // SYNC: release pairs with the acquire loads of control (scans, retake).
+        holder->control.store(EntryControl{EntryState::moved, c.attempt, 0, 0}.pack(), std::memory_order_release);
+        return Retake::again;
+    }
+    after_retake(*holder, info, r, handler, count, owner, auto_ack);
+    return Retake::taken;
+}
+
+void GroupMember::after_retake(GroupEntry& e, const layout::RetryInfo& info, const RecordInfo& r, Handler& handler,
+                               uint32_t& count, const void* owner, bool auto_ack) noexcept {
+    const uint32_t attempt = std::min<uint32_t>(info.attempt, uint32_t(layout::kMaxAttempt));
+    e.first_delivery_ns.store(info.first_delivery_ns, std::memory_order_relaxed);  // ours: published by the next state
+    const uint64_t now = monotonic_ns();
+    if (info.due_ns > now) {
+        to_backoff(e, attempt, info.due_ns - now);
+        return;
+    }
+    if (settings_.max_deliveries != 0 && attempt >= settings_.max_deliveries) {
+        (void)dead_letter(e, message_of(info.id, attempt, r), "delivered " + std::to_string(attempt) + " times without an ack");
+        return;
+    }
+    if (!due_and_alive(e, info.id, attempt, r) || !key_turn(e, info.id, attempt)) return;
+    hold_and_deliver(e, info.id, attempt + 1, r, handler, owner, auto_ack);
+    ++count;
+}
+
+void GroupMember::retake_ahead(Handler& handler, std::size_t max, uint32_t& count, const void* owner, bool auto_ack) noexcept {
+    for (auto& e : block_.entries) {
+        if (count >= max || held_ >= settings_.window) return;
+        // SYNC: acquire pairs with the release store that made the placeholder, after deadline_ns.
+        const uint64_t control = e.control.load(std::memory_order_acquire);
+        const EntryControl c = EntryControl::unpack(control);
+        if (c.state != EntryState::moved) continue;
+        const uint64_t id = e.id.load(std::memory_order_relaxed);  // relaxed: the CAS checks the pair
+        const uint64_t at = e.deadline_ns.load(std::memory_order_relaxed);
+        // The retry record lies ahead of the dispatch word (publishers do not pass it), unless the
+        // word passed it already, in which case it was taken or stepped over: then leave it be.
+        RecordInfo r{};
+        if (at < read_dispatch(group_).position || ring_.inspect(at, r) != RecordCheck::ready || !record_holds(r, id) ||
+            (r.flags & layout::kRecordRetry) == 0)
+            continue;
+        if (!cas_entry(e, control, id, transitional(EntryState::claiming, c.attempt), id)) continue;
+        // relaxed: the retry record lies ahead of the dispatch word, which holds it from publishers
+        // until the position is seen here (the next state's release store publishes it).
+        e.position.store(at, std::memory_order_relaxed);
+        after_retake(e, retry_info(ring_.payload_at(r.position), r.length), r, handler, count, owner, auto_ack);
+    }
+}
+
 bool GroupMember::dead_letter(GroupEntry& e, const Message& m, std::string_view reason) noexcept {
     // relaxed: written by the member that delivered it, before the CAS or store that gave us the entry.
     const DeadLetterInfo letter{m, reason, e.first_delivery_ns.load(std::memory_order_relaxed),
@@ -321,6 +458,7 @@ void GroupMember::redeliver_due(Handler& handler, std::size_t max, uint32_t& cou
                 next_due_ns_ = std::min(next_due_ns_, deadline);
                 break;
             case EntryState::backoff:
+            case EntryState::blocked:
                 due = now >= deadline;
                 next_due_ns_ = std::min(next_due_ns_, deadline);
                 // relaxed: position was published with the control word read above.
@@ -330,6 +468,7 @@ void GroupMember::redeliver_due(Handler& handler, std::size_t max, uint32_t& cou
             case EntryState::stealing:
             case EntryState::nacking:
             case EntryState::moving: due = c.owner != member_slot_ && owner_gone(seg_, c); break;
+            case EntryState::moved:  // its retry record takes it back
             case EntryState::free: break;
         }
         if (!due) continue;
@@ -338,6 +477,12 @@ void GroupMember::redeliver_due(Handler& handler, std::size_t max, uint32_t& cou
                               !(settings_.max_deliveries != 0 && c.attempt >= settings_.max_deliveries);
         if (delivers && !take_token()) return;
         if (!cas_entry(e, control, id, transitional(EntryState::stealing, c.attempt), id)) continue;
+        // A member died taking a placeholder back: its retry record still waits at the dispatch word.
+        if (c.state == EntryState::claiming && e.position.load(std::memory_order_relaxed) == layout::kNoPosition) {
+            // SYNC: release pairs with the acquire loads of control (scans, retake).
+            e.control.store(EntryControl{EntryState::moved, c.attempt, 0, 0}.pack(), std::memory_order_release);
+            continue;
+        }
         // A dead member's claim that never moved the dispatch word was never taken: let it go.
         if (c.state == EntryState::claiming && id >= read_dispatch(group_).id) {
             free_entry(e);
@@ -345,7 +490,7 @@ void GroupMember::redeliver_due(Handler& handler, std::size_t max, uint32_t& cou
         }
         RecordInfo r{};
         const uint64_t position = e.position.load(std::memory_order_relaxed);
-        if (ring_.inspect(position, r) != RecordCheck::ready || r.type != uint16_t(layout::RecordType::data) || r.id != id) {
+        if (ring_.inspect(position, r) != RecordCheck::ready || !record_holds(r, id)) {
             free_entry(e);  // an entry that does not name its record (a member died mid-claim): nothing to redeliver
             continue;
         }
@@ -363,6 +508,7 @@ void GroupMember::redeliver_due(Handler& handler, std::size_t max, uint32_t& cou
             continue;
         }
         if (!due_and_alive(e, id, c.attempt, r)) continue;
+        if (!key_turn(e, id, c.attempt)) continue;
         hold_and_deliver(e, id, attempt, r, handler, owner, auto_ack);
         ++count;
     }
@@ -393,16 +539,29 @@ void GroupMember::repark(GroupEntry& e, uint64_t control, uint64_t id, EntryCont
     if (!cas_entry(e, control, id, transitional(EntryState::moving, c.attempt), id)) return;
     RecordInfo r{};
     const uint64_t position = e.position.load(std::memory_order_relaxed);
-    if (ring_.inspect(position, r) != RecordCheck::ready || r.type != uint16_t(layout::RecordType::data) || r.id != id) {
+    if (ring_.inspect(position, r) != RecordCheck::ready || !record_holds(r, id)) {
         free_entry(e);  // an entry that does not name its record: nothing to keep
         return;
     }
     const Message m = message_of(id, c.attempt, r);
     const layout::RetryInfo info{m.id, deadline, e.first_delivery_ns.load(std::memory_order_relaxed), c.attempt, 0};
+    uint64_t retry_position = 0;
     const bool moved = repark_(info, record_body(ring_.payload_at(r.position), r.length, r.flags),
-                               layout::retry_flags(group_slot_, r.flags));
+                               layout::retry_flags(group_slot_, r.flags), retry_position);
     if (moved) {
         block_.reparked.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics
+        if (ordered_ && e.key_hash.load(std::memory_order_relaxed) != 0) {
+            // Ordered by key: the entry stays, a placeholder holding the key, until the retry record
+            // takes it back. State first, then the position that stops gating: one who dies in
+            // between leaves a placeholder that still gates the old record, never a message unheld.
+            // Where the retry record lies, for retake_ahead. relaxed: published by the store below.
+            e.deadline_ns.store(retry_position, std::memory_order_relaxed);
+            // SYNC: release pairs with the acquire loads of control (scans, retake, lowest_unsettled).
+            e.control.store(EntryControl{EntryState::moved, c.attempt, 0, 0}.pack(), std::memory_order_release);
+            e.position.store(layout::kNoPosition, std::memory_order_release);
+            wake_publishers();
+            return;
+        }
         free_entry(e);  // a crash before this delivers it twice, never loses it
         return;
     }
@@ -471,11 +630,20 @@ PollResult GroupMember::poll(Handler& handler, std::size_t max, const void* owne
             continue;
         }
         if (!take_token()) break;
+        const uint64_t key_hash = ordered_ ? record_key_hash(r) : 0;
+        if (retry && key_hash != 0) {
+            if (retake(d, r, key_hash, handler, count, owner, auto_ack) == Retake::later) break;
+            continue;
+        }
         GroupEntry* e = claim_entry();
-        if (e == nullptr) break;  // every entry holds an unsettled message: the group is at its limit
+        if (e == nullptr) {  // every entry holds an unsettled message: the group is at its limit
+            if (ordered_) retake_ahead(handler, max, count, owner, auto_ack);
+            break;
+        }
         // relaxed: published by the dispatch CAS (a full barrier) to publishers and members.
         e->id.store(d.id, std::memory_order_relaxed);
         e->position.store(d.position, std::memory_order_relaxed);
+        if (ordered_) e->key_hash.store(key_hash, std::memory_order_relaxed);  // likewise
         if (!cas_dispatch(group_, d, {d.position + r.size, d.id + 1})) continue;  // another member took it
         claiming_ = nullptr;
         if (retry) {
@@ -483,6 +651,7 @@ PollResult GroupMember::poll(Handler& handler, std::size_t max, const void* owne
             continue;
         }
         if (!due_and_alive(*e, d.id, 0, r)) continue;
+        if (!key_turn(*e, d.id, 0)) continue;
         hold_and_deliver(*e, d.id, 1, r, handler, owner, auto_ack);
         ++count;
     }
@@ -518,6 +687,7 @@ AckStatus GroupMember::settle(const Message& m, Settle how, uint64_t delay_ns, s
     if (how == Settle::ack) {
         if (!cas_entry(e, control, m.record_id_, 0, 0)) return too_late();
         block_.acked.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics
+        if (ordered_) next_scan_ns_ = 0;  // the next message of its key may wait: look at once
         wake_publishers();
         return AckStatus::ok;
     }

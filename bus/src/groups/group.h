@@ -93,8 +93,10 @@ public:
     // is) also marks its entry, so that `topic info` shows what cannot be dead-lettered.
     using DeadLetterOutcome = detail::DeadLetterOutcome;
     using DeadLetter = std::function<DeadLetterOutcome(const DeadLetterInfo& letter)>;
-    // Publishes a retry record (publish_retry in publish/publisher_core.h) to the topic; false if it cannot now.
-    using Repark = std::function<bool(const layout::RetryInfo& info, std::span<const std::byte> data, uint16_t flags)>;
+    // Publishes a retry record (publish_retry in publish/publisher_core.h) to the topic, setting
+    // `position` to its record's; false if it cannot now.
+    using Repark = std::function<bool(const layout::RetryInfo& info, std::span<const std::byte> data, uint16_t flags,
+                                      uint64_t& position)>;
 
     GroupMember(const Segment& seg, uint32_t member_slot, uint32_t tag, uint32_t group_slot, layout::GroupBlock& block,
                 DeadLetter dead_letter, Repark repark = {}) noexcept;
@@ -157,6 +159,34 @@ private:
     // where the group says so); one whose delivery time is ahead waits in backoff until then, its
     // deliveries unchanged. True: deliver it now. A record without a meta block costs one test.
     [[nodiscard]] bool due_and_alive(layout::GroupEntry& e, uint64_t id, uint32_t deliveries, const RecordInfo& r) noexcept;
+
+    // Ordered by key (docs/architecture.md, "Ordered by key"). An entry holds its message's key
+    // hash from the moment it is taken until it is settled, without a gap: a placeholder (state
+    // moved) while the message waits as a retry record, which takes the same entry back. So a
+    // message may go when no other entry holds an earlier message (lower id) of its key: no
+    // earlier one can appear later, since new messages are taken in id order.
+    // The key hash of the message in `r` (0: it has none).
+    [[nodiscard]] uint64_t record_key_hash(const RecordInfo& r) const noexcept;
+    [[nodiscard]] bool first_of_key(const layout::GroupEntry& e, uint64_t id, uint64_t hash) const noexcept;
+    // Just before delivering the message of ours in `e`: true if it may go now; otherwise it waits
+    // (state blocked) and is looked at again by the next scans.
+    [[nodiscard]] bool key_turn(layout::GroupEntry& e, uint64_t id, uint32_t deliveries) noexcept;
+    void to_blocked(layout::GroupEntry& e, uint32_t deliveries) noexcept;
+    // Whether `r` is the record of the message with id `id`: itself, or (ordered groups, whose
+    // entries keep a message's first id) a retry record of this group carrying it.
+    [[nodiscard]] bool record_holds(const RecordInfo& r, uint64_t id) const noexcept;
+    // An ordered group's keyed retry record at the dispatch word `d`: its placeholder takes it back.
+    enum class Retake : uint8_t { taken, again, later };
+    [[nodiscard]] Retake retake(Dispatch d, const RecordInfo& r, uint64_t hash, Handler& handler, uint32_t& count,
+                                const void* owner, bool auto_ack) noexcept;
+    // The entry table is full: placeholders take their retry records back where they lie (their
+    // deadline_ns holds the position), ahead of the dispatch word, which then steps over them as
+    // second copies. So a full table of messages waiting for their keys always moves on.
+    void retake_ahead(Handler& handler, std::size_t max, uint32_t& count, const void* owner, bool auto_ack) noexcept;
+    // What follows taking a message back from its retry record into `e` (ours): its backoff, its
+    // last delivery, its expiry, its key's turn, or its delivery.
+    void after_retake(layout::GroupEntry& e, const layout::RetryInfo& info, const RecordInfo& r, Handler& handler,
+                      uint32_t& count, const void* owner, bool auto_ack) noexcept;
     // The message entry `e` holds (its record in place), as handed to a handler or a dead letter.
     [[nodiscard]] Message message_of(uint64_t id, uint32_t attempt, const RecordInfo& r) const noexcept;
     void hold_and_deliver(layout::GroupEntry& e, uint64_t id, uint32_t attempt, const RecordInfo& r, Handler& handler,
@@ -185,6 +215,7 @@ private:
     layout::ConsumerSlot& group_;
     layout::GroupBlock& block_;
     layout::GroupSettingsRecord settings_;  // fixed at the group's creation: a copy
+    bool ordered_;                          // GroupBlock::options & kOrderedByKey, likewise fixed
     DeadLetter dead_letter_;
     Repark repark_;
     uint32_t group_slot_;

@@ -57,9 +57,10 @@ GroupMember::DeadLetter dead_letter_outlet(std::function<Publisher*()> publisher
 
 
 GroupMember::Repark repark_outlet(std::function<PublisherCore*()> publisher) {
-    return [publisher = std::move(publisher)](const layout::RetryInfo& info, std::span<const std::byte> data, uint16_t flags) {
+    return [publisher = std::move(publisher)](const layout::RetryInfo& info, std::span<const std::byte> data, uint16_t flags,
+                                              uint64_t& position) {
         PublisherCore* own = publisher();
-        return own != nullptr && publish_retry(*own, info, data, flags) == PublishStatus::ok;
+        return own != nullptr && publish_retry(*own, info, data, flags, position) == PublishStatus::ok;
     };
 }
 

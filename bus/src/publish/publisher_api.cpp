@@ -230,6 +230,10 @@ PublishStatus Publisher::publish(std::span<const std::byte> payload, const Messa
     return publish_message(*core_, 0, payload, message, timeout);
 }
 
+PublishStatus Publisher::publish(std::string_view payload, const MessageOptions& message, std::chrono::nanoseconds timeout) noexcept {
+    return publish_message(*core_, 0, bytes_of(payload), message, timeout);
+}
+
 PublishStatus Publisher::publish_sequence(uint64_t sequence, std::span<const std::byte> payload,
                                           std::span<const Header> headers) noexcept {
     return publish_sequence(sequence, payload, MessageOptions{.headers = headers});
@@ -246,12 +250,11 @@ PublishStatus Publisher::publish_sequence(uint64_t sequence, std::string_view pa
 }
 
 PublishStatus detail::publish_retry(PublisherCore& core, const layout::RetryInfo& info, std::span<const std::byte> data,
-                                    uint16_t flags) noexcept {
+                                    uint16_t flags, uint64_t& position) noexcept {
     if (core.retry_reserve != 0) {  // this publisher moves retries: the reserve is its to use
         core.retry_reserve = 0;
         core.gate_limit = 0;  // refreshed by the claim
     }
-    uint64_t position = 0;
     uint64_t id = 0;
     const PublishStatus st = core.claim(sizeof info + data.size(), std::chrono::nanoseconds(0), position, id,
                                         layout::record_allowance(flags));

@@ -130,7 +130,7 @@ private:
 // Publishes a group's message moved to the tail to wait out its backoff (layout/record.h,
 // kRecordRetry): `info`, then the original record's `data`, flagged `flags`. Never waits.
 [[nodiscard]] PublishStatus publish_retry(PublisherCore& core, const layout::RetryInfo& info,
-                                          std::span<const std::byte> data, uint16_t flags) noexcept;
+                                          std::span<const std::byte> data, uint16_t flags, uint64_t& position) noexcept;
 
 
 }  // namespace shmbus::detail

@@ -68,14 +68,13 @@ inline MetaView read_meta(std::span<const std::byte> body, uint16_t flags) noexc
         layout::meta_block_size(fields, key_length) != block)
         return meta;
     std::size_t at = layout::kMetaPrefix;
-    if (fields & layout::kMetaExpiresAt) {
-        std::memcpy(&meta.expires_at_ns, body.data() + at, 8);
+    // Inside the block (checked above); the bound again so that the compiler sees it too.
+    auto next_time = [&](uint64_t& out) {
+        if (at + 8 <= body.size()) std::memcpy(&out, body.data() + at, 8);
         at += 8;
-    }
-    if (fields & layout::kMetaDeliverAt) {
-        std::memcpy(&meta.deliver_at_ns, body.data() + at, 8);
-        at += 8;
-    }
+    };
+    if (fields & layout::kMetaExpiresAt) next_time(meta.expires_at_ns);
+    if (fields & layout::kMetaDeliverAt) next_time(meta.deliver_at_ns);
     meta.key = {reinterpret_cast<const char*>(body.data() + at), key_length};
     return meta;
 }

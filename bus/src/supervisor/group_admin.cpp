@@ -112,10 +112,15 @@ std::string settings_difference(const layout::GroupSettingsRecord& a, const layo
 }
 
 std::string options_difference(uint32_t existing, uint32_t asked) {
-    if ((existing ^ asked) & layout::kDeadLetterExpired)
-        return std::string("dead-letter-expired ") + ((existing & layout::kDeadLetterExpired) ? "on" : "off") + " (asked: " +
-               ((asked & layout::kDeadLetterExpired) ? "on" : "off") + ")";
-    return {};
+    std::string out;
+    auto differs = [&](uint32_t bit, const char* what) {
+        if (((existing ^ asked) & bit) == 0) return;
+        if (!out.empty()) out += ", ";
+        out += std::string(what) + ((existing & bit) ? " on" : " off") + " (asked: " + ((asked & bit) ? "on" : "off") + ")";
+    };
+    differs(layout::kDeadLetterExpired, "dead-letter-expired");
+    differs(layout::kOrderedByKey, "ordered-by-key");
+    return out;
 }
 
 }  // namespace shmbus::detail

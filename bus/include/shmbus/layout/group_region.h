@@ -34,8 +34,11 @@ enum class GroupState : uint32_t { free = 0, active = 1 };
 // GroupBlock::options (1.11), fixed at creation with the settings.
 enum GroupOptions : uint32_t {
     kDeadLetterExpired = 1,  // an expired message goes to the dead-letter topic (reason `expired`), not away
+    kOrderedByKey = 2,       // messages of one key are processed one at a time, in id order (entries' key_hash)
 };
-inline constexpr uint32_t kKnownGroupOptions = kDeadLetterExpired;
+inline constexpr uint32_t kKnownGroupOptions = kDeadLetterExpired | kOrderedByKey;
+// The position of a placeholder entry (EntryState::moved): it holds no record, so it gates nothing.
+inline constexpr uint64_t kNoPosition = UINT64_MAX;
 
 // An entry's control word: state (4 bits) | delivery attempt (12) | owner member slot (16) |
 // owner tag (32, the low half of the member slot's owner_token when it took the entry). The pair
@@ -49,6 +52,12 @@ enum class EntryState : uint64_t {
     nacking = 4,   // the owner is moving it to backoff
     backoff = 5,   // waiting until `deadline_ns` to be delivered again; no owner
     moving = 6,    // the owner is moving a backoff message to the ring's tail (a retry record)
+    // 1.11, ordered-by-key groups only (GroupBlock::options & kOrderedByKey):
+    blocked = 7,   // taken, waits for an earlier message of its key to settle; no owner; looked at again
+                   // once `deadline_ns` passes, and moved to the tail like a backoff message
+    moved = 8,     // a placeholder: the message (`id`, `key_hash`) waits as a retry record at the tail;
+                   // position kNoPosition. The member that takes the retry record takes this entry
+                   // back, so the message holds its key without a gap until it is settled
 };
 inline constexpr uint64_t kMaxAttempt = (1u << 12) - 1;
 
@@ -80,7 +89,10 @@ struct alignas(kCacheLine) GroupEntry {
     // large for it, or headers it cannot take): `topic info` counts these. Written, like
     // deadline_ns, only in a transitional state; zero in segments made before it had a meaning.
     std::atomic<uint64_t> dead_letter_refused;
-    uint64_t reserved;
+    // 1.11: in an ordered-by-key group, a hash of the message's key (never 0); 0 for a message
+    // without one, and in every other group. Written with id and position, before the entry is
+    // published (the dispatch CAS); kept while the entry holds the message, placeholder included.
+    std::atomic<uint64_t> key_hash;
 };
 static_assert(std::is_standard_layout_v<GroupEntry>);
 static_assert(offsetof(GroupEntry, control) == 0);
@@ -90,6 +102,7 @@ static_assert(offsetof(GroupEntry, deadline_ns) == 24);
 static_assert(offsetof(GroupEntry, first_delivery_ns) == 32);
 static_assert(offsetof(GroupEntry, last_delivery_ns) == 40);
 static_assert(offsetof(GroupEntry, dead_letter_refused) == 48);
+static_assert(offsetof(GroupEntry, key_hash) == 56);
 static_assert(sizeof(GroupEntry) == kCacheLine);
 
 // Settings, fixed when the group is created.
