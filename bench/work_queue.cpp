@@ -122,8 +122,8 @@ shmbus::SubscribeOptions member_options(bool spin, int processes = 0) {
     return o;
 }
 
-// A fresh topic with its group created before the first message.
-std::optional<std::string> fresh_queue(std::string& why) {
+// A fresh topic with its group created before the first message (`ordered`: ordered by key).
+std::optional<std::string> fresh_queue(std::string& why, bool ordered = false) {
     if (!ensure_shmbusd(why)) return std::nullopt;
     auto c = connect_bus();
     if (!c) {
@@ -139,6 +139,7 @@ std::optional<std::string> fresh_queue(std::string& why) {
     }
     shmbus::GroupSettings settings;
     settings.window = kWindow;
+    settings.ordered_by_key = ordered;
     if (auto st = c->create_group(topic, "workers", settings, shmbus::StartFrom::earliest); !st) {
         why = st.error().message;
         return std::nullopt;
@@ -153,9 +154,11 @@ void drop_queue(const std::string& topic) {
     }
 }
 
-void shmbus_queue(benchmark::State& state, int members, uint64_t total) {
+// `keys` != 0: every message carries one of that many keys, in turn, and the group is ordered by
+// key (each key's messages one at a time across the members); 0: no keys, an unordered group.
+void shmbus_queue_keyed(benchmark::State& state, int members, uint64_t total, uint64_t keys) {
     std::string why;
-    const auto topic = fresh_queue(why);
+    const auto topic = fresh_queue(why, keys != 0);
     if (!topic) return fail_run(state, why);
     auto produce = [&](Tally&) {
         auto c = connect_bus();
@@ -163,9 +166,12 @@ void shmbus_queue(benchmark::State& state, int members, uint64_t total) {
         auto pub = c->publisher(*topic);
         if (!pub) return 1;
         std::byte msg[kSize] = {};
+        std::vector<std::string> names;
+        for (uint64_t k = 0; k < keys; ++k) names.push_back("key-" + std::to_string(k));
         for (uint64_t i = 0; i < total; ++i) {
             stamp(msg, i);
-            if (pub->publish(msg, std::chrono::seconds(30)) != shmbus::PublishStatus::ok) return 2;
+            const shmbus::MessageOptions o{.key = keys != 0 ? std::string_view(names[i % keys]) : std::string_view()};
+            if (pub->publish(msg, o, std::chrono::seconds(30)) != shmbus::PublishStatus::ok) return 2;
         }
         return 0;
     };
@@ -185,6 +191,12 @@ void shmbus_queue(benchmark::State& state, int members, uint64_t total) {
     };
     run_queue(state, members, total, produce, consume);
     drop_queue(*topic);
+}
+
+void shmbus_queue(benchmark::State& state, int members, uint64_t total) { shmbus_queue_keyed(state, members, total, 0); }
+// Ordered by key over 1,000 keys: the same members, the same messages, each with a key.
+void shmbus_ordered_queue(benchmark::State& state, int members, uint64_t total) {
+    shmbus_queue_keyed(state, members, total, 1000);
 }
 
 // One job at a time: the publisher stamps the time, a spinning member's handler reads it.
@@ -614,6 +626,7 @@ void register_queue(const std::string& peer, uint64_t total, void (*run)(benchma
 
 void register_work_queue_benchmarks() {
     register_queue("shmbus", 400'000, shmbus_queue);
+    register_queue("shmbus_ordered_by_key", 400'000, shmbus_ordered_queue);
 #if SHMBUS_BENCH_HAVE_REDIS
     register_queue("redis_streams", 100'000, redis_queue);
 #endif
