@@ -109,6 +109,32 @@ static void publish_and_receive(shmbus_client* bus) {
     CHECK_STATUS(shmbus_next(sub, 0, &m), SHMBUS_EMPTY);
     CHECK(strcmp(shmbus_subscriber_topic(sub), "c.basic") == 0);
 
+    /* A key (any bytes) and a time to live; a key too long is refused. */
+    shmbus_message_options keyed = SHMBUS_MESSAGE_OPTIONS_INIT;
+    const char key[] = {'k', 0, '1'};
+    keyed.key = key;
+    keyed.key_size = sizeof key;
+    keyed.ttl_ns = 60 * kSecond;
+    keyed.headers = headers;
+    keyed.header_count = 1;
+    CHECK_STATUS(shmbus_publish_message(pub, "keyed", 5, &keyed), SHMBUS_OK);
+    char long_key[SHMBUS_MAX_KEY + 1];
+    memset(long_key, 'k', sizeof long_key);
+    keyed.key = long_key;
+    keyed.key_size = sizeof long_key;
+    CHECK_STATUS(shmbus_publish_message(pub, "x", 1, &keyed), SHMBUS_BAD_KEY);
+    CHECK_STATUS(shmbus_next(sub, kSecond, &m), SHMBUS_OK);
+    const void* got_key = NULL;
+    size_t got_key_size = 0;
+    CHECK_STATUS(shmbus_message_key(&m, &got_key, &got_key_size), SHMBUS_OK);
+    CHECK(got_key_size == sizeof key && memcmp(got_key, key, sizeof key) == 0);
+    CHECK(m.size == 5 && memcmp(m.payload, "keyed", 5) == 0 && m.header_count == 1);
+    CHECK(shmbus_message_expires_at(&m) > m.timestamp_ns && shmbus_message_deliver_at(&m) == 0);
+    CHECK_STATUS(shmbus_publish(pub, "plain", 5), SHMBUS_OK);
+    CHECK_STATUS(shmbus_next(sub, kSecond, &m), SHMBUS_OK);
+    CHECK_STATUS(shmbus_message_key(&m, &got_key, &got_key_size), SHMBUS_EMPTY);
+    CHECK(shmbus_message_expires_at(&m) == 0);
+
     /* Zero copy. */
     void* room = NULL;
     CHECK_STATUS(shmbus_loan(pub, 5, &room), SHMBUS_OK);

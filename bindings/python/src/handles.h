@@ -53,6 +53,9 @@ public:
     [[nodiscard]] uint32_t attempt() const { return m_.attempt; }
     [[nodiscard]] uint64_t sequence() const { return m_.sequence; }
     [[nodiscard]] py::object producer() const;
+    [[nodiscard]] py::object key() const;  // bytes, or None
+    [[nodiscard]] uint64_t expires_at_ns() const { return shmbus_message_expires_at(&m_); }
+    [[nodiscard]] uint64_t deliver_at_ns() const { return shmbus_message_deliver_at(&m_); }
     [[nodiscard]] py::str topic() const;
     [[nodiscard]] py::dict headers() const;
     void ack();
@@ -100,7 +103,9 @@ public:
               const std::optional<double>& block_timeout);
     ~Publisher() { close(); }
     void close() noexcept;
-    void publish(py::handle data, const py::object& headers);
+    // key: str or bytes; ttl and delay: seconds; deliver_at_ns: CLOCK_REALTIME (wins over delay).
+    void publish(py::handle data, const py::object& headers, const py::object& key, const std::optional<double>& ttl,
+                 const std::optional<double>& delay, const std::optional<uint64_t>& deliver_at_ns);
     void publish_sequence(uint64_t sequence, const py::buffer& data, const py::object& headers);
     // Publishes each buffer of `payloads` in order, batched; returns how many were published
     // (all, or it raises saying why it stopped).

@@ -110,7 +110,26 @@ shmbus_publisher* Publisher::handle() const {
     return pub_;
 }
 
-void Publisher::publish(py::handle data, const py::object& headers) {
+void Publisher::publish(py::handle data, const py::object& headers, const py::object& key, const std::optional<double>& ttl,
+                        const std::optional<double>& delay, const std::optional<uint64_t>& deliver_at_ns) {
+    if (!key.is_none() || ttl || delay || deliver_at_ns) {
+        const py::buffer_info info = read_buffer(py::reinterpret_borrow<py::buffer>(data));
+        std::vector<std::string> keep;
+        const auto h = to_headers(headers, keep);
+        std::string key_bytes;
+        if (py::isinstance<py::str>(key)) key_bytes = key.cast<std::string>();
+        else if (py::isinstance<py::bytes>(key)) key_bytes = std::string(key.cast<py::bytes>());
+        else if (!key.is_none()) throw py::type_error("key: str or bytes");
+        shmbus_message_options o = SHMBUS_MESSAGE_OPTIONS_INIT;
+        o.headers = h.data();
+        o.header_count = h.size();
+        o.key = key_bytes.data();
+        o.key_size = key_bytes.size();
+        if (ttl) o.ttl_ns = std::max<int64_t>(1, timeout_ns(ttl));
+        if (delay) o.delay_ns = std::max<int64_t>(1, timeout_ns(delay));
+        if (deliver_at_ns) o.deliver_at_ns = *deliver_at_ns;
+        return check(shmbus_publish_message(handle(), info.ptr, bytes_of(info), &o));
+    }
     // bytes, the common case, without the buffer protocol's request and release.
     if (PyBytes_CheckExact(data.ptr()) && headers.is_none())
         return check(shmbus_publish(handle(), PyBytes_AS_STRING(data.ptr()), std::size_t(PyBytes_GET_SIZE(data.ptr()))));
@@ -285,6 +304,13 @@ void Message::release_payload() noexcept {
 py::object Message::producer() const {
     if (m_.producer_size == 0) return py::none();
     return py::str(m_.producer, m_.producer_size);
+}
+
+py::object Message::key() const {
+    const void* key = nullptr;
+    std::size_t size = 0;
+    if (shmbus_message_key(&m_, &key, &size) != SHMBUS_OK) return py::none();
+    return py::bytes(static_cast<const char*>(key), size);
 }
 
 py::str Message::topic() const { return py::str(sub().topic()); }

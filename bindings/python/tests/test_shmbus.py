@@ -29,6 +29,22 @@ def test_publish_and_receive_any_bytes_with_headers(bus):
         assert time.monotonic() - started >= 0.04
 
 
+def test_keys_and_times_travel_with_the_message(bus):
+    with bus.subscribe("py.keys") as sub, bus.publisher("py.keys") as pub:
+        pub.publish(b"one", key="account-1", ttl=60)
+        pub.publish(b"two", headers={"h": "v"}, key=b"\x00bin", delay=0.5)
+        pub.publish(b"three")
+        first = sub.receive(timeout=5)
+        assert first.key == b"account-1" and first.expires_at_ns > first.timestamp_ns and first.deliver_at_ns == 0
+        second = sub.receive(timeout=5)
+        assert second.key == b"\x00bin" and second.headers == {"h": b"v"} and second.deliver_at_ns > second.timestamp_ns
+        third = sub.receive(timeout=5)
+        assert third.key is None and third.expires_at_ns == 0
+        with pytest.raises(shmbus.Error) as e:
+            pub.publish(b"x", key="k" * 257)
+        assert e.value.status == "bad_key"
+
+
 def test_a_payload_is_released_at_the_next_receive_and_a_copy_stays(bus):
     with bus.subscribe("py.view") as sub, bus.publisher("py.view") as pub:
         pub.publish(b"one")

@@ -123,6 +123,23 @@ void shmbus_publisher_close(shmbus_publisher* publisher);
 int shmbus_publish(shmbus_publisher* publisher, const void* data, size_t size);
 int shmbus_publish_headers(shmbus_publisher* publisher, const void* data, size_t size, const shmbus_header* headers,
                            size_t header_count);
+/* What a message carries besides its payload (shmbus::MessageOptions): headers, a key (any bytes,
+ * at most SHMBUS_MAX_KEY; SHMBUS_BAD_KEY beyond), a time to live (0: the topic's default), and a
+ * delivery time for consumer groups (delay_ns after publish, or deliver_at_ns CLOCK_REALTIME, which
+ * wins when set). */
+#define SHMBUS_MAX_KEY 256
+typedef struct shmbus_message_options {
+    size_t struct_size;            /* sizeof(shmbus_message_options) */
+    const shmbus_header* headers;
+    size_t header_count;
+    const void* key;
+    size_t key_size;               /* 0: no key */
+    int64_t ttl_ns;
+    int64_t delay_ns;
+    uint64_t deliver_at_ns;
+} shmbus_message_options;
+#define SHMBUS_MESSAGE_OPTIONS_INIT {sizeof(shmbus_message_options), NULL, 0, NULL, 0, 0, 0, 0}
+int shmbus_publish_message(shmbus_publisher* publisher, const void* data, size_t size, const shmbus_message_options* options);
 /* A named producer's publish with the sequence the caller chose. */
 int shmbus_publish_sequence(shmbus_publisher* publisher, uint64_t sequence, const void* data, size_t size,
                             const shmbus_header* headers, size_t header_count);
@@ -203,6 +220,12 @@ const char* shmbus_subscriber_topic(const shmbus_subscriber* subscriber);
 int shmbus_message_header(const shmbus_message* message, uint32_t index, shmbus_header* out);
 /* The first header named `key`: SHMBUS_OK, or SHMBUS_EMPTY if it has none of that name. */
 int shmbus_message_header_get(const shmbus_message* message, const char* key, shmbus_header* out);
+/* The message's key: SHMBUS_OK with *key and *size, or SHMBUS_EMPTY if it has none. */
+int shmbus_message_key(const shmbus_message* message, const void** key, size_t* size);
+/* CLOCK_REALTIME nanoseconds after which the message is expired, and before which a consumer
+ * group does not deliver it; 0: never expires, due at once. */
+uint64_t shmbus_message_expires_at(const shmbus_message* message);
+uint64_t shmbus_message_deliver_at(const shmbus_message* message);
 
 /* ---- Waiting on many subscriptions (shmbus/wait_set.h) ---- */
 

@@ -159,6 +159,25 @@ int shmbus_publish_headers(shmbus_publisher* publisher, const void* data, size_t
     }
 }
 
+int shmbus_publish_message(shmbus_publisher* publisher, const void* data, size_t size, const shmbus_message_options* options) {
+    if (!publisher || (!data && size) || !options) return null_argument(!publisher ? "publisher" : !options ? "options" : "data");
+    // Fields past what the caller's struct_size covers keep their defaults (an older caller's struct).
+    shmbus_message_options o = SHMBUS_MESSAGE_OPTIONS_INIT;
+    std::memcpy(&o, options, std::min(sizeof o, options->struct_size));
+    if ((!o.headers && o.header_count) || (!o.key && o.key_size)) return null_argument("headers or key");
+    try {
+        const auto h = to_headers(o.headers, o.header_count);
+        const shmbus::MessageOptions m{.headers = h,
+                                       .key = std::string_view(static_cast<const char*>(o.key), o.key_size),
+                                       .ttl = std::chrono::nanoseconds(std::max<int64_t>(0, o.ttl_ns)),
+                                       .delay = std::chrono::nanoseconds(std::max<int64_t>(0, o.delay_ns)),
+                                       .deliver_at_ns = o.deliver_at_ns};
+        return status_of(publisher->publisher.publish(std::span<const std::byte>(static_cast<const std::byte*>(data), size), m));
+    } catch (...) {
+        return out_of_memory();
+    }
+}
+
 int shmbus_publish_sequence(shmbus_publisher* publisher, uint64_t sequence, const void* data, size_t size,
                             const shmbus_header* headers, size_t header_count) {
     if (!publisher || (!data && size) || (!headers && header_count)) return null_argument(!publisher ? "publisher" : "data or headers");
@@ -321,6 +340,18 @@ int shmbus_message_header(const shmbus_message* message, uint32_t index, shmbus_
     }
     return fail(SHMBUS_INVALID_ARGUMENT, "no header at index " + std::to_string(index));
 }
+
+int shmbus_message_key(const shmbus_message* message, const void** key, size_t* size) {
+    if (!message || !key || !size) return null_argument(!message ? "message" : !key ? "key" : "size");
+    const std::string_view k = message_in(message).key;
+    *key = k.data();
+    *size = k.size();
+    return k.empty() ? SHMBUS_EMPTY : SHMBUS_OK;
+}
+
+uint64_t shmbus_message_expires_at(const shmbus_message* message) { return message ? message_in(message).expires_at_ns : 0; }
+
+uint64_t shmbus_message_deliver_at(const shmbus_message* message) { return message ? message_in(message).deliver_at_ns : 0; }
 
 int shmbus_message_header_get(const shmbus_message* message, const char* key, shmbus_header* out) {
     if (!message || !key || !out) return null_argument(!message ? "message" : !key ? "key" : "out");
