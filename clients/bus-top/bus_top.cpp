@@ -121,15 +121,16 @@ std::string subscription_line(const SubscriptionView& s) {
 }
 
 constexpr const char* kGroupColumns =
-    "  GROUP                 MEMBERS      LAG  IN FLIGHT  WAIT RETRY   ACKED/S  NACKED/S  DEAD-LETTERED  OLDEST UNSETTLED";
+    "  GROUP                 MEMBERS      LAG  IN FLIGHT  WAIT RETRY  WAIT KEY   ACKED/S  NACKED/S  DEAD-LETTERED   EXPIRED  "
+    "OLDEST UNSETTLED";
 
 std::string group_line(const GroupView& g) {
     char buf[256];
     const std::string oldest = g.oldest_unsettled_s ? shmbus::short_duration(uint64_t(*g.oldest_unsettled_s * 1e9)) : "-";
-    std::snprintf(buf, sizeof buf, "  %-20.20s %8zu %8llu %10llu %11llu %9s %9s %14llu  %s", g.name.c_str(), g.members,
+    std::snprintf(buf, sizeof buf, "  %-20.20s %8zu %8llu %10llu %11llu %9llu %9s %9s %14llu %9llu  %s", g.name.c_str(), g.members,
                   (unsigned long long)g.lag, (unsigned long long)g.in_flight, (unsigned long long)g.waiting_retry,
-                  human(g.acked_per_s, "").c_str(), human(g.nacked_per_s, "").c_str(), (unsigned long long)g.dead_lettered,
-                  oldest.c_str());
+                  (unsigned long long)g.waiting_key, human(g.acked_per_s, "").c_str(), human(g.nacked_per_s, "").c_str(),
+                  (unsigned long long)g.dead_lettered, (unsigned long long)g.expired, oldest.c_str());
     return buf;
 }
 
@@ -181,6 +182,8 @@ nlohmann::json to_json(const Snapshot& s, const std::string& dir) {
                               {"lag", g.lag},
                               {"in_flight", g.in_flight},
                               {"waiting_retry", g.waiting_retry},
+                              {"waiting_key", g.waiting_key},
+                              {"expired", g.expired},
                               {"acked_per_s", g.acked_per_s},
                               {"nacked_per_s", g.nacked_per_s},
                               {"dead_lettered", g.dead_lettered},

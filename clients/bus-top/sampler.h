@@ -33,7 +33,7 @@ struct SubscriptionView {
 struct GroupView {
     std::string name;
     std::size_t members = 0;
-    uint64_t lag = 0, in_flight = 0, waiting_retry = 0, dead_lettered = 0;
+    uint64_t lag = 0, in_flight = 0, waiting_retry = 0, waiting_key = 0, dead_lettered = 0, expired = 0;
     double acked_per_s = 0, nacked_per_s = 0;
     std::optional<double> oldest_unsettled_s;
     double visibility_s = 0;  // its visibility timeout
@@ -147,6 +147,8 @@ private:
             gv.in_flight = g.in_flight;
             gv.waiting_retry = g.waiting_retry;
             gv.dead_lettered = g.dead_lettered;
+            gv.waiting_key = g.waiting_key;
+            gv.expired = g.expired;
             if (g.oldest_unsettled_age) gv.oldest_unsettled_s = double(g.oldest_unsettled_age->count()) / 1e9;
             gv.visibility_s = double(g.settings.visibility.count()) / 1e9;
             if (gv.oldest_unsettled_s) v.oldest_unsettled_s = std::max(v.oldest_unsettled_s.value_or(0), *gv.oldest_unsettled_s);
