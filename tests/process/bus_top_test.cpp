@@ -148,6 +148,12 @@ TEST_F(BusTop, APublisherWaitingForRoomIsTroubleNamingWhoHoldsItBack) {
     ASSERT_EQ(cli({"topic", "create", "slow", "--capacity", "64K"}).code, 0);
     const pid_t reader = spawn({SHMBUS_CLI_PATH, "--dir", dir, "sub", "slow", "--durable", "reader", "--rate", "300/s"},
                                {path("reader.out"), path("reader.err")});
+    // The reader's cursor first: a publisher that got ahead of it would find nothing to hold it back.
+    ASSERT_TRUE(eventually([&] {
+        auto c = connect();
+        auto s = c ? c->topic_stats("slow") : Result<TopicStats>(make_error(Errc::topic_not_found, ""));
+        return s && std::any_of(s->subscriptions.begin(), s->subscriptions.end(), [](const SubscriptionStats& x) { return x.durable && x.attached; });
+    })) << read_file(path("reader.err"));
     const pid_t publisher = spawn({"/bin/sh", "-c", "yes x | head -n 100000 | " + std::string(SHMBUS_CLI_PATH) + " --dir " + dir +
                                                         " pub slow --timeout 60s"},
                                   {path("pub.out"), path("pub.err")});

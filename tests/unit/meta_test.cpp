@@ -21,10 +21,15 @@ struct Block {
 
 std::vector<std::byte> with_meta(Block b, std::span<const uint64_t> values, std::string_view key, std::string_view payload) {
     std::vector<std::byte> data(sizeof b + 8 * values.size() + key.size() + payload.size());
-    std::memcpy(data.data(), &b, sizeof b);
-    std::memcpy(data.data() + sizeof b, values.data(), 8 * values.size());
-    std::memcpy(data.data() + sizeof b + 8 * values.size(), key.data(), key.size());
-    std::memcpy(data.data() + sizeof b + 8 * values.size() + key.size(), payload.data(), payload.size());
+    std::byte* at = data.data();
+    auto put = [&](const void* from, std::size_t n) {
+        if (n != 0) std::memcpy(at, from, n);  // an empty part may have no storage at all
+        at += n;
+    };
+    put(&b, sizeof b);
+    put(values.data(), 8 * values.size());
+    put(key.data(), key.size());
+    put(payload.data(), payload.size());
     return data;
 }
 

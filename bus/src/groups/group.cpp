@@ -440,10 +440,9 @@ void GroupMember::redeliver_due(Handler& handler, std::size_t max, uint32_t& cou
     const uint64_t tail = ring_.tail_position(std::memory_order_relaxed);
     const uint64_t repark_below = repark_ && tail > ring_.capacity() / 2 ? tail - ring_.capacity() / 2 : 0;
     for (auto& e : block_.entries) {
-        if (count >= max || held_ >= settings_.window) {
-            next_due_ns_ = now;  // not every entry was looked at: look again at the next scan
-            return;
-        }
+        // Stopped early: the entries not looked at wait for the next scan, which this member makes
+        // when it polls again (it has a full window or a full poll now, so nothing to gain sooner).
+        if (count >= max || held_ >= settings_.window) return;
         // SYNC: acquire pairs with the release store (or CAS) that set this state, after the
         // deadline and position were written; the CAS below checks nothing changed since.
         const uint64_t control = e.control.load(std::memory_order_acquire);
