@@ -256,7 +256,12 @@ int sub(shmbus::Client& client, const std::string& topic, shmbus::SubscribeOptio
             std::cerr << "shmbus: topic '" << topic << "' was deleted; stopping\n";
             return kExitError;
         }
-        if (r.count == 0) continue;
+        if (r.count == 0) {
+            // Nothing delivered, but what was read may have moved on (messages stepped over as
+            // expired): acked, so that they hold no publisher back. Everything delivered is written.
+            if (!group) s->ack_delivered();
+            continue;
+        }
         if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
             std::cerr << "shmbus: cannot write output; messages left unacked\n";
             return kExitError;

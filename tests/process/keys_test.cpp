@@ -338,11 +338,13 @@ TEST_F(OrderedByKey, EachKeysMessagesAreHandledOneAtATimeInPublishOrderWhateverI
     struct Event {
         uint64_t id, attempt, start, end;
         std::string action, key;
+        int member = 0;
     };
     std::map<std::string, std::vector<Event>> by_key;
     for (int m = 0; m < kMembers; ++m) {
         std::istringstream in(read_file(path("order" + std::to_string(m) + ".log")));
         Event e;
+        e.member = m;
         while (in >> e.id >> e.attempt >> e.start >> e.end >> e.action >> e.key) by_key[e.key].push_back(e);
     }
     ASSERT_EQ(by_key.size(), kKeys);
@@ -355,7 +357,10 @@ TEST_F(OrderedByKey, EachKeysMessagesAreHandledOneAtATimeInPublishOrderWhateverI
             ++handled;
             nacks += e.action == "nack";
             if (i > 0) {
-                ASSERT_GE(e.start, events[i - 1].end) << "key " << key << ": " << e.id << " began before " << events[i - 1].id << " ended";
+                const Event& p = events[i - 1];
+                ASSERT_GE(e.start, p.end) << "key " << key << ": " << e.id << " (attempt " << e.attempt << ", " << e.action
+                                          << ", member " << e.member << ") began before " << p.id << " (attempt " << p.attempt << ", "
+                                          << p.action << ", member " << p.member << ") ended";
                 if (e.id == events[i - 1].id) {
                     ++repeats;
                     continue;
