@@ -12,10 +12,10 @@ if ! command -v clang++ >/dev/null; then
   if [[ $(id -u) -ne 0 ]]; then echo "fuzz: clang is missing: sudo apt-get install clang" >&2; exit 1; fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends clang >/dev/null
 fi
-scripts/setup.sh release >/dev/null  # the Debian packages the library needs
+scripts/setup.sh release >/dev/null  # the Debian packages the library needs, and build/ (shmbus/version.h is generated there)
 mkdir -p build/fuzz
 flags=(-std=c++20 -O1 -g -mcx16 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-       -Ibus/include -Ibus/src -Idaemon -Itests/support)
+       -Ibus/include -Ibuild/bus/include -Ibus/src -Idaemon -Itests/support)
 # The library, the supervisor library and shmbusd's core: every source but shmbusd's main().
 mapfile -t sources < <(find bus/src daemon -name '*.cpp' ! -path daemon/main.cpp | sort)
 for t in ${targets[*]}; do

@@ -1,6 +1,7 @@
 // Fuzz target: the text parsers of the CLI and the library (sizes, durations, names), shmbusd's
 // configuration file (and the shape check its state files pass first), an archive file's records
-// as every archive reader scans them, and the decoding of numbers that arrive on the wire. None may crash, and each accepted value must be
+// as every archive reader scans them, a record's body as every reader splits it (retry prefix,
+// producer stamp, meta block, header block), and the decoding of numbers that arrive on the wire. None may crash, and each accepted value must be
 // consistent with what was parsed.
 #include <sys/mman.h>
 #include <unistd.h>
@@ -20,6 +21,7 @@
 #include "shmbus/names.h"
 #include "shmbus/result.h"
 #include "core/untrusted_files.h"
+#include "record/record_view.h"
 
 namespace {
 
@@ -54,6 +56,29 @@ void scan_as_archive_file(const uint8_t* data, size_t size) {
     }
 }
 
+// `data` as a record's body under every combination of flags: whatever a publisher wrote, the
+// parts a reader takes (key, producer, headers, payload) lie inside the body.
+void split_as_record(const uint8_t* data, size_t size) {
+    using namespace shmbus::layout;
+    const auto* body = reinterpret_cast<const std::byte*>(data);
+    const auto* end = body + size;
+    auto inside = [&](const void* p, std::size_t n) {
+        const auto* b = static_cast<const std::byte*>(p);
+        return n == 0 || (b >= body && b + n <= end);
+    };
+    for (uint16_t flags = 0; flags < 16; ++flags) {
+        shmbus::Message m;
+        shmbus::detail::split_record(body, uint32_t(size), flags, m);
+        if (!inside(m.payload.data(), m.payload.size()) || !inside(m.key.data(), m.key.size()) ||
+            !inside(m.producer.data(), m.producer.size()) || m.key.size() > kMaxKey)
+            std::abort();
+        for (const shmbus::Header& h : m.headers)
+            if (!inside(h.key.data(), h.key.size()) || !inside(h.value.data(), h.value.size())) std::abort();
+        const auto meta = shmbus::detail::record_meta(body, uint32_t(size), flags);
+        if (meta.key != m.key || meta.expires_at_ns != m.expires_at_ns) std::abort();
+    }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -75,6 +100,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     if (auto why = shmbus::detail::toml_shape_error(text); why && why->empty()) std::abort();
     scan_as_archive_file(data, size);
+    split_as_record(data, size);
     if (size >= 4) {
         uint32_t code = 0;
         std::memcpy(&code, data, 4);

@@ -1,5 +1,6 @@
 #include "core/untrusted_files.h"
 
+#include <cctype>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -114,9 +115,39 @@ std::optional<std::string> toml_shape_error(std::string_view text) {
     // A scan that knows strings and comments, so that what is inside one counts for nothing. Dots
     // are counted since the last separator: a dotted key, a table name or one number (which has
     // at most one) lies between two of them.
+    // Control characters other than tab and line ends are allowed nowhere in TOML, not even in
+    // strings or comments; the parser asserts on some of them (a NUL in a table name).
+    for (std::size_t i = 0, at_line = 1; i < text.size(); ++i) {
+        const auto c = static_cast<unsigned char>(text[i]);
+        if (c == '\n') ++at_line;
+        if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f)
+            return "line " + std::to_string(at_line) + ": control character " + std::to_string(c) + " (TOML allows none)";
+    }
     std::size_t line = 1, depth = 0, dots = 0;
+    bool line_start = true;        // only blanks so far on this line
+    bool string_may_start = true;  // the last character that was not blank lets a string begin
     for (std::size_t i = 0; i < text.size(); ++i) {
         const char c = text[i];
+        // A table header names its table: the parser assumes a name follows `[` or `[[` at the
+        // start of a line (undefined behaviour otherwise, in a release build).
+        if (line_start && c == '[') {
+            std::size_t j = i + 1;
+            if (j < text.size() && text[j] == '[') ++j;
+            while (j < text.size() && (text[j] == ' ' || text[j] == '\t')) ++j;
+            const char n = j < text.size() ? text[j] : '\0';
+            if (!(std::isalnum(static_cast<unsigned char>(n)) || n == '_' || n == '-' || n == '"' || n == '\''))
+                return "line " + std::to_string(line) + ": a table header without a name";
+        }
+        const bool blank = c == ' ' || c == '\t';
+        line_start = c == '\n' || (blank && line_start);
+        // Where a string may begin in TOML: a value after `=`, `[`, `,` or `{`, or a quoted key at
+        // the start of a line or after a dot. A quote anywhere else is malformed text, read on as
+        // text: what follows it is not taken for the inside of a string.
+        if ((c == '"' || c == '\'') && !string_may_start) {
+            string_may_start = false;
+            continue;
+        }
+        if (!blank) string_may_start = c == '=' || c == '[' || c == ',' || c == '{' || c == '.' || c == '\n';
         switch (c) {
             case '\n': ++line; [[fallthrough]];
             case ',': case '=': dots = 0; break;
@@ -157,7 +188,13 @@ std::optional<std::string> toml_shape_error(std::string_view text) {
                 else i = std::min(j + width, text.size()) - 1;
                 break;
             }
-            default: break;
+            default:
+                // TOML allows other than ASCII only inside strings and comments; the parser's own
+                // tables for bare Unicode keys (a TOML 1.1 draft) reach undefined behaviour on
+                // some code points, so such text never gets that far.
+                if (static_cast<unsigned char>(c) >= 0x80)
+                    return "line " + std::to_string(line) + ": a character other than ASCII outside a string or comment";
+                break;
         }
     }
     return std::nullopt;
