@@ -17,7 +17,7 @@
 //   [defaults]                     # settings of a topic created without settings of its own
 //   capacity = "16M"               # also max_message, on_full, unblock_timeout, expire_detached,
 //                                  # max_publishers, max_subscribers, single_producer = true,
-//                                  # timestamps = false
+//                                  # timestamps = false, ttl = "30s"
 //   [topics.prices]                # this topic's settings, whoever creates it; created at start
 //   capacity = "64M"
 //   on_full = "overwrite"
