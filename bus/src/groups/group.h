@@ -25,6 +25,17 @@ namespace shmbus::detail {
 using layout::EntryControl;
 using layout::EntryState;
 
+// Members look for messages due for redelivery (and waiting for their key) at most this often.
+inline constexpr uint64_t kScanEveryNs = 1'000'000;
+
+// A 64-bit mix (splitmix64): a member's backoff jitter, and the spread of an ordered group's key hashes.
+[[nodiscard]] inline uint64_t splitmix(uint64_t& state) noexcept {
+    uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
 // The group's dispatch word: the ack_position/ack_id pair of its consumer slot. Its position
 // strictly grows with every CAS (each one steps over a record), so a pair read as position, id,
 // position with both positions equal is one the word really held.
