@@ -8,17 +8,18 @@ namespace shmbus::daemon {
 TopicConfig parse_topic_settings(const std::string& source, const toml::table& t, TopicConfig base, const std::string& where,
                                  std::optional<ArchiveSettings>* archive) {
     ArchiveSettings a;
-    bool archived = false, archive_keys = false;
+    bool archived = false, archive_refused = false, archive_keys = false, max_keys_given = false;
     for (auto&& [k, v] : t) {
         const std::string key(k.str());
         const bool archive_key = key == "archive" || key == "retain" || key == "retain_time" || key == "fsync" ||
-                                 key == "archive_file_size";
+                                 key == "archive_file_size" || key == "compact" || key == "max_keys";
         if (archive_key && archive == nullptr)
             fail(source, v.source(), "'" + key + "' belongs in a [topics.NAME] table, not in " + where);
         if (key == "archive") {
             const auto* b = v.as_boolean();
             if (b == nullptr) fail(source, v.source(), "'archive' must be true or false");
             archived = b->get();
+            archive_refused = !archived;
         } else if (key == "retain") {
             a.retain_bytes = size_value(source, v, key);
             archive_keys = true;
@@ -32,6 +33,16 @@ TopicConfig parse_topic_settings(const std::string& source, const toml::table& t
             a.file_bytes = size_value(source, v, key);
             if (a.file_bytes < kMinArchiveFileBytes) fail(source, v.source(), "'archive_file_size' must be at least 4K");
             archive_keys = true;
+        } else if (key == "compact") {
+            const auto* b = v.as_boolean();
+            if (b == nullptr) fail(source, v.source(), "'compact' must be true or false");
+            a.compact = b->get();
+        } else if (key == "max_keys") {
+            const auto* i = v.as_integer();
+            if (i == nullptr || i->get() <= 0 || i->get() > int64_t(UINT32_MAX))
+                fail(source, v.source(), "'max_keys' must be a positive whole number");
+            a.max_keys = uint32_t(i->get());
+            max_keys_given = true;
         } else if (key == "capacity") {
             base.capacity = size_value(source, v, key);
         } else if (key == "max_message") {
@@ -67,14 +78,20 @@ TopicConfig parse_topic_settings(const std::string& source, const toml::table& t
             fail(source, v.source(), "unknown key '" + key + "' in " + where +
                                          " (known: capacity, max_message, on_full, unblock_timeout, expire_detached, "
                                          "max_publishers, max_subscribers, single_producer, timestamps, ttl, archive, retain, retain_time, fsync, "
-                                         "archive_file_size)");
+                                         "archive_file_size, compact, max_keys)");
         }
     }
     if (auto st = validate_config(with_defaults(base)); !st) fail(source, t.source(), where + ": " + st.error().message);
+    // A compacted topic is archived: its archive keeps the latest message of each key.
+    if (a.compact && archive_refused) fail(source, t.source(), where + ": compact = true needs the archive (archive = false)");
+    archived = archived || a.compact;
     if (archived && !base.timestamps)
         fail(source, t.source(), where + ": an archive is searched by time, so a topic with timestamps = false cannot be archived");
     if (archive_keys && !archived && base.on_full != OnFull::archive)
         fail(source, t.source(), where + ": retain, retain_time, fsync and archive_file_size need archive = true");
+    if (max_keys_given && !a.compact) fail(source, t.source(), where + ": max_keys needs compact = true");
+    if (a.compact && (a.retain_bytes != 0 || a.retain_time.count() != 0))
+        fail(source, t.source(), where + ": a compacted topic keeps every live key: retain and retain_time do not apply to it");
     if (archive != nullptr && (archived || base.on_full == OnFull::archive)) *archive = a;
     return base;
 }
@@ -103,6 +120,10 @@ toml::table topic_settings_table(const TopicConfig& c, const std::optional<Archi
         t.insert("retain_time", duration_text(archive->retain_time));
         t.insert("fsync", std::string(to_string(archive->fsync)));
         t.insert("archive_file_size", int64_t(archive->file_bytes));
+        if (archive->compact) {
+            t.insert("compact", true);
+            t.insert("max_keys", int64_t(kept_keys(*archive)));
+        }
     }
     return t;
 }

@@ -42,7 +42,9 @@ int archive_info(shmbus::Client& client, const std::string& topic, bool json) {
         j["settings"] = {{"retain_bytes", s.retain_bytes},
                          {"retain_ns", s.retain_time.count()},
                          {"fsync", shmbus::to_string(s.fsync)},
-                         {"file_bytes", s.file_bytes}};
+                         {"file_bytes", s.file_bytes},
+                         {"compact", s.compact},
+                         {"max_keys", s.compact ? nlohmann::json(shmbus::kept_keys(s)) : nlohmann::json(nullptr)}};
         nlohmann::json files = nlohmann::json::array();
         for (const auto& f : info->files) {
             nlohmann::json fj = range_json(f.first_id, f.last_id, f.first_time_ns, f.last_time_ns);
@@ -62,6 +64,7 @@ int archive_info(shmbus::Client& client, const std::string& topic, bool json) {
     std::printf("  retain %s, retain-time %s, fsync %s, file size %llu B\n",
                 s.retain_bytes == 0 ? "unlimited" : (std::to_string(s.retain_bytes) + " B").c_str(),
                 duration_text(s.retain_time, "unlimited").c_str(), shmbus::to_string(s.fsync), (unsigned long long)s.file_bytes);
+    if (s.compact) std::printf("  compacted: the latest message of each key, at most %u keys\n", shmbus::kept_keys(s));
     if (!info->files.empty()) std::printf("  %-24s %12s %10s %20s %20s\n", "FILE", "BYTES", "RECORDS", "FIRST ID", "LAST ID");
     for (const auto& f : info->files)
         std::printf("  %-24s %12llu %10llu %20s %20s\n", f.name.c_str(), (unsigned long long)f.bytes, (unsigned long long)f.records,

@@ -16,12 +16,13 @@ const CLI::Validator& whole_number() {
 void parse_from(const std::string& from, shmbus::SubscribeOptions& options, int& rc) {
     if (from == "earliest") options.from = shmbus::StartFrom::earliest;
     else if (from == "latest") options.from = shmbus::StartFrom::latest;
+    else if (from == "latest-per-key") options.from = shmbus::StartFrom::latest_per_key;
     else {
         options.from = shmbus::StartFrom::id;
         const auto id = parse_whole_number(from);
         options.from_id = id.value_or(0);
         if (!id) {
-            std::cerr << "shmbus: --from takes earliest, latest or a message id, not '" << from << "'\n";
+            std::cerr << "shmbus: --from takes earliest, latest, latest-per-key or a message id, not '" << from << "'\n";
             rc = kExitUsage;
         }
     }

@@ -36,7 +36,7 @@ std::optional<uint64_t> start_time(const std::string& from, const std::string& s
     if (from.find('-') != std::string::npos && from.find(':') != std::string::npos) {
         auto t = shmbus::parse_rfc3339(from);
         if (!t) {
-            std::cerr << "shmbus: --from takes earliest, latest, a message id or an RFC 3339 time "
+            std::cerr << "shmbus: --from takes earliest, latest, latest-per-key, a message id or an RFC 3339 time "
                          "(2026-11-28T20:00:00Z), not '" << from << "'\n";
             rc = kExitUsage;
         }
@@ -429,8 +429,9 @@ void add_sub(CLI::App& app, Commands& out) {
     auto* cmd = a->cmd = app.add_subcommand("sub", "print messages, one per line (or frame, --framing)");
     cmd->add_option("TOPIC", a->topic, "topic")->required();
     cmd->add_option("--durable", a->durable, "durable subscription name (at least once, resumes after its last ack)");
-    cmd->add_option("--from", a->from, "earliest, latest, a message id or an RFC 3339 time (new subscriptions only; "
-                                       "an archived topic reaches back into its archive)");
+    cmd->add_option("--from", a->from, "earliest, latest, latest-per-key (a compacted topic: the latest message of "
+                                       "every key, then the stream), a message id or an RFC 3339 time (new "
+                                       "subscriptions only; an archived topic reaches back into its archive)");
     cmd->add_option("--since", a->since, "start at the first message published this long ago, e.g. 15m");
     cmd->add_option("--count", a->count, "exit after N messages (0: set up the subscription and exit)")->check(whole_number());
     cmd->add_option("--format", a->format, "payload, or json (one object per line; a payload that is not UTF-8 in base64, "

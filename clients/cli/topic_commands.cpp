@@ -121,13 +121,26 @@ struct CreateOptions {
     SizeOption retain{{}, kSizeExamples}, archive_file_size{{}, kSizeExamples};
     DurationOption retain_time{{}, kDurationExamples};
     std::string fsync;
+    bool compact = false;
+    std::optional<uint32_t> max_keys;
 };
 
 // The archive settings `topic create` asks for, if any. rc is set on failure.
 std::optional<shmbus::ArchiveSettings> archive_settings(const CreateOptions& o, const shmbus::TopicConfig& config, int& rc) {
     const bool given = !o.retain.text.empty() || !o.retain_time.text.empty() || !o.fsync.empty() || !o.archive_file_size.text.empty();
-    if (!o.archive && !given && config.on_full != shmbus::OnFull::archive) return std::nullopt;
-    if (given && !o.archive && config.on_full != shmbus::OnFull::archive) {
+    if (o.max_keys && !o.compact) {
+        std::cerr << "shmbus: topic create: --max-keys needs --compact\n";
+        rc = kExitUsage;
+        return std::nullopt;
+    }
+    if (o.compact && (!o.retain.text.empty() || !o.retain_time.text.empty())) {
+        std::cerr << "shmbus: topic create: a compacted topic keeps every live key: --retain and --retain-time do not apply to it\n";
+        rc = kExitUsage;
+        return std::nullopt;
+    }
+    const bool archived = o.archive || o.compact;  // a compacted topic's archive keeps its latest values
+    if (!archived && !given && config.on_full != shmbus::OnFull::archive) return std::nullopt;
+    if (given && !archived && config.on_full != shmbus::OnFull::archive) {
         std::cerr << "shmbus: topic create: --retain, --retain-time, --fsync and --archive-file-size need --archive\n";
         rc = kExitUsage;
         return std::nullopt;
@@ -137,6 +150,8 @@ std::optional<shmbus::ArchiveSettings> archive_settings(const CreateOptions& o, 
     if (auto v = o.retain_time.parse("retain time", rc)) a.retain_time = *v;
     if (auto v = o.archive_file_size.parse("archive file size", rc)) a.file_bytes = *v;
     if (!o.fsync.empty()) (void)shmbus::parse_fsync(o.fsync, a.fsync);
+    a.compact = o.compact;
+    a.max_keys = o.max_keys.value_or(0);
     return a;
 }
 
@@ -146,8 +161,9 @@ shmbus::TopicConfig create_config(const CreateOptions& o, int& rc) {
     shmbus::TopicConfig config;
     config.single_producer = o.single_producer;
     config.timestamps = !o.no_timestamps;
-    if (o.no_timestamps && o.archive) {
-        std::cerr << "shmbus: topic create: --no-timestamps and --archive: an archive is searched by time\n";
+    if (o.no_timestamps && (o.archive || o.compact)) {
+        std::cerr << "shmbus: topic create: --no-timestamps and --" << (o.archive ? "archive" : "compact")
+                  << ": an archive is searched by time\n";
         rc = kExitUsage;
     }
     if (auto v = o.unblock_timeout.parse("unblock timeout", rc)) config.unblock_timeout = *v;
@@ -296,6 +312,12 @@ void add_create(CLI::App& topic, const std::shared_ptr<TopicArgs>& a, Commands& 
     create->add_option("--fsync", o.fsync, "archive: never, interval (every second) or always (before each acknowledgment)")
         ->check(CLI::IsMember({"never", "interval", "always"}));
     create->add_option("--archive-file-size", o.archive_file_size.text, "archive: start a new file past this size (default 64M)");
+    create->add_flag("--compact", o.compact,
+                     "keep the latest message of each key (implies --archive): superseded ones are dropped from the "
+                     "archive, an empty payload deletes its key, and `sub --from latest-per-key` starts from them");
+    create->add_option("--max-keys", o.max_keys, "compact: keep at most this many keys; past it the key updated longest ago "
+                                                 "is dropped (default 1000000)")
+        ->check(CLI::Range(1u, 4294967295u));
     create->add_option("--unblock-timeout", o.unblock_timeout.text,
                        "take back a message a live publisher leaves uncommitted this long, e.g. 500ms (default: off)");
     create->add_option("--ttl", o.ttl.text,

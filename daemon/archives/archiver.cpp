@@ -11,11 +11,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <thread>
 
 #include "archive/archive.h"
 #include "archives/archives.h"
+#include "archives/compaction.h"
 #include "core/futex.h"
 #include "record/raw_record.h"
 #include "core/untrusted_files.h"
@@ -82,6 +84,7 @@ public:
         while (!g_stop.load(std::memory_order_relaxed)) {  // relaxed: see on_signal
             if (g_reload.exchange(false, std::memory_order_relaxed)) {
                 if (auto s = load_archive_settings(dir_ + "/topic.toml")) writer_->set_settings(*s);
+                if (!start_compaction()) return 1;
             }
             const auto done = archive_batch();
             if (!done) return fail(done.error());
@@ -110,6 +113,7 @@ private:
         if (!settings) return error(settings.error());
         auto archive_dir = detail::open_checked_at(AT_FDCWD, dir_ + "/archive", O_RDONLY | O_DIRECTORY, 0, true);
         if (!archive_dir) return error(archive_dir.error());
+        archive_dir_ = *archive_dir;  // open until the process ends
         auto writer = detail::archive::Writer::open(*archive_dir, topic_, *settings, load_archive_max_record(dir_ + "/topic.toml"));
         if (!writer) return error(writer.error());
         writer_.emplace(std::move(writer.value()));
@@ -119,6 +123,17 @@ private:
         if (writer_->recovered_cut_bytes() != 0)
             spdlog::warn("archiver of '{}': cut {} bytes of an unfinished record from the end of the archive", topic_,
                          writer_->recovered_cut_bytes());
+        return start_compaction();
+    }
+
+    // A compacted archive's table of keys, read from the archive once (when the archiver starts,
+    // or when the topic's archive becomes compacted).
+    bool start_compaction() {
+        const ArchiveSettings& s = writer_->settings();
+        if (!s.compact) compaction_.reset();  // no longer compacted: a pass in progress finishes its file
+        if (!s.compact || compaction_) return true;
+        compaction_ = std::make_unique<Compaction>(topic_, archive_dir_, kept_keys(s));
+        if (Status st = compaction_->load(); !st) return error(st.error());
         return true;
     }
 
@@ -159,6 +174,8 @@ private:
                 if (!writer_->empty() && m.id <= writer_->last_id()) return;  // archived before a crash, not acked then
                 if (Status s = writer_->append(m.id, m.timestamp_ns, detail::RawRecord::flags(m), detail::RawRecord::body(m)); !s)
                     failed = s.error();
+                else if (compaction_)
+                    compaction_->appended(m, writer_->file_first_id());
             },
             4096);
         if (failed) return *failed;
@@ -175,10 +192,15 @@ private:
         return false;
     }
 
-    // Once a second: the interval fsync and retention.
+    // Once a second: the interval fsync, and retention or compaction.
     Status tick() {
         if (writer_->settings().fsync == ArchiveFsync::interval)
             if (Status s = writer_->write(true); !s) return s;
+        if (compaction_) {
+            // Compaction reads closed files only: what is buffered belongs to the file being written.
+            compaction_->maybe_start(writer_->file_first_id(), writer_->settings().fsync != ArchiveFsync::never);
+            return ok_status();
+        }
         auto deleted = writer_->apply_retention(detail::WallClock::system_ns());
         if (!deleted) spdlog::warn("archiver of '{}': retention: {}", topic_, deleted.error().message);
         else if (*deleted != 0) spdlog::info("archiver of '{}': retention deleted {} file(s)", topic_, *deleted);
@@ -196,7 +218,9 @@ private:
     }
 
     const std::string topic_, bus_dir_, state_dir_, dir_;
+    int archive_dir_ = -1;
     std::optional<detail::archive::Writer> writer_;
+    std::unique_ptr<Compaction> compaction_;  // a compacted archive only
     std::optional<Client> client_;
     std::optional<Subscriber> sub_;
 };

@@ -24,6 +24,8 @@ bool RequestHandlers::on_set_archive(Conn& c, uint32_t id, const protocol::SetAr
     if (req.settings.fsync > uint32_t(ArchiveFsync::always))
         return reply_error(c, id, make_error(Errc::invalid_argument, "unknown fsync policy"));
     s.fsync = ArchiveFsync(req.settings.fsync);
+    s.compact = req.settings.max_keys != 0;
+    s.max_keys = req.settings.max_keys;
     if (auto st = archives_.enable(**administered, s); !st) return reply_error(c, id, st.error());
     return reply(c, protocol::Type::ok, id, nullptr, 0);
 }
@@ -38,7 +40,7 @@ bool RequestHandlers::on_open_archive(Conn& c, uint32_t id, const protocol::Topi
     if (!fd || !settings) return reply_error(c, id, fd ? make_error(Errc::invalid_argument, "topic '" + name + "' is not archived") : fd.error());
     protocol::ArchiveOk ok{};
     ok.settings = {settings->retain_bytes, uint64_t(settings->retain_time.count()), settings->file_bytes,
-                   uint32_t(settings->fsync), 0};
+                   uint32_t(settings->fsync), settings->compact ? kept_keys(*settings) : 0};
     detail::PassedFds fds;
     fds.segment = *fd;
     const bool sent = reply(c, protocol::Type::archive_ok, id, &ok, sizeof ok, fds);

@@ -30,9 +30,19 @@ struct ArchiveSettings {
     std::chrono::nanoseconds retain_time{0};   // 0: no age limit
     ArchiveFsync fsync = ArchiveFsync::never;
     uint64_t file_bytes = 64ull << 20;         // a file is closed and a new one begun past this size
+    // A compacted archive (docs/archive.md, "Compacted topics") keeps the latest message of each
+    // key: the archiver drops superseded records from closed files, an empty payload deletes its
+    // key, and a subscriber may start from the latest message of every key
+    // (StartFrom::latest_per_key). At most max_keys keys are kept: past that, the key updated
+    // longest ago is dropped. Retention does not apply to a compacted archive.
+    bool compact = false;
+    uint32_t max_keys = 0;                     // with compact; 0: kDefaultMaxKeys
     bool operator==(const ArchiveSettings&) const = default;
 };
 inline constexpr uint64_t kMinArchiveFileBytes = 4096;
+inline constexpr uint32_t kDefaultMaxKeys = 1'000'000;
+// The number of keys a compacted archive keeps (max_keys, or its default).
+[[nodiscard]] inline uint32_t kept_keys(const ArchiveSettings& s) noexcept { return s.max_keys != 0 ? s.max_keys : kDefaultMaxKeys; }
 
 struct ArchiveFileInfo {
     std::string name;            // e.g. 00000000000000001000.log

@@ -196,6 +196,8 @@ struct TopicStats {
 // Where a subscription starts (SubscribeOptions::from, Subscriber::seek). earliest: the oldest
 // message retained (an archived topic: the oldest on disk); latest: only new ones; id: from_id on;
 // time: the first message (in id order) published at or after from_time_ns.
-enum class StartFrom : uint8_t { earliest, latest, id, time };
+// latest_per_key (a compacted topic only): the latest message of every key the archive keeps, in
+// id order, then everything after them (docs/archive.md, "Compacted topics").
+enum class StartFrom : uint8_t { earliest, latest, id, time, latest_per_key };
 
 }  // namespace shmbus

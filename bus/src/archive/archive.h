@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <optional>
 #include <string>
@@ -136,6 +137,8 @@ public:
 
     [[nodiscard]] bool empty() const noexcept { return !has_last_; }
     [[nodiscard]] uint64_t last_id() const noexcept { return last_id_; }
+    // The first id of the file being written (compaction never touches it); UINT64_MAX when none is open.
+    [[nodiscard]] uint64_t file_first_id() const noexcept { return log_fd_.valid() ? file_first_id_ : UINT64_MAX; }
     [[nodiscard]] uint64_t recovered_cut_bytes() const noexcept { return cut_bytes_; }
     // Damage found in the last file at open (file name and why), which was left as it is; empty if none.
     [[nodiscard]] const std::string& damage() const noexcept { return damage_; }
@@ -170,6 +173,19 @@ private:
     std::string damage_;
     bool dir_dirty_ = false;        // a file was created since the directory was last synced
 };
+
+// Compaction of one closed file of a compacted archive (docs/archive.md, "Compacted topics"): its
+// records that `keep` accepts, in order, are written under a temporary name with a new index, then
+// renamed over the file (index first), so a reader sees the old file or the new one whole, and
+// one that pairs a log with the other's index finds the index wrong and scans instead. With
+// nothing kept the file and its index are removed. A file with damage is left as it is (error).
+struct CompactedFile {
+    uint64_t kept = 0, dropped = 0;
+    uint64_t bytes_before = 0, bytes_after = 0;
+    bool removed = false;
+};
+[[nodiscard]] Result<CompactedFile> compact_file(int dir_fd, const std::string& topic, const LogFile& file,
+                                                 const std::function<bool(const StoredRecord&)>& keep, bool sync);
 
 // Reads an archive in id order across its files, as a subscriber replaying it does.
 class Reader {

@@ -62,7 +62,16 @@ Status Reader::position_in_file(uint64_t from_id, uint64_t from_time) {
         if (!before || (best != nullptr && e.offset <= best->offset)) break;
         best = &e;
     }
-    if (best != nullptr && best->id > 0) scanner_->seek(best->offset, best->id - 1);
+    if (best == nullptr || best->id == 0) return ok_status();
+    // An index may belong to another version of the log: compaction renames a new log and index
+    // over the old ones, and this reader may have opened one of each. The record at the entry's
+    // offset must be the entry's, else the scan starts at the beginning.
+    const uint64_t start = scanner_->offset();
+    scanner_->seek(best->offset, best->id - 1);
+    StoredRecord r;
+    const bool right = scanner_->next(r) == LogScanner::Step::record && r.id == best->id;
+    if (right) scanner_->seek(best->offset, best->id - 1);
+    else scanner_->seek(start, 0);
     return ok_status();
 }
 

@@ -89,6 +89,8 @@ Result<std::pair<int, ArchiveSettings>> open_archive(detail::ControlChannel& cha
     s.retain_time = std::chrono::nanoseconds(int64_t(std::min<uint64_t>(ok->settings.retain_ns, INT64_MAX)));
     s.file_bytes = ok->settings.file_bytes;
     s.fsync = ok->settings.fsync <= uint32_t(ArchiveFsync::always) ? ArchiveFsync(ok->settings.fsync) : ArchiveFsync::never;
+    s.compact = ok->settings.max_keys != 0;
+    s.max_keys = ok->settings.max_keys;
     return std::pair{std::exchange(reply->fds.segment, -1), s};
 }
 
@@ -235,6 +237,8 @@ Result<Subscriber> Client::join_group(std::string_view topic, SubscribeOptions o
     if (auto st = validate_subscription_name(options.group); !st) return st.error();
     if (!options.durable_name.empty())
         return make_error(Errc::invalid_argument, "a subscription is either durable or in a group, not both");
+    if (options.from == StartFrom::latest_per_key)
+        return make_error(Errc::invalid_argument, "a group starts within the ring: it cannot start from the latest message per key");
     protocol::JoinGroup req{};
     copy_name(req.topic, topic);
     copy_name(req.group, options.group);
@@ -282,7 +286,10 @@ Result<Subscriber> Client::subscribe(std::string_view topic, SubscribeOptions op
     copy_name(req.durable_name, options.durable_name);
     req.config = to_wire(options.create_config);
     // A time is found by the subscriber itself: shmbusd places it at the earliest message.
-    req.from = uint32_t(options.from == StartFrom::time ? StartFrom::earliest : options.from);
+    // The latest message per key is found by the subscriber in the archive: shmbusd places it at
+    // the earliest message, as for a time.
+    const bool from_latest_per_key = options.from == StartFrom::latest_per_key;
+    req.from = uint32_t(options.from == StartFrom::time || from_latest_per_key ? StartFrom::earliest : options.from);
     req.flags = default_config_flag(options.create_config) | (options.from == StartFrom::time ? uint32_t(protocol::kFromTime) : 0u);
     req.from_id = options.from_id;
     req.token = new_token();
@@ -303,7 +310,11 @@ Result<Subscriber> Client::subscribe(std::string_view topic, SubscribeOptions op
         core->archive_dir = archive->first;
         if (auto st = detail::archive::check_readable(core->archive_dir); !st)
             return make_error(st.error().code, "cannot read the archive of '" + std::string(topic) + "': " + st.error().message);
+        if (archive->second.compact) core->compacted_keys = kept_keys(archive->second);
     }
+    if (from_latest_per_key && core->compacted_keys == 0)
+        return make_error(Errc::invalid_argument, "topic '" + std::string(topic) +
+                                                      "' is not compacted (topic create --compact): it keeps no latest message per key");
     core->begin(ok.position, ok.next_id, ok.resumed != 0);
     return Subscriber(std::move(core));
 }
@@ -314,8 +325,10 @@ Status Client::set_archive(std::string_view topic, const ArchiveSettings& settin
         return make_error(Errc::invalid_argument, "archive files must be at least " + std::to_string(kMinArchiveFileBytes) + " bytes");
     protocol::SetArchive req{};
     copy_name(req.topic, topic);
+    if (settings.compact && (settings.retain_bytes != 0 || settings.retain_time.count() != 0))
+        return make_error(Errc::invalid_argument, "a compacted archive keeps every live key: retention does not apply to it");
     req.settings = {settings.retain_bytes, uint64_t(std::max<int64_t>(0, settings.retain_time.count())), settings.file_bytes,
-                    uint32_t(settings.fsync), 0};
+                    uint32_t(settings.fsync), settings.compact ? kept_keys(settings) : 0};
     auto reply = channel_->request(protocol::Type::set_archive, &req, sizeof req);
     if (!reply) return reply.error();
     return ok_status();

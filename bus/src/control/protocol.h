@@ -221,7 +221,7 @@ struct WireArchive {
     uint64_t retain_ns;     // 0: no age limit
     uint64_t file_bytes;    // a file is closed past this size
     uint32_t fsync;         // ArchiveFsync
-    uint32_t reserved;
+    uint32_t max_keys;      // a compacted archive: the keys it keeps (never 0); 0: not compacted
 };
 struct SetArchive {
     char topic[kNameField];

@@ -4,7 +4,10 @@
 #include <fcntl.h>
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 
+#include "archive/key_table.h"
 #include "core/futex.h"
 #include "read/subscriber_core.h"
 #include "record/record_view.h"
@@ -12,6 +15,12 @@
 namespace shmbus::detail {
 
 using layout::RecordType;
+
+namespace {
+// How long a subscription from the latest message per key waits for the archiver to have what
+// was published before it.
+constexpr uint64_t kLatestCatchUpWaitNs = 2'000'000'000;
+}  // namespace
 
 uint64_t SubscriberCore::ring_id_at(uint64_t pos, uint64_t fallback) const noexcept {
     // A record being written at `pos` is committed within moments (or sealed by shmbusd).
@@ -40,7 +49,8 @@ bool SubscriberCore::start_replay(uint64_t id, uint64_t time_ns, bool count_lost
         auto reader = archive::Reader::open(fd, topic);
         if (!reader) return false;
         if (Status st = time_ns != 0 ? reader->seek_time(time_ns) : reader->seek_id(id); !st) return false;
-        if (count_lost && time_ns == 0) {
+        // A compacted archive drops superseded records, and with them whole files: no loss.
+        if (count_lost && time_ns == 0 && compacted_keys == 0) {
             // Ids the retention already deleted: what the oldest file left begins above `id`.
             if (auto oldest = reader->oldest_id(); oldest && *oldest > id) {
                 lost_pending += *oldest - id;
@@ -60,6 +70,37 @@ bool SubscriberCore::start_replay(uint64_t id, uint64_t time_ns, bool count_lost
     } catch (...) {  // out of memory: read on in the ring
         return false;
     }
+}
+
+bool SubscriberCore::start_latest_per_key() noexcept {
+    if (archive_dir < 0 || compacted_keys == 0) return false;
+    // What was published before this subscription must be in the table: wait (briefly; the
+    // archiver is at most a millisecond behind) until the archiver has it. If it does not come
+    // (no archiver runs), what it lacks is read from the ring as the stream after the table.
+    const uint64_t published = ring.read_tail().next_id;
+    const uint64_t give_up = monotonic_ns() + kLatestCatchUpWaitNs;
+    while (archived_below() < published && monotonic_ns() < give_up) std::this_thread::sleep_for(std::chrono::microseconds(100));
+    const uint64_t below = archived_below();
+    try {
+        const int fd = ::fcntl(archive_dir, F_DUPFD_CLOEXEC, 0);
+        if (fd < 0) return false;
+        auto reader = archive::Reader::open(fd, topic);
+        if (!reader || !reader->seek_id(0)) return false;
+        archive::KeyTable table(compacted_keys);
+        archive::StoredRecord r;
+        archive::Reader::Step step;
+        Message m;
+        while ((step = reader->next(r)) == archive::Reader::Step::record && r.id < below) {
+            split_record(r.body.data(), uint32_t(r.body.size()), r.flags, m);
+            if (!m.key.empty()) table.apply(r.id, m.key, m.payload.empty(), r.timestamp_ns);
+        }
+        latest_ids = table.live_ids();
+        latest_below = below;
+    } catch (...) {  // out of memory for the table: read everything instead
+        latest_ids.clear();
+        latest_below = 0;
+    }
+    return start_replay(0, 0, false);
 }
 
 uint64_t SubscriberCore::archived_below() const noexcept {
@@ -88,7 +129,7 @@ SubscriberCore::ArchiveStep SubscriberCore::poll_archive(Handler& handler, std::
             held = r;
         }
         if (held->id >= limit) break;  // written, perhaps not whole yet: the archiver has not acked it
-        if (steps_over(held->id, held->timestamp_ns)) {
+        if (steps_over(held->id, held->timestamp_ns) || superseded_below_latest(held->id)) {
             next_id = std::max(next_id, held->id + 1);
             held.reset();
             continue;

@@ -129,6 +129,7 @@ void SubscriberCore::start_from(StartFrom from, uint64_t from_id, uint64_t from_
         if (from == StartFrom::earliest) replaying = start_replay(0, 0, false);
         else if (from == StartFrom::id && placed_lost > 0) replaying = start_replay(from_id, 0, true);
         else if (from == StartFrom::time) replaying = start_replay(0, std::max<uint64_t>(from_time_ns, 1), false);
+        else if (from == StartFrom::latest_per_key) replaying = start_latest_per_key();
     }
     // From the archive, the ring's own start position says nothing about what to step over.
     if (replaying) deliver_from = from == StartFrom::id ? from_id : 0;
@@ -333,7 +334,9 @@ Status SubscriberCore::seek(StartFrom from, uint64_t id) noexcept {
     if (group) return make_error(Errc::invalid_argument, "a group member cannot seek: the group has one position for all");
     if (from == StartFrom::time)
         if (auto st = seg.require_timestamps("it cannot be read from a time"); !st) return st;
-    const StartFrom ring_from = from == StartFrom::time ? StartFrom::earliest : from;
+    if (from == StartFrom::latest_per_key && compacted_keys == 0)
+        return make_error(Errc::invalid_argument, "the topic is not compacted: it keeps no latest message per key");
+    const StartFrom ring_from = from == StartFrom::time || from == StartFrom::latest_per_key ? StartFrom::earliest : from;
     auto start = gated ? place_cursor(seg, *slot, ring_from, id, true, false) : ring.resolve_start(ring_from, id, false);
     if (!start) return start.error();
     replay.reset();

@@ -123,6 +123,19 @@ struct SubscriberCore {
     uint64_t ring_resume_id = 0;     // a gating reader: the id at `position`, where the ring takes over
     uint64_t acked_id = 0;           // last ack_id stored in the slot
     uint64_t deliver_from_time = 0;  // StartFrom::time: records before the first this late are stepped over
+    // A compacted topic (docs/archive.md): the keys its archive keeps (0: not compacted). Started
+    // from the latest message per key, the archive's records below `latest_below` are delivered
+    // only if they are in `latest_ids` (sorted): each kept key's latest.
+    uint32_t compacted_keys = 0;
+    uint64_t latest_below = 0;
+    std::vector<uint64_t> latest_ids;
+    // Builds latest_ids over what the archive holds once the archiver has caught up with the ring,
+    // and starts reading the archive. False if it cannot (then it starts at the ring's oldest).
+    [[nodiscard]] bool start_latest_per_key() noexcept;
+    // In the archive, below latest_below: whether record `id` is a key's latest.
+    [[nodiscard]] bool superseded_below_latest(uint64_t id) const noexcept {
+        return id < latest_below && !std::binary_search(latest_ids.begin(), latest_ids.end(), id);
+    }
     std::unique_ptr<GroupMember> group;  // a member of a consumer group: it delivers instead
     CrashPoint crash_before_ack;  // fault injection (crash_point.h)
 
