@@ -3,7 +3,9 @@
 # A catalog publishes price-changed events on topic `prices`; a basket service holds a durable
 # subscription and reprices carts (it is stopped halfway, shmbusd itself is killed and restarted
 # meanwhile, and basket catches up after its restart); an analytics process subscribes
-# ephemerally. Everything runs on a fresh bus that is removed after.
+# ephemerally; a basket started late begins with the current price of every product (the topic is
+# compacted: it keeps the latest message of each key). Everything runs on a fresh bus (and state
+# directory) that is removed after.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh demo  # the bus, the CLI and the examples: no tests, no benchmarks
@@ -24,7 +26,7 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== starting shmbusd on $bus"
-"$build/daemon/shmbusd" --dir "$bus" >"$bus/shmbusd.log" 2>&1 &
+"$build/daemon/shmbusd" --dir "$bus" --state-dir "$bus/state" >"$bus/shmbusd.log" 2>&1 &
 daemon_pid=$!
 for _ in $(seq 100); do grep -q ready "$bus/shmbusd.log" 2>/dev/null && break; sleep 0.05; done
 grep -q ready "$bus/shmbusd.log" || { cat "$bus/shmbusd.log"; exit 1; }
@@ -39,7 +41,7 @@ wait_for_subscriptions() {
 }
 
 echo "== basket (durable) and analytics (ephemeral) subscribe; the catalog publishes 6 changes"
-shmbus topic create prices --capacity 1M
+shmbus topic create prices --capacity 1M --compact  # keyed by product: the latest price of each is kept
 "$build/examples/analytics" --dir "$bus" --count 12 >"$bus/analytics.out" &
 analytics_pid=$!
 "$build/examples/basket" --dir "$bus" --count 6 &
@@ -57,13 +59,16 @@ shmbus topic info prices
 echo "== shmbusd is killed with SIGKILL and started again: it re-adopts the topic and basket's cursor"
 kill -KILL "$daemon_pid"
 wait "$daemon_pid" 2>/dev/null || true
-"$build/daemon/shmbusd" --dir "$bus" >>"$bus/shmbusd.log" 2>&1 &
+"$build/daemon/shmbusd" --dir "$bus" --state-dir "$bus/state" >>"$bus/shmbusd.log" 2>&1 &
 daemon_pid=$!
 for _ in $(seq 100); do [[ $(grep -c ready "$bus/shmbusd.log") -ge 2 ]] && break; sleep 0.05; done
 grep -E "re-adopted|gc:" "$bus/shmbusd.log" | sed 's/^.*\] /shmbusd: /'
 
 echo "== basket restarts and catches up from its last ack"
 "$build/examples/basket" --dir "$bus" --count 6
+
+echo "== a basket started late asks for the current price of every product (the latest message per key)"
+"$build/examples/basket" --dir "$bus" --from latest-per-key --count 4
 
 echo "== the topic at the end"
 shmbus topic info prices

@@ -1,6 +1,8 @@
 // basket: keeps shopping carts priced. A durable subscription ("basket"): if this service is
-// down while prices change, it catches up on restart from its last ack.
-//   basket [--dir DIR] [--count N]
+// down while prices change, it catches up on restart from its last ack. Started with
+// `--from latest-per-key` it is a basket that starts late: an ephemeral subscription that begins
+// with the current price of every product (the latest message of each key of the compacted topic).
+//   basket [--dir DIR] [--count N] [--from latest-per-key]
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -16,15 +18,22 @@ int main(int argc, char** argv) {
     auto client = prices::connect("basket", args.dir);
     if (!client) return 1;
     shmbus::SubscribeOptions so;
-    so.durable_name = "basket";
-    so.from = shmbus::StartFrom::earliest;  // first start only; later starts resume after the last ack
+    const bool late = args.from == "latest-per-key";
+    if (late) {
+        so.from = shmbus::StartFrom::latest_per_key;  // each product's current price, then changes as they come
+    } else {
+        so.durable_name = "basket";
+        so.from = shmbus::StartFrom::earliest;  // first start only; later starts resume after the last ack
+    }
     auto sub = client->subscribe("prices", so);
     if (!sub) {
         std::fprintf(stderr, "basket: %s\n", sub.error().message.c_str());
         return 1;
     }
-    std::printf("basket:    %s durable subscription, next message id %llu\n", sub->resumed() ? "resumed" : "new",
-                (unsigned long long)sub->next_id());
+    if (late) std::printf("basket:    started late: the current price of every product first\n");
+    else
+        std::printf("basket:    %s durable subscription, next message id %llu\n", sub->resumed() ? "resumed" : "new",
+                    (unsigned long long)sub->next_id());
     const std::map<std::string, std::vector<std::string>> carts = {{"alice", {"apple", "coffee"}},
                                                                    {"bob", {"bread", "milk", "apple"}}};
     std::map<std::string, int64_t> price;

@@ -1,5 +1,6 @@
 // catalog: the owner of prices. Publishes a PriceChanged event on topic `prices` for every
-// change, written straight into the ring with loan()/commit() (zero copy).
+// change, keyed by product, written straight into the ring with loan()/commit() (zero copy).
+// The key lets a compacted topic keep each product's current price for services that start late.
 //   catalog [--dir DIR] [--changes N]
 #include <cstdio>
 #include <cstdlib>
@@ -25,7 +26,9 @@ int main(int argc, char** argv) {
         const int64_t old_cents = it->second;
         it->second += (i % 3 == 0 ? -7 : 11);
         shmbus::Loan loan;
-        if (const auto st = pub->loan(sizeof(prices::PriceChanged), loan); st != shmbus::PublishStatus::ok) {
+        shmbus::MessageOptions keyed;
+        keyed.key = it->first;
+        if (const auto st = pub->loan(sizeof(prices::PriceChanged), loan, keyed); st != shmbus::PublishStatus::ok) {
             std::fprintf(stderr, "catalog: publish failed: %s\n", shmbus::to_string(st));
             return 1;
         }

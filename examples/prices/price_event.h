@@ -23,15 +23,17 @@ struct PriceChanged {
     [[nodiscard]] std::string_view product() const { return {sku, strnlen(sku, sizeof sku)}; }
 };
 
-// The examples' command line: [--dir DIR] and one count option (`count_flag`).
+// The examples' command line: [--dir DIR], [--from WHERE] and one count option (`count_flag`).
 struct Args {
     std::string dir;
     int count;
+    std::string from;
 };
 inline Args parse_args(int argc, char** argv, const char* count_flag, int count_default) {
-    Args a{"", count_default};
+    Args a{"", count_default, ""};
     for (int i = 1; i + 1 < argc; i += 2) {
         if (std::strcmp(argv[i], "--dir") == 0) a.dir = argv[i + 1];
+        if (std::strcmp(argv[i], "--from") == 0) a.from = argv[i + 1];
         if (std::strcmp(argv[i], count_flag) == 0) a.count = std::atoi(argv[i + 1]);
     }
     return a;

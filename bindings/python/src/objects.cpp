@@ -210,7 +210,8 @@ Subscription::Subscription(Bus& bus, const std::string& topic, const std::option
         const auto s = start.cast<std::string>();
         if (s == "latest") o.start = SHMBUS_START_LATEST;
         else if (s == "earliest") o.start = SHMBUS_START_EARLIEST;
-        else throw py::value_error("start is \"earliest\", \"latest\" or a message id, not \"" + s + "\"");
+        else if (s == "latest-per-key") o.start = SHMBUS_START_LATEST_PER_KEY;
+        else throw py::value_error("start is \"earliest\", \"latest\", \"latest-per-key\" or a message id, not \"" + s + "\"");
     }
     o.auto_ack = auto_ack ? 1 : 0;
     o.busy_spin = busy_spin ? 1 : 0;

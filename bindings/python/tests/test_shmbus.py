@@ -1,7 +1,9 @@
 """The Python module against a live shmbusd: the names docs/python.md promises, and what they do."""
 
 import asyncio
+import os
 import select
+import subprocess
 import threading
 import time
 
@@ -43,6 +45,23 @@ def test_keys_and_times_travel_with_the_message(bus):
         with pytest.raises(shmbus.Error) as e:
             pub.publish(b"x", key="k" * 257)
         assert e.value.status == "bad_key"
+
+
+def test_a_late_subscriber_starts_from_the_latest_message_per_key(bus, bus_dir):
+    cli = os.environ.get("SHMBUS_CLI", "shmbus")
+    subprocess.run([cli, "--dir", bus_dir, "topic", "create", "py.latest", "--compact"], check=True)
+    with bus.publisher("py.latest") as pub:
+        for i in range(30):
+            pub.publish(f"v{i}".encode(), key=f"k{i % 3}")
+        pub.publish(b"", key="k0")  # a tombstone: k0 is deleted
+    with bus.subscribe("py.latest", start="latest-per-key") as sub:
+        got = [(m.key, bytes(m.payload)) for m in iter(lambda: sub.receive(timeout=0.5), None)]
+    assert got == [(b"k1", b"v28"), (b"k2", b"v29")]
+    with pytest.raises(shmbus.Error) as e:
+        with bus.publisher("py.plain") as pub:
+            pass
+        bus.subscribe("py.plain", start="latest-per-key")
+    assert "not compacted" in str(e.value)
 
 
 def test_a_payload_is_released_at_the_next_receive_and_a_copy_stays(bus):

@@ -180,6 +180,11 @@ public:
     [[nodiscard]] PublishStatus loan(std::size_t size, Loan& out) noexcept;
     [[nodiscard]] PublishStatus loan(std::size_t size, Loan& out,
                                      std::chrono::nanoseconds timeout) noexcept;
+    // A loan of a message with a key, headers, a time to live or a delivery time: they are written
+    // at the claim, and `size` bytes of payload follow them (Loan::data).
+    [[nodiscard]] PublishStatus loan(std::size_t size, Loan& out, const MessageOptions& message) noexcept;
+    [[nodiscard]] PublishStatus loan(std::size_t size, Loan& out, const MessageOptions& message,
+                                     std::chrono::nanoseconds timeout) noexcept;
 
     // Id of the last message this publisher claimed (ids grow in log order across publishers).
     [[nodiscard]] uint64_t last_id() const noexcept;

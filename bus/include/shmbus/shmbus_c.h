@@ -162,7 +162,8 @@ uint64_t shmbus_publisher_last_sequence(const shmbus_publisher* publisher);
 
 /* ---- Subscribing ---- */
 
-enum { SHMBUS_START_LATEST = 0, SHMBUS_START_EARLIEST = 1, SHMBUS_START_ID = 2 };
+/* SHMBUS_START_LATEST_PER_KEY: a compacted topic's latest message of every key, then the stream. */
+enum { SHMBUS_START_LATEST = 0, SHMBUS_START_EARLIEST = 1, SHMBUS_START_ID = 2, SHMBUS_START_LATEST_PER_KEY = 3 };
 
 typedef struct shmbus_subscribe_options {
     size_t struct_size;        /* sizeof(shmbus_subscribe_options) */

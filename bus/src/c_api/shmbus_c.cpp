@@ -250,7 +250,8 @@ int shmbus_subscribe(shmbus_client* client, const char* topic, const shmbus_subs
                 case SHMBUS_START_LATEST: o.from = shmbus::StartFrom::latest; break;
                 case SHMBUS_START_EARLIEST: o.from = shmbus::StartFrom::earliest; break;
                 case SHMBUS_START_ID: o.from = shmbus::StartFrom::id, o.from_id = options->start_id; break;
-                default: return fail(SHMBUS_INVALID_ARGUMENT, "start must be SHMBUS_START_LATEST, _EARLIEST or _ID");
+                case SHMBUS_START_LATEST_PER_KEY: o.from = shmbus::StartFrom::latest_per_key; break;
+                default: return fail(SHMBUS_INVALID_ARGUMENT, "start must be SHMBUS_START_LATEST, _EARLIEST, _ID or _LATEST_PER_KEY");
             }
             auto_ack = options->auto_ack != 0;
             if (options->busy_spin) o.wait = shmbus::WaitStrategy::busy_spin;

@@ -141,19 +141,22 @@ void write_meta(const Meta& meta, std::byte* out) noexcept {
     if (!meta.key.empty()) std::memcpy(out + at, meta.key.data(), meta.key.size());
 }
 
-// Every publish: a named producer's stamp, then the meta block, then the header block, then the
-// payload, in one record.
-PublishStatus publish_message(detail::PublisherCore& core, uint64_t requested_sequence, std::span<const std::byte> payload,
-                              const MessageOptions& message, std::chrono::nanoseconds timeout) noexcept {
-    const std::span<const Header> headers = message.headers;
-    if (!headers.empty() && !detail::headers_ok(headers)) return PublishStatus::bad_headers;
+// What the options carry, checked before a named producer takes a sequence for the message.
+PublishStatus check_options(const MessageOptions& message) noexcept {
+    if (!message.headers.empty() && !detail::headers_ok(message.headers)) return PublishStatus::bad_headers;
     if (message.key.size() > layout::kMaxKey) return PublishStatus::bad_key;
+    return PublishStatus::ok;
+}
+
+// Claims a record for `payload_size` bytes after the message's meta block and header block (the
+// options checked), and writes those blocks; `payload_at` is where the payload goes.
+PublishStatus claim_with_options(detail::PublisherCore& core, uint64_t sequence, std::size_t payload_size, const MessageOptions& message,
+                                 std::chrono::nanoseconds timeout, detail::PublisherCore::MessageClaim& claim,
+                                 std::byte*& payload_at) noexcept {
+    const std::span<const Header> headers = message.headers;
     const Meta meta = meta_of(core, message);
-    const uint64_t sequence = core.named != nullptr ? core.choose_sequence(requested_sequence) : 0;
-    if (core.named != nullptr && sequence == 0) return PublishStatus::duplicate;
     const std::size_t block = headers.empty() ? 0 : encoded_headers_size(headers);
-    detail::PublisherCore::MessageClaim claim;
-    const PublishStatus st = core.claim_message(sequence, meta.bytes + block + payload.size(), timeout, claim);
+    const PublishStatus st = core.claim_message(sequence, meta.bytes + block + payload_size, timeout, claim);
     if (st != PublishStatus::ok) return st;
     const uint16_t flags = uint16_t((meta.bytes != 0 ? layout::kRecordHasMeta : 0) | (block != 0 ? layout::kRecordHasHeaders : 0));
     if (flags != 0) {
@@ -163,7 +166,22 @@ PublishStatus publish_message(detail::PublisherCore& core, uint64_t requested_se
         // Published by the commit store, as the header's other fields are.
         layout::put_field(field, uint16_t(layout::get_field(field) | flags));
     }
-    if (!payload.empty()) copy_into_ring(claim.data + meta.bytes + block, payload.data(), payload.size());
+    payload_at = claim.data + meta.bytes + block;
+    return PublishStatus::ok;
+}
+
+// Every publish: a named producer's stamp, then the meta block, then the header block, then the
+// payload, in one record.
+PublishStatus publish_message(detail::PublisherCore& core, uint64_t requested_sequence, std::span<const std::byte> payload,
+                              const MessageOptions& message, std::chrono::nanoseconds timeout) noexcept {
+    if (const PublishStatus bad = check_options(message); bad != PublishStatus::ok) return bad;
+    const uint64_t sequence = core.named != nullptr ? core.choose_sequence(requested_sequence) : 0;
+    if (core.named != nullptr && sequence == 0) return PublishStatus::duplicate;
+    detail::PublisherCore::MessageClaim claim;
+    std::byte* payload_at = nullptr;
+    const PublishStatus st = claim_with_options(core, sequence, payload.size(), message, timeout, claim, payload_at);
+    if (st != PublishStatus::ok) return st;
+    if (!payload.empty()) copy_into_ring(payload_at, payload.data(), payload.size());
     return core.commit_message(claim.position, sequence);
 }
 
@@ -283,16 +301,26 @@ BatchResult Publisher::publish_batch(std::span<const std::span<const std::byte>>
 PublishStatus Publisher::loan(std::size_t size, Loan& out) noexcept { return loan(size, out, core_->options.block_timeout); }
 
 PublishStatus Publisher::loan(std::size_t size, Loan& out, std::chrono::nanoseconds timeout) noexcept {
+    return loan(size, out, MessageOptions{}, timeout);
+}
+
+PublishStatus Publisher::loan(std::size_t size, Loan& out, const MessageOptions& message) noexcept {
+    return loan(size, out, message, core_->options.block_timeout);
+}
+
+PublishStatus Publisher::loan(std::size_t size, Loan& out, const MessageOptions& message, std::chrono::nanoseconds timeout) noexcept {
     out.abandon();
+    if (const PublishStatus bad = check_options(message); bad != PublishStatus::ok) return bad;
     const uint64_t sequence = core_->named != nullptr ? core_->choose_sequence(0) : 0;
     detail::PublisherCore::MessageClaim claim;
-    const PublishStatus st = core_->claim_message(sequence, size, timeout, claim);
+    std::byte* payload_at = nullptr;
+    const PublishStatus st = claim_with_options(*core_, sequence, size, message, timeout, claim, payload_at);
     if (st != PublishStatus::ok) return st;
     out.core_ = core_.get();
     out.position_ = claim.position;
     out.id_ = claim.id;
     out.sequence_ = sequence;
-    out.data_ = std::span<std::byte>(claim.data, size);
+    out.data_ = std::span<std::byte>(payload_at, size);
     return PublishStatus::ok;
 }
 
