@@ -8,6 +8,10 @@
 //                                      (disk, then ring), checking every checksum
 //   Publish/shmbus_archived/64/1       publish cost with the archiver reading behind the publisher,
 //   Publish/shmbus_unarchived/64/1     and the same topic unarchived (a 64 MiB ring: neither waits)
+//   LatestPerKey/join/10000            a compacted topic after 10 updates of each of 10,000 keys:
+//                                      subscribe from the latest per key until all 10,000 are in
+//   LatestPerKey/ring/10000            the same 10,000 latest messages read from a ring that holds
+//                                      just them (subscribe from earliest), the reference
 // ArchiveLatency/shmbus_archived/64 and ArchiveLatency/shmbus_spin/64 (main.cpp): the ping-pong link
 // with both topics archived, and without.
 #include "archive_bench.h"
@@ -16,6 +20,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -219,6 +224,98 @@ void archived_publish_cost(benchmark::State& state, bool archived) {
     if (failures) state.SkipWithError("publish failed");
 }
 
+// Latest value per key: kRounds updates of each of kKeys keys (64 B payloads stamped with the
+// update's number), so the latest of key k is update (kRounds - 1) * kKeys + k.
+constexpr uint32_t kKeys = 10'000, kRounds = 10;
+
+std::string key_of(uint32_t k) { return "key-" + std::to_string(k); }
+
+// Publishes the updates to `topic`, from round `first_round` on.
+bool publish_updates(shmbus::Client& c, const std::string& topic, uint32_t first_round) {
+    auto p = c.publisher(topic);
+    if (!p) return false;
+    std::byte msg[64] = {};
+    for (uint32_t round = first_round; round < kRounds; ++round)
+        for (uint32_t k = 0; k < kKeys; ++k) {
+            stamp(msg, uint64_t(round) * kKeys + k);
+            shmbus::MessageOptions o;
+            const std::string key = key_of(k);
+            o.key = key;
+            if (p->publish(std::span<const std::byte>(msg), o) != shmbus::PublishStatus::ok) return false;
+        }
+    return true;
+}
+
+// Subscribes to `topic` from `from` and reads kKeys messages, each checked to be its key's latest
+// update; the seconds from the subscribe call to the last one.
+std::optional<double> read_latest(benchmark::State& state, shmbus::Client& c, const std::string& topic, shmbus::StartFrom from) {
+    shmbus::SubscribeOptions o;
+    o.from = from;
+    o.wait = shmbus::WaitStrategy::busy_spin;
+    const uint64_t t0 = Clock::ticks();
+    auto sub = c.subscribe(topic, o);
+    if (!sub) {
+        state.SkipWithError(("cannot subscribe: " + sub.error().message).c_str());
+        return std::nullopt;
+    }
+    uint64_t got = 0, bad = 0;
+    while (got < kKeys) {
+        const auto r = sub->receive(
+            [&](const shmbus::Message& m) {
+                const uint32_t k = uint32_t(std::strtoul(std::string(m.key.substr(4)).c_str(), nullptr, 10));
+                if (!m.key.starts_with("key-") || !verify(m.payload, uint64_t(kRounds - 1) * kKeys + k, 64)) ++bad;
+                ++got;
+            },
+            std::chrono::seconds(10), 4096);
+        if (r.status != shmbus::ReceiveStatus::ok) break;
+    }
+    const double seconds = double(Clock::ticks() - t0) * Clock::ns_per_tick() / 1e9;
+    if (got < kKeys || bad != 0) {
+        state.SkipWithError((std::to_string(got) + " of " + std::to_string(kKeys) + " keys, " + std::to_string(bad) +
+                             " not their latest").c_str());
+        return std::nullopt;
+    }
+    return seconds;
+}
+
+void latest_per_key(benchmark::State& state, bool from_archive) {
+    std::string why;
+    if (!ensure_shmbusd(why)) return fail_run(state, why);
+    auto c = connect_bus();
+    if (!c) return fail_run(state, "cannot connect");
+    const std::string topic = "lpk" + std::to_string(getpid()) + "-" + std::to_string(g_counter++);
+    shmbus::TopicConfig config;
+    config.capacity = 4 << 20;
+    if (!c->create_topic(topic, config)) return fail_run(state, "cannot create the topic");
+    if (from_archive) {
+        shmbus::ArchiveSettings settings;
+        settings.compact = true;
+        settings.file_bytes = 1 << 20;  // closed, and so compacted, as the updates go by
+        if (!c->set_archive(topic, settings)) return fail_run(state, "cannot make the topic compacted");
+        if (!publish_updates(*c, topic, 0)) return fail_run(state, "publish failed");
+        // Compaction runs once a second: wait until the archive holds about the latest values.
+        for (int i = 0; i < 300; ++i) {
+            auto info = c->archive_info(topic);
+            if (info && info->records < 3 * kKeys) break;
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+    } else if (!publish_updates(*c, topic, kRounds - 1)) {  // the ring holds just the latest values
+        return fail_run(state, "publish failed");
+    }
+    pin_to_cpu(1);
+    double seconds = 0;
+    for (auto _ : state) {
+        auto s = read_latest(state, *c, topic, from_archive ? shmbus::StartFrom::latest_per_key : shmbus::StartFrom::earliest);
+        if (!s) break;
+        seconds = *s;
+        state.SetIterationTime(seconds);
+    }
+    if (from_archive)
+        if (auto info = c->archive_info(topic)) state.counters["archive_records"] = double(info->records);
+    (void)c->delete_topic(topic, true);
+    state.counters["keys_per_s"] = double(kKeys) / seconds;
+}
+
 }  // namespace
 
 void register_archive_benchmarks() {
@@ -237,6 +334,13 @@ void register_archive_benchmarks() {
             ->UseManualTime()
             ->Unit(benchmark::kMillisecond);
     }
+    for (bool from_archive : {true, false})
+        benchmark::RegisterBenchmark(from_archive ? "LatestPerKey/join/10000" : "LatestPerKey/ring/10000",
+                                     [=](benchmark::State& st) { latest_per_key(st, from_archive); })
+            ->Iterations(1)
+            ->Repetitions(5)
+            ->UseManualTime()
+            ->Unit(benchmark::kMillisecond);
     for (bool archived : {false, true})
         benchmark::RegisterBenchmark(archived ? "Publish/shmbus_archived/64/1" : "Publish/shmbus_unarchived/64/1",
                                      [=](benchmark::State& st) { archived_publish_cost(st, archived); })

@@ -23,6 +23,7 @@
 //   on_full = "overwrite"
 //   archive = true                 # also kept on disk (docs/archive.md); on_full = "archive" implies it
 //   retain = "10G"                 # retain_time = "7d", fsync = "never|interval|always", archive_file_size = "64M"
+//   compact = true                 # the latest message per key kept (implies archive); max_keys = 1000000
 //
 // Every key is checked: an unknown key or table, a value of the wrong type, an unknown user or
 // group are errors that name the file and line. Users and groups are resolved when the file is read.

@@ -184,6 +184,8 @@ Status Archives::enable(TopicEntry& t, const ArchiveSettings& settings) {
     if (auto st = open(true); !st) return st;
     if (settings.file_bytes < kMinArchiveFileBytes)
         return make_error(Errc::invalid_argument, "archive files must be at least " + std::to_string(kMinArchiveFileBytes) + " bytes");
+    if (settings.compact && (settings.retain_bytes != 0 || settings.retain_time.count() != 0))
+        return make_error(Errc::invalid_argument, "a compacted archive keeps every live key: retention does not apply to it");
     if (auto st = prepare_topic_dir(t.name()); !st) return st;
     if (auto st = write_settings(t, settings); !st) return st;
     if (auto st = ensure_archiver_cursor(t); !st) return st;
@@ -191,8 +193,9 @@ Status Archives::enable(TopicEntry& t, const ArchiveSettings& settings) {
     const bool changed = !added && it->second.settings != settings;
     it->second.settings = settings;
     if (added) {
-        spdlog::info("topic '{}' is archived in {} (retain {} B, {} s; fsync {})", t.name(), topic_dir(t.name()) + "/archive",
-                     settings.retain_bytes, settings.retain_time.count() / 1'000'000'000, to_string(settings.fsync));
+        spdlog::info("topic '{}' is archived in {} (retain {} B, {} s; fsync {}{})", t.name(), topic_dir(t.name()) + "/archive",
+                     settings.retain_bytes, settings.retain_time.count() / 1'000'000'000, to_string(settings.fsync),
+                     settings.compact ? "; compacted, at most " + std::to_string(kept_keys(settings)) + " keys" : std::string());
         start_archiver(t.name(), it->second);
     } else if (changed && it->second.pid > 0) {
         ::kill(it->second.pid, SIGHUP);  // rereads its settings

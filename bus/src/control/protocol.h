@@ -27,7 +27,9 @@ inline constexpr uint32_t kFrameMagic = 0x53425553;  // "SUBS"
 // 1.8 and kSingleProducer (a protocol-7 shmbusd would make such a topic for any number of publishers).
 // 9: layout 1.9 (owner and group objects, passed after the segment and cursor object: a
 // protocol-8 client would keep two descriptors and take the 1.9 segment for a corrupt one).
-inline constexpr uint16_t kProtocolVersion = 10;
+// 10: layout 1.11 (meta blocks). 11: compacted archives (WireArchive::max_keys, which a protocol-10
+// shmbusd would ignore: a topic asked to be compacted would silently not be).
+inline constexpr uint16_t kProtocolVersion = 11;
 inline constexpr std::size_t kMaxFrame = 64 * 1024;
 inline constexpr std::size_t kNameField = layout::kMaxTopicName + 1;
 inline constexpr std::size_t kSubNameField = layout::kMaxSubscriptionName + 1;
