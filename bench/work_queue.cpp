@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <optional>
 
 #include "harness.h"
@@ -34,6 +35,12 @@ constexpr std::size_t kSize = 64;
 constexpr uint32_t kWindow = 64;  // the group's window, RabbitMQ's prefetch, XREADGROUP's COUNT
 constexpr int kRepeats = 3;
 constexpr auto kTimeout = std::chrono::seconds(120);
+// Ordered-by-key runs: message i has key i % kOrderedKeys. The peers partition by key: a key's
+// partition (one per member) by a hash, as a partitioner does.
+constexpr uint64_t kOrderedKeys = 1000;
+[[maybe_unused]] int key_partition(uint64_t key, int partitions) {
+    return int(std::hash<std::string>{}("key-" + std::to_string(key)) % uint64_t(partitions));
+}
 
 // What the members of one run share: acks so far, the sum of acked sequence numbers (each
 // message acked once sums to n(n-1)/2), checksum failures, and when the last ack happened.
@@ -196,7 +203,7 @@ void shmbus_queue_keyed(benchmark::State& state, int members, uint64_t total, ui
 void shmbus_queue(benchmark::State& state, int members, uint64_t total) { shmbus_queue_keyed(state, members, total, 0); }
 // Ordered by key over 1,000 keys: the same members, the same messages, each with a key.
 void shmbus_ordered_queue(benchmark::State& state, int members, uint64_t total) {
-    shmbus_queue_keyed(state, members, total, 1000);
+    shmbus_queue_keyed(state, members, total, kOrderedKeys);
 }
 
 // One job at a time: the publisher stamps the time, a spinning member's handler reads it.
@@ -426,14 +433,22 @@ bool redis_ok(redisReply* r) {
     return ok;
 }
 
-void redis_queue(benchmark::State& state, int members, uint64_t total) {
+// `partitions` 0: one stream, one consumer group over it (unordered). Otherwise ordered by key,
+// as Kafka orders: one stream per member, each message to the stream its key hashes to (1,000
+// keys in turn), each stream read by its member alone, so a key's messages are processed one at a
+// time in order.
+void redis_queue_partitioned(benchmark::State& state, int members, uint64_t total, bool by_key) {
     std::string why;
     if (!ensure_redis(why)) return fail_run(state, why);
-    const std::string stream = "wq" + std::to_string(g_queue_counter++);
+    const std::string base = "wq" + std::to_string(g_queue_counter++);
+    const int streams = by_key ? members : 1;
+    auto stream_name = [&](int i) { return base + "-" + std::to_string(i); };
     {
         redisContext* c = redis_connect();
         if (c == nullptr) return fail_run(state, "cannot connect to redis");
-        const bool ok = redis_ok(static_cast<redisReply*>(redisCommand(c, "XGROUP CREATE %s workers 0 MKSTREAM", stream.c_str())));
+        bool ok = true;
+        for (int i = 0; i < streams; ++i)
+            ok = ok && redis_ok(static_cast<redisReply*>(redisCommand(c, "XGROUP CREATE %s workers 0 MKSTREAM", stream_name(i).c_str())));
         redisFree(c);
         if (!ok) return fail_run(state, "XGROUP CREATE failed");
     }
@@ -442,10 +457,13 @@ void redis_queue(benchmark::State& state, int members, uint64_t total) {
         if (c == nullptr) return 1;
         std::byte msg[kSize] = {};
         constexpr uint64_t kPipeline = 256;
+        std::vector<std::string> names;
+        for (int i = 0; i < streams; ++i) names.push_back(stream_name(i));
         for (uint64_t i = 0; i < total;) {
             const uint64_t n = std::min(kPipeline, total - i);
             for (uint64_t k = 0; k < n; ++k, ++i) {
                 stamp(msg, i);
+                const std::string& stream = names[by_key ? key_partition(i % kOrderedKeys, streams) : 0];
                 redisAppendCommand(c, "XADD %s * m %b", stream.c_str(), msg, kSize);
             }
             for (uint64_t k = 0; k < n; ++k) {
@@ -460,6 +478,7 @@ void redis_queue(benchmark::State& state, int members, uint64_t total) {
         redisContext* c = redis_connect();
         if (c == nullptr) return 1;
         const std::string name = "c" + std::to_string(m);
+        const std::string stream = stream_name(by_key ? m : 0);
         while (!finished(t, total)) {
             auto* r = static_cast<redisReply*>(redisCommand(c, "XREADGROUP GROUP workers %s COUNT %u BLOCK 10 STREAMS %s >",
                                                             name.c_str(), kWindow, stream.c_str()));
@@ -486,10 +505,12 @@ void redis_queue(benchmark::State& state, int members, uint64_t total) {
     };
     run_queue(state, members, total, produce, consume);
     if (redisContext* c = redis_connect()) {
-        redis_ok(static_cast<redisReply*>(redisCommand(c, "DEL %s", stream.c_str())));
+        for (int i = 0; i < streams; ++i) redis_ok(static_cast<redisReply*>(redisCommand(c, "DEL %s", stream_name(i).c_str())));
         redisFree(c);
     }
 }
+void redis_queue(benchmark::State& state, int members, uint64_t total) { redis_queue_partitioned(state, members, total, false); }
+void redis_ordered_queue(benchmark::State& state, int members, uint64_t total) { redis_queue_partitioned(state, members, total, true); }
 #endif
 
 // ---- RabbitMQ ----
@@ -560,33 +581,44 @@ bool ensure_rabbit(std::string& why) {
     return false;
 }
 
-void rabbit_queue(benchmark::State& state, int members, uint64_t total) {
+// `by_key`: ordered by key as on Redis above: one queue per member, each message published to the
+// queue its key hashes to (what RabbitMQ's consistent-hash exchange does on the broker), each
+// queue consumed by its member alone.
+void rabbit_queue_partitioned(benchmark::State& state, int members, uint64_t total, bool by_key) {
     std::string why;
     if (!ensure_rabbit(why)) return fail_run(state, why);
-    const std::string queue = "wq" + std::to_string(g_queue_counter++);
+    const std::string base = "wq" + std::to_string(g_queue_counter++);
+    const int queues = by_key ? members : 1;
+    auto queue_name = [&](int i) { return base + "-" + std::to_string(i); };
     {
         Amqp a;
         if (!a.open(g_rabbit.port)) return fail_run(state, "cannot connect to RabbitMQ");
-        amqp_queue_declare(a.conn, 1, amqp_cstring_bytes(queue.c_str()), 0, 0, 0, 0, amqp_empty_table);
-        if (amqp_get_rpc_reply(a.conn).reply_type != AMQP_RESPONSE_NORMAL) return fail_run(state, "queue.declare failed");
+        for (int i = 0; i < queues; ++i) {
+            amqp_queue_declare(a.conn, 1, amqp_cstring_bytes(queue_name(i).c_str()), 0, 0, 0, 0, amqp_empty_table);
+            if (amqp_get_rpc_reply(a.conn).reply_type != AMQP_RESPONSE_NORMAL) return fail_run(state, "queue.declare failed");
+        }
     }
     auto produce = [&](Tally&) {
         Amqp a;
         if (!a.open(g_rabbit.port)) return 1;
         std::byte msg[kSize] = {};
+        std::vector<std::string> names;
+        for (int i = 0; i < queues; ++i) names.push_back(queue_name(i));
         for (uint64_t i = 0; i < total; ++i) {
             stamp(msg, i);
             amqp_bytes_t body{kSize, msg};
+            const std::string& queue = names[by_key ? key_partition(i % kOrderedKeys, queues) : 0];
             if (amqp_basic_publish(a.conn, 1, amqp_empty_bytes, amqp_cstring_bytes(queue.c_str()), 0, 0, nullptr, body) !=
                 AMQP_STATUS_OK)
                 return 2;
         }
         return 0;
     };
-    auto consume = [&](Tally& t, int) {
+    auto consume = [&](Tally& t, int m) {
         Amqp a;
         if (!a.open(g_rabbit.port)) return 1;
         amqp_basic_qos(a.conn, 1, 0, uint16_t(kWindow), 0);
+        const std::string queue = queue_name(by_key ? m : 0);
         amqp_basic_consume(a.conn, 1, amqp_cstring_bytes(queue.c_str()), amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
         if (amqp_get_rpc_reply(a.conn).reply_type != AMQP_RESPONSE_NORMAL) return 2;
         while (!finished(t, total)) {
@@ -608,8 +640,11 @@ void rabbit_queue(benchmark::State& state, int members, uint64_t total) {
     };
     run_queue(state, members, total, produce, consume);
     Amqp a;
-    if (a.open(g_rabbit.port)) amqp_queue_delete(a.conn, 1, amqp_cstring_bytes(queue.c_str()), 0, 0);
+    if (a.open(g_rabbit.port))
+        for (int i = 0; i < queues; ++i) amqp_queue_delete(a.conn, 1, amqp_cstring_bytes(queue_name(i).c_str()), 0, 0);
 }
+void rabbit_queue(benchmark::State& state, int members, uint64_t total) { rabbit_queue_partitioned(state, members, total, false); }
+void rabbit_ordered_queue(benchmark::State& state, int members, uint64_t total) { rabbit_queue_partitioned(state, members, total, true); }
 #endif
 
 void register_queue(const std::string& peer, uint64_t total, void (*run)(benchmark::State&, int, uint64_t)) {
@@ -629,9 +664,11 @@ void register_work_queue_benchmarks() {
     register_queue("shmbus_ordered_by_key", 400'000, shmbus_ordered_queue);
 #if SHMBUS_BENCH_HAVE_REDIS
     register_queue("redis_streams", 100'000, redis_queue);
+    register_queue("redis_streams_by_key", 100'000, redis_ordered_queue);
 #endif
 #if SHMBUS_BENCH_HAVE_RABBITMQ
     register_queue("rabbitmq", 40'000, rabbit_queue);
+    register_queue("rabbitmq_by_key", 40'000, rabbit_ordered_queue);
 #endif
     benchmark::RegisterBenchmark("WorkQueueLatency/shmbus_spin/64", [](benchmark::State& st) { shmbus_job_latency(st, 100'000); })
         ->Iterations(1)

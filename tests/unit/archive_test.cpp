@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "archive/archive.h"
+#include "archive_dir.h"
 
 namespace {
 
@@ -18,20 +19,8 @@ namespace fs = std::filesystem;
 using namespace shmbus;
 using namespace shmbus::detail::archive;
 
-class ArchiveFiles : public ::testing::Test {
+class ArchiveFiles : public shmbus::test::ArchiveDirTest {
 protected:
-    void SetUp() override {
-        dir_ = fs::temp_directory_path() / ("shmbus-archive-" + std::to_string(::getpid()) + "-" +
-                                            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-        fs::remove_all(dir_);
-        fs::create_directories(dir_);
-        fd_ = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        ASSERT_GE(fd_, 0);
-    }
-    void TearDown() override {
-        ::close(fd_);
-        fs::remove_all(dir_);
-    }
     static std::vector<std::byte> body_of(uint64_t id) {
         std::vector<std::byte> b(8 + id % 97);
         for (std::size_t i = 0; i < b.size(); ++i) b[i] = std::byte((id * 131 + i) & 0xFF);
@@ -69,8 +58,6 @@ protected:
         s.file_bytes = 64 * 1024;
         return s;
     }
-    fs::path dir_;
-    int fd_ = -1;
 };
 
 TEST_F(ArchiveFiles, Crc32cMatchesTheKnownCheckValue) {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "archive/archive.h"
+#include "archive_dir.h"
 #include "archive/key_table.h"
 
 namespace {
@@ -47,20 +48,8 @@ TEST(KeyTable, EachKeysLatestRecordTombstonesDeleteAndTheOldestKeyIsEvicted) {
     EXPECT_TRUE(t.is_latest(5, "c"));
 }
 
-class CompactFile : public ::testing::Test {
+class CompactFile : public shmbus::test::ArchiveDirTest {
 protected:
-    void SetUp() override {
-        dir_ = fs::temp_directory_path() / ("shmbus-compact-" + std::to_string(::getpid()) + "-" +
-                                            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-        fs::remove_all(dir_);
-        fs::create_directories(dir_);
-        fd_ = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        ASSERT_GE(fd_, 0);
-    }
-    void TearDown() override {
-        ::close(fd_);
-        fs::remove_all(dir_);
-    }
     static std::vector<std::byte> body_of(uint64_t id) {
         std::vector<std::byte> b(200 + id % 53);
         for (std::size_t i = 0; i < b.size(); ++i) b[i] = std::byte((id * 131 + i) & 0xFF);
@@ -87,8 +76,6 @@ protected:
         }
         return ids;
     }
-    fs::path dir_;
-    int fd_ = -1;
 };
 
 // Every third record kept: readers find exactly those, in order, from any id, through the new

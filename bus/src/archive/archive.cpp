@@ -104,6 +104,20 @@ uint32_t record_crc(const ArchiveRecordHeader& h, const std::byte* body) noexcep
     return crc32c(c, body, h.length);
 }
 
+bool write_all(int fd, const std::byte* data, std::size_t n) noexcept {
+    while (n > 0) {
+        const ssize_t w = ::write(fd, data, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            if (w == 0) errno = EIO;
+            return false;
+        }
+        data += w;
+        n -= std::size_t(w);
+    }
+    return true;
+}
+
 bool being_started(const Error& e) { return e.message.find("shorter than its header") != std::string::npos; }
 
 int open_archive_file(int dir_fd, const std::string& name, int flags, mode_t mode) noexcept {

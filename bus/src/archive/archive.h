@@ -52,6 +52,9 @@ private:
 // fields after its crc, then its body).
 [[nodiscard]] uint32_t header_crc(const layout::ArchiveFileHeader& h) noexcept;
 [[nodiscard]] uint32_t record_crc(const layout::ArchiveRecordHeader& h, const std::byte* body) noexcept;
+// Writes all `n` bytes (again after a short write or EINTR); false with errno set (EIO for a
+// write that wrote nothing).
+[[nodiscard]] bool write_all(int fd, const std::byte* data, std::size_t n) noexcept;
 // The newest file without a whole header yet: the archiver is starting it (or died doing so, and
 // removes it when it starts again). Nothing is in it. `e`: LogScanner::open's error.
 [[nodiscard]] bool being_started(const Error& e);

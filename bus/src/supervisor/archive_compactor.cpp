@@ -20,19 +20,9 @@ namespace {
 
 constexpr std::size_t kFlushAt = 1 << 20;
 
-bool write_all_at_end(int fd, std::vector<std::byte>& buf) noexcept {
-    const std::byte* p = buf.data();
-    std::size_t n = buf.size();
-    while (n > 0) {
-        const ssize_t w = ::write(fd, p, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            if (w == 0) errno = EIO;
-            return false;
-        }
-        p += w;
-        n -= std::size_t(w);
-    }
+// Writes the buffer out and empties it.
+bool flush(int fd, std::vector<std::byte>& buf) noexcept {
+    if (!write_all(fd, buf.data(), buf.size())) return false;
     buf.clear();
     return true;
 }
@@ -105,7 +95,7 @@ Result<CompactedFile> compact_file(int dir_fd, const std::string& topic, const L
         size += sizeof h + r.body.size();
         max_ts = std::max(max_ts, r.timestamp_ns);
         ++out.kept;
-        if (log_buf.size() >= kFlushAt && !write_all_at_end(log->get(), log_buf))
+        if (log_buf.size() >= kFlushAt && !flush(log->get(), log_buf))
             return abandon(errno_error(errno == ENOSPC ? Errc::no_space : Errc::io_error, "cannot write " + log_tmp));
     }
     if (step != LogScanner::Step::end)  // damage (or a cut record) in a closed file: left for an operator to see
@@ -118,7 +108,7 @@ Result<CompactedFile> compact_file(int dir_fd, const std::string& topic, const L
         out.removed = true;
         return out;
     }
-    if (!write_all_at_end(log->get(), log_buf) || !write_all_at_end(idx->get(), idx_buf))
+    if (!flush(log->get(), log_buf) || !flush(idx->get(), idx_buf))
         return abandon(errno_error(errno == ENOSPC ? Errc::no_space : Errc::io_error, "cannot write " + log_tmp));
     if (sync && (::fdatasync(log->get()) != 0 || ::fdatasync(idx->get()) != 0))
         return abandon(errno_error(Errc::io_error, "cannot sync " + log_tmp));

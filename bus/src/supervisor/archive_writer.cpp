@@ -22,20 +22,6 @@ namespace {
 
 constexpr std::size_t kWriteBuffer = 1 << 20;
 
-bool write_all(int fd, const std::byte* data, std::size_t n) noexcept {
-    while (n > 0) {
-        const ssize_t w = ::write(fd, data, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            if (w == 0) errno = EIO;
-            return false;
-        }
-        data += w;
-        n -= std::size_t(w);
-    }
-    return true;
-}
-
 }  // namespace
 
 Writer::~Writer() {
