@@ -7,7 +7,10 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <cstddef>
+#include <cstdint>
 #include <string>
+#include <vector>
 
 namespace shmbus::test {
 
@@ -25,6 +28,12 @@ protected:
     void TearDown() override {
         ::close(fd_);
         std::filesystem::remove_all(dir_);
+    }
+    // A record body that says which id it is: `base + id % spread` bytes of a pattern of the id.
+    static std::vector<std::byte> patterned_body(uint64_t id, std::size_t base, std::size_t spread) {
+        std::vector<std::byte> b(base + id % spread);
+        for (std::size_t i = 0; i < b.size(); ++i) b[i] = std::byte((id * 131 + i) & 0xFF);
+        return b;
     }
     std::filesystem::path dir_;
     int fd_ = -1;  // the directory

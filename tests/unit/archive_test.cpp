@@ -21,11 +21,7 @@ using namespace shmbus::detail::archive;
 
 class ArchiveFiles : public shmbus::test::ArchiveDirTest {
 protected:
-    static std::vector<std::byte> body_of(uint64_t id) {
-        std::vector<std::byte> b(8 + id % 97);
-        for (std::size_t i = 0; i < b.size(); ++i) b[i] = std::byte((id * 131 + i) & 0xFF);
-        return b;
-    }
+    static std::vector<std::byte> body_of(uint64_t id) { return patterned_body(id, 8, 97); }
     // Appends ids [from, to) (each id * 2 apart in time), in batches written as the archiver does.
     static void fill(Writer& w, uint64_t from, uint64_t to, uint64_t id_step = 1) {
         for (uint64_t id = from; id < to; id += id_step) {

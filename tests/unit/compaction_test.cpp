@@ -50,11 +50,7 @@ TEST(KeyTable, EachKeysLatestRecordTombstonesDeleteAndTheOldestKeyIsEvicted) {
 
 class CompactFile : public shmbus::test::ArchiveDirTest {
 protected:
-    static std::vector<std::byte> body_of(uint64_t id) {
-        std::vector<std::byte> b(200 + id % 53);
-        for (std::size_t i = 0; i < b.size(); ++i) b[i] = std::byte((id * 131 + i) & 0xFF);
-        return b;
-    }
+    static std::vector<std::byte> body_of(uint64_t id) { return patterned_body(id, 200, 53); }
     // Ids [0, count) in files of about `file_bytes` (several index entries each).
     void fill(uint64_t count, uint64_t file_bytes) {
         ArchiveSettings s;
