@@ -122,6 +122,23 @@ TEST(Config, ArchivedTopicsAndTheStateDirectory) {
     EXPECT_EQ(parse_error("[bus]\nstate_dir = \"relative\"\n"), "test.toml:2: 'state_dir' must be an absolute path");
 }
 
+TEST(Config, ACompactedTopicIsArchivedAndItsMistakesNamed) {
+    const Config c = parse_ok("[topics.prices]\ncompact = true\nmax_keys = 500\n[topics.stock]\ncompact = true\n");
+    ASSERT_EQ(c.archives.size(), 2u);
+    EXPECT_TRUE(c.archives.at("prices").compact);
+    EXPECT_EQ(c.archives.at("prices").max_keys, 500u);
+    EXPECT_EQ(kept_keys(c.archives.at("stock")), kDefaultMaxKeys);
+    EXPECT_EQ(parse_error("[topics.t]\nmax_keys = 5\n"), "test.toml:1: [topics.t]: max_keys needs compact = true");
+    EXPECT_EQ(parse_error("[topics.t]\ncompact = true\nretain = \"1G\"\n"),
+              "test.toml:1: [topics.t]: a compacted topic keeps every live key: retain and retain_time do not apply to it");
+    EXPECT_EQ(parse_error("[topics.t]\ncompact = true\narchive = false\n"),
+              "test.toml:1: [topics.t]: compact = true needs the archive (archive = false)");
+    EXPECT_EQ(parse_error("[topics.t]\ncompact = true\ntimestamps = false\n"),
+              "test.toml:1: [topics.t]: an archive is searched by time, so a topic with timestamps = false cannot be archived");
+    EXPECT_EQ(parse_error("[topics.t]\ncompact = 1\n"), "test.toml:2: 'compact' must be true or false");
+    EXPECT_EQ(parse_error("[topics.t]\ncompact = true\nmax_keys = 0\n"), "test.toml:3: 'max_keys' must be a positive whole number");
+}
+
 // One schema: what shmbusd writes for an archived topic (topic.toml) reads back as the same
 // settings through the parser of the configuration file's [topics.NAME] tables.
 TEST(Config, TopicSettingsWrittenAreReadBackTheSame) {
@@ -139,7 +156,11 @@ TEST(Config, TopicSettingsWrittenAreReadBackTheSame) {
     a.retain_time = std::chrono::minutes(90);
     a.fsync = ArchiveFsync::always;
     a.file_bytes = 256 << 10;
-    for (const auto& archive : {std::optional<ArchiveSettings>{}, std::optional<ArchiveSettings>{a}}) {
+    ArchiveSettings compacted;
+    compacted.compact = true;
+    compacted.max_keys = 5000;
+    for (const auto& archive : {std::optional<ArchiveSettings>{}, std::optional<ArchiveSettings>{a},
+                                std::optional<ArchiveSettings>{compacted}}) {
         const toml::table t = shmbus::daemon::topic_settings_table(c, archive);
         std::optional<ArchiveSettings> read;
         TopicConfig back;
