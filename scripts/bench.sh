@@ -35,6 +35,9 @@ export SHMBUS_BENCH_COMMIT
 build/bench/shmbus-bench --benchmark_enable_random_interleaving=true \
   --benchmark_out=docs/bench/results.json --benchmark_out_format=json "$@" \
   2> >(grep -v 'Application registered' >&2)
-# The section against Aeron comes from scripts/bench-aeron.sh's own run, kept when present.
+# The section against Aeron comes from scripts/bench-aeron.sh's own run, kept when present. A run
+# of some benchmarks alone (docs/bench/keys.json: the ordered-by-key work queues beside their
+# peers and the latest value per key) is added only while it is newer than the main run.
 extra=(); [[ -f docs/bench/aeron.json ]] && extra+=(docs/bench/aeron.json)
+[[ docs/bench/keys.json -nt docs/bench/results.json ]] && extra+=(docs/bench/keys.json)
 "$PY" bench/report docs/bench/results.json "${extra[@]}" --out docs/benchmarks.md --plots docs/bench
