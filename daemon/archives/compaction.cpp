@@ -75,9 +75,9 @@ Status Compaction::load() {
         // The file it lies in: the last whose first id is at or below it.
         const auto at = std::upper_bound(firsts.begin(), firsts.end(), r.id);
         if (at != firsts.begin()) ++records_[*(at - 1)];
+        ++total_records_;
     }
     if (step == detail::archive::Reader::Step::broken) return make_error(Errc::io_error, reader->why());
-    superseded_at_pass_ = table_.superseded();
     spdlog::info("archiver of '{}': compacted archive holds {} live key(s), {} tombstone(s)", topic_, table_.live_keys(),
                  table_.tombstones());
     return ok_status();
@@ -87,6 +87,7 @@ void Compaction::appended(const Message& m, uint64_t file_first_id) {
     std::lock_guard lock(mutex_);
     if (!m.key.empty()) table_.apply(m.id, m.key, m.payload.empty(), m.timestamp_ns);
     ++records_[file_first_id];
+    ++total_records_;
 }
 
 void Compaction::maybe_start(uint64_t current_file, bool sync) {
@@ -94,13 +95,12 @@ void Compaction::maybe_start(uint64_t current_file, bool sync) {
     if (pass_.joinable()) pass_.join();
     {
         std::lock_guard lock(mutex_);
-        // Worth a pass when what became superseded since the last one is a quarter of what is
-        // live (at least 1024 records): the archive then stays within about twice its live size
-        // plus the file being written.
-        const uint64_t fresh = table_.superseded() - superseded_at_pass_;
-        if (fresh < std::max<uint64_t>(1024, table_.live_keys() / 4)) return;
+        // Worth a pass when the records that are no key's latest (superseded, deleted, evicted or
+        // keyless) have grown, since what the last pass left, by a quarter of the live keys (at
+        // least 1024): the archive then stays within about twice its live size plus the file
+        // being written. At start nothing was left by a pass: what a restart found dead counts.
+        if (dead_records() < left_dead_ + std::max<uint64_t>(1024, table_.live_keys() / 4)) return;
         if (records_.empty() || records_.begin()->first >= current_file) return;
-        superseded_at_pass_ = table_.superseded();
     }
     running_.store(true, std::memory_order_relaxed);  // relaxed: only this thread starts passes
     pass_ = std::thread([this, current_file, sync] { run_pass(current_file, sync); });
@@ -149,6 +149,7 @@ void Compaction::run_pass(uint64_t current_file, bool sync) {
             }
             std::lock_guard lock(mutex_);
             for (const std::string& key : dropped_tombstones) table_.forget(key);
+            total_records_ -= done->dropped;
             if (done->removed) records_.erase(first);
             else records_[first] = done->kept;
             dropped += done->dropped;
@@ -158,6 +159,10 @@ void Compaction::run_pass(uint64_t current_file, bool sync) {
         }
     } catch (const std::exception& e) {  // out of memory: the next pass tries again
         spdlog::warn("archiver of '{}': compaction: {}", topic_, e.what());
+    }
+    {
+        std::lock_guard lock(mutex_);
+        left_dead_ = dead_records();
     }
     if (compacted != 0)
         spdlog::info("archiver of '{}': compacted {} file(s): {} superseded record(s) dropped, {} B -> {} B", topic_, compacted,

@@ -49,7 +49,13 @@ private:
     std::mutex mutex_;  // guards the table and the counts: the archiver appends while a pass reads
     detail::archive::KeyTable table_;
     std::map<uint64_t, uint64_t> records_;  // records in each file, by its first id
-    uint64_t superseded_at_pass_ = 0;       // table_.superseded() when the last pass began
+    uint64_t total_records_ = 0;            // their sum
+    uint64_t left_dead_ = 0;                // dead_records() when the last pass ended
+    // Records in the archive that are no key's latest (every key's latest record is in it).
+    [[nodiscard]] uint64_t dead_records() const noexcept {
+        const uint64_t latest = table_.live_keys() + table_.tombstones();
+        return total_records_ > latest ? total_records_ - latest : 0;
+    }
     std::thread pass_;
     std::atomic<bool> running_{false};
 };
