@@ -104,7 +104,7 @@ protected:
     }
 };
 
-// 1,000,000 updates of 10,000 keys through a 256 KiB ring (a few thousand messages) with 1 MiB
+// 1,000,000 updates of 10,000 keys through a 256 KiB ring (it holds the last 4,096: 64 B each) with 1 MiB
 // archive files, the archiver SIGKILLed every 100,000 updates (mid-compaction or mid-write) and
 // once more at the end; then a reboot. Both times: one message per live key, the newest; the archive
 // compacted to a fraction of what was published and whole.
