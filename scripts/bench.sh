@@ -2,8 +2,18 @@
 # Reproduces docs/benchmarks.md: builds, runs every shmbus-bench benchmark once (JSON kept in
 # docs/bench/results.json), then renders the report with plots.
 #   scripts/bench.sh [extra shmbus-bench flags, e.g. --benchmark_filter=Latency]
+# A run of some benchmarks on their own, kept beside the main run and added to the report as a
+# further run whose figures replace the main run's of the same benchmarks:
+#   scripts/bench.sh --partial NAME --benchmark_filter=REGEX      (JSON in docs/bench/NAME.json)
+# A full run supersedes every partial run: their files are removed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+out=docs/bench/results.json
+if [[ "${1:-}" == "--partial" ]]; then
+  [[ -n "${2:-}" && "$2" != results && "$2" != aeron ]] || { echo "bench: --partial takes a NAME (not results or aeron)" >&2; exit 2; }
+  out="docs/bench/$2.json"
+  shift 2
+fi
 # The work-queue peers, run beside shmbus on loopback, and the Python module's peers (pyzmq,
 # redis-py): never needed by the tests.
 peers=(redis-server rabbitmq-server libhiredis-dev librabbitmq-dev python3-zmq python3-redis)
@@ -33,11 +43,15 @@ mkdir -p docs/bench
 SHMBUS_BENCH_COMMIT="$(git describe --always --dirty 2>/dev/null || echo unknown)"
 export SHMBUS_BENCH_COMMIT
 build/bench/shmbus-bench --benchmark_enable_random_interleaving=true \
-  --benchmark_out=docs/bench/results.json --benchmark_out_format=json "$@" \
+  --benchmark_out="$out" --benchmark_out_format=json "$@" \
   2> >(grep -v 'Application registered' >&2)
-# The section against Aeron comes from scripts/bench-aeron.sh's own run, kept when present. A run
-# of some benchmarks alone (docs/bench/keys.json: the ordered-by-key work queues beside their
-# peers and the latest value per key) is added only while it is newer than the main run.
-extra=(); [[ -f docs/bench/aeron.json ]] && extra+=(docs/bench/aeron.json)
-[[ docs/bench/keys.json -nt docs/bench/results.json ]] && extra+=(docs/bench/keys.json)
+# The partial runs, then the section against Aeron from scripts/bench-aeron.sh's own run.
+extra=()
+for f in docs/bench/*.json; do
+  case "$f" in
+    docs/bench/results.json|docs/bench/aeron.json) ;;
+    *) if [[ "$out" == docs/bench/results.json ]]; then rm -f "$f"; else extra+=("$f"); fi ;;
+  esac
+done
+[[ -f docs/bench/aeron.json ]] && extra+=(docs/bench/aeron.json)
 "$PY" bench/report docs/bench/results.json "${extra[@]}" --out docs/benchmarks.md --plots docs/bench
