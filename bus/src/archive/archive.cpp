@@ -236,11 +236,13 @@ LogScanner::Step LogScanner::next(StoredRecord& out) noexcept {
                " (records of this topic hold at most " + std::to_string(max_record()) + " bytes)";
         return Step::broken;
     }
-    // Asked before fill(): a plausible length still need not fit in the file, and the buffer is
-    // grown only for a record the file holds.
+    // A record already in the buffer was read from the file, so the file holds it. Otherwise the
+    // size is asked before fill(): a plausible length still need not fit in the file, and the
+    // buffer is grown only for a record the file holds (one fstat per buffer, not per record).
+    const uint64_t end = offset_ + sizeof h + h.length;
+    const bool buffered = end <= buf_offset_ + buf_len_;
     struct stat st{};
-    if (::fstat(fd_.get(), &st) != 0 || offset_ + sizeof h + h.length > uint64_t(st.st_size) ||
-        !fill(offset_, sizeof h + h.length)) {
+    if (!buffered && (::fstat(fd_.get(), &st) != 0 || end > uint64_t(st.st_size) || !fill(offset_, sizeof h + h.length))) {
         why_ = "a record cut short at byte " + std::to_string(offset_);
         return Step::partial;
     }
