@@ -64,7 +64,15 @@ void print_subscription_text(const shmbus::SubscriptionStats& s) {
     std::printf("\n");
 }
 
-nlohmann::json stats_json(const shmbus::TopicStats& t) {
+// A compacted topic's key bound (archive settings, asked of shmbusd); none for any other topic.
+std::optional<uint32_t> compacted_keys(shmbus::Client& client, const shmbus::TopicStats& t) {
+    if (!t.archived) return std::nullopt;
+    auto settings = client.archive_settings(t.name);
+    if (!settings || !settings->compact) return std::nullopt;
+    return shmbus::kept_keys(*settings);
+}
+
+nlohmann::json stats_json(const shmbus::TopicStats& t, std::optional<uint32_t> compacted) {
     nlohmann::json subs = nlohmann::json::array();
     for (const auto& s : t.subscriptions) subs.push_back(subscription_json(s));
     nlohmann::json groups = nlohmann::json::array();
@@ -79,6 +87,8 @@ nlohmann::json stats_json(const shmbus::TopicStats& t) {
                         {"max_message", t.config.max_message},
                         {"on_full", shmbus::to_string(t.config.on_full)},
                         {"archived", t.archived},
+                        {"compacted", compacted.has_value()},
+                        {"max_keys", compacted ? nlohmann::json(*compacted) : nlohmann::json(nullptr)},
                         {"single_producer", t.config.single_producer},
                         {"timestamps", t.config.timestamps},
                         {"ttl_ms", to_ms(t.config.ttl)},
@@ -93,11 +103,15 @@ nlohmann::json stats_json(const shmbus::TopicStats& t) {
     return j;
 }
 
-void print_stats_text(const shmbus::TopicStats& t) {
+void print_stats_text(const shmbus::TopicStats& t, std::optional<uint32_t> compacted) {
     std::printf("topic %s\n", t.name.c_str());
+    const std::string archived = !t.archived ? std::string()
+                                 : compacted ? ", archived, compacted: the latest message of each key, at most " +
+                                                   std::to_string(*compacted) + " keys (shmbus archive info)"
+                                             : ", archived (shmbus archive info)";
     std::printf("  capacity %llu B, max message %u B, on-full %s%s%s%s\n", (unsigned long long)t.config.capacity,
                 t.config.max_message, shmbus::to_string(t.config.on_full), t.config.single_producer ? ", single-producer" : "",
-                t.config.timestamps ? "" : ", no timestamps", t.archived ? ", archived (shmbus archive info)" : "");
+                t.config.timestamps ? "" : ", no timestamps", archived.c_str());
     std::printf("  unblock-timeout %s, expire-detached %s, ttl %s\n", duration_text(t.config.unblock_timeout, "off").c_str(),
                 duration_text(t.config.expire_detached, "never").c_str(), duration_text(t.config.ttl, "none").c_str());
     std::printf("  %s\n", statistics_text(shmbus::topic_statistics(), t, false).c_str());
@@ -201,8 +215,9 @@ int topic_list(shmbus::Client& client, bool json, bool names_only) {
             rc = kExitError;
             continue;
         }
-        if (json) out.push_back(stats_json(*stats));
-        else print_stats_text(*stats);
+        const auto compacted = compacted_keys(client, *stats);
+        if (json) out.push_back(stats_json(*stats, compacted));
+        else print_stats_text(*stats, compacted);
     }
     if (json) std::cout << out.dump(2) << "\n";
     return rc;
@@ -241,8 +256,9 @@ int subscription_list(shmbus::Client& client, const std::string& topic, bool jso
 int topic_info(shmbus::Client& client, const std::string& name, bool json) {
     auto stats = client.topic_stats(name);
     if (!stats) return fail(stats.error());
-    if (json) std::cout << stats_json(*stats).dump(2) << "\n";
-    else print_stats_text(*stats);
+    const auto compacted = compacted_keys(client, *stats);
+    if (json) std::cout << stats_json(*stats, compacted).dump(2) << "\n";
+    else print_stats_text(*stats, compacted);
     return 0;
 }
 

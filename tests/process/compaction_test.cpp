@@ -174,11 +174,20 @@ TEST_F(Compacted, TheCliKeepsAtMostMaxKeysAndRefusesWhatCannotBe) {
     const auto info = nlohmann::json::parse(r.out);
     EXPECT_EQ(info["settings"]["compact"], true);
     EXPECT_EQ(info["settings"]["max_keys"], 3);
+    r = cli({"topic", "info", "basket", "--json"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    const auto topic = nlohmann::json::parse(r.out);
+    EXPECT_EQ(topic["compacted"], true);
+    EXPECT_EQ(topic["max_keys"], 3);
+    r = cli({"topic", "info", "basket"});
+    EXPECT_NE(r.out.find("compacted: the latest message of each key, at most 3 keys"), std::string::npos) << r.out;
 
     EXPECT_EQ(cli({"topic", "create", "x", "--max-keys", "3"}).code, 2);
     EXPECT_EQ(cli({"topic", "create", "x", "--compact", "--retain", "1M"}).code, 2);
     EXPECT_EQ(cli({"topic", "create", "x", "--compact", "--no-timestamps"}).code, 2);
     ASSERT_EQ(cli({"topic", "create", "plain", "--archive"}).code, 0);
+    r = cli({"topic", "info", "plain", "--json"});
+    EXPECT_EQ(nlohmann::json::parse(r.out)["compacted"], false) << r.out;
     r = cli({"sub", "plain", "--from", "latest-per-key", "--count", "1"});
     EXPECT_EQ(r.code, 1);
     EXPECT_NE(r.err.find("not compacted"), std::string::npos) << r.err;

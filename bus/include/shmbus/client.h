@@ -111,6 +111,8 @@ public:
     // Archives `topic` from now on (docs/archive.md), or changes an archived topic's settings. The
     // archive starts with what the ring holds then; an archive is removed only with its topic.
     [[nodiscard]] Status set_archive(std::string_view topic, const ArchiveSettings& settings) noexcept;
+    // An archived topic's archive settings (compacted or not, retention, fsync), without reading its files.
+    [[nodiscard]] Result<ArchiveSettings> archive_settings(std::string_view topic) noexcept;
     // An archived topic's files: bytes, records, first and last id and time.
     [[nodiscard]] Result<ArchiveInfo> archive_info(std::string_view topic) noexcept;
     // Reads every record of the archive and checks its checksum and the order of ids.

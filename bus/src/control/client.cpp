@@ -334,6 +334,12 @@ Status Client::set_archive(std::string_view topic, const ArchiveSettings& settin
     return ok_status();
 }
 
+Result<ArchiveSettings> Client::archive_settings(std::string_view topic) noexcept {
+    return read_archive_dir<ArchiveSettings>(*channel_, topic, [](int, const ArchiveSettings& settings) -> Result<ArchiveSettings> {
+        return settings;
+    });
+}
+
 Result<ArchiveInfo> Client::archive_info(std::string_view topic) noexcept {
     return read_archive_dir<ArchiveInfo>(*channel_, topic, [&](int dir, const ArchiveSettings& settings) {
         auto info = detail::archive::describe(dir, std::string(topic));
