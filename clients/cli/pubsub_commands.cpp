@@ -215,27 +215,19 @@ std::vector<shmbus::Header> parse_headers(const std::vector<std::string>& given,
     return out;
 }
 
-int sub(shmbus::Client& client, const std::string& topic, shmbus::SubscribeOptions options, std::optional<uint64_t> count,
-        const std::string& format, Framing framing) {
-    options.auto_ack = false;  // acked only after the output is flushed
-    install_stop_handlers();
-    auto s = client.subscribe(topic, options);
-    if (!s) return fail(s.error());
+// Prints what `source` (a Subscriber, or a PatternSubscriber) delivers, acking it once written.
+// `name`: the topic, or the pattern (each message of a pattern names its topic).
+template <class Source>
+int print_stream(Source& s, const std::string& name, bool group, std::optional<uint64_t> count, const std::string& format,
+                 Framing framing) {
     const bool json = format == "json";
-    const bool group = s->in_group();
-    // From the earliest message of a ring that has lapped (and no archive behind it): where it
-    // starts and what is gone is said at once, rather than a --count waiting without a word.
-    if (options.from == shmbus::StartFrom::earliest && !group && !s->resumed() && s->next_id() > 0)
-        if (auto stats = client.topic_stats(topic); stats && !stats->archived)
-            std::cerr << "shmbus: starting at id " << s->next_id() << ": the ring no longer holds the " << s->next_id()
-                      << " message(s) before it" << (count ? " (--count waits for new ones)" : "") << "\n";
     uint64_t received = 0;
     uint64_t lost_reported = 0;
     std::vector<shmbus::Message> to_ack;  // a group's acks are per message
     auto handler = [&](const shmbus::Message& m) {
         if (group) to_ack.push_back(m);
         if (json) {
-            const std::string line = json_line(message_json(topic, m, group));
+            const std::string line = json_line(message_json(m.topic.empty() ? std::string_view(name) : m.topic, m, group));
             std::fwrite(line.data(), 1, line.size(), stdout);
             std::fputc('\n', stdout);
         } else {
@@ -245,21 +237,21 @@ int sub(shmbus::Client& client, const std::string& topic, shmbus::SubscribeOptio
     };
     while (!g_stop.load(std::memory_order_relaxed) && (!count || received < *count)) {
         const std::size_t want = count ? std::size_t(std::min<uint64_t>(*count - received, 256)) : 256;
-        const auto r = s->receive(handler, std::chrono::milliseconds(100), want);
+        const auto r = s.receive(handler, std::chrono::milliseconds(100), want);
         if (r.status == shmbus::ReceiveStatus::corrupt) {
             std::fflush(stdout);
-            std::cerr << "shmbus: topic '" << topic << "' is corrupt; stopping\n";
+            std::cerr << "shmbus: topic '" << name << "' is corrupt; stopping\n";
             return kExitError;
         }
         if (r.status == shmbus::ReceiveStatus::deleted) {
             std::fflush(stdout);
-            std::cerr << "shmbus: topic '" << topic << "' was deleted; stopping\n";
+            std::cerr << "shmbus: topic '" << name << "' was deleted; stopping\n";
             return kExitError;
         }
         if (r.count == 0) {
             // Nothing delivered, but what was read may have moved on (messages stepped over as
             // expired): acked, so that they hold no publisher back. Everything delivered is written.
-            if (!group) s->ack_delivered();
+            if (!group) s.ack_delivered();
             continue;
         }
         if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
@@ -268,17 +260,45 @@ int sub(shmbus::Client& client, const std::string& topic, shmbus::SubscribeOptio
         }
         // Only after the output is flushed: a killed sub redelivers, never loses.
         if (group) {
-            for (const auto& m : to_ack) (void)s->ack(m);  // a stale one was given to another member meanwhile
+            for (const auto& m : to_ack) (void)s.ack(m);  // a stale one was given to another member meanwhile
             to_ack.clear();
         } else {
-            s->ack_delivered();
+            s.ack_delivered();
         }
-        if (s->lost() != lost_reported) {
-            std::cerr << "shmbus: lost " << s->lost() - lost_reported << " message(s): the subscription was overrun\n";
-            lost_reported = s->lost();
+        if (s.lost() != lost_reported) {
+            std::cerr << "shmbus: lost " << s.lost() - lost_reported << " message(s): the subscription was overrun\n";
+            lost_reported = s.lost();
         }
     }
     return 0;
+}
+
+int sub(shmbus::Client& client, const std::string& topic, shmbus::SubscribeOptions options, std::optional<uint64_t> count,
+        const std::string& format, Framing framing) {
+    options.auto_ack = false;  // acked only after the output is flushed
+    install_stop_handlers();
+    auto s = client.subscribe(topic, options);
+    if (!s) return fail(s.error());
+    // From the earliest message of a ring that has lapped (and no archive behind it): where it
+    // starts and what is gone is said at once, rather than a --count waiting without a word.
+    if (options.from == shmbus::StartFrom::earliest && !s->in_group() && !s->resumed() && s->next_id() > 0)
+        if (auto stats = client.topic_stats(topic); stats && !stats->archived)
+            std::cerr << "shmbus: starting at id " << s->next_id() << ": the ring no longer holds the " << s->next_id()
+                      << " message(s) before it" << (count ? " (--count waits for new ones)" : "") << "\n";
+    return print_stream(*s, topic, s->in_group(), count, format, framing);
+}
+
+// `sub PATTERN`: every matching topic, those created later included; topics the caller may not
+// read are named once on stderr.
+int sub_pattern(shmbus::Client& client, const std::string& pattern, shmbus::SubscribeOptions options, std::optional<uint64_t> count,
+                const std::string& format, Framing framing) {
+    options.auto_ack = false;
+    install_stop_handlers();
+    auto s = client.subscribe_pattern(pattern, options);
+    if (!s) return fail(s.error());
+    for (const std::string& t : s->refused())
+        std::cerr << "shmbus: topic '" << t << "' matches '" << pattern << "' but may not be read by you: left out\n";
+    return print_stream(*s, pattern, false, count, format, framing);
 }
 
 struct PubArgs {
@@ -421,6 +441,14 @@ int check_sub(SubArgs& a) {
     if (rc != 0) return rc;
     for (const std::string* n : {&a.durable, &a.group})
         if (const int bad = check_subscription_name(*n); bad != 0) return bad;
+    if (shmbus::is_topic_pattern(a.topic)) {
+        if (!a.group.empty() || !a.exec.empty()) {
+            std::cerr << "shmbus: sub: a pattern ('" << a.topic << "') takes no --group or --exec (a group is one topic's)\n";
+            return kExitUsage;
+        }
+        if (auto st = shmbus::validate_topic_pattern(a.topic); !st) return fail(st.error());
+        return 0;
+    }
     return check_topic_name(a.topic);
 }
 
@@ -451,6 +479,8 @@ void add_sub(CLI::App& app, Commands& out) {
     out.push_back({cmd, [a] { return check_sub(*a); },
                    [a](shmbus::Client& c) {
                        if (!a->exec.empty()) return sub_exec(c, a->topic, std::move(a->options), a->exec, a->parallel, a->count);
+                       if (shmbus::is_topic_pattern(a->topic))
+                           return sub_pattern(c, a->topic, std::move(a->options), a->count, a->format, a->framing);
                        return sub(c, a->topic, std::move(a->options), a->count, a->format, a->framing);
                    },
                    {}});

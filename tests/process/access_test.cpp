@@ -15,6 +15,7 @@
 #include <cstring>
 #include <functional>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "bus_fixture.h"
@@ -326,6 +327,37 @@ TEST_F(OtherUser, TopicsNoRuleCoversAreInvisibleAndRefused) {
     EXPECT_EQ(out.status, 0) << out.failure;
     const std::string log = read_file(path("daemon.log"));
     EXPECT_NE(log.find("may not subscribe topic 'secret' (no acl entry matches)"), std::string::npos) << log;
+}
+
+// A pattern subscription is subscriptions, each checked against the rules: a topic the user may
+// see but not read is refused and named, one it may not see is never found, and neither ever
+// delivers a message to it.
+TEST_F(OtherUser, APatternSubscriptionCoversOnlyTheTopicsItMayRead) {
+    auto root = connect();
+    for (const char* t : {"prices", "orders", "secret", "public.a"}) {
+        ASSERT_TRUE(root->create_topic(t, {}).has_value());
+        auto pub = root->publisher(t);
+        ASSERT_TRUE(pub);
+        ASSERT_EQ(pub->publish(std::string_view(t)), PublishStatus::ok);
+    }
+    const auto out = as_nobody([&]() -> std::string {
+        auto c = Client::connect(options_for(dir));
+        CHECK(c.has_value(), "connect: " + c.error().message);
+        SubscribeOptions from_start;
+        from_start.from = StartFrom::earliest;
+        auto p = c->subscribe_pattern("*", from_start);
+        CHECK(p.has_value(), "subscribe_pattern: " + p.error().message);
+        CHECK(p->topics() == (std::vector<std::string>{"prices"}), "'*' covers more or less than 'prices'");
+        CHECK(p->refused() == std::vector<std::string>{"orders"}, "'orders' (visible, not readable) is not named as refused");
+        std::set<std::string> seen;
+        for (int i = 0; i < 10; ++i)
+            (void)p->receive([&](const Message& m) { seen.insert(std::string(m.topic) + "=" + std::string(m.text())); }, 20ms);
+        CHECK(seen == std::set<std::string>{"prices=prices"}, "a message came from a topic other than 'prices'");
+        auto two = c->subscribe_pattern("public.*", from_start);
+        CHECK(two.has_value() && two->topics() == std::vector<std::string>{"public.a"}, "public.* does not cover public.a");
+        return {};
+    });
+    EXPECT_EQ(out.status, 0) << out.failure;
 }
 
 // The subscribe right reaches the archive: another uid replays from disk what the ring no longer

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "shmbus/archive.h"
+#include "shmbus/pattern.h"
 #include "shmbus/publisher.h"
 #include "shmbus/result.h"
 #include "shmbus/subscriber.h"
@@ -79,6 +80,10 @@ public:
                                               PublisherOptions options = {}) noexcept;
     [[nodiscard]] Result<Subscriber> subscribe(std::string_view topic,
                                                SubscribeOptions options = {}) noexcept;
+    // One subscription over every topic matching `pattern` ('*' one token, '>' one or more),
+    // topics created later included (shmbus/pattern.h, docs/patterns.md).
+    [[nodiscard]] Result<PatternSubscriber> subscribe_pattern(std::string_view pattern,
+                                                              SubscribeOptions options = {}) noexcept;
 
     [[nodiscard]] Status create_topic(std::string_view topic, const TopicConfig& config) noexcept;
     // Changes the settings a live topic may change; the others stay. on-full switches between

@@ -5,6 +5,7 @@
 #include "shmbus/headers.h"
 #include "shmbus/idempotent.h"
 #include "shmbus/names.h"
+#include "shmbus/pattern.h"
 #include "shmbus/publisher.h"
 #include "shmbus/result.h"
 #include "shmbus/statistics.h"

@@ -83,6 +83,9 @@ struct Message {
     // (MessageOptions::delay / deliver_at_ns); 0: never expires, due at once.
     uint64_t expires_at_ns = 0;
     uint64_t deliver_at_ns = 0;
+    // A pattern subscription's message (shmbus/pattern.h): the topic it came from. Empty for a
+    // subscription of one topic, which knows its own (Subscriber::topic()).
+    std::string_view topic;
     [[nodiscard]] std::string_view text() const noexcept {
         return {reinterpret_cast<const char*>(payload.data()), payload.size()};
     }

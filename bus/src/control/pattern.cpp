@@ -1,0 +1,244 @@
+// Subscriptions by pattern: a subscription per matching topic, found by listing the topics now
+// and then, all waited on through one WaitSet.
+#include "shmbus/pattern.h"
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "core/futex.h"
+#include "shmbus/client.h"
+#include "shmbus/names.h"
+#include "shmbus/wait_set.h"
+
+namespace shmbus {
+
+namespace {
+
+// The tokens of a dotted name or pattern.
+std::vector<std::string_view> tokens_of(std::string_view text) {
+    std::vector<std::string_view> out;
+    std::size_t start = 0;
+    for (;;) {
+        const std::size_t dot = text.find('.', start);
+        out.push_back(text.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start));
+        if (dot == std::string_view::npos) return out;
+        start = dot + 1;
+    }
+}
+
+}  // namespace
+
+bool is_topic_pattern(std::string_view text) noexcept {
+    return text.find('*') != std::string_view::npos || text.find('>') != std::string_view::npos;
+}
+
+Status validate_topic_pattern(std::string_view pattern) noexcept {
+    auto bad = [&](const std::string& why) {
+        return make_error(Errc::invalid_name, "invalid topic pattern '" + std::string(pattern) + "': " + why);
+    };
+    try {
+        if (!is_topic_pattern(pattern)) return bad("it has no '*' or '>' (a topic name is not a pattern)");
+        if (pattern.size() > 255) return bad("longer than 255 characters");
+        const auto tokens = tokens_of(pattern);
+        for (std::size_t i = 0; i < tokens.size(); ++i) {
+            const std::string_view t = tokens[i];
+            if (t.empty()) return bad("an empty token (two dots, or a dot at an end)");
+            if (t == "*") continue;
+            if (t == ">") {
+                if (i + 1 != tokens.size()) return bad("'>' may only be the last token");
+                continue;
+            }
+            if (is_topic_pattern(t)) return bad("'*' and '>' stand alone as a whole token");
+            // A plain token: the characters of a topic name (checked as one, starting with a letter or digit).
+            if (auto st = validate_topic_name(t); !st) return bad("token '" + std::string(t) + "': " + st.error().message);
+        }
+        return ok_status();
+    } catch (...) {
+        return make_error(Errc::io_error, "out of memory");
+    }
+}
+
+bool topic_matches(std::string_view pattern, std::string_view topic) noexcept {
+    try {
+        const auto p = tokens_of(pattern), t = tokens_of(topic);
+        for (std::size_t i = 0; i < p.size(); ++i) {
+            if (p[i] == ">") return t.size() > i;  // one or more tokens left
+            if (i >= t.size()) return false;
+            if (p[i] != "*" && p[i] != t[i]) return false;
+        }
+        return p.size() == t.size();
+    } catch (...) {
+        return false;
+    }
+}
+
+namespace detail {
+
+struct PatternCore {
+    Client client;
+    std::string pattern;
+    SubscribeOptions options;
+    // One subscription per covered topic; a Subscriber never moves (the wait set refers to it).
+    std::map<std::string, std::unique_ptr<Subscriber>, std::less<>> topics;
+    std::set<std::string, std::less<>> refused;
+    WaitSet set;
+    uint64_t next_refresh_ns = 0;
+    std::size_t next_first = 0;  // the topic a poll starts with, in turn, so none starves
+
+    PatternCore(Client c, std::string p, SubscribeOptions o) : client(std::move(c)), pattern(std::move(p)), options(std::move(o)) {}
+
+    // A topic found after the first look was made after the subscription: all of it is new to
+    // it, so it is read from its first message (from a time, still from that time).
+    bool first_look_done = false;
+
+    SubscribeOptions options_for_new_topic() const {
+        SubscribeOptions o = options;
+        if (first_look_done && o.from != StartFrom::time) o.from = StartFrom::earliest;
+        return o;
+    }
+
+    Result<std::size_t> refresh() {
+        next_refresh_ns = monotonic_ns() + uint64_t(std::chrono::nanoseconds(kPatternRefresh).count());
+        auto names = client.list_topics();
+        if (!names) return names.error();
+        std::size_t added = 0;
+        for (const std::string& name : *names) {
+            if (topics.count(name) != 0 || refused.count(name) != 0 || !topic_matches(pattern, name)) continue;
+            auto sub = client.subscribe(name, options_for_new_topic());
+            if (!sub) {
+                // Not readable by the caller: left out, and said (refused()). Gone meanwhile: nothing.
+                if (sub.error().code == Errc::permission_denied) refused.insert(name);
+                continue;
+            }
+            auto owned = std::make_unique<Subscriber>(std::move(sub.value()));
+            if (!set.add(*owned)) continue;
+            topics.emplace(name, std::move(owned));
+            ++added;
+        }
+        first_look_done = true;
+        return added;
+    }
+
+    void drop(const std::string& name) {
+        auto it = topics.find(name);
+        if (it == topics.end()) return;
+        set.remove(*it->second);
+        topics.erase(it);
+    }
+
+    PollResult poll(Handler handler, std::size_t max) {
+        if (monotonic_ns() >= next_refresh_ns) (void)refresh();
+        PollResult total{ReceiveStatus::empty, 0};
+        if (topics.empty()) return total;
+        std::vector<std::string> gone;
+        auto it = std::next(topics.begin(), std::ptrdiff_t(next_first % topics.size()));
+        for (std::size_t n = 0; n < topics.size() && total.count < max; ++n, ++it) {
+            if (it == topics.end()) it = topics.begin();
+            const std::string& name = it->first;
+            const PollResult r = it->second->poll(
+                [&](const Message& m) {
+                    Message named = m;  // the same message, saying its topic
+                    named.topic = name;
+                    handler(named);
+                },
+                max - total.count);
+            if (r.status == ReceiveStatus::deleted) gone.push_back(name);
+            if (r.status == ReceiveStatus::corrupt) total.status = ReceiveStatus::corrupt;
+            total.count += r.count;
+        }
+        next_first = (next_first + 1) % std::max<std::size_t>(topics.size(), 1);
+        for (const std::string& name : gone) drop(name);
+        if (total.count > 0 && total.status != ReceiveStatus::corrupt) total.status = ReceiveStatus::ok;
+        return total;
+    }
+
+    PollResult receive(Handler handler, std::chrono::nanoseconds timeout, std::size_t max) {
+        const uint64_t deadline = monotonic_ns() + uint64_t(std::max<int64_t>(0, timeout.count()));
+        for (;;) {
+            const PollResult r = poll(handler, max);
+            const uint64_t now = monotonic_ns();
+            if (r.count > 0 || r.status == ReceiveStatus::corrupt || now >= deadline) return r;
+            // Asleep on every covered topic at once, and up to the next look for new topics.
+            const uint64_t until = std::min(deadline, next_refresh_ns);
+            const auto wait = std::chrono::nanoseconds(until > now ? until - now : 0);
+            if (topics.empty()) {
+                std::this_thread::sleep_for(wait);
+                continue;
+            }
+            (void)set.wait(wait);
+        }
+    }
+};
+
+}  // namespace detail
+
+PatternSubscriber::PatternSubscriber(std::unique_ptr<detail::PatternCore> core) noexcept : core_(std::move(core)) {}
+PatternSubscriber::PatternSubscriber(PatternSubscriber&&) noexcept = default;
+PatternSubscriber& PatternSubscriber::operator=(PatternSubscriber&&) noexcept = default;
+PatternSubscriber::~PatternSubscriber() = default;
+
+PollResult PatternSubscriber::poll(Handler handler, std::size_t max) noexcept {
+    try {
+        return core_->poll(handler, max);
+    } catch (...) {  // out of memory: nothing delivered this time
+        return {ReceiveStatus::empty, 0};
+    }
+}
+
+PollResult PatternSubscriber::receive(Handler handler, std::chrono::nanoseconds timeout, std::size_t max) noexcept {
+    try {
+        return core_->receive(handler, timeout, max);
+    } catch (...) {
+        return {ReceiveStatus::empty, 0};
+    }
+}
+
+AckStatus PatternSubscriber::ack(const Message& message) noexcept {
+    const auto it = core_->topics.find(message.topic);
+    return it == core_->topics.end() ? AckStatus::not_delivered : it->second->ack(message);
+}
+
+void PatternSubscriber::ack_delivered() noexcept {
+    for (auto& [name, sub] : core_->topics) sub->ack_delivered();
+}
+
+Result<std::size_t> PatternSubscriber::refresh() noexcept {
+    try {
+        return core_->refresh();
+    } catch (...) {
+        return make_error(Errc::io_error, "out of memory");
+    }
+}
+
+const std::string& PatternSubscriber::pattern() const noexcept { return core_->pattern; }
+
+std::vector<std::string> PatternSubscriber::topics() const {
+    std::vector<std::string> out;
+    for (const auto& [name, sub] : core_->topics) out.push_back(name);
+    return out;
+}
+
+std::vector<std::string> PatternSubscriber::refused() const { return {core_->refused.begin(), core_->refused.end()}; }
+
+uint64_t PatternSubscriber::lost() const noexcept {
+    uint64_t total = 0;
+    for (const auto& [name, sub] : core_->topics) total += sub->lost();
+    return total;
+}
+
+Result<PatternSubscriber> Client::subscribe_pattern(std::string_view pattern, SubscribeOptions options) noexcept {
+    if (auto st = validate_topic_pattern(pattern); !st) return st.error();
+    if (!options.group.empty())
+        return make_error(Errc::invalid_argument, "a pattern subscription is not a group member (one group per topic)");
+    try {
+        auto core = std::make_unique<detail::PatternCore>(Client(channel_), std::string(pattern), std::move(options));
+        if (auto added = core->refresh(); !added) return added.error();
+        return PatternSubscriber(std::move(core));
+    } catch (...) {
+        return make_error(Errc::io_error, "out of memory");
+    }
+}
+
+}  // namespace shmbus
