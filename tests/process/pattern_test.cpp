@@ -103,7 +103,9 @@ TEST_F(Pattern, ADurablePatternSubscriptionResumesEachTopicAfterItsAck) {
         for (int i = 0; i < 20 && got["jobs.a"] + got["jobs.b"] < 10; ++i)
             (void)p->receive(
                 [&](const Message& m) {
-                    if (++got[std::string(m.topic)] <= 3) EXPECT_EQ(p->ack(m), AckStatus::ok);  // the first 3 of each
+                    if (++got[std::string(m.topic)] <= 3) {  // the first 3 of each
+                        EXPECT_EQ(p->ack(m), AckStatus::ok);
+                    }
                 },
                 50ms);
     }
