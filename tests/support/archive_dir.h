@@ -1,5 +1,5 @@
 // Unit tests of archive files: a fresh directory per test (named after it), opened as the
-// archiver and readers open theirs, removed afterwards.
+// archiver and readers open theirs, removed afterwards; records whose bodies say their id.
 #pragma once
 
 #include <fcntl.h>
@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <filesystem>
+
+#include "archive/archive.h"
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -34,6 +36,23 @@ protected:
         std::vector<std::byte> b(base + id % spread);
         for (std::size_t i = 0; i < b.size(); ++i) b[i] = std::byte((id * 131 + i) & 0xFF);
         return b;
+    }
+    // Every record a reader of the directory yields from `id` on, each body checked against
+    // patterned_body(base, spread), and that the reader ended cleanly.
+    std::vector<uint64_t> read_from(uint64_t id, std::size_t base, std::size_t spread) {
+        using namespace shmbus::detail::archive;
+        auto r = Reader::open(::dup(fd_), "t");
+        EXPECT_TRUE(r);
+        EXPECT_TRUE(r->seek_id(id));
+        std::vector<uint64_t> ids;
+        StoredRecord rec;
+        Reader::Step step;
+        while ((step = r->next(rec)) == Reader::Step::record) {
+            EXPECT_EQ(std::vector<std::byte>(rec.body.begin(), rec.body.end()), patterned_body(rec.id, base, spread)) << rec.id;
+            ids.push_back(rec.id);
+        }
+        EXPECT_EQ(step, Reader::Step::end) << r->why();
+        return ids;
     }
     std::filesystem::path dir_;
     int fd_ = -1;  // the directory

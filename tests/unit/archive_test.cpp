@@ -34,21 +34,7 @@ protected:
         ASSERT_TRUE(w.write(false));
     }
     // Everything a reader yields from `id` on, checked against body_of.
-    std::vector<uint64_t> read_from(uint64_t id) {
-        auto r = Reader::open(::dup(fd_), "t");
-        EXPECT_TRUE(r);
-        EXPECT_TRUE(r->seek_id(id));
-        std::vector<uint64_t> ids;
-        StoredRecord rec;
-        Reader::Step step;
-        while ((step = r->next(rec)) == Reader::Step::record) {
-            const auto want = body_of(rec.id);
-            EXPECT_EQ(std::vector<std::byte>(rec.body.begin(), rec.body.end()), want) << rec.id;
-            ids.push_back(rec.id);
-        }
-        EXPECT_EQ(step, Reader::Step::end) << r->why();
-        return ids;
-    }
+    std::vector<uint64_t> read_from(uint64_t id) { return ArchiveDirTest::read_from(id, 8, 97); }
     static ArchiveSettings small_files() {
         ArchiveSettings s;
         s.file_bytes = 64 * 1024;

@@ -60,18 +60,7 @@ protected:
         for (uint64_t id = 0; id < count; ++id) ASSERT_TRUE(w->append(id, 1'000 + id, 0, body_of(id)));
         ASSERT_TRUE(w->write(false));
     }
-    std::vector<uint64_t> read_from(uint64_t id) {
-        auto r = Reader::open(::dup(fd_), "t");
-        EXPECT_TRUE(r);
-        EXPECT_TRUE(r->seek_id(id));
-        std::vector<uint64_t> ids;
-        StoredRecord rec;
-        while (r->next(rec) == Reader::Step::record) {
-            EXPECT_EQ(std::vector<std::byte>(rec.body.begin(), rec.body.end()), body_of(rec.id)) << rec.id;
-            ids.push_back(rec.id);
-        }
-        return ids;
-    }
+    std::vector<uint64_t> read_from(uint64_t id) { return ArchiveDirTest::read_from(id, 200, 53); }
 };
 
 // Every third record kept: readers find exactly those, in order, from any id, through the new
