@@ -90,7 +90,7 @@ TopicConfig parse_topic_settings(const std::string& source, const toml::table& t
     if (archive_keys && !archived && base.on_full != OnFull::archive)
         fail(source, t.source(), where + ": retain, retain_time, fsync and archive_file_size need archive = true");
     if (max_keys_given && !a.compact) fail(source, t.source(), where + ": max_keys needs compact = true");
-    if (a.compact && (a.retain_bytes != 0 || a.retain_time.count() != 0))
+    if (retention_on_compacted(a))
         fail(source, t.source(), where + ": a compacted topic keeps every live key: retain and retain_time do not apply to it");
     if (archive != nullptr && (archived || base.on_full == OnFull::archive)) *archive = a;
     return base;

@@ -184,8 +184,7 @@ Status Archives::enable(TopicEntry& t, const ArchiveSettings& settings) {
     if (auto st = open(true); !st) return st;
     if (settings.file_bytes < kMinArchiveFileBytes)
         return make_error(Errc::invalid_argument, "archive files must be at least " + std::to_string(kMinArchiveFileBytes) + " bytes");
-    if (settings.compact && (settings.retain_bytes != 0 || settings.retain_time.count() != 0))
-        return make_error(Errc::invalid_argument, "a compacted archive keeps every live key: retention does not apply to it");
+    if (retention_on_compacted(settings)) return make_error(Errc::invalid_argument, kRetentionOnCompacted);
     if (auto st = prepare_topic_dir(t.name()); !st) return st;
     if (auto st = write_settings(t, settings); !st) return st;
     if (auto st = ensure_archiver_cursor(t); !st) return st;

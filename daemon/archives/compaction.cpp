@@ -20,17 +20,6 @@ using detail::archive::StoredRecord;
 
 namespace {
 
-// A stored record's key and whether it is a tombstone (an empty payload).
-struct KeyOf {
-    std::string_view key;
-    bool tombstone = false;
-};
-KeyOf key_of(const StoredRecord& r) noexcept {
-    Message m;
-    detail::split_record(r.body.data(), uint32_t(r.body.size()), r.flags, m);
-    return {m.key, m.payload.empty()};
-}
-
 // Temporary files a compaction killed midway left (`<name>.compacting`).
 void remove_leftovers(int dir_fd) {
     const int fd = ::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -70,7 +59,7 @@ Status Compaction::load() {
     StoredRecord r;
     detail::archive::Reader::Step step;
     while ((step = reader->next(r)) == detail::archive::Reader::Step::record) {
-        const KeyOf k = key_of(r);
+        const detail::RecordKey k = detail::record_key(r.body, r.flags);
         if (!k.key.empty()) table_.apply(r.id, k.key, k.tombstone, r.timestamp_ns);
         // The file it lies in: the last whose first id is at or below it.
         const auto at = std::upper_bound(firsts.begin(), firsts.end(), r.id);
@@ -110,7 +99,7 @@ void Compaction::maybe_start(uint64_t current_file, bool sync) {
 }
 
 bool Compaction::keep(const StoredRecord& r, uint64_t tombstones_before_ns, std::vector<std::string>& dropped_tombstones) {
-    const KeyOf k = key_of(r);
+    const detail::RecordKey k = detail::record_key(r.body, r.flags);
     if (k.key.empty()) return false;  // belongs to no key
     std::lock_guard lock(mutex_);
     if (!table_.is_latest(r.id, k.key)) return false;

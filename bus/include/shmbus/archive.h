@@ -43,6 +43,11 @@ inline constexpr uint64_t kMinArchiveFileBytes = 4096;
 inline constexpr uint32_t kDefaultMaxKeys = 1'000'000;
 // The number of keys a compacted archive keeps (max_keys, or its default).
 [[nodiscard]] inline uint32_t kept_keys(const ArchiveSettings& s) noexcept { return s.max_keys != 0 ? s.max_keys : kDefaultMaxKeys; }
+// A compacted archive keeps every live key: asking it for retention (by size or age) is refused.
+[[nodiscard]] inline bool retention_on_compacted(const ArchiveSettings& s) noexcept {
+    return s.compact && (s.retain_bytes != 0 || s.retain_time.count() != 0);
+}
+inline constexpr const char* kRetentionOnCompacted = "a compacted archive keeps every live key: retention does not apply to it";
 
 struct ArchiveFileInfo {
     std::string name;            // e.g. 00000000000000001000.log

@@ -325,8 +325,7 @@ Status Client::set_archive(std::string_view topic, const ArchiveSettings& settin
         return make_error(Errc::invalid_argument, "archive files must be at least " + std::to_string(kMinArchiveFileBytes) + " bytes");
     protocol::SetArchive req{};
     copy_name(req.topic, topic);
-    if (settings.compact && (settings.retain_bytes != 0 || settings.retain_time.count() != 0))
-        return make_error(Errc::invalid_argument, "a compacted archive keeps every live key: retention does not apply to it");
+    if (retention_on_compacted(settings)) return make_error(Errc::invalid_argument, kRetentionOnCompacted);
     req.settings = {settings.retain_bytes, uint64_t(std::max<int64_t>(0, settings.retain_time.count())), settings.file_bytes,
                     uint32_t(settings.fsync), settings.compact ? kept_keys(settings) : 0};
     auto reply = channel_->request(protocol::Type::set_archive, &req, sizeof req);

@@ -89,10 +89,9 @@ bool SubscriberCore::start_latest_per_key() noexcept {
         archive::KeyTable table(compacted_keys);
         archive::StoredRecord r;
         archive::Reader::Step step;
-        Message m;
         while ((step = reader->next(r)) == archive::Reader::Step::record && r.id < below) {
-            split_record(r.body.data(), uint32_t(r.body.size()), r.flags, m);
-            if (!m.key.empty()) table.apply(r.id, m.key, m.payload.empty(), r.timestamp_ns);
+            const RecordKey k = record_key(r.body, r.flags);
+            if (!k.key.empty()) table.apply(r.id, k.key, k.tombstone, r.timestamp_ns);
         }
         latest_ids = table.live_ids();
         latest_below = below;

@@ -112,4 +112,16 @@ inline void split_record(const std::byte* record, uint32_t record_length, uint16
     m.payload = std::span<const std::byte>(data + block, length - block);
 }
 
+// A record's key on a compacted topic, and whether it is a tombstone (an empty payload, after any
+// header block). What the archiver's table and a subscriber from the latest per key both apply.
+struct RecordKey {
+    std::string_view key;  // empty: the record belongs to no key
+    bool tombstone = false;
+};
+inline RecordKey record_key(std::span<const std::byte> body, uint16_t flags) noexcept {
+    Message m;
+    split_record(body.data(), uint32_t(body.size()), flags, m);
+    return {m.key, m.payload.empty()};
+}
+
 }  // namespace shmbus::detail
