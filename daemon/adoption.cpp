@@ -146,6 +146,8 @@ void Registry::adopt(const std::string& file, const std::string& topic, const st
         if (shm_unlink(shm.c_str()) == 0) report.removed.push_back(file + ": " + why);
         else report.ignored.push_back(file + ": " + why + "; cannot remove it: " + strerror(errno));
     };
+    // An inbox belonged to a connection of the shmbusd that ran before: its requester opens another.
+    if (is_inbox_name(topic)) return drop("the reply inbox of a connection to an earlier shmbusd");
     if (!validate_topic_name(topic)) return drop("invalid topic name");
     // 1.9: the owner and group objects, found by name (an owner object's name says whose it is).
     layout::SegmentHeader header{};

@@ -1,4 +1,5 @@
 #include "metrics.h"
+#include "shmbus/names.h"
 
 #include <prometheus/collectable.h>
 #include <prometheus/exposer.h>
@@ -106,15 +107,20 @@ Metrics::~Metrics() = default;
 void Metrics::refresh(Registry& registry, std::size_t clients, uint64_t started_ns) noexcept {
     try {
         FamilyBuilder out;
-        out.add("shmbus_topics", "Topics on the bus.", StatKind::gauge, {}, double(registry.size()));
+        std::size_t inboxes = 0;
+        registry.for_each([&](TopicEntry& t) { inboxes += is_inbox_name(t.name()) ? 1 : 0; });
+        out.add("shmbus_topics", "Topics on the bus.", StatKind::gauge, {}, double(registry.size() - inboxes));
+        out.add("shmbus_inboxes", "Reply inboxes of requesters connected now.", StatKind::gauge, {}, double(inboxes));
         out.add("shmbus_clients", "Client connections open to shmbusd.", StatKind::gauge, {}, double(clients));
         out.add("shmbus_start_time_seconds", "When this shmbusd started, in seconds since the epoch.", StatKind::gauge, {},
                 double(started_ns) / 1e9);
         registry.for_each([&](TopicEntry& t) {
+            if (is_inbox_name(t.name())) return;  // one per requester: counted above, never a label
             const TopicStats stats = detail::collect_stats(t.segment());
             const std::vector<ClientMetric::Label> topic{{"topic", t.name()}};
             add_table(out, topic_statistics(), stats, topic);
             add_table(out, recovery_statistics(), stats, topic);
+            add_table(out, request_statistics(), stats, topic);
             out.add("shmbus_ring_capacity_bytes", "Bytes of the topic's ring.", StatKind::gauge, topic, double(stats.config.capacity));
             for (const auto& s : stats.subscriptions) {
                 const std::vector<ClientMetric::Label> labels{

@@ -27,7 +27,7 @@ TopicEntry* Registry::find(const std::string& name) noexcept {
 
 Result<TopicEntry*> Registry::create(const std::string& name, const TopicConfig& config, uint64_t first_id) noexcept {
     if (pending_.count(name) != 0) return finish_reservation(name);
-    if (auto st = validate_topic_name(name); !st) return st.error();
+    if (auto st = validate_topic_or_inbox_name(name); !st) return st.error();
     const TopicConfig c = with_defaults(config);
     if (auto st = validate_config(c); !st) return st.error();
     if (topics_.size() + pending_.size() >= max_topics_)

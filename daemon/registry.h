@@ -85,6 +85,9 @@ struct TopicEntry {
     std::string shm_name;
     int fd = -1;
     int cursor_fd = -1;
+    // A reply inbox (shmbus/names.h, is_inbox_name): the connection that made it, which alone may
+    // read it and whose closing removes it; 0 for a topic.
+    uint64_t inbox_session = 0;
     std::vector<std::string> owner_names;  // 1.9: /dev/shm names of the owner objects, by index
     std::vector<std::string> owner_of;     // their principals ("" while unassigned)
     std::vector<std::string> group_names;  // /dev/shm names of the group objects, by block

@@ -28,6 +28,7 @@ using Commands = std::vector<Command>;
 void add_topic_commands(CLI::App& app, Commands& out);    // topic, subscription, gc (topic_commands.cpp)
 void add_pubsub_commands(CLI::App& app, Commands& out);   // pub, sub (pubsub_commands.cpp)
 void add_work_commands(CLI::App& app, Commands& out);     // group, dlq (work_commands.cpp)
+void add_request_commands(CLI::App& app, Commands& out);  // request, serve (request_commands.cpp)
 void add_archive_commands(CLI::App& app, Commands& out);  // archive (archive_commands.cpp)
 void add_bridge_command(CLI::App& app, Commands& out);    // bridge (bridge_command.cpp)
 

@@ -83,4 +83,23 @@ int check_subscription_name(const std::string& name) {
     return 0;
 }
 
+std::vector<shmbus::Header> parse_headers(const std::vector<std::string>& given, int& rc) {
+    std::vector<shmbus::Header> out;
+    for (const auto& text : given) {
+        const auto eq = text.find('=');
+        if (eq == std::string::npos) {
+            std::cerr << "shmbus: --header takes KEY=VALUE, not '" << text << "'\n";
+            rc = kExitUsage;
+            return {};
+        }
+        out.push_back({std::string_view(text).substr(0, eq), std::string_view(text).substr(eq + 1)});
+    }
+    if (auto st = shmbus::validate_headers(out); !st) {
+        std::cerr << "shmbus: " << st.error().message << "\n";
+        rc = kExitUsage;
+        return {};
+    }
+    return out;
+}
+
 }  // namespace cli

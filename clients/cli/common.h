@@ -95,6 +95,9 @@ void parse_from(const std::string& from, shmbus::SubscribeOptions& options, int&
 // A name given on the command line, checked before anything talks to shmbusd (a bad one is a
 // usage error): 0 or the exit status.
 [[nodiscard]] int check_topic_name(const std::string& name);
+// `--header KEY=VALUE`, each checked before anything talks to shmbusd (the views point into
+// `given`). rc is set on failure.
+std::vector<shmbus::Header> parse_headers(const std::vector<std::string>& given, int& rc);
 [[nodiscard]] int check_subscription_name(const std::string& name);  // empty: not given
 
 // Whether `text` is well-formed UTF-8 (what JSON strings can carry as they are).

@@ -87,7 +87,9 @@ std::vector<std::string> job_environment(const std::string& topic, const shmbus:
 // Starts `sh -c command` with the payload on its standard input (a memory file, so a command
 // that never reads it cannot block us) in a process group of its own (so the visibility
 // timeout kills what it started too). -1 if it could not be started.
-pid_t start_job(const std::string& command, const std::string& topic, const shmbus::Message& m, int error_output) {
+}  // namespace
+
+pid_t start_job(const std::string& command, const std::string& topic, const shmbus::Message& m, int error_output, int output) {
     const int input = memfd_create("shmbus-exec-input", MFD_CLOEXEC);
     if (input < 0) return -1;
     std::size_t written = 0;
@@ -118,6 +120,7 @@ pid_t start_job(const std::string& command, const std::string& topic, const shmb
         signal(SIGPIPE, SIG_DFL);  // ignored here; an ignored signal stays ignored across exec
         dup2(input, STDIN_FILENO);
         if (error_output >= 0) dup2(error_output, STDERR_FILENO);
+        if (output >= 0) dup2(output, STDOUT_FILENO);
         char sh[] = "/bin/sh", dash_c[] = "-c";
         char* argv[] = {sh, dash_c, const_cast<char*>(command.c_str()), nullptr};
         execve("/bin/sh", argv, envp.data());
@@ -178,8 +181,6 @@ std::string exit_text(int status) {
     if (WIFSIGNALED(status)) return std::string("killed by signal ") + strsignal(WTERMSIG(status));
     return "ended";
 }
-
-}  // namespace
 
 int sub_exec(shmbus::Client& client, const std::string& topic, shmbus::SubscribeOptions options, const std::string& command,
              uint32_t parallel, std::optional<uint64_t> count) {

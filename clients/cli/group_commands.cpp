@@ -16,6 +16,7 @@ nlohmann::json group_json(const shmbus::GroupStats& g) {
                                {"visibility_ms", to_ms(s.visibility)},
                                {"dead_letter_expired", s.dead_letter_expired},
                                {"ordered_by_key", s.ordered_by_key},
+                               {"service", s.service},
                                {"max_deliveries", s.max_deliveries},
                                {"backoff_initial_ms", to_ms(s.backoff_initial)},
                                {"backoff_max_ms", to_ms(s.backoff_max)},
@@ -108,10 +109,11 @@ int group_info(shmbus::Client& client, const std::string& topic, const std::stri
     std::printf("group %s of %s\n", g->name.c_str(), topic.c_str());
     std::printf("  members %zu%s%s%s\n", g->members.size(), g->members.empty() ? "" : " (pid ", pid_text(g->members).c_str(),
                 g->members.empty() ? "" : ")");
-    std::printf("  window %u, visibility %s, max-deliveries %u, backoff %s..%s x%g, rate %s%s%s\n", s.window,
+    std::printf("  window %u, visibility %s, max-deliveries %u, backoff %s..%s x%g, rate %s%s%s%s\n", s.window,
                 duration_text(s.visibility, "0").c_str(), s.max_deliveries, duration_text(s.backoff_initial, "0").c_str(),
                 duration_text(s.backoff_max, "0").c_str(), s.backoff_factor, rate_text(s.rate).c_str(),
-                s.ordered_by_key ? ", ordered by key" : "", s.dead_letter_expired ? ", dead-letters expired messages" : "");
+                s.ordered_by_key ? ", ordered by key" : "", s.dead_letter_expired ? ", dead-letters expired messages" : "",
+                s.service ? ", service (its members are responders)" : "");
     std::printf("  next id %llu, lag %llu, in flight %llu, waiting retry %llu, waiting key %llu, oldest unsettled %s\n",
                 (unsigned long long)g->next_id, (unsigned long long)g->lag, (unsigned long long)g->in_flight,
                 (unsigned long long)g->waiting_retry, (unsigned long long)g->waiting_key, oldest_text(*g).c_str());

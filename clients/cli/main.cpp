@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
     add_topic_commands(app, commands);
     add_pubsub_commands(app, commands);
     add_work_commands(app, commands);
+    add_request_commands(app, commands);
     add_archive_commands(app, commands);
     add_bridge_command(app, commands);
 

@@ -195,26 +195,6 @@ int pub(shmbus::Client& client, const std::string& topic, const std::vector<std:
     return rc;
 }
 
-// `--header KEY=VALUE`, each checked before anything talks to shmbusd. rc is set on failure.
-std::vector<shmbus::Header> parse_headers(const std::vector<std::string>& given, int& rc) {
-    std::vector<shmbus::Header> out;
-    for (const auto& text : given) {
-        const auto eq = text.find('=');
-        if (eq == std::string::npos) {
-            std::cerr << "shmbus: --header takes KEY=VALUE, not '" << text << "'\n";
-            rc = kExitUsage;
-            return {};
-        }
-        out.push_back({std::string_view(text).substr(0, eq), std::string_view(text).substr(eq + 1)});
-    }
-    if (auto st = shmbus::validate_headers(out); !st) {
-        std::cerr << "shmbus: " << st.error().message << "\n";
-        rc = kExitUsage;
-        return {};
-    }
-    return out;
-}
-
 // Prints what `source` (a Subscriber, or a PatternSubscriber) delivers, acking it once written.
 // `name`: the topic, or the pattern (each message of a pattern names its topic).
 template <class Source>

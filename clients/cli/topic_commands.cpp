@@ -82,6 +82,9 @@ nlohmann::json stats_json(const shmbus::TopicStats& t, std::optional<uint32_t> c
         named.push_back({{"name", p.name}, {"last_sequence", p.last_sequence}, {"pid", p.pid == 0 ? nlohmann::json(nullptr) : nlohmann::json(p.pid)}});
     nlohmann::json recovery = nlohmann::json::object();
     add_statistics(recovery, shmbus::recovery_statistics(), t);
+    nlohmann::json requests = nlohmann::json::object();
+    add_statistics(requests, shmbus::request_statistics(), t);
+    requests["service_groups"] = t.requests.service_groups;
     nlohmann::json j = {{"name", t.name},
                         {"capacity", t.config.capacity},
                         {"max_message", t.config.max_message},
@@ -96,6 +99,7 @@ nlohmann::json stats_json(const shmbus::TopicStats& t, std::optional<uint32_t> c
                         {"unblock_timeout_ms", to_ms(t.config.unblock_timeout)},
                         {"expire_detached_ms", to_ms(t.config.expire_detached)},
                         {"recovery", std::move(recovery)},
+                        {"requests", std::move(requests)},
                         {"subscriptions", std::move(subs)},
                         {"groups", std::move(groups)},
                         {"named_producers", std::move(named)}};
@@ -116,6 +120,9 @@ void print_stats_text(const shmbus::TopicStats& t, std::optional<uint32_t> compa
                 duration_text(t.config.expire_detached, "never").c_str(), duration_text(t.config.ttl, "none").c_str());
     std::printf("  %s\n", statistics_text(shmbus::topic_statistics(), t, false).c_str());
     std::printf("  recovery: %s\n", statistics_text(shmbus::recovery_statistics(), t, true).c_str());
+    // A topic served or called as a service (shmbus request / serve).
+    if (t.requests.requests != 0 || t.requests.service_groups != 0 || t.requests.no_responder != 0)
+        std::printf("  requests: %s\n", statistics_text(shmbus::request_statistics(), t, false).c_str());
     for (const auto& s : t.subscriptions) print_subscription_text(s);
     for (const auto& g : t.groups) print_group_text(g);
     for (const auto& p : t.named_producers)

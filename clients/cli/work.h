@@ -4,6 +4,8 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -53,5 +55,15 @@ int dlq_replay(shmbus::Client& client, const std::string& topic, std::optional<u
 // anything else nacks it; a command still running at the visibility timeout is killed and nacked.
 int sub_exec(shmbus::Client& client, const std::string& topic, shmbus::SubscribeOptions options, const std::string& command,
              uint32_t parallel, std::optional<uint64_t> count);
+
+// Starts `sh -c command` for message `m` of `topic`: its payload on standard input, its id,
+// attempt, key and headers in the environment, in a process group of its own; standard error to
+// `error_output` and standard output to `output` where >= 0. -1 if it could not be started.
+pid_t start_job(const std::string& command, const std::string& topic, const shmbus::Message& m, int error_output, int output = -1);
+// A finished command's standard error (the file `fd`, closed here), passed on to ours; returns its
+// last lines, joined, for a reason or an error reply.
+std::string pass_on_error_output(int fd);
+// "exit status 3", "killed by signal Killed".
+std::string exit_text(int status);
 
 }  // namespace cli

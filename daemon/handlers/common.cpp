@@ -10,6 +10,8 @@
 #include <cstring>
 
 #include "control/control.h"
+#include "groups/group.h"
+#include "supervisor/group_admin.h"
 #include "core/futex.h"
 #include "core/gc.h"
 #include "watchers.h"
@@ -18,7 +20,17 @@
 
 namespace shmbus::daemon {
 
+std::optional<Error> RequestHandlers::refused_inbox(const Conn& c, const std::string& inbox, Operation op) const {
+    const TopicEntry* t = registry_.find(inbox);
+    // The name is the capability: whoever knows it may reply (publish); the connection that made
+    // it alone may read it, look at it, or make it (subscribe to it first).
+    const bool own = t != nullptr ? t->inbox_session == c.session : op == Operation::subscribe;
+    if (op == Operation::publish || own) return std::nullopt;
+    return make_error(Errc::permission_denied, "permission denied: inbox '" + inbox + "' belongs to another connection");
+}
+
 std::optional<Error> RequestHandlers::refused(const Conn& c, const std::string& topic, Operation op) const {
+    if (is_inbox_name(topic)) return refused_inbox(c, topic, op);
     const Decision d = access_.check(c.who, topic, op);
     if (d.allowed) {
         // A topic of an older shmbusd keeps its cursors in its segment: no descriptor could give
@@ -53,12 +65,13 @@ Result<TopicEntry*> RequestHandlers::topic_to_administer(const Conn& c, const st
 // Only the topics this client may see: names are not public beyond the access they come with.
 std::vector<std::string> RequestHandlers::visible_topics(const Conn& c) const {
     auto names = registry_.names();
-    std::erase_if(names, [&](const std::string& n) { return !access_.check(c.who, n, Operation::observe).allowed; });
+    std::erase_if(names, [&](const std::string& n) { return is_inbox_name(n) || !access_.check(c.who, n, Operation::observe).allowed; });
     return names;
 }
 
 std::optional<Error> RequestHandlers::refused_unless(const Conn& c, const std::string& topic, Operation op,
                                                      bool would_create) const {
+    if (is_inbox_name(topic)) return refused_inbox(c, topic, op);
     if (would_create && registry_.find(topic) == nullptr)
         if (auto e = refused(c, topic, Operation::admin)) return e;
     return refused(c, topic, op);
@@ -104,11 +117,43 @@ bool RequestHandlers::on_bus_info(Conn& c, uint32_t id, const protocol::NoBody&)
 void RequestHandlers::on_disconnect(const Conn& c) {
     --clients_;
     std::size_t released = 0;
-    registry_.for_each([&](TopicEntry& t) { released += t.supervisor.release_connection(c.process, c.session, kClientGone); });
+    std::vector<TopicEntry*> inboxes;
+    registry_.for_each([&](TopicEntry& t) {
+        const std::size_t freed = t.supervisor.release_connection(c.process, c.session, kClientGone);
+        if (freed != 0) drop_unserved_services(t);
+        released += freed;
+        if (t.inbox_session == c.session) inboxes.push_back(&t);
+    });
+    for (TopicEntry* t : inboxes) remove_inbox(*t);
     if (released != 0) {
         spdlog::info("client pid {} '{}' disconnected; released {} slot(s)", c.process.pid, c.name, released);
         watchers_.rearm_timer();
     }
+}
+
+void RequestHandlers::drop_unserved_services(TopicEntry& t) {
+    const auto& seg = t.segment();
+    for (uint32_t i = 0; i < seg.max_groups(); ++i) {
+        const auto& b = seg.group_block(i);
+        // acquire: pairs with our own release store when the group was made (another run's, adopted).
+        if (b.state.load(std::memory_order_acquire) != uint32_t(layout::GroupState::active) || (b.options & layout::kService) == 0 ||
+            b.consumer_slot >= seg.max_consumers() || !detail::group_member_pids(seg, b.consumer_slot).empty())
+            continue;
+        const std::string name(b.name, strnlen(b.name, sizeof b.name));
+        if (auto st = detail::delete_group(seg, {i, b.consumer_slot}); !st)
+            spdlog::warn("cannot remove service group '{}' of '{}': {}", name, t.name(), st.error().message);
+        else
+            spdlog::info("removed service group '{}' of '{}': its last responder left", name, t.name());
+    }
+}
+
+void RequestHandlers::remove_inbox(TopicEntry& t) {
+    const std::string name = t.name();
+    // Responders that still map it see `deleted` at their next reply, and let it go.
+    if (!live_users(t.segment()).empty()) tell_deleted(t.segment());
+    if (auto st = registry_.remove(name); !st) spdlog::warn("cannot remove inbox '{}': {}", name, st.error().message);
+    else spdlog::debug("removed inbox '{}'", name);
+    watchers_.rearm_timer();
 }
 
 bool RequestHandlers::on_gc(Conn& c, uint32_t id, const protocol::NoBody&) {

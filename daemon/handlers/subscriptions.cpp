@@ -42,7 +42,9 @@ bool RequestHandlers::on_subscribe(Conn& c, uint32_t id, const protocol::Subscri
     const std::string topic(field_name(req.topic));
     const std::string durable_name(field_name(req.durable_name));
     const bool durable = !durable_name.empty();
-    if (auto st = validate_topic_name(topic); !st) return reply_error(c, id, st.error());
+    if (auto st = validate_topic_or_inbox_name(topic); !st) return reply_error(c, id, st.error());
+    const bool inbox = is_inbox_name(topic);
+    if (inbox && durable) return reply_error(c, id, make_error(Errc::invalid_argument, "an inbox has no durable subscriptions"));
     // The archiver's cursor: its name is none a client may choose, and only the archiver shmbusd
     // started for this topic may take it.
     const bool archiver = durable_name == kArchiverSubscription;
@@ -61,6 +63,10 @@ bool RequestHandlers::on_subscribe(Conn& c, uint32_t id, const protocol::Subscri
     auto t = find_or_create(topic, req.config, true, req.flags);
     if (!t) return reply_error(c, id, t.error());
     if (*t == nullptr) return park(c, topic);
+    if (inbox && !existed) {
+        t.value()->inbox_session = c.session;
+        spdlog::debug("pid {} made inbox '{}'", c.process.pid, topic);
+    }
     const auto& seg = t.value()->segment();
     if ((req.flags & protocol::kFromTime) != 0)
         if (auto st = seg.require_timestamps("it cannot be read from a time"); !st) return reply_error(c, id, st.error());
@@ -117,6 +123,8 @@ bool RequestHandlers::on_unsubscribe(Conn& c, uint32_t id, const protocol::Unsub
     TopicEntry* t = topic_of_own_slot(req, c.process, true);
     if (t == nullptr) return reply_error(c, id, not_yours("slot", req.slot, std::string(field_name(req.topic))));
     t->supervisor.release_consumer(req.slot, c.process, kUnsubscribed);
+    drop_unserved_services(*t);
+    if (t->inbox_session == c.session) remove_inbox(*t);  // its one reader left: nobody waits for its replies
     return reply(c, protocol::Type::ok, id, nullptr, 0);
 }
 

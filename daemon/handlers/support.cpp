@@ -25,6 +25,19 @@ TopicConfig from_wire(const protocol::WireConfig& w, uint32_t flags) {
     return c;
 }
 
+TopicConfig inbox_config(const TopicConfig& asked) {
+    TopicConfig c;
+    c.capacity = asked.capacity == 0 || asked.capacity == TopicConfig{}.capacity ? 1u << 20
+                                                                                 : std::clamp<uint64_t>(asked.capacity, 64u << 10, 16u << 20);
+    c.capacity = round_capacity(c.capacity);
+    c.max_message = uint32_t(std::min<uint64_t>(asked.max_message, max_message_for(c.capacity)));
+    c.on_full = OnFull::overwrite;
+    c.max_producers = 256;
+    c.max_consumers = 4;
+    c.timestamps = false;
+    return c;
+}
+
 bool held_by_live_owner(const layout::ConsumerSlot& s, SlotState state) {
     return state == SlotState::attached && detail::process_alive(Process{s.pid, s.start_time});
 }

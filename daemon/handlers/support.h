@@ -24,6 +24,11 @@ using detail::SlotState;
 // The settings a client sent (OpenTopic, JoinGroup's topic) as a TopicConfig; `flags` are the
 // request's OpenFlags (single-producer has its bit there).
 [[nodiscard]] TopicConfig from_wire(const protocol::WireConfig& w, uint32_t flags);
+// The settings of a reply inbox from those its requester asked for: its ring size (64 KiB to
+// 16 MiB, 1 MiB unless asked) and largest reply within what that allows; always overwrite (a
+// requester never holds a responder back: a reply it is too slow to read is lost to it, as if late),
+// no timestamps, one reader, up to 256 responders replying at once.
+[[nodiscard]] TopicConfig inbox_config(const TopicConfig& asked);
 [[nodiscard]] inline detail::Registration registration(const Conn& c, uint64_t token) { return {c.process, token, c.session}; }
 // A durable cursor in use: attached, and its owner still runs (a dead one's is free to take over).
 [[nodiscard]] bool held_by_live_owner(const layout::ConsumerSlot& s, detail::SlotState state);

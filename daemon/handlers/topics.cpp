@@ -19,8 +19,12 @@ namespace shmbus::daemon {
 
 Result<TopicEntry*> RequestHandlers::find_or_create(const std::string& name, const protocol::WireConfig& wire, bool create,
                                                     uint32_t flags) {
-    if (auto st = validate_topic_name(name); !st) return st.error();
+    if (auto st = validate_topic_or_inbox_name(name); !st) return st.error();
     if (TopicEntry* t = registry_.find(name)) return t;
+    if (is_inbox_name(name)) {
+        if (!create) return make_error(Errc::topic_not_found, "no inbox '" + name + "': its requester is gone");
+        return registry_.create(name, inbox_config(from_wire(wire, flags)));
+    }
     if (!create)
         return make_error(Errc::topic_not_found, "no topic named '" + name + "' (create it with: shmbus topic create " + name + ")");
     // The configuration file's settings for this topic win; a client that asked for nothing in
@@ -44,7 +48,9 @@ Result<TopicEntry*> RequestHandlers::find_or_create(const std::string& name, con
 bool RequestHandlers::on_open_topic(Conn& c, uint32_t id, const protocol::OpenTopic& req) {
     const std::string name(field_name(req.topic));
     const bool as_publisher = req.flags & protocol::kAsPublisher;
-    if (auto st = validate_topic_name(name); !st) return reply_error(c, id, st.error());
+    if (auto st = validate_topic_or_inbox_name(name); !st) return reply_error(c, id, st.error());
+    if (is_inbox_name(name) && registry_.find(name) == nullptr)  // made by its requester's subscription alone
+        return reply_error(c, id, make_error(Errc::topic_not_found, "no inbox '" + name + "': its requester is gone"));
     const std::string producer(field_name(req.producer));
     if (!producer.empty()) {
         if (!as_publisher) return reply_error(c, id, make_error(Errc::invalid_argument, "a producer name needs a publisher"));

@@ -23,6 +23,7 @@
 #include "shmbus/archive.h"
 #include "shmbus/pattern.h"
 #include "shmbus/publisher.h"
+#include "shmbus/request.h"
 #include "shmbus/result.h"
 #include "shmbus/subscriber.h"
 #include "shmbus/topic.h"
@@ -31,6 +32,8 @@ namespace shmbus {
 
 namespace detail {
 class ControlChannel;
+class Conversations;
+struct Inbox;
 }
 
 struct ClientOptions {
@@ -84,6 +87,20 @@ public:
     // topics created later included (shmbus/pattern.h, docs/patterns.md).
     [[nodiscard]] Result<PatternSubscriber> subscribe_pattern(std::string_view pattern,
                                                               SubscribeOptions options = {}) noexcept;
+
+    // Request/reply (shmbus/request.h, docs/requests.md). request(): the one reply, or why there is
+    // none (no_responder, timed_out, responder_died, responder_error). gather(): the replies that
+    // came by max_replies or the deadline (timed_out only if none did).
+    [[nodiscard]] Result<Reply> request(std::string_view topic, std::span<const std::byte> payload,
+                                        const RequestOptions& options = {}) noexcept;
+    [[nodiscard]] Result<Reply> request(std::string_view topic, std::string_view payload,
+                                        const RequestOptions& options = {}) noexcept;
+    [[nodiscard]] Result<std::vector<Reply>> gather(std::string_view topic, std::span<const std::byte> payload,
+                                                    const GatherOptions& options = {}) noexcept;
+    [[nodiscard]] Result<std::vector<Reply>> gather(std::string_view topic, std::string_view payload,
+                                                    const GatherOptions& options = {}) noexcept;
+    // Joins the service group options.group of `topic` as a responder (the topic is created if missing).
+    [[nodiscard]] Result<Responder> serve(std::string_view topic, ServeOptions options = {}) noexcept;
 
     [[nodiscard]] Status create_topic(std::string_view topic, const TopicConfig& config) noexcept;
     // Changes the settings a live topic may change; the others stay. on-full switches between
@@ -145,8 +162,13 @@ private:
     // `create`: the settings it is made with if it does not exist yet.
     [[nodiscard]] static std::function<Publisher*()> publisher_on_demand(const std::shared_ptr<detail::ControlChannel>& channel,
                                                                         std::string topic, TopicConfig create = {});
+    // One request (max_replies 1) or a gather: the replies, or why there are none.
+    [[nodiscard]] Result<std::vector<Reply>> call(std::string_view topic, std::span<const std::byte> payload,
+                                                  const RequestOptions& options, uint32_t max_replies, bool gather) noexcept;
+    [[nodiscard]] Result<std::unique_ptr<detail::Inbox>> open_inbox(const RequestOptions& options) noexcept;
     explicit Client(std::shared_ptr<detail::ControlChannel> channel) noexcept;
     std::shared_ptr<detail::ControlChannel> channel_;
+    std::shared_ptr<detail::Conversations> conversations_;  // inboxes between calls
 };
 
 }  // namespace shmbus

@@ -14,6 +14,16 @@ namespace shmbus {
 // Topic names: 1..63 characters of [A-Za-z0-9._-], starting with a letter or digit, no "..".
 // The dot allows hierarchies ("orders.eu") and the reserved dead-letter suffix ".dlq".
 [[nodiscard]] Status validate_topic_name(std::string_view name);
+// A requester's reply inbox (shmbus/request.h): "_inbox." and 32 lowercase hex digits, a random
+// 128-bit name no topic name can take (topic names start with a letter or digit). shmbusd makes one
+// for the client that subscribes to it first, serves its subscription to that connection alone, lets
+// anyone who knows the name publish to it (the name is the capability), hides it from listings and
+// removes it when that connection closes.
+inline constexpr std::string_view kInboxPrefix = "_inbox.";
+inline constexpr std::size_t kInboxNameSize = 7 + 32;
+[[nodiscard]] bool is_inbox_name(std::string_view name) noexcept;
+// A topic name, or an inbox's.
+[[nodiscard]] Status validate_topic_or_inbox_name(std::string_view name);
 // Durable subscription names: 1..47 characters of the same alphabet.
 [[nodiscard]] Status validate_subscription_name(std::string_view name);
 // Producer names (PublisherOptions::producer): 1..47 characters of the same alphabet.

@@ -34,6 +34,7 @@ class Segment;
 class ControlChannel;
 struct PublisherCore;
 struct Access;
+struct Conversation;
 }  // namespace detail
 
 enum class PublishStatus : uint8_t {
@@ -199,6 +200,7 @@ public:
 
 private:
     friend class Client;
+    friend struct detail::Conversation;  // request/reply counts its outcomes in the topic's segment
     friend struct detail::Access;  // tests build one over a segment without a daemon
     explicit Publisher(std::unique_ptr<detail::PublisherCore> core) noexcept;
     std::unique_ptr<detail::PublisherCore> core_;

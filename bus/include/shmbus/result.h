@@ -31,6 +31,10 @@ enum class Errc : uint32_t {
     busy,                 // a durable subscription or producer name already held elsewhere
     disconnected,         // the control connection to shmbusd was lost
     timed_out,
+    // Request/reply (shmbus/request.h):
+    no_responder,         // no responder serves the topic: nobody could answer
+    responder_died,       // the responder that took the request died (or every responder left) before replying
+    responder_error,      // the responder answered with a failure (its words are the message)
 };
 
 [[nodiscard]] const char* to_string(Errc code) noexcept;

@@ -67,7 +67,10 @@ enum {
     SHMBUS_NO_FREE_SLOT = 115,
     SHMBUS_BUSY = 116,
     SHMBUS_DISCONNECTED = 117,
-    SHMBUS_ERROR_TIMED_OUT = 118
+    SHMBUS_ERROR_TIMED_OUT = 118,
+    SHMBUS_NO_RESPONDER = 119,
+    SHMBUS_RESPONDER_DIED = 120,
+    SHMBUS_RESPONDER_ERROR = 121
 };
 
 /* What went wrong in the last call that failed on this thread ("" if none did). Valid until the

@@ -29,6 +29,8 @@ struct Statistic {
 [[nodiscard]] std::span<const Statistic<TopicStats>> topic_statistics() noexcept;
 // What shmbusd repaired on the topic (TopicStats::recovery), each an event count.
 [[nodiscard]] std::span<const Statistic<TopicStats>> recovery_statistics() noexcept;
+// The topic as a service (TopicStats::requests): requests, replies and what failed.
+[[nodiscard]] std::span<const Statistic<TopicStats>> request_statistics() noexcept;
 // Figures of one subscription.
 [[nodiscard]] std::span<const Statistic<SubscriptionStats>> subscription_statistics() noexcept;
 // Figures of one consumer group (labelled by topic and group).

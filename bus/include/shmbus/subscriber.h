@@ -35,6 +35,7 @@ namespace shmbus {
 namespace detail {
 struct SubscriberCore;
 struct Access;
+struct Conversation;
 struct RawRecord;
 class GroupMember;
 }
@@ -188,6 +189,7 @@ private:
     friend class Client;
     friend class WaitSet;
     friend struct detail::Access;  // tests build one over a segment without a daemon
+    friend struct detail::Conversation;  // a responder answers the requests of a member that died
     explicit Subscriber(std::unique_ptr<detail::SubscriberCore> core) noexcept;
     std::unique_ptr<detail::SubscriberCore> core_;
 };

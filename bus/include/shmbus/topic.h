@@ -102,6 +102,10 @@ struct GroupSettings {
     // without a key are unordered. At most 256 messages a group holds at once, waiting ones
     // included (docs/architecture.md, "Ordered by key").
     bool ordered_by_key = false;
+    // A service group (shmbus/request.h): its members are responders. A request is delivered once:
+    // one whose member dies before settling it is answered "responder died" to its caller, not
+    // given to another member (use with max_deliveries 1; Client::serve makes such groups).
+    bool service = false;
     bool operator==(const GroupSettings&) const = default;
 };
 
@@ -172,6 +176,18 @@ struct NamedProducerStats {
     int32_t pid = 0;             // the process holding the name now; 0: nobody (a restarted producer may take it)
 };
 
+// The topic as a service (shmbus/request.h): what its callers saw, and its responders.
+struct RequestStats {
+    uint64_t requests = 0;        // requests published
+    uint64_t replies = 0;         // replies callers received before their deadline
+    uint64_t timed_out = 0;       // not answered before their deadline
+    uint64_t no_responder = 0;    // refused at once: no responder served the topic
+    uint64_t responder_died = 0;  // their responder died (or every responder left) before replying
+    uint64_t late_replies = 0;    // replies that came after their request had timed out: dropped
+    uint32_t responders = 0;      // members of its service groups now
+    uint32_t service_groups = 0;  // its service groups (ServeOptions::group)
+};
+
 // A racy snapshot: every figure is read without stopping producers or subscribers.
 struct TopicStats {
     std::string name;
@@ -188,6 +204,7 @@ struct TopicStats {
     uint32_t waiting_publishers = 0;  // publishers waiting for room now
     uint64_t depth_bytes = 0;         // bytes the slowest durable subscription has yet to ack
     RecoveryStats recovery;
+    RequestStats requests;
     std::vector<SubscriptionStats> subscriptions;  // durable and ephemeral (not groups and their members)
     std::vector<GroupStats> groups;
     std::vector<NamedProducerStats> named_producers;  // by name

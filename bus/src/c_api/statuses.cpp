@@ -19,6 +19,7 @@ static_assert(SHMBUS_ERROR_BASE + int(Errc::no_space) == SHMBUS_NO_SPACE);
 static_assert(SHMBUS_ERROR_BASE + int(Errc::daemon_not_running) == SHMBUS_DAEMON_NOT_RUNNING);
 static_assert(SHMBUS_ERROR_BASE + int(Errc::permission_denied) == SHMBUS_PERMISSION_DENIED);
 static_assert(SHMBUS_ERROR_BASE + int(Errc::timed_out) == SHMBUS_ERROR_TIMED_OUT);
+static_assert(SHMBUS_ERROR_BASE + int(Errc::responder_error) == SHMBUS_RESPONDER_ERROR);
 
 thread_local std::string last_error_text;
 }  // namespace

@@ -14,13 +14,14 @@
 #include "core/futex.h"
 #include "core/gc.h"
 #include "control/stats.h"
+#include "request/conversation.h"
 #include "shmbus/names.h"
 
 namespace shmbus {
 
 using detail::ControlChannel;
 using detail::copy_name;
-using detail::Reply;
+using ControlReply = detail::Reply;
 using detail::Segment;
 
 std::string default_bus_dir() {
@@ -52,7 +53,7 @@ uint32_t default_config_flag(const TopicConfig& c) {
 }
 
 template <class T>
-Result<T> body_as(const Reply& r, protocol::Type expected) {
+Result<T> body_as(const ControlReply& r, protocol::Type expected) {
     if (r.type != expected || r.body.size() < sizeof(T))
         return make_error(Errc::protocol_error, "unexpected reply from shmbusd");
     T t{};
@@ -62,7 +63,7 @@ Result<T> body_as(const Reply& r, protocol::Type expected) {
 
 // Maps the segment and cursor object a reply carries, with the access their descriptors give,
 // and closes the descriptors: the mappings keep the memory alive.
-Result<Segment> map_reply_segment(Reply& r, Segment::Populate populate) {
+Result<Segment> map_reply_segment(ControlReply& r, Segment::Populate populate) {
     if (r.fds.segment < 0) return make_error(Errc::protocol_error, "shmbusd sent no segment descriptor");
     auto seg = Segment::attach(r.fds.segment, r.fds.cursors, populate, r.fds.companion_fds());
     r.fds.close_all();
@@ -70,7 +71,7 @@ Result<Segment> map_reply_segment(Reply& r, Segment::Populate populate) {
 }
 
 struct ReplyFdGuard {
-    Reply& r;
+    ControlReply& r;
     ~ReplyFdGuard() { r.fds.close_all(); }
 };
 
@@ -111,7 +112,8 @@ Result<T> read_archive_dir(ControlChannel& channel, std::string_view topic, Read
 
 }  // namespace
 
-Client::Client(std::shared_ptr<ControlChannel> channel) noexcept : channel_(std::move(channel)) {}
+Client::Client(std::shared_ptr<ControlChannel> channel) noexcept
+    : channel_(std::move(channel)), conversations_(std::make_shared<detail::Conversations>()) {}
 
 Result<Client> Client::connect(ClientOptions options) noexcept {
     const char* env_dir = std::getenv("SHMBUS_DIR");
@@ -211,7 +213,7 @@ Result<Publisher> Client::publisher(std::string_view topic, PublisherOptions opt
 
 Result<Publisher> Client::open_publisher(const std::shared_ptr<ControlChannel>& channel_, std::string_view topic,
                                          PublisherOptions options) noexcept {
-    if (auto st = validate_topic_name(topic); !st) return st.error();
+    if (auto st = validate_topic_or_inbox_name(topic); !st) return st.error();
     if (!options.producer.empty())
         if (auto st = validate_producer_name(options.producer); !st) return st.error();
     protocol::OpenTopic req{};
@@ -274,7 +276,7 @@ Result<Subscriber> Client::join_group(std::string_view topic, SubscribeOptions o
 }
 
 Result<Subscriber> Client::subscribe(std::string_view topic, SubscribeOptions options) noexcept {
-    if (auto st = validate_topic_name(topic); !st) return st.error();
+    if (auto st = validate_topic_or_inbox_name(topic); !st) return st.error();
     if (!options.group.empty()) return join_group(topic, std::move(options));
     const bool durable = !options.durable_name.empty();
     if (durable && !detail::is_archiver_name(options.durable_name))

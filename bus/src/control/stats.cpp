@@ -114,6 +114,12 @@ TopicStats collect_stats(const Segment& seg) {
     t.full_refusals = p.full_refusals.load(std::memory_order_relaxed);
     t.full_wait_ns = p.full_wait_ns.load(std::memory_order_relaxed);
     t.waiting_publishers = seg.space_waiters().load(std::memory_order_relaxed);
+    t.requests.requests = p.requests.load(std::memory_order_relaxed);
+    t.requests.timed_out = p.timed_out.load(std::memory_order_relaxed);
+    t.requests.no_responder = p.no_responder.load(std::memory_order_relaxed);
+    t.requests.responder_died = p.responder_died.load(std::memory_order_relaxed);
+    t.requests.late_replies = p.late_replies.load(std::memory_order_relaxed);
+    t.requests.replies = p.replies.load(std::memory_order_relaxed);
     const auto& r = seg.recovery();
     t.recovery.dead_claims_sealed = r.dead_claims_sealed.load(std::memory_order_relaxed);
     t.recovery.stalled_claims_unblocked = r.stalled_claims_unblocked.load(std::memory_order_relaxed);
@@ -162,6 +168,11 @@ TopicStats collect_stats(const Segment& seg) {
         t.subscriptions.push_back(std::move(sub));
     }
     collect_groups(seg, t);
+    for (const auto& g : t.groups)
+        if (g.settings.service) {
+            ++t.requests.service_groups;
+            t.requests.responders += uint32_t(g.members.size());
+        }
     collect_named_producers(seg, t);
     return t;
 }
@@ -217,6 +228,24 @@ constexpr Statistic<T> kRecovery[] = {
      [](const T& t) noexcept { return t.recovery.owners_dead_at_restart; }},
 };
 
+constexpr Statistic<T> kRequests[] = {
+    {"requests", "shmbus_requests_total", "requests", "Requests published to the topic (shmbus request, Client::request).", kCounter,
+     [](const T& t) noexcept { return t.requests.requests; }},
+    {"replies", "shmbus_replies_total", "replies", "Replies callers received before their deadline (failures a responder answered included).", kCounter,
+     [](const T& t) noexcept { return t.requests.replies; }},
+    {"timed_out", "shmbus_requests_timed_out_total", "timed out", "Requests not answered before their deadline.", kCounter,
+     [](const T& t) noexcept { return t.requests.timed_out; }},
+    {"no_responder", "shmbus_requests_no_responder_total", "no responder", "Requests refused at once: no responder served the topic.",
+     kCounter, [](const T& t) noexcept { return t.requests.no_responder; }},
+    {"responder_died", "shmbus_requests_responder_died_total", "responder died",
+     "Requests whose responder died (or every responder left) before replying.", kCounter,
+     [](const T& t) noexcept { return t.requests.responder_died; }},
+    {"late_replies", "shmbus_late_replies_total", "late replies", "Replies that came after their request had timed out (dropped).",
+     kCounter, [](const T& t) noexcept { return t.requests.late_replies; }},
+    {"responders", "shmbus_responders", "responders", "Responders serving the topic now (members of its service groups).", kGauge,
+     [](const T& t) noexcept { return uint64_t(t.requests.responders); }},
+};
+
 constexpr Statistic<S> kSubscription[] = {
     {"next_id", "shmbus_subscription_next_id", "next id", "Durable: the first unacked message id; ephemeral: the next id to read.", kGauge,
      [](const S& s) noexcept { return s.next_id; }},
@@ -270,6 +299,7 @@ constexpr Statistic<G> kGroup[] = {
 std::span<const Statistic<GroupStats>> group_statistics() noexcept { return kGroup; }
 std::span<const Statistic<TopicStats>> topic_statistics() noexcept { return kTopic; }
 std::span<const Statistic<TopicStats>> recovery_statistics() noexcept { return kRecovery; }
+std::span<const Statistic<TopicStats>> request_statistics() noexcept { return kRequests; }
 std::span<const Statistic<SubscriptionStats>> subscription_statistics() noexcept { return kSubscription; }
 
 }  // namespace shmbus

@@ -35,6 +35,17 @@ Status validate_name(std::string_view kind, std::string_view name, std::size_t m
 
 Status validate_topic_name(std::string_view name) { return validate_name("topic", name, layout::kMaxTopicName); }
 
+bool is_inbox_name(std::string_view name) noexcept {
+    if (name.size() != kInboxNameSize || name.substr(0, kInboxPrefix.size()) != kInboxPrefix) return false;
+    for (char c : name.substr(kInboxPrefix.size()))
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+    return true;
+}
+
+Status validate_topic_or_inbox_name(std::string_view name) {
+    return is_inbox_name(name) ? ok_status() : validate_topic_name(name);
+}
+
 Status validate_subscription_name(std::string_view name) {
     return validate_name("subscription", name, layout::kMaxSubscriptionName);
 }
@@ -171,6 +182,9 @@ const char* to_string(Errc code) noexcept {
         case Errc::busy: return "busy";
         case Errc::disconnected: return "disconnected";
         case Errc::timed_out: return "timed_out";
+        case Errc::no_responder: return "no_responder";
+        case Errc::responder_died: return "responder_died";
+        case Errc::responder_error: return "responder_error";
     }
     return "unknown";
 }

@@ -120,6 +120,8 @@ public:
     // nack on the last allowed attempt (empty: a nack says so).
     [[nodiscard]] AckStatus settle(const Message& m, Settle how, uint64_t delay_ns, std::string_view reason) noexcept;
     [[nodiscard]] uint32_t held() const noexcept { return held_; }
+    // Where this member's dead letters go instead (a service group's: back to their callers).
+    void redirect_dead_letters(DeadLetter dead_letter) noexcept { dead_letter_ = std::move(dead_letter); }
 
     // Sleeping. A member about to sleep first reads the wake word (wake_word(), seq_cst), then
     // tries to become the group's watcher: the watcher sleeps on the topic's data futex, everyone

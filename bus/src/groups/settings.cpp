@@ -36,12 +36,14 @@ GroupSettings group_settings_of(const layout::GroupSettingsRecord& r) noexcept {
 }
 
 uint32_t group_options_of(const GroupSettings& g) noexcept {
-    return (g.dead_letter_expired ? layout::kDeadLetterExpired : 0u) | (g.ordered_by_key ? layout::kOrderedByKey : 0u);
+    return (g.dead_letter_expired ? layout::kDeadLetterExpired : 0u) | (g.ordered_by_key ? layout::kOrderedByKey : 0u) |
+           (g.service ? layout::kService : 0u);
 }
 
 void apply_group_options(uint32_t options, GroupSettings& g) noexcept {
     g.dead_letter_expired = (options & layout::kDeadLetterExpired) != 0;
     g.ordered_by_key = (options & layout::kOrderedByKey) != 0;
+    g.service = (options & layout::kService) != 0;
 }
 
 GroupSettings group_settings_of(const GroupBlock& b) noexcept {

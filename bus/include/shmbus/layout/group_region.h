@@ -35,8 +35,10 @@ enum class GroupState : uint32_t { free = 0, active = 1 };
 enum GroupOptions : uint32_t {
     kDeadLetterExpired = 1,  // an expired message goes to the dead-letter topic (reason `expired`), not away
     kOrderedByKey = 2,       // messages of one key are processed one at a time, in id order (entries' key_hash)
+    kService = 4,            // its members are responders (shmbus/request.h): a request goes to one of them,
+                             // and one whose responder dies is answered "responder died", not retried
 };
-inline constexpr uint32_t kKnownGroupOptions = kDeadLetterExpired | kOrderedByKey;
+inline constexpr uint32_t kKnownGroupOptions = kDeadLetterExpired | kOrderedByKey | kService;
 // The position of a placeholder entry (EntryState::moved): it holds no record, so it gates nothing.
 inline constexpr uint64_t kNoPosition = UINT64_MAX;
 

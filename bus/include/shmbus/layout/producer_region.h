@@ -88,12 +88,22 @@ struct ProducerRegionHead {
     // Nanoseconds publishers spent waiting for room on a full ring, added by each after it waited
     // (in what was padding: 0 in a segment no such publisher wrote, which reads as "none").
     std::atomic<uint64_t> full_wait_ns;
-    uint8_t pad1[kCacheLine - 40];
+    // Requests (shmbus/request.h) made to this topic as a service, counted by the requesters that
+    // publish them (in what was padding: zero where none was made). The outcomes a requester
+    // sees without a reply are rare, and so share the horizon's mostly quiet line below.
+    std::atomic<uint64_t> requests;
+    std::atomic<uint64_t> late_replies;     // replies that came after their request had timed out: dropped
+    std::atomic<uint64_t> timed_out;        // requests not answered before their deadline
     // line 3: an upper bound of the tail, raised one index block at a time before any claim
     // passes it. A reader that producers may lap validates what it read against this mostly
     // unchanging line instead of the tail, which every claim writes.
     alignas(kCacheLine) std::atomic<uint64_t> horizon;
-    uint8_t pad2[kCacheLine - 8];
+    std::atomic<uint64_t> no_responder;     // requests refused at once: no responder served the topic
+    std::atomic<uint64_t> responder_died;   // requests whose responder died (or left) before replying
+    // Replies callers received in time (a caller's one write per answered call; only readers that
+    // producers may lap read `horizon`, and a service topic is rarely overwrite).
+    std::atomic<uint64_t> replies;
+    uint8_t pad2[kCacheLine - 32];
 };
 static_assert(std::is_standard_layout_v<ProducerRegionHead>);
 static_assert(offsetof(ProducerRegionHead, tail) == 0);
@@ -102,7 +112,13 @@ static_assert(offsetof(ProducerRegionHead, space_waiters) == 68);
 static_assert(offsetof(ProducerRegionHead, skip_records) == 128);
 static_assert(offsetof(ProducerRegionHead, late_commits) == 152);
 static_assert(offsetof(ProducerRegionHead, full_wait_ns) == 160);
+static_assert(offsetof(ProducerRegionHead, requests) == 168);
+static_assert(offsetof(ProducerRegionHead, late_replies) == 176);
+static_assert(offsetof(ProducerRegionHead, timed_out) == 184);
 static_assert(offsetof(ProducerRegionHead, horizon) == 192);
+static_assert(offsetof(ProducerRegionHead, no_responder) == 200);
+static_assert(offsetof(ProducerRegionHead, responder_died) == 208);
+static_assert(offsetof(ProducerRegionHead, replies) == 216);
 static_assert(sizeof(ProducerRegionHead) == 256);
 // Producer slots follow the head, then the index entries.
 
