@@ -26,6 +26,7 @@ const std::map<std::string, std::set<std::string>> kAllowed = {
     {"read", {"core", "record", "control", "groups", "archive"}},
     {"control", {"core", "record", "archive", "publish", "read", "groups"}},
     {"supervisor", {"core", "record", "archive", "publish", "read", "groups", "control"}},
+    {"request", {"core", "record", "publish", "read", "groups", "control"}},
     {"c_api", {}},  // the C API is built on the public C++ API alone
 };
 

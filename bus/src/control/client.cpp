@@ -14,7 +14,6 @@
 #include "core/futex.h"
 #include "core/gc.h"
 #include "control/stats.h"
-#include "request/conversation.h"
 #include "shmbus/names.h"
 
 namespace shmbus {
@@ -112,8 +111,6 @@ Result<T> read_archive_dir(ControlChannel& channel, std::string_view topic, Read
 
 }  // namespace
 
-Client::Client(std::shared_ptr<ControlChannel> channel) noexcept
-    : channel_(std::move(channel)), conversations_(std::make_shared<detail::Conversations>()) {}
 
 Result<Client> Client::connect(ClientOptions options) noexcept {
     const char* env_dir = std::getenv("SHMBUS_DIR");

@@ -89,6 +89,10 @@ Inbox::Service* find_service(Inbox& inbox, std::string_view topic) noexcept {
 
 }  // namespace
 
+// Here, where a Client's inboxes are known: the control folder makes Clients, this one calls.
+Client::Client(std::shared_ptr<detail::ControlChannel> channel) noexcept
+    : channel_(std::move(channel)), conversations_(std::make_shared<detail::Conversations>()) {}
+
 Result<std::unique_ptr<Inbox>> Client::open_inbox(const RequestOptions& options) noexcept {
     auto name = random_inbox_name();
     if (!name) return name.error();
