@@ -75,6 +75,15 @@ Figures measure(const Call& call, int calls) {
     return {p.p50, p.p99, double(calls) / seconds, true};
 }
 
+// Waits (up to 5 s) until a call goes through, the responder may still be starting; then `runs` measurements.
+std::vector<Figures> probe_and_measure(const Call& call, int calls, int runs) {
+    std::vector<std::byte> probe(kSize), answer;
+    for (int i = 0; i < 500 && !call(probe, answer); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::vector<Figures> out;
+    for (int i = 0; i < runs; ++i) out.push_back(measure(call, calls));
+    return out;
+}
+
 pid_t start(const std::vector<std::string>& args, const std::string& log) {
     const pid_t pid = fork();
     if (pid == 0) {
@@ -127,19 +136,13 @@ std::vector<Figures> run_shmbus(int calls, int runs, shmbus::WaitStrategy wait, 
         ro.wait = wait;
         ro.spin_polls = spin_polls;
         ro.timeout = std::chrono::seconds(5);
-        // Wait for the responder to join.
-        for (int i = 0; i < 500; ++i) {
-            auto s = client->topic_stats("bench.echo");
-            if (s && s->requests.responders == 1) break;
-            std::this_thread::sleep_for(std::chrono::milliseconds(10));
-        }
         const Call call = [&](std::span<const std::byte> req, std::vector<std::byte>& reply) {
             auto r = client->request("bench.echo", req, ro);
             if (!r) return false;
             reply = std::move(r->payload);
             return true;
         };
-        for (int i = 0; i < runs; ++i) out.push_back(measure(call, calls));
+        out = probe_and_measure(call, calls, runs);  // until the responder joined
     }
     stop(daemon);
     std::filesystem::remove_all(dir);
@@ -223,10 +226,7 @@ std::vector<Figures> run_dbus(int calls, int runs) {
                 sd_bus_message_unref(r);
                 return ok;
             };
-            // The name may take a moment to appear.
-            std::vector<std::byte> probe(kSize), answer;
-            for (int i = 0; i < 500 && !call(probe, answer); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-            for (int i = 0; i < runs; ++i) out.push_back(measure(call, calls));
+            out = probe_and_measure(call, calls, runs);  // the name may take a moment to appear
             sd_bus_unref(bus);
         }
     }
@@ -282,9 +282,7 @@ std::vector<Figures> run_nats(int calls, int runs) {
             natsMsg_Destroy(r);
             return true;
         };
-        std::vector<std::byte> probe(kSize), answer;
-        for (int i = 0; i < 500 && !call(probe, answer); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-        for (int i = 0; i < runs; ++i) out.push_back(measure(call, calls));
+        out = probe_and_measure(call, calls, runs);
         natsConnection_Destroy(nc);
     }
     stop(server);
@@ -351,9 +349,7 @@ std::vector<Figures> run_grpc(int calls, int runs) {
                                                       reinterpret_cast<const std::byte*>(s.end()));
             return true;
         };
-        std::vector<std::byte> probe(kSize), answer;
-        for (int i = 0; i < 500 && !call(probe, answer); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-        for (int i = 0; i < runs; ++i) out.push_back(measure(call, calls));
+        out = probe_and_measure(call, calls, runs);
         cq.Shutdown();
     }
     std::filesystem::remove_all(dir);
@@ -398,8 +394,9 @@ int main(int argc, char** argv) {
     char host[256] = "?";
     gethostname(host, sizeof host);
     std::printf("# shmbus-request-bench: %d calls x %d runs, 64 B request and reply, caller on core 0, responder on core 1\n", calls, runs);
+    const char* commit = std::getenv("SHMBUS_BENCH_COMMIT");  // scripts/bench.sh: the tree as it is now
     std::printf("# machine %s, %u CPUs; compiler %s; commit %s\n", host, std::thread::hardware_concurrency(), __VERSION__,
-                SHMBUS_BENCH_COMMIT);
+                commit != nullptr && *commit != '\0' ? commit : SHMBUS_BENCH_COMMIT);
     std::fflush(stdout);  // before the forks, which would print it again
     std::vector<Row> rows;
     rows.push_back(summarize("shmbus (busy_spin)", run_shmbus(calls, runs, shmbus::WaitStrategy::busy_spin, 0)));

@@ -20,6 +20,7 @@
 #include <filesystem>
 
 #include "core/bus_files.h"
+#include "handlers/support.h"
 #include "core/errno_error.h"
 #include "core/futex.h"
 #include "core/gc.h"
@@ -136,6 +137,7 @@ Status Daemon::adopt_topics() {
     const Liveness alive = [](const Process& p) { return detail::process_alive(p); };
     registry_->for_each([&](TopicEntry& t) {
         for (const Process& owner : t.supervisor.reconcile(alive)) watchers_->watch(owner);
+        drop_unserved_services(t);  // their responders died while no shmbusd ran
     });
     if (!report.adopted.empty())
         spdlog::info("re-adopted {} topic(s) in {:.1f} ms", report.adopted.size(), double(detail::monotonic_ns() - t0) / 1e6);

@@ -5,18 +5,25 @@
 # A run of some benchmarks on their own, kept beside the main run and added to the report as a
 # further run whose figures replace the main run's of the same benchmarks:
 #   scripts/bench.sh --partial NAME --benchmark_filter=REGEX      (JSON in docs/bench/NAME.json)
+# Request/reply against D-Bus, gRPC and NATS alone (a full run makes it too), then the report:
+#   scripts/bench.sh --requests                                   (table in docs/bench/requests.md)
 # A full run supersedes every partial run: their files are removed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=docs/bench/results.json
+requests_only=0
+if [[ "${1:-}" == "--requests" ]]; then
+  requests_only=1
+  shift
+fi
 if [[ "${1:-}" == "--partial" ]]; then
   [[ -n "${2:-}" && "$2" != results && "$2" != aeron ]] || { echo "bench: --partial takes a NAME (not results or aeron)" >&2; exit 2; }
   out="docs/bench/$2.json"
   shift 2
 fi
-# The work-queue peers, run beside shmbus on loopback, and the Python module's peers (pyzmq,
-# redis-py): never needed by the tests.
-peers=(redis-server rabbitmq-server libhiredis-dev librabbitmq-dev python3-zmq python3-redis)
+# The work-queue peers, run beside shmbus on loopback, the Python module's peers (pyzmq,
+# redis-py) and gRPC for shmbus-request-bench: never needed by the tests.
+peers=(redis-server rabbitmq-server libhiredis-dev librabbitmq-dev python3-zmq python3-redis libgrpc++-dev)
 missing_peers=()
 for p in "${peers[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing_peers+=("$p"); done
 if [[ ${#missing_peers[@]} -gt 0 ]]; then
@@ -42,15 +49,22 @@ fi
 mkdir -p docs/bench
 SHMBUS_BENCH_COMMIT="$(git describe --always --dirty 2>/dev/null || echo unknown)"
 export SHMBUS_BENCH_COMMIT
-build/bench/shmbus-bench --benchmark_enable_random_interleaving=true \
-  --benchmark_out="$out" --benchmark_out_format=json "$@" \
-  2> >(grep -v 'Application registered' >&2)
+# Request/reply against D-Bus, gRPC and NATS: its own program, its table kept beside the JSON.
+if [[ $requests_only -eq 1 || "$out" == docs/bench/results.json ]]; then
+  build/bench/shmbus-request-bench --calls 20000 --runs 3 > docs/bench/requests.md.new
+  mv docs/bench/requests.md.new docs/bench/requests.md
+fi
+if [[ $requests_only -eq 0 ]]; then
+  build/bench/shmbus-bench --benchmark_enable_random_interleaving=true \
+    --benchmark_out="$out" --benchmark_out_format=json "$@" \
+    2> >(grep -v 'Application registered' >&2)
+fi
 # The partial runs, then the section against Aeron from scripts/bench-aeron.sh's own run.
 extra=()
 for f in docs/bench/*.json; do
   case "$f" in
     docs/bench/results.json|docs/bench/aeron.json) ;;
-    *) if [[ "$out" == docs/bench/results.json ]]; then rm -f "$f"; else extra+=("$f"); fi ;;
+    *) if [[ "$out" == docs/bench/results.json && $requests_only -eq 0 ]]; then rm -f "$f"; else extra+=("$f"); fi ;;
   esac
 done
 [[ -f docs/bench/aeron.json ]] && extra+=(docs/bench/aeron.json)

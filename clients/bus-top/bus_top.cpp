@@ -134,6 +134,17 @@ std::string group_line(const GroupView& g) {
     return buf;
 }
 
+constexpr const char* kRequestColumns =
+    "     REQ/S  REPLIES/S  RESPONDERS  TIMED OUT  NO RESPONDER  RESPONDER DIED  LATE REPLIES";
+
+std::string request_line(const RequestView& r) {
+    char buf[256];
+    std::snprintf(buf, sizeof buf, "  %8s %10s %11u %10llu %13llu %15llu %13llu", human(r.requests_per_s, "").c_str(),
+                  human(r.replies_per_s, "").c_str(), r.responders, (unsigned long long)r.timed_out,
+                  (unsigned long long)r.no_responder, (unsigned long long)r.responder_died, (unsigned long long)r.late_replies);
+    return buf;
+}
+
 Lines render(const Snapshot& s, const std::string& dir, std::optional<std::size_t> selected) {
     Lines out;
     out.add(header_line(s, dir));
@@ -154,6 +165,12 @@ Lines render(const Snapshot& s, const std::string& dir, std::optional<std::size_
             out.add(kGroupColumns);
             for (const auto& g : t.groups)
                 out.add(group_line(g), g.lag_growing || g.overdue() || (g.members == 0 && (g.lag > 0 || g.waiting_retry > 0)));
+        }
+        if (t.requests.service) {
+            out.add("");
+            out.add("requests to " + t.name);
+            out.add(kRequestColumns);
+            out.add(request_line(t.requests), t.requests.failed_now > 0);
         }
         for (const auto& why : t.trouble()) out.add("  ! " + why, true);
     }
@@ -206,7 +223,15 @@ nlohmann::json to_json(const Snapshot& s, const std::string& dir) {
                           {"lost", t.lost},
                           {"trouble", t.trouble()},
                           {"subscriptions", std::move(subs)},
-                          {"groups", std::move(groups)}});
+                          {"groups", std::move(groups)},
+                          {"requests", t.requests.service ? nlohmann::json{{"requests_per_s", t.requests.requests_per_s},
+                                                                           {"replies_per_s", t.requests.replies_per_s},
+                                                                           {"responders", t.requests.responders},
+                                                                           {"timed_out", t.requests.timed_out},
+                                                                           {"no_responder", t.requests.no_responder},
+                                                                           {"responder_died", t.requests.responder_died},
+                                                                           {"late_replies", t.requests.late_replies}}
+                                                          : nlohmann::json(nullptr)}});
     }
     const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now() - s.bus.started);
     return {{"supervisor",
@@ -349,6 +374,7 @@ int main(int argc, char** argv) {
             std::cout << "\n" << "groups of " << t.name << "\n" << kGroupColumns << "\n";
             for (const auto& g : t.groups) std::cout << group_line(g) << "\n";
         }
+        if (t.requests.service) std::cout << "\n" << "requests to " << t.name << "\n" << kRequestColumns << "\n" << request_line(t.requests) << "\n";
         for (const auto& why : t.trouble()) std::cout << "  ! " << why << "\n";
     }
     return snap->errors.empty() ? 0 : 1;

@@ -43,6 +43,15 @@ struct GroupView {
     [[nodiscard]] bool overdue() const { return oldest_unsettled_s && visibility_s > 0 && *oldest_unsettled_s > visibility_s; }
 };
 
+// The topic as a service (request/reply): rates over the last interval, totals, responders now.
+struct RequestView {
+    bool service = false;  // called or served: the view is shown
+    double requests_per_s = 0, replies_per_s = 0;
+    uint64_t timed_out = 0, no_responder = 0, responder_died = 0, late_replies = 0;
+    uint64_t failed_now = 0;  // timed out, no responder or responder died during the last interval
+    uint32_t responders = 0;
+};
+
 struct TopicView {
     std::string name;
     double messages_per_s = 0, bytes_per_s = 0;
@@ -58,8 +67,10 @@ struct TopicView {
     uint64_t lost = 0;
     std::vector<SubscriptionView> subscriptions;
     std::vector<GroupView> groups;
+    RequestView requests;
     [[nodiscard]] std::vector<std::string> trouble() const {
         std::vector<std::string> t;
+        if (requests.failed_now > 0) t.push_back("requests failing (timed out, no responder or responder died)");
         if (blocked_now > 0) t.push_back("blocked publishers");
         if (waiting_publishers > 0 || waited_s > 0)
             t.push_back("publishers waiting for room" + (held_back_by.empty() ? std::string() : ", held back by " + held_back_by));
@@ -162,6 +173,25 @@ private:
             v.groups.push_back(std::move(gv));
         }
         if (v.waiting_publishers > 0 || v.waited_s > 0) v.held_back_by = furthest_behind(t);
+        v.requests = request_view(t.requests, before != nullptr ? &before->requests : nullptr, dt);
+        return v;
+    }
+
+    static RequestView request_view(const shmbus::RequestStats& r, const shmbus::RequestStats* before, double dt) {
+        RequestView v;
+        v.service = r.requests != 0 || r.service_groups != 0 || r.no_responder != 0;
+        v.timed_out = r.timed_out;
+        v.no_responder = r.no_responder;
+        v.responder_died = r.responder_died;
+        v.late_replies = r.late_replies;
+        v.responders = r.responders;
+        if (before != nullptr && dt > 0) {
+            auto grew = [](uint64_t now, uint64_t then) { return now - std::min(now, then); };
+            v.requests_per_s = double(grew(r.requests, before->requests)) / dt;
+            v.replies_per_s = double(grew(r.replies, before->replies)) / dt;
+            v.failed_now = grew(r.timed_out, before->timed_out) + grew(r.no_responder, before->no_responder) +
+                           grew(r.responder_died, before->responder_died);
+        }
         return v;
     }
 

@@ -131,22 +131,6 @@ void RequestHandlers::on_disconnect(const Conn& c) {
     }
 }
 
-void RequestHandlers::drop_unserved_services(TopicEntry& t) {
-    const auto& seg = t.segment();
-    for (uint32_t i = 0; i < seg.max_groups(); ++i) {
-        const auto& b = seg.group_block(i);
-        // acquire: pairs with our own release store when the group was made (another run's, adopted).
-        if (b.state.load(std::memory_order_acquire) != uint32_t(layout::GroupState::active) || (b.options & layout::kService) == 0 ||
-            b.consumer_slot >= seg.max_consumers() || !detail::group_member_pids(seg, b.consumer_slot).empty())
-            continue;
-        const std::string name(b.name, strnlen(b.name, sizeof b.name));
-        if (auto st = detail::delete_group(seg, {i, b.consumer_slot}); !st)
-            spdlog::warn("cannot remove service group '{}' of '{}': {}", name, t.name(), st.error().message);
-        else
-            spdlog::info("removed service group '{}' of '{}': its last responder left", name, t.name());
-    }
-}
-
 void RequestHandlers::remove_inbox(TopicEntry& t) {
     const std::string name = t.name();
     // Responders that still map it see `deleted` at their next reply, and let it go.

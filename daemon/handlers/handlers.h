@@ -56,9 +56,6 @@ private:
     [[nodiscard]] std::optional<Error> refused(const Conn& c, const std::string& topic, Operation op) const;
     // The same for a reply inbox (shmbus/names.h), whose rules are its own.
     [[nodiscard]] std::optional<Error> refused_inbox(const Conn& c, const std::string& inbox, Operation op) const;
-    // Removes the service groups of `t` that no responder serves any more: a request is never left
-    // waiting in one, and a caller is told "no responder" at once.
-    void drop_unserved_services(TopicEntry& t);
     // Removes an inbox whose reader is gone.
     void remove_inbox(TopicEntry& t);
     // The access a request needs for `topic`, checked: `op`, and admin too if it would create it.

@@ -15,6 +15,8 @@
 
 namespace shmbus::daemon {
 
+struct TopicEntry;
+
 using detail::copy_name;
 using detail::field_name;
 using detail::Registration;
@@ -40,6 +42,9 @@ using detail::SlotState;
 // Marks a topic deleted for the clients that still map it, and wakes those asleep on it: their
 // next publish fails and their subscriptions end once drained.
 void tell_deleted(const detail::Segment& seg);
+// Removes the service groups of `t` that no responder serves any more (docs/requests.md): a request
+// is never left waiting in one, and a caller is told "no responder" at once.
+void drop_unserved_services(TopicEntry& t);
 // What `op` is, in a refusal: "publish to", "subscribe to", ...
 [[nodiscard]] const char* doing(Operation op);
 [[nodiscard]] Error not_yours(const char* what, uint32_t slot, const std::string& topic);
