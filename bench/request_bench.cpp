@@ -393,9 +393,9 @@ int main(int argc, char** argv) {
     signal(SIGPIPE, SIG_IGN);
     char host[256] = "?";
     gethostname(host, sizeof host);
-    std::printf("# shmbus-request-bench: %d calls x %d runs, 64 B request and reply, caller on core 0, responder on core 1\n", calls, runs);
+    std::printf("shmbus-request-bench: %d calls x %d runs, 64 B request and reply, caller on core 0, responder on core 1;\n", calls, runs);
     const char* commit = std::getenv("SHMBUS_BENCH_COMMIT");  // scripts/bench.sh: the tree as it is now
-    std::printf("# machine %s, %u CPUs; compiler %s; commit %s\n", host, std::thread::hardware_concurrency(), __VERSION__,
+    std::printf("machine %s, %u CPUs; compiler %s; commit %s.\n", host, std::thread::hardware_concurrency(), __VERSION__,
                 commit != nullptr && *commit != '\0' ? commit : SHMBUS_BENCH_COMMIT);
     std::fflush(stdout);  // before the forks, which would print it again
     std::vector<Row> rows;
