@@ -10,8 +10,6 @@
 #include <cstring>
 
 #include "control/control.h"
-#include "groups/group.h"
-#include "supervisor/group_admin.h"
 #include "core/futex.h"
 #include "core/gc.h"
 #include "watchers.h"
@@ -27,6 +25,20 @@ std::optional<Error> RequestHandlers::refused_inbox(const Conn& c, const std::st
     const bool own = t != nullptr ? t->inbox_session == c.session : op == Operation::subscribe;
     if (op == Operation::publish || own) return std::nullopt;
     return make_error(Errc::permission_denied, "permission denied: inbox '" + inbox + "' belongs to another connection");
+}
+
+std::optional<Error> RequestHandlers::refused_new_inbox(const Conn& c) const {
+    // An inbox is made without the access rules' say: only for a user who may call something
+    // (publish somewhere), and a bounded number per connection, so that nobody fills /dev/shm with them.
+    if (!access_.holds_anywhere(c.who, Operation::publish))
+        return make_error(Errc::permission_denied, "permission denied: uid " + std::to_string(c.who.uid) +
+                                                       " may publish to no topic, so it has nothing to call and needs no inbox");
+    std::size_t held = 0;
+    registry_.for_each([&](const TopicEntry& t) { held += t.inbox_session == c.session ? 1 : 0; });
+    if (held >= kMaxInboxesPerConnection)
+        return make_error(Errc::no_free_slot, "this connection already has " + std::to_string(held) +
+                                                  " inboxes, one per call in flight at once, the most it may have");
+    return std::nullopt;
 }
 
 std::optional<Error> RequestHandlers::refused(const Conn& c, const std::string& topic, Operation op) const {

@@ -56,6 +56,9 @@ private:
     [[nodiscard]] std::optional<Error> refused(const Conn& c, const std::string& topic, Operation op) const;
     // The same for a reply inbox (shmbus/names.h), whose rules are its own.
     [[nodiscard]] std::optional<Error> refused_inbox(const Conn& c, const std::string& inbox, Operation op) const;
+    // Why `c` may not make another inbox, if it may not.
+    [[nodiscard]] std::optional<Error> refused_new_inbox(const Conn& c) const;
+    static constexpr std::size_t kMaxInboxesPerConnection = 64;
     // Removes an inbox whose reader is gone.
     void remove_inbox(TopicEntry& t);
     // The access a request needs for `topic`, checked: `op`, and admin too if it would create it.

@@ -56,6 +56,8 @@ bool RequestHandlers::on_subscribe(Conn& c, uint32_t id, const protocol::Subscri
     if (auto e = refused_unless(c, topic, Operation::subscribe, !archiver)) return reply_error(c, id, *e);
     if (archiver && registry_.find(topic) == nullptr)
         return reply_error(c, id, make_error(Errc::topic_not_found, "no topic named '" + topic + "'"));
+    if (inbox && registry_.find(topic) == nullptr)
+        if (auto e = refused_new_inbox(c)) return reply_error(c, id, *e);
     StartFrom from{};
     if (!protocol::start_from_wire(req.from, from))
         return reply_error(c, id, make_error(Errc::invalid_argument, "unknown start position"));

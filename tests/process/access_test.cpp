@@ -360,6 +360,34 @@ TEST_F(OtherUser, APatternSubscriptionCoversOnlyTheTopicsItMayRead) {
     EXPECT_EQ(out.status, 0) << out.failure;
 }
 
+// Calling a topic needs the publish right, serving it the subscribe right; another uid's reply inbox
+// works across users, and its replies reach it alone.
+TEST_F(OtherUser, CallingNeedsPublishAndServingSubscribe) {
+    auto root = connect();
+    ASSERT_TRUE(root.has_value());
+    std::atomic<bool> stop{false};
+    auto responder = root->serve("orders");
+    ASSERT_TRUE(responder.has_value()) << responder.error().message;
+    std::thread serving([&] {
+        while (!stop) (void)responder->serve([](const Message& m, Answer& a) { (void)a.reply("ok:" + std::string(m.text())); }, 20ms);
+    });
+    const auto out = as_nobody([&]() -> std::string {
+        auto c = Client::connect(options_for(dir));
+        CHECK(c.has_value(), "connect: " + c.error().message);
+        auto reply = c->request("orders", "o1", {.timeout = 5s});  // publish right on 'orders'
+        CHECK(reply.has_value(), "request to 'orders': " + (reply ? std::string() : reply.error().message));
+        CHECK(reply->text() == "ok:o1", "the reply is not the answer to this request");
+        auto no_call = c->request("prices", "p", {.timeout = 1s});  // subscribe right only
+        CHECK(!no_call && no_call.error().code == Errc::permission_denied, "a request to 'prices' was not refused");
+        auto no_serve = c->serve("orders");  // publish right only
+        CHECK(!no_serve && no_serve.error().code == Errc::permission_denied, "serving 'orders' was not refused");
+        return {};
+    });
+    stop = true;
+    serving.join();
+    EXPECT_EQ(out.status, 0) << out.failure;
+}
+
 // The subscribe right reaches the archive: another uid replays from disk what the ring no longer
 // holds, every message once and in order, through the directory descriptor shmbusd hands it.
 TEST_F(OtherUser, ASubscriberOfAnotherUidReplaysTheArchive) {
