@@ -235,7 +235,11 @@ Status Daemon::serve_metrics() {
     if (metrics_timer_ < 0) return errno_error(Errc::io_error, "timerfd_create");
     const itimerspec every_second{{1, 0}, {1, 0}};
     timerfd_settime(metrics_timer_, 0, &every_second, nullptr);
-    auto refresh = [this] { metrics_->refresh(*registry_, handlers_->clients(), handlers_->started_ns()); };
+    auto refresh = [this] {
+        std::vector<std::string> patterns;
+        for (const auto& p : handlers_->patterns()) patterns.push_back(p.pattern);
+        metrics_->refresh(*registry_, handlers_->clients(), handlers_->started_ns(), patterns);
+    };
     if (!loop_.add(metrics_timer_, EPOLLIN, [this, refresh](uint32_t) {
             uint64_t expirations = 0;
             (void)!read(metrics_timer_, &expirations, sizeof expirations);

@@ -1,5 +1,6 @@
 #include "metrics.h"
 #include "shmbus/names.h"
+#include "shmbus/pattern.h"
 
 #include <prometheus/collectable.h>
 #include <prometheus/exposer.h>
@@ -104,13 +105,15 @@ Result<std::unique_ptr<Metrics>> Metrics::start(const std::string& address) noex
 
 Metrics::~Metrics() = default;
 
-void Metrics::refresh(Registry& registry, std::size_t clients, uint64_t started_ns) noexcept {
+void Metrics::refresh(Registry& registry, std::size_t clients, uint64_t started_ns, const std::vector<std::string>& patterns) noexcept {
     try {
         FamilyBuilder out;
         std::size_t inboxes = 0;
         registry.for_each([&](TopicEntry& t) { inboxes += is_inbox_name(t.name()) ? 1 : 0; });
         out.add("shmbus_topics", "Topics on the bus.", StatKind::gauge, {}, double(registry.size() - inboxes));
         out.add("shmbus_inboxes", "Reply inboxes of requesters connected now.", StatKind::gauge, {}, double(inboxes));
+        out.add("shmbus_pattern_subscriptions", "Pattern subscriptions clients hold now ('sensors.*').", StatKind::gauge, {},
+                double(patterns.size()));
         out.add("shmbus_clients", "Client connections open to shmbusd.", StatKind::gauge, {}, double(clients));
         out.add("shmbus_start_time_seconds", "When this shmbusd started, in seconds since the epoch.", StatKind::gauge, {},
                 double(started_ns) / 1e9);
@@ -121,6 +124,9 @@ void Metrics::refresh(Registry& registry, std::size_t clients, uint64_t started_
             add_table(out, topic_statistics(), stats, topic);
             add_table(out, recovery_statistics(), stats, topic);
             add_table(out, request_statistics(), stats, topic);
+            const auto covering = std::count_if(patterns.begin(), patterns.end(), [&](const std::string& p) { return topic_matches(p, t.name()); });
+            out.add("shmbus_topic_pattern_subscriptions", "Pattern subscriptions that cover the topic now.", StatKind::gauge, topic,
+                    double(covering));
             out.add("shmbus_ring_capacity_bytes", "Bytes of the topic's ring.", StatKind::gauge, topic, double(stats.config.capacity));
             for (const auto& s : stats.subscriptions) {
                 const std::vector<ClientMetric::Label> labels{

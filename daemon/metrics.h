@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "registry.h"
 #include "shmbus/result.h"
@@ -25,7 +26,8 @@ public:
     Metrics& operator=(const Metrics&) = delete;
 
     // Rebuilds the snapshot from every topic's segment; called on the event loop.
-    void refresh(Registry& registry, std::size_t clients, uint64_t started_ns) noexcept;
+    // `patterns`: the pattern subscriptions clients hold now (one entry each).
+    void refresh(Registry& registry, std::size_t clients, uint64_t started_ns, const std::vector<std::string>& patterns) noexcept;
     [[nodiscard]] const std::string& address() const noexcept { return address_; }
 
 private:

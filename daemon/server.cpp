@@ -80,6 +80,8 @@ constexpr std::array kRoutes{
     Route{Type::delete_group, decode<SubscriptionName, &H::on_delete_group, &SubscriptionName::topic, &SubscriptionName::name>},
     Route{Type::set_archive, decode<SetArchive, &H::on_set_archive, &SetArchive::topic>},
     Route{Type::open_archive, decode<TopicName, &H::on_open_archive, &TopicName::topic>},
+    Route{Type::watch_pattern, decode<PatternWatch, &H::on_watch_pattern, &PatternWatch::pattern>},
+    Route{Type::list_patterns, decode<ListTopics, &H::on_list_patterns>},
     Route{Type::delete_subscription,
           decode<SubscriptionName, &H::on_delete_subscription, &SubscriptionName::topic, &SubscriptionName::name>},
 };

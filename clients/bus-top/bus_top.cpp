@@ -91,8 +91,8 @@ struct Lines {
 
 std::string header_line(const Snapshot& s, const std::string& dir) {
     char buf[256];
-    std::snprintf(buf, sizeof buf, "shmbusd pid %d  version %s  up %s  clients %u  topics %u  bus %s", s.bus.daemon_pid,
-                  s.bus.version.c_str(), uptime_text(s.bus).c_str(), s.bus.clients, s.bus.topics, dir.c_str());
+    std::snprintf(buf, sizeof buf, "shmbusd pid %d  version %s  up %s  clients %u  topics %u  patterns %u  bus %s", s.bus.daemon_pid,
+                  s.bus.version.c_str(), uptime_text(s.bus).c_str(), s.bus.clients, s.bus.topics, s.bus.pattern_subscriptions, dir.c_str());
     return buf;
 }
 
@@ -134,6 +134,12 @@ std::string group_line(const GroupView& g) {
     return buf;
 }
 
+std::string join(const std::vector<std::string>& items) {
+    std::string out;
+    for (const auto& i : items) out += (out.empty() ? "" : ", ") + i;
+    return out;
+}
+
 constexpr const char* kRequestColumns =
     "     REQ/S  REPLIES/S  RESPONDERS  TIMED OUT  NO RESPONDER  RESPONDER DIED  LATE REPLIES";
 
@@ -165,6 +171,10 @@ Lines render(const Snapshot& s, const std::string& dir, std::optional<std::size_
             out.add(kGroupColumns);
             for (const auto& g : t.groups)
                 out.add(group_line(g), g.lag_growing || g.overdue() || (g.members == 0 && (g.lag > 0 || g.waiting_retry > 0)));
+        }
+        if (!t.patterns.empty()) {
+            out.add("");
+            out.add("pattern subscriptions covering " + t.name + ": " + join(t.patterns));
         }
         if (t.requests.service) {
             out.add("");
@@ -224,6 +234,7 @@ nlohmann::json to_json(const Snapshot& s, const std::string& dir) {
                           {"trouble", t.trouble()},
                           {"subscriptions", std::move(subs)},
                           {"groups", std::move(groups)},
+                          {"pattern_subscriptions", t.patterns},
                           {"requests", t.requests.service ? nlohmann::json{{"requests_per_s", t.requests.requests_per_s},
                                                                            {"replies_per_s", t.requests.replies_per_s},
                                                                            {"responders", t.requests.responders},
@@ -236,7 +247,7 @@ nlohmann::json to_json(const Snapshot& s, const std::string& dir) {
     const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now() - s.bus.started);
     return {{"supervisor",
              {{"pid", s.bus.daemon_pid}, {"version", s.bus.version}, {"uptime_s", uptime.count()}, {"clients", s.bus.clients},
-              {"topics", s.bus.topics}, {"dir", dir}}},
+              {"topics", s.bus.topics}, {"pattern_subscriptions", s.bus.pattern_subscriptions}, {"dir", dir}}},
             {"interval_s", s.interval_s},
             {"topics", std::move(topics)},
             {"errors", s.errors}};
@@ -374,6 +385,7 @@ int main(int argc, char** argv) {
             std::cout << "\n" << "groups of " << t.name << "\n" << kGroupColumns << "\n";
             for (const auto& g : t.groups) std::cout << group_line(g) << "\n";
         }
+        if (!t.patterns.empty()) std::cout << "\n" << "pattern subscriptions covering " << t.name << ": " << join(t.patterns) << "\n";
         if (t.requests.service) std::cout << "\n" << "requests to " << t.name << "\n" << kRequestColumns << "\n" << request_line(t.requests) << "\n";
         for (const auto& why : t.trouble()) std::cout << "  ! " << why << "\n";
     }

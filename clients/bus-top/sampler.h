@@ -68,6 +68,7 @@ struct TopicView {
     std::vector<SubscriptionView> subscriptions;
     std::vector<GroupView> groups;
     RequestView requests;
+    std::vector<std::string> patterns;  // the pattern subscriptions covering it: "sensors.* (pid 12)"
     [[nodiscard]] std::vector<std::string> trouble() const {
         std::vector<std::string> t;
         if (requests.failed_now > 0) t.push_back("requests failing (timed out, no responder or responder died)");
@@ -112,6 +113,7 @@ public:
         snap.bus = *info;
         snap.interval_s = first_ ? 0 : std::chrono::duration<double>(now - taken_).count();
         std::map<std::string, TopicStats> current;
+        const auto patterns = client_.pattern_subscriptions();  // none shown when shmbusd cannot say
         for (const auto& n : *names) {
             auto stats = client_.topic_stats(n);
             if (!stats) {
@@ -119,6 +121,10 @@ public:
                 continue;
             }
             snap.topics.push_back(view(*stats, snap.interval_s, now));
+            if (patterns)
+                for (const auto& p : *patterns)
+                    if (shmbus::topic_matches(p.pattern, n))
+                        snap.topics.back().patterns.push_back(p.pattern + " (pid " + std::to_string(p.pid) + ")");
             current.emplace(n, std::move(*stats));
         }
         previous_ = std::move(current);

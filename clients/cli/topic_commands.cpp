@@ -72,7 +72,23 @@ std::optional<uint32_t> compacted_keys(shmbus::Client& client, const shmbus::Top
     return shmbus::kept_keys(*settings);
 }
 
-nlohmann::json stats_json(const shmbus::TopicStats& t, std::optional<uint32_t> compacted) {
+using Patterns = std::vector<shmbus::PatternSubscriptionInfo>;
+
+// The pattern subscriptions the caller may see, or none when shmbusd cannot say (shown as none).
+Patterns visible_patterns(shmbus::Client& client) {
+    auto p = client.pattern_subscriptions();
+    return p ? std::move(*p) : Patterns{};
+}
+
+// Those of `all` that cover `topic`.
+Patterns covering(const Patterns& all, const std::string& topic) {
+    Patterns out;
+    for (const auto& p : all)
+        if (shmbus::topic_matches(p.pattern, topic)) out.push_back(p);
+    return out;
+}
+
+nlohmann::json stats_json(const shmbus::TopicStats& t, std::optional<uint32_t> compacted, const Patterns& patterns) {
     nlohmann::json subs = nlohmann::json::array();
     for (const auto& s : t.subscriptions) subs.push_back(subscription_json(s));
     nlohmann::json groups = nlohmann::json::array();
@@ -85,6 +101,8 @@ nlohmann::json stats_json(const shmbus::TopicStats& t, std::optional<uint32_t> c
     nlohmann::json requests = nlohmann::json::object();
     add_statistics(requests, shmbus::request_statistics(), t);
     requests["service_groups"] = t.requests.service_groups;
+    nlohmann::json by_pattern = nlohmann::json::array();
+    for (const auto& p : covering(patterns, t.name)) by_pattern.push_back({{"pattern", p.pattern}, {"pid", p.pid}, {"uid", p.uid}});
     nlohmann::json j = {{"name", t.name},
                         {"capacity", t.config.capacity},
                         {"max_message", t.config.max_message},
@@ -100,6 +118,7 @@ nlohmann::json stats_json(const shmbus::TopicStats& t, std::optional<uint32_t> c
                         {"expire_detached_ms", to_ms(t.config.expire_detached)},
                         {"recovery", std::move(recovery)},
                         {"requests", std::move(requests)},
+                        {"pattern_subscriptions", std::move(by_pattern)},
                         {"subscriptions", std::move(subs)},
                         {"groups", std::move(groups)},
                         {"named_producers", std::move(named)}};
@@ -107,7 +126,7 @@ nlohmann::json stats_json(const shmbus::TopicStats& t, std::optional<uint32_t> c
     return j;
 }
 
-void print_stats_text(const shmbus::TopicStats& t, std::optional<uint32_t> compacted) {
+void print_stats_text(const shmbus::TopicStats& t, std::optional<uint32_t> compacted, const Patterns& patterns) {
     std::printf("topic %s\n", t.name.c_str());
     const std::string archived = !t.archived ? std::string()
                                  : compacted ? ", archived, compacted: the latest message of each key, at most " +
@@ -124,6 +143,8 @@ void print_stats_text(const shmbus::TopicStats& t, std::optional<uint32_t> compa
     if (t.requests.requests != 0 || t.requests.service_groups != 0 || t.requests.no_responder != 0)
         std::printf("  requests: %s\n", statistics_text(shmbus::request_statistics(), t, false).c_str());
     for (const auto& s : t.subscriptions) print_subscription_text(s);
+    for (const auto& p : covering(patterns, t.name))
+        std::printf("  pattern   %-20s pid %d, uid %u (a subscription by pattern covers this topic)\n", p.pattern.c_str(), p.pid, p.uid);
     for (const auto& g : t.groups) print_group_text(g);
     for (const auto& p : t.named_producers)
         std::printf("  producer  %-20s %s last sequence %llu\n", p.name.c_str(),
@@ -211,6 +232,7 @@ int topic_list(shmbus::Client& client, bool json, bool names_only) {
         for (const auto& n : *names) std::cout << n << "\n";
         return 0;
     }
+    const Patterns patterns = visible_patterns(client);
     nlohmann::json out = nlohmann::json::array();
     int rc = 0;
     for (const auto& n : *names) {
@@ -223,8 +245,8 @@ int topic_list(shmbus::Client& client, bool json, bool names_only) {
             continue;
         }
         const auto compacted = compacted_keys(client, *stats);
-        if (json) out.push_back(stats_json(*stats, compacted));
-        else print_stats_text(*stats, compacted);
+        if (json) out.push_back(stats_json(*stats, compacted, patterns));
+        else print_stats_text(*stats, compacted, patterns);
     }
     if (json) std::cout << out.dump(2) << "\n";
     return rc;
@@ -264,8 +286,9 @@ int topic_info(shmbus::Client& client, const std::string& name, bool json) {
     auto stats = client.topic_stats(name);
     if (!stats) return fail(stats.error());
     const auto compacted = compacted_keys(client, *stats);
-    if (json) std::cout << stats_json(*stats, compacted).dump(2) << "\n";
-    else print_stats_text(*stats, compacted);
+    const Patterns patterns = visible_patterns(client);
+    if (json) std::cout << stats_json(*stats, compacted, patterns).dump(2) << "\n";
+    else print_stats_text(*stats, compacted, patterns);
     return 0;
 }
 

@@ -122,6 +122,9 @@ bool RequestHandlers::on_bus_info(Conn& c, uint32_t id, const protocol::NoBody&)
     ok.clients = uint32_t(clients_);
     ok.started_ns = started_ns_;
     ok.topics = uint32_t(visible_topics(c).size());
+    ok.pattern_subscriptions = uint32_t(std::count_if(patterns_.begin(), patterns_.end(), [&](const PatternRecord& p) {
+        return access_.privileged(c.who) || p.uid == c.who.uid;
+    }));
     copy_name(ok.version, kVersion);
     return reply(c, protocol::Type::bus_info_ok, id, &ok, sizeof ok);
 }
@@ -137,6 +140,7 @@ void RequestHandlers::on_disconnect(const Conn& c) {
         if (t.inbox_session == c.session) inboxes.push_back(&t);
     });
     for (TopicEntry* t : inboxes) remove_inbox(*t);
+    std::erase_if(patterns_, [&](const PatternRecord& p) { return p.session == c.session; });
     if (released != 0) {
         spdlog::info("client pid {} '{}' disconnected; released {} slot(s)", c.process.pid, c.name, released);
         watchers_.rearm_timer();

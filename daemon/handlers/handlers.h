@@ -44,6 +44,17 @@ public:
     bool on_join_group(Conn& c, uint32_t id, const protocol::JoinGroup& req);
     bool on_set_archive(Conn& c, uint32_t id, const protocol::SetArchive& req);
     bool on_open_archive(Conn& c, uint32_t id, const protocol::TopicName& req);
+    bool on_watch_pattern(Conn& c, uint32_t id, const protocol::PatternWatch& req);
+    bool on_list_patterns(Conn& c, uint32_t id, const protocol::ListTopics& req);
+    // A pattern subscription some connection said it holds (shmbus/pattern.h): shown, never acted on.
+    struct PatternRecord {
+        std::string pattern;
+        uint64_t session;
+        int32_t pid;
+        uid_t uid;
+    };
+    [[nodiscard]] const std::vector<PatternRecord>& patterns() const noexcept { return patterns_; }
+    static constexpr std::size_t kMaxPatternsPerConnection = 256;
     void on_connect(const Conn&) { ++clients_; }
     [[nodiscard]] std::size_t clients() const noexcept { return clients_; }
     [[nodiscard]] uint64_t started_ns() const noexcept { return started_ns_; }
@@ -92,6 +103,7 @@ private:
     std::size_t clients_ = 0;
     uint64_t bus_id_;
     Archives& archives_;
+    std::vector<PatternRecord> patterns_;
     mutable LogLimit denials_;  // refused() is const: a denial changes no state but the log's
 };
 

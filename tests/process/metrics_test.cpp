@@ -60,6 +60,29 @@ TEST_F(Metrics, GroupsHaveTheirFigures) {
     EXPECT_NE(text.find("shmbus_group_oldest_unsettled_seconds{topic=\"prices\",group=\"workers\"} 0"), std::string::npos) << text;
 }
 
+// A service topic's requests and the pattern subscriptions covering a topic; inboxes are counted,
+// never a topic label.
+TEST_F(Metrics, RequestsAndPatternSubscriptionsHaveTheirFigures) {
+    auto c = connect();
+    ASSERT_TRUE(c);
+    auto watching = c->subscribe_pattern("pri*.>");
+    ASSERT_FALSE(watching);  // a malformed pattern
+    auto pattern = c->subscribe_pattern("*");
+    ASSERT_TRUE(pattern) << pattern.error().message;
+    EXPECT_EQ(cli({"request", "prices", "x", "--timeout", "1s"}).code, 1);  // nobody serves it: no responder
+    std::string text;
+    ASSERT_TRUE(eventually([&] {
+        text = http_get(port, "/metrics");
+        return text.find("shmbus_requests_no_responder_total{topic=\"prices\"} 1") != std::string::npos;
+    }, 5s)) << text;
+    EXPECT_NE(text.find("shmbus_requests_total{topic=\"prices\"} 0"), std::string::npos) << text;
+    EXPECT_NE(text.find("shmbus_responders{topic=\"prices\"} 0"), std::string::npos) << text;
+    EXPECT_NE(text.find("shmbus_pattern_subscriptions 1"), std::string::npos) << text;
+    EXPECT_NE(text.find("shmbus_topic_pattern_subscriptions{topic=\"prices\"} 1"), std::string::npos) << text;
+    EXPECT_NE(text.find("shmbus_inboxes "), std::string::npos) << text;
+    EXPECT_EQ(text.find("_inbox."), std::string::npos) << text;
+}
+
 TEST_F(Metrics, APortInUseStopsTheStart) {
     const auto r = run({SHMBUSD_PATH, "--dir", path("second"), "--metrics", std::to_string(port)}, "", 10s);
     EXPECT_EQ(r.code, 2);

@@ -139,3 +139,38 @@ TEST_F(Pattern, TheCliPrintsEachMessagesTopicAndRefusesWhatCannotBe) {
 }
 
 }  // namespace
+
+namespace {
+
+// shmbusd knows the pattern subscriptions clients hold: `topic info` names those covering a
+// topic, bus info counts them, and they go when their subscription (or connection) ends.
+TEST_F(Pattern, APatternSubscriptionIsShownWhereItCoversAndGoesWithIt) {
+    auto c = connect();
+    ASSERT_TRUE(c);
+    publish_numbered(*c, "sensors.kitchen", 0, 1);
+    publish_numbered(*c, "other", 0, 1);
+    {
+        auto p = c->subscribe_pattern("sensors.*");
+        ASSERT_TRUE(p) << p.error().message;
+        auto all = c->pattern_subscriptions();
+        ASSERT_TRUE(all) << all.error().message;
+        ASSERT_EQ(all->size(), 1u);
+        EXPECT_EQ((*all)[0].pattern, "sensors.*");
+        EXPECT_EQ((*all)[0].pid, getpid());
+        auto info = c->bus_info();
+        ASSERT_TRUE(info);
+        EXPECT_EQ(info->pattern_subscriptions, 1u);
+        auto covered = cli({"topic", "info", "sensors.kitchen", "--json"});
+        ASSERT_EQ(covered.code, 0) << covered.err;
+        const auto j = nlohmann::json::parse(covered.out);
+        ASSERT_EQ(j["pattern_subscriptions"].size(), 1u);
+        EXPECT_EQ(j["pattern_subscriptions"][0]["pattern"], "sensors.*");
+        EXPECT_EQ(nlohmann::json::parse(cli({"topic", "info", "other", "--json"}).out)["pattern_subscriptions"].size(), 0u);
+        EXPECT_NE(cli({"topic", "info", "sensors.kitchen"}).out.find("pattern   sensors.*"), std::string::npos);
+    }
+    auto after = c->pattern_subscriptions();
+    ASSERT_TRUE(after);
+    EXPECT_TRUE(after->empty());
+}
+
+}  // namespace

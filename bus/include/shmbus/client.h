@@ -64,6 +64,7 @@ struct BusInfo {
     std::chrono::system_clock::time_point started;
     uint32_t clients = 0;  // connections open now, the asking one included
     uint32_t topics = 0;   // topics the caller may see
+    uint32_t pattern_subscriptions = 0;  // pattern subscriptions the caller may see
 };
 
 // What `Client::collect_garbage` does, without a shmbusd (for when none runs): removes the
@@ -118,6 +119,9 @@ public:
     // published and then return ReceiveStatus::deleted.
     [[nodiscard]] Status delete_topic(std::string_view topic, bool force = false) noexcept;
     [[nodiscard]] Result<std::vector<std::string>> list_topics() noexcept;
+    // The pattern subscriptions clients hold now: the bus owner and root see everyone's, others
+    // their own uid's (shown by `topic info`, bus-top and the metrics).
+    [[nodiscard]] Result<std::vector<PatternSubscriptionInfo>> pattern_subscriptions() noexcept;
     [[nodiscard]] Result<TopicStats> topic_stats(std::string_view topic) noexcept;
     // Removes a durable subscription's cursor (it stops gating publishers).
     [[nodiscard]] Status delete_subscription(std::string_view topic, std::string_view name) noexcept;
@@ -155,6 +159,9 @@ public:
     [[nodiscard]] uint64_t reconnects() const noexcept;
 
 private:
+    friend struct detail::PatternCore;
+    // Tells shmbusd a pattern subscription of this connection began (or ended, `stop`), to be shown.
+    [[nodiscard]] Status watch_pattern(std::string_view pattern, bool stop) noexcept;
     [[nodiscard]] Result<Subscriber> join_group(std::string_view topic, SubscribeOptions options) noexcept;
     [[nodiscard]] static Result<Publisher> open_publisher(const std::shared_ptr<detail::ControlChannel>& channel,
                                                           std::string_view topic, PublisherOptions options) noexcept;

@@ -36,6 +36,13 @@ class Client;
 
 inline constexpr std::chrono::milliseconds kPatternRefresh{100};
 
+// A pattern subscription some client holds (Client::pattern_subscriptions).
+struct PatternSubscriptionInfo {
+    std::string pattern;
+    int32_t pid = 0;
+    uint32_t uid = 0;
+};
+
 namespace detail {
 struct PatternCore;
 }

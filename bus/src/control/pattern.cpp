@@ -88,6 +88,21 @@ struct PatternCore {
     std::size_t next_first = 0;  // the topic a poll starts with, in turn, so none starves
 
     PatternCore(Client c, std::string p, SubscribeOptions o) : client(std::move(c)), pattern(std::move(p)), options(std::move(o)) {}
+    PatternCore(const PatternCore&) = delete;
+    PatternCore& operator=(const PatternCore&) = delete;
+    // The end of the subscription, said to shmbusd (which also forgets it when the connection closes).
+    ~PatternCore() {
+        if (shown_at_reconnects) (void)client.watch_pattern(pattern, true);
+    }
+
+    // Shown by shmbusd (topic info, bus-top, metrics) as of this many reconnects of the Client: a
+    // restarted shmbusd knows nothing of it, so it is said again.
+    std::optional<uint64_t> shown_at_reconnects;
+    void show() {
+        const uint64_t now = client.reconnects();
+        if (shown_at_reconnects == now) return;
+        if (client.watch_pattern(pattern, false)) shown_at_reconnects = now;
+    }
 
     // A topic found after the first look was made after the subscription: all of it is new to
     // it, so it is read from its first message (from a time, still from that time).
@@ -103,6 +118,7 @@ struct PatternCore {
         next_refresh_ns = monotonic_ns() + uint64_t(std::chrono::nanoseconds(kPatternRefresh).count());
         auto names = client.list_topics();
         if (!names) return names.error();
+        show();
         std::size_t added = 0;
         for (const std::string& name : *names) {
             if (topics.count(name) != 0 || refused.count(name) != 0 || !topic_matches(pattern, name)) continue;

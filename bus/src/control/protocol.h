@@ -29,7 +29,7 @@ inline constexpr uint32_t kFrameMagic = 0x53425553;  // "SUBS"
 // protocol-8 client would keep two descriptors and take the 1.9 segment for a corrupt one).
 // 10: layout 1.11 (meta blocks). 11: compacted archives (WireArchive::max_keys, which a protocol-10
 // shmbusd would ignore: a topic asked to be compacted would silently not be).
-inline constexpr uint16_t kProtocolVersion = 11;
+inline constexpr uint16_t kProtocolVersion = 12;
 inline constexpr std::size_t kMaxFrame = 64 * 1024;
 inline constexpr std::size_t kNameField = layout::kMaxTopicName + 1;
 inline constexpr std::size_t kSubNameField = layout::kMaxSubscriptionName + 1;
@@ -53,6 +53,8 @@ enum class Type : uint16_t {
     delete_group = 20,                       // body: SubscriptionName (topic, group); reply ok
     set_archive = 21,                        // body: SetArchive; reply ok (the topic is archived from now on)
     open_archive = 22,  archive_ok = 23,     // body: TopicName; reply ArchiveOk + the archive directory (read-only)
+    watch_pattern = 24,                      // body: PatternWatch; reply ok (a pattern subscription began or ended)
+    list_patterns = 25, pattern_list = 26,   // body: ListTopics (offset); reply PatternList + PatternEntry[count]
     error = 100,
 };
 
@@ -238,12 +240,31 @@ struct ArchiveOk {
 };
 static_assert(sizeof(WireArchive) == 32 && sizeof(SetArchive) == 96 && sizeof(TopicName) == 64);
 
+// A pattern subscription says it began (stop 0) or ended (stop 1), so that shmbusd can show it.
+struct PatternWatch {
+    char pattern[kNameField];
+    uint32_t stop;
+    uint32_t reserved;
+};
+struct PatternList {
+    uint32_t total;  // pattern subscriptions the caller may see
+    uint32_t count;  // entries in this reply, from the request's offset
+};
+struct PatternEntry {
+    char pattern[kNameField];
+    int32_t pid;
+    uint32_t uid;
+};
+inline constexpr uint32_t kPatternsPerList = 800;
+static_assert(sizeof(PatternWatch) == 72 && sizeof(PatternEntry) == 72);
+static_assert(sizeof(PatternList) + kPatternsPerList * sizeof(PatternEntry) <= kMaxFrame - sizeof(FrameHeader));
+
 struct BusInfoOk {
     int32_t daemon_pid;
     uint32_t clients;      // connections open now, this one included
     uint64_t started_ns;   // CLOCK_REALTIME when this shmbusd started
     uint32_t topics;       // topics the caller may see
-    uint32_t reserved;
+    uint32_t pattern_subscriptions;  // protocol 12: those the caller may see (was reserved)
     char version[32];      // shmbusd's version, NUL terminated
 };
 static_assert(sizeof(BusInfoOk) == 56);
