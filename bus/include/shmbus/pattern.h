@@ -9,7 +9,8 @@
 // Each topic is a subscription of its own with the options given (a durable name makes one durable
 // subscription of that name per topic, each resuming where it was acked): messages of one topic come
 // in order, and each says its topic (Message::topic). Topics the caller may not read are left out
-// (refused()). New topics are looked for every kPatternRefresh, and at once by refresh(); a topic
+// (refused()). New topics are looked for when /dev/shm says one may have been made (see below),
+// and at once by refresh(); a topic
 // found after the subscription was made is read from its first message (SubscribeOptions::from
 // applies to the topics there at the start, and a time to all).
 #pragma once
@@ -34,6 +35,12 @@ class Client;
 [[nodiscard]] bool is_topic_pattern(std::string_view text) noexcept;  // holds `*` or `>`
 [[nodiscard]] bool topic_matches(std::string_view pattern, std::string_view topic) noexcept;
 
+// New topics: shmbusd makes each topic's shared-memory object in /dev/shm, and the kernel says so
+// (inotify): a pattern subscription looks for that notice at most every kPatternNoticeCheck (also
+// while it waits) and lists the topics when one came, and in any case every kPatternRelist. Where
+// the kernel cannot tell (no inotify), it lists them every kPatternRefresh.
+inline constexpr std::chrono::milliseconds kPatternNoticeCheck{5};
+inline constexpr std::chrono::milliseconds kPatternRelist{1000};
 inline constexpr std::chrono::milliseconds kPatternRefresh{100};
 
 // A pattern subscription some client holds (Client::pattern_subscriptions).
@@ -54,7 +61,7 @@ public:
     ~PatternSubscriber();
 
     // Delivers up to `max` ready messages across the covered topics (in turn), after looking for
-    // new topics if kPatternRefresh has passed. `deleted` never: a deleted topic just leaves.
+    // new topics if one was noticed (or kPatternRelist passed). `deleted` never: a deleted topic just leaves.
     [[nodiscard]] PollResult poll(Handler handler, std::size_t max = 256) noexcept;
     // As poll(), waiting up to `timeout` for the first message (asleep on every covered topic).
     [[nodiscard]] PollResult receive(Handler handler, std::chrono::nanoseconds timeout, std::size_t max = 256) noexcept;

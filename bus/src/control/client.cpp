@@ -451,7 +451,9 @@ Status Client::watch_pattern(std::string_view pattern, bool stop) noexcept {
     protocol::PatternWatch req{};
     copy_name(req.pattern, pattern);
     req.stop = stop ? 1 : 0;
-    auto reply = channel_->request(protocol::Type::watch_pattern, &req, sizeof req);
+    // The end is said best-effort, from a destructor: shmbusd forgets it with the connection anyway.
+    auto reply = stop ? channel_->request_if_connected(protocol::Type::watch_pattern, &req, sizeof req)
+                      : channel_->request(protocol::Type::watch_pattern, &req, sizeof req);
     if (!reply) return reply.error();
     return ok_status();
 }

@@ -7,6 +7,10 @@
 #include <set>
 #include <thread>
 
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include "core/bus_files.h"
 #include "core/futex.h"
 #include "shmbus/client.h"
 #include "shmbus/names.h"
@@ -93,6 +97,49 @@ struct PatternCore {
     // The end of the subscription, said to shmbusd (which also forgets it when the connection closes).
     ~PatternCore() {
         if (shown_at_reconnects) (void)client.watch_pattern(pattern, true);
+        if (notices >= 0) close(notices);
+    }
+
+    // The kernel's notice of new objects in /dev/shm (-1: none; the topics are listed every
+    // kPatternRefresh instead), and the names of this bus's objects there.
+    int notices = -1;
+    std::string bus_prefix;
+    uint64_t next_notice_check_ns = 0;
+
+    void watch_for_new_topics() {
+        notices = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        if (notices >= 0 && inotify_add_watch(notices, "/dev/shm", IN_CREATE | IN_MOVED_TO) < 0) {
+            close(notices);
+            notices = -1;
+        }
+        bus_prefix = shm_prefix(client.bus_id());
+    }
+    // Whether an object of this bus that may be a new topic (not a reply inbox) appeared since the
+    // last look. Reads every notice waiting.
+    bool new_topic_noticed() {
+        bool seen = false;
+        alignas(inotify_event) char buf[4096];
+        for (;;) {
+            const ssize_t n = read(notices, buf, sizeof buf);
+            if (n <= 0) return seen;
+            for (ssize_t at = 0; at < n;) {
+                const auto* e = reinterpret_cast<const inotify_event*>(buf + at);
+                const std::string_view name = e->len != 0 ? std::string_view(e->name) : std::string_view();
+                if (e->mask & IN_Q_OVERFLOW) seen = true;  // notices were lost: look anyway
+                if (name.substr(0, bus_prefix.size()) == bus_prefix && name.find(kInboxPrefix) == std::string_view::npos) seen = true;
+                at += ssize_t(sizeof(inotify_event) + e->len);
+            }
+        }
+    }
+    // When to look for new topics next: now, if the kernel said a topic may have been made.
+    void check_notices(uint64_t now) {
+        if (notices < 0 || now < next_notice_check_ns) return;
+        next_notice_check_ns = now + uint64_t(std::chrono::nanoseconds(kPatternNoticeCheck).count());
+        if (new_topic_noticed()) next_refresh_ns = now;
+    }
+    // The longest a wait may sleep before it looks for notices or new topics again.
+    [[nodiscard]] uint64_t next_look_ns() const noexcept {
+        return notices < 0 ? next_refresh_ns : std::min(next_refresh_ns, next_notice_check_ns);
     }
 
     // Shown by shmbusd (topic info, bus-top, metrics) as of this many reconnects of the Client: a
@@ -115,7 +162,9 @@ struct PatternCore {
     }
 
     Result<std::size_t> refresh() {
-        next_refresh_ns = monotonic_ns() + uint64_t(std::chrono::nanoseconds(kPatternRefresh).count());
+        const auto period = notices >= 0 ? std::chrono::nanoseconds(kPatternRelist) : std::chrono::nanoseconds(kPatternRefresh);
+        next_refresh_ns = monotonic_ns() + uint64_t(period.count());
+        if (notices >= 0) (void)new_topic_noticed();  // what came before this look is in it
         auto names = client.list_topics();
         if (!names) return names.error();
         show();
@@ -145,7 +194,9 @@ struct PatternCore {
     }
 
     PollResult poll(Handler handler, std::size_t max) {
-        if (monotonic_ns() >= next_refresh_ns) (void)refresh();
+        const uint64_t now = monotonic_ns();
+        check_notices(now);
+        if (now >= next_refresh_ns) (void)refresh();
         PollResult total{ReceiveStatus::empty, 0};
         if (topics.empty()) return total;
         std::vector<std::string> gone;
@@ -177,7 +228,7 @@ struct PatternCore {
             const uint64_t now = monotonic_ns();
             if (r.count > 0 || r.status == ReceiveStatus::corrupt || now >= deadline) return r;
             // Asleep on every covered topic at once, and up to the next look for new topics.
-            const uint64_t until = std::min(deadline, next_refresh_ns);
+            const uint64_t until = std::min(deadline, next_look_ns());
             const auto wait = std::chrono::nanoseconds(until > now ? until - now : 0);
             if (topics.empty()) {
                 std::this_thread::sleep_for(wait);
@@ -250,6 +301,7 @@ Result<PatternSubscriber> Client::subscribe_pattern(std::string_view pattern, Su
         return make_error(Errc::invalid_argument, "a pattern subscription is not a group member (one group per topic)");
     try {
         auto core = std::make_unique<detail::PatternCore>(Client(channel_), std::string(pattern), std::move(options));
+        core->watch_for_new_topics();
         if (auto added = core->refresh(); !added) return added.error();
         return PatternSubscriber(std::move(core));
     } catch (...) {
