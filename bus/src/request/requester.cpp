@@ -154,7 +154,11 @@ Result<std::vector<Reply>> Client::call(std::string_view topic, std::span<const 
 
     Inbox::Service* service = find_service(*inbox, topic);
     if (service == nullptr) {
-        if (inbox->services.size() >= detail::kMaxServicesPerInbox) inbox->services.erase(inbox->services.begin());
+        if (inbox->services.size() >= detail::kMaxServicesPerInbox) {  // the oldest goes, with what it timed out
+            inbox->services.erase(inbox->services.begin());
+            std::erase_if(inbox->timed_out, [](const Inbox::TimedOut& t) { return t.service == 0; });
+            for (auto& t : inbox->timed_out) --t.service;
+        }
         auto publisher = open_publisher(channel_, topic, {});
         if (!publisher) return publisher.error();
         inbox->services.push_back({std::string(topic), std::move(*publisher), 0, {}});
