@@ -81,6 +81,14 @@ Reply copy_reply(const Message& m) {
     return r;
 }
 
+// Lets the publisher of services[i] go, with the timeouts remembered for it.
+void forget_service(Inbox& inbox, std::size_t i) noexcept {
+    inbox.services.erase(inbox.services.begin() + std::ptrdiff_t(i));
+    std::erase_if(inbox.timed_out, [&](const Inbox::TimedOut& t) { return t.service == i; });
+    for (auto& t : inbox.timed_out)
+        if (t.service > i) --t.service;
+}
+
 Inbox::Service* find_service(Inbox& inbox, std::string_view topic) noexcept {
     for (auto& s : inbox.services)
         if (s.topic == topic) return &s;
@@ -154,11 +162,7 @@ Result<std::vector<Reply>> Client::call(std::string_view topic, std::span<const 
 
     Inbox::Service* service = find_service(*inbox, topic);
     if (service == nullptr) {
-        if (inbox->services.size() >= detail::kMaxServicesPerInbox) {  // the oldest goes, with what it timed out
-            inbox->services.erase(inbox->services.begin());
-            std::erase_if(inbox->timed_out, [](const Inbox::TimedOut& t) { return t.service == 0; });
-            for (auto& t : inbox->timed_out) --t.service;
-        }
+        if (inbox->services.size() >= detail::kMaxServicesPerInbox) forget_service(*inbox, 0);  // the oldest goes
         auto publisher = open_publisher(channel_, topic, {});
         if (!publisher) return publisher.error();
         inbox->services.push_back({std::string(topic), std::move(*publisher), 0, {}});
@@ -187,6 +191,7 @@ Result<std::vector<Reply>> Client::call(std::string_view topic, std::span<const 
     message.headers = std::span<const Header>(headers.data(), 2 + options.headers.size());
     message.ttl = options.timeout;  // the deadline travels as the request's time to live
     const PublishStatus published = service->publisher.publish(payload, message, options.timeout);
+    if (published == PublishStatus::deleted) forget_service(*inbox, service_index);  // made again, it is opened again
     if (published != PublishStatus::ok) return publish_error(published, topic);
     count(counters(*service).requests);
 
