@@ -49,6 +49,14 @@ std::map<std::string, uint64_t> summary(const std::string& line) {
     return out;
 }
 
+// Whether `topic` comes to have `responders` responders within 30 s (they are processes starting).
+bool serves(Client& c, const std::string& topic, uint32_t responders) {
+    return eventually([&] {
+        auto s = c.topic_stats(topic);
+        return s && s->requests.responders == responders;
+    }, 30s);
+}
+
 // A responder on a thread of this process until `stop`, answering with `answer`.
 template <class F>
 std::thread serve_on_thread(Client& c, const std::string& topic, std::atomic<bool>& stop, F answer, ServeOptions o = {}) {
@@ -73,10 +81,7 @@ TEST_F(Requests, FourRespondersFourCallersAResponderKilledEveryRequestAnsweredOn
     }
     auto c = connect();
     ASSERT_TRUE(c);
-    ASSERT_TRUE(eventually([&] {
-        auto s = c->topic_stats(topic);
-        return s && s->requests.responders == 4;
-    }, 30s));
+    ASSERT_TRUE(serves(*c, topic, 4));
 
     constexpr uint64_t kPerCaller = 25'000;
     std::vector<pid_t> callers;
@@ -178,10 +183,7 @@ TEST_F(Requests, AResponderThatDiesHoldingTheRequestIsReportedNotRetried) {
     ASSERT_TRUE(c);
     const pid_t responder = spawn({SHMBUS_CLI_PATH, "--dir", dir, "serve", "held", "--exec", "sleep 30"},
                                   SpawnOptions(path("serve.out"), path("serve.err")));
-    ASSERT_TRUE(eventually([&] {
-        auto s = c->topic_stats("held");
-        return s && s->requests.responders == 1;
-    }));
+    ASSERT_TRUE(serves(*c, "held", 1));
     std::thread killer([&] {
         std::this_thread::sleep_for(300ms);
         kill(responder, SIGKILL);
@@ -198,10 +200,7 @@ TEST_F(Requests, AResponderThatDiesHoldingTheRequestIsReportedNotRetried) {
     // request was taken.
     const pid_t doomed = spawn({SHMBUS_CLI_PATH, "--dir", dir, "serve", "held2", "--exec", "sleep 30"},
                                SpawnOptions(path("serve2.out"), path("serve2.err")));
-    ASSERT_TRUE(eventually([&] {
-        auto s = c->topic_stats("held2");
-        return s && s->requests.responders == 1;
-    }));
+    ASSERT_TRUE(serves(*c, "held2", 1));
     Result<Reply> held = make_error(Errc::ok, "");
     std::thread caller([&] { held = c->request("held2", "x", {.timeout = 20s}); });
     ASSERT_TRUE(eventually([&] {
@@ -318,10 +317,7 @@ TEST_F(Requests, TheCliServesWithACommandAndCarriesItsFailure) {
                                SpawnOptions(path("serve.out"), path("serve.err")));
     auto c = connect();
     ASSERT_TRUE(c);
-    ASSERT_TRUE(eventually([&] {
-        auto s = c->topic_stats("upper");
-        return s && s->requests.responders == 1;
-    }));
+    ASSERT_TRUE(serves(*c, "upper", 1));
     auto ok = cli({"request", "upper", "hello"});
     EXPECT_EQ(ok.code, 0) << ok.err;
     EXPECT_EQ(ok.out, "upper\n");
