@@ -4,8 +4,9 @@
 # subscription and reprices carts (it is stopped halfway, shmbusd itself is killed and restarted
 # meanwhile, and basket catches up after its restart); an analytics process subscribes
 # ephemerally; a basket started late begins with the current price of every product (the topic is
-# compacted: it keeps the latest message of each key). Everything runs on a fresh bus (and state
-# directory) that is removed after.
+# compacted: it keeps the latest message of each key); checkout asks a pricing service for a quote
+# (request/reply), and is told at once when no service answers. Everything runs on a fresh bus (and
+# state directory) that is removed after.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh demo  # the bus, the CLI and the examples: no tests, no benchmarks
@@ -14,10 +15,13 @@ build=build/demo
 bus=$(mktemp -d /tmp/shmbus-demo.XXXXXX)
 shmbus() { "$build/clients/shmbus" --dir "$bus" "$@"; }
 daemon_pid=""
+serve_pid=""
 cleanup() {
   set +e
+  [[ -n "$serve_pid" ]] && kill -TERM "$serve_pid" 2>/dev/null && wait "$serve_pid" 2>/dev/null
   if [[ -n "$daemon_pid" ]] && kill -0 "$daemon_pid" 2>/dev/null; then
     shmbus topic delete prices >/dev/null 2>&1
+    shmbus topic delete quote --force >/dev/null 2>&1
     kill -TERM "$daemon_pid"
     wait "$daemon_pid"
   fi
@@ -69,6 +73,17 @@ echo "== basket restarts and catches up from its last ack"
 
 echo "== a basket started late asks for the current price of every product (the latest message per key)"
 "$build/examples/basket" --dir "$bus" --from latest-per-key --count 4
+
+echo "== checkout asks the pricing service for a quote (request/reply); stopped, the service cannot answer"
+"$build/clients/shmbus" --dir "$bus" serve quote --exec 'read -r sku; echo "$sku: 19.99 EUR"' &
+serve_pid=$!
+for _ in $(seq 200); do shmbus topic info quote --json 2>/dev/null | grep -q '"responders": 1' && break; sleep 0.05; done
+echo "checkout: $(shmbus request quote sku-42 --timeout 2s)"
+kill -TERM "$serve_pid"
+wait "$serve_pid" || true
+serve_pid=""
+if shmbus request quote sku-42 --timeout 2s; then echo "demo: a quote came with no service running" >&2; exit 1; fi
+shmbus topic info quote | grep requests
 
 echo "== the topic at the end"
 shmbus topic info prices
