@@ -447,36 +447,6 @@ Result<BusInfo> Client::bus_info() noexcept {
     return info;
 }
 
-Status Client::watch_pattern(std::string_view pattern, bool stop) noexcept {
-    protocol::PatternWatch req{};
-    copy_name(req.pattern, pattern);
-    req.stop = stop ? 1 : 0;
-    // The end is said best-effort, from a destructor: shmbusd forgets it with the connection anyway.
-    auto reply = stop ? channel_->request_if_connected(protocol::Type::watch_pattern, &req, sizeof req)
-                      : channel_->request(protocol::Type::watch_pattern, &req, sizeof req);
-    if (!reply) return reply.error();
-    return ok_status();
-}
-
-Result<std::vector<PatternSubscriptionInfo>> Client::pattern_subscriptions() noexcept {
-    std::vector<PatternSubscriptionInfo> out;
-    for (;;) {
-        protocol::ListTopics req{uint32_t(out.size()), 0};
-        auto reply = channel_->request(protocol::Type::list_patterns, &req, sizeof req);
-        if (!reply) return reply.error();
-        auto head = body_as<protocol::PatternList>(*reply, protocol::Type::pattern_list);
-        if (!head) return head.error();
-        if (reply->body.size() != sizeof(protocol::PatternList) + std::size_t(head->count) * sizeof(protocol::PatternEntry))
-            return make_error(Errc::protocol_error, "malformed pattern list from shmbusd");
-        for (uint32_t i = 0; i < head->count; ++i) {
-            protocol::PatternEntry e{};
-            std::memcpy(&e, reply->body.data() + sizeof(protocol::PatternList) + std::size_t(i) * sizeof e, sizeof e);
-            out.push_back({std::string(detail::field_name(e.pattern)), e.pid, e.uid});
-        }
-        if (head->count == 0 || out.size() >= head->total) return out;
-    }
-}
-
 Result<std::vector<std::string>> Client::list_topics() noexcept {
     std::vector<std::string> names;
     for (;;) {

@@ -3,6 +3,7 @@
 #include "shmbus/pattern.h"
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 #include <set>
 #include <thread>
@@ -10,6 +11,7 @@
 #include <sys/inotify.h>
 #include <unistd.h>
 
+#include "control/control.h"
 #include "core/bus_files.h"
 #include "core/futex.h"
 #include "shmbus/client.h"
@@ -306,6 +308,39 @@ Result<PatternSubscriber> Client::subscribe_pattern(std::string_view pattern, Su
         return PatternSubscriber(std::move(core));
     } catch (...) {
         return make_error(Errc::io_error, "out of memory");
+    }
+}
+
+// What shmbusd is told of pattern subscriptions, and what it shows of them.
+Status Client::watch_pattern(std::string_view pattern, bool stop) noexcept {
+    protocol::PatternWatch req{};
+    detail::copy_name(req.pattern, pattern);
+    req.stop = stop ? 1 : 0;
+    // The end is said best-effort, from a destructor: shmbusd forgets it with the connection anyway.
+    auto reply = stop ? channel_->request_if_connected(protocol::Type::watch_pattern, &req, sizeof req)
+                      : channel_->request(protocol::Type::watch_pattern, &req, sizeof req);
+    if (!reply) return reply.error();
+    return ok_status();
+}
+
+Result<std::vector<PatternSubscriptionInfo>> Client::pattern_subscriptions() noexcept {
+    std::vector<PatternSubscriptionInfo> out;
+    for (;;) {
+        protocol::ListTopics req{uint32_t(out.size()), 0};
+        auto reply = channel_->request(protocol::Type::list_patterns, &req, sizeof req);
+        if (!reply) return reply.error();
+        protocol::PatternList head{};
+        if (reply->type != protocol::Type::pattern_list || reply->body.size() < sizeof head)
+            return make_error(Errc::protocol_error, "unexpected reply from shmbusd");
+        std::memcpy(&head, reply->body.data(), sizeof head);
+        if (reply->body.size() != sizeof head + std::size_t(head.count) * sizeof(protocol::PatternEntry))
+            return make_error(Errc::protocol_error, "malformed pattern list from shmbusd");
+        for (uint32_t i = 0; i < head.count; ++i) {
+            protocol::PatternEntry e{};
+            std::memcpy(&e, reply->body.data() + sizeof(protocol::PatternList) + std::size_t(i) * sizeof e, sizeof e);
+            out.push_back({std::string(detail::field_name(e.pattern)), e.pid, e.uid});
+        }
+        if (head.count == 0 || out.size() >= head.total) return out;
     }
 }
 
