@@ -46,7 +46,7 @@ layout::ProducerRegionHead& counters(Inbox::Service& s) noexcept {
     return Conversation::core(s.publisher).seg.producers();
 }
 // relaxed: statistics, read racily by `topic info`.
-void count(std::atomic<uint64_t>& counter) noexcept { counter.fetch_add(1, std::memory_order_relaxed); }
+void count(std::atomic<uint64_t>& counter, uint64_t n = 1) noexcept { counter.fetch_add(n, std::memory_order_relaxed); }
 
 Error publish_error(PublishStatus st, std::string_view topic) {
     const std::string t(topic);
@@ -248,7 +248,8 @@ Result<std::vector<Reply>> Client::call(std::string_view topic, std::span<const 
         }
     }
     if (failure.code == Errc::responder_died) count(counters(*service).responder_died);
-    for (std::size_t i = 0; i < replies.size() + (failure.code == Errc::responder_error ? 1 : 0); ++i) count(counters(*service).replies);
+    if (const std::size_t came = replies.size() + (failure.code == Errc::responder_error ? 1 : 0); came != 0)
+        count(counters(*service).replies, came);
     if (failure.code != Errc::ok && !(gather && !replies.empty())) return failure;
     if (replies.empty() || (!gather && replies.size() < wanted)) {
         count(counters(*service).timed_out);
