@@ -236,6 +236,12 @@ private:
     uint32_t block_shift_;  // log2 of the index block: capacity and index entries are powers of two
 };
 
+// The most bytes one claim takes, padding included, but for an early wrap's: a gate refresh lets
+// claims run at most a quarter ring past the tail, and a record is at most an eighth. An early wrap
+// (PublisherOptions::reuse_space) claims padding alone, to the ring's end, and only where that is
+// longer than this: so shmbusd tells the two apart by length when it seals one (recovery.cpp).
+[[nodiscard]] constexpr uint64_t longest_claim(uint64_t capacity) noexcept { return capacity / 4 + layout::kRecordAlignment; }
+
 // The lowest position a new gating reader may take: producers may claim up to a quarter ring past
 // the tail they saw at their last gate refresh without looking again (PublisherCore).
 [[nodiscard]] inline uint64_t gating_join_floor(uint64_t tail, uint64_t capacity) noexcept {

@@ -120,6 +120,7 @@ PublishStatus PublisherCore::claim(uint64_t length, std::chrono::nanoseconds tim
     if (length > seg.max_message() + allowance) return PublishStatus::too_large;
     uint64_t start = 0;
     const uint64_t size = layout::record_size(length);
+    if (length >= reuse_from) wrap_early(size);
     const PublishStatus st = claim_room(size, 1, timeout, start, position, id);
     if (st != PublishStatus::ok) return st;
     ring.note_boundary(position, position + size, id + 1);
@@ -133,6 +134,65 @@ PublishStatus PublisherCore::claim(uint64_t length, std::chrono::nanoseconds tim
     layout::write_header(*ring.header_at(position), uint32_t(length), RecordType::data, id, timestamp_now());
     record_claim(start, position);
     return PublishStatus::ok;
+}
+
+// An early wrap (PublisherOptions::reuse_space) is two claims: padding alone, from the tail to the
+// ring's end, then the record by the ordinary path at the start of the next lap, where the previous
+// large record lies, still in the caches. The record's claim is gated as any claim is (holds,
+// cursors that join meanwhile, the quarter-ring bound). The padding claim writes one header, at
+// the oldest bytes the ring holds (a lap behind the tail), where no reader can be: every cursor is
+// at the tail (everything_read), and one that joins or a hold taken meanwhile lies at most 3/4 of
+// a ring behind the tail it then reads. What the tail's jump laps is what every reader has read.
+void PublisherCore::wrap_early(uint64_t size) noexcept {
+    const uint64_t cap = ring.capacity();
+    // SYNC: a plain tail store is no barrier: the fence orders our last claim before the loads
+    // below, as in refresh_gate.
+    if (exclusive) std::atomic_thread_fence(std::memory_order_seq_cst);
+    const TailSnapshot t = ring.read_tail();
+    const uint64_t offset = t.position & seg.mask();
+    const uint64_t pad = cap - offset;
+    // Already at the ring's start; or near its end, where the ordinary wrap comes soon and the
+    // padding could pass for a record's claim (shmbusd tells them apart by length).
+    if (offset == 0 || pad <= longest_claim(cap) || !everything_read(t, size)) return;
+    const uint64_t end = t.position + pad;
+    if (end > horizon) horizon = ring.raise_horizon(end);
+    if (slot != nullptr) announce(t.position, end, t.next_id);
+    const bool won = (exclusive && ring.store_tail({end, t.next_id})) || ring.cas_tail(t, {end, t.next_id});
+    if (!won) return;  // another producer claimed first: the record follows its claim
+    crash_in_wrap.pass();
+    write_padding(t.position, pad, t.next_id);
+    ring.note_boundary(t.position, end, t.next_id);
+}
+
+// Whether every reader present has read all that was published up to `tail` (so the ring holds
+// nothing a reader present still wants), and a `size`-byte record at the ring's start would then
+// overwrite only what readers have passed, leaving groups their room for retries.
+bool PublisherCore::everything_read(const TailSnapshot& tail, uint64_t size) const noexcept {
+    bool groups = false;
+    for (uint32_t i = 0; i < seg.max_consumers(); ++i) {
+        auto& s = seg.consumer_slot(i);
+        // SYNC: seq_cst after the tail load, as in min_gating_ack (a missed joiner saw our tail).
+        const SlotState state = state_of(s, std::memory_order_seq_cst);
+        if (s.kind == uint32_t(SlotKind::ephemeral)) {
+            // relaxed: read_id is a reader's progress, stored after each poll that delivered; a
+            // stale value is lower and only keeps us from wrapping. The record's own claim is what
+            // keeps a message being read in place from being overwritten (its gate sees holds).
+            if (state == SlotState::attached && s.read_id.load(std::memory_order_relaxed) < tail.next_id) return false;
+            continue;
+        }
+        if (!holds_cursor(state) || s.kind == uint32_t(SlotKind::member)) continue;
+        // SYNC: pairs with the release store of ack_position in SubscriberCore::store_ack.
+        if (s.ack_position.load(std::memory_order_seq_cst) < tail.position) return false;
+        if (s.kind != uint32_t(SlotKind::group)) continue;
+        groups = true;
+        if (s.reserved0 < seg.max_groups() && lowest_unsettled(seg.group_block(s.reserved0)) < tail.position) return false;
+    }
+    for (uint32_t i = 0; i < seg.max_producers(); ++i)
+        // SYNC: acquire pairs with the release stores of revoked, as in min_gating_ack.
+        if (seg.producer_slot(i).revoked.load(std::memory_order_acquire) != 0) return false;
+    // The record lands on [0, size) of the ring, which readers have passed only up to the tail's
+    // offset. Groups keep retry_reserve free below what they hold (refresh_gate).
+    return (tail.position & seg.mask()) >= size + (groups ? retry_reserve : 0);
 }
 
 PublishStatus PublisherCore::claim_room(uint64_t size, uint64_t ids, std::chrono::nanoseconds timeout, uint64_t& start,

@@ -25,8 +25,8 @@ struct PublisherCore {
           slot(slot < seg.max_producers() ? &seg.producer_slot(slot) : nullptr), options(std::move(o)),
           gated(seg.on_full() != OnFull::overwrite), archive_policy(seg.on_full() == OnFull::archive),
           revocable(seg.unblock_timeout_ns() != 0), exclusive(seg.single_producer()), timed(!seg.untimed()),
-          crash_in_claim("in_claim"), crash_after_claim("after_claim"), crash_before_commit("before_commit"),
-          crash_after_commit("after_commit") {}
+          reuse_from(options.reuse_space ? kReuseSpaceFrom : UINT64_MAX), crash_in_claim("in_claim"),
+          crash_after_claim("after_claim"), crash_before_commit("before_commit"), crash_after_commit("after_commit") {}
     ~PublisherCore();  // gives the producer slot back
 
     // Claims room for a `length`-byte payload: on success `position` is the record's position
@@ -75,6 +75,7 @@ struct PublisherCore {
     bool revocable;           // the topic has an unblock-timeout: the daemon may take claims back
     bool exclusive;           // a single-producer topic: this publisher alone writes the tail
     bool timed;               // records carry their publish time (an untimed topic: 0, no clock read)
+    uint64_t reuse_from;      // messages this large or larger may wrap early (reuse_space); else UINT64_MAX
     uint64_t default_ttl_ns = seg.default_ttl_ns();  // a message naming no TTL expires this long after publish
     // Bytes this publisher leaves free below what a group holds, so that a member can always move
     // a message waiting out a backoff to the tail (a retry record, with its padding); 0 for the
@@ -101,6 +102,7 @@ struct PublisherCore {
     CrashPoint crash_after_claim;
     CrashPoint crash_before_commit;
     CrashPoint crash_after_commit;
+    CrashPoint crash_in_wrap{"in_wrap"};
 
 private:
     // Claims `size` bytes (whole records) and `ids` message ids with one tail update, waiting on a
@@ -124,6 +126,10 @@ private:
     };
     [[nodiscard]] GateFloor min_gating_ack() const noexcept;
     void wait_for_space(uint64_t needed_end, uint64_t deadline_ns) noexcept;
+    // PublisherOptions::reuse_space: before a large record of `size` bytes, pads to the ring's end
+    // when every reader has read everything, so that the record goes to the ring's start.
+    void wrap_early(uint64_t size) noexcept;
+    [[nodiscard]] bool everything_read(const TailSnapshot& tail, uint64_t size) const noexcept;
     void write_padding(uint64_t position, uint64_t bytes, uint64_t next_id) noexcept;
 };
 

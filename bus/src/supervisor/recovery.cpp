@@ -25,20 +25,36 @@ void seal(const Ring& ring, uint64_t position, uint64_t bytes, RecordType type, 
     h->commit.store(layout::commit_word(position), std::memory_order_release);
 }
 
+// An early wrap's claim (PublisherOptions::reuse_space): padding alone, from `start` to the ring's
+// end, longer than any other claim can be (longest_claim), so never taken for a record's.
+bool padding_only(const Ring& ring, const Claim& c) {
+    const uint64_t cap = ring.capacity();
+    const uint64_t offset = c.start & (cap - 1);
+    return offset != 0 && c.end - c.start == cap - offset && c.end - c.start > longest_claim(cap);
+}
+
 // The slot is written by a process we do not trust: a claim must look like one a producer could
 // have made, behind the tail and within the ring.
 bool plausible(const Ring& ring, const Claim& c) {
     const uint64_t cap = ring.capacity();
     const uint64_t tail = ring.tail_position();
-    return c.end > c.start && (c.end - c.start) <= cap / 4 + layout::kRecordAlignment &&
+    return c.end > c.start && ((c.end - c.start) <= longest_claim(cap) || padding_only(ring, c)) &&
            c.start % layout::kRecordAlignment == 0 && c.end % layout::kRecordAlignment == 0 && c.end <= tail &&
            tail - c.start <= cap;
 }
 
-// Where the record of a claim starts: after the padding if the claim wrapped.
+// Where the record of a claim starts: after the padding if the claim wrapped; at its end if it
+// holds padding alone.
 uint64_t record_start(const Ring& ring, const Claim& c) {
+    if (padding_only(ring, c)) return c.end;
     const uint64_t offset = c.start & (ring.capacity() - 1);
     return offset + (c.end - c.start) > ring.capacity() ? c.start + (ring.capacity() - offset) : c.start;
+}
+
+// Whether a claim was finished: its record committed (by its producer or by whoever sealed it),
+// or, for padding alone, the padding.
+bool finished(const Ring& ring, const Claim& c) {
+    return committed(ring, padding_only(ring, c) ? c.start : record_start(ring, c));
 }
 
 // The id of the message that follows a claim ending at `end`, where it can be known: the tail's
@@ -149,7 +165,7 @@ SealOutcome check_orphan(const Segment& seg, const Claim& c, const std::vector<u
     const TailSnapshot tail = ring.read_tail();
     if (c.start >= tail.position) return SealOutcome::nothing;  // its CAS never won: nothing claimed there
     if (!plausible(ring, c)) return SealOutcome::nothing;
-    if (committed(ring, record_start(ring, c))) return SealOutcome::nothing;  // finished, by whoever won
+    if (finished(ring, c)) return SealOutcome::nothing;  // by whoever won
     // Someone won `start` and has not committed. A live winner names it in its slot, before its
     // CAS (intent) and after it (claim_start), until it commits: then it is theirs to finish.
     if (claimed_by_live(seg, c.start, dead)) return SealOutcome::retry_later;
