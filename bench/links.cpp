@@ -485,7 +485,9 @@ public:
             o.auto_ack = false;  // the view is used after receive returns; acked on the next recv
         }
         auto sub = client_->subscribe(base_ + (first ? ".pong" : ".ping"), o);
-        auto pub = client_->publisher(base_ + (first ? ".ping" : ".pong"));
+        shmbus::PublisherOptions po;
+        po.reuse_space = mode_.find("_reuse") != std::string::npos;  // *_reuse: large messages into warm memory
+        auto pub = client_->publisher(base_ + (first ? ".ping" : ".pong"), po);
         if (!sub || !pub) return false;
         sub_ = std::make_unique<shmbus::Subscriber>(std::move(sub.value()));
         pub_ = std::make_unique<shmbus::Publisher>(std::move(pub.value()));
@@ -621,7 +623,7 @@ private:
 std::vector<std::string> available_transports() {
     std::vector<std::string> t = {"shmbus_spin", "shmbus_exclusive", "shmbus_archived", "shmbus_block", "shmbus_durable", "cacheline",
                                   "futex",       "raw_ring",        "uds",          "pipe",           "boost_mq",
-                                  "shmbus_spin_untimed", "shmbus_exclusive_untimed"};
+                                  "shmbus_spin_untimed", "shmbus_exclusive_untimed", "shmbus_spin_reuse"};
 #if SHMBUS_BENCH_HAVE_ZMQ
     t.push_back("zmq_ipc");
 #endif

@@ -478,6 +478,7 @@ void register_against_aeron() {
         {"shmbus_exclusive_untimed", "aeron_ipc_exclusive", 64}, {"shmbus_spin_untimed", "aeron_ipc", 64}};
 #if SHMBUS_BENCH_HAVE_ICEORYX
     pairs.emplace_back("shmbus_spin", "iceoryx", 1 << 20);
+    pairs.emplace_back("shmbus_spin_reuse", "iceoryx", 1 << 20);
 #endif
     for (const auto& [a, b, size] : pairs) {
         const bool large = size > 1024;
@@ -522,6 +523,9 @@ uint64_t latency_rounds(std::size_t size) {
 bool floor_only_small(const std::string& t) {
     return t == "cacheline" || t == "futex" || t.find("_untimed") != std::string::npos;
 }
+// Publishers that reuse the ring's warm memory (PublisherOptions::reuse_space): a choice for large
+// messages only, measured where it applies.
+bool large_only(const std::string& t) { return t.find("_reuse") != std::string::npos; }
 
 void register_all() {
     // Two seconds of ping-pong before anything is measured: CPU frequency and caches settle.
@@ -532,7 +536,7 @@ void register_all() {
     const std::vector<std::size_t> sizes = {8, 32, 64, 1024, 64 * 1024, 1024 * 1024};
     for (const auto& t : available_transports())
         for (std::size_t s : sizes) {
-            if (floor_only_small(t) && s > 64) continue;
+            if ((floor_only_small(t) && s > 64) || (large_only(t) && s < shmbus::kReuseSpaceFrom)) continue;
             // 32 B: a message and its header in one cache line, for the floor and the fastest paths.
             if (s == 32 && t != "cacheline" && t != "raw_ring" && t != "shmbus_spin" && t != "shmbus_exclusive" &&
                 t.rfind("aeron_", 0) != 0)
@@ -561,7 +565,7 @@ void register_all() {
                     ->Unit(benchmark::kMillisecond);
             }
         for (const auto& t : available_transports()) {
-            if (t.rfind("shmbus_", 0) == 0 || floor_only_small(t)) continue;
+            if (t.rfind("shmbus_", 0) == 0 || floor_only_small(t) || large_only(t)) continue;
             const uint64_t n = t == "raw_ring" ? count : count / 4;
             benchmark::RegisterBenchmark(("Throughput/" + t + "/" + std::to_string(s) + "/1x1").c_str(),
                                          [=](benchmark::State& st) { throughput_link(st, t, s, n); })

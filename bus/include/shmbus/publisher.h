@@ -66,19 +66,23 @@ struct PublisherOptions {
     // and topic; the topic remembers a name until it is deleted, or until 4 x max_producers other
     // names were used after it (docs/guarantees.md). Empty: an anonymous publisher.
     std::string producer;
-    // Reuse the ring's warm memory for large messages: a message of kReuseSpaceFrom bytes or more
-    // is written at the start of the ring, into the memory the previous such message used, which
-    // the caches still hold, whenever every reader present has read everything published and that
-    // memory is free (docs/architecture.md, "Large messages"). A subscription that starts later
-    // then finds only the messages published since, not a ring's worth: the ring keeps no history
-    // for it. Readers present lose nothing. Pays where the publisher and its readers share a
-    // last-level cache; across caches, memory another core holds is slower to write than memory
-    // from DRAM (docs/benchmarks.md). Off: every message follows the last one in the ring.
+    // Reuse the ring's warm memory for large messages: messages of kReuseSpaceFrom bytes or more
+    // cycle through the ring's first kReuseSpaceWindow bytes (or two messages' worth, if more)
+    // instead of the whole ring. A message that would end past that window goes to the ring's
+    // start, into memory recent messages used, which the shared cache still holds, whenever every
+    // reader present has read everything published (docs/architecture.md, "Large messages").
+    // Readers present lose nothing; a subscription that starts later finds at most the window's
+    // worth of messages, not a ring's. Pays where the publisher and its readers share a last-level
+    // cache; across caches, memory is faster to write fresh from DRAM (docs/benchmarks.md). Off:
+    // every message follows the last one in the ring.
     bool reuse_space = false;
 };
 
-// The smallest message PublisherOptions::reuse_space places at the ring's start.
+// The smallest message PublisherOptions::reuse_space places at the ring's start, and the part of
+// the ring such messages then cycle through: beyond a core's own cache (so that writing a line
+// does not first take it from the reading core), within the cache the cores share.
 inline constexpr std::size_t kReuseSpaceFrom = 256 * 1024;
+inline constexpr std::size_t kReuseSpaceWindow = 4u << 20;
 
 // The longest message key, in bytes.
 inline constexpr std::size_t kMaxKey = layout::kMaxKey;
