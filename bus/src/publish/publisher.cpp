@@ -157,8 +157,7 @@ void PublisherCore::wrap_early(uint64_t size) noexcept {
     const uint64_t pad = cap - offset;
     // Still inside the window; or near the ring's end, where the ordinary wrap comes soon and the
     // padding could pass for a record's claim (shmbusd tells them apart by length).
-    const uint64_t window = std::max<uint64_t>(kReuseSpaceWindow, 2 * size);
-    if (offset + size <= window || pad <= longest_claim(cap) || !everything_read(t, size)) return;
+    if (offset + size <= reuse_window(size) || pad <= longest_claim(cap) || !everything_read(t, size)) return;
     const uint64_t end = t.position + pad;
     if (end > horizon) horizon = ring.raise_horizon(end);
     if (slot != nullptr) announce(t.position, end, t.next_id);

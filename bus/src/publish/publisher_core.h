@@ -2,6 +2,7 @@
 // of the publish path. Internal.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -131,6 +132,16 @@ private:
     void wrap_early(uint64_t size) noexcept;
     [[nodiscard]] bool everything_read(const TailSnapshot& tail, uint64_t size) const noexcept;
     void write_padding(uint64_t position, uint64_t bytes, uint64_t next_id) noexcept;
+
+public:
+    // The start of the ring that large records of `size` bytes cycle through (reuse_space): at least
+    // two of them, so that a line written was last read at least a message ago.
+    [[nodiscard]] static uint64_t reuse_window(uint64_t size) noexcept { return std::max<uint64_t>(kReuseSpaceWindow, 2 * size); }
+    // Whether a `length`-byte payload at `position` lands in that window, memory recent messages
+    // used (reuse_space only): still cached, so copied without prefetching.
+    [[nodiscard]] bool lands_warm(uint64_t position, uint64_t length) const noexcept {
+        return length >= reuse_from && (position & seg.mask()) + length <= reuse_window(layout::record_size(length));
+    }
 };
 
 // Publishes a group's message moved to the tail to wait out its backoff (layout/record.h,
