@@ -2,8 +2,8 @@
 //   peer pub DIR TOPIC COUNT PRODUCER [--size N] [--timeout-ms T] [--pace-us N] [--log FILE]
 //            [--stop-on-failure 1] (the first publish that is not ok ends the run)
 //            [--pace-every N] (--pace-us sleeps after every Nth message only)
-//            [--stall-after N --stall-ms M] [--hold-us N] [--named NAME]
-//   peer sub DIR TOPIC [--count N | --until-id ID] [--durable NAME] [--from earliest|latest]
+//            [--stall-after N --stall-ms M] [--hold-us N] [--named NAME] [--reuse-space 1]
+//   peer sub DIR TOPIC [--count N | --until-id ID | --until-seq PRODUCER:SEQ] [--durable NAME] [--from earliest|latest]
 //            [--log FILE] [--ready FILE] [--slow-us N] [--stall-limit-ms N (exit 5 when exceeded)]
 //   peer member DIR TOPIC --group NAME [--log FILE] [--nack-every N] [--ordered-by-key --order-log FILE]
 //            joins a consumer group (unlimited deliveries, 1..5 ms backoff, 2 s visibility) and
@@ -68,6 +68,7 @@ int run_pub(int argc, char** argv, shmbus::Client& client) {
     po.create_config = topic_config(argc, argv);
     po.block_timeout = std::chrono::milliseconds(std::stoll(flag(argc, argv, "--timeout-ms", "60000")));
     po.producer = flag(argc, argv, "--named");
+    po.reuse_space = flag(argc, argv, "--reuse-space") == "1";
     auto pub = client.publisher(topic, po);
     if (!pub) {
         std::fprintf(stderr, "peer: %s\n", pub.error().message.c_str());
@@ -167,6 +168,11 @@ int run_sub(int argc, char** argv, shmbus::Client& client) {
     const std::string until_s = flag(argc, argv, "--until-id");
     const uint64_t count = count_s.empty() ? UINT64_MAX : std::strtoull(count_s.c_str(), nullptr, 10);
     const uint64_t until = until_s.empty() ? UINT64_MAX : std::strtoull(until_s.c_str(), nullptr, 10);
+    // --until-seq P:S: ends once producer P's message S came (where the count is not known ahead).
+    unsigned until_producer = 0;
+    unsigned long long until_seq = 0;
+    const bool until_message = std::sscanf(flag(argc, argv, "--until-seq").c_str(), "%u:%llu", &until_producer, &until_seq) == 2;
+    bool reached = false;
     const long slow_us = std::strtol(flag(argc, argv, "--slow-us", "0").c_str(), nullptr, 10);
     shmbus::SubscribeOptions o;
     o.durable_name = flag(argc, argv, "--durable");
@@ -207,6 +213,7 @@ int run_sub(int argc, char** argv, shmbus::Client& client) {
         auto it = next_seq.find(p.producer);
         if (it != next_seq.end() && p.seq != it->second && m.lost_before == 0) ++bad;
         next_seq[p.producer] = p.seq + 1;
+        if (until_message && p.producer == until_producer && p.seq == until_seq) reached = true;
         if (!first && m.id <= last_id) ++bad;
         if (log && bad != bad_before) std::fprintf(log, "bad %llu\n", (unsigned long long)m.id);
         last_id = m.id;
@@ -218,7 +225,7 @@ int run_sub(int argc, char** argv, shmbus::Client& client) {
     // Waiting longer than this for the next message means someone is stuck: exit with status 5.
     const auto idle_limit = std::chrono::milliseconds(std::stoll(flag(argc, argv, "--stall-limit-ms", "30000")));
     auto last_progress = std::chrono::steady_clock::now();
-    while (received < count && (first || last_id < until)) {
+    while (received < count && (first || last_id < until) && !reached) {
         const std::size_t want = std::size_t(std::min<uint64_t>(count - received, 64));
         auto r = sub->receive(check, std::chrono::milliseconds(100), want);
         if (r.status == shmbus::ReceiveStatus::corrupt) {

@@ -1,6 +1,6 @@
 // Fault injection for the recovery tests: SHMBUS_CRASH_POINT=<point>:<N> makes the process kill
 // itself with SIGKILL the Nth time it reaches <point>. Points: in_claim (the claim CAS won, the
-// claim not yet recorded), after_claim (a claim recorded, not committed), before_commit (a named
+// claim not yet recorded), in_wrap (an early wrap's padding claim won, the padding not written), after_claim (a claim recorded, not committed), before_commit (a named
 // producer's publish marked pending, the record not committed), after_commit (its record
 // committed, the sequence table not told), after_store_commit (an IdempotentConsumer committed a
 // message's transaction, the message not acked), before_ack (messages delivered, the ack not stored),

@@ -65,14 +65,21 @@ PublisherCore::GateFloor PublisherCore::min_gating_ack() const noexcept {
         // (see cas_dispatch), so a message taken since is in its entry.
         if (s.reserved0 < seg.max_groups()) floor.group = std::min(floor.group, lowest_unsettled(seg.group_block(s.reserved0)));
     }
-    if (!revocable) return floor;
-    // A claim the daemon took back may still be written by its stalled owner: keep its bytes
-    // until the owner notices (release_claim) or dies. After the acks: see take_back_stalled_claim.
+    // After the acks: see take_back_stalled_claim.
+    min_ack = std::min(min_ack, lowest_taken_back());
+    return floor;
+}
+
+// A claim the daemon took back may still be written by its stalled owner: its bytes are kept
+// until the owner notices (release_claim) or dies. Only topics with an unblock-timeout have any.
+uint64_t PublisherCore::lowest_taken_back() const noexcept {
+    uint64_t lowest = UINT64_MAX;
+    if (!revocable) return lowest;
     for (uint32_t i = 0; i < seg.max_producers(); ++i)
         // SYNC: acquire pairs with the release stores of revoked in recovery.cpp and release_claim.
         if (const uint64_t r = seg.producer_slot(i).revoked.load(std::memory_order_acquire); r != 0)
-            min_ack = std::min(min_ack, r - 1);
-    return floor;
+            lowest = std::min(lowest, r - 1);
+    return lowest;
 }
 
 // The gate: a claim may end at most one ring past the slowest durable ack, and at most a
@@ -191,9 +198,7 @@ bool PublisherCore::everything_read(const TailSnapshot& tail, uint64_t size) con
         groups = true;
         if (s.reserved0 < seg.max_groups() && lowest_unsettled(seg.group_block(s.reserved0)) < tail.position) return false;
     }
-    for (uint32_t i = 0; i < seg.max_producers(); ++i)
-        // SYNC: acquire pairs with the release stores of revoked, as in min_gating_ack.
-        if (seg.producer_slot(i).revoked.load(std::memory_order_acquire) != 0) return false;
+    if (lowest_taken_back() != UINT64_MAX) return false;
     // The record lands on [0, size) of the ring, which readers have passed only up to the tail's
     // offset. Groups keep retry_reserve free below what they hold (refresh_gate).
     return (tail.position & seg.mask()) >= size + (groups ? retry_reserve : 0);

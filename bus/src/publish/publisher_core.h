@@ -126,6 +126,8 @@ private:
         uint64_t group = UINT64_MAX;
     };
     [[nodiscard]] GateFloor min_gating_ack() const noexcept;
+    // The lowest position of a claim taken back whose owner may still write it; UINT64_MAX: none.
+    [[nodiscard]] uint64_t lowest_taken_back() const noexcept;
     void wait_for_space(uint64_t needed_end, uint64_t deadline_ns) noexcept;
     // PublisherOptions::reuse_space: before a large record of `size` bytes, pads to the ring's end
     // when every reader has read everything, so that the record goes to the ring's start.
