@@ -2,6 +2,7 @@
  * as argv[1] (tests/process/c_api_test.cpp starts it). Prints each failed check and exits 1 if
  * any failed. */
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -253,6 +254,40 @@ static void named_producers_refuse_duplicates(shmbus_client* bus) {
     shmbus_publisher_close(pub);
 }
 
+/* A publisher reusing warm memory: large messages arrive byte for byte; an older caller's options
+ * (without reuse_space) are taken, a struct shorter than that is refused. */
+static void a_publisher_reusing_space_delivers_large_messages_whole(shmbus_client* bus) {
+    enum { kSize = 300 * 1024, kCount = 30 };
+    shmbus_topic_config config = SHMBUS_TOPIC_CONFIG_INIT;
+    config.capacity = 16u << 20;
+    config.max_message = kSize;
+    CHECK_STATUS(shmbus_create_topic(bus, "c.large", &config), SHMBUS_OK);
+    shmbus_subscriber* sub = NULL;
+    CHECK_STATUS(shmbus_subscribe(bus, "c.large", NULL, &sub), SHMBUS_OK);
+    shmbus_publisher_options o = SHMBUS_PUBLISHER_OPTIONS_INIT;
+    o.reuse_space = 1;
+    shmbus_publisher* pub = NULL;
+    CHECK_STATUS(shmbus_publisher_open(bus, "c.large", &o, &pub), SHMBUS_OK);
+    unsigned char* sent = malloc(kSize);
+    if (!sub || !pub || !sent) return;
+    for (int n = 0; n < kCount; ++n) {
+        for (size_t i = 0; i < kSize; ++i) sent[i] = (unsigned char)(i * 131 + (size_t)n * 7);
+        CHECK_STATUS(shmbus_publish(pub, sent, kSize), SHMBUS_OK);
+        shmbus_message m;
+        CHECK_STATUS(shmbus_next(sub, kSecond, &m), SHMBUS_OK);
+        CHECK(m.size == kSize && memcmp(m.payload, sent, kSize) == 0);
+    }
+    CHECK(shmbus_subscriber_lost(sub) == 0);
+    free(sent);
+    shmbus_publisher_close(pub);
+    o.struct_size = offsetof(shmbus_publisher_options, reuse_space);
+    CHECK_STATUS(shmbus_publisher_open(bus, "c.large", &o, &pub), SHMBUS_OK);
+    shmbus_publisher_close(pub);
+    o.struct_size = offsetof(shmbus_publisher_options, block_timeout_ns);
+    CHECK_STATUS(shmbus_publisher_open(bus, "c.large", &o, &pub), SHMBUS_INVALID_ARGUMENT);
+    shmbus_subscriber_close(sub);
+}
+
 static void a_wait_set_names_the_ready_subscription(shmbus_client* bus) {
     shmbus_subscriber *a = NULL, *b = NULL;
     CHECK_STATUS(shmbus_subscribe(bus, "c.wait.a", NULL, &a), SHMBUS_OK);
@@ -304,6 +339,7 @@ int main(int argc, char** argv) {
     durable_resumes_after_what_it_acked(bus);
     groups_retry_and_dead_letter(bus);
     named_producers_refuse_duplicates(bus);
+    a_publisher_reusing_space_delivers_large_messages_whole(bus);
     a_wait_set_names_the_ready_subscription(bus);
     shmbus_client_close(bus);
     if (failures) fprintf(stderr, "%d check(s) failed\n", failures);

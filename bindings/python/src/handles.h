@@ -100,7 +100,7 @@ private:
 class Publisher {
 public:
     Publisher(Bus& bus, const std::string& topic, const std::optional<std::string>& producer,
-              const std::optional<double>& block_timeout);
+              const std::optional<double>& block_timeout, bool reuse_space);
     ~Publisher() { close(); }
     void close() noexcept;
     // key: str or bytes; ttl and delay: seconds; deliver_at_ns: CLOCK_REALTIME (wins over delay).

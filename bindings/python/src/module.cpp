@@ -42,11 +42,11 @@ PYBIND11_MODULE(_shmbus, m) {
              },
              arg("topic"), py::kw_only(), arg("force") = false)
         .def("publisher", [](Bus& b, const std::string& topic, const std::optional<std::string>& producer,
-                             const std::optional<double>& block_timeout) {
-                 return std::make_unique<Publisher>(b, topic, producer, block_timeout);
+                             const std::optional<double>& block_timeout, bool reuse_space) {
+                 return std::make_unique<Publisher>(b, topic, producer, block_timeout, reuse_space);
              },
              arg("topic"), py::kw_only(), arg("producer") = py::none(), arg("block_timeout") = py::none(),
-             py::keep_alive<0, 1>())
+             arg("reuse_space") = false, py::keep_alive<0, 1>())
         .def("subscribe", [](Bus& b, const std::string& topic, const std::optional<std::string>& durable,
                              const std::optional<std::string>& group, const py::object& start, bool auto_ack, bool busy_spin) {
                  return std::make_unique<Subscription>(b, topic, durable, group, start, auto_ack, busy_spin);

@@ -92,11 +92,12 @@ shmbus_client* Bus::handle() const {
 // ---- Publisher and Loan ----
 
 Publisher::Publisher(Bus& bus, const std::string& topic, const std::optional<std::string>& producer,
-                     const std::optional<double>& block_timeout)
+                     const std::optional<double>& block_timeout, bool reuse_space)
     : topic_(topic) {
     shmbus_publisher_options o = SHMBUS_PUBLISHER_OPTIONS_INIT;
     if (producer) o.producer = producer->c_str();
     if (block_timeout) o.block_timeout_ns = std::max<int64_t>(1, timeout_ns(block_timeout));
+    o.reuse_space = reuse_space ? 1 : 0;
     check(shmbus_publisher_open(bus.handle(), topic.c_str(), &o, &pub_));
 }
 

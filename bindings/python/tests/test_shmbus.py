@@ -109,6 +109,18 @@ def test_a_loan_is_written_in_place_and_numpy_reads_without_a_copy(bus):
             loan.commit()
 
 
+def test_a_publisher_reusing_space_delivers_frames_whole(bus):
+    frame = 1 << 20
+    bus.create_topic("py.reuse", capacity=16 << 20, max_message=frame)
+    with bus.subscribe("py.reuse", durable="viewer") as sub, bus.publisher("py.reuse", reuse_space=True) as pub:
+        for n in range(12):  # four times round the ring's first 4 MiB
+            sent = (np.arange(frame, dtype=np.uint64) * 131 + n).astype(np.uint8)
+            pub.publish(sent)
+            msg = sub.receive(5)
+            assert np.array_equal(np.frombuffer(msg.payload, dtype=np.uint8), sent)
+            del msg
+
+
 def test_a_durable_subscription_resumes_after_what_it_handled(bus_dir):
     with shmbus.connect(bus_dir) as bus:
         pub = bus.publisher("py.durable")

@@ -117,8 +117,12 @@ typedef struct shmbus_publisher_options {
     size_t struct_size;        /* sizeof(shmbus_publisher_options) */
     const char* producer;      /* a named (idempotent) producer; NULL: anonymous */
     int64_t block_timeout_ns;  /* how long a publish waits on a full `block` topic; <= 0: 30 s */
+    /* 1: messages of 256 KiB and more cycle through the ring's first 4 MiB, still cached, once every
+     * reader has read everything; later subscriptions then find less history
+     * (shmbus::PublisherOptions::reuse_space). An older caller's struct without it: 0. */
+    int reuse_space;
 } shmbus_publisher_options;
-#define SHMBUS_PUBLISHER_OPTIONS_INIT {sizeof(shmbus_publisher_options), NULL, 0}
+#define SHMBUS_PUBLISHER_OPTIONS_INIT {sizeof(shmbus_publisher_options), NULL, 0, 0}
 
 int shmbus_publisher_open(shmbus_client* client, const char* topic, const shmbus_publisher_options* options,
                           shmbus_publisher** out);

@@ -2,6 +2,7 @@
 // the one thing C++ does not have: a borrowed message that stays valid until the next call
 // (shmbus_next), with auto-ack deferred until then. Statuses: statuses.cpp; wait sets: wait_set.cpp.
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <new>
 #include <string>
@@ -127,10 +128,14 @@ int shmbus_publisher_open(shmbus_client* client, const char* topic, const shmbus
     try {
         shmbus::PublisherOptions o;
         if (options) {
-            if (options->struct_size < sizeof(shmbus_publisher_options))
+            if (options->struct_size < offsetof(shmbus_publisher_options, reuse_space))
                 return fail(SHMBUS_INVALID_ARGUMENT, "shmbus_publisher_options.struct_size is too small");
-            if (options->producer) o.producer = options->producer;
-            if (options->block_timeout_ns > 0) o.block_timeout = std::chrono::nanoseconds(options->block_timeout_ns);
+            // Fields past what the caller's struct_size covers keep their defaults (an older caller's struct).
+            shmbus_publisher_options given = SHMBUS_PUBLISHER_OPTIONS_INIT;
+            std::memcpy(&given, options, std::min(sizeof given, options->struct_size));
+            if (given.producer) o.producer = given.producer;
+            if (given.block_timeout_ns > 0) o.block_timeout = std::chrono::nanoseconds(given.block_timeout_ns);
+            o.reuse_space = given.reuse_space != 0;
         }
         auto p = client->client.publisher(topic, std::move(o));
         if (!p) return fail(p.error());
