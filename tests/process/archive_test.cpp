@@ -46,8 +46,27 @@ TEST_F(Archive, EveryMessageIsArchivedExactlyOnceWhileTheArchiverAndShmbusdAreKi
         pub_status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
         return false;
     };
+    // The kills are spread over the run whatever the machine's speed: while the test waits for the
+    // next kill, a publisher further ahead than its share of the 20 kills wanted is held (SIGSTOP),
+    // and it is let go a few milliseconds before the kill, so that each kill lands while records are
+    // being written.
+    constexpr int kKillsWanted = 20;
+    bool held = false;
+    auto ahead_of_the_kills = [&] {
+        auto s = stats("kill");
+        return s && s->published * kKillsWanted > kCount * uint64_t(archiver_kills + daemon_kills);
+    };
+    auto wait_holding_the_publisher = [&](int ms) {
+        for (int waited = 0; waited < ms; waited += 2) {
+            if (!held && ahead_of_the_kills()) held = ::kill(pub, SIGSTOP) == 0;
+            std::this_thread::sleep_for(2ms);
+        }
+        if (held) ::kill(pub, SIGCONT);
+        held = false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1 + rng() % 3));
+    };
     while (publishing()) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(20 + rng() % 120));
+        wait_holding_the_publisher(20 + int(rng() % 120));
         if (rng() % 4 == 0 && daemon_kills < 6) {
             kill_daemon();  // its archivers die with it
             start_daemon();
