@@ -288,6 +288,41 @@ static void a_publisher_reusing_space_delivers_large_messages_whole(shmbus_clien
     shmbus_subscriber_close(sub);
 }
 
+/* stream_backoff_ns: a spinning subscriber with the pacing off (< 0), at its default (0) and at a
+ * set cap each get a burst of 2,000 messages whole and in order; an older caller's struct, which
+ * ends before the field, still subscribes; one shorter than that is refused. */
+static void a_subscriber_paces_a_dense_stream_as_asked(shmbus_client* bus) {
+    const int64_t caps[] = {-1, 0, 2000};
+    for (size_t c = 0; c < sizeof caps / sizeof caps[0]; ++c) {
+        shmbus_subscribe_options o = SHMBUS_SUBSCRIBE_OPTIONS_INIT;
+        o.busy_spin = 1;
+        o.stream_backoff_ns = caps[c];
+        shmbus_subscriber* sub = NULL;
+        CHECK_STATUS(shmbus_subscribe(bus, "c.paced", &o, &sub), SHMBUS_OK);
+        shmbus_publisher* pub = NULL;
+        CHECK_STATUS(shmbus_publisher_open(bus, "c.paced", NULL, &pub), SHMBUS_OK);
+        if (!sub || !pub) return;
+        for (int i = 0; i < 2000; ++i) CHECK_STATUS(shmbus_publish(pub, &i, sizeof i), SHMBUS_OK);
+        for (int i = 0; i < 2000; ++i) {
+            shmbus_message m;
+            CHECK_STATUS(shmbus_next(sub, kSecond, &m), SHMBUS_OK);
+            int got = -1;
+            if (m.size == sizeof got) memcpy(&got, m.payload, sizeof got);
+            CHECK(got == i);
+        }
+        shmbus_publisher_close(pub);
+        shmbus_subscriber_close(sub);
+    }
+    shmbus_subscribe_options o = SHMBUS_SUBSCRIBE_OPTIONS_INIT;
+    o.struct_size = offsetof(shmbus_subscribe_options, stream_backoff_ns);
+    shmbus_subscriber* sub = NULL;
+    CHECK_STATUS(shmbus_subscribe(bus, "c.paced", &o, &sub), SHMBUS_OK);
+    shmbus_subscriber_close(sub);
+    o.struct_size = offsetof(shmbus_subscribe_options, busy_spin);
+    CHECK_STATUS(shmbus_subscribe(bus, "c.paced", &o, &sub), SHMBUS_INVALID_ARGUMENT);
+    CHECK_STATUS(shmbus_delete_topic(bus, "c.paced", 0), SHMBUS_OK);
+}
+
 static void a_wait_set_names_the_ready_subscription(shmbus_client* bus) {
     shmbus_subscriber *a = NULL, *b = NULL;
     CHECK_STATUS(shmbus_subscribe(bus, "c.wait.a", NULL, &a), SHMBUS_OK);
@@ -340,6 +375,7 @@ int main(int argc, char** argv) {
     groups_retry_and_dead_letter(bus);
     named_producers_refuse_duplicates(bus);
     a_publisher_reusing_space_delivers_large_messages_whole(bus);
+    a_subscriber_paces_a_dense_stream_as_asked(bus);
     a_wait_set_names_the_ready_subscription(bus);
     shmbus_client_close(bus);
     if (failures) fprintf(stderr, "%d check(s) failed\n", failures);

@@ -180,8 +180,12 @@ typedef struct shmbus_subscribe_options {
     uint64_t start_id;         /* with SHMBUS_START_ID */
     int auto_ack;              /* 1 (default): ack each message once the next is asked for */
     int busy_spin;             /* 1: receive() spins instead of sleeping */
+    /* In a dense stream, how long a receiving subscriber may wait after catching up before it polls
+     * again (shmbus::SubscribeOptions::stream_backoff): 0: the default, 8 us; < 0: never wait.
+     * An older caller's struct without it: 0. */
+    int64_t stream_backoff_ns;
 } shmbus_subscribe_options;
-#define SHMBUS_SUBSCRIBE_OPTIONS_INIT {sizeof(shmbus_subscribe_options), NULL, NULL, SHMBUS_START_LATEST, 0, 1, 0}
+#define SHMBUS_SUBSCRIBE_OPTIONS_INIT {sizeof(shmbus_subscribe_options), NULL, NULL, SHMBUS_START_LATEST, 0, 1, 0, 0}
 
 /* A received message. Its pointers (payload, producer, headers) are valid until the handler
  * returns, or for shmbus_next until the next call on the subscriber. The struct may be copied by

@@ -247,19 +247,24 @@ int shmbus_subscribe(shmbus_client* client, const char* topic, const shmbus_subs
         shmbus::SubscribeOptions o;
         bool auto_ack = true;
         if (options) {
-            if (options->struct_size < sizeof(shmbus_subscribe_options))
+            if (options->struct_size < offsetof(shmbus_subscribe_options, stream_backoff_ns))
                 return fail(SHMBUS_INVALID_ARGUMENT, "shmbus_subscribe_options.struct_size is too small");
-            if (options->durable) o.durable_name = options->durable;
-            if (options->group) o.group = options->group;
-            switch (options->start) {
+            // Fields past what the caller's struct_size covers keep their defaults (an older caller's struct).
+            shmbus_subscribe_options given = SHMBUS_SUBSCRIBE_OPTIONS_INIT;
+            std::memcpy(&given, options, std::min(sizeof given, options->struct_size));
+            if (given.durable) o.durable_name = given.durable;
+            if (given.group) o.group = given.group;
+            switch (given.start) {
                 case SHMBUS_START_LATEST: o.from = shmbus::StartFrom::latest; break;
                 case SHMBUS_START_EARLIEST: o.from = shmbus::StartFrom::earliest; break;
-                case SHMBUS_START_ID: o.from = shmbus::StartFrom::id, o.from_id = options->start_id; break;
+                case SHMBUS_START_ID: o.from = shmbus::StartFrom::id, o.from_id = given.start_id; break;
                 case SHMBUS_START_LATEST_PER_KEY: o.from = shmbus::StartFrom::latest_per_key; break;
                 default: return fail(SHMBUS_INVALID_ARGUMENT, "start must be SHMBUS_START_LATEST, _EARLIEST, _ID or _LATEST_PER_KEY");
             }
-            auto_ack = options->auto_ack != 0;
-            if (options->busy_spin) o.wait = shmbus::WaitStrategy::busy_spin;
+            auto_ack = given.auto_ack != 0;
+            if (given.busy_spin) o.wait = shmbus::WaitStrategy::busy_spin;
+            if (given.stream_backoff_ns != 0)
+                o.stream_backoff = std::chrono::nanoseconds(std::max<int64_t>(0, given.stream_backoff_ns));
         }
         // The C layer acks itself (after the handler, or when shmbus_next is called again), and
         // lends messages past the handler: nothing is read in place under a hold that ends with it.

@@ -281,7 +281,7 @@ AckStatus SubscriberCore::ack(const Message& m) noexcept {
 }
 
 template <class PollOnce>
-PollResult SubscriberCore::receive_with(PollOnce&& poll_once, std::chrono::nanoseconds timeout) noexcept {
+PollResult SubscriberCore::receive_with(PollOnce&& poll_once, std::chrono::nanoseconds timeout, std::size_t max) noexcept {
     PollResult r = poll_once();
     if (r.status != ReceiveStatus::empty || timeout.count() <= 0) return r;
     // The clock is read only every 256 spins: on the fast path a message arrives before that.
@@ -293,12 +293,20 @@ PollResult SubscriberCore::receive_with(PollOnce&& poll_once, std::chrono::nanos
     };
     const bool sleep_ok = options.wait == WaitStrategy::spin_then_sleep;
     // Held back by the rate limit rather than by an empty ring: no use spinning.
+    pacer.wait();  // in a dense stream, let the publisher write a run of records alone
     for (uint32_t i = 0; !sleep_ok || (i < options.spin_polls && rate_ready() == 0); ++i) {
         cpu_relax();
         r = poll_once();
-        if (r.status != ReceiveStatus::empty) return r;
-        if (i % 256 == 255 && expired()) return r;
+        if (r.status != ReceiveStatus::empty) {
+            pacer.arrived(i + 1, r.count, max);
+            return r;
+        }
+        if (i % 256 == 255 && expired()) {
+            pacer.went_quiet();
+            return r;
+        }
     }
+    pacer.went_quiet();
     // How long the next sleep may last: to the deadline, at most kMaxSleep, and not past the rate
     // limit's next token (messages are waiting then, so no publisher will wake us).
     auto sleep_for = [&] {
@@ -323,11 +331,11 @@ PollResult SubscriberCore::receive_with(PollOnce&& poll_once, std::chrono::nanos
 }
 
 PollResult SubscriberCore::receive(Handler& handler, std::chrono::nanoseconds timeout, std::size_t max) noexcept {
-    return receive_with([&] { return poll(handler, max); }, timeout);
+    return receive_with([&] { return poll(handler, max); }, timeout, max);
 }
 
 PollResult SubscriberCore::receive_batch(BatchHandler& handler, std::chrono::nanoseconds timeout, std::size_t max) noexcept {
-    return receive_with([&] { return poll_batch(handler, max); }, timeout);
+    return receive_with([&] { return poll_batch(handler, max); }, timeout, std::min(max, kMaxBatch));
 }
 
 Status SubscriberCore::seek(StartFrom from, uint64_t id) noexcept {

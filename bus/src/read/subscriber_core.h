@@ -17,6 +17,7 @@
 #include "core/slots.h"
 #include "groups/group.h"
 #include "core/rate_limit.h"
+#include "read/stream_pacer.h"
 #include "shmbus/subscriber.h"
 
 namespace shmbus::detail {
@@ -85,6 +86,7 @@ struct SubscriberCore {
     uint64_t acked_position = 0;  // last ack stored in the slot
     uint64_t epoch = 0;           // seeks so far: a message delivered before the last one is stale
     uint32_t empty_polls = 0;
+    StreamPacer pacer{uint64_t(std::max<int64_t>(0, options.stream_backoff.count()))};
     // Processing-time sampling: one delivering poll in kSampleEvery notes when it delivered id
     // `sample_id`; the ack that first covers it records the time taken.
     static constexpr uint32_t kSampleEvery = 16;
@@ -185,7 +187,7 @@ private:
     // The end of every poll: the auto-ack, then the status for `count` messages delivered.
     [[nodiscard]] PollResult finish_poll(uint32_t count) noexcept;
     template <class PollOnce>
-    [[nodiscard]] PollResult receive_with(PollOnce&& poll_once, std::chrono::nanoseconds timeout) noexcept;
+    [[nodiscard]] PollResult receive_with(PollOnce&& poll_once, std::chrono::nanoseconds timeout, std::size_t max) noexcept;
     [[nodiscard]] bool overrun() const noexcept;
     // In-place reads (SubscribeOptions::in_place_from): whether a `length`-byte message is read in
     // place; holding the record at `pos` in the slot (false: too close to the tail to hold, copy

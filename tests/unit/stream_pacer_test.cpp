@@ -1,0 +1,131 @@
+// SubscribeOptions::stream_backoff: a receiving subscriber that catches up in a dense stream waits
+// a little before it polls again; one that receives a sparse flow (a ping-pong) never waits. The
+// pacing's rule first, then a dense stream through a real subscriber, every message checked.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "local_topic.h"
+#include "read/stream_pacer.h"
+#include "ring_helpers.h"
+
+namespace shmbus::detail {
+namespace {
+
+constexpr uint64_t kMax = 8000;   // the cap these tests give the pacer, in nanoseconds
+constexpr std::size_t kPoll = 256;  // messages one poll may deliver
+
+TEST(StreamPacer, APingPongNeverWaits) {
+    StreamPacer p(kMax);
+    for (int i = 0; i < 1000; ++i) {
+        p.arrived(1 + uint32_t(i % 40), 1, kPoll);  // one message per poll, however soon it came
+        ASSERT_EQ(p.backoff_ns(), 0u) << "round " << i;
+    }
+}
+
+TEST(StreamPacer, ADenseStreamDoublesTheWaitUpToTheCap) {
+    StreamPacer p(kMax);
+    uint64_t want = StreamPacer::kFirstBackoffNs;
+    for (int i = 0; i < 20; ++i) {
+        p.arrived(1, 2, kPoll);  // two or more, right after catching up
+        EXPECT_EQ(p.backoff_ns(), std::min(want, kMax)) << "round " << i;
+        want *= 2;
+    }
+    EXPECT_EQ(p.backoff_ns(), kMax);
+    p.arrived(StreamPacer::kDensePolls - 1, 100, kPoll);  // still dense
+    EXPECT_EQ(p.backoff_ns(), kMax);
+}
+
+TEST(StreamPacer, AFullPollKeepsTheWaitAsItIs) {
+    StreamPacer p(kMax);
+    for (int i = 0; i < 3; ++i) p.arrived(1, 10, kPoll);
+    const uint64_t before = p.backoff_ns();
+    ASSERT_GT(before, 0u);
+    p.arrived(1, kPoll, kPoll);  // more may be waiting: neither longer nor shorter
+    EXPECT_EQ(p.backoff_ns(), before);
+}
+
+TEST(StreamPacer, TheWaitHalvesOnSingleMessagesAndEndsWhenTheFlowGoesQuiet) {
+    StreamPacer p(kMax);
+    for (int i = 0; i < 20; ++i) p.arrived(1, 5, kPoll);
+    ASSERT_EQ(p.backoff_ns(), kMax);
+    p.arrived(1, 1, kPoll);
+    EXPECT_EQ(p.backoff_ns(), kMax / 2);
+    p.arrived(StreamPacer::kDensePolls, 5, kPoll);  // many, but only after a longer wait: not dense
+    EXPECT_EQ(p.backoff_ns(), kMax / 4);
+    p.arrived(StreamPacer::kQuietPolls, 5, kPoll);
+    EXPECT_EQ(p.backoff_ns(), 0u);
+    for (int i = 0; i < 20; ++i) p.arrived(1, 5, kPoll);
+    p.went_quiet();
+    EXPECT_EQ(p.backoff_ns(), 0u);
+    // Halving below the first step ends the wait.
+    p.arrived(1, 2, kPoll);
+    ASSERT_EQ(p.backoff_ns(), StreamPacer::kFirstBackoffNs);
+    p.arrived(1, 1, kPoll);
+    EXPECT_EQ(p.backoff_ns(), 0u);
+}
+
+TEST(StreamPacer, ACapOfZeroNeverWaits) {
+    StreamPacer p(0);
+    for (int i = 0; i < 20; ++i) p.arrived(1, 50, kPoll);
+    EXPECT_EQ(p.backoff_ns(), 0u);
+}
+
+TEST(StreamPacer, TheWaitLastsAboutAsLongAsItSays) {
+    StreamPacer p(kMax);
+    for (int i = 0; i < 20; ++i) p.arrived(1, 5, kPoll);
+    const uint64_t t0 = monotonic_ns();
+    p.wait();
+    EXPECT_GE(monotonic_ns() - t0, kMax);
+}
+
+// A publisher thread streams 64-byte messages as fast as it can into a block topic; a durable
+// subscriber spinning in receive() takes every one, in id order, payload intact, with the pacing on
+// (the default) and off. A ring of 64 KiB makes the publisher wait on the subscriber often, so the
+// stream keeps catching up, emptying and refilling.
+void stream_through_a_subscriber(std::chrono::nanoseconds backoff) {
+    LocalTopic t(config(64 << 10));
+    ASSERT_TRUE(t.ok()) << t.error().message;
+    SubscribeOptions o = durable("d", StartFrom::earliest);
+    o.wait = WaitStrategy::busy_spin;
+    o.stream_backoff = backoff;
+    auto sub = t.subscriber(o);
+    ASSERT_TRUE(sub.has_value());
+    constexpr uint64_t kCount = 300'000;
+    std::thread publisher([&] {
+        auto pub = t.publisher();
+        std::vector<std::byte> m(64);
+        for (uint64_t i = 0; i < kCount; ++i) {
+            std::memcpy(m.data(), &i, 8);
+            const uint64_t check = i * 0x9e3779b97f4a7c15ull;
+            std::memcpy(m.data() + 56, &check, 8);
+            ASSERT_EQ(pub.publish(m), PublishStatus::ok);
+        }
+    });
+    uint64_t next = 0, bad = 0;
+    while (next < kCount && bad == 0) {
+        const auto r = sub->receive(
+            [&](const Message& m) {
+                uint64_t i = 0, check = 0;
+                std::memcpy(&i, m.payload.data(), 8);
+                std::memcpy(&check, m.payload.data() + 56, 8);
+                if (m.payload.size() != 64 || i != next || m.id != next || check != i * 0x9e3779b97f4a7c15ull) ++bad;
+                ++next;
+            },
+            std::chrono::seconds(10), kPoll);
+        ASSERT_EQ(r.status, ReceiveStatus::ok) << "after " << next << " messages";
+    }
+    publisher.join();
+    EXPECT_EQ(next, kCount);
+    EXPECT_EQ(bad, 0u);
+    EXPECT_EQ(sub->lost(), 0u);
+}
+
+TEST(StreamPacer, ADenseStreamArrivesWholeAndInOrderWithThePacing) { stream_through_a_subscriber(std::chrono::microseconds(8)); }
+TEST(StreamPacer, ADenseStreamArrivesWholeAndInOrderWithoutIt) { stream_through_a_subscriber(std::chrono::nanoseconds(0)); }
+
+}  // namespace
+}  // namespace shmbus::detail
