@@ -266,7 +266,7 @@ void throughput_shmbus(benchmark::State& state, const std::string& mode, std::si
         shmbus::TopicConfig config;
         config.capacity = capacity;
         // shmbus_batch: the single-producer path, published and received in batches of kBatch.
-        config.single_producer = mode == "shmbus_exclusive" || mode == "shmbus_batch";
+        config.single_producer = mode == "shmbus_exclusive" || mode == "shmbus_exclusive_unpaced" || mode == "shmbus_batch";
         if (!c || !c->create_topic(topic, config)) return fail_run(state, "cannot create the topic");
     }
     const bool oversubscribed = producers + consumers > cpu_count();
@@ -282,11 +282,13 @@ void throughput_shmbus(benchmark::State& state, const std::string& mode, std::si
             shmbus::SubscribeOptions o;
             o.from = shmbus::StartFrom::earliest;
             // Busy-spinning only where every process has a core of its own.
-            const bool spin = mode == "shmbus_spin" || mode == "shmbus_exclusive" || mode == "shmbus_batch";
+            const bool spin = mode == "shmbus_spin" || mode == "shmbus_exclusive" || mode == "shmbus_exclusive_unpaced" || mode == "shmbus_batch";
             o.wait = spin && !oversubscribed ? shmbus::WaitStrategy::busy_spin
                                                                : shmbus::WaitStrategy::spin_then_sleep;
             // Durable readers hold publishers back: nothing is lost, however fast batches come.
             if (mode == "shmbus_durable" || mode == "shmbus_batch") o.durable_name = "c" + std::to_string(c);
+            // The same reader without stream pacing (SubscribeOptions::stream_backoff): what it buys.
+            if (mode == "shmbus_exclusive_unpaced") o.stream_backoff = std::chrono::nanoseconds(0);
             auto sub = client->subscribe(topic, o);
             if (!sub) return 3;
             ready.post();
@@ -502,7 +504,7 @@ void register_against_aeron() {
                 ->Repetitions(kRepetitions)
                 ->UseManualTime()
                 ->Unit(benchmark::kMillisecond);
-        for (const char* t : {"shmbus_spin", "shmbus_exclusive", "shmbus_batch"})
+        for (const char* t : {"shmbus_spin", "shmbus_exclusive", "shmbus_exclusive_unpaced", "shmbus_batch"})
             benchmark::RegisterBenchmark(("VsAeron/" + std::string(t) + "/64/" + r).c_str(),
                                          [=](benchmark::State& st) { throughput_shmbus(st, t, 64, 1, 1, kCount, ring); })
                 ->Iterations(1)
