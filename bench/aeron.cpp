@@ -230,9 +230,9 @@ std::unique_ptr<Link> make_aeron_link(const std::string& transport, std::size_t 
     return std::make_unique<AeronLink>(transport == "aeron_ipc_exclusive", size);
 }
 
-void throughput_aeron(benchmark::State& state, bool exclusive, std::size_t size, std::size_t term_length, uint64_t count) {
-    std::string why;
-    if (!ensure_driver(why)) return fail_run(state, why);
+StreamRate stream_aeron(bool exclusive, std::size_t size, std::size_t term_length, uint64_t count) {
+    StreamRate out;
+    if (!ensure_driver(out.error)) return out;
     auto* r = shared_object<AeronStream>();
     const std::string channel = ipc_channel(term_length);
     Partner consumer(1, [&] {
@@ -263,15 +263,22 @@ void throughput_aeron(benchmark::State& state, bool exclusive, std::size_t size,
         return 0;
     });
     const int rc_p = producer.join(std::chrono::seconds(120)), rc_c = consumer.join(std::chrono::seconds(120));
-    if (rc_p != 0 || rc_c != 0) fail_run(state, "an Aeron partner failed");
-    else if (r->bad != 0) fail_run(state, "the Aeron reader saw a message out of order or with a bad checksum");
+    if (rc_p != 0 || rc_c != 0) out.error = "an Aeron partner failed";
+    else if (r->bad != 0) out.error = "the Aeron reader saw a message out of order or with a bad checksum";
     else {
-        const double secs = double(r->end_ticks - r->start_ticks) * Clock::ns_per_tick() / 1e9;
-        for (auto _ : state) state.SetIterationTime(secs);
-        state.counters["msgs_per_s"] = double(count) / secs;
-        state.counters["bytes_per_s"] = double(count) * double(size) / secs;
+        out.secs = double(r->end_ticks - r->start_ticks) * Clock::ns_per_tick() / 1e9;
+        out.received = count;
     }
     release_shared(r);
+    return out;
+}
+
+void throughput_aeron(benchmark::State& state, bool exclusive, std::size_t size, std::size_t term_length, uint64_t count) {
+    const StreamRate o = stream_aeron(exclusive, size, term_length, count);
+    if (!o.error.empty()) return fail_run(state, o.error);
+    for (auto _ : state) state.SetIterationTime(o.secs);
+    state.counters["msgs_per_s"] = o.per_second();
+    state.counters["bytes_per_s"] = o.per_second() * double(size);
 }
 
 #else
@@ -283,6 +290,11 @@ std::string aeron_missing_reason() {
 std::unique_ptr<Link> make_aeron_link(const std::string&, std::size_t, std::string& why) {
     why = aeron_missing_reason();
     return nullptr;
+}
+StreamRate stream_aeron(bool, std::size_t, std::size_t, uint64_t) {
+    StreamRate out;
+    out.error = aeron_missing_reason();
+    return out;
 }
 void throughput_aeron(benchmark::State& state, bool, std::size_t, std::size_t, uint64_t) {
     fail_run(state, aeron_missing_reason());

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "harness.h"
 #include "links.h"
 
 namespace bench {
@@ -20,5 +21,7 @@ std::unique_ptr<Link> make_aeron_link(const std::string& transport, std::size_t 
 // One publisher offering `count` messages of `size` bytes to one reader polling 10 fragments at a
 // time (Aeron's streaming_publisher and rate_subscriber), every message checked.
 void throughput_aeron(benchmark::State& state, bool exclusive, std::size_t size, std::size_t term_length, uint64_t count);
+// The same stream, its outcome returned (PairedThroughput).
+StreamRate stream_aeron(bool exclusive, std::size_t size, std::size_t term_length, uint64_t count);
 
 }  // namespace bench

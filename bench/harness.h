@@ -28,6 +28,15 @@ namespace bench {
 // Marks a run failed. Google Benchmark 1.7 aborts the whole program when one repetition reports
 // fewer iterations than the others, which a SkipWithError before the timing loop does: so the
 // loop is drained first (a failed run is left out of the aggregates anyway).
+// One stream's outcome, apart from the benchmark that reports it (a Paired run alternates two).
+struct StreamRate {
+    std::string error;  // empty: it ran
+    double secs = 0;    // first publish to last receive
+    uint64_t received = 0;
+    uint64_t lost = 0;
+    [[nodiscard]] double per_second() const { return secs > 0 ? double(received) / secs : 0; }
+};
+
 inline void fail_run(benchmark::State& state, const std::string& why) {
     for (auto _ : state) state.SetIterationTime(0);
     state.SkipWithError(why.c_str());

@@ -18,6 +18,8 @@
 //                                                see the same phase of the machine (a build with Aeron)
 //   VsAeron/<transport>/64/<ring>                throughput 1->1 beside Aeron IPC at a 1 MiB and a 16 MiB
 //                                                ring and term (only in a build with Aeron: aeron.h)
+//   PairedThroughput/<a>/<b>/64/16m              a shmbus and an Aeron stream in alternating runs of 2 M
+//                                                messages, so that both see the same phase (a build with Aeron)
 #include <benchmark/benchmark.h>
 #include <sys/utsname.h>
 
@@ -256,10 +258,11 @@ void throughput_link(benchmark::State& state, const std::string& transport, std:
 std::atomic<int> g_topic_counter{0};
 constexpr std::size_t kBatch = 64;  // messages per publish_batch() in the shmbus_batch streams
 
-void throughput_shmbus(benchmark::State& state, const std::string& mode, std::size_t size, int producers,
-                       int consumers, uint64_t per_producer, uint64_t capacity = 8u << 20) {
-    std::string why;
-    if (!ensure_shmbusd(why)) return fail_run(state, why);
+// A stream through one topic; `received` counts what every consumer got, `error` says why it failed.
+StreamRate stream_shmbus(const std::string& mode, std::size_t size, int producers, int consumers, uint64_t per_producer,
+                         uint64_t capacity) {
+    StreamRate out;
+    if (!ensure_shmbusd(out.error)) return out;
     const std::string topic = "tp" + std::to_string(getpid()) + "-" + std::to_string(g_topic_counter++);
     {
         auto c = connect_bus();
@@ -267,7 +270,10 @@ void throughput_shmbus(benchmark::State& state, const std::string& mode, std::si
         config.capacity = capacity;
         // shmbus_batch: the single-producer path, published and received in batches of kBatch.
         config.single_producer = mode == "shmbus_exclusive" || mode == "shmbus_exclusive_unpaced" || mode == "shmbus_batch";
-        if (!c || !c->create_topic(topic, config)) return fail_run(state, "cannot create the topic");
+        if (!c || !c->create_topic(topic, config)) {
+            out.error = "cannot create the topic";
+            return out;
+        }
     }
     const bool oversubscribed = producers + consumers > cpu_count();
     auto* r = shared_object<StreamResult>();
@@ -360,12 +366,58 @@ void throughput_shmbus(benchmark::State& state, const std::string& mode, std::si
     bool ok = true;
     for (auto& part : parts) ok &= part.join(kRunTimeout) == 0;
     if (auto c = connect_bus()) (void)c->delete_topic(topic);
-    if (!ok) fail_run(state, "a partner failed");
+    if (!ok) out.error = "a partner failed";
+    else if (r->bad != 0) out.error = "a consumer saw a message out of order or with a bad checksum";
     else {
-        finish_stream(state, *r, total, size, consumers);
-        state.counters["oversubscribed"] = oversubscribed ? 1 : 0;
+        out.secs = double(r->end_ticks - r->start_ticks) * Clock::ns_per_tick() / 1e9;
+        out.received = r->received;
+        out.lost = r->lost;
     }
     release_shared(r);
+    return out;
+}
+
+void throughput_shmbus(benchmark::State& state, const std::string& mode, std::size_t size, int producers,
+                       int consumers, uint64_t per_producer, uint64_t capacity = 8u << 20) {
+    const StreamRate o = stream_shmbus(mode, size, producers, consumers, per_producer, capacity);
+    if (!o.error.empty()) return fail_run(state, o.error);
+    for (auto _ : state) state.SetIterationTime(o.secs);
+    const double per_consumer = double(o.received) / consumers;
+    state.counters["msgs_per_s"] = per_consumer / o.secs;
+    state.counters["bytes_per_s"] = per_consumer * double(size) / o.secs;
+    state.counters["lost"] = double(o.lost);
+    state.counters["expected"] = double(per_producer * uint64_t(producers));
+    state.counters["oversubscribed"] = producers + consumers > cpu_count() ? 1 : 0;
+}
+
+// shmbus and Aeron streams (64 B, 1->1) in alternating runs of `count` messages, so that both see
+// the same phase of the machine; the ratio is the median over pairs of runs of a's rate over b's.
+void paired_throughput(benchmark::State& state, const std::string& a, bool b_exclusive, uint64_t ring, int pairs,
+                       uint64_t count) {
+    std::vector<double> ratios, rate[2];
+    for (int k = 0; k < pairs; ++k) {
+        double got[2] = {0, 0};
+        for (int side = 0; side < 2; ++side) {
+            const bool shmbus_side = (side == 0) == (k % 2 == 0);  // alternate which goes first
+            const StreamRate o = shmbus_side ? stream_shmbus(a, 64, 1, 1, count, ring) : stream_aeron(b_exclusive, 64, ring, count);
+            if (!o.error.empty()) return fail_run(state, o.error);
+            got[shmbus_side ? 0 : 1] = o.per_second();
+        }
+        rate[0].push_back(got[0]);
+        rate[1].push_back(got[1]);
+        ratios.push_back(got[0] / got[1]);
+    }
+    for (auto _ : state) state.SetIterationTime(1e-3);
+    auto median = [](std::vector<double> v) {
+        std::sort(v.begin(), v.end());
+        return v[v.size() / 2];
+    };
+    state.counters["a_msgs_per_s"] = median(rate[0]);
+    state.counters["b_msgs_per_s"] = median(rate[1]);
+    state.counters["a_over_b"] = median(ratios);
+    state.counters["a_over_b_min"] = *std::min_element(ratios.begin(), ratios.end());
+    state.counters["a_over_b_max"] = *std::max_element(ratios.begin(), ratios.end());
+    state.counters["pairs"] = pairs;
 }
 
 // ---- scaling ----
@@ -488,6 +540,18 @@ void register_against_aeron() {
                                      [a, b, size, large](benchmark::State& st) {
                                          paired_latency(st, a, b, size, large ? 10 : 20, large ? 300 : 10000);
                                      })
+            ->Iterations(1)
+            ->UseManualTime()
+            ->Unit(benchmark::kMillisecond);
+    }
+    // Throughput in alternating runs at a 16 MiB ring (at 1 MiB Aeron's driver sets the pace).
+    for (const auto& [a, b, b_exclusive] : {std::tuple{"shmbus_exclusive", "aeron_ipc_exclusive", true},
+                                            std::tuple{"shmbus_spin", "aeron_ipc", false},
+                                            std::tuple{"shmbus_exclusive_unpaced", "aeron_ipc_exclusive", true}}) {
+        const std::string sa = a;
+        const bool bx = b_exclusive;
+        benchmark::RegisterBenchmark(("PairedThroughput/" + sa + "/" + b + "/64/16m").c_str(),
+                                     [sa, bx](benchmark::State& st) { paired_throughput(st, sa, bx, uint64_t(16) << 20, 8, 2'000'000); })
             ->Iterations(1)
             ->UseManualTime()
             ->Unit(benchmark::kMillisecond);
