@@ -274,11 +274,7 @@ StreamRate stream_aeron(bool exclusive, std::size_t size, std::size_t term_lengt
 }
 
 void throughput_aeron(benchmark::State& state, bool exclusive, std::size_t size, std::size_t term_length, uint64_t count) {
-    const StreamRate o = stream_aeron(exclusive, size, term_length, count);
-    if (!o.error.empty()) return fail_run(state, o.error);
-    for (auto _ : state) state.SetIterationTime(o.secs);
-    state.counters["msgs_per_s"] = o.per_second();
-    state.counters["bytes_per_s"] = o.per_second() * double(size);
+    report_stream(state, stream_aeron(exclusive, size, term_length, count), size, 1, count);
 }
 
 #else

@@ -42,6 +42,18 @@ inline void fail_run(benchmark::State& state, const std::string& why) {
     state.SkipWithError(why.c_str());
 }
 
+// A stream's figures as every throughput benchmark reports them: per consumer, with what was lost.
+inline void report_stream(benchmark::State& state, const StreamRate& o, std::size_t size, int consumers,
+                          uint64_t expected_per_consumer) {
+    if (!o.error.empty()) return fail_run(state, o.error);
+    for (auto _ : state) state.SetIterationTime(o.secs);
+    const double per_consumer = double(o.received) / consumers;
+    state.counters["msgs_per_s"] = per_consumer / o.secs;
+    state.counters["bytes_per_s"] = per_consumer * double(size) / o.secs;
+    state.counters["lost"] = double(o.lost);
+    state.counters["expected"] = double(expected_per_consumer);
+}
+
 inline int cpu_count() { return int(std::thread::hardware_concurrency()); }
 
 // Pins the caller to `cpu` modulo the number of CPUs; silently a no-op where not allowed.

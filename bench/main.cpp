@@ -204,16 +204,17 @@ struct StreamResult {
     std::atomic<uint64_t> bad;
 };
 
-void finish_stream(benchmark::State& state, StreamResult& r, uint64_t expected_per_consumer, std::size_t size,
-                   int consumers) {
-    const double secs = double(r.end_ticks - r.start_ticks) * Clock::ns_per_tick() / 1e9;
-    if (r.bad != 0) return fail_run(state, "a consumer saw a message out of order or with a bad checksum");
-    for (auto _ : state) state.SetIterationTime(secs);
-    const double per_consumer = double(r.received) / consumers;
-    state.counters["msgs_per_s"] = per_consumer / secs;
-    state.counters["bytes_per_s"] = per_consumer * double(size) / secs;
-    state.counters["lost"] = double(r.lost);
-    state.counters["expected"] = double(expected_per_consumer);
+// What a finished stream's shared result says: its time and counts, or why it does not count.
+StreamRate outcome_of(const StreamResult& r) {
+    StreamRate o;
+    if (r.bad != 0) {
+        o.error = "a consumer saw a message out of order or with a bad checksum";
+        return o;
+    }
+    o.secs = double(r.end_ticks - r.start_ticks) * Clock::ns_per_tick() / 1e9;
+    o.received = r.received;
+    o.lost = r.lost;
+    return o;
 }
 
 void throughput_link(benchmark::State& state, const std::string& transport, std::size_t size, uint64_t count) {
@@ -249,7 +250,7 @@ void throughput_link(benchmark::State& state, const std::string& transport, std:
     go.post();
     const int rc_p = producer.join(kRunTimeout), rc_c = consumer.join(kRunTimeout);
     if (rc_p != 0 || rc_c != 0) fail_run(state, "a partner failed");
-    else finish_stream(state, *r, count, size, 1);
+    else report_stream(state, outcome_of(*r), size, 1, count);
     release_shared(r);
 }
 
@@ -367,12 +368,7 @@ StreamRate stream_shmbus(const std::string& mode, std::size_t size, int producer
     for (auto& part : parts) ok &= part.join(kRunTimeout) == 0;
     if (auto c = connect_bus()) (void)c->delete_topic(topic);
     if (!ok) out.error = "a partner failed";
-    else if (r->bad != 0) out.error = "a consumer saw a message out of order or with a bad checksum";
-    else {
-        out.secs = double(r->end_ticks - r->start_ticks) * Clock::ns_per_tick() / 1e9;
-        out.received = r->received;
-        out.lost = r->lost;
-    }
+    else out = outcome_of(*r);
     release_shared(r);
     return out;
 }
@@ -380,14 +376,8 @@ StreamRate stream_shmbus(const std::string& mode, std::size_t size, int producer
 void throughput_shmbus(benchmark::State& state, const std::string& mode, std::size_t size, int producers,
                        int consumers, uint64_t per_producer, uint64_t capacity = 8u << 20) {
     const StreamRate o = stream_shmbus(mode, size, producers, consumers, per_producer, capacity);
-    if (!o.error.empty()) return fail_run(state, o.error);
-    for (auto _ : state) state.SetIterationTime(o.secs);
-    const double per_consumer = double(o.received) / consumers;
-    state.counters["msgs_per_s"] = per_consumer / o.secs;
-    state.counters["bytes_per_s"] = per_consumer * double(size) / o.secs;
-    state.counters["lost"] = double(o.lost);
-    state.counters["expected"] = double(per_producer * uint64_t(producers));
-    state.counters["oversubscribed"] = producers + consumers > cpu_count() ? 1 : 0;
+    report_stream(state, o, size, consumers, per_producer * uint64_t(producers));
+    if (o.error.empty()) state.counters["oversubscribed"] = producers + consumers > cpu_count() ? 1 : 0;
 }
 
 // shmbus and Aeron streams (64 B, 1->1) in alternating runs of `count` messages, so that both see
