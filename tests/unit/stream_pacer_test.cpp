@@ -3,6 +3,7 @@
 // pacing's rule first, then a dense stream through a real subscriber, every message checked.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <thread>
@@ -15,8 +16,19 @@
 namespace shmbus::detail {
 namespace {
 
-constexpr uint64_t kMax = 8000;   // the cap these tests give the pacer, in nanoseconds
-constexpr std::size_t kPoll = 256;  // messages one poll may deliver
+constexpr uint64_t kMax = 32'000;   // the cap these tests give the pacer, in nanoseconds
+constexpr std::size_t kPoll = 1024;  // messages one poll may deliver
+
+// The messages the poll after a wait of the pacer's current backoff finds when one comes every
+// `gap_ns`: those that came during the wait and the spin polls after it (about 100 ns), and one.
+std::size_t found_after_wait(const StreamPacer& p, uint64_t gap_ns) {
+    return 1 + std::size_t((p.backoff_ns() + 100) / gap_ns);
+}
+
+// A stream of a message every 100 ns, found right after each wait, until the wait is at the cap.
+void grow_to_cap(StreamPacer& p) {
+    for (int i = 0; i < 40 && p.backoff_ns() < kMax; ++i) p.arrived(1, found_after_wait(p, 100), kPoll);
+}
 
 TEST(StreamPacer, APingPongNeverWaits) {
     StreamPacer p(kMax);
@@ -30,13 +42,40 @@ TEST(StreamPacer, ADenseStreamDoublesTheWaitUpToTheCap) {
     StreamPacer p(kMax);
     uint64_t want = StreamPacer::kFirstBackoffNs;
     for (int i = 0; i < 20; ++i) {
-        p.arrived(1, 2, kPoll);  // two or more, right after catching up
+        p.arrived(1, found_after_wait(p, 100), kPoll);  // a message every 100 ns, right after catching up
         EXPECT_EQ(p.backoff_ns(), std::min(want, kMax)) << "round " << i;
         want *= 2;
     }
     EXPECT_EQ(p.backoff_ns(), kMax);
-    p.arrived(StreamPacer::kDensePolls - 1, 100, kPoll);  // still dense
+    p.arrived(StreamPacer::kDensePolls - 1, found_after_wait(p, 100), kPoll);  // still dense
     EXPECT_EQ(p.backoff_ns(), kMax);
+}
+
+// A flow slower than a message every kDenseGapNs does not hold a long wait: after a burst, the
+// wait halves with every poll until it is gone.
+TEST(StreamPacer, ASlowerFlowLetsTheWaitShrinkAfterABurst) {
+    StreamPacer p(kMax);
+    grow_to_cap(p);
+    ASSERT_EQ(p.backoff_ns(), kMax);
+    int polls = 0;
+    for (; p.backoff_ns() != 0 && polls < 40; ++polls) {
+        const uint64_t before = p.backoff_ns();
+        p.arrived(1, found_after_wait(p, 1000), kPoll);  // a message a microsecond
+        EXPECT_EQ(p.backoff_ns(), before / 2 < StreamPacer::kFirstBackoffNs ? 0 : before / 2);
+    }
+    EXPECT_EQ(p.backoff_ns(), 0u);
+    EXPECT_LE(polls, 10);
+    // A flow of one message every 250 ns, a little slower than kDenseGapNs, after a burst: the wait
+    // comes down from the cap and stays near where a wait finds as many messages as it lasts
+    // (count x 200 ns against the wait), never near the cap again.
+    grow_to_cap(p);
+    for (int i = 0; i < 40; ++i) {
+        p.arrived(1, found_after_wait(p, 250), kPoll);
+        if (i >= 10) {
+            EXPECT_GE(p.backoff_ns(), 500u) << "poll " << i;
+            EXPECT_LE(p.backoff_ns(), 2000u) << "poll " << i;
+        }
+    }
 }
 
 TEST(StreamPacer, AFullPollKeepsTheWaitAsItIs) {
@@ -50,15 +89,15 @@ TEST(StreamPacer, AFullPollKeepsTheWaitAsItIs) {
 
 TEST(StreamPacer, TheWaitHalvesOnSingleMessagesAndEndsWhenTheFlowGoesQuiet) {
     StreamPacer p(kMax);
-    for (int i = 0; i < 20; ++i) p.arrived(1, 5, kPoll);
+    grow_to_cap(p);
     ASSERT_EQ(p.backoff_ns(), kMax);
     p.arrived(1, 1, kPoll);
     EXPECT_EQ(p.backoff_ns(), kMax / 2);
-    p.arrived(StreamPacer::kDensePolls, 5, kPoll);  // many, but only after a longer wait: not dense
+    p.arrived(StreamPacer::kDensePolls, 500, kPoll);  // many, but only after a longer wait: not dense
     EXPECT_EQ(p.backoff_ns(), kMax / 4);
     p.arrived(StreamPacer::kQuietPolls, 5, kPoll);
     EXPECT_EQ(p.backoff_ns(), 0u);
-    for (int i = 0; i < 20; ++i) p.arrived(1, 5, kPoll);
+    grow_to_cap(p);
     p.went_quiet();
     EXPECT_EQ(p.backoff_ns(), 0u);
     // Halving below the first step ends the wait.
@@ -76,7 +115,7 @@ TEST(StreamPacer, ACapOfZeroNeverWaits) {
 
 TEST(StreamPacer, TheWaitLastsAboutAsLongAsItSays) {
     StreamPacer p(kMax);
-    for (int i = 0; i < 20; ++i) p.arrived(1, 5, kPoll);
+    grow_to_cap(p);
     const uint64_t t0 = monotonic_ns();
     p.wait();
     EXPECT_GE(monotonic_ns() - t0, kMax);
@@ -124,7 +163,7 @@ void stream_through_a_subscriber(std::chrono::nanoseconds backoff) {
     EXPECT_EQ(sub->lost(), 0u);
 }
 
-TEST(StreamPacer, ADenseStreamArrivesWholeAndInOrderWithThePacing) { stream_through_a_subscriber(std::chrono::microseconds(8)); }
+TEST(StreamPacer, ADenseStreamArrivesWholeAndInOrderWithThePacing) { stream_through_a_subscriber(std::chrono::microseconds(32)); }
 TEST(StreamPacer, ADenseStreamArrivesWholeAndInOrderWithoutIt) { stream_through_a_subscriber(std::chrono::nanoseconds(0)); }
 
 }  // namespace

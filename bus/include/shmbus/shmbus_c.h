@@ -181,7 +181,7 @@ typedef struct shmbus_subscribe_options {
     int auto_ack;              /* 1 (default): ack each message once the next is asked for */
     int busy_spin;             /* 1: receive() spins instead of sleeping */
     /* In a dense stream, how long a receiving subscriber may wait after catching up before it polls
-     * again (shmbus::SubscribeOptions::stream_backoff): 0: the default, 8 us; < 0: never wait.
+     * again (shmbus::SubscribeOptions::stream_backoff): 0: the default, 32 us; < 0: never wait.
      * An older caller's struct without it: 0. */
     int64_t stream_backoff_ns;
 } shmbus_subscribe_options;

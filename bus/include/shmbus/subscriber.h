@@ -55,12 +55,12 @@ struct SubscribeOptions {
     uint64_t from_time_ns = 0;         // with StartFrom::time: CLOCK_REALTIME nanoseconds
     WaitStrategy wait = WaitStrategy::spin_then_sleep;
     uint32_t spin_polls = 2000;        // spin_then_sleep: empty polls before sleeping (0: sleep at once)
-    // receive() with max above 1: in a dense stream (messages found two or more at a time right
-    // after catching up), wait up to this long after catching up before polling again, so that the
-    // publisher writes a run of records without the reader pulling each line away from it. A
-    // message of such a stream may wait that long; one that comes alone never does. 0: always poll
-    // at once.
-    std::chrono::nanoseconds stream_backoff = std::chrono::microseconds(8);
+    // receive() with max above 1: in a dense stream (5 M messages a second or more, found two or
+    // more at a time right after catching up), wait up to this long after catching up before
+    // polling again, so that the publisher writes a run of records without the reader pulling each
+    // line away from it. A message of such a stream may wait that long (less where `max` messages
+    // come sooner); one that comes alone never does. 0: always poll at once.
+    std::chrono::nanoseconds stream_backoff = std::chrono::microseconds(32);
     bool auto_ack = true;              // ack each poll's messages after the handler returns
     RateLimit rate{};                  // this subscription's deliveries (a group's: group_settings.rate)
     // An ephemeral subscription to a block or fail topic reads a message this large or larger in
