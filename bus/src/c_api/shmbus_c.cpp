@@ -75,6 +75,14 @@ int finish_poll(shmbus_subscriber* s, shmbus::PollResult r, uint32_t* delivered)
     return status_of(r.status);
 }
 
+// A caller's options struct as this library reads it: the fields past what the caller's
+// struct_size covers (a program built against an older, shorter struct) keep `defaults`.
+template <class Options>
+Options as_known(const Options& given, Options defaults) noexcept {
+    std::memcpy(&defaults, &given, std::min(sizeof defaults, given.struct_size));
+    return defaults;
+}
+
 }  // namespace
 
 extern "C" {
@@ -130,9 +138,7 @@ int shmbus_publisher_open(shmbus_client* client, const char* topic, const shmbus
         if (options) {
             if (options->struct_size < offsetof(shmbus_publisher_options, reuse_space))
                 return fail(SHMBUS_INVALID_ARGUMENT, "shmbus_publisher_options.struct_size is too small");
-            // Fields past what the caller's struct_size covers keep their defaults (an older caller's struct).
-            shmbus_publisher_options given = SHMBUS_PUBLISHER_OPTIONS_INIT;
-            std::memcpy(&given, options, std::min(sizeof given, options->struct_size));
+            const shmbus_publisher_options given = as_known(*options, shmbus_publisher_options SHMBUS_PUBLISHER_OPTIONS_INIT);
             if (given.producer) o.producer = given.producer;
             if (given.block_timeout_ns > 0) o.block_timeout = std::chrono::nanoseconds(given.block_timeout_ns);
             o.reuse_space = given.reuse_space != 0;
@@ -166,9 +172,7 @@ int shmbus_publish_headers(shmbus_publisher* publisher, const void* data, size_t
 
 int shmbus_publish_message(shmbus_publisher* publisher, const void* data, size_t size, const shmbus_message_options* options) {
     if (!publisher || (!data && size) || !options) return null_argument(!publisher ? "publisher" : !options ? "options" : "data");
-    // Fields past what the caller's struct_size covers keep their defaults (an older caller's struct).
-    shmbus_message_options o = SHMBUS_MESSAGE_OPTIONS_INIT;
-    std::memcpy(&o, options, std::min(sizeof o, options->struct_size));
+    const shmbus_message_options o = as_known(*options, shmbus_message_options SHMBUS_MESSAGE_OPTIONS_INIT);
     if ((!o.headers && o.header_count) || (!o.key && o.key_size)) return null_argument("headers or key");
     try {
         const auto h = to_headers(o.headers, o.header_count);
@@ -249,9 +253,7 @@ int shmbus_subscribe(shmbus_client* client, const char* topic, const shmbus_subs
         if (options) {
             if (options->struct_size < offsetof(shmbus_subscribe_options, stream_backoff_ns))
                 return fail(SHMBUS_INVALID_ARGUMENT, "shmbus_subscribe_options.struct_size is too small");
-            // Fields past what the caller's struct_size covers keep their defaults (an older caller's struct).
-            shmbus_subscribe_options given = SHMBUS_SUBSCRIBE_OPTIONS_INIT;
-            std::memcpy(&given, options, std::min(sizeof given, options->struct_size));
+            const shmbus_subscribe_options given = as_known(*options, shmbus_subscribe_options SHMBUS_SUBSCRIBE_OPTIONS_INIT);
             if (given.durable) o.durable_name = given.durable;
             if (given.group) o.group = given.group;
             switch (given.start) {

@@ -8,8 +8,8 @@
 // message and both sides slow down (64 B at a 16 MiB ring: 14-15 M messages a second against 21-24
 // M with the pacing when the cores share a cache, 5-7 M against 14.5-15 M when they do not).
 // Waiting a few microseconds lets the publisher write a run of records alone, which the reader
-// then takes in one poll. A ping-pong never backs off: each
-// poll finds one message, which is how a sparse flow is told from a stream.
+// then takes in one poll. A ping-pong never backs off: each poll finds one message, which is how a
+// sparse flow is told from a stream.
 #pragma once
 
 #include <algorithm>

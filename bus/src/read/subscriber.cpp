@@ -292,8 +292,8 @@ PollResult SubscriberCore::receive_with(PollOnce&& poll_once, std::chrono::nanos
         return now >= deadline;
     };
     const bool sleep_ok = options.wait == WaitStrategy::spin_then_sleep;
-    // Held back by the rate limit rather than by an empty ring: no use spinning.
     pacer.wait();  // in a dense stream, let the publisher write a run of records alone
+    // Held back by the rate limit rather than by an empty ring: no use spinning.
     for (uint32_t i = 0; !sleep_ok || (i < options.spin_polls && rate_ready() == 0); ++i) {
         cpu_relax();
         r = poll_once();
