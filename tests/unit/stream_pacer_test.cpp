@@ -117,8 +117,29 @@ TEST(StreamPacer, TheWaitLastsAboutAsLongAsItSays) {
     StreamPacer p(kMax);
     grow_to_cap(p);
     const uint64_t t0 = monotonic_ns();
-    p.wait();
-    EXPECT_GE(monotonic_ns() - t0, kMax);
+    const uint64_t began = p.wait(UINT64_MAX);
+    EXPECT_GE(began, t0);
+    EXPECT_GE(monotonic_ns() - began, kMax);
+}
+
+// A receive() whose timeout is shorter than the backoff returns when the timeout says: the wait
+// stops there. The shortest of a few waits, so that a preemption cannot fail the test.
+TEST(StreamPacer, TheWaitEndsAtTheCallersTimeout) {
+    StreamPacer p(kMax);
+    grow_to_cap(p);
+    uint64_t shortest = UINT64_MAX;
+    for (int i = 0; i < 20; ++i) {
+        const uint64_t began = p.wait(2'000);
+        ASSERT_NE(began, 0u);
+        shortest = std::min(shortest, monotonic_ns() - began);
+    }
+    EXPECT_GE(shortest, 2'000u);
+    EXPECT_LT(shortest, kMax / 2);
+}
+
+TEST(StreamPacer, NoBackoffReadsNoClock) {
+    StreamPacer p(kMax);
+    EXPECT_EQ(p.wait(UINT64_MAX), 0u);
 }
 
 // A publisher thread streams 64-byte messages as fast as it can into a block topic; a durable

@@ -41,7 +41,8 @@ class Bus(_Closing):
     def publisher(self, topic: str, *, producer: Optional[str] = None,
                   block_timeout: Optional[float] = None, reuse_space: bool = False) -> Publisher: ...
     def subscribe(self, topic: str, durable: Optional[str] = None, group: Optional[str] = None,
-                  start: _Start = "latest", *, auto_ack: bool = True, busy_spin: bool = False) -> Subscription: ...
+                  start: _Start = "latest", *, auto_ack: bool = True, busy_spin: bool = False,
+                  stream_backoff: Optional[float] = None) -> Subscription: ...
 
 class Publisher(_Closing):
     @property

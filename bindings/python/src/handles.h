@@ -76,7 +76,8 @@ private:
 class Subscription {
 public:
     Subscription(Bus& bus, const std::string& topic, const std::optional<std::string>& durable,
-                 const std::optional<std::string>& group, const py::object& start, bool auto_ack, bool busy_spin);
+                 const std::optional<std::string>& group, const py::object& start, bool auto_ack, bool busy_spin,
+                 const std::optional<double>& stream_backoff);
     ~Subscription() { close(); }
     void close() noexcept;
     [[nodiscard]] shmbus_subscriber* handle() const;

@@ -48,11 +48,13 @@ PYBIND11_MODULE(_shmbus, m) {
              arg("topic"), py::kw_only(), arg("producer") = py::none(), arg("block_timeout") = py::none(),
              arg("reuse_space") = false, py::keep_alive<0, 1>())
         .def("subscribe", [](Bus& b, const std::string& topic, const std::optional<std::string>& durable,
-                             const std::optional<std::string>& group, const py::object& start, bool auto_ack, bool busy_spin) {
-                 return std::make_unique<Subscription>(b, topic, durable, group, start, auto_ack, busy_spin);
+                             const std::optional<std::string>& group, const py::object& start, bool auto_ack, bool busy_spin,
+                             const std::optional<double>& stream_backoff) {
+                 return std::make_unique<Subscription>(b, topic, durable, group, start, auto_ack, busy_spin, stream_backoff);
              },
              arg("topic"), arg("durable") = py::none(), arg("group") = py::none(), arg("start") = "latest",
-             py::kw_only(), arg("auto_ack") = true, arg("busy_spin") = false, py::keep_alive<0, 1>());
+             py::kw_only(), arg("auto_ack") = true, arg("busy_spin") = false, arg("stream_backoff") = py::none(),
+             py::keep_alive<0, 1>());
 
     py::class_<Publisher>(m, "Publisher")
         .def("close", &Publisher::close)

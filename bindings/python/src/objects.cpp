@@ -199,7 +199,7 @@ py::buffer_info Loan::buffer() {
 
 Subscription::Subscription(Bus& bus, const std::string& topic, const std::optional<std::string>& durable,
                            const std::optional<std::string>& group, const py::object& start, bool auto_ack,
-                           bool busy_spin)
+                           bool busy_spin, const std::optional<double>& stream_backoff)
     : topic_(topic) {
     shmbus_subscribe_options o = SHMBUS_SUBSCRIBE_OPTIONS_INIT;
     if (durable) o.durable = durable->c_str();
@@ -216,6 +216,12 @@ Subscription::Subscription(Bus& bus, const std::string& topic, const std::option
     }
     o.auto_ack = auto_ack ? 1 : 0;
     o.busy_spin = busy_spin ? 1 : 0;
+    // None: the C API's default (32 us); 0: never wait, which the C API spells as below 0.
+    if (stream_backoff) {
+        if (std::isnan(*stream_backoff) || *stream_backoff < 0)
+            throw py::value_error("stream_backoff is a number of seconds, 0 or more (or None)");
+        o.stream_backoff_ns = *stream_backoff == 0 ? -1 : std::max<int64_t>(1, timeout_ns(stream_backoff));
+    }
     check(shmbus_subscribe(bus.handle(), topic.c_str(), &o, &sub_));
 }
 

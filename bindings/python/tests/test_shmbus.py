@@ -213,6 +213,32 @@ def test_batches_in_and_out(bus):
         assert sub.receive_batch(10, timeout=5) == [b"late"]
 
 
+@pytest.mark.parametrize("backoff", [None, 0, 8e-6])
+def test_a_stream_arrives_whole_whatever_the_pacing(bus, backoff):
+    topic = f"py.paced.{backoff}"
+    count = 20_000
+    with bus.subscribe(topic, durable="d", start="earliest", busy_spin=True, stream_backoff=backoff) as sub, \
+            bus.publisher(topic) as pub:
+        def stream():
+            for first in range(0, count, 100):
+                pub.publish_batch([i.to_bytes(8, "little") for i in range(first, first + 100)])
+        writer = threading.Thread(target=stream)
+        writer.start()
+        got = []
+        while len(got) < count:
+            batch = sub.receive_batch(256, timeout=10)
+            assert batch, f"nothing came after {len(got)} messages"
+            got.extend(int.from_bytes(m, "little") for m in batch)
+        writer.join()
+        assert got == list(range(count))
+
+
+def test_a_stream_backoff_is_seconds_zero_or_more(bus):
+    for bad in (-1e-6, float("nan")):
+        with pytest.raises(ValueError, match="stream_backoff"):
+            bus.subscribe("py.paced.bad", stream_backoff=bad)
+
+
 def test_named_producers_refuse_duplicates(bus):
     with bus.publisher("py.named", producer="writer-1") as pub:
         pub.publish_sequence(7, b"x")

@@ -35,13 +35,17 @@ public:
 
     [[nodiscard]] uint64_t backoff_ns() const noexcept { return backoff_ns_; }
 
-    // After a poll found the ring empty, before the reader spins on it: the current backoff.
-    void wait() const noexcept {
-        if (backoff_ns_ == 0) return;
-        const uint64_t until = monotonic_ns() + backoff_ns_;
+    // After a poll found the ring empty, before the reader spins on it: the current backoff, but
+    // never past `limit_ns` (what is left of the caller's timeout). Returns the clock when the wait
+    // began, 0 when it did not wait, so that the caller's deadline counts from the same reading.
+    [[nodiscard]] uint64_t wait(uint64_t limit_ns) const noexcept {
+        if (backoff_ns_ == 0) return 0;
+        const uint64_t began = monotonic_ns();
+        const uint64_t until = began + std::min(backoff_ns_, limit_ns);
         do {
             for (int i = 0; i < 4; ++i) cpu_relax();
         } while (monotonic_ns() < until);
+        return began;
     }
 
     // The poll after `empty_polls` empty ones delivered `count` messages, of at most `max`.

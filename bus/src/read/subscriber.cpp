@@ -292,7 +292,10 @@ PollResult SubscriberCore::receive_with(PollOnce&& poll_once, std::chrono::nanos
         return now >= deadline;
     };
     const bool sleep_ok = options.wait == WaitStrategy::spin_then_sleep;
-    pacer.wait();  // in a dense stream, let the publisher write a run of records alone
+    // In a dense stream, let the publisher write a run of records alone; a wait that reads the
+    // clock starts the deadline, and one that ran into it is followed by a single poll.
+    if (const uint64_t began = pacer.wait(uint64_t(timeout.count())); began != 0) deadline = began + uint64_t(timeout.count());
+    const bool timed_from_wait = deadline != 0;
     // Held back by the rate limit rather than by an empty ring: no use spinning.
     for (uint32_t i = 0; !sleep_ok || (i < options.spin_polls && rate_ready() == 0); ++i) {
         cpu_relax();
@@ -301,7 +304,7 @@ PollResult SubscriberCore::receive_with(PollOnce&& poll_once, std::chrono::nanos
             pacer.arrived(i + 1, r.count, max);
             return r;
         }
-        if (i % 256 == 255 && expired()) {
+        if ((i % 256 == 255 || (i == 0 && timed_from_wait)) && expired()) {
             pacer.went_quiet();
             return r;
         }
