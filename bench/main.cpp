@@ -537,7 +537,9 @@ void register_against_aeron() {
     // Throughput in alternating runs at a 16 MiB ring (at 1 MiB Aeron's driver sets the pace).
     for (const auto& [a, b, b_exclusive] : {std::tuple{"shmbus_exclusive", "aeron_ipc_exclusive", true},
                                             std::tuple{"shmbus_spin", "aeron_ipc", false},
-                                            std::tuple{"shmbus_exclusive_unpaced", "aeron_ipc_exclusive", true}}) {
+                                            std::tuple{"shmbus_exclusive_unpaced", "aeron_ipc_exclusive", true},
+                                            std::tuple{"shmbus_batch", "aeron_ipc", false},
+                                            std::tuple{"shmbus_batch", "aeron_ipc_exclusive", true}}) {
         const std::string sa = a;
         const bool bx = b_exclusive;
         benchmark::RegisterBenchmark(("PairedThroughput/" + sa + "/" + b + "/64/16m").c_str(),
