@@ -7,7 +7,9 @@
 #include <cstring>
 #include <vector>
 
+#include "local_topic.h"
 #include "record/record_view.h"
+#include "ring_helpers.h"
 #include "shmbus/headers.h"
 
 namespace shmbus::test {
@@ -49,6 +51,33 @@ TEST(Meta, KeyAndTimesReadBackBeforeHeadersAndPayload) {
     EXPECT_EQ(m.deliver_at_ns, 222u);
     EXPECT_EQ(m.headers.get("tenant"), "acme");
     EXPECT_EQ(m.text(), "hello");
+}
+
+// A subscriber fills one Message per record: a record of payload alone (read by its own short
+// path) leaves nothing behind of the keyed, timed message with headers read before it.
+TEST(Meta, APayloadOnlyRecordClearsWhatTheRecordBeforeItSet) {
+    const uint64_t times[] = {111, 222};
+    const uint32_t fields = layout::kMetaExpiresAt | layout::kMetaDeliverAt;
+    auto keyed = with_meta({uint16_t(layout::meta_block_size(fields, 6)), 6, fields}, times, "acct-7", "");
+    const Header h[] = {{"tenant", "acme"}};
+    const std::size_t meta = keyed.size();
+    keyed.resize(meta + encoded_headers_size(h) + 5);
+    encode_headers(h, keyed.data() + meta);
+    Message m;
+    detail::split_record(keyed.data(), uint32_t(keyed.size()), layout::kRecordHasMeta | layout::kRecordHasHeaders, m);
+    ASSERT_EQ(m.key, "acct-7");
+    m.producer = "billing";  // as a named producer's stamp leaves it
+    m.sequence = 9;
+    const std::byte plain[] = {std::byte{'h'}, std::byte{'i'}};
+    detail::split_record(plain, 2, 0, m);
+    EXPECT_TRUE(m.key.empty());
+    EXPECT_TRUE(m.producer.empty());
+    EXPECT_EQ(m.sequence, 0u);
+    EXPECT_EQ(m.expires_at_ns, 0u);
+    EXPECT_EQ(m.deliver_at_ns, 0u);
+    EXPECT_TRUE(m.headers.empty());
+    EXPECT_EQ(m.text(), "hi");
+    EXPECT_EQ(m.payload.data(), plain);
 }
 
 TEST(Meta, OneTimeOnlyIsReadAsThatTime) {
@@ -106,6 +135,51 @@ TEST(Meta, PartsThatDoNotAddUpAreSteppedOverAndSayNothing) {
     detail::split_record(big.data(), uint32_t(big.size()), layout::kRecordHasMeta, m);
     EXPECT_TRUE(m.key.empty());
     EXPECT_EQ(m.payload.size(), 0u);
+}
+
+// publish() with no options takes a shorter path than one with options; where the topic or the
+// publisher adds to every message (a default TTL, a named producer's stamp), it still does.
+struct Received {
+    std::string text, producer;
+    uint64_t sequence = 0, timestamp_ns = 0, expires_at_ns = 0;
+};
+Received first_message_of(const detail::LocalTopic& t, Publisher& pub) {
+    auto sub = t.subscriber(detail::durable("d", StartFrom::earliest));
+    EXPECT_TRUE(sub.has_value());
+    EXPECT_EQ(pub.publish(std::string_view("plain")), PublishStatus::ok);
+    Received out;
+    const auto r = sub->receive(
+        [&](const Message& m) {  // the views in m last only as long as the subscription's mapping
+            out = {std::string(m.text()), std::string(m.producer), m.sequence, m.timestamp_ns, m.expires_at_ns};
+        },
+        std::chrono::seconds(5), 1);
+    EXPECT_EQ(r.status, ReceiveStatus::ok);
+    return out;
+}
+
+TEST(Meta, APlainPublishCarriesTheTopicsDefaultTtl) {
+    TopicConfig c = detail::config(1 << 16);
+    c.ttl = std::chrono::seconds(60);
+    detail::LocalTopic t(c);
+    ASSERT_TRUE(t.ok()) << t.error().message;
+    auto pub = t.publisher();
+    const Received m = first_message_of(t, pub);
+    EXPECT_EQ(m.text, "plain");
+    EXPECT_GE(m.expires_at_ns, m.timestamp_ns + 59'000'000'000ull);
+    EXPECT_LE(m.expires_at_ns, m.timestamp_ns + 61'000'000'000ull);
+}
+
+TEST(Meta, APlainPublishOfANamedProducerCarriesItsStamp) {
+    detail::LocalTopic t(detail::config(1 << 16));
+    ASSERT_TRUE(t.ok()) << t.error().message;
+    PublisherOptions o;
+    o.producer = "billing";
+    auto pub = t.publisher(o);
+    const Received m = first_message_of(t, pub);
+    EXPECT_EQ(m.text, "plain");
+    EXPECT_EQ(m.producer, "billing");
+    EXPECT_EQ(m.sequence, 1u);
+    EXPECT_EQ(m.expires_at_ns, 0u);
 }
 
 }  // namespace
