@@ -516,19 +516,22 @@ void memory_per_topic(benchmark::State& state, uint64_t capacity) {
 void register_against_aeron() {
     if (!aeron_available()) return;
     // Latency in alternating blocks (paired_latency): shmbus against Aeron at 64 B, and against
-    // iceoryx at 1 MiB (where the phase decides the most).
+    // iceoryx at 64 KiB and 1 MiB (where the phase decides the most).
     std::vector<std::tuple<std::string, std::string, std::size_t>> pairs = {
         {"shmbus_exclusive", "aeron_ipc_exclusive", 64}, {"shmbus_spin", "aeron_ipc", 64},
         {"shmbus_exclusive_untimed", "aeron_ipc_exclusive", 64}, {"shmbus_spin_untimed", "aeron_ipc", 64}};
 #if SHMBUS_BENCH_HAVE_ICEORYX
+    pairs.emplace_back("shmbus_spin", "iceoryx", 1 << 16);
     pairs.emplace_back("shmbus_spin", "iceoryx", 1 << 20);
     pairs.emplace_back("shmbus_spin_reuse", "iceoryx", 1 << 20);
 #endif
     for (const auto& [a, b, size] : pairs) {
-        const bool large = size > 1024;
+        // Blocks of round trips (and as many of warm-up before each): fewer as messages grow.
+        const int blocks = size >= (1 << 20) ? 10 : 20;
+        const uint64_t per_block = size >= (1 << 20) ? 300 : size >= (1 << 16) ? 2000 : 10000;
         benchmark::RegisterBenchmark(("Paired/" + a + "/" + b + "/" + std::to_string(size)).c_str(),
-                                     [a, b, size, large](benchmark::State& st) {
-                                         paired_latency(st, a, b, size, large ? 10 : 20, large ? 300 : 10000);
+                                     [a, b, size, blocks, per_block](benchmark::State& st) {
+                                         paired_latency(st, a, b, size, blocks, per_block);
                                      })
             ->Iterations(1)
             ->UseManualTime()
