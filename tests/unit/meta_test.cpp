@@ -35,7 +35,9 @@ std::vector<std::byte> with_meta(Block b, std::span<const uint64_t> values, std:
     return data;
 }
 
-TEST(Meta, KeyAndTimesReadBackBeforeHeadersAndPayload) {
+// A record with key "acct-7", times 111 and 222, header tenant=acme and payload "hello"
+// (flags kRecordHasMeta | kRecordHasHeaders).
+std::vector<std::byte> keyed_record() {
     const uint64_t times[] = {111, 222};
     const uint32_t fields = layout::kMetaExpiresAt | layout::kMetaDeliverAt;
     auto data = with_meta({uint16_t(layout::meta_block_size(fields, 6)), 6, fields}, times, "acct-7", "");
@@ -44,6 +46,11 @@ TEST(Meta, KeyAndTimesReadBackBeforeHeadersAndPayload) {
     data.resize(meta + encoded_headers_size(h) + 5);
     encode_headers(h, data.data() + meta);
     std::memcpy(data.data() + meta + encoded_headers_size(h), "hello", 5);
+    return data;
+}
+
+TEST(Meta, KeyAndTimesReadBackBeforeHeadersAndPayload) {
+    const auto data = keyed_record();
     Message m;
     detail::split_record(data.data(), uint32_t(data.size()), layout::kRecordHasMeta | layout::kRecordHasHeaders, m);
     EXPECT_EQ(m.key, "acct-7");
@@ -56,13 +63,7 @@ TEST(Meta, KeyAndTimesReadBackBeforeHeadersAndPayload) {
 // A subscriber fills one Message per record: a record of payload alone (read by its own short
 // path) leaves nothing behind of the keyed, timed message with headers read before it.
 TEST(Meta, APayloadOnlyRecordClearsWhatTheRecordBeforeItSet) {
-    const uint64_t times[] = {111, 222};
-    const uint32_t fields = layout::kMetaExpiresAt | layout::kMetaDeliverAt;
-    auto keyed = with_meta({uint16_t(layout::meta_block_size(fields, 6)), 6, fields}, times, "acct-7", "");
-    const Header h[] = {{"tenant", "acme"}};
-    const std::size_t meta = keyed.size();
-    keyed.resize(meta + encoded_headers_size(h) + 5);
-    encode_headers(h, keyed.data() + meta);
+    const auto keyed = keyed_record();
     Message m;
     detail::split_record(keyed.data(), uint32_t(keyed.size()), layout::kRecordHasMeta | layout::kRecordHasHeaders, m);
     ASSERT_EQ(m.key, "acct-7");

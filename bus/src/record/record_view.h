@@ -105,15 +105,26 @@ inline void split_record(const std::byte* record, uint32_t record_length, uint16
         return;
     }
     std::span<const std::byte> body = record_body(record, record_length, flags);
-    const StampView stamp = read_stamp(body, flags);
-    m.producer = stamp.producer;
-    m.sequence = stamp.sequence;
-    body = body.subspan(stamp.bytes);
-    const MetaView meta = read_meta(body, flags);
-    m.key = meta.key;
-    m.expires_at_ns = meta.expires_at_ns;
-    m.deliver_at_ns = meta.deliver_at_ns;
-    body = body.subspan(meta.bytes);
+    // Each part the flags leave out is cleared in place, not copied from an empty view (the stall
+    // above, which the common record with headers alone would otherwise still pay).
+    m.producer = std::string_view();
+    m.sequence = 0;
+    if (flags & layout::kRecordHasProducer) {
+        const StampView stamp = read_stamp(body, flags);
+        m.producer = stamp.producer;
+        m.sequence = stamp.sequence;
+        body = body.subspan(stamp.bytes);
+    }
+    m.key = std::string_view();
+    m.expires_at_ns = 0;
+    m.deliver_at_ns = 0;
+    if (flags & layout::kRecordHasMeta) {
+        const MetaView meta = read_meta(body, flags);
+        m.key = meta.key;
+        m.expires_at_ns = meta.expires_at_ns;
+        m.deliver_at_ns = meta.deliver_at_ns;
+        body = body.subspan(meta.bytes);
+    }
     const std::byte* data = body.data();
     const auto length = uint32_t(body.size());
     m.headers = Headers();
