@@ -167,6 +167,12 @@ TEST(Waking, OnlySubscribersThatMaySleepAreCountedWhileTheyLive) {
 // position with another position's id. Fixed-size records and no wrap make the pair checkable:
 // every record is 64 bytes, so position == 64 * id exactly.
 TEST(SingleProducerTail, AReaderNeverSeesAPositionWithAnotherPositionsId) {
+#if defined(__SANITIZE_THREAD__)
+    // Under TSan the tail is claimed by the 16-byte CAS (store_tail), and TSan's runtime, built
+    // without cmpxchg16b, carries a 16-byte atomic out under its own lock as two 8-byte stores,
+    // which a reader's 8-byte loads do not take: the pair is atomic only outside TSan.
+    GTEST_SKIP() << "TSan emulates 16-byte atomics; the property holds in the other builds";
+#endif
     TopicConfig config;
     config.capacity = 16u << 20;
     config.single_producer = true;
