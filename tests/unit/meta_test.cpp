@@ -60,8 +60,8 @@ TEST(Meta, KeyAndTimesReadBackBeforeHeadersAndPayload) {
     EXPECT_EQ(m.text(), "hello");
 }
 
-// A subscriber fills one Message per record: a record of payload alone (read by its own short
-// path) leaves nothing behind of the keyed, timed message with headers read before it.
+// A subscriber fills one Message per record, clearing in place what a record leaves out: a record
+// of payload alone leaves nothing behind of the keyed, timed message with headers read before it.
 TEST(Meta, APayloadOnlyRecordClearsWhatTheRecordBeforeItSet) {
     const auto keyed = keyed_record();
     Message m;
