@@ -84,14 +84,13 @@ void copy_into_ring(std::byte* to, const std::byte* from, std::size_t n, bool wa
     std::memcpy(to + done, from + done, n - done);
 }
 
-PublishStatus publish_message(detail::PublisherCore& core, uint64_t requested_sequence, std::span<const std::byte> payload,
-                              const MessageOptions& message, std::chrono::nanoseconds timeout) noexcept;
+PublishStatus publish_plain(detail::PublisherCore& core, std::span<const std::byte> payload, std::chrono::nanoseconds timeout) noexcept;
 
 BatchResult publish_each(detail::PublisherCore& core, std::span<const std::span<const std::byte>> payloads,
                          std::chrono::nanoseconds timeout) noexcept {
     BatchResult r{PublishStatus::ok, 0};
     for (const auto& p : payloads) {
-        r.status = publish_message(core, 0, p, MessageOptions{}, timeout);
+        r.status = publish_plain(core, p, timeout);
         if (r.status != PublishStatus::ok) break;
         ++r.published;
     }
