@@ -11,6 +11,8 @@
 //   Breakdown/poll/<reader>/64       Subscriber::poll of one message per call, per message (ephemeral:
 //                                    validated copy; durable: in place, acked per poll)
 //   Breakdown/poll_batch/<reader>/64 the same, up to 64 messages per poll
+//   Breakdown/poll_empty/<reader>    Subscriber::poll of an empty ring: one turn of a spinning
+//                                    receive() (its PAUSE apart), which bounds how soon it sees a record
 #include "breakdown.h"
 
 #include <benchmark/benchmark.h>
@@ -166,6 +168,24 @@ void poll_cost(benchmark::State& state, bool durable, std::size_t per_poll) {
     if (bad != 0 || expected != sent) fail_run(state, "a message was missing or failed its checksum");
 }
 
+// Polls of a ring with nothing to read: what a spinning reader does between two records.
+void empty_poll_cost(benchmark::State& state, bool durable) {
+    std::optional<shmbus::Client> client;
+    const std::string name = fresh_topic();
+    if (!make_topic(state, name, true, client)) return;
+    shmbus::SubscribeOptions o;
+    if (durable) o.durable_name = "d";
+    auto sub = client->subscribe(name, o);
+    if (!sub) return fail_run(state, "cannot subscribe");
+    pin_to_cpu(0);
+    uint64_t got = 0;
+    auto count = [&](const shmbus::Message&) { ++got; };
+    for (auto _ : state) got += sub->poll(count, 1).status != shmbus::ReceiveStatus::empty;
+    sub = shmbus::make_error(shmbus::Errc::ok, "");
+    (void)client->delete_topic(name);
+    if (got != 0) fail_run(state, "an empty ring delivered something");
+}
+
 }  // namespace
 
 void register_breakdown_benchmarks() {
@@ -189,6 +209,8 @@ void register_breakdown_benchmarks() {
                                          [durable, per_poll](benchmark::State& s) { poll_cost(s, durable, per_poll); })
                 ->Iterations(200)
                 ->UseManualTime();
+        benchmark::RegisterBenchmark(("Breakdown/poll_empty/" + reader).c_str(), [durable](benchmark::State& s) { empty_poll_cost(s, durable); })
+            ->Iterations(kRounds);
     }
 }
 

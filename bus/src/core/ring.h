@@ -217,15 +217,17 @@ public:
 
 private:
 #if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
-    // An aligned 16-byte vector store is atomic on every x86-64 processor that has AVX (Intel SDM
-    // vol. 3A 9.1.1, AMD APM vol. 2 7.3.2); without AVX the architecture promises 8 bytes only.
+    // An aligned 16-byte MOVDQA (legacy or VEX.128 encoded) is atomic on every x86-64 processor
+    // that has AVX (Intel SDM vol. 3A 9.1.1, AMD APM vol. 2 7.3.2); without AVX the architecture
+    // promises 8 bytes only. The legacy SSE2 form needs no AVX code generation, so the store is
+    // inlined into the claim rather than called.
     static inline const bool kAtomicVectorStore = __builtin_cpu_supports("avx");
-    __attribute__((target("avx"))) static void store16(uint64_t* word, uint64_t low, uint64_t high) noexcept {
+    static void store16(uint64_t* word, uint64_t low, uint64_t high) noexcept {
         const __m128i v = _mm_set_epi64x(int64_t(high), int64_t(low));
         // SYNC: a release store (x86 keeps stores in program order; the asm's memory clobber keeps
         // the compiler from moving earlier writes after it): pairs with the acquire loads of the
         // tail in read_tail() and tail_position(), as the CAS's release half does.
-        asm volatile("vmovdqa %1, %0" : "=m"(*reinterpret_cast<__m128i*>(word)) : "x"(v) : "memory");
+        asm volatile("movdqa %1, %0" : "=m"(*reinterpret_cast<__m128i*>(word)) : "x"(v) : "memory");
     }
 #endif
     const Segment* seg_;

@@ -185,10 +185,9 @@ void SubscriberCore::ack_all_delivered() noexcept {
 uint32_t SubscriberCore::poll_records(Handler& handler, std::size_t max, bool batching) noexcept {
     rate.new_poll();
     uint32_t count = 0;
-    // The clock is read on a sampled poll only: the others pay nothing for processing times.
-    const bool sample = timed && sample_id == kNoSample && delivering_polls % kSampleEvery == 0;
-    const uint64_t poll_t0_ns = sample ? monotonic_ns() : 0;
-    const uint64_t first_id = next_id;
+    // The clock is read by a sampled poll's first delivery only: the others pay nothing for
+    // processing times.
+    sample_armed = durable && timed && sample_id == kNoSample && delivering_polls % kSampleEvery == 0;
     const RingReader read_ring = batching ? read_ring_batch_ : read_ring_;
     while (count < max) {
         if (replay) {
@@ -207,10 +206,10 @@ uint32_t SubscriberCore::poll_records(Handler& handler, std::size_t max, bool ba
         if (!replay) break;
     }
     if (count > 0 || empty_polls % kProgressEvery == 0) publish_progress();
+    sample_armed = false;  // a poll that delivered nothing (all stepped over, say) takes no sample
     if (count > 0) {
         empty_polls = 0;
         ++delivering_polls;
-        if (sample) sample_id = first_id, sample_t0_ns = poll_t0_ns;
     }
     return count;
 }

@@ -87,13 +87,22 @@ struct SubscriberCore {
     uint64_t epoch = 0;           // seeks so far: a message delivered before the last one is stale
     uint32_t empty_polls = 0;
     StreamPacer pacer{uint64_t(std::max<int64_t>(0, options.stream_backoff.count()))};
-    // Processing-time sampling: one delivering poll in kSampleEvery notes when it delivered id
-    // `sample_id`; the ack that first covers it records the time taken.
+    // Processing-time sampling (durable subscriptions on timed topics: only they ack): one
+    // delivering poll in kSampleEvery notes when it delivered its first message, id `sample_id`;
+    // the ack that first covers it records the time taken. The clock is read as that message is
+    // delivered (sample_armed), so a poll that finds nothing reads none: a spinning receive() is
+    // made of such polls, and one clock read each would slow how soon it sees the next record.
     static constexpr uint32_t kSampleEvery = 16;
     static constexpr uint64_t kNoSample = UINT64_MAX;
     uint32_t delivering_polls = 0;
+    bool sample_armed = false;
     uint64_t sample_id = kNoSample;
     uint64_t sample_t0_ns = 0;
+    void take_sample(uint64_t id) noexcept {
+        sample_armed = false;
+        sample_id = id;
+        sample_t0_ns = monotonic_ns();
+    }
     // This subscription's rate limit (a group's lives in its block): its bucket word and gate.
     std::atomic<uint64_t> rate_tat{0};
     RateGate rate{detail::rate_interval_ns(options.rate), options.rate.burst};
@@ -239,6 +248,7 @@ private:
     WallClock expiry_clock;
     // Inline: every reader kind calls it per message, from its own file.
     void deliver(Handler& handler, Message& m) noexcept {
+        if (sample_armed) [[unlikely]] take_sample(m.id);
         m.lost_before = std::exchange(lost_pending, 0);
         m.delivered_by_ = this;
         m.epoch_ = epoch;
