@@ -125,8 +125,16 @@ void PublisherCore::wait_for_space(uint64_t needed_end, uint64_t deadline_ns) no
 
 PublishStatus PublisherCore::claim(uint64_t length, std::chrono::nanoseconds timeout, uint64_t& position,
                                    uint64_t& id, uint64_t allowance) noexcept {
-    if (length > seg.max_message() + allowance) return PublishStatus::too_large;
     uint64_t start = 0;
+    const PublishStatus st = claim_unwritten(length, timeout, start, position, id, allowance);
+    if (st != PublishStatus::ok) return st;
+    write_and_record(start, position, length, id);
+    return PublishStatus::ok;
+}
+
+PublishStatus PublisherCore::claim_unwritten(uint64_t length, std::chrono::nanoseconds timeout, uint64_t& start,
+                                             uint64_t& position, uint64_t& id, uint64_t allowance) noexcept {
+    if (length > seg.max_message() + allowance) return PublishStatus::too_large;
     const uint64_t size = layout::record_size(length);
     if (length >= reuse_from) wrap_early(size);
     const PublishStatus st = claim_room(size, 1, timeout, start, position, id);
@@ -137,11 +145,14 @@ PublishStatus PublisherCore::claim(uint64_t length, std::chrono::nanoseconds tim
     // from a reader's cache (a publish into a cold 16 MiB ring: 48 -> 27 ns). A prefetch writes
     // nothing, so it may touch bytes past the gate or still being read.
     __builtin_prefetch(ring.header_at(position + kPrefetchAhead), 1, 3);
+    return PublishStatus::ok;
+}
+
+void PublisherCore::write_and_record(uint64_t start, uint64_t position, uint64_t length, uint64_t id) noexcept {
     // The header before the claim is recorded: once recorded, the daemon may seal the claim (its
     // owner stalled), and a header written after that would turn the skip record back into data.
     layout::write_header(*ring.header_at(position), uint32_t(length), RecordType::data, id, timestamp_now());
     record_claim(start, position);
-    return PublishStatus::ok;
 }
 
 // An early wrap (PublisherOptions::reuse_space) is two claims: padding alone, from the tail to the

@@ -195,9 +195,10 @@ PublishStatus publish_message(detail::PublisherCore& core, uint64_t requested_se
 // reads a MessageOptions and a meta block for it, which measured a third of a publish's time.
 PublishStatus publish_plain(detail::PublisherCore& core, std::span<const std::byte> payload, std::chrono::nanoseconds timeout) noexcept {
     if (core.named != nullptr || core.default_ttl_ns != 0) return publish_message(core, 0, payload, MessageOptions{}, timeout);
-    uint64_t position = 0, id = 0;
-    if (const PublishStatus st = core.claim(payload.size(), timeout, position, id); st != PublishStatus::ok) return st;
+    uint64_t start = 0, position = 0, id = 0;
+    if (const PublishStatus st = core.claim_unwritten(payload.size(), timeout, start, position, id); st != PublishStatus::ok) return st;
     if (!payload.empty()) copy_into_ring(core.ring.payload_at(position), payload.data(), payload.size(), core.lands_warm(position, payload.size()));
+    core.write_and_record(start, position, payload.size(), id);
     return core.commit_record(position, layout::RecordType::data);
 }
 

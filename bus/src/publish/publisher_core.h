@@ -35,6 +35,15 @@ struct PublisherCore {
     // `allowance`: bytes a record may take beyond max_message (layout::record_allowance).
     [[nodiscard]] PublishStatus claim(uint64_t length, std::chrono::nanoseconds timeout, uint64_t& position,
                                       uint64_t& id, uint64_t allowance = 0) noexcept;
+    // claim() in two steps, for a caller that writes the payload first: the claim, announced and
+    // won but with nothing written (`start`: where it begins, padding included); then the header
+    // and the claim's record. A publisher killed between the two leaves a claim only announced,
+    // which shmbusd seals whole (the payload's bytes lie past the header, which stays as it was).
+    // Written this way, a small record's first line takes all its stores in one burst just before
+    // the commit word (one transfer of that line from a reader spinning on it, not two).
+    [[nodiscard]] PublishStatus claim_unwritten(uint64_t length, std::chrono::nanoseconds timeout, uint64_t& start,
+                                                uint64_t& position, uint64_t& id, uint64_t allowance = 0) noexcept;
+    void write_and_record(uint64_t start, uint64_t position, uint64_t length, uint64_t id) noexcept;
     // Publishes `payloads` as consecutive messages, as many per claim as fit in an eighth of the
     // ring: one tail update, one timestamp, one wake-up check per claim. Returns how many were
     // published; `status` says why it stopped short (too_large: the next payload exceeds
