@@ -196,6 +196,32 @@ TEST(Recovery, AClaimOnlyAnnouncedIsSealedOnceNoLiveProducerCanOwnIt) {
     EXPECT_EQ(ids, std::vector<uint64_t>{2});
 }
 
+// Killed after writing its payload but before its header (publish() writes a small record's
+// header last, just before the commit): the header's bytes are still the last lap's record, and
+// the claim, only announced, is sealed whole as one skip record.
+TEST(Recovery, AClaimWithItsPayloadWrittenButNotItsHeaderIsSealedWhole) {
+    LocalTopic t(config(4096, OnFull::overwrite));
+    auto pub = t.publisher({}, 0);
+    for (int i = 0; i < 100; ++i) ASSERT_EQ(pub.publish("a lap of records"), PublishStatus::ok);  // 6400 bytes: a lap
+    auto sub = t.subscriber();
+    ASSERT_TRUE(sub.has_value());
+    ASSERT_EQ(pub.publish("before"), PublishStatus::ok);  // id 100
+    const Ring ring(t.segment());
+    const uint64_t start = ring.read_tail().position;
+    RecordInfo stale{};
+    ASSERT_EQ(ring.inspect(start - ring.capacity(), stale), RecordCheck::ready);  // the header there is last lap's
+    ASSERT_LT(stale.id, 100u);
+    claim_unrecorded(t.segment(), 1, 128);  // the dead producer, slot 1, id 101
+    std::memset(ring.payload_at(start), 'p', 128 - sizeof(layout::RecordHeader));  // its payload, and no header
+    ASSERT_EQ(pub.publish("after"), PublishStatus::ok);
+    EXPECT_EQ(drain(*sub), std::vector<std::string>{"before"});  // the unwritten header holds readers back
+    EXPECT_EQ(seal_dead(t.segment(), 1), SealOutcome::sealed);
+    std::vector<uint64_t> ids;
+    EXPECT_EQ(drain(*sub, 100, &ids), std::vector<std::string>{"after"});
+    EXPECT_EQ(ids, std::vector<uint64_t>{102});
+    EXPECT_EQ(t.segment().producers().skip_records.load(), 1u);
+}
+
 TEST(Recovery, AnAnnouncedClaimThatALiveProducerAlsoAnnouncedWaits) {
     LocalTopic t(config(4096));
     auto pub = t.publisher({}, 0);
