@@ -61,31 +61,6 @@ void Loan::abandon() noexcept {
 
 namespace {
 
-// A large payload goes into ring memory last written a lap ago (at least 8 such messages ago),
-// out of every cache: copied in 4 KiB steps with the lines 16 KiB ahead asked for in write mode,
-// so that the stores do not wait, one line after another, for lines to come from memory (1 MiB
-// ping-pong 68-70 -> 50-55 us). Below 256 KiB the destination is often still cached, and the
-// steps only cost (64 KiB: 1.9 -> 2.5 us), so memcpy does it alone; and so where the record lands
-// in the warm window of a publisher that reuses space (1 MiB ping-pong, cores sharing their cache:
-// 48 us stepped, 22.5 us by memcpy).
-[[gnu::noinline]] void copy_large_into_ring(std::byte* to, const std::byte* from, std::size_t n) noexcept {
-    constexpr std::size_t kStep = 4096, kAhead = 16384;
-    std::size_t done = 0;
-    for (std::size_t ahead = 0; ahead < kAhead; ahead += 64) __builtin_prefetch(to + ahead, 1, 3);
-    for (; done + kStep <= n; done += kStep) {
-        const std::size_t next = done + kAhead;
-        for (std::size_t line = 0; line < kStep && next + line < n; line += 64) __builtin_prefetch(to + next + line, 1, 3);
-        std::memcpy(to + done, from + done, kStep);
-    }
-    std::memcpy(to + done, from + done, n - done);
-}
-
-inline void copy_into_ring(std::byte* to, const std::byte* from, std::size_t n, bool warm) noexcept {
-    constexpr std::size_t kFrom = 256 * 1024;
-    if (n < kFrom || warm) std::memcpy(to, from, n);
-    else copy_large_into_ring(to, from, n);
-}
-
 PublishStatus publish_plain(detail::PublisherCore& core, std::span<const std::byte> payload, std::chrono::nanoseconds timeout) noexcept;
 
 BatchResult publish_each(detail::PublisherCore& core, std::span<const std::span<const std::byte>> payloads,
@@ -186,7 +161,7 @@ PublishStatus publish_message(detail::PublisherCore& core, uint64_t requested_se
     std::byte* payload_at = nullptr;
     const PublishStatus st = claim_with_options(core, sequence, payload.size(), message, timeout, claim, payload_at);
     if (st != PublishStatus::ok) return st;
-    if (!payload.empty()) copy_into_ring(payload_at, payload.data(), payload.size(), core.lands_warm(claim.position, payload.size()));
+    if (!payload.empty()) detail::copy_into_ring(payload_at, payload.data(), payload.size(), core.lands_warm(claim.position, payload.size()));
     return core.commit_message(claim.position, sequence);
 }
 
@@ -195,11 +170,7 @@ PublishStatus publish_message(detail::PublisherCore& core, uint64_t requested_se
 // reads a MessageOptions and a meta block for it, which measured a third of a publish's time.
 PublishStatus publish_plain(detail::PublisherCore& core, std::span<const std::byte> payload, std::chrono::nanoseconds timeout) noexcept {
     if (core.named != nullptr || core.default_ttl_ns != 0) return publish_message(core, 0, payload, MessageOptions{}, timeout);
-    uint64_t start = 0, position = 0, id = 0;
-    if (const PublishStatus st = core.claim_unwritten(payload.size(), timeout, start, position, id); st != PublishStatus::ok) return st;
-    if (!payload.empty()) copy_into_ring(core.ring.payload_at(position), payload.data(), payload.size(), core.lands_warm(position, payload.size()));
-    core.write_and_record(start, position, payload.size(), id);
-    return core.commit_record(position, layout::RecordType::data);
+    return core.publish_payload(payload, timeout);
 }
 
 std::span<const std::byte> bytes_of(std::string_view text) noexcept {
