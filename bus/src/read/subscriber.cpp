@@ -182,7 +182,7 @@ void SubscriberCore::ack_all_delivered() noexcept {
     else store_ack(position, next_id);
 }
 
-uint32_t SubscriberCore::poll_records(Handler& handler, std::size_t max, bool batching) noexcept {
+[[gnu::always_inline]] inline uint32_t SubscriberCore::poll_records(Handler& handler, std::size_t max, bool batching) noexcept {
     rate.new_poll();
     uint32_t count = 0;
     // The clock is read by a sampled poll's first delivery only: the others pay nothing for
@@ -214,7 +214,7 @@ uint32_t SubscriberCore::poll_records(Handler& handler, std::size_t max, bool ba
     return count;
 }
 
-PollResult SubscriberCore::finish_poll(uint32_t count) noexcept {
+[[gnu::always_inline]] inline PollResult SubscriberCore::finish_poll(uint32_t count) noexcept {
     if (options.auto_ack && durable) ack_all_delivered();
     if (corrupt && count == 0) return {ReceiveStatus::corrupt, 0};
     // Checked only when nothing was left to read: what was published before the deletion is

@@ -166,7 +166,7 @@ struct SubscriberCore {
 private:
     // The ring (and archive) part of a poll: delivers up to `max` messages to `handler`, no ack.
     // `batching`: for poll_batch(), whose messages must stay valid until the batch is handed over.
-    [[nodiscard]] uint32_t poll_records(Handler& handler, std::size_t max, bool batching) noexcept;
+    [[nodiscard]] inline uint32_t poll_records(Handler& handler, std::size_t max, bool batching) noexcept;  // inlined in subscriber.cpp
     // Reader kinds (read/ring_readers.cpp): one loop per kind of ring reader, chosen once when the
     // subscriber is made, each checking per record only what its kind needs. A gating reader
     // reads in place; a reader producers may lap copies and validates (`Batch`: into the batch
@@ -194,7 +194,7 @@ private:
     // oldest record the ring holds. True to read on in the ring (false: stop, or read the archive).
     [[nodiscard]] bool read_on_after_empty() noexcept;
     // The end of every poll: the auto-ack, then the status for `count` messages delivered.
-    [[nodiscard]] PollResult finish_poll(uint32_t count) noexcept;
+    [[nodiscard]] inline PollResult finish_poll(uint32_t count) noexcept;  // inlined in subscriber.cpp
     template <class PollOnce>
     [[nodiscard]] PollResult receive_with(PollOnce&& poll_once, std::chrono::nanoseconds timeout, std::size_t max) noexcept;
     [[nodiscard]] bool overrun() const noexcept;
