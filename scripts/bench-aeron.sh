@@ -42,7 +42,5 @@ build/aeron/bench/shmbus-bench --benchmark_enable_random_interleaving=true \
   --benchmark_filter='^(Warmup|Latency/(cacheline|raw_ring|shmbus_spin|shmbus_exclusive|shmbus_spin_untimed|shmbus_exclusive_untimed|aeron_ipc|aeron_ipc_exclusive|iceoryx)/|Paired/|PairedThroughput/|VsAeron/|Breakdown/)' \
   --benchmark_out=docs/bench/aeron.json --benchmark_out_format=json "$@" \
   2> >(grep -v 'Application registered' >&2)
-PY=python3; [[ -x /usr/bin/python3 ]] && PY=/usr/bin/python3
-inputs=(docs/bench/results.json)
-for f in work_queue archive reach aeron; do [[ -f docs/bench/$f.json ]] && inputs+=("docs/bench/$f.json"); done
-"$PY" bench/report "${inputs[@]}" --out docs/benchmarks.md --plots docs/bench
+# Rendered from every run docs/bench holds, as scripts/bench.sh renders it.
+scripts/render-report.sh

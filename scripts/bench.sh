@@ -59,13 +59,14 @@ if [[ $requests_only -eq 0 ]]; then
     --benchmark_out="$out" --benchmark_out_format=json "$@" \
     2> >(grep -v 'Application registered' >&2)
 fi
-# The partial runs, then the section against Aeron from scripts/bench-aeron.sh's own run.
-extra=()
-for f in docs/bench/*.json; do
-  case "$f" in
-    docs/bench/results.json|docs/bench/aeron.json) ;;
-    *) if [[ "$out" == docs/bench/results.json && $requests_only -eq 0 ]]; then rm -f "$f"; else extra+=("$f"); fi ;;
-  esac
-done
-[[ -f docs/bench/aeron.json ]] && extra+=(docs/bench/aeron.json)
-"$PY" bench/report docs/bench/results.json "${extra[@]}" --out docs/benchmarks.md --plots docs/bench
+# A full run supersedes the partial runs; the report is rendered from what is left, with the
+# section against Aeron from scripts/bench-aeron.sh's own run.
+if [[ "$out" == docs/bench/results.json && $requests_only -eq 0 ]]; then
+  for f in docs/bench/*.json; do
+    case "$f" in
+      docs/bench/results.json|docs/bench/aeron.json) ;;
+      *) rm -f "$f" ;;
+    esac
+  done
+fi
+scripts/render-report.sh
