@@ -6,7 +6,7 @@
 # built against them in build/aeron, and the comparison runs: the floors, raw_ring, shmbus and
 # Aeron latency from 8 B to 1 MiB (iceoryx beside them where installed), throughput 64 B 1->1 at a
 # 1 MiB and a 16 MiB ring and term (VsAeron/...), the same latencies and the 16 MiB streams in alternating blocks so that
-# both sides see the same phase of the machine (Paired/...), and the per-message breakdown. The results go to
+# both sides see the same phase of the machine (Paired/...; PairedLong/... for the 64 B p99), and the per-message breakdown. The results go to
 # docs/bench/aeron.json, then the report is rendered again. Aeron is never needed by the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,7 +39,7 @@ mkdir -p docs/bench
 SHMBUS_BENCH_COMMIT="$(git describe --always --dirty 2>/dev/null || echo unknown)"
 export SHMBUS_BENCH_COMMIT
 build/aeron/bench/shmbus-bench --benchmark_enable_random_interleaving=true \
-  --benchmark_filter='^(Warmup|Latency/(cacheline|raw_ring|shmbus_spin|shmbus_exclusive|shmbus_spin_untimed|shmbus_exclusive_untimed|aeron_ipc|aeron_ipc_exclusive|iceoryx)/|Paired/|PairedThroughput/|VsAeron/|Breakdown/)' \
+  --benchmark_filter='^(Warmup|Latency/(cacheline|raw_ring|shmbus_spin|shmbus_exclusive|shmbus_spin_untimed|shmbus_exclusive_untimed|aeron_ipc|aeron_ipc_exclusive|iceoryx)/|Paired/|PairedLong/|PairedThroughput/|VsAeron/|Breakdown/)' \
   --benchmark_out=docs/bench/aeron.json --benchmark_out_format=json "$@" \
   2> >(grep -v 'Application registered' >&2)
 # Rendered from every run docs/bench holds, as scripts/bench.sh renders it.
