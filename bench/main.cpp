@@ -524,11 +524,13 @@ void memory_per_topic(benchmark::State& state, uint64_t capacity) {
 // length, 64 B 1->1, every message checked. Only in a build with Aeron (aeron.h).
 void register_against_aeron() {
     if (!aeron_available()) return;
-    // Latency in alternating blocks (paired_latency): shmbus against Aeron at 64 B, and against
+    // Latency in alternating blocks (paired_latency): shmbus against Aeron at 64 B (and at 256 B
+    // and 1 KiB, records of several lines), and against
     // iceoryx at 64 KiB and 1 MiB (where the phase decides the most).
     std::vector<std::tuple<std::string, std::string, std::size_t>> pairs = {
         {"shmbus_exclusive", "aeron_ipc_exclusive", 64}, {"shmbus_spin", "aeron_ipc", 64},
-        {"shmbus_exclusive_untimed", "aeron_ipc_exclusive", 64}, {"shmbus_spin_untimed", "aeron_ipc", 64}};
+        {"shmbus_exclusive_untimed", "aeron_ipc_exclusive", 64}, {"shmbus_spin_untimed", "aeron_ipc", 64},
+        {"shmbus_spin", "aeron_ipc", 256}, {"shmbus_spin", "aeron_ipc", 1024}};
 #if SHMBUS_BENCH_HAVE_ICEORYX
     pairs.emplace_back("shmbus_spin", "iceoryx", 1 << 16);
     pairs.emplace_back("shmbus_spin", "iceoryx", 1 << 20);

@@ -20,6 +20,15 @@ namespace {
     return r.type == uint16_t(RecordType::skip) || (r.flags & layout::kRecordRetry) != 0;
 }
 
+// How many lines past its header's a caught-up reader loads with the next commit word
+// (Ring::inspect), from the size of the record it just read: the lines such a record spans, for
+// records of up to 4 lines past the header's (256 B of payload); beyond that one, as for the
+// smallest, since the processor's own prefetcher streams a long payload in.
+[[nodiscard]] inline uint32_t lines_to_touch(uint64_t record_size) noexcept {
+    const uint64_t lines = (record_size + 31) / 64;
+    return lines >= 2 && lines <= 4 ? uint32_t(lines) : 1;
+}
+
 }  // namespace
 
 void SubscriberCore::choose_ring_readers() noexcept {
@@ -63,7 +72,7 @@ uint32_t SubscriberCore::read_gated(Handler& handler, std::size_t max) noexcept 
     uint32_t count = 0;
     while (count < max) {
         RecordInfo r{};
-        const RecordCheck check = ring.inspect(position, r);
+        const RecordCheck check = ring.inspect(position, r, touch_lines);
         if (check == RecordCheck::not_ready) {
             // Producers never pass a gating cursor; one a ring ahead broke the protocol (or the
             // segment is damaged), and the reader goes on from what the ring holds.
@@ -90,6 +99,7 @@ uint32_t SubscriberCore::read_gated(Handler& handler, std::size_t max) noexcept 
         position += r.size;
         next_id = r.id + 1;
         if (steps_over(r.id, r.timestamp_ns)) continue;
+        touch_lines = lines_to_touch(r.size);
         if (deliver_record(handler, r, payload, position)) ++count;
     }
     return count;
@@ -104,7 +114,7 @@ uint32_t SubscriberCore::read_lappable(Handler& handler, std::size_t max) noexce
     uint32_t count = 0;
     while (count < max) {
         RecordInfo r{};
-        const RecordCheck check = ring.inspect(position, r);
+        const RecordCheck check = ring.inspect(position, r, touch_lines);
         if (check == RecordCheck::not_ready) {
             // Nothing here yet, or the producers lapped us.
             if (read_on_after_empty()) continue;
@@ -148,6 +158,7 @@ uint32_t SubscriberCore::read_lappable(Handler& handler, std::size_t max) noexce
         }
         position += r.size;
         next_id = r.id + 1;
+        touch_lines = lines_to_touch(r.size);
         if (!steps_over(r.id, r.timestamp_ns) && deliver_record(handler, r, payload, position)) ++count;
         if (in_place) release_hold();
     }

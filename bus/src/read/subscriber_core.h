@@ -86,6 +86,7 @@ struct SubscriberCore {
     uint64_t acked_position = 0;  // last ack stored in the slot
     uint64_t epoch = 0;           // seeks so far: a message delivered before the last one is stale
     uint32_t empty_polls = 0;
+    uint32_t touch_lines = 1;
     StreamPacer pacer{uint64_t(std::max<int64_t>(0, options.stream_backoff.count()))};
     // Processing-time sampling (durable subscriptions on timed topics: only they ack): one
     // delivering poll in kSampleEvery notes when it delivered its first message, id `sample_id`;
