@@ -86,6 +86,8 @@ struct SubscriberCore {
     uint64_t acked_position = 0;  // last ack stored in the slot
     uint64_t epoch = 0;           // seeks so far: a message delivered before the last one is stale
     uint32_t empty_polls = 0;
+    // Lines past the header's that the next Ring::inspect loads together with the commit word:
+    // as many as the last record spanned, when that was two to four (ring_readers.cpp).
     uint32_t touch_lines = 1;
     StreamPacer pacer{uint64_t(std::max<int64_t>(0, options.stream_backoff.count()))};
     // Processing-time sampling (durable subscriptions on timed topics: only they ack): one
