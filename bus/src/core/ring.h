@@ -14,6 +14,7 @@
 
 #include "core/segment.h"
 #include "shmbus/layout/record.h"
+#include "shmbus/layout/segment_header.h"
 #include "shmbus/topic.h"
 
 #if defined(__x86_64__) && !defined(__GCC_HAVE_SYNC_COMPARE_AND_SWAP_16)
@@ -146,7 +147,7 @@ public:
         // together with it instead of one after another once it arrives (64 B ping-pong:
         // 1.12-1.25x Aeron's p50 -> 0.98-1.05x, paired). After the commit load in program order,
         // so what the copy reads is ordered after it as before; the values are never used.
-        for (uint32_t i = 1; i <= lines_after; ++i) touch_line(ring_ + ((position + 64 * i) & mask_));
+        for (uint32_t i = 1; i <= lines_after; ++i) touch_line(ring_ + ((position + layout::kCacheLine * i) & mask_));
         if (commit != layout::commit_word(position)) return RecordCheck::not_ready;
         out.position = position;
         out.length = layout::get_field(h->length);

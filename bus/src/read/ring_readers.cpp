@@ -25,7 +25,8 @@ namespace {
 // records of up to 4 lines past the header's (256 B of payload); beyond that one, as for the
 // smallest, since the processor's own prefetcher streams a long payload in.
 [[nodiscard]] inline uint32_t lines_to_touch(uint64_t record_size) noexcept {
-    const uint64_t lines = (record_size + 31) / 64;
+    // A record at an odd 32-byte offset has its last byte at (size + 31) from its header line's start.
+    const uint64_t lines = (record_size + layout::kRecordAlignment - 1) / layout::kCacheLine;
     return lines >= 2 && lines <= 4 ? uint32_t(lines) : 1;
 }
 
@@ -98,8 +99,8 @@ uint32_t SubscriberCore::read_gated(Handler& handler, std::size_t max) noexcept 
         const std::byte* payload = ring.payload_at(position);
         position += r.size;
         next_id = r.id + 1;
-        if (steps_over(r.id, r.timestamp_ns)) continue;
         touch_lines = lines_to_touch(r.size);
+        if (steps_over(r.id, r.timestamp_ns)) continue;
         if (deliver_record(handler, r, payload, position)) ++count;
     }
     return count;
