@@ -70,19 +70,18 @@ int run_bridge(shmbus::Client& client, const BridgeSettings& s) {
             return 1;
         }
         g_metrics = &metrics;
-        set_connected(false);
+        show_connected();
     }
-    Connection nc;
-    if (natsStatus st = connect(s, nc); st != NATS_OK) {
+    TrackedConnection nc;
+    if (natsStatus st = nc.open(s); st != NATS_OK) {
         std::cerr << "shmbus: bridge: cannot connect to " << s.nats_url << ": " << nats_error(st) << "\n";
         return 1;
     }
-    set_connected(true);
     if (!s.stream.empty() && !ensure_stream(nc.get(), s)) return 1;
     std::signal(SIGTERM, [](int) { g_stop.store(true); });
     std::signal(SIGINT, [](int) { g_stop.store(true); });
     log_line("bus " + bus + " <-> " + s.nats_url + ": " + std::to_string(s.out.size()) + " out, " + std::to_string(s.in.size()) + " in");
-    nc.reset();  // it checked the credentials and the stream: each mapping has its own (Link)
+    nc.close();  // it checked the credentials and the stream: each mapping has its own (Link)
     std::vector<std::thread> threads;
     for (std::size_t i = 0; i < s.out.size(); ++i)
         threads.emplace_back(forward_out, std::ref(outs[i]), std::cref(s), s.out[i].first, s.out[i].second, bus, s.window);

@@ -74,7 +74,7 @@ public:
     Inbound(shmbus::Publisher& pub, const BridgeSettings& settings, std::string subject, std::string durable, std::string topic,
             std::string bus)
         : pub_(pub), subject_(std::move(subject)), durable_(std::move(durable)), topic_(std::move(topic)), bus_(std::move(bus)),
-          link_{settings, nullptr, nullptr, nullptr}, counters_(counters_for("in", topic_, subject_)) {}
+          link_{settings, nullptr, {}, nullptr}, counters_(counters_for("in", topic_, subject_)) {}
 
     void run() {
         while (!g_stop.load()) {

@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <functional>
 #include <map>
+#include <mutex>
+#include <set>
 #include <vector>
 
 namespace cli::bridge {
@@ -13,10 +15,33 @@ MappingCounters counters_for(const char* direction, const std::string& topic, co
     const std::map<std::string, std::string> labels{{"bridge", g_bridge_name}, {"direction", direction}, {"topic", topic}, {"subject", subject}};
     return {&g_metrics->carried.Add(labels), &g_metrics->retried.Add(labels)};
 }
-void set_connected(bool up) {
+namespace {
+std::mutex g_live_mutex;
+std::set<uint64_t> g_live;  // the numbers of the connections up (guarded by g_live_mutex)
+std::atomic<uint64_t> g_next_connection{1};
+
+// Called with g_live_mutex held, so that a report and a connect never show in the wrong order.
+void show_connected_locked() {
     if (g_metrics == nullptr) return;
-    g_metrics->connected.Add({{"bridge", g_bridge_name}}).Set(up ? 1 : 0);
-    if (up) g_metrics->reconnects.Add({{"bridge", g_bridge_name}}).Increment(0);
+    g_metrics->connected.Add({{"bridge", g_bridge_name}}).Set(g_live.empty() ? 0 : 1);
+    g_metrics->reconnects.Add({{"bridge", g_bridge_name}}).Increment(0);  // shown from the start
+}
+
+// The library's report, on its own thread; the closure is the connection's number.
+void on_disconnected(natsConnection*, void* closure) {
+    const auto id = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(closure));
+    {
+        std::lock_guard lock(g_live_mutex);
+        if (g_live.erase(id) == 0) return;  // closed by the bridge itself: not news
+        show_connected_locked();
+    }
+    log_line("disconnected from the NATS server; reconnecting");
+}
+}  // namespace
+
+void show_connected() {
+    std::lock_guard lock(g_live_mutex);
+    show_connected_locked();
 }
 
 void log_line(const std::string& text) {
@@ -43,24 +68,20 @@ std::string safe_name(const std::string& text, bool allow_dot) {
     return out;
 }
 
-void on_disconnected(natsConnection*, void*) {
-    set_connected(false);
-    log_line("disconnected from the NATS server; reconnecting");
-}
-void on_reconnected(natsConnection*, void*) {
-    set_connected(true);
+void note_reconnected() {
     if (g_metrics != nullptr) g_metrics->reconnects.Add({{"bridge", g_bridge_name}}).Increment();
     log_line("reconnected to the NATS server");
 }
 
-natsStatus connect(const BridgeSettings& s, Connection& out) {
+namespace {
+natsStatus connect_untracked(const BridgeSettings& s, uint64_t id, Connection& out) {
     natsOptions* raw = nullptr;
     if (natsStatus st = natsOptions_Create(&raw); st != NATS_OK) return st;
     Options opts(raw);
     natsStatus st = natsOptions_SetURL(raw, s.nats_url.c_str());
     if (st == NATS_OK) st = natsOptions_SetName(raw, ("shmbus-bridge-" + s.name).c_str());
     if (st == NATS_OK) st = natsOptions_SetAllowReconnect(raw, false);
-    if (st == NATS_OK) st = natsOptions_SetDisconnectedCB(raw, on_disconnected, nullptr);
+    if (st == NATS_OK) st = natsOptions_SetDisconnectedCB(raw, on_disconnected, reinterpret_cast<void*>(static_cast<uintptr_t>(id)));
     if (st == NATS_OK && !s.user.empty()) st = natsOptions_SetUserInfo(raw, s.user.c_str(), s.password.c_str());
     if (st == NATS_OK && !s.token.empty()) st = natsOptions_SetToken(raw, s.token.c_str());
     if (st == NATS_OK && !s.creds.empty()) st = natsOptions_SetUserCredentialsFromFiles(raw, s.creds.c_str(), nullptr);
@@ -73,6 +94,33 @@ natsStatus connect(const BridgeSettings& s, Connection& out) {
     st = natsConnection_Connect(&nc, raw);
     out.reset(nc);
     return st;
+}
+}  // namespace
+
+natsStatus TrackedConnection::open(const BridgeSettings& s) {
+    close();
+    id_ = g_next_connection.fetch_add(1, std::memory_order_relaxed);  // only unique: no order needed
+    {
+        // Up before it connects, so that a report of its loss during the connect is not missed.
+        std::lock_guard lock(g_live_mutex);
+        g_live.insert(id_);
+    }
+    const natsStatus st = connect_untracked(s, id_, nc_);
+    if (st != NATS_OK) {
+        close();
+        return st;
+    }
+    show_connected();
+    return st;
+}
+
+void TrackedConnection::close() noexcept {
+    if (id_ != 0) {
+        std::lock_guard lock(g_live_mutex);
+        g_live.erase(id_);  // before the library's report of it, which then changes nothing
+        id_ = 0;
+    }
+    nc_.reset();
 }
 
 natsStatus jet_stream(natsConnection* nc, JetStream& out, jsOptions* opts) {

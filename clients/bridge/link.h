@@ -57,7 +57,9 @@ struct MappingCounters {
     void retry() const { if (retried) retried->Increment(); }
 };
 [[nodiscard]] MappingCounters counters_for(const char* direction, const std::string& topic, const std::string& subject);
-void set_connected(bool up);
+// shmbus_bridge_connected: 1 while at least one of the bridge's connections is up. Shown as 0
+// before the first connection, and whenever a connection attempt fails with none up.
+void show_connected();
 void log_line(const std::string& text);
 [[nodiscard]] std::string nats_error(natsStatus s);
 [[nodiscard]] std::string hex_id(uint64_t id);
@@ -75,11 +77,31 @@ using JetStream = std::unique_ptr<jsCtx, NatsDeleter<jsCtx, jsCtx_Destroy>>;
 using Subscription = std::unique_ptr<natsSubscription, NatsDeleter<natsSubscription, natsSubscription_Destroy>>;
 using Msg = std::unique_ptr<natsMsg, NatsDeleter<natsMsg, natsMsg_Destroy>>;
 
-void on_reconnected(natsConnection*, void*);
+void note_reconnected();
 // One connection, never reconnected by the library: after a disconnection the library would send
 // what it still held for the old server to the new one ahead of the window the bridge sends again,
 // out of order. Each forwarding loop makes its own (Link) and makes it again when it fails.
-[[nodiscard]] natsStatus connect(const BridgeSettings& s, Connection& out);
+//
+// It counts as up (show_connected) from its connect until the server drops it. The library also
+// reports a disconnection, later and from its own thread, when the bridge closes a connection
+// itself; each connection's report carries its own number, so a report about a connection the
+// bridge already closed changes nothing (it once set the gauge to 0 under a newer connection).
+class TrackedConnection {
+public:
+    TrackedConnection() = default;
+    TrackedConnection(const TrackedConnection&) = delete;
+    TrackedConnection& operator=(const TrackedConnection&) = delete;
+    ~TrackedConnection() { close(); }
+
+    [[nodiscard]] natsStatus open(const BridgeSettings& s);
+    void close() noexcept;  // not a disconnection: the gauge stays as it is until the next attempt
+    [[nodiscard]] natsConnection* get() const noexcept { return nc_.get(); }
+    explicit operator bool() const noexcept { return nc_ != nullptr; }
+
+private:
+    uint64_t id_ = 0;  // 0: none open
+    Connection nc_;
+};
 [[nodiscard]] natsStatus jet_stream(natsConnection* nc, JetStream& out, jsOptions* opts);
 // --stream NAME: made for the --out subjects unless it exists (its subjects are then its own).
 [[nodiscard]] bool ensure_stream(natsConnection* nc, const BridgeSettings& s);
@@ -89,7 +111,7 @@ void on_reconnected(natsConnection*, void*);
 struct Link {
     const BridgeSettings& settings;
     jsOptions* options;  // the JetStream context's (asynchronous publishing), or null
-    Connection nc;
+    TrackedConnection nc;
     JetStream js;
     bool was_connected = false;
     uint64_t generation = 0;  // bumped with every new connection
@@ -99,13 +121,14 @@ struct Link {
         while (!g_stop.load()) {
             if (nc && natsConnection_Status(nc.get()) == NATS_CONN_STATUS_CONNECTED) return true;
             drop();
-            if (connect(settings, nc) == NATS_OK && jet_stream(nc.get(), js, options) == NATS_OK) {
+            if (nc.open(settings) == NATS_OK && jet_stream(nc.get(), js, options) == NATS_OK) {
                 ++generation;
-                if (was_connected) on_reconnected(nc.get(), nullptr);
+                if (was_connected) note_reconnected();
                 was_connected = true;
-                set_connected(true);
                 return true;
             }
+            drop();
+            show_connected();
             std::this_thread::sleep_for(backoff);
             backoff = std::min<std::chrono::milliseconds>(backoff * 2, 2000ms);
         }
@@ -114,7 +137,7 @@ struct Link {
     // Discards the connection and whatever it still held for the server.
     void drop() {
         js.reset();
-        nc.reset();
+        nc.close();
     }
 };
 

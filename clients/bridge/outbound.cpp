@@ -88,7 +88,7 @@ public:
     Outbound(shmbus::Subscriber& sub, const BridgeSettings& settings, std::string topic, std::string subject, std::string bus,
              uint32_t window)
         : sub_(sub), topic_(std::move(topic)), subject_(std::move(subject)), bus_(std::move(bus)), window_(window),
-          link_{settings, &jo_, nullptr, nullptr}, counters_(counters_for("out", topic_, subject_)) {
+          link_{settings, &jo_, {}, nullptr}, counters_(counters_for("out", topic_, subject_)) {
         jsOptions_Init(&jo_);
         jo_.PublishAsync.MaxPending = window;
         jo_.PublishAsync.AckHandler = on_publish_ack;
