@@ -22,12 +22,14 @@
 namespace shmbus::detail {
 
 // A large payload goes into ring memory last written a lap ago (at least 8 such messages ago),
-// out of every cache: copied in 4 KiB steps with the lines 16 KiB ahead asked for in write mode,
-// so that the stores do not wait, one line after another, for lines to come from memory (1 MiB
-// ping-pong 68-70 -> 50-55 us). Below 256 KiB the destination is often still cached, and the
-// steps only cost (64 KiB: 1.9 -> 2.5 us), so memcpy does it alone; and so where the record lands
-// in the warm window of a publisher that reuses space (1 MiB ping-pong, cores sharing their cache:
-// 48 us stepped, 22.5 us by memcpy).
+// out of every cache: copied in 4 KiB steps with the lines 16 KiB ahead asked for, so that the
+// stores do not wait, one line after another, for lines to come from memory (1 MiB ping-pong
+// 68-70 -> 50-55 us). The prefetches carry write intent: PREFETCHW where the target has it,
+// otherwise a read prefetch, which brings a line no other core holds in exclusively, so the store
+// finds it ready (a -mprfchw build measured the same). Below 256 KiB the destination is often
+// still cached, and the steps only cost (64 KiB: 1.9 -> 2.5 us), so memcpy does it alone; and so
+// where the record lands in the warm window of a publisher that reuses space (1 MiB ping-pong,
+// cores sharing their cache: 48 us stepped, 22.5 us by memcpy).
 void copy_large_into_ring(std::byte* to, const std::byte* from, std::size_t n) noexcept;
 inline void copy_into_ring(std::byte* to, const std::byte* from, std::size_t n, bool warm) noexcept {
     constexpr std::size_t kFrom = 256 * 1024;
