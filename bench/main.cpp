@@ -6,6 +6,8 @@
 //   Throughput/<transport>/<bytes>/<P>x<S>       one-way stream, every message checked
 //                                                (shmbus_batch: single-producer, durable reader, publish_batch and
 //                                                receive_batch of 64)
+//   Fanout/<transport>/64/1x<S>                  one publisher, S subscribers (shmbus_spin: busy-spinning,
+//                                                registered only where every process has a core)
 //   LatencyTopics/shmbus_spin/64/<topics alive>  scaling with the number of topics
 //   Publish/shmbus/64/<topics>                   publish cost alone, round-robin over topics
 //   Memory/topic/<capacity>                      shared memory per topic
@@ -421,6 +423,29 @@ void paired_throughput(benchmark::State& state, const std::string& a, bool b_exc
 
 // ---- scaling ----
 
+// Fan-out (1 -> 1..16 busy-spinning subscribers) and many producers (1..16 -> 1) with a core for
+// every process: registered only for the counts this machine has the cores for (with fewer, the
+// runs measure the scheduler: Fanout/shmbus_block and Throughput/.../4x1 above show that). On a
+// machine with 17 cores or more: --benchmark_filter='Fanout/shmbus_spin|Throughput/shmbus_spin/64/'.
+void register_core_scaling() {
+    for (int n : {1, 2, 4, 8, 16}) {
+        if (1 + n > cpu_count()) break;
+        benchmark::RegisterBenchmark(("Fanout/shmbus_spin/64/1x" + std::to_string(n)).c_str(),
+                                     [=](benchmark::State& st) { throughput_shmbus(st, "shmbus_spin", 64, 1, n, 2'000'000); })
+            ->Iterations(1)
+            ->Repetitions(kRepetitions)
+            ->UseManualTime()
+            ->Unit(benchmark::kMillisecond);
+        if (n == 1 || n == 4) continue;  // Throughput/shmbus_spin/64/1x1 and 4x1 are registered with the others
+        benchmark::RegisterBenchmark(("Throughput/shmbus_spin/64/" + std::to_string(n) + "x1").c_str(),
+                                     [=](benchmark::State& st) { throughput_shmbus(st, "shmbus_spin", 64, n, 1, 2'000'000 / uint64_t(n)); })
+            ->Iterations(1)
+            ->Repetitions(kRepetitions)
+            ->UseManualTime()
+            ->Unit(benchmark::kMillisecond);
+    }
+}
+
 void latency_with_topics(benchmark::State& state, int topics) {
     std::string why;
     if (!ensure_shmbusd(why)) return fail_run(state, why);
@@ -665,6 +690,7 @@ void register_all() {
                 ->Iterations(1)
                 ->UseManualTime()
                 ->Unit(benchmark::kMillisecond);
+    register_core_scaling();
     for (int topics : {1, 100, 1000}) {
         benchmark::RegisterBenchmark(("LatencyTopics/shmbus_spin/64/" + std::to_string(topics)).c_str(),
                                      [=](benchmark::State& st) { latency_with_topics(st, topics); })
