@@ -423,26 +423,31 @@ void paired_throughput(benchmark::State& state, const std::string& a, bool b_exc
 
 // ---- scaling ----
 
+// One stream of throughput_shmbus under `family` ("Throughput" or "Fanout"), named
+// <family>/<mode>/<bytes>/<P>x<S>, `total` messages shared among the producers.
+void register_stream(const std::string& family, const std::string& mode, std::size_t size, int producers, int consumers,
+                     uint64_t total) {
+    const std::string name = family + "/" + mode + "/" + std::to_string(size) + "/" + std::to_string(producers) + "x" +
+                             std::to_string(consumers);
+    benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) {
+        throughput_shmbus(st, mode, size, producers, consumers, total / uint64_t(producers));
+    })
+        ->Iterations(1)
+        ->Repetitions(kRepetitions)
+        ->UseManualTime()
+        ->Unit(benchmark::kMillisecond);
+}
+
 // Fan-out (1 -> 1..16 busy-spinning subscribers) and many producers (1..16 -> 1) with a core for
 // every process: registered only for the counts this machine has the cores for (with fewer, the
-// runs measure the scheduler: Fanout/shmbus_block and Throughput/.../4x1 above show that). On a
-// machine with 17 cores or more: --benchmark_filter='Fanout/shmbus_spin|Throughput/shmbus_spin/64/'.
+// runs measure the scheduler, as the always-registered Fanout/shmbus_block and 4x1 runs show). On
+// a machine with 17 cores or more: --benchmark_filter='Fanout/shmbus_spin|Throughput/shmbus_spin/64/'.
 void register_core_scaling() {
     for (int n : {1, 2, 4, 8, 16}) {
         if (1 + n > cpu_count()) break;
-        benchmark::RegisterBenchmark(("Fanout/shmbus_spin/64/1x" + std::to_string(n)).c_str(),
-                                     [=](benchmark::State& st) { throughput_shmbus(st, "shmbus_spin", 64, 1, n, 2'000'000); })
-            ->Iterations(1)
-            ->Repetitions(kRepetitions)
-            ->UseManualTime()
-            ->Unit(benchmark::kMillisecond);
+        register_stream("Fanout", "shmbus_spin", 64, 1, n, 2'000'000);
         if (n == 1 || n == 4) continue;  // Throughput/shmbus_spin/64/1x1 and 4x1 are registered with the others
-        benchmark::RegisterBenchmark(("Throughput/shmbus_spin/64/" + std::to_string(n) + "x1").c_str(),
-                                     [=](benchmark::State& st) { throughput_shmbus(st, "shmbus_spin", 64, n, 1, 2'000'000 / uint64_t(n)); })
-            ->Iterations(1)
-            ->Repetitions(kRepetitions)
-            ->UseManualTime()
-            ->Unit(benchmark::kMillisecond);
+        register_stream("Throughput", "shmbus_spin", 64, n, 1, 2'000'000);
     }
 }
 
@@ -664,13 +669,7 @@ void register_all() {
                 const std::string mode = t;
                 if (mode == "shmbus_durable" && (p != 1 || c != 1)) continue;
                 if ((mode == "shmbus_exclusive" || mode == "shmbus_batch") && p != 1) continue;  // one publisher by definition
-                benchmark::RegisterBenchmark(
-                    ("Throughput/" + std::string(t) + "/" + std::to_string(s) + "/" + std::to_string(p) + "x" + std::to_string(c)).c_str(),
-                    [=](benchmark::State& st) { throughput_shmbus(st, t, s, p, c, count / uint64_t(p)); })
-                    ->Iterations(1)
-                    ->Repetitions(kRepetitions)
-                    ->UseManualTime()
-                    ->Unit(benchmark::kMillisecond);
+                register_stream("Throughput", mode, s, p, c, count);
             }
         for (const auto& t : available_transports()) {
             if (t.rfind("shmbus_", 0) == 0 || floor_only_small(t) || large_only(t)) continue;
